@@ -1,0 +1,310 @@
+"""The three ports of the shell: mail transport, archive and state store.
+
+Every adapter in ``kcg_mail/adapters/`` implements one of these abstract classes.
+The flows and the service layer only ever talk to these interfaces, so the same
+flow runs on Maildir or Exchange, on a local folder or Dropbox.
+
+The value types below are plain frozen dataclasses with no I/O.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import formataddr
+from typing import Any, Iterable, Literal
+
+#: Header carried by every message we send. Its value is the idempotency key of
+#: the action that sent it; it is how a sent copy is found again after a crash.
+MARKER_HEADER = "X-KCG-Mail"
+
+Folder = Literal["processed", "quarantine"]
+
+
+# --------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True)
+class Address:
+    name: str
+    email: str
+
+    def formatted(self) -> str:
+        return formataddr((self.name, self.email))
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+def message_id_for(key: str, domain: str) -> str:
+    """A stable RFC 5322 Message-ID derived from an idempotency key."""
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+    return f"<kcg.{digest}@{domain}>"
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """One mail we send. ``key`` is the deterministic idempotency key
+    (``meeting:action:recipient[:version]``); the Message-ID and the marker
+    header are derived from it, so a resend after a crash is recognisable."""
+
+    key: str
+    action: str
+    meeting_id: str | None
+    sender: Address
+    to: tuple[Address, ...]
+    subject: str
+    text: str
+    html: str | None = None
+    cc: tuple[Address, ...] = ()
+    reply_to: Address | None = None
+    attachments: tuple[Attachment, ...] = ()
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    #: Adds ``Auto-Submitted: auto-generated`` and ``X-Auto-Response-Suppress``.
+    #: False for invitations (we want their accept/decline responses).
+    auto_submitted: bool = True
+
+    @property
+    def message_id(self) -> str:
+        domain = self.sender.email.rpartition("@")[2] or "kcg-mail.invalid"
+        return message_id_for(self.key, domain)
+
+    @property
+    def recipients(self) -> tuple[Address, ...]:
+        return self.to + self.cc
+
+
+@dataclass(frozen=True)
+class Invitation:
+    """A calendar invitation (or its update or cancellation) for one meeting.
+
+    ``message`` carries key, subject, bodies, organizer (sender) and attendees
+    (to). ``ics`` is the complete RFC 5545 object with METHOD set, built by the
+    core; MIME transports attach it as ``text/calendar; method=...``, Exchange
+    and Graph create real calendar items from the fields instead.
+    """
+
+    message: OutgoingMessage
+    uid: str
+    sequence: int
+    method: Literal["REQUEST", "CANCEL"]
+    summary: str
+    description: str
+    location: str
+    start: datetime
+    end: datetime
+    tzid: str
+    ics: bytes
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    """A message found in the inbox. ``ref`` is the transport's handle used to
+    move it (Maildir key, ``uidvalidity:uid``, EWS item id, Graph id). ``raw``
+    is the full RFC 822 message; every transport delivers MIME so one parser
+    (``kcg_mail.inbound``) handles mail from all of them."""
+
+    ref: str
+    raw: bytes
+    received_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    messages: list[IncomingMessage]
+    #: Opaque resume point (IMAP ``uidvalidity:uid``, EWS sync state, Graph delta
+    #: link). Stored by the caller only after every message is handled.
+    cursor: str | None
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of ``kcg check --connect``."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    path: str
+    rev: str
+    content_hash: str
+    size: int
+    #: False when identical content was already there (no-op).
+    created: bool = True
+
+
+class TransportError(RuntimeError):
+    """A mail or archive service failed in a way a person must look at.
+    The message says what happened and what to do."""
+
+
+class TransientError(TransportError):
+    """A fault worth retrying later (server down, throttled)."""
+
+
+# --------------------------------------------------------------------------- ports
+
+
+class MailTransport(abc.ABC):
+    """Everything the flows need from a mailbox."""
+
+    @abc.abstractmethod
+    def send(self, message: OutgoingMessage) -> None:
+        """Send a message. Must set Message-ID to ``message.message_id`` (or
+        carry it in an extended property where the server assigns its own),
+        the marker header, and keep a copy in Sent."""
+
+    @abc.abstractmethod
+    def send_invitation(self, invitation: Invitation) -> None:
+        """Send, update (same uid, higher sequence) or cancel a meeting."""
+
+    @abc.abstractmethod
+    def fetch_new(self, cursor: str | None) -> FetchResult:
+        """Messages that arrived after ``cursor`` (all unhandled ones when None)."""
+
+    @abc.abstractmethod
+    def move(self, ref: str, folder: Folder) -> None:
+        """Move a handled message out of the inbox. Idempotent: moving a
+        message that is already gone is not an error."""
+
+    @abc.abstractmethod
+    def was_sent(self, key: str) -> bool:
+        """Whether a message with this idempotency key is in Sent (marker header)."""
+
+    def check(self) -> list[Check]:
+        return [Check(type(self).__name__, True, "no connection needed")]
+
+    def close(self) -> None:  # pragma: no cover - default no-op
+        pass
+
+
+class Archive(abc.ABC):
+    """Where filed minutes live: a local folder or Dropbox, same layout."""
+
+    @abc.abstractmethod
+    def store(self, path: str, data: bytes, *, overwrite: bool = False) -> StoredFile:
+        """Store ``data`` at ``path`` (creating folders). Same content at the path
+        or at one of its versions: no-op, returns that file with created=False.
+        Different content at an existing path: stored as the next version name
+        (``kcg_mail.naming.version_path``), never overwritten, unless
+        ``overwrite`` is asked for explicitly (running logs)."""
+
+    @abc.abstractmethod
+    def read(self, path: str) -> bytes: ...
+
+    @abc.abstractmethod
+    def list(self, folder: str) -> list[StoredFile]: ...
+
+    @abc.abstractmethod
+    def shared_link(self, path: str) -> str:
+        """Make or reuse a link to the file for a distribution mail."""
+
+    @abc.abstractmethod
+    def add_member(self, folder: str, email: str) -> None:
+        """Give a person access to the shared folder (onboarding)."""
+
+    def check(self) -> list[Check]:
+        return [Check(type(self).__name__, True, "no connection needed")]
+
+
+# ------------------------------------------------------------------ state record
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    key: str
+    meeting_id: str | None
+    action: str
+    status: Literal["intent", "done", "skipped", "failed"]
+    detail: dict[str, Any] = field(default_factory=dict)
+    at: str = ""
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    msg_key: str
+    ref: str
+    meeting_id: str | None
+    outcome: str
+    reason: str
+    sender: str
+    subject: str
+    status: Literal["seen", "done"]
+    at: str = ""
+
+
+@dataclass(frozen=True)
+class FilingRecord:
+    meeting_id: str
+    version: int
+    path: str
+    rev: str
+    content_hash: str
+    link: str | None
+    source_msg_key: str
+    at: str = ""
+
+
+class StateStore(abc.ABC):
+    """The durable state record. Every mail, filing and incoming message goes
+    through it; it is what makes runs idempotent and crash-safe."""
+
+    # actions (outgoing mail, filings, skips), keyed deterministically
+    @abc.abstractmethod
+    def action(self, key: str) -> ActionRecord | None: ...
+
+    @abc.abstractmethod
+    def record_action(
+        self, key: str, meeting_id: str | None, action: str, status: str, detail: dict[str, Any] | None = None
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def actions(self, meeting_id: str | None = None) -> list[ActionRecord]: ...
+
+    # incoming messages
+    @abc.abstractmethod
+    def message(self, msg_key: str) -> MessageRecord | None: ...
+
+    @abc.abstractmethod
+    def record_message(self, record: MessageRecord) -> None: ...
+
+    @abc.abstractmethod
+    def messages(self, outcome: str | None = None) -> list[MessageRecord]: ...
+
+    # filings of minutes
+    @abc.abstractmethod
+    def record_filing(self, record: FilingRecord) -> None: ...
+
+    @abc.abstractmethod
+    def filings(self, meeting_id: str | None = None) -> list[FilingRecord]: ...
+
+    # decisions read from minutes
+    @abc.abstractmethod
+    def replace_decisions(self, meeting_id: str, decisions: Iterable[dict[str, str]]) -> None: ...
+
+    @abc.abstractmethod
+    def decisions(self, meeting_id: str | None = None) -> list[dict[str, str]]: ...
+
+    # attendance from calendar responses
+    @abc.abstractmethod
+    def record_attendance(self, meeting_id: str, email: str, response: str) -> None: ...
+
+    @abc.abstractmethod
+    def attendance(self, meeting_id: str) -> dict[str, str]: ...
+
+    # small key/value settings: transport cursors, sync states, template hash
+    @abc.abstractmethod
+    def get(self, key: str) -> str | None: ...
+
+    @abc.abstractmethod
+    def put(self, key: str, value: str) -> None: ...
