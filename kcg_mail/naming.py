@@ -7,7 +7,8 @@ import re
 import unicodedata
 from string import Formatter
 
-FORBIDDEN = re.compile(r'[\\/<>:"|?*\x00-\x1f\x7f]')
+DASHED = re.compile(r"[\\/:]")  # separators become a dash: "A/B" -> "A-B"
+DROPPED = re.compile(r'[<>"|?*\x00-\x1f\x7f]')
 MAX_NAME = 200  # Dropbox allows 255; leave room for " (v12)" and the extension
 _VERSION = re.compile(r"^(?P<stem>.*) \(v(?P<n>\d+)\)$")
 
@@ -18,7 +19,7 @@ def safe_name(name: str, max_len: int = MAX_NAME) -> str:
     or space, bounded length, never empty. Emoji and other characters outside
     the Basic Multilingual Plane are dropped (Dropbox rejects some)."""
     name = unicodedata.normalize("NFC", name)
-    name = FORBIDDEN.sub("-", name)
+    name = DROPPED.sub("", DASHED.sub("-", name))
     name = "".join(ch for ch in name if ord(ch) <= 0xFFFF)
     name = re.sub(r"\s+", " ", name).strip()
     if len(name) > max_len:

@@ -1,0 +1,109 @@
+"""Maildir transport: the embedded default, no server needed.
+
+Layout under ``root`` (``<workdir>/mail``)::
+
+    sent/        every message we send (Maildir: tmp/ new/ cur/)
+    inbox/       incoming mail; Maildir new/ and cur/, or plain *.eml files
+                 dropped straight into inbox/
+    processed/   handled messages
+    quarantine/  rejected or unknown messages
+
+A sent message's file name is derived from its idempotency key, so
+``was_sent`` is a single ``stat`` and a crash between writing and recording
+is recognised on the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kcg_mail.mime import build_invitation, build_message
+from kcg_mail.ports import Check, FetchResult, Folder, IncomingMessage, Invitation, MailTransport, OutgoingMessage
+
+MAX_INCOMING = 50 * 1024 * 1024
+
+
+def _key_name(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:40] + ".kcg:2,S"
+
+
+def _atomic_write(folder: Path, name: str, data: bytes) -> Path:
+    tmp = folder / "tmp" / name
+    final = folder / "cur" / name
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+    dfd = os.open(folder / "cur", os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    return final
+
+
+class MaildirTransport(MailTransport):
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+        for box in ("sent", "inbox", "processed", "quarantine"):
+            for sub in ("tmp", "new", "cur"):
+                (self.root / box / sub).mkdir(parents=True, exist_ok=True)
+
+    # outgoing -------------------------------------------------------------
+    def _store_sent(self, key: str, data: bytes) -> None:
+        _atomic_write(self.root / "sent", _key_name(key), data)
+
+    def send(self, message: OutgoingMessage) -> None:
+        self._store_sent(message.key, build_message(message).as_bytes())
+
+    def send_invitation(self, invitation: Invitation) -> None:
+        self._store_sent(invitation.message.key, build_invitation(invitation).as_bytes())
+
+    def was_sent(self, key: str) -> bool:
+        return (self.root / "sent" / "cur" / _key_name(key)).exists()
+
+    def sent_messages(self) -> list[Path]:
+        return sorted((self.root / "sent" / "cur").iterdir())
+
+    # incoming -------------------------------------------------------------
+    def _inbox_files(self) -> list[Path]:
+        inbox = self.root / "inbox"
+        files = [p for p in inbox.iterdir() if p.is_file() and not p.name.startswith(".")]
+        for sub in ("new", "cur"):
+            files += [p for p in (inbox / sub).iterdir() if p.is_file() and not p.name.startswith(".")]
+        return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+    def fetch_new(self, cursor: str | None) -> FetchResult:
+        # Handled messages leave the inbox, so everything still there is new.
+        out = []
+        for p in self._inbox_files():
+            ref = str(p.relative_to(self.root / "inbox"))
+            if p.stat().st_size > MAX_INCOMING:
+                raw = b"Subject: (for stort meddelande)\r\nX-KCG-Oversize: 1\r\n\r\n"
+            else:
+                raw = p.read_bytes()
+            received = datetime.fromtimestamp(p.stat().st_mtime, tz=timezone.utc)
+            out.append(IncomingMessage(ref=ref, raw=raw, received_at=received))
+        return FetchResult(messages=out, cursor=None)
+
+    def move(self, ref: str, folder: Folder) -> None:
+        src = (self.root / "inbox" / ref).resolve()
+        inbox = (self.root / "inbox").resolve()
+        if inbox not in src.parents:
+            raise ValueError(f"ref {ref!r} is outside the inbox")
+        if not src.exists():
+            return  # already moved (idempotent)
+        name = src.name if ":2," in src.name else src.name + ":2,S"
+        os.replace(src, self.root / folder / "cur" / name)
+
+    def deliver(self, raw: bytes, name: str) -> Path:
+        """Put a message into the inbox (tests and the demo play the hosts this way)."""
+        return _atomic_write(self.root / "inbox", name, raw)
+
+    def check(self) -> list[Check]:
+        ok = os.access(self.root, os.W_OK)
+        return [Check("maildir", ok, f"{self.root} {'is writable' if ok else 'is not writable: check permissions'}")]

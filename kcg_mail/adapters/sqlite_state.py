@@ -1,0 +1,164 @@
+"""The state record in SQLite (the embedded default and the only store).
+
+WAL mode, one short transaction per write, ``synchronous=FULL`` so a record
+that returned is on disk before the next side effect happens.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from kcg_mail.ports import ActionRecord, FilingRecord, MessageRecord, StateStore
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS actions (
+  key TEXT PRIMARY KEY, meeting_id TEXT, action TEXT NOT NULL, status TEXT NOT NULL,
+  detail TEXT NOT NULL DEFAULT '{}', at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS actions_meeting ON actions(meeting_id);
+CREATE TABLE IF NOT EXISTS messages (
+  msg_key TEXT PRIMARY KEY, ref TEXT NOT NULL, meeting_id TEXT, outcome TEXT NOT NULL, reason TEXT NOT NULL,
+  sender TEXT NOT NULL, subject TEXT NOT NULL, status TEXT NOT NULL, at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS filings (
+  meeting_id TEXT NOT NULL, version INTEGER NOT NULL, path TEXT NOT NULL, rev TEXT NOT NULL,
+  content_hash TEXT NOT NULL, link TEXT, source_msg_key TEXT NOT NULL, at TEXT NOT NULL,
+  PRIMARY KEY (meeting_id, content_hash));
+CREATE TABLE IF NOT EXISTS decisions (
+  meeting_id TEXT NOT NULL, idx INTEGER NOT NULL, decision TEXT NOT NULL, owner TEXT NOT NULL, due TEXT NOT NULL,
+  PRIMARY KEY (meeting_id, idx));
+CREATE TABLE IF NOT EXISTS attendance (
+  meeting_id TEXT NOT NULL, email TEXT NOT NULL, response TEXT NOT NULL, at TEXT NOT NULL,
+  PRIMARY KEY (meeting_id, email));
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class SqliteState(StateStore):
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _write(self, sql: str, args: Iterable[Any]) -> None:
+        with self._lock:
+            self._db.execute(sql, tuple(args))
+
+    def _rows(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, tuple(args)).fetchall()
+
+    # actions ------------------------------------------------------------
+    @staticmethod
+    def _action(r: sqlite3.Row) -> ActionRecord:
+        return ActionRecord(r["key"], r["meeting_id"], r["action"], r["status"], json.loads(r["detail"]), r["at"])
+
+    def action(self, key: str) -> ActionRecord | None:
+        rows = self._rows("SELECT * FROM actions WHERE key=?", (key,))
+        return self._action(rows[0]) if rows else None
+
+    def record_action(self, key, meeting_id, action, status, detail=None) -> None:
+        self._write(
+            "INSERT INTO actions(key, meeting_id, action, status, detail, at) VALUES (?,?,?,?,?,?) "
+            "ON CONFLICT(key) DO UPDATE SET status=excluded.status, detail=excluded.detail, at=excluded.at",
+            (key, meeting_id, action, status, json.dumps(detail or {}, ensure_ascii=False, sort_keys=True), _now()),
+        )
+
+    def actions(self, meeting_id: str | None = None) -> list[ActionRecord]:
+        if meeting_id is None:
+            return [self._action(r) for r in self._rows("SELECT * FROM actions ORDER BY at, key")]
+        return [self._action(r) for r in self._rows("SELECT * FROM actions WHERE meeting_id=? ORDER BY at, key", (meeting_id,))]
+
+    # messages -----------------------------------------------------------
+    def message(self, msg_key: str) -> MessageRecord | None:
+        rows = self._rows("SELECT * FROM messages WHERE msg_key=?", (msg_key,))
+        return MessageRecord(**dict(rows[0])) if rows else None
+
+    def record_message(self, record: MessageRecord) -> None:
+        self._write(
+            "INSERT INTO messages(msg_key, ref, meeting_id, outcome, reason, sender, subject, status, at) "
+            "VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(msg_key) DO UPDATE SET ref=excluded.ref, meeting_id=excluded.meeting_id, "
+            "outcome=excluded.outcome, reason=excluded.reason, status=excluded.status, at=excluded.at",
+            (record.msg_key, record.ref, record.meeting_id, record.outcome, record.reason, record.sender,
+             record.subject, record.status, record.at or _now()),
+        )
+
+    def messages(self, outcome: str | None = None) -> list[MessageRecord]:
+        if outcome is None:
+            rows = self._rows("SELECT * FROM messages ORDER BY at")
+        else:
+            rows = self._rows("SELECT * FROM messages WHERE outcome=? ORDER BY at", (outcome,))
+        return [MessageRecord(**dict(r)) for r in rows]
+
+    # filings ------------------------------------------------------------
+    def record_filing(self, record: FilingRecord) -> None:
+        self._write(
+            "INSERT OR IGNORE INTO filings(meeting_id, version, path, rev, content_hash, link, source_msg_key, at) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (record.meeting_id, record.version, record.path, record.rev, record.content_hash, record.link,
+             record.source_msg_key, record.at or _now()),
+        )
+
+    def filings(self, meeting_id: str | None = None) -> list[FilingRecord]:
+        if meeting_id is None:
+            rows = self._rows("SELECT * FROM filings ORDER BY meeting_id, version")
+        else:
+            rows = self._rows("SELECT * FROM filings WHERE meeting_id=? ORDER BY version", (meeting_id,))
+        return [FilingRecord(**dict(r)) for r in rows]
+
+    # decisions ----------------------------------------------------------
+    def replace_decisions(self, meeting_id: str, decisions: Iterable[dict[str, str]]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM decisions WHERE meeting_id=?", (meeting_id,))
+                for i, d in enumerate(decisions):
+                    self._db.execute(
+                        "INSERT INTO decisions(meeting_id, idx, decision, owner, due) VALUES (?,?,?,?,?)",
+                        (meeting_id, i, d.get("decision", ""), d.get("owner", ""), d.get("due", "")),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def decisions(self, meeting_id: str | None = None) -> list[dict[str, str]]:
+        if meeting_id is None:
+            rows = self._rows("SELECT * FROM decisions ORDER BY meeting_id, idx")
+        else:
+            rows = self._rows("SELECT * FROM decisions WHERE meeting_id=? ORDER BY idx", (meeting_id,))
+        return [{"meeting_id": r["meeting_id"], "decision": r["decision"], "owner": r["owner"], "due": r["due"]} for r in rows]
+
+    # attendance ---------------------------------------------------------
+    def record_attendance(self, meeting_id: str, email: str, response: str) -> None:
+        self._write(
+            "INSERT INTO attendance(meeting_id, email, response, at) VALUES (?,?,?,?) "
+            "ON CONFLICT(meeting_id, email) DO UPDATE SET response=excluded.response, at=excluded.at",
+            (meeting_id, email.lower(), response, _now()),
+        )
+
+    def attendance(self, meeting_id: str) -> dict[str, str]:
+        return {r["email"]: r["response"] for r in self._rows("SELECT * FROM attendance WHERE meeting_id=?", (meeting_id,))}
+
+    # key/value ----------------------------------------------------------
+    def get(self, key: str) -> str | None:
+        rows = self._rows("SELECT value FROM kv WHERE key=?", (key,))
+        return rows[0]["value"] if rows else None
+
+    def put(self, key: str, value: str) -> None:
+        self._write("INSERT INTO kv(key, value) VALUES (?,?) ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))

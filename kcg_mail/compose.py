@@ -1,0 +1,184 @@
+"""Compose the mails people read, from coordinator-editable Jinja2 templates.
+
+Each mail kind has ``templates/mail/<kind>.txt.j2`` (with a ``subject`` and a
+``body`` block) and ``templates/mail/<kind>.html.j2``. Templates render in
+Jinja's sandbox (the coordinator edits them; they must not reach Python
+internals), with StrictUndefined so a typo is an error rather than a blank,
+and autoescape on for HTML.
+
+Composing is deterministic: the same meeting, action and recipient give the
+same idempotency key and so the same Message-ID.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable
+
+from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2.sandbox import SandboxedEnvironment
+
+from kcg_mail import ical
+from kcg_mail.config import Config, Person
+from kcg_mail.cycle import location_of
+from kcg_mail.plan import Meeting, date_text, next_meeting
+from kcg_mail.ports import Address, Attachment, Invitation, OutgoingMessage
+
+DEFAULT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+MAIL_KINDS = ("brief_host", "invite", "cancel_invitation", "remind_host", "send_template", "distribute",
+              "chase_host", "escalate", "reply_problem", "plan_change", "welcome", "alert")
+
+
+class TemplateProblem(Exception):
+    pass
+
+
+def addr(p: Person) -> Address:
+    return Address(p.name, p.email)
+
+
+def person_ctx(p: Person | None) -> dict[str, str] | None:
+    if p is None:
+        return None
+    return {"name": p.name, "first_name": p.name.split()[0], "organisation": p.organisation, "city": p.city, "email": p.email}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+class Composer:
+    def __init__(self, cfg: Config, templates_dir: Path | None = None):
+        self.cfg = cfg
+        self.dir = Path(templates_dir or DEFAULT_TEMPLATES)
+        self.env = SandboxedEnvironment(
+            loader=FileSystemLoader(str(self.dir / "mail")),
+            undefined=StrictUndefined,
+            autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        net = cfg.network
+        self.sender = Address(net.mailbox.name, net.mailbox.email)
+        self.coordinator = net.coordinator
+
+    # ------------------------------------------------------------- rendering
+    def render(self, kind: str, ctx: dict[str, Any]) -> Rendered:
+        base = self.base_context()
+        base.update(ctx)
+        try:
+            txt = self.env.get_template(f"{kind}.txt.j2")
+            tctx = txt.new_context(base)
+            subject = "".join(txt.blocks["subject"](tctx)).strip()
+            text = "".join(txt.blocks["body"](tctx)).strip() + "\n"
+            html = self.env.get_template(f"{kind}.html.j2").render(base)
+        except Exception as exc:  # jinja errors: name the template
+            raise TemplateProblem(f"templates/mail/{kind}: {type(exc).__name__}: {exc}") from exc
+        return Rendered(" ".join(subject.split()), text, html)
+
+    def check(self) -> list[str]:
+        """Trial-render every mail template with a sample context."""
+        problems = []
+        sample = self.sample_context()
+        for kind in MAIL_KINDS:
+            try:
+                self.render(kind, sample)
+            except TemplateProblem as exc:
+                problems.append(str(exc))
+        return problems
+
+    def base_context(self) -> dict[str, Any]:
+        net = self.cfg.network
+        return {
+            "network": {"name": net.name, "short": net.short, "purpose": net.purpose, "mailbox": net.mailbox.email},
+            "coordinator": person_ctx(self.coordinator),
+            "agenda": list(self.cfg.meetings.agenda),
+            "values": list(net.values),
+            "rules": list(net.rules),
+        }
+
+    def meeting_ctx(self, m: Meeting, meetings: list[Meeting] | None = None) -> dict[str, Any]:
+        nxt = next_meeting(meetings, m) if meetings else None
+        return {
+            "id": m.id, "token": m.token, "date": m.date.isoformat(), "date_text": m.date_text(),
+            "start_time": m.start.strftime("%H:%M"), "end_time": m.end.strftime("%H:%M"),
+            "place": m.place, "link": m.link, "location": location_of(m), "kind": m.kind, "kind_label": m.kind_label,
+            "theme_no": m.theme_no, "theme": m.theme, "theme_label": m.theme_label, "title": m.title,
+            "host": person_ctx(m.host), "backup_host": person_ctx(m.backup_host), "comment": m.comment,
+            "guests": [g.name for g in m.guests], "tentative": m.tentative, "proposed": m.proposed or "",
+            "next": None if nxt is None else {"date_text": nxt.date_text(), "host_name": nxt.host.name,
+                                              "theme": nxt.theme_label, "tentative": nxt.tentative},
+        }
+
+    def sample_context(self) -> dict[str, Any]:
+        from kcg_mail.plan import resolve_plan
+
+        ms = resolve_plan(self.cfg)
+        m = ms[0]
+        return {
+            "meeting": self.meeting_ctx(m, ms), "person": person_ctx(m.host), "filename": "exempel.docx",
+            "link": "https://example.se/x", "decisions": [{"decision": "Beslut", "owner": "Ansvarig", "due": "2023-03-01"}],
+            "version": 2, "problem": "Filen saknas.", "days_late": 7, "meetings": [self.meeting_ctx(x) for x in ms],
+            "changes": ["datum"], "subject": "Ämne", "alert": {"title": "Fel", "what": "x", "todo": "y", "url": "http://x"},
+            "manual_steps": ["Facebook"], "attached": True, "sequence": 0,
+        }
+
+    # -------------------------------------------------------------- messages
+    def message(self, kind: str, key: str, meeting: Meeting | None, to: Iterable[Person], ctx: dict[str, Any], *,
+                cc: Iterable[Person] = (), attachments: tuple[Attachment, ...] = (), in_reply_to: str | None = None,
+                to_addresses: Iterable[Address] = ()) -> OutgoingMessage:
+        r = self.render(kind, ctx)
+        return OutgoingMessage(
+            key=key, action=kind, meeting_id=meeting.id if meeting else None, sender=self.sender,
+            to=tuple(addr(p) for p in to) + tuple(to_addresses), cc=tuple(addr(p) for p in cc),
+            subject=r.subject, text=r.text, html=r.html, reply_to=self.sender, attachments=attachments,
+            in_reply_to=in_reply_to, references=(in_reply_to,) if in_reply_to else (),
+        )
+
+    def invitation(self, m: Meeting, meetings: list[Meeting], attendees: list[Person], sequence: int, *,
+                   cancel: bool, now: datetime) -> Invitation:
+        kind = "cancel_invitation" if cancel else "invite"
+        key = f"{m.id}:{'cancel' if cancel else 'invite'}:members:s{sequence}"
+        r = self.render(kind, {"meeting": self.meeting_ctx(m, meetings), "sequence": sequence})
+        organizer = self.sender
+        uid = meeting_uid(self.cfg, m.id)
+        event = ical.event(
+            uid=uid, sequence=sequence, summary=m.title, description=r.text, location=location_of(m),
+            start=m.start, end=m.end, organizer=organizer, attendees=[addr(p) for p in attendees], dtstamp=now,
+            status="CANCELLED" if cancel else "CONFIRMED", url=m.link or None,
+        )
+        method = "CANCEL" if cancel else "REQUEST"
+        ics = ical.calendar([event], method=method, tzid=self.cfg.meetings.timezone)
+        msg = OutgoingMessage(
+            key=key, action=kind, meeting_id=m.id, sender=organizer, to=tuple(addr(p) for p in attendees),
+            subject=r.subject, text=r.text, html=r.html, auto_submitted=False,
+        )
+        return Invitation(message=msg, uid=uid, sequence=sequence, method=method, summary=m.title, description=r.text,
+                          location=location_of(m), start=m.start, end=m.end, tzid=self.cfg.meetings.timezone, ics=ics)
+
+    def year_calendar(self, meetings: list[Meeting], now: datetime) -> bytes:
+        """The remaining year plan as one .ics (onboarding), METHOD:PUBLISH."""
+        evs = [
+            ical.event(uid=meeting_uid(self.cfg, m.id), sequence=0, summary=m.title,
+                       description=f"Värd: {m.host.name}" + (" (preliminärt datum)" if m.tentative else ""),
+                       location=location_of(m), start=m.start, end=m.end, organizer=self.sender, attendees=[],
+                       dtstamp=now, status="TENTATIVE" if m.tentative else "CONFIRMED")
+            for m in meetings
+        ]
+        return ical.calendar(evs, method="PUBLISH", tzid=self.cfg.meetings.timezone)
+
+
+def meeting_uid(cfg: Config, meeting_id: str) -> str:
+    domain = cfg.network.mailbox.email.rpartition("@")[2]
+    return f"{cfg.network.short.lower()}-{meeting_id}@{domain}"
+
+
+def date_sv(d) -> str:
+    return date_text(d)

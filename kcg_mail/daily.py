@@ -1,0 +1,221 @@
+"""The daily run: execute what the core says is due, one small handler per step.
+
+Each handler composes its mail(s), sends them through the exactly-once
+outbox and then settles the step in the state record. Re-running a handler
+after a crash re-composes the same keys, so nothing goes out twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable
+
+from kcg_mail.compose import DOCX, person_ctx
+from kcg_mail.cycle import Due, decide, invitation_snapshot
+from kcg_mail.plan import Meeting, next_meeting, protocol_filename
+from kcg_mail.ports import Attachment
+from kcg_mail.service import App
+
+
+@dataclass
+class StepResult:
+    meeting_id: str
+    action: str
+    outcome: str  # sent | already | recovered | skipped | failed
+    detail: str = ""
+
+
+@dataclass
+class DailyReport:
+    now: str
+    results: list[StepResult] = field(default_factory=list)
+    skipped: list[StepResult] = field(default_factory=list)
+
+    @property
+    def sent(self) -> int:
+        return sum(1 for r in self.results if r.outcome == "sent")
+
+
+def protocol_context(app: App, m: Meeting) -> dict:
+    """Everything the Word template needs, pre-filled from plan and state."""
+    cfg = app.cfg
+    att = app.state.attendance(m.id)
+    yes = {"ACCEPTED": "Ja", "DECLINED": "Nej", "TENTATIVE": "Kanske"}
+    members = sorted(cfg.network.active_members, key=lambda p: (p.city, p.name))
+    nxt = next_meeting(app.meetings, m)
+    mctx = app.composer.meeting_ctx(m, app.meetings)
+    return {
+        "network": {"name": cfg.network.name, "short": cfg.network.short},
+        "meeting": {**mctx, "guests": mctx["guests"]},
+        "members": [{**person_ctx(p), "attendance": yes.get(att.get(p.email, ""), "")} for p in members],
+        "agenda": list(cfg.meetings.agenda),
+        "next_meeting": None if nxt is None else {"date_text": nxt.date_text(), "host_name": nxt.host.name,
+                                                   "theme": nxt.theme_label},
+        "rules": list(cfg.network.rules),
+        "values": list(cfg.network.values),
+        "decision_rows": cfg.meetings.decision_rows,
+    }
+
+
+def render_protocol(app: App, m: Meeting) -> Attachment:
+    data = app.renderer.render(protocol_context(app, m))
+    return Attachment(protocol_filename(app.cfg, m), DOCX, data)
+
+
+# ------------------------------------------------------------------ handlers
+
+
+def brief_host(app: App, m: Meeting, now: datetime) -> str:
+    msg = app.composer.message(
+        "brief_host", f"{m.id}:brief_host:{m.host.email}", m, [m.host], {"meeting": app.composer.meeting_ctx(m, app.meetings)},
+        cc=[m.backup_host] if m.backup_host else [],
+    )
+    return app.outbox.send(msg)
+
+
+def _send_invitation(app: App, m: Meeting, now: datetime, *, cancel: bool) -> str:
+    prev = app.invitation(m.id)
+    seq = 0 if prev is None else prev.sequence + 1
+    people = app.attendees(m)
+    inv = app.composer.invitation(m, app.meetings, people, seq, cancel=cancel, now=now)
+    outcome = app.outbox.send_invitation(inv)
+    snap = invitation_snapshot(m, [p.email for p in people], inv.uid, seq)
+    if cancel:
+        snap = type(snap)(**{**snap.__dict__, "cancelled": True})
+    app.set_invitation(m.id, snap)
+    return outcome
+
+
+def invite(app: App, m: Meeting, now: datetime) -> str:
+    return _send_invitation(app, m, now, cancel=False)
+
+
+def update_invitation(app: App, m: Meeting, now: datetime, changes: list[str] | None = None) -> str:
+    prev = app.invitation(m.id)
+    outcome = _send_invitation(app, m, now, cancel=False)
+    seq = app.invitation(m.id).sequence
+    hosts = {p.email: p for p in m.hosts()}
+    if prev is not None and prev.host and prev.host not in hosts:
+        old = next((p for p in app.cfg.network.members if p.email == prev.host), None)
+        if old is not None:
+            hosts[old.email] = old
+    for person in hosts.values():
+        app.outbox.send(app.composer.message(
+            "plan_change", f"{m.id}:plan_change:{person.email}:s{seq}", m, [person],
+            {"meeting": app.composer.meeting_ctx(m, app.meetings), "person": person_ctx(person),
+             "changes": changes or ["tid eller plats"]},
+        ))
+    return outcome
+
+
+def cancel_invitation(app: App, m: Meeting | None, now: datetime, meeting_id: str | None = None) -> str:
+    if m is None:  # removed from the plan: cancel from what we sent
+        return "failed"
+    return _send_invitation(app, m, now, cancel=True)
+
+
+def remind_host(app: App, m: Meeting, now: datetime) -> str:
+    msg = app.composer.message(
+        "remind_host", f"{m.id}:remind_host:{m.host.email}", m, [m.host], {"meeting": app.composer.meeting_ctx(m, app.meetings)},
+    )
+    return app.outbox.send(msg)
+
+
+def send_template(app: App, m: Meeting, now: datetime) -> str:
+    att = render_protocol(app, m)
+    msg = app.composer.message(
+        "send_template", f"{m.id}:send_template:{m.host.email}", m, [m.host],
+        {"meeting": app.composer.meeting_ctx(m, app.meetings), "filename": att.filename},
+        cc=[m.backup_host] if m.backup_host else [], attachments=(att,),
+    )
+    return app.outbox.send(msg)
+
+
+def chase_host(app: App, m: Meeting, now: datetime) -> str:
+    tpl = app.state.action(f"{m.id}:send_template:{m.host.email}")
+    msg = app.composer.message(
+        "chase_host", f"{m.id}:chase_host:{m.host.email}", m, [m.host], {"meeting": app.composer.meeting_ctx(m, app.meetings)},
+        cc=[m.backup_host] if m.backup_host else [],
+        in_reply_to=tpl.detail.get("message_id") if tpl else None,
+    )
+    return app.outbox.send(msg)
+
+
+def escalate(app: App, m: Meeting, now: datetime) -> str:
+    coord = app.cfg.network.coordinator
+    msg = app.composer.message(
+        "escalate", f"{m.id}:escalate:{coord.email}", m, [coord],
+        {"meeting": app.composer.meeting_ctx(m, app.meetings), "days_late": (now.date() - m.date).days},
+    )
+    return app.outbox.send(msg)
+
+
+HANDLERS: dict[str, Callable[..., str]] = {
+    "brief_host": brief_host,
+    "invite": invite,
+    "remind_host": remind_host,
+    "send_template": send_template,
+    "chase_host": chase_host,
+    "escalate": escalate,
+}
+
+
+def plan_day(app: App, now: datetime):
+    states = app.meeting_states()
+    attendees = {m.id: tuple(p.email for p in app.attendees(m)) for m in app.meetings}
+    return decide(app.meetings, states, now, app.cfg.meetings.lead_days, attendees, app.orphan_invitations())
+
+
+def execute(app: App, due: Due, now: datetime) -> StepResult:
+    m = app.meeting(due.meeting_id)
+    if due.action == "update_invitation":
+        changes = due.reason.removeprefix("ändrat: ").split(", ")
+        return StepResult(due.meeting_id, due.action, update_invitation(app, m, now, changes), due.reason)
+    if due.action == "cancel_invitation":
+        if m is None:
+            return StepResult(due.meeting_id, due.action, cancel_orphan(app, due.meeting_id, now), due.reason)
+        return StepResult(due.meeting_id, due.action, cancel_invitation(app, m, now), due.reason)
+    outcome = HANDLERS[due.action](app, m, now)
+    app.settle(m.id, due.action, "done", {"outcome": outcome})
+    return StepResult(due.meeting_id, due.action, outcome, due.reason)
+
+
+def cancel_orphan(app: App, meeting_id: str, now: datetime) -> str:
+    """Cancel an invitation for a meeting that was removed from the plan,
+    from what the state record says was sent."""
+    from kcg_mail import ical
+    from kcg_mail.compose import addr
+    from kcg_mail.ports import Address, Invitation, OutgoingMessage
+
+    snap = app.invitation(meeting_id)
+    people = {p.email: p for p in app.cfg.network.members + app.cfg.network.guests}
+    attendees = [addr(people[e]) if e in people else Address(e, e) for e in snap.attendees if e in people]
+    start, end = datetime.fromisoformat(snap.start), datetime.fromisoformat(snap.end)
+    seq = snap.sequence + 1
+    sender = app.composer.sender
+    text = f"Mötet {start.date().isoformat()} är borttaget ur planen och ställs in."
+    ev = ical.event(uid=snap.uid, sequence=seq, summary=f"Inställt: {app.cfg.network.short}-möte", description=text,
+                    location=snap.location, start=start, end=end, organizer=sender, attendees=attendees, dtstamp=now,
+                    status="CANCELLED")
+    ics = ical.calendar([ev], method="CANCEL", tzid=app.cfg.meetings.timezone)
+    msg = OutgoingMessage(key=f"{meeting_id}:cancel:members:s{seq}", action="cancel_invitation", meeting_id=meeting_id,
+                          sender=sender, to=tuple(attendees), subject=f"Inställt: {app.cfg.network.short}-mötet "
+                          f"{start.date().isoformat()} [{app.cfg.network.short}-{meeting_id}]", text=text,
+                          auto_submitted=False)
+    inv = Invitation(message=msg, uid=snap.uid, sequence=seq, method="CANCEL", summary=msg.subject, description=text,
+                     location=snap.location, start=start, end=end, tzid=app.cfg.meetings.timezone, ics=ics)
+    outcome = app.outbox.send_invitation(inv)
+    app.set_invitation(meeting_id, type(snap)(**{**snap.__dict__, "sequence": seq, "cancelled": True}))
+    return outcome
+
+
+def run_daily(app: App, now: datetime) -> DailyReport:
+    report = DailyReport(now=now.isoformat())
+    plan = plan_day(app, now)
+    for s in plan.skip:
+        app.settle(s.meeting_id, s.action, "skipped", {"reason": s.reason})
+        report.skipped.append(StepResult(s.meeting_id, s.action, "skipped", s.reason))
+    for due in plan.due:
+        report.results.append(execute(app, due, now))
+    return report

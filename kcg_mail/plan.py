@@ -1,0 +1,166 @@
+"""The year plan resolved into concrete meetings: calendar rules, times,
+places, people. Pure: config in, meetings out.
+
+Calendar rules: a meeting is on the first Monday of its month; if that day is
+a Swedish public holiday (or a configured extra day off) the holiday policy
+moves it (default: next working day). A ``date:`` in the plan overrides the
+rule. A tentative meeting keeps its proposed date but is marked tentative.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+import holidays
+
+from kcg_mail.config import Config, Person, PlannedMeeting
+from kcg_mail.naming import render_name, safe_path
+
+MONTHS_SV = ["januari", "februari", "mars", "april", "maj", "juni", "juli", "augusti",
+             "september", "oktober", "november", "december"]
+WEEKDAYS_SV = ["måndag", "tisdag", "onsdag", "torsdag", "fredag", "lördag", "söndag"]
+
+
+@lru_cache(maxsize=64)
+def _swedish_holidays(year: int) -> frozenset[date]:
+    return frozenset(holidays.country_holidays("SE", years=year).keys())
+
+
+def is_working_day(d: date, extra: frozenset[date] = frozenset()) -> bool:
+    return d.weekday() < 5 and d not in _swedish_holidays(d.year) and d not in extra
+
+
+def first_monday(year: int, month: int) -> date:
+    d = date(year, month, 1)
+    return d + timedelta(days=(7 - d.weekday()) % 7)
+
+
+def apply_holiday_policy(d: date, policy: str, extra: frozenset[date] = frozenset()) -> date:
+    if policy == "keep":
+        return d
+    step = timedelta(days=1 if policy == "next_working_day" else -1)
+    while not is_working_day(d, extra):
+        d += step
+    return d
+
+
+def date_text(d: date) -> str:
+    """Swedish long date: 'måndag 6 februari 2023'."""
+    return f"{WEEKDAYS_SV[d.weekday()]} {d.day} {MONTHS_SV[d.month - 1]} {d.year}"
+
+
+@dataclass(frozen=True)
+class Meeting:
+    id: str
+    month: str
+    kind: str
+    kind_label: str
+    theme_no: int | None
+    theme: str
+    host: Person
+    backup_host: Person | None
+    comment: str
+    guests: tuple[Person, ...]
+    date: date
+    start: datetime
+    end: datetime
+    tentative: bool
+    proposed: str | None
+    place: str
+    link: str
+    network_short: str
+
+    @property
+    def token(self) -> str:
+        return f"[{self.network_short}-{self.id}]"
+
+    @property
+    def theme_label(self) -> str:
+        return f"Tema {self.theme_no} {self.theme}" if self.theme_no else self.theme
+
+    @property
+    def title(self) -> str:
+        return f"{self.network_short} {self.kind_label}: {self.theme_label}"
+
+    def date_text(self) -> str:
+        return date_text(self.date)
+
+    def hosts(self) -> tuple[Person, ...]:
+        return (self.host,) + ((self.backup_host,) if self.backup_host else ())
+
+
+def resolve_meeting(cfg: Config, pm: PlannedMeeting) -> Meeting:
+    rules = cfg.meetings
+    tz = ZoneInfo(rules.timezone)
+    extra = frozenset(rules.extra_non_working_days)
+    year, month = (int(x) for x in pm.month.split("-"))
+    day = pm.date or apply_holiday_policy(first_monday(year, month), rules.holiday_policy, extra)
+    times = rules.times[pm.kind]
+    start_t, end_t = pm.start or times.start, pm.end or times.end
+    net = cfg.network
+    return Meeting(
+        id=pm.meeting_id,
+        month=pm.month,
+        kind=pm.kind,
+        kind_label=rules.kind_labels.get(pm.kind, pm.kind),
+        theme_no=pm.theme_no,
+        theme=pm.theme,
+        host=net.person(pm.host),
+        backup_host=net.person(pm.backup_host) if pm.backup_host else None,
+        comment=pm.comment,
+        guests=tuple(net.person(g) for g in pm.guests),
+        date=day,
+        start=datetime.combine(day, start_t, tzinfo=tz),
+        end=datetime.combine(day, end_t, tzinfo=tz),
+        tentative=pm.tentative,
+        proposed=pm.proposed,
+        place=pm.place or rules.places.get(pm.kind, ""),
+        link=pm.link if pm.link is not None else (rules.link if pm.kind == "digital" else ""),
+        network_short=net.short,
+    )
+
+
+def resolve_plan(cfg: Config, year: int | None = None) -> list[Meeting]:
+    """All meetings not cancelled, sorted by date; ``year`` selects one plan."""
+    out = [
+        resolve_meeting(cfg, pm)
+        for plan in cfg.plans
+        if year is None or plan.year == year
+        for pm in plan.meetings
+        if not pm.cancelled
+    ]
+    return sorted(out, key=lambda m: m.start)
+
+
+def next_meeting(meetings: list[Meeting], meeting: Meeting) -> Meeting | None:
+    later = [m for m in meetings if m.start > meeting.start]
+    return later[0] if later else None
+
+
+def naming_values(cfg: Config, m: Meeting) -> dict[str, object]:
+    return {
+        "date": m.date.isoformat(), "short": cfg.network.short, "doc": cfg.meetings.naming.get("doc", "Beslutsprotokoll"),
+        "theme_no": m.theme_no or "", "theme": m.theme, "theme_label": m.theme_label, "host": m.host.name,
+        "city": m.host.city, "year": m.date.year, "month": f"{m.date.month:02d}", "kind": m.kind_label,
+    }
+
+
+def protocol_filename(cfg: Config, m: Meeting) -> str:
+    return render_name(cfg.meetings.naming["file"], naming_values(cfg, m)) + ".docx"
+
+
+def archive_folder(cfg: Config, m: Meeting) -> str:
+    return safe_path(cfg.meetings.naming["folder"].format(**naming_values(cfg, m)))
+
+
+def as_json(m: Meeting) -> dict[str, object]:
+    return {
+        "id": m.id, "date": m.date.isoformat(), "start": m.start.isoformat(), "end": m.end.isoformat(),
+        "kind": m.kind, "kind_label": m.kind_label, "theme_no": m.theme_no, "theme": m.theme,
+        "host": m.host.name, "backup_host": m.backup_host.name if m.backup_host else None,
+        "tentative": m.tentative, "proposed": m.proposed, "comment": m.comment,
+        "guests": [g.name for g in m.guests], "place": m.place, "link": m.link,
+    }

@@ -1,0 +1,131 @@
+"""The application object and the exactly-once outbox.
+
+``App`` holds the configuration, the resolved plan and the three adapters
+(mail, archive, state) plus the composer and the protocol renderer; it is
+built by ``kcg_mail.bootstrap``. ``Outbox`` is the only way mail leaves:
+
+1. a record ``done`` for the key -> nothing to do;
+2. an ``intent`` without ``done`` (we crashed around a send) -> ask the
+   transport whether a message with our marker is in Sent; if so, record
+   ``done`` and do not send again;
+3. otherwise record ``intent``, send, record ``done``.
+
+So a crash at any point neither loses a mail nor sends it twice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable
+
+from kcg_mail.config import Config
+from kcg_mail.compose import Composer
+from kcg_mail.cycle import InvitationSnapshot, MeetingState
+from kcg_mail.plan import Meeting, resolve_plan
+from kcg_mail.ports import Archive, Invitation, MailTransport, OutgoingMessage, StateStore
+
+
+class RecipientNotAllowed(ValueError):
+    pass
+
+
+class Outbox:
+    def __init__(self, state: StateStore, mail: MailTransport, allowed: set[str]):
+        self.state = state
+        self.mail = mail
+        self.allowed = {a.lower() for a in allowed}
+        self.sent: list[str] = []  # keys sent in this run (for reports)
+
+    def _guard(self, msg: OutgoingMessage) -> None:
+        stray = [a.email for a in msg.recipients if a.email.lower() not in self.allowed]
+        if stray:
+            raise RecipientNotAllowed(
+                f"{msg.key}: {', '.join(stray)} is not in config/network.yaml; mail goes only to people of the network"
+            )
+
+    def _deliver(self, msg: OutgoingMessage, send: Callable[[], None]) -> str:
+        rec = self.state.action(msg.key)
+        if rec is not None and rec.status == "done":
+            return "already"
+        if rec is not None and rec.status == "intent" and self.mail.was_sent(msg.key):
+            self.state.record_action(msg.key, msg.meeting_id, msg.action, "done",
+                                     {**rec.detail, "recovered": True})
+            return "recovered"
+        self._guard(msg)
+        detail = {"message_id": msg.message_id, "to": [a.email for a in msg.recipients], "subject": msg.subject}
+        self.state.record_action(msg.key, msg.meeting_id, msg.action, "intent", detail)
+        send()
+        self.state.record_action(msg.key, msg.meeting_id, msg.action, "done", detail)
+        self.sent.append(msg.key)
+        return "sent"
+
+    def send(self, msg: OutgoingMessage) -> str:
+        return self._deliver(msg, lambda: self.mail.send(msg))
+
+    def send_invitation(self, inv: Invitation) -> str:
+        return self._deliver(inv.message, lambda: self.mail.send_invitation(inv))
+
+
+@dataclass
+class App:
+    cfg: Config
+    state: StateStore
+    mail: MailTransport
+    archive: Archive
+    composer: Composer
+    renderer: Any  # kcg_mail.protocol.ProtocolRenderer
+    meetings: list[Meeting] = field(default_factory=list)
+    outbox: Outbox | None = None
+
+    def __post_init__(self) -> None:
+        self.meetings = resolve_plan(self.cfg)
+        net = self.cfg.network
+        allowed = {p.email for p in net.members + net.guests} | {net.mailbox.email} | set(net.filers)
+        self.outbox = Outbox(self.state, self.mail, allowed)
+
+    def meeting(self, meeting_id: str) -> Meeting | None:
+        return next((m for m in self.meetings if m.id == meeting_id), None)
+
+    def attendees(self, m: Meeting) -> list:
+        return [p for p in self.cfg.network.active_members] + list(m.guests)
+
+    # ------------------------------------------------------------ state view
+    def invitation(self, meeting_id: str) -> InvitationSnapshot | None:
+        raw = self.state.get(f"invitation:{meeting_id}")
+        return InvitationSnapshot.from_dict(json.loads(raw)) if raw else None
+
+    def set_invitation(self, meeting_id: str, snap: InvitationSnapshot) -> None:
+        self.state.put(f"invitation:{meeting_id}", json.dumps(snap.to_dict(), ensure_ascii=False))
+
+    def meeting_states(self) -> dict[str, MeetingState]:
+        settled: dict[str, set[str]] = {}
+        for rec in self.state.actions():
+            if rec.key.count(":step:") and rec.status in ("done", "skipped") and rec.meeting_id:
+                settled.setdefault(rec.meeting_id, set()).add(rec.action)
+        filed = {f.meeting_id for f in self.state.filings()}
+        ids = {m.id for m in self.meetings} | set(settled)
+        return {
+            mid: MeetingState(frozenset(settled.get(mid, ())), self.invitation(mid), mid in filed) for mid in ids
+        }
+
+    def orphan_invitations(self) -> dict[str, InvitationSnapshot]:
+        planned = {m.id for m in self.meetings}
+        out = {}
+        for rec in self.state.actions():
+            if rec.action == "invite" and rec.meeting_id and rec.meeting_id not in planned:
+                snap = self.invitation(rec.meeting_id)
+                if snap is not None:
+                    out[rec.meeting_id] = snap
+        return out
+
+    def settle(self, meeting_id: str, step: str, status: str, detail: dict[str, Any] | None = None) -> None:
+        self.state.record_action(f"{meeting_id}:step:{step}", meeting_id, step, status, detail or {})
+
+
+def now_local(cfg: Config, when: datetime | None = None) -> datetime:
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(cfg.meetings.timezone)
+    return (when or datetime.now(tz)).astimezone(tz)
