@@ -210,12 +210,13 @@ def cancel_orphan(app: App, meeting_id: str, now: datetime) -> str:
     return outcome
 
 
-def run_daily(app: App, now: datetime) -> DailyReport:
+def run_daily(app: App, now: datetime, run_step: Callable[[App, Due, datetime], StepResult] = execute) -> DailyReport:
+    """Everything due now. ``run_step`` lets the Prefect flow run each step as a task."""
     report = DailyReport(now=now.isoformat())
     plan = plan_day(app, now)
     for s in plan.skip:
         app.settle(s.meeting_id, s.action, "skipped", {"reason": s.reason})
         report.skipped.append(StepResult(s.meeting_id, s.action, "skipped", s.reason))
     for due in plan.due:
-        report.results.append(execute(app, due, now))
+        report.results.append(run_step(app, due, now))
     return report

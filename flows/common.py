@@ -1,0 +1,66 @@
+"""Shared wiring for the flows: building the app, publishing what the
+coordinator sees in the Prefect UI, naming runs, and the failure alert."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import Any
+
+from prefect import get_run_logger, runtime
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from kcg_mail.bootstrap import bootstrap
+from kcg_mail.service import App, now_local
+from kcg_mail.status import meeting_rows, needs_a_person, run_summary
+
+TASK_OPTS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+YEAR_PLAN_KEY = "kcg-year-plan"
+SUMMARY_KEY = "kcg-run-summary"
+
+
+def make_app(workdir: str, config_dir: str | None) -> App:
+    return bootstrap(workdir or os.environ.get("KCG_WORKDIR", "var"), config_dir or os.environ.get("KCG_CONFIG_DIR"))
+
+
+def when(app: App, date: str | None, at: str = "07:00") -> datetime:
+    if date:
+        return now_local(app.cfg, datetime.fromisoformat(f"{date}T{at}").replace(tzinfo=now_local(app.cfg).tzinfo))
+    return now_local(app.cfg)
+
+
+def rename_run(name: str) -> None:
+    """Name the run after what it did ("intake: 2 protokoll")."""
+    run_id = runtime.flow_run.id
+    if not run_id:
+        return
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(run_id, name=name)
+
+
+def publish(app: App, title: str, lines: list[str], extra_attention: list[str] | None = None) -> str:
+    attention = (extra_attention or []) + needs_a_person(app)
+    md = run_summary(title, lines, attention)
+    if runtime.flow_run.id:
+        create_table_artifact(table=meeting_rows(app), key=YEAR_PLAN_KEY,
+                              description="Årsplanen med status för varje möte")
+        create_markdown_artifact(markdown=md, key=SUMMARY_KEY, description=title)
+    get_run_logger().info("%s: %d actions, %d need a person", title, len(lines), len(attention))
+    return md
+
+
+def alert_on_failure(flow, flow_run, state) -> None:
+    """on_failure hook: one alert mail per problem (keyed by flow, day and error)."""
+    from kcg_mail.alerts import send_failure_alert
+
+    params = flow_run.parameters or {}
+    try:
+        app = make_app(params.get("workdir", "var"), params.get("config_dir"))
+        send_failure_alert(app, flow.name, flow_run, state)
+    except Exception:  # the alert must never mask the failure itself
+        import logging
+
+        logging.getLogger(__name__).exception("could not send the failure alert")

@@ -1,0 +1,39 @@
+"""The daily flow: everything the meeting cycle says is due today."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import flow, task
+
+from flows.common import TASK_OPTS, alert_on_failure, make_app, publish, when
+from kcg_mail.cycle import Due
+from kcg_mail.daily import StepResult, execute, run_daily
+from kcg_mail.service import App
+
+
+@task(name="step", task_run_name="{due.action} {due.meeting_id}", **TASK_OPTS)
+def step_task(app: App, due: Due, now: datetime) -> StepResult:
+    return execute(app, due, now)
+
+
+def _name() -> str:
+    from prefect import runtime
+
+    return f"daily {runtime.flow_run.parameters.get('date') or datetime.now().date().isoformat()}"
+
+
+@flow(name="kcg-daily", flow_run_name=_name, on_failure=[alert_on_failure], log_prints=False)
+def daily_flow(date: str | None = None, workdir: str = "var", config_dir: str | None = None) -> dict:
+    """Send what is due on ``date`` (YYYY-MM-DD, default today) and publish the status."""
+    app = make_app(workdir, config_dir)
+    now = when(app, date)
+    report = run_daily(app, now, run_step=step_task)
+    lines = [f"{r.meeting_id}: {r.action} – {r.outcome}" for r in report.results]
+    lines += [f"{s.meeting_id}: {s.action} hoppades över ({s.detail})" for s in report.skipped]
+    from kcg_mail.alerts import overdue_alerts
+
+    overdue = overdue_alerts(app, now)
+    publish(app, f"Daglig körning {now.date().isoformat()}", lines, overdue)
+    return {"date": now.date().isoformat(), "sent": report.sent, "steps": len(report.results),
+            "skipped": len(report.skipped)}

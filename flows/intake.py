@@ -1,0 +1,40 @@
+"""The intake flow: handle new replies in the network mailbox."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import flow, task
+
+from flows.common import TASK_OPTS, alert_on_failure, make_app, publish, rename_run, when
+from kcg_mail.inbound import MatchContext
+from kcg_mail.intake import Handled, _handle_one, run_intake
+from kcg_mail.ports import IncomingMessage
+from kcg_mail.service import App
+
+LABELS = {"minutes": "protokoll", "calendar_response": "kalendersvar", "automatic": "autosvar",
+          "bad_minutes": "felaktiga", "no_minutes": "utan protokoll", "not_allowed": "ej behöriga",
+          "unmatched": "okända", "duplicate": "dubbletter"}
+
+
+@task(name="message", task_run_name="message {item.ref}", **TASK_OPTS)
+def message_task(app: App, item: IncomingMessage, ctx: MatchContext, now: datetime) -> Handled:
+    return _handle_one(app, item, ctx, now)
+
+
+@flow(name="kcg-intake", flow_run_name="intake", on_failure=[alert_on_failure], log_prints=False)
+def intake_flow(now: str | None = None, workdir: str = "var", config_dir: str | None = None) -> dict:
+    """Read new mail; file and distribute minutes; record responses; quarantine the rest."""
+    app = make_app(workdir, config_dir)
+    at = when(app, now[:10], now[11:16] or "12:00") if now else when(app, None)
+    report = run_intake(app, at, handle_one=message_task)
+    counts: dict[str, int] = {}
+    for h in report.handled:
+        counts[h.outcome] = counts.get(h.outcome, 0) + 1
+    name = "intake: " + (", ".join(f"{n} {LABELS.get(k, k)}" for k, n in counts.items()) or "inget nytt")
+    rename_run(name)
+    lines = [f"{h.meeting_id or '–'}: {LABELS.get(h.outcome, h.outcome)} från {h.sender} – {h.reason}" for h in report.handled]
+    publish(app, name, lines, [f"Fel: {e}" for e in report.errors])
+    if report.errors:
+        raise RuntimeError(f"{len(report.errors)} message(s) failed: " + "; ".join(report.errors))
+    return {"handled": len(report.handled), **counts}

@@ -1,0 +1,634 @@
+"""Exchange Web Services transport (exchangelib).
+
+For Exchange Server on-premises (NTLM or basic auth, DELEGATE access) and, until
+Microsoft switches EWS off, Exchange Online (OAuth2 client credentials,
+IMPERSONATION via the ``full_access_as_app`` application permission).
+
+Exchange Online: EWS is blocked by default from 2026-10-01 unless the tenant
+allows this app (``EWSEnabled`` + ``EwsAllowedAppIDs``) and is switched off for
+good on 2027-04-01 (Microsoft message centre MC1227454). Use the Graph
+transport for Microsoft 365 after that; EWS stays in Exchange Server.
+
+What this adapter does on the wire (and what the tests assert):
+
+* ``send``: CreateItem ``MessageDisposition="SendAndSaveCopy"`` with our marker
+  header, ``Auto-Submitted`` and ``X-Auto-Response-Suppress`` as extended
+  properties in the ``InternetHeaders`` property set, and the Message-ID from
+  the idempotency key (dropped and retried once if the server refuses to let us
+  set ``InternetMessageId``; the marker still identifies the sent copy).
+* ``send_invitation``: a real calendar item (CreateItem
+  ``SendMeetingInvitations="SendToAllAndSaveCopy"``), updates with UpdateItem
+  ``SendToChangedAndSaveCopy`` (only affected attendees get the update, a copy
+  is kept in Sent Items) and cancellations with CancelCalendarItem. The
+  calendar item carries the marker plus two private named properties (the
+  iCalendar UID and the sequence number) so the item is found again by UID in
+  a later run, and a repeated REQUEST or CANCEL is a no-op.
+* ``fetch_new``: SyncFolderItems on the inbox (the sync state is the cursor),
+  then GetItem for the MIME content of every created item.
+* ``move``: MoveItem to a sub-folder of the inbox (FindFolder/CreateFolder).
+* Throttling (``ErrorServerBusy`` with ``BackOffMilliseconds``, HTTP 503,
+  ``Retry-After``) is waited out through the injected ``sleep`` up to
+  ``max_wait`` seconds in total per operation, then ``TransientError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Callable, Iterator, Literal
+from zoneinfo import ZoneInfo
+
+import requests
+from exchangelib import (
+    DELEGATE,
+    IMPERSONATION,
+    Account,
+    Attendee,
+    Body,
+    CalendarItem,
+    Configuration,
+    Credentials,
+    EWSDateTime,
+    ExtendedProperty,
+    FaultTolerance,
+    FileAttachment,
+    Folder,
+    HTMLBody,
+    Identity,
+    Mailbox,
+    Message,
+    OAuth2Credentials,
+    Version,
+)
+from exchangelib import errors as ews_errors
+from exchangelib.fields import InvalidField
+from exchangelib.items import SEND_TO_ALL_AND_SAVE_COPY, SEND_TO_CHANGED_AND_SAVE_COPY
+from exchangelib.services import CreateFolder
+from exchangelib.transport import BASIC, NTLM, OAUTH2
+from exchangelib.version import Build
+from oauthlib.oauth2.rfc6749 import errors as oauth_errors
+
+from ..ports import (
+    MARKER_HEADER,
+    Address,
+    Check,
+    FetchResult,
+    Folder as FolderName,
+    IncomingMessage,
+    Invitation,
+    MailTransport,
+    OutgoingMessage,
+    TransientError,
+    TransportError,
+)
+
+log = logging.getLogger(__name__)
+
+AuthKind = Literal["oauth", "ntlm", "basic"]
+
+#: Build names accepted for ``version`` (exchangelib's ``Version(build=...)``).
+VERSIONS: dict[str, Build] = {
+    "Exchange2010_SP2": Build(14, 2),
+    "Exchange2013": Build(15, 0),
+    "Exchange2013_SP1": Build(15, 0, 847),
+    "Exchange2016": Build(15, 1),
+    "Exchange2019": Build(15, 2),
+    # Exchange Online answers as 15.20 and speaks the Exchange2016 schema.
+    "ExchangeOnline": Build(15, 20),
+}
+
+#: Named property (private to us) holding the iCalendar UID of a meeting.
+UID_PROPERTY = "X-KCG-Invitation-UID"
+#: Named property holding the last SEQUENCE we sent for that meeting.
+SEQUENCE_PROPERTY = "X-KCG-Invitation-Sequence"
+
+
+# ------------------------------------------------------------------ extended properties
+
+
+class KcgMarker(ExtendedProperty):
+    """Our marker header (``X-KCG-Mail: <idempotency key>``) as an Internet header."""
+
+    distinguished_property_set_id = "InternetHeaders"
+    property_name = MARKER_HEADER
+    property_type = "String"
+
+
+class AutoSubmitted(ExtendedProperty):
+    distinguished_property_set_id = "InternetHeaders"
+    property_name = "Auto-Submitted"
+    property_type = "String"
+
+
+class AutoResponseSuppress(ExtendedProperty):
+    distinguished_property_set_id = "InternetHeaders"
+    property_name = "X-Auto-Response-Suppress"
+    property_type = "String"
+
+
+class KcgInvitationUid(ExtendedProperty):
+    distinguished_property_set_id = "PublicStrings"
+    property_name = UID_PROPERTY
+    property_type = "String"
+
+
+class KcgInvitationSequence(ExtendedProperty):
+    distinguished_property_set_id = "PublicStrings"
+    property_name = SEQUENCE_PROPERTY
+    property_type = "Integer"
+
+
+_REGISTRATIONS = (
+    (Message, "kcg_marker", KcgMarker),
+    (Message, "kcg_auto_submitted", AutoSubmitted),
+    (Message, "kcg_auto_response_suppress", AutoResponseSuppress),
+    (CalendarItem, "kcg_marker", KcgMarker),
+    (CalendarItem, "kcg_uid", KcgInvitationUid),
+    (CalendarItem, "kcg_sequence", KcgInvitationSequence),
+)
+
+
+def register_extended_properties() -> None:
+    """Register our extended properties on exchangelib's item classes (idempotent;
+    exchangelib keeps them on the classes, process-wide)."""
+    for cls, attr, prop in _REGISTRATIONS:
+        try:
+            field = cls.get_field_by_fieldname(attr)
+        except InvalidField:
+            cls.register(attr, prop)
+        else:
+            if getattr(field, "value_cls", None) is not prop:
+                raise RuntimeError(f"{cls.__name__}.{attr} is registered with another property class")
+
+
+# ------------------------------------------------------------------------ retry policy
+
+
+class BoundedRetry(FaultTolerance):
+    """exchangelib's fault-tolerant policy with two changes:
+
+    * waits go through an injectable ``sleep`` (exchangelib itself would call
+      ``time.sleep`` later, in ``post_ratelimited``) and are bounded by
+      ``max_wait`` seconds *in total* per operation, not per wait: a server that
+      keeps answering ``ErrorServerBusy`` with a short back-off cannot keep us
+      looping forever;
+    * HTTP 401 is a login failure, not a throttling hint (FaultTolerance retries
+      401s, which would turn a wrong password into a five-minute wait).
+    """
+
+    def __init__(self, max_wait: float, sleep: Callable[[float], None]):
+        super().__init__(max_wait=max_wait)
+        self._sleep = sleep
+        self.waited = 0.0
+        self.waits: list[float] = []
+
+    def reset(self) -> None:
+        self.waited = 0.0
+
+    def back_off(self, seconds):
+        if seconds is None:
+            seconds = self.DEFAULT_BACKOFF
+        if self.waited + seconds > self.max_wait:
+            raise ews_errors.RateLimitError(
+                f"Exchange kept asking us to back off; waited {self.waited:.1f} s of max_wait={self.max_wait} s",
+                wait=seconds,
+            )
+        self.waited += seconds
+        self.waits.append(seconds)
+        log.warning("Exchange is throttling; waiting %.2f s before retrying", seconds)
+        self._sleep(seconds)
+        # back_off_until stays None, so exchangelib does not sleep a second time.
+
+    def raise_response_errors(self, response):
+        if response.status_code == 401 and b"locked out" not in response.content:
+            raise ews_errors.UnauthorizedError(f"Invalid credentials for {response.url} (HTTP 401)")
+        return super().raise_response_errors(response)
+
+
+# ------------------------------------------------------------------------ the adapter
+
+
+class ExchangeTransport(MailTransport):
+    """MailTransport over EWS. Nothing is sent over the network until the first
+    operation (or ``check()``)."""
+
+    def __init__(
+        self,
+        mailbox: str,
+        auth: AuthKind,
+        service_endpoint: str,
+        version: str | None = "Exchange2016",
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        tenant_id: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        autodiscover: bool = False,
+        max_wait: float = 300,
+        sleep: Callable[[float], None] = time.sleep,
+        processed_folder: str = "processed",
+        quarantine_folder: str = "quarantine",
+    ):
+        if "@" not in mailbox:
+            raise ValueError(f"mailbox must be an e-mail address, got {mailbox!r}")
+        if auth not in ("oauth", "ntlm", "basic"):
+            raise ValueError(f"auth must be 'oauth', 'ntlm' or 'basic', got {auth!r}")
+        if auth == "oauth":
+            missing = [n for n, v in (("client_id", client_id), ("client_secret", client_secret),
+                                      ("tenant_id", tenant_id)) if not v]
+            if missing:
+                raise ValueError(
+                    f"auth='oauth' needs {', '.join(missing)} (KCG_EWS_CLIENT_ID, KCG_EWS_CLIENT_SECRET, "
+                    "KCG_EWS_TENANT_ID)"
+                )
+        elif not username or not password:
+            raise ValueError(f"auth={auth!r} needs username and password (KCG_EWS_USERNAME, KCG_EWS_PASSWORD)")
+        if not service_endpoint and not autodiscover:
+            raise ValueError("service_endpoint is required unless autodiscover=True")
+        if version is not None and version not in VERSIONS:
+            raise ValueError(f"unknown Exchange version {version!r}; use one of {sorted(VERSIONS)} or None")
+
+        self.mailbox = mailbox
+        self.auth = auth
+        self.service_endpoint = service_endpoint
+        self.version = version
+        self.autodiscover = autodiscover
+        self.max_wait = max_wait
+        self.folder_names: dict[str, str] = {"processed": processed_folder, "quarantine": quarantine_folder}
+        self._client_id, self._client_secret, self._tenant_id = client_id, client_secret, tenant_id
+        self._username, self._password = username, password
+        self.retry_policy = BoundedRetry(max_wait=max_wait, sleep=sleep)
+        self._account: Account | None = None
+        self._folders: dict[str, Folder] = {}
+        register_extended_properties()
+
+    # ----------------------------------------------------------------- connection
+
+    def _credentials(self):
+        if self.auth == "oauth":
+            return OAuth2Credentials(
+                client_id=self._client_id,
+                client_secret=self._client_secret,
+                tenant_id=self._tenant_id,
+                identity=Identity(primary_smtp_address=self.mailbox),
+            )
+        return Credentials(self._username, self._password)
+
+    @property
+    def account(self) -> Account:
+        if self._account is None:
+            credentials = self._credentials()
+            access_type = IMPERSONATION if self.auth == "oauth" else DELEGATE
+            auth_type = {"oauth": OAUTH2, "ntlm": NTLM, "basic": BASIC}[self.auth]
+            config = Configuration(
+                credentials=credentials,
+                # autodiscover finds the endpoint itself; otherwise pin it (no discovery traffic)
+                service_endpoint=None if self.autodiscover else self.service_endpoint,
+                auth_type=auth_type,
+                version=Version(build=VERSIONS[self.version]) if self.version else None,
+                retry_policy=self.retry_policy,
+            )
+            account = Account(
+                primary_smtp_address=self.mailbox,
+                config=config,
+                autodiscover=self.autodiscover,
+                access_type=access_type,
+                default_timezone=None,
+            )
+            # exchangelib caches Protocol objects per (endpoint, credentials); a cached one
+            # keeps the retry policy it was created with. Ours must be the one in force.
+            account.protocol.config.retry_policy = self.retry_policy
+            self._account = account
+        return self._account
+
+    def close(self) -> None:
+        if self._account is not None:
+            self._account.protocol.close()
+        self._account = None
+        self._folders.clear()
+
+    @contextmanager
+    def _ews(self, what: str) -> Iterator[None]:
+        """Reset the wait budget and translate exchangelib faults into ours."""
+        self.retry_policy.reset()
+        try:
+            yield
+        except TransportError:
+            raise
+        except Exception as e:  # noqa: BLE001 - everything is translated, nothing swallowed
+            raise self._translate(e, what) from e
+
+    def _translate(self, e: Exception, what: str) -> TransportError:
+        where = f"Exchange ({self.service_endpoint or 'autodiscover'}, mailbox {self.mailbox})"
+        if isinstance(e, ews_errors.RateLimitError):
+            return TransientError(
+                f"{what}: {where} is throttling and did not recover within {self.max_wait:g} s ({e}). "
+                "Nothing more was sent; run again later."
+            )
+        if isinstance(
+            e,
+            (
+                ews_errors.ErrorServerBusy,
+                ews_errors.ErrorInternalServerTransientError,
+                ews_errors.ErrorTimeoutExpired,
+                ews_errors.ErrorTooManyObjectsOpened,
+                ews_errors.ErrorExceededConnectionCount,
+                ews_errors.ErrorMailboxStoreUnavailable,
+                ews_errors.ErrorMailboxMoveInProgress,
+                requests.ConnectionError,
+                requests.Timeout,
+            ),
+        ):
+            return TransientError(f"{what}: {where} is unavailable ({type(e).__name__}: {e}); run again later.")
+        if isinstance(e, (oauth_errors.InvalidClientError, oauth_errors.UnauthorizedClientError,
+                          oauth_errors.InvalidClientIdError)):
+            return TransportError(
+                f"{what}: Microsoft Entra ID refused the app credentials ({e.error}: {e.description}). "
+                "Check KCG_EWS_CLIENT_ID, KCG_EWS_TENANT_ID and KCG_EWS_CLIENT_SECRET (secrets expire; "
+                "create a new one under Certificates & secrets)."
+            )
+        if isinstance(e, oauth_errors.OAuth2Error):
+            return TransportError(f"{what}: OAuth token request failed ({e.error}: {e.description}).")
+        if isinstance(e, ews_errors.UnauthorizedError):
+            hint = (
+                "the access token was refused: check that the app has the Exchange application permission "
+                "full_access_as_app with admin consent"
+                if self.auth == "oauth"
+                else "check KCG_EWS_USERNAME/KCG_EWS_PASSWORD and that the server allows "
+                f"{self.auth.upper()} authentication on EWS"
+            )
+            return TransportError(f"{what}: {where} answered 401 Unauthorized; {hint}.")
+        if isinstance(e, (ews_errors.ErrorImpersonateUserDenied, ews_errors.ErrorImpersonationFailed)):
+            return TransportError(
+                f"{what}: {where} refused impersonation of {self.mailbox} ({e}). Exchange Online: grant the app "
+                "the application permission full_access_as_app (Office 365 Exchange Online) and admin consent. "
+                "On-premises: give the service account the ApplicationImpersonation role or full access to the "
+                "mailbox."
+            )
+        if isinstance(e, ews_errors.ErrorNonExistentMailbox):
+            return TransportError(f"{what}: mailbox {self.mailbox} does not exist on {where} ({e}).")
+        if isinstance(e, ews_errors.ErrorAccessDenied):
+            return TransportError(
+                f"{what}: {where} denied access ({e}). Check the app's full_access_as_app permission (Exchange "
+                "Online) or the account's rights on the mailbox (on-premises). If EWS is blocked for the tenant "
+                "(EWSEnabled / EwsAllowedAppIDs), an administrator must allow this app."
+            )
+        if isinstance(e, ews_errors.MalformedResponseError) and "Code: 403" in str(e):
+            return TransportError(
+                f"{what}: {where} answered 403 Forbidden: EWS is disabled for this organisation, mailbox or app. "
+                "Exchange Online blocks EWS by default from 2026-10-01 (EWSEnabled, EwsAllowedAppIDs) and turns "
+                "it off on 2027-04-01; use the Graph transport. On-premises: check Set-CASMailbox -EwsEnabled."
+            )
+        if isinstance(e, ews_errors.MalformedResponseError) and "Code: 404" in str(e):
+            return TransportError(
+                f"{what}: {where} answered 404: wrong service endpoint. It normally ends in /EWS/Exchange.asmx "
+                "(Exchange Online: https://outlook.office365.com/EWS/Exchange.asmx)."
+            )
+        if isinstance(e, (ews_errors.RedirectError, ews_errors.CASError, ews_errors.MalformedResponseError,
+                          ews_errors.SOAPError)):
+            return TransportError(f"{what}: {where} did not answer like EWS ({type(e).__name__}: {e}). "
+                                  "Check the service endpoint URL.")
+        if isinstance(e, ews_errors.EWSError):
+            return TransportError(f"{what}: {where} failed: {type(e).__name__}: {e}")
+        return TransportError(f"{what}: unexpected error talking to {where}: {type(e).__name__}: {e}")
+
+    # ----------------------------------------------------------------------- send
+
+    @staticmethod
+    def _mailbox(a: Address) -> Mailbox:
+        return Mailbox(name=a.name or None, email_address=a.email)
+
+    def _message(self, message: OutgoingMessage, *, with_message_id: bool) -> Message:
+        acc = self.account
+        extra = {}
+        if message.auto_submitted:
+            extra = {"kcg_auto_submitted": "auto-generated", "kcg_auto_response_suppress": "All"}
+        m = Message(
+            account=acc,
+            folder=acc.sent,
+            subject=message.subject,
+            body=HTMLBody(message.html) if message.html else Body(message.text),
+            to_recipients=[self._mailbox(a) for a in message.to],
+            cc_recipients=[self._mailbox(a) for a in message.cc] or None,
+            reply_to=[self._mailbox(message.reply_to)] if message.reply_to else None,
+            in_reply_to=message.in_reply_to,
+            references=" ".join(message.references) or None,
+            message_id=message.message_id if with_message_id else None,
+            kcg_marker=message.key,
+            **extra,
+        )
+        if message.sender.email.lower() == self.mailbox.lower() and message.sender.name:
+            m.author = Mailbox(name=message.sender.name, email_address=self.mailbox)
+        for att in message.attachments:
+            m.attach(FileAttachment(name=att.filename, content=att.data, content_type=att.content_type))
+        return m
+
+    def send(self, message: OutgoingMessage) -> None:
+        with self._ews(f"send {message.key}"):
+            try:
+                self._message(message, with_message_id=True).send_and_save()
+            except (ews_errors.ErrorInvalidPropertySet, ews_errors.ErrorInvalidPropertyRequest) as e:
+                if "InternetMessageId" not in str(e):
+                    raise
+                # Some servers do not let clients set the Message-ID (exchangelib #619). The
+                # CreateItem was refused, so nothing went out; send without it. The marker
+                # header still identifies the sent copy.
+                log.warning("Exchange refused our Message-ID for %s; sending with a server one", message.key)
+                self._message(message, with_message_id=False).send_and_save()
+
+    # ---------------------------------------------------------------- invitations
+
+    def _find_meeting(self, uid: str) -> CalendarItem | None:
+        found = list(self.account.calendar.filter(kcg_uid=uid))
+        found = [f for f in found if not isinstance(f, Exception)]
+        if len(found) > 1:
+            log.warning("%d calendar items carry UID %s; using the newest", len(found), uid)
+            found.sort(key=lambda i: i.datetime_created or datetime.min.replace(tzinfo=timezone.utc))
+        return found[-1] if found else None
+
+    @staticmethod
+    def _ews_datetime(value: datetime, tzid: str) -> EWSDateTime:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=ZoneInfo(tzid))
+        return EWSDateTime.from_datetime(value)
+
+    def _meeting_fields(self, inv: Invitation) -> dict:
+        msg = inv.message
+        return {
+            "subject": inv.summary or msg.subject,
+            "body": HTMLBody(msg.html) if msg.html else Body(inv.description or msg.text),
+            "start": self._ews_datetime(inv.start, inv.tzid),
+            "end": self._ews_datetime(inv.end, inv.tzid),
+            "location": inv.location or None,
+            "required_attendees": [Attendee(mailbox=self._mailbox(a), response_type="Unknown") for a in msg.to]
+            or None,
+            "optional_attendees": [Attendee(mailbox=self._mailbox(a), response_type="Unknown") for a in msg.cc]
+            or None,
+        }
+
+    @staticmethod
+    def _same(field: str, old, new) -> bool:
+        if field.endswith("attendees"):
+            emails = lambda v: sorted((a.mailbox.email_address or "").lower() for a in (v or []))  # noqa: E731
+            return emails(old) == emails(new)
+        if field == "body":
+            return str(old or "") == str(new or "") and type(old) is type(new)
+        if field in ("start", "end"):
+            return old is not None and new is not None and old == new
+        return (old or None) == (new or None)
+
+    def send_invitation(self, invitation: Invitation) -> None:
+        inv = invitation
+        with self._ews(f"{inv.method} invitation {inv.uid} (sequence {inv.sequence})"):
+            existing = self._find_meeting(inv.uid)
+            if inv.method == "CANCEL":
+                if existing is None:
+                    log.info("meeting %s not in the calendar (never sent or already cancelled)", inv.uid)
+                    return
+                if existing.is_cancelled:
+                    return
+                existing.cancel(body=Body(inv.description or inv.message.text))
+                return
+            fields = self._meeting_fields(inv)
+            if existing is None:
+                item = CalendarItem(
+                    account=self.account,
+                    folder=self.account.calendar,
+                    uid=inv.uid,
+                    kcg_marker=inv.message.key,
+                    kcg_uid=inv.uid,
+                    kcg_sequence=inv.sequence,
+                    **fields,
+                )
+                item.save(send_meeting_invitations=SEND_TO_ALL_AND_SAVE_COPY)
+                return
+            if existing.kcg_sequence is not None and existing.kcg_sequence >= inv.sequence:
+                log.info("meeting %s already at sequence %s; nothing to send", inv.uid, existing.kcg_sequence)
+                return
+            changed = [name for name, value in fields.items() if not self._same(name, getattr(existing, name), value)]
+            for name in changed:
+                setattr(existing, name, fields[name])
+            existing.kcg_marker = inv.message.key
+            existing.kcg_sequence = inv.sequence
+            existing.save(
+                update_fields=changed + ["kcg_marker", "kcg_sequence"],
+                send_meeting_invitations=SEND_TO_CHANGED_AND_SAVE_COPY,
+            )
+
+    # ---------------------------------------------------------------------- inbox
+
+    def fetch_new(self, cursor: str | None) -> FetchResult:
+        with self._ews("fetch new messages"):
+            inbox = self.account.inbox
+            # The folder object is cached by exchangelib and remembers the last sync state;
+            # start from exactly the cursor we were given (None = everything in the inbox).
+            inbox.item_sync_state = cursor
+            created = [
+                item
+                for change, item in inbox.sync_items(sync_state=cursor, only_fields=["datetime_received"])
+                if change == "create"
+            ]
+            new_cursor = inbox.item_sync_state
+            messages: list[IncomingMessage] = []
+            if created:
+                fetched = self.account.fetch(
+                    ids=[(i.id, i.changekey) for i in created],
+                    folder=inbox,
+                    only_fields=["mime_content", "datetime_received"],
+                )
+                for item in fetched:
+                    if isinstance(item, ews_errors.ErrorItemNotFound):
+                        continue  # moved or deleted since the sync: someone else handled it
+                    if isinstance(item, Exception):
+                        raise item
+                    if not item.mime_content:
+                        log.warning("item %s has no MIME content; skipped", item.id)
+                        continue
+                    received = item.datetime_received
+                    messages.append(
+                        IncomingMessage(
+                            ref=f"{item.id}|{item.changekey}",
+                            raw=bytes(item.mime_content),
+                            received_at=datetime.fromtimestamp(received.timestamp(), tz=timezone.utc)
+                            if received
+                            else None,
+                        )
+                    )
+            return FetchResult(messages=messages, cursor=new_cursor)
+
+    def _subfolder(self, name: str) -> Folder:
+        if name in self._folders:
+            return self._folders[name]
+        inbox = self.account.inbox
+        try:
+            folder = inbox // name
+        except ews_errors.ErrorFolderNotFound:
+            try:
+                new = Folder(parent=inbox, name=name)
+                created = CreateFolder(account=self.account).get(parent_folder=inbox, folders=[new])
+                new._id = new.ID_ELEMENT_CLS(created.id, created.changekey)
+                folder = new
+            except ews_errors.ErrorFolderExists:
+                folder = inbox // name  # created meanwhile by another run
+        self._folders[name] = folder
+        return folder
+
+    def move(self, ref: str, folder: FolderName) -> None:
+        item_id, _, _changekey = ref.partition("|")
+        if not item_id:
+            raise ValueError(f"not an Exchange item reference: {ref!r}")
+        name = self.folder_names[folder]
+        with self._ews(f"move {ref[:16]}… to {name}"):
+            target = self._subfolder(name)
+            # No changekey: a read flag set in Outlook meanwhile must not make the move fail.
+            (result,) = self.account.bulk_move(ids=[(item_id, None)], to_folder=target)
+            if isinstance(result, ews_errors.ErrorItemNotFound):
+                log.info("item already gone from the inbox (moved before): %s", ref[:16])
+                return
+            if isinstance(result, Exception):
+                raise result
+
+    # ------------------------------------------------------------------ was_sent
+
+    def was_sent(self, key: str) -> bool:
+        with self._ews(f"look up sent copy of {key}"):
+            if self.account.sent.filter(kcg_marker=key).exists():
+                return True
+            return self.account.calendar.filter(kcg_marker=key).exists()
+
+    # --------------------------------------------------------------------- check
+
+    def check(self) -> list[Check]:
+        name = f"exchange {self.mailbox}"
+        checks: list[Check] = []
+        try:
+            with self._ews("connect"):
+                inbox = self.account.inbox  # GetFolder
+                detail = (
+                    f"EWS at {self.account.protocol.service_endpoint} ({self.auth}, "
+                    f"{'impersonation' if self.auth == 'oauth' else 'delegate'}); inbox holds "
+                    f"{inbox.total_count} message(s)"
+                )
+            checks.append(Check(name, True, detail))
+        except TransportError as e:
+            checks.append(Check(name, False, str(e)))
+            return checks
+        try:
+            with self._ews("open the calendar and Sent Items"):
+                self.account.calendar  # noqa: B018 - GetFolder
+                self.account.sent  # noqa: B018
+            checks.append(Check(f"{name} calendar", True, "calendar and Sent Items reachable"))
+        except TransportError as e:
+            checks.append(Check(f"{name} calendar", False, str(e)))
+        if "office365.com" in (self.service_endpoint or "") or self.auth == "oauth":
+            checks.append(
+                Check(
+                    f"{name} EWS retirement",
+                    True,
+                    "Exchange Online blocks EWS by default from 2026-10-01 unless this app is in EwsAllowedAppIDs, "
+                    "and switches EWS off on 2027-04-01 (MC1227454): move this mailbox to the Graph transport.",
+                )
+            )
+        return checks

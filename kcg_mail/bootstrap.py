@@ -1,0 +1,101 @@
+"""Wire configuration to adapters: the one place that knows which concrete
+mail transport and archive a run uses (cosmicpython's bootstrap).
+
+Embedded defaults (nothing configured): Maildir under ``<workdir>/mail``, a
+local folder ``<workdir>/dropbox`` and SQLite ``<workdir>/state.sqlite``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kcg_mail.compose import DEFAULT_TEMPLATES, Composer
+from kcg_mail.config import Config, load_config
+from kcg_mail.ports import Archive, MailTransport
+from kcg_mail.secrets import install_log_filter, require
+from kcg_mail.service import App
+
+DEFAULT_WORKDIR = Path("var")
+
+
+def _int(v: Any, default: int) -> int:
+    return int(v) if v not in (None, "") else default
+
+
+def make_mail(cfg: Config, workdir: Path) -> MailTransport:
+    s = cfg.transport.mail
+    extra: dict[str, Any] = dict(s.model_extra or {})
+    if s.kind == "maildir":
+        from kcg_mail.adapters.maildir import MaildirTransport
+
+        return MaildirTransport(Path(extra.get("path") or workdir / "mail"))
+    if s.kind == "smtp_imap":
+        from kcg_mail.adapters.smtp_imap import SmtpImapTransport
+
+        return SmtpImapTransport(
+            smtp_host=extra["smtp_host"], smtp_port=_int(extra.get("smtp_port"), 587),
+            imap_host=extra.get("imap_host") or extra["smtp_host"], imap_port=_int(extra.get("imap_port"), 993),
+            username=extra.get("username") or cfg.network.mailbox.email, password=require("smtp_password"),
+            smtp_security=extra.get("smtp_security", "starttls"), imap_security=extra.get("imap_security", "tls"),
+            sent_folder=extra.get("sent_folder", "Sent"),
+        )
+    if s.kind == "exchange":
+        from kcg_mail.adapters.exchange import ExchangeTransport
+
+        auth = extra.get("auth", "oauth")
+        kw: dict[str, Any] = dict(mailbox=extra.get("mailbox") or cfg.network.mailbox.email, auth=auth,
+                                  service_endpoint=extra["service_endpoint"], version=extra.get("version"),
+                                  autodiscover=str(extra.get("autodiscover", "false")).lower() == "true")
+        if auth == "oauth":
+            kw.update(client_id=extra["client_id"], tenant_id=extra["tenant_id"], client_secret=require("ews_client_secret"))
+        else:
+            kw.update(username=extra["username"], password=require("ews_password"))
+        return ExchangeTransport(**kw)
+    if s.kind == "graph":
+        from kcg_mail.adapters.graph import GraphTransport
+
+        return GraphTransport(mailbox=extra.get("mailbox") or cfg.network.mailbox.email, tenant_id=extra["tenant_id"],
+                              client_id=extra["client_id"], client_secret=require("graph_client_secret"))
+    raise ValueError(s.kind)  # pragma: no cover - validated by config
+
+
+def make_archive(cfg: Config, workdir: Path) -> Archive:
+    s = cfg.transport.archive
+    extra: dict[str, Any] = dict(s.model_extra or {})
+    if s.kind == "local":
+        from kcg_mail.adapters.local_archive import LocalFolderArchive
+
+        return LocalFolderArchive(Path(extra.get("path") or workdir / "dropbox"))
+    from kcg_mail.adapters.dropbox_archive import DropboxArchive
+
+    return DropboxArchive(
+        app_key=extra["app_key"], app_secret=require("dropbox_app_secret"), refresh_token=require("dropbox_refresh_token"),
+        team_root_namespace_id=extra.get("team_root_namespace_id"), team_member_id=extra.get("team_member_id"),
+    )
+
+
+def make_renderer(templates_dir: Path):
+    from kcg_mail.protocol import ProtocolRenderer
+
+    return ProtocolRenderer(templates_dir / "protocol.docx")
+
+
+def bootstrap(workdir: Path | str = DEFAULT_WORKDIR, config_dir: Path | str | None = None,
+              templates_dir: Path | str | None = None, *, cfg: Config | None = None,
+              mail: MailTransport | None = None, archive: Archive | None = None) -> App:
+    from kcg_mail.adapters.sqlite_state import SqliteState
+
+    install_log_filter()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = cfg or load_config(config_dir)
+    templates = Path(templates_dir or DEFAULT_TEMPLATES)
+    return App(
+        cfg=cfg,
+        state=SqliteState(workdir / "state.sqlite"),
+        mail=mail or make_mail(cfg, workdir),
+        archive=archive or make_archive(cfg, workdir),
+        composer=Composer(cfg, templates),
+        renderer=make_renderer(templates),
+    )

@@ -1,0 +1,232 @@
+"""The intake run: every incoming message gets a defined outcome.
+
+For each new message (one bad message never stops the rest):
+
+1. already ``done`` in the state record -> just make sure it left the inbox;
+2. ``inbound.parse`` + ``inbound.classify`` (pure) decide what it is;
+3. one small handler per kind does what that kind needs, through the state
+   record (filing and distribution are idempotent, keyed by content hash and
+   version);
+4. the message is recorded ``done`` and only then moved out of the inbox.
+
+A crash anywhere leaves the message in the inbox; the rerun repeats the
+idempotent steps and finishes. The transport cursor is stored only after the
+whole batch is handled.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable
+
+from kcg_mail import inbound
+from kcg_mail.compose import person_ctx
+from kcg_mail.plan import Meeting, archive_folder, protocol_filename
+from kcg_mail.ports import Attachment, FilingRecord, IncomingMessage, MessageRecord
+from kcg_mail.service import App
+
+log = logging.getLogger(__name__)
+
+FOLDER = {"minutes": "processed", "duplicate": "processed", "calendar_response": "processed",
+          "automatic": "processed", "own": "processed"}  # everything else: quarantine
+MIME_BY_KIND = {"docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                "pdf": "application/pdf", "odt": "application/vnd.oasis.opendocument.text"}
+
+
+@dataclass
+class Handled:
+    ref: str
+    outcome: str
+    meeting_id: str | None
+    reason: str
+    sender: str = ""
+    subject: str = ""
+
+
+@dataclass
+class IntakeReport:
+    handled: list[Handled] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for h in self.handled if h.outcome == outcome)
+
+
+def msg_key(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()[:40]
+
+
+def match_context(app: App, now: datetime) -> inbound.MatchContext:
+    from kcg_mail.compose import meeting_uid
+
+    net = app.cfg.network
+    extra = {e.lower() for e in net.filers} | {net.coordinator.email}
+    refs = tuple(
+        inbound.MeetingRef(
+            meeting_id=m.id, token=m.token, date=m.date,
+            filers=frozenset({p.email for p in m.hosts()} | extra),
+            invitation_uid=meeting_uid(app.cfg, m.id),
+        )
+        for m in app.meetings
+    )
+    sent_ids = {
+        r.detail["message_id"]: r.meeting_id
+        for r in app.state.actions()
+        if r.meeting_id and r.detail.get("message_id") and r.status == "done"
+    }
+    return inbound.MatchContext(
+        meetings=refs, sent_ids=sent_ids,
+        members=frozenset(p.email for p in net.members),
+        own_addresses=frozenset({net.mailbox.email}), today=now.date(),
+    )
+
+
+# ------------------------------------------------------------------ handlers
+
+
+def _reply_problem(app: App, mail: inbound.ParsedMail, m: Meeting | None, problem: str, now: datetime) -> str:
+    """One short polite Swedish answer, at most once per meeting, sender and day."""
+    person = next((p for p in app.cfg.network.members if p.email == mail.sender), None)
+    if person is None:
+        return "no reply (sender not in network)"
+    key = f"{m.id if m else '-'}:reply_problem:{person.email}:{now.date().isoformat()}"
+    msg = app.composer.message(
+        "reply_problem", key, m, [person],
+        {"meeting": app.composer.meeting_ctx(m, app.meetings) if m else None, "person": person_ctx(person),
+         "problem": problem, "subject": mail.subject.removeprefix("SV: ").removeprefix("Re: ")[:150] or "Protokoll"},
+        in_reply_to=mail.message_id,
+    )
+    return app.outbox.send(msg)
+
+
+def file_minutes(app: App, m: Meeting, data: bytes, kind: str, decisions: list[dict[str, str]], source: str,
+                 now: datetime) -> tuple[str, FilingRecord]:
+    """File into the archive under the naming convention and distribute.
+    Returns ("filed"|"duplicate", filing)."""
+    for f in app.state.filings(m.id):
+        if f.content_hash == _hash(app, data):
+            return "duplicate", f
+    name = protocol_filename(app.cfg, m).removesuffix(".docx") + "." + kind
+    stored = app.archive.store(f"{archive_folder(app.cfg, m)}/{name}", data)
+    version = len({f.content_hash for f in app.state.filings(m.id)}) + 1
+    link = app.archive.shared_link(stored.path)
+    filing = FilingRecord(meeting_id=m.id, version=version, path=stored.path, rev=stored.rev,
+                          content_hash=stored.content_hash, link=link, source_msg_key=source)
+    app.state.record_filing(filing)
+    app.state.replace_decisions(m.id, decisions)
+    update_decision_log(app, m.date.year)
+    distribute(app, m, filing, data, kind, decisions)
+    return "filed", filing
+
+
+def _hash(app: App, data: bytes) -> str:
+    from kcg_mail.adapters.content_hash import dropbox_content_hash
+
+    return dropbox_content_hash(data)
+
+
+def distribute(app: App, m: Meeting, filing: FilingRecord, data: bytes, kind: str, decisions: list[dict[str, str]]) -> str:
+    attach = app.cfg.meetings.distribution == "attach"
+    filename = filing.path.rpartition("/")[2]
+    atts = (Attachment(filename, MIME_BY_KIND.get(kind, "application/octet-stream"), data),) if attach else ()
+    msg = app.composer.message(
+        "distribute", f"{m.id}:distribute:members:v{filing.version}", m, app.cfg.network.active_members,
+        {"meeting": app.composer.meeting_ctx(m, app.meetings), "version": filing.version, "filename": filename,
+         "link": filing.link or filing.path, "decisions": decisions, "attached": attach},
+        attachments=atts,
+    )
+    return app.outbox.send(msg)
+
+
+def update_decision_log(app: App, year: int) -> None:
+    """The running decision log of the year (CSV that Excel opens), rewritten
+    explicitly from the state record on each filing."""
+    ids = {m.id: m for m in app.meetings if m.date.year == year}
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter=";", lineterminator="\r\n")
+    w.writerow(["Möte", "Datum", "Tema", "Värd", "Beslut", "Ansvarig", "Klart till"])
+    for d in app.state.decisions():
+        m = ids.get(d["meeting_id"])
+        if m is not None:
+            w.writerow([m.id, m.date.isoformat(), m.theme_label, m.host.name, d["decision"], d["owner"], d["due"]])
+    folder = f"/{app.cfg.network.short}/Protokoll/{year}"
+    app.archive.store(f"{folder}/{year} {app.cfg.network.short} Beslutslogg.csv",
+                      ("\ufeff" + buf.getvalue()).encode("utf-8"), overwrite=True)
+
+
+def handle_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime) -> tuple[str, str]:
+    from kcg_mail.protocol import MinutesRejected, read_minutes
+
+    m = app.meeting(v.meeting_id)
+    problems = []
+    for att in v.attachments:
+        try:
+            minutes = read_minutes(att.filename, att.data)
+        except MinutesRejected as rej:
+            problems.append(rej)
+            continue
+        decisions = [{"decision": d.decision, "owner": d.owner, "due": d.due} for d in minutes.decisions]
+        outcome, filing = file_minutes(app, m, att.data, minutes.kind, decisions, key, now)
+        if outcome == "duplicate":
+            return "duplicate", f"samma protokoll som version {filing.version} – inget nytt"
+        return "minutes", f"arkiverat som {filing.path} (version {filing.version})"
+    first = problems[0]
+    sent = _reply_problem(app, mail, m, first.message_sv, now)
+    return "bad_minutes", f"{first.code}: {first.detail} (svar: {sent})"
+
+
+def handle(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime) -> tuple[str, str]:
+    if v.kind == "minutes":
+        return handle_minutes(app, mail, v, key, now)
+    if v.kind == "no_minutes":
+        m = app.meeting(v.meeting_id)
+        sent = _reply_problem(app, mail, m, "Vi hittade inget bifogat protokoll i ditt mejl.", now)
+        return "no_minutes", f"{v.reason} (svar: {sent})"
+    if v.kind == "calendar_response" and v.calendar_reply is not None:
+        cr = v.calendar_reply
+        if v.meeting_id:
+            app.state.record_attendance(v.meeting_id, cr.attendee_email or mail.sender, cr.partstat)
+            return "calendar_response", f"{cr.attendee_email or mail.sender}: {cr.partstat}"
+        return "unmatched", "svar på en kallelse vi inte känner igen"
+    return v.kind, v.reason
+
+
+def run_intake(app: App, now: datetime, handle_one: Callable[..., Handled] | None = None) -> IntakeReport:
+    """Handle every new message. ``handle_one`` lets the flow run each as a task."""
+    handle_one = handle_one or _handle_one
+    report = IntakeReport()
+    cursor = app.state.get("mail:cursor")
+    batch = app.mail.fetch_new(cursor)
+    ctx = match_context(app, now)
+    for item in batch.messages:
+        try:
+            report.handled.append(handle_one(app, item, ctx, now))
+        except Exception as exc:  # one bad message never stops the rest
+            log.exception("message %s failed", item.ref)
+            report.errors.append(f"{item.ref}: {type(exc).__name__}: {exc}")
+    if batch.cursor is not None and not report.errors:
+        app.state.put("mail:cursor", batch.cursor)
+    return report
+
+
+def _handle_one(app: App, item: IncomingMessage, ctx: inbound.MatchContext, now: datetime) -> Handled:
+    key = msg_key(item.raw)
+    rec = app.state.message(key)
+    if rec is not None and rec.status == "done":
+        app.mail.move(item.ref, FOLDER.get(rec.outcome, "quarantine"))
+        return Handled(item.ref, "already_handled", rec.meeting_id, rec.reason, rec.sender, rec.subject)
+    mail = inbound.parse(item.raw)
+    verdict = inbound.classify(mail, ctx)
+    seen = MessageRecord(key, item.ref, verdict.meeting_id, verdict.kind, verdict.reason, mail.sender,
+                         mail.subject[:300], "seen")
+    app.state.record_message(seen)
+    outcome, reason = handle(app, mail, verdict, key, now)
+    app.state.record_message(MessageRecord(key, item.ref, verdict.meeting_id, outcome, reason, mail.sender,
+                                           mail.subject[:300], "done"))
+    app.mail.move(item.ref, FOLDER.get(outcome, "quarantine"))
+    return Handled(item.ref, outcome, verdict.meeting_id, reason, mail.sender, mail.subject)

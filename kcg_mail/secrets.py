@@ -1,0 +1,64 @@
+"""Secrets come from the environment or from Prefect Secret blocks, never
+from config files, and never reach logs: every value read here is registered
+with a logging filter that masks it."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+_KNOWN: set[str] = set()
+
+
+class MaskSecrets(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _KNOWN:
+            msg = record.getMessage()
+            masked = msg
+            for s in _KNOWN:
+                masked = masked.replace(s, "***")
+            if masked != msg:
+                record.msg, record.args = masked, ()
+        return True
+
+
+def install_log_filter() -> None:
+    f = MaskSecrets()
+    for name in ("", "prefect", "kcg_mail", "prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(x, MaskSecrets) for x in logger.filters):
+            logger.addFilter(f)
+        for h in logger.handlers:
+            if not any(isinstance(x, MaskSecrets) for x in h.filters):
+                h.addFilter(f)
+
+
+def secret(name: str, environ: dict[str, str] | None = None) -> str | None:
+    """``name`` like ``smtp_password``: env ``KCG_SMTP_PASSWORD``, else the
+    Prefect Secret block ``kcg-smtp-password`` (when a Prefect API is set)."""
+    env = os.environ if environ is None else environ
+    value = env.get(f"KCG_{name.upper()}")
+    if not value and env.get("PREFECT_API_URL"):
+        try:
+            from prefect.blocks.system import Secret
+
+            value = Secret.load(f"kcg-{name.lower().replace('_', '-')}").get()
+        except Exception:
+            value = None
+    if value:
+        _KNOWN.add(value)
+    return value or None
+
+
+def require(name: str, environ: dict[str, str] | None = None) -> str:
+    value = secret(name, environ)
+    if not value:
+        raise MissingSecret(
+            f"secret {name} is not set (fix: export KCG_{name.upper()}=... or create the Prefect Secret block "
+            f"'kcg-{name.lower().replace('_', '-')}')"
+        )
+    return value
+
+
+class MissingSecret(RuntimeError):
+    pass
