@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Run the whole test suite, real servers included:
+#   ./scripts/test.sh [pytest args]
+# Installs what the tests need when it is missing: the Python packages in
+# .venv, and (as root, with apt) Dovecot + Postfix and LibreOffice Writer from
+# Debian. The tests start their own private servers (Dovecot, Postfix, a
+# Prefect server) on loopback and stop them afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  bash .ci/install-mail.sh
+  bash .ci/install-libreoffice.sh
+fi
+. scripts/venv.sh
+exec python -m pytest "$@"
