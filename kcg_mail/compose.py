@@ -149,8 +149,11 @@ class Composer:
         r = self.render(kind, {"meeting": self.meeting_ctx(m, meetings), "sequence": sequence})
         organizer = self.sender
         uid = meeting_uid(self.cfg, m.id)
+        # the token in the summary lets replies from any calendar (Graph/EWS
+        # assign their own UIDs) be matched: "Accepted: ... [KCG-2023-02]"
+        summary = f"{m.title} {m.token}"
         event = ical.event(
-            uid=uid, sequence=sequence, summary=m.title, description=r.text, location=location_of(m),
+            uid=uid, sequence=sequence, summary=summary, description=r.text, location=location_of(m),
             start=m.start, end=m.end, organizer=organizer, attendees=[addr(p) for p in attendees], dtstamp=now,
             status="CANCELLED" if cancel else "CONFIRMED", url=m.link or None,
         )
@@ -160,7 +163,7 @@ class Composer:
             key=key, action=kind, meeting_id=m.id, sender=organizer, to=tuple(addr(p) for p in attendees),
             subject=r.subject, text=r.text, html=r.html, auto_submitted=False,
         )
-        return Invitation(message=msg, uid=uid, sequence=sequence, method=method, summary=m.title, description=r.text,
+        return Invitation(message=msg, uid=uid, sequence=sequence, method=method, summary=summary, description=r.text,
                           location=location_of(m), start=m.start, end=m.end, tzid=self.cfg.meetings.timezone, ics=ics)
 
     def year_calendar(self, meetings: list[Meeting], now: datetime) -> bytes:

@@ -620,7 +620,7 @@ def _template_lineno(exc: BaseException) -> int | None:
 
 # =========================================================================== reading minutes
 
-#: code -> (English detail, Swedish message for the host).
+#: Every rejection code, with the default Swedish message for the host.
 REJECT_CODES: dict[str, str] = {
     "too_large": "Filen är för stor. Ta bort stora bilder eller spara protokollet som PDF och skicka det igen.",
     "empty": "Filen är tom. Spara protokollet på nytt och skicka det igen.",
@@ -691,7 +691,9 @@ _WORD_MAIN_TYPES = {
     "application/vnd.openxmlformats-officedocument.wordprocessingml.template.main+xml",
 }
 _ODT_MIMETYPES = {"application/vnd.oasis.opendocument.text", "application/vnd.oasis.opendocument.text-template"}
-_REMOTE_TARGET = re.compile(r"^\s*(?:[a-z][a-z0-9+.-]*:(?!///[a-z]:)|\\\\|//)", re.I)
+#: An external target Word would fetch from elsewhere: a URL (except file:///C:/...), a
+#: UNC path or a protocol-relative //host. Drive-letter and relative paths stay local.
+_REMOTE_TARGET = re.compile(r"^\s*(?:[a-z][a-z0-9+.-]+:(?!///[a-z]:)|\\\\|//)", re.I)
 
 
 def _reject(code: str, detail: str, message_sv: str | None = None) -> MinutesRejected:
@@ -1072,9 +1074,19 @@ def _read_odt(zf: zipfile.ZipFile) -> tuple[str, list[Decision]]:
 _PDF_HEADER = re.compile(r"Beslut\s{2,}Ansvarig\s{2,}Klart till", re.I)
 
 
+def _join_wrapped(head: str, tail: str) -> str:
+    if not tail:
+        return head
+    if not head:
+        return tail
+    return head + tail if head.endswith("-") else f"{head} {tail}"
+
+
 def _pdf_decisions(layout_pages: Iterable[str]) -> list[Decision]:
     """Best effort: find the 'Beslut  Ansvarig  Klart till' header in layout text and cut
-    the following lines at the header's column positions."""
+    the following lines at the header's column positions. A line with a decision and an
+    owner (or a due date) starts a new row; other lines continue the cells of the row above
+    (wrapped text). A row with neither owner nor due date is therefore merged upwards."""
     for page in layout_pages:
         lines = page.splitlines()
         for i, line in enumerate(lines):
@@ -1096,10 +1108,14 @@ def _pdf_decisions(layout_pages: Iterable[str]) -> list[Decision]:
                 a, b, c = row[:c1].strip(), row[c1:c2].strip(), row[c2:].strip()
                 if stripped_start < c0 - 2 or (a and not b and not c and blank):
                     break  # text outside the table: the next heading
-                if not b and not c and out and not blank:
-                    out[-1].decision = f"{out[-1].decision} {a}".strip()
-                else:
+                prev = out[-1] if out and not blank else None
+                new_row = prev is None or (a and (b or (c and not prev.due.endswith("-"))))
+                if new_row:
                     out.append(Decision(a, b, c))
+                else:  # a wrapped line of the previous row's cells
+                    prev.decision = _join_wrapped(prev.decision, a)
+                    prev.owner = _join_wrapped(prev.owner, b)
+                    prev.due = _join_wrapped(prev.due, c)
                 blank = 0
             return [d for d in out if d.decision or d.owner or d.due]
     return []
