@@ -15,7 +15,8 @@ from rich.table import Table
 from kcg_mail.config import ConfigError, load_config
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="kcg-mail: the KCG meeting cycle, unattended.")
-console = Console()
+# piped output (CI logs, files) gets a readable width instead of 80 columns
+console = Console() if sys.stdout.isatty() else Console(width=130)
 err = Console(stderr=True)
 
 WORKDIR = typer.Option(Path("var"), "--workdir", "-w", help="Where state, Maildir and the local archive live.")
@@ -104,12 +105,17 @@ def _status_table(workdir: Path, config: Optional[Path]) -> None:
     a = bootstrap(workdir, config)
     rows = meeting_rows(a)
     t = Table(title="Status per möte")
-    cols = ("möte", "datum", "värd", "inbjudan", "mall skickad", "protokoll", "arkiverat", "utskickat")
+    cols = ("möte", "datum", "värd", "inbjudan", "mall skickad", "protokoll", "utskickat")
     for c in cols:
-        t.add_column(c, overflow="fold")
+        t.add_column(c)
     for r in rows:
-        t.add_row(*(str(r[c]).replace(f"/{a.cfg.network.short}/Protokoll/", "…/") for c in cols))
+        t.add_row(*(str(r[c]) for c in cols))
     console.print(t)
+    filed = [r["arkiverat"] for r in rows if r["arkiverat"]]
+    if filed:
+        console.print("Arkiverat:")
+        for path in filed:
+            console.print(f"  {path}", markup=False, highlight=False)
 
 
 @app.command()
