@@ -22,7 +22,26 @@ class MaskSecrets(logging.Filter):
         return True
 
 
+_base_factory = logging.getLogRecordFactory()
+
+
+def _masking_factory(*args, **kwargs) -> logging.LogRecord:
+    """Mask secrets when a record is created, whatever logger or handler it
+    later reaches (libraries' child loggers, handlers added after start-up)."""
+    record = _base_factory(*args, **kwargs)
+    if _KNOWN:
+        msg = record.getMessage()
+        masked = msg
+        for s in _KNOWN:
+            masked = masked.replace(s, "***")
+        if masked != msg:
+            record.msg, record.args = masked, ()
+    return record
+
+
 def install_log_filter() -> None:
+    if logging.getLogRecordFactory() is not _masking_factory:
+        logging.setLogRecordFactory(_masking_factory)
     f = MaskSecrets()
     for name in ("", "prefect", "kcg_mail", "prefect.flow_runs", "prefect.task_runs"):
         logger = logging.getLogger(name)
