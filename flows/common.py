@@ -3,6 +3,7 @@ coordinator sees in the Prefect UI, naming runs, and the failure alert."""
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import datetime
 from typing import Any
@@ -21,7 +22,12 @@ SUMMARY_KEY = "kcg-run-summary"
 
 
 def make_app(workdir: str, config_dir: str | None) -> App:
-    return bootstrap(workdir or os.environ.get("KCG_WORKDIR", "var"), config_dir or os.environ.get("KCG_CONFIG_DIR"))
+    from kcg_mail.alerts import snapshot_config
+
+    workdir = workdir or os.environ.get("KCG_WORKDIR", "var")
+    app = bootstrap(workdir, config_dir or os.environ.get("KCG_CONFIG_DIR"))
+    snapshot_config(app, workdir)  # the failure alert falls back to it when the config breaks
+    return app
 
 
 def when(app: App, date: str | None, at: str = "07:00") -> datetime:
@@ -52,15 +58,22 @@ def publish(app: App, title: str, lines: list[str], extra_attention: list[str] |
     return md
 
 
+def _hook_logger() -> logging.Logger:
+    """Prefect's logger tree: shown in the terminal and in the run's log in the UI."""
+    from prefect.logging import get_logger
+
+    return get_logger("kcg.alerts")
+
+
 def alert_on_failure(flow, flow_run, state) -> None:
     """on_failure hook: one alert mail per problem (keyed by flow, day and error)."""
-    from kcg_mail.alerts import send_failure_alert
+    from kcg_mail.alerts import alert_app, send_failure_alert
 
     params = flow_run.parameters or {}
     try:
-        app = make_app(params.get("workdir", "var"), params.get("config_dir"))
-        send_failure_alert(app, flow.name, flow_run, state)
+        app, note = alert_app(params.get("workdir") or os.environ.get("KCG_WORKDIR", "var"),
+                              params.get("config_dir") or os.environ.get("KCG_CONFIG_DIR"))
+        outcome = send_failure_alert(app, flow.name, flow_run, state, note=note)
+        _hook_logger().info("failure alert for %s: %s", flow_run.name, outcome)
     except Exception:  # the alert must never mask the failure itself
-        import logging
-
-        logging.getLogger(__name__).exception("could not send the failure alert")
+        _hook_logger().exception("could not send the failure alert")

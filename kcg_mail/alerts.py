@@ -1,44 +1,160 @@
 """Alerts for the coordinator: one mail per problem, never a storm.
 
-A failed flow run sends one alert keyed by flow and error, through the same
-exactly-once outbox as every other mail, so a problem that repeats on every
-run is reported once. Overdue minutes are escalated by the cycle's
-``escalate`` step (one mail per meeting) and listed in the run summary."""
+A failed flow run sends one alert keyed by flow, day and problem (the error
+type and its first line with numbers and ids blanked out), through the same
+exactly-once outbox as every other mail. A problem that repeats on every run
+(the intake runs every five minutes) is therefore mailed once a day, not 288
+times; a new kind of problem is mailed at once. Overdue minutes are escalated
+by the cycle's ``escalate`` step (one mail per meeting) and listed in the run
+summary.
+
+Recipients: ``transport.yaml`` ``alerts_to`` (addresses chosen deliberately
+by the coordinator, so the outbox lets them through), default the
+coordinator.
+
+A broken configuration is the most likely failure (a YAML typo) and the one
+that most needs a mail, yet it is also the one that stops us from reading
+who to mail. So every successful run keeps a copy of the configuration in
+``<workdir>/last-good-config/`` and the alert falls back to it.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
-from kcg_mail.service import App
+from kcg_mail.ports import Address
+from kcg_mail.service import App, Outbox, now_local
+
+LAST_GOOD_CONFIG = "last-good-config"
+DEFAULT_UI_URL = "http://127.0.0.1:4200"
 
 TODO = {
     "TransientError": "Servern svarade inte eller bad oss vänta. Nästa körning försöker igen; kvarstår felet, kontrollera att servern är uppe.",
     "TransportError": "Läs felet ovan: oftast ett lösenord eller en behörighet som behöver ses över. Kör `kcg check --connect`.",
-    "ConfigError": "Rätta filen och fältet som felet nämner i config/ och kör `kcg check`.",
+    "ConfigError": "Rätta filen och fältet som felet nämner i config/ och kör `kcg check`. Tills dess körs inget.",
     "MissingSecret": "Sätt den hemlighet som nämns (miljövariabel eller Prefect Secret-block).",
     "TemplateProblem": "Mallen i templates/ har ett fel; rätta den eller återställ den senaste fungerande versionen och kör `kcg check`.",
+    "RecipientNotAllowed": "Ett mejl skulle gå till någon som inte finns i config/network.yaml. Lägg till personen eller rätta adressen.",
 }
+DEFAULT_TODO = "Öppna körningen i Prefect och läs loggen. Nästa schemalagda körning försöker igen."
+
+_VARIABLE = re.compile(r"[0-9a-f]{8,}|\d+", re.IGNORECASE)
 
 
-def send_failure_alert(app: App, flow_name: str, flow_run, state) -> str:
+# ------------------------------------------------------------ last good config
+
+
+def snapshot_config(app: App, workdir: Path | str) -> None:
+    """Keep a copy of a configuration that loaded, for alerts about a broken one.
+    Cheap (four small files), only written when something changed."""
+    src = Path(app.cfg.directory)
+    dst = Path(workdir) / LAST_GOOD_CONFIG
+    if src.resolve() == dst.resolve():
+        return
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in sorted(src.glob("*.yaml")):
+        target = dst / f.name
+        data = f.read_bytes()
+        if not target.exists() or target.read_bytes() != data:
+            tmp = target.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(target)
+    for old in dst.glob("*.yaml"):
+        if not (src / old.name).exists():
+            old.unlink()
+
+
+def alert_app(workdir: str | Path, config_dir: str | None) -> tuple[App, str | None]:
+    """The app to send an alert with: the configured one, or, when the
+    configuration itself is broken, the last one that loaded. Returns
+    (app, note about the fallback or None)."""
+    from kcg_mail.bootstrap import bootstrap
+    from kcg_mail.config import ConfigError
+
+    try:
+        return bootstrap(workdir, config_dir), None
+    except ConfigError:
+        snap = Path(workdir) / LAST_GOOD_CONFIG
+        if not (snap / "network.yaml").exists():
+            raise
+        note = f"Konfigurationen kunde inte läsas; larmet skickas med den senast fungerande kopian i {snap}."
+        return bootstrap(workdir, snap), note
+
+
+# ------------------------------------------------------------------ alerts
+
+
+def _failure(state: Any) -> tuple[str, str]:
+    """(exception type name, message) of a failed Prefect state."""
     message = str(getattr(state, "message", "") or "")
+    exc: Any = None
     try:
         exc = state.result(raise_on_failure=False)
-    except Exception as e:  # result not retrievable
+    except Exception as e:  # result not retrievable: the exception is what we have
         exc = e
-    kind = type(exc).__name__ if isinstance(exc, BaseException) else "Error"
-    detail = str(exc) if isinstance(exc, BaseException) else message
-    problem = hashlib.sha256(f"{flow_name}|{kind}|{detail.splitlines()[0] if detail else ''}".encode()).hexdigest()[:12]
-    coord = app.cfg.network.coordinator
-    url = f"{app.cfg.transport.prefect_ui_url.rstrip('/')}/runs/flow-run/{flow_run.id}"
+    if isinstance(exc, BaseException):
+        return type(exc).__name__, str(exc) or message
+    m = re.search(r"exception: (\w+): (.*)", message, re.DOTALL)
+    if m:
+        return m.group(1), m.group(2)
+    return "Error", message
+
+
+def problem_id(flow_name: str, kind: str, detail: str) -> str:
+    """Same problem, same id: the first line with numbers and ids blanked,
+    so a run number or a message id in the text does not make it 'new'."""
+    first = (detail.strip().splitlines() or [""])[0]
+    return hashlib.sha256(f"{flow_name}|{kind}|{_VARIABLE.sub('#', first)}".encode()).hexdigest()[:12]
+
+
+def alert_recipients(app: App) -> list[Address]:
+    net = app.cfg.network
+    people = {p.email: p for p in net.members + net.guests}
+    wanted = [e.strip().lower() for e in app.cfg.transport.alerts_to if e.strip()] or [net.coordinator.email]
+    return [Address(people[e].name, e) if e in people else Address(e, e) for e in wanted]
+
+
+def ui_url(app: App) -> str:
+    """The Prefect UI: ``transport.yaml`` prefect_ui_url when set to something
+    else than the default, else the UI of the server this process talks to."""
+    configured = app.cfg.transport.prefect_ui_url.rstrip("/")
+    if configured != DEFAULT_UI_URL:
+        return configured
+    try:
+        from prefect.settings import get_current_settings
+
+        derived = get_current_settings().ui_url
+        return str(derived).rstrip("/") if derived else configured
+    except Exception:  # pragma: no cover - prefect not importable / no settings
+        return configured
+
+
+def send_failure_alert(app: App, flow_name: str, flow_run: Any, state: Any, *, now: datetime | None = None,
+                       note: str | None = None) -> str:
+    """Mail the alert for one failed run; returns the outbox outcome
+    ("sent", or "already" when this problem was reported today)."""
+    kind, detail = _failure(state)
+    day = now_local(app.cfg, now).date().isoformat()
+    problem = problem_id(flow_name, kind, detail)
+    url = f"{ui_url(app)}/runs/flow-run/{flow_run.id}"
+    to = alert_recipients(app)
+    what = f"Körningen {getattr(flow_run, 'name', '')!s} av {flow_name} misslyckades med {kind}:\n{detail[:1500]}"
+    if note:
+        what += f"\n\n{note}"
     msg = app.composer.message(
-        "alert", f"alert:{flow_name}:{problem}", None, [coord],
-        {"alert": {"title": f"{flow_name} misslyckades: {kind}", "what": f"{flow_run.name}: {detail[:800]}",
-                   "todo": TODO.get(kind, "Öppna körningen i Prefect och läs loggen. Nästa schemalagda körning försöker igen."),
-                   "url": url}},
+        "alert", f"alert:{flow_name}:{day}:{problem}", None, [],
+        {"alert": {"title": f"{flow_name} misslyckades: {kind}", "what": what,
+                   "todo": TODO.get(kind, DEFAULT_TODO), "url": url}},
+        to_addresses=to,
     )
-    return app.outbox.send(msg)
+    # alerts_to is configured on purpose, so those addresses may get alerts
+    # even when they are not network members; everything else stays guarded.
+    outbox = Outbox(app.state, app.mail, app.outbox.allowed | {a.email for a in to})
+    return outbox.send(msg)
 
 
 def overdue_alerts(app: App, now: datetime) -> list[str]:

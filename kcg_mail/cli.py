@@ -166,7 +166,9 @@ def serve(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
     """Serve the flows on their schedules against a Prefect server (PREFECT_API_URL)."""
     _config(config)
     from flows.serve import serve_all
+    from kcg_mail.listener import start_background_listener
 
+    start_background_listener(str(workdir.resolve()), str(config.resolve()) if config else None)
     serve_all(str(workdir.resolve()), str(config.resolve()) if config else None)
 
 

@@ -260,6 +260,8 @@ def _loc(loc: tuple[Any, ...]) -> str:
 
 
 def _validate(model: type[BaseModel], data: Any, file: Path, problems: list[str]) -> Any:
+    if data is None:  # unreadable file: _read_yaml already reported it
+        return None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -296,12 +298,23 @@ def _env_overrides(section: str, data: dict[str, Any], environ: dict[str, str]) 
     return out
 
 
+#: (transport kind, field) -> the secret name kcg_mail.bootstrap reads
+SECRET_NAMES = {
+    ("smtp_imap", "password"): "smtp_password", ("exchange", "password"): "ews_password",
+    ("exchange", "client_secret"): "ews_client_secret", ("graph", "client_secret"): "graph_client_secret",
+    ("dropbox", "app_secret"): "dropbox_app_secret", ("dropbox", "refresh_token"): "dropbox_refresh_token",
+}
+
+
 def _no_secrets(section: str, data: dict[str, Any], file: Path, problems: list[str]) -> None:
+    kind = str(data.get("kind", ""))
     for key in data:
         if key.lower() in SECRET_FIELDS:
+            name = SECRET_NAMES.get((kind, key.lower()), f"{kind}_{key}".strip("_"))
             problems.append(
-                f"{file}: {section}.{key}: secrets must not be stored in config files "
-                f"(fix: remove it and set the environment variable KCG_{key.upper()} or a Prefect Secret block; see README)"
+                f"{file}: {section}.{key}: secrets must not be stored in config files (fix: remove it and set the "
+                f"environment variable KCG_{name.upper()} or the Prefect Secret block "
+                f"'kcg-{name.lower().replace('_', '-')}'; see README)"
             )
 
 

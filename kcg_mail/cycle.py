@@ -138,6 +138,8 @@ def decide(
             if step in st.settled or today < dates[step]:
                 continue
             if step == "invite" and st.invitation is not None:
+                # sent, but the run stopped before settling the step
+                out.skip.append(Skip(m.id, step, "inbjudan redan skickad"))
                 continue
             meaningful, why = _window(m, step, st, now)
             if not meaningful:

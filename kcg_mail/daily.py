@@ -92,9 +92,11 @@ def invite(app: App, m: Meeting, now: datetime) -> str:
 
 
 def update_invitation(app: App, m: Meeting, now: datetime, changes: list[str] | None = None) -> str:
+    # The hosts' mails go first: the invitation's snapshot is what tells a
+    # rerun that the plan changed, so once it is written after a crash the
+    # plan_change mails would never be sent. Same keys on a rerun: no doubles.
     prev = app.invitation(m.id)
-    outcome = _send_invitation(app, m, now, cancel=False)
-    seq = app.invitation(m.id).sequence
+    seq = 0 if prev is None else prev.sequence + 1
     hosts = {p.email: p for p in m.hosts()}
     if prev is not None and prev.host and prev.host not in hosts:
         old = next((p for p in app.cfg.network.members if p.email == prev.host), None)
@@ -106,7 +108,7 @@ def update_invitation(app: App, m: Meeting, now: datetime, changes: list[str] | 
             {"meeting": app.composer.meeting_ctx(m, app.meetings), "person": person_ctx(person),
              "changes": changes or ["tid eller plats"]},
         ))
-    return outcome
+    return _send_invitation(app, m, now, cancel=False)
 
 
 def cancel_invitation(app: App, m: Meeting | None, now: datetime, meeting_id: str | None = None) -> str:

@@ -110,6 +110,13 @@ def file_minutes(app: App, m: Meeting, data: bytes, kind: str, decisions: list[d
     Returns ("filed"|"duplicate", filing)."""
     for f in app.state.filings(m.id):
         if f.content_hash == _hash(app, data):
+            # Already filed. Either a crash stopped this message's own handling
+            # half-way (finish the idempotent rest), or someone sent the same
+            # minutes again (a no-op: everything below is already done).
+            if f.source_msg_key == source:
+                _record_and_distribute(app, m, f, data, kind, decisions)
+                return "filed", f
+            distribute(app, m, f, data, kind, decisions)  # a no-op unless it never went out
             return "duplicate", f
     name = protocol_filename(app.cfg, m).removesuffix(".docx") + "." + kind
     stored = app.archive.store(f"{archive_folder(app.cfg, m)}/{name}", data)
@@ -118,10 +125,15 @@ def file_minutes(app: App, m: Meeting, data: bytes, kind: str, decisions: list[d
     filing = FilingRecord(meeting_id=m.id, version=version, path=stored.path, rev=stored.rev,
                           content_hash=stored.content_hash, link=link, source_msg_key=source)
     app.state.record_filing(filing)
+    _record_and_distribute(app, m, filing, data, kind, decisions)
+    return "filed", filing
+
+
+def _record_and_distribute(app: App, m: Meeting, filing: FilingRecord, data: bytes, kind: str,
+                           decisions: list[dict[str, str]]) -> None:
     app.state.replace_decisions(m.id, decisions)
     update_decision_log(app, m.date.year)
     distribute(app, m, filing, data, kind, decisions)
-    return "filed", filing
 
 
 def _hash(app: App, data: bytes) -> str:
@@ -198,7 +210,14 @@ def handle(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now
 
 def run_intake(app: App, now: datetime, handle_one: Callable[..., Handled] | None = None) -> IntakeReport:
     """Handle every new message. ``handle_one`` lets the flow run each as a task."""
+    from kcg_mail.listener import intake_lock, lock_dir
+
     handle_one = handle_one or _handle_one
+    with intake_lock(lock_dir(app)):  # a scheduled run and the push listener never overlap
+        return _run_intake(app, now, handle_one)
+
+
+def _run_intake(app: App, now: datetime, handle_one: Callable[..., Handled]) -> IntakeReport:
     report = IntakeReport()
     cursor = app.state.get("mail:cursor")
     batch = app.mail.fetch_new(cursor)
@@ -222,6 +241,11 @@ def _handle_one(app: App, item: IncomingMessage, ctx: inbound.MatchContext, now:
         return Handled(item.ref, "already_handled", rec.meeting_id, rec.reason, rec.sender, rec.subject)
     mail = inbound.parse(item.raw)
     verdict = inbound.classify(mail, ctx)
+    approved = app.state.get(f"approved:{key}")  # re-filed by the coordinator (flows/manual.py refile)
+    if approved and verdict.kind in ("not_allowed", "unmatched") and app.meeting(approved) is not None:
+        docs = tuple(a for a in mail.attachments if inbound.is_document_candidate(a))
+        if docs:
+            verdict = inbound.Verdict("minutes", approved, f"godkänt av samordnaren ({verdict.reason})", attachments=docs)
     seen = MessageRecord(key, item.ref, verdict.meeting_id, verdict.kind, verdict.reason, mail.sender,
                          mail.subject[:300], "seen")
     app.state.record_message(seen)

@@ -1,0 +1,531 @@
+"""Push intake: a long-running listener that waits for new mail instead of polling.
+
+One loop, one *mail source* that blocks until something may have arrived:
+
+* ``ImapIdleSource``    – IMAP IDLE on its own connection
+  (``SmtpImapTransport.idle_wait``); while the server cannot push (no IDLE
+  capability) it falls back to a short poll of ``UIDNEXT``;
+* ``MaildirWatchSource`` – watches the Maildir inbox directories (mtime, then
+  the file names) every ``interval`` seconds (0.5 s: a ``stat`` per tick);
+* ``PollSource``         – transports without push (Graph, EWS): a delta /
+  sync-state query every ``interval`` seconds (10 s) with the listener's own
+  cursor, waking when it returns anything.
+
+Each signal calls ``on_mail()`` – in ``kcg serve`` that is
+``trigger_intake_deployment()`` (a flow run of ``kcg-intake/kcg-intake``,
+visible in the UI); in tests and benchmarks a function that runs the intake
+in-process. A failing source (dropped connection, server restart) is retried
+with bounded exponential backoff (1 s, 2 s, 4 s … ``backoff_max``); after a
+reconnect, mail that came in while the connection was down wakes the first
+wait at once (IMAP: UIDNEXT above the one read at the last trigger). A failing ``on_mail`` is retried with the same backoff
+until it succeeds: a signal is never dropped.
+
+The listener never decides what a message is or whether it was handled: the
+intake run does, through the state record (message key ``done`` → skip). Two
+intake runs (the 5-minute schedule and the listener's) must never work at the
+same time; ``intake_lock(workdir)`` serialises them across threads and
+processes with ``flock`` on ``<workdir>/intake.lock``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol
+
+from kcg_mail.ports import MailTransport, TransportError
+
+log = logging.getLogger(__name__)
+
+INTAKE_DEPLOYMENT = "kcg-intake/kcg-intake"
+LOCK_NAME = "intake.lock"
+
+#: Re-issue IDLE well before the 29 minutes of RFC 2177 and before NAT boxes
+#: forget a silent connection.
+IDLE_TIMEOUT = 300.0
+GRAPH_POLL_SECONDS = 10.0
+EWS_POLL_SECONDS = 10.0
+MAILDIR_TICK_SECONDS = 0.5
+
+
+# --------------------------------------------------------------------------- the intake lock
+
+
+class IntakeBusy(TimeoutError):
+    """Another intake run holds the lock longer than we were willing to wait."""
+
+
+@contextlib.contextmanager
+def intake_lock(workdir: Path | str, timeout: float | None = None, poll: float = 0.05) -> Iterator[Path]:
+    """Hold the intake lock of ``workdir`` (``flock`` on ``<workdir>/intake.lock``).
+
+    Works between processes and between threads of one process (each call
+    opens its own file description). ``timeout=None`` waits as long as it
+    takes; otherwise ``IntakeBusy`` after ``timeout`` seconds. The kernel
+    releases the lock when the holder dies, so a crashed run never blocks the
+    next one. Re-entrant within one thread.
+    """
+    path = Path(workdir) / LOCK_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    held = _held()
+    key = str(path.resolve())
+    if key in held:  # re-entered by the same thread (e.g. locked_intake around a locked run_intake)
+        yield path
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if deadline is None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        else:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise IntakeBusy(f"another intake run holds {path}") from None
+                    time.sleep(poll)
+        with contextlib.suppress(OSError):  # who holds it, for a person looking
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {threading.get_ident()} {time.time():.3f}\n".encode())
+        held.add(key)
+        try:
+            yield path
+        finally:
+            held.discard(key)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+_local = threading.local()
+
+
+def _held() -> set[str]:
+    if not hasattr(_local, "held"):
+        _local.held = set()
+    return _local.held
+
+
+def lock_dir(app: Any) -> Path:
+    """The work directory of an App built by ``kcg_mail.bootstrap`` (where
+    ``state.sqlite`` lives): the place of its intake lock."""
+    path = getattr(app.state, "path", None)
+    if path is None:
+        raise ValueError("cannot tell the work directory of this app's state store; pass workdir explicitly")
+    return Path(path).resolve().parent
+
+
+def locked_intake(app: Any, now: Any, workdir: Path | str | None = None, **kw: Any):
+    """``run_intake`` under the intake lock (what the flow does once wired)."""
+    from kcg_mail.intake import run_intake
+
+    with intake_lock(workdir if workdir is not None else lock_dir(app)):
+        return run_intake(app, now, **kw)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+class SourceUnavailable(Exception):
+    """The source cannot wait right now (connection lost, server down)."""
+
+
+class MailSource(Protocol):
+    name: str
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` s; True when new mail may have arrived.
+        Raises on connection problems (the listener backs off and retries)."""
+
+    def mark(self) -> None:
+        """Remember what is there now; called right before each intake
+        trigger, so mail arriving while that run works wakes the next wait."""
+
+    def close(self) -> None: ...
+
+
+class ImapIdleSource:
+    """IMAP IDLE on a dedicated ``SmtpImapTransport`` (not the intake's).
+
+    The transport's own retries are switched off: the listener does the
+    backoff. ``mark()`` reads UIDNEXT so that ``idle_wait`` reports mail that
+    arrived between a trigger and the next IDLE (it compares UIDNEXT first).
+    Without IDLE on the server it polls UIDNEXT every ``poll_interval`` s.
+    """
+
+    name = "imap-idle"
+
+    def __init__(self, transport: Any, idle_timeout: float = IDLE_TIMEOUT, poll_interval: float = 30.0,
+                 stop: threading.Event | None = None):
+        self.transport = transport
+        self.transport.retries = 0
+        self.idle_timeout = idle_timeout
+        self.poll_interval = poll_interval
+        self.stop = stop or threading.Event()
+        self.push = True
+        self._marked: int | None = None
+
+    # UIDNEXT through the transport's own connection handling (read-only).
+    # TODO(smtp_imap owner): a public ``SmtpImapTransport.mark_seen()`` that
+    # sets ``_last_uidnext`` would replace these two private accesses.
+    def _uidnext(self) -> int | None:
+        from kcg_mail.adapters.smtp_imap import _untagged_int
+
+        t = self.transport
+
+        def attempt() -> int | None:
+            conn = t._imap()
+            t._select(conn, "INBOX", readonly=True, force=True)
+            return _untagged_int(conn, "UIDNEXT")
+
+        return t._retrying("read INBOX UIDNEXT", attempt)
+
+    def mark(self) -> None:
+        self._marked = self._uidnext()
+        self.transport._last_uidnext = self._marked
+
+    def wait(self, timeout: float) -> bool:
+        if self.push:
+            try:
+                return self.transport.idle_wait(min(timeout, self.idle_timeout))
+            except TransportError as exc:
+                if "does not support IDLE" not in str(exc) and "IDLE refused" not in str(exc):
+                    raise
+                log.warning("IMAP server cannot push (%s): polling every %.0f s", exc, self.poll_interval)
+                self.push = False
+        # poll fallback: compare UIDNEXT with the last mark
+        if self.stop.wait(min(timeout, self.poll_interval)):
+            return False
+        now = self._uidnext()
+        return self._marked is None or (now is not None and now > self._marked)
+
+    def close(self) -> None:
+        # May be called from another thread while IDLE blocks in select():
+        # shut the socket down (no LOGOUT exchange racing the IDLE reader).
+        with contextlib.suppress(Exception):
+            self.transport._drop_imap()
+
+
+class MaildirWatchSource:
+    """Watch ``<root>/inbox`` (and its new/ cur/) for files that were not
+    there at the last ``mark()``: a ``stat`` of three directories per tick,
+    a listing only when an mtime changed."""
+
+    name = "maildir-watch"
+
+    def __init__(self, root: Path | str, interval: float = MAILDIR_TICK_SECONDS, stop: threading.Event | None = None):
+        self.inbox = Path(root) / "inbox"
+        self.dirs = [self.inbox, self.inbox / "new", self.inbox / "cur"]
+        self.interval = interval
+        self.stop = stop or threading.Event()
+        self._mtimes: tuple[int, ...] | None = None
+        self._names: frozenset[str] = frozenset()
+
+    def _stat(self) -> tuple[int, ...]:
+        out = []
+        for d in self.dirs:
+            try:
+                out.append(d.stat().st_mtime_ns)
+            except FileNotFoundError:
+                out.append(-1)
+        return tuple(out)
+
+    def _list(self) -> frozenset[str]:
+        names = set()
+        for d in self.dirs:
+            with contextlib.suppress(FileNotFoundError):
+                for e in os.scandir(d):
+                    if e.is_file() and not e.name.startswith("."):
+                        names.add(f"{d.name}/{e.name}")
+        return frozenset(names)
+
+    def mark(self) -> None:
+        self._mtimes, self._names = self._stat(), self._list()
+
+    def wait(self, timeout: float) -> bool:
+        if self._mtimes is None:
+            self.mark()
+            if self._names:
+                return True  # mail was waiting when we started
+        deadline = time.monotonic() + timeout
+        while True:
+            m = self._stat()
+            if m != self._mtimes:
+                names = self._list()
+                self._mtimes = m
+                if names - self._names:
+                    return True
+                self._names = names  # only removals (the intake moved mail out)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.stop.wait(min(self.interval, remaining)):
+                return False
+
+    def close(self) -> None:
+        pass
+
+
+class PollSource:
+    """Short-interval poll for transports without push (Graph delta, EWS
+    sync state): ``fetch_new`` with the listener's own cursor, seeded from
+    the intake's stored cursor; wakes when anything new is returned."""
+
+    name = "poll"
+
+    def __init__(self, transport: MailTransport, interval: float = GRAPH_POLL_SECONDS, cursor: str | None = None,
+                 stop: threading.Event | None = None):
+        self.transport = transport
+        self.interval = interval
+        self.cursor = cursor
+        self.stop = stop or threading.Event()
+        self._first = True
+
+    def mark(self) -> None:
+        pass
+
+    def wait(self, timeout: float) -> bool:
+        if not self._first and self.stop.wait(min(timeout, self.interval)):
+            return False
+        self._first = False
+        batch = self.transport.fetch_new(self.cursor)
+        if batch.cursor is not None:
+            self.cursor = batch.cursor
+        return bool(batch.messages)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.transport.close()
+
+
+def source_for(cfg: Any, workdir: Path | str, stop: threading.Event | None = None, *,
+               cursor: str | None = None) -> MailSource:
+    """The right source for the configured mail transport (its own connection)."""
+    from kcg_mail.bootstrap import make_mail
+
+    kind = cfg.transport.mail.kind
+    transport = make_mail(cfg, Path(workdir))
+    if kind == "smtp_imap":
+        return ImapIdleSource(transport, stop=stop)
+    if kind == "maildir":
+        return MaildirWatchSource(transport.root, stop=stop)  # type: ignore[attr-defined]
+    if kind == "graph":
+        return PollSource(transport, GRAPH_POLL_SECONDS, cursor, stop=stop)
+    return PollSource(transport, EWS_POLL_SECONDS, cursor, stop=stop)
+
+
+# --------------------------------------------------------------------------- the listener
+
+
+@dataclass
+class Backoff:
+    initial: float = 1.0
+    maximum: float = 60.0
+    factor: float = 2.0
+    _next: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._next = self.initial
+
+    def next(self) -> float:
+        d = self._next
+        self._next = min(self.maximum, self._next * self.factor)
+        return d
+
+
+@dataclass
+class ListenerStats:
+    waits: int = 0
+    wakes: int = 0
+    triggers: int = 0
+    trigger_failures: int = 0
+    reconnects: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Listener:
+    """``run()`` blocks until ``stop()``; ``start()`` runs it in a daemon thread."""
+
+    def __init__(self, source: MailSource, on_mail: Callable[[], Any], *, wait_timeout: float = IDLE_TIMEOUT,
+                 backoff_initial: float = 1.0, backoff_max: float = 60.0, trigger_on_start: bool = True,
+                 stop: threading.Event | None = None):
+        self.source = source
+        self.on_mail = on_mail
+        self.wait_timeout = wait_timeout
+        self.backoff = Backoff(backoff_initial, backoff_max)
+        self.trigger_on_start = trigger_on_start
+        self._stop = stop or getattr(source, "stop", None) or threading.Event()
+        if getattr(source, "stop", None) is not None and source.stop is not self._stop:  # type: ignore[attr-defined]
+            source.stop = self._stop  # type: ignore[attr-defined]
+        self.stats = ListenerStats()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ control
+    def start(self, name: str = "kcg-listener") -> "Listener":
+        self._thread = threading.Thread(target=self.run, name=name, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, join: float | None = 10.0) -> None:
+        self._stop.set()
+        # an IMAP IDLE blocks in select(): closing the connection ends it
+        with contextlib.suppress(Exception):
+            self.source.close()
+        if self._thread is not None and join is not None:
+            self._thread.join(join)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    # ------------------------------------------------------------------ loop
+    def _sleep(self, seconds: float) -> bool:
+        return self._stop.wait(seconds)
+
+    def _trigger(self, why: str) -> None:
+        """mark + on_mail, retried with backoff until it works or we stop."""
+        backoff = Backoff(self.backoff.initial, self.backoff.maximum)
+        while not self.stopped:
+            try:
+                self.source.mark()
+            except Exception as exc:  # the trigger matters more than the mark
+                log.info("listener: could not mark the mailbox (%s); triggering anyway", exc)
+            try:
+                self.on_mail()
+                self.stats.triggers += 1
+                log.debug("listener: intake triggered (%s)", why)
+                return
+            except Exception as exc:
+                self.stats.trigger_failures += 1
+                self.stats.errors.append(f"trigger: {type(exc).__name__}: {exc}")
+                delay = backoff.next()
+                log.warning("listener: starting the intake failed (%s: %s); retry in %.0f s",
+                            type(exc).__name__, exc, delay)
+                if self._sleep(delay):
+                    return
+
+    def run(self) -> None:
+        log.info("listener: waiting for new mail (%s)", self.source.name)
+        failing = False
+        if self.trigger_on_start:
+            self._trigger("start")
+        while not self.stopped:
+            try:
+                news = self.source.wait(self.wait_timeout)
+                self.stats.waits += 1
+            except Exception as exc:
+                if self.stopped:
+                    break
+                delay = self.backoff.next()
+                self.stats.errors.append(f"wait: {type(exc).__name__}: {exc}")
+                log.warning("listener: %s failed (%s: %s); reconnecting in %.1f s",
+                            self.source.name, type(exc).__name__, exc, delay)
+                failing = True
+                with contextlib.suppress(Exception):
+                    self.source.close()
+                if self._sleep(delay):
+                    break
+                continue
+            if self.stopped:
+                break
+            if failing:
+                # Back. Mail that came in while we were away is reported by
+                # the source itself (IMAP: UIDNEXT above the last mark).
+                failing = False
+                self.stats.reconnects += 1
+                log.info("listener: %s is back", self.source.name)
+            self.backoff.reset()
+            if news:
+                self.stats.wakes += 1
+                self._trigger("new mail")
+        with contextlib.suppress(Exception):
+            self.source.close()
+        log.info("listener: stopped")
+
+
+# --------------------------------------------------------------------------- kcg serve
+
+
+def trigger_intake_deployment(name: str = INTAKE_DEPLOYMENT, *, coalesce: bool = True) -> Any:
+    """Start one run of the intake deployment (visible in the Prefect UI) and
+    return at once (``timeout=0``). With ``coalesce`` no new run is created
+    while one is still Scheduled/Pending: that run has not read the inbox yet
+    and will see the new mail too. Returns the flow run (or the waiting one)."""
+    from prefect.deployments import run_deployment
+
+    if coalesce:
+        waiting = _waiting_intake_run(name)
+        if waiting is not None:
+            log.debug("listener: intake run %s is still waiting to start; not adding another", waiting.id)
+            return waiting
+    return run_deployment(name=name, timeout=0, tags=["kcg", "listener"], flow_run_name="intake (new mail)")
+
+
+def _waiting_intake_run(name: str) -> Any:
+    try:
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import (
+            DeploymentFilter,
+            DeploymentFilterName,
+            FlowFilter,
+            FlowFilterName,
+            FlowRunFilter,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+        )
+        from prefect.client.schemas.objects import StateType
+
+        flow_name, _, dep_name = name.partition("/")
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[dep_name])),
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING]))
+                ),
+                limit=5,
+            )
+        from datetime import datetime, timedelta, timezone
+
+        soon = datetime.now(timezone.utc) + timedelta(seconds=30)
+        for r in runs:  # a run scheduled for later (the next cron slot) does not count
+            if r.expected_start_time is None or r.expected_start_time <= soon:
+                return r
+    except Exception as exc:  # never let the check stop a trigger
+        log.debug("listener: could not look for waiting intake runs: %s", exc)
+    return None
+
+
+def start_background_listener(workdir: str, config_dir: str | None = None,
+                              on_mail: Callable[[], Any] | None = None) -> Listener:
+    """For ``kcg serve``: the listener in a daemon thread next to ``serve()``,
+    triggering the intake deployment on new mail."""
+    from kcg_mail.config import load_config
+
+    cfg = load_config(config_dir)
+    cursor = None
+    with contextlib.suppress(Exception):
+        from kcg_mail.adapters.sqlite_state import SqliteState
+
+        st = SqliteState(Path(workdir) / "state.sqlite")
+        cursor = st.get("mail:cursor")
+        st.close()
+    stop = threading.Event()
+    source = source_for(cfg, workdir, stop, cursor=cursor)
+    listener = Listener(source, on_mail or trigger_intake_deployment, stop=stop, backoff_max=60.0,
+                        # serve() registers the deployment a moment later; the
+                        # start-up trigger retries with backoff until it exists
+                        trigger_on_start=True)
+    return listener.start()

@@ -1,0 +1,531 @@
+"""Shared helpers for the core, embedded-adapter, crash and flow tests.
+
+Plain functions and small classes (the lead owns conftest.py). Everything here
+builds the REAL objects: the shipped config, the real adapters on a temporary
+directory, real MIME mail. The crash wrappers subclass the real adapters and
+only add a crash at a chosen call.
+"""
+
+from __future__ import annotations
+
+import email
+import json
+import shutil
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from email import policy
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable
+from zoneinfo import ZoneInfo
+
+from kcg_mail.adapters.local_archive import LocalFolderArchive
+from kcg_mail.adapters.maildir import MaildirTransport, _key_name
+from kcg_mail.adapters.sqlite_state import SqliteState
+from kcg_mail.compose import DEFAULT_TEMPLATES, Composer
+from kcg_mail.config import Config, load_config
+from kcg_mail.plan import Meeting, resolve_plan
+from kcg_mail.ports import MARKER_HEADER
+from kcg_mail.service import App
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = ROOT / "config"
+TEMPLATES_DIR = DEFAULT_TEMPLATES
+TZ = ZoneInfo("Europe/Stockholm")
+
+
+# ------------------------------------------------------------------ config
+
+
+@lru_cache(maxsize=1)
+def shipped_config() -> Config:
+    """The shipped config/ (environment overrides ignored)."""
+    return load_config(CONFIG_DIR, environ={})
+
+
+def copy_config(tmp_path: Path) -> Path:
+    """A writable copy of config/ to break in a test."""
+    dst = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, dst)
+    return dst
+
+
+def meetings(cfg: Config | None = None) -> list[Meeting]:
+    return resolve_plan(cfg or shipped_config())
+
+
+def meeting(mid: str, cfg: Config | None = None) -> Meeting:
+    return next(m for m in meetings(cfg) if m.id == mid)
+
+
+def config_with(cfg: Config, ids: Iterable[str], **changes: dict) -> Config:
+    """``cfg`` with its plans reduced to the meetings ``ids``; ``changes`` maps
+    a meeting id to field updates of its PlannedMeeting (date, tentative, ...)."""
+    ids = set(ids)
+    plans = []
+    for p in cfg.plans:
+        kept = [pm.model_copy(update=changes.get(pm.meeting_id, {})) for pm in p.meetings if pm.meeting_id in ids]
+        plans.append(p.model_copy(update={"meetings": kept}))
+    return cfg.model_copy(update={"plans": plans})
+
+
+def at(d: date, hour: int = 7, minute: int = 0) -> datetime:
+    return datetime.combine(d, time(hour, minute), tzinfo=TZ)
+
+
+# ------------------------------------------------------------------ the app
+
+
+@lru_cache(maxsize=1)
+def renderer():
+    """The protocol renderer parses the Word template once; it holds no run state."""
+    from kcg_mail.bootstrap import make_renderer
+
+    return make_renderer(TEMPLATES_DIR)
+
+
+_COMPOSERS: dict[int, tuple[Config, Composer]] = {}
+
+
+def composer_for(cfg: Config) -> Composer:
+    """One Composer per config object: it only caches compiled templates, and
+    compiling them again for every simulated run would dominate the crash tests."""
+    hit = _COMPOSERS.get(id(cfg))
+    if hit is None or hit[0] is not cfg:
+        hit = _COMPOSERS[id(cfg)] = (cfg, Composer(cfg, TEMPLATES_DIR))
+    return hit[1]
+
+
+def make_app(workdir: Path, cfg: Config | None = None, *, mail=None, archive=None, state=None,
+             templates: Path | None = None) -> App:
+    """An App on the embedded adapters under ``workdir`` (same layout as
+    kcg_mail.bootstrap: mail/, dropbox/, state.sqlite)."""
+    cfg = cfg or shipped_config()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    return App(
+        cfg=cfg,
+        state=state or SqliteState(workdir / "state.sqlite"),
+        mail=mail or MaildirTransport(workdir / "mail"),
+        archive=archive or LocalFolderArchive(workdir / "dropbox"),
+        composer=Composer(cfg, templates) if templates else composer_for(cfg),
+        renderer=renderer(),
+    )
+
+
+def small_network(cfg: Config, keep: Iterable[str]) -> Config:
+    """``cfg`` with only the members ``keep`` (ids): smaller mails, same rules."""
+    keep = set(keep)
+    net = cfg.network.model_copy(update={"members": [p for p in cfg.network.members if p.id in keep]})
+    return cfg.model_copy(update={"network": net})
+
+
+def close(app: App) -> None:
+    close_state = getattr(app.state, "close", None)
+    if close_state:
+        close_state()
+
+
+# ------------------------------------------------------------------ mail on disk
+
+
+def read_mail(path: Path) -> EmailMessage:
+    return email.message_from_bytes(path.read_bytes(), policy=policy.default)
+
+
+def sent_files(workdir: Path) -> list[Path]:
+    d = Path(workdir) / "mail" / "sent" / "cur"
+    return sorted(d.iterdir()) if d.is_dir() else []
+
+
+def sent_mails(workdir: Path) -> list[EmailMessage]:
+    return [read_mail(p) for p in sent_files(workdir)]
+
+
+def sent_by_key(workdir: Path) -> Counter:
+    """How many files in mail/sent/cur carry each X-KCG-Mail key."""
+    from email.parser import BytesHeaderParser
+
+    parser = BytesHeaderParser(policy=policy.default)
+    return Counter(str(parser.parsebytes(p.read_bytes())[MARKER_HEADER]) for p in sent_files(workdir))
+
+
+def sent_with_action(workdir: Path, action: str) -> list[EmailMessage]:
+    """Sent mails whose key has ``action`` as its second field (``meeting:action:...``)."""
+    out = []
+    for m in sent_mails(workdir):
+        parts = str(m[MARKER_HEADER]).split(":")
+        if len(parts) > 1 and parts[1] == action:
+            out.append(m)
+    return out
+
+
+def recipients(msg: EmailMessage) -> set[str]:
+    out = set()
+    for h in ("To", "Cc"):
+        if msg[h] is not None:
+            out |= {a.addr_spec.lower() for a in msg[h].addresses}
+    return out
+
+
+def attachment_names(msg: EmailMessage) -> list[str]:
+    return [p.get_filename() for p in msg.iter_attachments() if p.get_filename()]
+
+
+def body_text(msg: EmailMessage) -> str:
+    return msg.get_body(("plain",)).get_content()
+
+
+def calendar_parts(msg: EmailMessage) -> list[EmailMessage]:
+    return [p for p in msg.walk() if p.get_content_type() == "text/calendar"]
+
+
+def mailbox_files(workdir: Path, box: str) -> list[Path]:
+    root = Path(workdir) / "mail" / box
+    out = [p for p in root.iterdir() if p.is_file()] if root.is_dir() else []
+    for sub in ("new", "cur"):
+        if (root / sub).is_dir():
+            out += [p for p in (root / sub).iterdir() if p.is_file()]
+    return sorted(out)
+
+
+def archive_files(workdir: Path, suffix: str = ".docx") -> list[Path]:
+    root = Path(workdir) / "dropbox"
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name.endswith(suffix)) if root.is_dir() else []
+
+
+# ------------------------------------------------------------------ incoming mail
+
+
+def plain_mail(sender: str, to: str, subject: str, body: str = "Hej!\n", *, when: datetime | None = None,
+               msgid: str, in_reply_to: str | None = None,
+               attachments: Iterable[tuple[str, str, bytes]] = ()) -> bytes:
+    """An ordinary mail as a person's mail program sends it."""
+    m = EmailMessage(policy=SMTP)
+    m["From"] = sender
+    m["To"] = to
+    m["Subject"] = subject
+    m["Date"] = format_datetime(when or datetime(2023, 2, 7, 11, 0, tzinfo=TZ))
+    m["Message-ID"] = msgid
+    if in_reply_to:
+        m["In-Reply-To"] = in_reply_to
+        m["References"] = in_reply_to
+    m.set_content(body)
+    for filename, ctype, data in attachments:
+        maintype, _, subtype = ctype.partition("/")
+        m.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    return m.as_bytes()
+
+
+def changed_minutes(docx_bytes: bytes, extra_decision: str) -> bytes:
+    """The filled protocol with one decision text changed: a new version."""
+    import io
+
+    import docx
+
+    doc = docx.Document(io.BytesIO(docx_bytes))
+    for table in doc.tables:
+        head = [c.text.strip().lower() for c in table.rows[0].cells]
+        if head[:3] == ["beslut", "ansvarig", "klart till"]:
+            table.rows[1].cells[0].text = extra_decision
+            break
+    else:  # pragma: no cover - the template always has the table
+        raise AssertionError("no decisions table")
+    out = io.BytesIO()
+    doc.save(out)
+    return out.getvalue()
+
+
+def attachment_of(raw: bytes, suffix: str = ".docx") -> tuple[str, bytes]:
+    msg = email.message_from_bytes(raw, policy=policy.default)
+    part = next(p for p in msg.iter_attachments() if (p.get_filename() or "").endswith(suffix))
+    return part.get_filename(), part.get_content()
+
+
+def replace_attachment(raw: bytes, data: bytes, msgid: str) -> bytes:
+    """The same reply with another attachment body and a new Message-ID
+    (the host sends a corrected file)."""
+    msg = email.message_from_bytes(raw, policy=SMTP)
+    for part in msg.iter_attachments():
+        if (part.get_filename() or "").endswith(".docx"):
+            name = part.get_filename()
+            part.set_content(data, maintype="application",
+                             subtype="vnd.openxmlformats-officedocument.wordprocessingml.document",
+                             filename=name)
+    del msg["Message-ID"]
+    msg["Message-ID"] = msgid
+    return msg.as_bytes()
+
+
+def days_between(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+# ------------------------------------------------------------------ crash injection
+
+
+class Crash(BaseException):
+    """A simulated kill. BaseException, like KeyboardInterrupt/SystemExit: the
+    intake's "one bad message never stops the rest" must not swallow it."""
+
+
+class CrashPlan:
+    """Crash at the ``n``-th call of ``method`` (counted over every adapter
+    sharing this plan), ``before`` or ``after`` the real call. With
+    ``method=None`` nothing crashes and calls are only counted. ``writes``
+    counts, per idempotency key, how often a mail really was written by the
+    transport: a key written twice is a mail a person would get twice."""
+
+    def __init__(self, method: str | None = None, n: int = 0, when: str = "before"):
+        assert when in ("before", "after")
+        self.method, self.n, self.when = method, n, when
+        self.calls: Counter = Counter()
+        self.fired = False
+        self.writes: Counter = Counter()
+        #: (method, n, what): every call in order; ``what`` names the key or
+        #: status involved, to tell which calls happen at the same moment.
+        self.log: list[tuple[str, int, str]] = []
+
+    def crash(self, where: str) -> None:
+        raise Crash(where)
+
+    def call(self, method: str, fn, *args, **kwargs):
+        self.calls[method] += 1
+        self.log.append((method, self.calls[method], _what(method, args, kwargs)))
+        hit = not self.fired and method == self.method and self.calls[method] == self.n
+        if hit and self.when == "before":
+            self.fired = True
+            self.crash(f"{method} #{self.n} before")
+        out = fn(*args, **kwargs)
+        if hit and self.when == "after":
+            self.fired = True
+            self.crash(f"{method} #{self.n} after")
+        return out
+
+    def __repr__(self) -> str:
+        return f"CrashPlan({self.method} #{self.n} {self.when})"
+
+
+def _what(method: str, args: tuple, kwargs: dict) -> str:
+    if method == "send":
+        return args[0].key
+    if method == "send_invitation":
+        return args[0].message.key
+    if method == "record_action":  # args: (state, key, meeting_id, action, status, ...)
+        key, _mid, _action, status = (list(args[1:]) + [None] * 4)[:4]
+        return f"{key} {status or kwargs.get('status')}"
+    return ""
+
+
+class CrashingMaildir(MaildirTransport):
+    def __init__(self, root, plan: CrashPlan):
+        super().__init__(root)
+        self.plan = plan
+
+    def send(self, message):
+        def real(m):
+            MaildirTransport.send(self, m)
+            self.plan.writes[m.key] += 1
+        return self.plan.call("send", real, message)
+
+    def send_invitation(self, invitation):
+        def real(inv):
+            MaildirTransport.send_invitation(self, inv)
+            self.plan.writes[inv.message.key] += 1
+        return self.plan.call("send_invitation", real, invitation)
+
+    def move(self, ref, folder):
+        return self.plan.call("move", MaildirTransport.move, self, ref, folder)
+
+
+class CrashingState(SqliteState):
+    def __init__(self, path, plan: CrashPlan):
+        super().__init__(path)
+        self.plan = plan
+
+    def record_action(self, *args, **kwargs):
+        return self.plan.call("record_action", SqliteState.record_action, self, *args, **kwargs)
+
+    def record_filing(self, record):
+        return self.plan.call("record_filing", SqliteState.record_filing, self, record)
+
+    def record_message(self, record):
+        return self.plan.call("record_message", SqliteState.record_message, self, record)
+
+    def put(self, key, value):
+        return self.plan.call("put", SqliteState.put, self, key, value)
+
+
+class CrashingArchive(LocalFolderArchive):
+    def __init__(self, root, plan: CrashPlan):
+        super().__init__(root)
+        self.plan = plan
+
+    def store(self, path, data, *, overwrite=False):
+        return self.plan.call("store", LocalFolderArchive.store, self, path, data, overwrite=overwrite)
+
+
+def crashing_app(workdir: Path, cfg: Config, plan: CrashPlan) -> App:
+    workdir = Path(workdir)
+    return make_app(workdir, cfg, mail=CrashingMaildir(workdir / "mail", plan),
+                    archive=CrashingArchive(workdir / "dropbox", plan),
+                    state=CrashingState(workdir / "state.sqlite", plan))
+
+
+class KillPlan(CrashPlan):
+    """A real kill: SIGKILL to this process at the chosen call (subprocess test)."""
+
+    def crash(self, where: str) -> None:
+        import os
+        import signal
+
+        sys.stderr.write(f"killing myself at {where}\n")
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ------------------------------------------------------------------ the crash scenario
+
+CRASH_MEMBERS = ("bjorn", "daniel", "david", "lisa")
+
+
+@lru_cache(maxsize=1)
+def crash_configs() -> tuple[Config, Config]:
+    """February and March 2023 on a four-person network; the second config
+    moves the March meeting a week later (an invitation update)."""
+    full = shipped_config()
+    mar = meeting("2023-03")
+    base = small_network(config_with(full, ["2023-02", "2023-03"]), CRASH_MEMBERS)
+    moved = small_network(config_with(full, ["2023-02", "2023-03"],
+                                      **{"2023-03": {"date": mar.date + timedelta(days=7)}}), CRASH_MEMBERS)
+    return base, moved
+
+
+@dataclass(frozen=True)
+class Op:
+    """One run of a flow body: the daily run or the intake run at ``when``."""
+
+    name: str
+    kind: str  # daily | intake
+    moved: bool  # with the plan change
+    when: datetime
+
+
+CRASH_OPS = (
+    # Feb meeting is past: skip brief/invite/remind, send template, chase, escalate; March brief + invite
+    Op("daily 2023-02-20", "daily", False, at(date(2023, 2, 20))),
+    # Feb minutes, a reply without attachment, a stranger's mail
+    Op("intake 2023-02-21", "intake", False, at(date(2023, 2, 21), 12)),
+    # March moved a week: updated invitation + plan change mail to the host
+    Op("daily 2023-02-22", "daily", True, at(date(2023, 2, 22))),
+    # March: remind + template
+    Op("daily 2023-03-12", "daily", True, at(date(2023, 3, 12))),
+    # March minutes, and corrected Feb minutes (version 2)
+    Op("intake 2023-03-14", "intake", True, at(date(2023, 3, 14), 12)),
+)
+
+
+def run_op(op: Op, workdir: Path, plan: CrashPlan):
+    from kcg_mail.daily import run_daily
+    from kcg_mail.intake import run_intake
+
+    cfg = crash_configs()[1 if op.moved else 0]
+    app = crashing_app(workdir, cfg, plan)
+    try:
+        if op.kind == "daily":
+            return run_daily(app, op.when)
+        report = run_intake(app, op.when)
+        assert report.errors == [], report.errors
+        return report
+    finally:
+        close(app)
+
+
+def crash_deliveries(op: Op, workdir: Path) -> list[tuple[str, bytes]]:
+    """The mail people send before ``op`` (built from what we sent them)."""
+    from kcg_mail.demo import host_reply
+
+    if op.kind != "intake":
+        return []
+    cfg = crash_configs()[1 if op.moved else 0]
+    app = make_app(workdir, cfg)
+    try:
+        feb = next(m for m in app.meetings if m.id == "2023-02")
+        mar = next(m for m in app.meetings if m.id == "2023-03")
+        mailbox = cfg.network.mailbox.email
+        tpl = {m.id: read_mail(Path(workdir) / "mail" / "sent" / "cur" / _key_name(f"{m.id}:send_template:{m.host.email}"))
+               for m in (feb, mar) if (Path(workdir) / "mail" / "sent" / "cur" /
+                                       _key_name(f"{m.id}:send_template:{m.host.email}")).exists()}
+        if op.when.date() == date(2023, 2, 21):
+            reply = host_reply(app, feb, op.when.replace(hour=9))
+            _, docx_bytes = attachment_of(reply)
+            return [
+                ("feb-minutes.eml", replace_attachment(reply, docx_bytes, "<feb-minutes@gavle.example.se>")),
+                ("feb-noatt.eml", plain_mail(feb.host.email, mailbox, "SV: " + str(tpl["2023-02"]["Subject"]),
+                                             "Protokollet kommer!\n", when=op.when.replace(hour=10),
+                                             msgid="<feb-noatt@gavle.example.se>",
+                                             in_reply_to=str(tpl["2023-02"]["Message-ID"]).strip())),
+                ("stranger.eml", plain_mail("spam@elsewhere.example.com", mailbox, "Protokoll [KCG-2023-02]",
+                                            "Hej\n", when=op.when.replace(hour=10), msgid="<s@elsewhere.example.com>",
+                                            attachments=[("p.docx", "application/vnd.openxmlformats-officedocument."
+                                                          "wordprocessingml.document", docx_bytes)])),
+            ]
+        reply = host_reply(app, mar, op.when.replace(hour=9))
+        _, mar_docx = attachment_of(reply)
+        feb_raw = (Path(workdir) / "mail" / "processed" / "cur" / "feb-minutes.eml:2,S").read_bytes()
+        feb_v2 = changed_minutes(attachment_of(feb_raw)[1], "Korrigerat beslut")
+        return [
+            ("mar-minutes.eml", replace_attachment(reply, mar_docx, "<mar-minutes@norrkoping.example.se>")),
+            ("feb-v2.eml", replace_attachment(feb_raw, feb_v2, "<feb-v2@gavle.example.se>")),
+        ]
+    finally:
+        close(app)
+
+
+def observe(workdir: Path) -> dict:
+    """Everything a rerun must reproduce: sent mail, archive, mailboxes, state."""
+    import hashlib
+
+    workdir = Path(workdir)
+    root = workdir / "dropbox"
+    st = SqliteState(workdir / "state.sqlite")
+    try:
+        return {
+            "sent": dict(sent_by_key(workdir)),
+            "archive": sorted((p.relative_to(root).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest())
+                              for p in root.rglob("*") if p.is_file()) if root.is_dir() else [],
+            "boxes": {box: sorted(p.name for p in mailbox_files(workdir, box))
+                      for box in ("inbox", "processed", "quarantine")},
+            "actions": {r.key: r.status for r in st.actions()},
+            "messages": {m.msg_key: (m.outcome, m.status) for m in st.messages()},
+            "filings": [(f.meeting_id, f.version, f.path, f.content_hash) for f in st.filings()],
+            "decisions": st.decisions(),
+            "kv": {k: st.get(k) for k in ("invitation:2023-02", "invitation:2023-03", "mail:cursor")},
+        }
+    finally:
+        st.close()
+
+
+def _subprocess_main(argv: list[str]) -> None:
+    """``python tests/helpers.py WORKDIR OP_INDEX``: run one op of the crash
+    scenario; ``KCG_TEST_KILL=method:n:before|after`` kills the process there."""
+    import os
+
+    workdir, index = Path(argv[0]), int(argv[1])
+    kill = os.environ.get("KCG_TEST_KILL")
+    if kill:
+        method, n, when = kill.split(":")
+        plan: CrashPlan = KillPlan(method, int(n), when)
+    else:
+        plan = CrashPlan()
+    run_op(CRASH_OPS[index], workdir, plan)
+    print(json.dumps({"writes": dict(plan.writes), "calls": dict(plan.calls)}))
+
+
+if __name__ == "__main__":
+    _subprocess_main(sys.argv[1:])
