@@ -83,6 +83,30 @@ def make_renderer(templates_dir: Path):
     return ProtocolRenderer(templates_dir / "protocol.docx")
 
 
+def load_renderer(templates_dir: Path, workdir: Path | None = None):
+    """The protocol renderer, from the coordinator's template when it passes
+    ``check_template``; otherwise from the last good copy (kept in the work
+    directory), with the problems returned so the run reports them."""
+    import shutil
+
+    from kcg_mail.protocol import ProtocolRenderer, check_template
+
+    current = templates_dir / "protocol.docx"
+    problems = check_template(current)
+    if workdir is None:
+        return ProtocolRenderer(current), problems
+    good = workdir / "last-good-template" / "protocol.docx"
+    if not problems:
+        good.parent.mkdir(parents=True, exist_ok=True)
+        if not good.exists() or good.read_bytes() != current.read_bytes():
+            shutil.copyfile(current, good)
+        return ProtocolRenderer(current), []
+    fallback = good if good.exists() else DEFAULT_TEMPLATES / "protocol.docx"
+    notes = [f"templates/protocol.docx är trasig och används inte: {p}" for p in problems]
+    notes.append(f"Gör: rätta mallen (kör `kcg check`); tills dess används den senaste fungerande ({fallback}).")
+    return ProtocolRenderer(fallback), notes
+
+
 def bootstrap(workdir: Path | str = DEFAULT_WORKDIR, config_dir: Path | str | None = None,
               templates_dir: Path | str | None = None, *, cfg: Config | None = None,
               mail: MailTransport | None = None, archive: Archive | None = None) -> App:
@@ -93,11 +117,13 @@ def bootstrap(workdir: Path | str = DEFAULT_WORKDIR, config_dir: Path | str | No
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = cfg or load_config(config_dir)
     templates = Path(templates_dir or DEFAULT_TEMPLATES)
+    renderer, template_problems = load_renderer(templates, workdir)
     return App(
         cfg=cfg,
         state=SqliteState(workdir / "state.sqlite"),
         mail=mail or make_mail(cfg, workdir),
         archive=archive or make_archive(cfg, workdir),
         composer=Composer(cfg, templates),
-        renderer=make_renderer(templates),
+        renderer=renderer,
+        template_problems=template_problems,
     )

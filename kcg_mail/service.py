@@ -78,6 +78,8 @@ class App:
     renderer: Any  # kcg_mail.protocol.ProtocolRenderer
     meetings: list[Meeting] = field(default_factory=list)
     outbox: Outbox | None = None
+    #: a broken edited protocol template (the last good one is used meanwhile)
+    template_problems: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.meetings = resolve_plan(self.cfg)

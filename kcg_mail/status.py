@@ -35,6 +35,8 @@ def meeting_rows(app: App) -> list[dict[str, Any]]:
             "protokoll": f"version {last.version}" if last else "",
             "arkiverat": last.path if last else "",
             "länk": (last.link or "") if last else "",
+            "revision": last.rev if last else "",
+            "innehållshash": last.content_hash[:16] if last else "",
             "utskickat": f"{len(distributed)} utskick" if distributed else "",
             "påmint": "ja" if steps.get("chase_host") == "done" else "",
             "eskalerat": "ja" if steps.get("escalate") == "done" else "",
@@ -48,7 +50,7 @@ def _mark(status: str | None) -> str:
 
 def needs_a_person(app: App) -> list[str]:
     """Open items for the coordinator, each with what to do."""
-    items = []
+    items = list(app.template_problems)
     for rec in app.state.messages():
         if rec.outcome in ("not_allowed", "unmatched", "bad_minutes", "no_minutes") and rec.status == "done":
             items.append(f"Meddelande i karantän från {rec.sender} ({rec.subject!r}): {rec.reason}. "
