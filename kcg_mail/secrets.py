@@ -1,6 +1,6 @@
 """Secrets come from the environment or from Prefect Secret blocks, never
 from config files, and never reach logs: every value read here is registered
-with a logging filter that masks it."""
+and masked in every log record."""
 
 from __future__ import annotations
 
@@ -8,18 +8,6 @@ import logging
 import os
 
 _KNOWN: set[str] = set()
-
-
-class MaskSecrets(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if _KNOWN:
-            msg = record.getMessage()
-            masked = msg
-            for s in _KNOWN:
-                masked = masked.replace(s, "***")
-            if masked != msg:
-                record.msg, record.args = masked, ()
-        return True
 
 
 _base_factory = logging.getLogRecordFactory()
@@ -40,16 +28,9 @@ def _masking_factory(*args, **kwargs) -> logging.LogRecord:
 
 
 def install_log_filter() -> None:
+    """Mask every secret read through this module in every log record."""
     if logging.getLogRecordFactory() is not _masking_factory:
         logging.setLogRecordFactory(_masking_factory)
-    f = MaskSecrets()
-    for name in ("", "prefect", "kcg_mail", "prefect.flow_runs", "prefect.task_runs"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(x, MaskSecrets) for x in logger.filters):
-            logger.addFilter(f)
-        for h in logger.handlers:
-            if not any(isinstance(x, MaskSecrets) for x in h.filters):
-                h.addFilter(f)
 
 
 def secret(name: str, environ: dict[str, str] | None = None) -> str | None:
