@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import formataddr
-from typing import Any, Iterable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 #: Header carried by every message we send. Its value is the idempotency key of
 #: the action that sent it; it is how a sent copy is found again after a crash.
@@ -180,6 +180,13 @@ class MailTransport(abc.ABC):
     @abc.abstractmethod
     def was_sent(self, key: str) -> bool:
         """Whether a message with this idempotency key is in Sent (marker header)."""
+
+    def restore(self, folder: Folder, match: Callable[[bytes], bool]) -> bool | None:
+        """Move a message for which ``match(raw)`` is true from ``folder`` back
+        to the inbox (the coordinator re-files a quarantined message). True:
+        moved; False: not found; None: not supported here, a person moves it
+        in the mail program."""
+        return None
 
     def check(self) -> list[Check]:
         return [Check(type(self).__name__, True, "no connection needed")]

@@ -298,7 +298,7 @@ def test_person_id_is_unique_and_config_safe():
 
 
 def test_resend_invitation_is_an_update_to_everyone(tmp_path):
-    from flows.manual import ManualProblem, resend_meeting
+    from kcg_mail.manual import ManualProblem, resend_meeting
     from icalendar import Calendar
 
     app, cfgdir, work = invited(tmp_path, "2023-10-25")
@@ -318,7 +318,7 @@ def test_resend_invitation_is_an_update_to_everyone(tmp_path):
 
 
 def test_resend_template_goes_out_again_and_is_recorded(tmp_path):
-    from flows.manual import resend_meeting
+    from kcg_mail.manual import resend_meeting
 
     app, cfgdir, work = invited(tmp_path, "2023-11-05")  # template for 6 Nov sent on 5 Nov
     assert "2023-11:send_template:lisa@uppsala.example.se" in sent(work)
@@ -353,7 +353,7 @@ def _stranger_minutes(app: App, work: Path) -> bytes:
 
 
 def test_refile_quarantined_minutes_from_a_non_filer(tmp_path):
-    from flows.manual import ManualProblem, refile_message
+    from kcg_mail.manual import ManualProblem, refile_message
     from kcg_mail.intake import msg_key, run_intake
 
     app, cfgdir, work = invited(tmp_path, "2023-11-05")

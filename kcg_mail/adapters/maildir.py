@@ -100,6 +100,14 @@ class MaildirTransport(MailTransport):
         name = src.name if ":2," in src.name else src.name + ":2,S"
         os.replace(src, self.root / folder / "cur" / name)
 
+    def restore(self, folder: Folder, match) -> bool:
+        for sub in ("cur", "new"):
+            for p in sorted((self.root / folder / sub).iterdir()):
+                if p.is_file() and match(p.read_bytes()):
+                    os.replace(p, self.root / "inbox" / "cur" / p.name)
+                    return True
+        return False
+
     def deliver(self, raw: bytes, name: str) -> Path:
         """Put a message into the inbox (tests and the demo play the hosts this way)."""
         return _atomic_write(self.root / "inbox", name, raw)
