@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kcg_mail.compose import DEFAULT_TEMPLATES, Composer
-from kcg_mail.config import Config, load_config
+from kcg_mail.config import Config, ConfigError, load_config
 from kcg_mail.ports import Archive, MailTransport
 from kcg_mail.secrets import install_log_filter, require
 from kcg_mail.service import App
@@ -23,9 +23,32 @@ def _int(v: Any, default: int) -> int:
     return int(v) if v not in (None, "") else default
 
 
+class _Settings:
+    """A transport section's settings; a missing one is a config error that
+    names the file, the field and the fix."""
+
+    def __init__(self, cfg: Config, section: str, values: dict[str, Any]):
+        self.file = Path(cfg.directory) / "transport.yaml"
+        self.section, self.values = section, values
+
+    def __getitem__(self, field: str) -> Any:
+        value = self.values.get(field)
+        if value in (None, ""):
+            kind = self.values.get("kind", "")
+            raise ConfigError([
+                f"{self.file}: {self.section}.{field}: missing, needed for {self.section} kind '{kind}' "
+                f"(fix: add {field}: under {self.section}: or set KCG_{self.section.upper()}__{field.upper()})"
+            ])
+        return value
+
+    def get(self, field: str, default: Any = None) -> Any:
+        value = self.values.get(field)
+        return default if value in (None, "") else value
+
+
 def make_mail(cfg: Config, workdir: Path) -> MailTransport:
     s = cfg.transport.mail
-    extra: dict[str, Any] = dict(s.model_extra or {})
+    extra = _Settings(cfg, "mail", {"kind": s.kind, **(s.model_extra or {})})
     if s.kind == "maildir":
         from kcg_mail.adapters.maildir import MaildirTransport
 
@@ -64,7 +87,7 @@ def make_mail(cfg: Config, workdir: Path) -> MailTransport:
 
 def make_archive(cfg: Config, workdir: Path) -> Archive:
     s = cfg.transport.archive
-    extra: dict[str, Any] = dict(s.model_extra or {})
+    extra = _Settings(cfg, "archive", {"kind": s.kind, **(s.model_extra or {})})
     if s.kind == "local":
         from kcg_mail.adapters.local_archive import LocalFolderArchive
 

@@ -29,7 +29,7 @@ def _config(config: Optional[Path]):
     except ConfigError as exc:
         err.print("[bold red]Configuration problems:[/]")
         for p in exc.problems:
-            err.print(f"  • {p}", markup=False, highlight=False)
+            err.print(f"  • {p}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2)
 
 
@@ -149,15 +149,20 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
         console.print("[green]✓[/] mail templates and protocol template render")
     if connect:
         from kcg_mail.bootstrap import make_archive, make_mail
+        from kcg_mail.ports import Check
+        from kcg_mail.secrets import MissingSecret
 
         for name, make in (("mail", make_mail), ("archive", make_archive)):
             try:
                 checks = make(cfg, workdir).check()
+            except (ConfigError, MissingSecret) as exc:
+                checks = [Check(name, False, str(exc))]
             except Exception as exc:
-                checks = [type("C", (), {"name": name, "ok": False, "detail": f"{type(exc).__name__}: {exc}"})()]
+                checks = [Check(name, False, f"{type(exc).__name__}: {exc}")]
             for c in checks:
                 ok &= c.ok
-                console.print(f"{'[green]✓[/]' if c.ok else '[red]✗[/]'} {c.name}: {c.detail}", highlight=False)
+                console.print(f"{'[green]✓[/]' if c.ok else '[red]✗[/]'} {c.name}: {c.detail}", highlight=False,
+                              soft_wrap=True)
     raise typer.Exit(0 if ok else 1)
 
 

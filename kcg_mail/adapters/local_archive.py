@@ -302,6 +302,8 @@ class LocalFolderArchive(Archive):
         name = "archive (local folder)"
         if not self.root.exists():
             parent = self.root.parent
+            while not parent.exists() and parent != parent.parent:
+                parent = parent.parent  # folders are created with their parents
             if parent.is_dir() and os.access(parent, os.W_OK):
                 return [Check(name, True, f"{self.root} does not exist yet; it will be created on first filing")]
             return [Check(name, False, f"{self.root} does not exist and cannot be created; create it or fix the archive root")]
