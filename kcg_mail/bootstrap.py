@@ -7,6 +7,7 @@ local folder ``<workdir>/dropbox`` and SQLite ``<workdir>/state.sqlite``.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -106,28 +107,42 @@ def make_renderer(templates_dir: Path):
     return ProtocolRenderer(templates_dir / "protocol.docx")
 
 
+@lru_cache(maxsize=8)
+def _checked_renderer(path: str, mtime_ns: int, size: int):
+    """Parse and check a template once per version of the file: a process that
+    runs many flows (``kcg serve``, the demo) does not redo it per run."""
+    from kcg_mail.protocol import ProtocolRenderer, check_template
+
+    problems = check_template(Path(path))
+    return (None if problems else ProtocolRenderer(Path(path))), tuple(problems)
+
+
+def _renderer_for(path: Path):
+    st = path.stat()
+    return _checked_renderer(str(path), st.st_mtime_ns, st.st_size)
+
+
 def load_renderer(templates_dir: Path, workdir: Path | None = None):
     """The protocol renderer, from the coordinator's template when it passes
     ``check_template``; otherwise from the last good copy (kept in the work
     directory), with the problems returned so the run reports them."""
     import shutil
 
-    from kcg_mail.protocol import ProtocolRenderer, check_template
-
     current = templates_dir / "protocol.docx"
-    problems = check_template(current)
-    if workdir is None:
-        return ProtocolRenderer(current), problems
-    good = workdir / "last-good-template" / "protocol.docx"
-    if not problems:
-        good.parent.mkdir(parents=True, exist_ok=True)
-        if not good.exists() or good.read_bytes() != current.read_bytes():
-            shutil.copyfile(current, good)
-        return ProtocolRenderer(current), []
-    fallback = good if good.exists() else DEFAULT_TEMPLATES / "protocol.docx"
+    renderer, problems = _renderer_for(current)
+    if renderer is not None:
+        if workdir is not None:
+            good = workdir / "last-good-template" / "protocol.docx"
+            if not good.exists() or good.stat().st_size != current.stat().st_size or good.read_bytes() != current.read_bytes():
+                good.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(current, good)
+        return renderer, []
+    good = workdir / "last-good-template" / "protocol.docx" if workdir is not None else None
+    fallback = good if good is not None and good.exists() else DEFAULT_TEMPLATES / "protocol.docx"
     notes = [f"templates/protocol.docx är trasig och används inte: {p}" for p in problems]
     notes.append(f"Gör: rätta mallen (kör `kcg check`); tills dess används den senaste fungerande ({fallback}).")
-    return ProtocolRenderer(fallback), notes
+    fallback_renderer, _ = _renderer_for(fallback)
+    return fallback_renderer, notes
 
 
 def bootstrap(workdir: Path | str = DEFAULT_WORKDIR, config_dir: Path | str | None = None,

@@ -111,9 +111,7 @@ def update_invitation(app: App, m: Meeting, now: datetime, changes: list[str] | 
     return _send_invitation(app, m, now, cancel=False)
 
 
-def cancel_invitation(app: App, m: Meeting | None, now: datetime, meeting_id: str | None = None) -> str:
-    if m is None:  # removed from the plan: cancel from what we sent
-        return "failed"
+def cancel_invitation(app: App, m: Meeting, now: datetime) -> str:
     return _send_invitation(app, m, now, cancel=True)
 
 
@@ -215,6 +213,7 @@ def cancel_orphan(app: App, meeting_id: str, now: datetime) -> str:
 def run_daily(app: App, now: datetime, run_step: Callable[[App, Due, datetime], StepResult] = execute) -> DailyReport:
     """Everything due now. ``run_step`` lets the Prefect flow run each step as a task."""
     report = DailyReport(now=now.isoformat())
+    app.outbox.now = now
     plan = plan_day(app, now)
     for s in plan.skip:
         app.settle(s.meeting_id, s.action, "skipped", {"reason": s.reason})

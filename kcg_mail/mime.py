@@ -37,7 +37,7 @@ def build_message(msg: OutgoingMessage, *, date: str | None = None) -> EmailMess
     if msg.reply_to:
         m["Reply-To"] = _clean(msg.reply_to.formatted())
     m["Subject"] = _clean(msg.subject)
-    m["Date"] = date or formatdate(localtime=False, usegmt=True)
+    m["Date"] = date or (format_datetime(msg.date) if msg.date else formatdate(localtime=False, usegmt=True))
     m["Message-ID"] = msg.message_id
     if msg.in_reply_to:
         m["In-Reply-To"] = _clean(msg.in_reply_to)

@@ -70,6 +70,8 @@ class OutgoingMessage:
     #: Adds ``Auto-Submitted: auto-generated`` and ``X-Auto-Response-Suppress``.
     #: False for invitations (we want their accept/decline responses).
     auto_submitted: bool = True
+    #: The Date header: the run's "now" (set by the Outbox; simulated in the demo).
+    date: datetime | None = None
 
     @property
     def message_id(self) -> str:

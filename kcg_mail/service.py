@@ -16,7 +16,7 @@ So a crash at any point neither loses a mail nor sends it twice.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Callable
 
@@ -37,6 +37,8 @@ class Outbox:
         self.mail = mail
         self.allowed = {a.lower() for a in allowed}
         self.sent: list[str] = []  # keys sent in this run (for reports)
+        #: the run's "now", stamped as the Date of what is sent (None: the real time)
+        self.now: datetime | None = None
 
     def _guard(self, msg: OutgoingMessage) -> None:
         stray = [a.email for a in msg.recipients if a.email.lower() not in self.allowed]
@@ -61,10 +63,15 @@ class Outbox:
         self.sent.append(msg.key)
         return "sent"
 
+    def _dated(self, msg: OutgoingMessage) -> OutgoingMessage:
+        return replace(msg, date=self.now) if self.now is not None and msg.date is None else msg
+
     def send(self, msg: OutgoingMessage) -> str:
+        msg = self._dated(msg)
         return self._deliver(msg, lambda: self.mail.send(msg))
 
     def send_invitation(self, inv: Invitation) -> str:
+        inv = replace(inv, message=self._dated(inv.message))
         return self._deliver(inv.message, lambda: self.mail.send_invitation(inv))
 
 
