@@ -24,3 +24,14 @@ def pytest_runtest_makereport(item, call):
     if report.skipped and os.environ.get("KCG_REQUIRE_SERVERS") == "1" and item.get_closest_marker("server"):
         report.outcome = "failed"
         report.longrepr = f"server test skipped in CI: {report.longrepr}"
+
+
+#: The pure core and its pure neighbours: ``./scripts/test.sh -m core`` runs in seconds.
+CORE_MODULES = {"test_cycle", "test_calendar", "test_config", "test_naming", "test_inbound",
+                "test_mail_output", "test_protocol"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__.rpartition(".")[2] in CORE_MODULES:
+            item.add_marker(pytest.mark.core)
