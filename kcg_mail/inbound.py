@@ -21,6 +21,7 @@ import email.policy
 import html
 import quopri
 import re
+from functools import lru_cache
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -104,6 +105,8 @@ class MatchContext:
     members: frozenset[str]
     own_addresses: frozenset[str]
     today: date
+    #: the network's short name in subject tokens: [KCG-2023-02]
+    tag: str = "KCG"
 
 
 @dataclass(frozen=True)
@@ -117,38 +120,40 @@ class Verdict:
 
 # --------------------------------------------------------------------------- tokens
 
-_TOKEN_RE = re.compile(
-    r"""(?<![A-Za-z0-9])      # not glued to a preceding word
-        \[?\s*KCG             # optional bracket, the tag
+_TOKEN_PATTERN = r"""(?<![A-Za-z0-9])      # not glued to a preceding word
+        \[?\s*{tag}           # optional bracket, the network's tag (KCG)
         [\s\-_:#./]*          # any separator, or none
         (?P<year>(?:19|20)\d\d)
         [\s\-_./]*            # separator between year and month
         (?P<month>1[0-2]|0?[1-9])
         (?!\d)                # month is not the start of a longer number
-    """,
-    re.IGNORECASE | re.VERBOSE,
-)
+    """
 
 
-def subject_token(meeting_id: str) -> str:
+@lru_cache(maxsize=16)
+def _token_re(tag: str) -> re.Pattern[str]:
+    return re.compile(_TOKEN_PATTERN.replace("{tag}", re.escape(tag)), re.IGNORECASE | re.VERBOSE)
+
+
+def subject_token(meeting_id: str, tag: str = "KCG") -> str:
     """The token we put in every subject: ``2023-02`` -> ``[KCG-2023-02]``."""
-    return f"[KCG-{meeting_id}]"
+    return f"[{tag}-{meeting_id}]"
 
 
-def _tokens(text: str) -> Iterator[str]:
+def _tokens(text: str, tag: str) -> Iterator[str]:
     if not text:
         return
     # Unfold and collapse whitespace so tokens broken over lines still match.
     flat = re.sub(r"\s+", " ", text)
-    for m in _TOKEN_RE.finditer(flat):
+    for m in _token_re(tag).finditer(flat):
         yield f"{m.group('year')}-{int(m.group('month')):02d}"
 
 
-def find_token(text: str | None) -> str | None:
-    """The meeting id of the first KCG token in ``text`` (tolerant of case,
-    missing brackets, spaces and other separators), or None."""
+def find_token(text: str | None, tag: str = "KCG") -> str | None:
+    """The meeting id of the first token of the network ``tag`` in ``text``
+    (tolerant of case, missing brackets, spaces and other separators), or None."""
     try:
-        return next(_tokens(text or ""), None)
+        return next(_tokens(text or "", tag), None)
     except Exception:  # pragma: no cover - defensive
         return None
 
@@ -961,14 +966,14 @@ _QUOTE_START = re.compile(
 )
 
 
-def _body_token(text: str) -> str | None:
+def _body_token(text: str, tag: str = "KCG") -> str | None:
     if not text:
         return None
     quoted = [ln for ln in text.splitlines() if ln.lstrip().startswith(">")]
     m = _QUOTE_START.search(text)
     tail = text[m.start():] if m else ""
     for chunk in ("\n".join(quoted), tail, text):
-        tok = find_token(chunk)
+        tok = find_token(chunk, tag)
         if tok:
             return tok
     return None
@@ -1010,12 +1015,12 @@ def _match(mail: ParsedMail, ctx: MatchContext) -> tuple[str | None, str]:
     mid = _match_by_ids(mail, ctx)
     if mid:
         return mid, "In-Reply-To/References name our message"
-    tok = find_token(mail.subject)
+    tok = find_token(mail.subject, ctx.tag)
     if tok:
-        return tok, f"token {subject_token(tok)} in subject"
-    tok = _body_token(mail.text)
+        return tok, f"token {subject_token(tok, ctx.tag)} in subject"
+    tok = _body_token(mail.text, ctx.tag)
     if tok:
-        return tok, f"token {subject_token(tok)} in quoted text"
+        return tok, f"token {subject_token(tok, ctx.tag)} in quoted text"
     day = _mail_day(mail, ctx)
     lo, hi = day - timedelta(days=MATCH_DAYS_BEFORE), day + timedelta(days=MATCH_DAYS_AFTER)
     hits = [m for m in ctx.meetings if mail.sender and mail.sender in m.filers and lo <= m.date <= hi]
@@ -1055,7 +1060,7 @@ def classify(mail: ParsedMail, ctx: MatchContext) -> Verdict:
             meeting_id = _match_by_ids(mail, ctx)
             how = "reference to our invitation" if meeting_id else ""
         if meeting_id is None:
-            meeting_id = find_token(mail.subject)
+            meeting_id = find_token(mail.subject, ctx.tag)
             how = "token in subject" if meeting_id else ""
         reason = f"{cal.partstat.lower()} from {cal.attendee_email or who}"
         reason += f" ({how})" if meeting_id else " (no meeting found)"

@@ -82,7 +82,7 @@ def match_context(app: App, now: datetime) -> inbound.MatchContext:
     return inbound.MatchContext(
         meetings=refs, sent_ids=sent_ids,
         members=frozenset(p.email for p in net.members),
-        own_addresses=frozenset({net.mailbox.email}), today=now.date(),
+        own_addresses=frozenset({net.mailbox.email}), today=now.date(), tag=net.short,
     )
 
 

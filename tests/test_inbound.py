@@ -440,3 +440,14 @@ def test_parse_is_fast():
     for raw in raws:
         classify(parse(raw), CTX)
     assert time.perf_counter() - start < 2.0
+
+
+def test_token_follows_the_networks_short_name():
+    """Another network (short name "SSK") matches its own tokens, not KCG's."""
+    from kcg_mail.inbound import find_token, subject_token
+
+    assert subject_token("2023-02", "SSK") == "[SSK-2023-02]"
+    assert find_token("SV: Protokollmall [SSK-2023-02]", "SSK") == "2023-02"
+    assert find_token("SV: ssk 2023 2", "SSK") == "2023-02"
+    assert find_token("SV: Protokollmall [KCG-2023-02]", "SSK") is None
+    assert find_token("SV: Protokollmall [SSK-2023-02]") is None  # default tag KCG
