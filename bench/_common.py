@@ -70,17 +70,12 @@ def filled_minutes(app, m) -> bytes:
 
 
 def variant(docx_bytes: bytes, text: str) -> bytes:
-    import docx
+    from kcg_mail.demo import edit_decisions
 
-    doc = docx.Document(io.BytesIO(docx_bytes))
-    for table in doc.tables:
-        head = [c.text.strip().lower() for c in table.rows[0].cells]
-        if head[:3] == ["beslut", "ansvarig", "klart till"]:
-            table.rows[1].cells[0].text = text
-            break
-    out = io.BytesIO()
-    doc.save(out)
-    return out.getvalue()
+    def change(table) -> None:
+        table.rows[1].cells[0].text = text
+
+    return edit_decisions(docx_bytes, change)
 
 
 def reply(app, m, docx_bytes: bytes, tag: str) -> bytes:

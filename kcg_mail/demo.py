@@ -36,25 +36,37 @@ class DemoResult:
     seconds: float
 
 
-def fill_protocol(docx_bytes: bytes, m: Meeting) -> bytes:
-    """What a host does in Word: write the decisions into the table."""
-    import docx
-
-    doc = docx.Document(io.BytesIO(docx_bytes))
-    values = {"theme": m.theme.lower(), "host": m.host.name, "due": (m.date + timedelta(days=30)).isoformat(),
-              "next": (m.date + timedelta(days=28)).isoformat()}
+def decisions_table(doc):
+    """The protocol's decisions table (header Beslut | Ansvarig | Klart till) in a python-docx Document."""
     for table in doc.tables:
         head = [c.text.strip().lower() for c in table.rows[0].cells]
         if head[:3] == ["beslut", "ansvarig", "klart till"]:
-            for row, (d, o, due) in zip(table.rows[1:], DEMO_DECISIONS):
-                for cell, text in zip(row.cells, (d, o, due)):
-                    cell.text = text.format(**values)
-            break
-    else:
-        raise RuntimeError("the protocol template has no decisions table (Beslut | Ansvarig | Klart till)")
+            return table
+    raise RuntimeError("the protocol has no decisions table (Beslut | Ansvarig | Klart till)")
+
+
+def edit_decisions(docx_bytes: bytes, edit) -> bytes:
+    """Open a .docx, let ``edit(table)`` change the decisions table, save."""
+    import docx
+
+    doc = docx.Document(io.BytesIO(docx_bytes))
+    edit(decisions_table(doc))
     out = io.BytesIO()
     doc.save(out)
     return out.getvalue()
+
+
+def fill_protocol(docx_bytes: bytes, m: Meeting) -> bytes:
+    """What a host does in Word: write the decisions into the table."""
+    values = {"theme": m.theme.lower(), "host": m.host.name, "due": (m.date + timedelta(days=30)).isoformat(),
+              "next": (m.date + timedelta(days=28)).isoformat()}
+
+    def write(table) -> None:
+        for row, (d, o, due) in zip(table.rows[1:], DEMO_DECISIONS):
+            for cell, text in zip(row.cells, (d, o, due)):
+                cell.text = text.format(**values)
+
+    return edit_decisions(docx_bytes, write)
 
 
 def host_reply(app: App, m: Meeting, when: datetime) -> bytes | None:

@@ -224,21 +224,12 @@ def plain_mail(sender: str, to: str, subject: str, body: str = "Hej!\n", *, when
 
 def changed_minutes(docx_bytes: bytes, extra_decision: str) -> bytes:
     """The filled protocol with one decision text changed: a new version."""
-    import io
+    from kcg_mail.demo import edit_decisions
 
-    import docx
+    def change(table) -> None:
+        table.rows[1].cells[0].text = extra_decision
 
-    doc = docx.Document(io.BytesIO(docx_bytes))
-    for table in doc.tables:
-        head = [c.text.strip().lower() for c in table.rows[0].cells]
-        if head[:3] == ["beslut", "ansvarig", "klart till"]:
-            table.rows[1].cells[0].text = extra_decision
-            break
-    else:  # pragma: no cover - the template always has the table
-        raise AssertionError("no decisions table")
-    out = io.BytesIO()
-    doc.save(out)
-    return out.getvalue()
+    return edit_decisions(docx_bytes, change)
 
 
 def attachment_of(raw: bytes, suffix: str = ".docx") -> tuple[str, bytes]:
