@@ -9,7 +9,6 @@ version of the minutes: filed and distributed, never a duplicate.
 
 from __future__ import annotations
 
-import io
 import os
 import platform
 import statistics
