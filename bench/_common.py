@@ -62,14 +62,14 @@ def intake_time(m) -> datetime:
 
 
 def filled_minutes(app, m) -> bytes:
-    from kcg_mail.daily import render_protocol
-    from kcg_mail.demo import fill_protocol
+    from kcg_mail.services.daily import render_protocol
+    from kcg_mail.entrypoints.demo import fill_protocol
 
     return fill_protocol(render_protocol(app, m).data, m)
 
 
 def variant(docx_bytes: bytes, text: str) -> bytes:
-    from kcg_mail.demo import edit_decisions
+    from kcg_mail.entrypoints.demo import edit_decisions
 
     def change(table) -> None:
         table.rows[1].cells[0].text = text

@@ -56,7 +56,7 @@ def varied_configs(n: int):
 
 
 def varied_states(rng: random.Random, meetings, attendees):
-    from kcg_mail.cycle import STEPS, MeetingState, invitation_snapshot
+    from kcg_mail.core.cycle import STEPS, MeetingState, invitation_snapshot
 
     states = {}
     for m in meetings:
@@ -71,8 +71,8 @@ def varied_states(rng: random.Random, meetings, attendees):
 
 
 def run(n: int) -> dict[str, float]:
-    from kcg_mail.cycle import MeetingState, decide, next_due_date
-    from kcg_mail.plan import resolve_plan
+    from kcg_mail.core.cycle import MeetingState, decide, next_due_date
+    from kcg_mail.core.plan import resolve_plan
 
     base, cfgs = varied_configs(n)
     lead = base.meetings.lead_days

@@ -29,7 +29,7 @@ from _common import CONFIG_DIR, machine, median, result_line
 
 def kcg() -> list[str]:
     exe = Path(sys.executable).parent / "kcg"
-    return [str(exe)] if exe.exists() else [sys.executable, "-c", "from kcg_mail.cli import app; app()"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-c", "from kcg_mail.entrypoints.cli import app; app()"]
 
 
 def one(workdir: Path) -> tuple[float, float, str]:

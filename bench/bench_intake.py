@@ -46,7 +46,7 @@ def fill_maildir(cur: Path, n: int, uid: int | None = None, gid: int | None = No
 def imap_side(server, user: str, cfg_dir: Path, old: int, new: int, rep: int, tmp: Path, prime: bool) -> float:
     from kcg_mail.adapters.smtp_imap import SmtpImapTransport
     from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.intake import run_intake
+    from kcg_mail.services.intake import run_intake
 
     if prime:
         server.reset(user)
@@ -80,7 +80,7 @@ def imap_side(server, user: str, cfg_dir: Path, old: int, new: int, rep: int, tm
 def maildir_side(root: Path, old: int, new: int, rep: int, tmp: Path) -> float:
     from kcg_mail.adapters.maildir import MaildirTransport
     from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.intake import run_intake
+    from kcg_mail.services.intake import run_intake
 
     if rep == 0:
         fill_maildir(root / "processed" / "cur", old)

@@ -4,7 +4,7 @@
 
 Real servers: a private Dovecot (IMAP, LMTP) and Postfix (submission) from
 tests/mailserver.py; a network config whose addresses all live on that server.
-The push side is MEASURED end to end: the listener (kcg_mail.listener, IMAP
+The push side is MEASURED end to end: the listener (kcg_mail.entrypoints.listener, IMAP
 IDLE on its own connection) runs the real intake (run_intake under the intake
 lock) in-process for each wake-up. For each of ``n`` replies (each a new
 version of one meeting's minutes):
@@ -51,7 +51,7 @@ def main() -> int:
 
     from kcg_mail.adapters.smtp_imap import SmtpImapTransport
     from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.listener import ImapIdleSource, Listener, locked_intake
+    from kcg_mail.entrypoints.listener import ImapIdleSource, Listener, locked_intake
 
     tmp = Path(tempfile.mkdtemp(prefix="kcg-bench-latency-"))
     cfg_dir, users = server_config(tmp / "config")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from docxtpl import DocxTemplate
 
-from kcg_mail.protocol import SAMPLE_CONTEXT, ProtocolRenderer
+from kcg_mail.documents.render import SAMPLE_CONTEXT, ProtocolRenderer
 
 ROOT = Path(__file__).resolve().parents[1]
 

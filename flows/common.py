@@ -13,8 +13,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from kcg_mail.bootstrap import bootstrap
-from kcg_mail.service import App, now_local
-from kcg_mail.status import meeting_rows, needs_a_person, run_summary
+from kcg_mail.services.app import App, now_local
+from kcg_mail.services.status import meeting_rows, needs_a_person, run_summary
 
 TASK_OPTS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 YEAR_PLAN_KEY = "kcg-year-plan"
@@ -22,7 +22,7 @@ SUMMARY_KEY = "kcg-run-summary"
 
 
 def make_app(workdir: str, config_dir: str | None) -> App:
-    from kcg_mail.alerts import snapshot_config
+    from kcg_mail.services.alerts import snapshot_config
 
     workdir = workdir or os.environ.get("KCG_WORKDIR", "var")
     app = bootstrap(workdir, config_dir or os.environ.get("KCG_CONFIG_DIR"))
@@ -67,7 +67,7 @@ def _hook_logger() -> logging.Logger:
 
 def alert_on_failure(flow, flow_run, state) -> None:
     """on_failure hook: one alert mail per problem (keyed by flow, day and error)."""
-    from kcg_mail.alerts import alert_app, send_failure_alert
+    from kcg_mail.services.alerts import alert_app, send_failure_alert
 
     params = flow_run.parameters or {}
     try:

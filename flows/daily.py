@@ -7,9 +7,9 @@ from datetime import datetime
 from prefect import flow, task
 
 from flows.common import TASK_OPTS, alert_on_failure, make_app, publish, when
-from kcg_mail.cycle import Due
-from kcg_mail.daily import StepResult, execute, run_daily
-from kcg_mail.service import App
+from kcg_mail.core.cycle import Due
+from kcg_mail.services.daily import StepResult, execute, run_daily
+from kcg_mail.services.app import App
 
 
 @task(name="step", task_run_name="{due.action} {due.meeting_id}", **TASK_OPTS)
@@ -31,7 +31,7 @@ def daily_flow(date: str | None = None, workdir: str = "var", config_dir: str | 
     report = run_daily(app, now, run_step=step_task)
     lines = [f"{r.meeting_id}: {r.action} – {r.outcome}" for r in report.results]
     lines += [f"{s.meeting_id}: {s.action} hoppades över ({s.detail})" for s in report.skipped]
-    from kcg_mail.alerts import overdue_alerts
+    from kcg_mail.services.alerts import overdue_alerts
 
     overdue = overdue_alerts(app, now)
     publish(app, f"Daglig körning {now.date().isoformat()}", lines, overdue)

@@ -7,10 +7,10 @@ from datetime import datetime
 from prefect import flow, task
 
 from flows.common import TASK_OPTS, alert_on_failure, make_app, publish, rename_run, when
-from kcg_mail.inbound import MatchContext
-from kcg_mail.intake import Handled, _handle_one, run_intake
+from kcg_mail.core.inbound import MatchContext
+from kcg_mail.services.intake import Handled, _handle_one, run_intake
 from kcg_mail.ports import IncomingMessage
-from kcg_mail.service import App
+from kcg_mail.services.app import App
 
 LABELS = {"minutes": "protokoll", "calendar_response": "kalendersvar", "automatic": "autosvar",
           "bad_minutes": "felaktiga", "no_minutes": "utan protokoll", "not_allowed": "ej behöriga",

@@ -1,6 +1,6 @@
 """Flows the coordinator starts by hand from the Prefect UI ("Run" -> form).
 
-- ``kcg-onboard-member``: welcome a new member (logic in ``kcg_mail.onboarding``);
+- ``kcg-onboard-member``: welcome a new member (logic in ``kcg_mail.services.onboarding``);
 - ``kcg-resend``: send a meeting's invitation (as an update, SEQUENCE + 1, to
   everyone) or its protocol template again;
 - ``kcg-refile``: after looking at a quarantined message, file it anyway: it is
@@ -12,7 +12,7 @@ with a dropdown for ``what``. Each flow publishes a markdown artifact saying
 what it did and what is left to do. They have no schedule and no failure
 mail: the coordinator is looking at the run.
 
-The logic is in ``kcg_mail.manual`` and ``kcg_mail.onboarding``; these flows
+The logic is in ``kcg_mail.services.manual`` and ``kcg_mail.services.onboarding``; these flows
 wire it and publish what happened. Every resend is keyed by the flow run id:
 the same run retried sends nothing twice, a new click in the UI sends again.
 """
@@ -26,7 +26,7 @@ from prefect import flow, runtime
 from prefect.artifacts import create_markdown_artifact
 
 from flows.common import make_app, when
-from kcg_mail.manual import refile_message, resend_meeting
+from kcg_mail.services.manual import refile_message, resend_meeting
 
 ONBOARDING_KEY = "kcg-onboarding"
 MANUAL_KEY = "kcg-manual"
@@ -59,7 +59,7 @@ def onboard_member(name: str, organisation: str, city: str, email: str, workdir:
         config_dir: Config directory; empty = config/ or $KCG_CONFIG_DIR.
         date: Only for tests: pretend today is this day (YYYY-MM-DD).
     """
-    from kcg_mail.onboarding import onboard
+    from kcg_mail.services.onboarding import onboard
 
     app = make_app(workdir, config_dir)
     result = onboard(app, name, organisation, city, email, when(app, date))

@@ -11,11 +11,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from kcg_mail.compose import DEFAULT_TEMPLATES, Composer
+from kcg_mail.services.compose import DEFAULT_TEMPLATES, Composer
 from kcg_mail.config import Config, ConfigError, load_config
 from kcg_mail.ports import Archive, MailTransport
 from kcg_mail.secrets import install_log_filter, require
-from kcg_mail.service import App
+from kcg_mail.services.app import App
 
 DEFAULT_WORKDIR = Path("var")
 
@@ -102,7 +102,7 @@ def make_archive(cfg: Config, workdir: Path) -> Archive:
 
 
 def make_renderer(templates_dir: Path):
-    from kcg_mail.protocol import ProtocolRenderer
+    from kcg_mail.documents.render import ProtocolRenderer
 
     return ProtocolRenderer(templates_dir / "protocol.docx")
 
@@ -111,7 +111,7 @@ def make_renderer(templates_dir: Path):
 def _checked_renderer(path: str, mtime_ns: int, size: int):
     """Parse and check a template once per version of the file: a process that
     runs many flows (``kcg serve``, the demo) does not redo it per run."""
-    from kcg_mail.protocol import ProtocolRenderer, check_template
+    from kcg_mail.documents.render import ProtocolRenderer, check_template
 
     problems = check_template(Path(path))
     return (None if problems else ProtocolRenderer(Path(path))), tuple(problems)

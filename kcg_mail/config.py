@@ -1,243 +1,38 @@
-"""Configuration: the network, the year plans, meeting rules and transports.
-
-Everything the coordinator edits lives in ``config/`` as YAML:
-
-- ``network.yaml``   people (members, coordinator, guests), the network mailbox
-- ``plan-YYYY.yaml`` the year plan: one entry per meeting
-- ``meetings.yaml``  standing agenda, times, places, lead times, naming, calendar rules
-- ``transport.yaml`` which mail system and archive to use (no secrets)
-
-Any transport setting can be overridden from the environment as
-``KCG_MAIL__<FIELD>`` / ``KCG_ARCHIVE__<FIELD>`` (e.g. ``KCG_MAIL__KIND=smtp_imap``).
-Secrets are never read from these files; see ``kcg_mail.secrets``.
-
-Validation errors name the file, the field and the fix.
+"""Reading ``config/``: YAML files and environment overrides into the pure
+model of ``kcg_mail.core.config``. Every problem names the file, the field and
+the fix; all problems are collected and raised together as ``ConfigError``.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import datetime as dt
-from datetime import date, time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ValidationError
 
-from kcg_mail.naming import pattern_fields
+from kcg_mail.core.config import (  # noqa: F401  (re-exported for the shell)
+    EMAIL_RE,
+    MeetingKind,
+    SECRET_FIELDS,
+    ConfigError,
+    _Model,
+    Person,
+    Mailbox,
+    Network,
+    PlannedMeeting,
+    Plan,
+    Times,
+    LeadTimes,
+    Meetings,
+    MailSettings,
+    ArchiveSettings,
+    Transport,
+    Config,
+)
 
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
-EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[A-Za-z]{2,}$")
-MeetingKind = Literal["physical", "digital", "all_members", "study_trip"]
-SECRET_FIELDS = {"password", "client_secret", "app_secret", "refresh_token", "secret", "token"}
-
-
-class ConfigError(Exception):
-    """A configuration problem; ``str()`` names file, field and fix, one per line."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("\n".join(problems))
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# --------------------------------------------------------------------- network
-
-
-class Person(_Model):
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    name: str
-    organisation: str = ""
-    city: str = ""
-    email: str
-    role: Literal["member", "coordinator", "guest"] = "member"
-    active: bool = True
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, v: str) -> str:
-        v = v.strip()
-        if not EMAIL_RE.match(v):
-            raise ValueError(f"{v!r} is not an email address like name@example.se")
-        return v.lower()
-
-    @field_validator("name", "organisation", "city")
-    @classmethod
-    def _one_line(cls, v: str) -> str:
-        if any(c in v for c in "\r\n\x00"):
-            raise ValueError("must be on one line")
-        return v.strip()
-
-
-class Mailbox(_Model):
-    name: str
-    email: str
-
-    _email = field_validator("email")(Person._email.__func__)  # type: ignore[attr-defined]
-    _one = field_validator("name")(Person._one_line.__func__)  # type: ignore[attr-defined]
-
-
-class Network(_Model):
-    name: str = "Key Cities Group"
-    short: str = Field("KCG", pattern=r"^[A-Z][A-Z0-9]{1,9}$")
-    purpose: str = ""
-    mailbox: Mailbox
-    members: list[Person]
-    guests: list[Person] = []
-    #: extra addresses allowed to file minutes for any meeting
-    filers: list[str] = []
-    open_seats: int = 0
-    values: list[str] = []
-    rules: list[str] = []
-    manual_onboarding_steps: list[str] = []
-
-    @model_validator(mode="after")
-    def _checks(self) -> "Network":
-        ids = [p.id for p in self.members + self.guests]
-        dup = {i for i in ids if ids.count(i) > 1}
-        if dup:
-            raise ValueError(f"person id(s) used twice: {', '.join(sorted(dup))}; give each person a unique id")
-        coords = [p for p in self.members if p.role == "coordinator"]
-        if len(coords) != 1:
-            raise ValueError("exactly one member must have role: coordinator (Svenska Stadskärnor)")
-        return self
-
-    @property
-    def coordinator(self) -> Person:
-        return next(p for p in self.members if p.role == "coordinator")
-
-    def person(self, pid: str) -> Person:
-        for p in self.members + self.guests:
-            if p.id == pid:
-                return p
-        raise KeyError(pid)
-
-    @property
-    def active_members(self) -> list[Person]:
-        return [p for p in self.members if p.active]
-
-
-# ------------------------------------------------------------------------ plan
-
-
-class PlannedMeeting(_Model):
-    month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")
-    id: str | None = None
-    kind: MeetingKind
-    theme_no: int | None = None
-    theme: str
-    host: str
-    backup_host: str | None = None
-    comment: str = ""
-    guests: list[str] = []
-    date: dt.date | None = None
-    start: dt.time | None = None
-    end: dt.time | None = None
-    tentative: bool = False
-    proposed: str | None = None
-    place: str | None = None
-    link: str | None = None
-    cancelled: bool = False
-
-    @property
-    def meeting_id(self) -> str:
-        return self.id or self.month
-
-
-class Plan(_Model):
-    year: int
-    note: str = ""
-    meetings: list[PlannedMeeting]
-    months_without_meeting: list[str] = []
-
-
-# ------------------------------------------------------------- meeting rules
-
-
-class Times(_Model):
-    start: time
-    end: time
-
-
-class LeadTimes(_Model):
-    """Days relative to the meeting date (negative = before)."""
-
-    brief_host: int = 21
-    invite: int = 14
-    remind_host: int = 3
-    send_template: int = 1
-    chase_host: int = 3
-    escalate: int = 7
-
-
-class Meetings(_Model):
-    timezone: str = "Europe/Stockholm"
-    holiday_policy: Literal["next_working_day", "previous_working_day", "keep"] = "next_working_day"
-    extra_non_working_days: list[date] = []
-    agenda: list[str]
-    times: dict[str, Times]
-    places: dict[str, str] = {}
-    link: str = ""
-    lead_days: LeadTimes = LeadTimes()
-    kind_labels: dict[str, str] = {}
-    naming: dict[str, str]
-    distribution: Literal["attach", "link"] = "attach"
-    decision_rows: int = 6
-
-    @model_validator(mode="after")
-    def _naming(self) -> "Meetings":
-        known = {"date", "short", "doc", "theme_no", "theme", "theme_label", "host", "city", "year", "month", "kind"}
-        for key in ("file", "folder"):
-            if key not in self.naming:
-                raise ValueError(f"naming.{key} is missing; add e.g. file: '{{date}} {{short}} {{doc}} {{theme_label}}'")
-            bad = pattern_fields(self.naming[key]) - known
-            if bad:
-                raise ValueError(f"naming.{key} uses unknown field(s) {sorted(bad)}; use only {sorted(known)}")
-        for kind in ("physical", "digital", "all_members", "study_trip"):
-            if kind not in self.times:
-                raise ValueError(f"times.{kind} is missing; add start/end times like '09:00'")
-        return self
-
-
-# ------------------------------------------------------------------ transport
-
-
-class MailSettings(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
-    kind: Literal["maildir", "smtp_imap", "exchange", "graph"] = "maildir"
-
-
-class ArchiveSettings(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
-    kind: Literal["local", "dropbox"] = "local"
-    root: str = "/KCG"
-
-
-class Transport(_Model):
-    mail: MailSettings = MailSettings()
-    archive: ArchiveSettings = ArchiveSettings()
-    alerts_to: list[str] = []
-    prefect_ui_url: str = "http://127.0.0.1:4200"
-
-
-# ---------------------------------------------------------------------- all
-
-
-class Config(_Model):
-    directory: str
-    network: Network
-    plans: list[Plan]
-    meetings: Meetings
-    transport: Transport
-
-    def all_meetings(self) -> list[PlannedMeeting]:
-        return [m for p in self.plans for m in p.meetings]
-
 
 FIXES = {
     "missing": "add the field",

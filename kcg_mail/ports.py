@@ -111,7 +111,7 @@ class IncomingMessage:
     """A message found in the inbox. ``ref`` is the transport's handle used to
     move it (Maildir key, ``uidvalidity:uid``, EWS item id, Graph id). ``raw``
     is the full RFC 822 message; every transport delivers MIME so one parser
-    (``kcg_mail.inbound``) handles mail from all of them."""
+    (``kcg_mail.core.inbound``) handles mail from all of them."""
 
     ref: str
     raw: bytes
@@ -205,7 +205,7 @@ class Archive(abc.ABC):
         """Store ``data`` at ``path`` (creating folders). Same content at the path
         or at one of its versions: no-op, returns that file with created=False.
         Different content at an existing path: stored as the next version name
-        (``kcg_mail.naming.version_path``), never overwritten, unless
+        (``kcg_mail.core.naming.version_path``), never overwritten, unless
         ``overwrite`` is asked for explicitly (running logs)."""
 
     @abc.abstractmethod

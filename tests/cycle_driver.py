@@ -1,12 +1,12 @@
 """Drive the whole meeting cycle without Prefect, on any (mail transport, archive) pair.
 
-The driver does what ``kcg_mail.demo.run_demo`` does, but calls the shell
-directly (``kcg_mail.daily.run_daily`` / ``kcg_mail.intake.run_intake``) and
-steps the days with ``kcg_mail.cycle.next_due_date``. It plays each host the way
+The driver does what ``kcg_mail.entrypoints.demo.run_demo`` does, but calls the shell
+directly (``kcg_mail.services.daily.run_daily`` / ``kcg_mail.services.intake.run_intake``) and
+steps the days with ``kcg_mail.core.cycle.next_due_date``. It plays each host the way
 a person does: the day after the meeting the host opens the template mail *as
 it arrived* (the recipient's mailbox on the IMAP server, the fake Exchange /
 Graph sent items, the Maildir sent folder), fills the decisions table
-(``kcg_mail.demo.fill_protocol``) and answers with a real MIME reply
+(``kcg_mail.entrypoints.demo.fill_protocol``) and answers with a real MIME reply
 ("SV: " subject, In-Reply-To the template's Message-ID) that is delivered into
 the transport's inbox (Maildir deliver, LMTP, the fakes' deliver helpers).
 
@@ -32,14 +32,14 @@ from pathlib import Path
 from typing import Callable
 from zoneinfo import ZoneInfo
 
-from kcg_mail.compose import meeting_uid
-from kcg_mail.cycle import next_due_date
-from kcg_mail.daily import run_daily
-from kcg_mail.demo import fill_protocol
-from kcg_mail.intake import run_intake
-from kcg_mail.plan import Meeting, archive_folder, protocol_filename
+from kcg_mail.services.compose import meeting_uid
+from kcg_mail.core.cycle import next_due_date
+from kcg_mail.services.daily import run_daily
+from kcg_mail.entrypoints.demo import fill_protocol
+from kcg_mail.services.intake import run_intake
+from kcg_mail.core.plan import Meeting, archive_folder, protocol_filename
 from kcg_mail.ports import MARKER_HEADER
-from kcg_mail.service import App
+from kcg_mail.services.app import App
 
 TZ = ZoneInfo("Europe/Stockholm")
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"

@@ -27,11 +27,11 @@ from zoneinfo import ZoneInfo
 from kcg_mail.adapters.local_archive import LocalFolderArchive
 from kcg_mail.adapters.maildir import MaildirTransport, _key_name
 from kcg_mail.adapters.sqlite_state import SqliteState
-from kcg_mail.compose import DEFAULT_TEMPLATES, Composer
+from kcg_mail.services.compose import DEFAULT_TEMPLATES, Composer
 from kcg_mail.config import Config, load_config
-from kcg_mail.plan import Meeting, resolve_plan
+from kcg_mail.core.plan import Meeting, resolve_plan
 from kcg_mail.ports import MARKER_HEADER
-from kcg_mail.service import App
+from kcg_mail.services.app import App
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "config"
@@ -224,7 +224,7 @@ def plain_mail(sender: str, to: str, subject: str, body: str = "Hej!\n", *, when
 
 def changed_minutes(docx_bytes: bytes, extra_decision: str) -> bytes:
     """The filled protocol with one decision text changed: a new version."""
-    from kcg_mail.demo import edit_decisions
+    from kcg_mail.entrypoints.demo import edit_decisions
 
     def change(table) -> None:
         table.rows[1].cells[0].text = extra_decision
@@ -422,8 +422,8 @@ CRASH_OPS = (
 
 
 def run_op(op: Op, workdir: Path, plan: CrashPlan):
-    from kcg_mail.daily import run_daily
-    from kcg_mail.intake import run_intake
+    from kcg_mail.services.daily import run_daily
+    from kcg_mail.services.intake import run_intake
 
     cfg = crash_configs()[1 if op.moved else 0]
     app = crashing_app(workdir, cfg, plan)
@@ -439,7 +439,7 @@ def run_op(op: Op, workdir: Path, plan: CrashPlan):
 
 def crash_deliveries(op: Op, workdir: Path) -> list[tuple[str, bytes]]:
     """The mail people send before ``op`` (built from what we sent them)."""
-    from kcg_mail.demo import host_reply
+    from kcg_mail.entrypoints.demo import host_reply
 
     if op.kind != "intake":
         return []

@@ -17,7 +17,7 @@ from dropbox.content_hash import DropboxContentHasher
 from kcg_mail.adapters.content_hash import dropbox_content_hash
 from kcg_mail.adapters.dropbox_archive import DropboxArchive
 from kcg_mail.adapters.local_archive import MEMBERS_FILE, LocalFolderArchive
-from kcg_mail.naming import safe_path
+from kcg_mail.core.naming import safe_path
 from kcg_mail.ports import Archive, TransportError
 
 try:

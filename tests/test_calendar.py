@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from helpers import CONFIG_DIR, config_with, shipped_config
-from kcg_mail.cli import app as cli
-from kcg_mail.plan import (apply_holiday_policy, date_text, first_monday, is_working_day, resolve_meeting,
+from kcg_mail.entrypoints.cli import app as cli
+from kcg_mail.core.plan import (apply_holiday_policy, date_text, first_monday, is_working_day, resolve_meeting,
                            resolve_plan)
 
 

@@ -3,7 +3,7 @@
 from typer.testing import CliRunner
 
 from helpers import copy_config
-from kcg_mail.cli import app
+from kcg_mail.entrypoints.cli import app
 
 runner = CliRunner()
 

@@ -9,7 +9,7 @@ import pytest
 
 from helpers import CONFIG_DIR, copy_config, shipped_config
 from kcg_mail.config import ConfigError, load_config
-from kcg_mail.plan import resolve_plan
+from kcg_mail.core.plan import resolve_plan
 
 
 # ------------------------------------------------------------ the shipped config

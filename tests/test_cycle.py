@@ -11,9 +11,9 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from helpers import at, meeting, meetings, shipped_config
-from kcg_mail.cycle import (STEPS, Decisions, InvitationSnapshot, MeetingState, decide, due_dates,
+from kcg_mail.core.cycle import (STEPS, Decisions, InvitationSnapshot, MeetingState, decide, due_dates,
                             invitation_snapshot, next_due_date)
-from kcg_mail.plan import Meeting
+from kcg_mail.core.plan import Meeting
 
 LEAD = shipped_config().meetings.lead_days
 FEB = meeting("2023-02")  # digital, Monday 6 February 2023 09:00-10:00

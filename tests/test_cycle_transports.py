@@ -39,10 +39,10 @@ from cycle_driver import (
     run_cycle,
 )
 from helpers import CONFIG_DIR, config_with, make_app, shipped_config
-from kcg_mail import inbound
+from kcg_mail.core import inbound
 from kcg_mail.config import load_config
-from kcg_mail.intake import msg_key, run_intake
-from kcg_mail.plan import archive_folder, protocol_filename
+from kcg_mail.services.intake import msg_key, run_intake
+from kcg_mail.core.plan import archive_folder, protocol_filename
 from kcg_mail.ports import MARKER_HEADER, message_id_for
 
 try:

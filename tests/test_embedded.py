@@ -1,6 +1,6 @@
 """The embedded adapters (Maildir, SQLite) and a whole meeting cycle on them,
-without Prefect: kcg_mail.daily.run_daily + kcg_mail.intake.run_intake, with
-kcg_mail.demo.host_reply playing the host."""
+without Prefect: kcg_mail.services.daily.run_daily + kcg_mail.services.intake.run_intake, with
+kcg_mail.entrypoints.demo.host_reply playing the host."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from helpers import (archive_files, at, attachment_names, attachment_of, body_te
                      replace_attachment, sent_by_key, sent_files, sent_with_action, shipped_config)
 from kcg_mail.adapters.maildir import MaildirTransport, _key_name
 from kcg_mail.adapters.sqlite_state import SqliteState
-from kcg_mail.daily import run_daily
-from kcg_mail.demo import host_reply
-from kcg_mail.intake import run_intake
+from kcg_mail.services.daily import run_daily
+from kcg_mail.entrypoints.demo import host_reply
+from kcg_mail.services.intake import run_intake
 from kcg_mail.ports import MARKER_HEADER, Address, FilingRecord, MessageRecord, OutgoingMessage
 
 CFG = shipped_config()
@@ -53,7 +53,7 @@ def test_maildir_send_writes_sent_cur(tmp_path):
 
 
 def test_maildir_send_invitation(tmp_path):
-    from kcg_mail.compose import Composer
+    from kcg_mail.services.compose import Composer
     from helpers import meetings
 
     feb = meeting("2023-02")

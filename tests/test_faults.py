@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 import pytest
 
 from helpers import config_with, make_app, shipped_config
-from kcg_mail.daily import run_daily
-from kcg_mail.demo import host_reply
-from kcg_mail.intake import run_intake
+from kcg_mail.services.daily import run_daily
+from kcg_mail.entrypoints.demo import host_reply
+from kcg_mail.services.intake import run_intake
 from kcg_mail.ports import TransientError
 
 

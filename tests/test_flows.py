@@ -16,7 +16,7 @@ from datetime import timedelta  # noqa: E402
 
 import pytest  # noqa: E402
 
-from kcg_mail.plan import protocol_filename  # noqa: E402
+from kcg_mail.core.plan import protocol_filename  # noqa: E402
 
 from helpers import (CONFIG_DIR, archive_files, at, attachment_names, calendar_parts, close, make_app,  # noqa: E402
                      meeting, meetings, recipients, sent_by_key, sent_with_action, shipped_config)
@@ -32,7 +32,7 @@ FEB = meeting("2023-02")
 def prefect_api():
     from prefect.testing.utilities import prefect_test_harness
 
-    from kcg_mail.prefect_env import without_heartbeats
+    from kcg_mail.entrypoints.prefect_env import without_heartbeats
 
     with prefect_test_harness(server_startup_timeout=90):
         with without_heartbeats():
@@ -95,7 +95,7 @@ def test_daily_flow_runs_and_publishes(prefect_api, tmp_path):
 def test_intake_flow_files_minutes_and_is_renamed(prefect_api, tmp_path):
     from flows.daily import daily_flow
     from flows.intake import intake_flow
-    from kcg_mail.demo import host_reply
+    from kcg_mail.entrypoints.demo import host_reply
 
     wd = str(tmp_path)
     for d in ("2023-01-16", "2023-01-23", "2023-02-03", "2023-02-05"):
@@ -133,7 +133,7 @@ def test_intake_flow_files_minutes_and_is_renamed(prefect_api, tmp_path):
 def test_demo_runs_the_whole_year(prefect_api, tmp_path, monkeypatch):
     from prefect.settings import get_current_settings
 
-    from kcg_mail.demo import run_demo
+    from kcg_mail.entrypoints.demo import run_demo
 
     # run_demo points PREFECT_HOME at its workdir unless set: keep the harness's
     monkeypatch.setenv("PREFECT_HOME", str(get_current_settings().home))

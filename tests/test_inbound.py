@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kcg_mail.inbound import (
+from kcg_mail.core.inbound import (
     CalendarReply,
     MatchContext,
     MeetingRef,
@@ -444,7 +444,7 @@ def test_parse_is_fast():
 
 def test_token_follows_the_networks_short_name():
     """Another network (short name "SSK") matches its own tokens, not KCG's."""
-    from kcg_mail.inbound import find_token, subject_token
+    from kcg_mail.core.inbound import find_token, subject_token
 
     assert subject_token("2023-02", "SSK") == "[SSK-2023-02]"
     assert find_token("SV: Protokollmall [SSK-2023-02]", "SSK") == "2023-02"

@@ -1,4 +1,4 @@
-"""Push intake (kcg_mail.listener) with the real intake, a real Maildir and a
+"""Push intake (kcg_mail.entrypoints.listener) with the real intake, a real Maildir and a
 real Dovecot + Postfix (tests/mailserver.py). No part of kcg_mail is mocked:
 ``on_mail`` is either a counter (to see exactly when the listener fires) or the
 real ``run_intake`` under the intake lock.
@@ -19,16 +19,15 @@ import pytest
 from kcg_mail.adapters.maildir import MaildirTransport
 from kcg_mail.adapters.smtp_imap import SmtpImapTransport
 from kcg_mail.bootstrap import bootstrap
-from kcg_mail.listener import (
+from kcg_mail.entrypoints.listener import (
     Backoff,
     ImapIdleSource,
-    IntakeBusy,
     Listener,
     MaildirWatchSource,
-    intake_lock,
     locked_intake,
 )
 from kcg_mail.ports import MARKER_HEADER
+from kcg_mail.services.lock import IntakeBusy, intake_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -100,7 +99,7 @@ def test_intake_lock_serialises_threads(tmp_path):
 
 
 def test_intake_lock_between_processes_and_released_on_death(tmp_path):
-    code = ("import sys, time; from kcg_mail.listener import intake_lock\n"
+    code = ("import sys, time; from kcg_mail.services.lock import intake_lock\n"
             "with intake_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(30)\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:

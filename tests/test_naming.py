@@ -8,8 +8,8 @@ import unicodedata
 import pytest
 
 from helpers import meeting, shipped_config
-from kcg_mail.naming import MAX_NAME, pattern_fields, render_name, safe_name, safe_path, version_path
-from kcg_mail.plan import archive_folder, protocol_filename
+from kcg_mail.core.naming import MAX_NAME, pattern_fields, render_name, safe_name, safe_path, version_path
+from kcg_mail.core.plan import archive_folder, protocol_filename
 
 FORBIDDEN = set('<>:"|?*\\/')
 
@@ -144,7 +144,7 @@ def test_example_name_from_the_plan():
 
 
 def test_every_meeting_has_a_safe_unique_name():
-    from kcg_mail.plan import resolve_plan
+    from kcg_mail.core.plan import resolve_plan
 
     cfg = shipped_config()
     names = [protocol_filename(cfg, m) for m in resolve_plan(cfg)]

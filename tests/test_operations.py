@@ -1,7 +1,7 @@
 """Issue 7, "Operating it": deployments, manual flows, alerts, plan changes.
 
-Tests without the ``server`` mark run the core (``kcg_mail.daily.run_daily``,
-``kcg_mail.onboarding``, the manual-flow logic) on a temporary copy of
+Tests without the ``server`` mark run the core (``kcg_mail.services.daily.run_daily``,
+``kcg_mail.services.onboarding``, the manual-flow logic) on a temporary copy of
 ``config/`` and the Maildir/local-folder defaults, no Prefect involved.
 
 Tests marked ``server`` start a real Prefect server on loopback
@@ -32,9 +32,9 @@ import yaml
 from kcg_mail.adapters.maildir import _key_name
 from kcg_mail.bootstrap import bootstrap
 from kcg_mail.config import DEFAULT_CONFIG_DIR
-from kcg_mail.daily import run_daily
+from kcg_mail.services.daily import run_daily
 from kcg_mail.ports import MARKER_HEADER
-from kcg_mail.service import App
+from kcg_mail.services.app import App
 
 TZ = ZoneInfo("Europe/Stockholm")
 NEW = {"name": "Åsa Öberg", "organisation": "Umeå City", "city": "Umeå", "email": "asa@umea.example.se"}
@@ -235,7 +235,7 @@ def check_welcome(app: App, work: Path, now: datetime) -> None:
 
 
 def test_onboarding_welcome_ics_archive_and_checklist(tmp_path):
-    from kcg_mail.onboarding import onboard
+    from kcg_mail.services.onboarding import onboard
 
     cfgdir, work = config_copy(tmp_path), tmp_path / "work"
     app = bootstrap(work, cfgdir)
@@ -262,9 +262,9 @@ def test_onboarding_welcome_ics_archive_and_checklist(tmp_path):
 
 
 def test_onboarding_opens_the_guard_for_exactly_one_address(tmp_path):
-    from kcg_mail.onboarding import OnboardingProblem, onboard
+    from kcg_mail.services.onboarding import OnboardingProblem, onboard
     from kcg_mail.ports import Address
-    from kcg_mail.service import RecipientNotAllowed
+    from kcg_mail.services.app import RecipientNotAllowed
 
     cfgdir, work = config_copy(tmp_path), tmp_path / "work"
     app = bootstrap(work, cfgdir)
@@ -286,7 +286,7 @@ def test_onboarding_opens_the_guard_for_exactly_one_address(tmp_path):
 
 
 def test_person_id_is_unique_and_config_safe():
-    from kcg_mail.onboarding import person_id
+    from kcg_mail.services.onboarding import person_id
 
     assert person_id("Åsa Öberg", set()) == "asa"
     assert person_id("Åsa Öberg", {"asa"}) == "asa_oberg"
@@ -298,7 +298,7 @@ def test_person_id_is_unique_and_config_safe():
 
 
 def test_resend_invitation_is_an_update_to_everyone(tmp_path):
-    from kcg_mail.manual import ManualProblem, resend_meeting
+    from kcg_mail.services.manual import ManualProblem, resend_meeting
     from icalendar import Calendar
 
     app, cfgdir, work = invited(tmp_path, "2023-10-25")
@@ -318,7 +318,7 @@ def test_resend_invitation_is_an_update_to_everyone(tmp_path):
 
 
 def test_resend_template_goes_out_again_and_is_recorded(tmp_path):
-    from kcg_mail.manual import resend_meeting
+    from kcg_mail.services.manual import resend_meeting
 
     app, cfgdir, work = invited(tmp_path, "2023-11-05")  # template for 6 Nov sent on 5 Nov
     assert "2023-11:send_template:lisa@uppsala.example.se" in sent(work)
@@ -335,8 +335,8 @@ def _stranger_minutes(app: App, work: Path) -> bytes:
     """Minutes for 2023-11 (filled template) sent by a member who is not a filer."""
     from email.utils import make_msgid
 
-    from kcg_mail.demo import fill_protocol
-    from kcg_mail.daily import render_protocol
+    from kcg_mail.entrypoints.demo import fill_protocol
+    from kcg_mail.services.daily import render_protocol
 
     m = app.meeting("2023-11")
     doc = fill_protocol(render_protocol(app, m).data, m)
@@ -353,8 +353,8 @@ def _stranger_minutes(app: App, work: Path) -> bytes:
 
 
 def test_refile_quarantined_minutes_from_a_non_filer(tmp_path):
-    from kcg_mail.manual import ManualProblem, refile_message
-    from kcg_mail.intake import msg_key, run_intake
+    from kcg_mail.services.manual import ManualProblem, refile_message
+    from kcg_mail.services.intake import msg_key, run_intake
 
     app, cfgdir, work = invited(tmp_path, "2023-11-05")
     raw = _stranger_minutes(app, work)
@@ -401,7 +401,7 @@ class _State:
 
 
 def test_alert_once_per_problem_and_day(tmp_path):
-    from kcg_mail.alerts import send_failure_alert
+    from kcg_mail.services.alerts import send_failure_alert
     from kcg_mail.ports import TransientError
 
     cfgdir, work = config_copy(tmp_path), tmp_path / "work"
@@ -425,7 +425,7 @@ def test_alert_once_per_problem_and_day(tmp_path):
 
 
 def test_alerts_to_overrides_recipients_without_opening_the_guard(tmp_path):
-    from kcg_mail.alerts import send_failure_alert
+    from kcg_mail.services.alerts import send_failure_alert
 
     cfgdir, work = config_copy(tmp_path), tmp_path / "work"
     tr = cfgdir / "transport.yaml"
@@ -438,7 +438,7 @@ def test_alerts_to_overrides_recipients_without_opening_the_guard(tmp_path):
 
 
 def test_alert_falls_back_to_last_good_config(tmp_path):
-    from kcg_mail.alerts import alert_app, snapshot_config
+    from kcg_mail.services.alerts import alert_app, snapshot_config
 
     cfgdir, work = config_copy(tmp_path), tmp_path / "work"
     snapshot_config(bootstrap(work, cfgdir), work)
@@ -636,7 +636,7 @@ def test_failing_transport_in_process_alerts_once(api, tmp_path, monkeypatch):
         raise TransientError("421 4.3.2 Service not available, try again later")
 
     monkeypatch.setattr(MaildirTransport, "send_invitation", refuse)
-    from kcg_mail import prefect_env
+    from kcg_mail.entrypoints import prefect_env
 
     with prefect_env.without_heartbeats():
         for day in ("2023-10-25", "2023-10-25"):

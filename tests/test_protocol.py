@@ -17,7 +17,7 @@ from docxtpl import DocxTemplate
 sys.path.insert(0, str(Path(__file__).parent))
 import hostile_files as h  # noqa: E402
 
-from kcg_mail.protocol import (  # noqa: E402
+from kcg_mail.documents.render import (  # noqa: E402
     CONTEXT_SCHEMA,
     REJECT_CODES,
     SAMPLE_CONTEXT,

@@ -6,8 +6,8 @@ import zipfile
 from pathlib import Path
 
 from kcg_mail.bootstrap import bootstrap
-from kcg_mail.compose import DEFAULT_TEMPLATES
-from kcg_mail.status import needs_a_person
+from kcg_mail.services.compose import DEFAULT_TEMPLATES
+from kcg_mail.services.status import needs_a_person
 
 
 def _break(docx: Path) -> None:
@@ -38,7 +38,7 @@ def test_broken_template_is_reported_and_last_good_is_used(tmp_path):
     assert any("meeting.tema" in p for p in app.template_problems), app.template_problems
     assert any("meeting.tema" in item for item in needs_a_person(app))
     # the renderer still works, from the last good copy
-    from kcg_mail.daily import render_protocol
+    from kcg_mail.services.daily import render_protocol
 
     att = render_protocol(app, app.meetings[1])
     assert att.filename.endswith(".docx") and len(att.data) > 5000

@@ -55,7 +55,7 @@ from dropbox.oauth import DropboxOAuth2FlowNoRedirect
 
 from kcg_mail.adapters.content_hash import dropbox_content_hash
 from kcg_mail.adapters.local_archive import archive_path, find_versions
-from kcg_mail.naming import version_path
+from kcg_mail.core.naming import version_path
 from kcg_mail.ports import Archive, Check, StoredFile, TransientError, TransportError
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ the Dropbox desktop app syncs gives the same result as the Dropbox adapter.
 Semantics shared with :class:`~kcg_mail.adapters.dropbox_archive.DropboxArchive`
 (and checked by one contract test suite for both):
 
-* paths are normalised with :func:`kcg_mail.naming.safe_path`; a path with a
+* paths are normalised with :func:`kcg_mail.core.naming.safe_path`; a path with a
   ``..`` component is rejected with ``ValueError`` and nothing can be written
   outside ``root`` (symlinks that lead out are rejected too);
 * ``store`` is a no-op (``created=False``) when the same bytes are already at the
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from kcg_mail.adapters.content_hash import dropbox_content_hash
-from kcg_mail.naming import safe_path, version_path
+from kcg_mail.core.naming import safe_path, version_path
 from kcg_mail.ports import Archive, Check, StoredFile, TransportError
 
 #: The local stand-in for Dropbox folder membership (see ``add_member``).

@@ -20,7 +20,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kcg_mail.mime import build_invitation, build_message
+from kcg_mail.core.mime import build_invitation, build_message
 from kcg_mail.ports import Check, FetchResult, Folder, IncomingMessage, Invitation, MailTransport, OutgoingMessage
 
 MAX_INCOMING = 50 * 1024 * 1024

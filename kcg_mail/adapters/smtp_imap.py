@@ -35,7 +35,7 @@ import time
 from datetime import datetime
 from typing import Callable, Literal, TypeVar
 
-from kcg_mail.mime import build_invitation, build_message
+from kcg_mail.core.mime import build_invitation, build_message
 from kcg_mail.ports import (
     MARKER_HEADER,
     Check,

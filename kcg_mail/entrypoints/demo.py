@@ -19,8 +19,8 @@ from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
-from kcg_mail.plan import Meeting
-from kcg_mail.service import App
+from kcg_mail.core.plan import Meeting
+from kcg_mail.services.app import App
 
 DEMO_DECISIONS = [
     ("Ta fram ett gemensamt underlag om {theme}", "{host}", "{due}"),
@@ -101,13 +101,13 @@ def _sent_count(app: App) -> int:
 
 
 def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | None = None, echo=print) -> DemoResult:
-    from kcg_mail import prefect_env
+    from kcg_mail.entrypoints import prefect_env
 
     prefect_env.prepare(workdir, quiet=True)
     from flows.daily import daily_flow
     from flows.intake import intake_flow
     from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.cycle import next_due_date
+    from kcg_mail.core.cycle import next_due_date
 
     t0 = time.monotonic()
     app = bootstrap(workdir, config_dir)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from kcg_mail.ports import Address
-from kcg_mail.service import App, Outbox, now_local
+from kcg_mail.services.app import App, Outbox, now_local
 
 LAST_GOOD_CONFIG = "last-good-config"
 DEFAULT_UI_URL = "http://127.0.0.1:4200"

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Callable
 
-from kcg_mail.config import Config
-from kcg_mail.compose import Composer
-from kcg_mail.cycle import InvitationSnapshot, MeetingState
-from kcg_mail.plan import Meeting, resolve_plan
+from kcg_mail.core.config import Config
+from kcg_mail.services.compose import Composer
+from kcg_mail.core.cycle import InvitationSnapshot, MeetingState
+from kcg_mail.core.plan import Meeting, resolve_plan
 from kcg_mail.ports import Archive, Invitation, MailTransport, OutgoingMessage, StateStore
 
 
@@ -82,7 +82,7 @@ class App:
     mail: MailTransport
     archive: Archive
     composer: Composer
-    renderer: Any  # kcg_mail.protocol.ProtocolRenderer
+    renderer: Any  # kcg_mail.documents.render.ProtocolRenderer
     meetings: list[Meeting] = field(default_factory=list)
     outbox: Outbox | None = None
     #: a broken edited protocol template (the last good one is used meanwhile)

@@ -1,6 +1,6 @@
 """What the coordinator does by hand from the Prefect UI (``flows/manual.py``
 wires these): resend a meeting's invitation or template, and re-file a
-quarantined message after looking at it. Onboarding is ``kcg_mail.onboarding``.
+quarantined message after looking at it. Onboarding is ``kcg_mail.services.onboarding``.
 
 Every resend is keyed by a request id (the flow run id): the same request
 retried sends nothing twice, a new request sends again; both are recorded.
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from kcg_mail.service import App
+from kcg_mail.services.app import App
 
 
 class ManualProblem(ValueError):
@@ -26,7 +26,7 @@ class ManualProblem(ValueError):
 def resend_meeting(app: App, meeting_id: str, what: Literal["invitation", "template"], request_id: str,
                    now: datetime) -> dict:
     """Send a meeting's invitation or template again (logic; the flow wires it)."""
-    from kcg_mail.daily import _send_invitation, render_protocol
+    from kcg_mail.services.daily import _send_invitation, render_protocol
 
     m = app.meeting(meeting_id)
     if m is None:
@@ -103,7 +103,7 @@ def refile_message(app: App, message: str, meeting_id: str | None = None) -> Ref
     Other transports (IMAP, Exchange, Graph) have no 'back to inbox' in the
     port: the coordinator drags the message from the quarantine folder to the
     inbox in the mail program; the approval is stored either way."""
-    from kcg_mail.intake import FOLDER, msg_key
+    from kcg_mail.services.intake import FOLDER, msg_key
     from kcg_mail.ports import MessageRecord
 
     rec = _find_record(app, message)

@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
-from kcg_mail import inbound
-from kcg_mail.compose import person_ctx
-from kcg_mail.plan import Meeting, archive_folder, protocol_filename
+from kcg_mail.core import inbound
+from kcg_mail.services.compose import person_ctx
+from kcg_mail.core.plan import Meeting, archive_folder, protocol_filename
 from kcg_mail.ports import Attachment, FilingRecord, IncomingMessage, MessageRecord
-from kcg_mail.service import App
+from kcg_mail.services.app import App
+from kcg_mail.services.lock import intake_lock, lock_dir
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def msg_key(raw: bytes) -> str:
 
 
 def match_context(app: App, now: datetime) -> inbound.MatchContext:
-    from kcg_mail.compose import meeting_uid
+    from kcg_mail.services.compose import meeting_uid
 
     net = app.cfg.network
     extra = {e.lower() for e in net.filers} | {net.coordinator.email}
@@ -172,7 +173,7 @@ def update_decision_log(app: App, year: int) -> None:
 
 
 def handle_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime) -> tuple[str, str]:
-    from kcg_mail.protocol import MinutesRejected, read_minutes
+    from kcg_mail.documents.render import MinutesRejected, read_minutes
 
     m = app.meeting(v.meeting_id)
     problems = []
@@ -210,8 +211,6 @@ def handle(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now
 
 def run_intake(app: App, now: datetime, handle_one: Callable[..., Handled] | None = None) -> IntakeReport:
     """Handle every new message. ``handle_one`` lets the flow run each as a task."""
-    from kcg_mail.listener import intake_lock, lock_dir
-
     handle_one = handle_one or _handle_one
     with intake_lock(lock_dir(app)):  # a scheduled run and the push listener never overlap
         return _run_intake(app, now, handle_one)

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Iterable, Mapping
 
-from kcg_mail.config import LeadTimes
-from kcg_mail.plan import Meeting
+from kcg_mail.core.config import LeadTimes
+from kcg_mail.core.plan import Meeting
 
 STEPS = ("brief_host", "invite", "remind_host", "send_template", "chase_host", "escalate")
 

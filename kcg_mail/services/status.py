@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kcg_mail.service import App
+from kcg_mail.services.app import App
 
 
 def meeting_rows(app: App) -> list[dict[str, Any]]:

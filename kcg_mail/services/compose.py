@@ -20,13 +20,13 @@ from typing import Any, Iterable
 from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
-from kcg_mail import ical
-from kcg_mail.config import Config, Person
-from kcg_mail.cycle import location_of
-from kcg_mail.plan import Meeting, date_text, next_meeting
+from kcg_mail.core import ical
+from kcg_mail.core.config import Config, Person
+from kcg_mail.core.cycle import location_of
+from kcg_mail.core.plan import Meeting, date_text, next_meeting
 from kcg_mail.ports import Address, Attachment, Invitation, OutgoingMessage
 
-DEFAULT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 MAIL_KINDS = ("brief_host", "invite", "cancel_invitation", "remind_host", "send_template", "distribute",
               "chase_host", "escalate", "reply_problem", "plan_change", "welcome", "alert")
@@ -118,7 +118,7 @@ class Composer:
         }
 
     def sample_context(self) -> dict[str, Any]:
-        from kcg_mail.plan import resolve_plan
+        from kcg_mail.core.plan import resolve_plan
 
         ms = resolve_plan(self.cfg)
         m = ms[0]

@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
-from kcg_mail.config import Config, Person, PlannedMeeting
-from kcg_mail.naming import render_name, safe_path
+from kcg_mail.core.config import Config, Person, PlannedMeeting
+from kcg_mail.core.naming import render_name, safe_path
 
 MONTHS_SV = ["januari", "februari", "mars", "april", "maj", "juni", "juli", "augusti",
              "september", "oktober", "november", "december"]

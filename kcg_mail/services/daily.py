@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
-from kcg_mail.compose import DOCX, person_ctx
-from kcg_mail.cycle import Due, decide, invitation_snapshot
-from kcg_mail.plan import Meeting, next_meeting, protocol_filename
+from kcg_mail.services.compose import DOCX, person_ctx
+from kcg_mail.core.cycle import Due, decide, invitation_snapshot
+from kcg_mail.core.plan import Meeting, next_meeting, protocol_filename
 from kcg_mail.ports import Attachment
-from kcg_mail.service import App
+from kcg_mail.services.app import App
 
 
 @dataclass
@@ -184,8 +184,8 @@ def execute(app: App, due: Due, now: datetime) -> StepResult:
 def cancel_orphan(app: App, meeting_id: str, now: datetime) -> str:
     """Cancel an invitation for a meeting that was removed from the plan,
     from what the state record says was sent."""
-    from kcg_mail import ical
-    from kcg_mail.compose import addr
+    from kcg_mail.core import ical
+    from kcg_mail.services.compose import addr
     from kcg_mail.ports import Address, Invitation, OutgoingMessage
 
     snap = app.invitation(meeting_id)

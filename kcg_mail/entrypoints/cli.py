@@ -38,8 +38,8 @@ def plan(year: Optional[int] = typer.Option(None, help="Only this plan year."),
          as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
          config: Optional[Path] = CONFIG) -> None:
     """Print the year plan with resolved dates."""
-    from kcg_mail.plan import as_json as meeting_json
-    from kcg_mail.plan import resolve_plan
+    from kcg_mail.core.plan import as_json as meeting_json
+    from kcg_mail.core.plan import resolve_plan
 
     cfg = _config(config)
     meetings = resolve_plan(cfg, year)
@@ -61,7 +61,7 @@ def daily(date: Optional[str] = typer.Option(None, help="Simulate this day (YYYY
           workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
     """Run the daily flow once: send what is due."""
     _config(config)
-    from kcg_mail import prefect_env
+    from kcg_mail.entrypoints import prefect_env
 
     prefect_env.prepare(workdir)
     from flows.daily import daily_flow
@@ -74,7 +74,7 @@ def intake(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG,
            now: Optional[str] = typer.Option(None, help="Simulated time YYYY-MM-DDTHH:MM.")) -> None:
     """Run the intake flow once: handle new replies."""
     _config(config)
-    from kcg_mail import prefect_env
+    from kcg_mail.entrypoints import prefect_env
 
     prefect_env.prepare(workdir)
     from flows.intake import intake_flow
@@ -86,7 +86,7 @@ def intake(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG,
 def demo(workdir: Path = typer.Option(Path("var/demo"), "--workdir", "-w"), config: Optional[Path] = CONFIG) -> None:
     """Run the whole 2023 cycle in simulated time on the embedded defaults."""
     _config(config)
-    from kcg_mail.demo import run_demo
+    from kcg_mail.entrypoints.demo import run_demo
 
     with console.status("Kör årets möten i simulerad tid (Prefect startar en lokal server)…"):
         result = run_demo(workdir, config)
@@ -100,7 +100,7 @@ def demo(workdir: Path = typer.Option(Path("var/demo"), "--workdir", "-w"), conf
 
 def _status_table(workdir: Path, config: Optional[Path]) -> None:
     from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.status import meeting_rows
+    from kcg_mail.services.status import meeting_rows
 
     a = bootstrap(workdir, config)
     rows = meeting_rows(a)
@@ -124,7 +124,7 @@ def status(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
     _config(config)
     _status_table(workdir, config)
     from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.status import needs_a_person
+    from kcg_mail.services.status import needs_a_person
 
     for item in needs_a_person(bootstrap(workdir, config)):
         console.print(f"• {item}", markup=False)
@@ -135,8 +135,8 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
           workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
     """Validate config and templates; with --connect, test the connections (sends nothing)."""
     cfg = _config(config)
-    from kcg_mail.compose import DEFAULT_TEMPLATES, Composer
-    from kcg_mail.protocol import check_template
+    from kcg_mail.services.compose import DEFAULT_TEMPLATES, Composer
+    from kcg_mail.documents.render import check_template
 
     ok = True
     console.print(f"[green]✓[/] config {cfg.directory}: {len(cfg.network.members)} people, "
@@ -171,7 +171,7 @@ def serve(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
     """Serve the flows on their schedules against a Prefect server (PREFECT_API_URL)."""
     _config(config)
     from flows.serve import serve_all
-    from kcg_mail.listener import start_background_listener
+    from kcg_mail.entrypoints.listener import start_background_listener
 
     start_background_listener(str(workdir.resolve()), str(config.resolve()) if config else None)
     serve_all(str(workdir.resolve()), str(config.resolve()) if config else None)
