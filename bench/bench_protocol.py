@@ -18,7 +18,8 @@ from pathlib import Path
 
 from docxtpl import DocxTemplate
 
-from kcg_mail.documents.render import SAMPLE_CONTEXT, ProtocolRenderer
+from kcg_mail.documents.context import SAMPLE_CONTEXT
+from kcg_mail.documents.render import ProtocolRenderer
 
 ROOT = Path(__file__).resolve().parents[1]
 

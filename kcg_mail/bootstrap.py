@@ -111,7 +111,8 @@ def make_renderer(templates_dir: Path):
 def _checked_renderer(path: str, mtime_ns: int, size: int):
     """Parse and check a template once per version of the file: a process that
     runs many flows (``kcg serve``, the demo) does not redo it per run."""
-    from kcg_mail.documents.render import ProtocolRenderer, check_template
+    from kcg_mail.documents.render import ProtocolRenderer
+    from kcg_mail.documents.template_check import check_template
 
     problems = check_template(Path(path))
     return (None if problems else ProtocolRenderer(Path(path))), tuple(problems)

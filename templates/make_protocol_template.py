@@ -8,7 +8,7 @@ The template uses docxtpl/Jinja syntax. Every Jinja tag sits inside a single run
 keeps it intact; the coordinator can open the file in Word and edit the wording freely.
 Row and paragraph loops use docxtpl's ``{%tr ... %}`` / ``{%p ... %}`` tags, which must
 each stand alone in their own row / paragraph. The context keys are documented in
-``kcg_mail/protocol.py``; ``kcg_mail.documents.render.check_template`` validates an edited copy.
+``kcg_mail/documents/render.py``; ``kcg_mail.documents.template_check.check_template`` validates an edited copy.
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ from pathlib import Path
 from docx import Document
 from docx.oxml import parse_xml
 
-from kcg_mail.documents.render import SAMPLE_CONTEXT, ProtocolRenderer
+from kcg_mail.documents.context import SAMPLE_CONTEXT
+from kcg_mail.documents.render import ProtocolRenderer
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "templates" / "protocol.docx"

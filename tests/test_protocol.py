@@ -17,17 +17,11 @@ from docxtpl import DocxTemplate
 sys.path.insert(0, str(Path(__file__).parent))
 import hostile_files as h  # noqa: E402
 
-from kcg_mail.documents.render import (  # noqa: E402
-    CONTEXT_SCHEMA,
-    REJECT_CODES,
-    SAMPLE_CONTEXT,
-    Decision,
-    Minutes,
-    MinutesRejected,
-    ProtocolRenderer,
-    check_template,
-    read_minutes,
-)
+from kcg_mail.documents.context import CONTEXT_SCHEMA, SAMPLE_CONTEXT  # noqa: E402
+from kcg_mail.documents.ooxml import REJECT_CODES, MinutesRejected  # noqa: E402
+from kcg_mail.documents.minutes import Decision, Minutes, read_minutes  # noqa: E402
+from kcg_mail.documents.render import ProtocolRenderer  # noqa: E402
+from kcg_mail.documents.template_check import check_template  # noqa: E402
 
 TEMPLATE = h.TEMPLATE
 

@@ -19,7 +19,8 @@ from pypdf import PdfReader
 sys.path.insert(0, str(Path(__file__).parent))
 import hostile_files as h  # noqa: E402
 
-from kcg_mail.documents.render import SAMPLE_CONTEXT, Decision, read_minutes  # noqa: E402
+from kcg_mail.documents.context import SAMPLE_CONTEXT  # noqa: E402
+from kcg_mail.documents.minutes import Decision, read_minutes  # noqa: E402
 
 if h.soffice() is None:
     if os.environ.get("CI"):

@@ -136,7 +136,7 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
     """Validate config and templates; with --connect, test the connections (sends nothing)."""
     cfg = _config(config)
     from kcg_mail.services.compose import DEFAULT_TEMPLATES, Composer
-    from kcg_mail.documents.render import check_template
+    from kcg_mail.documents.template_check import check_template
 
     ok = True
     console.print(f"[green]✓[/] config {cfg.directory}: {len(cfg.network.members)} people, "

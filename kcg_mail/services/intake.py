@@ -173,7 +173,8 @@ def update_decision_log(app: App, year: int) -> None:
 
 
 def handle_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime) -> tuple[str, str]:
-    from kcg_mail.documents.render import MinutesRejected, read_minutes
+    from kcg_mail.documents.ooxml import MinutesRejected
+    from kcg_mail.documents.minutes import read_minutes
 
     m = app.meeting(v.meeting_id)
     problems = []

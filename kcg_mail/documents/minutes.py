@@ -1,0 +1,310 @@
+"""What decisions does a returned protocol hold? ``read_minutes(filename, data)``
+vets the file (``safety``), then reads its text and the rows of the decisions
+table (header ``Beslut | Ansvarig | Klart till``) from .docx, .odt or .pdf.
+Nothing in a returned file is ever fetched from outside."""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import zipfile
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from kcg_mail.documents.ooxml import _W_NS, MinutesRejected, _reject, _safe_parse
+from kcg_mail.documents.safety import MAX_PDF_PAGES, MAX_TEXT_CHARS, _sniff_and_vet
+
+
+@dataclass
+class Decision:
+    decision: str
+    owner: str
+    due: str
+
+
+@dataclass
+class Minutes:
+    filename: str
+    kind: str  # "docx" | "pdf" | "odt"
+    text: str
+    decisions: list[Decision] = field(default_factory=list)
+
+
+_W = f"{{{_W_NS}}}"
+
+
+_MC_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
+
+
+_SKIP_W = {_W + t for t in ("delText", "instrText", "delInstrText", "moveFrom", "del", "rPr", "pPr", "tblPr", "trPr", "tcPr", "sectPr")}
+
+
+def _docx_text(el) -> str:
+    """Visible text of an element: keeps tracked insertions (w:ins), drops deletions."""
+    out: list[str] = []
+
+    def walk(e) -> None:
+        tag = e.tag
+        if not isinstance(tag, str) or tag in _SKIP_W or tag == _MC_FALLBACK:
+            return
+        if tag == _W + "tbl":
+            for row in _docx_rows(e):
+                out.append("\t".join(c.replace("\n", " / ") for c in row).rstrip() + "\n")
+            return
+        if tag == _W + "t":
+            out.append(e.text or "")
+        elif tag == _W + "tab":
+            out.append("\t")
+        elif tag in (_W + "br", _W + "cr"):
+            out.append("\n")
+        elif tag == _W + "noBreakHyphen":
+            out.append("-")
+        for child in e:
+            walk(child)
+        if tag == _W + "p":
+            out.append("\n")
+
+    walk(el)
+    return "".join(out)
+
+
+def _own(el, tag: str, owner_tag: str):
+    """Descendants ``tag`` of ``el`` whose nearest ``owner_tag`` ancestor is ``el`` itself
+    (rows of this table, not of a nested one; cells wrapped in w:sdt still count)."""
+    return [x for x in el.iter(tag) if next(x.iterancestors(owner_tag), None) is el]
+
+
+def _docx_rows(tbl) -> list[list[str]]:
+    return [
+        [_docx_cell_text(tc) for tc in _own(tr, _W + "tc", _W + "tr")]
+        for tr in _own(tbl, _W + "tr", _W + "tbl")
+    ]
+
+
+def _docx_cell_text(tc) -> str:
+    paras = [_docx_text(p).strip() for p in tc.iter(_W + "p")]
+    return "\n".join(p for p in paras if p).strip()
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"[^a-zåäöéü ]", "", " ".join(s.lower().split())).strip()
+
+
+def _is_decision_header(cells: list[str]) -> bool:
+    if len(cells) < 3:
+        return False
+    a, b, c = (_norm(x) for x in cells[:3])
+    return a.startswith("beslut") and b.startswith("ansvar") and (c.startswith("klart") or "datum" in c or c.startswith("deadline"))
+
+
+def _decisions_from_rows(rows: list[list[str]]) -> list[Decision] | None:
+    for i, cells in enumerate(rows[:3]):
+        if _is_decision_header(cells):
+            out = []
+            for r in rows[i + 1 :]:
+                r = (r + ["", "", ""])[:3]
+                if not any(x.strip() for x in r):
+                    continue
+                if _is_decision_header(r):  # repeated header row
+                    continue
+                out.append(Decision(r[0].strip(), r[1].strip(), r[2].strip()))
+            return out
+    return None
+
+
+def _read_docx(zf: zipfile.ZipFile, main: str) -> tuple[str, list[Decision]]:
+    root = _safe_parse(zf.read(main), main)
+    body = root.find(_W + "body")
+    if body is None:
+        raise _reject("corrupt", f"{main} has no w:body")
+    text = _docx_text(body)
+    decisions: list[Decision] = []
+    for tbl in body.iter(_W + "tbl"):
+        found = _decisions_from_rows(_docx_rows(tbl))
+        if found is not None:
+            decisions.extend(found)
+            break
+    # Headers/footers add no decisions, but their text helps a human reader of the log.
+    return text, decisions
+
+
+_TEXT_NS = "urn:oasis:names:tc:opendocument:xmlns:text:1.0"
+
+
+_TABLE_NS = "urn:oasis:names:tc:opendocument:xmlns:table:1.0"
+
+
+_T = f"{{{_TEXT_NS}}}"
+
+
+_TB = f"{{{_TABLE_NS}}}"
+
+
+_ODT_SKIP = {_T + "tracked-changes", _T + "note-citation", _T + "sequence-decls"}
+
+
+def _odt_text(el) -> str:
+    out: list[str] = []
+
+    def walk(e) -> None:
+        tag = e.tag
+        if not isinstance(tag, str) or tag in _ODT_SKIP:
+            return
+        if tag == _TB + "table":
+            for row in _odt_rows(e):
+                out.append("\t".join(c.replace("\n", " / ") for c in row).rstrip() + "\n")
+            return
+        if e.text and tag.startswith(_T):
+            out.append(e.text)
+        if tag == _T + "s":
+            out.append(" " * int(e.get(_T + "c", "1") or 1))
+        elif tag == _T + "tab":
+            out.append("\t")
+        elif tag == _T + "line-break":
+            out.append("\n")
+        for child in e:
+            walk(child)
+            if child.tail and tag.startswith(_T):
+                out.append(child.tail)
+        if tag in (_T + "p", _T + "h"):
+            out.append("\n")
+
+    walk(el)
+    return "".join(out)
+
+
+def _odt_rows(tbl) -> list[list[str]]:
+    rows = []
+    for tr in _own(tbl, _TB + "table-row", _TB + "table"):
+        cells = []
+        for tc in _own(tr, _TB + "table-cell", _TB + "table-row"):
+            paras = [_odt_text(p).strip() for p in tc.iter(_T + "p", _T + "h")]
+            cells.append("\n".join(p for p in paras if p))
+        rows.append(cells)
+    return rows
+
+
+def _read_odt(zf: zipfile.ZipFile) -> tuple[str, list[Decision]]:
+    root = _safe_parse(zf.read("content.xml"), "content.xml")
+    text = _odt_text(root)
+    decisions: list[Decision] = []
+    for tbl in root.iter(_TB + "table"):
+        found = _decisions_from_rows(_odt_rows(tbl))
+        if found is not None:
+            decisions = found
+            break
+    return text, decisions
+
+
+_PDF_HEADER = re.compile(r"Beslut\s{2,}Ansvarig\s{2,}Klart till", re.I)
+
+
+def _join_wrapped(head: str, tail: str) -> str:
+    if not tail:
+        return head
+    if not head:
+        return tail
+    return head + tail if head.endswith("-") else f"{head} {tail}"
+
+
+def _pdf_decisions(layout_pages: Iterable[str]) -> list[Decision]:
+    """Best effort: find the 'Beslut  Ansvarig  Klart till' header in layout text and cut
+    the following lines at the header's column positions. A line with a decision and an
+    owner (or a due date) starts a new row; other lines continue the cells of the row above
+    (wrapped text). A row with neither owner nor due date is therefore merged upwards."""
+    for page in layout_pages:
+        lines = page.splitlines()
+        for i, line in enumerate(lines):
+            m = _PDF_HEADER.search(line)
+            if not m:
+                continue
+            c0 = m.start()
+            c1 = line.lower().index("ansvarig", c0)
+            c2 = line.lower().index("klart till", c1)
+            out: list[Decision] = []
+            blank = 0
+            for row in lines[i + 1 :]:
+                if not row.strip():
+                    blank += 1
+                    if blank > 8 and out:
+                        break
+                    continue
+                stripped_start = len(row) - len(row.lstrip())
+                a, b, c = row[:c1].strip(), row[c1:c2].strip(), row[c2:].strip()
+                if stripped_start < c0 - 2 or (a and not b and not c and blank):
+                    break  # text outside the table: the next heading
+                prev = out[-1] if out and not blank else None
+                new_row = prev is None or (a and (b or (c and not prev.due.endswith("-"))))
+                if new_row:
+                    out.append(Decision(a, b, c))
+                else:  # a wrapped line of the previous row's cells
+                    prev.decision = _join_wrapped(prev.decision, a)
+                    prev.owner = _join_wrapped(prev.owner, b)
+                    prev.due = _join_wrapped(prev.due, c)
+                blank = 0
+            return [d for d in out if d.decision or d.owner or d.due]
+    return []
+
+
+def _read_pdf(data: bytes) -> tuple[str, list[Decision]]:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted:
+            try:
+                ok = reader.decrypt("")
+            except Exception:  # noqa: BLE001 - unsupported algorithm, bad data
+                ok = 0
+            if not ok:
+                raise _reject("encrypted", "password-protected PDF")
+        n = len(reader.pages)
+        if n > MAX_PDF_PAGES:
+            raise _reject("too_large", f"{n} pages (limit {MAX_PDF_PAGES})")
+        texts, layouts, size = [], [], 0
+        for page in reader.pages:
+            t = page.extract_text() or ""
+            texts.append(t)
+            size += len(t)
+            if size > MAX_TEXT_CHARS:
+                raise _reject("zip_bomb", "PDF text larger than expected for a protocol")
+            try:
+                layouts.append(page.extract_text(extraction_mode="layout") or "")
+            except Exception:  # noqa: BLE001 - layout mode is best effort
+                layouts.append("")
+    except MinutesRejected:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pypdf raises many kinds on broken input
+        name = exc.__class__.__name__
+        if name == "LimitReachedError":
+            raise _reject("zip_bomb", f"PDF decompression limit reached: {exc}") from exc
+        if isinstance(exc, (PdfReadError, ValueError, KeyError, TypeError, struct.error, OSError, IndexError, AttributeError, RecursionError)):
+            raise _reject("corrupt", f"unreadable PDF: {name}: {exc}") from exc
+        raise _reject("corrupt", f"unreadable PDF: {name}: {exc}") from exc
+    return "\n".join(texts), _pdf_decisions(layouts)
+
+
+def read_minutes(filename: str, data: bytes, *, max_bytes: int = 20 * 1024 * 1024) -> Minutes:
+    """Read a protocol a host mailed back. Raises :class:`MinutesRejected`.
+
+    The kind is detected from the content; a known document extension that disagrees with
+    the content is rejected as ``wrong_type`` (a name without a known extension is judged by
+    content alone). All zip checks run on the central directory before anything is inflated.
+    """
+    kind, main = _sniff_and_vet(filename, data, max_bytes=max_bytes)
+    if kind == "pdf":
+        text, decisions = _read_pdf(data)
+    else:
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                if kind == "docx":
+                    text, decisions = _read_docx(zf, main)
+                else:
+                    text, decisions = _read_odt(zf)
+        except MinutesRejected:
+            raise
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, OSError, EOFError, ValueError) as exc:
+            raise _reject("corrupt", f"cannot read the {kind} package: {exc}") from exc
+    return Minutes(filename=filename, kind=kind, text=text.strip(), decisions=decisions)

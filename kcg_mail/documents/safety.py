@@ -1,0 +1,260 @@
+"""Is a returned file safe to open? Identify it from its content (never its
+name) and refuse anything unsafe before it is parsed: macros, encryption,
+legacy formats, zip bombs, DTDs, external relationships. Everything here
+looks at the zip central directory and raw bytes; nothing is fetched."""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import zipfile
+from pathlib import PurePath
+
+from kcg_mail.documents.ooxml import (
+    _CT_NS,
+    _PKG_REL_NS,
+    _REL_OFFICE_DOC,
+    REJECT_CODES,
+    _read_rels,
+    _reject,
+    _safe_parse,
+)
+
+MAX_ZIP_ENTRIES = 1000
+
+
+MAX_TOTAL_UNCOMPRESSED = 200 * 1024 * 1024
+
+
+MAX_PART_UNCOMPRESSED = 100 * 1024 * 1024
+
+
+MAX_RATIO = 100  # POI's default minimum inflate ratio is 0.01
+
+
+RATIO_CHECK_ABOVE = 1024 * 1024
+
+
+MAX_PDF_PAGES = 500
+
+
+MAX_TEXT_CHARS = 2_000_000
+
+
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+_EXT_KIND = {
+    ".docx": "docx", ".docm": "docx", ".dotx": "docx", ".dotm": "docx",
+    ".pdf": "pdf",
+    ".odt": "odt", ".ott": "odt", ".fodt": "odt",
+    ".doc": "doc", ".dot": "doc", ".rtf": "rtf",
+    ".xlsx": "xlsx", ".xls": "doc", ".pptx": "pptx", ".ppt": "doc", ".ods": "ods", ".odp": "odp",
+    ".txt": "text", ".html": "html", ".htm": "html",
+}
+
+
+_KIND_SV = {
+    "docx": "ett Word-dokument (.docx)", "pdf": "en PDF", "odt": "ett OpenDocument-dokument (.odt)",
+    "doc": "ett äldre Office-dokument", "rtf": "ett RTF-dokument", "xlsx": "ett Excel-dokument",
+    "pptx": "en PowerPoint-presentation", "ods": "ett kalkylark", "odp": "en presentation",
+    "text": "en textfil", "html": "en webbsida", "zip": "ett zip-arkiv",
+}
+
+
+_WORD_MAIN_TYPES = {
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.template.main+xml",
+}
+
+
+_ODT_MIMETYPES = {"application/vnd.oasis.opendocument.text", "application/vnd.oasis.opendocument.text-template"}
+
+
+#: An external target Word would fetch from elsewhere: a URL (except file:///C:/...), a
+#: UNC path or a protocol-relative //host. Drive-letter and relative paths stay local.
+_REMOTE_TARGET = re.compile(r"^\s*(?:[a-z][a-z0-9+.-]+:(?!///[a-z]:)|\\\\|//)", re.I)
+
+
+def _vet_zip(zf: zipfile.ZipFile, data_len: int) -> list[zipfile.ZipInfo]:
+    """Zip-bomb and encryption checks, from the central directory only (nothing inflated)."""
+    infos = zf.infolist()
+    if len(infos) > MAX_ZIP_ENTRIES:
+        raise _reject("zip_bomb", f"{len(infos)} zip entries (limit {MAX_ZIP_ENTRIES})")
+    total = 0
+    for info in infos:
+        if info.flag_bits & 0x1:
+            raise _reject("encrypted", f"zip entry {info.filename} is encrypted")
+        if info.file_size > MAX_PART_UNCOMPRESSED:
+            raise _reject(
+                "zip_bomb",
+                f"{info.filename} declares {info.file_size} bytes uncompressed (limit {MAX_PART_UNCOMPRESSED})",
+            )
+        if info.file_size > RATIO_CHECK_ABOVE and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+            raise _reject(
+                "zip_bomb",
+                f"{info.filename} inflates {info.file_size / max(info.compress_size, 1):.0f}:1 (limit {MAX_RATIO}:1)",
+            )
+        if info.compress_size > data_len:
+            raise _reject("corrupt", f"{info.filename} claims to be larger than the file")
+        total += info.file_size
+        if total > MAX_TOTAL_UNCOMPRESSED:
+            raise _reject("zip_bomb", f"more than {MAX_TOTAL_UNCOMPRESSED} bytes uncompressed in total")
+    return infos
+
+
+def _ooxml_main(zf: zipfile.ZipFile, names: set[str]) -> tuple[str, str]:
+    """(kind, main part) for an OOXML package; raises for macros and non-Word packages."""
+    ct_root = _safe_parse(zf.read("[Content_Types].xml"), "[Content_Types].xml")
+    overrides = {
+        el.get("PartName", "").lstrip("/"): el.get("ContentType", "")
+        for el in ct_root.iter(f"{{{_CT_NS}}}Override")
+    }
+    all_types = " ".join(el.get("ContentType", "") for el in ct_root)
+    lower_names = {n.lower() for n in names}
+    if (
+        "macroenabled" in all_types.lower()
+        or "vbaproject" in all_types.lower()
+        or any(n.endswith("vbaproject.bin") or n.endswith("vbadata.xml") for n in lower_names)
+        or any(n.startswith("word/activex/") for n in lower_names)
+    ):
+        raise _reject("macro", "macro-enabled document (macroEnabled content type, vbaProject.bin or ActiveX)")
+    main = "word/document.xml"
+    if "_rels/.rels" in names:
+        for typ, target, mode in _read_rels(zf, ""):
+            if typ == _REL_OFFICE_DOC and mode != "External":
+                main = target
+    if main not in names:
+        if "xl/workbook.xml" in names:
+            return "xlsx", main
+        if "ppt/presentation.xml" in names:
+            return "pptx", main
+        raise _reject("corrupt", f"OOXML package without a main document ({main})")
+    ctype = overrides.get(main, "")
+    if ctype and ctype not in _WORD_MAIN_TYPES:
+        if "spreadsheetml" in ctype:
+            return "xlsx", main
+        if "presentationml" in ctype:
+            return "pptx", main
+        raise _reject("unsupported", f"main part has content type {ctype}")
+    return "docx", main
+
+
+def _vet_external(zf: zipfile.ZipFile, names: set[str]) -> None:
+    """Refuse relationships that make Word fetch content from elsewhere (hyperlinks are fine)."""
+    for name in names:
+        if not name.endswith(".rels"):
+            continue
+        root = _safe_parse(zf.read(name), name)
+        for rel in root.iter(f"{{{_PKG_REL_NS}}}Relationship"):
+            if rel.get("TargetMode") != "External":
+                continue
+            typ = rel.get("Type", "")
+            if typ.endswith("/hyperlink"):
+                continue
+            target = rel.get("Target", "")
+            if _REMOTE_TARGET.match(target):
+                raise _reject(
+                    "external_link",
+                    f"{name}: external {typ.rsplit('/', 1)[-1]} relationship to {target[:200]}",
+                )
+
+
+def _vet_ole(data: bytes) -> tuple[str, str]:
+    import olefile
+
+    try:
+        ole = olefile.OleFileIO(io.BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - any parse failure
+        raise _reject("unsupported", f"OLE compound file that cannot be parsed: {exc}", REJECT_CODES["legacy_doc"]) from exc
+    try:
+        streams = {"/".join(s).lower() for s in ole.listdir(streams=True, storages=False)}
+        if "encryptedpackage" in streams or "encryptioninfo" in streams:
+            raise _reject("encrypted", "password-protected Office document (OLE EncryptedPackage)")
+        if "worddocument" in streams:
+            with ole.openstream("WordDocument") as s:
+                fib = s.read(12)
+            if len(fib) >= 12 and struct.unpack_from("<H", fib, 10)[0] & 0x0100:
+                raise _reject("encrypted", "password-protected Word 97-2003 document")
+            raise _reject("legacy_doc", "Word 97-2003 .doc document")
+        raise _reject("legacy_doc", "legacy Office (OLE) file that is not a Word document")
+    finally:
+        ole.close()
+
+
+def _size_sv(n: int) -> str:
+    return f"{round(n / (1024 * 1024))} MB" if n >= 1024 * 1024 else f"{max(n // 1024, 1)} kB"
+
+
+def _sniff_and_vet(filename: str, data: bytes, *, max_bytes: int) -> tuple[str, str]:
+    """Detect the kind from content and run every check that needs no full parse.
+    Returns (kind, main part) — main part is only meaningful for docx."""
+    if len(data) > max_bytes:
+        raise _reject(
+            "too_large",
+            f"{len(data)} bytes (limit {max_bytes})",
+            f"Filen är för stor (över {_size_sv(max_bytes)}). Ta bort stora bilder "
+            "eller spara protokollet som PDF och skicka det igen.",
+        )
+    if not data.strip():
+        raise _reject("empty", "empty file")
+    ext = PurePath(filename or "").suffix.lower()
+    named = _EXT_KIND.get(ext)
+
+    if data.startswith(_OLE_MAGIC):
+        kind, main = _vet_ole(data)  # always raises
+    elif data.startswith(b"PK\x03\x04") or data.startswith(b"PK\x05\x06"):
+        try:
+            zf = zipfile.ZipFile(io.BytesIO(data))
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise _reject("corrupt", f"broken zip archive: {exc}") from exc
+        with zf:
+            infos = _vet_zip(zf, len(data))
+            names = {i.filename for i in infos}
+            if "mimetype" in names:
+                mimetype = zf.read("mimetype").decode("ascii", "replace").strip()
+                if mimetype not in _ODT_MIMETYPES:
+                    kind = {"application/vnd.oasis.opendocument.spreadsheet": "ods",
+                            "application/vnd.oasis.opendocument.presentation": "odp"}.get(mimetype, "zip")
+                    main = ""
+                else:
+                    kind, main = "odt", "content.xml"
+                    if any(n.lower().startswith(("basic/", "scripts/")) for n in names):
+                        raise _reject(
+                            "macro",
+                            "OpenDocument with Basic/Scripts macros",
+                            "Filen innehåller makron. Spara protokollet utan makron som Word-dokument "
+                            "(.docx) eller PDF och skicka det igen.",
+                        )
+                    if "META-INF/manifest.xml" in names:
+                        manifest = _safe_parse(zf.read("META-INF/manifest.xml"), "META-INF/manifest.xml")
+                        if any(el.tag.endswith("}encryption-data") for el in manifest.iter()):
+                            raise _reject("encrypted", "password-protected OpenDocument")
+                    if "content.xml" not in names:
+                        raise _reject("corrupt", "OpenDocument without content.xml")
+            elif "[Content_Types].xml" in names:
+                kind, main = _ooxml_main(zf, names)
+                if kind == "docx":
+                    _vet_external(zf, names)
+            else:
+                kind, main = "zip", ""
+    elif b"%PDF-" in data[:1024]:
+        kind, main = "pdf", ""
+    elif data.lstrip()[:5] == b"{\\rtf":
+        kind, main = "rtf", ""
+    else:
+        kind, main = "unknown", ""
+
+    if named is not None and named != kind and kind != "unknown":
+        said = ext
+        actual = _KIND_SV.get(kind, "en annan filtyp")
+        raise _reject(
+            "wrong_type",
+            f"file is named {filename!r} but its content is {kind}",
+            f"Filen heter {said} men är egentligen {actual}. Spara protokollet som Word-dokument "
+            "(.docx) eller PDF och skicka det igen.",
+        )
+    if kind not in ("docx", "pdf", "odt"):
+        raise _reject("unsupported", f"unsupported content ({kind}, name {filename!r})")
+    return kind, main
