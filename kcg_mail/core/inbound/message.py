@@ -1,0 +1,36 @@
+"""The values of a parsed incoming mail: ``ParsedMail`` and the calendar
+response it may carry (``CalendarReply``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from kcg_mail.ports import Attachment
+
+
+@dataclass(frozen=True)
+class CalendarReply:
+    """A response to one of our invitations. ``uid`` is the iCalendar UID when
+    the mail carried an iCalendar object, None when only the subject said so.
+    ``partstat`` is upper case: ACCEPTED, DECLINED, TENTATIVE (or another
+    RFC 5545 value such as DELEGATED)."""
+
+    uid: str | None
+    attendee_email: str
+    partstat: str
+
+
+@dataclass(frozen=True)
+class ParsedMail:
+    message_id: str | None
+    in_reply_to: str | None
+    references: tuple[str, ...]
+    subject: str
+    sender: str
+    sender_name: str
+    date: datetime | None
+    auto_reason: str | None
+    text: str
+    attachments: tuple[Attachment, ...]
+    calendar_reply: CalendarReply | None

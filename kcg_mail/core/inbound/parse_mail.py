@@ -1,0 +1,331 @@
+"""``parse`` turns raw RFC 822 bytes into a :class:`ParsedMail` (decoded subject,
+sender, body text, every attachment including those inside forwarded messages
+and Outlook's winmail.dat, a calendar response if there is one, and why the
+mail is automatic if it is). ``parse`` never raises on malformed input; it
+degrades (an undecodable part is skipped, an unknown charset falls back to
+UTF-8 / Windows-1252, a broken date becomes None)."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.message import Message
+from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+
+from kcg_mail.core.inbound.attachments import (
+    _DOC_TYPES,
+    _EXT_TYPES,
+    _ext,
+    _sniff,
+    is_document_candidate,
+)
+from kcg_mail.core.inbound.automatic import is_automatic
+from kcg_mail.core.inbound.calendar_reply import (
+    _TNEF_RESPONSE,
+    _subject_partstat,
+    parse_ics_reply,
+)
+from kcg_mail.core.inbound.decode import (
+    _content_type,
+    _decode_bytes,
+    _disposition,
+    _filename,
+    _hdr_text,
+    _header,
+    _msgids,
+    _part_text,
+    _payload,
+    _raw_headers,
+    _unsurrogate,
+    decode_header_text,
+    html_to_text,
+)
+from kcg_mail.core.inbound.message import CalendarReply, ParsedMail
+from kcg_mail.ports import Attachment
+
+_MAX_DEPTH = 5  # nesting of forwarded messages / TNEF we follow
+
+
+@dataclass
+class _Acc:
+    attachments: list[Attachment]
+    plain: list[str]
+    htmls: list[str]
+    calendars: list[bytes]
+    tnef_class: str | None = None
+    tnef_text: list[str] | None = None
+
+
+def _is_attachment_part(part: Message, ct: str, disp: str, filename: str | None) -> bool:
+    if disp == "attachment":
+        return True
+    if filename:
+        return True  # inline with a filename (Apple Mail documents, Outlook logos)
+    if ct in _DOC_TYPES:
+        return True  # a document type without a name
+    if ct.startswith(("application/", "image/", "audio/", "video/")) and ct not in {
+        "application/ics",
+        "application/ms-tnef",
+        "application/vnd.ms-tnef",
+    }:
+        return disp == "inline" or ct == "application/octet-stream"
+    return False
+
+
+def _walk(msg: Message, acc: _Acc, depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        return
+    try:
+        parts = list(msg.walk())
+    except Exception:
+        parts = [msg]
+    skip: set[int] = set()
+    for part in parts:
+        if id(part) in skip:
+            continue
+        try:
+            _visit(part, acc, depth, skip)
+        except Exception:
+            continue
+
+
+def _visit(part: Message, acc: _Acc, depth: int, skip: set[int]) -> None:
+    ct = _content_type(part)
+    if ct.startswith("multipart/"):
+        return
+    if ct == "message/rfc822" or (ct.startswith("message/") and part.is_multipart()):
+        # A forwarded message: its attachments count, its body does not.
+        inner = part.get_payload()
+        if isinstance(inner, list):
+            for sub in inner:
+                for p in sub.walk():
+                    skip.add(id(p))
+                if isinstance(sub, Message):
+                    sub_acc = _Acc([], [], [], [])
+                    _walk(sub, sub_acc, depth + 1)
+                    # Attachments count; a forwarded calendar object is not a response of the sender.
+                    acc.attachments.extend(sub_acc.attachments)
+                    # quoted text of the forwarded mail helps token search
+                    inner_text = "\n".join(sub_acc.plain) or "\n".join(html_to_text(h) for h in sub_acc.htmls)
+                    subj = _hdr_text(sub, "subject")
+                    acc.plain.append(f"\n> Subject: {subj}\n" + "\n".join("> " + ln for ln in inner_text.splitlines()))
+        elif isinstance(inner, (str, bytes)):
+            raw = inner if isinstance(inner, bytes) else _payload(part)
+            sub = email.message_from_bytes(raw, policy=email.policy.compat32)
+            sub_acc = _Acc([], [], [], [])
+            _walk(sub, sub_acc, depth + 1)
+            acc.attachments.extend(sub_acc.attachments)
+        return
+    disp = _disposition(part)
+    filename = _filename(part)
+    data_ct = ct
+    if ct in {"application/ms-tnef", "application/vnd.ms-tnef"} or (
+        filename and filename.lower() in {"winmail.dat", "win.dat"}
+    ):
+        data = _payload(part)
+        if _tnef(data, acc, depth):
+            return
+        acc.attachments.append(Attachment(filename or "winmail.dat", "application/ms-tnef", data))
+        return
+    if ct in {"text/calendar", "application/ics", "text/x-vcalendar"} or _ext(filename or "") in {".ics", ".vcs"}:
+        acc.calendars.append(_payload(part))
+        if disp != "attachment" and not filename:
+            return
+    if _is_attachment_part(part, ct, disp, filename):
+        data = _payload(part)
+        if not filename:
+            ext = _DOC_TYPES.get(ct) or _sniff(data) or ""
+            filename = f"attachment{ext}" if ext else "attachment"
+        acc.attachments.append(Attachment(filename, data_ct, data))
+        return
+    if ct == "text/plain":
+        acc.plain.append(_part_text(part))
+    elif ct == "text/html":
+        acc.htmls.append(_part_text(part))
+
+
+def _tnef(data: bytes, acc: _Acc, depth: int) -> bool:
+    """Unpack Outlook's winmail.dat. True when it could be read."""
+    if len(data) < 6 or data[:4] != b"\x78\x9f\x3e\x22":
+        return False
+    try:
+        from tnefparse import TNEF  # imported lazily: only Outlook-on-Exchange needs it
+    except Exception:  # pragma: no cover
+        return False
+    try:
+        tnef = TNEF(data, do_checksum=False)
+    except Exception:
+        return False
+    for obj in getattr(tnef, "msgprops", []):
+        try:
+            if obj.name == TNEF.ATTMESSAGECLASS and isinstance(obj.data, str):
+                acc.tnef_class = obj.data.strip("\x00").strip()
+        except Exception:
+            continue
+    for a in getattr(tnef, "attachments", []):
+        try:
+            name = _tnef_name(a)
+            payload = a.data if isinstance(a.data, bytes) else b""
+            if getattr(a, "embed", None) is not None and depth < _MAX_DEPTH:
+                sub = _Acc([], [], [], [])
+                for ea in getattr(a.embed, "attachments", []):
+                    ename = _tnef_name(ea)
+                    edata = ea.data if isinstance(ea.data, bytes) else b""
+                    sub.attachments.append(Attachment(ename, _EXT_TYPES.get(_ext(ename), "application/octet-stream"), edata))
+                acc.attachments.extend(sub.attachments)
+                continue
+            ct = _EXT_TYPES.get(_ext(name), "application/octet-stream")
+            acc.attachments.append(Attachment(name, ct, payload))
+        except Exception:
+            continue
+    try:
+        body = tnef.body
+        if isinstance(body, bytes):
+            body = _decode_bytes(body)
+        hb = tnef.htmlbody
+        if isinstance(hb, bytes):
+            hb = _decode_bytes(hb)
+        text = body if isinstance(body, str) and body.strip() else (html_to_text(hb) if isinstance(hb, str) else "")
+        if text.strip():
+            acc.tnef_text = (acc.tnef_text or []) + [text]
+    except Exception:
+        pass
+    return True
+
+
+def _tnef_name(a: object) -> str:
+    name = ""
+    try:
+        name = a.long_filename()  # type: ignore[attr-defined]
+    except Exception:
+        raw = getattr(a, "_name", b"")
+        if isinstance(raw, bytes):
+            name = _decode_bytes(raw.rstrip(b"\x00"), "cp1252")
+        else:
+            name = str(raw)
+    if isinstance(name, bytes):
+        name = _decode_bytes(name.rstrip(b"\x00"), "cp1252")
+    name = unicodedata.normalize("NFC", (name or "").strip("\x00").strip())
+    name = re.split(r"[\\/]", name)[-1]
+    return name or "attachment"
+
+
+def _parse_date(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        d = parsedate_to_datetime(_unsurrogate(value).strip())
+    except Exception:
+        return None
+    if d is None:
+        return None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=timezone.utc)
+    return d
+
+
+def _sender(msg: Message) -> tuple[str, str]:
+    for h in ("from", "sender", "reply-to", "return-path"):
+        raw = _header(msg, h)
+        if not raw:
+            continue
+        try:
+            pairs = getaddresses([_unsurrogate(raw)])
+        except Exception:
+            pairs = [parseaddr(_unsurrogate(raw))]
+        for name, addr in pairs:
+            addr = (addr or "").strip().strip("<>").strip().lower()
+            if "@" in addr:
+                return addr, decode_header_text(name).strip().strip('"').strip()
+        m = re.search(r"[\w.+'\-]+@[\w\-]+(?:\.[\w\-]+)+", decode_header_text(raw))
+        if m:
+            return m.group(0).lower(), ""
+    return "", ""
+
+
+def _empty(reason: str | None = None) -> ParsedMail:
+    return ParsedMail(None, None, (), "", "", "", None, reason, "", (), None)
+
+
+def parse(raw: bytes) -> ParsedMail:
+    """Parse a raw message. Never raises: malformed input gives what could be read."""
+    try:
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        if not isinstance(raw, (bytes, bytearray)):
+            return _empty()
+        msg = email.message_from_bytes(bytes(raw), policy=email.policy.compat32)
+    except Exception:
+        return _empty()
+    try:
+        return _parse_msg(msg)
+    except Exception:
+        # Last resort: headers only.
+        try:
+            sender, name = _sender(msg)
+            return ParsedMail(
+                message_id=next(iter(_msgids(_header(msg, "message-id"))), None),
+                in_reply_to=None,
+                references=(),
+                subject=_hdr_text(msg, "subject"),
+                sender=sender,
+                sender_name=name,
+                date=_parse_date(_header(msg, "date")),
+                auto_reason=is_automatic(msg),
+                text="",
+                attachments=(),
+                calendar_reply=None,
+            )
+        except Exception:
+            return _empty()
+
+
+def _parse_msg(msg: Message) -> ParsedMail:
+    sender, sender_name = _sender(msg)
+    subject = _hdr_text(msg, "subject")
+    mids = _msgids(_header(msg, "message-id"))
+    irt = _msgids(_header(msg, "in-reply-to"))
+    refs = tuple(r for v in _raw_headers(msg, "references") for r in _msgids(v))
+
+    acc = _Acc([], [], [], [])
+    _walk(msg, acc, 0)
+
+    text = "\n".join(t for t in acc.plain if t is not None).strip()
+    if not text and acc.htmls:
+        text = "\n".join(html_to_text(h) for h in acc.htmls).strip()
+    if not text and acc.tnef_text:
+        text = "\n".join(acc.tnef_text).strip()
+    text = text.replace("\r\n", "\n")
+
+    cal: CalendarReply | None = None
+    for ics in acc.calendars:
+        cal = parse_ics_reply(ics, sender)
+        if cal:
+            break
+    if cal is None and acc.tnef_class:
+        ps = _TNEF_RESPONSE.get(acc.tnef_class.lower())
+        if ps:
+            cal = CalendarReply(uid=None, attendee_email=sender, partstat=ps)
+    if cal is None and not acc.calendars:
+        ps = _subject_partstat(subject)
+        # A subject alone never outweighs an attached document.
+        if ps and not any(is_document_candidate(a) for a in acc.attachments):
+            cal = CalendarReply(uid=None, attendee_email=sender, partstat=ps)
+
+    return ParsedMail(
+        message_id=mids[0] if mids else None,
+        in_reply_to=irt[0] if irt else None,
+        references=refs,
+        subject=subject,
+        sender=sender,
+        sender_name=sender_name,
+        date=_parse_date(_header(msg, "date")),
+        auto_reason=is_automatic(msg),
+        text=text,
+        attachments=tuple(acc.attachments),
+        calendar_reply=cal,
+    )

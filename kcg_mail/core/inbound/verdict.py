@@ -1,0 +1,185 @@
+"""``classify`` ties a parsed mail to a meeting of the plan and says what to do
+with it (:class:`Verdict`). Everything the decision needs comes in through the
+arguments (``MatchContext.today``): no I/O, no clock."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Iterable, Mapping
+
+from kcg_mail.core.inbound.attachments import is_document_candidate
+from kcg_mail.core.inbound.decode import _norm_id
+from kcg_mail.core.inbound.message import CalendarReply, ParsedMail
+from kcg_mail.core.inbound.tokens import find_token, subject_token
+from kcg_mail.ports import Attachment
+
+KINDS = ("minutes", "no_minutes", "calendar_response", "automatic", "not_allowed", "unmatched", "own")
+
+
+#: How far back / ahead of a mail's date a meeting may lie for the sender+date match.
+MATCH_DAYS_BEFORE = 30
+
+
+MATCH_DAYS_AFTER = 2
+
+
+@dataclass(frozen=True)
+class MeetingRef:
+    meeting_id: str
+    token: str
+    date: date
+    #: lower-case addresses allowed to file minutes: host, backup host, coordinator, extra
+    filers: frozenset[str]
+    invitation_uid: str
+
+
+@dataclass(frozen=True)
+class MatchContext:
+    meetings: tuple[MeetingRef, ...]
+    #: our Message-ID -> meeting_id
+    sent_ids: Mapping[str, str]
+    members: frozenset[str]
+    own_addresses: frozenset[str]
+    today: date
+    #: the network's short name in subject tokens: [KCG-2023-02]
+    tag: str = "KCG"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str
+    meeting_id: str | None
+    reason: str
+    attachments: tuple[Attachment, ...] = ()
+    calendar_reply: CalendarReply | None = None
+
+
+_QUOTE_START = re.compile(
+    r"^\s*(?:-{2,}\s*(?:original message|ursprungligt meddelande|originalmeddelande|forwarded message|"
+    r"vidarebefordrat meddelande|ursprüngliche nachricht)\s*-{2,}|_{10,}|"
+    r"(?:från|from|von|skickat|sent|gesendet)\s*:|"
+    r"on .{0,200} wrote\s*:|den .{0,200} skrev .{0,120}:|am .{0,200} schrieb .{0,120}:|"
+    r"begin forwarded message\s*:|vidarebefordrat brev\s*:)",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def _body_token(text: str, tag: str = "KCG") -> str | None:
+    if not text:
+        return None
+    quoted = [ln for ln in text.splitlines() if ln.lstrip().startswith(">")]
+    m = _QUOTE_START.search(text)
+    tail = text[m.start():] if m else ""
+    for chunk in ("\n".join(quoted), tail, text):
+        tok = find_token(chunk, tag)
+        if tok:
+            return tok
+    return None
+
+
+def _meeting(ctx: MatchContext, meeting_id: str | None) -> MeetingRef | None:
+    for m in ctx.meetings:
+        if m.meeting_id == meeting_id:
+            return m
+    return None
+
+
+def _match_by_ids(mail: ParsedMail, ctx: MatchContext) -> str | None:
+    if not ctx.sent_ids:
+        return None
+    sent = {_norm_id(k): v for k, v in ctx.sent_ids.items()}
+    candidates: list[str] = []
+    if mail.in_reply_to:
+        candidates.append(mail.in_reply_to)
+    candidates.extend(reversed(mail.references))  # most recent first
+    for c in candidates:
+        mid = sent.get(_norm_id(c))
+        if mid:
+            return mid
+    return None
+
+
+def _mail_day(mail: ParsedMail, ctx: MatchContext) -> date:
+    if mail.date is None:
+        return ctx.today
+    d = mail.date.date()
+    # A broken phone clock must not pull the window into the future.
+    if d > ctx.today + timedelta(days=MATCH_DAYS_AFTER) or d < ctx.today - timedelta(days=3650):
+        return ctx.today
+    return d
+
+
+def _match(mail: ParsedMail, ctx: MatchContext) -> tuple[str | None, str]:
+    mid = _match_by_ids(mail, ctx)
+    if mid:
+        return mid, "In-Reply-To/References name our message"
+    tok = find_token(mail.subject, ctx.tag)
+    if tok:
+        return tok, f"token {subject_token(tok, ctx.tag)} in subject"
+    tok = _body_token(mail.text, ctx.tag)
+    if tok:
+        return tok, f"token {subject_token(tok, ctx.tag)} in quoted text"
+    day = _mail_day(mail, ctx)
+    lo, hi = day - timedelta(days=MATCH_DAYS_BEFORE), day + timedelta(days=MATCH_DAYS_AFTER)
+    hits = [m for m in ctx.meetings if mail.sender and mail.sender in m.filers and lo <= m.date <= hi]
+    if len(hits) == 1:
+        return hits[0].meeting_id, f"sender files for {hits[0].meeting_id} held {hits[0].date.isoformat()}"
+    if len(hits) > 1:
+        return None, f"sender files for {len(hits)} recent meetings ({', '.join(h.meeting_id for h in hits)}): ambiguous"
+    return None, "no token, no reference to our mail, no recent meeting the sender files for"
+
+
+def _lower_set(values: Iterable[str]) -> set[str]:
+    return {v.strip().lower() for v in values if v}
+
+
+def classify(mail: ParsedMail, ctx: MatchContext) -> Verdict:
+    """Decide what ``mail`` is. Order: own, automatic, calendar response,
+    meeting match, allowed sender, minutes or no minutes."""
+    sender = (mail.sender or "").lower()
+    who = sender or "(no sender)"
+
+    if sender and sender in _lower_set(ctx.own_addresses):
+        return Verdict("own", None, f"sent from our own address {sender}")
+
+    if mail.auto_reason:
+        return Verdict("automatic", None, f"automatic message: {mail.auto_reason}")
+
+    if mail.calendar_reply is not None:
+        cal = mail.calendar_reply
+        meeting_id = None
+        how = ""
+        if cal.uid:
+            for m in ctx.meetings:
+                if m.invitation_uid and m.invitation_uid.strip() == cal.uid.strip():
+                    meeting_id, how = m.meeting_id, "invitation UID"
+                    break
+        if meeting_id is None:
+            meeting_id = _match_by_ids(mail, ctx)
+            how = "reference to our invitation" if meeting_id else ""
+        if meeting_id is None:
+            meeting_id = find_token(mail.subject, ctx.tag)
+            how = "token in subject" if meeting_id else ""
+        reason = f"{cal.partstat.lower()} from {cal.attendee_email or who}"
+        reason += f" ({how})" if meeting_id else " (no meeting found)"
+        return Verdict("calendar_response", meeting_id, reason, calendar_reply=cal)
+
+    meeting_id, how = _match(mail, ctx)
+    if meeting_id is None:
+        status = "member" if sender in _lower_set(ctx.members) else "stranger"
+        return Verdict("unmatched", None, f"{how}; {status} {who}")
+    meeting = _meeting(ctx, meeting_id)
+    if meeting is None:
+        return Verdict("unmatched", None, f"{how}, but meeting {meeting_id} is not in the plan; from {who}")
+
+    if sender not in _lower_set(meeting.filers):
+        status = "a member but not a filer" if sender in _lower_set(ctx.members) else "not a member"
+        return Verdict("not_allowed", meeting_id, f"{who} is {status} for {meeting_id} ({how})")
+
+    docs = tuple(a for a in mail.attachments if is_document_candidate(a))
+    if docs:
+        names = ", ".join(a.filename for a in docs)
+        return Verdict("minutes", meeting_id, f"{len(docs)} document(s) from {who} ({how}): {names}", attachments=docs)
+    return Verdict("no_minutes", meeting_id, f"no document attached by {who} ({how})")
