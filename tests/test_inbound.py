@@ -451,3 +451,32 @@ def test_token_follows_the_networks_short_name():
     assert find_token("SV: ssk 2023 2", "SSK") == "2023-02"
     assert find_token("SV: Protokollmall [KCG-2023-02]", "SSK") is None
     assert find_token("SV: Protokollmall [SSK-2023-02]") is None  # default tag KCG
+
+
+# ----------------------------------------------------------------- header decoding vs the stdlib
+
+#: The corpus messages whose headers the standard library decodes wrongly (see
+#: ``kcg_mail.core.inbound.decode.decode_header_text``).
+STDLIB_DIFFERS = {"18_encoded_word_split_token.eml": "Subject", "58_malformed_bad_charset_base64_date.eml": "From"}
+
+
+def test_header_decoding_matches_stdlib():
+    """Our RFC 2047 decoder gives what email.policy.default gives for every corpus
+    header except the two shapes it exists for, where it must differ (and be right)."""
+    import email as _email
+    from email.headerregistry import HeaderRegistry
+
+    from kcg_mail.core.inbound import decode as d
+
+    reg = HeaderRegistry()
+    differing = {}
+    for f in sorted(CORPUS.glob("*.eml")):
+        msg = _email.message_from_bytes(f.read_bytes(), policy=_email.policy.compat32)
+        for name in ("Subject", "From", "Reply-To", "To"):
+            for value in d._raw_headers(msg, name):
+                ours = " ".join(d.decode_header_text(value).split())
+                std = " ".join(str(reg("subject", d._unsurrogate(value))).split())  # unstructured text
+                if ours != std:
+                    differing[f.name] = name
+                    assert "\ufffd" not in ours and " -04]" not in ours
+    assert differing == STDLIB_DIFFERS

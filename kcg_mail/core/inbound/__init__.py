@@ -20,7 +20,13 @@ from kcg_mail.core.inbound.decode import decode_header_text, html_to_text
 from kcg_mail.core.inbound.message import CalendarReply, ParsedMail
 from kcg_mail.core.inbound.parse_mail import parse
 from kcg_mail.core.inbound.tokens import find_token, subject_token
-from kcg_mail.core.inbound.verdict import KINDS, MatchContext, MeetingRef, Verdict, classify
+from kcg_mail.core.inbound.verdict import (
+    KINDS,
+    MatchContext,
+    MeetingRef,
+    Verdict,
+    classify,
+)
 
 __all__ = [
     "CalendarReply",
