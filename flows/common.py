@@ -67,7 +67,8 @@ def _hook_logger() -> logging.Logger:
 
 def alert_on_failure(flow, flow_run, state) -> None:
     """on_failure hook: one alert mail per problem (keyed by flow, day and error)."""
-    from kcg_mail.services.alerts import alert_app, send_failure_alert
+    from kcg_mail.bootstrap import alert_app
+    from kcg_mail.services.alerts import send_failure_alert
 
     params = flow_run.parameters or {}
     try:

@@ -438,7 +438,8 @@ def test_alerts_to_overrides_recipients_without_opening_the_guard(tmp_path):
 
 
 def test_alert_falls_back_to_last_good_config(tmp_path):
-    from kcg_mail.services.alerts import alert_app, snapshot_config
+    from kcg_mail.bootstrap import alert_app
+    from kcg_mail.services.alerts import snapshot_config
 
     cfgdir, work = config_copy(tmp_path), tmp_path / "work"
     snapshot_config(bootstrap(work, cfgdir), work)

@@ -68,22 +68,6 @@ def snapshot_config(app: App, workdir: Path | str) -> None:
             old.unlink()
 
 
-def alert_app(workdir: str | Path, config_dir: str | None) -> tuple[App, str | None]:
-    """The app to send an alert with: the configured one, or, when the
-    configuration itself is broken, the last one that loaded. Returns
-    (app, note about the fallback or None)."""
-    from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.config import ConfigError
-
-    try:
-        return bootstrap(workdir, config_dir), None
-    except ConfigError:
-        snap = Path(workdir) / LAST_GOOD_CONFIG
-        if not (snap / "network.yaml").exists():
-            raise
-        note = f"Konfigurationen kunde inte läsas; larmet skickas med den senast fungerande kopian i {snap}."
-        return bootstrap(workdir, snap), note
-
 
 # ------------------------------------------------------------------ alerts
 
