@@ -10,6 +10,7 @@ The value types below are plain frozen dataclasses with no I/O.
 from __future__ import annotations
 
 import abc
+import builtins
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -222,7 +223,7 @@ class Archive(abc.ABC):
     def add_member(self, folder: str, email: str) -> None:
         """Give a person access to the shared folder (onboarding)."""
 
-    def check(self) -> list[Check]:
+    def check(self) -> builtins.list[Check]:  # `list` is a method of this class
         return [Check(type(self).__name__, True, "no connection needed")]
 
 

@@ -12,4 +12,6 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   bash .ci/install-libreoffice.sh
 fi
 . scripts/venv.sh
+# Lint, import contracts and the core's types first (seconds); KCG_SKIP_LINT=1 skips them.
+[ "${KCG_SKIP_LINT:-0}" = 1 ] || bash scripts/lint.sh
 exec python -m pytest "$@"

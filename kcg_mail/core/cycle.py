@@ -45,7 +45,7 @@ class InvitationSnapshot:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, object]) -> "InvitationSnapshot":
-        return cls(uid=str(d["uid"]), sequence=int(d["sequence"]), start=str(d["start"]), end=str(d["end"]),
+        return cls(uid=str(d["uid"]), sequence=int(str(d["sequence"])), start=str(d["start"]), end=str(d["end"]),
                    location=str(d.get("location", "")), attendees=tuple(d.get("attendees", ())),  # type: ignore[arg-type]
                    host=str(d.get("host", "")), cancelled=bool(d.get("cancelled", False)))
 

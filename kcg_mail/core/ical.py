@@ -56,7 +56,7 @@ def event(
     ev.add("transp", "OPAQUE")
     ev.add("organizer", _address(organizer))
     for a in attendees:
-        ev.add("attendee", _address(a, role="REQ-PARTICIPANT", rsvp=status != "CANCELLED"), encode=0)
+        ev.add("attendee", _address(a, role="REQ-PARTICIPANT", rsvp=status != "CANCELLED"), encode=False)
     return ev
 
 
@@ -76,4 +76,4 @@ def calendar(events: Iterable[Event], *, method: str | None, tzid: str) -> bytes
         cal.add_component(Timezone.from_tzid(tzid, first_date=span[0], last_date=span[1]))
     for e in evs:
         cal.add_component(e)
-    return cal.to_ical()
+    return bytes(cal.to_ical())

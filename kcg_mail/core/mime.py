@@ -7,7 +7,8 @@ in a header value would let a subject inject headers.
 
 from __future__ import annotations
 
-from email.message import EmailMessage
+from datetime import datetime
+from email.message import EmailMessage, MIMEPart
 from email.policy import SMTP
 from email.utils import format_datetime, formatdate
 
@@ -64,7 +65,7 @@ def build_invitation(inv: Invitation, *, date: str | None = None) -> EmailMessag
     body = m.get_body(("html",)) if inv.message.html else m.get_body(("plain",))
     if m.get_content_type() != "multipart/alternative" and not m.is_multipart():
         m.make_alternative()
-    target = m if m.get_content_type() == "multipart/alternative" else None
+    target: MIMEPart | None = m if m.get_content_type() == "multipart/alternative" else None
     if target is None:
         # multipart/mixed (attachments): add the calendar to the alternative part
         for part in m.iter_parts():
@@ -72,15 +73,18 @@ def build_invitation(inv: Invitation, *, date: str | None = None) -> EmailMessag
                 target = part
                 break
         else:  # pragma: no cover - text-only mixed message
+            if body is None:
+                raise ValueError("invitation message without a text body")
             target = body
             target.make_alternative()
     cal = EmailMessage(policy=SMTP)
     cal.set_content(inv.ics, maintype="text", subtype="calendar", cte="base64")
     del cal["Content-Type"]
     cal["Content-Type"] = f'text/calendar; charset="utf-8"; method={inv.method}'
+    assert target is not None
     target.attach(cal)
     return m
 
 
-def stamp(dt) -> str:
+def stamp(dt: datetime) -> str:
     return format_datetime(dt)

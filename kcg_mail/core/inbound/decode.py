@@ -7,10 +7,12 @@ import base64
 import binascii
 import email
 import email.policy
+import email.utils
 import html
 import quopri
 import re
 import unicodedata
+from collections.abc import Iterable
 from email.message import Message
 
 _CHARSET_ALIASES = {
@@ -114,7 +116,7 @@ def decode_header_text(value: object) -> str:
                 out.append(between + m.group(0))
                 continue
             adjacent = pending is not None and not between.strip()
-            if adjacent and pending[0].lower() == charset.lower():
+            if pending is not None and adjacent and pending[0].lower() == charset.lower():
                 pending[1].extend(raw)  # whitespace between adjacent words is dropped
                 continue
             flush()
@@ -135,6 +137,7 @@ def _raw_headers(msg: Message, name: str) -> list[str]:
     """All raw values of a header (case-insensitive), as str, never raising."""
     values: list[str] = []
     lname = name.lower()
+    items: Iterable[tuple[str, object]]
     try:
         items = msg.raw_items()
     except Exception:

@@ -102,6 +102,8 @@ def _visit(part: Message, acc: _Acc, depth: int, skip: set[int]) -> None:
         inner = part.get_payload()
         if isinstance(inner, list):
             for sub in inner:
+                if not isinstance(sub, Message):
+                    continue
                 for p in sub.walk():
                     skip.add(id(p))
                 if isinstance(sub, Message):
@@ -153,7 +155,7 @@ def _tnef(data: bytes, acc: _Acc, depth: int) -> bool:
     if len(data) < 6 or data[:4] != b"\x78\x9f\x3e\x22":
         return False
     try:
-        from tnefparse import TNEF  # imported lazily: only Outlook-on-Exchange needs it
+        from tnefparse import TNEF  # type: ignore[import-untyped]  # imported lazily: only Outlook-on-Exchange needs it
     except Exception:  # pragma: no cover
         return False
     try:
