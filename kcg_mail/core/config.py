@@ -228,9 +228,22 @@ class MailSettings(BaseModel):
 
 
 class ArchiveSettings(BaseModel):
+    """``root``: the folder every archive path lies under (a Dropbox folder,
+    or a folder inside the local archive); ``meetings.yaml`` naming.folder
+    (default ``/KCG/Protokoll/{year}``) comes below it. Default ``/``."""
+
     model_config = ConfigDict(extra="allow", frozen=True)
     kind: Literal["local", "dropbox"] = "local"
-    root: str = "/KCG"
+    root: str = "/"
+
+    @field_validator("root")
+    @classmethod
+    def _root(cls, v: str) -> str:
+        v = (v or "/").strip()
+        if not v.startswith("/") or any(part in ("..", ".") for part in v.split("/")):
+            raise ValueError(f"{v!r} is not an absolute folder like / or /Team/Nätverk (fix: start it with / "
+                             f"and leave out '..')")
+        return "/" + v.strip("/") if v.strip("/") else "/"
 
 
 class Transport(_Model):

@@ -33,6 +33,22 @@ def _config(config: Optional[Path]):
         raise typer.Exit(2)
 
 
+def _run_flow(workdir: Path, start):
+    """Prepare Prefect for a one-shot run on ``workdir`` (created when new)
+    and call ``start()``; a Prefect start-up failure is one line, exit 3."""
+    from kcg_mail.entrypoints import prefect_env
+
+    try:
+        prefect_env.prepare(workdir)
+        return start()
+    except Exception as exc:
+        line = prefect_env.explain(exc)
+        if line is None:
+            raise
+        err.print(f"[bold red]Prefect:[/] {line}", highlight=False, soft_wrap=True)
+        raise typer.Exit(3)
+
+
 @app.command()
 def plan(year: Optional[int] = typer.Option(None, help="Only this plan year."),
          as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
@@ -61,12 +77,13 @@ def daily(date: Optional[str] = typer.Option(None, help="Simulate this day (YYYY
           workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
     """Run the daily flow once: send what is due."""
     _config(config)
-    from kcg_mail.entrypoints import prefect_env
 
-    prefect_env.prepare(workdir)
-    from flows.daily import daily_flow
+    def start():
+        from flows.daily import daily_flow
 
-    console.print(daily_flow(date=date, workdir=str(workdir), config_dir=str(config) if config else None))
+        return daily_flow(date=date, workdir=str(workdir), config_dir=str(config) if config else None)
+
+    console.print(_run_flow(workdir, start))
 
 
 @app.command()
@@ -74,12 +91,13 @@ def intake(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG,
            now: Optional[str] = typer.Option(None, help="Simulated time YYYY-MM-DDTHH:MM.")) -> None:
     """Run the intake flow once: handle new replies."""
     _config(config)
-    from kcg_mail.entrypoints import prefect_env
 
-    prefect_env.prepare(workdir)
-    from flows.intake import intake_flow
+    def start():
+        from flows.intake import intake_flow
 
-    console.print(intake_flow(now=now, workdir=str(workdir), config_dir=str(config) if config else None))
+        return intake_flow(now=now, workdir=str(workdir), config_dir=str(config) if config else None)
+
+    console.print(_run_flow(workdir, start))
 
 
 @app.command()
@@ -89,7 +107,7 @@ def demo(workdir: Path = typer.Option(Path("var/demo"), "--workdir", "-w"), conf
     from kcg_mail.entrypoints.demo import run_demo
 
     with console.status("Kör årets möten i simulerad tid (Prefect startar en lokal server)…"):
-        result = run_demo(workdir, config)
+        result = _run_flow(workdir, lambda: run_demo(workdir, config))
     _status_table(workdir, config)
     new = result.sent_after - result.sent_before
     console.print(f"{result.flow_runs} flow runs, {new} new mails ({result.sent_after} in {workdir}/mail/sent), "
@@ -105,7 +123,7 @@ def _status_table(workdir: Path, config: Optional[Path]) -> None:
     a = bootstrap(workdir, config)
     rows = meeting_rows(a)
     t = Table(title="Status per möte")
-    cols = ("möte", "datum", "värd", "inbjudan", "mall skickad", "protokoll", "utskickat")
+    cols = ("möte", "datum", "läge", "värd", "inbjudan", "mall skickad", "protokoll", "utskickat")
     for c in cols:
         t.add_column(c)
     for r in rows:
@@ -152,7 +170,10 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
         from kcg_mail.ports import Check
         from kcg_mail.secrets import MissingSecret
 
-        for name, make in (("mail", make_mail), ("archive", make_archive)):
+        from functools import partial
+
+        # nothing is created or changed: no folders, no work directory
+        for name, make in (("mail", partial(make_mail, create=False)), ("archive", make_archive)):
             try:
                 checks = make(cfg, workdir).check()
             except (ConfigError, MissingSecret) as exc:
@@ -169,12 +190,24 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
 @app.command()
 def serve(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
     """Serve the flows on their schedules against a Prefect server (PREFECT_API_URL)."""
-    _config(config)
-    from flows.serve import serve_all
-    from kcg_mail.entrypoints.listener import start_background_listener
+    import os
 
-    start_background_listener(str(workdir.resolve()), str(config.resolve()) if config else None)
-    serve_all(str(workdir.resolve()), str(config.resolve()) if config else None)
+    from kcg_mail.entrypoints.prefect_env import FIX
+
+    _config(config)
+    if not os.environ.get("PREFECT_API_URL"):
+        err.print(f"[bold red]Prefect:[/] kcg serve needs a Prefect server for its schedules; {FIX}",
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(3)
+
+    def start():
+        from flows.serve import serve_all
+        from kcg_mail.entrypoints.listener import start_background_listener
+
+        start_background_listener(str(workdir.resolve()), str(config.resolve()) if config else None)
+        serve_all(str(workdir.resolve()), str(config.resolve()) if config else None)
+
+    _run_flow(workdir, start)
 
 
 @app.command("dropbox-auth")
