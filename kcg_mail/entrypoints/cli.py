@@ -210,6 +210,36 @@ def serve(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
     _run_flow(workdir, start)
 
 
+@app.command()
+def adopt(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG,
+          dry_run: bool = typer.Option(False, "--dry-run", help="Only report; record nothing.")) -> None:
+    """Take over the protocols already in the archive: record them as filed (nothing is asked for or sent
+    again) and build the decision log from them."""
+    _config(config)
+    from kcg_mail.bootstrap import bootstrap
+    from kcg_mail.services.adopt import adopt as run_adopt
+
+    report = run_adopt(bootstrap(workdir, config), dry_run=dry_run)
+    console.print(f"Läste {', '.join(report.folders) or '(inga mappar)'}", markup=False, highlight=False)
+    t = Table(title="Protokoll som redan finns i arkivet" + (" (provkörning, inget sparat)" if dry_run else ""))
+    for c in ("möte", "version", "fil", "beslut", "hur"):
+        t.add_column(c)
+    how_sv = {"exact": "datum", "near": "datum nära mötet", "month": "månad"}
+    for a in report.adopted:
+        t.add_row(a.meeting_id, str(a.version), a.path, "kunde inte läsas" if a.decisions is None else str(a.decisions),
+                  how_sv.get(a.how, a.how))
+    console.print(t)
+    if report.already:
+        console.print(f"{len(report.already)} fil(er) var redan registrerade.")
+    for path, why in report.unread:
+        console.print(f"• Besluten i {path} kunde inte läsas: {why}", markup=False, highlight=False)
+    if report.unplaced:
+        console.print("Kunde inte placeras (gör: döp om filen enligt namnprincipen eller lägg till årets plan, "
+                      "kör sedan `kcg adopt` igen):")
+        for path, why in report.unplaced:
+            console.print(f"  • {path}: {why}", markup=False, highlight=False)
+
+
 @app.command("dropbox-auth")
 def dropbox_auth(app_key: str = typer.Option(..., envvar="KCG_DROPBOX_APP_KEY"),
                  app_secret: str = typer.Option(..., envvar="KCG_DROPBOX_APP_SECRET")) -> None:

@@ -219,7 +219,6 @@ def run_intake(app: App, now: datetime, handle_one: Callable[..., Handled] | Non
 def _run_intake(app: App, now: datetime, handle_one: Callable[..., Handled]) -> IntakeReport:
     report = IntakeReport()
     app.outbox.now = now
-    app.go_live(now)  # the first run of any kind records the go-live date
     cursor = app.state.get("mail:cursor")
     batch = app.mail.fetch_new(cursor)
     ctx = match_context(app, now)
