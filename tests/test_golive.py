@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import at, copy_config, meeting, shipped_config
+from helpers import at, meeting, shipped_config
+from years import config_for_years, plan_yaml
 from kcg_mail.config import ConfigError, load_config
 from kcg_mail.core.cycle import (HOST_STEPS, STEPS, MeetingState, decide, is_history, next_due_date,
                                  step_dates)
@@ -25,32 +26,6 @@ from kcg_mail.core.years import missing_plan_items, missing_plans, plan_file_pro
 CFG = shipped_config()
 LEAD = CFG.meetings.lead_days
 FEB = meeting("2023-02")  # Monday 6 February 2023
-
-ROTATION = ["maria", "daniel", "david", "armina", "pia", "monica", "hanna", "lena", "lisa", "linda", "aljosa",
-            "jessica", "isabel"]
-
-
-def plan_yaml(year: int) -> dict:
-    """A year plan like the network writes: eleven meetings (no July), the
-    physical meeting in January, hosts in turn."""
-    meetings = []
-    for i, month in enumerate(m for m in range(1, 13) if m != 7):
-        meetings.append({"month": f"{year}-{month:02d}", "kind": "physical" if month == 1 else "digital",
-                         "theme": f"Tema {year}-{month:02d}", "host": ROTATION[(i + year) % len(ROTATION)]})
-    return {"year": year, "months_without_meeting": [f"{year}-07"], "meetings": meetings}
-
-
-def config_for_years(tmp_path: Path, years=range(2024, 2028)) -> Path:
-    """The shipped config plus plan files for more years. The shipped 2023
-    plan ends with the January 2024 meeting, so plan-2024 starts in February."""
-    d = copy_config(tmp_path)
-    for y in years:
-        data = plan_yaml(y)
-        if y == 2024:
-            data["meetings"] = [m for m in data["meetings"] if m["month"] != "2024-01"]
-        (d / f"plan-{y}.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    return d
-
 
 # ------------------------------------------------------------------ working days
 

@@ -33,6 +33,7 @@ def is_working_day(d: date, extra: frozenset[date] = frozenset()) -> bool:
     return d.weekday() < 5 and d not in _swedish_holidays(d.year) and d not in extra
 
 
+@lru_cache(maxsize=8192)
 def add_working_days(d: date, n: int, extra: frozenset[date] = frozenset()) -> date:
     """The ``n``-th working day after ``d`` (before it when ``n`` is negative);
     ``n == 0`` is ``d`` itself moved forward to a working day. Weekends,

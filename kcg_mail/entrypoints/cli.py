@@ -142,9 +142,11 @@ def status(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
     _config(config)
     _status_table(workdir, config)
     from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.services.status import needs_a_person
+    from kcg_mail.services.status import go_live_line, needs_a_person
 
-    for item in needs_a_person(bootstrap(workdir, config)):
+    a = bootstrap(workdir, config)
+    console.print(go_live_line(a), markup=False, highlight=False)
+    for item in needs_a_person(a):
         console.print(f"• {item}", markup=False)
 
 

@@ -56,6 +56,15 @@ def _mark(status: str | None) -> str:
     return {"done": "ja", "skipped": "hoppades över"}.get(status or "", "")
 
 
+def go_live_line(app: App) -> str:
+    """Where the cycle started, in one Swedish line."""
+    day = app.go_live()
+    if day is None:
+        return "Start: ingen körning än; den första dagliga körningen blir startdagen (eller sätt go_live: i meetings.yaml)."
+    source = "meetings.yaml go_live" if app.cfg.meetings.go_live else "första körningen"
+    return f"Start: {day.isoformat()} ({source}); möten före dess visas som \"{BEFORE_START}\" och får inga utskick."
+
+
 def today_of(app: App) -> date:
     """The run's day (simulated runs included), else today."""
     return (app.outbox.now if app.outbox is not None and app.outbox.now is not None else now_local(app.cfg)).date()
