@@ -167,6 +167,10 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
         console.print(f"[red]✗[/] {p}", highlight=False)
     if not problems:
         console.print("[green]✓[/] mail templates and protocol template render")
+    from kcg_mail.core.years import missing_plan_items, plan_years
+
+    for item in missing_plan_items(plan_years(cfg.plans), date_cls.today(), True):
+        console.print(f"[yellow]![/] {item}", highlight=False, soft_wrap=True)
     if connect:
         from kcg_mail.bootstrap import make_archive, make_mail
         from kcg_mail.ports import Check
@@ -186,6 +190,12 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
                 ok &= c.ok
                 console.print(f"{'[green]✓[/]' if c.ok else '[red]✗[/]'} {c.name}: {c.detail}", highlight=False,
                               soft_wrap=True)
+            if name == "archive":
+                root = cfg.transport.archive.root.rstrip("/")
+                folder = cfg.meetings.naming["folder"].replace("{short}", cfg.network.short)
+                console.print(f"  protocols are filed under {root}{folder} "
+                              f"({cfg.transport.archive.kind} archive, root {cfg.transport.archive.root})",
+                              highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(0 if ok else 1)
 
 
