@@ -86,3 +86,14 @@ def test_archive_root_must_be_an_absolute_folder(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(CONFIG_DIR, environ={"KCG_ARCHIVE__ROOT": "../elsewhere"})
     assert "transport.yaml: archive.root" in str(info.value) and "fix:" in str(info.value)
+
+
+def test_daily_schedule_follows_send_at(tmp_path):
+    from flows.serve import daily_cron
+
+    d = copy_config(tmp_path)
+    assert daily_cron(str(d)) == ("0 7 * * *", "Europe/Stockholm")
+    meetings = d / "meetings.yaml"
+    meetings.write_text(meetings.read_text(encoding="utf-8").replace('send_at: "07:00"', 'send_at: "06:30"'),
+                        encoding="utf-8")
+    assert daily_cron(str(d)) == ("30 6 * * *", "Europe/Stockholm")
