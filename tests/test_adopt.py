@@ -153,3 +153,34 @@ def test_adopted_protocols_are_not_asked_for_or_sent_again(tmp_path, monkeypatch
     intake = run_intake(app, at(date(2023, 2, 9), 12))
     assert [h.outcome for h in intake.handled] == ["duplicate"]
     assert sorted(p.name for p in (work / "mail" / "sent" / "cur").iterdir()) == sent  # nothing sent
+
+
+def test_adopt_reads_dropbox_through_the_archive_port(tmp_path):
+    """The same adoption from Dropbox (the real SDK against the HTTP-level fake),
+    with the archive root in a team folder."""
+    from fake_dropbox import FakeDropbox
+
+    from helpers import make_app
+    from kcg_mail.adapters.dropbox_archive import DropboxArchive
+    from kcg_mail.services.adopt import adopt
+
+    local = tmp_path / "local"
+    files = _archive_with_protocols(local)
+    fake = FakeDropbox().start()
+    try:
+        archive = DropboxArchive("test-app-key", "test-app-secret", "test-refresh-token", root="/Stadskärnor",
+                                 session=fake.session())
+        for rel, data in files.items():
+            archive.store("/" + rel, data)
+        app = make_app(tmp_path / "w", archive=archive)
+        report = adopt(app)
+        assert sorted((a.meeting_id, a.how) for a in report.adopted) == [("2023-02", "exact"), ("2023-03", "exact"),
+                                                                        ("2023-05", "near")]
+        assert [p for p, _ in report.unplaced] == ["/KCG/Protokoll/2021/2021-03-01 KCG Beslutsprotokoll.docx",
+                                                  "/KCG/Protokoll/2023/Protokoll utan datum.docx"]
+        assert {f.path for f in app.state.filings()} == {"/" + r for r in files if "2021" not in r and "utan" not in r}
+        log = archive.read("/KCG/Protokoll/2023/2023 KCG Beslutslogg.csv").decode("utf-8-sig")
+        assert "Ta fram ett gemensamt underlag" in log
+        assert adopt(app).adopted == []  # again: nothing new
+    finally:
+        fake.stop()

@@ -33,7 +33,7 @@ def meeting_rows(app: App) -> list[dict[str, Any]]:
         rows.append({
             "möte": m.id,
             "datum": m.date.isoformat() + (" (prel.)" if m.tentative else ""),
-            "läge": BEFORE_START if is_history(m, go_live) and not filings else "",
+            "läge": BEFORE_START if is_history(m, go_live) else "",
             "tema": m.theme_label,
             "värd": m.host.name,
             "värd informerad": _mark(steps.get("brief_host")),
