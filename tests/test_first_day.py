@@ -163,3 +163,15 @@ def test_first_weeks_from_go_live(prefect_api, tmp_path, go_live):
     assert any("plan-2028.yaml" in i for i in items)
     assert not any("plan-20" in i for i in needs_a_person(app, today=start))
     assert runs >= 2
+
+
+def test_prefect_server_that_does_not_answer_is_one_line(tmp_path):
+    from prefect_server import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/api"
+    run = subprocess.run([KCG, "daily", "--date", "2023-01-23", "--workdir", str(tmp_path / "w")], cwd=ROOT,
+                         env=_env(PREFECT_API_URL=url), capture_output=True, text=True, timeout=240)
+    assert run.returncode == 3
+    out = (run.stdout + run.stderr).strip()
+    assert "Traceback" not in out and len(out.splitlines()) <= 3, out
+    assert url in out and "prefect server start" in out

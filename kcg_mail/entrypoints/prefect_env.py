@@ -63,6 +63,9 @@ def explain(exc: BaseException) -> str | None:
         url = os.environ.get("PREFECT_API_URL")
         where = f"the Prefect server at {url} did not answer" if url else "Prefect's temporary server did not start"
         return f"{where} ({text.splitlines()[0][:160]}); {FIX}"
+    if "Failed to reach API at" in text:
+        return (f"the Prefect server at {os.environ.get('PREFECT_API_URL', '(PREFECT_API_URL)')} does not answer; "
+                f"start it (`prefect server start --host 127.0.0.1`) or unset PREFECT_API_URL to use a temporary one")
     try:
         import httpx
     except ImportError:  # pragma: no cover
