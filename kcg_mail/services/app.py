@@ -117,8 +117,9 @@ class App:
         for rec in self.state.actions():
             if rec.key.count(":step:") and rec.status in ("done", "skipped") and rec.meeting_id:
                 settled.setdefault(rec.meeting_id, set()).add(rec.action)
-                if rec.status == "done" and rec.detail.get("outcome") != "already":
-                    # the run's day (simulated runs included); older records: when it was written
+                if rec.status == "done":
+                    # the run's day (simulated runs included; a rerun after a crash: the rerun's day);
+                    # older records: when the record was written
                     on = rec.detail.get("on") or rec.at[:10]
                     sent_on.setdefault(rec.meeting_id, {})[rec.action] = date.fromisoformat(on)
         filed = {f.meeting_id for f in self.state.filings()}
