@@ -100,14 +100,15 @@ def run(n: int) -> dict[str, float]:
     calls = steps = 0
     for meetings, _, _, attendees in inputs:
         states: dict[str, MeetingState] = {}
-        day = min(m.date for m in meetings) - timedelta(days=lead.brief_host)
+        day = min(m.date for m in meetings) - timedelta(days=lead.brief_host * 2)  # working days
         while day is not None:
             now = datetime.combine(day, dtime(7), TZ)
             d = decide(meetings, states, now, lead, attendees)
             calls += 1
             for x in list(d.due) + list(d.skip):
                 st = states.get(x.meeting_id, MeetingState())
-                states[x.meeting_id] = MeetingState(st.settled | {x.action}, st.invitation, st.minutes_filed)
+                sent_on = {**st.sent_on, x.action: day} if x in d.due else dict(st.sent_on)  # spacing counts from it
+                states[x.meeting_id] = MeetingState(st.settled | {x.action}, st.invitation, st.minutes_filed, sent_on)
                 steps += 1
             day = next_due_date(meetings, states, day, lead)
     t_year = time.perf_counter() - t0

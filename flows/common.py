@@ -30,7 +30,8 @@ def make_app(workdir: str, config_dir: str | None) -> App:
     return app
 
 
-def when(app: App, date: str | None, at: str = "07:00") -> datetime:
+def when(app: App, date: str | None, at: str | None = None) -> datetime:
+    at = at or app.cfg.meetings.send_at.strftime("%H:%M")
     if date:
         return now_local(app.cfg, datetime.fromisoformat(f"{date}T{at}").replace(tzinfo=now_local(app.cfg).tzinfo))
     return now_local(app.cfg)

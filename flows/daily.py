@@ -30,7 +30,20 @@ def daily_flow(date: str | None = None, workdir: str = "var", config_dir: str | 
     now = when(app, date)
     report = run_daily(app, now, run_step=step_task)
     lines = [f"{r.meeting_id}: {r.action} – {r.outcome}" for r in report.results]
-    lines += [f"{s.meeting_id}: {s.action} hoppades över ({s.detail})" for s in report.skipped]
+    from kcg_mail.core.cycle import HISTORY
+
+    history = {s.meeting_id for s in report.skipped if s.detail.startswith(HISTORY)}
+    lines += [f"{s.meeting_id}: {s.action} hoppades över ({s.detail})" for s in report.skipped
+              if not s.detail.startswith(HISTORY)]
+    if history:
+        lines.append(f"{len(history)} möte(n) hölls före start ({', '.join(sorted(history))}): inga utskick för dem.")
+    from kcg_mail.core.plan import is_working_day
+
+    if app.go_live() == now.date():
+        lines.insert(0, f"Startdag {now.date().isoformat()}: möten som hölls före i dag visas som \"före start\" och får inga "
+                        f"utskick (utom protokollmallen till ett möte de senaste dagarna).")
+    if not is_working_day(now.date(), app.extra_days):
+        lines.append("Ingen arbetsdag (helg eller helgdag): inga utskick i dag.")
     from kcg_mail.services.alerts import overdue_alerts
 
     overdue = overdue_alerts(app, now)

@@ -28,6 +28,17 @@ TZ = "Europe/Stockholm"
 TAGS = ["kcg"]
 
 
+def daily_cron(config_dir: str | None) -> tuple[str, str]:
+    """(cron, time zone) of the daily run: ``meetings.yaml`` send_at (default 07:00) and timezone."""
+    from kcg_mail.config import load_config
+
+    try:
+        rules = load_config(config_dir).meetings
+    except Exception:  # the run itself reports a broken config
+        return DAILY_CRON, TZ
+    return f"{rules.send_at.minute} {rules.send_at.hour} * * *", rules.timezone
+
+
 def deployments(workdir: str, config_dir: str | None) -> list[Any]:
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.schedules import Cron
@@ -37,9 +48,10 @@ def deployments(workdir: str, config_dir: str | None) -> list[Any]:
     from flows.manual import onboard_member, refile, resend
 
     params = {"workdir": workdir, "config_dir": config_dir}
+    cron, tz = daily_cron(config_dir)
     enqueue = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
     return [
-        daily_flow.to_deployment(name="kcg-daily", schedule=Cron(DAILY_CRON, timezone=TZ), parameters=params,
+        daily_flow.to_deployment(name="kcg-daily", schedule=Cron(cron, timezone=tz), parameters=params,
                                  concurrency_limit=enqueue, tags=TAGS,
                                  description="Skickar det som ska ut i dag: värdinfo, kallelser, påminnelser, mallar."),
         intake_flow.to_deployment(name="kcg-intake", schedule=Cron(INTAKE_CRON, timezone=TZ), parameters=params,

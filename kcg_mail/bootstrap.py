@@ -47,21 +47,39 @@ class _Settings:
         return default if value in (None, "") else value
 
 
-def make_mail(cfg: Config, workdir: Path) -> MailTransport:
+SECURITY = {"smtp_security": ("starttls", "tls", "none"), "imap_security": ("tls", "starttls", "none")}
+
+
+def _security(cfg: Config, extra: "_Settings", field: str, default: str) -> str:
+    value = str(extra.get(field, default)).lower()
+    if value not in SECURITY[field]:
+        allowed = SECURITY[field]
+        raise ConfigError([
+            f"{Path(cfg.directory) / 'transport.yaml'}: mail.{field}: {value!r} is not a security setting "
+            f"(fix: use one of {', '.join(allowed)}: 'starttls' for a submission port like 587 (or IMAP 143), "
+            f"'tls' for an implicit-TLS port like 465 (or IMAP 993), 'none' only for a server on this machine "
+            f"(loopback), which sends the password unencrypted)"])
+    return value
+
+
+def make_mail(cfg: Config, workdir: Path, *, create: bool = True) -> MailTransport:
+    """``create=False``: for ``kcg check --connect``, which changes nothing."""
     s = cfg.transport.mail
     extra = _Settings(cfg, "mail", {"kind": s.kind, **(s.model_extra or {})})
     if s.kind == "maildir":
         from kcg_mail.adapters.maildir import MaildirTransport
 
-        return MaildirTransport(Path(extra.get("path") or workdir / "mail"))
+        return MaildirTransport(Path(extra.get("path") or workdir / "mail"), create=create)
     if s.kind == "smtp_imap":
         from kcg_mail.adapters.smtp_imap import SmtpImapTransport
 
+        smtp_security = _security(cfg, extra, "smtp_security", "starttls")
+        imap_security = _security(cfg, extra, "imap_security", "tls")
         return SmtpImapTransport(
             smtp_host=extra["smtp_host"], smtp_port=_int(extra.get("smtp_port"), 587),
             imap_host=extra.get("imap_host") or extra["smtp_host"], imap_port=_int(extra.get("imap_port"), 993),
             username=extra.get("username") or cfg.network.mailbox.email, password=require("smtp_password"),
-            smtp_security=extra.get("smtp_security", "starttls"), imap_security=extra.get("imap_security", "tls"),
+            smtp_security=smtp_security, imap_security=imap_security,
             sent_folder=extra.get("sent_folder", "Sent"),
             processed_folder=extra.get("processed_folder", "processed"),
             quarantine_folder=extra.get("quarantine_folder", "quarantine"),
@@ -92,11 +110,12 @@ def make_archive(cfg: Config, workdir: Path) -> Archive:
     if s.kind == "local":
         from kcg_mail.adapters.local_archive import LocalFolderArchive
 
-        return LocalFolderArchive(Path(extra.get("path") or workdir / "dropbox"))
+        base = Path(extra.get("path") or workdir / "dropbox")
+        return LocalFolderArchive(base.joinpath(*[p for p in s.root.split("/") if p]))
     from kcg_mail.adapters.dropbox_archive import DropboxArchive
 
     return DropboxArchive(
-        app_key=extra["app_key"], app_secret=require("dropbox_app_secret"), refresh_token=require("dropbox_refresh_token"),
+        root=s.root, app_key=extra["app_key"], app_secret=require("dropbox_app_secret"), refresh_token=require("dropbox_refresh_token"),
         team_root_namespace_id=extra.get("team_root_namespace_id"), team_member_id=extra.get("team_member_id"),
     )
 

@@ -27,7 +27,7 @@ def pytest_runtest_makereport(item, call):
 
 
 #: The pure core and its pure neighbours: ``./scripts/test.sh -m core`` runs in seconds.
-CORE_MODULES = {"test_cycle", "test_calendar", "test_config", "test_naming", "test_inbound",
+CORE_MODULES = {"test_cycle", "test_calendar", "test_config", "test_naming", "test_inbound", "test_golive",
                 "test_mail_output", "test_protocol"}
 
 

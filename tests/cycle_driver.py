@@ -33,7 +33,7 @@ from typing import Callable
 from zoneinfo import ZoneInfo
 
 from kcg_mail.services.compose import meeting_uid
-from kcg_mail.core.cycle import next_due_date
+from kcg_mail.core.cycle import due_dates, next_due_date
 from kcg_mail.services.daily import run_daily
 from kcg_mail.entrypoints.demo import fill_protocol
 from kcg_mail.services.intake import run_intake
@@ -158,8 +158,10 @@ def run_cycle(h: Harness, *, until: date | None = None) -> CycleResult:
     app = h.app
     lead = app.cfg.meetings.lead_days
     confirmed = [m for m in app.meetings if not m.tentative]
-    first = min(m.date for m in app.meetings) - timedelta(days=lead.brief_host + 1)
-    last = until or max(m.date for m in app.meetings) + timedelta(days=lead.escalate + 1)
+    extra = app.extra_days
+    # go-live (issue 15): the first run, the day before the year's first step
+    first = app.go_live() or min(due_dates(m, lead, extra)["brief_host"] for m in app.meetings) - timedelta(days=1)
+    last = until or max(due_dates(m, lead, extra)["escalate"] for m in app.meetings) + timedelta(days=1 + 2 * lead.spacing)
     reply_day = {m.id: m.date + timedelta(days=1) for m in confirmed}
     res = CycleResult()
     day: date | None = first
@@ -188,7 +190,8 @@ def run_cycle(h: Harness, *, until: date | None = None) -> CycleResult:
             res.outcomes.update(x.outcome for x in intake.handled)
         states = app.meeting_states()
         filed = {f.meeting_id for f in app.state.filings()}
-        candidates = [d for d in (next_due_date(app.meetings, states, day, lead),) if d]
+        candidates = [d for d in (next_due_date(app.meetings, states, day, lead, go_live=app.go_live(),
+                                                extra=extra),) if d]
         candidates += [d for mid, d in reply_day.items() if d > day and mid not in filed]
         day = min(candidates) if candidates else None
     # a final intake: nothing may be left in the inbox

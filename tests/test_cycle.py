@@ -18,7 +18,10 @@ from kcg_mail.core.plan import Meeting
 LEAD = shipped_config().meetings.lead_days
 FEB = meeting("2023-02")  # digital, Monday 6 February 2023 09:00-10:00
 TRIP = meeting("2023-10")  # tentative study trip, 25 September 2023
-OFFSETS = {"brief_host": -21, "invite": -14, "remind_host": -3, "send_template": -1, "chase_host": 3, "escalate": 7}
+# Working days from Monday 6 February 2023 (no public holiday from 16 January to 13 February)
+OFFSETS = {"brief_host": -15, "invite": -10, "remind_host": -3, "send_template": -1, "chase_host": 3, "escalate": 5}
+FEB_DAYS = {"brief_host": date(2023, 1, 16), "invite": date(2023, 1, 23), "remind_host": date(2023, 2, 1),
+            "send_template": date(2023, 2, 3), "chase_host": date(2023, 2, 9), "escalate": date(2023, 2, 13)}
 
 
 def members_of(m: Meeting) -> tuple[str, ...]:
@@ -55,18 +58,22 @@ def moved(m: Meeting, days: int) -> Meeting:
 
 def test_lead_times_of_the_shipped_config():
     assert (LEAD.brief_host, LEAD.invite, LEAD.remind_host, LEAD.send_template, LEAD.chase_host, LEAD.escalate) == \
-        (21, 14, 3, 1, 3, 7)
-    dates = due_dates(FEB, LEAD)
-    assert {k: (v - FEB.date).days for k, v in dates.items()} == OFFSETS
+        tuple(abs(OFFSETS[s]) for s in STEPS)
+    assert due_dates(FEB, LEAD) == FEB_DAYS
     assert set(STEPS) == set(OFFSETS)
+
+
+def sent_state(steps, **kw) -> MeetingState:
+    """These steps went out on their planned days."""
+    return MeetingState(settled=frozenset(steps), invitation=snap(FEB) if "invite" in steps else None,
+                        sent_on={s: FEB_DAYS[s] for s in steps}, **kw)
 
 
 @pytest.mark.parametrize("step", list(OFFSETS))
 def test_each_step_is_due_on_its_day_and_not_the_day_before(step):
-    day = FEB.date + timedelta(days=OFFSETS[step])
+    day = FEB_DAYS[step]
     earlier = [s for s in STEPS if OFFSETS[s] < OFFSETS[step]]
-    state = {FEB.id: MeetingState(settled=frozenset(earlier),
-                                  invitation=snap(FEB) if "invite" in earlier else None)}
+    state = {FEB.id: sent_state(earlier)}
     before = run([FEB], at(day - timedelta(days=1), 7), state)
     assert (FEB.id, step) not in due(before)
     assert before.due == [] and before.skip == []
@@ -81,25 +88,28 @@ def test_all_steps_of_a_year_become_due_in_order():
     """Walk every day of a meeting's cycle, settling what is done: each step
     goes out exactly once, on its own day."""
     settled: set[str] = set()
+    sent_on: dict[str, date] = {}
     invitation = None
     sent: list[tuple[str, date]] = []
-    for i in range(-30, 15):
+    for i in range(-40, 20):
         day = FEB.date + timedelta(days=i)
-        dec = run([FEB], at(day, 7), {FEB.id: MeetingState(frozenset(settled), invitation)})
+        dec = run([FEB], at(day, 7), {FEB.id: MeetingState(frozenset(settled), invitation, sent_on=dict(sent_on))})
         assert dec.skip == []
         for d in dec.due:
             sent.append((d.action, day))
             settled.add(d.action)
+            sent_on[d.action] = day
             if d.action == "invite":
                 invitation = snap(FEB)
-    assert sent == [(s, FEB.date + timedelta(days=OFFSETS[s])) for s in STEPS]
+    assert sent == [(s, FEB_DAYS[s]) for s in STEPS]
+    assert all(d.weekday() < 5 for _, d in sent)
 
 
 # ------------------------------------------------------------ idempotency
 
 
 def test_settled_steps_are_not_due_again():
-    day = FEB.date - timedelta(days=21)
+    day = FEB_DAYS["brief_host"]
     first = run([FEB], at(day))
     assert due(first) == [(FEB.id, "brief_host")]
     again = run([FEB], at(day, 15), {FEB.id: MeetingState(settled=frozenset({"brief_host"}))})
@@ -138,17 +148,22 @@ def test_run_after_meeting_start_skips_pre_meeting_mails_but_sends_template():
     assert all(r == "mötet har redan börjat" for r in skips.values())
 
 
-def test_run_on_meeting_morning_before_start_still_reminds():
+def test_run_on_meeting_morning_before_start_invites_and_sends_one_host_mail():
+    """Changed with issue 15: the host gets one mail a day per meeting, so the
+    template replaces the brief and the reminder that are due the same morning."""
     now = FEB.start - timedelta(hours=2)
     dec = run([FEB], now)
-    assert due(dec) == [(FEB.id, a) for a in ("brief_host", "invite", "remind_host", "send_template")]
-    assert dec.skip == []
+    assert due(dec) == [(FEB.id, a) for a in ("invite", "send_template")]
+    assert sorted(skipped(dec)) == [(FEB.id, "brief_host"), (FEB.id, "remind_host")]
+    assert {s.reason for s in dec.skip} == {"ersatt av send_template samma dag"}
 
 
-def test_first_run_long_after_meeting():
+def test_first_run_long_after_meeting_without_go_live():
+    """Changed with issue 15: no chase before the template went out, no
+    escalation before the chase (spacing from when each actually went out)."""
     dec = run([FEB], at(FEB.date + timedelta(days=30)))
     assert sorted(skipped(dec)) == sorted((FEB.id, a) for a in ("brief_host", "invite", "remind_host"))
-    assert due(dec) == [(FEB.id, a) for a in ("send_template", "chase_host", "escalate")]
+    assert due(dec) == [(FEB.id, "send_template")]
 
 
 def test_skipped_steps_once_recorded_are_not_skipped_again():
@@ -171,16 +186,17 @@ def test_chase_and_escalate_not_due_when_minutes_filed():
 
 def test_template_not_sent_when_minutes_already_filed():
     state = {FEB.id: MeetingState(settled=frozenset(STEPS[:3]), invitation=snap(FEB), minutes_filed=True)}
-    dec = run([FEB], at(FEB.date - timedelta(days=1)), state)
+    dec = run([FEB], at(FEB_DAYS["send_template"]), state)
     assert dec.due == [] and skipped(dec) == [(FEB.id, "send_template")]
 
 
 def test_chase_without_minutes_then_escalate():
-    state = {FEB.id: MeetingState(settled=frozenset(STEPS[:4]), invitation=snap(FEB))}
-    assert due(run([FEB], at(FEB.date + timedelta(days=3)), state)) == [(FEB.id, "chase_host")]
-    state = {FEB.id: MeetingState(settled=frozenset(STEPS[:5]), invitation=snap(FEB))}
-    assert due(run([FEB], at(FEB.date + timedelta(days=6)), state)) == []
-    assert due(run([FEB], at(FEB.date + timedelta(days=7)), state)) == [(FEB.id, "escalate")]
+    state = {FEB.id: sent_state(STEPS[:4])}
+    assert due(run([FEB], at(date(2023, 2, 8)), state)) == []
+    assert due(run([FEB], at(date(2023, 2, 9)), state)) == [(FEB.id, "chase_host")]
+    state = {FEB.id: sent_state(STEPS[:5])}
+    assert due(run([FEB], at(date(2023, 2, 10)), state)) == []
+    assert due(run([FEB], at(date(2023, 2, 13)), state)) == [(FEB.id, "escalate")]
 
 
 # ------------------------------------------------------------ tentative meetings
@@ -263,7 +279,7 @@ def test_cancel_invitation_when_meeting_becomes_tentative():
 
 def test_reconfirmed_meeting_gets_its_invitation_back():
     state = {FEB.id: MeetingState(settled=frozenset({"brief_host", "invite"}), invitation=snap(FEB, 1, cancelled=True))}
-    dec = run([FEB], at(FEB.date - timedelta(days=9)), state)
+    dec = run([FEB], at(FEB.date - timedelta(days=10)), state)
     assert due(dec) == [(FEB.id, "update_invitation")]
     assert dec.due[0].reason == "datumet är bekräftat igen"
 
@@ -292,10 +308,15 @@ def test_cancellations_and_updates_come_first():
 
 def test_next_due_date():
     assert next_due_date([FEB], {}, date(2023, 1, 1), LEAD) == date(2023, 1, 16)
-    assert next_due_date([FEB], {}, date(2023, 1, 16), LEAD) == date(2023, 1, 23)
-    settled = {FEB.id: MeetingState(settled=frozenset({"brief_host", "invite"}))}
-    assert next_due_date([FEB], settled, date(2023, 1, 10), LEAD) == date(2023, 2, 3)
-    assert next_due_date([FEB], {}, date(2023, 2, 5), LEAD) == date(2023, 2, 9)
+    brief = {FEB.id: sent_state(["brief_host"])}
+    assert next_due_date([FEB], brief, date(2023, 1, 16), LEAD) == date(2023, 1, 23)
+    settled = {FEB.id: sent_state(["brief_host", "invite"])}
+    assert next_due_date([FEB], settled, date(2023, 1, 10), LEAD) == date(2023, 2, 1)
+    four = {FEB.id: sent_state(STEPS[:4])}
+    assert next_due_date([FEB], four, date(2023, 2, 5), LEAD) == date(2023, 2, 9)
+    # the chase waits for the template: nothing is due after the meeting until it went out
+    tpl_skipped = {FEB.id: MeetingState(settled=frozenset(STEPS[:4]))}
+    assert next_due_date([FEB], tpl_skipped, date(2023, 2, 5), LEAD) is None
     filed = {FEB.id: MeetingState(settled=frozenset(STEPS[:4]), minutes_filed=True)}
     assert next_due_date([FEB], filed, date(2023, 2, 5), LEAD) is None
     everything = {FEB.id: MeetingState(settled=frozenset(STEPS))}
@@ -305,5 +326,6 @@ def test_next_due_date():
 def test_next_due_date_over_the_year():
     ms = meetings()
     first = next_due_date(ms, {}, date(2022, 12, 1), LEAD)
-    assert first == date(2023, 1, 2) - timedelta(days=21)
+    # 15 working days before Monday 2 January 2023; Monday 26 December is a holiday
+    assert first == date(2022, 12, 9)
     assert next_due_date(ms, {}, date(2024, 1, 9), LEAD) is None

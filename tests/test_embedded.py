@@ -4,7 +4,7 @@ kcg_mail.entrypoints.demo.host_reply playing the host."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 
@@ -207,8 +207,10 @@ def cycle(tmp_path):
 def test_full_cycle_on_the_embedded_adapters(cycle):
     app, wd = cycle
     # ---- before the February meeting: brief, invite, remind, template
-    for offset, expected in ((-21, "brief_host"), (-14, "invite"), (-3, "remind_host"), (-1, "send_template")):
-        report = _daily(app, FEB.date + timedelta(days=offset))
+    # issue 15: working days before Monday 6 February (the template on Friday, not on Sunday)
+    for day, expected in ((date(2023, 1, 16), "brief_host"), (date(2023, 1, 23), "invite"),
+                          (date(2023, 2, 1), "remind_host"), (date(2023, 2, 3), "send_template")):
+        report = _daily(app, day)
         assert [(r.meeting_id, r.action, r.outcome) for r in report.results] == [("2023-02", expected, "sent")]
     # the March brief became due on 13 February; nothing has been run for it yet
     invites = sent_with_action(wd, "invite")
@@ -297,7 +299,9 @@ def test_full_cycle_on_the_embedded_adapters(cycle):
 
 def test_reply_without_attachment_gets_one_polite_answer_per_day(cycle):
     app, wd = cycle
-    _daily(app, MAR.date - timedelta(days=1))  # March: brief, invite, remind, template (and Feb catch-up)
+    # go-live Friday 3 March: the March invitation, and the template (it replaces the late brief and
+    # reminder: one mail a day per host); February was held before go-live (issue 15)
+    _daily(app, date(2023, 3, 3))
     tpl = next(m for m in sent_with_action(wd, "send_template") if "2023-03" in str(m[MARKER_HEADER]))
     day = MAR.date + timedelta(days=1)
     for i in (1, 2):
@@ -331,7 +335,7 @@ def test_reply_without_attachment_gets_one_polite_answer_per_day(cycle):
 
 def test_strangers_mail_is_quarantined_without_reply(cycle):
     app, wd = cycle
-    _daily(app, FEB.date - timedelta(days=1))
+    _daily(app, date(2023, 2, 3))  # the Friday before the meeting (issue 15: no mail on Sunday)
     before = sent_by_key(wd)
     raw = host_reply(app, FEB, at(FEB.date + timedelta(days=1), 11))
     _, docx = attachment_of(raw)

@@ -496,3 +496,49 @@ def test_ntlm_on_premises_uses_delegate_access_and_pinned_version(mocker):
     assert req.find(".//t:ExchangeImpersonation") is None
     assert req.find(".//t:RequestServerVersion").get("Version") == "Exchange2016"  # 2019 speaks the 2016 schema
     assert t.account.access_type == "delegate"
+
+
+# ------------------------------------------------------------ issue 15: a rejected token is fetched anew once
+
+
+def test_rejected_oauth_token_is_refreshed_once_and_the_send_retried(mocker):
+    fake = FakeEWS(url="https://outlook.office365.com/EWS/Exchange.asmx", auth="oauth", build=(15, 20, 8769, 21))
+    t, _ = transport(fake, mocker, auth="oauth", version="ExchangeOnline")
+    t.send(message(key="first"))
+    assert len(fake.token_requests) == 1
+    fake.issued_tokens.clear()  # the server revokes the token long before its expiry
+    t.send(message(key="second"))
+    assert len(fake.token_requests) > 1 and t.token_refreshes == 1  # a new token (one per pooled session)
+    assert len([s for s in fake.sent if s["kind"] == "message"]) == 2  # each once
+    assert t.was_sent("second")
+
+
+def test_token_refused_twice_fails_with_a_true_message(mocker):
+    fake = FakeEWS(auth="oauth")
+    t, _ = transport(fake, mocker, auth="oauth")
+    t.fetch_new(None)
+    fake.issued_tokens.clear()
+    fake.auth = "oauth"
+    original = fake._token
+
+    def token_never_accepted(request, context):
+        body = original(request, context)
+        fake.issued_tokens.clear()  # every new token is refused as well
+        return body
+
+    from fake_ews import TOKEN_URL_RE
+
+    mocker.post(TOKEN_URL_RE, content=token_never_accepted)
+    with pytest.raises(TransportError) as info:
+        t.fetch_new(None)
+    assert "newly fetched access token was refused too" in str(info.value)
+    assert t.token_refreshes == 1  # once, not in a loop
+    assert "KCG_EWS_USERNAME" not in str(info.value)
+
+
+def test_ews_basic_401_names_settings_that_are_read(mocker):
+    fake = FakeEWS()
+    t, _ = transport(fake, mocker, creds={"password": "wrong"})
+    (check,) = t.check()
+    assert not check.ok and "KCG_EWS_PASSWORD" in check.detail and "mail.username" in check.detail
+    assert "KCG_EWS_USERNAME" not in check.detail

@@ -12,6 +12,7 @@ import pytest
 from helpers import config_with, make_app, shipped_config
 from kcg_mail.services.daily import run_daily
 from kcg_mail.entrypoints.demo import host_reply
+from kcg_mail.core.cycle import due_dates
 from kcg_mail.services.intake import run_intake
 from kcg_mail.ports import TransientError
 
@@ -22,8 +23,9 @@ def _at(app, d, hour=7):
 
 def _until_template(app, m):
     """Daily runs from the first brief to the day the template goes out."""
-    d = m.date - timedelta(days=app.cfg.meetings.lead_days.brief_host)
-    while d <= m.date - timedelta(days=app.cfg.meetings.lead_days.send_template):
+    days = due_dates(m, app.cfg.meetings.lead_days)  # working days (issue 15)
+    d = days["brief_host"]
+    while d <= days["send_template"]:
         run_daily(app, _at(app, d))
         d += timedelta(days=1)
 
@@ -98,7 +100,7 @@ def test_graph_down_during_daily_run_then_resumes_without_duplicates(tmp_path):
                               sleep=waits.append, max_retries=2)
         app = make_app(tmp_path, cfg, mail=mail)
         m = app.meetings[0]
-        brief_day = m.date - timedelta(days=app.cfg.meetings.lead_days.brief_host)
+        brief_day = due_dates(m, app.cfg.meetings.lead_days)["brief_host"]
         fake.inject(503, times=10, path="sendMail")
         with pytest.raises(TransientError):
             run_daily(app, _at(app, brief_day))

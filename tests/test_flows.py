@@ -64,10 +64,10 @@ def test_daily_flow_runs_and_publishes(prefect_api, tmp_path):
 
     wd = str(tmp_path)
     result, run_id = _run(daily_flow, date="2023-01-16", workdir=wd, config_dir=str(CONFIG_DIR))
-    # 16 Jan: the January meeting (2 Jan) is past: template, chase, escalate, and February's brief
-    assert result == {"date": "2023-01-16", "sent": 4, "steps": 4, "skipped": 3}
-    assert sorted(k.split(":")[0] + ":" + k.split(":")[1] for k in sent_by_key(tmp_path)) == [
-        "2023-01:chase_host", "2023-01:escalate", "2023-01:send_template", "2023-02:brief_host"]
+    # 16 Jan, the first run (go-live): the January meeting (2 Jan) was held 10 working days before, it is
+    # history (issue 15: before, this sent its template, chase and escalation in one second); February's brief
+    assert result == {"date": "2023-01-16", "sent": 1, "steps": 1, "skipped": 6}
+    assert sorted(k.split(":")[0] + ":" + k.split(":")[1] for k in sent_by_key(tmp_path)) == ["2023-02:brief_host"]
 
     arts = _artifacts(run_id)
     assert {"kcg-year-plan", "kcg-run-summary"} <= set(arts)
@@ -76,11 +76,12 @@ def test_daily_flow_runs_and_publishes(prefect_api, tmp_path):
     rows = plan.data if isinstance(plan.data, list) else json.loads(plan.data)
     assert [r["möte"] for r in rows] == [m.id for m in meetings()]
     jan = next(r for r in rows if r["möte"] == "2023-01")
-    assert jan["mall skickad"] == "ja" and jan["värd informerad"] == "hoppades över"
+    assert jan["mall skickad"] == "hoppades över" and jan["läge"] == "före start"
     summary = arts["kcg-run-summary"]
     assert summary.type == "markdown"
     assert summary.data.startswith("# Daglig körning 2023-01-16")
     assert "2023-02: brief_host – sent" in summary.data
+    assert "Startdag 2023-01-16" in summary.data and "1 möte(n) hölls före start (2023-01)" in summary.data
     assert "Behöver en människa" in summary.data
 
     with _client() as client:
@@ -89,7 +90,7 @@ def test_daily_flow_runs_and_publishes(prefect_api, tmp_path):
     # the same day again: nothing new
     result, _ = _run(daily_flow, date="2023-01-16", workdir=wd, config_dir=str(CONFIG_DIR))
     assert result["sent"] == 0 and result["steps"] == 0
-    assert set(sent_by_key(tmp_path).values()) == {1} and len(sent_by_key(tmp_path)) == 4
+    assert set(sent_by_key(tmp_path).values()) == {1} and len(sent_by_key(tmp_path)) == 1
 
 
 def test_intake_flow_files_minutes_and_is_renamed(prefect_api, tmp_path):

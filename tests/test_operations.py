@@ -161,7 +161,7 @@ def test_changed_host_tells_old_and_new_host(tmp_path):
     to = sorted(k.split(":")[2] for k in mails if ":plan_change:" in k)
     assert to == ["bjorn@svenskastadskarnor.example.se", "linda@boras.example.se", "maria@vasteras.example.se"]
     # the new host is the host from now on: the reminder goes to her
-    run_daily(bootstrap(work, cfgdir), at("2023-12-01"))
+    run_daily(bootstrap(work, cfgdir), at("2023-11-29"))  # 3 working days before Monday 4 December
     assert "2023-12:remind_host:maria@vasteras.example.se" in sent(work)
 
 
@@ -320,9 +320,10 @@ def test_resend_invitation_is_an_update_to_everyone(tmp_path):
 def test_resend_template_goes_out_again_and_is_recorded(tmp_path):
     from kcg_mail.services.manual import resend_meeting
 
-    app, cfgdir, work = invited(tmp_path, "2023-11-05")  # template for 6 Nov sent on 5 Nov
+    # template for Monday 6 Nov sent on Friday 3 Nov (issue 15: working days)
+    app, cfgdir, work = invited(tmp_path, "2023-11-03")
     assert "2023-11:send_template:lisa@uppsala.example.se" in sent(work)
-    out = resend_meeting(app, "2023-11", "template", "run-7", at("2023-11-05", "15:00"))
+    out = resend_meeting(app, "2023-11", "template", "run-7", at("2023-11-03", "15:00"))
     key = "2023-11:send_template:lisa@uppsala.example.se:resend:run-7"
     assert out["outcome"] == "sent" and out["key"] == key
     mail = sent(work)[key]

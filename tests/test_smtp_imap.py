@@ -395,12 +395,20 @@ def test_courier_style_namespace_prefix_is_discovered():
 # --------------------------------------------------------------------------- failures
 
 
-def test_check_ok_and_creates_missing_folders(server, transport):
+def test_check_ok_and_creates_nothing(server, transport):
+    """Issue 15: `kcg check --connect` says it changes nothing, so it creates no
+    folder; a missing one is reported as created on first use."""
+    before = set(server.folders(KCG))
     checks = transport.check()
     assert all(c.ok for c in checks), checks
     names = " ".join(c.name for c in checks)
     assert "SMTP" in names and "IMAP" in names
-    assert {"Sent", "processed", "quarantine"} <= set(server.folders(KCG))
+    assert set(server.folders(KCG)) == before
+    for c in checks:
+        if c.name.startswith("IMAP folder"):
+            folder = c.name.rpartition("(")[2].rstrip(")")
+            expected = "exists, writable" if folder in before else "does not exist yet; created on first use"
+            assert c.detail == expected, (c, before)
     assert len(server.messages(LUND)) == 0, "check sends nothing"
 
 

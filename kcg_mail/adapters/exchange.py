@@ -33,7 +33,9 @@ What this adapter does on the wire (and what the tests assert):
 
 from __future__ import annotations
 
+import functools
 import logging
+import queue
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -210,6 +212,26 @@ class BoundedRetry(FaultTolerance):
 # ------------------------------------------------------------------------ the adapter
 
 
+def _refresh_once(method):
+    """OAuth: a token the server rejects before its expiry (revoked, rotated
+    keys, a tenant policy change) is fetched anew once and the operation
+    retried, as the Graph transport does; a second 401 is reported. A request
+    answered 401 did nothing on the server, so the retry sends nothing twice."""
+
+    @functools.wraps(method)
+    def wrapper(self: "ExchangeTransport", *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except TransportError as e:
+            if self.auth != "oauth" or not isinstance(e.__cause__, ews_errors.UnauthorizedError):
+                raise
+            log.warning("Exchange rejected the access token; fetching a new one and retrying once")
+            self._refresh_token()
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class ExchangeTransport(MailTransport):
     """MailTransport over EWS. Nothing is sent over the network until the first
     operation (or ``check()``)."""
@@ -240,11 +262,12 @@ class ExchangeTransport(MailTransport):
                                       ("tenant_id", tenant_id)) if not v]
             if missing:
                 raise ValueError(
-                    f"auth='oauth' needs {', '.join(missing)} (KCG_EWS_CLIENT_ID, KCG_EWS_CLIENT_SECRET, "
-                    "KCG_EWS_TENANT_ID)"
+                    f"auth='oauth' needs {', '.join(missing)} (transport.yaml mail.client_id and mail.tenant_id "
+                    "or KCG_MAIL__CLIENT_ID / KCG_MAIL__TENANT_ID; the secret in KCG_EWS_CLIENT_SECRET)"
                 )
         elif not username or not password:
-            raise ValueError(f"auth={auth!r} needs username and password (KCG_EWS_USERNAME, KCG_EWS_PASSWORD)")
+            raise ValueError(f"auth={auth!r} needs username and password (transport.yaml mail.username or "
+                             "KCG_MAIL__USERNAME; the password in KCG_EWS_PASSWORD)")
         if not service_endpoint and not autodiscover:
             raise ValueError("service_endpoint is required unless autodiscover=True")
         if version is not None and version not in VERSIONS:
@@ -262,6 +285,8 @@ class ExchangeTransport(MailTransport):
         self.retry_policy = BoundedRetry(max_wait=max_wait, sleep=sleep)
         self._account: Account | None = None
         self._folders: dict[str, Folder] = {}
+        #: how often a rejected access token was replaced (for tests and logs)
+        self.token_refreshes = 0
         register_extended_properties()
 
     # ----------------------------------------------------------------- connection
@@ -302,6 +327,24 @@ class ExchangeTransport(MailTransport):
             account.protocol.config.retry_policy = self.retry_policy
             self._account = account
         return self._account
+
+    def _refresh_token(self) -> None:
+        """Drop the access token and every pooled session built on it; the
+        next request fetches a new token (client credentials)."""
+        if self._account is None:
+            return
+        proto = self._account.protocol
+        with proto.credentials.lock:
+            proto.credentials.access_token = None
+        stale = []
+        while True:
+            try:
+                stale.append(proto._session_pool.get(block=False))
+            except queue.Empty:
+                break
+        for session in stale:
+            proto.release_session(proto.renew_session(session))
+        self.token_refreshes += 1
 
     def close(self) -> None:
         if self._account is not None:
@@ -346,17 +389,20 @@ class ExchangeTransport(MailTransport):
                           oauth_errors.InvalidClientIdError)):
             return TransportError(
                 f"{what}: Microsoft Entra ID refused the app credentials ({e.error}: {e.description}). "
-                "Check KCG_EWS_CLIENT_ID, KCG_EWS_TENANT_ID and KCG_EWS_CLIENT_SECRET (secrets expire; "
-                "create a new one under Certificates & secrets)."
+                "Check mail.client_id and mail.tenant_id in transport.yaml (or KCG_MAIL__CLIENT_ID / "
+                "KCG_MAIL__TENANT_ID) and KCG_EWS_CLIENT_SECRET (secrets expire; create a new one under "
+                "Certificates & secrets)."
             )
         if isinstance(e, oauth_errors.OAuth2Error):
             return TransportError(f"{what}: OAuth token request failed ({e.error}: {e.description}).")
         if isinstance(e, ews_errors.UnauthorizedError):
             hint = (
-                "the access token was refused: check that the app has the Exchange application permission "
-                "full_access_as_app with admin consent"
+                ("a newly fetched access token was refused too" if self.token_refreshes else
+                 "the access token was refused") + ": check that the app has the Exchange application permission "
+                "full_access_as_app with admin consent, and that EWS is allowed for the app (EwsAllowedAppIDs)"
                 if self.auth == "oauth"
-                else "check KCG_EWS_USERNAME/KCG_EWS_PASSWORD and that the server allows "
+                else f"check the user name ({self._username!r}: transport.yaml mail.username or KCG_MAIL__USERNAME), "
+                "the password in KCG_EWS_PASSWORD, and that the server allows "
                 f"{self.auth.upper()} authentication on EWS"
             )
             return TransportError(f"{what}: {where} answered 401 Unauthorized; {hint}.")
@@ -425,6 +471,7 @@ class ExchangeTransport(MailTransport):
             m.attach(FileAttachment(name=att.filename, content=att.data, content_type=att.content_type))
         return m
 
+    @_refresh_once
     def send(self, message: OutgoingMessage) -> None:
         with self._ews(f"send {message.key}"):
             try:
@@ -479,6 +526,7 @@ class ExchangeTransport(MailTransport):
             return old is not None and new is not None and old == new
         return (old or None) == (new or None)
 
+    @_refresh_once
     def send_invitation(self, invitation: Invitation) -> None:
         inv = invitation
         with self._ews(f"{inv.method} invitation {inv.uid} (sequence {inv.sequence})"):
@@ -519,6 +567,7 @@ class ExchangeTransport(MailTransport):
 
     # ---------------------------------------------------------------------- inbox
 
+    @_refresh_once
     def fetch_new(self, cursor: str | None) -> FetchResult:
         with self._ews("fetch new messages"):
             inbox = self.account.inbox
@@ -575,6 +624,7 @@ class ExchangeTransport(MailTransport):
         self._folders[name] = folder
         return folder
 
+    @_refresh_once
     def move(self, ref: str, folder: FolderName) -> None:
         item_id, _, _changekey = ref.partition("|")
         if not item_id:
@@ -592,6 +642,7 @@ class ExchangeTransport(MailTransport):
 
     # ------------------------------------------------------------------ was_sent
 
+    @_refresh_once
     def was_sent(self, key: str) -> bool:
         with self._ews(f"look up sent copy of {key}"):
             if self.account.sent.filter(kcg_marker=key).exists():

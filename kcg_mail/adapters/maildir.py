@@ -47,11 +47,13 @@ def _atomic_write(folder: Path, name: str, data: bytes) -> Path:
 
 
 class MaildirTransport(MailTransport):
-    def __init__(self, root: Path | str):
+    def __init__(self, root: Path | str, *, create: bool = True):
+        """``create=False`` (``kcg check --connect``) leaves the file system alone."""
         self.root = Path(root)
-        for box in ("sent", "inbox", "processed", "quarantine"):
-            for sub in ("tmp", "new", "cur"):
-                (self.root / box / sub).mkdir(parents=True, exist_ok=True)
+        if create:
+            for box in ("sent", "inbox", "processed", "quarantine"):
+                for sub in ("tmp", "new", "cur"):
+                    (self.root / box / sub).mkdir(parents=True, exist_ok=True)
 
     # outgoing -------------------------------------------------------------
     def _store_sent(self, key: str, data: bytes) -> None:
@@ -113,5 +115,12 @@ class MaildirTransport(MailTransport):
         return _atomic_write(self.root / "inbox", name, raw)
 
     def check(self) -> list[Check]:
+        if not self.root.exists():
+            parent = self.root.parent
+            while not parent.exists() and parent != parent.parent:
+                parent = parent.parent
+            ok = parent.is_dir() and os.access(parent, os.W_OK)
+            return [Check("maildir", ok, f"{self.root} does not exist yet; " + (
+                "it will be created on the first run" if ok else f"it cannot be created ({parent} is not writable)"))]
         ok = os.access(self.root, os.W_OK)
         return [Check("maildir", ok, f"{self.root} {'is writable' if ok else 'is not writable: check permissions'}")]

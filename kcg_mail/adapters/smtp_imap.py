@@ -325,7 +325,8 @@ class SmtpImapTransport(MailTransport):
                 if not smtp.has_extn("starttls"):
                     raise TransportError(
                         f"SMTP server {self.smtp_host}:{self.smtp_port} does not offer STARTTLS; "
-                        "use smtp_security='tls' for an implicit-TLS port (465)"
+                        "use smtp_security='tls' for an implicit-TLS port (465), or 'none' only for a "
+                        "server on this machine (loopback)"
                     )
                 smtp.starttls(context=self.ssl_context)
                 smtp.ehlo()
@@ -414,7 +415,8 @@ class SmtpImapTransport(MailTransport):
                 if "STARTTLS" not in conn.capabilities:
                     raise TransportError(
                         f"IMAP server {self.imap_host}:{self.imap_port} does not offer STARTTLS; "
-                        "use imap_security='tls' for an implicit-TLS port (993)"
+                        "use imap_security='tls' for an implicit-TLS port (993), or 'none' only for a "
+                        "server on this machine (loopback)"
                     )
                 conn.starttls(ssl_context=self.ssl_context)
             try:
@@ -745,7 +747,8 @@ class SmtpImapTransport(MailTransport):
             return f"TLS certificate of {host}:{port} not trusted: {exc.verify_message or exc}"
         if isinstance(exc, ssl.SSLError):
             hint = (
-                "port speaks plain text: use security 'starttls' (or the implicit-TLS port)"
+                "port speaks plain text: use security 'starttls' (or the implicit-TLS port); "
+                "'none' only for a server on this machine (loopback)"
                 if "WRONG_VERSION_NUMBER" in str(exc).upper() or "wrong version number" in str(exc)
                 else "check the port and the security setting"
             )
@@ -801,13 +804,15 @@ class SmtpImapTransport(MailTransport):
             mailbox = self._folder(which)
             label = f"IMAP folder {which} ({mailbox})"
             try:
-                created = self._ensure_folder(conn, mailbox)
+                if not self._exists(conn, mailbox):  # check changes nothing: report, don't create
+                    checks.append(Check(label, True, "does not exist yet; created on first use"))
+                    continue
                 self._selected = None
                 typ, data = conn.select(_quote(_encode_mutf7(mailbox)))
                 if typ != "OK":
                     checks.append(Check(label, False, f"cannot open: {data}"))
                 else:
-                    checks.append(Check(label, True, "created" if created else "exists, writable"))
+                    checks.append(Check(label, True, "exists, writable"))
             except imaplib.IMAP4.readonly:
                 self._drop_imap()
                 conn = self._imap()

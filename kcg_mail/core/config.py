@@ -165,14 +165,24 @@ class Times(_Model):
 
 
 class LeadTimes(_Model):
-    """Days relative to the meeting date (negative = before)."""
+    """Swedish working days before (brief, invite, remind, template) or after
+    (chase, escalate) the meeting date; weekends, public holidays and
+    ``extra_non_working_days`` do not count.
 
-    brief_host: int = 21
-    invite: int = 14
-    remind_host: int = 3
-    send_template: int = 1
-    chase_host: int = 3
-    escalate: int = 7
+    ``spacing``: a chase goes out at least this many working days after the
+    template actually went out, an escalation at least this many after the
+    chase. ``late_template``: a meeting held at most this many working days
+    before the go-live date still gets its template (and the chase after it).
+    """
+
+    brief_host: int = Field(15, ge=0)
+    invite: int = Field(10, ge=0)
+    remind_host: int = Field(3, ge=0)
+    send_template: int = Field(1, ge=0)
+    chase_host: int = Field(3, ge=1)
+    escalate: int = Field(5, ge=1)
+    spacing: int = Field(2, ge=1)
+    late_template: int = Field(3, ge=0)
 
 
 class Meetings(_Model):
@@ -184,6 +194,11 @@ class Meetings(_Model):
     places: dict[str, str] = {}
     link: str = ""
     lead_days: LeadTimes = LeadTimes()
+    #: the hour the daily run sends (local time of ``timezone``)
+    send_at: time = time(7, 0)
+    #: meetings held before this day are history (nothing is sent for them);
+    #: unset: the day of the first run, kept in the state record
+    go_live: date | None = None
     kind_labels: dict[str, str] = {}
     naming: dict[str, str]
     distribution: Literal["attach", "link"] = "attach"
@@ -213,9 +228,22 @@ class MailSettings(BaseModel):
 
 
 class ArchiveSettings(BaseModel):
+    """``root``: the folder every archive path lies under (a Dropbox folder,
+    or a folder inside the local archive); ``meetings.yaml`` naming.folder
+    (default ``/KCG/Protokoll/{year}``) comes below it. Default ``/``."""
+
     model_config = ConfigDict(extra="allow", frozen=True)
     kind: Literal["local", "dropbox"] = "local"
-    root: str = "/KCG"
+    root: str = "/"
+
+    @field_validator("root")
+    @classmethod
+    def _root(cls, v: str) -> str:
+        v = (v or "/").strip()
+        if not v.startswith("/") or any(part in ("..", ".") for part in v.split("/")):
+            raise ValueError(f"{v!r} is not an absolute folder like / or /Team/Nätverk (fix: start it with / "
+                             f"and leave out '..')")
+        return "/" + v.strip("/") if v.strip("/") else "/"
 
 
 class Transport(_Model):

@@ -7,10 +7,26 @@ Pure and fast; no I/O. For each meeting the cycle is:
     -> chase_host -> escalate            (only while no minutes are filed)
 
 plus ``update_invitation`` / ``cancel_invitation`` when the plan changed after
-an invitation went out. Each step has a window: it becomes due ``lead_days``
-from the meeting date and expires when it stops making sense (no "meeting
-soon" reminder after the meeting). A step whose window passed while no run
-happened is returned as a Skip so the record shows why it never went out.
+an invitation went out. The rules:
+
+- Lead times count Swedish working days (``kcg_mail.core.plan``); nothing is
+  due on a weekend or a public holiday.
+- Go-live: meetings held before the go-live date are history ("före start"):
+  nothing is sent for them, except the template for a meeting held at most
+  ``late_template`` working days before go-live. Steps whose day fell before
+  go-live but still make sense (the meeting is ahead) are due on go-live.
+- Spacing: a chase is due ``chase_host`` working days after the meeting and
+  at least ``spacing`` working days after the template actually went out; an
+  escalation ``escalate`` working days after the meeting and at least
+  ``spacing`` after the chase actually went out. No chase without a template
+  that went out, no escalation without a chase.
+- One mail a day per person and meeting: when several of the host's steps are
+  due on one run, only the latest goes out and the earlier ones are settled as
+  replaced by it; a host step waits a day when another one went out today.
+  (The calendar invitation goes to everyone and is not counted as a mail.)
+- Each step has a window: it expires when it stops making sense (no "meeting
+  soon" reminder after the meeting). A step whose window passed is returned
+  as a Skip so the record shows why it never went out.
 """
 
 from __future__ import annotations
@@ -20,7 +36,7 @@ from datetime import date, datetime, timedelta
 from typing import Iterable, Mapping
 
 from kcg_mail.core.config import LeadTimes
-from kcg_mail.core.plan import Meeting
+from kcg_mail.core.plan import Meeting, add_working_days, is_working_day, working_day_on_or_after
 
 STEPS = ("brief_host", "invite", "remind_host", "send_template", "chase_host", "escalate")
 
@@ -57,6 +73,8 @@ class MeetingState:
     settled: frozenset[str] = frozenset()  # steps done or skipped
     invitation: InvitationSnapshot | None = None
     minutes_filed: bool = False
+    #: the day each step actually went out (steps done, not skipped)
+    sent_on: Mapping[str, date] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -93,22 +111,61 @@ def _changed(snap: InvitationSnapshot, m: Meeting, attendees: Iterable[str]) -> 
     return [name for name in ("start", "end", "location", "attendees", "host") if getattr(cur, name) != getattr(snap, name)]
 
 
-def due_dates(m: Meeting, lead: LeadTimes) -> dict[str, date]:
+HOST_STEPS = ("brief_host", "remind_host", "send_template", "chase_host")
+HISTORY = "mötet hölls före start"
+
+
+def is_history(m: Meeting, go_live: date | None) -> bool:
+    """Held before the go-live date: shown as "före start", nothing sent."""
+    return go_live is not None and m.date < go_live
+
+
+def due_dates(m: Meeting, lead: LeadTimes, extra: frozenset[date] = frozenset()) -> dict[str, date]:
+    """The planned day of each step, in working days from the meeting date
+    (before go-live and spacing are taken into account: see ``step_dates``)."""
     d = m.date
     return {
-        "brief_host": d - timedelta(days=lead.brief_host),
-        "invite": d - timedelta(days=lead.invite),
-        "remind_host": d - timedelta(days=lead.remind_host),
-        "send_template": d - timedelta(days=lead.send_template),
-        "chase_host": d + timedelta(days=lead.chase_host),
-        "escalate": d + timedelta(days=lead.escalate),
+        "brief_host": add_working_days(d, -lead.brief_host, extra),
+        "invite": add_working_days(d, -lead.invite, extra),
+        "remind_host": add_working_days(d, -lead.remind_host, extra),
+        "send_template": add_working_days(d, -lead.send_template, extra),
+        "chase_host": add_working_days(d, lead.chase_host, extra),
+        "escalate": add_working_days(d, lead.escalate, extra),
     }
 
 
-def _window(m: Meeting, step: str, st: MeetingState, now: datetime) -> tuple[bool, str]:
+def step_dates(m: Meeting, st: MeetingState, lead: LeadTimes, go_live: date | None = None,
+               extra: frozenset[date] = frozenset()) -> dict[str, date | None]:
+    """When each step becomes due given what already went out: ``None`` while
+    it waits for the step before it (a chase for the template, an escalation
+    for the chase)."""
+    planned = due_dates(m, lead, extra)
+    out: dict[str, date | None] = dict(planned)
+    if go_live is not None:
+        start = working_day_on_or_after(go_live, extra)
+        for step in ("brief_host", "invite", "remind_host", "send_template"):
+            out[step] = max(planned[step], start)
+    tpl_on = st.sent_on.get("send_template")
+    out["chase_host"] = None if tpl_on is None else max(planned["chase_host"], add_working_days(tpl_on, lead.spacing, extra))
+    chase_on = st.sent_on.get("chase_host")
+    out["escalate"] = None if chase_on is None else max(planned["escalate"], add_working_days(chase_on, lead.spacing, extra))
+    return out
+
+
+def _window(m: Meeting, step: str, st: MeetingState, now: datetime, lead: LeadTimes, go_live: date | None,
+            extra: frozenset[date]) -> tuple[bool, str]:
     """(still meaningful?, reason if not)."""
     if step in ("chase_host", "escalate", "send_template") and st.minutes_filed:
         return False, "protokollet har redan kommit in"
+    if is_history(m, go_live):
+        assert go_live is not None
+        late_ok = m.date >= add_working_days(go_live, -lead.late_template, extra)
+        if not (late_ok and not m.tentative and step in ("send_template", "chase_host", "escalate")):
+            return False, f"{HISTORY} ({go_live.isoformat()})"
+    if step == "chase_host" and "send_template" in st.settled and "send_template" not in st.sent_on:
+        return False, "mallen skickades aldrig"
+    if step == "escalate" and "chase_host" in st.settled and "chase_host" not in st.sent_on:
+        return False, "ingen påminnelse skickades"
     if m.tentative and step != "brief_host":
         if now < m.start:
             return True, ""  # wait: the date may still be confirmed
@@ -125,29 +182,52 @@ def decide(
     lead: LeadTimes,
     attendees: Mapping[str, tuple[str, ...]],
     orphans: Mapping[str, InvitationSnapshot] | None = None,
+    *,
+    go_live: date | None = None,
+    extra: frozenset[date] = frozenset(),
 ) -> Decisions:
     """What to do now. ``attendees`` maps meeting id to the invitation's
     attendee emails; ``orphans`` are invitations already sent for meetings
-    that are no longer in the plan (to be cancelled)."""
+    that are no longer in the plan (to be cancelled); ``go_live`` is the day
+    the network started using kcg-mail; ``extra`` are more days off."""
     out = Decisions()
     today = now.date()
+    if not is_working_day(today, extra):
+        return out  # no mail on weekends and public holidays
     for m in meetings:
         st = states.get(m.id, MeetingState())
-        dates = due_dates(m, lead)
+        dates = step_dates(m, st, lead, go_live, extra)
+        host_due: list[Due] = []
         for step in STEPS:
-            if step in st.settled or today < dates[step]:
+            when = dates[step]
+            if step in st.settled:
+                continue
+            meaningful, why = _window(m, step, st, now, lead, go_live, extra)
+            if not meaningful:
+                # a step is recorded as skipped once its day came, or at once
+                # for a meeting that is history
+                planned = when or due_dates(m, lead, extra)[step]
+                if today >= planned or is_history(m, go_live):
+                    out.skip.append(Skip(m.id, step, why))
+                continue
+            if when is None or today < when:
                 continue
             if step == "invite" and st.invitation is not None:
                 # sent, but the run stopped before settling the step
                 out.skip.append(Skip(m.id, step, "inbjudan redan skickad"))
                 continue
-            meaningful, why = _window(m, step, st, now)
-            if not meaningful:
-                out.skip.append(Skip(m.id, step, why))
-            elif m.tentative and step != "brief_host":
+            if m.tentative and step != "brief_host":
                 continue
+            due = Due(m.id, step, f"{step} due {when.isoformat()}")
+            (host_due if step in HOST_STEPS else out.due).append(due)
+        if host_due:
+            if any(st.sent_on.get(s) == today for s in HOST_STEPS):
+                pass  # the host already got a mail about this meeting today: the rest waits a day
             else:
-                out.due.append(Due(m.id, step, f"{step} due {dates[step].isoformat()}"))
+                latest = host_due[-1]
+                out.due.append(latest)
+                for d in host_due[:-1]:
+                    out.skip.append(Skip(m.id, d.action, f"ersatt av {latest.action} samma dag"))
         inv = st.invitation
         if inv is not None and inv.cancelled and not m.tentative and now < m.start:
             out.due.append(Due(m.id, "update_invitation", "datumet är bekräftat igen"))
@@ -166,15 +246,29 @@ def decide(
     return out
 
 
-def next_due_date(meetings: Iterable[Meeting], states: Mapping[str, MeetingState], after: date, lead: LeadTimes) -> date | None:
+def next_due_date(meetings: Iterable[Meeting], states: Mapping[str, MeetingState], after: date, lead: LeadTimes,
+                  *, go_live: date | None = None, extra: frozenset[date] = frozenset()) -> date | None:
     """The first day after ``after`` on which some step becomes due (for
-    simulations and for telling the coordinator what comes next)."""
+    simulations and for telling the coordinator what comes next). A step
+    waiting for the one before it counts from when that one goes out, so a
+    simulation steps to it after the earlier step settled."""
     best: date | None = None
     for m in meetings:
         st = states.get(m.id, MeetingState())
-        for step, d in due_dates(m, lead).items():
-            if d > after and step not in st.settled and (best is None or d < best):
-                if step in ("chase_host", "escalate") and st.minutes_filed:
-                    continue
+        if go_live is not None and is_history(m, go_live) and \
+                m.date < add_working_days(go_live, -lead.late_template, extra):
+            continue
+        for step, d in step_dates(m, st, lead, go_live, extra).items():
+            if d is None or step in st.settled:
+                continue
+            if step in ("chase_host", "escalate", "send_template") and st.minutes_filed:
+                continue
+            if d <= after:
+                held_back = step in HOST_STEPS and any(st.sent_on.get(s) == after for s in HOST_STEPS)
+                if not held_back:
+                    continue  # was due already: the run on that day settled it or is waiting for it
+                d = after + timedelta(days=1)  # one mail a day per person: goes out the next working day
+            d = working_day_on_or_after(d, extra)
+            if best is None or d < best:
                 best = d
     return best

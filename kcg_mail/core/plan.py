@@ -33,6 +33,28 @@ def is_working_day(d: date, extra: frozenset[date] = frozenset()) -> bool:
     return d.weekday() < 5 and d not in _swedish_holidays(d.year) and d not in extra
 
 
+@lru_cache(maxsize=8192)
+def add_working_days(d: date, n: int, extra: frozenset[date] = frozenset()) -> date:
+    """The ``n``-th working day after ``d`` (before it when ``n`` is negative);
+    ``n == 0`` is ``d`` itself moved forward to a working day. Weekends,
+    Swedish public holidays and ``extra`` days do not count."""
+    if n == 0:
+        return working_day_on_or_after(d, extra)
+    step = timedelta(days=1 if n > 0 else -1)
+    left = abs(n)
+    while left:
+        d += step
+        if is_working_day(d, extra):
+            left -= 1
+    return d
+
+
+def working_day_on_or_after(d: date, extra: frozenset[date] = frozenset()) -> date:
+    while not is_working_day(d, extra):
+        d += timedelta(days=1)
+    return d
+
+
 def first_monday(year: int, month: int) -> date:
     d = date(year, month, 1)
     return d + timedelta(days=(7 - d.weekday()) % 7)
@@ -124,7 +146,10 @@ def resolve_meeting(cfg: Config, pm: PlannedMeeting) -> Meeting:
 
 
 def resolve_plan(cfg: Config, year: int | None = None) -> list[Meeting]:
-    """All meetings not cancelled, sorted by date; ``year`` selects one plan."""
+    """All meetings of every plan file, not cancelled, sorted by date (each
+    run acts on the meetings around its own date, whichever file holds them);
+    ``year`` selects one plan file (``plan-YYYY.yaml``, which may end with
+    the January meeting of the next year)."""
     out = [
         resolve_meeting(cfg, pm)
         for plan in cfg.plans

@@ -33,6 +33,22 @@ def _config(config: Optional[Path]):
         raise typer.Exit(2)
 
 
+def _run_flow(workdir: Path, start):
+    """Prepare Prefect for a one-shot run on ``workdir`` (created when new)
+    and call ``start()``; a Prefect start-up failure is one line, exit 3."""
+    from kcg_mail.entrypoints import prefect_env
+
+    try:
+        prefect_env.prepare(workdir)
+        return start()
+    except Exception as exc:
+        line = prefect_env.explain(exc)
+        if line is None:
+            raise
+        err.print(f"[bold red]Prefect:[/] {line}", highlight=False, soft_wrap=True)
+        raise typer.Exit(3)
+
+
 @app.command()
 def plan(year: Optional[int] = typer.Option(None, help="Only this plan year."),
          as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
@@ -61,12 +77,13 @@ def daily(date: Optional[str] = typer.Option(None, help="Simulate this day (YYYY
           workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
     """Run the daily flow once: send what is due."""
     _config(config)
-    from kcg_mail.entrypoints import prefect_env
 
-    prefect_env.prepare(workdir)
-    from flows.daily import daily_flow
+    def start():
+        from flows.daily import daily_flow
 
-    console.print(daily_flow(date=date, workdir=str(workdir), config_dir=str(config) if config else None))
+        return daily_flow(date=date, workdir=str(workdir), config_dir=str(config) if config else None)
+
+    console.print(_run_flow(workdir, start))
 
 
 @app.command()
@@ -74,12 +91,13 @@ def intake(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG,
            now: Optional[str] = typer.Option(None, help="Simulated time YYYY-MM-DDTHH:MM.")) -> None:
     """Run the intake flow once: handle new replies."""
     _config(config)
-    from kcg_mail.entrypoints import prefect_env
 
-    prefect_env.prepare(workdir)
-    from flows.intake import intake_flow
+    def start():
+        from flows.intake import intake_flow
 
-    console.print(intake_flow(now=now, workdir=str(workdir), config_dir=str(config) if config else None))
+        return intake_flow(now=now, workdir=str(workdir), config_dir=str(config) if config else None)
+
+    console.print(_run_flow(workdir, start))
 
 
 @app.command()
@@ -89,7 +107,7 @@ def demo(workdir: Path = typer.Option(Path("var/demo"), "--workdir", "-w"), conf
     from kcg_mail.entrypoints.demo import run_demo
 
     with console.status("Kör årets möten i simulerad tid (Prefect startar en lokal server)…"):
-        result = run_demo(workdir, config)
+        result = _run_flow(workdir, lambda: run_demo(workdir, config))
     _status_table(workdir, config)
     new = result.sent_after - result.sent_before
     console.print(f"{result.flow_runs} flow runs, {new} new mails ({result.sent_after} in {workdir}/mail/sent), "
@@ -105,7 +123,7 @@ def _status_table(workdir: Path, config: Optional[Path]) -> None:
     a = bootstrap(workdir, config)
     rows = meeting_rows(a)
     t = Table(title="Status per möte")
-    cols = ("möte", "datum", "värd", "inbjudan", "mall skickad", "protokoll", "utskickat")
+    cols = ("möte", "datum", "läge", "värd", "inbjudan", "mall skickad", "protokoll", "utskickat")
     for c in cols:
         t.add_column(c)
     for r in rows:
@@ -124,9 +142,11 @@ def status(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
     _config(config)
     _status_table(workdir, config)
     from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.services.status import needs_a_person
+    from kcg_mail.services.status import go_live_line, needs_a_person
 
-    for item in needs_a_person(bootstrap(workdir, config)):
+    a = bootstrap(workdir, config)
+    console.print(go_live_line(a), markup=False, highlight=False)
+    for item in needs_a_person(a):
         console.print(f"• {item}", markup=False)
 
 
@@ -147,12 +167,19 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
         console.print(f"[red]✗[/] {p}", highlight=False)
     if not problems:
         console.print("[green]✓[/] mail templates and protocol template render")
+    from kcg_mail.core.years import missing_plan_items, plan_years
+
+    for item in missing_plan_items(plan_years(cfg.plans), date_cls.today(), True):
+        console.print(f"[yellow]![/] {item}", highlight=False, soft_wrap=True)
     if connect:
         from kcg_mail.bootstrap import make_archive, make_mail
         from kcg_mail.ports import Check
         from kcg_mail.secrets import MissingSecret
 
-        for name, make in (("mail", make_mail), ("archive", make_archive)):
+        from functools import partial
+
+        # nothing is created or changed: no folders, no work directory
+        for name, make in (("mail", partial(make_mail, create=False)), ("archive", make_archive)):
             try:
                 checks = make(cfg, workdir).check()
             except (ConfigError, MissingSecret) as exc:
@@ -163,18 +190,66 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
                 ok &= c.ok
                 console.print(f"{'[green]✓[/]' if c.ok else '[red]✗[/]'} {c.name}: {c.detail}", highlight=False,
                               soft_wrap=True)
+            if name == "archive":
+                root = cfg.transport.archive.root.rstrip("/")
+                folder = cfg.meetings.naming["folder"].replace("{short}", cfg.network.short)
+                console.print(f"  protocols are filed under {root}{folder} "
+                              f"({cfg.transport.archive.kind} archive, root {cfg.transport.archive.root})",
+                              highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(0 if ok else 1)
 
 
 @app.command()
 def serve(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
     """Serve the flows on their schedules against a Prefect server (PREFECT_API_URL)."""
-    _config(config)
-    from flows.serve import serve_all
-    from kcg_mail.entrypoints.listener import start_background_listener
+    import os
 
-    start_background_listener(str(workdir.resolve()), str(config.resolve()) if config else None)
-    serve_all(str(workdir.resolve()), str(config.resolve()) if config else None)
+    from kcg_mail.entrypoints.prefect_env import FIX
+
+    _config(config)
+    if not os.environ.get("PREFECT_API_URL"):
+        err.print(f"[bold red]Prefect:[/] kcg serve needs a Prefect server for its schedules; {FIX}",
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(3)
+
+    def start():
+        from flows.serve import serve_all
+        from kcg_mail.entrypoints.listener import start_background_listener
+
+        start_background_listener(str(workdir.resolve()), str(config.resolve()) if config else None)
+        serve_all(str(workdir.resolve()), str(config.resolve()) if config else None)
+
+    _run_flow(workdir, start)
+
+
+@app.command()
+def adopt(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG,
+          dry_run: bool = typer.Option(False, "--dry-run", help="Only report; record nothing.")) -> None:
+    """Take over the protocols already in the archive: record them as filed (nothing is asked for or sent
+    again) and build the decision log from them."""
+    _config(config)
+    from kcg_mail.bootstrap import bootstrap
+    from kcg_mail.services.adopt import adopt as run_adopt
+
+    report = run_adopt(bootstrap(workdir, config), dry_run=dry_run)
+    console.print(f"Läste {', '.join(report.folders) or '(inga mappar)'}", markup=False, highlight=False)
+    t = Table(title="Protokoll som redan finns i arkivet" + (" (provkörning, inget sparat)" if dry_run else ""))
+    for c in ("möte", "version", "fil", "beslut", "hur"):
+        t.add_column(c)
+    how_sv = {"exact": "datum", "near": "datum nära mötet", "month": "månad"}
+    for a in report.adopted:
+        t.add_row(a.meeting_id, str(a.version), a.path, "kunde inte läsas" if a.decisions is None else str(a.decisions),
+                  how_sv.get(a.how, a.how))
+    console.print(t)
+    if report.already:
+        console.print(f"{len(report.already)} fil(er) var redan registrerade.")
+    for path, why in report.unread:
+        console.print(f"• Besluten i {path} kunde inte läsas: {why}", markup=False, highlight=False)
+    if report.unplaced:
+        console.print("Kunde inte placeras (gör: döp om filen enligt namnprincipen eller lägg till årets plan, "
+                      "kör sedan `kcg adopt` igen):")
+        for path, why in report.unplaced:
+            console.print(f"  • {path}: {why}", markup=False, highlight=False)
 
 
 @app.command("dropbox-auth")

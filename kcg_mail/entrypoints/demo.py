@@ -107,7 +107,7 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
     from flows.daily import daily_flow
     from flows.intake import intake_flow
     from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.core.cycle import next_due_date
+    from kcg_mail.core.cycle import due_dates, next_due_date
 
     t0 = time.monotonic()
     app = bootstrap(workdir, config_dir)
@@ -115,8 +115,11 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
         raise SystemExit("kcg demo plays the hosts through the Maildir inbox: use the embedded defaults")
     lead = app.cfg.meetings.lead_days
     confirmed = [m for m in app.meetings if not m.tentative]
-    first = min(m.date for m in app.meetings) - timedelta(days=lead.brief_host + 1)
-    last = until or max(m.date for m in app.meetings) + timedelta(days=lead.escalate + 1)
+    extra = app.extra_days
+    # go-live: the day before the first step of the year (a fresh work
+    # directory records it on the first run; a second run keeps it)
+    first = app.go_live() or min(due_dates(m, lead, extra)["brief_host"] for m in app.meetings) - timedelta(days=1)
+    last = until or max(due_dates(m, lead, extra)["escalate"] for m in app.meetings) + timedelta(days=1 + 2 * lead.spacing)
     reply_day = {m.id: m.date + timedelta(days=1) for m in confirmed}
     sent_before = _sent_count(app)
     runs = 0
@@ -139,7 +142,7 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
                 runs += 1
             states = app.meeting_states()
             filed = {f.meeting_id for f in app.state.filings()}
-            candidates = [d for d in (next_due_date(app.meetings, states, day, lead),) if d]
+            candidates = [d for d in (next_due_date(app.meetings, states, day, lead, go_live=app.go_live(), extra=extra),) if d]
             candidates += [d for mid, d in reply_day.items() if d > day and mid not in filed]
             day = min(candidates) if candidates else None
         if runs == 0:  # nothing left to do: one daily run shows that nothing is sent again

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Callable
 
 from kcg_mail.core.config import Config
@@ -25,6 +25,9 @@ from kcg_mail.services.compose import Composer
 from kcg_mail.core.cycle import InvitationSnapshot, MeetingState
 from kcg_mail.core.plan import Meeting, resolve_plan
 from kcg_mail.ports import Archive, Invitation, MailTransport, OutgoingMessage, StateStore
+
+
+GO_LIVE_KEY = "go_live"
 
 
 class RecipientNotAllowed(ValueError):
@@ -110,14 +113,41 @@ class App:
 
     def meeting_states(self) -> dict[str, MeetingState]:
         settled: dict[str, set[str]] = {}
+        sent_on: dict[str, dict[str, date]] = {}
         for rec in self.state.actions():
             if rec.key.count(":step:") and rec.status in ("done", "skipped") and rec.meeting_id:
                 settled.setdefault(rec.meeting_id, set()).add(rec.action)
+                if rec.status == "done":
+                    # the run's day (simulated runs included; a rerun after a crash: the rerun's day);
+                    # older records: when the record was written
+                    on = rec.detail.get("on") or rec.at[:10]
+                    sent_on.setdefault(rec.meeting_id, {})[rec.action] = date.fromisoformat(on)
         filed = {f.meeting_id for f in self.state.filings()}
         ids = {m.id for m in self.meetings} | set(settled)
         return {
-            mid: MeetingState(frozenset(settled.get(mid, ())), self.invitation(mid), mid in filed) for mid in ids
+            mid: MeetingState(frozenset(settled.get(mid, ())), self.invitation(mid), mid in filed,
+                              sent_on.get(mid, {}))
+            for mid in ids
         }
+
+    # ------------------------------------------------------------ go-live
+    def go_live(self, now: datetime | None = None) -> date | None:
+        """The day the network started with kcg-mail: ``meetings.yaml``
+        ``go_live:``, else the day recorded by the first run. With ``now``,
+        a first run records it (its own day)."""
+        if self.cfg.meetings.go_live is not None:
+            return self.cfg.meetings.go_live
+        raw = self.state.get(GO_LIVE_KEY)
+        if raw:
+            return date.fromisoformat(raw)
+        if now is None:
+            return None
+        self.state.put(GO_LIVE_KEY, now.date().isoformat())
+        return now.date()
+
+    @property
+    def extra_days(self) -> frozenset[date]:
+        return frozenset(self.cfg.meetings.extra_non_working_days)
 
     def orphan_invitations(self) -> dict[str, InvitationSnapshot]:
         planned = {m.id for m in self.meetings}

@@ -164,7 +164,8 @@ HANDLERS: dict[str, Callable[..., str]] = {
 def plan_day(app: App, now: datetime):
     states = app.meeting_states()
     attendees = {m.id: tuple(p.email for p in app.attendees(m)) for m in app.meetings}
-    return decide(app.meetings, states, now, app.cfg.meetings.lead_days, attendees, app.orphan_invitations())
+    return decide(app.meetings, states, now, app.cfg.meetings.lead_days, attendees, app.orphan_invitations(),
+                  go_live=app.go_live(now), extra=app.extra_days)
 
 
 def execute(app: App, due: Due, now: datetime) -> StepResult:
@@ -177,7 +178,7 @@ def execute(app: App, due: Due, now: datetime) -> StepResult:
             return StepResult(due.meeting_id, due.action, cancel_orphan(app, due.meeting_id, now), due.reason)
         return StepResult(due.meeting_id, due.action, cancel_invitation(app, m, now), due.reason)
     outcome = HANDLERS[due.action](app, m, now)
-    app.settle(m.id, due.action, "done", {"outcome": outcome})
+    app.settle(m.id, due.action, "done", {"outcome": outcome, "on": now.date().isoformat()})
     return StepResult(due.meeting_id, due.action, outcome, due.reason)
 
 
@@ -216,7 +217,7 @@ def run_daily(app: App, now: datetime, run_step: Callable[[App, Due, datetime], 
     app.outbox.now = now
     plan = plan_day(app, now)
     for s in plan.skip:
-        app.settle(s.meeting_id, s.action, "skipped", {"reason": s.reason})
+        app.settle(s.meeting_id, s.action, "skipped", {"reason": s.reason, "on": now.date().isoformat()})
         report.skipped.append(StepResult(s.meeting_id, s.action, "skipped", s.reason))
     for due in plan.due:
         report.results.append(run_step(app, due, now))

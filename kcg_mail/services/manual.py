@@ -39,7 +39,7 @@ def resend_meeting(app: App, meeting_id: str, what: Literal["invitation", "templ
         prev = app.invitation(meeting_id)
         if prev is None:
             raise ManualProblem(f"ingen inbjudan har skickats för {meeting_id} än; den dagliga körningen skickar "
-                                f"den {app.cfg.meetings.lead_days.invite} dagar före mötet")
+                                f"den {app.cfg.meetings.lead_days.invite} arbetsdagar före mötet")
         if prev.cancelled:
             raise ManualProblem(f"inbjudan till {meeting_id} är inställd; ändra planen i stället (den dagliga "
                                 f"körningen skickar en ny inbjudan när mötet är bekräftat igen)")

@@ -4,9 +4,15 @@ record, used by the Prefect artifacts, ``kcg status`` and the demo."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
-from kcg_mail.services.app import App
+from kcg_mail.core.cycle import is_history
+from kcg_mail.core.years import missing_plan_items, plan_years
+from kcg_mail.services.app import App, now_local
+
+#: the state value of a meeting held before the go-live date
+BEFORE_START = "före start"
 
 
 def meeting_rows(app: App) -> list[dict[str, Any]]:
@@ -15,6 +21,7 @@ def meeting_rows(app: App) -> list[dict[str, Any]]:
         if rec.status in ("done", "skipped") and rec.meeting_id:
             done.setdefault(rec.meeting_id, {})[rec.key] = rec
     rows = []
+    go_live = app.go_live()
     for m in app.meetings:
         recs = done.get(m.id, {})
         steps = {r.action: r.status for k, r in recs.items() if ":step:" in k}
@@ -26,6 +33,7 @@ def meeting_rows(app: App) -> list[dict[str, Any]]:
         rows.append({
             "möte": m.id,
             "datum": m.date.isoformat() + (" (prel.)" if m.tentative else ""),
+            "läge": BEFORE_START if is_history(m, go_live) else "",
             "tema": m.theme_label,
             "värd": m.host.name,
             "värd informerad": _mark(steps.get("brief_host")),
@@ -48,9 +56,26 @@ def _mark(status: str | None) -> str:
     return {"done": "ja", "skipped": "hoppades över"}.get(status or "", "")
 
 
-def needs_a_person(app: App) -> list[str]:
+def go_live_line(app: App) -> str:
+    """Where the cycle started, in one Swedish line."""
+    day = app.go_live()
+    if day is None:
+        return "Start: ingen körning än; den första dagliga körningen blir startdagen (eller sätt go_live: i meetings.yaml)."
+    source = "meetings.yaml go_live" if app.cfg.meetings.go_live else "första körningen"
+    return f"Start: {day.isoformat()} ({source}); möten före dess visas som \"{BEFORE_START}\" och får inga utskick."
+
+
+def today_of(app: App) -> date:
+    """The run's day (simulated runs included), else today."""
+    return (app.outbox.now if app.outbox is not None and app.outbox.now is not None else now_local(app.cfg)).date()
+
+
+def needs_a_person(app: App, today: date | None = None) -> list[str]:
     """Open items for the coordinator, each with what to do."""
+    today = today or today_of(app)
     items = list(app.template_problems)
+    ahead = any(m.date >= today for m in app.meetings)
+    items += missing_plan_items(plan_years(app.cfg.plans), today, ahead)
     for rec in app.state.messages():
         if rec.outcome in ("not_allowed", "unmatched", "bad_minutes", "no_minutes") and rec.status == "done":
             items.append(f"Meddelande i karantän från {rec.sender} ({rec.subject!r}): {rec.reason}. "
