@@ -149,9 +149,11 @@ def needs_text(topics: dict[str, list[str]]) -> str:
 
 
 def preferences(i: int) -> list[str]:
-    """Member i's four favourites: mostly the popular ones, a little personal taste."""
-    picks = [POPULAR[0], POPULAR[1 + i % 3], POPULAR[2 + (i * 2) % 5], POPULAR[4 + (i * 3) % 8]]
-    return list(dict.fromkeys(picks))
+    """Member i's four favourites: the popular ones often, a little personal taste."""
+    picks = [POPULAR[i % 4], POPULAR[(i + 4) % 9], POPULAR[(i * 2 + 1) % 12], POPULAR[(i * 5 + 3) % 12]]
+    picks = list(dict.fromkeys(picks))
+    picks += [t for t in POPULAR if t not in picks][:4 - len(picks)]
+    return picks
 
 
 def votes_of(i: int, numbers: dict[str, int]) -> dict[int, int]:

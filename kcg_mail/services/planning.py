@@ -585,7 +585,6 @@ def status_lines(app: App, year: int) -> list[str]:
                      f"{len(_get(app, year, 'late', {}))} sena")
     if result:
         lines.append(f"Handlingsplan {year}: {result['path']}; utkast till årsplan: {result['draft']}")
-        lines += result["ties"] + result["late"]
     return lines
 
 
