@@ -286,6 +286,7 @@ def validate_ballot(ballot: ParsedBallot, topics: list[Topic], max_votes: int) -
     if not ballot.lines:
         problems.append("Vi hittade inga röster i ditt svar. Skriv t.ex. \"3: 4, 12: 3, 20: 3\" "
                         "(nummer: antal röster) eller fyll i kolumnen Röster i röstsedeln.")
+    written = sum(int(x.votes) for x in ballot.lines if re.fullmatch(r"\d+", x.votes))
     for line in ballot.lines:
         if line.number not in known:
             problems.append(f"Nummer {line.number} finns inte på listan (nummer {min(known)}–{max(known)}).")
@@ -299,9 +300,8 @@ def validate_ballot(ballot: ParsedBallot, topics: list[Topic], max_votes: int) -
             continue
         if n > 0:
             votes[line.number] = n
-    total = sum(votes.values())
-    if total > max_votes:
-        problems.append(f"Du har delat ut {total} röster; du har högst {max_votes}.")
+    if written > max_votes:
+        problems.append(f"Du har delat ut {written} röster; du har högst {max_votes}.")
     if ballot.lines and not votes and not problems:
         problems.append("Alla rader har 0 röster; dela ut minst en röst.")
     return BallotCheck(votes, tuple(problems))
