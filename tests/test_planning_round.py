@@ -208,6 +208,16 @@ def test_close_files_handlingsplan_and_draft(app):
     before = sent_count(app)
     round_.tick(app, YEAR, at(date(2023, 12, 12)))
     assert sent_count(app) == before  # closed once
+    # the workshop groups are in the invitation of the physical meeting of January 2024
+    jan = app.meeting("2024-01")
+    inv = app.composer.invitation(jan, app.meetings, app.attendees(jan), 0, cancel=False, now=at(date(2023, 12, 25)))
+    groups = result["groups"]
+    assert "Gruppindelning för workshopen" in inv.message.text
+    first = ", ".join(app.cfg.network.person(x).name for x in groups[0])
+    assert f"Grupp 1: {first}" in inv.message.text and "Grupp 3:" in inv.message.html
+    feb = app.meeting("2024-02") or app.meeting("2023-12")
+    other = app.composer.invitation(feb, app.meetings, app.attendees(feb), 0, cancel=False, now=at(date(2023, 11, 20)))
+    assert "Gruppindelning" not in other.message.text
 
 
 def test_only_members_and_no_auto_replies(app):

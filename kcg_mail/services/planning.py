@@ -489,6 +489,10 @@ def close_round(app: App, year: int, now: datetime) -> list[str]:
     t = current_tally(app, year)
     g = groups_for(app, year, r)
     _put(app, year, "groups", [list(x) for x in g.groups])
+    if r.physical_meeting:
+        names = {p.id: p.name for p in app.cfg.network.members}
+        app.state.put(f"planning:groups:{r.physical_meeting}",
+                      json.dumps([[names.get(x, x) for x in grp] for grp in g.groups], ensure_ascii=False))
     themes = [row.text for row in t.focus()]
     earlier = [p for p in app.cfg.plans if p.year < year]
     draft = draft_plan(year, list(app.cfg.network.members), earlier, holiday_policy=app.cfg.meetings.holiday_policy,
@@ -555,6 +559,12 @@ def draft_for(app: App, year: int) -> Any:
     return draft_plan(year, list(app.cfg.network.members), [p for p in app.cfg.plans if p.year < year],
                       holiday_policy=app.cfg.meetings.holiday_policy,
                       extra_days=frozenset(app.cfg.meetings.extra_non_working_days), themes=themes)
+
+
+def meeting_extras(app: App, meeting_id: str) -> dict[str, Any]:
+    """Context for a meeting's mails: the workshop groups of the physical meeting."""
+    raw = app.state.get(f"planning:groups:{meeting_id}")
+    return {"workshop_groups": json.loads(raw)} if raw else {}
 
 
 # ------------------------------------------------------------------ status
