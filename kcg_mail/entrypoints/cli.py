@@ -167,6 +167,11 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
         ok = False
         for p in exc.problems:
             console.print(f"[red]✗[/] {p}", highlight=False, markup=False)
+    from kcg_mail.services.planning import template_problems
+
+    for p in template_problems(Composer(cfg)):
+        ok = False
+        console.print(f"[red]✗[/] {p}", highlight=False, markup=False)
     if connect:
         from kcg_mail.bootstrap import make_archive, make_mail
         from kcg_mail.ports import Check
@@ -222,12 +227,17 @@ def _planning_flow(step: str, year: int, date: Optional[str], workdir: Path, con
     from kcg_mail.config import load_planning
 
     try:
-        load_planning(config)
+        ps = load_planning(config)
     except ConfigError as exc:
         err.print("[bold red]Configuration problems:[/]")
         for p in exc.problems:
             err.print(f"  • {p}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2)
+    if ps is None or year not in ps.rounds:
+        where = Path(config or _config(config).directory) / "planning.yaml"
+        err.print(f"[red]✗[/] {where}: rounds.{year}: missing (fix: add the dates start, needs_reminder, "
+                  f"needs_deadline, votes_reminder, votes_deadline for {year})", highlight=False)
+        raise typer.Exit(1)
     from kcg_mail.entrypoints import prefect_env
 
     prefect_env.prepare(workdir)

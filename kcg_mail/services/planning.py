@@ -636,6 +636,32 @@ def needs_a_person(app: App) -> list[str]:
     return items
 
 
+PLANNING_KINDS = ("planning_needs", "planning_ballot", "planning_receipt", "planning_problem",
+                  "planning_candidates", "planning_result")
+
+
+def template_problems(composer: Any) -> list[str]:
+    """Trial-render the planning mails (for ``kcg check``) with a sample context."""
+    topic = {"number": 1, "text": "Studieresa", "votes": 11, "focus": True}
+    sample = {"year": 2024, "token": "[KCG-PLAN-2024]", "votes": 10, "reminder": True,
+              "person": {"name": "Pia Sandin", "first_name": "Pia", "organisation": "", "city": "", "email": "x@y.se"},
+              "areas": [{"name": "Omvärldsbevakning", "questions": ["Vad?"], "carry_over": ["Finansiering"],
+                         "topics": [topic], "rows": [topic]}],
+              "deadline_text": "fredag 17 november 2023", "what": "ballot", "lines": ["1. Studieresa: 4"],
+              "subject": "Ämne", "total": 4, "ignored": ["x"], "problems": ["Fel."], "answered": 13,
+              "members": 14, "missing": ["Lena"], "count": 20, "path": "/KCG/x.yaml", "ballots": 13,
+              "notes": ["Lika röster."], "groups": [["Pia", "Lisa"]], "meeting_text": "måndag 8 januari 2024"}
+    problems = []
+    for kind in PLANNING_KINDS:
+        for what in ("needs", "ballot", "late"):
+            try:
+                composer.render(kind, {**sample, "what": what})
+            except Exception as exc:  # TemplateProblem names the template
+                problems.append(str(exc))
+                break
+    return problems
+
+
 def write_draft(app: App, year: int, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(draft_for(app, year).to_yaml(), encoding="utf-8")
