@@ -100,6 +100,8 @@ def demo(workdir: Path = typer.Option(Path("var/demo"), "--workdir", "-w"), conf
     if planning:
         _demo_planning(workdir, config)
     _status_table(workdir, config)
+    if planning:
+        _planning_status(workdir, config)
     new = result.sent_after - result.sent_before
     console.print(f"{result.flow_runs} flow runs, {new} new mails ({result.sent_after} in {workdir}/mail/sent), "
                   f"{result.seconds:.1f} s. Archive: {workdir}/dropbox, state: {workdir}/state.sqlite")
