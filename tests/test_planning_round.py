@@ -107,6 +107,16 @@ def test_needs_from_word_and_text_become_the_candidate_list(app):
     assert sum(1 for k in sent_keys(app) if k.startswith(f"plan-{YEAR}:ballot:")) == 14
 
 
+def test_needs_after_the_list_was_written_go_to_the_coordinator(app):
+    round_.start_round(app, YEAR, at(date(2023, 11, 6)))
+    round_.tick(app, YEAR, at(date(2023, 11, 20)))  # the list is written
+    deliver(app, needs_reply(app, "monica", date(2023, 11, 21), word=False,
+                             topics={"Kollegialt stöd": ["Sent förslag"]}), "late.eml")
+    rep = run_intake(app, at(date(2023, 11, 21), 12))
+    assert rep.handled[0].outcome == "planning_needs" and "för hand" in rep.handled[0].reason
+    assert any("Sent förslag" in x and "Monica Bruvik" in x for x in round_.needs_a_person(app))
+
+
 def test_needs_reminder_only_to_those_who_have_not_answered(app):
     round_.start_round(app, YEAR, at(date(2023, 11, 6)))
     deliver(app, needs_reply(app, "pia", date(2023, 11, 8), word=False), "n1.eml")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -402,6 +402,11 @@ def _needs(app: App, year: int, p: Person, mail: Any, key: str, now: datetime, s
                  "deadline_text": date_text(r.needs_deadline), "total": 0, "ignored": []},
                 in_reply_to=mail.message_id)
     late = " (efter sista dagen, men före röstlistan)" if now.date() > r.needs_deadline else ""
+    if _get(app, year, "candidates", None):  # the list is already with the coordinator
+        after = _get(app, year, "late_needs", {})
+        after[key] = {"person": p.id, "topics": lines}
+        _put(app, year, "late_needs", after)
+        late = " (kom efter att röstlistan skrevs: samordnaren lägger till det för hand)"
     return "planning_needs", f"{len(lines)} förslag från {p.name}{late} (kvitto: {out})"
 
 
@@ -429,7 +434,7 @@ def _ballot(app: App, year: int, p: Person, mail: Any, key: str, now: datetime, 
         return _problem(app, year, p, mail, key, "ballot", problems, r.votes_deadline)
     by_no = {t.number: t for t in ts}
     lines = [f"{n}. {by_no[n].text}: {v}" for n, v in sorted(check.votes.items())]
-    sent_at = (mail.date or now).isoformat()
+    sent_at = (mail.date or now).astimezone(timezone.utc).isoformat()  # comparable across time zones
     if now.date() > r.votes_deadline or _get(app, year, "result", None) is not None:
         late = _get(app, year, "late", {})
         late[p.id] = {"msg": key, "at": now.isoformat(), "votes": {str(k): v for k, v in check.votes.items()}}
@@ -629,6 +634,11 @@ def needs_a_person(app: App) -> list[str]:
             items.append(f"Röstlistan för handlingsplan {y} väntar på samordnaren. Gör: granska "
                          f"{_get(app, y, 'candidates', {})['path']} och kör 'publicera röstlistan' "
                          f"(kcg planning publish --year {y}).")
+        names = {p.id: p.name for p in app.cfg.network.members}
+        if not _get(app, y, "topics", []):
+            for entry in _get(app, y, "late_needs", {}).values():
+                items.append(f"Sena förslag från {names.get(entry['person'], entry['person'])} till röstlistan {y}: "
+                             f"{'; '.join(entry['topics'])}. Gör: lägg till dem i röstlistan före publiceringen.")
         result = _get(app, y, "result", None)
         if result and (result["ties"] or result["late"]):
             items.append(f"Handlingsplan {y}: " + " ".join(result["ties"] + result["late"]) +
