@@ -19,18 +19,19 @@ from prefect.artifacts import create_table_artifact
 
 from flows.common import make_app, publish, rename_run, when
 from kcg_mail.services import planning as round_
+from kcg_mail.services import planning_status as view
 from kcg_mail.services.app import App
 
 
 def publish_round(app: App, year: int, title: str, lines: list[str]) -> str:
     if runtime.flow_run.id:
-        create_table_artifact(table=round_.member_rows(app, year), key=f"kcg-planning-{year}",
+        create_table_artifact(table=view.member_rows(app, year), key=f"kcg-planning-{year}",
                               description=f"Planeringsrunda {year}: förslag och röster per medlem")
-        tally = round_.tally_rows(app, year)
+        tally = view.tally_rows(app, year)
         if tally:
             create_table_artifact(table=tally, key=f"kcg-planning-tally-{year}",
                                   description=f"Handlingsplan {year}: röster per samverkansområde (fokus = ja)")
-    return publish(app, title, lines + round_.status_lines(app, year), round_.needs_a_person(app))
+    return publish(app, title, lines + view.status_lines(app, year), view.needs_a_person(app))
 
 
 def _run(step: str, year: int, date: str | None, workdir: str, config_dir: str | None) -> dict:

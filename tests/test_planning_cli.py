@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from helpers import TEMPLATES_DIR, copy_config, shipped_config
 from kcg_mail.entrypoints.cli import app
 from kcg_mail.services.compose import Composer
-from kcg_mail.services.planning import template_problems
+from kcg_mail.services.planning_status import template_problems
 
 runner = CliRunner()
 

@@ -169,7 +169,7 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
         ok = False
         for p in exc.problems:
             console.print(f"[red]✗[/] {p}", highlight=False, markup=False)
-    from kcg_mail.services.planning import template_problems
+    from kcg_mail.services.planning_status import template_problems
 
     for p in template_problems(Composer(cfg)):
         ok = False
@@ -287,7 +287,7 @@ def planning_status(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) ->
 
 def _planning_status(workdir: Path, config: Optional[Path], full: bool = False) -> None:
     from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.services import planning as round_
+    from kcg_mail.services import planning_status as round_
 
     a = bootstrap(workdir, config)
     try:
