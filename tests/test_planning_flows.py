@@ -42,7 +42,7 @@ def _artifact(key: str):
 
     with get_client(sync_client=True) as client:
         arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
-    return arts[-1] if arts else None
+    return max(arts, key=lambda a: a.created) if arts else None  # the latest version of the key
 
 
 def test_planning_round_for_2024_end_to_end(prefect_api, tmp_path):
