@@ -68,12 +68,21 @@ def planning_publish(year: int, date: str | None = None, workdir: str = "var", c
     return _run("publish", year, date, workdir, config_dir)
 
 
-@flow(name="kcg-planning-tick", flow_run_name="planering {year}: dagens steg", log_prints=False)
-def planning_tick(year: int, date: str | None = None, workdir: str = "var", config_dir: str | None = None) -> dict:
+@flow(name="kcg-planning-tick", flow_run_name="planering: dagens steg", log_prints=False)
+def planning_tick(year: int | None = None, date: str | None = None, workdir: str = "var",
+                  config_dir: str | None = None) -> dict:
     """What the round needs today: reminders, the candidate list, closing and the Handlingsplan.
 
     Args:
-        year: The plan year, e.g. 2024.
+        year: The plan year, e.g. 2024; empty: every round that is started and not closed.
         date: Simulated day YYYY-MM-DD (default today).
     """
-    return _run("tick", year, date, workdir, config_dir)
+    if year is not None:
+        return _run("tick", year, date, workdir, config_dir)
+    years = round_.open_rounds(make_app(workdir, config_dir))
+    if not years:
+        rename_run("planering: ingen pågående runda")
+        return {"year": None, "step": "tick", "sent": 0, "lines": ["ingen planeringsrunda pågår"]}
+    results = [_run("tick", y, date, workdir, config_dir) for y in years]
+    return {"year": years, "step": "tick", "sent": sum(r["sent"] for r in results),
+            "lines": [line for r in results for line in r["lines"]]}

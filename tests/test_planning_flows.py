@@ -109,6 +109,12 @@ def test_planning_round_for_2024_end_to_end(prefect_api, tmp_path):
     mrows = members_art.data if isinstance(members_art.data, list) else json.loads(members_art.data)
     assert {r["röst"] for r in mrows if r["medlem"] == app.cfg.network.person(LATE_VOTER).name} == {"sen"}
 
+    # the scheduled daily step finds no open round any more
+    from flows.planning import planning_tick
+
+    idle = planning_tick(date="2023-12-20", workdir=str(tmp_path), config_dir=str(CONFIG_DIR))
+    assert idle["sent"] == 0 and idle["lines"] == ["ingen planeringsrunda pågår"]
+
     # played again: nothing new is sent
     before = len(list((Path(app.mail.root) / "sent" / "cur").iterdir()))
     again = play_round(tmp_path, CONFIG_DIR, echo=lambda s: None)

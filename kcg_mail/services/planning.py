@@ -334,9 +334,16 @@ def route(app: App, mail: Any) -> Route | None:
     return None
 
 
+def sender_member(app: App, mail: Any) -> Person | None:
+    """The member who sent ``mail``, or None. The one place the round decides
+    whom to trust: today the From address must be a member's; when the intake's
+    sender-authentication rules apply (issue 13a), this is where they plug in."""
+    return next((p for p in app.cfg.network.members if p.active and p.email == mail.sender), None)
+
+
 def handle_reply(app: App, mail: Any, rt: Route, key: str, now: datetime) -> tuple[str, str]:
     """A member's needs or ballot. Returns (outcome, reason) for the intake record."""
-    person = next((p for p in app.cfg.network.members if p.email == mail.sender), None)
+    person = sender_member(app, mail)
     if person is None:
         return "not_allowed", f"svar på planeringsrundan {rt.year} från {mail.sender}, som inte är medlem"
     try:
@@ -564,6 +571,15 @@ def draft_for(app: App, year: int) -> Any:
     return draft_plan(year, list(app.cfg.network.members), [p for p in app.cfg.plans if p.year < year],
                       holiday_policy=app.cfg.meetings.holiday_policy,
                       extra_days=frozenset(app.cfg.meetings.extra_non_working_days), themes=themes)
+
+
+def open_rounds(app: App) -> list[int]:
+    """Plan years whose round is started and not closed (what the daily tick looks after)."""
+    try:
+        s = settings(app)
+    except PlanningProblem:
+        return []
+    return sorted(y for y in s.rounds if _get(app, y, "started", None) and _get(app, y, "result", None) is None)
 
 
 def meeting_extras(app: App, meeting_id: str) -> dict[str, Any]:
