@@ -58,3 +58,14 @@ def test_broken_planning_template_is_named(tmp_path):
     f.write_text(f.read_text(encoding="utf-8").replace("{{ t.text }}", "{{ t.txet.upper() }}"), encoding="utf-8")
     problems = template_problems(Composer(shipped_config(), tdir))
     assert len(problems) == 1 and "templates/mail/planning_ballot" in problems[0]
+
+
+def test_serve_has_the_planning_deployments(tmp_path):
+    from flows.serve import deployments
+
+    deps = {d.name: d for d in deployments(str(tmp_path), None)}
+    tick = deps["kcg-planning-tick"]
+    (sched,) = tick.schedules
+    assert (sched.schedule.cron, sched.schedule.timezone) == ("15 7 * * *", "Europe/Stockholm")
+    assert not deps["kcg-planning-start"].schedules and not deps["kcg-planning-publish"].schedules
+    assert deps["kcg-planning-start"].parameters["workdir"] == str(tmp_path)
