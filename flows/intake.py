@@ -14,7 +14,10 @@ from kcg_mail.services.app import App
 
 LABELS = {"minutes": "protokoll", "calendar_response": "kalendersvar", "automatic": "autosvar",
           "bad_minutes": "felaktiga", "no_minutes": "utan protokoll", "not_allowed": "ej behöriga",
-          "unmatched": "okända", "duplicate": "dubbletter"}
+          "unmatched": "okända", "duplicate": "dubbletter",
+          # the planning round (issue 17)
+          "planning_needs": "förslag", "planning_ballot": "röster", "planning_ballot_late": "sena röster",
+          "planning_needs_invalid": "oläsliga förslag", "planning_ballot_invalid": "ogiltiga röster"}
 
 
 @task(name="message", task_run_name="message {item.ref}", **TASK_OPTS)

@@ -4,7 +4,9 @@
   time across daylight saving);
 - ``kcg-intake`` every five minutes;
 - ``kcg-onboard-member``, ``kcg-resend``, ``kcg-refile`` without schedule, run
-  by hand from the UI (forms).
+  by hand from the UI (forms);
+- the planning round: ``kcg-planning-start`` and ``kcg-planning-publish`` by
+  hand, ``kcg-planning-tick`` every morning at 07:15 (nothing when no round is open).
 
 Each deployment has ``concurrency_limit=1``: two runs of the same flow never
 overlap. The daily run queues behind a running one (ENQUEUE: it must happen);
@@ -24,6 +26,7 @@ from typing import Any
 
 DAILY_CRON = "0 7 * * *"      # every morning at 07:00 Stockholm time
 INTAKE_CRON = "*/5 * * * *"   # every five minutes
+PLANNING_CRON = "15 7 * * *"  # the planning round's daily step (does nothing when no round is open)
 TZ = "Europe/Stockholm"
 TAGS = ["kcg"]
 
@@ -46,6 +49,7 @@ def deployments(workdir: str, config_dir: str | None) -> list[Any]:
     from flows.daily import daily_flow
     from flows.intake import intake_flow
     from flows.manual import onboard_member, refile, resend
+    from flows.planning import planning_publish, planning_start, planning_tick
 
     params = {"workdir": workdir, "config_dir": config_dir}
     cron, tz = daily_cron(config_dir)
@@ -63,6 +67,16 @@ def deployments(workdir: str, config_dir: str | None) -> list[Any]:
                              tags=TAGS + ["manual"], description="Skicka om en kallelse eller protokollmall."),
         refile.to_deployment(name="kcg-refile", parameters=params, concurrency_limit=enqueue,
                              tags=TAGS + ["manual"], description="Arkivera ett meddelande ur karantänen ändå."),
+        # the yearly planning round (issue 17): started and published by hand, looked after daily
+        planning_start.to_deployment(name="kcg-planning-start", parameters=params, concurrency_limit=enqueue,
+                                     tags=TAGS + ["manual", "planning"],
+                                     description="Starta årets planeringsrunda: behovsutskick till alla medlemmar."),
+        planning_publish.to_deployment(name="kcg-planning-publish", parameters=params, concurrency_limit=enqueue,
+                                       tags=TAGS + ["manual", "planning"],
+                                       description="Publicera röstlistan: röstsedeln till alla medlemmar."),
+        planning_tick.to_deployment(name="kcg-planning-tick", schedule=Cron(PLANNING_CRON, timezone=TZ),
+                                    parameters=params, concurrency_limit=enqueue, tags=TAGS + ["planning"],
+                                    description="Planeringsrundan: påminnelser, röstlistan, sammanställning."),
     ]
 
 

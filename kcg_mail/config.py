@@ -180,3 +180,36 @@ def load_config(directory: Path | str | None = None, environ: dict[str, str] | N
     if problems:
         raise ConfigError(problems)
     return Config(directory=str(directory), network=network, plans=[p for _, p in plans], meetings=meetings, transport=transport)
+
+
+# ------------------------------------------------------------------ planning (issue 17)
+
+
+def load_planning(directory: Path | str | None = None, environ: dict[str, str] | None = None):
+    """``config/planning.yaml`` (the yearly planning round), or None when the
+    file is absent. Problems name the file, the field and the fix."""
+    from kcg_mail.core.planning import PlanningSettings
+
+    environ = dict(os.environ if environ is None else environ)
+    directory = Path(directory or environ.get("KCG_CONFIG_DIR") or DEFAULT_CONFIG_DIR)
+    file = directory / "planning.yaml"
+    if not file.exists():
+        return None
+    problems: list[str] = []
+    settings = _validate(PlanningSettings, _read_yaml(file, problems), file, problems)
+    if settings is not None:
+        net_file = directory / "network.yaml"
+        try:
+            net = yaml.safe_load(net_file.read_text(encoding="utf-8")) or {}
+            ids = {m.get("id") for m in net.get("members", []) if isinstance(m, dict)}
+        except (OSError, yaml.YAMLError, AttributeError):
+            ids = set()
+        for year, r in settings.rounds.items():
+            for i, group in enumerate(r.previous_groups):
+                for pid in group:
+                    if ids and pid not in ids:
+                        problems.append(f"{file}: rounds.{year}.previous_groups[{i}]: '{pid}' is not a member id in "
+                                        f"{net_file} (fix: use one of {', '.join(sorted(ids))})")
+    if problems:
+        raise ConfigError(problems)
+    return settings

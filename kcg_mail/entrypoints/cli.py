@@ -52,12 +52,17 @@ def _run_flow(workdir: Path, start):
 @app.command()
 def plan(year: Optional[int] = typer.Option(None, help="Only this plan year."),
          as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-         config: Optional[Path] = CONFIG) -> None:
-    """Print the year plan with resolved dates."""
+         draft: bool = typer.Option(False, "--draft", help="Write a draft plan-YYYY.yaml for --year (issue 17)."),
+         out: Optional[Path] = typer.Option(None, "--out", help="With --draft: where to write it."),
+         workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
+    """Print the year plan with resolved dates (or, with --draft, write next year's draft)."""
     from kcg_mail.core.plan import as_json as meeting_json
     from kcg_mail.core.plan import resolve_plan
 
     cfg = _config(config)
+    if draft:
+        _draft_plan(cfg, year, out, workdir, config)
+        return
     meetings = resolve_plan(cfg, year)
     if as_json:
         sys.stdout.write(json.dumps([meeting_json(m) for m in meetings], ensure_ascii=False, indent=2) + "\n")
@@ -101,14 +106,20 @@ def intake(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG,
 
 
 @app.command()
-def demo(workdir: Path = typer.Option(Path("var/demo"), "--workdir", "-w"), config: Optional[Path] = CONFIG) -> None:
+def demo(workdir: Path = typer.Option(Path("var/demo"), "--workdir", "-w"), config: Optional[Path] = CONFIG,
+         planning: bool = typer.Option(False, "--planning", help="Also play the planning round for 2024 "
+                                       "(Nov-Dec 2023): needs, votes, Handlingsplan 2024.")) -> None:
     """Run the whole 2023 cycle in simulated time on the embedded defaults."""
     _config(config)
     from kcg_mail.entrypoints.demo import run_demo
 
     with console.status("Kör årets möten i simulerad tid (Prefect startar en lokal server)…"):
         result = _run_flow(workdir, lambda: run_demo(workdir, config))
+    if planning:
+        _demo_planning(workdir, config)
     _status_table(workdir, config)
+    if planning:
+        _planning_status(workdir, config)
     new = result.sent_after - result.sent_before
     console.print(f"{result.flow_runs} flow runs, {new} new mails ({result.sent_after} in {workdir}/mail/sent), "
                   f"{result.seconds:.1f} s. Archive: {workdir}/dropbox, state: {workdir}/state.sqlite")
@@ -148,6 +159,7 @@ def status(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
     console.print(go_live_line(a), markup=False, highlight=False)
     for item in needs_a_person(a):
         console.print(f"• {item}", markup=False)
+    _planning_status(workdir, config)
 
 
 @app.command()
@@ -171,6 +183,21 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
 
     for item in missing_plan_items(plan_years(cfg.plans), date_cls.today(), True):
         console.print(f"[yellow]![/] {item}", highlight=False, soft_wrap=True)
+    from kcg_mail.config import load_planning  # the planning round (issue 17)
+
+    try:
+        ps = load_planning(config)
+        if ps is not None:
+            console.print(f"[green]✓[/] planning.yaml: {len(ps.areas)} areas, rounds {sorted(ps.rounds) or 'none'}")
+    except ConfigError as exc:
+        ok = False
+        for p in exc.problems:
+            console.print(f"[red]✗[/] {p}", highlight=False, markup=False)
+    from kcg_mail.services.planning_status import template_problems
+
+    for p in template_problems(Composer(cfg)):
+        ok = False
+        console.print(f"[red]✗[/] {p}", highlight=False, markup=False)
     if connect:
         from kcg_mail.bootstrap import make_archive, make_mail
         from kcg_mail.ports import Check
@@ -262,6 +289,136 @@ def dropbox_auth(app_key: str = typer.Option(..., envvar="KCG_DROPBOX_APP_KEY"),
     console.print("Store this as the environment variable KCG_DROPBOX_REFRESH_TOKEN "
                   "or the Prefect Secret block 'kcg-dropbox-refresh-token':")
     console.print(token, markup=False)
+
+
+# ------------------------------------------------------------------ planning round (issue 17)
+
+planning_app = typer.Typer(no_args_is_help=True, help="The yearly planning round: needs, votes, Handlingsplan.")
+app.add_typer(planning_app, name="planning")
+YEAR = typer.Option(..., "--year", help="The plan year, e.g. 2024 (dates in config/planning.yaml).")
+DAY = typer.Option(None, "--date", help="Simulate this day (YYYY-MM-DD); default today.")
+
+
+def _planning_flow(step: str, year: int, date: Optional[str], workdir: Path, config: Optional[Path]) -> None:
+    _config(config)
+    from kcg_mail.config import load_planning
+
+    try:
+        ps = load_planning(config)
+    except ConfigError as exc:
+        err.print("[bold red]Configuration problems:[/]")
+        for p in exc.problems:
+            err.print(f"  • {p}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    if ps is None or year not in ps.rounds:
+        where = Path(config or _config(config).directory) / "planning.yaml"
+        err.print(f"[red]✗[/] {where}: rounds.{year}: missing (fix: add the dates start, needs_reminder, "
+                  f"needs_deadline, votes_reminder, votes_deadline for {year})", highlight=False)
+        raise typer.Exit(1)
+    from kcg_mail.entrypoints import prefect_env
+
+    prefect_env.prepare(workdir)
+    from flows import planning as flows
+    from kcg_mail.services.planning import PlanningProblem
+
+    run = {"start": flows.planning_start, "publish": flows.planning_publish, "tick": flows.planning_tick}[step]
+    try:
+        result = run(year=year, date=date, workdir=str(workdir), config_dir=str(config) if config else None)
+    except PlanningProblem as exc:
+        err.print(f"[red]✗[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(1)
+    for line in result["lines"]:
+        console.print(line, markup=False, highlight=False)
+    _planning_status(workdir, config)
+
+
+@planning_app.command("start")
+def planning_start(year: int = YEAR, date: Optional[str] = DAY, workdir: Path = WORKDIR,
+                   config: Optional[Path] = CONFIG) -> None:
+    """Start the round: the needs mail with the Word form to every member."""
+    _planning_flow("start", year, date, workdir, config)
+
+
+@planning_app.command("publish")
+def planning_publish(year: int = YEAR, date: Optional[str] = DAY, workdir: Path = WORKDIR,
+                     config: Optional[Path] = CONFIG) -> None:
+    """Publicera röstlistan: send the numbered ballot from the (edited) candidate list."""
+    _planning_flow("publish", year, date, workdir, config)
+
+
+@planning_app.command("tick")
+def planning_tick(year: int = YEAR, date: Optional[str] = DAY, workdir: Path = WORKDIR,
+                  config: Optional[Path] = CONFIG) -> None:
+    """What is due today: reminders, the candidate list, closing the round."""
+    _planning_flow("tick", year, date, workdir, config)
+
+
+@planning_app.command("status")
+def planning_status(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
+    """The round's answers per member and the tally."""
+    _config(config)
+    _planning_status(workdir, config, full=True)
+
+
+def _planning_status(workdir: Path, config: Optional[Path], full: bool = False) -> None:
+    from kcg_mail.bootstrap import bootstrap
+    from kcg_mail.services import planning_status as round_
+
+    a = bootstrap(workdir, config)
+    try:
+        years = round_.years(a)
+    except ConfigError:
+        return
+    for y in years:
+        console.print(f"[bold]Planeringsrunda {y}[/]")
+        for line in round_.status_lines(a, y)[1:]:
+            console.print(f"  {line}", markup=False, highlight=False)
+        for item in round_.needs_a_person(a):
+            console.print(f"• {item}", markup=False)
+        if full:
+            t = Table(title=f"Svar per medlem {y}")
+            rows = round_.member_rows(a, y)
+            for c in ("medlem", "förslag", "röst", "ogiltiga svar"):
+                t.add_column(c)
+            for r in rows:
+                t.add_row(*(r[c] for c in ("medlem", "förslag", "röst", "ogiltiga svar")))
+            console.print(t)
+        tally = [r for r in round_.tally_rows(a, y) if r["röster"] or full]
+        if tally:
+            t = Table(title=f"Röster {y} (fokus = ja)")
+            for c in ("område", "nr", "samverkansområde", "röster", "fokus"):
+                t.add_column(c)
+            for r in tally:
+                t.add_row(*(str(r[c]) for c in ("område", "nr", "samverkansområde", "röster", "fokus")))
+            console.print(t)
+
+
+def _draft_plan(cfg, year: Optional[int], out: Optional[Path], workdir: Path, config: Optional[Path]) -> None:
+    from kcg_mail.bootstrap import bootstrap
+    from kcg_mail.services.planning import write_draft
+
+    if year is None:
+        err.print("[red]✗[/] --draft needs --year, e.g. kcg plan --year 2027 --draft")
+        raise typer.Exit(2)
+    if any(p.year == year for p in cfg.plans):
+        err.print(f"[yellow]![/] config already has plan-{year}.yaml; the draft is written beside it for comparison")
+    target = out or workdir / "utkast" / f"plan-{year}.yaml"
+    write_draft(bootstrap(workdir, config, cfg=cfg), year, target)
+    console.print(f"Utkast till årsplan {year}: {target}", markup=False, highlight=False)
+    console.print(f"Granska teman och värdar, kopiera sedan filen till {cfg.directory}/plan-{year}.yaml "
+                  f"och kör `kcg check`.", markup=False, highlight=False)
+
+
+def _demo_planning(workdir: Path, config: Optional[Path]) -> None:
+    from kcg_mail.entrypoints import prefect_env
+    from kcg_mail.entrypoints.demo_planning import play_round
+
+    prefect_env.prepare(workdir, quiet=True)
+    with console.status("Spelar planeringsrundan för 2024 (november–december 2023)…"):
+        with prefect_env.without_heartbeats():
+            r = play_round(workdir, config, echo=lambda s: None)
+    console.print(f"Planeringsrundan: {r.flow_runs} flow runs, {r.seconds:.1f} s. Handlingsplan: {r.handlingsplan}; "
+                  f"utkast till årsplan: {r.draft}", markup=False, highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -96,6 +96,9 @@ class App:
         net = self.cfg.network
         allowed = {p.email for p in net.members + net.guests} | {net.mailbox.email} | set(net.filers)
         self.outbox = Outbox(self.state, self.mail, allowed)
+        from kcg_mail.services.planning import meeting_extras  # workshop groups in the invitation (issue 17)
+
+        self.composer.meeting_extras = lambda mid: meeting_extras(self, mid)
 
     def meeting(self, meeting_id: str) -> Meeting | None:
         return next((m for m in self.meetings if m.id == meeting_id), None)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
@@ -68,6 +68,8 @@ class Composer:
         net = cfg.network
         self.sender = Address(net.mailbox.name, net.mailbox.email)
         self.coordinator = net.coordinator
+        #: extra per-meeting context from the state (the planning round's workshop groups)
+        self.meeting_extras: Callable[[str], dict[str, Any]] | None = None
 
     # ------------------------------------------------------------- rendering
     def render(self, kind: str, ctx: dict[str, Any]) -> Rendered:
@@ -115,6 +117,7 @@ class Composer:
             "guests": [g.name for g in m.guests], "tentative": m.tentative, "proposed": m.proposed or "",
             "next": None if nxt is None else {"date_text": nxt.date_text(), "host_name": nxt.host.name,
                                               "theme": nxt.theme_label, "tentative": nxt.tentative},
+            **(self.meeting_extras(m.id) if self.meeting_extras else {}),
         }
 
     def sample_context(self) -> dict[str, Any]:

@@ -34,7 +34,10 @@ from kcg_mail.services.lock import intake_lock, lock_dir
 log = logging.getLogger(__name__)
 
 FOLDER = {"minutes": "processed", "duplicate": "processed", "calendar_response": "processed",
-          "automatic": "processed", "own": "processed"}  # everything else: quarantine
+          "automatic": "processed", "own": "processed",
+          # the planning round (issue 17): answered either way
+          "planning_needs": "processed", "planning_ballot": "processed", "planning_ballot_late": "processed",
+          "planning_needs_invalid": "processed", "planning_ballot_invalid": "processed"}  # else: quarantine
 MIME_BY_KIND = {"docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
                 "pdf": "application/pdf", "odt": "application/vnd.oasis.opendocument.text"}
 
@@ -241,7 +244,11 @@ def _handle_one(app: App, item: IncomingMessage, ctx: inbound.MatchContext, now:
         app.mail.move(item.ref, FOLDER.get(rec.outcome, "quarantine"))
         return Handled(item.ref, "already_handled", rec.meeting_id, rec.reason, rec.sender, rec.subject)
     mail = inbound.parse(item.raw)
-    verdict = inbound.classify(mail, ctx)
+    from kcg_mail.services import planning as planning_round  # replies to the planning round (issue 17)
+
+    planning = planning_round.route(app, mail)
+    verdict = (inbound.Verdict("planning", None, f"planeringsrunda {planning.year}") if planning
+               else inbound.classify(mail, ctx))
     approved = app.state.get(f"approved:{key}")  # re-filed by the coordinator (flows/manual.py refile)
     if approved and verdict.kind in ("not_allowed", "unmatched") and app.meeting(approved) is not None:
         docs = tuple(a for a in mail.attachments if inbound.is_document_candidate(a))
@@ -250,7 +257,10 @@ def _handle_one(app: App, item: IncomingMessage, ctx: inbound.MatchContext, now:
     seen = MessageRecord(key, item.ref, verdict.meeting_id, verdict.kind, verdict.reason, mail.sender,
                          mail.subject[:300], "seen")
     app.state.record_message(seen)
-    outcome, reason = handle(app, mail, verdict, key, now)
+    if planning:
+        outcome, reason = planning_round.handle_reply(app, mail, planning, key, now)
+    else:
+        outcome, reason = handle(app, mail, verdict, key, now)
     app.state.record_message(MessageRecord(key, item.ref, verdict.meeting_id, outcome, reason, mail.sender,
                                            mail.subject[:300], "done"))
     app.mail.move(item.ref, FOLDER.get(outcome, "quarantine"))
