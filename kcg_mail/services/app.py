@@ -96,9 +96,13 @@ class App:
         net = self.cfg.network
         allowed = {p.email for p in net.members + net.guests} | {net.mailbox.email} | set(net.filers)
         self.outbox = Outbox(self.state, self.mail, allowed)
-        from kcg_mail.services.planning import meeting_extras  # workshop groups in the invitation (issue 17)
+        self.composer.meeting_extras = self.meeting_extras
 
-        self.composer.meeting_extras = lambda mid: meeting_extras(self, mid)
+    def meeting_extras(self, meeting_id: str) -> dict[str, Any]:
+        """Context for a meeting's mails: the workshop groups of the physical
+        meeting, when the planning round divided them (services/planning.py)."""
+        raw = self.state.get(f"planning:groups:{meeting_id}")
+        return {"workshop_groups": json.loads(raw)} if raw else {}
 
     def meeting(self, meeting_id: str) -> Meeting | None:
         return next((m for m in self.meetings if m.id == meeting_id), None)

@@ -582,12 +582,6 @@ def open_rounds(app: App) -> list[int]:
     return sorted(y for y in s.rounds if _get(app, y, "started", None) and _get(app, y, "result", None) is None)
 
 
-def meeting_extras(app: App, meeting_id: str) -> dict[str, Any]:
-    """Context for a meeting's mails: the workshop groups of the physical meeting."""
-    raw = app.state.get(f"planning:groups:{meeting_id}")
-    return {"workshop_groups": json.loads(raw)} if raw else {}
-
-
 def write_draft(app: App, year: int, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(draft_for(app, year).to_yaml(), encoding="utf-8")
