@@ -72,9 +72,14 @@ class OutgoingMessage:
     auto_submitted: bool = True
     #: The Date header: the run's "now" (set by the Outbox; simulated in the demo).
     date: datetime | None = None
+    #: The Message-ID, set by the Outbox from the reply key (an HMAC with the
+    #: network's secret, not computable from public data). None: derived from ``key``.
+    msgid: str | None = None
 
     @property
     def message_id(self) -> str:
+        if self.msgid:
+            return self.msgid
         domain = self.sender.email.rpartition("@")[2] or "kcg-mail.invalid"
         return message_id_for(self.key, domain)
 
