@@ -178,9 +178,12 @@ def test_maildir_scheduled_and_listener_race_handle_each_reply_once(tmp_path):
         listener.stop()
     assert errors == []
     assert len(apps[0].state.filings(m.id)) == 5
-    assert len(distributions(apps[0])) == 5
-    # one distribution mail per version in Sent, never two
-    assert len(MaildirTransport(tmp_path / "mail").sent_messages()) == 5
+    # distribution.max_per_meeting_per_day (2): the other three versions wait for approval
+    limit = apps[0].cfg.transport.distribution.max_per_meeting_per_day
+    assert len(distributions(apps[0])) == limit == 2
+    assert len(apps[0].state.messages("held")) == 5 - limit
+    # one distribution mail per distributed version in Sent, never two
+    assert len(MaildirTransport(tmp_path / "mail").sent_messages()) == limit
     for a in apps:
         a.state.close()
 

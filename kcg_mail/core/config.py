@@ -247,7 +247,7 @@ class Inbound(_Model):
 
 class Distribution(_Model):
     #: distributions of a meeting's minutes per day; a further version waits for approval
-    max_per_meeting_per_day: int = Field(2, ge=1, le=20)
+    max_per_meeting_per_day: int = Field(2, ge=1)
 
 
 class Transport(_Model):

@@ -183,6 +183,13 @@ def _settle(app: App, m: Meeting, filing: FilingRecord, data: bytes, kind: str, 
     return "filed"
 
 
+def _record_and_distribute(app: App, m: Meeting, filing: FilingRecord, data: bytes, kind: str,
+                           decisions: list[dict[str, str]]) -> None:
+    app.state.replace_decisions(m.id, decisions)
+    update_decision_log(app, m.date.year)
+    distribute(app, m, filing, data, kind, decisions)
+
+
 def _hash(app: App, data: bytes) -> str:
     from kcg_mail.adapters.content_hash import dropbox_content_hash
 
