@@ -166,6 +166,50 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
     raise typer.Exit(0 if ok else 1)
 
 
+# ------------------------------------------------------------ held mail (issue 13)
+
+
+@app.command()
+def pending(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
+    """List what waits for approval ("väntar på godkännande"): sender, subject, file, why."""
+    _config(config)
+    from kcg_mail.bootstrap import bootstrap
+    from kcg_mail.services.approval import pending_markdown
+
+    console.print(pending_markdown(bootstrap(workdir, config)), markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def approve(ref: str = typer.Argument(..., help="The held message's key (kcg pending) or file/reference."),
+            workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
+    """Release a held message or distribution."""
+    _held_decision("approve", ref, workdir, config)
+
+
+@app.command()
+def reject(ref: str = typer.Argument(..., help="The held message's key (kcg pending) or file/reference."),
+           workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
+    """Refuse a held message or distribution: nothing is filed or sent."""
+    _held_decision("reject", ref, workdir, config)
+
+
+def _held_decision(what: str, ref: str, workdir: Path, config: Optional[Path]) -> None:
+    _config(config)
+    from kcg_mail.bootstrap import bootstrap
+    from kcg_mail.services import approval
+    from kcg_mail.services.lock import intake_lock, lock_dir
+    from kcg_mail.services.manual import ManualProblem
+
+    a = bootstrap(workdir, config)
+    try:
+        with intake_lock(lock_dir(a)):
+            out = approval.approve(a, ref) if what == "approve" else approval.reject(a, ref)
+    except ManualProblem as exc:
+        err.print(f"[red]✗[/] {exc}", highlight=False)
+        raise typer.Exit(1)
+    console.print(out.markdown(), markup=False, highlight=False, soft_wrap=True)
+
+
 @app.command()
 def serve(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
     """Serve the flows on their schedules against a Prefect server (PREFECT_API_URL)."""

@@ -1,0 +1,385 @@
+"""Issue 13: trust only the host. The attack cases of ``tests/attacks/cases.py``
+through the real intake, on Maildir and on IMAP (real Dovecot + Postfix), and
+the scenarios around them: genuine hosts, reply keys, the daily limit, late
+copies, oversized mail, approval.
+
+"Our receiving server" is played by the test: it puts its
+``Authentication-Results`` on top of each mail as Postfix + OpenDMARC would
+(``helpers.authenticated``). The private Postfix of tests/mailserver.py runs no
+milter, so the test writes that field itself before delivery; everything
+below our field is what the sender wrote (see SECURITY.md).
+"""
+
+from __future__ import annotations
+
+import email
+import shutil
+from dataclasses import replace as dc_replace
+from datetime import timedelta
+from email import policy
+from pathlib import Path
+
+import pytest
+
+from attacks.cases import CASES, Ctx, ar, mail
+from helpers import (
+    TEST_REPLY_SECRET,
+    at,
+    authenticated,
+    changed_minutes,
+    close,
+    crash_configs,
+    make_app,
+    read_mail,
+    sent_by_key,
+)
+from kcg_mail.adapters.maildir import _key_name
+from kcg_mail.core import replykey
+from kcg_mail.ports import MARKER_HEADER, message_id_for
+from kcg_mail.services.daily import render_protocol, run_daily
+from kcg_mail.services.intake import msg_key, run_intake
+
+CFG = crash_configs()[0]  # February and March 2023, four people: Björn (coordinator), Daniel, David, Lisa
+CASE_HEADER = "X-Attack-Case"
+
+
+def _tpl_path(workdir: Path, m) -> Path:
+    return Path(workdir) / "mail" / "sent" / "cur" / _key_name(f"{m.id}:send_template:{m.host.email}")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """A work directory where the February template went out (and March's brief)."""
+    wd = tmp_path_factory.mktemp("prepared")
+    app = make_app(wd, CFG)
+    feb, mar = app.meeting("2023-02"), app.meeting("2023-03")
+    for off in (-21, -14, -3, -1):
+        run_daily(app, at(feb.date + timedelta(days=off)))
+    run_daily(app, at(mar.date - timedelta(days=app.cfg.meetings.lead_days.brief_host)))  # March's brief
+    close(app)
+    return wd
+
+
+def _ctx(app, workdir: Path) -> Ctx:
+    from kcg_mail.entrypoints.demo import fill_protocol
+    from kcg_mail.services.compose import meeting_uid
+
+    feb = app.meeting("2023-02")
+    tpl = read_mail(_tpl_path(workdir, feb))
+    brief = read_mail(Path(workdir) / "mail" / "sent" / "cur" /
+                      _key_name(f"2023-03:brief_host:{app.meeting('2023-03').host.email}"))
+    return Ctx(
+        ours=app.cfg.transport.inbound.trusted_authserv_ids[0], mailbox=app.cfg.network.mailbox.email,
+        host=feb.host.email, member="lisa@uppsala.example.se", coordinator=app.cfg.network.coordinator.email,
+        token=feb.token, tpl_msgid=str(tpl["Message-ID"]).strip(), tpl_reply_to=str(tpl["Reply-To"]),
+        tpl_subject=str(tpl["Subject"]), other_msgid=str(brief["Message-ID"]).strip(),
+        docx=fill_protocol(render_protocol(app, feb).data, feb), when=at(feb.date + timedelta(days=1), 11),
+        uid=meeting_uid(app.cfg, feb.id),
+    )
+
+
+def _copy(prepared: Path, dst: Path) -> Path:
+    shutil.copytree(prepared, dst)
+    return dst
+
+
+def _case_raws(c: Ctx) -> dict[str, bytes]:
+    return {case.name: f"{CASE_HEADER}: {case.name}\r\n".encode() + case.build(c) for case in CASES}
+
+
+def _nothing_acted(app, before: dict[str, int]) -> None:
+    assert app.state.filings() == []
+    assert app.state.decisions() == []
+    assert app.state.attendance("2023-02") == {}
+    acted = [r.key for r in app.state.actions() if r.action in ("distribute", "reply_problem")]
+    assert acted == []
+
+
+def _check_outcomes(app, key_of: dict[str, str], report) -> None:
+    assert report.errors == []
+    records = {r.msg_key: r for r in app.state.messages()}
+    got = {name: (records[k].outcome, records[k].reason) for name, k in key_of.items()}
+    wrong = {case.name: got[case.name] for case in CASES
+             if got[case.name][0] != case.outcome or case.why.lower() not in got[case.name][1].lower()}
+    assert wrong == {}, "\n".join(f"{n}: {o} ({r})" for n, (o, r) in wrong.items())
+    # every held case is listed for the coordinator with sender, subject and why
+    from kcg_mail.services.approval import pending
+
+    listed = {p.msg_key: p for p in pending(app)}
+    for case in CASES:
+        if case.outcome == "held":
+            p = listed[key_of[case.name]]
+            assert p.why and p.subject and p.files == ["Protokoll.docx"], p
+
+
+def test_at_least_thirty_attack_cases():
+    assert len(CASES) >= 30 and len({c.name for c in CASES}) == len(CASES)
+
+
+def test_attacks_maildir(prepared, tmp_path):
+    wd = _copy(prepared, tmp_path / "wd")
+    app = make_app(wd, CFG)
+    raws = _case_raws(_ctx(app, wd))
+    sent_before = sent_by_key(wd)
+    for name, raw in raws.items():
+        app.mail.deliver(raw, f"{name}.eml")
+    report = run_intake(app, at(app.meeting("2023-02").date + timedelta(days=1), 12))
+    _check_outcomes(app, {n: msg_key(r) for n, r in raws.items()}, report)
+    _nothing_acted(app, {})
+    assert sent_by_key(wd) == sent_before  # nobody was mailed anything
+    assert len(list((wd / "mail" / "quarantine" / "cur").iterdir())) == sum(c.outcome != "own" for c in CASES)
+    close(app)
+
+
+@pytest.mark.server
+def test_attacks_imap(prepared, tmp_path):
+    from mailserver import mail_server
+    from test_cycle_transports import KCG_TEST, accept_domains, server_users
+
+    from kcg_mail.adapters.smtp_imap import SmtpImapTransport
+
+    wd = _copy(prepared, tmp_path / "wd")
+    users = server_users(CFG)
+    users[KCG_TEST] = "kcg-secret"
+    with mail_server(users=users) as server:
+        accept_domains(server, {e.partition("@")[2] for e in users})
+        app = make_app(wd, CFG, mail=SmtpImapTransport(**server.transport_kwargs(KCG_TEST)))
+        raws = _case_raws(_ctx(app, wd))
+        for name, raw in raws.items():
+            server.deliver(raw, KCG_TEST, mail_from=f"bounce@{name.replace('_', '-')}.attack.test")
+        stored = server.messages(KCG_TEST, "INBOX")
+        assert len(stored) == len(raws)
+        key_of = {}
+        for raw in stored:
+            name = str(email.message_from_bytes(raw, policy=policy.default)[CASE_HEADER])
+            key_of[name] = msg_key(raw)
+        report = run_intake(app, at(app.meeting("2023-02").date + timedelta(days=1), 12))
+        _check_outcomes(app, key_of, report)
+        _nothing_acted(app, {})
+        assert server.messages(KCG_TEST, "Sent") == []
+        assert len(server.messages(KCG_TEST, "quarantine")) == sum(c.outcome != "own" for c in CASES)
+        # the genuine host's reply still goes through on IMAP: filed and distributed once
+        c = _ctx(app, wd)
+        genuine = mail(c, from_=f"Daniel Värd <{c.host}>", in_reply_to=c.tpl_msgid, to=c.tpl_reply_to,
+                       subject="SV: " + c.tpl_subject, ar_fields=[ar(c.ours, "pass", c.host_domain)])
+        server.deliver(genuine, KCG_TEST)
+        r2 = run_intake(app, at(app.meeting("2023-02").date + timedelta(days=1), 13))
+        assert [h.outcome for h in r2.handled] == ["minutes"], r2.handled
+        assert "reply key" in r2.handled[0].reason
+        sent = [email.message_from_bytes(r, policy=policy.default) for r in server.messages(KCG_TEST, "Sent")]
+        assert [str(m[MARKER_HEADER]) for m in sent] == ["2023-02:distribute:members:v1"]
+        close(app)
+
+
+# ------------------------------------------------------------------ genuine hosts
+
+
+def _genuine(c: Ctx, **kw) -> bytes:
+    base = dict(from_=f"Daniel Värd <{c.host}>", ar_fields=[ar(c.ours, "pass", c.host_domain)])
+    base.update(kw)
+    return mail(c, **base)
+
+
+@pytest.fixture
+def feb(prepared, tmp_path):
+    wd = _copy(prepared, tmp_path / "wd")
+    app = make_app(wd, CFG)
+    yield app, wd, _ctx(app, wd)
+    close(app)
+
+
+def _intake(app, hour: int = 12, day_offset: int = 1):
+    return run_intake(app, at(app.meeting("2023-02").date + timedelta(days=day_offset), hour))
+
+
+def _distributed(wd: Path) -> list[str]:
+    return sorted(k for k in sent_by_key(wd) if ":distribute:" in k)
+
+
+@pytest.mark.parametrize("how", ["reply", "fresh_with_token", "fresh_by_date"])
+def test_genuine_host_is_filed_and_distributed(feb, how):
+    app, wd, c = feb
+    raw = {
+        "reply": lambda: _genuine(c, in_reply_to=c.tpl_msgid, to=c.tpl_reply_to, subject="SV: " + c.tpl_subject),
+        "fresh_with_token": lambda: _genuine(c),
+        "fresh_by_date": lambda: _genuine(c, subject="Protokollet från mötet"),
+    }[how]()
+    app.mail.deliver(raw, "genuine.eml")
+    report = _intake(app)
+    assert [h.outcome for h in report.handled] == ["minutes"], report.handled
+    assert _distributed(wd) == ["2023-02:distribute:members:v1"]
+    assert app.state.decisions("2023-02")
+
+
+def test_our_mail_carries_an_unguessable_reply_key(feb):
+    app, wd, c = feb
+    m = app.meeting("2023-02")
+    key = f"{m.id}:send_template:{m.host.email}"
+    # not computable from public data: neither the old derivation nor one without our secret
+    assert c.tpl_msgid != message_id_for(key, "svenskastadskarnor.example.se")
+    assert c.tpl_msgid != replykey.message_id(b"another secret", key, "svenskastadskarnor.example.se")
+    assert c.tpl_msgid == replykey.message_id(TEST_REPLY_SECRET, key, "svenskastadskarnor.example.se")
+    (k,) = replykey.keys_in([c.tpl_msgid], [c.tpl_reply_to])
+    assert replykey.verify(TEST_REPLY_SECRET, k, m.host.email, ["2023-02"]).meeting_id == "2023-02"
+    assert replykey.verify(TEST_REPLY_SECRET, k, "lisa@uppsala.example.se", ["2023-02"]) is None
+    assert replykey.verify(b"another secret", k, m.host.email, ["2023-02"]) is None
+    assert c.tpl_reply_to.endswith(f"<kcg+{k}@svenskastadskarnor.example.se>")
+    # the crash recovery still finds it: by the marker, not the Message-ID
+    assert app.mail.was_sent(key)
+
+
+def test_plus_address_reply_to_can_be_switched_off(tmp_path):
+    inbound = CFG.transport.inbound.model_copy(update={"plus_address_reply_to": False})
+    cfg = CFG.model_copy(update={"transport": CFG.transport.model_copy(update={"inbound": inbound})})
+    app = make_app(tmp_path, cfg)
+    feb = app.meeting("2023-02")
+    run_daily(app, at(feb.date - timedelta(days=1)))
+    tpl = read_mail(_tpl_path(tmp_path, feb))
+    assert "+" not in str(tpl["Reply-To"]) and str(tpl["Message-ID"]).startswith("<kcg.2023-02.send_template.")
+    close(app)
+
+
+# ------------------------------------------------------------------ require_reply_key
+
+
+def _require_key(app):
+    inbound = app.cfg.transport.inbound.model_copy(update={"require_reply_key": True})
+    app.cfg = app.cfg.model_copy(update={"transport": app.cfg.transport.model_copy(update={"inbound": inbound})})
+
+
+def test_require_reply_key_makes_the_key_a_second_factor(feb):
+    app, wd, c = feb
+    _require_key(app)
+    bad_key = c.tpl_reply_to.replace("<kcg+2023-02.send_template.", "<kcg+2023-02.send_template.a")[:-2] + ">"
+    cases = {
+        "no_key": (_genuine(c), "held"),
+        "wrong_key": (_genuine(c, to=bad_key, in_reply_to="<kcg.2023-02.send_template.aaaaaaaaaaaaaaaaaaaa.bbbb@x>"),
+                      "held"),
+        # the March brief's key: made for another meeting and another recipient
+        "replayed_key_other_meeting_recipient": (_genuine(c, in_reply_to=c.other_msgid), "held"),
+    }
+    for name, (raw, _) in cases.items():
+        app.mail.deliver(raw, f"{name}.eml")
+    report = _intake(app)
+    assert sorted(h.outcome for h in report.handled) == ["held", "held", "held"], report.handled
+    assert all("reply key" in h.reason for h in report.handled), report.handled
+    assert app.state.filings() == [] and _distributed(wd) == []
+    # the real reply to our mail is accepted
+    app.mail.deliver(_genuine(c, in_reply_to=c.tpl_msgid, to=c.tpl_reply_to, subject="SV: x"), "ok.eml")
+    assert [h.outcome for h in _intake(app, 13).handled] == ["minutes"]
+    assert _distributed(wd) == ["2023-02:distribute:members:v1"]
+
+
+# ------------------------------------------------------------------ bounded mail-outs
+
+
+def test_a_flood_of_versions_sends_at_most_the_daily_limit(feb):
+    """Five forged mails once gave 70 mails in one run. Now: even 30 genuine
+    versions in one run give at most distribution.max_per_meeting_per_day."""
+    app, wd, c = feb
+    doc = c.docx
+    for i in range(30):
+        doc_i = changed_minutes(doc, f"Beslut nummer {i}")
+        app.mail.deliver(mail(dc_replace(c, docx=doc_i), from_=c.host, body=f"v{i}\n",
+                              ar_fields=[ar(c.ours, "pass", c.host_domain)]), f"v{i:02d}.eml")
+    report = _intake(app)
+    limit = app.cfg.transport.distribution.max_per_meeting_per_day
+    assert report.errors == []
+    assert report.count("minutes") == limit == 2
+    assert report.count("held") == 28
+    assert len(_distributed(wd)) == limit
+    assert len(app.state.filings("2023-02")) == 30  # filed, nothing lost
+    # the next day the allowance is new, but held versions still wait for a person
+    assert _intake(app, day_offset=2).handled == []
+    assert len(_distributed(wd)) == limit
+
+
+def test_held_distribution_is_released_or_rejected_by_the_coordinator(feb):
+    from kcg_mail.services.approval import approve, pending, reject
+
+    app, wd, c = feb
+    for i in range(4):
+        app.mail.deliver(mail(dc_replace(c, docx=changed_minutes(c.docx, f"B{i}")), from_=c.host, body=f"{i}\n",
+                              ar_fields=[ar(c.ours, "pass", c.host_domain)]), f"v{i}.eml")
+    _intake(app)
+    held = pending(app)
+    assert [p.kind for p in held] == ["distribution", "distribution"]
+    assert all("väntar på godkännande" in p.why for p in held)
+    out = approve(app, held[0].msg_key)
+    assert out.action == "approved"
+    assert f"2023-02:distribute:members:v{held[0].version}" in _distributed(wd)
+    reject(app, held[1].msg_key)
+    assert f"2023-02:distribute:members:v{held[1].version}" not in _distributed(wd)
+    assert pending(app) == []
+    assert len(_distributed(wd)) == 3
+
+
+def test_held_message_is_released_by_approve_and_filed_by_the_next_intake(feb):
+    from kcg_mail.services.approval import approve, pending, reject
+    from kcg_mail.services.manual import ManualProblem
+
+    app, wd, c = feb
+    app.mail.deliver(mail(c, from_=c.host), "unauth.eml")  # no Authentication-Results at all
+    app.mail.deliver(mail(c, from_=f"boss@evil.example", body="x\n"), "stranger.eml")
+    _intake(app)
+    (p1, p2) = sorted(pending(app), key=lambda p: p.sender)
+    assert p1.sender == "boss@evil.example" and p2.sender == c.host
+    reject(app, p1.msg_key)
+    approve(app, p2.ref)  # by the transport's reference
+    with pytest.raises(ManualProblem):
+        approve(app, p1.msg_key)  # rejected: no longer waiting
+    report = _intake(app, 13)
+    assert [h.outcome for h in report.handled] == ["minutes"]
+    assert _distributed(wd) == ["2023-02:distribute:members:v1"]
+    assert pending(app) == []
+
+
+def test_an_older_version_is_filed_as_a_late_copy(feb):
+    app, wd, c = feb
+    app.mail.deliver(_genuine(c), "v1.eml")
+    _intake(app)
+    decisions = app.state.decisions("2023-02")
+    older = dc_replace(c, docx=changed_minutes(c.docx, "Ett gammalt beslut"), when=c.when - timedelta(hours=20))
+    app.mail.deliver(_genuine(older, body="gammal\n"), "old.eml")
+    report = _intake(app, 13)
+    assert [h.outcome for h in report.handled] == ["late_copy"], report.handled
+    assert len(app.state.filings("2023-02")) == 2
+    assert app.state.decisions("2023-02") == decisions  # not replaced
+    assert _distributed(wd) == ["2023-02:distribute:members:v1"]
+    # a future Date does not make a copy newer than our receipt: it is dated by receipt
+    assert (wd / "mail" / "processed" / "cur").is_dir()
+
+
+# ------------------------------------------------------------------ calendar responses
+
+
+def test_genuine_calendar_response_counts(feb):
+    from attacks.cases import ics_reply
+
+    app, wd, c = feb
+    app.mail.deliver(mail(c, from_=c.member, subject="Accepterat: " + c.token, attach=False,
+                          ics=ics_reply(c, c.member), ar_fields=[ar(c.ours, "pass", "uppsala.example.se")]), "cal.eml")
+    assert [h.outcome for h in _intake(app).handled] == ["calendar_response"]
+    assert app.state.attendance("2023-02") == {c.member: "ACCEPTED"}
+
+
+# ------------------------------------------------------------------ oversized mail
+
+
+def test_oversized_mail_from_the_host_is_answered(feb, monkeypatch):
+    import kcg_mail.adapters.maildir as md
+
+    app, wd, c = feb
+    monkeypatch.setattr(md, "MAX_INCOMING", 10_000)  # the real limit is 50 MB; the rule is the same
+    big = _genuine(c, in_reply_to=c.tpl_msgid, subject="SV: " + c.tpl_subject)
+    assert len(big) > 10_000
+    app.mail.deliver(big, "big.eml")
+    app.mail.deliver(mail(c, from_=c.host, body="y\n"), "big-forged.eml")  # also big, not authenticated
+    report = _intake(app)
+    outcomes = sorted(h.outcome for h in report.handled)
+    assert outcomes == ["discarded", "too_large"], report.handled
+    replies = [k for k in sent_by_key(wd) if ":reply_problem:" in k]
+    assert replies == [f"2023-02:reply_problem:{c.host}:{(c.when).date().isoformat()}"]
+    answer = next(m for m in (read_mail(p) for p in (wd / "mail" / "sent" / "cur").iterdir())
+                  if ":reply_problem:" in str(m[MARKER_HEADER]))
+    assert "för stort" in answer.get_body(("plain",)).get_content()
