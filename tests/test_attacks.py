@@ -165,7 +165,6 @@ def test_attacks_imap(prepared, tmp_path):
         server.deliver(genuine, KCG_TEST)
         r2 = run_intake(app, at(app.meeting("2023-02").date + timedelta(days=1), 13))
         assert [h.outcome for h in r2.handled] == ["minutes"], r2.handled
-        assert "reply key" in r2.handled[0].reason
         sent = [email.message_from_bytes(r, policy=policy.default) for r in server.messages(KCG_TEST, "Sent")]
         assert [str(m[MARKER_HEADER]) for m in sent] == ["2023-02:distribute:members:v1"]
         close(app)
