@@ -132,7 +132,7 @@ def test_attacks_maildir(prepared, tmp_path):
 
 
 @pytest.mark.server
-def test_attacks_imap(prepared, tmp_path):
+def test_attacks_imap(prepared, tmp_path, monkeypatch):
     from mailserver import mail_server
     from test_cycle_transports import KCG_TEST, accept_domains, server_users
 
@@ -167,6 +167,17 @@ def test_attacks_imap(prepared, tmp_path):
         assert [h.outcome for h in r2.handled] == ["minutes"], r2.handled
         sent = [email.message_from_bytes(r, policy=policy.default) for r in server.messages(KCG_TEST, "Sent")]
         assert [str(m[MARKER_HEADER]) for m in sent] == ["2023-02:distribute:members:v1"]
+        # oversized mail: the headers are read (RFC822.SIZE, BODY.PEEK[HEADER]); the host is answered
+        import kcg_mail.adapters.maildir as md
+
+        monkeypatch.setattr(md, "MAX_INCOMING", 10_000)
+        server.deliver(mail(c, from_=c.host, subject="SV: stort", ar_fields=[ar(c.ours, "pass", c.host_domain)]),
+                       KCG_TEST)
+        server.deliver(mail(c, from_=c.host, subject="SV: stort, förfalskat"), KCG_TEST)
+        r3 = run_intake(app, at(app.meeting("2023-02").date + timedelta(days=1), 14))
+        assert sorted(h.outcome for h in r3.handled) == ["discarded", "too_large"], r3.handled
+        sent = [email.message_from_bytes(r, policy=policy.default) for r in server.messages(KCG_TEST, "Sent")]
+        assert sorted(str(m[MARKER_HEADER]).split(":")[1] for m in sent) == ["distribute", "reply_problem"]
         close(app)
 
 
