@@ -118,6 +118,8 @@ class FakeGraph:
         self.token_lifetime = 3599
         self.token_error: dict[str, Any] | None = None  # injected Entra error body
         self.access_policy_excludes_mailbox = False
+        #: serve $value without Authentication-Results (a MIME rebuilt by the store)
+        self.mime_without_auth_results = False
         self.page_size = 10  # server-side max page size for delta
         self.tokens: dict[str, dict[str, Any]] = {}
         self.token_requests = 0
@@ -587,7 +589,25 @@ class FakeGraph:
         msg = self.messages.get(mid)
         if msg is None:
             return _err(404, "ErrorItemNotFound", "The specified object was not found in the store.")
-        return httpx.Response(200, content=msg["mime"], headers={"Content-Type": "text/plain"})
+        mime = msg["mime"]
+        if self.mime_without_auth_results:  # a MIME rebuilt without the transport headers
+            from kcg_mail.adapters.headers import with_server_auth_results
+
+            mime = with_server_auth_results(mime, [])
+        return httpx.Response(200, content=mime, headers={"Content-Type": "text/plain"})
+
+    def _get_message(self, request, params, body, mid):
+        """``GET /messages/{id}?$select=internetMessageHeaders``: the transport
+        headers in message order (Graph returns them only when selected)."""
+        msg = self.messages.get(mid)
+        if msg is None:
+            return _err(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+        out: dict[str, Any] = {"id": mid}
+        if "internetmessageheaders" in params.get("$select", "").lower():
+            parsed = BytesParser(policy=policy.compat32).parsebytes(msg["mime"], headersonly=True)
+            out["internetMessageHeaders"] = [{"name": k, "value": " ".join(str(v).split())}
+                                             for k, v in parsed.items()]
+        return httpx.Response(200, json=out)
 
     # --- move
 
@@ -923,6 +943,7 @@ class FakeGraph:
         (r"^/sendMail$", "POST", _send_mail, _SEND),
         (r"^/messages$", "POST", _create_draft, _WRITE_MAIL),
         (r"^/messages/([^/]+)/\$value$", "GET", _get_value, _READ_MAIL),
+        (r"^/messages/([^/$]+)$", "GET", _get_message, _READ_MAIL),
         (r"^/messages/([^/]+)/move$", "POST", _move, _WRITE_MAIL),
         (r"^/messages/([^/]+)/send$", "POST", _send_draft, _SEND),
         (r"^/(messages)/([^/]+)/attachments$", "GET", _list_attachments, _READ_MAIL),

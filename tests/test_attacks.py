@@ -393,3 +393,30 @@ def test_oversized_mail_from_the_host_is_answered(feb, monkeypatch):
     answer = next(m for m in (read_mail(p) for p in (wd / "mail" / "sent" / "cur").iterdir())
                   if ":reply_problem:" in str(m[MARKER_HEADER]))
     assert "för stort" in answer.get_body(("plain",)).get_content()
+
+
+# ------------------------------------------------------------------ Microsoft 365 (Graph)
+
+
+def test_graph_intake_reads_the_servers_authentication_results(feb):
+    """Graph: the Authentication-Results come from internetMessageHeaders, the
+    server's own list, even when the MIME content lacks them."""
+    from fake_graph import FakeGraph
+
+    from kcg_mail.adapters.graph import GraphTransport
+
+    app, wd, c = feb
+    fake = FakeGraph()
+    with fake.running():
+        fake.mime_without_auth_results = True
+        app.mail = GraphTransport(fake.mailbox, fake.tenant_id, fake.client_id, fake.client_secret,
+                                  sleep=lambda s: None)
+        app.outbox.mail = app.mail
+        fake.deliver(_genuine(c, in_reply_to=c.tpl_msgid, subject="SV: " + c.tpl_subject))
+        fake.deliver(mail(c, from_=c.host, subject="SV: förfalskat",
+                          ar_fields=[ar(c.ours, "fail", c.host_domain)]))
+        report = _intake(app)
+        assert sorted(h.outcome for h in report.handled) == ["held", "minutes"], report.handled
+        held = next(h for h in report.handled if h.outcome == "held")
+        assert "dmarc=fail" in held.reason
+        app.mail.close()
