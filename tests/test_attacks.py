@@ -420,3 +420,29 @@ def test_graph_intake_reads_the_servers_authentication_results(feb):
         held = next(h for h in report.handled if h.outcome == "held")
         assert "dmarc=fail" in held.reason
         app.mail.close()
+
+
+def test_ews_intake_reads_the_servers_authentication_results(feb):
+    """EWS (Exchange Server): the same, from the item's InternetMessageHeaders."""
+    import requests_mock
+    from exchangelib.protocol import close_connections
+    from fake_ews import FakeEWS
+
+    from kcg_mail.adapters.exchange import ExchangeTransport
+
+    app, wd, c = feb
+    fake = FakeEWS()
+    fake.mime_without_auth_results = True
+    close_connections()
+    with requests_mock.Mocker() as mocker:
+        fake.install(mocker)
+        app.mail = ExchangeTransport(fake.mailbox, "basic", fake.url, sleep=lambda s: None,
+                                     username=fake.username, password=fake.password)
+        app.outbox.mail = app.mail
+        fake.deliver(_genuine(c, in_reply_to=c.tpl_msgid, subject="SV: " + c.tpl_subject))
+        fake.deliver(mail(c, from_=c.host, subject="SV: förfalskat", ar_fields=[ar(c.ours, "fail", c.host_domain)]))
+        report = _intake(app)
+        assert sorted(h.outcome for h in report.handled) == ["held", "minutes"], report.handled
+        assert "dmarc=fail" in next(h for h in report.handled if h.outcome == "held").reason
+        app.mail.close()
+    close_connections()

@@ -536,7 +536,7 @@ class ExchangeTransport(MailTransport):
                 fetched = self.account.fetch(
                     ids=[(i.id, i.changekey) for i in created],
                     folder=inbox,
-                    only_fields=["mime_content", "datetime_received"],
+                    only_fields=["mime_content", "headers", "datetime_received"],
                 )
                 for item in fetched:
                     if isinstance(item, ews_errors.ErrorItemNotFound):
@@ -547,10 +547,15 @@ class ExchangeTransport(MailTransport):
                         log.warning("item %s has no MIME content; skipped", item.id)
                         continue
                     received = item.datetime_received
+                    raw = bytes(item.mime_content)
+                    if item.headers is not None:  # the store's own list: Authentication-Results as received
+                        from kcg_mail.adapters.headers import with_server_auth_results
+
+                        raw = with_server_auth_results(raw, [(h.name, h.value) for h in item.headers])
                     messages.append(
                         IncomingMessage(
                             ref=f"{item.id}|{item.changekey}",
-                            raw=bytes(item.mime_content),
+                            raw=raw,
                             received_at=datetime.fromtimestamp(received.timestamp(), tz=timezone.utc)
                             if received
                             else None,
