@@ -198,6 +198,13 @@ class MailTransport(abc.ABC):
     def check(self) -> list[Check]:
         return [Check(type(self).__name__, True, "no connection needed")]
 
+    def recent_headers(self, limit: int = 20) -> list[bytes] | None:
+        """The header blocks of up to ``limit`` recent incoming mails (inbox,
+        processed, quarantine), newest first, for ``kcg check --connect`` to
+        show which authserv-ids write Authentication-Results. None: not
+        supported by this transport."""
+        return None
+
     def close(self) -> None:  # pragma: no cover - default no-op
         pass
 

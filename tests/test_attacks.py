@@ -128,7 +128,19 @@ def test_attacks_maildir(prepared, tmp_path):
     _nothing_acted(app, {})
     assert sent_by_key(wd) == sent_before  # nobody was mailed anything
     assert len(list((wd / "mail" / "quarantine" / "cur").iterdir())) == sum(c.outcome != "own" for c in CASES)
+    _check_connect_lists_authserv_ids(app)
     close(app)
+
+
+def _check_connect_lists_authserv_ids(app) -> None:
+    """``kcg check --connect``: the authserv-ids seen on recent mail, ours among them."""
+    from kcg_mail.services.trust_check import authserv_checks
+
+    ours = app.cfg.transport.inbound.trusted_authserv_ids
+    (ok,) = authserv_checks(app.mail, ours, limit=100)
+    assert ok.ok and f"{ours[0]} (topmost on" in ok.detail and "mx.evil.example" in ok.detail, ok.detail
+    (bad,) = authserv_checks(app.mail, ["mx.elsewhere.example"], limit=100)
+    assert not bad.ok and "none is a trusted id" in bad.detail
 
 
 @pytest.mark.server
@@ -158,6 +170,7 @@ def test_attacks_imap(prepared, tmp_path, monkeypatch):
         _nothing_acted(app, {})
         assert server.messages(KCG_TEST, "Sent") == []
         assert len(server.messages(KCG_TEST, "quarantine")) == sum(c.outcome != "own" for c in CASES)
+        _check_connect_lists_authserv_ids(app)
         # the genuine host's reply still goes through on IMAP: filed and distributed once
         c = _ctx(app, wd)
         genuine = mail(c, from_=f"Daniel Värd <{c.host}>", in_reply_to=c.tpl_msgid, to=c.tpl_reply_to,

@@ -130,6 +130,20 @@ class MaildirTransport(MailTransport):
         """Put a message into the inbox (tests and the demo play the hosts this way)."""
         return _atomic_write(self.root / "inbox", name, raw)
 
+    def recent_headers(self, limit: int = 20) -> list[bytes]:
+        files = []
+        for box in ("inbox", "processed", "quarantine"):
+            for sub in ("", "new", "cur"):
+                d = self.root / box / sub
+                if d.is_dir():
+                    files += [p for p in d.iterdir() if p.is_file() and not p.name.startswith(".")]
+        files.sort(key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        out = []
+        for p in files[:limit]:
+            with open(p, "rb") as fh:
+                out.append(header_block(fh.read(256 * 1024)))
+        return out
+
     def check(self) -> list[Check]:
         ok = os.access(self.root, os.W_OK)
         return [Check("maildir", ok, f"{self.root} {'is writable' if ok else 'is not writable: check permissions'}")]

@@ -656,6 +656,30 @@ class SmtpImapTransport(MailTransport):
 
         return self._retrying("read INBOX", attempt)
 
+    def recent_headers(self, limit: int = 20) -> list[bytes]:
+        def attempt() -> list[bytes]:
+            conn = self._imap()
+            out: list[tuple[datetime | None, bytes]] = []
+            for name in ("INBOX", self._folder("processed"), self._folder("quarantine")):
+                try:
+                    self._select(conn, name, readonly=True, force=True)
+                except Exception:
+                    continue
+                typ, data = conn.uid("SEARCH", "ALL")
+                if typ != "OK":
+                    continue
+                uids = [int(x) for x in (data[0] or b"").split()][-limit:]
+                if not uids:
+                    continue
+                typ, data = conn.uid("FETCH", ",".join(map(str, uids)),
+                                     "(UID INTERNALDATE BODY.PEEK[HEADER.FIELDS (AUTHENTICATION-RESULTS FROM DATE)])")
+                if typ == "OK":
+                    out += [(when, raw) for _, raw, when in _fetch_items(data)]
+            out.sort(key=lambda t: t[0].timestamp() if t[0] else 0, reverse=True)
+            return [raw for _, raw in out[:limit]]
+
+        return self._retrying("read recent headers", attempt)
+
     def move(self, ref: str, folder: Folder) -> None:
         if folder not in ("processed", "quarantine"):
             raise ValueError(f"unknown folder {folder!r}")

@@ -152,9 +152,14 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
         from kcg_mail.ports import Check
         from kcg_mail.secrets import MissingSecret
 
+        from kcg_mail.services.trust_check import authserv_checks
+
         for name, make in (("mail", make_mail), ("archive", make_archive)):
             try:
-                checks = make(cfg, workdir).check()
+                made = make(cfg, workdir)
+                checks = made.check()
+                if name == "mail":  # which servers write Authentication-Results (SECURITY.md)
+                    checks += authserv_checks(made, cfg.transport.inbound.trusted_authserv_ids)
             except (ConfigError, MissingSecret) as exc:
                 checks = [Check(name, False, str(exc))]
             except Exception as exc:
