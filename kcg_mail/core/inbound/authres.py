@@ -182,6 +182,7 @@ def mail_authenticated(fields: Sequence[str], trusted_ids: Iterable[str], from_a
     """(True, how) when our receiving server authenticated the From domain:
     ``dmarc=pass`` (for the From domain), or, when DMARC gave no verdict,
     ``dkim=pass`` or ``spf=pass`` aligned with the From domain. (False, why) otherwise."""
+    trusted_ids = tuple(trusted_ids)
     from_domain = _domain(from_address)
     if not from_domain:
         return False, "no From address to authenticate"
