@@ -459,3 +459,37 @@ def test_ews_intake_reads_the_servers_authentication_results(feb):
         assert "dmarc=fail" in next(h for h in report.handled if h.outcome == "held").reason
         app.mail.close()
     close_connections()
+
+
+# ------------------------------------------------------------------ the reply secret
+
+
+def test_reply_secret_from_env_or_generated_once_with_mode_0600(tmp_path, caplog):
+    import logging
+    import stat
+
+    from kcg_mail.secrets import REPLY_SECRET_FILE, install_log_filter, reply_secret
+
+    install_log_filter()  # as bootstrap does
+    assert reply_secret(tmp_path, environ={"KCG_REPLY_SECRET": "from-env"}) == b"from-env"
+    assert not (tmp_path / REPLY_SECRET_FILE).exists()
+    first = reply_secret(tmp_path, environ={})
+    path = tmp_path / REPLY_SECRET_FILE
+    assert len(first) >= 32 and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert reply_secret(tmp_path, environ={}) == first  # generated once, read afterwards
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("kcg_mail.test").info("secret is %s", first.decode())
+    assert first.decode() not in caplog.text  # masked like every secret
+
+
+def test_bootstrap_uses_the_work_directory_secret(tmp_path, monkeypatch):
+    from kcg_mail.bootstrap import bootstrap
+    from kcg_mail.secrets import REPLY_SECRET_FILE
+
+    monkeypatch.delenv("KCG_REPLY_SECRET", raising=False)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    a = bootstrap(tmp_path, Path(__file__).resolve().parent.parent / "config")
+    b = bootstrap(tmp_path, Path(__file__).resolve().parent.parent / "config")
+    assert a.reply_secret == b.reply_secret == (tmp_path / REPLY_SECRET_FILE).read_text().strip().encode()
+    a.state.close()
+    b.state.close()
