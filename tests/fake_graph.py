@@ -522,7 +522,18 @@ class FakeGraph:
                     keep.append(msg)
             msgs = keep
         top = int(params.get("$top", "10"))
-        return httpx.Response(200, json={"value": [self._msg_json(m) for m in msgs[:top]]})
+        out = [self._msg_json(m) for m in msgs[:top]]
+        if "internetmessageheaders" in params.get("$select", "").lower():
+            for o, m in zip(out, msgs):
+                o["internetMessageHeaders"] = self._headers(m)
+        return httpx.Response(200, json={"value": out})
+
+    @staticmethod
+    def _headers(msg: dict[str, Any]) -> list[dict[str, str]]:
+        if not msg.get("mime"):
+            return []
+        parsed = BytesParser(policy=policy.compat32).parsebytes(msg["mime"], headersonly=True)
+        return [{"name": k, "value": " ".join(str(v).split())} for k, v in parsed.items()]
 
     def _msg_json(self, msg: dict[str, Any]) -> dict[str, Any]:
         out = {"id": msg["id"], "parentFolderId": msg["folder"], "hasAttachments": bool(msg["attachments"])}
@@ -604,9 +615,7 @@ class FakeGraph:
             return _err(404, "ErrorItemNotFound", "The specified object was not found in the store.")
         out: dict[str, Any] = {"id": mid}
         if "internetmessageheaders" in params.get("$select", "").lower():
-            parsed = BytesParser(policy=policy.compat32).parsebytes(msg["mime"], headersonly=True)
-            out["internetMessageHeaders"] = [{"name": k, "value": " ".join(str(v).split())}
-                                             for k, v in parsed.items()]
+            out["internetMessageHeaders"] = self._headers(msg)
         return httpx.Response(200, json=out)
 
     # --- move

@@ -493,3 +493,23 @@ def test_bootstrap_uses_the_work_directory_secret(tmp_path, monkeypatch):
     assert a.reply_secret == b.reply_secret == (tmp_path / REPLY_SECRET_FILE).read_text().strip().encode()
     a.state.close()
     b.state.close()
+
+
+def test_check_connect_lists_authserv_ids_on_graph(feb):
+    from fake_graph import FakeGraph
+
+    from kcg_mail.adapters.graph import GraphTransport
+    from kcg_mail.services.trust_check import authserv_checks
+
+    app, wd, c = feb
+    fake = FakeGraph()
+    with fake.running():
+        t = GraphTransport(fake.mailbox, fake.tenant_id, fake.client_id, fake.client_secret, sleep=lambda s: None)
+        exo = ("spf=pass (sender IP is 192.0.2.1) smtp.mailfrom=gavle.example.se; dkim=pass header.d=gavle.example.se;"
+               "dmarc=pass action=none header.from=gavle.example.se;compauth=pass reason=100")
+        fake.deliver(mail(c, from_=c.host, ar_fields=[exo]))
+        (chk,) = authserv_checks(t, ["exchange-online"])
+        assert chk.ok and "(none: exchange-online?) (topmost on 1" in chk.detail, chk.detail
+        (chk,) = authserv_checks(t, [c.ours])
+        assert not chk.ok
+        t.close()

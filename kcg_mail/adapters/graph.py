@@ -824,6 +824,17 @@ class GraphTransport(MailTransport):
         log.info("Graph: %d new messages in the inbox", len(messages))
         return FetchResult(messages=messages, cursor=delta_link or cursor)
 
+    def recent_headers(self, limit: int = 20) -> list[bytes]:
+        """Authentication-Results of the newest inbox mails (``kcg check --connect``)."""
+        url = self._query("/mailFolders/inbox/messages", top=str(limit), select="internetMessageHeaders",
+                          orderby="receivedDateTime desc")
+        out = []
+        for item in self._get_json(url).get("value", []):
+            fields = [h for h in item.get("internetMessageHeaders") or []
+                      if (h.get("name") or "").lower() in ("authentication-results", "from")]
+            out.append("".join(f"{h['name']}: {h.get('value', '')}\r\n" for h in fields).encode("utf-8", "replace"))
+        return out
+
     def _with_server_headers(self, mid: str, raw: bytes) -> bytes:
         """The Authentication-Results of the message as Exchange Online stored
         them (``internetMessageHeaders``), in place of those in the MIME."""
