@@ -513,3 +513,22 @@ def test_check_connect_lists_authserv_ids_on_graph(feb):
         (chk,) = authserv_checks(t, [c.ours])
         assert not chk.ok
         t.close()
+
+
+# ------------------------------------------------------------------ configuration
+
+
+def test_trusted_ids_from_transport_yaml_and_env(tmp_path):
+    from helpers import copy_config
+
+    from kcg_mail.config import ConfigError, load_config
+
+    cfg = load_config(copy_config(tmp_path), environ={
+        "KCG_INBOUND__TRUSTED_AUTHSERV_IDS": "MX1.Example.se, exchange-online",
+        "KCG_INBOUND__REQUIRE_REPLY_KEY": "true", "KCG_DISTRIBUTION__MAX_PER_MEETING_PER_DAY": "1"})
+    assert cfg.transport.inbound.trusted_authserv_ids == ["mx1.example.se", "exchange-online"]
+    assert cfg.transport.inbound.require_reply_key is True
+    assert cfg.transport.distribution.max_per_meeting_per_day == 1
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path / "config", environ={"KCG_INBOUND__TRUSTED_AUTHSERV_IDS": "mx.example.se; dmarc=pass"})
+    assert "transport.yaml" in str(exc.value) and "trusted_authserv_ids" in str(exc.value)

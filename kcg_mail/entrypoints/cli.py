@@ -147,6 +147,13 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
         console.print(f"[red]✗[/] {p}", highlight=False)
     if not problems:
         console.print("[green]✓[/] mail templates and protocol template render")
+    ids = cfg.transport.inbound.trusted_authserv_ids
+    if ids:
+        console.print(f"[green]✓[/] replies trusted when authenticated by: {', '.join(ids)}", highlight=False)
+    else:
+        console.print("[yellow]![/] inbound.trusted_authserv_ids is empty: every reply waits for approval "
+                      "(fix: set it in config/transport.yaml; `kcg check --connect` lists the ids; SECURITY.md)",
+                      highlight=False)
     if connect:
         from kcg_mail.bootstrap import make_archive, make_mail
         from kcg_mail.ports import Check
