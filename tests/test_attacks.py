@@ -532,3 +532,51 @@ def test_trusted_ids_from_transport_yaml_and_env(tmp_path):
     with pytest.raises(ConfigError) as exc:
         load_config(tmp_path / "config", environ={"KCG_INBOUND__TRUSTED_AUTHSERV_IDS": "mx.example.se; dmarc=pass"})
     assert "transport.yaml" in str(exc.value) and "trusted_authserv_ids" in str(exc.value)
+
+
+# ------------------------------------------------------------------ property, through the real intake
+
+
+def test_property_no_trusted_authentication_no_distribution_real_intake(prepared, tmp_path_factory):
+    """Hypothesis over whole mails through the real intake on Maildir: without
+    our server's passing, aligned Authentication-Results nothing is filed,
+    distributed, recorded or answered."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    results = st.sampled_from(["fail", "none", "softfail", "neutral", "temperror", "permerror"])
+    ids = st.sampled_from(["mx.evil.example", "mx.google.com", "exchange-online-x", ""])
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.data())
+    def run(data):
+        wd = _copy(prepared, tmp_path_factory.mktemp("prop") / "wd")
+        app = make_app(wd, CFG)
+        c = _ctx(app, wd)
+        fields = []
+        for _ in range(data.draw(st.integers(0, 3))):
+            aid = data.draw(ids)
+            if data.draw(st.booleans()):  # a foreign server (or none) that says pass
+                fields.append(ar(aid, "pass", c.host_domain) if aid else
+                              f"dmarc=pass header.from={c.host_domain}")
+            else:  # our own server, not passing for the From domain
+                r = data.draw(results)
+                fields.append(ar(c.ours, r, c.host_domain) if data.draw(st.booleans())
+                              else ar(c.ours, "pass", "evil.example"))
+        if fields and not fields[0].startswith(c.ours) and data.draw(st.booleans()):
+            fields.insert(0, ar(c.ours, data.draw(results), c.host_domain))  # ours on top, failing
+        sender = data.draw(st.sampled_from([c.host, f"Daniel <{c.host}>", c.coordinator, c.member]))
+        extra = [(h, c.host) for h in data.draw(st.lists(st.sampled_from(["Reply-To", "Sender"]), unique=True))]
+        raw = mail(c, from_=sender, ar_fields=fields, extra=extra,
+                   in_reply_to=data.draw(st.sampled_from([None, c.tpl_msgid])),
+                   subject=data.draw(st.sampled_from([None, "SV: " + c.tpl_subject, "Protokollet"])),
+                   attach=data.draw(st.booleans()))
+        app.mail.deliver(raw, "p.eml")
+        report = _intake(app)
+        assert report.errors == []
+        assert app.state.filings() == [] and app.state.attendance("2023-02") == {}
+        assert [r.key for r in app.state.actions() if r.action in ("distribute", "reply_problem")] == []
+        assert [h.outcome for h in report.handled] in (["held"], ["discarded"], ["unmatched"]), (report.handled, fields)
+        close(app)
+
+    run()
