@@ -580,3 +580,26 @@ def test_property_no_trusted_authentication_no_distribution_real_intake(prepared
         close(app)
 
     run()
+
+
+def test_check_connect_lists_authserv_ids_on_ews(feb):
+    import requests_mock
+    from exchangelib.protocol import close_connections
+    from fake_ews import FakeEWS
+
+    from kcg_mail.adapters.exchange import ExchangeTransport
+    from kcg_mail.services.trust_check import authserv_checks
+
+    app, wd, c = feb
+    fake = FakeEWS()
+    close_connections()
+    with requests_mock.Mocker() as mocker:
+        fake.install(mocker)
+        t = ExchangeTransport(fake.mailbox, "basic", fake.url, sleep=lambda s: None,
+                              username=fake.username, password=fake.password)
+        fake.deliver(mail(c, from_=c.host, ar_fields=[ar("gw.kommun.example.se", "pass", c.host_domain),
+                                                      ar("mx.evil.example", "pass", c.host_domain)]))
+        (chk,) = authserv_checks(t, ["gw.kommun.example.se"])
+        assert chk.ok and "gw.kommun.example.se (topmost on 1" in chk.detail and "mx.evil.example" in chk.detail
+        t.close()
+    close_connections()

@@ -519,6 +519,21 @@ class ExchangeTransport(MailTransport):
 
     # ---------------------------------------------------------------------- inbox
 
+    def recent_headers(self, limit: int = 20) -> list[bytes]:
+        """Authentication-Results of the newest inbox mails (``kcg check --connect``):
+        FindItem for the ids, GetItem for InternetMessageHeaders (FindItem cannot return them)."""
+        with self._ews("read recent headers"):
+            inbox = self.account.inbox
+            ids = list(inbox.all().order_by("-datetime_received").values_list("id", "changekey")[:limit])
+            out = []
+            if ids:
+                for item in self.account.fetch(ids=ids, folder=inbox, only_fields=["headers"]):
+                    if isinstance(item, Exception) or not item.headers:
+                        continue
+                    fields = [h for h in item.headers if (h.name or "").lower() in ("authentication-results", "from")]
+                    out.append("".join(f"{h.name}: {h.value}\r\n" for h in fields).encode("utf-8", "replace"))
+            return out
+
     def fetch_new(self, cursor: str | None) -> FetchResult:
         with self._ews("fetch new messages"):
             inbox = self.account.inbox
