@@ -19,12 +19,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
-
-import json
 
 from kcg_mail.core import inbound
 from kcg_mail.core.inbound import rules
