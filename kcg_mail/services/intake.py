@@ -3,7 +3,10 @@
 For each new message (one bad message never stops the rest):
 
 1. already ``done`` in the state record -> just make sure it left the inbox;
-2. ``inbound.parse`` + ``inbound.classify`` (pure) decide what it is;
+2. ``inbound.parse`` + ``inbound.classify`` (pure) decide what it is, and the
+   rule chain (``inbound.rules.decide``) whether we may act on it: mail not
+   proven to come from an allowed filer is held for the coordinator
+   (``kcg_mail.services.approval``) or discarded without an answer;
 3. one small handler per kind does what that kind needs, through the state
    record (filing and distribution are idempotent, keyed by content hash and
    version);
