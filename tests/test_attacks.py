@@ -25,7 +25,6 @@ from attacks.cases import CASES, Ctx, ar, mail
 from helpers import (
     TEST_REPLY_SECRET,
     at,
-    authenticated,
     changed_minutes,
     close,
     crash_configs,

@@ -173,10 +173,6 @@ def our_untrusting_field(draw):
     return "; ".join([OURS] + parts) if parts else f"{OURS}; none"
 
 
-def header_value(draw_addrs):
-    return st.lists(st.sampled_from(ADDRS + ["", "Anna Värd", f'"{HOST}" <{STRANGER}>']), min_size=0, max_size=3)
-
-
 @st.composite
 def hostile_mail(draw, *, our_field: bool, key_for: str | None):
     """Raw bytes of a mail whose Authentication-Results never authenticate the
