@@ -98,6 +98,9 @@ def maildir_side(root: Path, old: int, new: int, rep: int, tmp: Path) -> float:
 
 
 def main() -> int:
+    from _common import lift_distribution_limit
+
+    lift_distribution_limit()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--old", type=int, nargs=2, default=[10, 10_000])
     ap.add_argument("--new", type=int, default=10)

@@ -43,6 +43,9 @@ from _common import (MAILBOX, first_meeting, intake_time, machine, pct, replies,
 
 
 def main() -> int:
+    from _common import lift_distribution_limit
+
+    lift_distribution_limit()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=50)
     ap.add_argument("--poll", type=float, default=60.0)

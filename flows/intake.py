@@ -14,7 +14,8 @@ from kcg_mail.services.app import App
 
 LABELS = {"minutes": "protokoll", "calendar_response": "kalendersvar", "automatic": "autosvar",
           "bad_minutes": "felaktiga", "no_minutes": "utan protokoll", "not_allowed": "ej behöriga",
-          "unmatched": "okända", "duplicate": "dubbletter",
+          "unmatched": "okända", "duplicate": "dubbletter", "held": "väntar på godkännande",
+          "discarded": "ej godtagna", "late_copy": "sena kopior", "too_large": "för stora",
           # the planning round (issue 17)
           "planning_needs": "förslag", "planning_ballot": "röster", "planning_ballot_late": "sena röster",
           "planning_needs_invalid": "oläsliga förslag", "planning_ballot_invalid": "ogiltiga röster"}
@@ -37,7 +38,10 @@ def intake_flow(now: str | None = None, workdir: str = "var", config_dir: str | 
     name = "intake: " + (", ".join(f"{n} {LABELS.get(k, k)}" for k, n in counts.items()) or "inget nytt")
     rename_run(name)
     lines = [f"{h.meeting_id or '–'}: {LABELS.get(h.outcome, h.outcome)} från {h.sender} – {h.reason}" for h in report.handled]
-    publish(app, name, lines, [f"Fel: {e}" for e in report.errors])
+    from kcg_mail.services.approval import pending
+
+    held = [f"Väntar på godkännande: {p.line()}" for p in pending(app)]
+    publish(app, name, lines, [f"Fel: {e}" for e in report.errors] + held)
     if report.errors:
         raise RuntimeError(f"{len(report.errors)} message(s) failed: " + "; ".join(report.errors))
     return {"handled": len(report.handled), **counts}

@@ -14,7 +14,7 @@ from typing import Any
 from kcg_mail.services.compose import DEFAULT_TEMPLATES, Composer
 from kcg_mail.config import Config, ConfigError, load_config
 from kcg_mail.ports import Archive, MailTransport
-from kcg_mail.secrets import install_log_filter, require
+from kcg_mail.secrets import install_log_filter, reply_secret, require
 from kcg_mail.services.app import App
 
 DEFAULT_WORKDIR = Path("var")
@@ -184,6 +184,7 @@ def bootstrap(workdir: Path | str = DEFAULT_WORKDIR, config_dir: Path | str | No
         composer=Composer(cfg, templates),
         renderer=renderer,
         template_problems=template_problems,
+        reply_secret=reply_secret(workdir),
     )
 
 

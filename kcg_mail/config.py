@@ -148,6 +148,11 @@ def load_config(directory: Path | str | None = None, environ: dict[str, str] | N
             sect = tr_data.get(section) or {}
             _no_secrets(section, sect, tr_file, problems)
             tr_data[section] = _env_overrides(section, sect, environ)
+        for section in ("inbound", "distribution"):
+            sect = tr_data.get(section) or {}
+            merged = _env_overrides(section, sect if isinstance(sect, dict) else {}, environ)
+            if merged or section in tr_data:
+                tr_data[section] = merged
         transport = _validate(Transport, tr_data, tr_file, problems)
 
     # cross-references: hosts, guests, unique ids and months

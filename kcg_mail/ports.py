@@ -73,9 +73,14 @@ class OutgoingMessage:
     auto_submitted: bool = True
     #: The Date header: the run's "now" (set by the Outbox; simulated in the demo).
     date: datetime | None = None
+    #: The Message-ID, set by the Outbox from the reply key (an HMAC with the
+    #: network's secret, not computable from public data). None: derived from ``key``.
+    msgid: str | None = None
 
     @property
     def message_id(self) -> str:
+        if self.msgid:
+            return self.msgid
         domain = self.sender.email.rpartition("@")[2] or "kcg-mail.invalid"
         return message_id_for(self.key, domain)
 
@@ -193,6 +198,13 @@ class MailTransport(abc.ABC):
 
     def check(self) -> list[Check]:
         return [Check(type(self).__name__, True, "no connection needed")]
+
+    def recent_headers(self, limit: int = 20) -> list[bytes] | None:
+        """The header blocks of up to ``limit`` recent incoming mails (inbox,
+        processed, quarantine), newest first, for ``kcg check --connect`` to
+        show which authserv-ids write Authentication-Results. None: not
+        supported by this transport."""
+        return None
 
     def close(self) -> None:  # pragma: no cover - default no-op
         pass

@@ -62,3 +62,34 @@ def require(name: str, environ: dict[str, str] | None = None) -> str:
 
 class MissingSecret(RuntimeError):
     pass
+
+
+REPLY_SECRET_FILE = "reply-secret"
+
+
+def reply_secret(workdir, environ: dict[str, str] | None = None) -> bytes:
+    """The HMAC secret of reply keys: ``KCG_REPLY_SECRET`` or the Prefect Secret
+    ``kcg-reply-secret``; if neither exists, generated once into
+    ``<workdir>/reply-secret`` (mode 0600) and read from there afterwards.
+    Never logged (registered for masking like every secret)."""
+    import secrets as _secrets
+    from pathlib import Path
+
+    value = secret("reply_secret", environ)
+    if value:
+        return value.encode("utf-8")
+    path = Path(workdir) / REPLY_SECRET_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(_secrets.token_hex(32) + "\n")
+    os.chmod(path, 0o600)
+    value = path.read_text(encoding="utf-8").strip()
+    if not value:
+        raise MissingSecret(f"{path} is empty (fix: delete it, a new reply secret is generated on the next run, "
+                            f"or set KCG_REPLY_SECRET)")
+    _KNOWN.add(value)
+    return value.encode("utf-8")

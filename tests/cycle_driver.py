@@ -36,6 +36,7 @@ from kcg_mail.services.compose import meeting_uid
 from kcg_mail.core.cycle import due_dates, next_due_date
 from kcg_mail.services.daily import run_daily
 from kcg_mail.entrypoints.demo import fill_protocol
+from helpers import authenticated
 from kcg_mail.services.intake import run_intake
 from kcg_mail.core.plan import Meeting, archive_folder, protocol_filename
 from kcg_mail.ports import MARKER_HEADER
@@ -129,7 +130,7 @@ def host_reply(t: Template, m: Meeting, when: datetime) -> bytes:
     reply.set_content(f"Hej!\n\nHär kommer protokollet från mötet.\n\nHälsningar\n{m.host.name}\n")
     maintype, _, subtype = DOCX_TYPE.partition("/")
     reply.add_attachment(filled, maintype=maintype, subtype=subtype, filename=t.filename)
-    return reply.as_bytes()
+    return authenticated(reply.as_bytes())  # as our receiving server hands it over
 
 
 def template_key(m: Meeting) -> str:

@@ -164,6 +164,8 @@ class FakeEWS:
         self.items: dict[str, FakeItem] = {}
         self.sent: list[dict[str, Any]] = []  # what went out (messages, meeting requests, cancellations)
         self._ids = itertools.count(1)
+        #: serve MimeContent without Authentication-Results (a MIME rebuilt by the store)
+        self.mime_without_auth_results = False
         for did, (name, tag, cls) in DISTINGUISHED.items():
             fid = self._new_id("F")
             parent = None if did == "root" else ("msgfolderroot" if did != "msgfolderroot" else "root")
@@ -388,8 +390,21 @@ class FakeEWS:
         tag = item.kind
         parts = [f'<t:ItemId Id="{item.id}" ChangeKey="{item.ck}"/>']
         if mime and item.mime is not None:
-            parts.insert(0, f'<t:MimeContent CharacterSet="UTF-8">{base64.b64encode(item.mime).decode()}'
+            served = item.mime
+            if self.mime_without_auth_results:
+                from kcg_mail.adapters.headers import with_server_auth_results
+
+                served = with_server_auth_results(served, [])
+            parts.insert(0, f'<t:MimeContent CharacterSet="UTF-8">{base64.b64encode(served).decode()}'
                             f"</t:MimeContent>")
+        if "InternetMessageHeaders" in names and item.mime is not None:
+            # the transport headers, in message order, as EWS lists them
+            from xml.sax.saxutils import escape, quoteattr
+
+            hdrs = email.message_from_bytes(item.mime, policy=email.policy.compat32)
+            parts.append("<t:InternetMessageHeaders>" + "".join(
+                f"<t:InternetMessageHeader HeaderName={quoteattr(k)}>{escape(' '.join(str(v).split()))}"
+                f"</t:InternetMessageHeader>" for k, v in hdrs.items()) + "</t:InternetMessageHeaders>")
         if "ParentFolderId" in names:
             parts.append(f'<t:ParentFolderId Id="{item.folder}" ChangeKey="CK-F-1"/>')
         if "DateTimeReceived" in names:

@@ -118,6 +118,8 @@ class FakeGraph:
         self.token_lifetime = 3599
         self.token_error: dict[str, Any] | None = None  # injected Entra error body
         self.access_policy_excludes_mailbox = False
+        #: serve $value without Authentication-Results (a MIME rebuilt by the store)
+        self.mime_without_auth_results = False
         self.page_size = 10  # server-side max page size for delta
         self.tokens: dict[str, dict[str, Any]] = {}
         self.token_requests = 0
@@ -520,7 +522,18 @@ class FakeGraph:
                     keep.append(msg)
             msgs = keep
         top = int(params.get("$top", "10"))
-        return httpx.Response(200, json={"value": [self._msg_json(m) for m in msgs[:top]]})
+        out = [self._msg_json(m) for m in msgs[:top]]
+        if "internetmessageheaders" in params.get("$select", "").lower():
+            for o, m in zip(out, msgs):
+                o["internetMessageHeaders"] = self._headers(m)
+        return httpx.Response(200, json={"value": out})
+
+    @staticmethod
+    def _headers(msg: dict[str, Any]) -> list[dict[str, str]]:
+        if not msg.get("mime"):
+            return []
+        parsed = BytesParser(policy=policy.compat32).parsebytes(msg["mime"], headersonly=True)
+        return [{"name": k, "value": " ".join(str(v).split())} for k, v in parsed.items()]
 
     def _msg_json(self, msg: dict[str, Any]) -> dict[str, Any]:
         out = {"id": msg["id"], "parentFolderId": msg["folder"], "hasAttachments": bool(msg["attachments"])}
@@ -587,7 +600,23 @@ class FakeGraph:
         msg = self.messages.get(mid)
         if msg is None:
             return _err(404, "ErrorItemNotFound", "The specified object was not found in the store.")
-        return httpx.Response(200, content=msg["mime"], headers={"Content-Type": "text/plain"})
+        mime = msg["mime"]
+        if self.mime_without_auth_results:  # a MIME rebuilt without the transport headers
+            from kcg_mail.adapters.headers import with_server_auth_results
+
+            mime = with_server_auth_results(mime, [])
+        return httpx.Response(200, content=mime, headers={"Content-Type": "text/plain"})
+
+    def _get_message(self, request, params, body, mid):
+        """``GET /messages/{id}?$select=internetMessageHeaders``: the transport
+        headers in message order (Graph returns them only when selected)."""
+        msg = self.messages.get(mid)
+        if msg is None:
+            return _err(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+        out: dict[str, Any] = {"id": mid}
+        if "internetmessageheaders" in params.get("$select", "").lower():
+            out["internetMessageHeaders"] = self._headers(msg)
+        return httpx.Response(200, json=out)
 
     # --- move
 
@@ -923,6 +952,7 @@ class FakeGraph:
         (r"^/sendMail$", "POST", _send_mail, _SEND),
         (r"^/messages$", "POST", _create_draft, _WRITE_MAIL),
         (r"^/messages/([^/]+)/\$value$", "GET", _get_value, _READ_MAIL),
+        (r"^/messages/([^/$]+)$", "GET", _get_message, _READ_MAIL),
         (r"^/messages/([^/]+)/move$", "POST", _move, _WRITE_MAIL),
         (r"^/messages/([^/]+)/send$", "POST", _send_draft, _SEND),
         (r"^/(messages)/([^/]+)/attachments$", "GET", _list_attachments, _READ_MAIL),

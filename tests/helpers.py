@@ -37,6 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "config"
 TEMPLATES_DIR = DEFAULT_TEMPLATES
 TZ = ZoneInfo("Europe/Stockholm")
+#: the reply-key secret of test apps (bootstrap reads KCG_REPLY_SECRET or the work directory's)
+TEST_REPLY_SECRET = b"kcg-test-reply-secret"
 
 
 # ------------------------------------------------------------------ config
@@ -109,6 +111,7 @@ def make_app(workdir: Path, cfg: Config | None = None, *, mail=None, archive=Non
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     return App(
+        reply_secret=TEST_REPLY_SECRET,
         cfg=cfg,
         state=state or SqliteState(workdir / "state.sqlite"),
         mail=mail or MaildirTransport(workdir / "mail"),
@@ -202,10 +205,25 @@ def archive_files(workdir: Path, suffix: str = ".docx") -> list[Path]:
 # ------------------------------------------------------------------ incoming mail
 
 
+def trusted_authserv_id() -> str:
+    """The authserv-id of "our receiving server" in the shipped config."""
+    return shipped_config().transport.inbound.trusted_authserv_ids[0]
+
+
+def authenticated(raw: bytes, result: str = "pass", authserv_id: str | None = None) -> bytes:
+    """``raw`` as our receiving server hands it over: its Authentication-Results
+    (SPF, DKIM, DMARC = ``result`` for the From domain) on top."""
+    from kcg_mail.entrypoints.demo import stamp_authentication
+
+    return stamp_authentication(raw, authserv_id or trusted_authserv_id(), result)
+
+
 def plain_mail(sender: str, to: str, subject: str, body: str = "Hej!\n", *, when: datetime | None = None,
                msgid: str, in_reply_to: str | None = None,
-               attachments: Iterable[tuple[str, str, bytes]] = ()) -> bytes:
-    """An ordinary mail as a person's mail program sends it."""
+               attachments: Iterable[tuple[str, str, bytes]] = (), auth: str | None = "pass") -> bytes:
+    """An ordinary mail as a person's mail program sends it, as our receiving
+    server hands it over (``auth``: its SPF/DKIM/DMARC verdict; None: no
+    Authentication-Results at all)."""
     m = EmailMessage(policy=SMTP)
     m["From"] = sender
     m["To"] = to
@@ -219,7 +237,7 @@ def plain_mail(sender: str, to: str, subject: str, body: str = "Hej!\n", *, when
     for filename, ctype, data in attachments:
         maintype, _, subtype = ctype.partition("/")
         m.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
-    return m.as_bytes()
+    return authenticated(m.as_bytes(), auth) if auth else m.as_bytes()
 
 
 def changed_minutes(docx_bytes: bytes, extra_decision: str) -> bytes:

@@ -89,8 +89,8 @@ def test_reference_run_is_complete(reference):
     assert final["boxes"]["inbox"] == []
     assert len(final["boxes"]["processed"]) == 3 and len(final["boxes"]["quarantine"]) == 2
     assert all(status == "done" for _, status in final["messages"].values())
-    assert sorted(o for o, _ in final["messages"].values()) == ["minutes", "minutes", "minutes", "no_minutes",
-                                                                 "not_allowed"]
+    assert sorted(o for o, _ in final["messages"].values()) == ["held", "minutes", "minutes", "minutes",
+                                                                 "no_minutes"]  # held: the stranger's file
     assert all(s in ("done", "skipped") for s in final["actions"].values())
     assert [(f[0], f[1]) for f in final["filings"]] == [("2023-02", 1), ("2023-02", 2), ("2023-03", 1)]
     for c in reference.calls:

@@ -348,9 +348,9 @@ def test_strangers_mail_is_quarantined_without_reply(cycle):
     for i, s in enumerate(strangers):
         _deliver(app, s, f"stranger{i}.eml")
     report = _intake(app, FEB.date + timedelta(days=1))
-    assert sorted(h.outcome for h in report.handled) == ["not_allowed", "unmatched"]
+    assert sorted(h.outcome for h in report.handled) == ["held", "unmatched"]  # held: the file, for approval
     assert sent_by_key(wd) == before  # no reply to strangers
     assert archive_files(wd) == []
     assert len(mailbox_files(wd, "quarantine")) == 2
     assert mailbox_files(wd, "processed") == [] and mailbox_files(wd, "inbox") == []
-    assert {m.outcome for m in app.state.messages()} == {"not_allowed", "unmatched"}
+    assert {m.outcome for m in app.state.messages()} == {"held", "unmatched"}

@@ -178,9 +178,12 @@ def test_maildir_scheduled_and_listener_race_handle_each_reply_once(tmp_path):
         listener.stop()
     assert errors == []
     assert len(apps[0].state.filings(m.id)) == 5
-    assert len(distributions(apps[0])) == 5
-    # one distribution mail per version in Sent, never two
-    assert len(MaildirTransport(tmp_path / "mail").sent_messages()) == 5
+    # distribution.max_per_meeting_per_day (2): the other three versions wait for approval
+    limit = apps[0].cfg.transport.distribution.max_per_meeting_per_day
+    assert len(distributions(apps[0])) == limit == 2
+    assert len(apps[0].state.messages("held")) == 5 - limit
+    # one distribution mail per distributed version in Sent, never two
+    assert len(MaildirTransport(tmp_path / "mail").sent_messages()) == limit
     for a in apps:
         a.state.close()
 
@@ -398,10 +401,14 @@ def test_imap_scheduled_and_listener_race_file_and_distribute_once(server, tmp_p
         listener.stop()
     assert errors == []
     assert len(apps[0].state.filings(m.id)) == 4
-    assert len(distributions(apps[0])) == 4
+    # distribution.max_per_meeting_per_day (2): versions 3 and 4 are filed and wait for approval
+    limit = apps[0].cfg.transport.distribution.max_per_meeting_per_day
+    assert len(distributions(apps[0])) == limit == 2
     dist = [k for k in _sent_keys(server) if ":distribute:" in k]
-    assert sorted(dist) == sorted(set(dist)) and len(dist) == 4, dist  # Postfix took each once
-    assert len(server.messages(KCG, "processed")) == 4
+    assert sorted(dist) == sorted(set(dist)) and len(dist) == limit, dist  # Postfix took each once
+    assert len(server.messages(KCG, "processed")) == limit
+    assert len(server.messages(KCG, "quarantine")) == 4 - limit
+    assert len(apps[0].state.messages("held")) == 4 - limit
     assert server.messages(KCG, "INBOX") == []
     for a in apps:
         a.mail.close()

@@ -361,7 +361,7 @@ def test_refile_quarantined_minutes_from_a_non_filer(tmp_path):
     raw = _stranger_minutes(app, work)
     app.mail.deliver(raw, "pia.eml")
     r1 = run_intake(app, at("2023-11-07", "12:00"))
-    assert [h.outcome for h in r1.handled] == ["not_allowed"]
+    assert [h.outcome for h in r1.handled] == ["held"]
     assert len(list((work / "mail" / "quarantine" / "cur").iterdir())) == 1
     assert app.state.filings("2023-11") == []
 
@@ -382,7 +382,7 @@ def test_refile_quarantined_minutes_from_a_non_filer(tmp_path):
     assert len(list((work / "mail" / "processed" / "cur").iterdir())) == 1
     # approval is for that message only: the same sender's next message is quarantined again
     app.mail.deliver(raw.replace(b"Hej! Lisa", b"Hej igen! Lisa"), "pia2.eml")
-    assert [h.outcome for h in run_intake(app, at("2023-11-07", "12:10")).handled] == ["not_allowed"]
+    assert [h.outcome for h in run_intake(app, at("2023-11-07", "12:10")).handled] == ["held"]
 
 
 # ------------------------------------------------------------------ alerts

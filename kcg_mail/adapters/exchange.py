@@ -567,6 +567,21 @@ class ExchangeTransport(MailTransport):
 
     # ---------------------------------------------------------------------- inbox
 
+    def recent_headers(self, limit: int = 20) -> list[bytes]:
+        """Authentication-Results of the newest inbox mails (``kcg check --connect``):
+        FindItem for the ids, GetItem for InternetMessageHeaders (FindItem cannot return them)."""
+        with self._ews("read recent headers"):
+            inbox = self.account.inbox
+            ids = list(inbox.all().order_by("-datetime_received").values_list("id", "changekey")[:limit])
+            out = []
+            if ids:
+                for item in self.account.fetch(ids=ids, folder=inbox, only_fields=["headers"]):
+                    if isinstance(item, Exception) or not item.headers:
+                        continue
+                    fields = [h for h in item.headers if (h.name or "").lower() in ("authentication-results", "from")]
+                    out.append("".join(f"{h.name}: {h.value}\r\n" for h in fields).encode("utf-8", "replace"))
+            return out
+
     @_refresh_once
     def fetch_new(self, cursor: str | None) -> FetchResult:
         with self._ews("fetch new messages"):
@@ -585,7 +600,7 @@ class ExchangeTransport(MailTransport):
                 fetched = self.account.fetch(
                     ids=[(i.id, i.changekey) for i in created],
                     folder=inbox,
-                    only_fields=["mime_content", "datetime_received"],
+                    only_fields=["mime_content", "headers", "datetime_received"],
                 )
                 for item in fetched:
                     if isinstance(item, ews_errors.ErrorItemNotFound):
@@ -596,10 +611,15 @@ class ExchangeTransport(MailTransport):
                         log.warning("item %s has no MIME content; skipped", item.id)
                         continue
                     received = item.datetime_received
+                    raw = bytes(item.mime_content)
+                    if item.headers is not None:  # the store's own list: Authentication-Results as received
+                        from kcg_mail.adapters.headers import with_server_auth_results
+
+                        raw = with_server_auth_results(raw, [(h.name, h.value) for h in item.headers])
                     messages.append(
                         IncomingMessage(
                             ref=f"{item.id}|{item.changekey}",
-                            raw=bytes(item.mime_content),
+                            raw=raw,
                             received_at=datetime.fromtimestamp(received.timestamp(), tz=timezone.utc)
                             if received
                             else None,

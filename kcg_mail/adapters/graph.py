@@ -813,15 +813,39 @@ class GraphTransport(MailTransport):
             )
             if resp.status_code == 404:  # deleted or moved away meanwhile
                 continue
+            raw = self._with_server_headers(mid, resp.content)
             received = None
             if item.get("receivedDateTime"):
                 try:
                     received = datetime.fromisoformat(item["receivedDateTime"].replace("Z", "+00:00"))
                 except ValueError:
                     received = None
-            messages.append(IncomingMessage(ref=mid, raw=resp.content, received_at=received))
+            messages.append(IncomingMessage(ref=mid, raw=raw, received_at=received))
         log.info("Graph: %d new messages in the inbox", len(messages))
         return FetchResult(messages=messages, cursor=delta_link or cursor)
+
+    def recent_headers(self, limit: int = 20) -> list[bytes]:
+        """Authentication-Results of the newest inbox mails (``kcg check --connect``)."""
+        url = self._query("/mailFolders/inbox/messages", top=str(limit), select="internetMessageHeaders",
+                          orderby="receivedDateTime desc")
+        out = []
+        for item in self._get_json(url).get("value", []):
+            fields = [h for h in item.get("internetMessageHeaders") or []
+                      if (h.get("name") or "").lower() in ("authentication-results", "from")]
+            out.append("".join(f"{h['name']}: {h.get('value', '')}\r\n" for h in fields).encode("utf-8", "replace"))
+        return out
+
+    def _with_server_headers(self, mid: str, raw: bytes) -> bytes:
+        """The Authentication-Results of the message as Exchange Online stored
+        them (``internetMessageHeaders``), in place of those in the MIME."""
+        resp = self._call("GET", f"{self._user}/messages/{quote(mid, safe='')}?$select=internetMessageHeaders",
+                          allow=(404,), what="read headers")
+        if resp.status_code == 404:
+            return raw
+        from kcg_mail.adapters.headers import with_server_auth_results
+
+        pairs = [(h.get("name", ""), h.get("value", "")) for h in resp.json().get("internetMessageHeaders") or []]
+        return with_server_auth_results(raw, pairs)
 
     # ------------------------------------------------------------------- move
 

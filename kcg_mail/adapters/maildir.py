@@ -26,6 +26,24 @@ from kcg_mail.ports import Check, FetchResult, Folder, IncomingMessage, Invitati
 MAX_INCOMING = 50 * 1024 * 1024
 
 
+def header_block(data: bytes) -> bytes:
+    """The header of a raw message (up to the first empty line), capped at 256 KiB."""
+    data = data[:256 * 1024]
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        i = data.find(sep)
+        if i >= 0:
+            return data[:i + len(sep) // 2]
+    return data
+
+
+def oversize_stub(path: Path) -> bytes:
+    """An oversized message as its headers only, marked ``X-KCG-Oversize``:
+    the intake still knows who wrote about what and can answer."""
+    with open(path, "rb") as fh:
+        head = header_block(fh.read(256 * 1024))
+    return b"X-KCG-Oversize: 1\r\n" + head.rstrip(b"\r\n") + b"\r\n\r\n"
+
+
 def _key_name(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:40] + ".kcg:2,S"
 
@@ -85,7 +103,7 @@ class MaildirTransport(MailTransport):
         for p in self._inbox_files():
             ref = str(p.relative_to(self.root / "inbox"))
             if p.stat().st_size > MAX_INCOMING:
-                raw = b"Subject: (for stort meddelande)\r\nX-KCG-Oversize: 1\r\n\r\n"
+                raw = oversize_stub(p)
             else:
                 raw = p.read_bytes()
             received = datetime.fromtimestamp(p.stat().st_mtime, tz=timezone.utc)
@@ -113,6 +131,20 @@ class MaildirTransport(MailTransport):
     def deliver(self, raw: bytes, name: str) -> Path:
         """Put a message into the inbox (tests and the demo play the hosts this way)."""
         return _atomic_write(self.root / "inbox", name, raw)
+
+    def recent_headers(self, limit: int = 20) -> list[bytes]:
+        files = []
+        for box in ("inbox", "processed", "quarantine"):
+            for sub in ("", "new", "cur"):
+                d = self.root / box / sub
+                if d.is_dir():
+                    files += [p for p in d.iterdir() if p.is_file() and not p.name.startswith(".")]
+        files.sort(key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        out = []
+        for p in files[:limit]:
+            with open(p, "rb") as fh:
+                out.append(header_block(fh.read(256 * 1024)))
+        return out
 
     def check(self) -> list[Check]:
         if not self.root.exists():

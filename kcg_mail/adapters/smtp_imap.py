@@ -150,6 +150,26 @@ def _untagged_int(conn: imaplib.IMAP4, name: str) -> int | None:
         return None
 
 
+_SIZE_RE = re.compile(rb"UID (\d+).*?RFC822\.SIZE (\d+)|RFC822\.SIZE (\d+).*?UID (\d+)")
+
+
+def _oversized(data: list) -> set[int]:
+    """UIDs whose RFC822.SIZE is above the incoming size limit."""
+    from kcg_mail.adapters.maildir import MAX_INCOMING
+
+    out = set()
+    for item in data:
+        line = item[0] if isinstance(item, tuple) else item
+        if not isinstance(line, bytes):
+            continue
+        m = _SIZE_RE.search(line)
+        if m:
+            uid, size = (m.group(1), m.group(2)) if m.group(1) else (m.group(4), m.group(3))
+            if int(size) > MAX_INCOMING:
+                out.add(int(uid))
+    return out
+
+
 def _fetch_items(data: list) -> list[tuple[int, bytes, datetime | None]]:
     """Parse imaplib's UID FETCH (BODY.PEEK[] INTERNALDATE) answer robustly:
     the server may put UID and INTERNALDATE before or after the literal."""
@@ -616,17 +636,51 @@ class SmtpImapTransport(MailTransport):
             uids = sorted(u for u in (int(x) for x in (data[0] or b"").split()) if u > since)
             messages: list[IncomingMessage] = []
             for i in range(0, len(uids), FETCH_BATCH):
-                batch = ",".join(str(u) for u in uids[i : i + FETCH_BATCH])
-                typ, data = conn.uid("FETCH", batch, "(UID INTERNALDATE BODY.PEEK[])")
-                self._ok("fetch INBOX", typ, data)
-                for uid, raw, when in sorted(_fetch_items(data), key=lambda t: t[0]):
-                    if uid > since:
-                        messages.append(IncomingMessage(ref=f"{validity}:{uid}", raw=raw, received_at=when))
+                chunk = uids[i : i + FETCH_BATCH]
+                typ, data = conn.uid("FETCH", ",".join(map(str, chunk)), "(UID RFC822.SIZE)")
+                self._ok("fetch sizes in INBOX", typ, data)
+                big = _oversized(data)
+                for what, part in (("(UID INTERNALDATE BODY.PEEK[])", [u for u in chunk if u not in big]),
+                                   ("(UID INTERNALDATE BODY.PEEK[HEADER])", [u for u in chunk if u in big])):
+                    if not part:
+                        continue
+                    typ, data = conn.uid("FETCH", ",".join(map(str, part)), what)
+                    self._ok("fetch INBOX", typ, data)
+                    for uid, raw, when in _fetch_items(data):
+                        if uid > since:
+                            if uid in big:  # headers only: the intake still answers the sender
+                                raw = b"X-KCG-Oversize: 1\r\n" + raw
+                            messages.append(IncomingMessage(ref=f"{validity}:{uid}", raw=raw, received_at=when))
+            messages.sort(key=lambda m: int(m.ref.split(":")[1]))
             top = max([since, *(int(m.ref.split(":")[1]) for m in messages)])
             self._last_uidnext = max(uidnext or 0, top + 1)
             return FetchResult(messages, f"{validity}:{top}")
 
         return self._retrying("read INBOX", attempt)
+
+    def recent_headers(self, limit: int = 20) -> list[bytes]:
+        def attempt() -> list[bytes]:
+            conn = self._imap()
+            out: list[tuple[datetime | None, bytes]] = []
+            for name in ("INBOX", self._folder("processed"), self._folder("quarantine")):
+                try:
+                    self._select(conn, name, readonly=True, force=True)
+                except Exception:
+                    continue
+                typ, data = conn.uid("SEARCH", "ALL")
+                if typ != "OK":
+                    continue
+                uids = [int(x) for x in (data[0] or b"").split()][-limit:]
+                if not uids:
+                    continue
+                typ, data = conn.uid("FETCH", ",".join(map(str, uids)),
+                                     "(UID INTERNALDATE BODY.PEEK[HEADER.FIELDS (AUTHENTICATION-RESULTS FROM DATE)])")
+                if typ == "OK":
+                    out += [(when, raw) for _, raw, when in _fetch_items(data)]
+            out.sort(key=lambda t: t[0].timestamp() if t[0] else 0, reverse=True)
+            return [raw for _, raw in out[:limit]]
+
+        return self._retrying("read recent headers", attempt)
 
     def move(self, ref: str, folder: Folder) -> None:
         if folder not in ("processed", "quarantine"):

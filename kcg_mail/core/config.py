@@ -246,9 +246,43 @@ class ArchiveSettings(BaseModel):
         return "/" + v.strip("/") if v.strip("/") else "/"
 
 
+class Inbound(_Model):
+    """Who may make the system act (see SECURITY.md)."""
+
+    #: authserv-ids of our own receiving server whose Authentication-Results are
+    #: trusted (``kcg check --connect`` lists those seen on recent mail)
+    trusted_authserv_ids: list[str] = []
+    #: a valid reply key (a reply to our mail) is required to file minutes
+    require_reply_key: bool = False
+    #: put ``kcg+<key>@domain`` in Reply-To (off for mail systems without plus-addressing)
+    plus_address_reply_to: bool = True
+
+    @field_validator("trusted_authserv_ids", mode="before")
+    @classmethod
+    def _comma_list(cls, v: Any) -> Any:
+        if isinstance(v, str):  # KCG_INBOUND__TRUSTED_AUTHSERV_IDS=mx1.example.se,mx2.example.se
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
+
+    @field_validator("trusted_authserv_ids")
+    @classmethod
+    def _ids(cls, v: list[str]) -> list[str]:
+        for i in v:
+            if not re.fullmatch(r"[A-Za-z0-9._-]+", i):
+                raise ValueError(f"{i!r} is not an authserv-id (a host name such as mx.example.se, or exchange-online)")
+        return [i.lower() for i in v]
+
+
+class Distribution(_Model):
+    #: distributions of a meeting's minutes per day; a further version waits for approval
+    max_per_meeting_per_day: int = Field(2, ge=1)
+
+
 class Transport(_Model):
     mail: MailSettings = MailSettings()
     archive: ArchiveSettings = ArchiveSettings()
+    inbound: Inbound = Inbound()
+    distribution: Distribution = Distribution()
     alerts_to: list[str] = []
     prefect_ui_url: str = "http://127.0.0.1:4200"
 

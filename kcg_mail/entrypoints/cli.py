@@ -198,6 +198,13 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
     for p in template_problems(Composer(cfg)):
         ok = False
         console.print(f"[red]✗[/] {p}", highlight=False, markup=False)
+    ids = cfg.transport.inbound.trusted_authserv_ids
+    if ids:
+        console.print(f"[green]✓[/] replies trusted when authenticated by: {', '.join(ids)}", highlight=False)
+    else:
+        console.print("[yellow]![/] inbound.trusted_authserv_ids is empty: every reply waits for approval "
+                      "(fix: set it in config/transport.yaml; `kcg check --connect` lists the ids; SECURITY.md)",
+                      highlight=False)
     if connect:
         from kcg_mail.bootstrap import make_archive, make_mail
         from kcg_mail.ports import Check
@@ -205,10 +212,15 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
 
         from functools import partial
 
+        from kcg_mail.services.trust_check import authserv_checks
+
         # nothing is created or changed: no folders, no work directory
         for name, make in (("mail", partial(make_mail, create=False)), ("archive", make_archive)):
             try:
-                checks = make(cfg, workdir).check()
+                made = make(cfg, workdir)
+                checks = made.check()
+                if name == "mail":  # which servers write Authentication-Results (SECURITY.md)
+                    checks += authserv_checks(made, cfg.transport.inbound.trusted_authserv_ids)
             except (ConfigError, MissingSecret) as exc:
                 checks = [Check(name, False, str(exc))]
             except Exception as exc:
@@ -224,6 +236,50 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
                               f"({cfg.transport.archive.kind} archive, root {cfg.transport.archive.root})",
                               highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(0 if ok else 1)
+
+
+# ------------------------------------------------------------ held mail (issue 13)
+
+
+@app.command()
+def pending(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
+    """List what waits for approval ("väntar på godkännande"): sender, subject, file, why."""
+    _config(config)
+    from kcg_mail.bootstrap import bootstrap
+    from kcg_mail.services.approval import pending_markdown
+
+    console.print(pending_markdown(bootstrap(workdir, config)), markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def approve(ref: str = typer.Argument(..., help="The held message's key (kcg pending) or file/reference."),
+            workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
+    """Release a held message or distribution."""
+    _held_decision("approve", ref, workdir, config)
+
+
+@app.command()
+def reject(ref: str = typer.Argument(..., help="The held message's key (kcg pending) or file/reference."),
+           workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
+    """Refuse a held message or distribution: nothing is filed or sent."""
+    _held_decision("reject", ref, workdir, config)
+
+
+def _held_decision(what: str, ref: str, workdir: Path, config: Optional[Path]) -> None:
+    _config(config)
+    from kcg_mail.bootstrap import bootstrap
+    from kcg_mail.services import approval
+    from kcg_mail.services.lock import intake_lock, lock_dir
+    from kcg_mail.services.manual import ManualProblem
+
+    a = bootstrap(workdir, config)
+    try:
+        with intake_lock(lock_dir(a)):
+            out = approval.approve(a, ref) if what == "approve" else approval.reject(a, ref)
+    except ManualProblem as exc:
+        err.print(f"[red]✗[/] {exc}", highlight=False)
+        raise typer.Exit(1)
+    console.print(out.markdown(), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

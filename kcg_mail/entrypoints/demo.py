@@ -69,6 +69,22 @@ def fill_protocol(docx_bytes: bytes, m: Meeting) -> bytes:
     return edit_decisions(docx_bytes, write)
 
 
+def stamp_authentication(raw: bytes, authserv_id: str, result: str = "pass", domain: str | None = None) -> bytes:
+    """``raw`` as our receiving server hands it over: with its own
+    ``Authentication-Results`` on top (RFC 8601), here for a sender whose
+    SPF, DKIM and DMARC all gave ``result`` for the From domain."""
+    from email.utils import getaddresses
+
+    if domain is None:
+        head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].decode("utf-8", "replace")
+        froms = [ln.partition(":")[2] for ln in head.replace("\r\n", "\n").split("\n") if ln.lower().startswith("from:")]
+        addrs = [a for _, a in getaddresses(froms) if "@" in a]
+        domain = addrs[0].rpartition("@")[2].lower() if addrs else "invalid"
+    field = (f"Authentication-Results: {authserv_id};\r\n\tspf={result} smtp.mailfrom={domain};\r\n"
+             f"\tdkim={result} header.d={domain};\r\n\tdmarc={result} header.from={domain}\r\n")
+    return field.encode("ascii") + raw
+
+
 def host_reply(app: App, m: Meeting, when: datetime) -> bytes | None:
     """The host's reply to the template mail, as their mail program would send it."""
     from email import message_from_bytes, policy
@@ -93,7 +109,8 @@ def host_reply(app: App, m: Meeting, when: datetime) -> bytes | None:
     reply.add_attachment(filled, maintype="application",
                          subtype="vnd.openxmlformats-officedocument.wordprocessingml.document",
                          filename=att.get_filename())
-    return reply.as_bytes()
+    trusted = app.cfg.transport.inbound.trusted_authserv_ids
+    return stamp_authentication(reply.as_bytes(), trusted[0]) if trusted else reply.as_bytes()
 
 
 def _sent_count(app: App) -> int:

@@ -35,7 +35,10 @@ class RecipientNotAllowed(ValueError):
 
 
 class Outbox:
-    def __init__(self, state: StateStore, mail: MailTransport, allowed: set[str]):
+    def __init__(self, state: StateStore, mail: MailTransport, allowed: set[str], *,
+                 reply_secret: bytes = b"", reply_to_plus: bool = False):
+        self.reply_secret = reply_secret
+        self.reply_to_plus = reply_to_plus
         self.state = state
         self.mail = mail
         self.allowed = {a.lower() for a in allowed}
@@ -67,7 +70,24 @@ class Outbox:
         return "sent"
 
     def _dated(self, msg: OutgoingMessage) -> OutgoingMessage:
-        return replace(msg, date=self.now) if self.now is not None and msg.date is None else msg
+        msg = replace(msg, date=self.now) if self.now is not None and msg.date is None else msg
+        return self._keyed(msg)
+
+    def _keyed(self, msg: OutgoingMessage) -> OutgoingMessage:
+        """Our Message-ID carries the reply key (HMAC over meeting, action and
+        recipient); with plus-addressing, Reply-To does too (``kcg+<key>@...``).
+        Crash recovery finds sent mail by the marker header, not by the Message-ID."""
+        if not self.reply_secret or msg.msgid:
+            return msg
+        from kcg_mail.core import replykey
+
+        domain = msg.sender.email.rpartition("@")[2]
+        changes: dict[str, Any] = {"msgid": replykey.message_id(self.reply_secret, msg.key, domain)}
+        if self.reply_to_plus and msg.reply_to is not None and msg.reply_to.email == msg.sender.email:
+            meeting, action, recipient = replykey.split_key(msg.key)
+            key = replykey.reply_key(self.reply_secret, meeting, action, recipient)
+            changes["reply_to"] = replace(msg.reply_to, email=replykey.reply_address(msg.sender.email, key))
+        return replace(msg, **changes)
 
     def send(self, msg: OutgoingMessage) -> str:
         msg = self._dated(msg)
@@ -90,12 +110,19 @@ class App:
     outbox: Outbox | None = None
     #: a broken edited protocol template (the last good one is used meanwhile)
     template_problems: list[str] = field(default_factory=list)
+    #: the HMAC secret of reply keys (kcg_mail.bootstrap loads it; empty: one for this process only)
+    reply_secret: bytes = b""
 
     def __post_init__(self) -> None:
+        import secrets as _secrets
+
         self.meetings = resolve_plan(self.cfg)
         net = self.cfg.network
+        if not self.reply_secret:
+            self.reply_secret = _secrets.token_bytes(32)
         allowed = {p.email for p in net.members + net.guests} | {net.mailbox.email} | set(net.filers)
-        self.outbox = Outbox(self.state, self.mail, allowed)
+        self.outbox = Outbox(self.state, self.mail, allowed, reply_secret=self.reply_secret,
+                             reply_to_plus=self.cfg.transport.inbound.plus_address_reply_to)
         self.composer.meeting_extras = self.meeting_extras
 
     def meeting_extras(self, meeting_id: str) -> dict[str, Any]:

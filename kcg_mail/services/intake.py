@@ -3,7 +3,10 @@
 For each new message (one bad message never stops the rest):
 
 1. already ``done`` in the state record -> just make sure it left the inbox;
-2. ``inbound.parse`` + ``inbound.classify`` (pure) decide what it is;
+2. ``inbound.parse`` + ``inbound.classify`` (pure) decide what it is, and the
+   rule chain (``inbound.rules.decide``) whether we may act on it: mail not
+   proven to come from an allowed filer is held for the coordinator
+   (``kcg_mail.services.approval``) or discarded without an answer;
 3. one small handler per kind does what that kind needs, through the state
    record (filing and distribution are idempotent, keyed by content hash and
    version);
@@ -19,12 +22,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
 from kcg_mail.core import inbound
+from kcg_mail.core.inbound import rules
 from kcg_mail.services.compose import person_ctx
 from kcg_mail.core.plan import Meeting, archive_folder, protocol_filename
 from kcg_mail.ports import Attachment, FilingRecord, IncomingMessage, MessageRecord
@@ -34,7 +39,7 @@ from kcg_mail.services.lock import intake_lock, lock_dir
 log = logging.getLogger(__name__)
 
 FOLDER = {"minutes": "processed", "duplicate": "processed", "calendar_response": "processed",
-          "automatic": "processed", "own": "processed",
+          "automatic": "processed", "own": "processed", "late_copy": "processed",
           # the planning round (issue 17): answered either way
           "planning_needs": "processed", "planning_ballot": "processed", "planning_ballot_late": "processed",
           "planning_needs_invalid": "processed", "planning_ballot_invalid": "processed"}  # else: quarantine
@@ -83,10 +88,13 @@ def match_context(app: App, now: datetime) -> inbound.MatchContext:
         for r in app.state.actions()
         if r.meeting_id and r.detail.get("message_id") and r.status == "done"
     }
+    trust = app.cfg.transport.inbound
     return inbound.MatchContext(
         meetings=refs, sent_ids=sent_ids,
         members=frozenset(p.email for p in net.members),
         own_addresses=frozenset({net.mailbox.email}), today=now.date(), tag=net.short,
+        trusted_authserv_ids=frozenset(trust.trusted_authserv_ids), reply_secret=app.reply_secret,
+        require_reply_key=trust.require_reply_key,
     )
 
 
@@ -109,18 +117,20 @@ def _reply_problem(app: App, mail: inbound.ParsedMail, m: Meeting | None, proble
 
 
 def file_minutes(app: App, m: Meeting, data: bytes, kind: str, decisions: list[dict[str, str]], source: str,
-                 now: datetime) -> tuple[str, FilingRecord]:
+                 now: datetime, dated: datetime | None = None) -> tuple[str, FilingRecord]:
     """File into the archive under the naming convention and distribute.
-    Returns ("filed"|"duplicate", filing)."""
+    Returns ("filed"|"duplicate"|"late_copy"|"held", filing). ``dated``: the
+    version's date (earlier of its Date header and our receipt; default ``now``)."""
+    dated = dated or now
     for f in app.state.filings(m.id):
         if f.content_hash == _hash(app, data):
             # Already filed. Either a crash stopped this message's own handling
             # half-way (finish the idempotent rest), or someone sent the same
             # minutes again (a no-op: everything below is already done).
             if f.source_msg_key == source:
-                _record_and_distribute(app, m, f, data, kind, decisions)
-                return "filed", f
-            distribute(app, m, f, data, kind, decisions)  # a no-op unless it never went out
+                return _settle(app, m, f, data, kind, decisions, dated, now), f
+            if not _withheld(app, m, f):
+                distribute(app, m, f, data, kind, decisions)  # a no-op unless it never went out
             return "duplicate", f
     name = protocol_filename(app.cfg, m).removesuffix(".docx") + "." + kind
     stored = app.archive.store(f"{archive_folder(app.cfg, m)}/{name}", data)
@@ -129,8 +139,53 @@ def file_minutes(app: App, m: Meeting, data: bytes, kind: str, decisions: list[d
     filing = FilingRecord(meeting_id=m.id, version=version, path=stored.path, rev=stored.rev,
                           content_hash=stored.content_hash, link=link, source_msg_key=source)
     app.state.record_filing(filing)
+    return _settle(app, m, filing, data, kind, decisions, dated, now), filing
+
+
+def _withheld(app: App, m: Meeting, f: FilingRecord) -> bool:
+    """A late copy, or a version waiting for approval: never distributed by a duplicate."""
+    return bool(app.state.get(f"late:{m.id}:v{f.version}")) or \
+        app.state.get(f"held-distribution:{m.id}:v{f.version}") in ("held", "rejected")
+
+
+def distributed_on(app: App, meeting_id: str, day: str) -> list[int]:
+    raw = app.state.get(f"distributed:{meeting_id}:{day}")
+    return json.loads(raw) if raw else []
+
+
+def mark_distributed(app: App, meeting_id: str, day: str, version: int) -> None:
+    done = distributed_on(app, meeting_id, day)
+    if version not in done:
+        app.state.put(f"distributed:{meeting_id}:{day}", json.dumps(done + [version]))
+
+
+def _settle(app: App, m: Meeting, filing: FilingRecord, data: bytes, kind: str, decisions: list[dict[str, str]],
+            dated: datetime, now: datetime) -> str:
+    """After filing: a late copy stays filed only; beyond the day's allowance the
+    version waits for approval; otherwise decisions and distribution."""
+    from kcg_mail.core.inbound.versions import is_late_copy, over_daily_limit
+
+    app.state.put(f"filed-date:{m.id}:v{filing.version}", dated.isoformat())
+    others = []
+    for f in app.state.filings(m.id):
+        if f.version != filing.version:
+            d = app.state.get(f"filed-date:{m.id}:v{f.version}")
+            if d:
+                others.append(datetime.fromisoformat(d))
+    if app.state.get(f"late:{m.id}:v{filing.version}") or is_late_copy(dated, others):
+        app.state.put(f"late:{m.id}:v{filing.version}", dated.isoformat())
+        return "late_copy"
+    held = app.state.get(f"held-distribution:{m.id}:v{filing.version}")
+    if held in ("held", "rejected"):
+        return "held"
+    day = now.date().isoformat()
+    if held != "approved" and over_daily_limit(distributed_on(app, m.id, day), filing.version,
+                                               app.cfg.transport.distribution.max_per_meeting_per_day):
+        app.state.put(f"held-distribution:{m.id}:v{filing.version}", "held")
+        return "held"
     _record_and_distribute(app, m, filing, data, kind, decisions)
-    return "filed", filing
+    mark_distributed(app, m.id, day, filing.version)
+    return "filed"
 
 
 def _record_and_distribute(app: App, m: Meeting, filing: FilingRecord, data: bytes, kind: str,
@@ -175,7 +230,8 @@ def update_decision_log(app: App, year: int) -> None:
                       ("\ufeff" + buf.getvalue()).encode("utf-8"), overwrite=True)
 
 
-def handle_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime) -> tuple[str, str]:
+def handle_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
+                   received: datetime | None = None) -> tuple[str, str]:
     from kcg_mail.documents.ooxml import MinutesRejected
     from kcg_mail.documents.minutes import read_minutes
 
@@ -188,18 +244,49 @@ def handle_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: 
             problems.append(rej)
             continue
         decisions = [{"decision": d.decision, "owner": d.owner, "due": d.due} for d in minutes.decisions]
-        outcome, filing = file_minutes(app, m, att.data, minutes.kind, decisions, key, now)
+        from kcg_mail.core.inbound.versions import effective_date
+
+        dated = effective_date(mail.date, received or now)
+        outcome, filing = file_minutes(app, m, att.data, minutes.kind, decisions, key, now, dated)
         if outcome == "duplicate":
             return "duplicate", f"samma protokoll som version {filing.version} – inget nytt"
+        if outcome == "late_copy":
+            return "late_copy", (f"arkiverat som {filing.path} (version {filing.version}), äldre än det arkiverade: "
+                                 f"inte utskickat, besluten oförändrade")
+        if outcome == "held":
+            limit = app.cfg.transport.distribution.max_per_meeting_per_day
+            why = f"fler än {limit} utskick för {m.id} i dag: väntar på godkännande"
+            hold_note(app, key, mail, m.id, "distribution", why, [att.filename], filing.version)
+            return "held", f"arkiverat som {filing.path} (version {filing.version}); {why}"
         return "minutes", f"arkiverat som {filing.path} (version {filing.version})"
     first = problems[0]
     sent = _reply_problem(app, mail, m, first.message_sv, now)
     return "bad_minutes", f"{first.code}: {first.detail} (svar: {sent})"
 
 
-def handle(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime) -> tuple[str, str]:
+def hold_note(app: App, key: str, mail: inbound.ParsedMail, meeting_id: str | None, kind: str, why: str,
+              files: list[str], version: int | None = None) -> None:
+    """What the coordinator sees for a held message ("väntar på godkännande")."""
+    app.state.put(f"held:{key}", json.dumps({
+        "kind": kind, "meeting_id": meeting_id, "sender": mail.sender or ", ".join(mail.from_addresses) or "(ingen)",
+        "subject": mail.subject[:300], "files": files, "why": why, "version": version,
+    }, ensure_ascii=False))
+
+
+TOO_LARGE_SV = ("Ditt mejl var för stort för att tas emot (över {mb} MB), så protokollet kom inte fram. "
+                "Skicka gärna protokollet igen som en mindre fil, till exempel utan inklistrade bilder.")
+
+
+def handle(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
+           received: datetime | None = None) -> tuple[str, str]:
     if v.kind == "minutes":
-        return handle_minutes(app, mail, v, key, now)
+        return handle_minutes(app, mail, v, key, now, received)
+    if v.kind == "no_minutes" and mail.oversize:
+        from kcg_mail.adapters.maildir import MAX_INCOMING
+
+        m = app.meeting(v.meeting_id)
+        sent = _reply_problem(app, mail, m, TOO_LARGE_SV.format(mb=MAX_INCOMING // (1024 * 1024)), now)
+        return "too_large", f"för stort meddelande, bara rubrikerna lästa (svar: {sent})"
     if v.kind == "no_minutes":
         m = app.meeting(v.meeting_id)
         sent = _reply_problem(app, mail, m, "Vi hittade inget bifogat protokoll i ditt mejl.", now)
@@ -249,18 +336,30 @@ def _handle_one(app: App, item: IncomingMessage, ctx: inbound.MatchContext, now:
     planning = planning_round.route(app, mail)
     verdict = (inbound.Verdict("planning", None, f"planeringsrunda {planning.year}") if planning
                else inbound.classify(mail, ctx))
-    approved = app.state.get(f"approved:{key}")  # re-filed by the coordinator (flows/manual.py refile)
-    if approved and verdict.kind in ("not_allowed", "unmatched") and app.meeting(approved) is not None:
-        docs = tuple(a for a in mail.attachments if inbound.is_document_candidate(a))
-        if docs:
+    docs = tuple(a for a in mail.attachments if inbound.is_document_candidate(a))
+    approved = app.state.get(f"approved:{key}")  # released by the coordinator (kcg approve / refile)
+    if approved and planning:
+        decision = rules.Decision("accept", "", "approved by the coordinator")
+    elif approved and app.meeting(approved) is not None:
+        if docs and verdict.kind in ("not_allowed", "unmatched", "minutes"):
             verdict = inbound.Verdict("minutes", approved, f"godkänt av samordnaren ({verdict.reason})", attachments=docs)
+        decision = rules.Decision("accept", "", "approved by the coordinator")
+    else:
+        decision = rules.decide(mail, verdict, ctx, has_documents=bool(docs))
     seen = MessageRecord(key, item.ref, verdict.meeting_id, verdict.kind, verdict.reason, mail.sender,
                          mail.subject[:300], "seen")
     app.state.record_message(seen)
-    if planning:
+    if decision.action == "hold":
+        why = f"{decision.rule}: {decision.reason}"
+        held_for = f"planning:{planning.year}" if planning else verdict.meeting_id
+        hold_note(app, key, mail, held_for, "message", why, [a.filename for a in docs])
+        outcome, reason = "held", f"väntar på godkännande ({why})"
+    elif decision.action == "discard":
+        outcome, reason = "discarded", f"{verdict.kind} ej godtaget ({decision.rule}: {decision.reason}); inget svar"
+    elif planning:
         outcome, reason = planning_round.handle_reply(app, mail, planning, key, now)
     else:
-        outcome, reason = handle(app, mail, verdict, key, now)
+        outcome, reason = handle(app, mail, verdict, key, now, item.received_at)
     app.state.record_message(MessageRecord(key, item.ref, verdict.meeting_id, outcome, reason, mail.sender,
                                            mail.subject[:300], "done"))
     app.mail.move(item.ref, FOLDER.get(outcome, "quarantine"))

@@ -80,6 +80,10 @@ def needs_a_person(app: App, today: date | None = None) -> list[str]:
         if rec.outcome in ("not_allowed", "unmatched", "bad_minutes", "no_minutes") and rec.status == "done":
             items.append(f"Meddelande i karantän från {rec.sender} ({rec.subject!r}): {rec.reason}. "
                          f"Gör: titta på det och kör flödet 'kcg-refile' om det ska arkiveras.")
+    from kcg_mail.services.approval import pending  # issue 13: held mail
+
+    for p in pending(app):
+        items.append(f"Väntar på godkännande: {p.line()}")
     for m in app.meetings:
         if m.tentative:
             items.append(f"Mötet {m.id} ({m.theme_label}) har bara ett preliminärt datum ({m.proposed}). "

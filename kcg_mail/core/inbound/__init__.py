@@ -7,6 +7,9 @@
 - ``attachments``    which attachments may be the minutes?
 - ``tokens``         the meeting token ``[KCG-2023-02]`` in subjects and bodies
 - ``verdict``        which meeting is it about and what do we do with it (``classify``)?
+- ``authres``        did our own receiving server authenticate the sender (RFC 8601)?
+- ``rules``          may the intake act on it: the rule chain (accept / hold / discard)
+- ``versions``       may a new version go out (late copies, the daily limit)?
 
 No I/O, no network, no clock: everything a decision needs comes in through the
 arguments (``MatchContext.today``). This module re-exports the public names so

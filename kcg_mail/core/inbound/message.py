@@ -34,3 +34,12 @@ class ParsedMail:
     text: str
     attachments: tuple[Attachment, ...]
     calendar_reply: CalendarReply | None
+    #: every address in every From header field; ``sender`` is set only when
+    #: there is exactly one (Reply-To and Sender never stand in for From)
+    from_addresses: tuple[str, ...] = ()
+    #: the ``Authentication-Results`` field bodies, top first
+    auth_results: tuple[str, ...] = ()
+    #: candidate reply keys (our Message-ID in In-Reply-To/References, kcg+KEY@ in To/Cc)
+    reply_keys: tuple[str, ...] = ()
+    #: the transport skipped the body of a mail above the size limit (headers only)
+    oversize: bool = False

@@ -230,23 +230,50 @@ def _parse_date(value: str) -> datetime | None:
     return d
 
 
-def _sender(msg: Message) -> tuple[str, str]:
-    for h in ("from", "sender", "reply-to", "return-path"):
-        raw = _header(msg, h)
-        if not raw:
-            continue
+def _from_addresses(msg: Message) -> tuple[list[str], str]:
+    """Every address of every From field, and the display name of the first."""
+    addrs: list[str] = []
+    first_name = ""
+    for raw in _raw_headers(msg, "from"):
         try:
             pairs = getaddresses([_unsurrogate(raw)])
         except Exception:
             pairs = [parseaddr(_unsurrogate(raw))]
+        found = False
         for name, addr in pairs:
             addr = (addr or "").strip().strip("<>").strip().lower()
-            if "@" in addr:
-                return addr, decode_header_text(name).strip().strip('"').strip()
-        m = re.search(r"[\w.+'\-]+@[\w\-]+(?:\.[\w\-]+)+", decode_header_text(raw))
-        if m:
-            return m.group(0).lower(), ""
-    return "", ""
+            if "@" in addr and " " not in addr:
+                if not addrs:
+                    first_name = decode_header_text(name).strip().strip('"').strip()
+                addrs.append(addr)
+                found = True
+        if not found:
+            for m in re.finditer(r"[\w.+'\-]+@[\w\-]+(?:\.[\w\-]+)+", decode_header_text(raw)):
+                addrs.append(m.group(0).lower())
+    return addrs, first_name
+
+
+def _sender(msg: Message) -> tuple[str, str]:
+    """The one From mailbox; empty when From has none or more than one address.
+    Reply-To, Sender and Return-Path never stand in for it."""
+    addrs, name = _from_addresses(msg)
+    if len(set(addrs)) != 1 or len(addrs) != 1:
+        return "", ""
+    return addrs[0], name
+
+
+def _trust_fields(msg: Message) -> dict[str, object]:
+    from kcg_mail.core.replykey import keys_in
+
+    addrs, _ = _from_addresses(msg)
+    ids = [i for h in ("in-reply-to", "references") for v in _raw_headers(msg, h) for i in _msgids(v)]
+    rcpts = [v for h in ("to", "cc", "delivered-to", "x-original-to") for v in _raw_headers(msg, h)]
+    return {
+        "from_addresses": tuple(addrs),
+        "auth_results": tuple(_raw_headers(msg, "authentication-results")),
+        "reply_keys": keys_in(ids, rcpts),
+        "oversize": bool(_header(msg, "x-kcg-oversize").strip()),
+    }
 
 
 def _empty(reason: str | None = None) -> ParsedMail:
@@ -281,6 +308,7 @@ def parse(raw: bytes) -> ParsedMail:
                 text="",
                 attachments=(),
                 calendar_reply=None,
+                **_trust_fields(msg),  # type: ignore[arg-type]
             )
         except Exception:
             return _empty()
@@ -330,4 +358,5 @@ def _parse_msg(msg: Message) -> ParsedMail:
         text=text,
         attachments=tuple(acc.attachments),
         calendar_reply=cal,
+        **_trust_fields(msg),  # type: ignore[arg-type]
     )

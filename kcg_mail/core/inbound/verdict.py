@@ -13,6 +13,7 @@ from kcg_mail.core.inbound.attachments import is_document_candidate
 from kcg_mail.core.inbound.decode import _norm_id
 from kcg_mail.core.inbound.message import CalendarReply, ParsedMail
 from kcg_mail.core.inbound.tokens import find_token, subject_token
+from kcg_mail.core.replykey import ReplyKey, verify
 from kcg_mail.ports import Attachment
 
 KINDS = ("minutes", "no_minutes", "calendar_response", "automatic", "not_allowed", "unmatched", "own")
@@ -45,6 +46,12 @@ class MatchContext:
     today: date
     #: the network's short name in subject tokens: [KCG-2023-02]
     tag: str = "KCG"
+    #: authserv-ids of our own receiving server (``inbound.trusted_authserv_ids``)
+    trusted_authserv_ids: frozenset[str] = frozenset()
+    #: the HMAC secret of reply keys (``KCG_REPLY_SECRET``)
+    reply_secret: bytes = b""
+    #: a valid reply key is a second factor for filing (``inbound.require_reply_key``)
+    require_reply_key: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,7 +118,20 @@ def _mail_day(mail: ParsedMail, ctx: MatchContext) -> date:
     return d
 
 
+def valid_reply_key(mail: ParsedMail, ctx: MatchContext) -> ReplyKey | None:
+    """The first reply key in ``mail`` that is valid for its sender, or None."""
+    ids = [m.meeting_id for m in ctx.meetings]
+    for k in mail.reply_keys:
+        rk = verify(ctx.reply_secret, k, mail.sender, ids)
+        if rk is not None:
+            return rk
+    return None
+
+
 def _match(mail: ParsedMail, ctx: MatchContext) -> tuple[str | None, str]:
+    rk = valid_reply_key(mail, ctx)
+    if rk is not None and _meeting(ctx, rk.meeting_id) is not None:
+        return rk.meeting_id, f"reply key of our {rk.action} mail"
     mid = _match_by_ids(mail, ctx)
     if mid:
         return mid, "In-Reply-To/References name our message"

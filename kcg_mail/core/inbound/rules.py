@@ -1,0 +1,163 @@
+"""Who may make the system act: the rule chain of intake (after GNU Mailman 3).
+
+``classify`` says what a mail is and which meeting it is about. Before the
+intake acts on it (files and distributes minutes, answers the sender, records
+a calendar response), ``decide`` runs the mail through an ordered chain of
+small named rules. Each rule looks at the mail and says *hit* (with why) or
+*no hit*; the first hit decides the action:
+
+- ``accept``  go ahead;
+- ``hold``    keep it for the coordinator ("väntar på godkännande"): minutes
+  that are not proven to come from an allowed filer; released with
+  ``kcg approve REF``, refused with ``kcg reject REF``;
+- ``discard`` do nothing visible (no answer, no attendance), keep the mail in
+  quarantine with the reason: a mail without documents we would otherwise
+  have answered, or a calendar response that does not count.
+
+Mail from non-members is held by default. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+from kcg_mail.core.inbound.authres import mail_authenticated
+from kcg_mail.core.inbound.message import ParsedMail
+from kcg_mail.core.inbound.verdict import MatchContext, Verdict, valid_reply_key
+
+Action = Literal["accept", "hold", "discard"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    rule: str  # the rule that hit, "" when accepted
+    reason: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    #: None: no hit; a string: hit, and why
+    check: Callable[[ParsedMail, Verdict, MatchContext], str | None]
+
+
+def _lower(values: frozenset[str]) -> set[str]:
+    return {v.strip().lower() for v in values}
+
+
+# ------------------------------------------------------------------ the rules
+
+
+def one_from_mailbox(mail: ParsedMail, v: Verdict, ctx: MatchContext) -> str | None:
+    """Exactly one From mailbox (Reply-To, Sender and display names never count)."""
+    n = len(mail.from_addresses)
+    if n == 0:
+        return "From has no address"
+    if n > 1 or not mail.sender:
+        return f"From names {n} addresses ({', '.join(mail.from_addresses[:3])})"
+    return None
+
+
+def authenticated(mail: ParsedMail, v: Verdict, ctx: MatchContext) -> str | None:
+    """Our own receiving server authenticated the From domain (RFC 8601)."""
+    ok, why = mail_authenticated(mail.auth_results, ctx.trusted_authserv_ids, mail.sender)
+    return None if ok else why
+
+
+def allowed_filer(mail: ParsedMail, v: Verdict, ctx: MatchContext) -> str | None:
+    """The From mailbox may file minutes for the meeting."""
+    meeting = next((m for m in ctx.meetings if m.meeting_id == v.meeting_id), None)
+    if meeting is None:
+        return "no meeting of the plan"
+    if mail.sender in _lower(meeting.filers):
+        return None
+    status = "a member but not a filer" if mail.sender in _lower(ctx.members) else "not a member"
+    return f"{mail.sender} is {status} for {meeting.meeting_id}"
+
+
+def reply_key(mail: ParsedMail, v: Verdict, ctx: MatchContext) -> str | None:
+    """With ``inbound.require_reply_key``: a valid key of our mail about this meeting."""
+    if not ctx.require_reply_key:
+        return None
+    rk = valid_reply_key(mail, ctx)
+    if rk is None:
+        return "no valid reply key (inbound.require_reply_key)" if mail.reply_keys else \
+            "no reply key: not a reply to our mail (inbound.require_reply_key)"
+    if rk.meeting_id != v.meeting_id:
+        return f"reply key is for {rk.meeting_id}, not {v.meeting_id}"
+    return None
+
+
+def member_sender(mail: ParsedMail, v: Verdict, ctx: MatchContext) -> str | None:
+    """A calendar response counts only from a member of the network."""
+    return None if mail.sender in _lower(ctx.members) else f"{mail.sender or '(no sender)'} is not a member"
+
+
+def attendee_is_sender(mail: ParsedMail, v: Verdict, ctx: MatchContext) -> str | None:
+    """... and only for the member who sent it."""
+    cal = v.calendar_reply
+    who = (cal.attendee_email if cal else "").strip().lower()
+    if who and who != mail.sender:
+        return f"response for {who} sent by {mail.sender}"
+    return None
+
+
+FILING_CHAIN: tuple[Rule, ...] = (
+    Rule("one-from-mailbox", one_from_mailbox),
+    Rule("authenticated", authenticated),
+    Rule("allowed-filer", allowed_filer),
+    Rule("reply-key", reply_key),
+)
+
+CALENDAR_CHAIN: tuple[Rule, ...] = (
+    Rule("one-from-mailbox", one_from_mailbox),
+    Rule("authenticated", authenticated),
+    Rule("member-sender", member_sender),
+    Rule("attendee-is-sender", attendee_is_sender),
+)
+
+#: a member's answer to the planning round (needs, ballot): the member's own, authenticated
+PLANNING_CHAIN: tuple[Rule, ...] = (
+    Rule("one-from-mailbox", one_from_mailbox),
+    Rule("authenticated", authenticated),
+    Rule("member-sender", member_sender),
+)
+
+#: verdict kinds the intake acts on, and what a hit does to them
+ACTS_ON = {"minutes": "hold", "not_allowed": "hold", "no_minutes": "discard", "calendar_response": "discard",
+           "planning": "hold"}
+
+
+def run_chain(chain: tuple[Rule, ...], mail: ParsedMail, v: Verdict, ctx: MatchContext) -> tuple[str, str] | None:
+    """(rule name, why) of the first hit, or None."""
+    for rule in chain:
+        why = rule.check(mail, v, ctx)
+        if why is not None:
+            return rule.name, why
+    return None
+
+
+def decide(mail: ParsedMail, v: Verdict, ctx: MatchContext, *, has_documents: bool) -> Decision:
+    """What the intake may do with a classified mail."""
+    on_hit = ACTS_ON.get(v.kind)
+    if on_hit is None:
+        return Decision("accept", "", "nothing to act on")
+    if v.kind == "calendar_response":
+        if v.meeting_id is None:
+            return Decision("accept", "", "no meeting: nothing recorded")
+        hit = run_chain(CALENDAR_CHAIN, mail, v, ctx)
+    elif v.kind == "planning":
+        hit = run_chain(PLANNING_CHAIN, mail, v, ctx)
+    else:
+        hit = run_chain(FILING_CHAIN, mail, v, ctx)
+        if hit is None and v.kind == "not_allowed":  # classify's own filer check
+            hit = ("allowed-filer", v.reason)
+        if hit is not None and not has_documents:
+            on_hit = "discard"
+    if hit is None:
+        return Decision("accept", "", "authenticated filer" if v.kind in ("minutes", "not_allowed", "no_minutes")
+                        else "member's own answer")
+    rule, why = hit
+    return Decision("hold" if on_hit == "hold" else "discard", rule, why)
