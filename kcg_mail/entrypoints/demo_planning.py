@@ -181,6 +181,7 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
     from flows.intake import intake_flow
     from flows.planning import planning_publish, planning_start, planning_tick
     from kcg_mail.bootstrap import bootstrap
+    from kcg_mail.entrypoints.demo import stamp_authentication
     from kcg_mail.services import planning as round_
 
     t0 = time.monotonic()
@@ -191,8 +192,12 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
     members = app.cfg.network.active_members
     index = {p.id: i for i, p in enumerate(members)}
 
+    trusted = app.cfg.transport.inbound.trusted_authserv_ids
+
     def deliver(name: str, raw_of: Callable[[], bytes]) -> None:
-        app.mail.deliver(raw_of(), name)  # type: ignore[attr-defined]
+        # as our receiving server hands it over: authenticated (SECURITY.md)
+        raw = raw_of()
+        app.mail.deliver(stamp_authentication(raw, trusted[0]) if trusted else raw, name)  # type: ignore[attr-defined]
 
     def intake(d: date, hour: int = 12) -> None:
         nonlocal runs
