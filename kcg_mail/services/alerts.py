@@ -38,6 +38,8 @@ TODO = {
     "ConfigError": "Rätta filen och fältet som felet nämner i config/ och kör `kcg check`. Tills dess körs inget.",
     "MissingSecret": "Sätt den hemlighet som nämns (miljövariabel eller Prefect Secret-block).",
     "TemplateProblem": "Mallen i templates/ har ett fel; rätta den eller återställ den senaste fungerande versionen och kör `kcg check`.",
+    "StateReset": "Tillståndsfilen (state.sqlite) saknas, är tom eller utbytt. Inget skickades. Kör `kcg state restore` (senaste automatiska kopian) eller `kcg state rebuild` (från Skickat och arkivet).",
+    "StateFileError": "Tillståndsfilen (state.sqlite) kan inte användas; felet ovan säger varför. Kör `kcg state restore` eller `kcg state rebuild`.",
     "RecipientNotAllowed": "Ett mejl skulle gå till någon som inte finns i config/network.yaml. Lägg till personen eller rätta adressen.",
 }
 DEFAULT_TODO = "Öppna körningen i Prefect och läs loggen. Nästa schemalagda körning försöker igen."
@@ -74,9 +76,15 @@ def alert_app(workdir: str | Path, config_dir: str | None) -> tuple[App, str | N
     (app, note about the fallback or None)."""
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.config import ConfigError
+    from kcg_mail.state_guard import StateReset
 
     try:
         return bootstrap(workdir, config_dir), None
+    except StateReset:
+        # The run refused a reset state; the alert must not write into it (that would
+        # make it look used). Its once-a-day record goes to a side file instead.
+        note = "Tillståndsfilen saknas eller är tömd; larmet registreras i alert-state.sqlite."
+        return bootstrap(workdir, config_dir, state_path=Path(workdir) / "alert-state.sqlite", guard_state=False), note
     except ConfigError:
         snap = Path(workdir) / LAST_GOOD_CONFIG
         if not (snap / "network.yaml").exists():
