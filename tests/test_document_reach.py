@@ -135,3 +135,11 @@ def test_inflation_counts_produced_bytes_not_declared_ones(base):
     with pytest.raises(MinutesRejected) as info:
         read_minutes("p.docx", h.entry_bigger_than_declared(base))
     assert "declares 4096 bytes but inflates to 2097152" in info.value.detail
+
+
+def test_internal_relationship_named_by_a_url_is_refused(base):
+    data = h.relationship_in_part(base, "word/_rels/document.xml.rels", "image", "http://evil.example/p.png",
+                                  mode="Internal")
+    with pytest.raises(MinutesRejected) as info:
+        read_minutes("p.docx", data)
+    assert info.value.code == "external_link"

@@ -141,10 +141,12 @@ def vet_relationships(pkg: Package) -> None:
         root = _safe_parse(pkg.parts[rels_name], rels_name)
         hyperlink_ids: set[str] = set()
         for rel in root.iter(_PKG_REL):
-            if (rel.get("TargetMode") or "").strip().lower() != "external":
-                continue
             typ = (rel.get("Type") or "").strip()
             target = rel.get("Target") or ""
+            if (rel.get("TargetMode") or "").strip().lower() != "external":
+                if is_remote(target):  # an "internal" part named by a URL or UNC path
+                    raise _reject("external_link", f"{rels_name}: internal relationship to {target[:200]}")
+                continue
             if typ.lower() in _HYPERLINK_TYPES:
                 hyperlink_ids.add(rel.get("Id") or "")
                 continue
