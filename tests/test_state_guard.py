@@ -241,3 +241,35 @@ def test_a_new_work_directory_starts_without_error(tmp_path):
     finally:
         a.state.close()
     assert not os.path.exists(wd / BACKUP_DIR) or not list_backups(wd / BACKUP_DIR)
+
+
+def test_alert_about_a_reset_state_goes_out_without_touching_the_state_file(used):
+    from kcg_mail.services.alerts import alert_app, send_failure_alert
+
+    wd, sent, _ = used
+    _empty(wd / "state.sqlite")
+
+    class Run:
+        id, name, parameters = "00000000-0000-0000-0000-000000000009", "daily", {}
+
+    class State:
+        def __init__(self, exc):
+            self.exc, self.message = exc, f"Flow run encountered an exception: {type(exc).__name__}: {exc}"
+
+        def result(self, raise_on_failure=True):
+            return self.exc
+
+    with pytest.raises(StateReset) as info:
+        _app(wd)
+    a, note = alert_app(wd, str(CONFIG_DIR))
+    try:
+        assert note and "alert-state.sqlite" in note
+        assert send_failure_alert(a, "kcg-daily", Run(), State(info.value), now=at(FEB.date)) == "sent"
+        assert send_failure_alert(a, "kcg-daily", Run(), State(info.value), now=at(FEB.date, 9)) == "already"
+    finally:
+        a.state.close()
+    new = set(sent_by_key(wd)) - set(sent)
+    assert len(new) == 1 and next(iter(new)).startswith("alert:kcg-daily:")
+    assert (wd / "state.sqlite").stat().st_size == 0  # still recognisably reset
+    with pytest.raises(StateReset):
+        _app(wd)
