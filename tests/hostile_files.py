@@ -799,3 +799,29 @@ def hyperlink_in_body(base: bytes, url: str = "https://www.example.se/a?b=1&amp;
     data = with_relationship(base, "hyperlink", url)
     return _insert_in_body(data, f'<w:hyperlink xmlns:r="{R_NS}" r:id="rIdExt9"><w:r><w:t>webbplatsen</w:t></w:r>'
                                  "</w:hyperlink>")
+
+
+def with_alt_chunk(base: bytes, name: str, data: bytes, ctype: str) -> bytes:
+    """An altChunk: content Word imports into the body when it opens the document."""
+    data2 = _add_part(base, f"word/{name}", "", ctype, _REL_BASE + "aFChunk", rid="rIdAlt1")
+    data2 = rezip(data2, replace={f"word/{name}": data})
+    doc = read_part(data2, "word/document.xml").decode()
+    i = doc.rindex("<w:sectPr")
+    doc = doc[:i] + f'<w:altChunk xmlns:r="{R_NS}" r:id="rIdAlt1"/>' + doc[i:]
+    return rezip(data2, replace={"word/document.xml": doc.encode()})
+
+
+def alt_chunk_rtf(base: bytes, fldinst: str = '{\\rtlch\\fcs1 INCLUDEPICTURE "http://evil.example/p.png" \\\\d}') -> bytes:
+    rtf = ("{\\rtf1\\ansi\\deff0{\\fonttbl{\\f0 Calibri;}}\\pard Se bild: "
+           "{\\field{\\*\\fldinst " + fldinst + "}{\\fldrslt bild}}\\par}").encode()
+    return with_alt_chunk(base, "afchunk.rtf", rtf, "application/rtf")
+
+
+def alt_chunk_rtf_objupdate(base: bytes) -> bytes:
+    rtf = (b"{\\rtf1\\ansi{\\object\\objautlink\\objupdate\\rsltpict\\objw100\\objh100"
+           b"{\\*\\objclass Word.Document.8}{\\*\\objdata 0105000002000000}}}")
+    return with_alt_chunk(base, "afchunk.rtf", rtf, "application/rtf")
+
+
+def alt_chunk_docx(base: bytes, inner: bytes) -> bytes:
+    return with_alt_chunk(base, "afchunk.docx", inner, _CT_WORD + "document.main+xml")

@@ -143,3 +143,21 @@ def test_internal_relationship_named_by_a_url_is_refused(base):
     with pytest.raises(MinutesRejected) as info:
         read_minutes("p.docx", data)
     assert info.value.code == "external_link"
+
+
+@pytest.mark.parametrize("case", ["rtf_includepicture", "rtf_objupdate", "docx_with_dde", "unknown_type"])
+def test_imported_chunks_that_reach_outside_are_refused(base, case):
+    data = {
+        "rtf_includepicture": lambda: h.alt_chunk_rtf(base),
+        "rtf_objupdate": lambda: h.alt_chunk_rtf_objupdate(base),
+        "docx_with_dde": lambda: h.alt_chunk_docx(base, h.field_in_document(base, " DDEAUTO cmd ", '"/c calc"')),
+        "unknown_type": lambda: h.with_alt_chunk(base, "afchunk.bin", b"\x00\x01binary", "application/octet-stream"),
+    }[case]()
+    with pytest.raises(MinutesRejected) as info:
+        read_minutes("p.docx", data)
+    assert info.value.code == "active_field", info.value.detail
+
+
+def test_harmless_imported_chunks_pass(base):
+    assert read_minutes("p.docx", h.alt_chunk_rtf(base, fldinst="{PAGE}")).kind == "docx"
+    assert read_minutes("p.docx", h.alt_chunk_docx(base, base)).kind == "docx"

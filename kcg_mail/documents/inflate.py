@@ -23,7 +23,7 @@ from kcg_mail.documents.ooxml import _reject
 _CHUNK = 64 * 1024
 
 #: Parts whose bytes are kept: the package's markup. Everything else is only counted.
-_KEEP_SUFFIXES = (".xml", ".rels", ".vml", ".htm", ".html", ".mht", ".mhtml", ".txt")
+_KEEP_SUFFIXES = (".xml", ".rels", ".vml", ".htm", ".html", ".mht", ".mhtml", ".txt", ".rtf", ".docx", ".dotx", ".docm")
 
 
 @dataclass

@@ -190,10 +190,64 @@ def vet_alt_chunks(pkg: Package) -> None:
                 raise _reject("external_link", f"{name}: imported HTML loads a stylesheet URL")
 
 
-def vet_ooxml(pkg: Package) -> None:
+_AFCHUNK = "/afchunk"
+_RTF_ACTIVE = re.compile(rb"\\(objautlink|objupdate|objlink|objhtml|objocx)\b")
+_RTF_FLDINST = re.compile(rb"\\fldinst\s*((?:[^{}]|\{[^{}]*\})*)")
+
+
+def _vet_rtf(name: str, raw: bytes) -> None:
+    m = _RTF_ACTIVE.search(raw)
+    if m:
+        raise _reject("active_field", f"{name}: RTF object that updates itself (\\{m.group(1).decode()})")
+    for f in _RTF_FLDINST.finditer(raw):
+        text = re.sub(r"(?<!\\)\\[a-zA-Z]+-?\d* ?", " ", f.group(1).decode("latin-1"))  # control words
+        instr = re.sub(r"\\\*|[{}]", " ", text)
+        problem = _field_problem(instr)
+        if problem:
+            raise _reject("active_field", f"{name}: RTF {problem}: {' '.join(instr.split())[:200]}")
+
+
+def vet_imported_chunks(pkg: Package, depth: int = 0) -> None:
+    """Content Word imports when it opens the document (altChunk): an RTF chunk is judged
+    like fields, a Word chunk like a returned file of its own; anything else is refused."""
+    for rels_name in list(pkg.parts):
+        src = _source_part(rels_name)
+        if src is None:
+            continue
+        root = _safe_parse(pkg.parts[rels_name], rels_name)
+        for rel in root.iter(_PKG_REL):
+            if not (rel.get("Type") or "").strip().lower().endswith(_AFCHUNK):
+                continue
+            if (rel.get("TargetMode") or "").strip().lower() == "external":
+                continue  # judged (remote or not) by vet_relationships
+            from kcg_mail.documents.ooxml import _resolve_target
+
+            target = _resolve_target(src, rel.get("Target") or "")
+            raw = pkg.get(target)
+            if raw is None:
+                if pkg.has(target):
+                    raise _reject("active_field", f"{rels_name}: imported chunk {target} of an unknown type")
+                continue  # a dangling relationship imports nothing
+            head = raw.lstrip()[:16]
+            if head.startswith(b"{\\rtf"):
+                _vet_rtf(target, raw)
+            elif raw.startswith(b"PK\x03\x04"):
+                if depth >= 1:
+                    raise _reject("active_field", f"{target}: imported Word chunk nested in another one")
+                from kcg_mail.documents.safety import vet_file
+
+                vet_file(target.rsplit("/", 1)[-1], raw, max_bytes=len(raw), _depth=depth + 1)
+            elif target.lower().endswith((".htm", ".html", ".mht", ".mhtml", ".txt", ".xml")):
+                continue  # HTML/MHT: vet_alt_chunks; plain text and XML import nothing
+            else:
+                raise _reject("active_field", f"{rels_name}: imported chunk {target} of an unknown type")
+
+
+def vet_ooxml(pkg: Package, depth: int = 0) -> None:
     vet_relationships(pkg)
     vet_word_fields(pkg)
     vet_alt_chunks(pkg)
+    vet_imported_chunks(pkg, depth)
 
 
 # ------------------------------------------------------------------ OpenDocument

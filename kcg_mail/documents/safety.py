@@ -180,7 +180,7 @@ def _sniff_and_vet(filename: str, data: bytes, *, max_bytes: int) -> tuple[str, 
     return kind, main
 
 
-def vet_file(filename: str, data: bytes, *, max_bytes: int) -> tuple[str, str, Package | None]:
+def vet_file(filename: str, data: bytes, *, max_bytes: int, _depth: int = 0) -> tuple[str, str, Package | None]:
     """Detect the kind from content and run every safety check. Returns (kind, main part,
     the inflated package for docx/odt); a file that fails a check raises MinutesRejected."""
     if len(data) > max_bytes:
@@ -206,7 +206,7 @@ def vet_file(filename: str, data: bytes, *, max_bytes: int) -> tuple[str, str, P
         with zf:
             infos = _vet_zip(zf, len(data))
             pkg = inflate_package(zf, data, infos, part_cap=MAX_PART_UNCOMPRESSED, total_cap=MAX_TOTAL_UNCOMPRESSED)
-        kind, main = _zip_kind(pkg)
+        kind, main = _zip_kind(pkg, _depth)
     elif b"%PDF-" in data[:1024]:
         kind, main = "pdf", ""
     elif data.lstrip()[:5] == b"{\\rtf":
@@ -230,7 +230,7 @@ def vet_file(filename: str, data: bytes, *, max_bytes: int) -> tuple[str, str, P
     return kind, main, pkg
 
 
-def _zip_kind(pkg: Package) -> tuple[str, str]:
+def _zip_kind(pkg: Package, depth: int = 0) -> tuple[str, str]:
     """(kind, main part) of an inflated zip package, after its kind's own checks."""
     mimetype_raw = pkg.get("mimetype")
     if mimetype_raw is not None:
@@ -257,6 +257,6 @@ def _zip_kind(pkg: Package) -> tuple[str, str]:
     if pkg.has("[Content_Types].xml"):
         kind, main = _ooxml_main(pkg)
         if kind == "docx":
-            vet_ooxml(pkg)
+            vet_ooxml(pkg, depth)
         return kind, main
     return "zip", ""
