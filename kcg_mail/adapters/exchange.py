@@ -592,6 +592,17 @@ class ExchangeTransport(MailTransport):
 
     # ------------------------------------------------------------------ was_sent
 
+    def sent_copies(self) -> Iterator[tuple[str, bytes]]:
+        """Every item in Sent Items and the calendar with our marker (``kcg state rebuild``).
+        An invitation's calendar item carries the key of its newest version only."""
+        out: list[tuple[str, bytes]] = []
+        with self._ews("list Sent Items and the calendar for a rebuild"):
+            for folder in (self.account.sent, self.account.calendar):
+                for item in folder.filter(kcg_marker__exists=True).only("kcg_marker", "mime_content"):
+                    if item.kcg_marker:
+                        out.append((str(item.kcg_marker).strip(), bytes(item.mime_content or b"")))
+        return iter(out)
+
     def was_sent(self, key: str) -> bool:
         with self._ews(f"look up sent copy of {key}"):
             if self.account.sent.filter(kcg_marker=key).exists():
