@@ -142,8 +142,10 @@ def test_reset_state_is_an_error_and_nothing_is_sent(used, how):
     assert "kcg state restore" in msg and "kcg state rebuild" in msg and "Nothing was sent" in msg
     assert sent_by_key(wd) == sent
     # and through the command line a run fails the same way (exit code, no new mail)
-    r = runner.invoke(cli, ["status", "-w", str(wd), "-c", str(CONFIG_DIR)])
-    assert r.exit_code != 0 and isinstance(r.exception, StateReset)
+    for cmd in (["status"], ["daily", "--date", (FEB.date + timedelta(days=3)).isoformat()], ["intake"]):
+        r = runner.invoke(cli, [*cmd, "-w", str(wd), "-c", str(CONFIG_DIR)])
+        assert r.exit_code == 3, (cmd, r.output)
+        assert "State problem" in r.output and "kcg state rebuild" in r.output and str(state) in r.output
     assert sent_by_key(wd) == sent
 
 

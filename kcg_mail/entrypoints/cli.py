@@ -33,6 +33,21 @@ def _config(config: Optional[Path]):
         raise typer.Exit(2)
 
 
+def _state_ok(workdir: Path, config: Optional[Path]) -> None:
+    """Refuse to run on a reset or foreign state file, with the message that names the file
+    and the fix (kcg_mail/state_guard.py), instead of a traceback."""
+    from kcg_mail.adapters.sqlite_state import StateFileError
+    from kcg_mail.bootstrap import bootstrap
+
+    try:
+        a = bootstrap(workdir, config)
+    except StateFileError as exc:
+        err.print("[bold red]State problem:[/]")
+        err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(3)
+    a.state.close()
+
+
 @app.command()
 def plan(year: Optional[int] = typer.Option(None, help="Only this plan year."),
          as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
@@ -61,6 +76,7 @@ def daily(date: Optional[str] = typer.Option(None, help="Simulate this day (YYYY
           workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
     """Run the daily flow once: send what is due."""
     _config(config)
+    _state_ok(workdir, config)
     from kcg_mail.entrypoints import prefect_env
 
     prefect_env.prepare(workdir)
@@ -74,6 +90,7 @@ def intake(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG,
            now: Optional[str] = typer.Option(None, help="Simulated time YYYY-MM-DDTHH:MM.")) -> None:
     """Run the intake flow once: handle new replies."""
     _config(config)
+    _state_ok(workdir, config)
     from kcg_mail.entrypoints import prefect_env
 
     prefect_env.prepare(workdir)
@@ -122,6 +139,7 @@ def _status_table(workdir: Path, config: Optional[Path]) -> None:
 def status(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
     """Show each meeting's status and what needs a person."""
     _config(config)
+    _state_ok(workdir, config)
     _status_table(workdir, config)
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.services.status import needs_a_person
@@ -170,6 +188,7 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
 def serve(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
     """Serve the flows on their schedules against a Prefect server (PREFECT_API_URL)."""
     _config(config)
+    _state_ok(workdir, config)
     from flows.serve import serve_all
     from kcg_mail.entrypoints.listener import start_background_listener
 
