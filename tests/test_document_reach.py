@@ -161,3 +161,9 @@ def test_imported_chunks_that_reach_outside_are_refused(base, case):
 def test_harmless_imported_chunks_pass(base):
     assert read_minutes("p.docx", h.alt_chunk_rtf(base, fldinst="{PAGE}")).kind == "docx"
     assert read_minutes("p.docx", h.alt_chunk_docx(base, base)).kind == "docx"
+
+
+def test_mail_merge_main_document_is_refused(base):
+    with pytest.raises(MinutesRejected) as info:
+        read_minutes("p.docx", h.mail_merge_settings(base))
+    assert info.value.code == "active_field" and "mail merge" in info.value.detail

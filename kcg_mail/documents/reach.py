@@ -9,6 +9,7 @@ fetch or run from elsewhere when the file is opened by a member:
 - external relationships of any part, with part names, ``Type`` and ``TargetMode``
   compared case-insensitively, as Office does. A hyperlink (a click target, never
   fetched on open) is the one exception, and only where it is used as a hyperlink;
+- a mail-merge main document (its data source is queried on open);
 - OpenDocument links that load content (linked images, sections, objects, DDE) and
   script event listeners. Hyperlinks (``text:a``) stay.
 
@@ -117,12 +118,22 @@ def _field_instructions(root) -> Iterable[str]:
         yield "".join(rest)
 
 
+def _vet_mail_merge(name: str, root) -> None:
+    """A mail-merge main document queries its data source when Word opens it."""
+    for mm in root.iter(_W + "mailMerge"):
+        for tag in ("connectString", "query", "dataSource", "headerSource"):
+            if mm.find(_W + tag) is not None:
+                raise _reject("active_field", f"{name}: mail merge with a data source ({tag})")
+
+
 def vet_word_fields(pkg: Package) -> None:
     for name in pkg.parts:
         low = name.lower()
         if not low.endswith(".xml") or low.startswith(("customxml/", "docprops/")):
             continue
         raw = pkg.parts[name]
+        if b"mailMerge" in raw:
+            _vet_mail_merge(name, _safe_parse(raw, name))
         if b"instr" not in raw:
             continue
         root = _safe_parse(raw, name)
