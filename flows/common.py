@@ -56,6 +56,10 @@ def publish(app: App, title: str, lines: list[str], extra_attention: list[str] |
                               description="Årsplanen med status för varje möte")
         create_markdown_artifact(markdown=md, key=SUMMARY_KEY, description=title)
     get_run_logger().info("%s: %d actions, %d need a person", title, len(lines), len(attention))
+    if hasattr(app.state, "backup"):  # the state as this run left it (state_guard: rotated, only when changed)
+        from kcg_mail.state_guard import keep_backup
+
+        keep_backup(app.state)
     return md
 
 

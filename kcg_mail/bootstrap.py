@@ -167,8 +167,12 @@ def load_renderer(templates_dir: Path, workdir: Path | None = None):
 
 def bootstrap(workdir: Path | str = DEFAULT_WORKDIR, config_dir: Path | str | None = None,
               templates_dir: Path | str | None = None, *, cfg: Config | None = None,
-              mail: MailTransport | None = None, archive: Archive | None = None) -> App:
+              mail: MailTransport | None = None, archive: Archive | None = None,
+              state_path: Path | None = None, guard_state: bool = True) -> App:
+    """``guard_state=False`` opens the state without the reset check and backup (only
+    for ``kcg state`` itself and for alerts about a reset state, see state_guard)."""
     from kcg_mail.adapters.sqlite_state import SqliteState
+    from kcg_mail.state_guard import open_state
 
     install_log_filter()
     workdir = Path(workdir)
@@ -176,11 +180,15 @@ def bootstrap(workdir: Path | str = DEFAULT_WORKDIR, config_dir: Path | str | No
     cfg = cfg or load_config(config_dir)
     templates = Path(templates_dir or DEFAULT_TEMPLATES)
     renderer, template_problems = load_renderer(templates, workdir)
+    mail = mail or make_mail(cfg, workdir)
+    archive = archive or make_archive(cfg, workdir)
+    state_file = Path(state_path or workdir / "state.sqlite")
+    state = open_state(workdir, mail, archive, state_path=state_file) if guard_state else SqliteState(state_file)
     return App(
         cfg=cfg,
-        state=SqliteState(workdir / "state.sqlite"),
-        mail=mail or make_mail(cfg, workdir),
-        archive=archive or make_archive(cfg, workdir),
+        state=state,
+        mail=mail,
+        archive=archive,
         composer=Composer(cfg, templates),
         renderer=renderer,
         template_problems=template_problems,
@@ -193,9 +201,15 @@ def alert_app(workdir: str | Path, config_dir: str | None) -> tuple[App, str | N
     configuration itself is broken, the last one that loaded. Returns
     (app, note about the fallback or None)."""
     from kcg_mail.services.alerts import LAST_GOOD_CONFIG
+    from kcg_mail.state_guard import StateReset
 
     try:
         return bootstrap(workdir, config_dir), None
+    except StateReset:
+        # The run refused a reset state; the alert must not write into it (that would
+        # make it look used). Its once-a-day record goes to a side file instead.
+        note = "Tillståndsfilen saknas eller är tömd; larmet registreras i alert-state.sqlite."
+        return bootstrap(workdir, config_dir, state_path=Path(workdir) / "alert-state.sqlite", guard_state=False), note
     except ConfigError:
         snap = Path(workdir) / LAST_GOOD_CONFIG
         if not (snap / "network.yaml").exists():

@@ -15,7 +15,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import formataddr
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Callable, Iterable, Iterator, Literal
 
 #: Header carried by every message we send. Its value is the idempotency key of
 #: the action that sent it; it is how a sent copy is found again after a crash.
@@ -188,6 +188,15 @@ class MailTransport(abc.ABC):
     @abc.abstractmethod
     def was_sent(self, key: str) -> bool:
         """Whether a message with this idempotency key is in Sent (marker header)."""
+
+    def sent_copies(self) -> Iterator[tuple[str, bytes]]:
+        """(marker key, raw message) of every copy in Sent that carries our marker
+        header, for ``kcg state rebuild``. Transports that cannot list Sent raise
+        NotImplementedError (the state is then restored from a backup)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot list the Sent folder for a rebuild; restore the state from a backup "
+            "with `kcg state restore`"
+        )
 
     def restore(self, folder: Folder, match: Callable[[bytes], bool]) -> bool | None:
         """Move a message for which ``match(raw)`` is true from ``folder`` back

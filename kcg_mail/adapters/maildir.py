@@ -19,9 +19,10 @@ import hashlib
 import os
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 from kcg_mail.core.mime import build_invitation, build_message
-from kcg_mail.ports import Check, FetchResult, Folder, IncomingMessage, Invitation, MailTransport, OutgoingMessage
+from kcg_mail.ports import MARKER_HEADER, Check, FetchResult, Folder, IncomingMessage, Invitation, MailTransport, OutgoingMessage
 
 MAX_INCOMING = 50 * 1024 * 1024
 
@@ -88,6 +89,19 @@ class MaildirTransport(MailTransport):
 
     def sent_messages(self) -> list[Path]:
         return sorted((self.root / "sent" / "cur").iterdir())
+
+    def sent_copies(self) -> Iterator[tuple[str, bytes]]:
+        from email.parser import BytesHeaderParser
+        from email.policy import default
+
+        parser = BytesHeaderParser(policy=default)
+        for path in self.sent_messages():
+            if not path.is_file():
+                continue
+            raw = path.read_bytes()
+            key = parser.parsebytes(raw).get(MARKER_HEADER)
+            if key:
+                yield str(key).strip(), raw
 
     # incoming -------------------------------------------------------------
     def _inbox_files(self) -> list[Path]:

@@ -33,7 +33,7 @@ import socket
 import ssl
 import time
 from datetime import datetime
-from typing import Callable, Literal, TypeVar
+from typing import Callable, Iterator, Literal, TypeVar
 
 from kcg_mail.core.mime import build_invitation, build_message
 from kcg_mail.ports import (
@@ -609,6 +609,31 @@ class SmtpImapTransport(MailTransport):
             return False
 
         return self._retrying(f"look up {key} in Sent", attempt)
+
+    def sent_copies(self) -> Iterator[tuple[str, bytes]]:
+        """Every message in Sent with our marker header (``kcg state rebuild``)."""
+
+        def attempt() -> list[tuple[str, bytes]]:
+            conn = self._imap()
+            sent = self._folder("sent")
+            if not self._exists(conn, sent):
+                return []
+            self._select(conn, sent, readonly=True, force=True)
+            typ, data = conn.uid("SEARCH", "HEADER", MARKER_HEADER, '""')
+            uids = self._ok("search Sent", typ, data)[0].split() if data and data[0] else []
+            out: list[tuple[str, bytes]] = []
+            for i in range(0, len(uids), 50):
+                typ, data = conn.uid("FETCH", b",".join(uids[i : i + 50]).decode(), "(BODY.PEEK[])")
+                self._ok("fetch Sent", typ, data)
+                for item in data:
+                    if isinstance(item, tuple):
+                        hdr = email.message_from_bytes(item[1], policy=email.policy.default)
+                        key = hdr.get(MARKER_HEADER)
+                        if key:
+                            out.append((str(key).strip(), item[1]))
+            return out
+
+        return iter(self._retrying("list Sent", attempt))
 
     # ------------------------------------------------------------------ INBOX
     def fetch_new(self, cursor: str | None) -> FetchResult:

@@ -2,13 +2,21 @@
 
 WAL mode, one short transaction per write, ``synchronous=FULL`` so a record
 that returned is on disk before the next side effect happens.
+
+The file carries a schema marker and version (table ``meta``: ``schema`` =
+``kcg-mail-state``, ``version``, and a random ``instance`` id written when the
+file is created), so a foreign, newer or replaced file is recognised instead of
+being silently used or recreated. ``backup`` keeps rotated copies made with
+SQLite's online backup API (consistent even while another process writes).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
@@ -34,7 +42,18 @@ CREATE TABLE IF NOT EXISTS attendance (
   meeting_id TEXT NOT NULL, email TEXT NOT NULL, response TEXT NOT NULL, at TEXT NOT NULL,
   PRIMARY KEY (meeting_id, email));
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+#: The schema marker and version in ``meta`` (version 1 had no meta table).
+SCHEMA_NAME = "kcg-mail-state"
+SCHEMA_VERSION = 2
+BACKUP_DIR = "state-backups"
+BACKUPS_KEPT = 7
+
+
+class StateFileError(RuntimeError):
+    """The state file cannot be used as it is. The message names the file and the fix."""
 
 
 def _now() -> str:
@@ -48,14 +67,117 @@ class SqliteState(StateStore):
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._check_marker()
+            self._db.executescript(SCHEMA)
+            self._stamp()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise StateFileError(
+                f"{self.path} is not a kcg-mail state file ({exc}). Fix: restore it with "
+                f"`kcg state restore` (copies in {self.path.parent / BACKUP_DIR}) or rebuild it with "
+                "`kcg state rebuild`."
+            ) from exc
+        except StateFileError:
+            self._db.close()
+            raise
+        self._used = False  # the marker file is written at the first record
+
+    @property
+    def marker_path(self) -> Path:
+        """``state.sqlite.id``: written beside the file at its first record, so a
+        missing or emptied state file is recognised as a reset, not a new start."""
+        return marker_path(self.path)
+
+    def _mark_used(self) -> None:
+        if self._used:
+            return
+        self._used = True
+        marker = read_marker(self.path)
+        if marker is not None and marker.get("instance") != self.instance:
+            return  # another file's marker: the guard in bootstrap reports it
+        if marker is None:
+            write_marker(self.path, self.instance)
+
+    def _check_marker(self) -> None:
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            return  # a new file
+        if "meta" not in tables:
+            if "actions" in tables:
+                return  # version 1 (before the marker): stamped below
+            raise StateFileError(
+                f"{self.path} is an SQLite file of something else (tables {', '.join(sorted(tables))[:200]}). "
+                "Fix: point the work directory at the right state file, or move this one away."
+            )
+        meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("schema", SCHEMA_NAME) != SCHEMA_NAME:
+            raise StateFileError(f"{self.path} is marked as {meta.get('schema')!r}, not a kcg-mail state file. "
+                                 "Fix: point the work directory at the right state file.")
+        if int(meta.get("version", "0") or 0) > SCHEMA_VERSION:
+            raise StateFileError(
+                f"{self.path} was written by a newer kcg-mail (state version {meta.get('version')}, this one "
+                f"knows {SCHEMA_VERSION}). Fix: update kcg-mail; do not run an older one on this file."
+            )
+
+    def _stamp(self) -> None:
+        for key, value in (("schema", SCHEMA_NAME), ("instance", uuid.uuid4().hex), ("created", _now())):
+            self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?,?)", (key, value))
+        self._db.execute("INSERT INTO meta(key, value) VALUES ('version', ?) ON CONFLICT(key) DO UPDATE SET "
+                         "value=excluded.value", (str(SCHEMA_VERSION),))
+
+    def meta(self) -> dict[str, str]:
+        return {r["key"]: r["value"] for r in self._rows("SELECT key, value FROM meta")}
+
+    @property
+    def instance(self) -> str:
+        return self.meta().get("instance", "")
+
+    def is_blank(self) -> bool:
+        """Nothing was ever recorded: no action, message or filing."""
+        for table in ("actions", "messages", "filings"):
+            if self._rows(f"SELECT 1 FROM {table} LIMIT 1"):
+                return False
+        return True
+
+    def fingerprint(self) -> str:
+        """Changes whenever a record changes (to skip identical backups)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for sql in ("SELECT key, status, at FROM actions ORDER BY key", "SELECT msg_key, status, at FROM messages ORDER BY msg_key",
+                    "SELECT meeting_id, version, content_hash FROM filings ORDER BY 1, 2", "SELECT * FROM kv ORDER BY key",
+                    "SELECT * FROM decisions ORDER BY 1, 2", "SELECT * FROM attendance ORDER BY 1, 2"):
+            for row in self._rows(sql):
+                h.update(repr(tuple(row)).encode())
+        return h.hexdigest()[:16]
+
+    def backup(self, folder: Path | str, *, keep: int = BACKUPS_KEPT, stamp: str | None = None) -> Path:
+        """A consistent copy with SQLite's online backup API, as
+        ``<folder>/state-<UTC time>.sqlite``; only the newest ``keep`` copies stay."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = stamp or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        target = folder / f"state-{stamp}.sqlite"
+        tmp = folder / f".state-{stamp}.tmp"
+        dst = sqlite3.connect(tmp)
+        try:
+            with self._lock:
+                self._db.backup(dst)
+        finally:
+            dst.close()
+        os.replace(tmp, target)
+        for old in list_backups(folder)[keep:]:
+            old.unlink(missing_ok=True)
+        return target
 
     def close(self) -> None:
         self._db.close()
 
     def _write(self, sql: str, args: Iterable[Any]) -> None:
+        self._mark_used()
         with self._lock:
             self._db.execute(sql, tuple(args))
 
@@ -123,6 +245,7 @@ class SqliteState(StateStore):
 
     # decisions ----------------------------------------------------------
     def replace_decisions(self, meeting_id: str, decisions: Iterable[dict[str, str]]) -> None:
+        self._mark_used()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -162,3 +285,33 @@ class SqliteState(StateStore):
 
     def put(self, key: str, value: str) -> None:
         self._write("INSERT INTO kv(key, value) VALUES (?,?) ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
+
+
+def list_backups(folder: Path | str) -> list[Path]:
+    """Backups in ``folder``, newest first."""
+    folder = Path(folder)
+    return sorted(folder.glob("state-*.sqlite"), reverse=True) if folder.is_dir() else []
+
+
+def marker_path(state_path: Path | str) -> Path:
+    p = Path(state_path)
+    return p.with_name(p.name + ".id")
+
+
+def read_marker(state_path: Path | str) -> dict[str, str] | None:
+    p = marker_path(state_path)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {"instance": "?"}
+
+
+def write_marker(state_path: Path | str, instance: str) -> None:
+    p = marker_path(state_path)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(json.dumps({"instance": instance, "state": Path(state_path).name, "since": _now(),
+                               "note": "written at the first record; see `kcg state --help`"}) + "\n",
+                   encoding="utf-8")
+    os.replace(tmp, p)

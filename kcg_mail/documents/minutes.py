@@ -8,12 +8,12 @@ from __future__ import annotations
 import io
 import re
 import struct
-import zipfile
 from dataclasses import dataclass, field
 from typing import Iterable
 
 from kcg_mail.documents.ooxml import _W_NS, MinutesRejected, _reject, _safe_parse
-from kcg_mail.documents.safety import MAX_PDF_PAGES, MAX_TEXT_CHARS, _sniff_and_vet
+from kcg_mail.documents.inflate import Package
+from kcg_mail.documents.safety import MAX_PDF_PAGES, MAX_TEXT_CHARS, vet_file
 
 
 @dataclass
@@ -113,8 +113,8 @@ def _decisions_from_rows(rows: list[list[str]]) -> list[Decision] | None:
     return None
 
 
-def _read_docx(zf: zipfile.ZipFile, main: str) -> tuple[str, list[Decision]]:
-    root = _safe_parse(zf.read(main), main)
+def _read_docx(pkg: Package, main: str) -> tuple[str, list[Decision]]:
+    root = _safe_parse(pkg.get(main) or b"", main)
     body = root.find(_W + "body")
     if body is None:
         raise _reject("corrupt", f"{main} has no w:body")
@@ -185,8 +185,8 @@ def _odt_rows(tbl) -> list[list[str]]:
     return rows
 
 
-def _read_odt(zf: zipfile.ZipFile) -> tuple[str, list[Decision]]:
-    root = _safe_parse(zf.read("content.xml"), "content.xml")
+def _read_odt(pkg: Package) -> tuple[str, list[Decision]]:
+    root = _safe_parse(pkg.get("content.xml") or b"", "content.xml")
     text = _odt_text(root)
     decisions: list[Decision] = []
     for tbl in root.iter(_TB + "table"):
@@ -291,20 +291,15 @@ def read_minutes(filename: str, data: bytes, *, max_bytes: int = 20 * 1024 * 102
 
     The kind is detected from the content; a known document extension that disagrees with
     the content is rejected as ``wrong_type`` (a name without a known extension is judged by
-    content alone). All zip checks run on the central directory before anything is inflated.
+    content alone). The zip checks run on the central directory first; then every entry is
+    inflated with a hard cap on the bytes produced, and the checked parts are what is read.
+    Nothing in a returned file is ever fetched from outside.
     """
-    kind, main = _sniff_and_vet(filename, data, max_bytes=max_bytes)
+    kind, main, pkg = vet_file(filename, data, max_bytes=max_bytes)
     if kind == "pdf":
         text, decisions = _read_pdf(data)
     else:
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                if kind == "docx":
-                    text, decisions = _read_docx(zf, main)
-                else:
-                    text, decisions = _read_odt(zf)
-        except MinutesRejected:
-            raise
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, OSError, EOFError, ValueError) as exc:
-            raise _reject("corrupt", f"cannot read the {kind} package: {exc}") from exc
+        # Read the parts the checks inflated (with their caps), never the zip again.
+        assert pkg is not None
+        text, decisions = _read_docx(pkg, main) if kind == "docx" else _read_odt(pkg)
     return Minutes(filename=filename, kind=kind, text=text.strip(), decisions=decisions)

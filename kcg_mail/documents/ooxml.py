@@ -86,6 +86,8 @@ REJECT_CODES: dict[str, str] = {
     "zip_bomb": "Filen är packad på ett onormalt sätt och kan inte öppnas säkert. Spara protokollet på nytt som .docx eller PDF och skicka det igen.",
     "unsafe_xml": "Filen innehåller kod som inte kan öppnas säkert. Spara protokollet på nytt som .docx eller PDF och skicka det igen.",
     "external_link": "Dokumentet hämtar innehåll från en extern adress (till exempel en länkad bild). Klistra in bilden i dokumentet eller spara som PDF och skicka det igen.",
+    "active_field": "Dokumentet innehåller fältkoder som hämtar innehåll utifrån eller startar program (DDE, LINK, INCLUDEPICTURE). Ta bort fälten eller spara som PDF och skicka det igen.",
+    "pdf_active": "PDF-filen innehåller skript, bifogade filer eller automatiska åtgärder. Spara protokollet som en ny, vanlig PDF eller som Word-dokument och skicka det igen.",
     "unsupported": "Filtypen kan inte läsas. Skicka protokollet som Word-dokument (.docx) eller PDF.",
 }
 

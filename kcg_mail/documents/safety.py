@@ -1,7 +1,10 @@
 """Is a returned file safe to open? Identify it from its content (never its
 name) and refuse anything unsafe before it is parsed: macros, encryption,
 legacy formats, zip bombs, DTDs, external relationships. Everything here
-looks at the zip central directory and raw bytes; nothing is fetched."""
+looks at the zip central directory, then inflates every entry with a hard cap on
+the bytes actually produced (:mod:`inflate`), then refuses anything that would
+reach outside when opened (:mod:`reach`, :mod:`pdf_safety`). Nothing in a
+returned file is ever fetched from outside."""
 
 from __future__ import annotations
 
@@ -11,15 +14,18 @@ import struct
 import zipfile
 from pathlib import PurePath
 
+from kcg_mail.documents.inflate import Package, inflate_package
 from kcg_mail.documents.ooxml import (
     _CT_NS,
     _PKG_REL_NS,
     _REL_OFFICE_DOC,
     REJECT_CODES,
-    _read_rels,
     _reject,
+    _resolve_target,
     _safe_parse,
 )
+from kcg_mail.documents.pdf_safety import vet_pdf
+from kcg_mail.documents.reach import vet_odf, vet_ooxml
 
 MAX_ZIP_ENTRIES = 1000
 
@@ -72,11 +78,6 @@ _WORD_MAIN_TYPES = {
 _ODT_MIMETYPES = {"application/vnd.oasis.opendocument.text", "application/vnd.oasis.opendocument.text-template"}
 
 
-#: An external target Word would fetch from elsewhere: a URL (except file:///C:/...), a
-#: UNC path or a protocol-relative //host. Drive-letter and relative paths stay local.
-_REMOTE_TARGET = re.compile(r"^\s*(?:[a-z][a-z0-9+.-]+:(?!///[a-z]:)|\\\\|//)", re.I)
-
-
 def _vet_zip(zf: zipfile.ZipFile, data_len: int) -> list[zipfile.ZipInfo]:
     """Zip-bomb and encryption checks, from the central directory only (nothing inflated)."""
     infos = zf.infolist()
@@ -104,15 +105,17 @@ def _vet_zip(zf: zipfile.ZipFile, data_len: int) -> list[zipfile.ZipInfo]:
     return infos
 
 
-def _ooxml_main(zf: zipfile.ZipFile, names: set[str]) -> tuple[str, str]:
-    """(kind, main part) for an OOXML package; raises for macros and non-Word packages."""
-    ct_root = _safe_parse(zf.read("[Content_Types].xml"), "[Content_Types].xml")
+def _ooxml_main(pkg: Package) -> tuple[str, str]:
+    """(kind, main part) for an OOXML package; raises for macros and non-Word packages.
+    Part names are matched case-insensitively, as Office does; the exact name is returned."""
+    ct_raw = pkg.get("[Content_Types].xml") or b""
+    ct_root = _safe_parse(ct_raw, "[Content_Types].xml")
     overrides = {
-        el.get("PartName", "").lstrip("/"): el.get("ContentType", "")
+        el.get("PartName", "").lstrip("/").lower(): el.get("ContentType", "")
         for el in ct_root.iter(f"{{{_CT_NS}}}Override")
     }
     all_types = " ".join(el.get("ContentType", "") for el in ct_root)
-    lower_names = {n.lower() for n in names}
+    lower_names = set(pkg.by_lower)
     if (
         "macroenabled" in all_types.lower()
         or "vbaproject" in all_types.lower()
@@ -121,44 +124,27 @@ def _ooxml_main(zf: zipfile.ZipFile, names: set[str]) -> tuple[str, str]:
     ):
         raise _reject("macro", "macro-enabled document (macroEnabled content type, vbaProject.bin or ActiveX)")
     main = "word/document.xml"
-    if "_rels/.rels" in names:
-        for typ, target, mode in _read_rels(zf, ""):
-            if typ == _REL_OFFICE_DOC and mode != "External":
-                main = target
-    if main not in names:
-        if "xl/workbook.xml" in names:
+    rels = pkg.get("_rels/.rels")
+    if rels is not None:
+        for rel in _safe_parse(rels, "_rels/.rels").iter(f"{{{_PKG_REL_NS}}}Relationship"):
+            if (rel.get("TargetMode") or "").strip().lower() == "external":
+                continue
+            if (rel.get("Type") or "").strip().lower() == _REL_OFFICE_DOC.lower():
+                main = _resolve_target("", rel.get("Target", ""))
+    if not pkg.has(main):
+        if pkg.has("xl/workbook.xml"):
             return "xlsx", main
-        if "ppt/presentation.xml" in names:
+        if pkg.has("ppt/presentation.xml"):
             return "pptx", main
         raise _reject("corrupt", f"OOXML package without a main document ({main})")
-    ctype = overrides.get(main, "")
+    ctype = overrides.get(main.lower(), "")
     if ctype and ctype not in _WORD_MAIN_TYPES:
         if "spreadsheetml" in ctype:
             return "xlsx", main
         if "presentationml" in ctype:
             return "pptx", main
         raise _reject("unsupported", f"main part has content type {ctype}")
-    return "docx", main
-
-
-def _vet_external(zf: zipfile.ZipFile, names: set[str]) -> None:
-    """Refuse relationships that make Word fetch content from elsewhere (hyperlinks are fine)."""
-    for name in names:
-        if not name.endswith(".rels"):
-            continue
-        root = _safe_parse(zf.read(name), name)
-        for rel in root.iter(f"{{{_PKG_REL_NS}}}Relationship"):
-            if rel.get("TargetMode") != "External":
-                continue
-            typ = rel.get("Type", "")
-            if typ.endswith("/hyperlink"):
-                continue
-            target = rel.get("Target", "")
-            if _REMOTE_TARGET.match(target):
-                raise _reject(
-                    "external_link",
-                    f"{name}: external {typ.rsplit('/', 1)[-1]} relationship to {target[:200]}",
-                )
+    return "docx", pkg.by_lower[main.lower()]
 
 
 def _vet_ole(data: bytes) -> tuple[str, str]:
@@ -188,8 +174,15 @@ def _size_sv(n: int) -> str:
 
 
 def _sniff_and_vet(filename: str, data: bytes, *, max_bytes: int) -> tuple[str, str]:
-    """Detect the kind from content and run every check that needs no full parse.
-    Returns (kind, main part) — main part is only meaningful for docx."""
+    """Detect the kind from content and run every safety check. Returns (kind, main part);
+    the main part is only meaningful for docx."""
+    kind, main, _pkg = vet_file(filename, data, max_bytes=max_bytes)
+    return kind, main
+
+
+def vet_file(filename: str, data: bytes, *, max_bytes: int, _depth: int = 0) -> tuple[str, str, Package | None]:
+    """Detect the kind from content and run every safety check. Returns (kind, main part,
+    the inflated package for docx/odt); a file that fails a check raises MinutesRejected."""
     if len(data) > max_bytes:
         raise _reject(
             "too_large",
@@ -201,6 +194,7 @@ def _sniff_and_vet(filename: str, data: bytes, *, max_bytes: int) -> tuple[str, 
         raise _reject("empty", "empty file")
     ext = PurePath(filename or "").suffix.lower()
     named = _EXT_KIND.get(ext)
+    pkg: Package | None = None
 
     if data.startswith(_OLE_MAGIC):
         kind, main = _vet_ole(data)  # always raises
@@ -211,34 +205,8 @@ def _sniff_and_vet(filename: str, data: bytes, *, max_bytes: int) -> tuple[str, 
             raise _reject("corrupt", f"broken zip archive: {exc}") from exc
         with zf:
             infos = _vet_zip(zf, len(data))
-            names = {i.filename for i in infos}
-            if "mimetype" in names:
-                mimetype = zf.read("mimetype").decode("ascii", "replace").strip()
-                if mimetype not in _ODT_MIMETYPES:
-                    kind = {"application/vnd.oasis.opendocument.spreadsheet": "ods",
-                            "application/vnd.oasis.opendocument.presentation": "odp"}.get(mimetype, "zip")
-                    main = ""
-                else:
-                    kind, main = "odt", "content.xml"
-                    if any(n.lower().startswith(("basic/", "scripts/")) for n in names):
-                        raise _reject(
-                            "macro",
-                            "OpenDocument with Basic/Scripts macros",
-                            "Filen innehåller makron. Spara protokollet utan makron som Word-dokument "
-                            "(.docx) eller PDF och skicka det igen.",
-                        )
-                    if "META-INF/manifest.xml" in names:
-                        manifest = _safe_parse(zf.read("META-INF/manifest.xml"), "META-INF/manifest.xml")
-                        if any(el.tag.endswith("}encryption-data") for el in manifest.iter()):
-                            raise _reject("encrypted", "password-protected OpenDocument")
-                    if "content.xml" not in names:
-                        raise _reject("corrupt", "OpenDocument without content.xml")
-            elif "[Content_Types].xml" in names:
-                kind, main = _ooxml_main(zf, names)
-                if kind == "docx":
-                    _vet_external(zf, names)
-            else:
-                kind, main = "zip", ""
+            pkg = inflate_package(zf, data, infos, part_cap=MAX_PART_UNCOMPRESSED, total_cap=MAX_TOTAL_UNCOMPRESSED)
+        kind, main = _zip_kind(pkg, _depth)
     elif b"%PDF-" in data[:1024]:
         kind, main = "pdf", ""
     elif data.lstrip()[:5] == b"{\\rtf":
@@ -257,4 +225,38 @@ def _sniff_and_vet(filename: str, data: bytes, *, max_bytes: int) -> tuple[str, 
         )
     if kind not in ("docx", "pdf", "odt"):
         raise _reject("unsupported", f"unsupported content ({kind}, name {filename!r})")
-    return kind, main
+    if kind == "pdf":
+        vet_pdf(data)
+    return kind, main, pkg
+
+
+def _zip_kind(pkg: Package, depth: int = 0) -> tuple[str, str]:
+    """(kind, main part) of an inflated zip package, after its kind's own checks."""
+    mimetype_raw = pkg.get("mimetype")
+    if mimetype_raw is not None:
+        mimetype = mimetype_raw.decode("ascii", "replace").strip()
+        if mimetype not in _ODT_MIMETYPES:
+            return {"application/vnd.oasis.opendocument.spreadsheet": "ods",
+                    "application/vnd.oasis.opendocument.presentation": "odp"}.get(mimetype, "zip"), ""
+        if any(n.startswith(("basic/", "scripts/")) for n in pkg.by_lower):
+            raise _reject(
+                "macro",
+                "OpenDocument with Basic/Scripts macros",
+                "Filen innehåller makron. Spara protokollet utan makron som Word-dokument "
+                "(.docx) eller PDF och skicka det igen.",
+            )
+        manifest_raw = pkg.get("META-INF/manifest.xml")
+        if manifest_raw is not None:
+            manifest = _safe_parse(manifest_raw, "META-INF/manifest.xml")
+            if any(el.tag.endswith("}encryption-data") for el in manifest.iter()):
+                raise _reject("encrypted", "password-protected OpenDocument")
+        if not pkg.has("content.xml"):
+            raise _reject("corrupt", "OpenDocument without content.xml")
+        vet_odf(pkg)
+        return "odt", pkg.by_lower["content.xml"]
+    if pkg.has("[Content_Types].xml"):
+        kind, main = _ooxml_main(pkg)
+        if kind == "docx":
+            vet_ooxml(pkg, depth, vet_file)
+        return kind, main
+    return "zip", ""

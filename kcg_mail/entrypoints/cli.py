@@ -49,6 +49,21 @@ def _run_flow(workdir: Path, start):
         raise typer.Exit(3)
 
 
+def _state_ok(workdir: Path, config: Optional[Path]) -> None:
+    """Refuse to run on a reset or foreign state file, with the message that names the file
+    and the fix (kcg_mail/state_guard.py), instead of a traceback."""
+    from kcg_mail.adapters.sqlite_state import StateFileError
+    from kcg_mail.bootstrap import bootstrap
+
+    try:
+        a = bootstrap(workdir, config)
+    except StateFileError as exc:
+        err.print("[bold red]State problem:[/]")
+        err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(3)
+    a.state.close()
+
+
 @app.command()
 def plan(year: Optional[int] = typer.Option(None, help="Only this plan year."),
          as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
@@ -82,6 +97,7 @@ def daily(date: Optional[str] = typer.Option(None, help="Simulate this day (YYYY
           workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
     """Run the daily flow once: send what is due."""
     _config(config)
+    _state_ok(workdir, config)
 
     def start():
         from flows.daily import daily_flow
@@ -96,6 +112,7 @@ def intake(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG,
            now: Optional[str] = typer.Option(None, help="Simulated time YYYY-MM-DDTHH:MM.")) -> None:
     """Run the intake flow once: handle new replies."""
     _config(config)
+    _state_ok(workdir, config)
 
     def start():
         from flows.intake import intake_flow
@@ -151,6 +168,7 @@ def _status_table(workdir: Path, config: Optional[Path]) -> None:
 def status(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
     """Show each meeting's status and what needs a person."""
     _config(config)
+    _state_ok(workdir, config)
     _status_table(workdir, config)
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.services.status import go_live_line, needs_a_person
@@ -290,6 +308,7 @@ def serve(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
     from kcg_mail.entrypoints.prefect_env import FIX
 
     _config(config)
+    _state_ok(workdir, config)
     if not os.environ.get("PREFECT_API_URL"):
         err.print(f"[bold red]Prefect:[/] kcg serve needs a Prefect server for its schedules; {FIX}",
                   highlight=False, soft_wrap=True)
@@ -475,6 +494,87 @@ def _demo_planning(workdir: Path, config: Optional[Path]) -> None:
             r = play_round(workdir, config, echo=lambda s: None)
     console.print(f"Planeringsrundan: {r.flow_runs} flow runs, {r.seconds:.1f} s. Handlingsplan: {r.handlingsplan}; "
                   f"utkast till årsplan: {r.draft}", markup=False, highlight=False)
+
+
+# ------------------------------------------------------------------ kcg state (issue 13, item 4)
+
+state_app = typer.Typer(no_args_is_help=True, help="The state record: backups, restore, rebuild.")
+app.add_typer(state_app, name="state")
+
+
+def _state_app(workdir: Path, config: Optional[Path]):
+    from kcg_mail.bootstrap import bootstrap
+
+    return bootstrap(workdir, config, guard_state=False)
+
+
+@state_app.command("backups")
+def state_backups(workdir: Path = WORKDIR) -> None:
+    """List the automatic backups of the state file (newest first)."""
+    from kcg_mail.adapters.sqlite_state import BACKUP_DIR, list_backups
+
+    backups = list_backups(workdir / BACKUP_DIR)
+    if not backups:
+        console.print(f"No backups in {workdir / BACKUP_DIR}.")
+    for b in backups:
+        console.print(f"{b}  {b.stat().st_size} bytes", markup=False, highlight=False)
+
+
+@state_app.command("restore")
+def state_restore(backup: Optional[Path] = typer.Option(None, "--backup", help="This backup (default: the newest)."),
+                  workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
+    """Put the newest backup back in place, then record what Sent and the archive show
+    happened after it (so nothing is sent twice)."""
+    _config(config)
+    from kcg_mail.adapters.sqlite_state import StateFileError, write_marker
+    from kcg_mail.services.rebuild import rebuild
+    from kcg_mail.state_guard import STATE_FILE, restore_backup
+
+    state_path = workdir / STATE_FILE
+    try:
+        used, aside = restore_backup(state_path, backup)
+    except StateFileError as exc:
+        err.print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(1)
+    a = _state_app(workdir, config)
+    try:
+        write_marker(state_path, a.state.instance)
+        console.print(f"Restored {state_path} from {used}" + (f"; the previous file is kept as {aside}" if aside else ""),
+                      markup=False, highlight=False)
+        try:
+            report = rebuild(a)
+        except NotImplementedError as exc:
+            console.print(f"Not merged with the Sent folder: {exc}", markup=False, highlight=False)
+        else:
+            for line in report.lines():
+                console.print(f"  {line}", markup=False, highlight=False)
+    finally:
+        a.state.close()
+
+
+@state_app.command("rebuild")
+def state_rebuild(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
+    """Start a new state file and fill it from the Sent folder markers (X-KCG-Mail) and the
+    archive: everything already sent counts as sent, every filed protocol as filed."""
+    _config(config)
+    from kcg_mail.services.rebuild import rebuild
+    from kcg_mail.state_guard import STATE_FILE, fresh_state
+
+    state_path = workdir / STATE_FILE
+    state, aside = fresh_state(state_path)
+    state.close()
+    a = _state_app(workdir, config)
+    try:
+        report = rebuild(a)
+    except NotImplementedError as exc:
+        err.print(f"{exc}", markup=False, highlight=False)
+        raise typer.Exit(1)
+    finally:
+        a.state.close()
+    console.print(f"Rebuilt {state_path}" + (f"; the previous file is kept as {aside}" if aside else ""),
+                  markup=False, highlight=False)
+    for line in report.lines():
+        console.print(f"  {line}", markup=False, highlight=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -38,11 +38,11 @@ TODO = {
     "ConfigError": "Rätta filen och fältet som felet nämner i config/ och kör `kcg check`. Tills dess körs inget.",
     "MissingSecret": "Sätt den hemlighet som nämns (miljövariabel eller Prefect Secret-block).",
     "TemplateProblem": "Mallen i templates/ har ett fel; rätta den eller återställ den senaste fungerande versionen och kör `kcg check`.",
+    "StateReset": "Tillståndsfilen (state.sqlite) saknas, är tom eller utbytt. Inget skickades. Kör `kcg state restore` (senaste automatiska kopian) eller `kcg state rebuild` (från Skickat och arkivet).",
+    "StateFileError": "Tillståndsfilen (state.sqlite) kan inte användas; felet ovan säger varför. Kör `kcg state restore` eller `kcg state rebuild`.",
     "RecipientNotAllowed": "Ett mejl skulle gå till någon som inte finns i config/network.yaml. Lägg till personen eller rätta adressen.",
 }
 DEFAULT_TODO = "Öppna körningen i Prefect och läs loggen. Nästa schemalagda körning försöker igen."
-
-_VARIABLE = re.compile(r"[0-9a-f]{8,}|\d+", re.IGNORECASE)
 
 
 # ------------------------------------------------------------ last good config
@@ -89,10 +89,12 @@ def _failure(state: Any) -> tuple[str, str]:
 
 
 def problem_id(flow_name: str, kind: str, detail: str) -> str:
-    """Same problem, same id: the first line with numbers and ids blanked,
-    so a run number or a message id in the text does not make it 'new'."""
-    first = (detail.strip().splitlines() or [""])[0]
-    return hashlib.sha256(f"{flow_name}|{kind}|{_VARIABLE.sub('#', first)}".encode()).hexdigest()[:12]
+    """Same problem, same id: the first line with temp-file names, paths, URLs, message
+    ids, ids and numbers blanked (core.outreach.normalise_problem), so a run number, a
+    random temp file or a message id in the text does not make it 'new'."""
+    from kcg_mail.core.outreach import normalise_problem
+
+    return hashlib.sha256(f"{flow_name}|{kind}|{normalise_problem(detail)}".encode()).hexdigest()[:12]
 
 
 def alert_recipients(app: App) -> list[Address]:

@@ -202,13 +202,16 @@ def _hash(app: App, data: bytes) -> str:
 
 
 def distribute(app: App, m: Meeting, filing: FilingRecord, data: bytes, kind: str, decisions: list[dict[str, str]]) -> str:
-    attach = app.cfg.meetings.distribution == "attach"
+    from kcg_mail.core.outreach import distribution_content
+
+    # never a file:// link: without a shareable link (local archive) the file is attached
+    attach, link = distribution_content(app.cfg.meetings.distribution, filing.link)
     filename = filing.path.rpartition("/")[2]
     atts = (Attachment(filename, MIME_BY_KIND.get(kind, "application/octet-stream"), data),) if attach else ()
     msg = app.composer.message(
         "distribute", f"{m.id}:distribute:members:v{filing.version}", m, app.cfg.network.active_members,
         {"meeting": app.composer.meeting_ctx(m, app.meetings), "version": filing.version, "filename": filename,
-         "link": filing.link or filing.path, "decisions": decisions, "attached": attach},
+         "link": link, "decisions": decisions, "attached": attach},
         attachments=atts,
     )
     return app.outbox.send(msg)
