@@ -54,7 +54,7 @@ def prepared(tmp_path_factory):
     feb, mar = app.meeting("2023-02"), app.meeting("2023-03")
     for off in (-21, -14, -3, -1):
         run_daily(app, at(feb.date + timedelta(days=off)))
-    run_daily(app, at(mar.date - timedelta(days=app.cfg.meetings.lead_days.brief_host)))  # March's brief
+    run_daily(app, at(mar.date - timedelta(days=21)))  # March's brief: 15 working days before
     close(app)
     return wd
 
@@ -255,7 +255,7 @@ def test_plus_address_reply_to_can_be_switched_off(tmp_path):
     cfg = CFG.model_copy(update={"transport": CFG.transport.model_copy(update={"inbound": inbound})})
     app = make_app(tmp_path, cfg)
     feb = app.meeting("2023-02")
-    run_daily(app, at(feb.date - timedelta(days=1)))
+    run_daily(app, at(feb.date - timedelta(days=3)))  # the Friday before: a working day
     tpl = read_mail(_tpl_path(tmp_path, feb))
     assert "+" not in str(tpl["Reply-To"]) and str(tpl["Message-ID"]).startswith("<kcg.2023-02.send_template.")
     close(app)

@@ -62,7 +62,7 @@ def test_reply_with_a_document_that_reaches_outside_is_answered_not_filed(tmp_pa
     filename, factory, code = CASES[case]
     app = make_app(tmp_path, config_with(shipped_config(), ["2023-02"]))
     try:
-        run_daily(app, at(FEB.date - timedelta(days=1)))
+        run_daily(app, at(FEB.date - timedelta(days=3)))  # the Friday before: the template goes out on a working day
         day = FEB.date + timedelta(days=1)
         raw = host_reply(app, FEB, at(day, 10))
         _, filled = attachment_of(raw)
@@ -91,7 +91,7 @@ def test_the_genuine_reply_itself_is_filed(tmp_path):
     above come from the hostile content, not from the way the mail is built)."""
     app = make_app(tmp_path, config_with(shipped_config(), ["2023-02"]))
     try:
-        run_daily(app, at(FEB.date - timedelta(days=1)))
+        run_daily(app, at(FEB.date - timedelta(days=3)))  # the Friday before: the template goes out on a working day
         day = FEB.date + timedelta(days=1)
         raw = host_reply(app, FEB, at(day, 10))
         name, filled = attachment_of(raw)

@@ -122,7 +122,7 @@ def _distribute(tmp_path, distribution: str, archive=None):
     cfg = cfg.model_copy(update={"meetings": cfg.meetings.model_copy(update={"distribution": distribution})})
     app = make_app(tmp_path, cfg, archive=archive)
     try:
-        run_daily(app, at(FEB.date - timedelta(days=1)))
+        run_daily(app, at(FEB.date - timedelta(days=3)))  # the Friday before: the template goes out on a working day
         day = FEB.date + timedelta(days=1)
         app.mail.deliver(host_reply(app, FEB, at(day, 10)), "feb.eml")
         assert [h.outcome for h in run_intake(app, at(day, 12)).handled] == ["minutes"]

@@ -55,7 +55,7 @@ def _run(wd: Path, *, intake_day=None, daily_days=()) -> None:
 def _used_workdir(wd: Path) -> bytes:
     """February: brief, invitation, reminder, template; the host's minutes filed and
     distributed; March's brief (its date is 21 days before)."""
-    _run(wd, daily_days=[FEB.date - timedelta(days=1)])
+    _run(wd, daily_days=[FEB.date - timedelta(days=3)])  # the Friday before: a working day
     a = _app(wd)
     try:
         raw = host_reply(a, FEB, at(FEB.date + timedelta(days=1), 10))
@@ -246,7 +246,8 @@ def test_a_new_work_directory_starts_without_error(tmp_path):
 
 
 def test_alert_about_a_reset_state_goes_out_without_touching_the_state_file(used):
-    from kcg_mail.services.alerts import alert_app, send_failure_alert
+    from kcg_mail.bootstrap import alert_app
+    from kcg_mail.services.alerts import send_failure_alert
 
     wd, sent, _ = used
     _empty(wd / "state.sqlite")
