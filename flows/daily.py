@@ -8,6 +8,7 @@ from prefect import flow, task
 
 from flows.common import TASK_OPTS, alert_on_failure, make_app, publish, when
 from kcg_mail.core.cycle import Due
+from kcg_mail.core.overview import step_line
 from kcg_mail.services.daily import StepResult, execute, run_daily
 from kcg_mail.services.app import App
 
@@ -20,20 +21,18 @@ def step_task(app: App, due: Due, now: datetime) -> StepResult:
 def _name() -> str:
     from prefect import runtime
 
-    return f"daily {runtime.flow_run.parameters.get('date') or datetime.now().date().isoformat()}"
+    return f"daglig {runtime.flow_run.parameters.get('date') or datetime.now().date().isoformat()}"
 
 
-@flow(name="kcg-daily", flow_run_name=_name, on_failure=[alert_on_failure], log_prints=False)
+@flow(name="kcg-daily", flow_run_name=_name, on_failure=[alert_on_failure], on_crashed=[alert_on_failure],
+      log_prints=False)
 def daily_flow(date: str | None = None, workdir: str = "var", config_dir: str | None = None) -> dict:
     """Send what is due on ``date`` (YYYY-MM-DD, default today) and publish the status."""
     app = make_app(workdir, config_dir)
     now = when(app, date)
     report = run_daily(app, now, run_step=step_task)
-    lines = [f"{r.meeting_id}: {r.action} – {r.outcome}" for r in report.results]
-    lines += [f"{s.meeting_id}: {s.action} hoppades över ({s.detail})" for s in report.skipped]
-    from kcg_mail.services.alerts import overdue_alerts
-
-    overdue = overdue_alerts(app, now)
-    publish(app, f"Daglig körning {now.date().isoformat()}", lines, overdue)
+    lines = [step_line(r.meeting_id, r.action, r.outcome) for r in report.results]
+    lines += [step_line(s.meeting_id, s.action, "skipped", s.detail) for s in report.skipped]
+    publish(app, f"Daglig körning {now.date().isoformat()}", lines, now=now)
     return {"date": now.date().isoformat(), "sent": report.sent, "steps": len(report.results),
             "skipped": len(report.skipped)}

@@ -14,7 +14,8 @@ from kcg_mail.services.app import App
 
 LABELS = {"minutes": "protokoll", "calendar_response": "kalendersvar", "automatic": "autosvar",
           "bad_minutes": "felaktiga", "no_minutes": "utan protokoll", "not_allowed": "ej behöriga",
-          "unmatched": "okända", "duplicate": "dubbletter"}
+          "unmatched": "okända", "duplicate": "dubbletter", "held": "väntar på godkännande",
+          "approved": "godkända"}
 
 
 @task(name="message", task_run_name="message {item.ref}", **TASK_OPTS)
@@ -22,7 +23,8 @@ def message_task(app: App, item: IncomingMessage, ctx: MatchContext, now: dateti
     return _handle_one(app, item, ctx, now)
 
 
-@flow(name="kcg-intake", flow_run_name="intake", on_failure=[alert_on_failure], log_prints=False)
+@flow(name="kcg-intake", flow_run_name="intag", on_failure=[alert_on_failure], on_crashed=[alert_on_failure],
+      log_prints=False)
 def intake_flow(now: str | None = None, workdir: str = "var", config_dir: str | None = None) -> dict:
     """Read new mail; file and distribute minutes; record responses; quarantine the rest."""
     app = make_app(workdir, config_dir)
@@ -31,10 +33,10 @@ def intake_flow(now: str | None = None, workdir: str = "var", config_dir: str | 
     counts: dict[str, int] = {}
     for h in report.handled:
         counts[h.outcome] = counts.get(h.outcome, 0) + 1
-    name = "intake: " + (", ".join(f"{n} {LABELS.get(k, k)}" for k, n in counts.items()) or "inget nytt")
+    name = "intag: " + (", ".join(f"{n} {LABELS.get(k, k)}" for k, n in counts.items()) or "inget nytt")
     rename_run(name)
     lines = [f"{h.meeting_id or '–'}: {LABELS.get(h.outcome, h.outcome)} från {h.sender} – {h.reason}" for h in report.handled]
-    publish(app, name, lines, [f"Fel: {e}" for e in report.errors])
+    publish(app, name, lines, [f"Fel: {e}" for e in report.errors], now=at)
     if report.errors:
         raise RuntimeError(f"{len(report.errors)} message(s) failed: " + "; ".join(report.errors))
     return {"handled": len(report.handled), **counts}

@@ -144,6 +144,7 @@ def load_config(directory: Path | str | None = None, environ: dict[str, str] | N
             sect = tr_data.get(section) or {}
             _no_secrets(section, sect, tr_file, problems)
             tr_data[section] = _env_overrides(section, sect, environ)
+        tr_data["alerts"] = _env_overrides("alerts", tr_data.get("alerts") or {}, environ)
         transport = _validate(Transport, tr_data, tr_file, problems)
 
     # cross-references: hosts, guests, unique ids and months

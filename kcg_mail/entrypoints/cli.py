@@ -60,26 +60,34 @@ def plan(year: Optional[int] = typer.Option(None, help="Only this plan year."),
 def daily(date: Optional[str] = typer.Option(None, help="Simulate this day (YYYY-MM-DD); default today."),
           workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
     """Run the daily flow once: send what is due."""
-    _config(config)
+    cfg = _config(config)
     from kcg_mail.entrypoints import prefect_env
 
     prefect_env.prepare(workdir)
-    from flows.daily import daily_flow
+    from prefect import tags
 
-    console.print(daily_flow(date=date, workdir=str(workdir), config_dir=str(config) if config else None))
+    from flows.daily import daily_flow
+    from flows.serve import run_tags
+
+    with tags(*run_tags(cfg.network.short, "daily")):  # the UI's filters find terminal runs too
+        console.print(daily_flow(date=date, workdir=str(workdir), config_dir=str(config) if config else None))
 
 
 @app.command()
 def intake(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG,
            now: Optional[str] = typer.Option(None, help="Simulated time YYYY-MM-DDTHH:MM.")) -> None:
     """Run the intake flow once: handle new replies."""
-    _config(config)
+    cfg = _config(config)
     from kcg_mail.entrypoints import prefect_env
 
     prefect_env.prepare(workdir)
-    from flows.intake import intake_flow
+    from prefect import tags
 
-    console.print(intake_flow(now=now, workdir=str(workdir), config_dir=str(config) if config else None))
+    from flows.intake import intake_flow
+    from flows.serve import run_tags
+
+    with tags(*run_tags(cfg.network.short, "intake")):
+        console.print(intake_flow(now=now, workdir=str(workdir), config_dir=str(config) if config else None))
 
 
 @app.command()
@@ -99,19 +107,26 @@ def demo(workdir: Path = typer.Option(Path("var/demo"), "--workdir", "-w"), conf
 
 
 def _status_table(workdir: Path, config: Optional[Path]) -> None:
+    """The standing overview, as in the Prefect UI: the table, then what needs a person."""
     from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.services.status import meeting_rows
+    from kcg_mail.core.overview import COLUMNS, overview_needs, rows
+    from kcg_mail.services.status import overview_inputs
 
     a = bootstrap(workdir, config)
-    rows = meeting_rows(a)
-    t = Table(title="Status per möte")
-    cols = ("möte", "datum", "värd", "inbjudan", "mall skickad", "protokoll", "utskickat")
-    for c in cols:
-        t.add_column(c)
-    for r in rows:
-        t.add_row(*(str(r[c]) for c in cols))
+    inp = overview_inputs(a)
+    needs = overview_needs(inp)
+    t = Table(title=f"{a.cfg.network.short}: läget just nu")
+    for c in COLUMNS:
+        t.add_column(c.capitalize())
+    for r in rows(inp, needs):
+        t.add_row(*(r[c] for c in COLUMNS))
     console.print(t)
-    filed = [r["arkiverat"] for r in rows if r["arkiverat"]]
+    console.print("[bold]Behöver en människa[/]")
+    for n in needs:
+        console.print(f"• {n.line()}", markup=False, highlight=False, soft_wrap=True)
+    if not needs:
+        console.print("• Inget just nu.")
+    filed = [f.path for f in a.state.filings()]
     if filed:
         console.print("Arkiverat:")
         for path in filed:
@@ -120,14 +135,9 @@ def _status_table(workdir: Path, config: Optional[Path]) -> None:
 
 @app.command()
 def status(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
-    """Show each meeting's status and what needs a person."""
+    """Show each meeting's status and what needs a person (the same as the Prefect UI's overview)."""
     _config(config)
     _status_table(workdir, config)
-    from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.services.status import needs_a_person
-
-    for item in needs_a_person(bootstrap(workdir, config)):
-        console.print(f"• {item}", markup=False)
 
 
 @app.command()
@@ -169,12 +179,53 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
 @app.command()
 def serve(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
     """Serve the flows on their schedules against a Prefect server (PREFECT_API_URL)."""
-    _config(config)
+    cfg = _config(config)
     from flows.serve import serve_all
-    from kcg_mail.entrypoints.listener import start_background_listener
 
-    start_background_listener(str(workdir.resolve()), str(config.resolve()) if config else None)
-    serve_all(str(workdir.resolve()), str(config.resolve()) if config else None)
+    wd, cd = str(workdir.resolve()), str(config.resolve()) if config else None
+    _automations(cfg)
+    _listener(cfg, wd, cd)
+    serve_all(wd, cd, cfg.network.short)
+
+
+def _automations(cfg) -> None:
+    from kcg_mail.entrypoints.automations import ensure_automations
+
+    try:
+        for name in ensure_automations(cfg):
+            console.print(f"automation: {name}", markup=False, highlight=False)
+    except Exception as exc:  # the flows must be served even when this fails
+        err.print(f"could not create the Prefect automations: {type(exc).__name__}: {exc}", markup=False)
+
+
+def _listener(cfg, workdir: str, config_dir: Optional[str]):
+    """The push listener, triggering this network's intake deployment on new mail."""
+    from functools import partial
+
+    from flows.serve import intake_deployment
+    from kcg_mail.entrypoints.listener import start_background_listener, trigger_intake_deployment
+
+    return start_background_listener(workdir, config_dir,
+                                     on_mail=partial(trigger_intake_deployment, intake_deployment(cfg.network.short)))
+
+
+@app.command()
+def listen(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
+    """The push listener alone, for setups where Prefect workers run the flows
+    (`prefect deploy`): waits for new mail and starts the intake deployment."""
+    import time
+
+    cfg = _config(config)
+    _automations(cfg)
+    listener = _listener(cfg, str(workdir.resolve()), str(config.resolve()) if config else None)
+    console.print(f"listening for new mail ({cfg.network.short}); Ctrl-C stops", markup=False)
+    try:
+        while not listener.stopped:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        listener.stop()
 
 
 @app.command("dropbox-auth")
