@@ -407,14 +407,15 @@ def test_alert_once_per_problem_and_day(tmp_path):
     cfgdir, work = config_copy(tmp_path), tmp_path / "work"
     app = bootstrap(work, cfgdir)
     now = at("2023-10-25", "07:01")
-    assert send_failure_alert(app, "kcg-daily", _Run(), _State(TransientError("busy, retry in 30 s")), now=now) == "sent"
+    assert send_failure_alert(app, "kcg-daily", _Run(), _State(TransientError("busy, retry in 30 s")), now=now) == "mail: sent"
     # same problem, other numbers in the text, next run: no second mail
     assert send_failure_alert(app, "kcg-daily", _Run(name="daily 2"), _State(TransientError("busy, retry in 60 s")),
                               now=now + timedelta(hours=3)) == "already"
     # another problem: a mail
-    assert send_failure_alert(app, "kcg-daily", _Run(), _State(KeyError("x")), now=now) == "sent"
+    assert send_failure_alert(app, "kcg-daily", _Run(), _State(KeyError("x")), now=now) == "mail: sent"
     # still there tomorrow: one reminder
-    assert send_failure_alert(app, "kcg-daily", _Run(), _State(TransientError("busy")), now=now + timedelta(days=1)) == "sent"
+    assert send_failure_alert(app, "kcg-daily", _Run(), _State(TransientError("busy")),
+                              now=now + timedelta(days=1)) == "mail: sent"
     alerts = {k: m for k, m in sent(work).items() if k.startswith("alert:")}
     assert len(alerts) == 3
     m = next(m for k, m in alerts.items() if "2023-10-25" in k and "TransientError" in m["Subject"])
