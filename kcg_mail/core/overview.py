@@ -168,7 +168,7 @@ def rows(inp: Inputs, needs: list[Need] | None = None) -> list[dict[str, str]]:
             "läge": stage(m, inp.today),
             "svar": _answers(m),
             "protokoll": _minutes(m),
-            "behöver": ("ja – se nedan" if len(mine) == 1 else f"ja, {len(mine)} saker") if mine else "–",
+            "behöver": ("ja ↓" if len(mine) == 1 else f"{len(mine)} saker ↓") if mine else "–",
         })
     return out
 
@@ -193,13 +193,13 @@ def overview_needs(inp: Inputs) -> list[Need]:
             when = f" ({m.proposed})" if m.proposed else ""
             out.append(Need(f"Mötet {m.id} ({m.theme}) har bara ett preliminärt datum, {m.date.isoformat()}{when}; "
                             f"ingen inbjudan går ut förrän det är bekräftat.",
-                            "kör flödet ”Bekräfta datum” när datumet är bestämt.", m.id))
+                            "kör flödet kcg-confirm-date (Bekräfta datum) när datumet är bestämt.", m.id))
     for h in inp.held:
         out.append(Need(f"Ett svar från {h.sender} ({h.subject!r}) väntar på godkännande: {h.reason}.",
-                        f"kör flödet ”Godkänn svar” eller ”Avvisa svar” med referensen {h.ref}.", h.meeting_id))
+                        f"kör flödet kcg-approve (godkänn) eller kcg-reject (avvisa) med referensen {h.ref}.", h.meeting_id))
     for q in inp.quarantined:
         out.append(Need(f"Meddelande i karantän från {q.sender} ({q.subject!r}): {q.reason}.",
-                        f"titta på det och kör flödet ”Arkivera ur karantän” med referensen {q.ref} "
+                        f"titta på det och kör flödet kcg-refile (arkivera ur karantän) med referensen {q.ref} "
                         f"om det ska arkiveras."))
     nxt = inp.today.year + 1
     if (inp.plan_years and nxt not in inp.plan_years
@@ -221,12 +221,12 @@ def markdown(network: str, inp: Inputs, updated: datetime, by: str = "") -> str:
     needs = overview_needs(inp)
     table = rows(inp, needs)
     md = [f"# {network}: läget just nu", "",
-          f"Uppdaterad {updated:%Y-%m-%d %H:%M}" + (f" av {by}" if by else "") + ".", ""]
+          f"Uppdaterad {updated:%Y-%m-%d %H:%M}" + (f" av {by[:1].lower()}{by[1:]}" if by else "") + ".", ""]
     md.append("| " + " | ".join(c.capitalize() for c in COLUMNS) + " |")
     md.append("|" + "|".join("---" for _ in COLUMNS) + "|")
     for r in table:
         md.append("| " + " | ".join(_cell(r[c]) for c in COLUMNS) + " |")
-    md += ["", "Svar = ja / nej på kalenderinbjudan.", "", "## Behöver en människa", ""]
+    md += ["", "Svar = ja / nej på kalenderinbjudan. Behöver ↓ = se listan nedan.", "", "## Behöver en människa", ""]
     md += [f"- {n.line()}" for n in needs] or ["- Inget just nu."]
     return "\n".join(md) + "\n"
 
