@@ -63,6 +63,7 @@ def make_mail(cfg: Config, workdir: Path) -> MailTransport:
             username=extra.get("username") or cfg.network.mailbox.email, password=require("smtp_password"),
             smtp_security=extra.get("smtp_security", "starttls"), imap_security=extra.get("imap_security", "tls"),
             sent_folder=extra.get("sent_folder", "Sent"),
+            timeout=float(extra.get("timeout") or 30),
             processed_folder=extra.get("processed_folder", "processed"),
             quarantine_folder=extra.get("quarantine_folder", "quarantine"),
         )
