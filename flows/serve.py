@@ -42,8 +42,10 @@ def run_tags(short: str, kind: str) -> list[str]:
     return sorted({"kcg", short, kind})
 
 
-def intake_deployment(short: str) -> str:
-    return f"kcg-intake/{short}"
+def intake_deployment(short: str, worker: bool = False) -> str:
+    """The intake deployment the push listener starts: ``kcg serve``'s, or the
+    work pool's from prefect.yaml (named ``<short>-worker``)."""
+    return f"kcg-intake/{short}-worker" if worker else f"kcg-intake/{short}"
 
 
 def _hide(dep: Any) -> Any:

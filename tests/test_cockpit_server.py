@@ -248,3 +248,42 @@ def test_prefect_deploy_takes_prefect_yaml_without_warnings(api, tmp_path):
     assert onboard.schedules == [] and onboard.parameters == {}
     assert onboard.job_variables["env"]["KCG_WORKDIR"] == "/srv/kcg/var"
     assert not {"workdir", "config_dir"} & set(onboard.parameter_openapi_schema["properties"])
+
+
+def test_kcg_listen_starts_the_workers_intake_deployment(api, tmp_path):
+    """After ``prefect deploy`` (the test above): ``kcg listen`` starts the work
+    pool's intake, kcg-intake/KCG-worker (at start-up, as the listener does, and
+    on new mail), leaving the run for a worker."""
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect_server import stop
+
+    from kcg_mail.bootstrap import bootstrap
+    from helpers import plain_mail
+
+    with _client() as client:
+        dep = client.read_deployment_by_name("kcg-intake/KCG-worker")
+    cfgdir, work = config_copy(tmp_path), tmp_path / "work"
+    app = bootstrap(work, cfgdir)  # creates the Maildir
+    log = tmp_path / "listen.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(KCG), "listen", "--workdir", str(work), "--config", str(cfgdir)],
+                                env=api.env(), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+    try:
+        t0 = time.monotonic()
+        while b"listening for new mail" not in log.read_bytes():
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() - t0 < 60, log.read_text()[-3000:]
+            time.sleep(0.3)
+        app.mail.deliver(plain_mail("okand@example.com", app.cfg.network.mailbox.email, "Hej",
+                                    msgid="<listen-1@example.com>"), "listen.eml")
+        while True:
+            with _client() as client:
+                runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[dep.id])))
+            if runs:
+                break
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() - t0 < 90, log.read_text()[-3000:]
+            time.sleep(0.5)
+        assert runs[0].deployment_id == dep.id
+    finally:
+        stop(proc)

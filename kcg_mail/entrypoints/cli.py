@@ -198,27 +198,33 @@ def _automations(cfg) -> None:
         err.print(f"could not create the Prefect automations: {type(exc).__name__}: {exc}", markup=False)
 
 
-def _listener(cfg, workdir: str, config_dir: Optional[str]):
+def _listener(cfg, workdir: str, config_dir: Optional[str], deployment: Optional[str] = None):
     """The push listener, triggering this network's intake deployment on new mail."""
     from functools import partial
 
     from flows.serve import intake_deployment
     from kcg_mail.entrypoints.listener import start_background_listener, trigger_intake_deployment
 
-    return start_background_listener(workdir, config_dir,
-                                     on_mail=partial(trigger_intake_deployment, intake_deployment(cfg.network.short)))
+    name = deployment or intake_deployment(cfg.network.short)
+    return start_background_listener(workdir, config_dir, on_mail=partial(trigger_intake_deployment, name))
 
 
 @app.command()
-def listen(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
+def listen(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG,
+           deployment: Optional[str] = typer.Option(None, help="The intake deployment to start "
+                                                    "(default kcg-intake/<short>-worker, as in prefect.yaml).")) -> None:
     """The push listener alone, for setups where Prefect workers run the flows
     (`prefect deploy`): waits for new mail and starts the intake deployment."""
     import time
 
+    from flows.serve import intake_deployment
+
     cfg = _config(config)
     _automations(cfg)
-    listener = _listener(cfg, str(workdir.resolve()), str(config.resolve()) if config else None)
-    console.print(f"listening for new mail ({cfg.network.short}); Ctrl-C stops", markup=False)
+    name = deployment or intake_deployment(cfg.network.short, worker=True)
+    listener = _listener(cfg, str(workdir.resolve()), str(config.resolve()) if config else None, name)
+    console.print(f"listening for new mail ({cfg.network.short}), starting {name}; Ctrl-C stops",
+                  markup=False)
     try:
         while not listener.stopped:
             time.sleep(1)
