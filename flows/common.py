@@ -85,7 +85,8 @@ def publish(app: App, title: str, lines: list[str], extra_attention: list[str] |
             now: datetime | None = None) -> str:
     from kcg_mail.services.status import clear_problem, needs_a_person
 
-    clear_problem(app, "mail")  # a daily or intake run that got this far: the connection works
+    for what in ("mail", "archive"):  # a daily or intake run that got this far: the connections work
+        clear_problem(app, what)
     attention = (extra_attention or []) + needs_a_person(app, now)
     md = run_summary(title, lines, attention)
     if runtime.flow_run.id:

@@ -198,6 +198,13 @@ def test_a_run_killed_mid_way_alerts_by_webhook(api, tmp_path, hook):
     assert len(hook.posts) == 1, output[-3000:]
     card = hook.posts[0]["json"]
     assert card["summary"].startswith("kcg-daily misslyckades") and str(runs[0].id) in card["text"]
+    # the mail channel (the hanging server) failed: an ERROR in the run's own log, in the UI
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with _client() as client:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[runs[0].id])))
+    errors = [log.message for log in logs if log.level >= 40]
+    assert any("could not be sent by mail" in m and "next run tries again" in m for m in errors), errors
 
 
 def test_manual_flows_name_their_runs_and_rewrite_the_overview(api, tmp_path, monkeypatch):

@@ -151,7 +151,9 @@ def send_failure_alert(app: App, flow_name: str, flow_run: Any, state: Any, *, n
     day = now_local(app.cfg, now).date().isoformat()
     problem = problem_id(flow_name, kind, detail)
     if kind in CONNECTION_KINDS:
-        record_problem(app, "mail", f"{kind}: {(detail.strip().splitlines() or [''])[0][:200]}", now)
+        first = (detail.strip().splitlines() or [""])[0]
+        what = "archive" if re.search(r"dropbox|archive|arkiv", first, re.IGNORECASE) else "mail"
+        record_problem(app, what, f"{kind}: {first[:200]}", now)
     what = f"Körningen {getattr(flow_run, 'name', '')!s} av {flow_name} misslyckades med {kind}:\n{detail[:1500]}"
     if note:
         what += f"\n\n{note}"
