@@ -6,7 +6,7 @@ from datetime import datetime
 
 from prefect import flow, task
 
-from flows.common import TASK_OPTS, alert_on_failure, make_app, publish, when
+from flows.common import TASK_OPTS, alert_on_failure, make_app, publish, rename_run, when
 from kcg_mail.core.cycle import Due
 from kcg_mail.core.overview import step_line
 from kcg_mail.services.daily import StepResult, execute, run_daily
@@ -33,6 +33,7 @@ def daily_flow(date: str | None = None, workdir: str = "var", config_dir: str | 
     report = run_daily(app, now, run_step=step_task)
     lines = [step_line(r.meeting_id, r.action, r.outcome) for r in report.results]
     lines += [step_line(s.meeting_id, s.action, "skipped", s.detail) for s in report.skipped]
+    rename_run(f"daglig {now.date().isoformat()}: " + (f"{report.sent} skickade" if report.sent else "inget att skicka"))
     publish(app, f"Daglig körning {now.date().isoformat()}", lines, now=now)
     return {"date": now.date().isoformat(), "sent": report.sent, "steps": len(report.results),
             "skipped": len(report.skipped)}

@@ -84,7 +84,8 @@ def test_terminal_runs_are_tagged_with_network_and_kind(api, tmp_path):
     (intake,) = _runs("kcg-intake")
     assert {"kcg", "KCG", "daily"} <= set(daily.tags) and "intake" not in daily.tags
     assert {"kcg", "KCG", "intake"} <= set(intake.tags)
-    assert daily.name == "daglig 2023-10-25" and intake.name == "intag: inget nytt"
+    assert daily.name.startswith("daglig 2023-10-25: ") and daily.name.endswith(" skickade")
+    assert intake.name == "intag: inget nytt"
 
 
 def test_serve_creates_the_automations_and_the_webhook_block(api, tmp_path, hook):

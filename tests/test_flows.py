@@ -87,7 +87,7 @@ def test_daily_flow_runs_and_publishes(prefect_api, tmp_path):
     assert "brief_host" not in summary.data and "Behöver en människa" in summary.data
 
     with _client() as client:
-        assert client.read_flow_run(run_id).name == "daglig 2023-01-16"
+        assert client.read_flow_run(run_id).name == "daglig 2023-01-16: 4 skickade"
 
     # the same day again: nothing new
     result, _ = _run(daily_flow, date="2023-01-16", workdir=wd, config_dir=str(CONFIG_DIR))
