@@ -65,6 +65,7 @@ def facts(**kw) -> overview.MeetingFacts:
     ({"cancelled": True, "invited": False}, date(2023, 4, 20), "inställt"),
     ({"tentative": True}, date(2023, 4, 1), "preliminärt"),
     ({"before_start": True}, date(2023, 6, 1), "före start"),
+    ({}, date(2023, 6, 1), "passerat"),  # past, and the cycle never ran for it: nothing is owed
 ])
 def test_stage_in_one_or_two_words(kw, today, expected):
     assert overview.stage(facts(**kw), today) == expected

@@ -121,6 +121,8 @@ def stage(m: MeetingFacts, today: date) -> str:
     if m.filed_version is not None:
         return "klart" if m.distributed else "arkiverat"
     if m.date < today:
+        if not (m.invited or m.template_sent or m.escalated):
+            return "passerat"  # the cycle never ran for it (before kcg-mail took over)
         return "protokoll saknas" if minutes_late(m, today) else "väntar protokoll"
     if m.date == today:
         return "i dag"
@@ -136,7 +138,7 @@ def stage(m: MeetingFacts, today: date) -> str:
 def minutes_late(m: MeetingFacts, today: date) -> bool:
     if m.filed_version is not None or m.cancelled or m.before_start or m.date >= today:
         return False
-    return m.escalated or (today - m.date).days > MINUTES_GRACE_DAYS
+    return m.escalated or ((m.invited or m.template_sent) and (today - m.date).days > MINUTES_GRACE_DAYS)
 
 
 def _answers(m: MeetingFacts) -> str:

@@ -50,7 +50,7 @@ def ensure_automations(cfg: Any) -> list[str]:
     short = cfg.network.short
     url = cfg.transport.alerts.webhook_url
     if not url:
-        log.warning("no alerts.webhook_url: no automations for late or stuck runs (see README, 'Larm')")
+        log.warning("no alerts.webhook_url: no automations for late or stuck runs (see README, 'Alerts that arrive when the mail is what broke')")
         return []
     block_id = notification_block(short, url)
     names = []
