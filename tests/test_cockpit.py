@@ -109,6 +109,9 @@ def test_missing_next_year_plan_is_a_need_from_october():
     assert "ingen årsplan för 2024" in need.text and "plan-2024.yaml" in need.todo
     assert not overview.overview_needs(overview.Inputs(today=date(2023, 11, 1), meetings=(),
                                                        plan_years=frozenset({2023, 2024})))
+    # a year that has begun without a plan is the one asked for, whatever the month
+    (need,) = overview.overview_needs(overview.Inputs(today=date(2025, 3, 1), **base))
+    assert "ingen årsplan för 2025" in need.text
 
 
 @pytest.mark.core

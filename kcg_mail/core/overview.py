@@ -203,12 +203,22 @@ def overview_needs(inp: Inputs) -> list[Need]:
         out.append(Need(f"Meddelande i karantän från {q.sender} ({q.subject!r}): {q.reason}.",
                         f"titta på det och kör flödet kcg-refile (arkivera ur karantän) med referensen {q.ref} "
                         f"om det ska arkiveras."))
-    nxt = inp.today.year + 1
-    if (inp.plan_years and nxt not in inp.plan_years
-            and inp.today >= date.fromisoformat(f"{inp.today.year}-{inp.next_year_plan_due}")):
-        out.append(Need(f"Det finns ingen årsplan för {nxt} än.",
-                        f"lägg till config/plan-{nxt}.yaml (teman, värdar) och kör `kcg check`."))
+    missing = missing_plan_year(inp)
+    if missing is not None:
+        out.append(Need(f"Det finns ingen årsplan för {missing} än.",
+                        f"lägg till config/plan-{missing}.yaml (teman, värdar) och kör `kcg check`."))
     return out
+
+
+def missing_plan_year(inp: Inputs) -> int | None:
+    """This year when it has no plan; next year from ``next_year_plan_due`` on."""
+    if not inp.plan_years:
+        return None
+    if inp.today.year not in inp.plan_years:
+        return inp.today.year
+    nxt = inp.today.year + 1
+    due = date.fromisoformat(f"{inp.today.year}-{inp.next_year_plan_due}")
+    return nxt if nxt not in inp.plan_years and inp.today >= due else None
 
 
 # ---------------------------------------------------------------- markdown
