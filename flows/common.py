@@ -1,5 +1,10 @@
 """Shared wiring for the flows: building the app, publishing what the
-coordinator sees in the Prefect UI, naming runs, and the failure alert."""
+coordinator sees in the Prefect UI, naming runs, and the failure alert.
+
+Every run (daily, intake, manual) rewrites the network's standing overview,
+the markdown artifact ``<short>-oversikt`` (the table of meetings and the
+"behöver en människa" list, ``kcg_mail.core.overview``); a run that did
+something also writes ``<short>-korning`` (what this run did)."""
 
 from __future__ import annotations
 
@@ -9,24 +14,38 @@ from datetime import datetime
 from typing import Any
 
 from prefect import get_run_logger, runtime
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from kcg_mail.bootstrap import bootstrap
 from kcg_mail.services.app import App, now_local
-from kcg_mail.services.status import meeting_rows, needs_a_person, run_summary
+from kcg_mail.services.status import artifact_slug, overview_markdown, run_summary
 
 TASK_OPTS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
-YEAR_PLAN_KEY = "kcg-year-plan"
-SUMMARY_KEY = "kcg-run-summary"
 
 
-def make_app(workdir: str, config_dir: str | None) -> App:
-    from kcg_mail.services.alerts import snapshot_config
+def overview_key(app: App) -> str:
+    return f"{artifact_slug(app)}-oversikt"
 
-    workdir = workdir or os.environ.get("KCG_WORKDIR", "var")
-    app = bootstrap(workdir, config_dir or os.environ.get("KCG_CONFIG_DIR"))
+
+def summary_key(app: App) -> str:
+    return f"{artifact_slug(app)}-korning"
+
+
+def workdir_and_config(workdir: str | None = None, config_dir: str | None = None) -> tuple[str, str | None]:
+    """Where a run works: the parameters when given, else what the deployment
+    bound in the environment (``KCG_WORKDIR``, ``KCG_CONFIG_DIR``)."""
+    return (workdir or os.environ.get("KCG_WORKDIR") or "var",
+            config_dir or os.environ.get("KCG_CONFIG_DIR") or None)
+
+
+def make_app(workdir: str | None = None, config_dir: str | None = None) -> App:
+    from kcg_mail.services.alerts import retry_pending_alerts, snapshot_config
+
+    workdir, config_dir = workdir_and_config(workdir, config_dir)
+    app = bootstrap(workdir, config_dir)
     snapshot_config(app, workdir)  # the failure alert falls back to it when the config breaks
+    retry_pending_alerts(app, _run_logger())  # an alert that failed before goes out now
     return app
 
 
@@ -35,6 +54,12 @@ def when(app: App, date: str | None, at: str | None = None) -> datetime:
     if date:
         return now_local(app.cfg, datetime.fromisoformat(f"{date}T{at}").replace(tzinfo=now_local(app.cfg).tzinfo))
     return now_local(app.cfg)
+
+
+def pretend_today() -> str | None:
+    """Tests pretend a day for the manual flows through the deployment's
+    environment (``KCG_TODAY``), never through the form."""
+    return os.environ.get("KCG_TODAY") or None
 
 
 def rename_run(name: str) -> None:
@@ -48,13 +73,26 @@ def rename_run(name: str) -> None:
         client.update_flow_run(run_id, name=name)
 
 
-def publish(app: App, title: str, lines: list[str], extra_attention: list[str] | None = None) -> str:
-    attention = (extra_attention or []) + needs_a_person(app)
+def publish_overview(app: App, now: datetime | None = None, by: str = "") -> str:
+    """Rewrite the standing overview (every run calls this, also manual ones)."""
+    md = overview_markdown(app, now, by)
+    if runtime.flow_run.id:
+        create_markdown_artifact(markdown=md, key=overview_key(app),
+                                 description=f"{app.cfg.network.short}: möten och vad som behöver en människa")
+    return md
+
+
+def publish(app: App, title: str, lines: list[str], extra_attention: list[str] | None = None,
+            now: datetime | None = None) -> str:
+    from kcg_mail.services.status import clear_problem, needs_a_person
+
+    for what in ("mail", "archive"):  # a daily or intake run that got this far: the connections work
+        clear_problem(app, what)
+    attention = (extra_attention or []) + needs_a_person(app, now)
     md = run_summary(title, lines, attention)
     if runtime.flow_run.id:
-        create_table_artifact(table=meeting_rows(app), key=YEAR_PLAN_KEY,
-                              description="Årsplanen med status för varje möte")
-        create_markdown_artifact(markdown=md, key=SUMMARY_KEY, description=title)
+        create_markdown_artifact(markdown=md, key=summary_key(app), description=title)
+    publish_overview(app, now, by=title)
     get_run_logger().info("%s: %d actions, %d need a person", title, len(lines), len(attention))
     if hasattr(app.state, "backup"):  # the state as this run left it (state_guard: rotated, only when changed)
         from kcg_mail.state_guard import keep_backup
@@ -63,23 +101,28 @@ def publish(app: App, title: str, lines: list[str], extra_attention: list[str] |
     return md
 
 
-def _hook_logger() -> logging.Logger:
-    """Prefect's logger tree: shown in the terminal and in the run's log in the UI."""
-    from prefect.logging import get_logger
-
-    return get_logger("kcg.alerts")
+def _run_logger() -> logging.Logger | logging.LoggerAdapter:
+    try:
+        return get_run_logger()
+    except Exception:  # outside a run (tests calling the services)
+        return logging.getLogger("kcg.alerts")
 
 
 def alert_on_failure(flow, flow_run, state) -> None:
-    """on_failure hook: one alert mail per problem (keyed by flow, day and error)."""
+    """on_failure / on_crashed hook: alert the coordinator once per problem,
+    by webhook and by mail. A channel that fails is an ERROR in this run's
+    log (visible in the UI) and is tried again by the next run."""
+    from prefect.logging.loggers import flow_run_logger
+
     from kcg_mail.bootstrap import alert_app
     from kcg_mail.services.alerts import send_failure_alert
 
+    log = flow_run_logger(flow_run, flow)
     params = flow_run.parameters or {}
     try:
-        app, note = alert_app(params.get("workdir") or os.environ.get("KCG_WORKDIR", "var"),
-                              params.get("config_dir") or os.environ.get("KCG_CONFIG_DIR"))
-        outcome = send_failure_alert(app, flow.name, flow_run, state, note=note)
-        _hook_logger().info("failure alert for %s: %s", flow_run.name, outcome)
-    except Exception:  # the alert must never mask the failure itself
-        _hook_logger().exception("could not send the failure alert")
+        workdir, config_dir = workdir_and_config(params.get("workdir"), params.get("config_dir"))
+        app, note = alert_app(workdir, config_dir)
+        outcome = send_failure_alert(app, flow.name, flow_run, state, note=note, log=log)
+        log.info("failure alert for %s: %s", flow_run.name, outcome)
+    except Exception as exc:  # the alert must never mask the failure itself
+        log.error("could not send the failure alert: %s: %s", type(exc).__name__, exc, exc_info=True)

@@ -6,8 +6,9 @@ from datetime import datetime
 
 from prefect import flow, task
 
-from flows.common import TASK_OPTS, alert_on_failure, make_app, publish, when
+from flows.common import TASK_OPTS, alert_on_failure, make_app, publish, rename_run, when
 from kcg_mail.core.cycle import Due
+from kcg_mail.core.overview import step_line
 from kcg_mail.services.daily import StepResult, execute, run_daily
 from kcg_mail.services.app import App
 
@@ -20,33 +21,31 @@ def step_task(app: App, due: Due, now: datetime) -> StepResult:
 def _name() -> str:
     from prefect import runtime
 
-    return f"daily {runtime.flow_run.parameters.get('date') or datetime.now().date().isoformat()}"
+    return f"daglig {runtime.flow_run.parameters.get('date') or datetime.now().date().isoformat()}"
 
 
-@flow(name="kcg-daily", flow_run_name=_name, on_failure=[alert_on_failure], log_prints=False)
+@flow(name="kcg-daily", flow_run_name=_name, on_failure=[alert_on_failure], on_crashed=[alert_on_failure],
+      log_prints=False)
 def daily_flow(date: str | None = None, workdir: str = "var", config_dir: str | None = None) -> dict:
     """Send what is due on ``date`` (YYYY-MM-DD, default today) and publish the status."""
     app = make_app(workdir, config_dir)
     now = when(app, date)
     report = run_daily(app, now, run_step=step_task)
-    lines = [f"{r.meeting_id}: {r.action} – {r.outcome}" for r in report.results]
     from kcg_mail.core.cycle import HISTORY
+    from kcg_mail.core.plan import is_working_day
 
+    lines = [step_line(r.meeting_id, r.action, r.outcome) for r in report.results]
     history = {s.meeting_id for s in report.skipped if s.detail.startswith(HISTORY)}
-    lines += [f"{s.meeting_id}: {s.action} hoppades över ({s.detail})" for s in report.skipped
+    lines += [step_line(s.meeting_id, s.action, "skipped", s.detail) for s in report.skipped
               if not s.detail.startswith(HISTORY)]
     if history:
         lines.append(f"{len(history)} möte(n) hölls före start ({', '.join(sorted(history))}): inga utskick för dem.")
-    from kcg_mail.core.plan import is_working_day
-
     if app.go_live() == now.date():
         lines.insert(0, f"Startdag {now.date().isoformat()}: möten som hölls före i dag visas som \"före start\" och får inga "
                         f"utskick (utom protokollmallen till ett möte de senaste dagarna).")
     if not is_working_day(now.date(), app.extra_days):
         lines.append("Ingen arbetsdag (helg eller helgdag): inga utskick i dag.")
-    from kcg_mail.services.alerts import overdue_alerts
-
-    overdue = overdue_alerts(app, now)
-    publish(app, f"Daglig körning {now.date().isoformat()}", lines, overdue)
+    rename_run(f"daglig {now.date().isoformat()}: " + (f"{report.sent} skickade" if report.sent else "inget att skicka"))
+    publish(app, f"Daglig körning {now.date().isoformat()}", lines, now=now)
     return {"date": now.date().isoformat(), "sent": report.sent, "steps": len(report.results),
             "skipped": len(report.skipped)}

@@ -18,7 +18,8 @@ LABELS = {"minutes": "protokoll", "calendar_response": "kalendersvar", "automati
           "discarded": "ej godtagna", "late_copy": "sena kopior", "too_large": "för stora",
           # the planning round (issue 17)
           "planning_needs": "förslag", "planning_ballot": "röster", "planning_ballot_late": "sena röster",
-          "planning_needs_invalid": "oläsliga förslag", "planning_ballot_invalid": "ogiltiga röster"}
+          "planning_needs_invalid": "oläsliga förslag", "planning_ballot_invalid": "ogiltiga röster",
+          "approved": "godkända"}
 
 
 @task(name="message", task_run_name="message {item.ref}", **TASK_OPTS)
@@ -26,7 +27,8 @@ def message_task(app: App, item: IncomingMessage, ctx: MatchContext, now: dateti
     return _handle_one(app, item, ctx, now)
 
 
-@flow(name="kcg-intake", flow_run_name="intake", on_failure=[alert_on_failure], log_prints=False)
+@flow(name="kcg-intake", flow_run_name="intag", on_failure=[alert_on_failure], on_crashed=[alert_on_failure],
+      log_prints=False)
 def intake_flow(now: str | None = None, workdir: str = "var", config_dir: str | None = None) -> dict:
     """Read new mail; file and distribute minutes; record responses; quarantine the rest."""
     app = make_app(workdir, config_dir)
@@ -35,13 +37,13 @@ def intake_flow(now: str | None = None, workdir: str = "var", config_dir: str | 
     counts: dict[str, int] = {}
     for h in report.handled:
         counts[h.outcome] = counts.get(h.outcome, 0) + 1
-    name = "intake: " + (", ".join(f"{n} {LABELS.get(k, k)}" for k, n in counts.items()) or "inget nytt")
+    name = "intag: " + (", ".join(f"{n} {LABELS.get(k, k)}" for k, n in counts.items()) or "inget nytt")
     rename_run(name)
     lines = [f"{h.meeting_id or '–'}: {LABELS.get(h.outcome, h.outcome)} från {h.sender} – {h.reason}" for h in report.handled]
     from kcg_mail.services.approval import pending
 
     held = [f"Väntar på godkännande: {p.line()}" for p in pending(app)]
-    publish(app, name, lines, [f"Fel: {e}" for e in report.errors] + held)
+    publish(app, name, lines, [f"Fel: {e}" for e in report.errors] + held, now=at)
     if report.errors:
         raise RuntimeError(f"{len(report.errors)} message(s) failed: " + "; ".join(report.errors))
     return {"handled": len(report.handled), **counts}

@@ -1,105 +1,168 @@
-"""Flows the coordinator starts by hand from the Prefect UI ("Run" -> form).
+"""Flows the coordinator starts by hand from the Prefect UI ("Kör" -> form).
 
-- ``kcg-onboard-member``: welcome a new member (logic in ``kcg_mail.services.onboarding``);
+- ``kcg-onboard-member``: welcome a new member (``kcg_mail.services.onboarding``);
 - ``kcg-resend``: send a meeting's invitation (as an update, SEQUENCE + 1, to
   everyone) or its protocol template again;
-- ``kcg-refile``: after looking at a quarantined message, file it anyway: it is
-  moved back to the inbox and approved, and the next intake files it as the
-  minutes of the given meeting.
+- ``kcg-resend-minutes``: send a meeting's filed minutes again to one member;
+- ``kcg-refile``: file a quarantined message anyway, as the minutes of a meeting;
+- ``kcg-confirm-date``: confirm a tentative date (the study trip's): written
+  into the plan file, the daily run then sends the invitation;
+- ``kcg-approve`` / ``kcg-reject``: a reply held for approval (issue 13; the
+  logic is ``kcg_mail.services.approval``).
 
-The parameters are typed (str, Literal, optional str) so the UI renders a form
-with a dropdown for ``what``. Each flow publishes a markdown artifact saying
-what it did and what is left to do. They have no schedule and no failure
-mail: the coordinator is looking at the run.
+The forms: every parameter has a Swedish title and description
+(``json_schema_extra`` overrides the title Prefect takes from the name) and
+the form shows nothing else. Where a run works (``KCG_WORKDIR``,
+``KCG_CONFIG_DIR``) is bound to the deployment's environment by ``kcg serve``
+or ``prefect.yaml``; a test pretends a day with ``KCG_TODAY``, not a field.
 
-The logic is in ``kcg_mail.services.manual`` and ``kcg_mail.services.onboarding``; these flows
-wire it and publish what happened. Every resend is keyed by the flow run id:
-the same run retried sends nothing twice, a new click in the UI sends again.
+Each flow names its run after what it did, publishes a markdown artifact
+saying what it did and what is left to do, and rewrites the overview. They
+have no schedule and no failure mail: the coordinator is looking at the run.
+Every resend is keyed by the flow run id: the same run retried sends nothing
+twice, a new click in the UI sends again.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from datetime import date as date_cls
+from typing import Any, Literal
 
 from prefect import flow, runtime
 from prefect.artifacts import create_markdown_artifact
+from pydantic import Field
 
-from flows.common import make_app, when
-from kcg_mail.services.manual import refile_message, resend_meeting
+from flows.common import make_app, pretend_today, publish_overview, rename_run, when
+from kcg_mail.services.app import App
+from kcg_mail.services.status import artifact_slug
 
-ONBOARDING_KEY = "kcg-onboarding"
-MANUAL_KEY = "kcg-manual"
+WHAT = {"inbjudan": "invitation", "protokollmall": "template"}
+
+
+def _field(title: str, description: str, default: Any = ...) -> Any:
+    return Field(default, description=description, json_schema_extra={"title": title})
 
 
 def _request_id() -> str:
     return str(runtime.flow_run.id or uuid.uuid4())
 
 
-def _publish(key: str, md: str, description: str) -> None:
+def _publish(app: App, md: str, description: str, run_name: str) -> None:
+    rename_run(run_name)
     if runtime.flow_run.id:
-        create_markdown_artifact(markdown=md, key=key, description=description)
+        create_markdown_artifact(markdown=md, key=f"{artifact_slug(app)}-manuellt", description=description)
+    publish_overview(app, by=run_name)
+
+
+def _app_and_now() -> tuple[App, Any]:
+    app = make_app()
+    return app, when(app, pretend_today())
 
 
 # ------------------------------------------------------------------- flows
 
 
-@flow(name="kcg-onboard-member", flow_run_name="välkommen {name}", log_prints=False)
-def onboard_member(name: str, organisation: str, city: str, email: str, workdir: str = "var",
-                   config_dir: str | None = None, date: str | None = None) -> dict:
-    """Welcome a new member: welcome mail with the year plan (.ics), access to the
-    protocol folder, and a checklist of what stays manual.
-
-    Args:
-        name: Full name, e.g. "Åsa Öberg".
-        organisation: The city-centre organisation, e.g. "Umeå City".
-        city: The city, e.g. "Umeå".
-        email: The new member's email address.
-        workdir: kcg-mail's working directory (state, Maildir, local archive).
-        config_dir: Config directory; empty = config/ or $KCG_CONFIG_DIR.
-        date: Only for tests: pretend today is this day (YYYY-MM-DD).
-    """
+@flow(name="kcg-onboard-member", flow_run_name="välkomna {name}", log_prints=False)
+def onboard_member(
+    name: str = _field("Namn", "Den nya medlemmens för- och efternamn, t.ex. Åsa Öberg."),
+    organisation: str = _field("Organisation", "Stadskärneorganisationen, t.ex. Umeå City."),
+    city: str = _field("Stad", "Staden, t.ex. Umeå."),
+    email: str = _field("E-postadress", "Adressen som kallelser och protokoll ska gå till."),
+) -> dict:
+    """Välkomna en ny medlem: välkomstmejl med årets möten (.ics), tillgång till
+    protokollmappen och en checklista över det som görs för hand."""
     from kcg_mail.services.onboarding import onboard
 
-    app = make_app(workdir, config_dir)
-    result = onboard(app, name, organisation, city, email, when(app, date))
-    _publish(ONBOARDING_KEY, result.markdown(), f"Onboarding av {result.person.name}")
+    app, now = _app_and_now()
+    result = onboard(app, name, organisation, city, email, now)
+    _publish(app, result.markdown(), f"Onboarding av {result.person.name}", f"välkomnade {result.person.name}")
     return {"email": result.person.email, "mail": result.mail, "meetings": len(result.meetings),
             "archive": result.archive, "manual_steps": result.manual_steps}
 
 
 @flow(name="kcg-resend", flow_run_name="skicka om {what} {meeting_id}", log_prints=False)
-def resend(meeting_id: str, what: Literal["invitation", "template"] = "invitation", workdir: str = "var",
-           config_dir: str | None = None, date: str | None = None) -> dict:
-    """Send a meeting's invitation (as an update to everyone) or its protocol template again.
+def resend(
+    meeting_id: str = _field("Möte", "Mötets id, t.ex. 2023-05 (se översikten)."),
+    what: Literal["inbjudan", "protokollmall"] = _field(
+        "Vad", "Inbjudan går ut som en uppdatering till alla; protokollmallen till värden.", "inbjudan"),
+) -> dict:
+    """Skicka om ett mötes inbjudan eller protokollmall."""
+    from kcg_mail.services.manual import resend_meeting
 
-    Args:
-        meeting_id: The meeting, e.g. "2023-05" (see the kcg-year-plan artifact).
-        what: "invitation" or "template".
-        workdir: kcg-mail's working directory.
-        config_dir: Config directory; empty = config/ or $KCG_CONFIG_DIR.
-        date: Only for tests: pretend today is this day (YYYY-MM-DD).
-    """
-    app = make_app(workdir, config_dir)
-    out = resend_meeting(app, meeting_id, what, _request_id(), when(app, date))
-    label = {"invitation": "Inbjudan", "template": "Protokollmallen"}[what]
+    app, now = _app_and_now()
+    out = resend_meeting(app, meeting_id, WHAT[what], _request_id(), now)
     state = {"sent": "skickad igen", "already": "var redan omskickad i den här körningen"}.get(out["outcome"], out["outcome"])
-    _publish(MANUAL_KEY, f"# {label} till {meeting_id} {state}\n\n- Till: {', '.join(out.get('to', []))}\n"
-             f"- Nyckel i tillståndsregistret: `{out.get('key', '')}`\n", f"Skicka om {what} {meeting_id}")
+    label = what.capitalize()
+    _publish(app, f"# {label} till {meeting_id} {state}\n\n- Till: {', '.join(out.get('to', []))}\n",
+             f"Skicka om {what} {meeting_id}", f"{what} {meeting_id} {state}")
     return out
 
 
-@flow(name="kcg-refile", flow_run_name="återarkivera {message}", log_prints=False)
-def refile(message: str, meeting_id: str | None = None, workdir: str = "var", config_dir: str | None = None) -> dict:
-    """File a quarantined message anyway, as the minutes of a meeting.
+@flow(name="kcg-resend-minutes", flow_run_name="skicka protokollet {meeting_id} till {email}", log_prints=False)
+def resend_minutes(
+    meeting_id: str = _field("Möte", "Mötets id, t.ex. 2023-05: det senast arkiverade protokollet skickas."),
+    email: str = _field("Till", "Medlemmens e-postadress (ska finnas i nätverket)."),
+) -> dict:
+    """Skicka ett mötes protokoll igen till en medlem (t.ex. någon som inte fick det)."""
+    from kcg_mail.services.coordinator import resend_distribution
 
-    Args:
-        message: The message key (msg_key, 40 hex characters) or its reference (file name) from the run summary.
-        meeting_id: The meeting the minutes belong to, e.g. "2023-05"; empty = the meeting the message matched.
-        workdir: kcg-mail's working directory.
-        config_dir: Config directory; empty = config/ or $KCG_CONFIG_DIR.
-    """
-    app = make_app(workdir, config_dir)
-    r = refile_message(app, message, meeting_id)
-    _publish(MANUAL_KEY, r.markdown(), f"Återarkivering {r.meeting_id}")
+    app, now = _app_and_now()
+    out = resend_distribution(app, meeting_id, email, _request_id(), now)
+    state = {"sent": "skickat", "already": "var redan skickat i den här körningen"}.get(out["outcome"], out["outcome"])
+    _publish(app, f"# Protokollet från {meeting_id} (version {out['version']}) {state} till {out['to']}\n",
+             f"Protokollet {meeting_id} till {out['to']}", f"protokollet {meeting_id} {state} till {out['to']}")
+    return out
+
+
+@flow(name="kcg-refile", flow_run_name="arkivera ur karantän {message}", log_prints=False)
+def refile(
+    message: str = _field("Meddelande", "Referensen i översiktens lista (12 tecken) eller filnamnet."),
+    meeting_id: str = _field("Möte", "Mötet protokollet hör till, t.ex. 2023-05; tomt = mötet meddelandet matchade.",
+                             ""),
+) -> dict:
+    """Arkivera ett meddelande ur karantänen ändå, som protokoll från ett möte."""
+    from kcg_mail.services.manual import refile_message
+
+    app, _ = _app_and_now()
+    r = refile_message(app, message, meeting_id or None)
+    _publish(app, r.markdown(), f"Återarkivering {r.meeting_id}", f"godkände protokoll till {r.meeting_id}")
     return {"msg_key": r.msg_key, "meeting_id": r.meeting_id, "moved": r.moved}
+
+
+@flow(name="kcg-confirm-date", flow_run_name="bekräfta datum {meeting_id}", log_prints=False)
+def confirm_date(
+    meeting_id: str = _field("Möte", "Mötet med preliminärt datum, t.ex. 2023-10 (studieresan)."),
+    datum: date_cls = _field("Datum", "Det bestämda datumet."),
+) -> dict:
+    """Bekräfta ett preliminärt datum: det skrivs in i planfilen och inbjudan går ut i tid."""
+    from kcg_mail.services.coordinator import confirm_meeting_date
+
+    app, now = _app_and_now()
+    c = confirm_meeting_date(app, meeting_id, datum, now.date())
+    app = make_app()  # the plan changed: the overview shows the new date
+    _publish(app, c.markdown(), f"Datum bekräftat för {meeting_id}", f"bekräftade {meeting_id} den {datum.isoformat()}")
+    return {"meeting_id": meeting_id, "date": datum.isoformat(), "file": c.file}
+
+
+def _approval(verb: Literal["approve", "reject"], ref: str) -> dict:
+    from kcg_mail.services import approval  # issue 13: held replies
+
+    app, _ = _app_and_now()
+    out = getattr(approval, verb)(app, ref)
+    word = {"approve": "godkände", "reject": "avvisade"}[verb]
+    _publish(app, f"# Svaret {ref} {'godkänt' if verb == 'approve' else 'avvisat'}\n\n{out}\n",
+             f"{word} {ref}", f"{word} svar {ref}")
+    return {"ref": ref, "result": str(out)}
+
+
+@flow(name="kcg-approve", flow_run_name="godkänn svar {ref}", log_prints=False)
+def approve_reply(ref: str = _field("Referens", "Referensen till svaret i översiktens lista.")) -> dict:
+    """Godkänn ett svar som väntar: det skickas som det är."""
+    return _approval("approve", ref)
+
+
+@flow(name="kcg-reject", flow_run_name="avvisa svar {ref}", log_prints=False)
+def reject_reply(ref: str = _field("Referens", "Referensen till svaret i översiktens lista.")) -> dict:
+    """Avvisa ett svar som väntar: det skickas inte."""
+    return _approval("reject", ref)

@@ -7,6 +7,15 @@
   by hand from the UI (forms);
 - the planning round: ``kcg-planning-start`` and ``kcg-planning-publish`` by
   hand, ``kcg-planning-tick`` every morning at 07:15 (nothing when no round is open).
+- the manual flows (``flows/manual.py``) without schedule, run by hand from
+  the UI (forms).
+
+Every deployment is named after the network (``kcg-daily/KCG``) and tagged
+with its short name and kind, so two networks on one server stay apart and
+the UI's filters find their runs. Where a run works (workdir, config) is
+bound to the deployment: the manual flows read it from the environment this
+process hands its runs (``KCG_WORKDIR``, ``KCG_CONFIG_DIR``), the scheduled
+ones get it as parameters hidden from the form.
 
 Each deployment has ``concurrency_limit=1``: two runs of the same flow never
 overlap. The daily run queues behind a running one (ENQUEUE: it must happen);
@@ -22,13 +31,15 @@ someone resumed them in the UI).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 DAILY_CRON = "0 7 * * *"      # every morning at 07:00 Stockholm time
 INTAKE_CRON = "*/5 * * * *"   # every five minutes
 PLANNING_CRON = "15 7 * * *"  # the planning round's daily step (does nothing when no round is open)
 TZ = "Europe/Stockholm"
-TAGS = ["kcg"]
+#: bound to the deployment, never shown in a form
+HIDDEN = ("workdir", "config_dir", "date", "now")
 
 
 def daily_cron(config_dir: str | None) -> tuple[str, str]:
@@ -42,45 +53,73 @@ def daily_cron(config_dir: str | None) -> tuple[str, str]:
     return f"{rules.send_at.minute} {rules.send_at.hour} * * *", rules.timezone
 
 
-def deployments(workdir: str, config_dir: str | None) -> list[Any]:
+def run_tags(short: str, kind: str) -> list[str]:
+    """The tags of every run of a network: ``kcg``, its short name, the kind."""
+    return sorted({"kcg", short, kind})
+
+
+def intake_deployment(short: str, worker: bool = False) -> str:
+    """The intake deployment the push listener starts: ``kcg serve``'s, or the
+    work pool's from prefect.yaml (named ``<short>-worker``)."""
+    return f"kcg-intake/{short}-worker" if worker else f"kcg-intake/{short}"
+
+
+def _hide(dep: Any) -> Any:
+    schema = dep._parameter_openapi_schema
+    for name in HIDDEN:
+        schema.properties.pop(name, None)
+    if schema.required:
+        schema.required = [r for r in schema.required if r not in HIDDEN]
+    return dep
+
+
+def deployments(workdir: str, config_dir: str | None, short: str) -> list[Any]:
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.schedules import Cron
 
+    from flows import manual
     from flows.daily import daily_flow
     from flows.intake import intake_flow
-    from flows.manual import onboard_member, refile, resend
     from flows.planning import planning_publish, planning_start, planning_tick
 
     params = {"workdir": workdir, "config_dir": config_dir}
     cron, tz = daily_cron(config_dir)
     enqueue = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
-    return [
-        daily_flow.to_deployment(name="kcg-daily", schedule=Cron(cron, timezone=tz), parameters=params,
-                                 concurrency_limit=enqueue, tags=TAGS,
+    deps = [
+        daily_flow.to_deployment(name=short, schedule=Cron(cron, timezone=tz), parameters=params,
+                                 concurrency_limit=enqueue, tags=run_tags(short, "daily"),
                                  description="Skickar det som ska ut i dag: värdinfo, kallelser, påminnelser, mallar."),
-        intake_flow.to_deployment(name="kcg-intake", schedule=Cron(INTAKE_CRON, timezone=TZ), parameters=params,
-                                  concurrency_limit=enqueue, tags=TAGS,
+        intake_flow.to_deployment(name=short, schedule=Cron(INTAKE_CRON, timezone=TZ), parameters=params,
+                                  concurrency_limit=enqueue, tags=run_tags(short, "intake"),
                                   description="Läser nya svar: arkiverar och skickar ut protokoll, karantän för resten."),
-        onboard_member.to_deployment(name="kcg-onboard-member", parameters=params, concurrency_limit=enqueue,
-                                     tags=TAGS + ["manual"], description="Välkomna en ny medlem (formulär)."),
-        resend.to_deployment(name="kcg-resend", parameters=params, concurrency_limit=enqueue,
-                             tags=TAGS + ["manual"], description="Skicka om en kallelse eller protokollmall."),
-        refile.to_deployment(name="kcg-refile", parameters=params, concurrency_limit=enqueue,
-                             tags=TAGS + ["manual"], description="Arkivera ett meddelande ur karantänen ändå."),
         # the yearly planning round (issue 17): started and published by hand, looked after daily
-        planning_start.to_deployment(name="kcg-planning-start", parameters=params, concurrency_limit=enqueue,
-                                     tags=TAGS + ["manual", "planning"],
+        planning_start.to_deployment(name=short, parameters=params, concurrency_limit=enqueue,
+                                     tags=run_tags(short, "planning"),
                                      description="Starta årets planeringsrunda: behovsutskick till alla medlemmar."),
-        planning_publish.to_deployment(name="kcg-planning-publish", parameters=params, concurrency_limit=enqueue,
-                                       tags=TAGS + ["manual", "planning"],
+        planning_publish.to_deployment(name=short, parameters=params, concurrency_limit=enqueue,
+                                       tags=run_tags(short, "planning"),
                                        description="Publicera röstlistan: röstsedeln till alla medlemmar."),
-        planning_tick.to_deployment(name="kcg-planning-tick", schedule=Cron(PLANNING_CRON, timezone=TZ),
-                                    parameters=params, concurrency_limit=enqueue, tags=TAGS + ["planning"],
+        planning_tick.to_deployment(name=short, schedule=Cron(PLANNING_CRON, timezone=TZ),
+                                    parameters=params, concurrency_limit=enqueue, tags=run_tags(short, "planning"),
                                     description="Planeringsrundan: påminnelser, röstlistan, sammanställning."),
     ]
+    for fn, text in ((manual.onboard_member, "Välkomna en ny medlem."),
+                     (manual.resend, "Skicka om en kallelse eller protokollmall."),
+                     (manual.resend_minutes, "Skicka ett protokoll igen till en medlem."),
+                     (manual.refile, "Arkivera ett meddelande ur karantänen ändå."),
+                     (manual.confirm_date, "Bekräfta ett preliminärt datum (t.ex. studieresans)."),
+                     (manual.approve_reply, "Godkänn ett svar som väntar på godkännande."),
+                     (manual.reject_reply, "Avvisa ett svar som väntar på godkännande.")):
+        deps.append(fn.to_deployment(name=short, concurrency_limit=enqueue, tags=run_tags(short, "manual"),
+                                     description=text))
+    return [_hide(d) for d in deps]
 
 
-def serve_all(workdir: str, config_dir: str | None) -> None:
+def serve_all(workdir: str, config_dir: str | None, short: str = "KCG") -> None:
     from prefect import serve
 
-    serve(*deployments(workdir, config_dir), pause_on_shutdown=False)
+    # the runs this process starts inherit where to work (the manual flows' binding)
+    os.environ["KCG_WORKDIR"] = workdir
+    if config_dir:
+        os.environ["KCG_CONFIG_DIR"] = config_dir
+    serve(*deployments(workdir, config_dir, short), pause_on_shutdown=False)

@@ -81,6 +81,7 @@ def make_mail(cfg: Config, workdir: Path, *, create: bool = True) -> MailTranspo
             username=extra.get("username") or cfg.network.mailbox.email, password=require("smtp_password"),
             smtp_security=smtp_security, imap_security=imap_security,
             sent_folder=extra.get("sent_folder", "Sent"),
+            timeout=float(extra.get("timeout") or 30),
             processed_folder=extra.get("processed_folder", "processed"),
             quarantine_folder=extra.get("quarantine_folder", "quarantine"),
         )

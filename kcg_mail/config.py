@@ -153,6 +153,7 @@ def load_config(directory: Path | str | None = None, environ: dict[str, str] | N
             merged = _env_overrides(section, sect if isinstance(sect, dict) else {}, environ)
             if merged or section in tr_data:
                 tr_data[section] = merged
+        tr_data["alerts"] = _env_overrides("alerts", tr_data.get("alerts") or {}, environ)
         transport = _validate(Transport, tr_data, tr_file, problems)
 
     # cross-references: hosts, guests, unique ids and months

@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   bash .ci/install-mail.sh
   bash .ci/install-libreoffice.sh
+  bash .ci/install-browser.sh
 fi
 . scripts/venv.sh
 # Lint, import contracts and the core's types first (seconds); KCG_SKIP_LINT=1 skips them.

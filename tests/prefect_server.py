@@ -28,7 +28,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def server_env(home: Path, api_url: str | None = None) -> dict[str, str]:
+def server_env(home: Path, api_url: str | None = None, ui: bool = False) -> dict[str, str]:
     env = dict(os.environ)
     for k in list(env):
         if k.startswith("PREFECT_") and k not in ("PREFECT_LOGGING_LEVEL",):
@@ -36,8 +36,8 @@ def server_env(home: Path, api_url: str | None = None) -> dict[str, str]:
     env.update({
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "true" if ui else "false",
+        "PREFECT_SERVER_UI_ENABLED": "true" if ui else "false",
         "PREFECT_LOGGING_LEVEL": env.get("PREFECT_LOGGING_LEVEL", "WARNING"),
     })
     if api_url:
@@ -59,15 +59,19 @@ class PrefectServer:
 
 
 @contextlib.contextmanager
-def prefect_server(home: Path, timeout: float = 60.0) -> Iterator[PrefectServer]:
+def prefect_server(home: Path, timeout: float = 60.0, ui: bool = False) -> Iterator[PrefectServer]:
+    """``ui=True``: the server also serves its web UI (the browser test)."""
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = home / "server.log"
     prefect = Path(sys.executable).with_name("prefect")
     cmd = [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    env = server_env(home, ui=ui)
+    if ui:  # the UI in the browser must call this server, not the default port 4200
+        env["PREFECT_UI_API_URL"] = env["PREFECT_SERVER_UI_API_URL"] = f"http://127.0.0.1:{port}/api"
     t0 = time.monotonic()
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=server_env(home), stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     api = f"http://127.0.0.1:{port}/api"
     try:

@@ -70,22 +70,25 @@ def test_daily_flow_runs_and_publishes(prefect_api, tmp_path):
     assert sorted(k.split(":")[0] + ":" + k.split(":")[1] for k in sent_by_key(tmp_path)) == ["2023-02:brief_host"]
 
     arts = _artifacts(run_id)
-    assert {"kcg-year-plan", "kcg-run-summary"} <= set(arts)
-    plan = arts["kcg-year-plan"]
-    assert plan.type == "table"
-    rows = plan.data if isinstance(plan.data, list) else json.loads(plan.data)
-    assert [r["möte"] for r in rows] == [m.id for m in meetings()]
-    jan = next(r for r in rows if r["möte"] == "2023-01")
-    assert jan["mall skickad"] == "hoppades över" and jan["läge"] == "före start"
-    summary = arts["kcg-run-summary"]
+    assert {"kcg-oversikt", "kcg-korning"} <= set(arts)
+    view = arts["kcg-oversikt"]
+    assert view.type == "markdown"
+    assert view.data.startswith("# KCG: läget just nu")
+    assert "| Möte | Datum | Värd | Läge | Svar | Protokoll | Behöver |" in view.data
+    table = [line for line in view.data.splitlines() if line.startswith("| 20")]
+    assert [line.split()[1] for line in table] == [m.id for m in meetings()]
+    jan = next(line for line in table if line.startswith("| 2023-01 "))
+    assert "| före start |" in jan and "protokoll saknas" not in jan  # held before go-live: history (issue 15)
+    assert "## Behöver en människa" in view.data and "Protokollet från mötet 2023-01" not in view.data
+    summary = arts["kcg-korning"]
     assert summary.type == "markdown"
     assert summary.data.startswith("# Daglig körning 2023-01-16")
-    assert "2023-02: brief_host – sent" in summary.data
+    assert "2023-02: information till värden – skickad" in summary.data
+    assert "brief_host" not in summary.data and "Behöver en människa" in summary.data
     assert "Startdag 2023-01-16" in summary.data and "1 möte(n) hölls före start (2023-01)" in summary.data
-    assert "Behöver en människa" in summary.data
 
     with _client() as client:
-        assert client.read_flow_run(run_id).name == "daily 2023-01-16"
+        assert client.read_flow_run(run_id).name == "daglig 2023-01-16: 1 skickade"
 
     # the same day again: nothing new
     result, _ = _run(daily_flow, date="2023-01-16", workdir=wd, config_dir=str(CONFIG_DIR))
@@ -106,7 +109,7 @@ def test_intake_flow_files_minutes_and_is_renamed(prefect_api, tmp_path):
     result, run_id = _run(intake_flow, now="2023-02-06T12:00", workdir=wd, config_dir=str(CONFIG_DIR))
     assert result == {"handled": 0}
     with _client() as client:
-        assert client.read_flow_run(run_id).name == "intake: inget nytt"
+        assert client.read_flow_run(run_id).name == "intag: inget nytt"
 
     app = make_app(tmp_path)
     app.mail.deliver(host_reply(app, FEB, at(FEB.date + timedelta(days=1), 11)), "reply.eml")
@@ -114,11 +117,12 @@ def test_intake_flow_files_minutes_and_is_renamed(prefect_api, tmp_path):
     result, run_id = _run(intake_flow, now="2023-02-07T12:00", workdir=wd, config_dir=str(CONFIG_DIR))
     assert result == {"handled": 1, "minutes": 1}
     with _client() as client:
-        assert client.read_flow_run(run_id).name == "intake: 1 protokoll"
+        assert client.read_flow_run(run_id).name == "intag: 1 protokoll"
     arts = _artifacts(run_id)
-    assert {"kcg-year-plan", "kcg-run-summary"} <= set(arts)
-    assert arts["kcg-run-summary"].data.startswith("# intake: 1 protokoll")
-    assert "arkiverat som /KCG/Protokoll/2023/2023-02-06 KCG Beslutsprotokoll" in arts["kcg-run-summary"].data
+    assert {"kcg-oversikt", "kcg-korning"} <= set(arts)
+    assert arts["kcg-korning"].data.startswith("# intag: 1 protokoll")
+    assert "arkiverat som /KCG/Protokoll/2023/2023-02-06 KCG Beslutsprotokoll" in arts["kcg-korning"].data
+    assert "| 2023-02 Månadsmöte | 2023-02-06 | Daniel Swärd | klart |" in arts["kcg-oversikt"].data
     files = archive_files(tmp_path)
     assert [f.name for f in files] == ["2023-02-06 KCG Beslutsprotokoll Tema 1 Policy & Branschpraxis – del 1.docx"]
     dist = sent_with_action(tmp_path, "distribute")
@@ -127,8 +131,8 @@ def test_intake_flow_files_minutes_and_is_renamed(prefect_api, tmp_path):
     # the latest artifact under each key is this run's
     from prefect.artifacts import Artifact
 
-    latest = Artifact.get("kcg-run-summary")
-    assert latest is not None and latest.data.startswith("# intake: 1 protokoll")
+    latest = Artifact.get("kcg-korning")
+    assert latest is not None and latest.data.startswith("# intag: 1 protokoll")
 
 
 def test_demo_runs_the_whole_year(prefect_api, tmp_path, monkeypatch):

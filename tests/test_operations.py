@@ -408,14 +408,15 @@ def test_alert_once_per_problem_and_day(tmp_path):
     cfgdir, work = config_copy(tmp_path), tmp_path / "work"
     app = bootstrap(work, cfgdir)
     now = at("2023-10-25", "07:01")
-    assert send_failure_alert(app, "kcg-daily", _Run(), _State(TransientError("busy, retry in 30 s")), now=now) == "sent"
+    assert send_failure_alert(app, "kcg-daily", _Run(), _State(TransientError("busy, retry in 30 s")), now=now) == "mail: sent"
     # same problem, other numbers in the text, next run: no second mail
     assert send_failure_alert(app, "kcg-daily", _Run(name="daily 2"), _State(TransientError("busy, retry in 60 s")),
                               now=now + timedelta(hours=3)) == "already"
     # another problem: a mail
-    assert send_failure_alert(app, "kcg-daily", _Run(), _State(KeyError("x")), now=now) == "sent"
+    assert send_failure_alert(app, "kcg-daily", _Run(), _State(KeyError("x")), now=now) == "mail: sent"
     # still there tomorrow: one reminder
-    assert send_failure_alert(app, "kcg-daily", _Run(), _State(TransientError("busy")), now=now + timedelta(days=1)) == "sent"
+    assert send_failure_alert(app, "kcg-daily", _Run(), _State(TransientError("busy")),
+                              now=now + timedelta(days=1)) == "mail: sent"
     alerts = {k: m for k, m in sent(work).items() if k.startswith("alert:")}
     assert len(alerts) == 3
     m = next(m for k, m in alerts.items() if "2023-10-25" in k and "TransientError" in m["Subject"])
@@ -484,7 +485,8 @@ def served(api, tmp_path_factory):
     base = tmp_path_factory.mktemp("served")
     cfgdir = Path(shutil.copytree(DEFAULT_CONFIG_DIR, base / "config"))
     work = base / "work"
-    env = api.env() | {"PREFECT_RUNNER_POLL_FREQUENCY": "1", "PREFECT_LOGGING_LEVEL": "INFO"}
+    # KCG_TODAY: the manual flows pretend a day through the environment, never the form
+    env = api.env() | {"PREFECT_RUNNER_POLL_FREQUENCY": "1", "PREFECT_LOGGING_LEVEL": "INFO", "KCG_TODAY": "2023-08-20"}
     log = base / "serve.log"
     kcg = Path(sys.executable).with_name("kcg")
     t0 = time.monotonic()
@@ -492,16 +494,17 @@ def served(api, tmp_path_factory):
         proc = subprocess.Popen([str(kcg), "serve", "--workdir", str(work), "--config", str(cfgdir)], env=env,
                                 stdout=out, stderr=subprocess.STDOUT, cwd=str(Path(__file__).parent.parent),
                                 start_new_session=True)
-    names = ["kcg-daily/kcg-daily", "kcg-intake/kcg-intake", "kcg-onboard-member/kcg-onboard-member",
-             "kcg-resend/kcg-resend", "kcg-refile/kcg-refile"]
+    names = ["kcg-daily/KCG", "kcg-intake/KCG", "kcg-onboard-member/KCG", "kcg-resend/KCG", "kcg-refile/KCG",
+             "kcg-resend-minutes/KCG", "kcg-confirm-date/KCG", "kcg-approve/KCG", "kcg-reject/KCG"]
     try:
         with get_client(sync_client=True) as client:
             while True:
                 if proc.poll() is not None:
                     raise AssertionError(f"kcg serve exited {proc.returncode}:\n{log.read_text()[-3000:]}")
                 deps = client.read_deployments()
-                found = {d.name for d in deps}
-                if {n.split("/")[1] for n in names} <= found:
+                flows = {f.id: f.name for f in client.read_flows()}
+                found = {f"{flows.get(d.flow_id)}/{d.name}" for d in deps}
+                if set(names) <= found:
                     break
                 if time.monotonic() - t0 > 60:
                     raise AssertionError(f"deployments not registered:\n{log.read_text()[-3000:]}")
@@ -549,8 +552,8 @@ def test_serve_registers_deployments_with_schedules_and_concurrency(served):
     from prefect.client.schemas.objects import ConcurrencyLimitStrategy
 
     with get_client(sync_client=True) as client:
-        daily = client.read_deployment_by_name("kcg-daily/kcg-daily")
-        intake = client.read_deployment_by_name("kcg-intake/kcg-intake")
+        daily = client.read_deployment_by_name("kcg-daily/KCG")
+        intake = client.read_deployment_by_name("kcg-intake/KCG")
         manual = [client.read_deployment_by_name(n) for n in served["names"][2:]]
     (ds,) = daily.schedules
     assert (ds.schedule.cron, ds.schedule.timezone, ds.active) == ("0 7 * * *", "Europe/Stockholm", True)
@@ -558,46 +561,63 @@ def test_serve_registers_deployments_with_schedules_and_concurrency(served):
     assert (is_.schedule.cron, is_.schedule.timezone, is_.active) == ("*/5 * * * *", "Europe/Stockholm", True)
     for d in (daily, intake, *manual):
         assert d.global_concurrency_limit is not None and d.global_concurrency_limit.limit == 1, d.name
+        assert not d.paused
+        assert "KCG" in d.tags and "kcg" in d.tags
+        # where a run works is bound to the deployment, never a field of the form
+        assert not {"workdir", "config_dir", "date", "now"} & set(d.parameter_openapi_schema["properties"]), d.name
+    for d in (daily, intake):
         assert d.parameters["workdir"] == str(served["work"])
         assert d.parameters["config_dir"] == str(served["config"])
-        assert not d.paused
     assert daily.concurrency_options.collision_strategy == ConcurrencyLimitStrategy.ENQUEUE
     assert intake.concurrency_options.collision_strategy == ConcurrencyLimitStrategy.ENQUEUE
-    assert all(d.schedules == [] for d in manual)
-    # the forms: typed parameters, a dropdown for `what`
-    resend = manual[1]
-    assert resend.parameter_openapi_schema["properties"]["what"]["enum"] == ["invitation", "template"]
-    assert set(resend.parameter_openapi_schema["required"]) == {"meeting_id"}
-    assert set(manual[0].parameter_openapi_schema["required"]) == {"name", "organisation", "city", "email"}
+    assert all(d.schedules == [] and d.parameters == {} and "manual" in d.tags for d in manual)
+    # the forms: Swedish titles and descriptions, a dropdown for `what` with a default
+    resend = manual[1].parameter_openapi_schema
+    assert resend["properties"]["what"]["enum"] == ["inbjudan", "protokollmall"]
+    assert resend["properties"]["what"]["default"] == "inbjudan"
+    assert set(resend["required"]) == {"meeting_id"}
+    onboard = manual[0].parameter_openapi_schema
+    assert set(onboard["required"]) == {"name", "organisation", "city", "email"}
+    assert [onboard["properties"][p]["title"] for p in ("name", "organisation", "city", "email")] == \
+        ["Namn", "Organisation", "Stad", "E-postadress"]
+    for d in manual:
+        for name, prop in d.parameter_openapi_schema["properties"].items():
+            assert prop["title"] != name and prop["description"], (d.name, name)
 
 
 @server
 def test_daily_run_through_deployment_publishes_artifacts(served):
-    run = _wait("kcg-daily/kcg-daily", {"date": "2023-10-25"})
+    run = _wait("kcg-daily/KCG", {"date": "2023-10-25"})
     assert run.state.is_completed(), (run.state, served["log"].read_text()[-3000:])
-    (table,) = _artifacts(run.id, "kcg-year-plan")
-    assert table.type == "table"
-    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
-    by_id = {r["möte"]: r for r in rows}
-    assert by_id["2023-11"]["inbjudan"] == "skickad (v1)"
-    assert by_id["2023-11"]["värd informerad"] == "ja"
-    assert by_id["2023-12"]["inbjudan"] == ""
+    (view,) = _artifacts(run.id, "kcg-oversikt")
+    assert view.type == "markdown"
+    rows = {line.split()[1]: line for line in view.data.splitlines() if line.startswith("| 20")}
     assert len(rows) == len(bootstrap(served["work"], served["config"]).meetings)
-    (summary,) = _artifacts(run.id, "kcg-run-summary")
+    assert "| inbjudan ute |" in rows["2023-11"]
+    assert "| planerat |" in rows["2023-12"]
+    (summary,) = _artifacts(run.id, "kcg-korning")
     assert summary.type == "markdown"
     assert "# Daglig körning 2023-10-25" in summary.data
-    assert "2023-11: invite – sent" in summary.data
-    assert "## Behöver en människa" in summary.data and "preliminärt datum" in summary.data
+    assert "2023-11: inbjudan – skickad" in summary.data
+    assert "## Behöver en människa" in summary.data
     assert "2023-11:invite:members:s0" in sent(served["work"])
+    with get_client_sync() as client:
+        assert {"kcg", "KCG", "daily"} <= set(client.read_flow_run(run.id).tags)
+
+
+def get_client_sync():
+    from prefect.client.orchestration import get_client
+
+    return get_client(sync_client=True)
 
 
 @server
 def test_onboarding_through_deployment(served):
-    run = _wait("kcg-onboard-member/kcg-onboard-member", {**NEW, "date": "2023-08-20"})
+    run = _wait("kcg-onboard-member/KCG", NEW)
     assert run.state.is_completed(), (run.state, served["log"].read_text()[-3000:])
     app = bootstrap(served["work"], served["config"])
     check_welcome(app, served["work"], at("2023-08-20", "07:00"))
-    (md,) = _artifacts(run.id, "kcg-onboarding")
+    (md,) = _artifacts(run.id, "kcg-manuellt")
     assert "Facebook-grupp" in md.data and "Messenger-gruppen" in md.data and "config/network.yaml" in md.data
 
 
@@ -608,10 +628,10 @@ def test_failed_run_through_deployment_alerts_once(served):
     (broken / "plan-2023.yaml").write_text("year: 2023\nmeetings:\n  - month: 2023-13\n")
     # a good run happened before (daily test or this one), so last-good-config exists
     assert (served["work"] / "last-good-config" / "network.yaml").exists() or \
-        _wait("kcg-daily/kcg-daily", {"date": "2023-08-01"}).state.is_completed()
+        _wait("kcg-daily/KCG", {"date": "2023-08-01"}).state.is_completed()
     before = {k for k in sent(served["work"]) if k.startswith("alert:")}
-    r1 = _wait("kcg-daily/kcg-daily", {"date": "2023-10-26", "config_dir": str(broken)})
-    r2 = _wait("kcg-daily/kcg-daily", {"date": "2023-10-27", "config_dir": str(broken)})
+    r1 = _wait("kcg-daily/KCG", {"date": "2023-10-26", "config_dir": str(broken)})
+    r2 = _wait("kcg-daily/KCG", {"date": "2023-10-27", "config_dir": str(broken)})
     assert r1.state.is_failed() and r2.state.is_failed()
     _hooks_done(r1.id)
     _hooks_done(r2.id)
@@ -660,7 +680,7 @@ def test_restarting_serve_keeps_schedules_active(served):
     # not reach the shutdown code that pauses schedules)
     # (an unscheduled deployment: the intake's real 5-minute schedule may be
     # running right now, and its CANCEL_NEW limit would cancel a second run)
-    run = _wait("kcg-onboard-member/kcg-onboard-member", {**NEW, "date": "2023-08-20"})
+    run = _wait("kcg-onboard-member/KCG", NEW)
     assert run.state.is_completed(), run.state
     proc = served["proc"]
     os.killpg(proc.pid, signal.SIGINT)

@@ -278,11 +278,21 @@ class Distribution(_Model):
     max_per_meeting_per_day: int = Field(2, ge=1)
 
 
+class AlertSettings(_Model):
+    """A second alert channel that does not go through the mail transport."""
+
+    #: a Microsoft Teams or Slack incoming webhook ("" = off); it holds a token:
+    #: prefer the environment variable KCG_ALERTS__WEBHOOK_URL
+    webhook_url: str = ""
+    timeout_seconds: float = 10.0
+
+
 class Transport(_Model):
     mail: MailSettings = MailSettings()
     archive: ArchiveSettings = ArchiveSettings()
     inbound: Inbound = Inbound()
     distribution: Distribution = Distribution()
+    alerts: AlertSettings = AlertSettings()
     alerts_to: list[str] = []
     prefect_ui_url: str = "http://127.0.0.1:4200"
 

@@ -96,13 +96,17 @@ def plan(year: Optional[int] = typer.Option(None, help="Only this plan year."),
 def daily(date: Optional[str] = typer.Option(None, help="Simulate this day (YYYY-MM-DD); default today."),
           workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
     """Run the daily flow once: send what is due."""
-    _config(config)
+    cfg = _config(config)
     _state_ok(workdir, config)
 
     def start():
-        from flows.daily import daily_flow
+        from prefect import tags
 
-        return daily_flow(date=date, workdir=str(workdir), config_dir=str(config) if config else None)
+        from flows.daily import daily_flow
+        from flows.serve import run_tags
+
+        with tags(*run_tags(cfg.network.short, "daily")):  # the UI's filters find terminal runs too
+            return daily_flow(date=date, workdir=str(workdir), config_dir=str(config) if config else None)
 
     console.print(_run_flow(workdir, start))
 
@@ -111,13 +115,17 @@ def daily(date: Optional[str] = typer.Option(None, help="Simulate this day (YYYY
 def intake(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG,
            now: Optional[str] = typer.Option(None, help="Simulated time YYYY-MM-DDTHH:MM.")) -> None:
     """Run the intake flow once: handle new replies."""
-    _config(config)
+    cfg = _config(config)
     _state_ok(workdir, config)
 
     def start():
-        from flows.intake import intake_flow
+        from prefect import tags
 
-        return intake_flow(now=now, workdir=str(workdir), config_dir=str(config) if config else None)
+        from flows.intake import intake_flow
+        from flows.serve import run_tags
+
+        with tags(*run_tags(cfg.network.short, "intake")):
+            return intake_flow(now=now, workdir=str(workdir), config_dir=str(config) if config else None)
 
     console.print(_run_flow(workdir, start))
 
@@ -145,19 +153,26 @@ def demo(workdir: Path = typer.Option(Path("var/demo"), "--workdir", "-w"), conf
 
 
 def _status_table(workdir: Path, config: Optional[Path]) -> None:
+    """The standing overview, as in the Prefect UI: the table, then what needs a person."""
     from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.services.status import meeting_rows
+    from kcg_mail.core.overview import COLUMNS, overview_needs, rows
+    from kcg_mail.services.status import overview_inputs
 
     a = bootstrap(workdir, config)
-    rows = meeting_rows(a)
-    t = Table(title="Status per möte")
-    cols = ("möte", "datum", "läge", "värd", "inbjudan", "mall skickad", "protokoll", "utskickat")
-    for c in cols:
-        t.add_column(c)
-    for r in rows:
-        t.add_row(*(str(r[c]) for c in cols))
+    inp = overview_inputs(a)
+    needs = overview_needs(inp)
+    t = Table(title=f"{a.cfg.network.short}: läget just nu")
+    for c in COLUMNS:
+        t.add_column(c.capitalize())
+    for r in rows(inp, needs):
+        t.add_row(*(r[c] for c in COLUMNS))
     console.print(t)
-    filed = [r["arkiverat"] for r in rows if r["arkiverat"]]
+    console.print("[bold]Behöver en människa[/]")
+    for n in needs:
+        console.print(f"• {n.line()}", markup=False, highlight=False, soft_wrap=True)
+    if not needs:
+        console.print("• Inget just nu.")
+    filed = [f.path for f in a.state.filings()]
     if filed:
         console.print("Arkiverat:")
         for path in filed:
@@ -166,17 +181,15 @@ def _status_table(workdir: Path, config: Optional[Path]) -> None:
 
 @app.command()
 def status(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
-    """Show each meeting's status and what needs a person."""
+    """Show each meeting's status and what needs a person (the same as the Prefect UI's overview)."""
     _config(config)
     _state_ok(workdir, config)
     _status_table(workdir, config)
     from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.services.status import go_live_line, needs_a_person
+    from kcg_mail.services.status import go_live_line
 
     a = bootstrap(workdir, config)
     console.print(go_live_line(a), markup=False, highlight=False)
-    for item in needs_a_person(a):
-        console.print(f"• {item}", markup=False)
     _planning_status(workdir, config)
 
 
@@ -307,7 +320,7 @@ def serve(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
 
     from kcg_mail.entrypoints.prefect_env import FIX
 
-    _config(config)
+    cfg = _config(config)
     _state_ok(workdir, config)
     if not os.environ.get("PREFECT_API_URL"):
         err.print(f"[bold red]Prefect:[/] kcg serve needs a Prefect server for its schedules; {FIX}",
@@ -316,10 +329,11 @@ def serve(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
 
     def start():
         from flows.serve import serve_all
-        from kcg_mail.entrypoints.listener import start_background_listener
 
-        start_background_listener(str(workdir.resolve()), str(config.resolve()) if config else None)
-        serve_all(str(workdir.resolve()), str(config.resolve()) if config else None)
+        wd, cd = str(workdir.resolve()), str(config.resolve()) if config else None
+        _automations(cfg)
+        _listener(cfg, wd, cd)
+        serve_all(wd, cd, cfg.network.short)
 
     _run_flow(workdir, start)
 
@@ -352,6 +366,53 @@ def adopt(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG,
                       "kör sedan `kcg adopt` igen):")
         for path, why in report.unplaced:
             console.print(f"  • {path}: {why}", markup=False, highlight=False)
+
+
+
+def _automations(cfg) -> None:
+    from kcg_mail.entrypoints.automations import ensure_automations
+
+    try:
+        for name in ensure_automations(cfg):
+            console.print(f"automation: {name}", markup=False, highlight=False)
+    except Exception as exc:  # the flows must be served even when this fails
+        err.print(f"could not create the Prefect automations: {type(exc).__name__}: {exc}", markup=False)
+
+
+def _listener(cfg, workdir: str, config_dir: Optional[str], deployment: Optional[str] = None):
+    """The push listener, triggering this network's intake deployment on new mail."""
+    from functools import partial
+
+    from flows.serve import intake_deployment
+    from kcg_mail.entrypoints.listener import start_background_listener, trigger_intake_deployment
+
+    name = deployment or intake_deployment(cfg.network.short)
+    return start_background_listener(workdir, config_dir, on_mail=partial(trigger_intake_deployment, name))
+
+
+@app.command()
+def listen(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG,
+           deployment: Optional[str] = typer.Option(None, help="The intake deployment to start "
+                                                    "(default kcg-intake/<short>-worker, as in prefect.yaml).")) -> None:
+    """The push listener alone, for setups where Prefect workers run the flows
+    (`prefect deploy`): waits for new mail and starts the intake deployment."""
+    import time
+
+    from flows.serve import intake_deployment
+
+    cfg = _config(config)
+    _automations(cfg)
+    name = deployment or intake_deployment(cfg.network.short, worker=True)
+    listener = _listener(cfg, str(workdir.resolve()), str(config.resolve()) if config else None, name)
+    console.print(f"listening for new mail ({cfg.network.short}), starting {name}; Ctrl-C stops",
+                  markup=False)
+    try:
+        while not listener.stopped:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        listener.stop()
 
 
 @app.command("dropbox-auth")

@@ -21,6 +21,7 @@ who to mail. So every successful run keeps a copy of the configuration in
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from datetime import datetime
 from pathlib import Path
@@ -119,28 +120,131 @@ def ui_url(app: App) -> str:
         return configured
 
 
+#: failures that say the mail server (or another connection) is what broke
+CONNECTION_KINDS = {"TransientError", "TransportError", "ConnectionError", "ConnectionRefusedError", "TimeoutError",
+                    "OSError", "SMTPException", "SMTPServerDisconnected", "IMAP4.error", "ErrorServerBusy"}
+ALERT_ACTION = "alert"  # state record: one per problem and day; "failed" = a channel still owes it
+
+
 def send_failure_alert(app: App, flow_name: str, flow_run: Any, state: Any, *, now: datetime | None = None,
-                       note: str | None = None) -> str:
-    """Mail the alert for one failed run; returns the outbox outcome
-    ("sent", or "already" when this problem was reported today)."""
+                       note: str | None = None, log: Any = None) -> str:
+    """Alert the coordinator about one failed (or crashed) run, once per
+    problem and day, on every channel: the webhook (which does not need the
+    mail server) and mail. Returns what happened per channel."""
+    from kcg_mail.services.status import record_problem
+
     kind, detail = _failure(state)
     day = now_local(app.cfg, now).date().isoformat()
     problem = problem_id(flow_name, kind, detail)
-    url = f"{ui_url(app)}/runs/flow-run/{flow_run.id}"
-    to = alert_recipients(app)
+    if kind in CONNECTION_KINDS:
+        first = (detail.strip().splitlines() or [""])[0]
+        what = "archive" if re.search(r"dropbox|archive|arkiv", first, re.IGNORECASE) else "mail"
+        record_problem(app, what, f"{kind}: {first[:200]}", now)
     what = f"Körningen {getattr(flow_run, 'name', '')!s} av {flow_name} misslyckades med {kind}:\n{detail[:1500]}"
     if note:
         what += f"\n\n{note}"
+    alert = {"key": f"alert:{flow_name}:{day}:{problem}", "title": f"{flow_name} misslyckades: {kind}",
+             "what": what, "todo": TODO.get(kind, DEFAULT_TODO), "url": f"{ui_url(app)}/runs/flow-run/{flow_run.id}"}
+    return deliver_alert(app, alert, log)
+
+
+def _channels(app: App) -> list[str]:
+    return (["webhook"] if app.cfg.transport.alerts.webhook_url else []) + ["mail"]
+
+
+def deliver_alert(app: App, alert: dict[str, Any], log: Any = None, channels: list[str] | None = None) -> str:
+    """Send ``alert`` on each channel that still owes it. A channel that fails
+    is logged as an ERROR (``log``: the run's logger, so it shows in the UI)
+    and stays owed in the state record: the next run tries again."""
+    from kcg_mail.services.status import clear_problem, record_problem
+
+    log = log or logging.getLogger("kcg.alerts")
+    rec = app.state.action(alert["key"] + ":channels")
+    if channels is None:
+        if rec is not None:  # this problem was alerted (or is owed) today already
+            return "already" if rec.status == "done" else "owed: " + ", ".join(rec.detail.get("owed", []))
+        channels = _channels(app)
+    owed, done = [], []
+    for ch in channels:
+        try:
+            if ch == "webhook":
+                post_webhook(app.cfg.transport.alerts.webhook_url, alert, app.cfg.transport.alerts.timeout_seconds)
+            else:
+                send_alert_mail(app, alert)
+            done.append(ch)
+            clear_problem(app, "webhook" if ch == "webhook" else "alert-mail")
+        except Exception as exc:
+            owed.append(ch)
+            why = f"{type(exc).__name__}: {exc}"
+            record_problem(app, "webhook" if ch == "webhook" else "alert-mail", why[:300])
+            log.error("the alert %r could not be sent by %s (%s); the next run tries again",
+                      alert["title"], "webhook" if ch == "webhook" else "mail", why)
+    app.state.record_action(alert["key"] + ":channels", None, ALERT_ACTION, "failed" if owed else "done",
+                            {**alert, "owed": owed, "sent": done + (rec.detail.get("sent", []) if rec else [])})
+    return ", ".join([f"{c}: sent" for c in done] + [f"{c}: FAILED" for c in owed])
+
+
+def retry_pending_alerts(app: App, log: Any = None) -> list[str]:
+    """Send the alerts an earlier run could not (called at the start of every run)."""
+    out = []
+    for rec in app.state.actions():
+        if rec.action == ALERT_ACTION and rec.status == "failed" and rec.detail.get("owed"):
+            alert = {k: rec.detail[k] for k in ("key", "title", "what", "todo", "url")}
+            channels = [c for c in rec.detail["owed"] if c in _channels(app)]
+            out.append(deliver_alert(app, alert, log, channels))
+    return out
+
+
+def send_alert_mail(app: App, alert: dict[str, Any]) -> str:
+    to = alert_recipients(app)
     msg = app.composer.message(
-        "alert", f"alert:{flow_name}:{day}:{problem}", None, [],
-        {"alert": {"title": f"{flow_name} misslyckades: {kind}", "what": what,
-                   "todo": TODO.get(kind, DEFAULT_TODO), "url": url}},
+        "alert", alert["key"], None, [],
+        {"alert": {"title": alert["title"], "what": alert["what"], "todo": alert["todo"], "url": alert["url"]}},
         to_addresses=to,
     )
     # alerts_to is configured on purpose, so those addresses may get alerts
     # even when they are not network members; everything else stays guarded.
     outbox = Outbox(app.state, app.mail, app.outbox.allowed | {a.email for a in to})
     return outbox.send(msg)
+
+
+def webhook_payload(alert: dict[str, Any]) -> dict[str, Any]:
+    """JSON that both a Slack incoming webhook (``text``) and a Microsoft Teams
+    incoming webhook (a MessageCard: ``summary``, ``text``, a button) accept."""
+    text = f"{alert['title']}\n\n{alert['what']}\n\nGör så här: {alert['todo']}\n\n{alert['url']}"
+    return {
+        "@type": "MessageCard", "@context": "https://schema.org/extensions",
+        "summary": alert["title"], "themeColor": "C4314B", "text": text,
+        "potentialAction": [{"@type": "OpenUri", "name": "Öppna körningen i Prefect",
+                             "targets": [{"os": "default", "uri": alert["url"]}]}],
+    }
+
+
+class WebhookFailed(RuntimeError):
+    pass
+
+
+def post_webhook(url: str, alert: dict[str, Any], timeout: float = 10.0) -> None:
+    """POST the alert; raise WebhookFailed (without the URL's token) unless 2xx."""
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    host = urllib.parse.urlsplit(url).netloc or "?"
+    body = json.dumps(webhook_payload(alert), ensure_ascii=False).encode("utf-8")
+    req = urllib.request.Request(url, data=body, method="POST",
+                                 headers={"Content-Type": "application/json; charset=utf-8"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            status = resp.status
+    except urllib.error.HTTPError as exc:
+        raise WebhookFailed(f"the webhook at {host} answered HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise WebhookFailed(f"the webhook at {host} could not be reached: {reason}") from None
+    if not 200 <= status < 300:
+        raise WebhookFailed(f"the webhook at {host} answered HTTP {status}")
 
 
 def overdue_alerts(app: App, now: datetime) -> list[str]:

@@ -30,7 +30,7 @@ def resend_meeting(app: App, meeting_id: str, what: Literal["invitation", "templ
 
     m = app.meeting(meeting_id)
     if m is None:
-        raise ManualProblem(f"mötet {meeting_id!r} finns inte i årsplanen; ange ett id som 2023-05 (se kcg-year-plan)")
+        raise ManualProblem(f"mötet {meeting_id!r} finns inte i årsplanen; ange ett id som 2023-05 (se översikten)")
     marker = f"{meeting_id}:resend:{what}:{request_id}"
     done = app.state.action(marker)
     if done is not None and done.status == "done":
@@ -88,13 +88,15 @@ def _find_record(app: App, message: str):
         rec = app.state.message(message)
         if rec is not None:
             return rec
-    hits = [r for r in app.state.messages() if r.ref == message or r.ref.rpartition("/")[2] == message]
+    short = re.fullmatch(r"[0-9a-f]{8,39}", message) is not None  # the overview shows 12 characters
+    hits = [r for r in app.state.messages() if r.ref == message or r.ref.rpartition("/")[2] == message
+            or (short and r.msg_key.startswith(message))]
     if len(hits) == 1:
         return hits[0]
     if len(hits) > 1:
         raise ManualProblem(f"{message!r} matchar {len(hits)} meddelanden; ange meddelandets nyckel (msg_key)")
     raise ManualProblem(f"inget meddelande med nyckel eller referens {message!r} i tillståndsregistret; "
-                        f"se 'Behöver en människa' i kcg-run-summary för nyckeln")
+                        f"se listan 'Behöver en människa' i översikten för referensen")
 
 
 def refile_message(app: App, message: str, meeting_id: str | None = None) -> Refiled:

@@ -1,59 +1,125 @@
-"""What the coordinator sees: the year plan with each meeting's status, and a
-summary of one run with what needs a person. Read-only views of the state
-record, used by the Prefect artifacts, ``kcg status`` and the demo."""
+"""What the coordinator sees: the standing overview (one row per meeting and
+what needs a person, ``kcg_mail.core.overview``) fed from the state record,
+and the summary of one run. Read-only views, used by the Prefect artifacts,
+``kcg status`` and the demo; plus the small health record of connections
+and alert channels that failed and have not recovered yet."""
 
 from __future__ import annotations
 
-from datetime import date
+import json
+from datetime import date, datetime, time
 from typing import Any
 
+from kcg_mail.core import overview
 from kcg_mail.core.cycle import is_history
-from kcg_mail.core.years import missing_plan_items, plan_years
 from kcg_mail.services.app import App, now_local
 
 #: the state value of a meeting held before the go-live date
 BEFORE_START = "före start"
+QUARANTINE_OUTCOMES = ("not_allowed", "unmatched", "bad_minutes", "no_minutes")
+HEALTH_PREFIX = "health:"
+#: what (a connection or channel) -> the Swedish name the coordinator reads
+HEALTH_NAMES = {"mail": "E-postservern", "archive": "Arkivet", "webhook": "Larm via webhook",
+                "alert-mail": "Larm via e-post"}
 
 
-def meeting_rows(app: App) -> list[dict[str, Any]]:
-    done = {}
+# ------------------------------------------------------------------ health
+
+
+def record_problem(app: App, what: str, detail: str, now: datetime | None = None) -> None:
+    """Remember that a connection or alert channel failed (kept until it works again)."""
+    key = HEALTH_PREFIX + what
+    old = app.state.get(key)
+    since = json.loads(old)["since"] if old else now_local(app.cfg, now).isoformat(timespec="minutes")
+    app.state.put(key, json.dumps({"what": what, "detail": detail[:300], "since": since}, ensure_ascii=False))
+
+
+def clear_problem(app: App, what: str) -> None:
+    if app.state.get(HEALTH_PREFIX + what):
+        app.state.put(HEALTH_PREFIX + what, "")
+
+
+def problems(app: App) -> list[overview.Problem]:
+    out = []
+    for what, name in HEALTH_NAMES.items():
+        raw = app.state.get(HEALTH_PREFIX + what)
+        if raw:
+            d = json.loads(raw)
+            out.append(overview.Problem(name, d["detail"], d["since"]))
+    return out
+
+
+# ---------------------------------------------------------------- overview
+
+
+def meeting_facts(app: App) -> list[overview.MeetingFacts]:
+    steps: dict[str, dict[str, str]] = {}
+    distributed: set[str] = set()
     for rec in app.state.actions():
-        if rec.status in ("done", "skipped") and rec.meeting_id:
-            done.setdefault(rec.meeting_id, {})[rec.key] = rec
-    rows = []
+        if not rec.meeting_id:
+            continue
+        if ":step:" in rec.key and rec.status in ("done", "skipped"):
+            steps.setdefault(rec.meeting_id, {})[rec.action] = rec.status
+        if rec.action == "distribute" and rec.status == "done":
+            distributed.add(rec.meeting_id)
+    out = []
     go_live = app.go_live()
     for m in app.meetings:
-        recs = done.get(m.id, {})
-        steps = {r.action: r.status for k, r in recs.items() if ":step:" in k}
+        st = steps.get(m.id, {})
         inv = app.invitation(m.id)
         att = app.state.attendance(m.id)
         filings = app.state.filings(m.id)
-        distributed = [k for k, r in recs.items() if r.action == "distribute" and r.status == "done"]
-        last = filings[-1] if filings else None
-        rows.append({
-            "möte": m.id,
-            "datum": m.date.isoformat() + (" (prel.)" if m.tentative else ""),
-            "läge": BEFORE_START if is_history(m, go_live) else "",
-            "tema": m.theme_label,
-            "värd": m.host.name,
-            "värd informerad": _mark(steps.get("brief_host")),
-            "inbjudan": ("inställd" if inv.cancelled else f"skickad (v{inv.sequence + 1})") if inv else _mark(steps.get("invite")),
-            "svar": f"{sum(v == 'ACCEPTED' for v in att.values())} ja / {sum(v == 'DECLINED' for v in att.values())} nej" if att else "",
-            "mall skickad": _mark(steps.get("send_template")),
-            "protokoll": f"version {last.version}" if last else "",
-            "arkiverat": last.path if last else "",
-            "länk": (last.link or "") if last else "",
-            "revision": last.rev if last else "",
-            "innehållshash": last.content_hash[:16] if last else "",
-            "utskickat": f"{len(distributed)} utskick" if distributed else "",
-            "påmint": "ja" if steps.get("chase_host") == "done" else "",
-            "eskalerat": "ja" if steps.get("escalate") == "done" else "",
-        })
-    return rows
+        out.append(overview.MeetingFacts(
+            id=m.id, date=m.date, kind_label=m.kind_label, theme=m.theme_label, host=m.host.name,
+            tentative=m.tentative, proposed=m.proposed,
+            host_briefed=st.get("brief_host") == "done",
+            invited=inv is not None and not inv.cancelled, cancelled=inv is not None and inv.cancelled,
+            template_sent=st.get("send_template") == "done", chased=st.get("chase_host") == "done",
+            escalated=st.get("escalate") == "done",
+            accepted=sum(v == "ACCEPTED" for v in att.values()), declined=sum(v == "DECLINED" for v in att.values()),
+            filed_version=filings[-1].version if filings else None, distributed=m.id in distributed,
+            before_start=is_history(m, go_live),
+        ))
+    return out
 
 
-def _mark(status: str | None) -> str:
-    return {"done": "ja", "skipped": "hoppades över"}.get(status or "", "")
+def overview_inputs(app: App, now: datetime | None = None) -> overview.Inputs:
+    held, quarantined = [], []
+    for rec in app.state.messages():
+        ref = rec.msg_key[:12]
+        if rec.outcome == "held":
+            held.append(overview.Held(ref, rec.sender, rec.subject, rec.reason, rec.meeting_id))
+        elif rec.outcome in QUARANTINE_OUTCOMES and rec.status == "done":
+            quarantined.append(overview.Quarantined(ref, rec.sender, rec.subject, rec.outcome))
+    return overview.Inputs(
+        meetings=tuple(meeting_facts(app)), today=now_local(app.cfg, now).date(),
+        held=tuple(held), quarantined=tuple(quarantined), problems=tuple(problems(app)),
+        template_problems=tuple(app.template_problems), plan_years=frozenset(p.year for p in app.cfg.plans),
+    )
+
+
+def overview_rows(app: App, now: datetime | None = None) -> list[dict[str, str]]:
+    return overview.rows(overview_inputs(app, now))
+
+
+def overview_needs(app: App, now: datetime | None = None) -> list[overview.Need]:
+    return overview.overview_needs(overview_inputs(app, now))
+
+
+def overview_markdown(app: App, now: datetime | None = None, by: str = "") -> str:
+    return overview.markdown(app.cfg.network.short, overview_inputs(app, now), now_local(app.cfg, now), by)
+
+
+def needs_a_person(app: App, now: datetime | None = None, today: date | None = None) -> list[str]:
+    """Open items for the coordinator, each with what to do (one line each)."""
+    if today is not None:
+        now = datetime.combine(today, time(12, 0))
+    return [n.line() for n in overview_needs(app, now)]
+
+
+def meeting_rows(app: App, now: datetime | None = None) -> list[dict[str, str]]:
+    """The overview's rows (möte, datum, värd, läge, …), as ``kcg status`` shows them."""
+    return overview_rows(app, now)
 
 
 def go_live_line(app: App) -> str:
@@ -65,30 +131,11 @@ def go_live_line(app: App) -> str:
     return f"Start: {day.isoformat()} ({source}); möten före dess visas som \"{BEFORE_START}\" och får inga utskick."
 
 
-def today_of(app: App) -> date:
-    """The run's day (simulated runs included), else today."""
-    return (app.outbox.now if app.outbox is not None and app.outbox.now is not None else now_local(app.cfg)).date()
+def artifact_slug(app: App) -> str:
+    """The network's short name as Prefect artifact keys want it (a-z, 0-9, -)."""
+    import re
 
-
-def needs_a_person(app: App, today: date | None = None) -> list[str]:
-    """Open items for the coordinator, each with what to do."""
-    today = today or today_of(app)
-    items = list(app.template_problems)
-    ahead = any(m.date >= today for m in app.meetings)
-    items += missing_plan_items(plan_years(app.cfg.plans), today, ahead)
-    for rec in app.state.messages():
-        if rec.outcome in ("not_allowed", "unmatched", "bad_minutes", "no_minutes") and rec.status == "done":
-            items.append(f"Meddelande i karantän från {rec.sender} ({rec.subject!r}): {rec.reason}. "
-                         f"Gör: titta på det och kör flödet 'kcg-refile' om det ska arkiveras.")
-    from kcg_mail.services.approval import pending  # issue 13: held mail
-
-    for p in pending(app):
-        items.append(f"Väntar på godkännande: {p.line()}")
-    for m in app.meetings:
-        if m.tentative:
-            items.append(f"Mötet {m.id} ({m.theme_label}) har bara ett preliminärt datum ({m.proposed}). "
-                         f"Gör: sätt date: och tentative: false i plan-filen när datumet är bestämt.")
-    return items
+    return re.sub(r"[^a-z0-9]+", "-", app.cfg.network.short.lower()).strip("-") or "kcg"
 
 
 def run_summary(title: str, lines: list[str], attention: list[str]) -> str:
@@ -97,3 +144,4 @@ def run_summary(title: str, lines: list[str], attention: list[str]) -> str:
     md += ["", "## Behöver en människa", ""]
     md += [f"- {a}" for a in attention] or ["- Inget."]
     return "\n".join(md) + "\n"
+

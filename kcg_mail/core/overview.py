@@ -1,0 +1,261 @@
+"""The coordinator's standing overview: one row per meeting and the list of
+what needs a person, computed from facts read out of the state record.
+
+Pure: ``kcg_mail.services.status`` gathers the facts; the Prefect artifact,
+``kcg status`` and the demo show the result. Everything here is what a person
+reads, so it is Swedish and carries no internal codes (no step names, no keys).
+
+The table is narrow on purpose (seven short columns) so it reads whole in the
+Prefect UI at 1,400 px: möte, datum, värd, läge, svar, protokoll, behöver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+COLUMNS: tuple[str, ...] = ("möte", "datum", "värd", "läge", "svar", "protokoll", "behöver")
+
+#: how long after the meeting the minutes may take before they count as late
+#: when no escalation has been recorded (the cycle escalates on its own day)
+MINUTES_GRACE_DAYS = 14
+
+
+@dataclass(frozen=True)
+class MeetingFacts:
+    """What the state record says about one meeting."""
+
+    id: str
+    date: date
+    kind_label: str
+    theme: str
+    host: str
+    tentative: bool = False
+    proposed: str | None = None
+    host_briefed: bool = False
+    invited: bool = False
+    cancelled: bool = False
+    template_sent: bool = False
+    chased: bool = False
+    escalated: bool = False
+    accepted: int = 0
+    declined: int = 0
+    filed_version: int | None = None
+    distributed: bool = False
+    before_start: bool = False
+
+
+@dataclass(frozen=True)
+class Held:
+    """A reply held for the coordinator's approval (issue 13)."""
+
+    ref: str
+    sender: str
+    subject: str
+    reason: str
+    meeting_id: str | None = None
+
+
+#: why a message is in quarantine, in words (the intake's outcome codes)
+QUARANTINE_REASONS = {
+    "unmatched": "det gick inte att koppla till något möte",
+    "not_allowed": "avsändaren är inte värd för mötet och får inte lämna protokoll",
+    "bad_minutes": "bilagan gick inte att läsa som ett protokoll",
+    "no_minutes": "svaret hade inget protokoll bifogat",
+}
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    ref: str
+    sender: str
+    subject: str
+    outcome: str
+
+    @property
+    def reason(self) -> str:
+        return QUARANTINE_REASONS.get(self.outcome, "det behöver granskas")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A connection or alert channel that failed and has not recovered."""
+
+    what: str       # "E-postservern", "Arkivet", "Larm via webhook", ...
+    detail: str
+    since: str      # ISO date-time, local
+
+
+@dataclass(frozen=True)
+class Need:
+    text: str
+    todo: str
+    meeting_id: str | None = None
+
+    def line(self) -> str:
+        return f"{self.text} Gör: {self.todo}"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    meetings: tuple[MeetingFacts, ...]
+    today: date
+    held: tuple[Held, ...] = ()
+    quarantined: tuple[Quarantined, ...] = ()
+    problems: tuple[Problem, ...] = ()
+    template_problems: tuple[str, ...] = ()
+    plan_years: frozenset[int] = field(default_factory=frozenset)
+    #: from this day of the year on, next year's plan is expected (MM-DD)
+    next_year_plan_due: str = "10-01"
+
+
+# ------------------------------------------------------------------- rows
+
+
+def stage(m: MeetingFacts, today: date) -> str:
+    """The meeting's state in one or two words."""
+    if m.cancelled:
+        return "inställt"
+    if m.before_start:
+        return "före start"
+    if m.filed_version is not None:
+        return "klart" if m.distributed else "arkiverat"
+    if m.date < today:
+        if not (m.invited or m.template_sent or m.escalated):
+            return "passerat"  # the cycle never ran for it (before kcg-mail took over)
+        return "protokoll saknas" if minutes_late(m, today) else "väntar protokoll"
+    if m.date == today:
+        return "i dag"
+    if m.tentative:
+        return "preliminärt"
+    if m.invited:
+        return "inbjudan ute"
+    if m.host_briefed:
+        return "värd informerad"
+    return "planerat"
+
+
+def minutes_late(m: MeetingFacts, today: date) -> bool:
+    if m.filed_version is not None or m.cancelled or m.before_start or m.date >= today:
+        return False
+    return m.escalated or ((m.invited or m.template_sent) and (today - m.date).days > MINUTES_GRACE_DAYS)
+
+
+def _answers(m: MeetingFacts) -> str:
+    if not (m.accepted or m.declined):
+        return "–" if not m.invited else "0 / 0"
+    return f"{m.accepted} / {m.declined}"
+
+
+def _minutes(m: MeetingFacts) -> str:
+    if m.filed_version is None:
+        return "–"
+    text = f"v{m.filed_version}"
+    return text + (", utskickat" if m.distributed else ", ej utskickat")
+
+
+def rows(inp: Inputs, needs: list[Need] | None = None) -> list[dict[str, str]]:
+    needs = overview_needs(inp) if needs is None else needs
+    per_meeting: dict[str, list[Need]] = {}
+    for n in needs:
+        if n.meeting_id:
+            per_meeting.setdefault(n.meeting_id, []).append(n)
+    out = []
+    for m in inp.meetings:
+        mine = per_meeting.get(m.id, [])
+        out.append({
+            "möte": f"{m.id} {m.kind_label.split(' (')[0]}",
+            "datum": m.date.isoformat() + (" prel." if m.tentative else ""),
+            "värd": m.host,
+            "läge": stage(m, inp.today),
+            "svar": _answers(m),
+            "protokoll": _minutes(m),
+            "behöver": ("ja ↓" if len(mine) == 1 else f"{len(mine)} saker ↓") if mine else "–",
+        })
+    return out
+
+
+# ------------------------------------------------------------------ needs
+
+
+def overview_needs(inp: Inputs) -> list[Need]:
+    """Everything open that a person has to act on, oldest concern first."""
+    out: list[Need] = []
+    for p in inp.problems:
+        out.append(Need(f"{p.what} fungerar inte sedan {p.since[:16].replace('T', ' ')}: {p.detail}",
+                        "kontrollera anslutningen (kör `kcg check --connect`); nästa körning försöker igen."))
+    for t in inp.template_problems:
+        out.append(Need(f"Mallproblem: {t}", "rätta mallen och kör `kcg check`; den senaste fungerande används så länge."))
+    for m in inp.meetings:
+        if minutes_late(m, inp.today):
+            out.append(Need(f"Protokollet från mötet {m.id} ({m.theme}, {m.date.isoformat()}) har inte kommit in "
+                            f"(värd {m.host}).",
+                            "kontakta värden, eller svara på påminnelsen med protokollet bifogat.", m.id))
+        if m.tentative and not m.cancelled and m.date >= inp.today:
+            when = f" ({m.proposed})" if m.proposed else ""
+            out.append(Need(f"Mötet {m.id} ({m.theme}) har bara ett preliminärt datum, {m.date.isoformat()}{when}; "
+                            f"ingen inbjudan går ut förrän det är bekräftat.",
+                            "kör flödet kcg-confirm-date (Bekräfta datum) när datumet är bestämt.", m.id))
+    for h in inp.held:
+        out.append(Need(f"Ett svar från {h.sender} ({h.subject!r}) väntar på godkännande: {h.reason}.",
+                        f"kör flödet kcg-approve (godkänn) eller kcg-reject (avvisa) med referensen {h.ref}.", h.meeting_id))
+    for q in inp.quarantined:
+        out.append(Need(f"Meddelande i karantän från {q.sender} ({q.subject!r}): {q.reason}.",
+                        f"titta på det och kör flödet kcg-refile (arkivera ur karantän) med referensen {q.ref} "
+                        f"om det ska arkiveras."))
+    missing = missing_plan_year(inp)
+    if missing is not None:
+        out.append(Need(f"Det finns ingen årsplan för {missing} än.",
+                        f"lägg till config/plan-{missing}.yaml (teman, värdar) och kör `kcg check`."))
+    return out
+
+
+def missing_plan_year(inp: Inputs) -> int | None:
+    """This year when it has no plan; next year from ``next_year_plan_due`` on."""
+    if not inp.plan_years:
+        return None
+    if inp.today.year not in inp.plan_years:
+        return inp.today.year
+    nxt = inp.today.year + 1
+    due = date.fromisoformat(f"{inp.today.year}-{inp.next_year_plan_due}")
+    return nxt if nxt not in inp.plan_years and inp.today >= due else None
+
+
+# ---------------------------------------------------------------- markdown
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(network: str, inp: Inputs, updated: datetime, by: str = "") -> str:
+    """The overview as one markdown document: the table, then the list."""
+    needs = overview_needs(inp)
+    table = rows(inp, needs)
+    md = [f"# {network}: läget just nu", "",
+          f"Uppdaterad {updated:%Y-%m-%d %H:%M}" + (f" av {by[:1].lower()}{by[1:]}" if by else "") + ".", ""]
+    md.append("| " + " | ".join(c.capitalize() for c in COLUMNS) + " |")
+    md.append("|" + "|".join("---" for _ in COLUMNS) + "|")
+    for r in table:
+        md.append("| " + " | ".join(_cell(r[c]) for c in COLUMNS) + " |")
+    md += ["", "Svar = ja / nej på kalenderinbjudan. Behöver ↓ = se listan nedan.", "", "## Behöver en människa", ""]
+    md += [f"- {n.line()}" for n in needs] or ["- Inget just nu."]
+    return "\n".join(md) + "\n"
+
+
+# ------------------------------------------------------------ run summaries
+
+ACTION_LABELS = {
+    "brief_host": "information till värden", "invite": "inbjudan", "update_invitation": "uppdaterad inbjudan",
+    "cancel_invitation": "inställelse", "remind_host": "påminnelse till värden", "send_template": "protokollmall",
+    "chase_host": "påminnelse om protokollet", "escalate": "protokollet saknas, samordnaren informerad",
+    "distribute": "protokollet utskickat",
+}
+OUTCOME_LABELS = {"sent": "skickad", "already": "redan skickad", "recovered": "skickad (bekräftad efter avbrott)",
+                  "skipped": "hoppades över", "failed": "misslyckades"}
+
+
+def step_line(meeting_id: str, action: str, outcome: str, detail: str = "") -> str:
+    """One line of a run summary, in words: "2023-03: inbjudan – skickad"."""
+    text = f"{meeting_id}: {ACTION_LABELS.get(action, action.replace('_', ' '))} – {OUTCOME_LABELS.get(outcome, outcome)}"
+    return text + (f" ({detail})" if detail else "")

@@ -1,0 +1,88 @@
+"""More of what the coordinator does by hand from the Prefect UI (the flows
+in ``flows/manual.py`` wire these): confirm a tentative date (the study
+trip's), and send a meeting's filed minutes again to one member."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from kcg_mail.core.plan_edit import PlanEditProblem, confirm_date as edit_date
+from kcg_mail.services.app import App
+from kcg_mail.services.manual import ManualProblem
+
+
+@dataclass
+class Confirmed:
+    meeting_id: str
+    date: date
+    file: str
+
+    def markdown(self) -> str:
+        return (f"# Datumet för {self.meeting_id} är bekräftat: {self.date.isoformat()}\n\n"
+                f"- Ändrat i `{self.file}` (date: {self.date.isoformat()}, tentative: false).\n"
+                f"- Nästa dagliga körning skickar inbjudan när det är dags.\n")
+
+
+def confirm_meeting_date(app: App, meeting_id: str, when: date, today: date) -> Confirmed:
+    """Write the confirmed date into the plan file; the file must still load."""
+    from kcg_mail.config import ConfigError, load_config
+
+    m = app.meeting(meeting_id)
+    if m is None:
+        raise ManualProblem(f"mötet {meeting_id!r} finns inte i årsplanen; ange ett id som 2023-10")
+    if when < today:
+        raise ManualProblem(f"{when.isoformat()} har redan varit; ange mötets kommande datum")
+    directory = Path(app.cfg.directory)
+    for plan_file in sorted(directory.glob("plan-*.yaml")):
+        old = plan_file.read_text(encoding="utf-8")
+        try:
+            new = edit_date(old, m.month, when)
+        except PlanEditProblem:
+            continue
+        tmp = plan_file.with_suffix(".yaml.tmp")
+        tmp.write_text(new, encoding="utf-8")
+        tmp.replace(plan_file)
+        try:
+            load_config(directory)
+        except ConfigError as exc:
+            plan_file.write_text(old, encoding="utf-8")
+            raise ManualProblem("datumet gick inte att spara, planen blev ogiltig: " + "; ".join(exc.problems)) from None
+        app.state.record_action(f"{meeting_id}:confirm_date:{when.isoformat()}", meeting_id, "confirm_date", "done",
+                                {"date": when.isoformat(), "file": plan_file.name})
+        return Confirmed(meeting_id, when, plan_file.name)
+    raise ManualProblem(f"hittade inte mötet {m.month} i någon plan-fil i {directory}")
+
+
+def resend_distribution(app: App, meeting_id: str, email: str, request_id: str, now: datetime) -> dict:
+    """Send the latest filed minutes of a meeting again, to one member."""
+    from kcg_mail.ports import Attachment
+    from kcg_mail.services.intake import MIME_BY_KIND
+
+    m = app.meeting(meeting_id)
+    if m is None:
+        raise ManualProblem(f"mötet {meeting_id!r} finns inte i årsplanen; ange ett id som 2023-05")
+    person = next((p for p in app.cfg.network.members + app.cfg.network.guests
+                   if p.email.lower() == email.strip().lower()), None)
+    if person is None:
+        raise ManualProblem(f"{email} finns inte i nätverket (config/network.yaml); välkomna personen först")
+    filings = app.state.filings(meeting_id)
+    if not filings:
+        raise ManualProblem(f"inget protokoll är arkiverat för {meeting_id} än")
+    filing = filings[-1]
+    data = app.archive.read(filing.path)
+    kind = filing.path.rpartition(".")[2]
+    filename = filing.path.rpartition("/")[2]
+    attach = app.cfg.meetings.distribution == "attach"
+    atts = (Attachment(filename, MIME_BY_KIND.get(kind, "application/octet-stream"), data),) if attach else ()
+    key = f"{meeting_id}:distribute:{person.email}:v{filing.version}:resend:{request_id}"
+    app.outbox.now = now
+    msg = app.composer.message(
+        "distribute", key, m, [person],
+        {"meeting": app.composer.meeting_ctx(m, app.meetings), "version": filing.version, "filename": filename,
+         "link": filing.link or filing.path, "decisions": app.state.decisions(meeting_id), "attached": attach},
+        attachments=atts,
+    )
+    outcome = app.outbox.send(msg)
+    return {"meeting": meeting_id, "to": person.email, "version": filing.version, "outcome": outcome, "key": key}
