@@ -31,6 +31,7 @@ def daily_flow(date: str | None = None, workdir: str = "var", config_dir: str | 
     report = run_daily(app, now, run_step=step_task)
     lines = [f"{r.meeting_id}: {r.action} – {r.outcome}" for r in report.results]
     lines += [f"{s.meeting_id}: {s.action} hoppades över ({s.detail})" for s in report.skipped]
+    lines += [f"{b.detail}: {b.outcome}" for b in report.between]
     from kcg_mail.services.alerts import overdue_alerts
 
     overdue = overdue_alerts(app, now)

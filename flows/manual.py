@@ -3,6 +3,7 @@
 - ``kcg-onboard-member``: welcome a new member (logic in ``kcg_mail.services.onboarding``);
 - ``kcg-resend``: send a meeting's invitation (as an update, SEQUENCE + 1, to
   everyone) or its protocol template again;
+- ``kcg-start-project``: approve a "Projektgrupp: …" decision (issue 18);
 - ``kcg-refile``: after looking at a quarantined message, file it anyway: it is
   moved back to the inbox and approved, and the next intake files it as the
   minutes of the given meeting.
@@ -103,3 +104,22 @@ def refile(message: str, meeting_id: str | None = None, workdir: str = "var", co
     r = refile_message(app, message, meeting_id)
     _publish(MANUAL_KEY, r.markdown(), f"Återarkivering {r.meeting_id}")
     return {"msg_key": r.msg_key, "meeting_id": r.meeting_id, "moved": r.moved}
+
+
+@flow(name="kcg-start-project", flow_run_name="starta projektgrupp {ref}", log_prints=False)
+def start_project(ref: str, lead: str | None = None, workdir: str = "var", config_dir: str | None = None) -> dict:
+    """Approve a "Projektgrupp: …" decision from filed minutes: start the group.
+
+    Args:
+        ref: The decision, e.g. "2023-04/3" (listed in the status as waiting for approval).
+        lead: The lead's member id; empty = the first name under Ansvarig.
+        workdir: kcg-mail's working directory.
+        config_dir: Config directory; empty = config/ or $KCG_CONFIG_DIR.
+    """
+    from kcg_mail.services.followup import start_group
+
+    app = make_app(workdir, config_dir)
+    started = start_group(app, ref, lead=lead)
+    _publish(MANUAL_KEY, started.markdown(), f"Projektgrupp {started.group.name}")
+    return {"name": started.group.name, "slug": started.group.slug, "lead": started.group.lead,
+            "created": started.created}

@@ -34,7 +34,7 @@ def deployments(workdir: str, config_dir: str | None) -> list[Any]:
 
     from flows.daily import daily_flow
     from flows.intake import intake_flow
-    from flows.manual import onboard_member, refile, resend
+    from flows.manual import onboard_member, refile, resend, start_project
 
     params = {"workdir": workdir, "config_dir": config_dir}
     enqueue = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
@@ -51,6 +51,9 @@ def deployments(workdir: str, config_dir: str | None) -> list[Any]:
                              tags=TAGS + ["manual"], description="Skicka om en kallelse eller protokollmall."),
         refile.to_deployment(name="kcg-refile", parameters=params, concurrency_limit=enqueue,
                              tags=TAGS + ["manual"], description="Arkivera ett meddelande ur karantänen ändå."),
+        start_project.to_deployment(name="kcg-start-project", parameters=params, concurrency_limit=enqueue,
+                                    tags=TAGS + ["manual"],
+                                    description="Starta en projektgrupp som protokollet föreslår (godkännande)."),
     ]
 
 

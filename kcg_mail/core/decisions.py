@@ -312,3 +312,7 @@ def project_proposal(d: Decision, people: Sequence[Person]) -> ProjectProposal |
     found, unknown = owners(d.owner, people)
     ids = tuple(p.id for p in found)
     return ProjectProposal(name=name, purpose=purpose, lead=ids[0] if ids else "", members=ids, unknown=tuple(unknown))
+
+
+def replace_state(d: Decision, state: State, settled_in: str) -> Decision:
+    return replace(d, state=state, settled_in=settled_in)

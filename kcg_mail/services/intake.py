@@ -34,7 +34,8 @@ from kcg_mail.services.lock import intake_lock, lock_dir
 log = logging.getLogger(__name__)
 
 FOLDER = {"minutes": "processed", "duplicate": "processed", "calendar_response": "processed",
-          "automatic": "processed", "own": "processed"}  # everything else: quarantine
+          "automatic": "processed", "own": "processed",
+          "project_status": "processed"}  # everything else: quarantine
 MIME_BY_KIND = {"docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
                 "pdf": "application/pdf", "odt": "application/vnd.oasis.opendocument.text"}
 
@@ -186,6 +187,7 @@ def handle_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: 
             continue
         decisions = [{"decision": d.decision, "owner": d.owner, "due": d.due} for d in minutes.decisions]
         outcome, filing = file_minutes(app, m, att.data, minutes.kind, decisions, key, now)
+        _followup_marks(app, m, minutes, outcome)
         if outcome == "duplicate":
             return "duplicate", f"samma protokoll som version {filing.version} – inget nytt"
         return "minutes", f"arkiverat som {filing.path} (version {filing.version})"
@@ -194,7 +196,29 @@ def handle_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: 
     return "bad_minutes", f"{first.code}: {first.detail} (svar: {sent})"
 
 
+# ------------------------------------------------ issue 18: between meetings
+# Two small hooks, kept apart from the rest: the minutes' follow-up table closes
+# or carries open decisions, and a reply to a project-status request is stored
+# as the group's status (logic in kcg_mail.services.followup).
+
+
+def _followup_marks(app: App, m: Meeting, minutes, outcome: str) -> None:
+    if outcome == "filed":
+        from kcg_mail.services.followup import minutes_filed
+
+        minutes_filed(app, m, minutes.followups)
+
+
+def _project_status(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, now: datetime) -> tuple[str, str] | None:
+    from kcg_mail.services.followup import status_reply
+
+    return status_reply(app, mail, v.kind, now)
+
+
 def handle(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime) -> tuple[str, str]:
+    status = _project_status(app, mail, v, now)
+    if status is not None:
+        return status
     if v.kind == "minutes":
         return handle_minutes(app, mail, v, key, now)
     if v.kind == "no_minutes":
