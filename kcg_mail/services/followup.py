@@ -286,3 +286,17 @@ def run_followups(app: App, now: datetime) -> list[tuple[str, str]]:
     if feed.changed:
         out.append(("calendar_feed", f"uppdaterad ({', '.join(feed.changed)})"))
     return out
+
+
+def next_followup_day(app: App, after: date) -> date | None:
+    """The first day after ``after`` on which a reminder or a status request may
+    become due (for simulations such as the demo, which only runs on such days)."""
+    extra = frozenset(app.cfg.meetings.extra_non_working_days)
+    days = [rules.working_days_before(d.due_date, rules.REMIND_WORKING_DAYS, extra)
+            for d in all_decisions(app) if d.state == rules.OPEN and d.due_date and not d.for_everyone]
+    if groups(app):
+        from datetime import timedelta
+
+        days += [m.date - timedelta(days=app.cfg.projects.request_days) for m in app.meetings if not m.tentative]
+    later = [d for d in days if d > after]
+    return min(later) if later else None
