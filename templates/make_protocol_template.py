@@ -115,7 +115,7 @@ def _followup(doc) -> None:
     for cell, text in zip(cells, ("{{ d.ref }}", "{{ d.decision }}", "{{ d.owner }}", "{{ d.due }}", "")):
         _cell_text(cell, text, size=9)
     tbl.add_row().cells[0].paragraphs[0].add_run("{%tr endfor %}")
-    _set_widths(tbl, (Mm(20), Mm(78), Mm(32), Mm(20), Mm(20)))
+    _set_widths(tbl, (Mm(26), Mm(62), Mm(36), Mm(24), Mm(22)))
     _tag_paragraph(doc, "{%p else %}")
     doc.add_paragraph("Inga öppna beslut från tidigare möten.").runs[0].font.color.rgb = GREY
     _tag_paragraph(doc, "{%p endif %}")

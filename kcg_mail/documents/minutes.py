@@ -274,6 +274,8 @@ def _pdf_decisions(layout_pages: Iterable[str]) -> list[Decision]:
 
 _PDF_FOLLOWUP = re.compile(r"Ref\s{2,}Öppet beslut\s{2,}Ansvarig\s{2,}Datum\s{2,}Läge", re.I)
 _PDF_REF = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9_-]*/\d{1,3})(?=\s|$)")
+_PDF_REF_HEAD = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9_]*-)(?=\s)")
+_PDF_REF_TAIL = re.compile(r"^\s*([A-Za-z0-9_-]*/\d{1,3})(?=\s|$)")
 
 
 def _pdf_followups(layout_pages: Iterable[str]) -> list[tuple[str, str]]:
@@ -287,10 +289,19 @@ def _pdf_followups(layout_pages: Iterable[str]) -> list[tuple[str, str]]:
             if not m:
                 continue
             c0, c4 = m.start(), line.lower().index("läge", m.start())
-            for row in lines[i + 1:]:
-                if not row.strip():
+            rest = lines[i + 1:]
+            consumed = -1
+            for j, row in enumerate(rest):
+                if not row.strip() or j == consumed:
                     continue
                 r = _PDF_REF.match(row)
+                head = _PDF_REF_HEAD.match(row)
+                if r is None and head is not None and j + 1 < len(rest):
+                    # a reference wrapped in a narrow column: "2023-" / "02/1"
+                    tail = _PDF_REF_TAIL.match(rest[j + 1])
+                    if tail is not None:
+                        r = _PDF_REF.match(head[1] + tail[1])
+                        consumed = j + 1
                 if r is None:
                     if len(row) - len(row.lstrip()) < c0 - 2 or _PDF_HEADER.search(row):
                         break  # the next heading: the table has ended

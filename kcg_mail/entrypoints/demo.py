@@ -174,7 +174,7 @@ def _status_request(app: App):
 
     for g in groups(app):
         lead = next((p for p in app.cfg.network.members if p.id == g.lead), None)
-        key = f"{DEMO_STATUS_MEETING}:project_status:{g.slug}:{lead.email}" if lead else ""
+        key = f"{DEMO_STATUS_MEETING}:project_status_request:{g.slug}:{lead.email}" if lead else ""
         rec = app.state.action(key) if lead else None
         if rec is not None and rec.status == "done":
             return key, lead, rec

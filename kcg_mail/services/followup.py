@@ -9,8 +9,8 @@ through the outbox:
                               with the coordinator's approval (JSON list);
 - ``project_status:<slug>``   the status lines a group sent (JSON list).
 
-Mail keys: ``decision_reminder:<ref>:<email>`` (one reminder per decision and
-owner), ``<meeting>:project_status:<slug>:<lead email>`` (one request per
+Mail keys: ``<meeting>:decision_reminder:<ref>:<email>`` (one reminder per decision and
+owner), ``<meeting>:project_status_request:<slug>:<lead email>`` (one request per
 group and meeting). Both are sent by :func:`run_followups`, called from the
 daily run.
 """
@@ -122,7 +122,7 @@ def send_reminders(app: App, now: datetime) -> list[tuple[str, str]]:
         m = app.meeting(r.decision.meeting_id)
         due_text = date_text(r.decision.due_date) if r.decision.due_date else r.decision.due
         msg = app.composer.message(
-            "decision_reminder", f"decision_reminder:{r.key_part}", m, [r.person],
+            "decision_reminder", f"{r.decision.meeting_id}:decision_reminder:{r.key_part}", m, [r.person],
             {"person": person_ctx(r.person), "decision": {"ref": r.decision.ref, "decision": r.decision.decision,
                                                            "owner": r.decision.owner, "due": due_text},
              "meeting": app.composer.meeting_ctx(m, app.meetings)},
@@ -227,7 +227,7 @@ def send_status_requests(app: App, now: datetime) -> list[tuple[str, str]]:
             continue
         m = req.meeting
         msg = app.composer.message(
-            "project_status_request", f"{m.id}:project_status:{req.group.slug}:{lead.email}", m, [lead],
+            "project_status_request", f"{m.id}:project_status_request:{req.group.slug}:{lead.email}", m, [lead],
             {"person": person_ctx(lead), "meeting": app.composer.meeting_ctx(m, app.meetings),
              "project": {"name": req.group.name, "purpose": req.group.purpose}},
         )
@@ -254,7 +254,7 @@ def status_reply(app: App, mail: Any, verdict_kind: str, now: datetime) -> tuple
                 and str(r.detail.get("message_id", "")).strip("<>").lower() in wanted), None)
     if rec is None:
         return None
-    slug = rec.key.split(":project_status:")[1].split(":")[0]
+    slug = rec.key.split(":project_status_request:")[1].split(":")[0]
     g = next((x for x in groups(app) if x.slug == slug), None)
     if g is None:
         return "unmatched", f"svar om projektgruppen {slug}, som inte längre finns"
