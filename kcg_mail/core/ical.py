@@ -87,4 +87,5 @@ def feed(events: Iterable[Event], *, name: str, description: str, tzid: str, ttl
     cal.add("x-wr-timezone", tzid)
     cal.add("refresh-interval", timedelta(hours=ttl_hours), parameters={"VALUE": "DURATION"})
     cal.add("x-published-ttl", f"PT{ttl_hours}H")
-    return cal.to_ical()
+    data: bytes = cal.to_ical()
+    return data
