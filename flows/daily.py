@@ -23,6 +23,20 @@ def _name() -> str:
     return f"daily {runtime.flow_run.parameters.get('date') or datetime.now().date().isoformat()}"
 
 
+def _between_meetings(app: App, now: datetime) -> list[str]:
+    """Issue 18: the coordinator's view of open decisions and project groups (own artifact);
+    returns the project groups waiting for approval, for the run summary."""
+    from prefect import runtime
+    from prefect.artifacts import create_markdown_artifact
+
+    from kcg_mail.services.followup_status import between_meetings_markdown, followup_attention
+
+    if runtime.flow_run.id:
+        create_markdown_artifact(markdown=between_meetings_markdown(app, now.date()), key="kcg-between-meetings",
+                                 description="Öppna beslut per ansvarig och projektgruppernas senaste status")
+    return followup_attention(app)
+
+
 @flow(name="kcg-daily", flow_run_name=_name, on_failure=[alert_on_failure], log_prints=False)
 def daily_flow(date: str | None = None, workdir: str = "var", config_dir: str | None = None) -> dict:
     """Send what is due on ``date`` (YYYY-MM-DD, default today) and publish the status."""
@@ -35,6 +49,6 @@ def daily_flow(date: str | None = None, workdir: str = "var", config_dir: str | 
     from kcg_mail.services.alerts import overdue_alerts
 
     overdue = overdue_alerts(app, now)
-    publish(app, f"Daglig körning {now.date().isoformat()}", lines, overdue)
+    publish(app, f"Daglig körning {now.date().isoformat()}", lines, overdue + _between_meetings(app, now))
     return {"date": now.date().isoformat(), "sent": report.sent, "steps": len(report.results),
             "skipped": len(report.skipped)}

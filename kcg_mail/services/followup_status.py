@@ -57,3 +57,25 @@ def followup_attention(app: App) -> list[str]:
                    f"Gör: godkänn med 'kcg project-start {d.ref}' (eller flödet kcg-start-project)"
                    + (f"; okända namn i Ansvarig: {', '.join(p.unknown)}" if p.unknown else "") + ".")
     return out
+
+
+def between_meetings_markdown(app: App, today: date | None = None) -> str:
+    """The coordinator's view as markdown (the Prefect artifact ``kcg-between-meetings``)."""
+    md = ["# Mellan mötena", "", "## Öppna beslut per ansvarig", ""]
+    by_owner = open_by_owner(app, today)
+    if not by_owner:
+        md.append("Inga öppna beslut.")
+    for owner, rows in by_owner.items():
+        md.append(f"**{owner}**")
+        md += [f"- {r['beslut']} (klart till {r['klart till'] or '–'}, möte {r['möte']}, ref {r['ref']})"
+               + (" – försenat" if r["försenat"] else "") for r in rows]
+        md.append("")
+    md += ["", "## Projektgrupper", ""]
+    rows = project_rows(app)
+    md += [f"- **{r['projektgrupp']}** (ledare {r['ledare']}, sedan {r['start']}): "
+           + (f"{r['senaste status']} ({r['datum']})" if r["senaste status"] else "ingen status ännu") for r in rows] \
+        or ["Inga projektgrupper."]
+    attention = followup_attention(app)
+    if attention:
+        md += ["", "## Att godkänna", ""] + [f"- {a}" for a in attention]
+    return "\n".join(md) + "\n"
