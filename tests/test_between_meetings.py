@@ -234,3 +234,29 @@ def test_pdf_followups_survive_wrapped_references_and_dates():
         "x/1 must not be read\n"
     )
     assert _pdf_followups([page]) == [("2023-01/1", "klar"), ("2023-01/2", "")]
+
+
+def test_kcg_status_and_project_start(tmp_path):
+    from typer.testing import CliRunner
+
+    from kcg_mail.entrypoints.cli import app as cli
+
+    app = make_app(tmp_path)  # the shipped config, same layout as `kcg --workdir`
+    run_daily(app, at(FEB.date - timedelta(days=1)))
+    app.mail.deliver(host_reply(app, FEB, reply_day(FEB), FEB_EXTRA), "feb.eml")
+    run_intake(app, reply_day(FEB) + timedelta(hours=1))
+    close(app)
+    runner = CliRunner()
+    r = runner.invoke(cli, ["status", "--workdir", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "Öppna beslut per ansvarig" in text and "Sammanställ medlemsenkäten" in text
+    assert "kcg project-start 2023-02/4" in text and "Inga projektgrupper." in text
+    r = runner.invoke(cli, ["project-start", "2023-02/1", "--workdir", str(tmp_path)])
+    assert r.exit_code == 1 and "börjar inte med 'Projektgrupp:'" in " ".join(r.output.split())
+    r = runner.invoke(cli, ["project-start", "2023-02/4", "--workdir", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "Projektgrupp Trygghet i stadskärnan: startad" in r.output and '"lead": "lisa"' in r.output
+    r = runner.invoke(cli, ["status", "--workdir", str(tmp_path)])
+    text = " ".join(r.output.split())
+    assert "Trygghet i stadskärnan" in text and "kcg project-start" not in text
