@@ -254,6 +254,8 @@ def test_kcg_status_and_project_start(tmp_path):
     assert "kcg project-start 2023-02/4" in text and "Inga projektgrupper." in text
     r = runner.invoke(cli, ["project-start", "2023-02/1", "--workdir", str(tmp_path)])
     assert r.exit_code == 1 and "börjar inte med 'Projektgrupp:'" in " ".join(r.output.split())
+    r = runner.invoke(cli, ["project-start", "2023-02/1", "--decline", "--workdir", str(tmp_path)])
+    assert r.exit_code == 1 and "inget förslag om projektgrupp" in " ".join(r.output.split())
     r = runner.invoke(cli, ["project-start", "2023-02/4", "--workdir", str(tmp_path)])
     assert r.exit_code == 0, r.output
     assert "Projektgrupp Trygghet i stadskärnan: startad" in r.output and '"lead": "lisa"' in r.output

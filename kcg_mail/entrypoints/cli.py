@@ -161,13 +161,17 @@ def _between_meetings_section(workdir: Path, config: Optional[Path]) -> None:
 @app.command("project-start")
 def project_start(ref: str = typer.Argument(..., help="The decision, e.g. 2023-04/3 (see kcg status)."),
                   lead: Optional[str] = typer.Option(None, help="Lead's member id (default: first owner)."),
+                  decline: bool = typer.Option(False, "--decline", help="Say no: stop listing the proposal."),
                   workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
     """Approve a "Projektgrupp: …" decision from the minutes: start the project group."""
     _config(config)
     from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.services.followup import ProjectProblem, start_group
+    from kcg_mail.services.followup import ProjectProblem, decline_group, start_group
 
     try:
+        if decline:
+            console.print(decline_group(bootstrap(workdir, config), ref), markup=False)
+            return
         started = start_group(bootstrap(workdir, config), ref, lead=lead)
     except ProjectProblem as exc:
         err.print(str(exc), markup=False)

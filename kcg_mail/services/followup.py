@@ -209,6 +209,15 @@ def start_group(app: App, ref: str, *, lead: str | None = None) -> Started:
     return Started(group, existing is None, line)
 
 
+def decline_group(app: App, ref: str) -> str:
+    """The coordinator says no to a proposed group: it is no longer listed for approval."""
+    if not any(d.ref == ref for d, _ in proposals(app)):
+        raise ProjectProblem(f"{ref} är inget förslag om projektgrupp som väntar på godkännande (se 'kcg status')")
+    declined = sorted(set(json.loads(app.state.get("projects:declined") or "[]")) | {ref})
+    app.state.put("projects:declined", json.dumps(declined))
+    return f"Förslaget {ref} är avslaget och visas inte längre."
+
+
 def statuses(app: App, g: ProjectGroup) -> list[dict[str, str]]:
     return json.loads(app.state.get(f"project_status:{g.slug}") or "[]")
 
