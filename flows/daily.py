@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 
 from prefect import flow, task
@@ -31,9 +32,12 @@ def _between_meetings(app: App, now: datetime) -> list[str]:
 
     from kcg_mail.services.followup_status import between_meetings_markdown, followup_attention
 
-    if runtime.flow_run.id:
-        create_markdown_artifact(markdown=between_meetings_markdown(app, now.date()), key="kcg-between-meetings",
+    md = between_meetings_markdown(app, now.date())
+    digest = hashlib.sha256(md.encode("utf-8")).hexdigest()[:16]
+    if runtime.flow_run.id and app.state.get("artifact:kcg-between-meetings") != digest:  # only when it changed
+        create_markdown_artifact(markdown=md, key="kcg-between-meetings",
                                  description="Öppna beslut per ansvarig och projektgruppernas senaste status")
+        app.state.put("artifact:kcg-between-meetings", digest)
     return followup_attention(app)
 
 

@@ -187,7 +187,7 @@ def test_year_calendar_feed_follows_plan_changes(tmp_path):
 
     result = onboard(app, "Åsa Öberg", "Umeå City", "Umeå", "asa@umea.example.se", at(feb.date))
     (welcome,) = [m for m in sent_mails(tmp_path) if str(m[MARKER_HEADER]).strip() == "welcome:asa@umea.example.se"]
-    assert publish(app, at(feb.date)).link in body_text(welcome)
+    assert publish(app, at(feb.date), link=True).link in body_text(welcome)
     assert result.mail == "sent"
     close(app)
 

@@ -49,7 +49,8 @@ class ProjectGroup(_Model):
 
 class Projects(_Model):
     #: days before a meeting on which each group's lead is asked for a status
-    request_days: int = Field(10, ge=2, le=60)
+    #: (default: with the invitation, two weeks ahead)
+    request_days: int = Field(14, ge=2, le=60)
     groups: list[ProjectGroup] = []
 
     @model_validator(mode="after")

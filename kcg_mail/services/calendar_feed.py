@@ -74,24 +74,27 @@ def render(app: App, events: list[FeedEvent]) -> bytes:
                      tzid=app.cfg.meetings.timezone)
 
 
-def publish(app: App, now: datetime) -> FeedResult:
-    """Bring the feed up to date; writes the archive file only when it changed."""
+def publish(app: App, now: datetime, *, link: bool = False) -> FeedResult:
+    """Bring the feed up to date; writes the archive file only when it changed.
+    ``link``: also make/reuse the shared link (an API call on Dropbox)."""
     raw = app.state.get(STATE_KEY)
     previous = {k: FeedEvent.from_dict(v) for k, v in json.loads(raw).items()} if raw else {}
+    current = current_events(app)
     seqs = {}
-    for mid in {e.meeting_id for e in current_events(app)} | set(previous):
+    for mid in {e.meeting_id for e in current} | set(previous):
         inv = app.invitation(mid)
         if inv is not None:
             seqs[mid] = inv.sequence
-    events, changed = update(current_events(app), previous, seqs, now)
+    events, changed = update(current, previous, seqs, now)
     path = feed_path(app)
-    data = render(app, list(events.values()))
-    try:
-        same = app.archive.read(path) == data
-    except Exception:  # not there yet (each archive has its own "not found")
-        same = False
-    if not same:
-        app.archive.store(path, data, overwrite=True)
-    if changed or raw is None:
+    if changed or raw is None:  # the state record says what was published
+        data = render(app, list(events.values()))
+        try:
+            same = app.archive.read(path) == data
+        except Exception:  # not there yet (each archive has its own "not found")
+            same = False
+        if not same:
+            app.archive.store(path, data, overwrite=True)
         app.state.put(STATE_KEY, json.dumps({k: v.to_dict() for k, v in events.items()}, ensure_ascii=False))
-    return FeedResult(path, app.archive.shared_link(path), changed, len(events))
+    return FeedResult(path, app.archive.shared_link(path) if link else "", changed, len(events))
+

@@ -113,7 +113,7 @@ def _calendar_link(app: App, now: datetime) -> str:
     from kcg_mail.services.calendar_feed import publish
 
     try:
-        return publish(app, now).link
+        return publish(app, now, link=True).link
     except Exception:  # noqa: BLE001 - an archive fault must not stop the welcome
         return ""
 
