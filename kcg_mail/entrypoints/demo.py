@@ -72,7 +72,9 @@ def fill_protocol(docx_bytes: bytes, m: Meeting, extra=(), marks=None) -> bytes:
     """What a host does in Word: write the decisions into the table (``extra``: more
     rows), and, with ``marks(ref, owner) -> text``, mark the open decisions of earlier
     meetings in the follow-up table's column Läge."""
-    values = {"theme": m.theme.lower(), "host": m.host.name, "due": (m.date + timedelta(days=30)).isoformat(),
+    # the host's own decision is due in two months: never before the next meeting (the
+    # longest gap in the plan is nine weeks), so it is followed up there, not by a reminder
+    values = {"theme": m.theme.lower(), "host": m.host.name, "due": (m.date + timedelta(days=63)).isoformat(),
               "next": (m.date + timedelta(days=28)).isoformat()}
 
     def write(table) -> None:
@@ -186,11 +188,12 @@ def _status_reply_day(app: App) -> date | None:
     m = app.meeting(DEMO_STATUS_MEETING)
     if req is None or m is None:
         return None
-    return m.date - timedelta(days=app.cfg.projects.request_days - 2)
+    # on the day the host is reminded (a day the demo runs anyway), before the template goes out
+    return m.date - timedelta(days=app.cfg.meetings.lead_days.remind_host)
 
 
 def _lead_reports_back(app: App, day: date) -> bool:
-    """The group's lead answers September's status request two days after it came."""
+    """The group's lead answers September's status request a few days before the meeting."""
     req = _status_request(app)
     if req is None or _status_reply_day(app) != day:
         return False

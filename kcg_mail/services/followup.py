@@ -298,14 +298,24 @@ def run_followups(app: App, now: datetime) -> list[tuple[str, str]]:
 
 
 def next_followup_day(app: App, after: date) -> date | None:
-    """The first day after ``after`` on which a reminder or a status request may
-    become due (for simulations such as the demo, which only runs on such days)."""
-    extra = frozenset(app.cfg.meetings.extra_non_working_days)
-    days = [rules.working_days_before(d.due_date, rules.REMIND_WORKING_DAYS, extra)
-            for d in all_decisions(app) if d.state == rules.OPEN and d.due_date and not d.for_everyone]
-    if groups(app):
-        from datetime import timedelta
+    """The first day after ``after`` on which a reminder or a status request not yet
+    sent may become due (for simulations such as the demo, which only runs on such days)."""
+    from datetime import timedelta
 
-        days += [m.date - timedelta(days=app.cfg.projects.request_days) for m in app.meetings if not m.tentative]
+    extra = frozenset(app.cfg.meetings.extra_non_working_days)
+    done = {r.key for r in app.state.actions() if r.status == "done"
+            and r.action in ("decision_reminder", "project_status_request")}
+    mdates = [m.date for m in app.meetings if not m.tentative]
+    days = []
+    for d in all_decisions(app):
+        if d.state != rules.OPEN or not d.due_date or d.for_everyone \
+                or any(k.startswith(f"{d.meeting_id}:decision_reminder:{d.ref}:") for k in done):
+            continue
+        send_on = rules.working_days_before(d.due_date, rules.REMIND_WORKING_DAYS, extra)
+        if not any(send_on <= x <= d.due_date for x in mdates):  # else a meeting follows it up first
+            days.append(send_on)
+    for g in groups(app):
+        days += [m.date - timedelta(days=app.cfg.projects.request_days) for m in app.meetings
+                 if not m.tentative and not any(k.startswith(f"{m.id}:project_status_request:{g.slug}:") for k in done)]
     later = [d for d in days if d > after]
     return min(later) if later else None
