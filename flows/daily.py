@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 
 from prefect import flow, task
@@ -22,6 +23,26 @@ def _name() -> str:
     from prefect import runtime
 
     return f"daglig {runtime.flow_run.parameters.get('date') or datetime.now().date().isoformat()}"
+
+
+def _between_meetings(app: App, now: datetime) -> list[str]:
+    """Issue 18: the coordinator's view of open decisions and project groups (own artifact);
+    returns the project groups waiting for approval, for the run summary."""
+    from prefect import runtime
+    from prefect.artifacts import create_markdown_artifact
+
+    from kcg_mail.services.followup_status import between_meetings_markdown, followup_attention
+
+    from kcg_mail.services.status import artifact_slug
+
+    md = between_meetings_markdown(app, now.date())
+    digest = hashlib.sha256(md.encode("utf-8")).hexdigest()[:16]
+    key = f"{artifact_slug(app)}-between-meetings"  # per network, like the overview
+    if runtime.flow_run.id and app.state.get(f"artifact:{key}") != digest:  # only when it changed
+        create_markdown_artifact(markdown=md, key=key,
+                                 description="Öppna beslut per ansvarig och projektgruppernas senaste status")
+        app.state.put(f"artifact:{key}", digest)
+    return followup_attention(app)
 
 
 @flow(name="kcg-daily", flow_run_name=_name, on_failure=[alert_on_failure], on_crashed=[alert_on_failure],
@@ -45,7 +66,8 @@ def daily_flow(date: str | None = None, workdir: str = "var", config_dir: str | 
                         f"utskick (utom protokollmallen till ett möte de senaste dagarna).")
     if not is_working_day(now.date(), app.extra_days):
         lines.append("Ingen arbetsdag (helg eller helgdag): inga utskick i dag.")
+    lines += [f"{b.detail}: {b.outcome}" for b in report.between]
     rename_run(f"daglig {now.date().isoformat()}: " + (f"{report.sent} skickade" if report.sent else "inget att skicka"))
-    publish(app, f"Daglig körning {now.date().isoformat()}", lines, now=now)
+    publish(app, f"Daglig körning {now.date().isoformat()}", lines, _between_meetings(app, now), now=now)
     return {"date": now.date().isoformat(), "sent": report.sent, "steps": len(report.results),
             "skipped": len(report.skipped)}

@@ -9,6 +9,7 @@
   into the plan file, the daily run then sends the invitation;
 - ``kcg-approve`` / ``kcg-reject``: a reply held for approval (issue 13; the
   logic is ``kcg_mail.services.approval``).
+- ``kcg-start-project``: approve a "Projektgrupp: …" decision (issue 18);
 
 The forms: every parameter has a Swedish title and description
 (``json_schema_extra`` overrides the title Prefect takes from the name) and
@@ -166,3 +167,18 @@ def approve_reply(ref: str = _field("Referens", "Referensen till svaret i övers
 def reject_reply(ref: str = _field("Referens", "Referensen till svaret i översiktens lista.")) -> dict:
     """Avvisa ett svar som väntar: det skickas inte."""
     return _approval("reject", ref)
+
+
+@flow(name="kcg-start-project", flow_run_name="starta projektgrupp {ref}", log_prints=False)
+def start_project(
+    ref: str = _field("Beslut", "Beslutet som föreslår gruppen, t.ex. 2023-04/3 (listas i översikten)."),
+    lead: str = _field("Ledare", "Ledarens medlems-id; tomt = första namnet under Ansvarig.", ""),
+) -> dict:
+    """Starta en projektgrupp som ett protokoll föreslår ("Projektgrupp: …")."""
+    from kcg_mail.services.followup import start_group
+
+    app, _ = _app_and_now()
+    started = start_group(app, ref, lead=lead or None)
+    _publish(app, started.markdown(), f"Projektgrupp {started.group.name}", f"startade projektgrupp {started.group.name}")
+    return {"name": started.group.name, "slug": started.group.slug, "lead": started.group.lead,
+            "created": started.created}

@@ -109,6 +109,7 @@ def deployments(workdir: str, config_dir: str | None, short: str) -> list[Any]:
                      (manual.refile, "Arkivera ett meddelande ur karantänen ändå."),
                      (manual.confirm_date, "Bekräfta ett preliminärt datum (t.ex. studieresans)."),
                      (manual.approve_reply, "Godkänn ett svar som väntar på godkännande."),
+                     (manual.start_project, "Starta en projektgrupp som protokollet föreslår (godkännande)."),
                      (manual.reject_reply, "Avvisa ett svar som väntar på godkännande.")):
         deps.append(fn.to_deployment(name=short, concurrency_limit=enqueue, tags=run_tags(short, "manual"),
                                      description=text))

@@ -31,6 +31,7 @@ from kcg_mail.core.config import (  # noqa: F401  (re-exported for the shell)
     Transport,
     Config,
 )
+from kcg_mail.core.projects_config import Projects
 
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
@@ -183,9 +184,27 @@ def load_config(directory: Path | str | None = None, environ: dict[str, str] | N
                 seen[m.meeting_id] = pf
                 if m.date and m.date.strftime("%Y-%m") != m.month and not m.tentative:
                     problems.append(f"{where}.date: {m.date} is not in month {m.month} (fix: correct the date or the month)")
+    projects = _load_projects(directory, network, problems)
     if problems:
         raise ConfigError(problems)
-    return Config(directory=str(directory), network=network, plans=[p for _, p in plans], meetings=meetings, transport=transport)
+    return Config(directory=str(directory), network=network, plans=[p for _, p in plans], meetings=meetings,
+                  transport=transport, projects=projects)
+
+
+def _load_projects(directory: Path, network: Network | None, problems: list[str]) -> Projects:
+    """config/projects.yaml (optional): project groups, cross-checked against network.yaml."""
+    from kcg_mail.core.projects import cross_check
+
+    file = directory / "projects.yaml"
+    if not file.exists():
+        return Projects()
+    data = _read_yaml(file, problems)
+    projects = _validate(Projects, data, file, problems)
+    if projects is None:
+        return Projects()
+    if network is not None:
+        problems += [f"{file}: {p}" for p in cross_check(projects, (m.id for m in network.members))]
+    return projects
 
 
 # ------------------------------------------------------------------ planning (issue 17)

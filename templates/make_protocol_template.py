@@ -92,6 +92,41 @@ def _swedish_language(doc) -> None:
     rpr.append(lang)
 
 
+def _followup(doc) -> None:
+    """Under the report-back point: the open decisions of earlier meetings (the host
+    marks each one in the column Läge) and the project groups' status lines. The
+    header ``Ref | Öppet beslut | Ansvarig | Datum | Läge`` is what the intake reads
+    back (``kcg_mail.documents.minutes``); it deliberately differs from the
+    decisions table's header."""
+    _tag_paragraph(doc, "{%p if followup.decisions %}")
+    note = doc.add_paragraph(
+        "Öppna beslut från tidigare möten. Skriv klar, fortsätter eller struken i kolumnen Läge "
+        "(tomt = fortsätter)."
+    )
+    note.runs[0].font.color.rgb = GREY
+    tbl = doc.add_table(rows=1, cols=5)
+    tbl.style = "Table Grid"
+    for cell, text in zip(tbl.rows[0].cells, ("Ref", "Öppet beslut", "Ansvarig", "Datum", "Läge")):
+        _cell_text(cell, text, bold=True)
+        _set_cell_shading(cell, "DEEAF6")
+    _repeat_header(tbl.rows[0])
+    tbl.add_row().cells[0].paragraphs[0].add_run("{%tr for d in followup.decisions %}")
+    cells = tbl.add_row().cells
+    for cell, text in zip(cells, ("{{ d.ref }}", "{{ d.decision }}", "{{ d.owner }}", "{{ d.due }}", "")):
+        _cell_text(cell, text, size=9)
+    tbl.add_row().cells[0].paragraphs[0].add_run("{%tr endfor %}")
+    _set_widths(tbl, (Mm(26), Mm(62), Mm(36), Mm(24), Mm(22)))
+    _tag_paragraph(doc, "{%p else %}")
+    doc.add_paragraph("Inga öppna beslut från tidigare möten.").runs[0].font.color.rgb = GREY
+    _tag_paragraph(doc, "{%p endif %}")
+    _tag_paragraph(doc, "{%p for g in followup.projects %}")
+    p = doc.add_paragraph(style="List Bullet")
+    p.add_run("Projektgrupp {{ g.name }}").bold = True
+    p.add_run(" ({{ g.lead }}): {{ g.status if g.status else 'ingen statusrad har kommit in' }}"
+              "{% if g.when %} ({{ g.when }}){% endif %}")
+    _tag_paragraph(doc, "{%p endfor %}")
+
+
 def build_document():
     doc = Document()
     _swedish_language(doc)
@@ -214,6 +249,9 @@ def build_document():
     doc.add_heading("Dagordning och anteckningar", level=1)
     _tag_paragraph(doc, "{%p for point in agenda %}")
     doc.add_heading("{{ loop.index }}. {{ point }}", level=2)
+    _tag_paragraph(doc, "{%p if loop.index == followup.point %}")
+    _followup(doc)
+    _tag_paragraph(doc, "{%p endif %}")
     doc.add_paragraph("")
     _tag_paragraph(doc, "{%p endfor %}")
 

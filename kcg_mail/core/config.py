@@ -28,6 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kcg_mail.core.naming import pattern_fields
+from kcg_mail.core.projects_config import Projects
 
 EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[A-Za-z]{2,}$")
 MeetingKind = Literal["physical", "digital", "all_members", "study_trip"]
@@ -306,6 +307,8 @@ class Config(_Model):
     plans: list[Plan]
     meetings: Meetings
     transport: Transport
+    #: config/projects.yaml (optional): project groups
+    projects: Projects = Projects()
 
     def all_meetings(self) -> list[PlannedMeeting]:
         return [m for p in self.plans for m in p.meetings]

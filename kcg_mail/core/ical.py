@@ -3,7 +3,7 @@ cancellations and the onboarding year plan. Pure: values in, bytes out."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Iterable
 
 from icalendar import Calendar, Event, Timezone, vCalAddress, vText
@@ -77,3 +77,15 @@ def calendar(events: Iterable[Event], *, method: str | None, tzid: str) -> bytes
     for e in evs:
         cal.add_component(e)
     return bytes(cal.to_ical())
+
+
+def feed(events: Iterable[Event], *, name: str, description: str, tzid: str, ttl_hours: int = 12) -> bytes:
+    """A subscribable calendar (METHOD:PUBLISH) with its display name and refresh interval."""
+    cal = Calendar.from_ical(calendar(events, method="PUBLISH", tzid=tzid))
+    cal.add("x-wr-calname", name)
+    cal.add("x-wr-caldesc", description)
+    cal.add("x-wr-timezone", tzid)
+    cal.add("refresh-interval", timedelta(hours=ttl_hours), parameters={"VALUE": "DURATION"})
+    cal.add("x-published-ttl", f"PT{ttl_hours}H")
+    data: bytes = cal.to_ical()
+    return data

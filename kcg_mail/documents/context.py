@@ -38,6 +38,12 @@ CONTEXT_SCHEMA: dict[str, Any] = {
     "rules": [str],
     "values": [str],
     "decision_rows": int,
+    # the report-back point: open decisions of earlier meetings, project groups' status
+    "followup": {
+        "point": int,
+        "decisions": [{"ref": str, "decision": str, "owner": str, "due": str, "meeting": str}],
+        "projects": [{"name": str, "lead": str, "status": str, "when": str}],
+    },
 }
 
 
@@ -125,6 +131,17 @@ SAMPLE_CONTEXT: dict[str, Any] = {
         "Lustfyllt och roligt för att ge energi",
     ],
     "decision_rows": 6,
+    "followup": {
+        "point": 4,
+        "decisions": [
+            {"ref": "2023-01/1", "decision": "Ta fram ett gemensamt underlag om trygghet", "owner": "Maria Martinsson",
+             "due": "2023-02-28", "meeting": "2023-01"},
+            {"ref": "2023-01/2", "decision": "Dela goda exempel i Dropbox-mappen", "owner": "Alla",
+             "due": "2023-03-06", "meeting": "2023-01"},
+        ],
+        "projects": [{"name": "Trygghet i stadskärnan", "lead": "Lisa Thörn",
+                      "status": "Enkäten är ute till alla städer; sammanställning i mars.", "when": "2023-01-27"}],
+    },
 }
 
 
@@ -137,6 +154,7 @@ def _sparse_context() -> dict[str, Any]:
     ctx["next_meeting"] = None
     ctx["members"] = [dict(x, attendance="") for x in ctx["members"]]
     ctx["decision_rows"] = 0
+    ctx["followup"] = {"point": 0, "decisions": [], "projects": []}
     return ctx
 
 
@@ -144,4 +162,5 @@ def _rich_context() -> dict[str, Any]:
     ctx = copy.deepcopy(SAMPLE_CONTEXT)
     m = ctx["meeting"]
     m.update(place="Stadshuset, Gävle", comment="Rad ett\nRad två", guests=["Gäst Gästsson"])
+    ctx["followup"]["projects"].append({"name": "A & B <c>", "lead": "Pia Sandin", "status": "", "when": ""})
     return ctx

@@ -29,6 +29,8 @@ class Minutes:
     kind: str  # "docx" | "pdf" | "odt"
     text: str
     decisions: list[Decision] = field(default_factory=list)
+    #: the follow-up table (open decisions of earlier meetings): (ref, what the host wrote under "Läge")
+    followups: list[tuple[str, str]] = field(default_factory=list)
 
 
 _W = f"{{{_W_NS}}}"
@@ -113,20 +115,38 @@ def _decisions_from_rows(rows: list[list[str]]) -> list[Decision] | None:
     return None
 
 
-def _read_docx(pkg: Package, main: str) -> tuple[str, list[Decision]]:
+def _is_followup_header(cells: list[str]) -> bool:
+    return len(cells) >= 3 and _norm(cells[0]) == "ref" and _norm(cells[1]).startswith("öppet beslut")
+
+
+def _followups_from_rows(rows: list[list[str]]) -> list[tuple[str, str]]:
+    """The follow-up table (``Ref | Öppet beslut | Ansvarig | Datum | Läge``): (ref, mark)."""
+    for i, cells in enumerate(rows[:3]):
+        if _is_followup_header(cells):
+            return [(r[0].strip(), r[-1].strip() if len(r) >= 5 else "") for r in rows[i + 1:]
+                    if r and r[0].strip() and not _is_followup_header(r)]
+    return []
+
+
+def _read_docx(pkg: Package, main: str) -> tuple[str, list[Decision], list[tuple[str, str]]]:
     root = _safe_parse(pkg.get(main) or b"", main)
     body = root.find(_W + "body")
     if body is None:
         raise _reject("corrupt", f"{main} has no w:body")
     text = _docx_text(body)
     decisions: list[Decision] = []
+    followups: list[tuple[str, str]] = []
     for tbl in body.iter(_W + "tbl"):
-        found = _decisions_from_rows(_docx_rows(tbl))
+        rows = _docx_rows(tbl)
+        if not followups:
+            followups = _followups_from_rows(rows)
+        if decisions:
+            continue
+        found = _decisions_from_rows(rows)
         if found is not None:
             decisions.extend(found)
-            break
     # Headers/footers add no decisions, but their text helps a human reader of the log.
-    return text, decisions
+    return text, decisions, followups
 
 
 _TEXT_NS = "urn:oasis:names:tc:opendocument:xmlns:text:1.0"
@@ -185,16 +205,21 @@ def _odt_rows(tbl) -> list[list[str]]:
     return rows
 
 
-def _read_odt(pkg: Package) -> tuple[str, list[Decision]]:
+def _read_odt(pkg: Package) -> tuple[str, list[Decision], list[tuple[str, str]]]:
     root = _safe_parse(pkg.get("content.xml") or b"", "content.xml")
     text = _odt_text(root)
     decisions: list[Decision] = []
+    followups: list[tuple[str, str]] = []
     for tbl in root.iter(_TB + "table"):
-        found = _decisions_from_rows(_odt_rows(tbl))
+        rows = _odt_rows(tbl)
+        if not followups:
+            followups = _followups_from_rows(rows)
+        if decisions:
+            continue
+        found = _decisions_from_rows(rows)
         if found is not None:
             decisions = found
-            break
-    return text, decisions
+    return text, decisions, followups
 
 
 _PDF_HEADER = re.compile(r"Beslut\s{2,}Ansvarig\s{2,}Klart till", re.I)
@@ -247,7 +272,48 @@ def _pdf_decisions(layout_pages: Iterable[str]) -> list[Decision]:
     return []
 
 
-def _read_pdf(data: bytes) -> tuple[str, list[Decision]]:
+_PDF_FOLLOWUP = re.compile(r"Ref\s{2,}Öppet beslut\s{2,}Ansvarig\s{2,}Datum\s{2,}Läge", re.I)
+_PDF_REF = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9_-]*/\d{1,3})(?=\s|$)")
+_PDF_REF_HEAD = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9_]*-)(?=\s)")
+_PDF_REF_TAIL = re.compile(r"^\s*([A-Za-z0-9_-]*/\d{1,3})(?=\s|$)")
+
+
+def _pdf_followups(layout_pages: Iterable[str]) -> list[tuple[str, str]]:
+    """Best effort, like ``_pdf_decisions``: lines under the follow-up header that start
+    with a reference (``2023-02/1``); the mark is what stands in the "Läge" column."""
+    out: list[tuple[str, str]] = []
+    for page in layout_pages:
+        lines = page.splitlines()
+        for i, line in enumerate(lines):
+            m = _PDF_FOLLOWUP.search(line)
+            if not m:
+                continue
+            c0, c4 = m.start(), line.lower().index("läge", m.start())
+            rest = lines[i + 1:]
+            consumed = -1
+            for j, row in enumerate(rest):
+                if not row.strip() or j == consumed:
+                    continue
+                r = _PDF_REF.match(row)
+                head = _PDF_REF_HEAD.match(row)
+                if r is None and head is not None and j + 1 < len(rest):
+                    # a reference wrapped in a narrow column: "2023-" / "02/1"
+                    tail = _PDF_REF_TAIL.match(rest[j + 1])
+                    if tail is not None:
+                        r = _PDF_REF.match(head[1] + tail[1])
+                        consumed = j + 1
+                if r is None:
+                    if len(row) - len(row.lstrip()) < c0 - 2 or _PDF_HEADER.search(row):
+                        break  # the next heading: the table has ended
+                    continue  # a wrapped line of a decision's text
+                cols = list(re.finditer(r"\S+(?: \S+)*", row))
+                last = cols[-1] if len(cols) > 1 else None
+                out.append((r[1], last.group(0) if last is not None and last.start() >= c4 - 3 else ""))
+            return out
+    return out
+
+
+def _read_pdf(data: bytes) -> tuple[str, list[Decision], list[tuple[str, str]]]:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
@@ -283,7 +349,7 @@ def _read_pdf(data: bytes) -> tuple[str, list[Decision]]:
         if isinstance(exc, (PdfReadError, ValueError, KeyError, TypeError, struct.error, OSError, IndexError, AttributeError, RecursionError)):
             raise _reject("corrupt", f"unreadable PDF: {name}: {exc}") from exc
         raise _reject("corrupt", f"unreadable PDF: {name}: {exc}") from exc
-    return "\n".join(texts), _pdf_decisions(layouts)
+    return "\n".join(texts), _pdf_decisions(layouts), _pdf_followups(layouts)
 
 
 def read_minutes(filename: str, data: bytes, *, max_bytes: int = 20 * 1024 * 1024) -> Minutes:
@@ -297,9 +363,9 @@ def read_minutes(filename: str, data: bytes, *, max_bytes: int = 20 * 1024 * 102
     """
     kind, main, pkg = vet_file(filename, data, max_bytes=max_bytes)
     if kind == "pdf":
-        text, decisions = _read_pdf(data)
+        text, decisions, followups = _read_pdf(data)
     else:
         # Read the parts the checks inflated (with their caps), never the zip again.
         assert pkg is not None
-        text, decisions = _read_docx(pkg, main) if kind == "docx" else _read_odt(pkg)
-    return Minutes(filename=filename, kind=kind, text=text.strip(), decisions=decisions)
+        text, decisions, followups = _read_docx(pkg, main) if kind == "docx" else _read_odt(pkg)
+    return Minutes(filename=filename, kind=kind, text=text.strip(), decisions=decisions, followups=followups)

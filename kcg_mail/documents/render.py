@@ -31,6 +31,10 @@ Context keys (the renderer receives exactly these; ``check_template`` rejects an
 ``rules``          list of str, the game rules ("Spelregler"), shown in the page footer
 ``values``         list of str ("Vår värdegrund")
 ``decision_rows``  int, number of empty rows drawn in the decisions table
+``followup``       ``{point, decisions, projects}``: under agenda point ``point`` (1-based,
+                   0 = none) the open decisions of earlier meetings, each ``{ref, decision,
+                   owner, due, meeting}``, and the project groups, each ``{name, lead,
+                   status, when}`` (``status``/``when`` may be ``""``)
 
 :data:`SAMPLE_CONTEXT` is a complete example.
 """

@@ -191,6 +191,55 @@ def status(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
     a = bootstrap(workdir, config)
     console.print(go_live_line(a), markup=False, highlight=False)
     _planning_status(workdir, config)
+    _between_meetings_section(workdir, config)
+
+
+# ------------------------------------------------ issue 18: between meetings
+
+
+def _between_meetings_section(workdir: Path, config: Optional[Path]) -> None:
+    """Open decisions per owner, project groups' last status, proposals to approve."""
+    from kcg_mail.bootstrap import bootstrap
+    from kcg_mail.services.followup_status import followup_attention, open_decision_rows, project_rows
+
+    a = bootstrap(workdir, config)
+    rows = open_decision_rows(a)
+    t = Table(title="Öppna beslut per ansvarig")
+    for c in ("ansvarig", "beslut", "klart till", "möte", "ref", "försenat"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*(str(r[c]) for c in ("ansvarig", "beslut", "klart till", "möte", "ref", "försenat")))
+    console.print(t if rows else "Inga öppna beslut.")
+    prow = project_rows(a)
+    t = Table(title="Projektgrupper")
+    for c in ("projektgrupp", "ledare", "start", "senaste status", "datum"):
+        t.add_column(c)
+    for r in prow:
+        t.add_row(*(str(r[c]) for c in ("projektgrupp", "ledare", "start", "senaste status", "datum")))
+    console.print(t if prow else "Inga projektgrupper.")
+    for item in followup_attention(a):
+        console.print(f"• {item}", markup=False)
+
+
+@app.command("project-start")
+def project_start(ref: str = typer.Argument(..., help="The decision, e.g. 2023-04/3 (see kcg status)."),
+                  lead: Optional[str] = typer.Option(None, help="Lead's member id (default: first owner)."),
+                  decline: bool = typer.Option(False, "--decline", help="Say no: stop listing the proposal."),
+                  workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
+    """Approve a "Projektgrupp: …" decision from the minutes: start the project group."""
+    _config(config)
+    from kcg_mail.bootstrap import bootstrap
+    from kcg_mail.services.followup import ProjectProblem, decline_group, start_group
+
+    try:
+        if decline:
+            console.print(decline_group(bootstrap(workdir, config), ref), markup=False)
+            return
+        started = start_group(bootstrap(workdir, config), ref, lead=lead)
+    except ProjectProblem as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(1)
+    console.print(started.markdown(), markup=False, highlight=False)
 
 
 @app.command()

@@ -27,6 +27,18 @@ DEMO_DECISIONS = [
     ("Dela goda exempel i Dropbox-mappen före nästa möte", "Alla", "{next}"),
 ]
 
+# Between meetings (issue 18): February gets a decision due before March's meeting
+# (its owner is reminded), April starts a project group (approved by the
+# coordinator), and the group's lead reports back before September's meeting.
+DEMO_EXTRA = {
+    "2023-02": [("Sammanställ medlemsenkäten om trygghet och skicka ut den", "Lisa Thörn", "2023-02-27")],
+    "2023-04": [("Projektgrupp: Trygghet i stadskärnan – gemensam kartläggning av trygghetsarbetet",
+                 "Lisa Thörn, Pia Sandin, Hanna Candell", "löpande")],
+}
+DEMO_STATUS_MEETING = "2023-09"
+DEMO_STATUS = ("Hej!\n\nKartläggningen är klar i tio av tretton städer; vi visar en första sammanställning "
+               "på mötet i oktober.\n\nHälsningar\nLisa\n")
+
 
 @dataclass
 class DemoResult:
@@ -56,17 +68,22 @@ def edit_decisions(docx_bytes: bytes, edit) -> bytes:
     return out.getvalue()
 
 
-def fill_protocol(docx_bytes: bytes, m: Meeting) -> bytes:
-    """What a host does in Word: write the decisions into the table."""
-    values = {"theme": m.theme.lower(), "host": m.host.name, "due": (m.date + timedelta(days=30)).isoformat(),
+def fill_protocol(docx_bytes: bytes, m: Meeting, extra=(), marks=None) -> bytes:
+    """What a host does in Word: write the decisions into the table (``extra``: more
+    rows), and, with ``marks(ref, owner) -> text``, mark the open decisions of earlier
+    meetings in the follow-up table's column Läge."""
+    # the host's own decision is due in two months: never before the next meeting (the
+    # longest gap in the plan is nine weeks), so it is followed up there, not by a reminder
+    values = {"theme": m.theme.lower(), "host": m.host.name, "due": (m.date + timedelta(days=63)).isoformat(),
               "next": (m.date + timedelta(days=28)).isoformat()}
 
     def write(table) -> None:
-        for row, (d, o, due) in zip(table.rows[1:], DEMO_DECISIONS):
+        for row, (d, o, due) in zip(table.rows[1:], list(DEMO_DECISIONS) + list(extra)):
             for cell, text in zip(row.cells, (d, o, due)):
                 cell.text = text.format(**values)
 
-    return edit_decisions(docx_bytes, write)
+    data = edit_decisions(docx_bytes, write)
+    return data if marks is None else mark_followups(data, marks)
 
 
 def stamp_authentication(raw: bytes, authserv_id: str, result: str = "pass", domain: str | None = None) -> bytes:
@@ -85,7 +102,37 @@ def stamp_authentication(raw: bytes, authserv_id: str, result: str = "pass", dom
     return field.encode("ascii") + raw
 
 
-def host_reply(app: App, m: Meeting, when: datetime) -> bytes | None:
+def mark_followups(docx_bytes: bytes, marks) -> bytes:
+    """Write ``marks(ref, owner)`` into the Läge column of the follow-up table."""
+    import docx
+
+    doc = docx.Document(io.BytesIO(docx_bytes))
+    for table in doc.tables:
+        head = [c.text.strip().lower() for c in table.rows[0].cells]
+        if head[:2] == ["ref", "öppet beslut"]:
+            for row in table.rows[1:]:
+                cells = row.cells
+                cells[-1].text = marks(cells[0].text.strip(), cells[2].text.strip())
+    out = io.BytesIO()
+    doc.save(out)
+    return out.getvalue()
+
+
+def demo_marks(meetings: list[Meeting], m: Meeting):
+    """The host's judgement in the demo: an "Alla" decision of the previous meeting
+    carries on, an older one is struck; everything else is done."""
+    earlier = [x.id for x in meetings if x.date < m.date]
+    previous = earlier[-1] if earlier else None
+
+    def mark(ref: str, owner: str) -> str:
+        if owner.strip().lower() == "alla":
+            return "fortsätter" if ref.rpartition("/")[0] == previous else "struken"
+        return "klar"
+
+    return mark
+
+
+def host_reply(app: App, m: Meeting, when: datetime, extra=(), marks=None) -> bytes | None:
     """The host's reply to the template mail, as their mail program would send it."""
     from email import message_from_bytes, policy
 
@@ -96,7 +143,7 @@ def host_reply(app: App, m: Meeting, when: datetime) -> bytes | None:
         return None
     original = message_from_bytes(path.read_bytes(), policy=policy.default)
     att = next(p for p in original.iter_attachments() if p.get_filename().endswith(".docx"))
-    filled = fill_protocol(att.get_content(), m)
+    filled = fill_protocol(att.get_content(), m, extra, marks)
     reply = EmailMessage(policy=SMTP)
     reply["From"] = m.host.name + f" <{m.host.email}>"
     reply["To"] = original["Reply-To"] or original["From"]
@@ -113,8 +160,86 @@ def host_reply(app: App, m: Meeting, when: datetime) -> bytes | None:
     return stamp_authentication(reply.as_bytes(), trusted[0]) if trusted else reply.as_bytes()
 
 
+def reply_to_sent(app: App, key: str, sender, when: datetime, text: str) -> bytes | None:
+    """A person's plain reply to one of our mails (found in Sent by its key)."""
+    from email import message_from_bytes, policy
+
+    from kcg_mail.adapters.maildir import _key_name
+
+    path = Path(app.mail.root) / "sent" / "cur" / _key_name(key)
+    if not path.exists():
+        return None
+    original = message_from_bytes(path.read_bytes(), policy=policy.default)
+    reply = EmailMessage(policy=SMTP)
+    reply["From"] = f"{sender.name} <{sender.email}>"
+    reply["To"] = original["Reply-To"] or original["From"]
+    reply["Subject"] = "SV: " + str(original["Subject"])
+    reply["Date"] = format_datetime(when)
+    reply["Message-ID"] = make_msgid(domain=sender.email.rpartition("@")[2])
+    reply["In-Reply-To"] = original["Message-ID"]
+    reply["References"] = original["Message-ID"]
+    quoted = "\n".join("> " + ln for ln in original.get_body(("plain",)).get_content().splitlines())
+    reply.set_content(f"{text}\nDen {when:%Y-%m-%d} skrev {original['From']}:\n{quoted}\n")
+    return reply.as_bytes()
+
+
 def _sent_count(app: App) -> int:
     return len(list((Path(app.mail.root) / "sent" / "cur").iterdir()))
+
+
+def _status_request(app: App):
+    """(key, lead) of the status request before DEMO_STATUS_MEETING, once it is sent."""
+    from kcg_mail.services.followup import groups
+
+    for g in groups(app):
+        lead = next((p for p in app.cfg.network.members if p.id == g.lead), None)
+        key = f"{DEMO_STATUS_MEETING}:project_status_request:{g.slug}:{lead.email}" if lead else ""
+        rec = app.state.action(key) if lead else None
+        if rec is not None and rec.status == "done":
+            return key, lead, rec
+    return None
+
+
+def _status_reply_day(app: App) -> date | None:
+    req = _status_request(app)
+    m = app.meeting(DEMO_STATUS_MEETING)
+    if req is None or m is None:
+        return None
+    # on the day the host is reminded (a day the demo runs anyway), before the template goes out
+    return m.date - timedelta(days=app.cfg.meetings.lead_days.remind_host)
+
+
+def _lead_reports_back(app: App, day: date) -> bool:
+    """The group's lead answers September's status request a few days before the meeting."""
+    req = _status_request(app)
+    if req is None or _status_reply_day(app) != day:
+        return False
+    from kcg_mail.services.followup import groups, statuses
+
+    key, lead, _ = req
+    if any(s["meeting_id"] == DEMO_STATUS_MEETING for g in groups(app) for s in statuses(app, g)):
+        return False  # already reported (a second run of the demo)
+    m = app.meeting(DEMO_STATUS_MEETING)
+    raw = reply_to_sent(app, key, lead, datetime.combine(day, datetime.min.time(), m.start.tzinfo).replace(hour=9),
+                        DEMO_STATUS)
+    if raw is None:
+        return False
+    app.mail.deliver(raw, "project-status-reply.eml")
+    return True
+
+
+def _coordinator_approves(app: App, workdir: Path, config_dir: Path | None) -> int:
+    """The coordinator approves a "Projektgrupp:" decision once its minutes are filed
+    (the kcg-start-project flow, as from the Prefect UI)."""
+    from kcg_mail.services.followup import proposals
+
+    from flows.manual import start_project
+
+    runs = 0
+    for d, _ in proposals(app):
+        start_project(ref=d.ref, workdir=str(workdir), config_dir=str(config_dir) if config_dir else None)
+        runs += 1
+    return runs
 
 
 def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | None = None, echo=print) -> DemoResult:
@@ -125,6 +250,7 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
     from flows.intake import intake_flow
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.core.cycle import due_dates, next_due_date
+    from kcg_mail.services.followup import next_followup_day
 
     t0 = time.monotonic()
     app = bootstrap(workdir, config_dir)
@@ -149,18 +275,23 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
             replied = False
             for m in confirmed:
                 if reply_day[m.id] == day and m.id not in filed:
-                    raw = host_reply(app, m, datetime.combine(day, datetime.min.time(), m.start.tzinfo).replace(hour=11))
+                    raw = host_reply(app, m, datetime.combine(day, datetime.min.time(), m.start.tzinfo).replace(hour=11),
+                                     DEMO_EXTRA.get(m.id, ()), demo_marks(app.meetings, m))
                     if raw is not None:
                         app.mail.deliver(raw, f"{m.id}-reply.eml")
                         replied = True
+            replied |= _lead_reports_back(app, day)
             if replied:
                 intake_flow(now=f"{day.isoformat()}T12:00", workdir=str(workdir),
                             config_dir=str(config_dir) if config_dir else None)
                 runs += 1
+            runs += _coordinator_approves(app, workdir, config_dir)
             states = app.meeting_states()
             filed = {f.meeting_id for f in app.state.filings()}
-            candidates = [d for d in (next_due_date(app.meetings, states, day, lead, go_live=app.go_live(), extra=extra),) if d]
+            candidates = [d for d in (next_due_date(app.meetings, states, day, lead, go_live=app.go_live(), extra=extra),
+                                      next_followup_day(app, day)) if d]
             candidates += [d for mid, d in reply_day.items() if d > day and mid not in filed]
+            candidates += [d for d in (_status_reply_day(app),) if d and d > day]
             day = min(candidates) if candidates else None
         if runs == 0:  # nothing left to do: one daily run shows that nothing is sent again
             daily_flow(date=last.isoformat(), workdir=str(workdir), config_dir=str(config_dir) if config_dir else None)

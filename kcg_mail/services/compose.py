@@ -29,7 +29,8 @@ from kcg_mail.ports import Address, Attachment, Invitation, OutgoingMessage
 DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 MAIL_KINDS = ("brief_host", "invite", "cancel_invitation", "remind_host", "send_template", "distribute",
-              "chase_host", "escalate", "reply_problem", "plan_change", "welcome", "alert")
+              "chase_host", "escalate", "reply_problem", "plan_change", "welcome", "alert",
+              "decision_reminder", "project_status_request")
 
 
 class TemplateProblem(Exception):
@@ -131,6 +132,9 @@ class Composer:
             "version": 2, "problem": "Filen saknas.", "days_late": 7, "meetings": [self.meeting_ctx(x) for x in ms],
             "changes": ["datum"], "subject": "Ämne", "alert": {"title": "Fel", "what": "x", "todo": "y", "url": "http://x"},
             "manual_steps": ["Facebook"], "attached": True, "sequence": 0,
+            "calendar_link": "https://example.se/kalender.ics",
+            "decision": {"ref": f"{m.id}/1", "decision": "Beslut", "owner": m.host.name, "due": "2023-03-01"},
+            "project": {"name": "Trygghet i stadskärnan", "purpose": "Kartlägga"},
         }
 
     # -------------------------------------------------------------- messages

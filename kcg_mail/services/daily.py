@@ -31,6 +31,8 @@ class DailyReport:
     now: str
     results: list[StepResult] = field(default_factory=list)
     skipped: list[StepResult] = field(default_factory=list)
+    #: issue 18: decision reminders, project status requests, calendar feed
+    between: list[StepResult] = field(default_factory=list)
 
     @property
     def sent(self) -> int:
@@ -55,7 +57,14 @@ def protocol_context(app: App, m: Meeting) -> dict:
         "rules": list(cfg.network.rules),
         "values": list(cfg.network.values),
         "decision_rows": cfg.meetings.decision_rows,
+        "followup": _followup_context(app, m),
     }
+
+
+def _followup_context(app: App, m: Meeting) -> dict:
+    from kcg_mail.services.followup import followup_context  # issue 18: open decisions, project groups
+
+    return followup_context(app, m)
 
 
 def render_protocol(app: App, m: Meeting) -> Attachment:
@@ -221,4 +230,13 @@ def run_daily(app: App, now: datetime, run_step: Callable[[App, Due, datetime], 
         report.skipped.append(StepResult(s.meeting_id, s.action, "skipped", s.reason))
     for due in plan.due:
         report.results.append(run_step(app, due, now))
+    report.between = _between_meetings(app, now)
     return report
+
+
+def _between_meetings(app: App, now: datetime) -> list[StepResult]:
+    """Issue 18: decision reminders, project status requests, the calendar feed."""
+    from kcg_mail.services.followup import run_followups
+
+    return [StepResult(what.split(" ")[1] if " " in what else "-", what.split(" ")[0], outcome, what)
+            for what, outcome in run_followups(app, now)]

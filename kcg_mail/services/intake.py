@@ -42,7 +42,8 @@ FOLDER = {"minutes": "processed", "duplicate": "processed", "calendar_response":
           "automatic": "processed", "own": "processed", "late_copy": "processed",
           # the planning round (issue 17): answered either way
           "planning_needs": "processed", "planning_ballot": "processed", "planning_ballot_late": "processed",
-          "planning_needs_invalid": "processed", "planning_ballot_invalid": "processed"}  # else: quarantine
+          "planning_needs_invalid": "processed", "planning_ballot_invalid": "processed",
+          "project_status": "processed"}  # else: quarantine
 MIME_BY_KIND = {"docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
                 "pdf": "application/pdf", "odt": "application/vnd.oasis.opendocument.text"}
 
@@ -251,6 +252,7 @@ def handle_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: 
 
         dated = effective_date(mail.date, received or now)
         outcome, filing = file_minutes(app, m, att.data, minutes.kind, decisions, key, now, dated)
+        _followup_marks(app, m, minutes, outcome)
         if outcome == "duplicate":
             return "duplicate", f"samma protokoll som version {filing.version} – inget nytt"
         if outcome == "late_copy":
@@ -280,8 +282,25 @@ TOO_LARGE_SV = ("Ditt mejl var för stort för att tas emot (över {mb} MB), så
                 "Skicka gärna protokollet igen som en mindre fil, till exempel utan inklistrade bilder.")
 
 
+# ------------------------------------------------ issue 18: between meetings
+# The minutes' follow-up table closes or carries open decisions; a reply to a
+# project-status request is stored as the group's status (routed in _handle_one
+# after the trust rules; logic in kcg_mail.services.followup).
+
+
+def _followup_marks(app: App, m: Meeting, minutes, outcome: str) -> None:
+    if outcome == "filed":
+        from kcg_mail.services.followup import minutes_filed
+
+        minutes_filed(app, m, minutes.followups)
+
+
 def handle(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
            received: datetime | None = None) -> tuple[str, str]:
+    if v.kind == "project_status":  # routed in _handle_one, after the trust rules
+        from kcg_mail.services.followup import status_reply
+
+        return status_reply(app, mail, now) or ("unmatched", "svar på en statusfråga vi inte känner igen")
     if v.kind == "minutes":
         return handle_minutes(app, mail, v, key, now, received)
     if v.kind == "no_minutes" and mail.oversize:
@@ -336,9 +355,16 @@ def _handle_one(app: App, item: IncomingMessage, ctx: inbound.MatchContext, now:
     mail = inbound.parse(item.raw)
     from kcg_mail.services import planning as planning_round  # replies to the planning round (issue 17)
 
+    from kcg_mail.services.followup import status_request_of  # a project group's status line (issue 18)
+
     planning = planning_round.route(app, mail)
-    verdict = (inbound.Verdict("planning", None, f"planeringsrunda {planning.year}") if planning
-               else inbound.classify(mail, ctx))
+    status_req = None if planning else status_request_of(app, mail)
+    if planning:
+        verdict = inbound.Verdict("planning", None, f"planeringsrunda {planning.year}")
+    elif status_req is not None:
+        verdict = inbound.Verdict("project_status", status_req.meeting_id, "svar på en statusfråga till en projektgrupp")
+    else:
+        verdict = inbound.classify(mail, ctx)
     docs = tuple(a for a in mail.attachments if inbound.is_document_candidate(a))
     approved = app.state.get(f"approved:{key}")  # released by the coordinator (kcg approve / refile)
     if approved and planning:

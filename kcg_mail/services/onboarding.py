@@ -107,6 +107,17 @@ def remaining_meetings(app: App, now: datetime) -> list[Meeting]:
     return [m for m in app.meetings if m.start > now]
 
 
+def _calendar_link(app: App, now: datetime) -> str:
+    """The subscribable year calendar (issue 18), brought up to date first; "" when
+    the archive cannot give a link (the welcome still goes out, with the .ics)."""
+    from kcg_mail.services.calendar_feed import publish
+
+    try:
+        return publish(app, now, link=True).link
+    except Exception:  # noqa: BLE001 - an archive fault must not stop the welcome
+        return ""
+
+
 def onboard(app: App, name: str, organisation: str, city: str, email: str, now: datetime) -> OnboardingResult:
     person = new_person(app, name, organisation, city, email)
     meetings = remaining_meetings(app, now)
@@ -118,7 +129,7 @@ def onboard(app: App, name: str, organisation: str, city: str, email: str, now: 
     msg = composer.message(
         "welcome", key, None, [person],
         {"person": person_ctx(person), "meetings": [composer.meeting_ctx(m) for m in meetings],
-         "manual_steps": list(app.cfg.network.manual_onboarding_steps)},
+         "manual_steps": list(app.cfg.network.manual_onboarding_steps), "calendar_link": _calendar_link(app, now)},
         attachments=(att,),
     )
     # deliberately: this one mail may go to this one new address

@@ -118,8 +118,9 @@ CALENDAR_CHAIN: tuple[Rule, ...] = (
     Rule("attendee-is-sender", attendee_is_sender),
 )
 
-#: a member's answer to the planning round (needs, ballot): the member's own, authenticated
-PLANNING_CHAIN: tuple[Rule, ...] = (
+#: a member's own answer (the planning round's needs and ballot, a project group's status line):
+#: from the member, authenticated
+MEMBER_ANSWER_CHAIN: tuple[Rule, ...] = (
     Rule("one-from-mailbox", one_from_mailbox),
     Rule("authenticated", authenticated),
     Rule("member-sender", member_sender),
@@ -127,7 +128,7 @@ PLANNING_CHAIN: tuple[Rule, ...] = (
 
 #: verdict kinds the intake acts on, and what a hit does to them
 ACTS_ON = {"minutes": "hold", "not_allowed": "hold", "no_minutes": "discard", "calendar_response": "discard",
-           "planning": "hold"}
+           "planning": "hold", "project_status": "hold"}
 
 
 def run_chain(chain: tuple[Rule, ...], mail: ParsedMail, v: Verdict, ctx: MatchContext) -> tuple[str, str] | None:
@@ -148,8 +149,8 @@ def decide(mail: ParsedMail, v: Verdict, ctx: MatchContext, *, has_documents: bo
         if v.meeting_id is None:
             return Decision("accept", "", "no meeting: nothing recorded")
         hit = run_chain(CALENDAR_CHAIN, mail, v, ctx)
-    elif v.kind == "planning":
-        hit = run_chain(PLANNING_CHAIN, mail, v, ctx)
+    elif v.kind in ("planning", "project_status"):
+        hit = run_chain(MEMBER_ANSWER_CHAIN, mail, v, ctx)
     else:
         hit = run_chain(FILING_CHAIN, mail, v, ctx)
         if hit is None and v.kind == "not_allowed":  # classify's own filer check
