@@ -8,7 +8,9 @@ distribution would go out again. Before the state file is opened,
 - the marker file ``state.sqlite.id``, written beside the state file at its
   first record (and naming the file's instance id),
 - mail in the Maildir Sent folder (embedded transport),
-- files in the local archive (embedded archive),
+
+(files in the archive alone are no proof: an archive may hold the protocols of
+the years before kcg-mail, which ``kcg adopt`` takes over on a new state),
 
 and refuses to run when the state file is missing, empty, blank (no records) or
 another file (a different instance id) while such proof exists. The error names
@@ -66,11 +68,6 @@ def evidence(state_path: Path, mail: MailTransport | None, archive: Archive | No
         n = _count_files(Path(root) / "sent" / "cur")
         if n:
             out.append(f"{n} sent mail(s) in {Path(root) / 'sent'}")
-    aroot = getattr(archive, "root", None)
-    if aroot is not None:
-        n = _count_files(Path(aroot))
-        if n:
-            out.append(f"{n} file(s) in the archive {aroot}")
     return out
 
 

@@ -74,7 +74,8 @@ def _in_year(m: Meeting, year: int) -> Meeting:
 
 
 def adopt(app: App, *, dry_run: bool = False) -> AdoptReport:
-    from kcg_mail.documents.render import MinutesRejected, read_minutes
+    from kcg_mail.documents.minutes import read_minutes
+    from kcg_mail.documents.ooxml import MinutesRejected
     from kcg_mail.services.intake import update_decision_log
 
     report = AdoptReport()
