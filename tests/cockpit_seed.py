@@ -12,7 +12,7 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from pathlib import Path
 
-from helpers import TZ, plain_mail
+from helpers import TZ, authenticated, plain_mail
 
 SEED_DAYS = ("2023-01-16", "2023-01-23", "2023-02-03", "2023-02-05")
 TODAY = "2023-02-20"
@@ -49,11 +49,12 @@ def seed(work: Path, cfgdir: Path):
     from kcg_mail.services.intake import run_intake
 
     app = bootstrap(work, cfgdir)
+    app.state.put("go_live", "2022-12-01")  # live since December: January's steps are not history
     for day in SEED_DAYS:
         run_daily(app, at(day))
     members = [p.email for p in app.cfg.network.active_members if p.email != app.meeting("2023-02").host.email]
     for email, ps in zip(members[:3], ("ACCEPTED", "ACCEPTED", "DECLINED")):
-        app.mail.deliver(calendar_reply(app, "2023-02", email, ps, at("2023-02-04", 9)), f"cal-{email}.eml")
+        app.mail.deliver(authenticated(calendar_reply(app, "2023-02", email, ps, at("2023-02-04", 9))), f"cal-{email}.eml")
     app.mail.deliver(plain_mail("okand@example.com", app.cfg.network.mailbox.email, "Erbjudande om annonser",
                                 when=at("2023-02-04", 10), msgid="<stranger-1@example.com>"), "stranger.eml")
     run_intake(app, at("2023-02-04", 12))

@@ -58,7 +58,7 @@ def reply_day(m) -> datetime:
 def test_decisions_and_project_groups_between_meetings(tmp_path):
     app = make_app(tmp_path, CFG)
     # February: template, meeting, the host returns the minutes with four decisions
-    run_daily(app, at(FEB.date - timedelta(days=1)))
+    run_daily(app, at(FEB.date - timedelta(days=3)))  # the Friday before: a working day
     assert followup_refs(template_of(tmp_path, FEB)) == []
     app.mail.deliver(host_reply(app, FEB, reply_day(FEB), FEB_EXTRA), "feb.eml")
     run_intake(app, reply_day(FEB) + timedelta(hours=1))
@@ -100,7 +100,7 @@ def test_decisions_and_project_groups_between_meetings(tmp_path):
     assert [s["text"] for s in statuses(app, g)] == ["Enkäten är ute till alla städer."]
 
     # March's template: February's open decisions under the report-back point, and the status
-    run_daily(app, at(MAR.date - timedelta(days=1)))
+    run_daily(app, at(MAR.date - timedelta(days=3)))  # the Friday before: a working day
     mar_tpl = template_of(tmp_path, MAR)
     assert followup_refs(mar_tpl) == ["2023-02/1", "2023-02/2", "2023-02/3"]
     text = read_minutes("t.docx", mar_tpl).text
@@ -123,7 +123,7 @@ def test_decisions_and_project_groups_between_meetings(tmp_path):
     assert states["2023-02/2"] == (OPEN, "")
 
     # April's template carries the open ones on: February's "Alla" decision and March's two
-    run_daily(app, at(APR.date - timedelta(days=1)))
+    run_daily(app, at(APR.date - timedelta(days=3)))  # the Friday before: a working day
     assert followup_refs(template_of(tmp_path, APR)) == ["2023-02/2", "2023-03/1", "2023-03/2"]
     assert all(n == 1 for n in sent_by_key(tmp_path).values())
     close(app)
@@ -242,7 +242,7 @@ def test_kcg_status_and_project_start(tmp_path):
     from kcg_mail.entrypoints.cli import app as cli
 
     app = make_app(tmp_path)  # the shipped config, same layout as `kcg --workdir`
-    run_daily(app, at(FEB.date - timedelta(days=1)))
+    run_daily(app, at(FEB.date - timedelta(days=3)))  # the Friday before: a working day
     app.mail.deliver(host_reply(app, FEB, reply_day(FEB), FEB_EXTRA), "feb.eml")
     run_intake(app, reply_day(FEB) + timedelta(hours=1))
     close(app)

@@ -480,3 +480,22 @@ def test_header_decoding_matches_stdlib():
                     differing[f.name] = name
                     assert "\ufffd" not in ours and " -04]" not in ours
     assert differing == STDLIB_DIFFERS
+
+
+def test_reply_ids_inside_encoded_words_are_found():
+    """Python's email package encodes an In-Reply-To longer than a line as RFC 2047
+    words (our reply-key Message-IDs are that long); the ids must still be read."""
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    ours = "<kcg.2023-03.project_status_request.zlsxpdzcafntyyfqbx35.ve6esg4ylcrw@svenskastadskarnor.example.se>"
+    m = EmailMessage(policy=SMTP)
+    m["From"] = "Lisa Thörn <lisa@uppsala.example.se>"
+    m["Subject"] = "SV: Status"
+    m["In-Reply-To"] = ours
+    m["References"] = ours
+    m.set_content("Hej\n")
+    raw = m.as_bytes()
+    assert b"=?utf-8?q?" in raw  # the shape this test is about
+    mail = parse(raw)
+    assert mail.in_reply_to == ours and mail.references == (ours,)

@@ -63,7 +63,8 @@ def test_broken_planning_template_is_named(tmp_path):
 def test_serve_has_the_planning_deployments(tmp_path):
     from flows.serve import deployments
 
-    deps = {d.name: d for d in deployments(str(tmp_path), None)}
+    deps = {d.flow_name: d for d in deployments(str(tmp_path), None, "KCG")}
+    assert {d.name for d in deps.values()} == {"KCG"}  # named after the network (issue 16)
     tick = deps["kcg-planning-tick"]
     (sched,) = tick.schedules
     assert (sched.schedule.cron, sched.schedule.timezone) == ("15 7 * * *", "Europe/Stockholm")

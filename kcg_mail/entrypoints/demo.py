@@ -161,7 +161,8 @@ def host_reply(app: App, m: Meeting, when: datetime, extra=(), marks=None) -> by
 
 
 def reply_to_sent(app: App, key: str, sender, when: datetime, text: str) -> bytes | None:
-    """A person's plain reply to one of our mails (found in Sent by its key)."""
+    """A person's plain reply to one of our mails (found in Sent by its key), as
+    our receiving server hands it over (authenticated)."""
     from email import message_from_bytes, policy
 
     from kcg_mail.adapters.maildir import _key_name
@@ -180,7 +181,8 @@ def reply_to_sent(app: App, key: str, sender, when: datetime, text: str) -> byte
     reply["References"] = original["Message-ID"]
     quoted = "\n".join("> " + ln for ln in original.get_body(("plain",)).get_content().splitlines())
     reply.set_content(f"{text}\nDen {when:%Y-%m-%d} skrev {original['From']}:\n{quoted}\n")
-    return reply.as_bytes()
+    trusted = app.cfg.transport.inbound.trusted_authserv_ids  # as our receiving server hands it over
+    return stamp_authentication(reply.as_bytes(), trusted[0]) if trusted else reply.as_bytes()
 
 
 def _sent_count(app: App) -> int:

@@ -168,6 +168,11 @@ _MSGID_RE = re.compile(r"<[^<>\s]+>")
 
 def _msgids(value: str) -> tuple[str, ...]:
     value = _unsurrogate(value or "")
+    if "=?" in value:
+        # Python's email package (and clients built on it) RFC 2047-encodes an
+        # In-Reply-To/References longer than a line, as the reply keys in our
+        # Message-IDs make them; the ids are inside the encoded words.
+        value = decode_header_text(value)
     ids = _MSGID_RE.findall(value)
     if ids:
         return tuple(ids)
