@@ -284,7 +284,8 @@ def test_require_reply_key_makes_the_key_a_second_factor(feb):
         app.mail.deliver(raw, f"{name}.eml")
     report = _intake(app)
     assert sorted(h.outcome for h in report.handled) == ["held", "held", "held"], report.handled
-    assert all("reply key" in h.reason for h in report.handled), report.handled
+    # a replayed key ties the mail to the key's own meeting (March), where Daniel is no filer: held either way
+    assert all("reply key" in h.reason or "not a filer" in h.reason for h in report.handled), report.handled
     assert app.state.filings() == [] and _distributed(wd) == []
     # the real reply to our mail is accepted
     app.mail.deliver(_genuine(c, in_reply_to=c.tpl_msgid, to=c.tpl_reply_to, subject="SV: x"), "ok.eml")
