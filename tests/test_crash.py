@@ -77,17 +77,20 @@ def test_reference_run_is_complete(reference):
     final = reference.after[-1]
     sent = final["sent"]
     assert set(sent.values()) == {1}
-    actions = Counter(k.split(":")[1] for k in sent)
+    actions = Counter(k.split(":")[0] if k.startswith("welcome:") else k.split(":")[1] for k in sent)
     assert actions == Counter({"brief_host": 1, "invite": 2, "send_template": 2, "chase_host": 1, "escalate": 1,
-                               "reply_problem": 1, "plan_change": 1, "remind_host": 1, "distribute": 3})
+                               "reply_problem": 1, "plan_change": 1, "remind_host": 1, "distribute": 3,
+                               "welcome": 1})
     assert "2023-03:invite:members:s1" in sent and "2023-02:distribute:members:v2" in sent
     docx = [p for p, _ in final["archive"] if p.endswith(".docx")]
     assert len(docx) == 3 and sum("(v2)" in p for p in docx) == 1  # Feb v1, Feb v2, Mar v1
     assert final["boxes"]["inbox"] == []
-    assert len(final["boxes"]["processed"]) == 3 and len(final["boxes"]["quarantine"]) == 2
+    assert len(final["boxes"]["processed"]) == 4 and len(final["boxes"]["quarantine"]) == 2
     assert all(status == "done" for _, status in final["messages"].values())
-    assert sorted(o for o, _ in final["messages"].values()) == ["minutes", "minutes", "minutes", "no_minutes",
-                                                                 "not_allowed"]
+    assert sorted(o for o, _ in final["messages"].values()) == ["calendar_response", "minutes", "minutes", "minutes",
+                                                                 "no_minutes", "not_allowed"]
+    assert final["attendance"]["2023-03"] == {"lisa@uppsala.example.se": "ACCEPTED"}
+    assert any(p.endswith(".kcg-members.json") for p, _ in final["archive"])  # the new member invited
     assert all(s in ("done", "skipped") for s in final["actions"].values())
     assert [(f[0], f[1]) for f in final["filings"]] == [("2023-02", 1), ("2023-02", 2), ("2023-03", 1)]
     for c in reference.calls:
@@ -133,6 +136,8 @@ def _compare(expected: dict, got: dict, writes: Counter, expected_writes: Counte
     diff.update({k: (v, None) for k, v in got_actions.items() if k not in exp_actions})
     if diff:
         out.append(f"state actions (got, expected) {diff}")
+    if got["attendance"] != expected["attendance"]:
+        out.append(f"attendance {got['attendance']} != {expected['attendance']}")
     if got["kv"] != expected["kv"]:
         out.append(f"invitation state {got['kv']} != {expected['kv']}")
     return out
@@ -155,6 +160,12 @@ CRASH_POINTS = [
     ("store", "before"),
     ("move", "before"), ("move", "after"),  # after the last move: the run is done
     ("put", "before"),  # the invitation snapshot
+    # the other write paths: the decisions of filed minutes, a calendar answer,
+    # the shared link of a filed file, the new member's archive invitation
+    ("replace_decisions", "before"), ("replace_decisions", "after"),
+    ("record_attendance", "before"), ("record_attendance", "after"),
+    ("shared_link", "before"), ("shared_link", "after"),
+    ("add_member", "before"), ("add_member", "after"),
 ]
 
 
