@@ -70,3 +70,22 @@ def at(d: date | str, hour: int | str = 7, minute: int = 0) -> datetime:
         hh, _, mm = hour.partition(":")
         hour, minute = int(hh), int(mm or 0)
     return datetime.combine(d, time(hour, minute), tzinfo=TZ)
+
+
+def kcg_test_config(tmp_path: Path, environ: dict[str, str] | None = None) -> Config:
+    """config/ with every address moved to @kcg.test, the only domain the test
+    Postfix delivers (to Dovecot over LMTP)."""
+    import re
+
+    dst = tmp_path / "config-kcg-test"
+    shutil.copytree(CONFIG_DIR, dst)
+    net = dst / "network.yaml"
+    net.write_text(re.sub(r"\b([a-z0-9._-]+)@[a-z0-9.-]+\.example\.(?:se|org)\b", r"\1@kcg.test",
+                          net.read_text(encoding="utf-8")), encoding="utf-8")
+    return load_config(dst, environ=environ or {})
+
+
+def server_users(cfg: Config, password_of=lambda e: "pw-" + e.partition("@")[0]) -> dict[str, str]:
+    """Every address of the network as a user of the test mail server."""
+    emails = {p.email for p in cfg.network.members + cfg.network.guests} | {cfg.network.mailbox.email}
+    return {e: password_of(e) for e in sorted(emails)}

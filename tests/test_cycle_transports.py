@@ -17,7 +17,6 @@ import email
 import json
 import logging
 import re
-import shutil
 from collections import Counter
 from datetime import date
 from email import policy
@@ -150,20 +149,7 @@ def test_cycle_graph_fake_local(tmp_path):
 # ------------------------------------------------------------------------- SMTP / IMAP
 
 
-def kcg_test_config(tmp_path: Path, environ: dict[str, str] | None = None):
-    """config/ with every address moved to @kcg.test, the only domain the test
-    Postfix delivers (to Dovecot over LMTP)."""
-    dst = tmp_path / "config-kcg-test"
-    shutil.copytree(CONFIG_DIR, dst)
-    net = dst / "network.yaml"
-    net.write_text(re.sub(r"\b([a-z0-9._-]+)@[a-z0-9.-]+\.example\.(?:se|org)\b", r"\1@kcg.test",
-                          net.read_text(encoding="utf-8")), encoding="utf-8")
-    return load_config(dst, environ=environ or {})
-
-
-def server_users(cfg, password_of=lambda e: "pw-" + e.partition("@")[0]) -> dict[str, str]:
-    emails = {p.email for p in cfg.network.members + cfg.network.guests} | {cfg.network.mailbox.email}
-    return {e: password_of(e) for e in sorted(emails)}
+from basics import kcg_test_config, server_users  # noqa: E402
 
 
 @pytest.mark.server
