@@ -291,7 +291,8 @@ def _addrs(msg: EmailMessage, *headers: str) -> frozenset[str]:
 
 def out_from_mime(raw: bytes) -> Out:
     msg = parse(raw)
-    cal = [p for p in msg.walk() if p.get_content_type() == "text/calendar"]
+    # an invitation's calendar part carries a method; an attached .ics (the welcome's year plan) is an attachment
+    cal = [p for p in msg.walk() if p.get_content_type() == "text/calendar" and p.get_param("method")]
     key = str(msg[MARKER_HEADER]) if msg[MARKER_HEADER] is not None else None
     atts = tuple(p.get_filename() for p in msg.iter_attachments() if p.get_filename())
     to = _addrs(msg, "To", "Cc")
@@ -299,7 +300,8 @@ def out_from_mime(raw: bytes) -> Out:
         body = cal[0].get_content()
         body = body.decode("utf-8") if isinstance(body, bytes) else body
         unfolded = re.sub(r"\r?\n[ \t]", "", body)
-        uid = re.search(r"^UID:(.+?)\r?$", unfolded, re.M).group(1).strip()
+        found = re.search(r"^UID:(.+?)\r?$", unfolded, re.M)
+        uid = found.group(1).strip() if found else None  # a year plan (PUBLISH) may hold no event
         method = cal[0].get_param("method")
         assert re.search(rf"^METHOD:{method}\r?$", unfolded, re.M), "METHOD in the ics differs from the MIME part"
         attendees = re.findall(r"^ATTENDEE[^:]*ROLE=REQ-PARTICIPANT[^:]*:mailto:(.+?)\r?$", unfolded, re.M | re.I)
