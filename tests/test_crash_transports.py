@@ -162,6 +162,7 @@ def test_sigkill_at_every_point_then_rerun(name, tmp_path):
             if proc.returncode != -9 or f"killing myself at {method} #1 {when}" not in proc.stderr:
                 failures.append(f"{where}: child did not die there (rc {proc.returncode}): {proc.stderr[-2000:]}")
                 continue
+            world.settle()
             run_in_process(world, work, i, [])  # the rerun, same day, clean adapters
             problems = diff(after[i], observe(world, work))
             if problems:

@@ -215,6 +215,7 @@ class SmtpImapTransport(MailTransport):
         ssl_context: ssl.SSLContext | None = None,
         smtp_username: str | None = None,
         smtp_password: str | None = None,
+        own_copy: bool = True,
     ):
         if smtp_security not in ("starttls", "tls", "none"):
             raise ValueError(f"smtp_security must be starttls, tls or none, not {smtp_security!r}")
@@ -228,6 +229,11 @@ class SmtpImapTransport(MailTransport):
         self.smtp_security: SmtpSecurity = smtp_security
         self.imap_security: ImapSecurity = imap_security
         self.folder_names = {"sent": sent_folder, "processed": processed_folder, "quarantine": quarantine_folder}
+        #: Every mail also goes (envelope only, like Bcc) to the sender's own
+        #: mailbox: if the process dies between the SMTP transaction and the
+        #: Sent copy, ``was_sent`` finds that copy (the intake files it as
+        #: "own" mail) and no second mail goes out. See README, "Crash safety".
+        self.own_copy = own_copy
         self.timeout = float(timeout)
         self.retries = max(0, int(retries))
         self.backoff = float(backoff)
@@ -393,6 +399,8 @@ class SmtpImapTransport(MailTransport):
     def _deliver(self, msg: OutgoingMessage, mime: email.message.EmailMessage) -> None:
         data = mime.as_bytes(policy=email.policy.SMTP)
         recipients = [a.email for a in msg.recipients]
+        if self.own_copy and recipients and msg.sender.email.lower() not in {r.lower() for r in recipients}:
+            recipients.append(msg.sender.email)  # the own copy: in the envelope only, no Bcc header
         self._send_bytes(msg.key, msg.sender.email, recipients, data)
 
     def send(self, message: OutgoingMessage) -> None:
@@ -560,31 +568,62 @@ class SmtpImapTransport(MailTransport):
         )
         self._ok(f"append to {sent}", typ, resp)
 
+    def _find_key(self, conn: imaplib.IMAP4, mailbox: str, key: str) -> list[bytes]:
+        """UIDs in ``mailbox`` whose marker header is exactly ``key``."""
+        if not self._exists(conn, mailbox):
+            return []
+        self._select(conn, mailbox, readonly=True, force=True)
+        if key.isascii():
+            typ, data = conn.uid("SEARCH", "HEADER", MARKER_HEADER, _quote(key))
+        else:
+            conn.literal = key.encode("utf-8")
+            typ, data = conn.uid("SEARCH", "CHARSET", "UTF-8", "HEADER", MARKER_HEADER)
+        uids = self._ok(f"search {mailbox}", typ, data)[0].split() if data and data[0] else []
+        if not uids:
+            return []
+        # HEADER search is a substring match: confirm the exact key.
+        typ, data = conn.uid("FETCH", b",".join(uids).decode(), f"(UID BODY.PEEK[HEADER.FIELDS ({MARKER_HEADER})])")
+        self._ok(f"fetch {mailbox} headers", typ, data)
+        out = []
+        for item in data:
+            if isinstance(item, tuple):
+                hdr = email.message_from_bytes(item[1], policy=email.policy.default)
+                m = re.search(rb"UID (\d+)", item[0])
+                if m and any(str(v).strip() == key for v in hdr.get_all(MARKER_HEADER) or []):
+                    out.append(m.group(1))
+        return out
+
+    def _own_copy(self, conn: imaplib.IMAP4, key: str) -> bytes | None:
+        """The own copy of the mail ``key`` (see ``own_copy``): in the inbox,
+        or already moved by the intake to processed/quarantine."""
+        for mailbox in ("INBOX", self._folder("processed"), self._folder("quarantine")):
+            for uid in self._find_key(conn, mailbox, key):
+                typ, data = conn.uid("FETCH", uid.decode(), "(BODY.PEEK[])")
+                self._ok(f"fetch {mailbox}", typ, data)
+                raw = next((item[1] for item in data if isinstance(item, tuple)), None)
+                if raw is None:
+                    continue
+                msg = email.message_from_bytes(raw, policy=email.policy.default)
+                sender = msg["From"].addresses[0].addr_spec.lower() if msg["From"] and msg["From"].addresses else ""
+                if "@" in self.username and sender != self.username.lower():
+                    continue  # not from us: someone else's mail carrying our header
+                return raw
+        return None
+
     def was_sent(self, key: str) -> bool:
         def attempt() -> bool:
             conn = self._imap()
-            sent = self._folder("sent")
-            if not self._exists(conn, sent):
+            if self._find_key(conn, self._folder("sent"), key):
+                return True
+            if not self.own_copy:
                 return False
-            self._select(conn, sent, readonly=True, force=True)
-            if key.isascii():
-                typ, data = conn.uid("SEARCH", "HEADER", MARKER_HEADER, _quote(key))
-            else:
-                conn.literal = key.encode("utf-8")
-                typ, data = conn.uid("SEARCH", "CHARSET", "UTF-8", "HEADER", MARKER_HEADER)
-            uids = self._ok("search Sent", typ, data)[0].split() if data and data[0] else []
-            if not uids:
+            raw = self._own_copy(conn, key)
+            if raw is None:
                 return False
-            # HEADER search is a substring match: confirm the exact key.
-            typ, data = conn.uid("FETCH", b",".join(uids).decode(), f"(BODY.PEEK[HEADER.FIELDS ({MARKER_HEADER})])")
-            self._ok("fetch Sent headers", typ, data)
-            for item in data:
-                if isinstance(item, tuple):
-                    hdr = email.message_from_bytes(item[1], policy=email.policy.default)
-                    for value in hdr.get_all(MARKER_HEADER) or []:
-                        if str(value).strip() == key:
-                            return True
-            return False
+            # Sent through SMTP, but the process died before the Sent copy: write it now.
+            log.warning("%s: found our own copy of it; it went out before a crash, storing the Sent copy now", key)
+            self._append_sent(raw)
+            return True
 
         return self._retrying(f"look up {key} in Sent", attempt)
 
