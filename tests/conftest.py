@@ -211,6 +211,21 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.core)
 
 
+# ------------------------------------------------------------------ shared fixtures
+
+
+@pytest.fixture(scope="session")
+def shipped_year(tmp_path_factory):
+    """A real run of the shipped plan on the embedded defaults (tests/real_run.py):
+    (workdir, {key: SentMail}) read from the Maildir sent folder. Copy the
+    workdir before changing it."""
+    from real_run import index_sent, run_shipped_year
+
+    work = tmp_path_factory.mktemp("shipped-year") / "work"
+    run_shipped_year(work)
+    return work, index_sent(work)
+
+
 if __name__ == "__main__":  # python tests/conftest.py: which modules are core, and why not
     for p in sorted(TESTS.glob("test_*.py")):
         why = next((w for n in sorted(_imports(p)) if (w := _walk(n, frozenset({p.stem}))) is not None), None)

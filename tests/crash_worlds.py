@@ -238,6 +238,9 @@ class MaildirWorld(World):
 class ImapWorld(World):
     name = "smtp_imap"
 
+    #: the own copy arrives within a second from the local Postfix
+    settle_seconds = 3.0
+
     def __init__(self, server, config_dir: str, users: list[str], mailbox: str) -> None:
         self.server, self.config_dir, self.users, self.mailbox = server, config_dir, users, mailbox
 
@@ -249,7 +252,7 @@ class ImapWorld(World):
     def mail(self, workdir: Path):
         from kcg_mail.adapters.smtp_imap import SmtpImapTransport
 
-        return SmtpImapTransport(**self.server.transport_kwargs(self.mailbox))
+        return SmtpImapTransport(**self.server.transport_kwargs(self.mailbox), settle_seconds=self.settle_seconds)
 
     def conn(self) -> dict:
         kw = self.server.transport_kwargs(self.mailbox)
@@ -360,6 +363,10 @@ class EwsWorld(World):
 
 class GraphWorld(World):
     name = "graph"
+    #: the fake files a Sent Items copy this long after the 202 ...
+    sent_delay = 1.0
+    #: ... and a recovering run waits this long for it
+    settle_seconds = 3.0
 
     def __init__(self) -> None:
         self.fake = None
@@ -372,6 +379,7 @@ class GraphWorld(World):
         from helpers import shipped_config
 
         self.fake = FakeGraph(mailbox=shipped_config().network.mailbox.email)
+        self.fake.sent_delay = self.sent_delay
 
     def _replay(self, method, url, headers, body):
         import httpx
@@ -385,7 +393,8 @@ class GraphWorld(World):
         from kcg_mail.adapters.graph import GraphTransport
 
         f = self.fake
-        return GraphTransport(f.mailbox, f.tenant_id, f.client_id, f.client_secret, sleep=lambda s: None)
+        return GraphTransport(f.mailbox, f.tenant_id, f.client_id, f.client_secret, sleep=time.sleep,
+                              max_wait=5, settle_seconds=self.settle_seconds)
 
     @contextlib.contextmanager
     def active(self):

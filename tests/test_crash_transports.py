@@ -170,3 +170,56 @@ def test_sigkill_at_every_point_then_rerun(name, tmp_path):
             shutil.rmtree(work, ignore_errors=True)
         assert not failures, f"{name}: {len(failures)} of {len(points)} crash points broke an invariant:\n" + \
             "\n".join(failures)
+
+
+# ----------------------------------------------------------------------------- what the protocols leave
+
+
+def _kill_then_rerun(world, work: Path, kill: str, between=lambda: None) -> dict:
+    world.reset()
+    world.bind(work)
+    proc = run_child(world, work, 0, kill)
+    assert proc.returncode == -9 and "killing myself at" in proc.stderr, proc.stderr[-2000:]
+    between()
+    run_in_process(world, work, 0, [])
+    return observe(world, work)
+
+
+@pytest.mark.server
+def test_smtp_window_closed_by_the_own_copy_and_what_remains(tmp_path):
+    """SIGKILL after Postfix accepted the first mail of the daily run and before
+    its Sent copy was written. With the own copy (the network's mailbox in the
+    envelope) the rerun finds the mail, writes the Sent copy and sends nothing
+    again. What remains: if the own copy has not arrived by the time the rerun
+    looks (we remove it to play that), the mail goes out a second time."""
+    with make_world("smtp_imap", tmp_path) as world:
+        first = "2023-03:brief_host:david@kcg.test"
+        got = _kill_then_rerun(world, tmp_path / "a", "_append_sent:1:before", world.settle)
+        assert got["wire"]["out"][first] == 1, "recovered from the own copy: sent once"
+        sent = world.server.messages(world.mailbox, "Sent")
+        assert sum(1 for r in sent if first.encode() in r) == 1, "the Sent copy written by the rerun"
+        assert got["state"]["actions"][first] == "done"
+
+        def copy_not_there_yet():
+            world.settle()
+            world.server.empty(world.mailbox)  # as if Postfix still held the own copy
+
+        got = _kill_then_rerun(world, tmp_path / "b", "_append_sent:1:before", copy_not_there_yet)
+        assert got["wire"]["out"][first] == 2, "the remaining window: without the own copy, a second mail"
+        assert got["state"]["actions"][first] == "done"
+
+
+def test_graph_asynchronous_send_window_and_what_remains(tmp_path):
+    """SIGKILL right after Graph answered 202 to sendMail: the Sent Items copy
+    is not there yet (the fake is asynchronous like Exchange Online). The rerun
+    waits ``settle_seconds`` from the intent and finds it: sent once. What
+    remains: a copy slower than ``settle_seconds`` means a second mail."""
+    with make_world("graph", tmp_path) as world:
+        first = "2023-03:brief_host:david@norrkoping.example.se"
+        got = _kill_then_rerun(world, tmp_path / "a", "send:1:after")
+        assert got["wire"]["out"][first] == 1
+        assert got["state"]["actions"][first] == "done"
+
+        world.sent_delay, world.settle_seconds = 6.0, 1.0  # Exchange slower than we wait
+        got = _kill_then_rerun(world, tmp_path / "b", "send:1:after")
+        assert got["wire"]["out"][first] == 2, "the remaining window: the copy came too late, a second mail"

@@ -216,6 +216,7 @@ class SmtpImapTransport(MailTransport):
         smtp_username: str | None = None,
         smtp_password: str | None = None,
         own_copy: bool = True,
+        settle_seconds: float = 30.0,
     ):
         if smtp_security not in ("starttls", "tls", "none"):
             raise ValueError(f"smtp_security must be starttls, tls or none, not {smtp_security!r}")
@@ -231,9 +232,15 @@ class SmtpImapTransport(MailTransport):
         self.folder_names = {"sent": sent_folder, "processed": processed_folder, "quarantine": quarantine_folder}
         #: Every mail also goes (envelope only, like Bcc) to the sender's own
         #: mailbox: if the process dies between the SMTP transaction and the
-        #: Sent copy, ``was_sent`` finds that copy (the intake files it as
-        #: "own" mail) and no second mail goes out. See README, "Crash safety".
+        #: Sent copy, ``was_sent`` finds that copy (in the inbox, or already
+        #: filed in Sent) and no second mail goes out. ``fetch_new`` never hands these
+        #: copies to the intake (it files them in Sent when the Sent copy is
+        #: missing, else deletes them). See README, "Crash safety".
         self.own_copy = own_copy
+        #: How long the own copy may take to arrive: a run recovering an
+        #: interrupted send waits this long from the intent (Outbox).
+        self.settle_seconds = settle_seconds if own_copy else 0.0
+        self.settle_sleep = sleep
         self.timeout = float(timeout)
         self.retries = max(0, int(retries))
         self.backoff = float(backoff)
@@ -652,18 +659,68 @@ class SmtpImapTransport(MailTransport):
             # "n:*" always matches the highest UID, even when it is <= n.
             uids = sorted(u for u in (int(x) for x in (data[0] or b"").split()) if u > since)
             messages: list[IncomingMessage] = []
+            own: list[tuple[int, str]] = []
+            seen_uids: list[int] = []
             for i in range(0, len(uids), FETCH_BATCH):
                 batch = ",".join(str(u) for u in uids[i : i + FETCH_BATCH])
                 typ, data = conn.uid("FETCH", batch, "(UID INTERNALDATE BODY.PEEK[])")
                 self._ok("fetch INBOX", typ, data)
                 for uid, raw, when in sorted(_fetch_items(data), key=lambda t: t[0]):
                     if uid > since:
+                        seen_uids.append(uid)
+                        key = self._own_copy_key(raw)
+                        if key is not None:
+                            own.append((uid, key))
+                            continue
                         messages.append(IncomingMessage(ref=f"{validity}:{uid}", raw=raw, received_at=when))
-            top = max([since, *(int(m.ref.split(":")[1]) for m in messages)])
+            for uid, key in own:
+                self._file_own_copy(conn, uid, key)
+            top = max([since, *seen_uids])
             self._last_uidnext = max(uidnext or 0, top + 1)
             return FetchResult(messages, f"{validity}:{top}")
 
         return self._retrying("read INBOX", attempt)
+
+    def _own_copy_key(self, raw: bytes) -> str | None:
+        """The key of ``raw`` when it is our own copy of a mail we sent (see ``own_copy``)."""
+        if not self.own_copy:
+            return None
+        head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+        if MARKER_HEADER.encode().lower() not in head.lower():
+            return None
+        hdr = email.message_from_bytes(head + b"\r\n\r\n", policy=email.policy.default)
+        key = str(hdr.get(MARKER_HEADER) or "").strip()
+        sender = hdr["From"].addresses[0].addr_spec.lower() if hdr["From"] and hdr["From"].addresses else ""
+        if not key or ("@" in self.username and sender != self.username.lower()):
+            return None
+        return key
+
+    def _file_own_copy(self, conn: imaplib.IMAP4, uid: int, key: str) -> None:
+        """Our own copy is not incoming mail: it completes Sent when the Sent
+        copy is missing (a crash came between SMTP and Sent), else it goes."""
+        sent = self._folder("sent")
+        self._ensure_folder(conn, sent)
+        have = bool(self._find_key(conn, sent, key))
+        self._select(conn, "INBOX", force=True)
+        if have:
+            typ, data = conn.uid("STORE", str(uid), "+FLAGS.SILENT", r"(\Deleted)")
+            self._ok("flag own copy as deleted", typ, data)
+            typ, data = conn.uid("EXPUNGE", str(uid)) if "UIDPLUS" in conn.capabilities else conn.expunge()
+            self._ok("expunge own copy", typ, data)
+            return
+        log.warning("%s: the Sent copy was missing (interrupted send); filing our own copy in Sent", key)
+        conn.uid("STORE", str(uid), "+FLAGS.SILENT", r"(\Seen)")
+        mbox = _quote(_encode_mutf7(sent))
+        if "MOVE" in conn.capabilities:
+            typ, data = conn.uid("MOVE", str(uid), mbox)
+            self._ok(f"move own copy to {sent}", typ, data)
+            return
+        typ, data = conn.uid("COPY", str(uid), mbox)
+        self._ok(f"copy own copy to {sent}", typ, data)
+        typ, data = conn.uid("STORE", str(uid), "+FLAGS.SILENT", r"(\Deleted)")
+        self._ok("flag as deleted", typ, data)
+        typ, data = conn.uid("EXPUNGE", str(uid)) if "UIDPLUS" in conn.capabilities else conn.expunge()
+        self._ok("expunge", typ, data)
 
     def move(self, ref: str, folder: Folder) -> None:
         if folder not in ("processed", "quarantine"):
