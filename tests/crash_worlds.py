@@ -275,16 +275,8 @@ class ImapWorld(World):
     def settle(self) -> None:
         self.wait_queue()
 
-    def wait_queue(self, timeout: float = 30) -> None:
-        """Until Postfix has handed every accepted mail to Dovecot."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            out = subprocess.run(["postqueue", "-c", str(self.server.postfix_dir), "-p"], capture_output=True,
-                                 text=True).stdout
-            if "Mail queue is empty" in out or not out.strip():
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"Postfix queue not empty after {timeout}s")
+    def wait_queue(self) -> None:
+        self.server.wait_queue()
 
     def wire(self) -> dict:
         """Per key, how many copies arrived in the people's INBOXes (a key
