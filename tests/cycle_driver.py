@@ -336,6 +336,7 @@ def imap_harness(app: App, server, mailbox_user: str) -> Harness:
         server.deliver(raw, mailbox_user, mail_from=sender)
 
     def template(m: Meeting) -> Template | None:
+        server.wait_queue()  # what Postfix accepted has arrived
         for raw in server.messages(m.host.email, "INBOX"):
             if parse(raw)[MARKER_HEADER] == template_key(m):
                 return template_from_mime(raw, app.cfg.network.mailbox.email)
