@@ -115,8 +115,6 @@ class Bridge:
     HOP = {"content-length", "transfer-encoding", "connection", "content-encoding", "keep-alive"}
 
     def __init__(self, replay: Callable[[str, str, dict[str, str], bytes], tuple[int, dict[str, str], bytes]]):
-        bridge = self
-
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
@@ -146,7 +144,6 @@ class Bridge:
         self.server.daemon_threads = True
         self.lock = threading.Lock()
         threading.Thread(target=self.server.serve_forever, daemon=True, name="crash-bridge").start()
-        del bridge
 
     @property
     def url(self) -> str:
@@ -196,7 +193,7 @@ class World:
     def mail(self, workdir: Path): raise NotImplementedError  # noqa: E704
     def archive(self, workdir: Path): return None  # noqa: E704  (None: the local folder)
     def deliver(self, raw: bytes) -> None: raise NotImplementedError  # noqa: E704
-    def template_raw(self, m) -> bytes | None: raise NotImplementedError  # noqa: E704
+    def template_raw(self, m): raise NotImplementedError  # noqa: E704  (raw bytes or a cycle_driver.Template)
     def wire(self) -> dict: return {}  # noqa: E704
     def conn(self) -> dict: return {}  # noqa: E704
     def stop(self) -> None: ...

@@ -64,4 +64,7 @@ def test_corpus_through_real_intake_on_the_real_run(shipped_year, tmp_path):
     inbox_left = len(app.mail.fetch_new(None).messages)
     sent = [p.read_bytes() for p in sorted((mail_root / "sent" / "cur").iterdir()) if p.name not in sent_before]
     check_corpus_outcomes(app, {n: msg_key(r) for n, r in raws.items()}, sent, moved, inbox_left, report)
+    # a second intake changes nothing
+    again = run_intake(app, CORPUS_NOW)
+    assert again.handled == [] and len(list((mail_root / "sent" / "cur").iterdir())) == len(sent) + len(sent_before)
     close(app)
