@@ -68,8 +68,6 @@ def corpus_id_map(index: dict[str, SentMail]) -> tuple[dict[str, str], dict[str,
     shift from the corpus' plan date to the shipped plan's date."""
     from test_inbound import DOMAIN, PLAN
 
-    from kcg_mail.ports import message_id_for
-
     real = {m.id: m for m in make_meetings()}
     ids, shift = {}, {}
     for mid, (d, host, _backup) in PLAN.items():
@@ -84,6 +82,14 @@ def corpus_id_map(index: dict[str, SentMail]) -> tuple[dict[str, str], dict[str,
         if inv:
             ids[message_id_for(f"{mid}:invitation", DOMAIN)] = inv.message_id
     return ids, shift
+
+
+def message_id_for(key: str, domain: str) -> str:
+    """The hand-made Message-IDs written into tests/corpus (a fixed format of
+    the corpus files, not whatever the product derives today)."""
+    import hashlib
+
+    return f"<kcg.{hashlib.sha256(key.encode('utf-8')).hexdigest()[:32]}@{domain}>"
 
 
 def make_meetings():
