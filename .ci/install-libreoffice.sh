@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Install LibreOffice Writer (headless conversions for tests/test_protocol_libreoffice.py).
-# Idempotent: does nothing when soffice is already on PATH. Needs root (CI runs as root).
+# Install LibreOffice Writer (headless conversions for tests/test_protocol_libreoffice.py) and
+# Debian's Python UNO bridge (tests/lo_host.py plays hosts in LibreOffice for
+# tests/test_libreoffice_hosts.py). Idempotent. Needs root (CI runs as root).
 set -euo pipefail
-if command -v soffice >/dev/null 2>&1; then
-  echo "soffice already installed: $(command -v soffice)"
+need=()
+command -v soffice >/dev/null 2>&1 || need+=(libreoffice-writer)
+/usr/bin/python3 -c "import uno" >/dev/null 2>&1 || need+=(python3-uno)
+if [ ${#need[@]} -eq 0 ]; then
+  echo "soffice and python3-uno already installed: $(command -v soffice)"
   exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
-apt-get install -y --no-install-recommends libreoffice-writer
+apt-get install -y --no-install-recommends "${need[@]}"
 command -v soffice
+/usr/bin/python3 -c "import uno"

@@ -16,9 +16,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 FULL = {"bench_latency.py": ["-n", "50"], "bench_intake.py": ["-r", "5"], "bench_core.py": ["-r", "5"],
-        "bench_demo.py": ["-r", "3"]}
+        "bench_demo.py": ["-r", "3"], "bench_parse.py": ["-r", "5"]}
 QUICK = {"bench_latency.py": ["-n", "10"], "bench_intake.py": ["-r", "1", "--old", "10", "1000"],
-         "bench_core.py": ["-r", "1"], "bench_demo.py": ["-r", "1"]}
+         "bench_core.py": ["-r", "1"], "bench_demo.py": ["-r", "1"], "bench_parse.py": ["-r", "1"]}
 
 
 def main() -> int:

@@ -23,11 +23,10 @@ import email
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, getaddresses, make_msgid
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Callable
 from zoneinfo import ZoneInfo
@@ -35,20 +34,17 @@ from zoneinfo import ZoneInfo
 from kcg_mail.services.compose import meeting_uid
 from kcg_mail.core.cycle import due_dates, next_due_date
 from kcg_mail.services.daily import run_daily
-from kcg_mail.entrypoints.demo import fill_protocol
+from kcg_mail.entrypoints.demo import reply_to_template
 from helpers import authenticated
 from kcg_mail.services.intake import run_intake
 from kcg_mail.core.plan import Meeting, archive_folder, protocol_filename
 from kcg_mail.ports import MARKER_HEADER
 from kcg_mail.services.app import App
 
+from basics import at  # noqa: F401  (the suite's one at())
+
 TZ = ZoneInfo("Europe/Stockholm")
-DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 EWS_T = "http://schemas.microsoft.com/exchange/services/2006/types"
-
-
-def at(d: date, hour: int, minute: int = 0) -> datetime:
-    return datetime.combine(d, time(hour, minute), tzinfo=TZ)
 
 
 # ---------------------------------------------------------------------------- values
@@ -117,20 +113,10 @@ class CycleResult:
 
 
 def host_reply(t: Template, m: Meeting, when: datetime) -> bytes:
-    """What the host's mail program sends: "SV:", In-Reply-To, the filled template."""
-    filled = fill_protocol(t.data, m)
-    reply = EmailMessage(policy=SMTP)
-    reply["From"] = f"{m.host.name} <{m.host.email}>"
-    reply["To"] = t.reply_to
-    reply["Subject"] = "SV: " + t.subject
-    reply["Date"] = format_datetime(when)
-    reply["Message-ID"] = make_msgid(domain=m.host.email.rpartition("@")[2])
-    reply["In-Reply-To"] = t.message_id
-    reply["References"] = t.message_id
-    reply.set_content(f"Hej!\n\nHär kommer protokollet från mötet.\n\nHälsningar\n{m.host.name}\n")
-    maintype, _, subtype = DOCX_TYPE.partition("/")
-    reply.add_attachment(filled, maintype=maintype, subtype=subtype, filename=t.filename)
-    return authenticated(reply.as_bytes())  # as our receiving server hands it over
+    """What the host's mail program sends (kcg_mail.entrypoints.demo builds it), as our
+    receiving server hands it over (authenticated)."""
+    return authenticated(reply_to_template(m, when, to=t.reply_to, subject=t.subject, message_id=t.message_id,
+                                           filename=t.filename, docx=t.data))
 
 
 def template_key(m: Meeting) -> str:
@@ -310,7 +296,8 @@ def _addrs(msg: EmailMessage, *headers: str) -> frozenset[str]:
 
 def out_from_mime(raw: bytes) -> Out:
     msg = parse(raw)
-    cal = [p for p in msg.walk() if p.get_content_type() == "text/calendar"]
+    # an invitation's calendar part carries a method; an attached .ics (the welcome's year plan) is an attachment
+    cal = [p for p in msg.walk() if p.get_content_type() == "text/calendar" and p.get_param("method")]
     key = str(msg[MARKER_HEADER]) if msg[MARKER_HEADER] is not None else None
     atts = tuple(p.get_filename() for p in msg.iter_attachments() if p.get_filename())
     to = _addrs(msg, "To", "Cc")
@@ -318,7 +305,8 @@ def out_from_mime(raw: bytes) -> Out:
         body = cal[0].get_content()
         body = body.decode("utf-8") if isinstance(body, bytes) else body
         unfolded = re.sub(r"\r?\n[ \t]", "", body)
-        uid = re.search(r"^UID:(.+?)\r?$", unfolded, re.M).group(1).strip()
+        found = re.search(r"^UID:(.+?)\r?$", unfolded, re.M)
+        uid = found.group(1).strip() if found else None  # a year plan (PUBLISH) may hold no event
         method = cal[0].get_param("method")
         assert re.search(rf"^METHOD:{method}\r?$", unfolded, re.M), "METHOD in the ics differs from the MIME part"
         attendees = re.findall(r"^ATTENDEE[^:]*ROLE=REQ-PARTICIPANT[^:]*:mailto:(.+?)\r?$", unfolded, re.M | re.I)
@@ -353,6 +341,7 @@ def imap_harness(app: App, server, mailbox_user: str) -> Harness:
         server.deliver(raw, mailbox_user, mail_from=sender)
 
     def template(m: Meeting) -> Template | None:
+        server.wait_queue()  # what Postfix accepted has arrived
         for raw in server.messages(m.host.email, "INBOX"):
             if parse(raw)[MARKER_HEADER] == template_key(m):
                 return template_from_mime(raw, app.cfg.network.mailbox.email)
@@ -369,8 +358,14 @@ def imap_harness(app: App, server, mailbox_user: str) -> Harness:
             for o in outs:
                 if person.email in o.to:
                     assert got[o.key] == 1, f"{person.email}: {o.key} arrived {got[o.key]} times"
-        assert server.messages(mailbox_user, "INBOX") == [], "the network inbox is empty after the intake"
+        server.wait_queue()
+        left = [r for r in server.messages(mailbox_user, "INBOX")
+                if not (parse(r)[MARKER_HEADER] and mailbox_user in str(parse(r)["From"]))]
+        assert left == [], "the network inbox is empty after the intake (but for own copies of the last mails)"
         assert len(server.messages(mailbox_user, "processed")) == len(res.replies)
+        # the own copies (SmtpImapTransport.own_copy) never reach the intake: Sent is complete, nothing twice
+        sent_keys = Counter(str(parse(r)[MARKER_HEADER]) for r in server.messages(mailbox_user, "Sent"))
+        assert sent_keys and set(sent_keys.values()) == {1}, sent_keys
 
     return Harness("smtp_imap", app, deliver=deliver, template=template, outgoing=outgoing, extra_checks=arrived)
 

@@ -137,6 +137,12 @@ class FakeGraph:
         self._inbox_log: list[tuple[int, str, str]] = []
         self._rounds: dict[str, tuple[list[dict[str, Any]], int]] = {}
         self._min_delta = 0
+        #: sendMail and /send are asynchronous, like Exchange Online: the 202
+        #: comes first; the mail leaves at once (``outbox``) but its Sent Items
+        #: copy is filed ``sent_delay`` seconds later, and never within the
+        #: request that sent it (it is in transit: in no folder).
+        self.sent_delay = 0.0
+        self._in_transit: list[tuple[float, str]] = []
         for name in WELL_KNOWN:
             fid = self._new_id("FOLDER")
             self.folders[fid] = {"id": fid, "displayName": name.capitalize(), "wellKnown": name, "parentFolderId": None}
@@ -236,7 +242,21 @@ class FakeGraph:
             None,
         )
 
+    def file_sent_copies(self) -> None:
+        """File the Sent Items copies whose time has come (called on every request)."""
+        now = time.monotonic()
+        due = [mid for t, mid in self._in_transit if t <= now]
+        self._in_transit = [(t, mid) for t, mid in self._in_transit if t > now]
+        for mid in due:
+            if mid in self.messages:
+                self.messages[mid]["folder"] = self.folder_id("sentitems")
+
+    def _hold_sent_copy(self, msg: dict[str, Any]) -> None:
+        msg["folder"] = None
+        self._in_transit.append((time.monotonic() + self.sent_delay, msg["id"]))
+
     def in_folder(self, name_or_id: str) -> list[dict[str, Any]]:
+        self.file_sent_copies()
         fid = self.folder_id(name_or_id)
         return [m for m in self.messages.values() if m["folder"] == fid]
 
@@ -407,6 +427,7 @@ class FakeGraph:
     def _graph(self, request: httpx.Request) -> httpx.Response:
         path = unquote(request.url.path)
         self.calls.append((request.method, path))
+        self.file_sent_copies()
         for f in self._faults:
             if f.times > 0 and (f.path is None or f.path in path) and (f.method is None or f.method == request.method):
                 f.times -= 1
@@ -748,6 +769,8 @@ class FakeGraph:
         self._deliver_out(msg)
         if body.get("saveToSentItems") is False:
             del self.messages[msg["id"]]
+        else:
+            self._hold_sent_copy(msg)
         return httpx.Response(202)
 
     def _create_draft(self, request, params, body, *groups):
@@ -764,7 +787,7 @@ class FakeGraph:
         if not msg["json"].get("isDraft"):
             return _err(400, "ErrorInvalidOperation", "Only a draft can be sent.")
         msg["json"]["isDraft"] = False
-        msg["folder"] = self.folder_id("sentitems")
+        self._hold_sent_copy(msg)
         self._deliver_out(msg)
         return httpx.Response(202)
 

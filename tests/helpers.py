@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import email
 import json
-import shutil
 import sys
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -22,62 +21,25 @@ from email.utils import format_datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
-from zoneinfo import ZoneInfo
 
 from kcg_mail.adapters.local_archive import LocalFolderArchive
 from kcg_mail.adapters.maildir import MaildirTransport, _key_name
 from kcg_mail.adapters.sqlite_state import SqliteState
 from kcg_mail.services.compose import DEFAULT_TEMPLATES, Composer
-from kcg_mail.config import Config, load_config
-from kcg_mail.core.plan import Meeting, resolve_plan
+from kcg_mail.config import Config
+from kcg_mail.core.plan import Meeting
 from kcg_mail.ports import MARKER_HEADER
 from kcg_mail.services.app import App
 
-ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = ROOT / "config"
 TEMPLATES_DIR = DEFAULT_TEMPLATES
-TZ = ZoneInfo("Europe/Stockholm")
 #: the reply-key secret of test apps (bootstrap reads KCG_REPLY_SECRET or the work directory's)
 TEST_REPLY_SECRET = b"kcg-test-reply-secret"
 
 
 # ------------------------------------------------------------------ config
 
-
-@lru_cache(maxsize=1)
-def shipped_config() -> Config:
-    """The shipped config/ (environment overrides ignored)."""
-    return load_config(CONFIG_DIR, environ={})
-
-
-def copy_config(tmp_path: Path) -> Path:
-    """A writable copy of config/ to break in a test."""
-    dst = tmp_path / "config"
-    shutil.copytree(CONFIG_DIR, dst)
-    return dst
-
-
-def meetings(cfg: Config | None = None) -> list[Meeting]:
-    return resolve_plan(cfg or shipped_config())
-
-
-def meeting(mid: str, cfg: Config | None = None) -> Meeting:
-    return next(m for m in meetings(cfg) if m.id == mid)
-
-
-def config_with(cfg: Config, ids: Iterable[str], **changes: dict) -> Config:
-    """``cfg`` with its plans reduced to the meetings ``ids``; ``changes`` maps
-    a meeting id to field updates of its PlannedMeeting (date, tentative, ...)."""
-    ids = set(ids)
-    plans = []
-    for p in cfg.plans:
-        kept = [pm.model_copy(update=changes.get(pm.meeting_id, {})) for pm in p.meetings if pm.meeting_id in ids]
-        plans.append(p.model_copy(update={"meetings": kept}))
-    return cfg.model_copy(update={"plans": plans})
-
-
-def at(d: date, hour: int = 7, minute: int = 0) -> datetime:
-    return datetime.combine(d, time(hour, minute), tzinfo=TZ)
+from basics import (CONFIG_DIR, ROOT, TZ, at, config_with, copy_config, meeting, meetings,  # noqa: E402,F401
+                    shipped_config, small_network)
 
 
 # ------------------------------------------------------------------ the app
@@ -119,13 +81,6 @@ def make_app(workdir: Path, cfg: Config | None = None, *, mail=None, archive=Non
         composer=Composer(cfg, templates) if templates else composer_for(cfg),
         renderer=renderer(),
     )
-
-
-def small_network(cfg: Config, keep: Iterable[str]) -> Config:
-    """``cfg`` with only the members ``keep`` (ids): smaller mails, same rules."""
-    keep = set(keep)
-    net = cfg.network.model_copy(update={"members": [p for p in cfg.network.members if p.id in keep]})
-    return cfg.model_copy(update={"network": net})
 
 
 def close(app: App) -> None:
@@ -369,6 +324,12 @@ class CrashingState(SqliteState):
     def put(self, key, value):
         return self.plan.call("put", SqliteState.put, self, key, value)
 
+    def replace_decisions(self, meeting_id, decisions):
+        return self.plan.call("replace_decisions", SqliteState.replace_decisions, self, meeting_id, decisions)
+
+    def record_attendance(self, meeting_id, email, response):
+        return self.plan.call("record_attendance", SqliteState.record_attendance, self, meeting_id, email, response)
+
 
 class CrashingArchive(LocalFolderArchive):
     def __init__(self, root, plan: CrashPlan):
@@ -377,6 +338,12 @@ class CrashingArchive(LocalFolderArchive):
 
     def store(self, path, data, *, overwrite=False):
         return self.plan.call("store", LocalFolderArchive.store, self, path, data, overwrite=overwrite)
+
+    def shared_link(self, path):
+        return self.plan.call("shared_link", LocalFolderArchive.shared_link, self, path)
+
+    def add_member(self, folder, email):
+        return self.plan.call("add_member", LocalFolderArchive.add_member, self, folder, email)
 
 
 def crashing_app(workdir: Path, cfg: Config, plan: CrashPlan) -> App:
@@ -420,7 +387,7 @@ class Op:
     """One run of a flow body: the daily run or the intake run at ``when``."""
 
     name: str
-    kind: str  # daily | intake
+    kind: str  # daily | intake | onboard
     moved: bool  # with the plan change
     when: datetime
 
@@ -441,18 +408,27 @@ CRASH_OPS = (
     Op("daily 2023-03-10", "daily", True, at(date(2023, 3, 10))),
     # March minutes, and corrected Feb minutes (version 2)
     Op("intake 2023-03-14", "intake", True, at(date(2023, 3, 14), 12)),
+    # a new member: the welcome mail and an invitation to the archive folder
+    Op("onboard 2023-03-15", "onboard", True, at(date(2023, 3, 15), 10)),
 )
+
+#: The new member of the onboarding op.
+NEW_MEMBER = ("Nina Nyberg", "Nya Staden AB", "Nyköping", "nina@nykoping.example.se")
 
 
 def run_op(op: Op, workdir: Path, plan: CrashPlan):
     from kcg_mail.services.daily import run_daily
     from kcg_mail.services.intake import run_intake
 
+    from kcg_mail.services.onboarding import onboard
+
     cfg = crash_configs()[1 if op.moved else 0]
     app = crashing_app(workdir, cfg, plan)
     try:
         if op.kind == "daily":
             return run_daily(app, op.when)
+        if op.kind == "onboard":
+            return onboard(app, *NEW_MEMBER, op.when)
         report = run_intake(app, op.when)
         assert report.errors == [], report.errors
         return report
@@ -484,6 +460,7 @@ def crash_deliveries(op: Op, workdir: Path) -> list[tuple[str, bytes]]:
                                              "Protokollet kommer!\n", when=op.when.replace(hour=10),
                                              msgid="<feb-noatt@gavle.example.se>",
                                              in_reply_to=str(tpl["2023-02"]["Message-ID"]).strip())),
+                ("lisa-accepts.eml", authenticated(calendar_accept(app, mar, "lisa", op.when.replace(hour=8)))),
                 ("stranger.eml", plain_mail("spam@elsewhere.example.com", mailbox, "Protokoll [KCG-2023-02]",
                                             "Hej\n", when=op.when.replace(hour=10), msgid="<s@elsewhere.example.com>",
                                             attachments=[("p.docx", "application/vnd.openxmlformats-officedocument."
@@ -501,6 +478,37 @@ def crash_deliveries(op: Op, workdir: Path) -> list[tuple[str, bytes]]:
         close(app)
 
 
+def calendar_accept(app: App, m: Meeting, person_id: str, when: datetime) -> bytes:
+    """A member's calendar program accepting the invitation (iMIP REPLY)."""
+    from kcg_mail.services.compose import meeting_uid
+
+    p = next(x for x in app.cfg.network.members if x.id == person_id)
+    ics = "\r\n".join([
+        "BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//Microsoft Corporation//Outlook 16.0 MIMEDIR//EN",
+        "METHOD:REPLY", "BEGIN:VEVENT", f"UID:{meeting_uid(app.cfg, m.id)}",
+        f"DTSTAMP:{when.astimezone(TZ).strftime('%Y%m%dT%H%M%S')}",
+        f"ATTENDEE;PARTSTAT=ACCEPTED;CN={p.name}:mailto:{p.email}",
+        f"ORGANIZER:mailto:{app.cfg.network.mailbox.email}", "SEQUENCE:0", "END:VEVENT", "END:VCALENDAR", ""])
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = f"{p.name} <{p.email}>"
+    msg["To"] = app.cfg.network.mailbox.email
+    msg["Subject"] = f"Accepterat: {m.id}"
+    msg["Date"] = format_datetime(when)
+    msg["Message-ID"] = f"<accept-{m.id}-{p.id}@{p.email.rpartition('@')[2]}>"
+    msg.set_content(ics, subtype="calendar", params={"method": "REPLY"})
+    return msg.as_bytes()
+
+
+def _archive_digest(p: Path) -> str:
+    """The content of an archive file; for the local archive's member list
+    (which stamps when each person was added) the members themselves."""
+    import hashlib
+
+    if p.name == ".kcg-members.json":
+        return "members:" + ",".join(sorted(m["email"].lower() for m in json.loads(p.read_text("utf-8"))["members"]))
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
 def observe(workdir: Path) -> dict:
     """Everything a rerun must reproduce: sent mail, archive, mailboxes, state."""
     import hashlib
@@ -511,7 +519,7 @@ def observe(workdir: Path) -> dict:
     try:
         return {
             "sent": dict(sent_by_key(workdir)),
-            "archive": sorted((p.relative_to(root).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest())
+            "archive": sorted((p.relative_to(root).as_posix(), _archive_digest(p))
                               for p in root.rglob("*") if p.is_file()) if root.is_dir() else [],
             "boxes": {box: sorted(p.name for p in mailbox_files(workdir, box))
                       for box in ("inbox", "processed", "quarantine")},
@@ -520,6 +528,7 @@ def observe(workdir: Path) -> dict:
             "filings": [(f.meeting_id, f.version, f.path, f.content_hash) for f in st.filings()],
             "decisions": st.decisions(),
             "kv": {k: st.get(k) for k in ("invitation:2023-02", "invitation:2023-03", "mail:cursor")},
+            "attendance": {mid: st.attendance(mid) for mid in ("2023-02", "2023-03")},
         }
     finally:
         st.close()

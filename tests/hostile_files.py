@@ -23,6 +23,7 @@ from docx import Document
 from docx.oxml import parse_xml
 
 from kcg_mail.documents.context import SAMPLE_CONTEXT
+from kcg_mail.documents.fill import decisions_table  # noqa: F401  (h.decisions_table in tests)
 from kcg_mail.documents.render import ProtocolRenderer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,14 +41,6 @@ def renderer() -> ProtocolRenderer:
 
 def rendered_protocol(context: dict | None = None) -> bytes:
     return renderer().render(context or SAMPLE_CONTEXT)
-
-
-def decisions_table(doc):
-    for table in doc.tables:
-        head = [c.text.strip().lower() for c in table.rows[0].cells]
-        if head[:3] == ["beslut", "ansvarig", "klart till"]:
-            return table
-    raise AssertionError("no decisions table in the document")
 
 
 def fill_decisions(docx: bytes, rows: list[tuple[str, str, str]], *, notes: str = "") -> bytes:

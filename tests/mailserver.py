@@ -247,8 +247,23 @@ class MailServer:
         """Server names of the user's mailboxes."""
         return [line for line in self.doveadm("mailbox", "list", "-u", user).splitlines() if line]
 
+    def wait_queue(self, timeout: float = 30.0) -> None:
+        """Until Postfix has handed every accepted mail to Dovecot (mail sent by
+        one test must not land in the next one's mailboxes: the SMTP transport
+        sends an own copy of everything to the sender's mailbox)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            out = subprocess.run(["postqueue", "-c", str(self.postfix_dir), "-p"], capture_output=True, text=True,
+                                 timeout=30).stdout
+            if "Mail queue is empty" in out or not out.strip():
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"Postfix queue not empty after {timeout}s:\n{out}\n{self.logs()}")
+            time.sleep(0.1)
+
     def reset(self, user: str) -> None:
         """Empty INBOX and delete every other mailbox of ``user`` (test isolation)."""
+        self.wait_queue()
         self.empty(user)
         others = sorted((f for f in self.folders(user) if f != "INBOX"), key=len, reverse=True)
         if others:

@@ -77,9 +77,9 @@ def test_reference_run_is_complete(reference):
     final = reference.after[-1]
     sent = final["sent"]
     assert set(sent.values()) == {1}
-    actions = Counter(k.split(":")[1] for k in sent)
+    actions = Counter(k.split(":")[0] if k.startswith("welcome:") else k.split(":")[1] for k in sent)
     assert actions == Counter({"brief_host": 1, "invite": 3, "send_template": 2, "chase_host": 1, "escalate": 1,
-                               "reply_problem": 1, "plan_change": 1, "distribute": 3})
+                               "reply_problem": 1, "plan_change": 1, "distribute": 3, "welcome": 1})
     # issue 15: the Feb invitation goes out (go-live before the meeting); no remind_host mail: both
     # reminders were due with a later host mail the same day
     assert final["actions"]["2023-03:step:remind_host"] == "skipped"
@@ -87,10 +87,12 @@ def test_reference_run_is_complete(reference):
     docx = [p for p, _ in final["archive"] if p.endswith(".docx")]
     assert len(docx) == 3 and sum("(v2)" in p for p in docx) == 1  # Feb v1, Feb v2, Mar v1
     assert final["boxes"]["inbox"] == []
-    assert len(final["boxes"]["processed"]) == 3 and len(final["boxes"]["quarantine"]) == 2
+    assert len(final["boxes"]["processed"]) == 4 and len(final["boxes"]["quarantine"]) == 2
     assert all(status == "done" for _, status in final["messages"].values())
-    assert sorted(o for o, _ in final["messages"].values()) == ["held", "minutes", "minutes", "minutes",
-                                                                 "no_minutes"]  # held: the stranger's file
+    assert sorted(o for o, _ in final["messages"].values()) == ["calendar_response", "held", "minutes", "minutes",
+                                                                 "minutes", "no_minutes"]  # held: the stranger's file
+    assert final["attendance"]["2023-03"] == {"lisa@uppsala.example.se": "ACCEPTED"}
+    assert any(p.endswith(".kcg-members.json") for p, _ in final["archive"])  # the new member invited
     assert all(s in ("done", "skipped") for s in final["actions"].values())
     assert [(f[0], f[1]) for f in final["filings"]] == [("2023-02", 1), ("2023-02", 2), ("2023-03", 1)]
     for c in reference.calls:
@@ -136,6 +138,8 @@ def _compare(expected: dict, got: dict, writes: Counter, expected_writes: Counte
     diff.update({k: (v, None) for k, v in got_actions.items() if k not in exp_actions})
     if diff:
         out.append(f"state actions (got, expected) {diff}")
+    if got["attendance"] != expected["attendance"]:
+        out.append(f"attendance {got['attendance']} != {expected['attendance']}")
     if got["kv"] != expected["kv"]:
         out.append(f"invitation state {got['kv']} != {expected['kv']}")
     return out
@@ -158,6 +162,12 @@ CRASH_POINTS = [
     ("store", "before"),
     ("move", "before"), ("move", "after"),  # after the last move: the run is done
     ("put", "before"),  # the invitation snapshot
+    # the other write paths: the decisions of filed minutes, a calendar answer,
+    # the shared link of a filed file, the new member's archive invitation
+    ("replace_decisions", "before"), ("replace_decisions", "after"),
+    ("record_attendance", "before"), ("record_attendance", "after"),
+    ("shared_link", "before"), ("shared_link", "after"),
+    ("add_member", "before"), ("add_member", "after"),
 ]
 
 

@@ -43,7 +43,7 @@ from kcg_mail.core import inbound
 from kcg_mail.config import load_config
 from kcg_mail.services.intake import msg_key, run_intake
 from kcg_mail.core.plan import archive_folder, protocol_filename
-from kcg_mail.ports import MARKER_HEADER, message_id_for
+from kcg_mail.ports import MARKER_HEADER
 
 try:
     from mailserver import mail_server
@@ -150,20 +150,7 @@ def test_cycle_graph_fake_local(tmp_path):
 # ------------------------------------------------------------------------- SMTP / IMAP
 
 
-def kcg_test_config(tmp_path: Path, environ: dict[str, str] | None = None):
-    """config/ with every address moved to @kcg.test, the only domain the test
-    Postfix delivers (to Dovecot over LMTP)."""
-    dst = tmp_path / "config-kcg-test"
-    shutil.copytree(CONFIG_DIR, dst)
-    net = dst / "network.yaml"
-    net.write_text(re.sub(r"\b([a-z0-9._-]+)@[a-z0-9.-]+\.example\.(?:se|org)\b", r"\1@kcg.test",
-                          net.read_text(encoding="utf-8")), encoding="utf-8")
-    return load_config(dst, environ=environ or {})
-
-
-def server_users(cfg, password_of=lambda e: "pw-" + e.partition("@")[0]) -> dict[str, str]:
-    emails = {p.email for p in cfg.network.members + cfg.network.guests} | {cfg.network.mailbox.email}
-    return {e: password_of(e) for e in sorted(emails)}
+from basics import kcg_test_config, server_users  # noqa: E402
 
 
 @pytest.mark.server
@@ -186,38 +173,8 @@ def test_cycle_smtp_imap_real_servers(tmp_path):
 # =============================================================================== the corpus
 
 DOMAIN = "svenskastadskarnor.example.se"
-#: The corpus was written for the 2023 plan with holiday meetings moved a week
-#: (test_inbound.PLAN); the shipped plan moves them to the next working day
-#: and has the study trip tentative on 25 September. A config copy with the
-#: corpus dates:
-CORPUS_DATES = {
-    "2023-05": {"date": date(2023, 5, 8)},
-    "2023-10": {"date": date(2023, 10, 2), "tentative": False},
-    "2024-01": {"date": date(2024, 1, 8)},
-}
 CORPUS_NOW = at(date(2024, 2, 1), 12)  # test_inbound's MatchContext.today
 PROCESSED = {"minutes", "duplicate", "calendar_response", "automatic", "own"}
-
-
-def corpus_config():
-    cfg = shipped_config()
-    ids = [pm.meeting_id for p in cfg.plans for pm in p.meetings]
-    return config_with(cfg, ids, **CORPUS_DATES)
-
-
-def seed_sent(app) -> None:
-    """The state of a mailbox that sent every meeting's template and invitation,
-    with the Message-IDs the corpus refers to (test_inbound.make_ctx).
-
-    Note: the corpus derives them from keys ``{id}:template:{host}`` and
-    ``{id}:invitation``; the product's keys are ``{id}:send_template:{host}``
-    and ``{id}:invite:members:s0``. The records below carry the corpus ids."""
-    for m in app.meetings:
-        app.state.record_action(f"{m.id}:template:{m.host.email}", m.id, "send_template", "done",
-                                {"message_id": message_id_for(f"{m.id}:template:{m.host.email}", DOMAIN),
-                                 "to": [m.host.email]})
-        app.state.record_action(f"{m.id}:invitation", m.id, "invite", "done",
-                                {"message_id": message_id_for(f"{m.id}:invitation", DOMAIN)})
 
 
 def _parse(raw: bytes):
@@ -309,24 +266,6 @@ def check_corpus_outcomes(app, keys: dict[str, str], sent: list[bytes], moved: d
     assert filed <= {f.path for f in root_files}
 
 
-def test_corpus_through_real_intake_maildir(tmp_path):
-    app = make_app(tmp_path, corpus_config())
-    seed_sent(app)
-    raws = corpus_raws()
-    for name, raw in raws.items():
-        app.mail.deliver(raw, name)
-    report = run_intake(app, CORPUS_NOW)
-    mail_root = tmp_path / "mail"
-    moved = {f: [p.read_bytes() for p in (mail_root / f / "cur").iterdir()] for f in ("processed", "quarantine")}
-    inbox_left = len(app.mail.fetch_new(None).messages)
-    sent = [p.read_bytes() for p in sorted((mail_root / "sent" / "cur").iterdir())]
-    check_corpus_outcomes(app, {n: msg_key(r) for n, r in raws.items()}, sent, moved, inbox_left, report)
-    # a second intake changes nothing
-    again = run_intake(app, CORPUS_NOW)
-    assert again.handled == [] and len(list((mail_root / "sent" / "cur").iterdir())) == len(sent)
-    close_app(app)
-
-
 def accept_domains(server, domains: set[str]) -> None:
     """Let the private test Postfix deliver these domains to Dovecot too
     (tests/mailserver.py delivers only @kcg.test) and wait until it does."""
@@ -364,18 +303,25 @@ def _envelope_sender(raw: bytes) -> str:
 
 
 @pytest.mark.server
-def test_corpus_through_real_intake_imap(tmp_path):
+def test_corpus_through_real_intake_imap(tmp_path, shipped_year):
+    """The corpus on top of a real run of the shipped plan (tests/real_run.py:
+    replies refer to the Message-IDs really sent), read from a real IMAP INBOX."""
+    from real_run import corpus_id_map, readdress
+
     from kcg_mail.adapters.smtp_imap import SmtpImapTransport
 
-    cfg = corpus_config()  # the corpus addresses (example.se): the test Postfix is told to deliver them
+    cfg = shipped_config()  # as it is: the corpus addresses (example.se) are delivered by the test Postfix
     users = server_users(cfg)
     users[KCG_TEST] = "kcg-secret"
+    src, index = shipped_year
+    shutil.copy(src / "state.sqlite", tmp_path / "state.sqlite")  # the real run's state record
+    ids, shift = corpus_id_map(index)
     with mail_server(users=users) as server:
         accept_domains(server, {e.partition("@")[2] for e in users})
         mail = SmtpImapTransport(**server.transport_kwargs(KCG_TEST))
         app = make_app(tmp_path, cfg, mail=mail)
-        seed_sent(app)
-        raws = corpus_raws()
+        raws = {e["file"]: readdress((CORPUS / e["file"]).read_bytes(), e["meeting_id"], ids, shift)
+                for e in MANIFEST}
         for name, raw in raws.items():
             server.deliver(raw, KCG_TEST, mail_from=_envelope_sender(raw))
         delivered = server.messages(KCG_TEST, "INBOX")  # as stored (Return-Path, Delivered-To added)

@@ -21,7 +21,7 @@ from kcg_mail.core.plan import protocol_filename  # noqa: E402
 from helpers import (CONFIG_DIR, archive_files, at, attachment_names, calendar_parts, close, make_app,  # noqa: E402
                      meeting, meetings, recipients, sent_by_key, sent_with_action, shipped_config)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.server]  # a real Prefect server (prefect_test_harness)
 
 CFG = shipped_config()
 MEMBERS = {p.email for p in CFG.network.active_members}

@@ -36,6 +36,8 @@ from kcg_mail.services.daily import run_daily
 from kcg_mail.ports import MARKER_HEADER
 from kcg_mail.services.app import App
 
+from basics import at  # noqa: E402
+
 TZ = ZoneInfo("Europe/Stockholm")
 NEW = {"name": "Åsa Öberg", "organisation": "Umeå City", "city": "Umeå", "email": "asa@umea.example.se"}
 
@@ -54,10 +56,6 @@ def edit_plan(cfgdir: Path, month: str, change) -> None:
     i = next(i for i, e in enumerate(doc["meetings"]) if e["month"] == month)
     change(doc["meetings"], i)
     f.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
-
-
-def at(day: str, hm: str = "07:00") -> datetime:
-    return datetime.fromisoformat(f"{day}T{hm}").replace(tzinfo=TZ)
 
 
 def sent(workdir: Path) -> dict[str, EmailMessage]:

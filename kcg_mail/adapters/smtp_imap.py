@@ -235,6 +235,8 @@ class SmtpImapTransport(MailTransport):
         ssl_context: ssl.SSLContext | None = None,
         smtp_username: str | None = None,
         smtp_password: str | None = None,
+        own_copy: bool = True,
+        settle_seconds: float = 30.0,
     ):
         if smtp_security not in ("starttls", "tls", "none"):
             raise ValueError(f"smtp_security must be starttls, tls or none, not {smtp_security!r}")
@@ -248,6 +250,17 @@ class SmtpImapTransport(MailTransport):
         self.smtp_security: SmtpSecurity = smtp_security
         self.imap_security: ImapSecurity = imap_security
         self.folder_names = {"sent": sent_folder, "processed": processed_folder, "quarantine": quarantine_folder}
+        #: Every mail also goes (envelope only, like Bcc) to the sender's own
+        #: mailbox: if the process dies between the SMTP transaction and the
+        #: Sent copy, ``was_sent`` finds that copy (in the inbox, or already
+        #: filed in Sent) and no second mail goes out. ``fetch_new`` never hands these
+        #: copies to the intake (it files them in Sent when the Sent copy is
+        #: missing, else deletes them). See README, "Crash safety".
+        self.own_copy = own_copy
+        #: How long the own copy may take to arrive: a run recovering an
+        #: interrupted send waits this long from the intent (Outbox).
+        self.settle_seconds = settle_seconds if own_copy else 0.0
+        self.settle_sleep = sleep
         self.timeout = float(timeout)
         self.retries = max(0, int(retries))
         self.backoff = float(backoff)
@@ -414,6 +427,8 @@ class SmtpImapTransport(MailTransport):
     def _deliver(self, msg: OutgoingMessage, mime: email.message.EmailMessage) -> None:
         data = mime.as_bytes(policy=email.policy.SMTP)
         recipients = [a.email for a in msg.recipients]
+        if self.own_copy and recipients and msg.sender.email.lower() not in {r.lower() for r in recipients}:
+            recipients.append(msg.sender.email)  # the own copy: in the envelope only, no Bcc header
         self._send_bytes(msg.key, msg.sender.email, recipients, data)
 
     def send(self, message: OutgoingMessage) -> None:
@@ -582,31 +597,62 @@ class SmtpImapTransport(MailTransport):
         )
         self._ok(f"append to {sent}", typ, resp)
 
+    def _find_key(self, conn: imaplib.IMAP4, mailbox: str, key: str) -> list[bytes]:
+        """UIDs in ``mailbox`` whose marker header is exactly ``key``."""
+        if not self._exists(conn, mailbox):
+            return []
+        self._select(conn, mailbox, readonly=True, force=True)
+        if key.isascii():
+            typ, data = conn.uid("SEARCH", "HEADER", MARKER_HEADER, _quote(key))
+        else:
+            conn.literal = key.encode("utf-8")
+            typ, data = conn.uid("SEARCH", "CHARSET", "UTF-8", "HEADER", MARKER_HEADER)
+        uids = self._ok(f"search {mailbox}", typ, data)[0].split() if data and data[0] else []
+        if not uids:
+            return []
+        # HEADER search is a substring match: confirm the exact key.
+        typ, data = conn.uid("FETCH", b",".join(uids).decode(), f"(UID BODY.PEEK[HEADER.FIELDS ({MARKER_HEADER})])")
+        self._ok(f"fetch {mailbox} headers", typ, data)
+        out = []
+        for item in data:
+            if isinstance(item, tuple):
+                hdr = email.message_from_bytes(item[1], policy=email.policy.default)
+                m = re.search(rb"UID (\d+)", item[0])
+                if m and any(str(v).strip() == key for v in hdr.get_all(MARKER_HEADER) or []):
+                    out.append(m.group(1))
+        return out
+
+    def _own_copy(self, conn: imaplib.IMAP4, key: str) -> bytes | None:
+        """The own copy of the mail ``key`` (see ``own_copy``): in the inbox,
+        or already moved by the intake to processed/quarantine."""
+        for mailbox in ("INBOX", self._folder("processed"), self._folder("quarantine")):
+            for uid in self._find_key(conn, mailbox, key):
+                typ, data = conn.uid("FETCH", uid.decode(), "(BODY.PEEK[])")
+                self._ok(f"fetch {mailbox}", typ, data)
+                raw = next((item[1] for item in data if isinstance(item, tuple)), None)
+                if raw is None:
+                    continue
+                msg = email.message_from_bytes(raw, policy=email.policy.default)
+                sender = msg["From"].addresses[0].addr_spec.lower() if msg["From"] and msg["From"].addresses else ""
+                if "@" in self.username and sender != self.username.lower():
+                    continue  # not from us: someone else's mail carrying our header
+                return raw
+        return None
+
     def was_sent(self, key: str) -> bool:
         def attempt() -> bool:
             conn = self._imap()
-            sent = self._folder("sent")
-            if not self._exists(conn, sent):
+            if self._find_key(conn, self._folder("sent"), key):
+                return True
+            if not self.own_copy:
                 return False
-            self._select(conn, sent, readonly=True, force=True)
-            if key.isascii():
-                typ, data = conn.uid("SEARCH", "HEADER", MARKER_HEADER, _quote(key))
-            else:
-                conn.literal = key.encode("utf-8")
-                typ, data = conn.uid("SEARCH", "CHARSET", "UTF-8", "HEADER", MARKER_HEADER)
-            uids = self._ok("search Sent", typ, data)[0].split() if data and data[0] else []
-            if not uids:
+            raw = self._own_copy(conn, key)
+            if raw is None:
                 return False
-            # HEADER search is a substring match: confirm the exact key.
-            typ, data = conn.uid("FETCH", b",".join(uids).decode(), f"(BODY.PEEK[HEADER.FIELDS ({MARKER_HEADER})])")
-            self._ok("fetch Sent headers", typ, data)
-            for item in data:
-                if isinstance(item, tuple):
-                    hdr = email.message_from_bytes(item[1], policy=email.policy.default)
-                    for value in hdr.get_all(MARKER_HEADER) or []:
-                        if str(value).strip() == key:
-                            return True
-            return False
+            # Sent through SMTP, but the process died before the Sent copy: write it now.
+            log.warning("%s: found our own copy of it; it went out before a crash, storing the Sent copy now", key)
+            self._append_sent(raw)
+            return True
 
         return self._retrying(f"look up {key} in Sent", attempt)
 
@@ -660,6 +706,8 @@ class SmtpImapTransport(MailTransport):
             # "n:*" always matches the highest UID, even when it is <= n.
             uids = sorted(u for u in (int(x) for x in (data[0] or b"").split()) if u > since)
             messages: list[IncomingMessage] = []
+            own: list[tuple[int, str]] = []
+            seen_uids: list[int] = []
             for i in range(0, len(uids), FETCH_BATCH):
                 chunk = uids[i : i + FETCH_BATCH]
                 typ, data = conn.uid("FETCH", ",".join(map(str, chunk)), "(UID RFC822.SIZE)")
@@ -672,12 +720,20 @@ class SmtpImapTransport(MailTransport):
                     typ, data = conn.uid("FETCH", ",".join(map(str, part)), what)
                     self._ok("fetch INBOX", typ, data)
                     for uid, raw, when in _fetch_items(data):
-                        if uid > since:
-                            if uid in big:  # headers only: the intake still answers the sender
-                                raw = b"X-KCG-Oversize: 1\r\n" + raw
-                            messages.append(IncomingMessage(ref=f"{validity}:{uid}", raw=raw, received_at=when))
+                        if uid <= since:
+                            continue
+                        seen_uids.append(uid)
+                        key = self._own_copy_key(raw)
+                        if key is not None:  # our own copy of a sent mail (see own_copy): not incoming mail
+                            own.append((uid, key))
+                            continue
+                        if uid in big:  # headers only: the intake still answers the sender
+                            raw = b"X-KCG-Oversize: 1\r\n" + raw
+                        messages.append(IncomingMessage(ref=f"{validity}:{uid}", raw=raw, received_at=when))
+            for uid, key in own:
+                self._file_own_copy(conn, uid, key)
             messages.sort(key=lambda m: int(m.ref.split(":")[1]))
-            top = max([since, *(int(m.ref.split(":")[1]) for m in messages)])
+            top = max([since, *seen_uids])
             self._last_uidnext = max(uidnext or 0, top + 1)
             return FetchResult(messages, f"{validity}:{top}")
 
@@ -706,6 +762,47 @@ class SmtpImapTransport(MailTransport):
             return [raw for _, raw in out[:limit]]
 
         return self._retrying("read recent headers", attempt)
+
+    def _own_copy_key(self, raw: bytes) -> str | None:
+        """The key of ``raw`` when it is our own copy of a mail we sent (see ``own_copy``)."""
+        if not self.own_copy:
+            return None
+        head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+        if MARKER_HEADER.encode().lower() not in head.lower():
+            return None
+        hdr = email.message_from_bytes(head + b"\r\n\r\n", policy=email.policy.default)
+        key = str(hdr.get(MARKER_HEADER) or "").strip()
+        sender = hdr["From"].addresses[0].addr_spec.lower() if hdr["From"] and hdr["From"].addresses else ""
+        if not key or ("@" in self.username and sender != self.username.lower()):
+            return None
+        return key
+
+    def _file_own_copy(self, conn: imaplib.IMAP4, uid: int, key: str) -> None:
+        """Our own copy is not incoming mail: it completes Sent when the Sent
+        copy is missing (a crash came between SMTP and Sent), else it goes."""
+        sent = self._folder("sent")
+        self._ensure_folder(conn, sent)
+        have = bool(self._find_key(conn, sent, key))
+        self._select(conn, "INBOX", force=True)
+        if have:
+            typ, data = conn.uid("STORE", str(uid), "+FLAGS.SILENT", r"(\Deleted)")
+            self._ok("flag own copy as deleted", typ, data)
+            typ, data = conn.uid("EXPUNGE", str(uid)) if "UIDPLUS" in conn.capabilities else conn.expunge()
+            self._ok("expunge own copy", typ, data)
+            return
+        log.warning("%s: the Sent copy was missing (interrupted send); filing our own copy in Sent", key)
+        conn.uid("STORE", str(uid), "+FLAGS.SILENT", r"(\Seen)")
+        mbox = _quote(_encode_mutf7(sent))
+        if "MOVE" in conn.capabilities:
+            typ, data = conn.uid("MOVE", str(uid), mbox)
+            self._ok(f"move own copy to {sent}", typ, data)
+            return
+        typ, data = conn.uid("COPY", str(uid), mbox)
+        self._ok(f"copy own copy to {sent}", typ, data)
+        typ, data = conn.uid("STORE", str(uid), "+FLAGS.SILENT", r"(\Deleted)")
+        self._ok("flag as deleted", typ, data)
+        typ, data = conn.uid("EXPUNGE", str(uid)) if "UIDPLUS" in conn.capabilities else conn.expunge()
+        self._ok("expunge", typ, data)
 
     def move(self, ref: str, folder: Folder) -> None:
         if folder not in ("processed", "quarantine"):

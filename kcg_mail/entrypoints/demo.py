@@ -10,7 +10,6 @@ second run sends nothing new.
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -20,6 +19,7 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 from kcg_mail.core.plan import Meeting
+from kcg_mail.documents.fill import decisions_table, edit_decisions  # noqa: F401  (re-exported)
 from kcg_mail.services.app import App
 
 DEMO_DECISIONS = [
@@ -46,26 +46,6 @@ class DemoResult:
     sent_before: int
     sent_after: int
     seconds: float
-
-
-def decisions_table(doc):
-    """The protocol's decisions table (header Beslut | Ansvarig | Klart till) in a python-docx Document."""
-    for table in doc.tables:
-        head = [c.text.strip().lower() for c in table.rows[0].cells]
-        if head[:3] == ["beslut", "ansvarig", "klart till"]:
-            return table
-    raise RuntimeError("the protocol has no decisions table (Beslut | Ansvarig | Klart till)")
-
-
-def edit_decisions(docx_bytes: bytes, edit) -> bytes:
-    """Open a .docx, let ``edit(table)`` change the decisions table, save."""
-    import docx
-
-    doc = docx.Document(io.BytesIO(docx_bytes))
-    edit(decisions_table(doc))
-    out = io.BytesIO()
-    doc.save(out)
-    return out.getvalue()
 
 
 def fill_protocol(docx_bytes: bytes, m: Meeting, extra=(), marks=None) -> bytes:
@@ -133,7 +113,8 @@ def demo_marks(meetings: list[Meeting], m: Meeting):
 
 
 def host_reply(app: App, m: Meeting, when: datetime, extra=(), marks=None) -> bytes | None:
-    """The host's reply to the template mail, as their mail program would send it."""
+    """The host's reply to the template mail in the Maildir sent folder, as our
+    receiving server hands it over (authenticated)."""
     from email import message_from_bytes, policy
 
     from kcg_mail.adapters.maildir import _key_name
@@ -143,21 +124,33 @@ def host_reply(app: App, m: Meeting, when: datetime, extra=(), marks=None) -> by
         return None
     original = message_from_bytes(path.read_bytes(), policy=policy.default)
     att = next(p for p in original.iter_attachments() if p.get_filename().endswith(".docx"))
-    filled = fill_protocol(att.get_content(), m, extra, marks)
+    raw = reply_to_template(m, when, to=str(original["Reply-To"] or original["From"]),
+                            subject=str(original["Subject"]), message_id=str(original["Message-ID"]),
+                            filename=att.get_filename(), docx=att.get_content(), extra=extra, marks=marks)
+    trusted = app.cfg.transport.inbound.trusted_authserv_ids
+    return stamp_authentication(raw, trusted[0]) if trusted else raw
+
+
+def reply_to_template(m: Meeting, when: datetime, *, to: str, subject: str, message_id: str, filename: str,
+                      docx: bytes, filled: bytes | None = None,
+                      content_type: str = "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                      extra=(), marks=None) -> bytes:
+    """What the host's mail program sends: "SV:", In-Reply-To the template
+    mail, the template filled in (``filled``: a document the host made some
+    other way, e.g. with LibreOffice, under ``filename``)."""
     reply = EmailMessage(policy=SMTP)
-    reply["From"] = m.host.name + f" <{m.host.email}>"
-    reply["To"] = original["Reply-To"] or original["From"]
-    reply["Subject"] = "SV: " + str(original["Subject"])
+    reply["From"] = f"{m.host.name} <{m.host.email}>"
+    reply["To"] = to
+    reply["Subject"] = "SV: " + subject
     reply["Date"] = format_datetime(when)
     reply["Message-ID"] = make_msgid(domain=m.host.email.rpartition("@")[2])
-    reply["In-Reply-To"] = original["Message-ID"]
-    reply["References"] = original["Message-ID"]
+    reply["In-Reply-To"] = message_id
+    reply["References"] = message_id
     reply.set_content(f"Hej!\n\nHär kommer protokollet från mötet.\n\nHälsningar\n{m.host.name}\n")
-    reply.add_attachment(filled, maintype="application",
-                         subtype="vnd.openxmlformats-officedocument.wordprocessingml.document",
-                         filename=att.get_filename())
-    trusted = app.cfg.transport.inbound.trusted_authserv_ids
-    return stamp_authentication(reply.as_bytes(), trusted[0]) if trusted else reply.as_bytes()
+    maintype, _, subtype = content_type.partition("/")
+    reply.add_attachment(filled if filled is not None else fill_protocol(docx, m, extra, marks), maintype=maintype,
+                         subtype=subtype, filename=filename)
+    return reply.as_bytes()
 
 
 def reply_to_sent(app: App, key: str, sender, when: datetime, text: str) -> bytes | None:

@@ -16,8 +16,9 @@ So a crash at any point neither loses a mail nor sends it twice.
 from __future__ import annotations
 
 import json
+import time as _time
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from typing import Any, Callable
 
 from kcg_mail.core.config import Config
@@ -43,6 +44,7 @@ class Outbox:
         self.mail = mail
         self.allowed = {a.lower() for a in allowed}
         self.sent: list[str] = []  # keys sent in this run (for reports)
+        self.sleep: Callable[[float], None] = _time.sleep
         #: the run's "now", stamped as the Date of what is sent (None: the real time)
         self.now: datetime | None = None
 
@@ -57,7 +59,7 @@ class Outbox:
         rec = self.state.action(msg.key)
         if rec is not None and rec.status == "done":
             return "already"
-        if rec is not None and rec.status == "intent" and self.mail.was_sent(msg.key):
+        if rec is not None and rec.status == "intent" and self._went_out(msg.key, rec.at):
             self.state.record_action(msg.key, msg.meeting_id, msg.action, "done",
                                      {**rec.detail, "recovered": True})
             return "recovered"
@@ -68,6 +70,24 @@ class Outbox:
         self.state.record_action(msg.key, msg.meeting_id, msg.action, "done", detail)
         self.sent.append(msg.key)
         return "sent"
+
+    def _went_out(self, key: str, intent_at: str) -> bool:
+        """Did the interrupted send of ``key`` reach the server? A transport whose
+        copy shows up a while after the send (``settle_seconds``: Graph's
+        asynchronous sendMail, the SMTP own copy in delivery) gets that long,
+        counted from the intent, before we decide it did not."""
+        if self.mail.was_sent(key):
+            return True
+        settle = float(getattr(self.mail, "settle_seconds", 0) or 0)
+        try:
+            age = (datetime.now(timezone.utc) - datetime.fromisoformat(intent_at)).total_seconds()
+        except (TypeError, ValueError):
+            return False
+        if settle <= 0 or age >= settle + 1:
+            return False
+        sleep = getattr(self.mail, "settle_sleep", None) or self.sleep  # the transport's clock (tests inject it)
+        sleep(max(0.0, settle + 1 - age))  # +1: the intent's time is stored to the second
+        return self.mail.was_sent(key)
 
     def _dated(self, msg: OutgoingMessage) -> OutgoingMessage:
         msg = replace(msg, date=self.now) if self.now is not None and msg.date is None else msg
