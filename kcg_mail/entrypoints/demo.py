@@ -10,6 +10,7 @@ second run sends nothing new.
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
