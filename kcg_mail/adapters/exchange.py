@@ -33,47 +33,29 @@ What this adapter does on the wire (and what the tests assert):
 
 from __future__ import annotations
 
-import functools
 import logging
-import queue
 import time
-from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Callable, Iterator, Literal
+from typing import Callable, Iterator
 from zoneinfo import ZoneInfo
 
-import requests
 from exchangelib import (
-    DELEGATE,
-    IMPERSONATION,
     Account,
     Attendee,
     Body,
     CalendarItem,
-    Configuration,
-    Credentials,
     EWSDateTime,
-    ExtendedProperty,
-    FaultTolerance,
     FileAttachment,
     Folder,
     HTMLBody,
-    Identity,
     Mailbox,
     Message,
-    OAuth2Credentials,
-    Version,
 )
 from exchangelib import errors as ews_errors
-from exchangelib.fields import InvalidField
 from exchangelib.items import SEND_TO_ALL_AND_SAVE_COPY, SEND_TO_CHANGED_AND_SAVE_COPY
 from exchangelib.services import CreateFolder
-from exchangelib.transport import BASIC, NTLM, OAUTH2
-from exchangelib.version import Build
-from oauthlib.oauth2.rfc6749 import errors as oauth_errors
 
 from ..ports import (
-    MARKER_HEADER,
     Address,
     Check,
     FetchResult,
@@ -82,157 +64,44 @@ from ..ports import (
     Invitation,
     MailTransport,
     OutgoingMessage,
-    TransientError,
     TransportError,
 )
+from .exchange_ews import AuthKind, BoundedRetry, EwsSession, VERSIONS, _refresh_once, register_extended_properties
 
 log = logging.getLogger(__name__)
 
-AuthKind = Literal["oauth", "ntlm", "basic"]
 
-#: Build names accepted for ``version`` (exchangelib's ``Version(build=...)``).
-VERSIONS: dict[str, Build] = {
-    "Exchange2010_SP2": Build(14, 2),
-    "Exchange2013": Build(15, 0),
-    "Exchange2013_SP1": Build(15, 0, 847),
-    "Exchange2016": Build(15, 1),
-    "Exchange2019": Build(15, 2),
-    # Exchange Online answers as 15.20 and speaks the Exchange2016 schema.
-    "ExchangeOnline": Build(15, 20),
-}
 
-#: Named property (private to us) holding the iCalendar UID of a meeting.
-UID_PROPERTY = "X-KCG-Invitation-UID"
-#: Named property holding the last SEQUENCE we sent for that meeting.
-SEQUENCE_PROPERTY = "X-KCG-Invitation-Sequence"
 
 
 # ------------------------------------------------------------------ extended properties
 
 
-class KcgMarker(ExtendedProperty):
-    """Our marker header (``X-KCG-Mail: <idempotency key>``) as an Internet header."""
-
-    distinguished_property_set_id = "InternetHeaders"
-    property_name = MARKER_HEADER
-    property_type = "String"
 
 
-class AutoSubmitted(ExtendedProperty):
-    distinguished_property_set_id = "InternetHeaders"
-    property_name = "Auto-Submitted"
-    property_type = "String"
 
 
-class AutoResponseSuppress(ExtendedProperty):
-    distinguished_property_set_id = "InternetHeaders"
-    property_name = "X-Auto-Response-Suppress"
-    property_type = "String"
 
 
-class KcgInvitationUid(ExtendedProperty):
-    distinguished_property_set_id = "PublicStrings"
-    property_name = UID_PROPERTY
-    property_type = "String"
 
 
-class KcgInvitationSequence(ExtendedProperty):
-    distinguished_property_set_id = "PublicStrings"
-    property_name = SEQUENCE_PROPERTY
-    property_type = "Integer"
 
 
-_REGISTRATIONS = (
-    (Message, "kcg_marker", KcgMarker),
-    (Message, "kcg_auto_submitted", AutoSubmitted),
-    (Message, "kcg_auto_response_suppress", AutoResponseSuppress),
-    (CalendarItem, "kcg_marker", KcgMarker),
-    (CalendarItem, "kcg_uid", KcgInvitationUid),
-    (CalendarItem, "kcg_sequence", KcgInvitationSequence),
-)
 
 
-def register_extended_properties() -> None:
-    """Register our extended properties on exchangelib's item classes (idempotent;
-    exchangelib keeps them on the classes, process-wide)."""
-    for cls, attr, prop in _REGISTRATIONS:
-        try:
-            field = cls.get_field_by_fieldname(attr)
-        except InvalidField:
-            cls.register(attr, prop)
-        else:
-            if getattr(field, "value_cls", None) is not prop:
-                raise RuntimeError(f"{cls.__name__}.{attr} is registered with another property class")
 
 
 # ------------------------------------------------------------------------ retry policy
 
 
-class BoundedRetry(FaultTolerance):
-    """exchangelib's fault-tolerant policy with two changes:
-
-    * waits go through an injectable ``sleep`` (exchangelib itself would call
-      ``time.sleep`` later, in ``post_ratelimited``) and are bounded by
-      ``max_wait`` seconds *in total* per operation, not per wait: a server that
-      keeps answering ``ErrorServerBusy`` with a short back-off cannot keep us
-      looping forever;
-    * HTTP 401 is a login failure, not a throttling hint (FaultTolerance retries
-      401s, which would turn a wrong password into a five-minute wait).
-    """
-
-    def __init__(self, max_wait: float, sleep: Callable[[float], None]):
-        super().__init__(max_wait=max_wait)
-        self._sleep = sleep
-        self.waited = 0.0
-        self.waits: list[float] = []
-
-    def reset(self) -> None:
-        self.waited = 0.0
-
-    def back_off(self, seconds):
-        if seconds is None:
-            seconds = self.DEFAULT_BACKOFF
-        if self.waited + seconds > self.max_wait:
-            raise ews_errors.RateLimitError(
-                f"Exchange kept asking us to back off; waited {self.waited:.1f} s of max_wait={self.max_wait} s",
-                wait=seconds,
-            )
-        self.waited += seconds
-        self.waits.append(seconds)
-        log.warning("Exchange is throttling; waiting %.2f s before retrying", seconds)
-        self._sleep(seconds)
-        # back_off_until stays None, so exchangelib does not sleep a second time.
-
-    def raise_response_errors(self, response):
-        if response.status_code == 401 and b"locked out" not in response.content:
-            raise ews_errors.UnauthorizedError(f"Invalid credentials for {response.url} (HTTP 401)")
-        return super().raise_response_errors(response)
 
 
 # ------------------------------------------------------------------------ the adapter
 
 
-def _refresh_once(method):
-    """OAuth: a token the server rejects before its expiry (revoked, rotated
-    keys, a tenant policy change) is fetched anew once and the operation
-    retried, as the Graph transport does; a second 401 is reported. A request
-    answered 401 did nothing on the server, so the retry sends nothing twice."""
-
-    @functools.wraps(method)
-    def wrapper(self: "ExchangeTransport", *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except TransportError as e:
-            if self.auth != "oauth" or not isinstance(e.__cause__, ews_errors.UnauthorizedError):
-                raise
-            log.warning("Exchange rejected the access token; fetching a new one and retrying once")
-            self._refresh_token()
-            return method(self, *args, **kwargs)
-
-    return wrapper
 
 
-class ExchangeTransport(MailTransport):
+class ExchangeTransport(EwsSession, MailTransport):
     """MailTransport over EWS. Nothing is sent over the network until the first
     operation (or ``check()``)."""
 
@@ -291,60 +160,8 @@ class ExchangeTransport(MailTransport):
 
     # ----------------------------------------------------------------- connection
 
-    def _credentials(self):
-        if self.auth == "oauth":
-            return OAuth2Credentials(
-                client_id=self._client_id,
-                client_secret=self._client_secret,
-                tenant_id=self._tenant_id,
-                identity=Identity(primary_smtp_address=self.mailbox),
-            )
-        return Credentials(self._username, self._password)
 
-    @property
-    def account(self) -> Account:
-        if self._account is None:
-            credentials = self._credentials()
-            access_type = IMPERSONATION if self.auth == "oauth" else DELEGATE
-            auth_type = {"oauth": OAUTH2, "ntlm": NTLM, "basic": BASIC}[self.auth]
-            config = Configuration(
-                credentials=credentials,
-                # autodiscover finds the endpoint itself; otherwise pin it (no discovery traffic)
-                service_endpoint=None if self.autodiscover else self.service_endpoint,
-                auth_type=auth_type,
-                version=Version(build=VERSIONS[self.version]) if self.version else None,
-                retry_policy=self.retry_policy,
-            )
-            account = Account(
-                primary_smtp_address=self.mailbox,
-                config=config,
-                autodiscover=self.autodiscover,
-                access_type=access_type,
-                default_timezone=None,
-            )
-            # exchangelib caches Protocol objects per (endpoint, credentials); a cached one
-            # keeps the retry policy it was created with. Ours must be the one in force.
-            account.protocol.config.retry_policy = self.retry_policy
-            self._account = account
-        return self._account
 
-    def _refresh_token(self) -> None:
-        """Drop the access token and every pooled session built on it; the
-        next request fetches a new token (client credentials)."""
-        if self._account is None:
-            return
-        proto = self._account.protocol
-        with proto.credentials.lock:
-            proto.credentials.access_token = None
-        stale = []
-        while True:
-            try:
-                stale.append(proto._session_pool.get(block=False))
-            except queue.Empty:
-                break
-        for session in stale:
-            proto.release_session(proto.renew_session(session))
-        self.token_refreshes += 1
 
     def close(self) -> None:
         if self._account is not None:
@@ -352,93 +169,7 @@ class ExchangeTransport(MailTransport):
         self._account = None
         self._folders.clear()
 
-    @contextmanager
-    def _ews(self, what: str) -> Iterator[None]:
-        """Reset the wait budget and translate exchangelib faults into ours."""
-        self.retry_policy.reset()
-        try:
-            yield
-        except TransportError:
-            raise
-        except Exception as e:  # noqa: BLE001 - everything is translated, nothing swallowed
-            raise self._translate(e, what) from e
 
-    def _translate(self, e: Exception, what: str) -> TransportError:
-        where = f"Exchange ({self.service_endpoint or 'autodiscover'}, mailbox {self.mailbox})"
-        if isinstance(e, ews_errors.RateLimitError):
-            return TransientError(
-                f"{what}: {where} is throttling and did not recover within {self.max_wait:g} s ({e}). "
-                "Nothing more was sent; run again later."
-            )
-        if isinstance(
-            e,
-            (
-                ews_errors.ErrorServerBusy,
-                ews_errors.ErrorInternalServerTransientError,
-                ews_errors.ErrorTimeoutExpired,
-                ews_errors.ErrorTooManyObjectsOpened,
-                ews_errors.ErrorExceededConnectionCount,
-                ews_errors.ErrorMailboxStoreUnavailable,
-                ews_errors.ErrorMailboxMoveInProgress,
-                requests.ConnectionError,
-                requests.Timeout,
-            ),
-        ):
-            return TransientError(f"{what}: {where} is unavailable ({type(e).__name__}: {e}); run again later.")
-        if isinstance(e, (oauth_errors.InvalidClientError, oauth_errors.UnauthorizedClientError,
-                          oauth_errors.InvalidClientIdError)):
-            return TransportError(
-                f"{what}: Microsoft Entra ID refused the app credentials ({e.error}: {e.description}). "
-                "Check mail.client_id and mail.tenant_id in transport.yaml (or KCG_MAIL__CLIENT_ID / "
-                "KCG_MAIL__TENANT_ID) and KCG_EWS_CLIENT_SECRET (secrets expire; create a new one under "
-                "Certificates & secrets)."
-            )
-        if isinstance(e, oauth_errors.OAuth2Error):
-            return TransportError(f"{what}: OAuth token request failed ({e.error}: {e.description}).")
-        if isinstance(e, ews_errors.UnauthorizedError):
-            hint = (
-                ("a newly fetched access token was refused too" if self.token_refreshes else
-                 "the access token was refused") + ": check that the app has the Exchange application permission "
-                "full_access_as_app with admin consent, and that EWS is allowed for the app (EwsAllowedAppIDs)"
-                if self.auth == "oauth"
-                else f"check the user name ({self._username!r}: transport.yaml mail.username or KCG_MAIL__USERNAME), "
-                "the password in KCG_EWS_PASSWORD, and that the server allows "
-                f"{self.auth.upper()} authentication on EWS"
-            )
-            return TransportError(f"{what}: {where} answered 401 Unauthorized; {hint}.")
-        if isinstance(e, (ews_errors.ErrorImpersonateUserDenied, ews_errors.ErrorImpersonationFailed)):
-            return TransportError(
-                f"{what}: {where} refused impersonation of {self.mailbox} ({e}). Exchange Online: grant the app "
-                "the application permission full_access_as_app (Office 365 Exchange Online) and admin consent. "
-                "On-premises: give the service account the ApplicationImpersonation role or full access to the "
-                "mailbox."
-            )
-        if isinstance(e, ews_errors.ErrorNonExistentMailbox):
-            return TransportError(f"{what}: mailbox {self.mailbox} does not exist on {where} ({e}).")
-        if isinstance(e, ews_errors.ErrorAccessDenied):
-            return TransportError(
-                f"{what}: {where} denied access ({e}). Check the app's full_access_as_app permission (Exchange "
-                "Online) or the account's rights on the mailbox (on-premises). If EWS is blocked for the tenant "
-                "(EWSEnabled / EwsAllowedAppIDs), an administrator must allow this app."
-            )
-        if isinstance(e, ews_errors.MalformedResponseError) and "Code: 403" in str(e):
-            return TransportError(
-                f"{what}: {where} answered 403 Forbidden: EWS is disabled for this organisation, mailbox or app. "
-                "Exchange Online blocks EWS by default from 2026-10-01 (EWSEnabled, EwsAllowedAppIDs) and turns "
-                "it off on 2027-04-01; use the Graph transport. On-premises: check Set-CASMailbox -EwsEnabled."
-            )
-        if isinstance(e, ews_errors.MalformedResponseError) and "Code: 404" in str(e):
-            return TransportError(
-                f"{what}: {where} answered 404: wrong service endpoint. It normally ends in /EWS/Exchange.asmx "
-                "(Exchange Online: https://outlook.office365.com/EWS/Exchange.asmx)."
-            )
-        if isinstance(e, (ews_errors.RedirectError, ews_errors.CASError, ews_errors.MalformedResponseError,
-                          ews_errors.SOAPError)):
-            return TransportError(f"{what}: {where} did not answer like EWS ({type(e).__name__}: {e}). "
-                                  "Check the service endpoint URL.")
-        if isinstance(e, ews_errors.EWSError):
-            return TransportError(f"{what}: {where} failed: {type(e).__name__}: {e}")
-        return TransportError(f"{what}: unexpected error talking to {where}: {type(e).__name__}: {e}")
 
     # ----------------------------------------------------------------------- send
 
