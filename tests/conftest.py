@@ -231,3 +231,34 @@ if __name__ == "__main__":  # python tests/conftest.py: which modules are core, 
         why = next((w for n in sorted(_imports(p)) if (w := _walk(n, frozenset({p.stem}))) is not None), None)
         print(f"{p.stem:32} {'core' if module_is_core(str(p)) else 'not core: ' + str(why)}")
     sys.exit(0)
+
+
+# ------------------------------------------------------------------ one Prefect test server
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """One real Prefect server (``prefect_test_harness``) for every test that runs
+    flows in-process. Its teardown drains Prefect's log and event workers, which can
+    wait for ever on a server an earlier test pointed them at and then stopped (the
+    "Prefect server does not answer" CLI test); it gets 60 s, then the harness's
+    server is stopped directly so the session ends."""
+    import threading
+
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.testing.utilities import prefect_test_harness
+
+    from kcg_mail.entrypoints.prefect_env import without_heartbeats
+
+    harness = prefect_test_harness(server_startup_timeout=90)
+    harness.__enter__()
+    server = SubprocessASGIServer._instances.get(None)
+    try:
+        with without_heartbeats():
+            yield
+    finally:
+        done = threading.Thread(target=harness.__exit__, args=(None, None, None), daemon=True)
+        done.start()
+        done.join(60)
+        if done.is_alive() and server is not None:
+            server.stop()

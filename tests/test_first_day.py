@@ -104,15 +104,6 @@ def test_kcg_intake_and_status_on_new_directories(tmp_path):
 # ------------------------------------------------------------------ items 2-4: go-live dates across the years
 
 
-@pytest.fixture(scope="module")
-def prefect_api():
-    from prefect.testing.utilities import prefect_test_harness
-
-    from kcg_mail.entrypoints.prefect_env import without_heartbeats
-
-    with prefect_test_harness(server_startup_timeout=90):
-        with without_heartbeats():
-            yield
 
 
 @pytest.mark.parametrize("go_live", ["2023-06-12", "2024-04-02", "2025-01-07", "2026-11-30", "2027-03-03"])

@@ -5,7 +5,6 @@ Slow: the test harness starts a local Prefect server once per session."""
 
 from __future__ import annotations
 
-import json
 import os
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -28,15 +27,6 @@ MEMBERS = {p.email for p in CFG.network.active_members}
 FEB = meeting("2023-02")
 
 
-@pytest.fixture(scope="session")
-def prefect_api():
-    from prefect.testing.utilities import prefect_test_harness
-
-    from kcg_mail.entrypoints.prefect_env import without_heartbeats
-
-    with prefect_test_harness(server_startup_timeout=90):
-        with without_heartbeats():
-            yield
 
 
 def _client():

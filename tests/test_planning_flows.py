@@ -25,15 +25,6 @@ from helpers import CONFIG_DIR  # noqa: E402
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def prefect_api():
-    from prefect.testing.utilities import prefect_test_harness
-
-    from kcg_mail.entrypoints.prefect_env import without_heartbeats
-
-    with prefect_test_harness(server_startup_timeout=90):
-        with without_heartbeats():
-            yield
 
 
 def _artifact(key: str):
