@@ -2,15 +2,17 @@
 
 - ``kcg-daily``  every morning 07:00 Europe/Stockholm (a daily cron keeps local
   time across daylight saving);
-- ``kcg-intake`` every five minutes;
+- ``kcg-intake`` every 30 minutes: the safety net. New mail is handled by the
+  push listener of ``kcg serve`` within seconds (``kcg_mail.entrypoints.push``:
+  an intake flow run in the serving process); a scheduled run that finds
+  another intake working ends at once (``skip_if_busy``) instead of queueing;
 - ``kcg-onboard-member``, ``kcg-resend``, ``kcg-refile`` without schedule, run
   by hand from the UI (forms).
 
 Each deployment has ``concurrency_limit=1``: two runs of the same flow never
 overlap. The daily run queues behind a running one (ENQUEUE: it must happen);
-so is an intake (ENQUEUE: a run the push listener starts while a scheduled
-intake runs must not be dropped; the listener skips triggering when one is
-already pending, so at most one waits).
+so is an intake started by hand (the push listener's runs are not deployment
+runs; they and the scheduled run serialise on the intake lock).
 
 ``pause_on_shutdown=False``: stopping or restarting ``kcg serve`` leaves the
 schedules active, so the runs scheduled meanwhile are picked up when it is
@@ -23,12 +25,12 @@ from __future__ import annotations
 from typing import Any
 
 DAILY_CRON = "0 7 * * *"      # every morning at 07:00 Stockholm time
-INTAKE_CRON = "*/5 * * * *"   # every five minutes
+INTAKE_CRON = "*/30 * * * *"  # safety net every 30 minutes (push handles new mail)
 TZ = "Europe/Stockholm"
 TAGS = ["kcg"]
 
 
-def deployments(workdir: str, config_dir: str | None) -> list[Any]:
+def deployments(workdir: str, config_dir: str | None, intake_cron: str = INTAKE_CRON) -> list[Any]:
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.schedules import Cron
 
@@ -42,7 +44,8 @@ def deployments(workdir: str, config_dir: str | None) -> list[Any]:
         daily_flow.to_deployment(name="kcg-daily", schedule=Cron(DAILY_CRON, timezone=TZ), parameters=params,
                                  concurrency_limit=enqueue, tags=TAGS,
                                  description="Skickar det som ska ut i dag: värdinfo, kallelser, påminnelser, mallar."),
-        intake_flow.to_deployment(name="kcg-intake", schedule=Cron(INTAKE_CRON, timezone=TZ), parameters=params,
+        intake_flow.to_deployment(name="kcg-intake", schedule=Cron(intake_cron, timezone=TZ),
+                                  parameters={**params, "skip_if_busy": True},
                                   concurrency_limit=enqueue, tags=TAGS,
                                   description="Läser nya svar: arkiverar och skickar ut protokoll, karantän för resten."),
         onboard_member.to_deployment(name="kcg-onboard-member", parameters=params, concurrency_limit=enqueue,
@@ -54,7 +57,8 @@ def deployments(workdir: str, config_dir: str | None) -> list[Any]:
     ]
 
 
-def serve_all(workdir: str, config_dir: str | None) -> None:
+def serve_all(workdir: str, config_dir: str | None, intake_cron: str = INTAKE_CRON) -> None:
+    """Blocks until SIGTERM/SIGINT (Prefect's runner handles both)."""
     from prefect import serve
 
-    serve(*deployments(workdir, config_dir), pause_on_shutdown=False)
+    serve(*deployments(workdir, config_dir, intake_cron), pause_on_shutdown=False)

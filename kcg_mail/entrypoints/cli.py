@@ -168,13 +168,23 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
 
 @app.command()
 def serve(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
-    """Serve the flows on their schedules against a Prefect server (PREFECT_API_URL)."""
+    """Serve the flows on their schedules against a Prefect server (PREFECT_API_URL); new mail is
+    handled at once by the push listener (an intake flow run in this process)."""
     _config(config)
+    wd, cd = str(workdir.resolve()), str(config.resolve()) if config else None
+    # Import Prefect and the flows here, in the main thread, before the listener's thread
+    # starts: two threads importing Prefect at once printed "Failed to initialize plugins:
+    # deadlock detected".
+    import flows.intake  # noqa: F401
     from flows.serve import serve_all
-    from kcg_mail.entrypoints.listener import start_background_listener
+    from kcg_mail.entrypoints.push import run_listener
 
-    start_background_listener(str(workdir.resolve()), str(config.resolve()) if config else None)
-    serve_all(str(workdir.resolve()), str(config.resolve()) if config else None)
+    push = run_listener(wd, cd)
+    try:
+        serve_all(wd, cd)  # returns on SIGTERM / Ctrl-C (Prefect's runner stops)
+    finally:
+        if not push.stop():
+            err.print("An intake run was still working after 20 s; it will be redone on the next start.")
 
 
 @app.command("dropbox-auth")
