@@ -151,7 +151,9 @@ class ServeStack:
         return r.json()
 
     def intake_runs(self) -> list[dict]:
-        return self.flow_runs("kcg-intake")
+        """This stack's intake runs (a Prefect server may be shared between stacks)."""
+        mine = str(self.workdir.resolve())
+        return [r for r in self.flow_runs("kcg-intake") if (r.get("parameters") or {}).get("workdir") == mine]
 
     # ------------------------------------------------------------------ mail
     def submit(self, raw: bytes, sender: str) -> float:
@@ -224,14 +226,17 @@ def write_transport(config_dir: Path, server: MailServer) -> None:
 
 
 @contextlib.contextmanager
-def serve_stack(tmp: Path) -> Iterator[ServeStack]:
-    """Mail server + Prefect server (not yet ``kcg serve``: call ``start_serve``)."""
+def serve_stack(tmp: Path, prefect: PrefectServer | None = None) -> Iterator[ServeStack]:
+    """Mail server + Prefect server (``prefect``: one already running, e.g. a
+    module's); not yet ``kcg serve``: call ``start_serve``."""
     tmp = Path(tmp)
     tmp.mkdir(parents=True, exist_ok=True)
     cfg_dir, users = server_config(tmp / "config")
     with mail_server(users=users) as server:
         write_transport(cfg_dir, server)
-        with prefect_server(tmp / "prefect") as prefect:
+        with contextlib.ExitStack() as ctx:
+            if prefect is None:
+                prefect = ctx.enter_context(prefect_server(tmp / "prefect"))
             stack = ServeStack(tmp, server, prefect, cfg_dir, tmp / "work", users)
             try:
                 yield stack
