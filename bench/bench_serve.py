@@ -184,6 +184,9 @@ def poll_round(stack, app, m, host, watcher, n: int, rng: random.Random) -> list
     for i, tag, t_submit in sent:
         t_member = watcher.wait(key_of(i, "poll"), 240)
         rows.append((t_member - lmtp_time(stack, tag), t_member - t_submit))
+    # SIGTERM cancels a scheduled run that is working (Prefect's runner kills its
+    # subprocess): stop between two minutes' runs, as the push round's stop does
+    stack.wait_no_run_working()
     stack.stop_serve()
     return rows
 

@@ -128,6 +128,15 @@ class ServeStack:
                 os.killpg(proc.pid, signal.SIGKILL)
         return time.monotonic() - t0
 
+    def wait_no_run_working(self, timeout: float = 60.0) -> bool:
+        """Wait until none of this stack's intake runs is pending or running."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not [r for r in self.intake_runs() if r["state_type"] in ("PENDING", "RUNNING")]:
+                return True
+            time.sleep(0.2)
+        return False
+
     def wait_ready(self, timeout: float = 120.0, runs_before: int = 0) -> None:
         """Ready when the listener's start-up intake run has completed on the server."""
         deadline = time.monotonic() + timeout
