@@ -25,7 +25,7 @@ succeeds: a signal is never dropped.
 
 The listener never decides what a message is or whether it was handled: the
 intake run does, through the state record (message key ``done`` → skip). Two
-intake runs (the 5-minute schedule and the listener's) must never work at the
+intake runs (the safety-net schedule and the listener's) must never work at the
 same time; ``intake_lock(workdir)`` serialises them across threads and
 processes with ``flock`` on ``<workdir>/intake.lock``.
 """
