@@ -111,11 +111,27 @@ def push_round(stack, app, m, host, watcher, n: int, rng: random.Random) -> list
         t_submit = stack.submit(raw, host)
         t_member = watcher.wait(key_of(i, "push"), 120)
         t_lmtp = lmtp_time(stack, tag)
-        rows.append((t_member - t_lmtp, t_member - t_submit))
+        rows.append((t_member - t_lmtp, t_member - t_submit, t_lmtp, t_member))
         print(f"  push {i + 1:3d}/{n}: {t_member - t_lmtp:6.2f} s from LMTP, {t_member - t_submit:6.2f} s "
               f"from submission", flush=True)
         time.sleep(rng.uniform(0.2, 0.6))
     return rows
+
+
+def breakdown(stack, rows) -> tuple[list[float], list[float]]:
+    """Split each push latency at the start of the flow run that handled it
+    (the first run started after the LMTP delivery): wake-up + trigger, then the run."""
+    from datetime import datetime
+
+    starts = sorted(datetime.fromisoformat(r["start_time"].replace("Z", "+00:00")).timestamp()
+                    for r in stack.intake_runs() if r.get("start_time") and "listener" in r["tags"])
+    wake, run = [], []
+    for _, _, t_lmtp, t_member in rows:
+        s = next((t for t in starts if t_lmtp < t < t_member), None)
+        if s is not None:
+            wake.append(s - t_lmtp)
+            run.append(t_member - s)
+    return wake, run
 
 
 def fault_round(stack, app, m, host, watcher, k: int) -> tuple[list[float], list[float]]:
@@ -223,6 +239,7 @@ def main() -> int:
 
         print(f"\n1. push through kcg serve, {args.n} replies")
         results["push"] = push_round(stack, app, m, host, watcher, args.n, rng)
+        results["push_wake"], results["push_run"] = breakdown(stack, results["push"])
         if args.faults:
             print(f"\n2. faults: Dovecot down 5 s, {args.faults} times")
             results["fault_after"], results["fault_before"] = fault_round(stack, app, m, host, watcher, args.faults)
@@ -250,6 +267,12 @@ def main() -> int:
             p50, p95, mx = stats([r[j] for r in rows])
             print(f"{labels[key] + ': ' + what + ' -> member INBOX':58}{len(rows):4d}{p50:8.2f}{p95:8.2f}{mx:8.2f}")
             out[f"{key}_{'lmtp' if j == 0 else 'submit'}"] = [p50, p95, mx, len(rows)]
+    for key, what in (("push_wake", "  of which LMTP -> flow run started (IDLE 0.5 s + trigger)"),
+                      ("push_run", "  of which flow run started -> member INBOX")):
+        if results.get(key):
+            p50, p95, mx = stats(results[key])
+            print(f"{what:58}{len(results[key]):4d}{p50:8.2f}{p95:8.2f}{mx:8.2f}")
+            out[key] = [p50, p95, mx, len(results[key])]
     for key, what in (("fault_after", "fault: server back -> reply sent after return"),
                       ("fault_before", "fault: server back -> reply from before outage")):
         if key in results:
