@@ -57,8 +57,68 @@ def deployments(workdir: str, config_dir: str | None, intake_cron: str = INTAKE_
     ]
 
 
-def serve_all(workdir: str, config_dir: str | None, intake_cron: str = INTAKE_CRON) -> None:
-    """Blocks until SIGTERM/SIGINT (Prefect's runner handles both)."""
-    from prefect import serve
+#: On SIGTERM, how long scheduled runs (subprocesses) may take to finish
+#: before Prefect's runner cancels what is left.
+STOP_GRACE_SECONDS = 15.0
 
-    serve(*deployments(workdir, config_dir, intake_cron), pause_on_shutdown=False)
+
+def _runner_class() -> Any:
+    import threading
+    import time
+
+    from prefect.runner import Runner
+
+    class DrainingRunner(Runner):
+        """Prefect's runner, but SIGTERM first lets its subprocess runs finish.
+
+        Prefect's own handler cancels every run it still tracks at once,
+        including one that has just completed and whose process is still
+        exiting: that run showed as "Cancelled (Runner is shutting down)".
+        Here the runner stops taking new scheduled runs, waits up to
+        ``STOP_GRACE_SECONDS`` for the tracked processes to exit, then stops
+        as Prefect does (cancelling only what is still working)."""
+
+        def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
+            if not self.started or self.stopping or self._loop is None:
+                return super().handle_sigterm(*args, **kwargs)
+            poller = getattr(self, "_scheduled_run_poller", None)
+            if poller is not None:
+                poller.stopping = True  # no new scheduled runs
+            self._logger.info("SIGTERM received: letting working runs finish (up to %.0f s)", STOP_GRACE_SECONDS)
+
+            def drain() -> None:
+                deadline = time.monotonic() + STOP_GRACE_SECONDS
+                while self._process_manager.flow_run_ids() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                Runner.handle_sigterm(self)
+
+            threading.Thread(target=drain, name="kcg-drain", daemon=True).start()
+
+    return DrainingRunner
+
+
+def build_runner(workdir: str, config_dir: str | None, intake_cron: str = INTAKE_CRON) -> tuple[Any, list[Any]]:
+    """The runner with every deployment registered on the server (not started)."""
+    deps = deployments(workdir, config_dir, intake_cron)
+    runner = _runner_class()(pause_on_shutdown=False)
+    for d in deps:
+        runner.add_deployment(d)  # registers the deployment on the server
+    return runner, deps
+
+
+def run_runner(runner: Any, deps: list[Any]) -> None:
+    """Like ``prefect.serve``; blocks until SIGTERM (runs finish first) or Ctrl-C."""
+    import asyncio
+
+    from prefect.exceptions import TerminationSignal
+    from prefect.flows import _display_serve_start_message  # the banner serve() prints
+
+    _display_serve_start_message(*deps)
+    try:
+        asyncio.run(runner.start())
+    except (KeyboardInterrupt, TerminationSignal):
+        pass
+
+
+def serve_all(workdir: str, config_dir: str | None, intake_cron: str = INTAKE_CRON) -> None:
+    run_runner(*build_runner(workdir, config_dir, intake_cron))

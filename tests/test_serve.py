@@ -42,6 +42,12 @@ def members_with(stack, emails, n: int) -> bool:
     return all(len(stack.distributions(e)) >= n for e in emails)
 
 
+def why(stack) -> str:
+    """What a failed wait shows: runs, the serve log, the mail server's log."""
+    runs = [(r["name"], r["state_type"], (r.get("state") or {}).get("message")) for r in stack.intake_runs()]
+    return f"runs: {runs}\n--- kcg serve:\n{stack.log()[-4000:]}\n--- mail:\n{stack.mail.logs()[-3000:]}"
+
+
 def filings(stack, meeting_id: str) -> int:
     from kcg_mail.adapters.sqlite_state import SqliteState
 
@@ -78,7 +84,7 @@ def test_kcg_serve_files_and_distributes_a_reply_sent_through_postfix(stack):
 
     # 1. a host's reply while kcg serve runs
     stack.submit(msgs[0][1], host)
-    assert wait_until(lambda: members_with(stack, members, 1)), stack.log()
+    assert wait_until(lambda: members_with(stack, members, 1)), why(stack)
     d = stack.distributions(member)[0]
     assert "Beslut serve0: ta fram underlag" in d.text()
     assert m.token in d.message["Subject"]
@@ -101,12 +107,12 @@ def test_kcg_serve_files_and_distributes_a_reply_sent_through_postfix(stack):
     stack.submit(msgs[1][1], host)
     assert wait_until(lambda: stack.delivery_of(MAILBOX, b"#serve0001"), 30)  # in the network's INBOX
     stack.start_serve()
-    assert wait_until(lambda: members_with(stack, members, 2)), stack.log()
+    assert wait_until(lambda: members_with(stack, members, 2)), why(stack)
     assert "Beslut serve1" in stack.distributions(member)[1].text()
 
     # 4. and the next one pushed as before
     stack.submit(msgs[2][1], host)
-    assert wait_until(lambda: members_with(stack, members, 3)), stack.log()
+    assert wait_until(lambda: members_with(stack, members, 3)), why(stack)
     time.sleep(1.0)
     # exactly once: one filing and one distribution per reply, for every member
     assert filings(stack, m.id) == 3
@@ -126,7 +132,7 @@ def test_kcg_serve_carries_on_after_the_mail_server_restarts(stack):
     # 1. the mail server goes away for 3 s; a reply right after its return
     stack.mail.restart_dovecot(down_for=3.0)
     stack.submit(msgs[0][1], host)
-    assert wait_until(lambda: members_with(stack, members, 1)), stack.log()
+    assert wait_until(lambda: members_with(stack, members, 1)), why(stack)
     assert "Beslut fault0" in stack.distributions(member)[0].text()
 
     # 2. a reply delivered just before the server goes down: the run it
@@ -136,11 +142,11 @@ def test_kcg_serve_carries_on_after_the_mail_server_restarts(stack):
     stack.mail.stop_dovecot()
     time.sleep(3.0)
     stack.mail.start_dovecot()
-    assert wait_until(lambda: members_with(stack, members, 2)), stack.log()
+    assert wait_until(lambda: members_with(stack, members, 2)), why(stack)
 
     # 3. plain push again
     stack.submit(msgs[2][1], host)
-    assert wait_until(lambda: members_with(stack, members, 3)), stack.log()
+    assert wait_until(lambda: members_with(stack, members, 3)), why(stack)
     time.sleep(1.0)
     assert filings(stack, m.id) == 3
     assert {e: len(stack.distributions(e)) for e in members} == {e: 3 for e in members}

@@ -172,16 +172,17 @@ def serve(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
     handled at once by the push listener (an intake flow run in this process)."""
     _config(config)
     wd, cd = str(workdir.resolve()), str(config.resolve()) if config else None
-    # Import Prefect and the flows here, in the main thread, before the listener's thread
-    # starts: two threads importing Prefect at once printed "Failed to initialize plugins:
-    # deadlock detected".
+    # Everything Prefect happens in the main thread before the listener's thread starts:
+    # imports (two threads importing Prefect at once printed "Failed to initialize plugins:
+    # deadlock detected"), registering the deployments, and the start-up intake run.
     import flows.intake  # noqa: F401
-    from flows.serve import serve_all
+    from flows.serve import build_runner, run_runner
     from kcg_mail.entrypoints.push import run_listener
 
-    push = run_listener(wd, cd)
+    runner, deps = build_runner(wd, cd)
+    push = run_listener(wd, cd, catch_up_here=True)
     try:
-        serve_all(wd, cd)  # returns on SIGTERM / Ctrl-C (Prefect's runner stops)
+        run_runner(runner, deps)  # returns on SIGTERM / Ctrl-C
     finally:
         if not push.stop():
             err.print("An intake run was still working after 20 s; it will be redone on the next start.")

@@ -189,7 +189,8 @@ class PushService:
 
 
 def run_listener(workdir: str | Path, config_dir: str | Path | None = None,
-                 on_mail: Callable[[], Any] | None = None, *, reconnect_max: float | None = None) -> PushService:
+                 on_mail: Callable[[], Any] | None = None, *, reconnect_max: float | None = None,
+                 catch_up_here: bool = False) -> PushService:
     """Start the push listener for ``workdir`` in a thread and return at once.
 
     ``on_mail`` is called (from the listener's thread, must not block long)
@@ -198,6 +199,12 @@ def run_listener(workdir: str | Path, config_dir: str | Path | None = None,
     imported (and ``PREFECT_API_URL`` set) before: importing Prefect from two
     threads at once is what printed "Failed to initialize plugins: deadlock
     detected".
+
+    ``catch_up_here``: run the start-up intake (mail that came in while
+    nothing listened) in the calling thread before the listener's thread
+    starts, so that the first flow run's lazy imports happen in the main
+    thread, not next to Prefect's runner starting up (a flow run started in
+    the listener's thread while the runner started hung there once).
     """
     from kcg_mail.config import load_config
     from kcg_mail.entrypoints.listener import RECONNECT_MAX
@@ -218,8 +225,16 @@ def run_listener(workdir: str | Path, config_dir: str | Path | None = None,
         on_mail = trigger.request
     stop = threading.Event()
     source = source_for(cfg, workdir, stop, cursor=cursor)
+    caught_up = False
+    if catch_up_here and trigger is not None:
+        try:
+            source.mark()  # mail arriving from now on wakes the listener's first wait
+            trigger._run()
+            caught_up = True
+        except Exception as exc:
+            log.warning("start-up intake failed (%s: %s); trying again in the background", type(exc).__name__, exc)
     # trigger_on_start: mail that came in while nothing listened is handled now
-    listener = Listener(source, on_mail, stop=stop, trigger_on_start=True,
+    listener = Listener(source, on_mail, stop=stop, trigger_on_start=not caught_up,
                         backoff_max=reconnect_max if reconnect_max is not None else RECONNECT_MAX)
     listener.start()
     return PushService(listener, trigger)
