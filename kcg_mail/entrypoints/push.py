@@ -151,13 +151,17 @@ class IntakeTrigger:
 
 def intake_flow_runner(workdir: str, config_dir: str | None) -> Callable[[], Any]:
     """The intake ``@flow`` called in this process (a flow run on the server,
-    tagged ``listener``). Raises ``IntakeRunFailed`` when the run failed."""
+    tagged ``listener``). Raises ``IntakeRunFailed`` when the run failed.
+
+    Without flow heartbeats: at its end a run waited up to half a second for
+    the heartbeat thread, and mail arriving meanwhile waited for that too."""
     from prefect import tags
 
     from flows.intake import intake_flow
+    from kcg_mail.entrypoints.prefect_env import without_heartbeats
 
     def run() -> Any:
-        with tags("kcg", "listener"):
+        with tags("kcg", "listener"), without_heartbeats():
             state = intake_flow(workdir=workdir, config_dir=config_dir, return_state=True)
         if not state.is_completed():
             raise IntakeRunFailed(f"intake run {state.type.value.lower()}: {state.message or ''}".strip())
