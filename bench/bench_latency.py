@@ -1,4 +1,7 @@
-"""Benchmark: reply delivered -> minutes filed and distribution accepted, push vs 60 s poll.
+"""Shortcut benchmark (not the path users run): reply delivered -> filed and distribution accepted, in-process.
+
+The figures users see come from ``bench_serve.py`` (``kcg serve`` end to end);
+this one calls the intake in-process with no Prefect at all: a floor.
 
     python bench/bench_latency.py [-n 50] [--poll 60] [--seed 1]
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 
 from flows.common import TASK_OPTS, alert_on_failure, make_app, publish, rename_run, when
 from kcg_mail.core.inbound import MatchContext
 from kcg_mail.services.intake import Handled, _handle_one, run_intake
 from kcg_mail.ports import IncomingMessage
 from kcg_mail.services.app import App
+from kcg_mail.services.lock import IntakeBusy, intake_lock, lock_dir
 
 LABELS = {"minutes": "protokoll", "calendar_response": "kalendersvar", "automatic": "autosvar",
           "bad_minutes": "felaktiga", "no_minutes": "utan protokoll", "not_allowed": "ej behöriga",
@@ -29,11 +30,25 @@ def message_task(app: App, item: IncomingMessage, ctx: MatchContext, now: dateti
 
 @flow(name="kcg-intake", flow_run_name="intag", on_failure=[alert_on_failure], on_crashed=[alert_on_failure],
       log_prints=False)
-def intake_flow(now: str | None = None, workdir: str = "var", config_dir: str | None = None) -> dict:
-    """Read new mail; file and distribute minutes; record responses; quarantine the rest."""
+def intake_flow(now: str | None = None, workdir: str = "var", config_dir: str | None = None,
+                skip_if_busy: bool = False) -> dict:
+    """Read new mail; file and distribute minutes; record responses; quarantine the rest.
+
+    ``skip_if_busy`` (the scheduled safety net of ``kcg serve``): when another
+    intake run holds the intake lock, end at once instead of queueing behind
+    it; that run, or the listener's next one, reads the same mailbox."""
     app = make_app(workdir, config_dir)
     at = when(app, now[:10], now[11:16] or "12:00") if now else when(app, None)
-    report = run_intake(app, at, handle_one=message_task)
+    if skip_if_busy:
+        try:
+            with intake_lock(lock_dir(app), timeout=0):
+                report = run_intake(app, at, handle_one=message_task)
+        except IntakeBusy:
+            rename_run("intake: en annan körning läser redan brevlådan")
+            get_run_logger().info("another intake run is working; this scheduled run is not needed")
+            return {"handled": 0, "skipped": 1}
+    else:
+        report = run_intake(app, at, handle_one=message_task)
     counts: dict[str, int] = {}
     for h in report.handled:
         counts[h.outcome] = counts.get(h.outcome, 0) + 1

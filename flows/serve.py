@@ -2,7 +2,10 @@
 
 - ``kcg-daily``  every morning 07:00 Europe/Stockholm (a daily cron keeps local
   time across daylight saving);
-- ``kcg-intake`` every five minutes;
+- ``kcg-intake`` every 30 minutes: the safety net. New mail is handled by the
+  push listener of ``kcg serve`` within seconds (``kcg_mail.entrypoints.push``:
+  an intake flow run in the serving process); a scheduled run that finds
+  another intake working ends at once (``skip_if_busy``) instead of queueing;
 - ``kcg-onboard-member``, ``kcg-resend``, ``kcg-refile`` without schedule, run
   by hand from the UI (forms);
 - the planning round: ``kcg-planning-start`` and ``kcg-planning-publish`` by
@@ -19,9 +22,8 @@ ones get it as parameters hidden from the form.
 
 Each deployment has ``concurrency_limit=1``: two runs of the same flow never
 overlap. The daily run queues behind a running one (ENQUEUE: it must happen);
-so is an intake (ENQUEUE: a run the push listener starts while a scheduled
-intake runs must not be dropped; the listener skips triggering when one is
-already pending, so at most one waits).
+so is an intake started by hand (the push listener's runs are not deployment
+runs; they and the scheduled run serialise on the intake lock).
 
 ``pause_on_shutdown=False``: stopping or restarting ``kcg serve`` leaves the
 schedules active, so the runs scheduled meanwhile are picked up when it is
@@ -35,11 +37,11 @@ import os
 from typing import Any
 
 DAILY_CRON = "0 7 * * *"      # every morning at 07:00 Stockholm time
-INTAKE_CRON = "*/5 * * * *"   # every five minutes
+INTAKE_CRON = "*/30 * * * *"  # safety net every 30 minutes (push handles new mail)
 PLANNING_CRON = "15 7 * * *"  # the planning round's daily step (does nothing when no round is open)
 TZ = "Europe/Stockholm"
 #: bound to the deployment, never shown in a form
-HIDDEN = ("workdir", "config_dir", "date", "now")
+HIDDEN = ("workdir", "config_dir", "date", "now", "skip_if_busy")
 
 
 def daily_cron(config_dir: str | None) -> tuple[str, str]:
@@ -73,7 +75,7 @@ def _hide(dep: Any) -> Any:
     return dep
 
 
-def deployments(workdir: str, config_dir: str | None, short: str) -> list[Any]:
+def deployments(workdir: str, config_dir: str | None, short: str, intake_cron: str = INTAKE_CRON) -> list[Any]:
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.schedules import Cron
 
@@ -89,7 +91,8 @@ def deployments(workdir: str, config_dir: str | None, short: str) -> list[Any]:
         daily_flow.to_deployment(name=short, schedule=Cron(cron, timezone=tz), parameters=params,
                                  concurrency_limit=enqueue, tags=run_tags(short, "daily"),
                                  description="Skickar det som ska ut i dag: värdinfo, kallelser, påminnelser, mallar."),
-        intake_flow.to_deployment(name=short, schedule=Cron(INTAKE_CRON, timezone=TZ), parameters=params,
+        intake_flow.to_deployment(name=short, schedule=Cron(intake_cron, timezone=TZ),
+                                  parameters={**params, "skip_if_busy": True},
                                   concurrency_limit=enqueue, tags=run_tags(short, "intake"),
                                   description="Läser nya svar: arkiverar och skickar ut protokoll, karantän för resten."),
         # the yearly planning round (issue 17): started and published by hand, looked after daily
@@ -116,11 +119,73 @@ def deployments(workdir: str, config_dir: str | None, short: str) -> list[Any]:
     return [_hide(d) for d in deps]
 
 
-def serve_all(workdir: str, config_dir: str | None, short: str = "KCG") -> None:
-    from prefect import serve
+#: On SIGTERM, how long scheduled runs (subprocesses) may take to finish
+#: before Prefect's runner cancels what is left.
+STOP_GRACE_SECONDS = 15.0
 
+
+def _runner_class() -> Any:
+    import threading
+    import time
+
+    from prefect.runner import Runner
+
+    class DrainingRunner(Runner):
+        """Prefect's runner, but SIGTERM first lets its subprocess runs finish.
+
+        Prefect's own handler cancels every run it still tracks at once,
+        including one that has just completed and whose process is still
+        exiting: that run showed as "Cancelled (Runner is shutting down)".
+        Here the runner stops taking new scheduled runs, waits up to
+        ``STOP_GRACE_SECONDS`` for the tracked processes to exit, then stops
+        as Prefect does (cancelling only what is still working)."""
+
+        def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
+            if not self.started or self.stopping or self._loop is None:
+                return super().handle_sigterm(*args, **kwargs)
+            poller = getattr(self, "_scheduled_run_poller", None)
+            if poller is not None:
+                poller.stopping = True  # no new scheduled runs
+            self._logger.info("SIGTERM received: letting working runs finish (up to %.0f s)", STOP_GRACE_SECONDS)
+
+            def drain() -> None:
+                deadline = time.monotonic() + STOP_GRACE_SECONDS
+                while self._process_manager.flow_run_ids() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                Runner.handle_sigterm(self)
+
+            threading.Thread(target=drain, name="kcg-drain", daemon=True).start()
+
+    return DrainingRunner
+
+
+def build_runner(workdir: str, config_dir: str | None, short: str = "KCG",
+                 intake_cron: str = INTAKE_CRON) -> tuple[Any, list[Any]]:
+    """The runner with every deployment registered on the server (not started)."""
     # the runs this process starts inherit where to work (the manual flows' binding)
     os.environ["KCG_WORKDIR"] = workdir
     if config_dir:
         os.environ["KCG_CONFIG_DIR"] = config_dir
-    serve(*deployments(workdir, config_dir, short), pause_on_shutdown=False)
+    deps = deployments(workdir, config_dir, short, intake_cron)
+    runner = _runner_class()(pause_on_shutdown=False)
+    for d in deps:
+        runner.add_deployment(d)  # registers the deployment on the server
+    return runner, deps
+
+
+def run_runner(runner: Any, deps: list[Any]) -> None:
+    """Like ``prefect.serve``; blocks until SIGTERM (runs finish first) or Ctrl-C."""
+    import asyncio
+
+    from prefect.exceptions import TerminationSignal
+    from prefect.flows import _display_serve_start_message  # the banner serve() prints
+
+    _display_serve_start_message(*deps)
+    try:
+        asyncio.run(runner.start())
+    except (KeyboardInterrupt, TerminationSignal):
+        pass
+
+
+def serve_all(workdir: str, config_dir: str | None, short: str = "KCG", intake_cron: str = INTAKE_CRON) -> None:
+    run_runner(*build_runner(workdir, config_dir, short, intake_cron))

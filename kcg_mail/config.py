@@ -70,7 +70,8 @@ def _validate(model: type[BaseModel], data: Any, file: Path, problems: list[str]
 
 def _read_yaml(file: Path, problems: list[str]) -> Any:
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        # libyaml when present: 10x faster, and kcg serve loads the config on every intake run
+        data = yaml.load(file.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except FileNotFoundError:
         problems.append(f"{file}: file is missing (fix: copy it from the defaults in the kcg-mail repository's config/)")
         return None

@@ -77,6 +77,19 @@ def available() -> str | None:
     return None
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                out.append(int(d.name))
+    return out
+
+
 def _free_ports(n: int) -> list[int]:
     socks, ports = [], []
     try:
@@ -327,6 +340,35 @@ class MailServer:
                 self._dovecot.kill()
                 self._dovecot.wait(5)
         self._dovecot = None
+
+    def stop_dovecot(self) -> None:
+        """Stop the whole Dovecot instance: the master and the processes it
+        started (Dovecot's master leaves running imap processes behind on
+        SIGTERM, which a service manager stopping the unit would not)."""
+        proc = self._dovecot
+        if proc is not None and proc.poll() is None:
+            kids = _children(proc.pid)
+            proc.terminate()
+            proc.wait(15)
+            for pid in kids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, 9)
+
+    def start_dovecot(self) -> None:
+        """Start Dovecot again (same config, certificate and mail) and wait for IMAP and LMTP."""
+        log = open(self.root / "dovecot" / "stdout.log", "ab")
+        self._dovecot = subprocess.Popen([DOVECOT, "-F", "-c", str(self.dovecot_conf)], stdout=log,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT
+        _wait_banner(self.imaps_port, b"* OK", deadline, tls=True, what="dovecot imaps")
+        _wait_banner(self.lmtp_port, b"220", deadline, what="dovecot lmtp")
+
+    def restart_dovecot(self, down_for: float = 0.0) -> None:
+        """The mail server goes away for ``down_for`` seconds and comes back."""
+        self.stop_dovecot()
+        time.sleep(down_for)
+        self.start_dovecot()
 
     # ------------------------------------------------------------------ config
     def _write_tls(self) -> None:

@@ -176,3 +176,45 @@ def test_demo_runs_the_whole_year(prefect_api, tmp_path, monkeypatch):
     assert second.sent_after == second.sent_before == first.sent_after
     assert sent_by_key(wd) == keys
     assert len(archive_files(wd)) == len(confirmed)
+
+
+def test_scheduled_intake_skips_while_another_intake_works(prefect_api, tmp_path):
+    """kcg serve's safety-net schedule (skip_if_busy) ends at once while the push
+    listener's run holds the intake lock, instead of queueing behind it; the
+    mail stays for that run (or the next)."""
+    import threading
+
+    from flows.intake import intake_flow
+    from kcg_mail.entrypoints.demo import host_reply
+    from kcg_mail.services.lock import intake_lock
+
+    from flows.daily import daily_flow
+
+    wd = str(tmp_path)
+    for d in ("2023-01-16", "2023-01-23", "2023-02-03", "2023-02-05"):
+        _run(daily_flow, date=d, workdir=wd, config_dir=str(CONFIG_DIR))
+    app = make_app(tmp_path)
+    app.mail.deliver(host_reply(app, FEB, at(FEB.date + timedelta(days=1), 11)), "reply.eml")
+    close(app)
+    held, release = threading.Event(), threading.Event()
+
+    def other_run():
+        with intake_lock(tmp_path):
+            held.set()
+            release.wait(60)
+
+    t = threading.Thread(target=other_run)
+    t.start()
+    try:
+        assert held.wait(10)
+        result, run_id = _run(intake_flow, now="2023-02-07T12:00", workdir=wd, config_dir=str(CONFIG_DIR),
+                              skip_if_busy=True)
+        assert result == {"handled": 0, "skipped": 1}
+        with _client() as client:
+            assert client.read_flow_run(run_id).name == "intake: en annan körning läser redan brevlådan"
+        assert archive_files(tmp_path) == []
+    finally:
+        release.set()
+        t.join(10)
+    result, _ = _run(intake_flow, now="2023-02-07T12:00", workdir=wd, config_dir=str(CONFIG_DIR), skip_if_busy=True)
+    assert result == {"handled": 1, "minutes": 1}

@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from _common import CONFIG_DIR, first_meeting, intake_time, replies, server_config  # noqa: E402
 
 try:  # tests/ is on sys.path under pytest's default import mode
-    from mailserver import DOVECOT, _wait_banner, mail_server
+    from mailserver import mail_server
 except ImportError:  # pragma: no cover
-    from tests.mailserver import DOVECOT, _wait_banner, mail_server
+    from tests.mailserver import mail_server
 
 KCG = "kcg@kcg.test"
 
@@ -212,44 +212,8 @@ def server(mailserver):
     return mailserver
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                stat = (d / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rpartition(")")[2].split()[1]) == pid:
-                out.append(int(d.name))
-    return out
-
-
 def restart_dovecot(server, down_for: float = 0.0) -> None:
-    """Stop the whole Dovecot instance (master and the processes it started:
-    Dovecot's master leaves running imap processes behind on SIGTERM, as a
-    service manager stopping the unit would not) and start it again."""
-    import os
-    import signal
-
-    proc = server._dovecot
-    if proc is not None and proc.poll() is None:
-        kids = _children(proc.pid)
-        proc.terminate()
-        proc.wait(15)
-        for pid in kids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    time.sleep(down_for)
-    log = open(server.root / "dovecot" / "stdout.log", "ab")
-    server._dovecot = subprocess.Popen([DOVECOT, "-F", "-c", str(server.dovecot_conf)], stdout=log,
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    log.close()
-    deadline = time.monotonic() + 30
-    _wait_banner(server.imaps_port, b"* OK", deadline, tls=True, what="dovecot imaps")
-    _wait_banner(server.lmtp_port, b"220", deadline, what="dovecot lmtp")
+    server.restart_dovecot(down_for)
 
 
 def idle_source(server, **kw) -> ImapIdleSource:

@@ -897,6 +897,13 @@ class SmtpImapTransport(MailTransport):
                 news = True
             elif line.startswith(b"* BYE"):
                 raise imaplib.IMAP4.abort(line.decode(errors="replace").strip())
+            else:
+                # Any other notice (the EXPUNGE of the intake's MOVE, "Still
+                # here"): end this IDLE. An EXISTS that came in the same read
+                # sits in imaplib's buffer, where select() cannot see it (it
+                # waited for the next notice: two minutes); DONE reads it, and
+                # the caller's next wait compares UIDNEXT first.
+                break
         conn.send(b"DONE\r\n")
         while True:
             line = conn.readline()

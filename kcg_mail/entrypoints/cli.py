@@ -376,13 +376,24 @@ def serve(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
                   highlight=False, soft_wrap=True)
         raise typer.Exit(3)
 
-    def start():
-        from flows.serve import serve_all
+    wd, cd = str(workdir.resolve()), str(config.resolve()) if config else None
 
-        wd, cd = str(workdir.resolve()), str(config.resolve()) if config else None
+    def start():
+        # Everything Prefect happens in the main thread before the listener's thread starts:
+        # imports (two threads importing Prefect at once printed "Failed to initialize plugins:
+        # deadlock detected"), registering the deployments, and the start-up intake run.
+        import flows.intake  # noqa: F401
+        from flows.serve import build_runner, run_runner
+        from kcg_mail.entrypoints.push import run_listener
+
+        runner, deps = build_runner(wd, cd, cfg.network.short)
         _automations(cfg)
-        _listener(cfg, wd, cd)
-        serve_all(wd, cd, cfg.network.short)
+        push = run_listener(wd, cd, catch_up_here=True)  # new mail: an intake flow run in this process
+        try:
+            run_runner(runner, deps)  # returns on SIGTERM / Ctrl-C
+        finally:
+            if not push.stop():
+                err.print("An intake run was still working after 20 s; it will be redone on the next start.")
 
     _run_flow(workdir, start)
 
@@ -428,15 +439,15 @@ def _automations(cfg) -> None:
         err.print(f"could not create the Prefect automations: {type(exc).__name__}: {exc}", markup=False)
 
 
-def _listener(cfg, workdir: str, config_dir: Optional[str], deployment: Optional[str] = None):
-    """The push listener, triggering this network's intake deployment on new mail."""
+def _listener(cfg, workdir: str, config_dir: Optional[str], deployment: str):
+    """The push listener for worker setups: new mail starts the work pool's intake deployment."""
     from functools import partial
 
-    from flows.serve import intake_deployment
-    from kcg_mail.entrypoints.listener import start_background_listener, trigger_intake_deployment
+    import flows.intake  # noqa: F401  (Prefect imported in the main thread first)
+    from kcg_mail.entrypoints.listener import trigger_intake_deployment
+    from kcg_mail.entrypoints.push import run_listener
 
-    name = deployment or intake_deployment(cfg.network.short)
-    return start_background_listener(workdir, config_dir, on_mail=partial(trigger_intake_deployment, name))
+    return run_listener(workdir, config_dir, on_mail=partial(trigger_intake_deployment, deployment))
 
 
 @app.command()
@@ -456,8 +467,7 @@ def listen(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG,
     console.print(f"listening for new mail ({cfg.network.short}), starting {name}; Ctrl-C stops",
                   markup=False)
     try:
-        while not listener.stopped:
-            time.sleep(1)
+        listener.wait_for_stop()
     except KeyboardInterrupt:
         pass
     finally:
