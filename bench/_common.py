@@ -62,8 +62,8 @@ def intake_time(m) -> datetime:
 
 
 def filled_minutes(app, m) -> bytes:
-    from kcg_mail.services.daily import render_protocol
     from kcg_mail.entrypoints.demo import fill_protocol
+    from kcg_mail.services.daily import render_protocol
 
     return fill_protocol(render_protocol(app, m).data, m)
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 import argparse
 import random
 import time
-from datetime import date, datetime, time as dtime, timedelta
+from datetime import date, datetime, timedelta
+from datetime import time as dtime
 from zoneinfo import ZoneInfo
 
 from _common import CONFIG_DIR, machine, median, result_line

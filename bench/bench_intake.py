@@ -22,13 +22,22 @@ from __future__ import annotations
 import argparse
 import os
 import pwd
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from _common import (CONFIG_DIR, MAILBOX, first_meeting, intake_time, machine, median, replies, result_line,
-                     server_config, start_server)
+from _common import (
+    CONFIG_DIR,
+    MAILBOX,
+    first_meeting,
+    intake_time,
+    machine,
+    median,
+    replies,
+    result_line,
+    server_config,
+    start_server,
+)
 
 OLD = (b"From: someone@outside.test\r\nTo: kcg@kcg.test\r\nSubject: old message %d\r\n"
        b"Message-ID: <old%d@outside.test>\r\nDate: Mon, 2 Jan 2023 10:00:00 +0100\r\n\r\n" + b"x" * 900 + b"\r\n")

@@ -41,8 +41,7 @@ import threading
 import time
 from pathlib import Path
 
-from _common import (MAILBOX, first_meeting, intake_time, machine, pct, replies, result_line, server_config,
-                     start_server)
+from _common import MAILBOX, first_meeting, intake_time, machine, pct, replies, result_line, server_config, start_server
 
 
 def main() -> int:
@@ -91,7 +90,7 @@ def main() -> int:
         rng = random.Random(args.seed)
         rows = []
         try:
-            for i, (tag, raw) in enumerate(msgs):
+            for _i, (tag, raw) in enumerate(msgs):
                 t0 = time.monotonic()
                 server.deliver(raw, MAILBOX)
                 with cond:

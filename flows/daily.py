@@ -10,8 +10,8 @@ from prefect import flow, task
 from flows.common import TASK_OPTS, alert_on_failure, make_app, publish, rename_run, when
 from kcg_mail.core.cycle import Due
 from kcg_mail.core.overview import step_line
-from kcg_mail.services.daily import StepResult, execute, run_daily
 from kcg_mail.services.app import App
+from kcg_mail.services.daily import StepResult, execute, run_daily
 
 
 @task(name="step", task_run_name="{due.action} {due.meeting_id}", **TASK_OPTS)
@@ -32,7 +32,6 @@ def _between_meetings(app: App, now: datetime) -> list[str]:
     from prefect.artifacts import create_markdown_artifact
 
     from kcg_mail.services.followup_status import between_meetings_markdown, followup_attention
-
     from kcg_mail.services.status import artifact_slug
 
     md = between_meetings_markdown(app, now.date())

@@ -8,9 +8,9 @@ from prefect import flow, get_run_logger, task
 
 from flows.common import TASK_OPTS, alert_on_failure, make_app, publish, rename_run, when
 from kcg_mail.core.inbound import MatchContext
-from kcg_mail.services.intake import Handled, _handle_one, run_intake
 from kcg_mail.ports import IncomingMessage
 from kcg_mail.services.app import App
+from kcg_mail.services.intake import Handled, _handle_one, run_intake
 from kcg_mail.services.lock import IntakeBusy, intake_lock, lock_dir
 
 LABELS = {"minutes": "protokoll", "calendar_response": "kalendersvar", "automatic": "autosvar",

@@ -11,11 +11,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from kcg_mail.services.compose import DEFAULT_TEMPLATES, Composer
 from kcg_mail.config import Config, ConfigError, load_config
 from kcg_mail.ports import Archive, MailTransport
 from kcg_mail.secrets import install_log_filter, reply_secret, require
 from kcg_mail.services.app import App
+from kcg_mail.services.compose import DEFAULT_TEMPLATES, Composer
 
 DEFAULT_WORKDIR = Path("var")
 
@@ -50,7 +50,7 @@ class _Settings:
 SECURITY = {"smtp_security": ("starttls", "tls", "none"), "imap_security": ("tls", "starttls", "none")}
 
 
-def _security(cfg: Config, extra: "_Settings", field: str, default: str) -> str:
+def _security(cfg: Config, extra: _Settings, field: str, default: str) -> str:
     value = str(extra.get(field, default)).lower()
     if value not in SECURITY[field]:
         allowed = SECURITY[field]

@@ -12,10 +12,11 @@ from __future__ import annotations
 import abc
 import builtins
 import hashlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import formataddr
-from typing import Any, Callable, Iterable, Iterator, Literal
+from typing import Any, Literal
 
 #: Header carried by every message we send. Its value is the idempotency key of
 #: the action that sent it; it is how a sent copy is found again after a crash.
@@ -215,7 +216,7 @@ class MailTransport(abc.ABC):
         supported by this transport."""
         return None
 
-    def close(self) -> None:  # pragma: no cover - default no-op
+    def close(self) -> None:  # noqa: B027  # pragma: no cover - default no-op, not abstract
         pass
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from kcg_mail.adapters.sqlite_state import (
@@ -125,7 +125,7 @@ def _move_aside(state_path: Path) -> Path | None:
         for suffix in ("-wal", "-shm"):
             Path(str(state_path) + suffix).unlink(missing_ok=True)
         return None
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     aside = state_path.with_name(f"{state_path.name}.replaced-{stamp}")
     os.replace(state_path, aside)
     for suffix in ("-wal", "-shm"):

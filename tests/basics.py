@@ -8,10 +8,10 @@ tests/helpers.py re-exports everything here.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 from datetime import date, datetime, time
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
 from zoneinfo import ZoneInfo
 
 from kcg_mail.config import Config, load_config

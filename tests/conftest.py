@@ -25,7 +25,7 @@ import inspect
 import os
 import sys
 import tempfile
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 # Keep Prefect's state out of the developer's home and quiet its telemetry.
@@ -133,7 +133,7 @@ def _source_of(name: str) -> Path | None:
     return cand if "." not in name and cand.is_file() else None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _reaches_outside_core(name: str) -> str | None:
     """Why module ``name`` is not core (the first import found that leaves
     the core packages), or None."""
@@ -169,7 +169,7 @@ def _touches_product(names: set[str], seen: frozenset) -> bool:
     return False
 
 
-@lru_cache(maxsize=None)
+@cache
 def module_is_core(path_str: str) -> bool:
     path = Path(path_str)
     names = _imports(path)
@@ -181,7 +181,7 @@ def module_is_core(path_str: str) -> bool:
 # ------------------------------------------------------------------ the server marker
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fixture_starts_server(func) -> bool:
     try:
         src = inspect.getsource(func)

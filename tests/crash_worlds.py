@@ -31,24 +31,25 @@ import contextlib
 import functools
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from email import policy
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from basics import config_with, meeting, small_network  # noqa: E402
 from helpers import CRASH_MEMBERS, CRASH_OPS, CrashPlan, KillPlan, calendar_accept, close, make_app  # noqa: E402
+
 from kcg_mail.config import Config, load_config  # noqa: E402
 from kcg_mail.ports import MARKER_HEADER  # noqa: E402
 
@@ -297,7 +298,6 @@ class EwsWorld(World):
 
     def reset(self) -> None:
         from fake_ews import FakeEWS
-
         from helpers import shipped_config
 
         self.fake = FakeEWS(mailbox=shipped_config().network.mailbox.email)
@@ -364,7 +364,6 @@ class GraphWorld(World):
 
     def reset(self) -> None:
         from fake_graph import FakeGraph
-
         from helpers import shipped_config
 
         self.fake = FakeGraph(mailbox=shipped_config().network.mailbox.email)
@@ -506,7 +505,6 @@ def _child_adapters(spec: dict, workdir: Path):
     archive = None
     if kind == "dropbox":
         import requests
-
         from fake_dropbox import _LoopbackAdapter
 
         from kcg_mail.adapters.dropbox_archive import DropboxArchive

@@ -22,26 +22,26 @@ import base64
 import email
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.utils import getaddresses
 from pathlib import Path
-from typing import Callable
 from zoneinfo import ZoneInfo
 
-from kcg_mail.services.compose import meeting_uid
-from kcg_mail.core.cycle import due_dates, next_due_date
-from kcg_mail.services.daily import run_daily
-from kcg_mail.entrypoints.demo import reply_to_template
+from basics import at  # noqa: F401  (the suite's one at())
 from helpers import authenticated
-from kcg_mail.services.intake import run_intake
+
+from kcg_mail.core.cycle import due_dates, next_due_date
 from kcg_mail.core.plan import Meeting, archive_folder, protocol_filename
+from kcg_mail.entrypoints.demo import reply_to_template
 from kcg_mail.ports import MARKER_HEADER
 from kcg_mail.services.app import App
-
-from basics import at  # noqa: F401  (the suite's one at())
+from kcg_mail.services.compose import meeting_uid
+from kcg_mail.services.daily import run_daily
+from kcg_mail.services.intake import run_intake
 
 TZ = ZoneInfo("Europe/Stockholm")
 EWS_T = "http://schemas.microsoft.com/exchange/services/2006/types"
@@ -96,7 +96,7 @@ class Harness:
     #: everything that went out so far
     outgoing: Callable[[], list[Out]]
     #: optional extra checks at the end (e.g. mail really arrived in each member's INBOX)
-    extra_checks: Callable[["CycleResult"], None] | None = None
+    extra_checks: Callable[[CycleResult], None] | None = None
 
 
 @dataclass

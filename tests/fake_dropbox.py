@@ -35,7 +35,7 @@ import secrets
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -146,7 +146,7 @@ class FakeDropbox:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> "FakeDropbox":
+    def start(self) -> FakeDropbox:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -445,7 +445,7 @@ class FakeDropbox:
             data=bytes(data),
             rev=self._new_rev(),
             id=existing.id if existing else self._new_id(),
-            server_modified=datetime.now(timezone.utc),
+            server_modified=datetime.now(UTC),
         )
         ns.files[key] = f
         return f
@@ -619,7 +619,7 @@ class FakeDropbox:
             "policy": {"acl_update_policy": {".tag": "editors"}, "shared_link_policy": {".tag": "anyone"}},
             "preview_url": "https://www.dropbox.com/scl/fo/preview",
             "shared_folder_id": f.shared_folder_id,
-            "time_invited": _ts(datetime.now(timezone.utc)),
+            "time_invited": _ts(datetime.now(UTC)),
             "access_inheritance": {".tag": "inherit"},
         }
 

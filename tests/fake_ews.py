@@ -25,9 +25,10 @@ import email.policy
 import itertools
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import parse_qs
 
 from lxml import etree
@@ -107,7 +108,7 @@ class FakeItem:
     elem: Any  # t:Message / t:CalendarItem as the client sent it (plus server fields)
     changekey: int = 1
     mime: bytes | None = None
-    received: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    received: datetime = field(default_factory=lambda: datetime.now(UTC))
     attachments: dict[str, Any] = field(default_factory=dict)  # attachment id -> FileAttachment elem
 
     @property
@@ -229,12 +230,12 @@ class FakeEWS:
         etree.SubElement(elem, _t("Subject")).text = str(parsed.get("Subject", ""))
         etree.SubElement(elem, _t("InternetMessageId")).text = str(parsed.get("Message-ID", ""))
         inbox = self.folder_by_name("inbox")
-        item = self._add_item(inbox.id, elem, mime=raw, received=received or datetime.now(timezone.utc))
+        item = self._add_item(inbox.id, elem, mime=raw, received=received or datetime.now(UTC))
         return item.id
 
     # ------------------------------------------------------------------ install
 
-    def install(self, mocker) -> "FakeEWS":
+    def install(self, mocker) -> FakeEWS:
         mocker.post(self.url, content=self._handle)
         mocker.post(TOKEN_URL_RE, content=self._token)
         return self
@@ -676,7 +677,7 @@ def _esc(text: str) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def envelope(operation: str, messages: list[str], build=(15, 1, 2507, 6)) -> str:

@@ -32,12 +32,13 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import httpx
@@ -150,7 +151,7 @@ class FakeGraph:
     # ---------------------------------------------------------------- helpers for tests
 
     @contextmanager
-    def running(self) -> Iterator["FakeGraph"]:
+    def running(self) -> Iterator[FakeGraph]:
         """respx active for the whole httpx stack; any unmocked host is an error."""
         with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
             self.mount(router)
@@ -598,7 +599,7 @@ class FakeGraph:
                 for seq, op, mid in self._inbox_log:
                     if seq > since:
                         changed[mid] = op
-                for mid, op in changed.items():
+                for mid, _op in changed.items():
                     msg = self.messages.get(mid)
                     if msg is not None and msg["folder"] == inbox:
                         items.append(self._delta_item(mid))
@@ -728,7 +729,7 @@ class FakeGraph:
         em["Message-ID"] = js.get("internetMessageId") or f"<{uuid.uuid4().hex}@fake.outlook>"
         for h in js.get("internetMessageHeaders") or []:
             em[h["name"]] = h["value"]
-        for (kind, tag, _), (_, value) in msg["props"].items():
+        for (_kind, tag, _), (_, value) in msg["props"].items():
             if tag == "0x1042":
                 em["In-Reply-To"] = value
             elif tag == "0x1039":

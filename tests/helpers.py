@@ -12,6 +12,7 @@ import email
 import json
 import sys
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from email import policy
@@ -20,16 +21,15 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
 
 from kcg_mail.adapters.local_archive import LocalFolderArchive
 from kcg_mail.adapters.maildir import MaildirTransport, _key_name
 from kcg_mail.adapters.sqlite_state import SqliteState
-from kcg_mail.services.compose import DEFAULT_TEMPLATES, Composer
 from kcg_mail.config import Config
 from kcg_mail.core.plan import Meeting
 from kcg_mail.ports import MARKER_HEADER
 from kcg_mail.services.app import App
+from kcg_mail.services.compose import DEFAULT_TEMPLATES, Composer
 
 TEMPLATES_DIR = DEFAULT_TEMPLATES
 #: the reply-key secret of test apps (bootstrap reads KCG_REPLY_SECRET or the work directory's)
@@ -38,9 +38,7 @@ TEST_REPLY_SECRET = b"kcg-test-reply-secret"
 
 # ------------------------------------------------------------------ config
 
-from basics import (CONFIG_DIR, ROOT, TZ, at, config_with, copy_config, meeting, meetings,  # noqa: E402,F401
-                    shipped_config, small_network)
-
+from basics import CONFIG_DIR, ROOT, TZ, at, config_with, copy_config, meeting, meetings, shipped_config, small_network  # noqa: E402,F401
 
 # ------------------------------------------------------------------ the app
 
@@ -419,7 +417,6 @@ NEW_MEMBER = ("Nina Nyberg", "Nya Staden AB", "Nyköping", "nina@nykoping.exampl
 def run_op(op: Op, workdir: Path, plan: CrashPlan):
     from kcg_mail.services.daily import run_daily
     from kcg_mail.services.intake import run_intake
-
     from kcg_mail.services.onboarding import onboard
 
     cfg = crash_configs()[1 if op.moved else 0]
@@ -511,7 +508,6 @@ def _archive_digest(p: Path) -> str:
 
 def observe(workdir: Path) -> dict:
     """Everything a rerun must reproduce: sent mail, archive, mailboxes, state."""
-    import hashlib
 
     workdir = Path(workdir)
     root = workdir / "dropbox"

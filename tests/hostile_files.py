@@ -10,7 +10,6 @@ import functools
 import io
 import math
 import os
-import re
 import shutil
 import struct
 import subprocess

@@ -31,9 +31,9 @@ import smtplib
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 
@@ -256,6 +256,7 @@ def serve_stack(tmp: Path, prefect: PrefectServer | None = None) -> Iterator[Ser
 def host_and_member(config_dir: Path):
     """(app for composing replies, the meeting, its host's address, a member who is not the host)."""
     from _common import first_meeting
+
     from kcg_mail.adapters.maildir import MaildirTransport
     from kcg_mail.bootstrap import bootstrap
 

@@ -11,9 +11,9 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from helpers import CONFIG_DIR, at, meetings
 from typer.testing import CliRunner
 
-from helpers import CONFIG_DIR, at, meetings
 from kcg_mail.core.adopt import PlannedRef, file_date, place
 
 REFS = [PlannedRef(m.id, m.date) for m in meetings()]
@@ -66,6 +66,7 @@ def _archive_with_protocols(archive_root: Path) -> dict[str, bytes]:
     """Earlier protocols as a network keeps them: made from the real template,
     filled in like a host does, named by the convention or close to it."""
     from helpers import make_app
+
     from kcg_mail.entrypoints.demo import fill_protocol
     from kcg_mail.services.daily import render_protocol
 
@@ -94,7 +95,7 @@ def test_kcg_adopt_on_a_new_work_directory(tmp_path):
     from kcg_mail.entrypoints.cli import app as cli
 
     archive = tmp_path / "dropbox"
-    files = _archive_with_protocols(archive)
+    _archive_with_protocols(archive)
     work = tmp_path / "new" / "work"  # does not exist yet
     env = {"KCG_ARCHIVE__PATH": str(archive)}
     result = CliRunner().invoke(cli, ["adopt", "--workdir", str(work), "--config", str(CONFIG_DIR)], env=env)
@@ -127,6 +128,7 @@ def test_adopted_protocols_are_not_asked_for_or_sent_again(tmp_path, monkeypatch
     adopted nothing goes out for it, and the host mailing the same file again
     is a duplicate, not a new distribution."""
     from helpers import make_app
+
     from kcg_mail.services.adopt import adopt
     from kcg_mail.services.daily import run_daily
     from kcg_mail.services.intake import run_intake
@@ -159,8 +161,8 @@ def test_adopt_reads_dropbox_through_the_archive_port(tmp_path):
     """The same adoption from Dropbox (the real SDK against the HTTP-level fake),
     with the archive root in a team folder."""
     from fake_dropbox import FakeDropbox
-
     from helpers import make_app
+
     from kcg_mail.adapters.dropbox_archive import DropboxArchive
     from kcg_mail.services.adopt import adopt
 

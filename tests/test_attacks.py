@@ -20,7 +20,6 @@ from email import policy
 from pathlib import Path
 
 import pytest
-
 from attacks.cases import CASES, Ctx, ar, mail
 from helpers import (
     TEST_REPLY_SECRET,
@@ -32,6 +31,7 @@ from helpers import (
     read_mail,
     sent_by_key,
 )
+
 from kcg_mail.adapters.maildir import _key_name
 from kcg_mail.core import replykey
 from kcg_mail.ports import MARKER_HEADER, message_id_for
@@ -343,7 +343,7 @@ def test_held_message_is_released_by_approve_and_filed_by_the_next_intake(feb):
 
     app, wd, c = feb
     app.mail.deliver(mail(c, from_=c.host), "unauth.eml")  # no Authentication-Results at all
-    app.mail.deliver(mail(c, from_=f"boss@evil.example", body="x\n"), "stranger.eml")
+    app.mail.deliver(mail(c, from_="boss@evil.example", body="x\n"), "stranger.eml")
     _intake(app)
     (p1, p2) = sorted(pending(app), key=lambda p: p.sender)
     assert p1.sender == "boss@evil.example" and p2.sender == c.host

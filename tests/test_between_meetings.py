@@ -6,7 +6,6 @@ with two independent parsers) and its link in the welcome mail."""
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 from datetime import date, datetime, timedelta
@@ -18,18 +17,30 @@ from icalendar import Calendar
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import (TZ, at, body_text, close, config_with, make_app, meeting, plain_mail, sent_by_key,  # noqa: E402
-                     sent_mails, sent_with_action, shipped_config)
-from kcg_mail.ports import MARKER_HEADER  # noqa: E402
+from helpers import (  # noqa: E402
+    TZ,
+    at,
+    body_text,
+    close,
+    config_with,
+    make_app,
+    meeting,
+    sent_by_key,
+    sent_mails,
+    sent_with_action,
+    shipped_config,
+)
+
 from kcg_mail.core.decisions import DONE, OPEN, STRUCK  # noqa: E402
 from kcg_mail.documents.minutes import read_minutes  # noqa: E402
 from kcg_mail.entrypoints.demo import host_reply, mark_followups, reply_to_sent  # noqa: E402
+from kcg_mail.ports import MARKER_HEADER  # noqa: E402
 from kcg_mail.services.calendar_feed import feed_path, publish  # noqa: E402
+from kcg_mail.services.compose import meeting_uid  # noqa: E402
 from kcg_mail.services.daily import run_daily  # noqa: E402
 from kcg_mail.services.followup import all_decisions, groups, proposals, start_group, statuses  # noqa: E402
 from kcg_mail.services.followup_status import followup_attention, open_by_owner, project_rows  # noqa: E402
 from kcg_mail.services.intake import run_intake  # noqa: E402
-from kcg_mail.services.compose import meeting_uid  # noqa: E402
 
 CFG = config_with(shipped_config(), ["2023-02", "2023-03", "2023-04", "2023-05"])
 FEB, MAR, APR, MAY = (meeting(i) for i in ("2023-02", "2023-03", "2023-04", "2023-05"))
@@ -202,6 +213,7 @@ def test_followup_marks_read_back_from_odt_and_pdf(tmp_path):
     """The host may return the minutes as .odt or .pdf (LibreOffice): the follow-up
     table's marks are read from them as from the .docx."""
     import hostile_files as h
+
     from kcg_mail.documents.context import SAMPLE_CONTEXT
 
     marks = {"2023-01/1": "klar", "2023-01/2": "struken"}

@@ -7,12 +7,11 @@ import json
 from datetime import date, datetime, timedelta
 
 import pytest
+from helpers import CONFIG_DIR, config_with, shipped_config
 from typer.testing import CliRunner
 
-from helpers import CONFIG_DIR, config_with, shipped_config
+from kcg_mail.core.plan import apply_holiday_policy, date_text, first_monday, is_working_day, resolve_meeting, resolve_plan
 from kcg_mail.entrypoints.cli import app as cli
-from kcg_mail.core.plan import (apply_holiday_policy, date_text, first_monday, is_working_day, resolve_meeting,
-                           resolve_plan)
 
 
 def _with_rules(**rules):

@@ -18,14 +18,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cockpit_seed import TODAY, at, seed
 
 from kcg_mail.bootstrap import bootstrap
 from kcg_mail.config import DEFAULT_CONFIG_DIR
 from kcg_mail.core import overview
 from kcg_mail.core.plan_edit import PlanEditProblem, confirm_date
 from kcg_mail.ports import MARKER_HEADER
-
-from cockpit_seed import TODAY, at, seed
 
 sys.path.insert(0, str(Path(__file__).parent))
 

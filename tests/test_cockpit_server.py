@@ -22,7 +22,7 @@ import pytest
 from kcg_mail.config import DEFAULT_CONFIG_DIR
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cockpit_seed import at, seed  # noqa: E402
+from cockpit_seed import seed  # noqa: E402
 from test_cockpit import Hook  # noqa: E402
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -262,11 +262,11 @@ def test_kcg_listen_starts_the_workers_intake_deployment(api, tmp_path):
     """After ``prefect deploy`` (the test above): ``kcg listen`` starts the work
     pool's intake, kcg-intake/KCG-worker (at start-up, as the listener does, and
     on new mail), leaving the run for a worker."""
+    from helpers import plain_mail
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
     from prefect_server import stop
 
     from kcg_mail.bootstrap import bootstrap
-    from helpers import plain_mail
 
     with _client() as client:
         dep = client.read_deployment_by_name("kcg-intake/KCG-worker")

@@ -13,7 +13,6 @@ import shutil
 from email import policy
 
 import pytest
-
 from helpers import close, make_app
 from real_run import corpus_id_map, readdress
 from test_cycle_transports import CORPUS, CORPUS_NOW, MANIFEST, check_corpus_outcomes

@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from helpers import CRASH_OPS, Crash, CrashPlan, crash_deliveries, observe, run_op
 
 HERE = Path(__file__).resolve().parent
@@ -187,7 +186,8 @@ def test_record_action_log_matches_the_outbox():
     plan = CrashPlan()
     import tempfile
 
-    from helpers import crashing_app, crash_configs, close
+    from helpers import close, crash_configs, crashing_app
+
     from kcg_mail.ports import Address, OutgoingMessage
 
     with tempfile.TemporaryDirectory() as d:
@@ -258,6 +258,7 @@ def test_process_really_killed_mid_run(reference, tmp_path):
     assert "killing myself at send_invitation #1 after" in killed.stderr
     # the invitation is in Sent, its record says only "intent"
     from helpers import sent_by_key
+
     from kcg_mail.adapters.sqlite_state import SqliteState
 
     inv_key = "2023-02:invite:members:s0"  # issue 15: the first run (go-live 3 Feb) invites to February

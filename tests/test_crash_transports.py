@@ -24,9 +24,20 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from crash_worlds import (SCENARIO, DropboxWorld, EwsWorld, GraphWorld, ImapWorld, MaildirWorld, app_for, close_app,
-                          deliveries, observe_state, run_child, run_scenario_op)
+from crash_worlds import (
+    SCENARIO,
+    DropboxWorld,
+    EwsWorld,
+    GraphWorld,
+    ImapWorld,
+    MaildirWorld,
+    app_for,
+    close_app,
+    deliveries,
+    observe_state,
+    run_child,
+    run_scenario_op,
+)
 from helpers import CrashPlan
 
 pytestmark = pytest.mark.slow

@@ -9,10 +9,18 @@ import dataclasses
 from datetime import date, datetime, timedelta
 
 import pytest
-
 from basics import at, meeting, meetings, shipped_config
-from kcg_mail.core.cycle import (STEPS, Decisions, InvitationSnapshot, MeetingState, decide, due_dates,
-                            invitation_snapshot, next_due_date)
+
+from kcg_mail.core.cycle import (
+    STEPS,
+    Decisions,
+    InvitationSnapshot,
+    MeetingState,
+    decide,
+    due_dates,
+    invitation_snapshot,
+    next_due_date,
+)
 from kcg_mail.core.plan import Meeting
 
 LEAD = shipped_config().meetings.lead_days

@@ -25,7 +25,6 @@ from email.utils import getaddresses
 from pathlib import Path
 
 import pytest
-
 from cycle_driver import (
     assert_cycle,
     assert_second_pass_sends_nothing,
@@ -39,11 +38,12 @@ from cycle_driver import (
     run_cycle,
 )
 from helpers import CONFIG_DIR, authenticated, config_with, make_app, shipped_config
-from kcg_mail.core import inbound
+
 from kcg_mail.config import load_config
-from kcg_mail.services.intake import msg_key, run_intake
+from kcg_mail.core import inbound
 from kcg_mail.core.plan import archive_folder, protocol_filename
 from kcg_mail.ports import MARKER_HEADER
+from kcg_mail.services.intake import msg_key, run_intake
 
 try:
     from mailserver import mail_server
@@ -110,8 +110,8 @@ def test_cycle_maildir_dropbox(tmp_path):
 def test_cycle_exchange_fake_local(tmp_path):
     import requests_mock
     from exchangelib.protocol import close_connections
-
     from fake_ews import FakeEWS
+
     from kcg_mail.adapters.exchange import ExchangeTransport
 
     cfg = shipped_config()  # the whole 2023 year
@@ -133,6 +133,7 @@ def test_cycle_exchange_fake_local(tmp_path):
 
 def test_cycle_graph_fake_local(tmp_path):
     from fake_graph import FakeGraph
+
     from kcg_mail.adapters.graph import GraphTransport
 
     cfg = shipped_config()  # the whole 2023 year
@@ -322,7 +323,7 @@ def test_corpus_through_real_intake_imap(tmp_path, shipped_year):
         app = make_app(tmp_path, cfg, mail=mail)
         raws = {e["file"]: readdress((CORPUS / e["file"]).read_bytes(), e["meeting_id"], ids, shift)
                 for e in MANIFEST}
-        for name, raw in raws.items():
+        for _name, raw in raws.items():
             server.deliver(raw, KCG_TEST, mail_from=_envelope_sender(raw))
         delivered = server.messages(KCG_TEST, "INBOX")  # as stored (Return-Path, Delivered-To added)
         assert len(delivered) == len(raws)
@@ -378,6 +379,7 @@ class _Late(logging.Handler):
 
 def test_secret_graph_via_bootstrap_never_logged_or_stored(tmp_path, monkeypatch, caplog, capsys):
     from fake_graph import FakeGraph
+
     from kcg_mail.bootstrap import bootstrap
 
     secret = "Zq8~graph-CLIENT-secret-5f0c1e7d9a"

@@ -3,11 +3,11 @@ kcg_mail.core.projects, kcg_mail.core.feed) and the projects.yaml config."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
-
 from helpers import copy_config, meetings, shipped_config
+
 from kcg_mail.config import ConfigError, load_config
 from kcg_mail.core import decisions as rules
 from kcg_mail.core.decisions import DONE, OPEN, STRUCK, Decision, Mark
@@ -149,7 +149,7 @@ def test_projects_yaml_names_file_field_and_fix(tmp_path):
 
 # ------------------------------------------------------------------ calendar feed
 
-NOW = datetime(2023, 1, 2, 6, tzinfo=timezone.utc)
+NOW = datetime(2023, 1, 2, 6, tzinfo=UTC)
 
 
 def ev(mid: str, **kw) -> FeedEvent:
@@ -163,9 +163,9 @@ def ev(mid: str, **kw) -> FeedEvent:
 def test_feed_sequence_rises_only_on_change_and_removed_meetings_stay_cancelled():
     first, changed = update([ev("a"), ev("b")], {}, {"a": 1}, NOW)
     assert changed == ["a", "b"] and first["a"].sequence == 1 and first["b"].sequence == 0
-    same, changed = update([ev("a"), ev("b")], first, {"a": 1}, datetime(2023, 1, 3, tzinfo=timezone.utc))
+    same, changed = update([ev("a"), ev("b")], first, {"a": 1}, datetime(2023, 1, 3, tzinfo=UTC))
     assert changed == [] and same == first
-    later = datetime(2023, 1, 4, tzinfo=timezone.utc)
+    later = datetime(2023, 1, 4, tzinfo=UTC)
     moved, changed = update([ev("a", start="2023-02-13T09:00:00+01:00")], first, {"a": 1}, later)
     assert changed == ["a", "b"]
     assert (moved["a"].sequence, moved["a"].stamp) == (2, later.isoformat())

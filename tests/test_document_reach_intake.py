@@ -7,7 +7,6 @@ from __future__ import annotations
 import email
 import sys
 from datetime import timedelta
-from email import policy
 from email.policy import SMTP
 from pathlib import Path
 
@@ -16,8 +15,18 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import hostile_files as h  # noqa: E402
 from helpers import (  # noqa: E402
-    archive_files, at, attachment_of, body_text, close, config_with, make_app, mailbox_files, meeting,
-    recipients, sent_with_action, shipped_config,
+    archive_files,
+    at,
+    attachment_of,
+    body_text,
+    close,
+    config_with,
+    mailbox_files,
+    make_app,
+    meeting,
+    recipients,
+    sent_with_action,
+    shipped_config,
 )
 
 from kcg_mail.documents.ooxml import REJECT_CODES  # noqa: E402

@@ -48,7 +48,8 @@ def test_libreoffice_made_documents_with_fields_and_links_pass(ordinary, tmp_pat
     data = out.read_bytes()
     if ext != "pdf":
         # LibreOffice kept the fields and the link, so the checks really looked at them
-        import zipfile, io  # noqa: E401
+        import io
+        import zipfile  # noqa: E401
 
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             xml = b"".join(zf.read(n) for n in zf.namelist() if n.endswith(".xml") or n.endswith(".rels"))

@@ -7,16 +7,35 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
+from helpers import (
+    archive_files,
+    at,
+    attachment_names,
+    attachment_of,
+    body_text,
+    calendar_parts,
+    changed_minutes,
+    close,
+    config_with,
+    mailbox_files,
+    make_app,
+    meeting,
+    plain_mail,
+    read_mail,
+    recipients,
+    replace_attachment,
+    sent_by_key,
+    sent_files,
+    sent_with_action,
+    shipped_config,
+)
 
-from helpers import (archive_files, at, attachment_names, attachment_of, body_text, calendar_parts, changed_minutes,
-                     close, config_with, mailbox_files, make_app, meeting, plain_mail, read_mail, recipients,
-                     replace_attachment, sent_by_key, sent_files, sent_with_action, shipped_config)
 from kcg_mail.adapters.maildir import MaildirTransport, _key_name
 from kcg_mail.adapters.sqlite_state import SqliteState
-from kcg_mail.services.daily import run_daily
 from kcg_mail.entrypoints.demo import host_reply
-from kcg_mail.services.intake import run_intake
 from kcg_mail.ports import MARKER_HEADER, Address, FilingRecord, MessageRecord, OutgoingMessage
+from kcg_mail.services.daily import run_daily
+from kcg_mail.services.intake import run_intake
 
 CFG = shipped_config()
 MAILBOX = CFG.network.mailbox.email
@@ -53,8 +72,9 @@ def test_maildir_send_writes_sent_cur(tmp_path):
 
 
 def test_maildir_send_invitation(tmp_path):
-    from kcg_mail.services.compose import Composer
     from helpers import meetings
+
+    from kcg_mail.services.compose import Composer
 
     feb = meeting("2023-02")
     inv = Composer(CFG).invitation(feb, meetings(), list(CFG.network.active_members), 0, cancel=False, now=at(feb.date))

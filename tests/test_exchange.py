@@ -17,8 +17,8 @@ import pytest
 import requests
 import requests_mock
 from exchangelib.protocol import close_connections
-
 from fake_ews import NS, FakeEWS, envelope, error_message, http_status, server_busy
+
 from kcg_mail.adapters.exchange import ExchangeTransport
 from kcg_mail.ports import (
     MARKER_HEADER,

@@ -20,9 +20,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 import pytest  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
-
 from helpers import ROOT  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
 from years import config_for_years  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -14,11 +14,23 @@ from collections import Counter  # noqa: E402
 from datetime import timedelta  # noqa: E402
 
 import pytest  # noqa: E402
+from helpers import (  # noqa: E402
+    CONFIG_DIR,
+    archive_files,
+    at,
+    attachment_names,
+    calendar_parts,
+    close,
+    make_app,
+    meeting,
+    meetings,
+    recipients,
+    sent_by_key,
+    sent_with_action,
+    shipped_config,
+)
 
 from kcg_mail.core.plan import protocol_filename  # noqa: E402
-
-from helpers import (CONFIG_DIR, archive_files, at, attachment_names, calendar_parts, close, make_app,  # noqa: E402
-                     meeting, meetings, recipients, sent_by_key, sent_with_action, shipped_config)
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]  # a real Prefect server (prefect_test_harness)
 
@@ -184,11 +196,10 @@ def test_scheduled_intake_skips_while_another_intake_works(prefect_api, tmp_path
     mail stays for that run (or the next)."""
     import threading
 
+    from flows.daily import daily_flow
     from flows.intake import intake_flow
     from kcg_mail.entrypoints.demo import host_reply
     from kcg_mail.services.lock import intake_lock
-
-    from flows.daily import daily_flow
 
     wd = str(tmp_path)
     for d in ("2023-01-16", "2023-01-23", "2023-02-03", "2023-02-05"):

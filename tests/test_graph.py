@@ -9,6 +9,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from fake_graph import FakeGraph
 
 from kcg_mail.adapters.graph import PROP_MARKER_HEADER, GraphError, GraphTransport
 from kcg_mail.ports import (
@@ -20,8 +21,6 @@ from kcg_mail.ports import (
     TransientError,
     TransportError,
 )
-
-from fake_graph import FakeGraph
 
 STHLM = ZoneInfo("Europe/Stockholm")
 NET = Address("KCG-nätverket", "natverket@kcg.example")

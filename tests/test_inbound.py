@@ -9,7 +9,7 @@ import importlib.util
 import io
 import json
 import zipfile
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -135,7 +135,7 @@ def test_outlook_reply_fields():
     m = _mail("01_outlook_win_docx_sv.eml")
     assert m.subject == "SV: [KCG-2023-02] Beslutsprotokoll – Policy & Branschpraxis"
     assert m.sender == "daniel@gavle.example.se" and m.sender_name == "Daniel Swärd"
-    assert m.date == datetime(2023, 2, 7, 9, 41, 12, tzinfo=timezone.utc)
+    assert m.date == datetime(2023, 2, 7, 9, 41, 12, tzinfo=UTC)
     assert m.message_id == "<HE1P190MB0001A1B2C3D4E5F6@HE1P190MB0001.EURP190.PROD.OUTLOOK.COM>"
     assert m.in_reply_to == message_id_for("2023-02:template:daniel@gavle.example.se", DOMAIN)
     assert m.references == (m.in_reply_to,)
@@ -328,7 +328,7 @@ def test_is_automatic_accepts_email_message_policy_default():
 def _pm(**kw) -> ParsedMail:
     base = dict(
         message_id="<x@example.com>", in_reply_to=None, references=(), subject="SV: [KCG-2023-02] Protokoll",
-        sender="daniel@gavle.example.se", sender_name="Daniel", date=datetime(2023, 2, 7, tzinfo=timezone.utc),
+        sender="daniel@gavle.example.se", sender_name="Daniel", date=datetime(2023, 2, 7, tzinfo=UTC),
         auto_reason=None, text="", attachments=(Attachment("p.docx", "application/octet-stream", b"PK\x03\x04word/"),),
         calendar_reply=None,
     )
@@ -345,7 +345,7 @@ def test_classify_order():
     assert classify(_pm(), CTX).kind == "minutes"
     assert classify(_pm(attachments=()), CTX).kind == "no_minutes"
     assert classify(_pm(sender="isabel@lund.example.se"), CTX).kind == "not_allowed"
-    assert classify(_pm(subject="hej", date=datetime(2023, 6, 1, tzinfo=timezone.utc)), CTX).kind == "unmatched"
+    assert classify(_pm(subject="hej", date=datetime(2023, 6, 1, tzinfo=UTC)), CTX).kind == "unmatched"
 
 
 def test_in_reply_to_beats_subject_token():
@@ -357,7 +357,7 @@ def test_in_reply_to_beats_subject_token():
 def test_sender_date_window_edges():
     d = "daniel@gavle.example.se"  # hosts 2023-02-06 only
     no_token = dict(subject="Protokoll", sender=d)
-    at = lambda y, m, dd: datetime(y, m, dd, 12, tzinfo=timezone.utc)  # noqa: E731
+    at = lambda y, m, dd: datetime(y, m, dd, 12, tzinfo=UTC)  # noqa: E731
     assert classify(_pm(date=at(2023, 3, 8), **no_token), CTX).meeting_id == "2023-02"  # 30 days after
     assert classify(_pm(date=at(2023, 3, 9), **no_token), CTX).meeting_id is None  # 31 days after
     assert classify(_pm(date=at(2023, 2, 4), **no_token), CTX).meeting_id == "2023-02"  # 2 days before

@@ -14,7 +14,6 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-
 from basics import at, config_with, shipped_config, small_network
 from cycle_driver import maildir_harness
 from helpers import close, make_app, sent_with_action

@@ -165,7 +165,7 @@ def test_maildir_scheduled_and_listener_race_handle_each_reply_once(tmp_path):
                         wait_timeout=1).start()
     sched.start()
     try:
-        for i, (tag, raw) in enumerate(msgs):
+        for i, (_tag, raw) in enumerate(msgs):
             apps[0].mail.deliver(raw, f"r{i}.eml")
             time.sleep(0.05)
         assert wait_until(lambda: len(apps[0].state.filings(m.id)) == 5, 20)

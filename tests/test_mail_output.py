@@ -8,15 +8,28 @@ import shutil
 from datetime import timedelta
 
 import pytest
+from helpers import (
+    TEMPLATES_DIR,
+    at,
+    calendar_parts,
+    close,
+    config_with,
+    make_app,
+    meeting,
+    meetings,
+    read_mail,
+    recipients,
+    sent_files,
+    sent_with_action,
+    shipped_config,
+)
 from icalendar import Calendar
 
-from helpers import (TEMPLATES_DIR, at, calendar_parts, close, config_with, make_app, meeting, meetings, read_mail,
-                     recipients, sent_files, sent_with_action, shipped_config)
-from kcg_mail.services.compose import Composer, TemplateProblem, addr
-from kcg_mail.services.daily import run_daily
 from kcg_mail.core.mime import HeaderInjection, build_invitation, build_message
 from kcg_mail.ports import MARKER_HEADER, Address, OutgoingMessage, message_id_for
 from kcg_mail.services.app import Outbox, RecipientNotAllowed
+from kcg_mail.services.compose import Composer, TemplateProblem, addr
+from kcg_mail.services.daily import run_daily
 
 CFG = shipped_config()
 AUG = meeting("2023-08")  # all members + the Svensk Handel guest

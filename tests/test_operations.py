@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -28,15 +28,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+from basics import at  # noqa: E402
 
-from kcg_mail.adapters.maildir import _key_name
 from kcg_mail.bootstrap import bootstrap
 from kcg_mail.config import DEFAULT_CONFIG_DIR
-from kcg_mail.services.daily import run_daily
 from kcg_mail.ports import MARKER_HEADER
 from kcg_mail.services.app import App
-
-from basics import at  # noqa: E402
+from kcg_mail.services.daily import run_daily
 
 TZ = ZoneInfo("Europe/Stockholm")
 NEW = {"name": "Åsa Öberg", "organisation": "Umeå City", "city": "Umeå", "email": "asa@umea.example.se"}
@@ -260,9 +258,9 @@ def test_onboarding_welcome_ics_archive_and_checklist(tmp_path):
 
 
 def test_onboarding_opens_the_guard_for_exactly_one_address(tmp_path):
-    from kcg_mail.services.onboarding import OnboardingProblem, onboard
     from kcg_mail.ports import Address
     from kcg_mail.services.app import RecipientNotAllowed
+    from kcg_mail.services.onboarding import OnboardingProblem, onboard
 
     cfgdir, work = config_copy(tmp_path), tmp_path / "work"
     app = bootstrap(work, cfgdir)
@@ -296,8 +294,9 @@ def test_person_id_is_unique_and_config_safe():
 
 
 def test_resend_invitation_is_an_update_to_everyone(tmp_path):
-    from kcg_mail.services.manual import ManualProblem, resend_meeting
     from icalendar import Calendar
+
+    from kcg_mail.services.manual import ManualProblem, resend_meeting
 
     app, cfgdir, work = invited(tmp_path, "2023-10-25")
     with pytest.raises(ManualProblem, match="ingen inbjudan"):
@@ -352,8 +351,8 @@ def _stranger_minutes(app: App, work: Path) -> bytes:
 
 
 def test_refile_quarantined_minutes_from_a_non_filer(tmp_path):
-    from kcg_mail.services.manual import ManualProblem, refile_message
     from kcg_mail.services.intake import msg_key, run_intake
+    from kcg_mail.services.manual import ManualProblem, refile_message
 
     app, cfgdir, work = invited(tmp_path, "2023-11-05")
     raw = _stranger_minutes(app, work)
@@ -400,8 +399,8 @@ class _State:
 
 
 def test_alert_once_per_problem_and_day(tmp_path):
-    from kcg_mail.services.alerts import send_failure_alert
     from kcg_mail.ports import TransientError
+    from kcg_mail.services.alerts import send_failure_alert
 
     cfgdir, work = config_copy(tmp_path), tmp_path / "work"
     app = bootstrap(work, cfgdir)

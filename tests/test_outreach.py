@@ -5,18 +5,27 @@ text holds a random temp-file name, a path or an id; a distribution never carrie
 from __future__ import annotations
 
 import os
-from html import escape
 import sys
 import tempfile
 from datetime import timedelta
+from html import escape
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers import (  # noqa: E402
-    at, attachment_names, body_text, close, config_with, copy_config, make_app, meeting, sent_by_key,
-    sent_with_action, shipped_config,
+    at,
+    attachment_names,
+    body_text,
+    close,
+    config_with,
+    copy_config,
+    make_app,
+    meeting,
+    sent_by_key,
+    sent_with_action,
+    shipped_config,
 )
 
 from kcg_mail.core.outreach import distribution_content, normalise_problem, shareable_link  # noqa: E402

@@ -3,9 +3,9 @@
 import shutil
 
 import yaml
+from helpers import TEMPLATES_DIR, copy_config, shipped_config
 from typer.testing import CliRunner
 
-from helpers import TEMPLATES_DIR, copy_config, shipped_config
 from kcg_mail.entrypoints.cli import app
 from kcg_mail.services.compose import Composer
 from kcg_mail.services.planning_status import template_problems

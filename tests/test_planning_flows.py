@@ -19,7 +19,6 @@ from pathlib import Path  # noqa: E402
 import docx  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
-
 from helpers import CONFIG_DIR  # noqa: E402
 
 pytestmark = pytest.mark.slow

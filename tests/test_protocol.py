@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import hostile_files as h  # noqa: E402
 
 from kcg_mail.documents.context import CONTEXT_SCHEMA, SAMPLE_CONTEXT  # noqa: E402
-from kcg_mail.documents.ooxml import REJECT_CODES, MinutesRejected  # noqa: E402
 from kcg_mail.documents.minutes import Decision, Minutes, read_minutes  # noqa: E402
+from kcg_mail.documents.ooxml import REJECT_CODES, MinutesRejected  # noqa: E402
 from kcg_mail.documents.render import ProtocolRenderer  # noqa: E402
 from kcg_mail.documents.template_check import check_template  # noqa: E402
 
@@ -370,7 +370,7 @@ HOSTILE = {
     "remote_template": ("protokoll.docx", lambda b: h.with_relationship(b, "attachedTemplate", "https://evil.example/t.dotm"), "external_link"),
     "billion_laughs": ("protokoll.docx", h.billion_laughs, "unsafe_xml"),
     "empty": ("protokoll.docx", lambda b: b"", "empty"),
-    "plain_text": ("protokoll.txt", lambda b: "Beslut: inga".encode(), "unsupported"),
+    "plain_text": ("protokoll.txt", lambda b: b"Beslut: inga", "unsupported"),
     "rtf": ("protokoll.rtf", lambda b: b"{\\rtf1\\ansi hej}", "unsupported"),
     "xlsx": ("protokoll.xlsx", lambda b: h.rezip(b, add={"xl/workbook.xml": b"<workbook/>"},
                                                   replace={"word/document.xml": None, "_rels/.rels": None}), "unsupported"),

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 import conftest
+import pytest
 
 CONFTEST = (Path(__file__).parent / "conftest.py").read_text(encoding="utf-8")
 

@@ -17,10 +17,8 @@ import signal
 import time
 
 import pytest
-
-from serve_harness import host_and_member, serve_stack
-
 from _common import MAILBOX, replies
+from serve_harness import host_and_member, serve_stack
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

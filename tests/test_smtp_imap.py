@@ -12,7 +12,7 @@ import smtplib
 import socket
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -88,7 +88,7 @@ def incoming(subject: str, frm: str = "sender@outside.test", to: str = KCG) -> b
 
 
 def ics(method: str, uid: str, sequence: int, summary: str) -> bytes:
-    start = datetime(2025, 3, 12, 9, 0, tzinfo=timezone.utc)
+    start = datetime(2025, 3, 12, 9, 0, tzinfo=UTC)
     lines = [
         "BEGIN:VCALENDAR",
         "PRODID:-//kcg-mail tests//SV",

@@ -16,11 +16,24 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers import (  # noqa: E402
-    CONFIG_DIR, archive_files, at, attachment_of, config_with, meeting, replace_attachment, sent_by_key, shipped_config,
+    CONFIG_DIR,
+    archive_files,
+    at,
+    attachment_of,
+    config_with,
+    meeting,
+    replace_attachment,
+    sent_by_key,
+    shipped_config,
 )
 
 from kcg_mail.adapters.sqlite_state import (  # noqa: E402
-    BACKUP_DIR, SCHEMA_NAME, SCHEMA_VERSION, SqliteState, StateFileError, list_backups,
+    BACKUP_DIR,
+    SCHEMA_NAME,
+    SCHEMA_VERSION,
+    SqliteState,
+    StateFileError,
+    list_backups,
 )
 from kcg_mail.bootstrap import bootstrap  # noqa: E402
 from kcg_mail.entrypoints.cli import app as cli  # noqa: E402

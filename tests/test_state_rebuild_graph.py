@@ -7,7 +7,6 @@ import email
 from email import policy
 
 import pytest
-
 from test_graph import fake, invitation, message, transport  # noqa: F401
 
 pytestmark = pytest.mark.core

@@ -7,7 +7,6 @@ import email
 import email.policy
 
 import pytest
-
 from test_smtp_imap import KCG, UMEA, invitation, mailserver, outgoing, server, transport  # noqa: F401
 
 from kcg_mail.adapters.smtp_imap import SmtpImapTransport

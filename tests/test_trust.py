@@ -5,7 +5,7 @@ valid reply key, ever lets minutes through to filing and distribution."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -77,7 +77,7 @@ def test_exchange_online_field_has_no_authserv_id():
 
 
 def test_topmost_trusted_field_wins():
-    fields = [f"other.example; dmarc=pass header.from=host.example.se",
+    fields = ["other.example; dmarc=pass header.from=host.example.se",
               f"{OURS}; dmarc=fail header.from=host.example.se",
               f"{OURS}; dmarc=pass header.from=host.example.se"]
     assert trusted_results(fields, {OURS}).results[0].result == "fail"
@@ -130,7 +130,7 @@ def test_reply_key_matches_first():
 
 
 def test_versions():
-    t = datetime(2023, 2, 7, 10, tzinfo=timezone.utc)
+    t = datetime(2023, 2, 7, 10, tzinfo=UTC)
     assert effective_date(t + timedelta(days=9), t) == t  # a future Date does not make a copy newer
     assert effective_date(None, t) == t
     assert is_late_copy(t, [t + timedelta(hours=1)]) and not is_late_copy(t, [t])

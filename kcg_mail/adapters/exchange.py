@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from exchangelib import (
@@ -59,14 +59,16 @@ from ..ports import (
     Address,
     Check,
     FetchResult,
-    Folder as FolderName,
     IncomingMessage,
     Invitation,
     MailTransport,
     OutgoingMessage,
     TransportError,
 )
-from .exchange_ews import AuthKind, BoundedRetry, EwsSession, VERSIONS, _refresh_once, register_extended_properties
+from ..ports import (
+    Folder as FolderName,
+)
+from .exchange_ews import VERSIONS, AuthKind, BoundedRetry, EwsSession, _refresh_once, register_extended_properties
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +225,7 @@ class ExchangeTransport(EwsSession, MailTransport):
         found = [f for f in found if not isinstance(f, Exception)]
         if len(found) > 1:
             log.warning("%d calendar items carry UID %s; using the newest", len(found), uid)
-            found.sort(key=lambda i: i.datetime_created or datetime.min.replace(tzinfo=timezone.utc))
+            found.sort(key=lambda i: i.datetime_created or datetime.min.replace(tzinfo=UTC))
         return found[-1] if found else None
 
     @staticmethod
@@ -352,7 +354,7 @@ class ExchangeTransport(EwsSession, MailTransport):
                         IncomingMessage(
                             ref=f"{item.id}|{item.changekey}",
                             raw=raw,
-                            received_at=datetime.fromtimestamp(received.timestamp(), tz=timezone.utc)
+                            received_at=datetime.fromtimestamp(received.timestamp(), tz=UTC)
                             if received
                             else None,
                         )

@@ -9,8 +9,10 @@ from __future__ import annotations
 import functools
 import logging
 import queue
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Literal
+
 import requests
 from exchangelib import (
     DELEGATE,
@@ -31,6 +33,7 @@ from exchangelib.fields import InvalidField
 from exchangelib.transport import BASIC, NTLM, OAUTH2
 from exchangelib.version import Build
 from oauthlib.oauth2.rfc6749 import errors as oauth_errors
+
 from ..ports import (
     MARKER_HEADER,
     TransientError,

@@ -30,8 +30,9 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -49,7 +50,27 @@ from ..ports import (
     TransportError,
 )
 from .graph_calendar import GraphCalendar
-from .graph_http import ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_TENANT_ID, GraphError, GraphHttp, INLINE_TOTAL, LARGE_ATTACHMENT, PROP_IN_REPLY_TO, PROP_KEY, PROP_KEYS, PROP_MARKER_HEADER, PROP_REFERENCES, REQUIRED_ROLES, UPLOAD_CHUNK, _AADSTS_HELP, _jwt_roles, _odata, _prop_filter, _recipient
+from .graph_http import (
+    _AADSTS_HELP,
+    ENV_CLIENT_ID,
+    ENV_CLIENT_SECRET,
+    ENV_TENANT_ID,
+    INLINE_TOTAL,
+    LARGE_ATTACHMENT,
+    PROP_IN_REPLY_TO,
+    PROP_KEY,
+    PROP_KEYS,
+    PROP_MARKER_HEADER,
+    PROP_REFERENCES,
+    REQUIRED_ROLES,
+    UPLOAD_CHUNK,
+    GraphError,
+    GraphHttp,
+    _jwt_roles,
+    _odata,
+    _prop_filter,
+    _recipient,
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +154,7 @@ class GraphTransport(GraphHttp, GraphCalendar, MailTransport):
         self._user = f"{self.base_url}/users/{quote(mailbox, safe='@')}"
 
     @classmethod
-    def from_env(cls, mailbox: str, env: dict[str, str] | None = None, **kw: Any) -> "GraphTransport":
+    def from_env(cls, mailbox: str, env: dict[str, str] | None = None, **kw: Any) -> GraphTransport:
         """Credentials from KCG_GRAPH_TENANT_ID, KCG_GRAPH_CLIENT_ID and
         KCG_GRAPH_CLIENT_SECRET."""
         env = dict(os.environ if env is None else env)

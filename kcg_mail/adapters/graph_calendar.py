@@ -6,14 +6,15 @@ extended properties (the meeting UID)."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 from ..ports import (
     Invitation,
 )
-from .graph_http import PROP_KEYS, PROP_SEQ, PROP_UID, _PARTSTAT, _WINDOWS_TZ, _odata, _prop_filter, _recipient
+from .graph_http import _PARTSTAT, _WINDOWS_TZ, PROP_KEYS, PROP_SEQ, PROP_UID, _odata, _prop_filter, _recipient
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,8 @@ class GraphCalendar:
         if zone is not None and win:
             local = dt.astimezone(zone) if dt.tzinfo else dt
             return {"dateTime": local.replace(tzinfo=None).isoformat(timespec="seconds"), "timeZone": win}
-        aware = dt if dt.tzinfo else dt.replace(tzinfo=zone or timezone.utc)
-        utc = aware.astimezone(timezone.utc).replace(tzinfo=None)
+        aware = dt if dt.tzinfo else dt.replace(tzinfo=zone or UTC)
+        utc = aware.astimezone(UTC).replace(tzinfo=None)
         return {"dateTime": utc.isoformat(timespec="seconds"), "timeZone": "UTC"}
 
     def _event_fields(self, inv: Invitation) -> dict[str, Any]:

@@ -9,12 +9,15 @@ import base64
 import json
 import logging
 import re
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import quote
+
 import httpx
 import msal
+
 from ..ports import (
     MARKER_HEADER,
     Address,
@@ -285,7 +288,7 @@ class GraphHttp:
                 except ValueError:
                     try:
                         when = parsedate_to_datetime(value)
-                        return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+                        return max(0.0, (when - datetime.now(UTC)).total_seconds())
                     except (TypeError, ValueError):
                         pass
         return float(min(2**attempt, 30))

@@ -11,7 +11,7 @@ what the receiving server stored.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 AR = b"authentication-results"
 

@@ -30,9 +30,9 @@ import os
 import re
 import tempfile
 import threading
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterable
 
 from kcg_mail.adapters.content_hash import dropbox_content_hash
 from kcg_mail.core.naming import safe_path, version_path
@@ -286,7 +286,7 @@ class LocalFolderArchive(Archive):
                 {
                     "email": email,
                     "access_level": "editor",
-                    "added_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "added_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 }
             )
             self._replace(members_file, json.dumps(doc, ensure_ascii=False, indent=2).encode("utf-8"))

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 from kcg_mail.core.mime import build_invitation, build_message
 from kcg_mail.ports import MARKER_HEADER, Check, FetchResult, Folder, IncomingMessage, Invitation, MailTransport, OutgoingMessage
@@ -120,7 +120,7 @@ class MaildirTransport(MailTransport):
                 raw = oversize_stub(p)
             else:
                 raw = p.read_bytes()
-            received = datetime.fromtimestamp(p.stat().st_mtime, tz=timezone.utc)
+            received = datetime.fromtimestamp(p.stat().st_mtime, tz=UTC)
             out.append(IncomingMessage(ref=ref, raw=raw, received_at=received))
         return FetchResult(messages=out, cursor=None)
 

@@ -32,8 +32,9 @@ import smtplib
 import socket
 import ssl
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Callable, Iterator, Literal, TypeVar
+from typing import Literal, TypeVar
 
 from kcg_mail.core.mime import build_invitation, build_message
 from kcg_mail.ports import (

@@ -17,9 +17,10 @@ import os
 import sqlite3
 import threading
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from kcg_mail.ports import ActionRecord, FilingRecord, MessageRecord, StateStore
 
@@ -57,7 +58,7 @@ class StateFileError(RuntimeError):
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class SqliteState(StateStore):
@@ -159,7 +160,7 @@ class SqliteState(StateStore):
         ``<folder>/state-<UTC time>.sqlite``; only the newest ``keep`` copies stay."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        stamp = stamp or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        stamp = stamp or datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         target = folder / f"state-{stamp}.sqlite"
         tmp = folder / f".state-{stamp}.tmp"
         dst = sqlite3.connect(tmp)

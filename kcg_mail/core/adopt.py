@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Sequence
 
 DOCUMENT_EXTENSIONS = (".docx", ".pdf", ".odt", ".doc")
 #: files the archive holds that are ours and not protocols

@@ -19,13 +19,12 @@ Validation errors name the file, the field and the fix.
 
 from __future__ import annotations
 
-import re
 import datetime as dt
+import re
 from datetime import date, time
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kcg_mail.core.naming import pattern_fields
 from kcg_mail.core.projects_config import Projects
@@ -98,7 +97,7 @@ class Network(_Model):
     manual_onboarding_steps: list[str] = []
 
     @model_validator(mode="after")
-    def _checks(self) -> "Network":
+    def _checks(self) -> Network:
         ids = [p.id for p in self.members + self.guests]
         dup = {i for i in ids if ids.count(i) > 1}
         if dup:
@@ -206,7 +205,7 @@ class Meetings(_Model):
     decision_rows: int = 6
 
     @model_validator(mode="after")
-    def _naming(self) -> "Meetings":
+    def _naming(self) -> Meetings:
         known = {"date", "short", "doc", "theme_no", "theme", "theme_label", "host", "city", "year", "month", "kind"}
         for key in ("file", "folder"):
             if key not in self.naming:

@@ -31,9 +31,9 @@ an invitation went out. The rules:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Iterable, Mapping
 
 from kcg_mail.core.config import LeadTimes
 from kcg_mail.core.plan import Meeting, add_working_days, is_working_day, working_day_on_or_after
@@ -60,7 +60,7 @@ class InvitationSnapshot:
                 "cancelled": self.cancelled}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, object]) -> "InvitationSnapshot":
+    def from_dict(cls, d: Mapping[str, object]) -> InvitationSnapshot:
         return cls(uid=str(d["uid"]), sequence=int(str(d["sequence"])), start=str(d["start"]), end=str(d["end"]),
                    location=str(d.get("location", "")), attendees=tuple(d.get("attendees", ())),  # type: ignore[arg-type]
                    host=str(d.get("host", "")), cancelled=bool(d.get("cancelled", False)))

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Iterable, Literal, Mapping, Sequence
+from typing import Literal
 
 from kcg_mail.core.config import Person
 from kcg_mail.core.plan import MONTHS_SV, is_working_day

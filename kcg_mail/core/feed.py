@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
-from typing import Iterable, Mapping
 
 FIELDS = ("start", "end", "summary", "description", "location", "status")
 
@@ -41,7 +41,7 @@ class FeedEvent:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, object]) -> "FeedEvent":
+    def from_dict(cls, d: Mapping[str, object]) -> FeedEvent:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})  # type: ignore[arg-type]
 
 

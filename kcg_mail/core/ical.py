@@ -3,8 +3,8 @@ cancellations and the onboarding year plan. Pure: values in, bytes out."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
-from typing import Iterable
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
 
 from icalendar import Calendar, Event, Timezone, vCalAddress, vText
 
@@ -43,7 +43,7 @@ def event(
     ev = Event()
     ev.add("uid", uid)
     ev.add("sequence", sequence)
-    ev.add("dtstamp", dtstamp.astimezone(timezone.utc))
+    ev.add("dtstamp", dtstamp.astimezone(UTC))
     ev.add("dtstart", start)
     ev.add("dtend", end)
     ev.add("summary", summary)

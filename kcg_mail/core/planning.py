@@ -20,7 +20,7 @@ No I/O: the service (``kcg_mail.services.planning``) stores and sends.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from itertools import combinations
 
@@ -55,7 +55,7 @@ class Round(_Model):
     previous_groups: list[list[str]] = []
 
     @model_validator(mode="after")
-    def _order(self) -> "Round":
+    def _order(self) -> Round:
         steps = [("start", self.start), ("needs_reminder", self.needs_reminder),
                  ("needs_deadline", self.needs_deadline), ("votes_reminder", self.votes_reminder),
                  ("votes_deadline", self.votes_deadline)]
@@ -75,7 +75,7 @@ class PlanningSettings(_Model):
     rounds: dict[int, Round] = {}
 
     @model_validator(mode="after")
-    def _names(self) -> "PlanningSettings":
+    def _names(self) -> PlanningSettings:
         names = [a.name.casefold() for a in self.areas]
         if len(set(names)) != len(names):
             raise ValueError("two areas have the same name; give each area a unique name")

@@ -11,12 +11,12 @@ report-back point of that meeting's protocol template.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Iterable, Sequence
 
-from kcg_mail.core.projects_config import ProjectGroup, Projects
 from kcg_mail.core.plan import Meeting
+from kcg_mail.core.projects_config import ProjectGroup, Projects
 
 
 def cross_check(projects: Projects, member_ids: Iterable[str]) -> list[str]:

@@ -30,7 +30,7 @@ class ProjectGroup(_Model):
     end: dt.date | None = None
 
     @model_validator(mode="after")
-    def _lead_in_members(self) -> "ProjectGroup":
+    def _lead_in_members(self) -> ProjectGroup:
         if any(c in self.name for c in "\r\n"):
             raise ValueError("name must be on one line")
         if self.end is not None and self.end < self.start:
@@ -54,7 +54,7 @@ class Projects(_Model):
     groups: list[ProjectGroup] = []
 
     @model_validator(mode="after")
-    def _unique(self) -> "Projects":
+    def _unique(self) -> Projects:
         slugs = [g.slug for g in self.groups]
         dup = sorted({s for s in slugs if slugs.count(s) > 1})
         if dup:

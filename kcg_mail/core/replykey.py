@@ -21,8 +21,8 @@ import base64
 import hashlib
 import hmac
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 GROUP = "members"
 _MAC_LEN = 20  # base32 characters: 100 bits

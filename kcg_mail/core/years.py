@@ -13,8 +13,8 @@ item, and so is a year that has no plan at all.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import date
-from typing import Sequence
 
 from kcg_mail.core.config import Plan
 
@@ -79,7 +79,7 @@ def missing_plan_items(years: set[int], today: date, has_meetings_ahead: bool) -
         if year == today.year and has_meetings_ahead:
             continue  # e.g. only the January meeting from last year's file: still, next year's check applies
         why = ("inga möten planeras" if year == today.year
-               else f"från 1 oktober ska nästa års plan finnas")
+               else "från 1 oktober ska nästa års plan finnas")
         items.append(
             f"Det finns ingen årsplan för {year} ({why}). Gör: skriv config/plan-{year}.yaml "
             f"(ett utkast: `kcg plan --year {year} --draft`) och kör `kcg check`.")

@@ -8,7 +8,8 @@ these helpers; the tests also play hosts with LibreOffice).
 from __future__ import annotations
 
 import io
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def decisions_table(doc: Any) -> Any:

@@ -8,11 +8,11 @@ from __future__ import annotations
 import io
 import re
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
-from kcg_mail.documents.ooxml import _W_NS, MinutesRejected, _reject, _safe_parse
 from kcg_mail.documents.inflate import Package
+from kcg_mail.documents.ooxml import _W_NS, MinutesRejected, _reject, _safe_parse
 from kcg_mail.documents.safety import MAX_PDF_PAGES, MAX_TEXT_CHARS, vet_file
 
 

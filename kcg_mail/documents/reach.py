@@ -20,7 +20,7 @@ relationship. Everything here reads parts inflated by :mod:`inflate`; nothing is
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from kcg_mail.documents.inflate import Package
 from kcg_mail.documents.ooxml import _W_NS, _reject, _safe_parse

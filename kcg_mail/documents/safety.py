@@ -9,7 +9,6 @@ returned file is ever fetched from outside."""
 from __future__ import annotations
 
 import io
-import re
 import struct
 import zipfile
 from pathlib import PurePath

@@ -6,7 +6,6 @@ import json
 import sys
 from datetime import date as date_cls
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -23,7 +22,7 @@ WORKDIR = typer.Option(Path("var"), "--workdir", "-w", help="Where state, Maildi
 CONFIG = typer.Option(None, "--config", "-c", help="Config directory (default: config/ or $KCG_CONFIG_DIR).")
 
 
-def _config(config: Optional[Path]):
+def _config(config: Path | None):
     try:
         return load_config(config)
     except ConfigError as exc:
@@ -49,7 +48,7 @@ def _run_flow(workdir: Path, start):
         raise typer.Exit(3)
 
 
-def _state_ok(workdir: Path, config: Optional[Path]) -> None:
+def _state_ok(workdir: Path, config: Path | None) -> None:
     """Refuse to run on a reset or foreign state file, with the message that names the file
     and the fix (kcg_mail/state_guard.py), instead of a traceback."""
     from kcg_mail.adapters.sqlite_state import StateFileError
@@ -65,11 +64,11 @@ def _state_ok(workdir: Path, config: Optional[Path]) -> None:
 
 
 @app.command()
-def plan(year: Optional[int] = typer.Option(None, help="Only this plan year."),
+def plan(year: int | None = typer.Option(None, help="Only this plan year."),
          as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
          draft: bool = typer.Option(False, "--draft", help="Write a draft plan-YYYY.yaml for --year (issue 17)."),
-         out: Optional[Path] = typer.Option(None, "--out", help="With --draft: where to write it."),
-         workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
+         out: Path | None = typer.Option(None, "--out", help="With --draft: where to write it."),
+         workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """Print the year plan with resolved dates (or, with --draft, write next year's draft)."""
     from kcg_mail.core.plan import as_json as meeting_json
     from kcg_mail.core.plan import resolve_plan
@@ -93,8 +92,8 @@ def plan(year: Optional[int] = typer.Option(None, help="Only this plan year."),
 
 
 @app.command()
-def daily(date: Optional[str] = typer.Option(None, help="Simulate this day (YYYY-MM-DD); default today."),
-          workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
+def daily(date: str | None = typer.Option(None, help="Simulate this day (YYYY-MM-DD); default today."),
+          workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """Run the daily flow once: send what is due."""
     cfg = _config(config)
     _state_ok(workdir, config)
@@ -112,8 +111,8 @@ def daily(date: Optional[str] = typer.Option(None, help="Simulate this day (YYYY
 
 
 @app.command()
-def intake(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG,
-           now: Optional[str] = typer.Option(None, help="Simulated time YYYY-MM-DDTHH:MM.")) -> None:
+def intake(workdir: Path = WORKDIR, config: Path | None = CONFIG,
+           now: str | None = typer.Option(None, help="Simulated time YYYY-MM-DDTHH:MM.")) -> None:
     """Run the intake flow once: handle new replies."""
     cfg = _config(config)
     _state_ok(workdir, config)
@@ -131,7 +130,7 @@ def intake(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG,
 
 
 @app.command()
-def demo(workdir: Path = typer.Option(Path("var/demo"), "--workdir", "-w"), config: Optional[Path] = CONFIG,
+def demo(workdir: Path = typer.Option(Path("var/demo"), "--workdir", "-w"), config: Path | None = CONFIG,
          planning: bool = typer.Option(False, "--planning", help="Also play the planning round for 2024 "
                                        "(Nov-Dec 2023): needs, votes, Handlingsplan 2024.")) -> None:
     """Run the whole 2023 cycle in simulated time on the embedded defaults."""
@@ -152,7 +151,7 @@ def demo(workdir: Path = typer.Option(Path("var/demo"), "--workdir", "-w"), conf
         console.print("Nothing new was sent: every step was already done.")
 
 
-def _status_table(workdir: Path, config: Optional[Path]) -> None:
+def _status_table(workdir: Path, config: Path | None) -> None:
     """The standing overview, as in the Prefect UI: the table, then what needs a person."""
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.core.overview import COLUMNS, overview_needs, rows
@@ -180,7 +179,7 @@ def _status_table(workdir: Path, config: Optional[Path]) -> None:
 
 
 @app.command()
-def status(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
+def status(workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """Show each meeting's status and what needs a person (the same as the Prefect UI's overview)."""
     _config(config)
     _state_ok(workdir, config)
@@ -197,7 +196,7 @@ def status(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
 # ------------------------------------------------ issue 18: between meetings
 
 
-def _between_meetings_section(workdir: Path, config: Optional[Path]) -> None:
+def _between_meetings_section(workdir: Path, config: Path | None) -> None:
     """Open decisions per owner, project groups' last status, proposals to approve."""
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.services.followup_status import followup_attention, open_decision_rows, project_rows
@@ -223,9 +222,9 @@ def _between_meetings_section(workdir: Path, config: Optional[Path]) -> None:
 
 @app.command("project-start")
 def project_start(ref: str = typer.Argument(..., help="The decision, e.g. 2023-04/3 (see kcg status)."),
-                  lead: Optional[str] = typer.Option(None, help="Lead's member id (default: first owner)."),
+                  lead: str | None = typer.Option(None, help="Lead's member id (default: first owner)."),
                   decline: bool = typer.Option(False, "--decline", help="Say no: stop listing the proposal."),
-                  workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
+                  workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """Approve a "Projektgrupp: …" decision from the minutes: start the project group."""
     _config(config)
     from kcg_mail.bootstrap import bootstrap
@@ -244,11 +243,11 @@ def project_start(ref: str = typer.Argument(..., help="The decision, e.g. 2023-0
 
 @app.command()
 def check(connect: bool = typer.Option(False, "--connect", help="Also log in to the mail system and archive."),
-          workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
+          workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """Validate config and templates; with --connect, test the connections (sends nothing)."""
     cfg = _config(config)
-    from kcg_mail.services.compose import DEFAULT_TEMPLATES, Composer
     from kcg_mail.documents.template_check import check_template
+    from kcg_mail.services.compose import DEFAULT_TEMPLATES, Composer
 
     ok = True
     console.print(f"[green]✓[/] config {cfg.directory}: {len(cfg.network.members)} people, "
@@ -286,12 +285,11 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
                       "(fix: set it in config/transport.yaml; `kcg check --connect` lists the ids; SECURITY.md)",
                       highlight=False)
     if connect:
+        from functools import partial
+
         from kcg_mail.bootstrap import make_archive, make_mail
         from kcg_mail.ports import Check
         from kcg_mail.secrets import MissingSecret
-
-        from functools import partial
-
         from kcg_mail.services.trust_check import authserv_checks
 
         # nothing is created or changed: no folders, no work directory
@@ -322,7 +320,7 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
 
 
 @app.command()
-def pending(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
+def pending(workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """List what waits for approval ("väntar på godkännande"): sender, subject, file, why."""
     _config(config)
     from kcg_mail.bootstrap import bootstrap
@@ -333,19 +331,19 @@ def pending(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
 
 @app.command()
 def approve(ref: str = typer.Argument(..., help="The held message's key (kcg pending) or file/reference."),
-            workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
+            workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """Release a held message or distribution."""
     _held_decision("approve", ref, workdir, config)
 
 
 @app.command()
 def reject(ref: str = typer.Argument(..., help="The held message's key (kcg pending) or file/reference."),
-           workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
+           workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """Refuse a held message or distribution: nothing is filed or sent."""
     _held_decision("reject", ref, workdir, config)
 
 
-def _held_decision(what: str, ref: str, workdir: Path, config: Optional[Path]) -> None:
+def _held_decision(what: str, ref: str, workdir: Path, config: Path | None) -> None:
     _config(config)
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.services import approval
@@ -363,7 +361,7 @@ def _held_decision(what: str, ref: str, workdir: Path, config: Optional[Path]) -
 
 
 @app.command()
-def serve(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
+def serve(workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """Serve the flows on their schedules against a Prefect server (PREFECT_API_URL)."""
     import os
 
@@ -399,7 +397,7 @@ def serve(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
 
 
 @app.command()
-def adopt(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG,
+def adopt(workdir: Path = WORKDIR, config: Path | None = CONFIG,
           dry_run: bool = typer.Option(False, "--dry-run", help="Only report; record nothing.")) -> None:
     """Take over the protocols already in the archive: record them as filed (nothing is asked for or sent
     again) and build the decision log from them."""
@@ -439,7 +437,7 @@ def _automations(cfg) -> None:
         err.print(f"could not create the Prefect automations: {type(exc).__name__}: {exc}", markup=False)
 
 
-def _listener(cfg, workdir: str, config_dir: Optional[str], deployment: str):
+def _listener(cfg, workdir: str, config_dir: str | None, deployment: str):
     """The push listener for worker setups: new mail starts the work pool's intake deployment."""
     from functools import partial
 
@@ -451,12 +449,11 @@ def _listener(cfg, workdir: str, config_dir: Optional[str], deployment: str):
 
 
 @app.command()
-def listen(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG,
-           deployment: Optional[str] = typer.Option(None, help="The intake deployment to start "
+def listen(workdir: Path = WORKDIR, config: Path | None = CONFIG,
+           deployment: str | None = typer.Option(None, help="The intake deployment to start "
                                                     "(default kcg-intake/<short>-worker, as in prefect.yaml).")) -> None:
     """The push listener alone, for setups where Prefect workers run the flows
     (`prefect deploy`): waits for new mail and starts the intake deployment."""
-    import time
 
     from flows.serve import intake_deployment
 
@@ -494,7 +491,7 @@ YEAR = typer.Option(..., "--year", help="The plan year, e.g. 2024 (dates in conf
 DAY = typer.Option(None, "--date", help="Simulate this day (YYYY-MM-DD); default today.")
 
 
-def _planning_flow(step: str, year: int, date: Optional[str], workdir: Path, config: Optional[Path]) -> None:
+def _planning_flow(step: str, year: int, date: str | None, workdir: Path, config: Path | None) -> None:
     _config(config)
     from kcg_mail.config import load_planning
 
@@ -528,34 +525,34 @@ def _planning_flow(step: str, year: int, date: Optional[str], workdir: Path, con
 
 
 @planning_app.command("start")
-def planning_start(year: int = YEAR, date: Optional[str] = DAY, workdir: Path = WORKDIR,
-                   config: Optional[Path] = CONFIG) -> None:
+def planning_start(year: int = YEAR, date: str | None = DAY, workdir: Path = WORKDIR,
+                   config: Path | None = CONFIG) -> None:
     """Start the round: the needs mail with the Word form to every member."""
     _planning_flow("start", year, date, workdir, config)
 
 
 @planning_app.command("publish")
-def planning_publish(year: int = YEAR, date: Optional[str] = DAY, workdir: Path = WORKDIR,
-                     config: Optional[Path] = CONFIG) -> None:
+def planning_publish(year: int = YEAR, date: str | None = DAY, workdir: Path = WORKDIR,
+                     config: Path | None = CONFIG) -> None:
     """Publicera röstlistan: send the numbered ballot from the (edited) candidate list."""
     _planning_flow("publish", year, date, workdir, config)
 
 
 @planning_app.command("tick")
-def planning_tick(year: int = YEAR, date: Optional[str] = DAY, workdir: Path = WORKDIR,
-                  config: Optional[Path] = CONFIG) -> None:
+def planning_tick(year: int = YEAR, date: str | None = DAY, workdir: Path = WORKDIR,
+                  config: Path | None = CONFIG) -> None:
     """What is due today: reminders, the candidate list, closing the round."""
     _planning_flow("tick", year, date, workdir, config)
 
 
 @planning_app.command("status")
-def planning_status(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
+def planning_status(workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """The round's answers per member and the tally."""
     _config(config)
     _planning_status(workdir, config, full=True)
 
 
-def _planning_status(workdir: Path, config: Optional[Path], full: bool = False) -> None:
+def _planning_status(workdir: Path, config: Path | None, full: bool = False) -> None:
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.services import planning_status as round_
 
@@ -588,7 +585,7 @@ def _planning_status(workdir: Path, config: Optional[Path], full: bool = False) 
             console.print(t)
 
 
-def _draft_plan(cfg, year: Optional[int], out: Optional[Path], workdir: Path, config: Optional[Path]) -> None:
+def _draft_plan(cfg, year: int | None, out: Path | None, workdir: Path, config: Path | None) -> None:
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.services.planning import write_draft
 
@@ -604,7 +601,7 @@ def _draft_plan(cfg, year: Optional[int], out: Optional[Path], workdir: Path, co
                   f"och kör `kcg check`.", markup=False, highlight=False)
 
 
-def _demo_planning(workdir: Path, config: Optional[Path]) -> None:
+def _demo_planning(workdir: Path, config: Path | None) -> None:
     from kcg_mail.entrypoints import prefect_env
     from kcg_mail.entrypoints.demo_planning import play_round
 
@@ -622,7 +619,7 @@ state_app = typer.Typer(no_args_is_help=True, help="The state record: backups, r
 app.add_typer(state_app, name="state")
 
 
-def _state_app(workdir: Path, config: Optional[Path]):
+def _state_app(workdir: Path, config: Path | None):
     from kcg_mail.bootstrap import bootstrap
 
     return bootstrap(workdir, config, guard_state=False)
@@ -641,8 +638,8 @@ def state_backups(workdir: Path = WORKDIR) -> None:
 
 
 @state_app.command("restore")
-def state_restore(backup: Optional[Path] = typer.Option(None, "--backup", help="This backup (default: the newest)."),
-                  workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
+def state_restore(backup: Path | None = typer.Option(None, "--backup", help="This backup (default: the newest)."),
+                  workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """Put the newest backup back in place, then record what Sent and the archive show
     happened after it (so nothing is sent twice)."""
     _config(config)
@@ -673,7 +670,7 @@ def state_restore(backup: Optional[Path] = typer.Option(None, "--backup", help="
 
 
 @state_app.command("rebuild")
-def state_rebuild(workdir: Path = WORKDIR, config: Optional[Path] = CONFIG) -> None:
+def state_rebuild(workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """Start a new state file and fill it from the Sent folder markers (X-KCG-Mail) and the
     archive: everything already sent counts as sent, every filed protocol as filed."""
     _config(config)

@@ -227,9 +227,8 @@ def _lead_reports_back(app: App, day: date) -> bool:
 def _coordinator_approves(app: App, workdir: Path, config_dir: Path | None) -> int:
     """The coordinator approves a "Projektgrupp:" decision once its minutes are filed
     (the kcg-start-project flow, as from the Prefect UI)."""
-    from kcg_mail.services.followup import proposals
-
     from flows.manual import start_project
+    from kcg_mail.services.followup import proposals
 
     runs = 0
     for d, _ in proposals(app):

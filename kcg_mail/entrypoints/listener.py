@@ -33,15 +33,15 @@ processes with ``flock`` on ``<workdir>/intake.lock``.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Protocol
 
 from kcg_mail.ports import MailTransport, TransportError
 from kcg_mail.services.lock import intake_lock, lock_dir
@@ -309,7 +309,7 @@ class Listener:
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ control
-    def start(self, name: str = "kcg-listener") -> "Listener":
+    def start(self, name: str = "kcg-listener") -> Listener:
         self._thread = threading.Thread(target=self.run, name=name, daemon=True)
         self._thread.start()
         return self
@@ -437,9 +437,9 @@ def _waiting_intake_run(name: str) -> Any:
                 ),
                 limit=5,
             )
-        from datetime import datetime, timedelta, timezone
+        from datetime import datetime, timedelta
 
-        soon = datetime.now(timezone.utc) + timedelta(seconds=30)
+        soon = datetime.now(UTC) + timedelta(seconds=30)
         for r in runs:  # a run scheduled for later (the next cron slot) does not count
             if r.expected_start_time is None or r.expected_start_time <= soon:
                 return r

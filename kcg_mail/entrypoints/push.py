@@ -33,8 +33,9 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from kcg_mail.entrypoints.listener import Backoff, Listener, source_for
 
@@ -71,7 +72,7 @@ class IntakeTrigger:
         self.requests = 0
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
-    def start(self) -> "IntakeTrigger":
+    def start(self) -> IntakeTrigger:
         self._thread.start()
         return self
 

@@ -100,7 +100,7 @@ def adopt(app: App, *, dry_run: bool = False) -> AdoptReport:
         known = {r.content_hash: r for r in app.state.filings(mid)}
         versions = len(known)
         latest_decisions: list[dict[str, str]] | None = None
-        for version, path, stored, how in sorted(files, key=lambda t: (t[0], t[1])):
+        for _version, path, stored, how in sorted(files, key=lambda t: (t[0], t[1])):
             if stored.content_hash in known:
                 rec = known[stored.content_hash]
                 report.already.append(Adopted(path, mid, rec.version, how, None))

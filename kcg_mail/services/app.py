@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import json
 import time as _time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, date, datetime
+from typing import Any
 
 from kcg_mail.core.config import Config
-from kcg_mail.services.compose import Composer
 from kcg_mail.core.cycle import InvitationSnapshot, MeetingState
 from kcg_mail.core.plan import Meeting, resolve_plan
 from kcg_mail.ports import Archive, Invitation, MailTransport, OutgoingMessage, StateStore
-
+from kcg_mail.services.compose import Composer
 
 GO_LIVE_KEY = "go_live"
 
@@ -80,7 +80,7 @@ class Outbox:
             return True
         settle = float(getattr(self.mail, "settle_seconds", 0) or 0)
         try:
-            age = (datetime.now(timezone.utc) - datetime.fromisoformat(intent_at)).total_seconds()
+            age = (datetime.now(UTC) - datetime.fromisoformat(intent_at)).total_seconds()
         except (TypeError, ValueError):
             return False
         if settle <= 0 or age >= settle + 1:

@@ -124,8 +124,8 @@ def approve(app: App, ref: str, now: datetime | None = None) -> Outcome:
 
 def _release_distribution(app: App, rec: MessageRecord, note: dict[str, Any], now: datetime | None) -> str:
     from kcg_mail.documents.minutes import read_minutes
-    from kcg_mail.services.intake import _record_and_distribute, mark_distributed
     from kcg_mail.services.app import now_local
+    from kcg_mail.services.intake import _record_and_distribute, mark_distributed
 
     mid, version = note["meeting_id"], int(note["version"])
     m = app.meeting(mid)

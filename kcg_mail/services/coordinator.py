@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
-from kcg_mail.core.plan_edit import PlanEditProblem, confirm_date as edit_date
+from kcg_mail.core.plan_edit import PlanEditProblem
+from kcg_mail.core.plan_edit import confirm_date as edit_date
 from kcg_mail.services.app import App
 from kcg_mail.services.manual import ManualProblem
 

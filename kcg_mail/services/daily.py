@@ -7,15 +7,15 @@ after a crash re-composes the same keys, so nothing goes out twice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable
 
-from kcg_mail.services.compose import DOCX, person_ctx
 from kcg_mail.core.cycle import Due, decide, invitation_snapshot
 from kcg_mail.core.plan import Meeting, next_meeting, protocol_filename
 from kcg_mail.ports import Attachment
 from kcg_mail.services.app import App
+from kcg_mail.services.compose import DOCX, person_ctx
 
 
 @dataclass
@@ -195,8 +195,8 @@ def cancel_orphan(app: App, meeting_id: str, now: datetime) -> str:
     """Cancel an invitation for a meeting that was removed from the plan,
     from what the state record says was sent."""
     from kcg_mail.core import ical
-    from kcg_mail.services.compose import addr
     from kcg_mail.ports import Address, Invitation, OutgoingMessage
+    from kcg_mail.services.compose import addr
 
     snap = app.invitation(meeting_id)
     people = {p.email: p for p in app.cfg.network.members + app.cfg.network.guests}

@@ -24,16 +24,16 @@ import hashlib
 import io
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable
 
 from kcg_mail.core import inbound
 from kcg_mail.core.inbound import rules
-from kcg_mail.services.compose import person_ctx
 from kcg_mail.core.plan import Meeting, archive_folder, protocol_filename
 from kcg_mail.ports import Attachment, FilingRecord, IncomingMessage, MessageRecord
 from kcg_mail.services.app import App
+from kcg_mail.services.compose import person_ctx
 from kcg_mail.services.lock import intake_lock, lock_dir
 
 log = logging.getLogger(__name__)
@@ -236,8 +236,8 @@ def update_decision_log(app: App, year: int) -> None:
 
 def handle_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
                    received: datetime | None = None) -> tuple[str, str]:
-    from kcg_mail.documents.ooxml import MinutesRejected
     from kcg_mail.documents.minutes import read_minutes
+    from kcg_mail.documents.ooxml import MinutesRejected
 
     m = app.meeting(v.meeting_id)
     problems = []
@@ -354,7 +354,6 @@ def _handle_one(app: App, item: IncomingMessage, ctx: inbound.MatchContext, now:
         return Handled(item.ref, "already_handled", rec.meeting_id, rec.reason, rec.sender, rec.subject)
     mail = inbound.parse(item.raw)
     from kcg_mail.services import planning as planning_round  # replies to the planning round (issue 17)
-
     from kcg_mail.services.followup import status_request_of  # a project group's status line (issue 18)
 
     planning = planning_round.route(app, mail)

@@ -105,8 +105,8 @@ def refile_message(app: App, message: str, meeting_id: str | None = None) -> Ref
     Other transports (IMAP, Exchange, Graph) have no 'back to inbox' in the
     port: the coordinator drags the message from the quarantine folder to the
     inbox in the mail program; the approval is stored either way."""
-    from kcg_mail.services.intake import FOLDER, msg_key
     from kcg_mail.ports import MessageRecord
+    from kcg_mail.services.intake import FOLDER, msg_key
 
     rec = _find_record(app, message)
     mid = meeting_id or rec.meeting_id

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -441,7 +441,7 @@ def _ballot(app: App, year: int, p: Person, mail: Any, key: str, now: datetime, 
         return _problem(app, year, p, mail, key, "ballot", problems, r.votes_deadline)
     by_no = {t.number: t for t in ts}
     lines = [f"{n}. {by_no[n].text}: {v}" for n, v in sorted(check.votes.items())]
-    sent_at = (mail.date or now).astimezone(timezone.utc).isoformat()  # comparable across time zones
+    sent_at = (mail.date or now).astimezone(UTC).isoformat()  # comparable across time zones
     if now.date() > r.votes_deadline or _get(app, year, "result", None) is not None:
         late = _get(app, year, "late", {})
         late[p.id] = {"msg": key, "at": now.isoformat(), "votes": {str(k): v for k, v in check.votes.items()}}

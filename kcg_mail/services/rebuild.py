@@ -138,7 +138,7 @@ def rebuild_from_archive(app: App, report: RebuildReport) -> None:
             continue
         known = {f.content_hash for f in app.state.filings(m.id)}
         version = len(known)
-        for n, _ext, f in sorted(found, key=lambda t: (t[0], t[1])):
+        for _n, _ext, f in sorted(found, key=lambda t: (t[0], t[1])):
             if f.content_hash in known:
                 continue
             version += 1

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, time
-from typing import Any
 
 from kcg_mail.core import overview
 from kcg_mail.core.cycle import is_history

@@ -15,12 +15,12 @@ distribute, record attendance or answer anybody.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
-from typing import Callable
 
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 EVIL = "evil.example"

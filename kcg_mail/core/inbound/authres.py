@@ -22,8 +22,8 @@ Pure: no I/O. ``mail_authenticated`` is the one question the rules ask.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 #: The configured id that stands for Exchange Online's field without an authserv-id.
 EXCHANGE_ONLINE = "exchange-online"

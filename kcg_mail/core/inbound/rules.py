@@ -19,8 +19,9 @@ Mail from non-members is held by default. Pure: no I/O, no clock.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 from kcg_mail.core.inbound.authres import mail_authenticated
 from kcg_mail.core.inbound.message import ParsedMail

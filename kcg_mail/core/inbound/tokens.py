@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from functools import lru_cache
-from typing import Iterator
 
 _TOKEN_PATTERN = r"""(?<![A-Za-z0-9])      # not glued to a preceding word
         \[?\s*{tag}           # optional bracket, the network's tag (KCG)

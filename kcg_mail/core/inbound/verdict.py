@@ -5,9 +5,9 @@ arguments (``MatchContext.today``): no I/O, no clock."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Iterable, Mapping
 
 from kcg_mail.core.inbound.attachments import is_document_candidate
 from kcg_mail.core.inbound.decode import _norm_id

@@ -12,15 +12,15 @@ Pure: the caller passes the dates and counts from the state record.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
 
 
 def effective_date(header_date: datetime | None, received: datetime) -> datetime:
-    received = received if received.tzinfo else received.replace(tzinfo=timezone.utc)
+    received = received if received.tzinfo else received.replace(tzinfo=UTC)
     if header_date is None:
         return received
-    header_date = header_date if header_date.tzinfo else header_date.replace(tzinfo=timezone.utc)
+    header_date = header_date if header_date.tzinfo else header_date.replace(tzinfo=UTC)
     return min(header_date, received)
 
 
