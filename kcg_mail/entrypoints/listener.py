@@ -115,7 +115,7 @@ class ImapIdleSource:
     # TODO(smtp_imap owner): a public ``SmtpImapTransport.mark_seen()`` that
     # sets ``_last_uidnext`` would replace these two private accesses.
     def _uidnext(self) -> int | None:
-        from kcg_mail.adapters.smtp_imap import _untagged_int
+        from kcg_mail.adapters.imap_wire import _untagged_int
 
         t = self.transport
 
