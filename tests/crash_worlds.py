@@ -48,13 +48,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from basics import config_with, meeting, small_network  # noqa: E402
-from helpers import CRASH_MEMBERS, CRASH_OPS, CrashPlan, KillPlan, calendar_accept, close, make_app  # noqa: E402
+from helpers import CRASH_MEMBERS, CRASH_OPS, CrashPlan, KillPlan, authenticated, calendar_accept, close, make_app  # noqa: E402
 
 from kcg_mail.config import Config, load_config  # noqa: E402
 from kcg_mail.ports import MARKER_HEADER  # noqa: E402
 
 #: daily 2023-02-20, intake 2023-02-21, onboarding 2023-03-15
-SCENARIO = (CRASH_OPS[0], CRASH_OPS[1], CRASH_OPS[5])
+# go-live on 3 Feb: the invitation and the template to the host; the minutes and a March
+# acceptance come in on 21 Feb; a new member is welcomed
+SCENARIO = (CRASH_OPS[0], CRASH_OPS[3], CRASH_OPS[7])
 
 MAIL_METHODS = ("send", "send_invitation", "move", "_append_sent")
 ARCHIVE_METHODS = ("store", "shared_link", "add_member")
@@ -612,7 +614,7 @@ def deliveries(world: World, app, op: int) -> list[bytes]:
     assert tpl is not None, f"{world.name}: the host never got the template"
     t = tpl if isinstance(tpl, Template) else template_from_mime(tpl, app.cfg.network.mailbox.email)
     reply = host_reply(t, feb, when.replace(hour=9)).replace(b"Message-ID: <", b"Message-ID: <crash-minutes.", 1)
-    return [reply, calendar_accept(app, mar, "lisa", when.replace(hour=8))]
+    return [reply, authenticated(calendar_accept(app, mar, "lisa", when.replace(hour=8)))]
 
 
 def observe_state(workdir: Path) -> dict:

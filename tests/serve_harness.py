@@ -218,6 +218,8 @@ class ServeStack:
 
 
 def write_transport(config_dir: Path, server: MailServer) -> None:
+    from helpers import trusted_authserv_id
+
     (config_dir / "transport.yaml").write_text(
         "# written by tests/serve_harness.py: the private test mail server\n"
         "mail:\n"
@@ -229,7 +231,11 @@ def write_transport(config_dir: Path, server: MailServer) -> None:
         f"  imap_port: {server.imaps_port}\n"
         "  imap_security: tls\n"
         "archive:\n"
-        "  kind: local\n",
+        "  kind: local\n"
+        "inbound:  # replies count when our receiving server authenticated them (SECURITY.md)\n"
+        f"  trusted_authserv_ids: [{trusted_authserv_id()}]\n"
+        "distribution:  # the tests and the benchmark send many versions of one meeting's minutes a day\n"
+        "  max_per_meeting_per_day: 1000\n",
         encoding="utf-8",
     )
 

@@ -198,14 +198,14 @@ def _kill_then_rerun(world, work: Path, kill: str, between=lambda: None) -> dict
 
 @pytest.mark.server
 def test_smtp_window_closed_by_the_own_copy_and_what_remains(tmp_path):
-    """SIGKILL after Postfix accepted the first mail of the daily run and before
+    """SIGKILL after Postfix accepted the host's template (the run's second mail) and before
     its Sent copy was written. With the own copy (the network's mailbox in the
     envelope) the rerun finds the mail, writes the Sent copy and sends nothing
     again. What remains: if the own copy has not arrived by the time the rerun
     looks (we remove it to play that), the mail goes out a second time."""
     with make_world("smtp_imap", tmp_path) as world:
-        first = "2023-03:brief_host:david@kcg.test"
-        got = _kill_then_rerun(world, tmp_path / "a", "_append_sent:1:before", world.settle)
+        first = "2023-02:send_template:daniel@kcg.test"
+        got = _kill_then_rerun(world, tmp_path / "a", "_append_sent:2:before", world.settle)
         assert got["wire"]["out"][first] == 1, "recovered from the own copy: sent once"
         sent = world.server.messages(world.mailbox, "Sent")
         assert sum(1 for r in sent if first.encode() in r) == 1, "the Sent copy written by the rerun"
@@ -215,7 +215,7 @@ def test_smtp_window_closed_by_the_own_copy_and_what_remains(tmp_path):
             world.settle()
             world.server.empty(world.mailbox)  # as if Postfix still held the own copy
 
-        got = _kill_then_rerun(world, tmp_path / "b", "_append_sent:1:before", copy_not_there_yet)
+        got = _kill_then_rerun(world, tmp_path / "b", "_append_sent:2:before", copy_not_there_yet)
         assert got["wire"]["out"][first] == 2, "the remaining window: without the own copy, a second mail"
         assert got["state"]["actions"][first] == "done"
 
@@ -226,7 +226,7 @@ def test_graph_asynchronous_send_window_and_what_remains(tmp_path):
     waits ``settle_seconds`` from the intent and finds it: sent once. What
     remains: a copy slower than ``settle_seconds`` means a second mail."""
     with make_world("graph", tmp_path) as world:
-        first = "2023-03:brief_host:david@norrkoping.example.se"
+        first = "2023-02:send_template:daniel@gavle.example.se"  # the run's second mail (the first is the invitation)
         got = _kill_then_rerun(world, tmp_path / "a", "send:1:after")
         assert got["wire"]["out"][first] == 1
         assert got["state"]["actions"][first] == "done"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from basics import at, config_with, shipped_config, small_network
 from cycle_driver import maildir_harness
-from helpers import close, make_app, sent_with_action
+from helpers import authenticated, close, make_app, sent_with_action
 
 from kcg_mail.entrypoints.demo import reply_to_template
 
@@ -94,7 +94,7 @@ def test_hosts_reply_with_documents_libreoffice_wrote(libreoffice, tmp_path):
         raw = reply_to_template(m, at(m.date + timedelta(days=1), 11), to=t.reply_to, subject=t.subject,
                                 message_id=t.message_id, filename=name, docx=t.data, filled=data,
                                 content_type=MIME[fmt])
-        h.deliver(raw, f"{m.id}-lo.eml")
+        h.deliver(authenticated(raw), f"{m.id}-lo.eml")  # as our receiving server hands it over
 
     report = run_intake(app, at(last, 12))
     assert report.errors == [], report.errors

@@ -555,7 +555,7 @@ def test_serve_registers_deployments_with_schedules_and_concurrency(served):
     (ds,) = daily.schedules
     assert (ds.schedule.cron, ds.schedule.timezone, ds.active) == ("0 7 * * *", "Europe/Stockholm", True)
     (is_,) = intake.schedules
-    assert (is_.schedule.cron, is_.schedule.timezone, is_.active) == ("*/5 * * * *", "Europe/Stockholm", True)
+    assert (is_.schedule.cron, is_.schedule.timezone, is_.active) == ("*/30 * * * *", "Europe/Stockholm", True)
     for d in (daily, intake, *manual):
         assert d.global_concurrency_limit is not None and d.global_concurrency_limit.limit == 1, d.name
         assert not d.paused

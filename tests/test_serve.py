@@ -17,8 +17,11 @@ import signal
 import time
 
 import pytest
+
+# isort: off
+from serve_harness import host_and_member, serve_stack  # puts bench/ on sys.path
 from _common import MAILBOX, replies
-from serve_harness import host_and_member, serve_stack
+# isort: on
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -88,7 +91,7 @@ def test_kcg_serve_files_and_distributes_a_reply_sent_through_postfix(stack):
     assert m.token in d.message["Subject"]
     assert filings(stack, m.id) == 1
     runs = stack.intake_runs()
-    pushed = [r for r in runs if r["name"] == "intake: 1 protokoll"]
+    pushed = [r for r in runs if r["name"] == "intag: 1 protokoll"]
     assert len(pushed) == 1 and pushed[0]["state_type"] == "COMPLETED", runs
     assert "listener" in pushed[0]["tags"]
     assert not [r for r in runs if r["state_type"] in ("FAILED", "CRASHED", "CANCELLED")], runs
@@ -151,6 +154,6 @@ def test_kcg_serve_carries_on_after_the_mail_server_restarts(stack):
     texts = [d.text() for d in stack.distributions(member)]
     assert [any(f"Beslut fault{i}" in t for t in texts) for i in range(3)] == [True] * 3
     runs = stack.intake_runs()
-    assert sum(r["state_type"] == "COMPLETED" and r["name"].startswith("intake: ") and "protokoll" in r["name"]
+    assert sum(r["state_type"] == "COMPLETED" and r["name"].startswith("intag: ") and "protokoll" in r["name"]
                for r in runs) >= 1, runs
     assert stack.proc.poll() is None, stack.log()  # still serving

@@ -137,8 +137,10 @@ class SqliteState(StateStore):
         return self.meta().get("instance", "")
 
     def is_blank(self) -> bool:
-        """Nothing was ever recorded: no action, message or filing."""
-        for table in ("actions", "messages", "filings"):
+        """Nothing was ever recorded: no action, message, filing nor value (a first
+        run on a day off records only its go-live day, and that counts: the marker
+        is written at the first record of any kind)."""
+        for table in ("actions", "messages", "filings", "kv"):
             if self._rows(f"SELECT 1 FROM {table} LIMIT 1"):
                 return False
         return True

@@ -241,6 +241,10 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
         console.print("[yellow]![/] inbound.trusted_authserv_ids is empty: every reply waits for approval "
                       "(fix: set it in config/transport.yaml; `kcg check --connect` lists the ids; SECURITY.md)",
                       highlight=False)
+    if not cfg.transport.alerts.webhook_url:
+        console.print("[yellow]![/] alerts.webhook_url is not set: alerts go by mail only, and there are no Prefect "
+                      "automations for late or stuck runs (fix: set KCG_ALERTS__WEBHOOK_URL; README, 'Alerts')",
+                      highlight=False)
     if connect:
         from functools import partial
 
