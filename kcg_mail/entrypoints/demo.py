@@ -227,13 +227,26 @@ def _lead_reports_back(app: App, day: date) -> bool:
 def _coordinator_approves(app: App, workdir: Path, config_dir: Path | None) -> int:
     """The coordinator approves a "Projektgrupp:" decision once its minutes are filed
     (the kcg-start-project flow, as from the Prefect UI)."""
+    import os
+
     from flows.manual import start_project
     from kcg_mail.services.followup import proposals
 
+    # a manual flow works where its deployment binds it (KCG_WORKDIR, KCG_CONFIG_DIR), as under kcg serve
+    bound = {"KCG_WORKDIR": str(workdir), **({"KCG_CONFIG_DIR": str(config_dir)} if config_dir else {})}
+    before = {k: os.environ.get(k) for k in bound}
+    os.environ.update(bound)
     runs = 0
-    for d, _ in proposals(app):
-        start_project(ref=d.ref, workdir=str(workdir), config_dir=str(config_dir) if config_dir else None)
-        runs += 1
+    try:
+        for d, _ in proposals(app):
+            start_project(ref=d.ref)
+            runs += 1
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return runs
 
 
