@@ -88,9 +88,9 @@ def intake(workdir: Path = WORKDIR, config: Path | None = CONFIG,
 
 @app.command()
 def demo(workdir: Path = typer.Option(Path("var/demo"), "--workdir", "-w"), config: Path | None = CONFIG,
-         planning: bool = typer.Option(False, "--planning", help="Also play the planning round for 2024 "
-                                       "(Nov-Dec 2023): needs, votes, Handlingsplan 2024.")) -> None:
-    """Run the whole 2023 cycle in simulated time on the embedded defaults."""
+         planning: bool = typer.Option(True, "--planning/--no-planning", help="Also play the planning round for "
+                                       "2024 (Nov-Dec 2023): needs, votes, Handlingsplan 2024.")) -> None:
+    """Run the whole 2023 cycle and the planning round for 2024 in simulated time on the embedded defaults."""
     _config(config)
     from kcg_mail.entrypoints.demo import run_demo
 
