@@ -134,19 +134,21 @@ def _read_docx(pkg: Package, main: str) -> tuple[str, list[Decision], list[tuple
     if body is None:
         raise _reject("corrupt", f"{main} has no w:body")
     text = _docx_text(body)
+    # Headers/footers add no decisions, but their text helps a human reader of the log.
+    return (text, *_from_tables(_docx_rows(tbl) for tbl in body.iter(_W + "tbl")))
+
+
+def _from_tables(tables: Iterable[list[list[str]]]) -> tuple[list[Decision], list[tuple[str, str]]]:
+    """The decisions (the first table with the decisions header and rows) and the
+    follow-up marks (the first follow-up table) of a document's tables."""
     decisions: list[Decision] = []
     followups: list[tuple[str, str]] = []
-    for tbl in body.iter(_W + "tbl"):
-        rows = _docx_rows(tbl)
+    for rows in tables:
         if not followups:
             followups = _followups_from_rows(rows)
-        if decisions:
-            continue
-        found = _decisions_from_rows(rows)
-        if found is not None:
-            decisions.extend(found)
-    # Headers/footers add no decisions, but their text helps a human reader of the log.
-    return text, decisions, followups
+        if not decisions:
+            decisions = _decisions_from_rows(rows) or []
+    return decisions, followups
 
 
 _TEXT_NS = "urn:oasis:names:tc:opendocument:xmlns:text:1.0"
@@ -207,19 +209,7 @@ def _odt_rows(tbl) -> list[list[str]]:
 
 def _read_odt(pkg: Package) -> tuple[str, list[Decision], list[tuple[str, str]]]:
     root = _safe_parse(pkg.get("content.xml") or b"", "content.xml")
-    text = _odt_text(root)
-    decisions: list[Decision] = []
-    followups: list[tuple[str, str]] = []
-    for tbl in root.iter(_TB + "table"):
-        rows = _odt_rows(tbl)
-        if not followups:
-            followups = _followups_from_rows(rows)
-        if decisions:
-            continue
-        found = _decisions_from_rows(rows)
-        if found is not None:
-            decisions = found
-    return text, decisions, followups
+    return (_odt_text(root), *_from_tables(_odt_rows(tbl) for tbl in root.iter(_TB + "table")))
 
 
 _PDF_HEADER = re.compile(r"Beslut\s{2,}Ansvarig\s{2,}Klart till", re.I)
