@@ -243,6 +243,7 @@ def prefect_api():
     wait for ever on a server an earlier test pointed them at and then stopped (the
     "Prefect server does not answer" CLI test); it gets 60 s, then the harness's
     server is stopped directly so the session ends."""
+    import contextlib
     import threading
 
     from prefect.server.api.server import SubprocessASGIServer
@@ -261,8 +262,9 @@ def prefect_api():
         done = threading.Thread(target=harness.__exit__, args=(None, None, None), daemon=True)
         done.start()
         done.join(60)
-        if done.is_alive() and server is not None:
-            server.stop()
+        if server is not None:  # the harness's own stop may not have run (or not in this thread's context)
+            with contextlib.suppress(Exception):
+                server.stop()
 
 
 
