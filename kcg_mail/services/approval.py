@@ -24,7 +24,7 @@ from typing import Any
 
 from kcg_mail.ports import MessageRecord
 from kcg_mail.services.app import App
-from kcg_mail.services.manual import ManualProblem, _find_record
+from kcg_mail.services.manual import ManualProblem, _find_record, release_from_quarantine
 
 
 @dataclass
@@ -104,21 +104,11 @@ def approve(app: App, ref: str, now: datetime | None = None) -> Outcome:
         planning = bool(mid) and str(mid).startswith("planning:")  # a member's answer to the planning round
         if not mid or (app.meeting(mid) is None and not planning):
             raise ManualProblem("meddelandet matchade inget möte i årsplanen; använd kcg-refile med ett möte (t.ex. 2023-05)")
-        from kcg_mail.services.intake import msg_key
-
-        app.state.put(f"approved:{rec.msg_key}", mid)
-        restored = app.mail.restore("quarantine", lambda raw: msg_key(raw) == rec.msg_key)
-        if restored is True:
-            moved = "flyttat tillbaka från karantän till inkorgen; nästa intag arkiverar och skickar ut det"
-        elif restored is None:
-            moved = ("flytta meddelandet från karantänmappen till inkorgen i e-postprogrammet; godkännandet är sparat "
-                     "och nästa intag arkiverar och skickar ut det")
-        else:
-            raise ManualProblem(f"meddelandet {rec.msg_key} finns inte i karantänen")
-        app.state.record_message(MessageRecord(rec.msg_key, rec.ref, mid, "approved",
-                                               f"godkänt av samordnaren för {mid}; väntar på intaget",
-                                               rec.sender, rec.subject, "seen"))
-        detail = moved
+        restored = release_from_quarantine(app, rec, mid, f"godkänt av samordnaren för {mid}; väntar på intaget",
+                                           "det kan redan vara arkiverat")
+        detail = ("flyttat tillbaka från karantän till inkorgen; nästa intag arkiverar och skickar ut det" if restored
+                  else "flytta meddelandet från karantänmappen till inkorgen i e-postprogrammet; godkännandet är "
+                  "sparat och nästa intag arkiverar och skickar ut det")
     return Outcome(rec.msg_key, "approved", detail)
 
 

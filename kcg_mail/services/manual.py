@@ -105,8 +105,7 @@ def refile_message(app: App, message: str, meeting_id: str | None = None) -> Ref
     Other transports (IMAP, Exchange, Graph) have no 'back to inbox' in the
     port: the coordinator drags the message from the quarantine folder to the
     inbox in the mail program; the approval is stored either way."""
-    from kcg_mail.ports import MessageRecord
-    from kcg_mail.services.intake import FOLDER, msg_key
+    from kcg_mail.services.intake import FOLDER
 
     rec = _find_record(app, message)
     mid = meeting_id or rec.meeting_id
@@ -116,16 +115,24 @@ def refile_message(app: App, message: str, meeting_id: str | None = None) -> Ref
         raise ManualProblem(f"mötet {mid!r} finns inte i årsplanen")
     if rec.status == "done" and FOLDER.get(rec.outcome, "quarantine") != "quarantine":
         raise ManualProblem(f"meddelandet är inte i karantän (utfall {rec.outcome}: {rec.reason})")
+    restored = release_from_quarantine(app, rec, mid, f"godkänd av samordnaren för {mid}; väntar på intaget",
+                                       "det kan redan vara arkiverat")
+    moved = ("flyttat tillbaka från karantän till inkorgen" if restored else
+             "flytta meddelandet från karantänmappen till inkorgen i e-postprogrammet (Outlook: dra det till "
+             "Inkorgen); godkännandet är sparat")
+    return Refiled(rec.msg_key, mid, rec.sender, rec.subject, moved)
+
+
+def release_from_quarantine(app: App, rec, mid: str, reason: str, missing_hint: str) -> bool:
+    """Approve a quarantined message for meeting ``mid`` (the next intake files it):
+    record the approval, move it back to the inbox where the transport can (True),
+    or leave that to the coordinator's mail program (False: IMAP, EWS, Graph)."""
+    from kcg_mail.ports import MessageRecord
+    from kcg_mail.services.intake import msg_key
+
     app.state.put(f"approved:{rec.msg_key}", mid)
     restored = app.mail.restore("quarantine", lambda raw: msg_key(raw) == rec.msg_key)
-    if restored is True:
-        moved = "flyttat tillbaka från karantän till inkorgen"
-    elif restored is None:
-        moved = ("flytta meddelandet från karantänmappen till inkorgen i e-postprogrammet (Outlook: dra det till "
-                 "Inkorgen); godkännandet är sparat")
-    else:
-        raise ManualProblem(f"meddelandet {rec.msg_key} finns inte i karantänen; det kan redan vara arkiverat")
-    app.state.record_message(MessageRecord(rec.msg_key, rec.ref, mid, "approved",
-                                           f"godkänd av samordnaren för {mid}; väntar på intaget",
-                                           rec.sender, rec.subject, "seen"))
-    return Refiled(rec.msg_key, mid, rec.sender, rec.subject, moved)
+    if restored is False:
+        raise ManualProblem(f"meddelandet {rec.msg_key} finns inte i karantänen; {missing_hint}")
+    app.state.record_message(MessageRecord(rec.msg_key, rec.ref, mid, "approved", reason, rec.sender, rec.subject, "seen"))
+    return restored is True
