@@ -122,7 +122,8 @@ def alert_on_failure(flow, flow_run, state) -> None:
     try:
         workdir, config_dir = workdir_and_config(params.get("workdir"), params.get("config_dir"))
         app, note = alert_app(workdir, config_dir)
-        outcome = send_failure_alert(app, flow.name, flow_run, state, note=note, log=log)
+        with app:
+            outcome = send_failure_alert(app, flow.name, flow_run, state, note=note, log=log)
         log.info("failure alert for %s: %s", flow_run.name, outcome)
     except Exception as exc:  # the alert must never mask the failure itself
         log.error("could not send the failure alert: %s: %s", type(exc).__name__, exc, exc_info=True)

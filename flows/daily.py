@@ -48,25 +48,25 @@ def _between_meetings(app: App, now: datetime) -> list[str]:
       log_prints=False)
 def daily_flow(date: str | None = None, workdir: str = "var", config_dir: str | None = None) -> dict:
     """Send what is due on ``date`` (YYYY-MM-DD, default today) and publish the status."""
-    app = make_app(workdir, config_dir)
-    now = when(app, date)
-    report = run_daily(app, now, run_step=step_task)
-    from kcg_mail.core.cycle import HISTORY
-    from kcg_mail.core.plan import is_working_day
+    with make_app(workdir, config_dir) as app:  # closed at the end: kcg serve runs flows in-process
+        now = when(app, date)
+        report = run_daily(app, now, run_step=step_task)
+        from kcg_mail.core.cycle import HISTORY
+        from kcg_mail.core.plan import is_working_day
 
-    lines = [step_line(r.meeting_id, r.action, r.outcome) for r in report.results]
-    history = {s.meeting_id for s in report.skipped if s.detail.startswith(HISTORY)}
-    lines += [step_line(s.meeting_id, s.action, "skipped", s.detail) for s in report.skipped
-              if not s.detail.startswith(HISTORY)]
-    if history:
-        lines.append(f"{len(history)} möte(n) hölls före start ({', '.join(sorted(history))}): inga utskick för dem.")
-    if app.go_live() == now.date():
-        lines.insert(0, f"Startdag {now.date().isoformat()}: möten som hölls före i dag visas som \"före start\" och får inga "
-                        f"utskick (utom protokollmallen till ett möte de senaste dagarna).")
-    if not is_working_day(now.date(), app.extra_days):
-        lines.append("Ingen arbetsdag (helg eller helgdag): inga utskick i dag.")
-    lines += [f"{b.detail}: {b.outcome}" for b in report.between]
-    rename_run(f"daglig {now.date().isoformat()}: " + (f"{report.sent} skickade" if report.sent else "inget att skicka"))
-    publish(app, f"Daglig körning {now.date().isoformat()}", lines, _between_meetings(app, now), now=now)
-    return {"date": now.date().isoformat(), "sent": report.sent, "steps": len(report.results),
-            "skipped": len(report.skipped)}
+        lines = [step_line(r.meeting_id, r.action, r.outcome) for r in report.results]
+        history = {s.meeting_id for s in report.skipped if s.detail.startswith(HISTORY)}
+        lines += [step_line(s.meeting_id, s.action, "skipped", s.detail) for s in report.skipped
+                  if not s.detail.startswith(HISTORY)]
+        if history:
+            lines.append(f"{len(history)} möte(n) hölls före start ({', '.join(sorted(history))}): inga utskick för dem.")
+        if app.go_live() == now.date():
+            lines.insert(0, f"Startdag {now.date().isoformat()}: möten som hölls före i dag visas som \"före start\" och får inga "
+                            f"utskick (utom protokollmallen till ett möte de senaste dagarna).")
+        if not is_working_day(now.date(), app.extra_days):
+            lines.append("Ingen arbetsdag (helg eller helgdag): inga utskick i dag.")
+        lines += [f"{b.detail}: {b.outcome}" for b in report.between]
+        rename_run(f"daglig {now.date().isoformat()}: " + (f"{report.sent} skickade" if report.sent else "inget att skicka"))
+        publish(app, f"Daglig körning {now.date().isoformat()}", lines, _between_meetings(app, now), now=now)
+        return {"date": now.date().isoformat(), "sent": report.sent, "steps": len(report.results),
+                "skipped": len(report.skipped)}

@@ -37,28 +37,28 @@ def intake_flow(now: str | None = None, workdir: str = "var", config_dir: str | 
     ``skip_if_busy`` (the scheduled safety net of ``kcg serve``): when another
     intake run holds the intake lock, end at once instead of queueing behind
     it; that run, or the listener's next one, reads the same mailbox."""
-    app = make_app(workdir, config_dir)
-    at = when(app, now[:10], now[11:16] or "12:00") if now else when(app, None)
-    if skip_if_busy:
-        try:
-            with intake_lock(lock_dir(app), timeout=0):
-                report = run_intake(app, at, handle_one=message_task)
-        except IntakeBusy:
-            rename_run("intake: en annan körning läser redan brevlådan")
-            get_run_logger().info("another intake run is working; this scheduled run is not needed")
-            return {"handled": 0, "skipped": 1}
-    else:
-        report = run_intake(app, at, handle_one=message_task)
-    counts: dict[str, int] = {}
-    for h in report.handled:
-        counts[h.outcome] = counts.get(h.outcome, 0) + 1
-    name = "intag: " + (", ".join(f"{n} {LABELS.get(k, k)}" for k, n in counts.items()) or "inget nytt")
-    rename_run(name)
-    lines = [f"{h.meeting_id or '–'}: {LABELS.get(h.outcome, h.outcome)} från {h.sender} – {h.reason}" for h in report.handled]
-    from kcg_mail.services.approval import pending
+    with make_app(workdir, config_dir) as app:  # closed at the end: kcg serve runs this flow in-process
+        at = when(app, now[:10], now[11:16] or "12:00") if now else when(app, None)
+        if skip_if_busy:
+            try:
+                with intake_lock(lock_dir(app), timeout=0):
+                    report = run_intake(app, at, handle_one=message_task)
+            except IntakeBusy:
+                rename_run("intake: en annan körning läser redan brevlådan")
+                get_run_logger().info("another intake run is working; this scheduled run is not needed")
+                return {"handled": 0, "skipped": 1}
+        else:
+            report = run_intake(app, at, handle_one=message_task)
+        counts: dict[str, int] = {}
+        for h in report.handled:
+            counts[h.outcome] = counts.get(h.outcome, 0) + 1
+        name = "intag: " + (", ".join(f"{n} {LABELS.get(k, k)}" for k, n in counts.items()) or "inget nytt")
+        rename_run(name)
+        lines = [f"{h.meeting_id or '–'}: {LABELS.get(h.outcome, h.outcome)} från {h.sender} – {h.reason}" for h in report.handled]
+        from kcg_mail.services.approval import pending
 
-    held = [f"Väntar på godkännande: {p.line()}" for p in pending(app)]
-    publish(app, name, lines, [f"Fel: {e}" for e in report.errors] + held, now=at)
-    if report.errors:
-        raise RuntimeError(f"{len(report.errors)} message(s) failed: " + "; ".join(report.errors))
-    return {"handled": len(report.handled), **counts}
+        held = [f"Väntar på godkännande: {p.line()}" for p in pending(app)]
+        publish(app, name, lines, [f"Fel: {e}" for e in report.errors] + held, now=at)
+        if report.errors:
+            raise RuntimeError(f"{len(report.errors)} message(s) failed: " + "; ".join(report.errors))
+        return {"handled": len(report.handled), **counts}

@@ -26,7 +26,9 @@ twice, a new click in the UI sends again.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from datetime import date as date_cls
 from typing import Any, Literal
 
@@ -56,9 +58,11 @@ def _publish(app: App, md: str, description: str, run_name: str) -> None:
     publish_overview(app, by=run_name)
 
 
-def _app_and_now() -> tuple[App, Any]:
-    app = make_app()
-    return app, when(app, pretend_today())
+@contextlib.contextmanager
+def _app_and_now() -> Iterator[tuple[App, Any]]:
+    """The app and "now" for a manual run; the app is closed at the end."""
+    with make_app() as app:
+        yield app, when(app, pretend_today())
 
 
 # ------------------------------------------------------------------- flows
@@ -75,11 +79,11 @@ def onboard_member(
     protokollmappen och en checklista över det som görs för hand."""
     from kcg_mail.services.onboarding import onboard
 
-    app, now = _app_and_now()
-    result = onboard(app, name, organisation, city, email, now)
-    _publish(app, result.markdown(), f"Onboarding av {result.person.name}", f"välkomnade {result.person.name}")
-    return {"email": result.person.email, "mail": result.mail, "meetings": len(result.meetings),
-            "archive": result.archive, "manual_steps": result.manual_steps}
+    with _app_and_now() as (app, now):
+        result = onboard(app, name, organisation, city, email, now)
+        _publish(app, result.markdown(), f"Onboarding av {result.person.name}", f"välkomnade {result.person.name}")
+        return {"email": result.person.email, "mail": result.mail, "meetings": len(result.meetings),
+                "archive": result.archive, "manual_steps": result.manual_steps}
 
 
 @flow(name="kcg-resend", flow_run_name="skicka om {what} {meeting_id}", log_prints=False)
@@ -91,13 +95,13 @@ def resend(
     """Skicka om ett mötes inbjudan eller protokollmall."""
     from kcg_mail.services.manual import resend_meeting
 
-    app, now = _app_and_now()
-    out = resend_meeting(app, meeting_id, WHAT[what], _request_id(), now)
-    state = {"sent": "skickad igen", "already": "var redan omskickad i den här körningen"}.get(out["outcome"], out["outcome"])
-    label = what.capitalize()
-    _publish(app, f"# {label} till {meeting_id} {state}\n\n- Till: {', '.join(out.get('to', []))}\n",
-             f"Skicka om {what} {meeting_id}", f"{what} {meeting_id} {state}")
-    return out
+    with _app_and_now() as (app, now):
+        out = resend_meeting(app, meeting_id, WHAT[what], _request_id(), now)
+        state = {"sent": "skickad igen", "already": "var redan omskickad i den här körningen"}.get(out["outcome"], out["outcome"])
+        label = what.capitalize()
+        _publish(app, f"# {label} till {meeting_id} {state}\n\n- Till: {', '.join(out.get('to', []))}\n",
+                 f"Skicka om {what} {meeting_id}", f"{what} {meeting_id} {state}")
+        return out
 
 
 @flow(name="kcg-resend-minutes", flow_run_name="skicka protokollet {meeting_id} till {email}", log_prints=False)
@@ -108,12 +112,12 @@ def resend_minutes(
     """Skicka ett mötes protokoll igen till en medlem (t.ex. någon som inte fick det)."""
     from kcg_mail.services.coordinator import resend_distribution
 
-    app, now = _app_and_now()
-    out = resend_distribution(app, meeting_id, email, _request_id(), now)
-    state = {"sent": "skickat", "already": "var redan skickat i den här körningen"}.get(out["outcome"], out["outcome"])
-    _publish(app, f"# Protokollet från {meeting_id} (version {out['version']}) {state} till {out['to']}\n",
-             f"Protokollet {meeting_id} till {out['to']}", f"protokollet {meeting_id} {state} till {out['to']}")
-    return out
+    with _app_and_now() as (app, now):
+        out = resend_distribution(app, meeting_id, email, _request_id(), now)
+        state = {"sent": "skickat", "already": "var redan skickat i den här körningen"}.get(out["outcome"], out["outcome"])
+        _publish(app, f"# Protokollet från {meeting_id} (version {out['version']}) {state} till {out['to']}\n",
+                 f"Protokollet {meeting_id} till {out['to']}", f"protokollet {meeting_id} {state} till {out['to']}")
+        return out
 
 
 @flow(name="kcg-refile", flow_run_name="arkivera ur karantän {message}", log_prints=False)
@@ -125,10 +129,10 @@ def refile(
     """Arkivera ett meddelande ur karantänen ändå, som protokoll från ett möte."""
     from kcg_mail.services.manual import refile_message
 
-    app, _ = _app_and_now()
-    r = refile_message(app, message, meeting_id or None)
-    _publish(app, r.markdown(), f"Återarkivering {r.meeting_id}", f"godkände protokoll till {r.meeting_id}")
-    return {"msg_key": r.msg_key, "meeting_id": r.meeting_id, "moved": r.moved}
+    with _app_and_now() as (app, _):
+        r = refile_message(app, message, meeting_id or None)
+        _publish(app, r.markdown(), f"Återarkivering {r.meeting_id}", f"godkände protokoll till {r.meeting_id}")
+        return {"msg_key": r.msg_key, "meeting_id": r.meeting_id, "moved": r.moved}
 
 
 @flow(name="kcg-confirm-date", flow_run_name="bekräfta datum {meeting_id}", log_prints=False)
@@ -139,22 +143,22 @@ def confirm_date(
     """Bekräfta ett preliminärt datum: det skrivs in i planfilen och inbjudan går ut i tid."""
     from kcg_mail.services.coordinator import confirm_meeting_date
 
-    app, now = _app_and_now()
-    c = confirm_meeting_date(app, meeting_id, datum, now.date())
-    app = make_app()  # the plan changed: the overview shows the new date
-    _publish(app, c.markdown(), f"Datum bekräftat för {meeting_id}", f"bekräftade {meeting_id} den {datum.isoformat()}")
-    return {"meeting_id": meeting_id, "date": datum.isoformat(), "file": c.file}
+    with _app_and_now() as (app, now):
+        c = confirm_meeting_date(app, meeting_id, datum, now.date())
+    with make_app() as fresh:  # the plan changed: the overview shows the new date
+        _publish(fresh, c.markdown(), f"Datum bekräftat för {meeting_id}", f"bekräftade {meeting_id} den {datum.isoformat()}")
+        return {"meeting_id": meeting_id, "date": datum.isoformat(), "file": c.file}
 
 
 def _approval(verb: Literal["approve", "reject"], ref: str) -> dict:
     from kcg_mail.services import approval  # issue 13: held replies
 
-    app, _ = _app_and_now()
-    out = getattr(approval, verb)(app, ref)
-    word = {"approve": "godkände", "reject": "avvisade"}[verb]
-    _publish(app, f"# Svaret {ref} {'godkänt' if verb == 'approve' else 'avvisat'}\n\n{out}\n",
-             f"{word} {ref}", f"{word} svar {ref}")
-    return {"ref": ref, "result": str(out)}
+    with _app_and_now() as (app, _):
+        out = getattr(approval, verb)(app, ref)
+        word = {"approve": "godkände", "reject": "avvisade"}[verb]
+        _publish(app, f"# Svaret {ref} {'godkänt' if verb == 'approve' else 'avvisat'}\n\n{out}\n",
+                 f"{word} {ref}", f"{word} svar {ref}")
+        return {"ref": ref, "result": str(out)}
 
 
 @flow(name="kcg-approve", flow_run_name="godkänn svar {ref}", log_prints=False)
@@ -177,8 +181,8 @@ def start_project(
     """Starta en projektgrupp som ett protokoll föreslår ("Projektgrupp: …")."""
     from kcg_mail.services.followup import start_group
 
-    app, _ = _app_and_now()
-    started = start_group(app, ref, lead=lead or None)
-    _publish(app, started.markdown(), f"Projektgrupp {started.group.name}", f"startade projektgrupp {started.group.name}")
-    return {"name": started.group.name, "slug": started.group.slug, "lead": started.group.lead,
-            "created": started.created}
+    with _app_and_now() as (app, _):
+        started = start_group(app, ref, lead=lead or None)
+        _publish(app, started.markdown(), f"Projektgrupp {started.group.name}", f"startade projektgrupp {started.group.name}")
+        return {"name": started.group.name, "slug": started.group.slug, "lead": started.group.lead,
+                "created": started.created}

@@ -35,15 +35,15 @@ def publish_round(app: App, year: int, title: str, lines: list[str]) -> str:
 
 
 def _run(step: str, year: int, date: str | None, workdir: str, config_dir: str | None) -> dict:
-    app = make_app(workdir, config_dir)
-    at = when(app, date, "08:00")
-    do = {"start": round_.start_round, "publish": round_.publish_ballot, "tick": round_.tick}[step]
-    lines = do(app, year, at)
-    title = {"start": "start", "publish": "publicera röstlistan", "tick": "dagens steg"}[step]
-    sent = len(app.outbox.sent)
-    rename_run(f"planering {year}: {title}, {sent} mejl")
-    publish_round(app, year, f"Planeringsrunda {year}: {title}", lines)
-    return {"year": year, "step": step, "sent": sent, "lines": lines}
+    with make_app(workdir, config_dir) as app:
+        at = when(app, date, "08:00")
+        do = {"start": round_.start_round, "publish": round_.publish_ballot, "tick": round_.tick}[step]
+        lines = do(app, year, at)
+        title = {"start": "start", "publish": "publicera röstlistan", "tick": "dagens steg"}[step]
+        sent = len(app.outbox.sent)
+        rename_run(f"planering {year}: {title}, {sent} mejl")
+        publish_round(app, year, f"Planeringsrunda {year}: {title}", lines)
+        return {"year": year, "step": step, "sent": sent, "lines": lines}
 
 
 @flow(name="kcg-planning-start", flow_run_name="planering {year}: start", log_prints=False)
@@ -79,7 +79,8 @@ def planning_tick(year: int | None = None, date: str | None = None, workdir: str
     """
     if year is not None:
         return _run("tick", year, date, workdir, config_dir)
-    years = round_.open_rounds(make_app(workdir, config_dir))
+    with make_app(workdir, config_dir) as app:
+        years = round_.open_rounds(app)
     if not years:
         rename_run("planering: ingen pågående runda")
         return {"year": None, "step": "tick", "sent": 0, "lines": ["ingen planeringsrunda pågår"]}

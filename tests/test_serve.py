@@ -157,3 +157,33 @@ def test_kcg_serve_carries_on_after_the_mail_server_restarts(stack):
     assert sum(r["state_type"] == "COMPLETED" and r["name"].startswith("intag: ") and "protokoll" in r["name"]
                for r in runs) >= 1, runs
     assert stack.proc.poll() is None, stack.log()  # still serving
+
+
+def imap_sessions(stack, user: str = MAILBOX) -> int:
+    """The network mailbox's open IMAP sessions, as Dovecot counts them."""
+    out = stack.mail.doveadm("who", "-1", user)
+    return sum(1 for line in out.splitlines()[1:] if "imap" in line)
+
+
+def test_kcg_serve_closes_each_runs_mail_connection(stack):
+    """One in-process intake run per new mail: each must close its IMAP session.
+
+    Dovecot allows 10 sessions per user and address (its default); a run that
+    left its session open made the eleventh-or-so reply fail with
+    "Maximum number of connections from user+IP exceeded"."""
+    app, m, host, member = host_and_member(stack.config_dir)
+    n = 14
+    msgs = replies(app, m, n, "conn")
+    stack.start_serve()
+    stack.wait_ready()
+    for i, (_, raw) in enumerate(msgs):
+        stack.submit(raw, host)
+        assert wait_until(lambda i=i: len(stack.distributions(member)) >= i + 1), why(stack)
+    assert wait_until(stack.wait_no_run_working, 30)
+    # the listener's IDLE session, and at most one more from a run ending right now
+    assert imap_sessions(stack) <= 2, stack.mail.doveadm("who", "-1", MAILBOX)
+    runs = stack.intake_runs()
+    assert not [r for r in runs if r["state_type"] in ("FAILED", "CRASHED", "CANCELLED")], runs
+    assert len([r for r in runs if "listener" in r["tags"] and r["state_type"] == "COMPLETED"]) >= n
+    assert filings(stack, m.id) == n
+    assert "Maximum number of connections" not in stack.log(), stack.log()[-3000:]

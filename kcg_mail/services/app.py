@@ -15,6 +15,7 @@ So a crash at any point neither loses a mail nor sends it twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time as _time
 from collections.abc import Callable
@@ -144,6 +145,25 @@ class App:
         self.outbox = Outbox(self.state, self.mail, allowed, reply_secret=self.reply_secret,
                              reply_to_plus=self.cfg.transport.inbound.plus_address_reply_to)
         self.composer.meeting_extras = self.meeting_extras
+
+    def close(self) -> None:
+        """Close the mail connection, the archive and the state record.
+
+        A flow run inside a long-lived process (the push path of ``kcg serve``
+        runs one intake flow per new mail) must: an IMAP connection left open
+        per run soon hits the server's per-user limit (Dovecot's
+        ``mail_max_userip_connections``, 10 by default)."""
+        for part in (self.mail, self.archive, self.state):
+            close = getattr(part, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def meeting_extras(self, meeting_id: str) -> dict[str, Any]:
         """Context for a meeting's mails: the workshop groups of the physical
