@@ -8,8 +8,10 @@ something also writes ``<short>-korning`` (what this run did)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +24,23 @@ from kcg_mail.services.app import App, now_local
 from kcg_mail.services.status import artifact_slug, overview_markdown, run_summary
 
 TASK_OPTS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+@contextlib.contextmanager
+def untagged_tasks() -> Iterator[None]:
+    """Run the tasks inside without the tags the flow run was started with.
+
+    A task run that carries tags first asks the Prefect server for the tags'
+    concurrency slots (``prefect.task_engine``: one acquisition per task run,
+    even when no limit exists). The push path of ``kcg serve`` starts its
+    intake runs under ``tags("kcg", "listener")``; measured on the benchmark
+    stack, about one acquisition in ten took 2.2-2.5 s, which was the whole
+    of the latency above the goal. The flow run keeps its tags (the UI filters
+    by them); its task runs need none."""
+    from prefect.context import TagsContext
+
+    with TagsContext(current_tags=set()):
+        yield
 
 
 def overview_key(app: App) -> str:

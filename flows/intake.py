@@ -6,7 +6,7 @@ from datetime import datetime
 
 from prefect import flow, get_run_logger, task
 
-from flows.common import TASK_OPTS, alert_on_failure, make_app, publish, rename_run, when
+from flows.common import TASK_OPTS, alert_on_failure, make_app, publish, rename_run, untagged_tasks, when
 from kcg_mail.core.inbound import MatchContext
 from kcg_mail.ports import IncomingMessage
 from kcg_mail.services.app import App
@@ -37,7 +37,8 @@ def intake_flow(now: str | None = None, workdir: str = "var", config_dir: str | 
     ``skip_if_busy`` (the scheduled safety net of ``kcg serve``): when another
     intake run holds the intake lock, end at once instead of queueing behind
     it; that run, or the listener's next one, reads the same mailbox."""
-    with make_app(workdir, config_dir) as app:  # closed at the end: kcg serve runs this flow in-process
+    # closed at the end (kcg serve runs this flow in-process); tasks without tag concurrency (untagged_tasks)
+    with make_app(workdir, config_dir) as app, untagged_tasks():
         at = when(app, now[:10], now[11:16] or "12:00") if now else when(app, None)
         if skip_if_busy:
             try:
