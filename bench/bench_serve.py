@@ -21,10 +21,14 @@ Rounds, in this order:
 2. faults: ``--faults`` times Dovecot is stopped for 5 s and started again;
    (a) a reply submitted right after its return, (b) a reply delivered just
    before it went down: time from the server's return to the distribution;
-3. shortcut: the intake called in-process by a listener in this process
+3. restarts: ``--restarts`` times ``kcg serve`` is stopped with SIGTERM, a
+   reply arrives, and ``kcg serve`` is started again: seconds from the start
+   command to the distribution (the process start, Prefect's imports and the
+   start-up intake run included), and how long SIGTERM took;
+4. shortcut: the intake called in-process by a listener in this process
    (``bench_latency.py``'s path, no Prefect), the same replies and clock: a
    floor, not what users run;
-4. poll: ``kcg serve`` without the listener and the intake scheduled every
+5. poll: ``kcg serve`` without the listener and the intake scheduled every
    minute (Prefect's runner polls, starts a subprocess per run): ``--poll-n``
    replies at random moments (1-11 s apart), handled by whichever minute's run
    comes next.
@@ -157,6 +161,23 @@ def fault_round(stack, app, m, host, watcher, k: int) -> tuple[list[float], list
     return after, before
 
 
+def restart_round(stack, app, m, host, watcher, k: int) -> tuple[list[float], list[float]]:
+    """``kcg serve`` stopped (SIGTERM), a reply arrives, ``kcg serve`` started again:
+    seconds from the start command to the distribution, and SIGTERM's stop times."""
+    took, stops = [], []
+    for r, (tag, raw) in enumerate(replies(app, m, k, "restart")):
+        stops.append(stack.stop_serve())
+        stack.submit(raw, host)
+        lmtp_time(stack, tag)
+        t0 = time.time()
+        stack.start_serve()
+        took.append(watcher.wait(key_of(r, "restart"), 180) - t0)
+        stack.wait_ready(runs_before=len([x for x in stack.intake_runs() if x["state_type"] == "COMPLETED"]) - 1)
+        print(f"  restart {r + 1}/{k}: stopped in {stops[-1]:.2f} s; the reply from meanwhile distributed "
+              f"{took[-1]:.2f} s after the start command", flush=True)
+    return took, stops
+
+
 def shortcut_round(stack, app, m, host, watcher, n: int, rng: random.Random) -> list[tuple[float, float]]:
     """The intake in this process (no Prefect, no kcg serve): bench_latency.py's path."""
     from kcg_mail.adapters.smtp_imap import SmtpImapTransport
@@ -214,6 +235,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=50, help="push replies through kcg serve")
     ap.add_argument("--faults", type=int, default=3, help="mail server restarts")
+    ap.add_argument("--restarts", type=int, default=3, help="kcg serve stopped and started again")
     ap.add_argument("--shortcut-n", type=int, default=50, help="in-process intake replies (0: skip)")
     ap.add_argument("--poll-n", type=int, default=30, help="replies with a 60 s poll (0: skip)")
     ap.add_argument("--seed", type=int, default=1)
@@ -242,14 +264,17 @@ def main() -> int:
         if args.faults:
             print(f"\n2. faults: Dovecot down 5 s, {args.faults} times")
             results["fault_after"], results["fault_before"] = fault_round(stack, app, m, host, watcher, args.faults)
+        if args.restarts:
+            print(f"\n3. restarts: kcg serve stopped, a reply, kcg serve started, {args.restarts} times")
+            results["restart"], results["restart_stop"] = restart_round(stack, app, m, host, watcher, args.restarts)
         t_stop = stack.stop_serve()
         print(f"kcg serve stopped (SIGTERM) in {t_stop:.2f} s; runs: "
               f"{sorted({r['state_type'] for r in stack.intake_runs()})}")
         if args.shortcut_n:
-            print(f"\n3. shortcut: in-process intake, {args.shortcut_n} replies")
+            print(f"\n4. shortcut: in-process intake, {args.shortcut_n} replies")
             results["shortcut"] = shortcut_round(stack, app, m, host, watcher, args.shortcut_n, rng)
         if args.poll_n:
-            print(f"\n4. 60 s poll (kcg serve without listener, intake every minute), {args.poll_n} replies")
+            print(f"\n5. 60 s poll (kcg serve without listener, intake every minute), {args.poll_n} replies")
             results["poll"] = poll_round(stack, app, m, host, watcher, args.poll_n, rng)
         bad = [r for r in stack.intake_runs() if r["state_type"] in ("CANCELLED", "CRASHED")]
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -272,11 +297,13 @@ def main() -> int:
             p50, p95, mx = stats(results[key])
             print(f"{what:58}{len(results[key]):4d}{p50:8.2f}{p95:8.2f}{mx:8.2f}")
             out[key] = [p50, p95, mx, len(results[key])]
-    for key, what in (("fault_after", "fault: server back -> reply sent after return"),
-                      ("fault_before", "fault: server back -> reply from before outage")):
+    for key, what in (("fault_after", "fault: server back -> reply sent after return distributed"),
+                      ("fault_before", "fault: server back -> reply from before outage distributed"),
+                      ("restart", "restart: start -> reply from while stopped distributed"),
+                      ("restart_stop", "restart: SIGTERM -> kcg serve exited")):
         if key in results:
             p50, p95, mx = stats(results[key])
-            print(f"{what + ' distributed':58}{len(results[key]):4d}{p50:8.2f}{p95:8.2f}{mx:8.2f}")
+            print(f"{what:58}{len(results[key]):4d}{p50:8.2f}{p95:8.2f}{mx:8.2f}")
             out[key] = [p50, p95, mx, len(results[key])]
     p95 = out["push_lmtp"][1]
     print(f"goal p95 < 2 s (LMTP delivery -> member INBOX, kcg serve): {'met' if p95 < 2 else 'NOT met'}")

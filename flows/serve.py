@@ -34,6 +34,9 @@ someone resumed them in the UI).
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
 from typing import Any
 
 DAILY_CRON = "0 7 * * *"      # every morning at 07:00 Stockholm time
@@ -160,8 +163,11 @@ def _runner_class() -> Any:
 
 
 def build_runner(workdir: str, config_dir: str | None, short: str = "KCG",
-                 intake_cron: str = INTAKE_CRON) -> tuple[Any, list[Any]]:
-    """The runner with every deployment registered on the server (not started)."""
+                 intake_cron: str = INTAKE_CRON, stop: threading.Event | None = None) -> tuple[Any, list[Any]]:
+    """The runner with every deployment registered on the server (not started).
+
+    ``stop`` (``early_sigterm``'s event) set: register no more deployments (one
+    registration took up to 5 s on a busy Prefect server on SQLite)."""
     # the runs this process starts inherit where to work (the manual flows' binding)
     os.environ["KCG_WORKDIR"] = workdir
     if config_dir:
@@ -169,6 +175,8 @@ def build_runner(workdir: str, config_dir: str | None, short: str = "KCG",
     deps = deployments(workdir, config_dir, short, intake_cron)
     runner = _runner_class()(pause_on_shutdown=False)
     for d in deps:
+        if stop is not None and stop.is_set():
+            break
         runner.add_deployment(d)  # registers the deployment on the server
     return runner, deps
 
@@ -185,6 +193,32 @@ def run_runner(runner: Any, deps: list[Any]) -> None:
         asyncio.run(runner.start())
     except (KeyboardInterrupt, TerminationSignal):
         pass
+
+
+def early_sigterm() -> threading.Event:
+    """Until Prefect's runner installs its own handler, SIGTERM only sets the
+    returned event: ``kcg serve`` then finishes what it is doing (the start-up
+    intake run, registering the deployments) and exits without starting the
+    runner, instead of dying in the middle of a flow run (which the UI would
+    show as running for ever). Call in the main thread, as early as possible."""
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    return stop
+
+
+def relay_early_stop(runner: Any, stop: threading.Event, timeout: float = 60.0) -> None:
+    """A SIGTERM that came after the last check of ``stop`` but before the runner
+    installed its own handler: stop the runner as soon as it has started."""
+
+    def relay() -> None:
+        stop.wait()
+        deadline = time.monotonic() + timeout
+        while not runner.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        runner.handle_sigterm()
+
+    threading.Thread(target=relay, name="kcg-early-sigterm", daemon=True).start()
 
 
 def serve_all(workdir: str, config_dir: str | None, short: str = "KCG", intake_cron: str = INTAKE_CRON) -> None:

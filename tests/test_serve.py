@@ -195,3 +195,32 @@ def test_kcg_serve_closes_each_runs_mail_connection(stack):
                        json={"flow_runs": {"id": {"any_": pushed}}}, timeout=10).json()
     assert len([t for t in tasks if t["name"].startswith("message")]) >= n, tasks
     assert [t["tags"] for t in tasks if t["tags"]] == [], tasks
+
+
+def test_sigterm_while_kcg_serve_starts_leaves_no_run_behind(stack):
+    """SIGTERM at several moments of the start-up (Prefect's imports, the start-up
+    intake run, registering the deployments): kcg serve exits within seconds, no
+    intake run is left running on the server, and every reply is distributed
+    exactly once by the end."""
+    app, m, host, member = host_and_member(stack.config_dir)
+    delays = (0.8, 1.6, 2.2, 3.0, 4.5)
+    msgs = replies(app, m, len(delays), "early")
+    for i, delay in enumerate(delays):
+        stack.submit(msgs[i][1], host)  # while kcg serve is stopped: the start-up run's work
+        assert wait_until(lambda i=i: stack.delivery_of(MAILBOX, msgs[i][0].encode()), 30)
+        stack.start_serve()
+        time.sleep(delay)
+        took = stack.stop_serve(signal.SIGTERM, timeout=30)
+        assert took < 25, (delay, stack.log()[-3000:])
+        # before Python installed the handler SIGTERM ends it at once (no run can have started)
+        assert stack.proc.returncode in (0, -signal.SIGTERM), (delay, stack.proc.returncode, stack.log()[-3000:])
+        left = [r for r in stack.intake_runs() if r["state_type"] in ("RUNNING", "PENDING", "CANCELLING")]
+        assert left == [], (delay, left, stack.log()[-3000:])
+        assert not [r for r in stack.intake_runs() if r["state_type"] in ("CRASHED", "CANCELLED", "FAILED")], delay
+    stack.start_serve()
+    assert wait_until(lambda: len(stack.distributions(member)) >= len(delays)), why(stack)
+    time.sleep(1.0)
+    texts = [d.text() for d in stack.distributions(member)]
+    for i in range(len(delays)):
+        assert sum(f"Beslut early{i}:" in t for t in texts) == 1, (i, texts)
+    assert filings(stack, m.id) == len(delays)

@@ -336,20 +336,30 @@ def serve(workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
         raise typer.Exit(3)
 
     wd, cd = str(workdir.resolve()), str(config.resolve()) if config else None
+    from flows.serve import early_sigterm
+
+    stopping = early_sigterm()  # a SIGTERM while starting up: finish the step at hand, then exit
 
     def start():
-        # Everything Prefect happens in the main thread before the listener's thread starts:
-        # imports (two threads importing Prefect at once printed "Failed to initialize plugins:
-        # deadlock detected"), registering the deployments, and the start-up intake run.
+        # Prefect is imported in the main thread, and the start-up intake run (mail that came
+        # in while kcg serve was stopped) is done, before the listener's thread starts (two
+        # threads importing Prefect at once printed "Failed to initialize plugins: deadlock
+        # detected"). The start-up run comes first, before the deployments are registered
+        # (1-5 s): that mail goes out about two seconds after the start command. A SIGTERM
+        # before Prefect's runner has started ends the step at hand, then kcg serve exits.
         import flows.intake  # noqa: F401
-        from flows.serve import build_runner, run_runner
+        from flows.serve import build_runner, relay_early_stop, run_runner
         from kcg_mail.entrypoints.push import run_listener
 
-        runner, deps = build_runner(wd, cd, cfg.network.short)
-        _automations(cfg)
         push = run_listener(wd, cd, catch_up_here=True)  # new mail: an intake flow run in this process
         try:
-            run_runner(runner, deps)  # returns on SIGTERM / Ctrl-C
+            if not stopping.is_set():
+                runner, deps = build_runner(wd, cd, cfg.network.short, stop=stopping)
+            if not stopping.is_set():
+                _automations(cfg)
+            if not stopping.is_set():
+                relay_early_stop(runner, stopping)
+                run_runner(runner, deps)  # returns on SIGTERM / Ctrl-C
         finally:
             if not push.stop():
                 err.print("An intake run was still working after 20 s; it will be redone on the next start.")

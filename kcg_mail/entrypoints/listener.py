@@ -316,11 +316,19 @@ class Listener:
 
     def stop(self, join: float | None = 10.0) -> None:
         self._stop.set()
-        # an IMAP IDLE blocks in select(): closing the connection ends it
-        with contextlib.suppress(Exception):
-            self.source.close()
-        if self._thread is not None and join is not None:
-            self._thread.join(join)
+        # An IMAP IDLE blocks in select(): closing the connection ends it. Closed again
+        # while the thread lives: a stop that came while it was still connecting found
+        # no connection to close, and the IDLE it then entered would wait its full timeout.
+        deadline = time.monotonic() + (join or 0.0)
+        while True:
+            with contextlib.suppress(Exception):
+                self.source.close()
+            if self._thread is None or join is None or not self._thread.is_alive():
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._thread.join(min(0.2, left))
 
     @property
     def stopped(self) -> bool:

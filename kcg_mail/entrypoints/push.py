@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 RETRY_INITIAL = 2.0
 RETRY_MAX = 300.0
+#: how long ``run_listener(catch_up_here=True)`` waits for the start-up intake run
+STARTUP_WAIT = 120.0
 
 
 class IntakeRunFailed(RuntimeError):
@@ -139,7 +141,7 @@ class IntakeTrigger:
         return not self._thread.is_alive()
 
     def wait_idle(self, timeout: float) -> bool:
-        """For tests and benchmarks: wait until nothing is pending or working."""
+        """Wait until nothing is pending or working (a failed run counts as done: it is retried later)."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while self._working or self._pending:
@@ -205,11 +207,12 @@ def run_listener(workdir: str | Path, config_dir: str | Path | None = None,
     threads at once is what printed "Failed to initialize plugins: deadlock
     detected".
 
-    ``catch_up_here``: run the start-up intake (mail that came in while
-    nothing listened) in the calling thread before the listener's thread
-    starts, so that the first flow run's lazy imports happen in the main
-    thread, not next to Prefect's runner starting up (a flow run started in
-    the listener's thread while the runner started hung there once).
+    ``catch_up_here``: the start-up intake (mail that came in while nothing
+    listened) runs before this returns and before the listener's thread
+    starts (in the trigger's thread, the caller waiting), so that the first
+    flow run's lazy imports never happen next to Prefect's runner starting
+    up (a flow run started in the listener's thread while the runner started
+    hung there once).
     """
     from kcg_mail.config import load_config
     from kcg_mail.entrypoints.listener import RECONNECT_MAX
@@ -234,10 +237,15 @@ def run_listener(workdir: str | Path, config_dir: str | Path | None = None,
     if catch_up_here and trigger is not None:
         try:
             source.mark()  # mail arriving from now on wakes the listener's first wait
-            trigger._run()
-            caught_up = True
-        except Exception as exc:
-            log.warning("start-up intake failed (%s: %s); trying again in the background", type(exc).__name__, exc)
+        except Exception as exc:  # the listener's first connection reports and retries it
+            log.debug("start-up mark failed (%s: %s)", type(exc).__name__, exc)
+        else:
+            # In the trigger's thread, while this one waits: the run's lazy imports never
+            # race another thread's, and a SIGTERM meanwhile reaches kcg serve's handler in
+            # the main thread instead of Prefect's (which crashes a flow run it interrupts
+            # in the main thread). A failed run is retried by the trigger itself.
+            trigger.request("start-up")
+            caught_up = trigger.wait_idle(STARTUP_WAIT)
     # trigger_on_start: mail that came in while nothing listened is handled now
     listener = Listener(source, on_mail, stop=stop, trigger_on_start=not caught_up,
                         backoff_max=reconnect_max if reconnect_max is not None else RECONNECT_MAX)
