@@ -17,7 +17,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 FULL = {"bench_serve.py": ["-n", "50"], "bench_intake.py": ["-r", "5"], "bench_core.py": ["-r", "5"],
         "bench_demo.py": ["-r", "3"], "bench_parse.py": ["-r", "5"]}
-QUICK = {"bench_serve.py": ["-n", "10", "--faults", "1", "--shortcut-n", "10", "--poll-n", "5"],
+QUICK = {"bench_serve.py": ["-n", "10", "--faults", "1", "--restarts", "1", "--shortcut-n", "10", "--poll-n", "5"],
          "bench_intake.py": ["-r", "1", "--old", "10", "1000"],
          "bench_core.py": ["-r", "1"], "bench_demo.py": ["-r", "1"], "bench_parse.py": ["-r", "1"]}
 
@@ -52,7 +52,9 @@ def main() -> int:
                 p50, p95, mx, n = r[key]
                 print(f"| {label}, {n} replies | p50 {p50:.2f} s, p95 {p95:.2f} s, max {mx:.2f} s | {goal} |")
         for key, label in (("fault_after", "mail server down 5 s: back -> distribution of a reply sent after"),
-                           ("fault_before", "mail server down 5 s: back -> distribution of a reply from before")):
+                           ("fault_before", "mail server down 5 s: back -> distribution of a reply from before"),
+                           ("restart", "`kcg serve` restarted: start command -> distribution of a reply from meanwhile"),
+                           ("restart_stop", "`kcg serve` restarted: SIGTERM -> exited")):
             if key in r:
                 p50, p95, mx, n = r[key]
                 print(f"| {label}, {n} restarts | p50 {p50:.2f} s, max {mx:.2f} s | seconds |")
