@@ -220,13 +220,15 @@ def run_listener(workdir: str | Path, config_dir: str | Path | None = None,
     workdir = str(Path(workdir).resolve())
     config_dir = str(Path(config_dir).resolve()) if config_dir else None
     cfg = load_config(config_dir)
-    cursor = None
-    with contextlib.suppress(Exception):
-        from kcg_mail.adapters.sqlite_state import SqliteState
+    cursor = None  # where the poll sources (Graph, EWS) start: the intake's cursor, read only
+    state_file = Path(workdir) / "state.sqlite"
+    if state_file.exists():  # never create it here: a new state file is the state guard's to make
+        with contextlib.suppress(Exception):
+            from kcg_mail.adapters.sqlite_state import SqliteState
 
-        st = SqliteState(Path(workdir) / "state.sqlite")
-        cursor = st.get("mail:cursor")
-        st.close()
+            st = SqliteState(state_file)
+            cursor = st.get("mail:cursor")
+            st.close()
     trigger = None
     if on_mail is None:
         trigger = IntakeTrigger(intake_flow_runner(workdir, config_dir)).start()

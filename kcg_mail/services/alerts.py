@@ -245,15 +245,3 @@ def post_webhook(url: str, alert: dict[str, Any], timeout: float = 10.0) -> None
         raise WebhookFailed(f"the webhook at {host} could not be reached: {reason}") from None
     if not 200 <= status < 300:
         raise WebhookFailed(f"the webhook at {host} answered HTTP {status}")
-
-
-def overdue_alerts(app: App, now: datetime) -> list[str]:
-    filed = {f.meeting_id for f in app.state.filings()}
-    out = []
-    for rec in app.state.actions():
-        if rec.action == "escalate" and rec.status == "done" and ":step:" in rec.key and rec.meeting_id not in filed:
-            m = app.meeting(rec.meeting_id)
-            if m is not None:
-                out.append(f"Protokollet från {m.id} ({m.theme_label}, värd {m.host.name}) saknas sedan {m.date.isoformat()}. "
-                           f"Gör: kontakta värden, eller svara på påminnelsen med protokollet bifogat.")
-    return out
