@@ -8,7 +8,8 @@ request so tests can assert on the XML we produce.
 
 Operations: GetFolder, FindFolder, CreateFolder, CreateItem (Message,
 CalendarItem, CancelCalendarItem), FindItem (IsEqualTo and Exists restrictions), GetItem
-(incl. MimeContent), GetAttachment, UpdateItem, MoveItem, SyncFolderItems; plus
+(incl. MimeContent, InternetMessageHeaders and item:Size), GetAttachment, UpdateItem, MoveItem,
+SyncFolderItems; plus
 the Microsoft identity platform token endpoint for OAuth client credentials.
 
 Response envelopes follow the shapes in the EWS reference (ServerVersionInfo
@@ -167,6 +168,8 @@ class FakeEWS:
         self._ids = itertools.count(1)
         #: serve MimeContent without Authentication-Results (a MIME rebuilt by the store)
         self.mime_without_auth_results = False
+        #: ids of the items whose MimeContent was served (GetItem, SyncFolderItems), in order
+        self.mime_served: list[str] = []
         for did, (name, tag, cls) in DISTINGUISHED.items():
             fid = self._new_id("F")
             parent = None if did == "root" else ("msgfolderroot" if did != "msgfolderroot" else "root")
@@ -398,6 +401,7 @@ class FakeEWS:
                 served = with_server_auth_results(served, [])
             parts.insert(0, f'<t:MimeContent CharacterSet="UTF-8">{base64.b64encode(served).decode()}'
                             f"</t:MimeContent>")
+            self.mime_served.append(item.id)
         if "InternetMessageHeaders" in names and item.mime is not None:
             # the transport headers, in message order, as EWS lists them
             from xml.sax.saxutils import escape, quoteattr
@@ -406,6 +410,8 @@ class FakeEWS:
             parts.append("<t:InternetMessageHeaders>" + "".join(
                 f"<t:InternetMessageHeader HeaderName={quoteattr(k)}>{escape(' '.join(str(v).split()))}"
                 f"</t:InternetMessageHeader>" for k, v in hdrs.items()) + "</t:InternetMessageHeaders>")
+        if "Size" in names and item.mime is not None:  # item:Size, the item's size in bytes
+            parts.append(f"<t:Size>{len(item.mime)}</t:Size>")
         if "ParentFolderId" in names:
             parts.append(f'<t:ParentFolderId Id="{item.folder}" ChangeKey="CK-F-1"/>')
         if "DateTimeReceived" in names:
@@ -422,7 +428,7 @@ class FakeEWS:
                 for content in listed.iter(_t("Content")):
                     content.getparent().remove(content)
                 parts.append(etree.tostring(listed, encoding="unicode"))
-            elif local in names and local not in ("MimeContent", "ParentFolderId", "DateTimeReceived"):
+            elif local in names and local not in ("MimeContent", "ParentFolderId", "DateTimeReceived", "Size"):
                 parts.append(etree.tostring(child, encoding="unicode"))
         return f"<t:{tag}>{''.join(parts)}</t:{tag}>"
 

@@ -121,6 +121,8 @@ class FakeGraph:
         self.access_policy_excludes_mailbox = False
         #: serve $value without Authentication-Results (a MIME rebuilt by the store)
         self.mime_without_auth_results = False
+        #: answer PidTagMessageSize when ``$expand`` asks for it (False: a store without it)
+        self.message_size_known = True
         self.page_size = 10  # server-side max page size for delta
         self.tokens: dict[str, dict[str, Any]] = {}
         self.token_requests = 0
@@ -642,14 +644,36 @@ class FakeGraph:
 
     def _get_message(self, request, params, body, mid):
         """``GET /messages/{id}?$select=internetMessageHeaders``: the transport
-        headers in message order (Graph returns them only when selected)."""
+        headers in message order (Graph returns them only when selected).
+        ``$expand=singleValueExtendedProperties($filter=id eq ...)`` adds the
+        asked-for extended properties; PidTagMessageSize (``Integer 0x0E08``)
+        is the size of the MIME, answered as Graph does (a string value, the id
+        in Graph's own spelling, ``Integer 0xe08``)."""
         msg = self.messages.get(mid)
         if msg is None:
             return _err(404, "ErrorItemNotFound", "The specified object was not found in the store.")
         out: dict[str, Any] = {"id": mid}
         if "internetmessageheaders" in params.get("$select", "").lower():
             out["internetMessageHeaders"] = self._headers(msg)
+        if "$expand" in params:
+            em = re.match(r"^singleValueExtendedProperties\(\$filter=(.*)\)$", params["$expand"])
+            if not em:
+                return _err(400, "BadRequest", "Invalid $expand.")
+            props = []
+            for pid in (_unq(x) for x in re.findall(r"id eq " + _Q, em.group(1))):
+                if _norm_prop(pid)[:2] == ("integer", "0x0e08") and self.message_size_known:
+                    props.append({"id": "Integer 0xe08", "value": str(len(msg.get("mime") or b""))})
+                elif _norm_prop(pid) in msg["props"]:
+                    orig, value = msg["props"][_norm_prop(pid)]
+                    props.append({"id": orig, "value": value})
+            if props:
+                out["singleValueExtendedProperties"] = props
         return httpx.Response(200, json=out)
+
+    def value_reads(self) -> list[str]:
+        """Ids of the messages whose MIME (``/$value``) was read, in order."""
+        return [m.group(1) for method, path in self.calls if method == "GET"
+                and (m := re.search(r"/messages/([^/]+)/\$value$", path))]
 
     # --- move
 

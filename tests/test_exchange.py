@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import email
+import email.policy
 from datetime import datetime
 from email.message import EmailMessage
 from zoneinfo import ZoneInfo
@@ -287,6 +289,35 @@ def test_fetch_new_syncs_and_returns_full_mime(mocker):
 
     # no cursor: everything still in the inbox, even on the same (cached) folder object
     assert len(t.fetch_new(None).messages) == 3
+
+
+def test_fetch_reads_only_the_headers_of_an_item_over_the_size_cap(mocker):
+    fake = FakeEWS()
+    t, _ = transport(fake, mocker)
+    t.max_incoming = 2000
+    small1, small2 = inbound("Re: Kallelse"), inbound("Protokoll Malmö")
+    big = inbound("Protokoll Göteborg", attachment=b"x" * 5000)
+    ids = [fake.deliver(small1), fake.deliver(big), fake.deliver(small2)]
+
+    result = t.fetch_new(None)
+    assert [m.ref.split("|")[0] for m in result.messages] == ids  # the inbox's order
+    assert [result.messages[0].raw, result.messages[2].raw] == [small1, small2]
+    stub = result.messages[1].raw
+    assert stub.startswith(b"X-KCG-Oversize: 1\r\n") and stub.endswith(b"\r\n\r\n")
+    head = email.message_from_bytes(stub, policy=email.policy.default)
+    assert head["Subject"] == "Protokoll Göteborg" and head["From"] == "Anna Ek <anna@kommun.se>"
+    assert b"xxxx" not in stub and len(stub) < 1000
+    assert fake.mime_served == [ids[0], ids[2]]  # the big item's MIME content never left the server
+    sync = fake.last("SyncFolderItems")
+    assert "item:Size" in {u.get("FieldURI") for u in sync.root.iterfind(".//t:FieldURI", NS)}
+    asked = [{u.get("FieldURI") for u in r.root.iterfind(".//t:FieldURI", NS)} for r in fake.requests
+             if r.operation == "GetItem"]
+    assert sorted("item:MimeContent" in a for a in asked) == [False, True]
+    assert all("item:InternetMessageHeaders" in a for a in asked)
+
+    # without a cap of its own the transport uses MAX_INCOMING (50 MB): the same item is read whole
+    t.max_incoming = None
+    assert [m.raw for m in t.fetch_new(None).messages] == [small1, big, small2]
 
 
 def test_fetch_pages_through_many_changes(mocker):

@@ -278,6 +278,37 @@ def test_delta_intake_incremental_and_resume_after_restart(fake):
     assert third.messages == [] and third.cursor
 
 
+def test_message_over_the_size_cap_is_read_as_headers_only(fake):
+    big = raw_mail(2).replace(b"Protokoll 2", b"x" * 5000)
+    ids = [fake.deliver(raw_mail(1)), fake.deliver(big), fake.deliver(raw_mail(3))]
+    t, _ = transport(fake)
+    t.max_incoming = 2000
+    result = t.fetch_new(None)
+    assert [m.ref for m in result.messages] == ids
+    assert [result.messages[0].raw, result.messages[2].raw] == [raw_mail(1), raw_mail(3)]
+    stub = result.messages[1].raw
+    assert stub == (b"X-KCG-Oversize: 1\r\nFrom: Host 2 <host2@city.example>\r\nTo: natverket@kcg.example\r\n"
+                    b"Subject: Svar 2\r\nMessage-ID: <reply2@city.example>\r\n\r\n")
+    assert fake.value_reads() == [ids[0], ids[2]]  # the big MIME never left the server
+    headers_calls = [p for m, p in fake.calls if m == "GET" and p.endswith(tuple(ids))]
+    assert len(headers_calls) == 3  # one request per message for headers and size
+    # without a cap of its own the transport uses MAX_INCOMING (50 MB): read whole
+    t.max_incoming = None
+    assert [m.raw for m in t.fetch_new(None).messages] == [raw_mail(1), big, raw_mail(3)]
+    t.close()
+
+
+def test_unknown_size_reads_the_mime_as_before(fake):
+    """A server that does not answer PidTagMessageSize: the message is read whole."""
+    fake.deliver(raw_mail(1))
+    fake.message_size_known = False
+    t, _ = transport(fake)
+    t.max_incoming = 10
+    assert [m.raw for m in t.fetch_new(None).messages] == [raw_mail(1)]
+    assert len(fake.value_reads()) == 1
+    t.close()
+
+
 def test_expired_delta_link_starts_a_full_sync(fake):
     fake.deliver(raw_mail(1))
     t, _ = transport(fake)

@@ -23,8 +23,11 @@ What this adapter does on the wire (and what the tests assert):
   calendar item carries the marker plus two private named properties (the
   iCalendar UID and the sequence number) so the item is found again by UID in
   a later run, and a repeated REQUEST or CANCEL is a no-op.
-* ``fetch_new``: SyncFolderItems on the inbox (the sync state is the cursor),
-  then GetItem for the MIME content of every created item.
+* ``fetch_new``: SyncFolderItems on the inbox (the sync state is the cursor,
+  ``item:Size`` comes with each item), then GetItem for the MIME content of
+  every created item up to the size cap, and for only the headers
+  (``InternetMessageHeaders``) of bigger ones: those reach the intake as
+  headers marked ``X-KCG-Oversize``.
 * ``move``: MoveItem to a sub-folder of the inbox (FindFolder/CreateFolder).
 * Throttling (``ErrorServerBusy`` with ``BackOffMilliseconds``, HTTP 503,
   ``Retry-After``) is waited out through the injected ``sleep`` up to
@@ -69,6 +72,8 @@ from ..ports import (
     Folder as FolderName,
 )
 from .exchange_ews import VERSIONS, AuthKind, BoundedRetry, EwsSession, _refresh_once, register_extended_properties
+from .headers import with_server_auth_results
+from .maildir import incoming_limit, oversize_from_fields
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +111,10 @@ log = logging.getLogger(__name__)
 class ExchangeTransport(EwsSession, MailTransport):
     """MailTransport over EWS. Nothing is sent over the network until the first
     operation (or ``check()``)."""
+
+    #: size cap for incoming mail in bytes (``item:Size``); None: ``MAX_INCOMING``.
+    #: Bigger items are read as their headers only (``oversize_from_fields``).
+    max_incoming: int | None = None
 
     def __init__(
         self,
@@ -325,41 +334,52 @@ class ExchangeTransport(EwsSession, MailTransport):
             inbox.item_sync_state = cursor
             created = [
                 item
-                for change, item in inbox.sync_items(sync_state=cursor, only_fields=["datetime_received"])
+                for change, item in inbox.sync_items(sync_state=cursor, only_fields=["datetime_received", "size"])
                 if change == "create"
             ]
             new_cursor = inbox.item_sync_state
-            messages: list[IncomingMessage] = []
-            if created:
-                fetched = self.account.fetch(
-                    ids=[(i.id, i.changekey) for i in created],
-                    folder=inbox,
-                    only_fields=["mime_content", "headers", "datetime_received"],
-                )
-                for item in fetched:
-                    if isinstance(item, ews_errors.ErrorItemNotFound):
-                        continue  # moved or deleted since the sync: someone else handled it
-                    if isinstance(item, Exception):
-                        raise item
-                    if not item.mime_content:
-                        log.warning("item %s has no MIME content; skipped", item.id)
-                        continue
-                    received = item.datetime_received
-                    raw = bytes(item.mime_content)
-                    if item.headers is not None:  # the store's own list: Authentication-Results as received
-                        from kcg_mail.adapters.headers import with_server_auth_results
+            # Over the cap (item:Size from the sync): the headers only, never the MIME content,
+            # so a few 150 MB mails cannot exhaust the memory (unknown size: read as before).
+            limit = incoming_limit(self.max_incoming)
+            big = [i.size is not None and i.size > limit for i in created]
 
-                        raw = with_server_auth_results(raw, [(h.name, h.value) for h in item.headers])
-                    messages.append(
-                        IncomingMessage(
-                            ref=f"{item.id}|{item.changekey}",
-                            raw=raw,
-                            received_at=datetime.fromtimestamp(received.timestamp(), tz=UTC)
-                            if received
-                            else None,
-                        )
-                    )
+            def read(over: bool) -> Iterator:
+                ids = [(i.id, i.changekey) for i, b in zip(created, big, strict=True) if b is over]
+                fields = ["headers", "datetime_received"] if over else ["mime_content", "headers", "datetime_received"]
+                return iter(self.account.fetch(ids=ids, folder=inbox, only_fields=fields) if ids else ())
+
+            got = {False: read(False), True: read(True)}
+            messages: list[IncomingMessage] = []
+            for over in big:  # fetch answers in the order of the ids asked for: keep the sync's order
+                item = next(got[over])
+                if isinstance(item, ews_errors.ErrorItemNotFound):
+                    continue  # moved or deleted since the sync: someone else handled it
+                if isinstance(item, Exception):
+                    raise item
+                message = self._incoming(item, over)
+                if message is not None:
+                    messages.append(message)
             return FetchResult(messages=messages, cursor=new_cursor)
+
+    @staticmethod
+    def _incoming(item: Message, oversize: bool) -> IncomingMessage | None:
+        pairs = [(h.name, h.value) for h in item.headers or []]
+        if oversize:
+            log.warning("item %s is over the incoming size cap; reading its headers only", item.id)
+            raw = oversize_from_fields(pairs)
+        elif not item.mime_content:
+            log.warning("item %s has no MIME content; skipped", item.id)
+            return None
+        else:
+            raw = bytes(item.mime_content)
+            if item.headers is not None:  # the store's own list: Authentication-Results as received
+                raw = with_server_auth_results(raw, pairs)
+        received = item.datetime_received
+        return IncomingMessage(
+            ref=f"{item.id}|{item.changekey}",
+            raw=raw,
+            received_at=datetime.fromtimestamp(received.timestamp(), tz=UTC) if received else None,
+        )
 
     def _subfolder(self, name: str) -> Folder:
         if name in self._folders:

@@ -15,7 +15,9 @@ What goes where:
   the meeting request, updates (``PATCH``) and the cancellation
   (``POST /events/{id}/cancel``).
 * ``fetch_new``: delta query on the inbox; the delta link is the cursor; each
-  message is read as full MIME (``GET /messages/{id}/$value``).
+  message's ``internetMessageHeaders`` and size (PidTagMessageSize, ``$expand``:
+  delta cannot expand) are read, then its full MIME (``GET /messages/{id}/$value``)
+  when it is within the incoming size cap, else only its headers are passed on.
 * ``move``: into a child folder of the inbox, created when missing.
 * ``was_sent``: Sent Items and events, found by extended properties.
 
@@ -61,16 +63,20 @@ from .graph_http import (
     PROP_KEY,
     PROP_KEYS,
     PROP_MARKER_HEADER,
+    PROP_MESSAGE_SIZE,
     PROP_REFERENCES,
     REQUIRED_ROLES,
     UPLOAD_CHUNK,
     GraphError,
     GraphHttp,
     _jwt_roles,
+    _message_size,
     _odata,
     _prop_filter,
     _recipient,
 )
+from .headers import with_server_auth_results
+from .maildir import incoming_limit, oversize_from_fields
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +105,10 @@ log = logging.getLogger(__name__)
 
 class GraphTransport(GraphHttp, GraphCalendar, MailTransport):
     """One Microsoft 365 mailbox through Microsoft Graph, application permissions."""
+
+    #: size cap for incoming mail in bytes (PidTagMessageSize); None: ``MAX_INCOMING``.
+    #: Bigger messages are read as ``internetMessageHeaders`` only, never ``/$value``.
+    max_incoming: int | None = None
 
     def __init__(
         self,
@@ -381,15 +391,9 @@ class GraphTransport(GraphHttp, GraphCalendar, MailTransport):
             if mid in seen:
                 continue
             seen.add(mid)
-            resp = self._call(
-                "GET",
-                f"{self._user}/messages/{quote(mid, safe='')}/$value",
-                allow=(404,),
-                what="read MIME",
-            )
-            if resp.status_code == 404:  # deleted or moved away meanwhile
+            raw = self._read_incoming(mid)
+            if raw is None:  # deleted or moved away meanwhile
                 continue
-            raw = self._with_server_headers(mid, resp.content)
             received = None
             if item.get("receivedDateTime"):
                 try:
@@ -411,17 +415,29 @@ class GraphTransport(GraphHttp, GraphCalendar, MailTransport):
             out.append("".join(f"{h['name']}: {h.get('value', '')}\r\n" for h in fields).encode("utf-8", "replace"))
         return out
 
-    def _with_server_headers(self, mid: str, raw: bytes) -> bytes:
-        """The Authentication-Results of the message as Exchange Online stored
-        them (``internetMessageHeaders``), in place of those in the MIME."""
-        resp = self._call("GET", f"{self._user}/messages/{quote(mid, safe='')}?$select=internetMessageHeaders",
-                          allow=(404,), what="read headers")
+    def _read_incoming(self, mid: str) -> bytes | None:
+        """One incoming message, None when it is gone. First its transport headers
+        (``internetMessageHeaders``, the server's own Authentication-Results) and its
+        size (PidTagMessageSize) in one request; then the MIME (``/$value``) only when
+        the size is known and within the cap (unknown: read as before). A bigger one
+        reaches the intake as its headers only, marked ``X-KCG-Oversize``."""
+        path = f"/messages/{quote(mid, safe='')}"
+        url = self._query(path, select="internetMessageHeaders",
+                          expand=f"singleValueExtendedProperties($filter=id eq {_odata(PROP_MESSAGE_SIZE)})")
+        resp = self._call("GET", url, allow=(404,), what="read headers")
         if resp.status_code == 404:
-            return raw
-        from kcg_mail.adapters.headers import with_server_auth_results
-
-        pairs = [(h.get("name", ""), h.get("value", "")) for h in resp.json().get("internetMessageHeaders") or []]
-        return with_server_auth_results(raw, pairs)
+            return None
+        meta = resp.json()
+        pairs = [(h.get("name", ""), h.get("value", "")) for h in meta.get("internetMessageHeaders") or []]
+        size = _message_size(meta)
+        if size is not None and size > incoming_limit(self.max_incoming):
+            log.warning("Graph: message %s is %d bytes, over the incoming size cap; reading its headers only",
+                        mid[:16], size)
+            return oversize_from_fields(pairs)
+        resp = self._call("GET", f"{self._user}{path}/$value", allow=(404,), what="read MIME")
+        if resp.status_code == 404:
+            return None
+        return with_server_auth_results(resp.content, pairs)
 
     # ------------------------------------------------------------------- move
 

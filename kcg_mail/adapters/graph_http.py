@@ -66,6 +66,26 @@ PROP_IN_REPLY_TO = "String 0x1042"
 PROP_REFERENCES = "String 0x1039"
 
 
+#: MAPI PidTagMessageSize (PT_LONG): a message's size in bytes. Graph v1.0 has
+#: no size property on messages; this one is read with ``$expand`` (the
+#: incoming size cap, ``GraphTransport.fetch_new``).
+PROP_MESSAGE_SIZE = "Integer 0x0E08"
+
+
+def _message_size(item: dict[str, Any]) -> int | None:
+    """PidTagMessageSize from an item expanded with ``singleValueExtendedProperties``
+    (Graph may answer the id in its own spelling, e.g. ``Integer 0xe08``); None
+    when it is missing or unreadable."""
+    for prop in item.get("singleValueExtendedProperties") or []:
+        kind, _, tag = str(prop.get("id", "")).strip().partition(" ")
+        try:
+            if kind.lower() == "integer" and int(tag.strip(), 16) == 0x0E08:
+                return int(str(prop.get("value", "")).strip())
+        except ValueError:
+            return None
+    return None
+
+
 #: Graph asks for an upload session above 3 MB per attachment; a JSON request
 #: must stay under 4 MB, and base64 adds a third (3,000,000 bytes -> 4,000,000).
 LARGE_ATTACHMENT = 3_000_000

@@ -127,10 +127,8 @@ def _untagged_int(conn: imaplib.IMAP4, name: str) -> int | None:
 _SIZE_RE = re.compile(rb"UID (\d+).*?RFC822\.SIZE (\d+)|RFC822\.SIZE (\d+).*?UID (\d+)")
 
 
-def _oversized(data: list) -> set[int]:
-    """UIDs whose RFC822.SIZE is above the incoming size limit."""
-    from kcg_mail.adapters.maildir import MAX_INCOMING
-
+def _oversized(data: list, limit: int) -> set[int]:
+    """UIDs whose RFC822.SIZE is above ``limit`` (the incoming size cap)."""
     out = set()
     for item in data:
         line = item[0] if isinstance(item, tuple) else item
@@ -139,7 +137,7 @@ def _oversized(data: list) -> set[int]:
         m = _SIZE_RE.search(line)
         if m:
             uid, size = (m.group(1), m.group(2)) if m.group(1) else (m.group(4), m.group(3))
-            if int(size) > MAX_INCOMING:
+            if int(size) > limit:
                 out.add(int(uid))
     return out
 

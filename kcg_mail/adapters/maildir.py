@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,12 +37,37 @@ def header_block(data: bytes) -> bytes:
     return data
 
 
+def incoming_limit(override: int | None = None) -> int:
+    """The size cap for incoming mail: a transport's own ``max_incoming`` when
+    set, else ``MAX_INCOMING`` (read at call time)."""
+    return MAX_INCOMING if override is None else override
+
+
+def oversize_headers(head: bytes) -> bytes:
+    """An oversized message as its headers only (``head``: the raw header, or
+    the raw message's start), marked ``X-KCG-Oversize``: the intake still knows
+    who wrote about what and can answer. Every transport builds it here."""
+    return b"X-KCG-Oversize: 1\r\n" + header_block(head).rstrip(b"\r\n") + b"\r\n\r\n"
+
+
+def oversize_from_fields(fields: Iterable[tuple[str, str]]) -> bytes:
+    """:func:`oversize_headers` from a server's header list (EWS
+    ``InternetMessageHeaders``, Graph ``internetMessageHeaders``): one line per
+    field, in the order given; folded values are unfolded, names that are not
+    valid field names are left out."""
+    lines = []
+    for name, value in fields:
+        name = (name or "").strip()
+        if not name or any(ch in name for ch in ": \t\r\n") or not name.isprintable():
+            continue
+        lines.append(f"{name}: {' '.join(str(value or '').split())}\r\n")
+    return oversize_headers("".join(lines).encode("utf-8", "replace"))
+
+
 def oversize_stub(path: Path) -> bytes:
-    """An oversized message as its headers only, marked ``X-KCG-Oversize``:
-    the intake still knows who wrote about what and can answer."""
+    """An oversized file as :func:`oversize_headers` (reads at most 256 KiB)."""
     with open(path, "rb") as fh:
-        head = header_block(fh.read(256 * 1024))
-    return b"X-KCG-Oversize: 1\r\n" + head.rstrip(b"\r\n") + b"\r\n\r\n"
+        return oversize_headers(fh.read(256 * 1024))
 
 
 def _key_name(key: str) -> str:
@@ -66,6 +91,10 @@ def _atomic_write(folder: Path, name: str, data: bytes) -> Path:
 
 
 class MaildirTransport(MailTransport):
+    #: size cap for incoming mail in bytes; None: ``MAX_INCOMING``. Bigger
+    #: messages reach the intake as headers only (:func:`oversize_headers`).
+    max_incoming: int | None = None
+
     def __init__(self, root: Path | str, *, create: bool = True):
         """``create=False`` (``kcg check --connect``) leaves the file system alone."""
         self.root = Path(root)
@@ -116,7 +145,7 @@ class MaildirTransport(MailTransport):
         out = []
         for p in self._inbox_files():
             ref = str(p.relative_to(self.root / "inbox"))
-            if p.stat().st_size > MAX_INCOMING:
+            if p.stat().st_size > incoming_limit(self.max_incoming):
                 raw = oversize_stub(p)
             else:
                 raw = p.read_bytes()

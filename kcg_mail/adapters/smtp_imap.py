@@ -62,6 +62,7 @@ from .imap_wire import (
     _quote,
     _untagged_int,
 )
+from .maildir import incoming_limit, oversize_headers
 from .smtp_imap_check import SmtpImapCheck
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,10 @@ log = logging.getLogger(__name__)
 
 
 class SmtpImapTransport(ImapFolders, ImapSent, ImapIdle, SmtpImapCheck, MailTransport):
+    #: size cap for incoming mail in bytes (RFC822.SIZE); None: ``MAX_INCOMING``.
+    #: Bigger messages are fetched as BODY.PEEK[HEADER] only (``oversize_headers``).
+    max_incoming: int | None = None
+
     def __init__(
         self,
         smtp_host: str,
@@ -447,7 +452,7 @@ class SmtpImapTransport(ImapFolders, ImapSent, ImapIdle, SmtpImapCheck, MailTran
                 chunk = uids[i : i + FETCH_BATCH]
                 typ, data = conn.uid("FETCH", ",".join(map(str, chunk)), "(UID RFC822.SIZE)")
                 self._ok("fetch sizes in INBOX", typ, data)
-                big = _oversized(data)
+                big = _oversized(data, incoming_limit(self.max_incoming))
                 for what, part in (("(UID INTERNALDATE BODY.PEEK[])", [u for u in chunk if u not in big]),
                                    ("(UID INTERNALDATE BODY.PEEK[HEADER])", [u for u in chunk if u in big])):
                     if not part:
@@ -463,7 +468,7 @@ class SmtpImapTransport(ImapFolders, ImapSent, ImapIdle, SmtpImapCheck, MailTran
                             own.append((uid, key))
                             continue
                         if uid in big:  # headers only: the intake still answers the sender
-                            raw = b"X-KCG-Oversize: 1\r\n" + raw
+                            raw = oversize_headers(raw)
                         messages.append(IncomingMessage(ref=f"{validity}:{uid}", raw=raw, received_at=when))
             for uid, key in own:
                 self._file_own_copy(conn, uid, key)
