@@ -219,6 +219,12 @@ class MailTransport(abc.ABC):
     def close(self) -> None:  # noqa: B027  # pragma: no cover - default no-op, not abstract
         pass
 
+    def verify_own_copies(self, is_ours: Callable[[str, str], bool]) -> None:  # noqa: B027
+        """A transport that recognises copies of our own mail among incoming mail
+        (``SmtpImapTransport.own_copy``) accepts one only when ``is_ours(marker
+        key, Message-ID)``: the marker header and our address in From can be
+        forged, the Message-ID's HMAC cannot. Default: nothing to verify."""
+
 
 class Archive(abc.ABC):
     """Where filed minutes live: a local folder or Dropbox, same layout."""

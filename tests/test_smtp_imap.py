@@ -512,3 +512,34 @@ def test_tls_on_a_plain_port_is_reported(server):
     checks = t.check()
     assert [c.ok for c in checks] == [False, False], checks
     assert all("TLS" in c.detail for c in checks), checks
+
+
+def test_own_copy_needs_our_message_id_not_just_our_marker_and_address(server, transport):
+    """Our own copy of a sent mail (the network's mailbox among the recipients) never
+    reaches the intake and completes Sent. A mail that only carries our marker header and
+    our address in From (both can be forged) is not taken for one: it is handed to the
+    intake like any incoming mail, and nothing counts as sent because of it."""
+    from functools import partial
+
+    from kcg_mail.core import replykey
+
+    secret = b"test-secret"
+    transport.verify_own_copies(partial(replykey.is_our_message_id, secret))
+    key = "2025-03:distribute:members:v1"
+
+    def copy(message_id: str) -> bytes:
+        return (f"From: KCG <{KCG}>\r\nTo: {LUND}\r\nSubject: Protokoll\r\n{MARKER_HEADER}: {key}\r\n"
+                f"Message-ID: {message_id}\r\nDate: Thu, 27 Nov 2025 10:00:00 +0100\r\n\r\nProtokollet.\r\n").encode()
+
+    server.deliver(copy("<forged.1@attack.test>"), KCG)
+    batch = transport.fetch_new(None)
+    assert [parse(m.raw)["Message-ID"] for m in batch.messages] == ["<forged.1@attack.test>"]
+    assert server.messages(KCG, "Sent") == []
+    assert transport.was_sent(key) is False
+
+    ours = replykey.message_id(secret, key, "kcg.test")
+    server.deliver(copy(ours), KCG)
+    batch = transport.fetch_new(batch.cursor)
+    assert batch.messages == []  # our own copy is no incoming mail
+    assert [parse(r)["Message-ID"] for r in server.messages(KCG, "Sent")] == [ours]  # it completed Sent
+    assert transport.was_sent(key) is True

@@ -110,6 +110,18 @@ def test_reply_key_binds_meeting_action_and_recipient():
     assert replykey.verify(SECRET, group, MEMBER, ["2023-02"]).recipient == "members"
 
 
+def test_our_message_id_is_recognised_only_with_the_secret_and_the_key():
+    key = "2023-02:distribute:members:v1"
+    mid = replykey.message_id(SECRET, key, "kcg.example.se")
+    assert replykey.is_our_message_id(SECRET, key, mid)
+    assert replykey.is_our_message_id(SECRET, key, f"  {mid[:20]}\r\n {mid[20:]} ")  # folded by a server
+    assert replykey.is_our_message_id(SECRET, key, mid.upper())  # some servers change the case
+    assert not replykey.is_our_message_id(b"other", key, mid)
+    assert not replykey.is_our_message_id(SECRET, "2023-02:distribute:members:v2", mid)
+    assert not replykey.is_our_message_id(SECRET, key, "<123@attack.test>")
+    assert not replykey.is_our_message_id(SECRET, key, "")
+
+
 def test_keys_found_in_message_ids_and_plus_addresses():
     mid = replykey.message_id(SECRET, f"2023-02:send_template:{HOST}", "kcg.example.se")
     k = replykey.reply_key(SECRET, "2023-02", "send_template", HOST)

@@ -11,7 +11,7 @@ import imaplib
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from kcg_mail.ports import (
     MARKER_HEADER,
@@ -77,6 +77,8 @@ class ImapSent:
                 sender = msg["From"].addresses[0].addr_spec.lower() if msg["From"] and msg["From"].addresses else ""
                 if "@" in self.username and sender != self.username.lower():
                     continue  # not from us: someone else's mail carrying our header
+                if not self._is_ours(key, msg):
+                    continue  # our header and address, but not our Message-ID: forged
                 return raw
         return None
 
@@ -134,7 +136,17 @@ class ImapSent:
         sender = hdr["From"].addresses[0].addr_spec.lower() if hdr["From"] and hdr["From"].addresses else ""
         if not key or ("@" in self.username and sender != self.username.lower()):
             return None
+        if not self._is_ours(key, hdr):
+            log.warning("%s: a mail with our marker and address but not our Message-ID; read as incoming mail", key)
+            return None
         return key
+
+    def verify_own_copies(self, is_ours: Callable[[str, str], bool]) -> None:
+        self._own_copy_check = is_ours
+
+    def _is_ours(self, key: str, hdr: email.message.Message) -> bool:
+        check = getattr(self, "_own_copy_check", None)
+        return check is None or check(key, str(hdr.get("Message-ID") or ""))
 
     def _file_own_copy(self, conn: imaplib.IMAP4, uid: int, key: str) -> None:
         """Our own copy is not incoming mail: it completes Sent when the Sent

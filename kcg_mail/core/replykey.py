@@ -64,6 +64,18 @@ def message_id(secret: bytes, idempotency_key: str, domain: str) -> str:
     return f"<kcg.{key}.{tag}@{domain or 'kcg-mail.invalid'}>"
 
 
+def is_our_message_id(secret: bytes, idempotency_key: str, message_id_value: str) -> bool:
+    """True when ``message_id_value`` is the Message-ID we gave the mail
+    ``idempotency_key`` (``message_id``, whatever the domain): a mail that only
+    carries our marker header and our address in From is not one of ours."""
+    mid = "".join(message_id_value.split())
+    domain = mid.rstrip(">").rpartition("@")[2]
+    if not mid or not domain:
+        return False
+    expected = message_id(secret, idempotency_key, domain)
+    return hmac.compare_digest(expected.lower().encode(), mid.lower().encode())
+
+
 def reply_address(mailbox: str, key: str) -> str:
     """``kcg@domain`` + key -> ``kcg+key@domain``."""
     local, _, domain = mailbox.partition("@")

@@ -145,6 +145,13 @@ class App:
         self.outbox = Outbox(self.state, self.mail, allowed, reply_secret=self.reply_secret,
                              reply_to_plus=self.cfg.transport.inbound.plus_address_reply_to)
         self.composer.meeting_extras = self.meeting_extras
+        verify = getattr(self.mail, "verify_own_copies", None)
+        if verify is not None:  # an own copy counts only with our Message-ID (HMAC), not just our marker
+            from functools import partial
+
+            from kcg_mail.core import replykey
+
+            verify(partial(replykey.is_our_message_id, self.reply_secret))
 
     def close(self) -> None:
         """Close the mail connection, the archive and the state record.

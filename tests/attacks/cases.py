@@ -207,4 +207,9 @@ CASES: list[Case] = [
                         ics=ics_reply(c, c.member, "DECLINED")), "discarded", "authenticated"),
     Case("forged_own_address",
          lambda c: mail(c, from_=c.mailbox), "own", ""),
+    # our marker header and our address in From, as our own copy of a distribution has them, but not
+    # our Message-ID: on IMAP it must not be filed in Sent as a copy of mail we sent (crash recovery
+    # and `kcg state rebuild` would take it for sent); it is read as incoming mail from our address
+    Case("forged_own_copy_marker",
+         lambda c: mail(c, from_=c.mailbox, extra=[("X-KCG-Mail", "2023-02:distribute:members:v1")]), "own", ""),
 ]
