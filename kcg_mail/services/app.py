@@ -21,8 +21,10 @@ import time as _time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 
+from kcg_mail.core import replykey
 from kcg_mail.core.config import Config
 from kcg_mail.core.cycle import InvitationSnapshot, MeetingState
 from kcg_mail.core.plan import Meeting, resolve_plan
@@ -100,8 +102,6 @@ class Outbox:
         Crash recovery finds sent mail by the marker header, not by the Message-ID."""
         if not self.reply_secret or msg.msgid:
             return msg
-        from kcg_mail.core import replykey
-
         domain = msg.sender.email.rpartition("@")[2]
         changes: dict[str, Any] = {"msgid": replykey.message_id(self.reply_secret, msg.key, domain)}
         if self.reply_to_plus and msg.reply_to is not None and msg.reply_to.email == msg.sender.email:
@@ -145,13 +145,8 @@ class App:
         self.outbox = Outbox(self.state, self.mail, allowed, reply_secret=self.reply_secret,
                              reply_to_plus=self.cfg.transport.inbound.plus_address_reply_to)
         self.composer.meeting_extras = self.meeting_extras
-        verify = getattr(self.mail, "verify_own_copies", None)
-        if verify is not None:  # an own copy counts only with our Message-ID (HMAC), not just our marker
-            from functools import partial
-
-            from kcg_mail.core import replykey
-
-            verify(partial(replykey.is_our_message_id, self.reply_secret))
+        # an own copy counts only with our Message-ID (HMAC), not just our marker and address
+        self.mail.verify_own_copies(partial(replykey.is_our_message_id, self.reply_secret))
 
     def close(self) -> None:
         """Close the mail connection, the archive and the state record.
