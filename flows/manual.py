@@ -156,14 +156,14 @@ def _approval(verb: Literal["approve", "reject"], ref: str) -> dict:
     with _app_and_now() as (app, _):
         out = getattr(approval, verb)(app, ref)
         word = {"approve": "godkände", "reject": "avvisade"}[verb]
-        _publish(app, f"# Svaret {ref} {'godkänt' if verb == 'approve' else 'avvisat'}\n\n{out}\n",
-                 f"{word} {ref}", f"{word} svar {ref}")
-        return {"ref": ref, "result": str(out)}
+        _publish(app, out.markdown(), f"{word} {ref}", f"{word} svar {ref}")
+        return {"ref": ref, "result": out.action, "detail": out.detail}
 
 
 @flow(name="kcg-approve", flow_run_name="godkänn svar {ref}", log_prints=False)
-def approve_reply(ref: str = _field("Referens", "Referensen till svaret i översiktens lista.")) -> dict:
-    """Godkänn ett svar som väntar: det skickas som det är."""
+def approve_reply(ref: str = _field("Referens", "Referensen till svaret i översiktens lista, där det också står "
+                                                "varför det väntar.")) -> dict:
+    """Godkänn ett svar som väntar: filen som visas i listan arkiveras och skickas ut."""
     return _approval("approve", ref)
 
 

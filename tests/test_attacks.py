@@ -311,7 +311,11 @@ def test_a_flood_of_versions_sends_at_most_the_daily_limit(feb):
     assert report.count("minutes") == limit == 2
     assert report.count("held") == 28
     assert len(_distributed(wd)) == limit
-    assert len(app.state.filings("2023-02")) == 30  # filed, nothing lost
+    assert len(app.state.filings("2023-02")) == limit  # filed: only what went out
+    held = [h for h in app.ledger.held_versions() if h.meeting_id == "2023-02"]
+    assert len({h.content_hash for h in held}) == 28 and all(h.state == "held" for h in held)  # nothing lost
+    assert len(list((wd / "held" / "2023-02").iterdir())) == 28  # kept under the work directory
+    assert len([p for p in (wd / "dropbox").rglob("*.docx")]) == limit  # not in the shared archive
     # the next day the allowance is new, but held versions still wait for a person
     assert _intake(app, day_offset=2).handled == []
     assert len(_distributed(wd)) == limit
@@ -326,15 +330,15 @@ def test_held_distribution_is_released_or_rejected_by_the_coordinator(feb):
                               ar_fields=[ar(c.ours, "pass", c.host_domain)]), f"v{i}.eml")
     _intake(app)
     held = pending(app)
-    assert [p.kind for p in held] == ["distribution", "distribution"]
-    assert all("väntar på godkännande" in p.why for p in held)
+    assert [p.kind for p in held] == ["version", "version"]
+    assert all(p.why.startswith("tredje versionen i dag") for p in held), held
     out = approve(app, held[0].msg_key)
     assert out.action == "approved"
-    assert f"2023-02:distribute:members:v{held[0].version}" in _distributed(wd)
+    assert "2023-02:distribute:members:v3" in _distributed(wd)
     reject(app, held[1].msg_key)
-    assert f"2023-02:distribute:members:v{held[1].version}" not in _distributed(wd)
     assert pending(app) == []
     assert len(_distributed(wd)) == 3
+    assert len(app.state.filings("2023-02")) == 3  # the rejected one was never filed
 
 
 def test_held_message_is_released_by_approve_and_filed_by_the_next_intake(feb):
@@ -357,7 +361,7 @@ def test_held_message_is_released_by_approve_and_filed_by_the_next_intake(feb):
     assert pending(app) == []
 
 
-def test_an_older_version_is_filed_as_a_late_copy(feb):
+def test_an_older_version_is_held_as_a_late_copy(feb):
     app, wd, c = feb
     app.mail.deliver(_genuine(c), "v1.eml")
     _intake(app)
@@ -365,8 +369,9 @@ def test_an_older_version_is_filed_as_a_late_copy(feb):
     older = dc_replace(c, docx=changed_minutes(c.docx, "Ett gammalt beslut"), when=c.when - timedelta(hours=20))
     app.mail.deliver(_genuine(older, body="gammal\n"), "old.eml")
     report = _intake(app, 13)
-    assert [h.outcome for h in report.handled] == ["late_copy"], report.handled
-    assert len(app.state.filings("2023-02")) == 2
+    assert [h.outcome for h in report.handled] == ["held"], report.handled
+    assert "kom in efter att protokollet redan skickats ut" in report.handled[0].reason
+    assert len(app.state.filings("2023-02")) == 1  # held, not filed
     assert app.state.decisions("2023-02") == decisions  # not replaced
     assert _distributed(wd) == ["2023-02:distribute:members:v1"]
     # a future Date does not make a copy newer than our receipt: it is dated by receipt

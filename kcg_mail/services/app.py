@@ -16,7 +16,6 @@ So a crash at any point neither loses a mail nor sends it twice.
 from __future__ import annotations
 
 import contextlib
-import json
 import time as _time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -30,8 +29,7 @@ from kcg_mail.core.cycle import InvitationSnapshot, MeetingState
 from kcg_mail.core.plan import Meeting, resolve_plan
 from kcg_mail.ports import Archive, Invitation, MailTransport, OutgoingMessage, StateStore
 from kcg_mail.services.compose import Composer
-
-GO_LIVE_KEY = "go_live"
+from kcg_mail.services.ledger import Ledger
 
 
 class RecipientNotAllowed(ValueError):
@@ -170,8 +168,13 @@ class App:
     def meeting_extras(self, meeting_id: str) -> dict[str, Any]:
         """Context for a meeting's mails: the workshop groups of the physical
         meeting, when the planning round divided them (services/planning.py)."""
-        raw = self.state.get(f"planning:groups:{meeting_id}")
-        return {"workshop_groups": json.loads(raw)} if raw else {}
+        groups = self.ledger.workshop_groups(meeting_id)
+        return {"workshop_groups": groups} if groups else {}
+
+    @property
+    def ledger(self) -> Ledger:
+        """Named, typed access to the key/value state (``kcg_mail.services.ledger``)."""
+        return Ledger(self.state)
 
     def meeting(self, meeting_id: str) -> Meeting | None:
         return next((m for m in self.meetings if m.id == meeting_id), None)
@@ -181,11 +184,11 @@ class App:
 
     # ------------------------------------------------------------ state view
     def invitation(self, meeting_id: str) -> InvitationSnapshot | None:
-        raw = self.state.get(f"invitation:{meeting_id}")
-        return InvitationSnapshot.from_dict(json.loads(raw)) if raw else None
+        raw = self.ledger.invitation(meeting_id)
+        return InvitationSnapshot.from_dict(raw) if raw else None
 
     def set_invitation(self, meeting_id: str, snap: InvitationSnapshot) -> None:
-        self.state.put(f"invitation:{meeting_id}", json.dumps(snap.to_dict(), ensure_ascii=False))
+        self.ledger.set_invitation(meeting_id, snap.to_dict())
 
     def meeting_states(self) -> dict[str, MeetingState]:
         settled: dict[str, set[str]] = {}
@@ -213,12 +216,12 @@ class App:
         a first run records it (its own day)."""
         if self.cfg.meetings.go_live is not None:
             return self.cfg.meetings.go_live
-        raw = self.state.get(GO_LIVE_KEY)
-        if raw:
-            return date.fromisoformat(raw)
+        recorded = self.ledger.go_live()
+        if recorded is not None:
+            return recorded
         if now is None:
             return None
-        self.state.put(GO_LIVE_KEY, now.date().isoformat())
+        self.ledger.set_go_live(now.date())
         return now.date()
 
     @property

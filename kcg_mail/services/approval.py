@@ -1,29 +1,35 @@
 """Held mail: "väntar på godkännande".
 
-The intake holds what it may not act on by itself (``kcg_mail.core.inbound.rules``):
+The intake holds what it may not act on by itself, and nothing held is in the
+shared archive (``kcg_mail.services.held``):
 
 - a *message*: minutes not proven to come from an allowed filer (not
   authenticated by our receiving server, From not an allowed filer, several
   From addresses, no valid reply key where one is required). Nothing was
-  filed; the mail waits in quarantine.
-- a *distribution*: a new version beyond ``distribution.max_per_meeting_per_day``.
-  It is filed; only the mail-out waits.
+  read or filed; the mail waits in quarantine.
+- a *version*: minutes from an allowed filer that may not go out by themselves:
+  beyond ``distribution.max_per_meeting_per_day``, a late copy (older than the
+  version already sent), or a file in which something unsafe was found. The
+  file that would be filed and distributed waits in the held area under the
+  work directory; approving it files and distributes exactly that file.
+- a *distribution* (state records from before the held area): a filed version
+  whose mail-out waits.
 
-The coordinator sees them (``pending``: sender, subject, file name and why) and
-releases one with ``approve(app, ref)`` (``kcg approve REF`` or the Prefect
+The coordinator sees them (``pending``: sender, subject, file, why in Swedish)
+and releases one with ``approve(app, ref)`` (``kcg approve REF`` or the Prefect
 manual flow ``kcg-approve``) or refuses it with ``reject(app, ref)``.
 ``ref`` is the message's key (msg_key, 40 hex digits) or its transport reference.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 from kcg_mail.ports import MessageRecord
 from kcg_mail.services.app import App
+from kcg_mail.services.held import held_area
+from kcg_mail.services.ledger import HeldNote, HeldVersion
 from kcg_mail.services.manual import ManualProblem, _find_record, release_from_quarantine
 
 
@@ -31,25 +37,38 @@ from kcg_mail.services.manual import ManualProblem, _find_record, release_from_q
 class Pending:
     msg_key: str
     ref: str
-    kind: str  # "message" | "distribution"
+    kind: str  # "message" | "version" | "distribution"
     meeting_id: str | None
     sender: str
     subject: str
     files: list[str]
     why: str
     version: int | None = None
+    cause: str | None = None
+    #: the file an approval files and distributes (held area, relative to the work directory)
+    sends: str = ""
 
     def line(self) -> str:
         files = ", ".join(self.files) or "(ingen fil)"
-        what = f"version {self.version} av {self.meeting_id} väntar på utskick" if self.kind == "distribution" \
-            else f"möte {self.meeting_id or '?'}"
+        if self.kind == "distribution":
+            what = f"version {self.version} av {self.meeting_id} väntar på utskick"
+        elif self.kind == "version":
+            what = f"en ny version av protokollet från {self.meeting_id} väntar; godkänns den arkiveras och " \
+                   f"skickas {self.sends} ut"
+        else:
+            what = f"möte {self.meeting_id or '?'}"
         return (f"{self.sender}: {self.subject!r} – {files} – {what} – varför: {self.why} "
                 f"(kcg approve {self.msg_key} / kcg reject {self.msg_key})")
 
 
-def _note(app: App, msg_key: str) -> dict[str, Any]:
-    raw = app.state.get(f"held:{msg_key}")
-    return json.loads(raw) if raw else {}
+def _note(app: App, msg_key: str) -> HeldNote | None:
+    return app.ledger.held_note(msg_key)
+
+
+def _held_version(app: App, note: HeldNote) -> HeldVersion | None:
+    if note.kind != "version" or not note.meeting_id or not note.content_hash:
+        return None
+    return app.ledger.held_version(note.meeting_id, note.content_hash)
 
 
 def pending(app: App) -> list[Pending]:
@@ -59,10 +78,19 @@ def pending(app: App) -> list[Pending]:
         if rec.status != "done":
             continue
         n = _note(app, rec.msg_key)
-        out.append(Pending(rec.msg_key, rec.ref, n.get("kind", "message"), n.get("meeting_id", rec.meeting_id),
-                           n.get("sender", rec.sender), n.get("subject", rec.subject), list(n.get("files", [])),
-                           n.get("why", rec.reason), n.get("version")))
+        if n is None:
+            out.append(Pending(rec.msg_key, rec.ref, "message", rec.meeting_id, rec.sender, rec.subject, [], rec.reason))
+            continue
+        hv = _held_version(app, n)
+        sends = f"filen {held_area(app).relative(hv)}" if hv is not None else ""
+        out.append(Pending(rec.msg_key, rec.ref, n.kind, n.meeting_id or rec.meeting_id, n.sender or rec.sender,
+                           n.subject or rec.subject, list(n.files), n.why or rec.reason, n.version, n.cause, sends))
     return out
+
+
+def reasons(app: App) -> dict[str, str]:
+    """msg_key -> the Swedish reason of everything held (for the overview)."""
+    return {p.msg_key: p.why for p in pending(app)}
 
 
 def pending_markdown(app: App) -> str:
@@ -93,14 +121,21 @@ def _held(app: App, ref: str) -> MessageRecord:
 
 
 def approve(app: App, ref: str, now: datetime | None = None) -> Outcome:
-    """Release a held message (it is filed and distributed by the next intake)
-    or a held distribution (sent now)."""
+    """Release a held message (it is filed and distributed by the next intake),
+    a held version (filed and sent now) or a held distribution (sent now)."""
+    from kcg_mail.services.app import now_local
+
     rec = _held(app, ref)
     note = _note(app, rec.msg_key)
-    if note.get("kind") == "distribution":
+    if note is not None and note.kind == "version":
+        hv = _held_version(app, note)
+        if hv is None:
+            raise ManualProblem(f"den väntande versionen av {note.meeting_id} finns inte i tillståndsregistret")
+        detail = _release_version(app, hv, now_local(app.cfg, now))
+    elif note is not None and note.kind == "distribution":
         detail = _release_distribution(app, rec, note, now)
     else:
-        mid = note.get("meeting_id") or rec.meeting_id
+        mid = (note.meeting_id if note else None) or rec.meeting_id
         planning = bool(mid) and str(mid).startswith("planning:")  # a member's answer to the planning round
         if not mid or (app.meeting(mid) is None and not planning):
             raise ManualProblem("meddelandet matchade inget möte i årsplanen; använd kcg-refile med ett möte (t.ex. 2023-05)")
@@ -109,15 +144,26 @@ def approve(app: App, ref: str, now: datetime | None = None) -> Outcome:
         detail = ("flyttat tillbaka från karantän till inkorgen; nästa intag arkiverar och skickar ut det" if restored
                   else "flytta meddelandet från karantänmappen till inkorgen i e-postprogrammet; godkännandet är "
                   "sparat och nästa intag arkiverar och skickar ut det")
-    return Outcome(rec.msg_key, "approved", detail)
+    why = note.why if note else rec.reason
+    return Outcome(rec.msg_key, "approved", f"{detail}\n\nVarför det väntade: {why}")
 
 
-def _release_distribution(app: App, rec: MessageRecord, note: dict[str, Any], now: datetime | None) -> str:
+def _release_version(app: App, hv: HeldVersion, now: datetime) -> str:
+    from kcg_mail.services.intake import release_held_version
+
+    if hv.state == "rejected":
+        raise ManualProblem(f"versionen av {hv.meeting_id} är redan avvisad")
+    app.outbox.now = now
+    filing = release_held_version(app, hv, now)
+    return f"version {filing.version} av {hv.meeting_id} är arkiverad som {filing.path} och utskickad till medlemmarna"
+
+
+def _release_distribution(app: App, rec: MessageRecord, note: HeldNote, now: datetime | None) -> str:
     from kcg_mail.documents.minutes import read_minutes
     from kcg_mail.services.app import now_local
-    from kcg_mail.services.intake import _record_and_distribute, mark_distributed
+    from kcg_mail.services.intake import _record_and_distribute
 
-    mid, version = note["meeting_id"], int(note["version"])
+    mid, version = note.meeting_id or "", int(note.version or 0)
     m = app.meeting(mid)
     filing = next((f for f in app.state.filings(mid) if f.version == version), None)
     if m is None or filing is None:
@@ -125,11 +171,11 @@ def _release_distribution(app: App, rec: MessageRecord, note: dict[str, Any], no
     data = app.archive.read(filing.path)
     minutes = read_minutes(filing.path.rpartition("/")[2], data)
     decisions = [{"decision": d.decision, "owner": d.owner, "due": d.due} for d in minutes.decisions]
-    app.state.put(f"held-distribution:{mid}:v{version}", "approved")
+    app.ledger.set_distribution_hold(mid, version, "approved")
     now = now_local(app.cfg, now)
     app.outbox.now = now
     _record_and_distribute(app, m, filing, data, minutes.kind, decisions)
-    mark_distributed(app, mid, now.date().isoformat(), version)
+    app.ledger.mark_distributed(mid, now.date(), version)
     app.state.record_message(MessageRecord(rec.msg_key, rec.ref, mid, "minutes",
                                            f"version {version} godkänd av samordnaren och utskickad ({filing.path})",
                                            rec.sender, rec.subject, "done"))
@@ -137,16 +183,24 @@ def _release_distribution(app: App, rec: MessageRecord, note: dict[str, Any], no
 
 
 def reject(app: App, ref: str) -> Outcome:
-    """Refuse a held message or distribution: nothing is filed or sent; the
-    mail stays in quarantine with the decision recorded."""
+    """Refuse a held message, version or distribution: nothing is filed or sent;
+    the mail stays in quarantine (a held version's file in the held area) with
+    the decision recorded."""
     rec = _held(app, ref)
     note = _note(app, rec.msg_key)
-    if note.get("kind") == "distribution":
-        app.state.put(f"held-distribution:{note['meeting_id']}:v{note['version']}", "rejected")
-        detail = f"version {note['version']} av {note['meeting_id']} skickas inte ut (den ligger kvar i arkivet)"
+    if note is not None and note.kind == "version":
+        hv = _held_version(app, note)
+        if hv is not None and hv.state in ("approved", "released"):
+            raise ManualProblem(f"versionen av {hv.meeting_id} är redan godkänd")
+        if hv is not None:
+            app.ledger.put_held_version(replace(hv, state="rejected"))
+        detail = f"versionen av {note.meeting_id} arkiveras inte och skickas inte ut"
+    elif note is not None and note.kind == "distribution":
+        app.ledger.set_distribution_hold(note.meeting_id or "", int(note.version or 0), "rejected")
+        detail = f"version {note.version} av {note.meeting_id} skickas inte ut (den ligger kvar i arkivet)"
     else:
         detail = "inget arkiveras eller skickas; meddelandet ligger kvar i karantänen"
     app.state.record_message(MessageRecord(rec.msg_key, rec.ref, rec.meeting_id, "rejected",
-                                           f"avvisat av samordnaren ({note.get('why', rec.reason)})",
+                                           f"avvisat av samordnaren ({note.why if note else rec.reason})",
                                            rec.sender, rec.subject, "done"))
     return Outcome(rec.msg_key, "rejected", detail)

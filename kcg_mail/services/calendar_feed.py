@@ -9,7 +9,6 @@ kept in the state record (``calendar_feed``); the rules are in
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -20,8 +19,6 @@ from kcg_mail.core.feed import FeedEvent, update
 from kcg_mail.core.plan import Meeting, resolve_meeting
 from kcg_mail.services.app import App
 from kcg_mail.services.compose import meeting_uid
-
-STATE_KEY = "calendar_feed"
 
 
 @dataclass
@@ -77,8 +74,8 @@ def render(app: App, events: list[FeedEvent]) -> bytes:
 def publish(app: App, now: datetime, *, link: bool = False) -> FeedResult:
     """Bring the feed up to date; writes the archive file only when it changed.
     ``link``: also make/reuse the shared link (an API call on Dropbox)."""
-    raw = app.state.get(STATE_KEY)
-    previous = {k: FeedEvent.from_dict(v) for k, v in json.loads(raw).items()} if raw else {}
+    raw = app.ledger.calendar_feed()
+    previous = {k: FeedEvent.from_dict(v) for k, v in raw.items()} if raw else {}
     current = current_events(app)
     seqs = {}
     for mid in {e.meeting_id for e in current} | set(previous):
@@ -95,6 +92,6 @@ def publish(app: App, now: datetime, *, link: bool = False) -> FeedResult:
             same = False
         if not same:
             app.archive.store(path, data, overwrite=True)
-        app.state.put(STATE_KEY, json.dumps({k: v.to_dict() for k, v in events.items()}, ensure_ascii=False))
+        app.ledger.set_calendar_feed({k: v.to_dict() for k, v in events.items()})
     return FeedResult(path, app.archive.shared_link(path) if link else "", changed, len(events))
 

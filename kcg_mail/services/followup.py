@@ -52,9 +52,8 @@ def all_decisions(app: App) -> list[Decision]:
             continue
         states: dict[str, tuple[Any, str]] = {}
         for i, r in enumerate(rs, start=1):
-            raw = app.state.get(f"decision:{mid}/{i}")
-            if raw:
-                st = json.loads(raw)
+            st = app.ledger.decision_state(f"{mid}/{i}")
+            if st:
                 if st.get("text") == r.get("decision", "").strip():  # a changed row is a new decision
                     states[f"{mid}/{i}"] = (st["state"], st.get("settled_in", ""))
         out += rules.decisions_of(mid, dates[mid], rs, states)
@@ -62,8 +61,7 @@ def all_decisions(app: App) -> list[Decision]:
 
 
 def set_state(app: App, d: Decision) -> None:
-    app.state.put(f"decision:{d.ref}", json.dumps({"state": d.state, "settled_in": d.settled_in, "text": d.decision},
-                                                  ensure_ascii=False))
+    app.ledger.set_decision_state(d.ref, d.state, d.settled_in, d.decision)
 
 
 def open_for(app: App, m: Meeting) -> list[Decision]:
@@ -135,8 +133,7 @@ def send_reminders(app: App, now: datetime) -> list[tuple[str, str]]:
 
 
 def approved_groups(app: App) -> list[ProjectGroup]:
-    raw = app.state.get("projects:approved")
-    return [ProjectGroup.model_validate(g) for g in json.loads(raw)] if raw else []
+    return [ProjectGroup.model_validate(g) for g in app.ledger.approved_groups()]
 
 
 def groups(app: App) -> list[ProjectGroup]:
@@ -150,7 +147,7 @@ def groups(app: App) -> list[ProjectGroup]:
 def proposals(app: App) -> list[tuple[Decision, rules.ProjectProposal]]:
     """"Projektgrupp: …" decisions in filed minutes not yet started as groups."""
     started = {g.slug for g in groups(app)}
-    declined = set(json.loads(app.state.get("projects:declined") or "[]"))
+    declined = app.ledger.declined_proposals()
     out = []
     for d in all_decisions(app):
         p = rules.project_proposal(d, app.cfg.network.members)
@@ -200,7 +197,7 @@ def start_group(app: App, ref: str, *, lead: str | None = None) -> Started:
                                      purpose=p.purpose, start=meeting.date if meeting else date.today())
     if existing is None:
         approved = [g.model_dump(mode="json") for g in approved_groups(app)] + [group.model_dump(mode="json")]
-        app.state.put("projects:approved", json.dumps(approved, ensure_ascii=False))
+        app.ledger.set_approved_groups(approved)
         app.state.record_action(f"project_start:{group.slug}", d.meeting_id, "project_start", "done",
                                 {"ref": ref, "name": group.name, "lead": group.lead})
         set_state(app, rules.replace_state(d, rules.DONE, d.meeting_id))
@@ -213,13 +210,12 @@ def decline_group(app: App, ref: str) -> str:
     """The coordinator says no to a proposed group: it is no longer listed for approval."""
     if not any(d.ref == ref for d, _ in proposals(app)):
         raise ProjectProblem(f"{ref} är inget förslag om projektgrupp som väntar på godkännande (se 'kcg status')")
-    declined = sorted(set(json.loads(app.state.get("projects:declined") or "[]")) | {ref})
-    app.state.put("projects:declined", json.dumps(declined))
+    app.ledger.set_declined_proposals(app.ledger.declined_proposals() | {ref})
     return f"Förslaget {ref} är avslaget och visas inte längre."
 
 
 def statuses(app: App, g: ProjectGroup) -> list[dict[str, str]]:
-    return json.loads(app.state.get(f"project_status:{g.slug}") or "[]")
+    return app.ledger.project_statuses(g.slug)
 
 
 def latest_status(app: App, g: ProjectGroup, before: date | None = None) -> dict[str, str] | None:
@@ -281,7 +277,7 @@ def status_reply(app: App, mail: Any, now: datetime) -> tuple[str, str] | None:
              "at": (mail.date or now).date().isoformat() if (mail.date or now) else ""}
     if entry not in entries:
         entries.append(entry)
-        app.state.put(f"project_status:{g.slug}", json.dumps(entries, ensure_ascii=False))
+        app.ledger.set_project_statuses(g.slug, entries)
     return "project_status", f"status för projektgruppen {g.name}: {text[:80]}"
 
 

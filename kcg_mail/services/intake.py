@@ -22,10 +22,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from kcg_mail.core import inbound
@@ -34,6 +33,8 @@ from kcg_mail.core.plan import Meeting, archive_folder, protocol_filename
 from kcg_mail.ports import Attachment, FilingRecord, IncomingMessage, MessageRecord
 from kcg_mail.services.app import App
 from kcg_mail.services.compose import person_ctx
+from kcg_mail.services.held import RULE_CAUSE, Prepared, held_area, prepare_version, reason_text
+from kcg_mail.services.ledger import HeldNote, HeldVersion, HoldCause, NoteKind
 from kcg_mail.services.lock import intake_lock, lock_dir
 
 log = logging.getLogger(__name__)
@@ -117,75 +118,118 @@ def _reply_problem(app: App, mail: inbound.ParsedMail, m: Meeting | None, proble
     return app.outbox.send(msg)
 
 
-def file_minutes(app: App, m: Meeting, data: bytes, kind: str, decisions: list[dict[str, str]], source: str,
-                 now: datetime, dated: datetime | None = None) -> tuple[str, FilingRecord]:
-    """File into the archive under the naming convention and distribute.
-    Returns ("filed"|"duplicate"|"late_copy"|"held", filing). ``dated``: the
-    version's date (earlier of its Date header and our receipt; default ``now``)."""
+@dataclass
+class Accepted:
+    """What became of an accepted version: ``filed`` (and distributed),
+    ``duplicate`` (already filed), ``held`` (kept out of the archive until approved,
+    ``held_version``), ``held_duplicate`` (the same file already waits or was
+    rejected), and for state records written before the held area ``late_copy``."""
+
+    outcome: str
+    filing: FilingRecord | None = None
+    held: HeldVersion | None = None
+
+
+def accept_version(app: App, m: Meeting, filename: str, data: bytes, kind: str, decisions: list[dict[str, str]],
+                   source: str, now: datetime, dated: datetime | None = None,
+                   followups: list[tuple[str, str]] | None = None) -> Accepted:
+    """File a version of the minutes under the naming convention and distribute
+    it, or keep it in the held area when it may not go out by itself (over the
+    day's allowance, a late copy, something unsafe found in the file). ``dated``:
+    the version's date (earlier of its Date header and our receipt; default ``now``)."""
     dated = dated or now
+    prepared = prepare_version(filename, data, kind)  # the bytes that are filed and distributed
+    data = prepared.data
+    content_hash = _hash(app, data)
     for f in app.state.filings(m.id):
-        if f.content_hash == _hash(app, data):
+        if f.content_hash == content_hash:
             # Already filed. Either a crash stopped this message's own handling
             # half-way (finish the idempotent rest), or someone sent the same
             # minutes again (a no-op: everything below is already done).
             if f.source_msg_key == source:
-                return _settle(app, m, f, data, kind, decisions, dated, now), f
+                return Accepted(_finish_filed(app, m, f, data, kind, decisions, now, followups), f)
             if not _withheld(app, m, f):
                 distribute(app, m, f, data, kind, decisions)  # a no-op unless it never went out
-            return "duplicate", f
+            return Accepted("duplicate", f)
+    held = app.ledger.held_version(m.id, content_hash)
+    if held is not None:
+        if held.state in ("approved", "released"):  # approved: finish what the approval started
+            filing = release_held_version(app, held, now)
+            return Accepted("duplicate", filing, held)
+        return Accepted("held" if held.source_msg_key == source else "held_duplicate", None, held)
+    cause, why = _hold_cause(app, m, prepared, dated, now)
+    if cause is not None:
+        name = held_area(app).keep(m.id, content_hash, kind, data)  # the file first, then the record
+        held = HeldVersion(meeting_id=m.id, content_hash=content_hash, kind=kind, filename=name,
+                           source_msg_key=source, cause=cause, why=why, dated=dated.isoformat(),
+                           decisions=decisions, followups=[list(x) for x in followups or []])
+        app.ledger.put_held_version(held)
+        return Accepted("held", None, held)
+    filing = _file(app, m, data, kind, source, dated)
+    return Accepted(_finish_filed(app, m, filing, data, kind, decisions, now, followups), filing)
+
+
+def file_minutes(app: App, m: Meeting, data: bytes, kind: str, decisions: list[dict[str, str]], source: str,
+                 now: datetime, dated: datetime | None = None) -> tuple[str, FilingRecord | None]:
+    """``accept_version`` for callers that only need the outcome and the filing."""
+    a = accept_version(app, m, f"protokoll.{kind}", data, kind, decisions, source, now, dated)
+    return a.outcome, a.filing
+
+
+def _hold_cause(app: App, m: Meeting, prepared: Prepared, dated: datetime,
+                now: datetime) -> tuple[HoldCause | None, str]:
+    """Why a new version may not go out by itself, or (None, "")."""
+    from kcg_mail.core.inbound.versions import is_late_copy, over_daily_limit
+
+    if prepared.findings:
+        return "safety", reason_text("safety", findings=prepared.findings, removed=prepared.removed)
+    others = [d for f in app.state.filings(m.id) if (d := app.ledger.filed_date(m.id, f.version)) is not None]
+    if is_late_copy(dated, others):
+        return "late", reason_text("late")
+    done = app.ledger.distributed_on(m.id, now.date())
+    limit = app.cfg.transport.distribution.max_per_meeting_per_day
+    if over_daily_limit(done, 0, limit):
+        return "cap", reason_text("cap", nth_today=len(set(done)) + 1, limit=limit)
+    return None, ""
+
+
+def _file(app: App, m: Meeting, data: bytes, kind: str, source: str, dated: datetime) -> FilingRecord:
+    """Store in the archive (idempotent by content hash) and record the filing."""
     name = protocol_filename(app.cfg, m).removesuffix(".docx") + "." + kind
     stored = app.archive.store(f"{archive_folder(app.cfg, m)}/{name}", data)
+    existing = next((f for f in app.state.filings(m.id) if f.content_hash == stored.content_hash), None)
+    if existing is not None:
+        return existing
     version = len({f.content_hash for f in app.state.filings(m.id)}) + 1
     link = app.archive.shared_link(stored.path)
     filing = FilingRecord(meeting_id=m.id, version=version, path=stored.path, rev=stored.rev,
                           content_hash=stored.content_hash, link=link, source_msg_key=source)
+    app.ledger.set_filed_date(m.id, version, dated)  # before the filing: a rerun gives it the same number
     app.state.record_filing(filing)
-    return _settle(app, m, filing, data, kind, decisions, dated, now), filing
+    return filing
 
 
 def _withheld(app: App, m: Meeting, f: FilingRecord) -> bool:
-    """A late copy, or a version waiting for approval: never distributed by a duplicate."""
-    return bool(app.state.get(f"late:{m.id}:v{f.version}")) or \
-        app.state.get(f"held-distribution:{m.id}:v{f.version}") in ("held", "rejected")
+    """A filed late copy, or a filed version whose distribution waits or was
+    refused (state records from before the held area): never distributed by a duplicate."""
+    return app.ledger.late_copy(m.id, f.version) is not None or \
+        app.ledger.distribution_hold(m.id, f.version) in ("held", "rejected")
 
 
-def distributed_on(app: App, meeting_id: str, day: str) -> list[int]:
-    raw = app.state.get(f"distributed:{meeting_id}:{day}")
-    return json.loads(raw) if raw else []
-
-
-def mark_distributed(app: App, meeting_id: str, day: str, version: int) -> None:
-    done = distributed_on(app, meeting_id, day)
-    if version not in done:
-        app.state.put(f"distributed:{meeting_id}:{day}", json.dumps(done + [version]))
-
-
-def _settle(app: App, m: Meeting, filing: FilingRecord, data: bytes, kind: str, decisions: list[dict[str, str]],
-            dated: datetime, now: datetime) -> str:
-    """After filing: a late copy stays filed only; beyond the day's allowance the
-    version waits for approval; otherwise decisions and distribution."""
-    from kcg_mail.core.inbound.versions import is_late_copy, over_daily_limit
-
-    app.state.put(f"filed-date:{m.id}:v{filing.version}", dated.isoformat())
-    others = []
-    for f in app.state.filings(m.id):
-        if f.version != filing.version:
-            d = app.state.get(f"filed-date:{m.id}:v{f.version}")
-            if d:
-                others.append(datetime.fromisoformat(d))
-    if app.state.get(f"late:{m.id}:v{filing.version}") or is_late_copy(dated, others):
-        app.state.put(f"late:{m.id}:v{filing.version}", dated.isoformat())
+def _finish_filed(app: App, m: Meeting, filing: FilingRecord, data: bytes, kind: str,
+                  decisions: list[dict[str, str]], now: datetime,
+                  followups: list[tuple[str, str]] | None = None) -> str:
+    """After filing: decisions, distribution, the day's count (each idempotent)."""
+    if app.ledger.late_copy(m.id, filing.version) is not None:
         return "late_copy"
-    held = app.state.get(f"held-distribution:{m.id}:v{filing.version}")
-    if held in ("held", "rejected"):
-        return "held"
-    day = now.date().isoformat()
-    if held != "approved" and over_daily_limit(distributed_on(app, m.id, day), filing.version,
-                                               app.cfg.transport.distribution.max_per_meeting_per_day):
-        app.state.put(f"held-distribution:{m.id}:v{filing.version}", "held")
+    if app.ledger.distribution_hold(m.id, filing.version) in ("held", "rejected"):
         return "held"
     _record_and_distribute(app, m, filing, data, kind, decisions)
-    mark_distributed(app, m.id, day, filing.version)
+    app.ledger.mark_distributed(m.id, now.date(), filing.version)
+    if followups:
+        from kcg_mail.services.followup import minutes_filed
+
+        minutes_filed(app, m, followups)
     return "filed"
 
 
@@ -194,6 +238,50 @@ def _record_and_distribute(app: App, m: Meeting, filing: FilingRecord, data: byt
     app.state.replace_decisions(m.id, decisions)
     update_decision_log(app, m.date.year)
     distribute(app, m, filing, data, kind, decisions)
+
+
+def release_held_version(app: App, held: HeldVersion, now: datetime) -> FilingRecord:
+    """File and distribute an approved held version: each step idempotent, so an
+    approval interrupted by a crash is finished by the next approval or intake
+    (``resume_approved``) without filing or sending anything twice."""
+    m = app.meeting(held.meeting_id)
+    if m is None:
+        raise ValueError(f"held version of unknown meeting {held.meeting_id}")
+    if held.state == "held":
+        held = replace(held, state="approved")
+        app.ledger.put_held_version(held)  # the intent, before anything is filed
+    data = held_area(app).read(held)
+    if _hash(app, data) != held.content_hash:
+        raise ValueError(f"held file {held.filename} of {held.meeting_id} does not match its record")
+    filing = next((f for f in app.state.filings(m.id) if f.content_hash == held.content_hash), None) \
+        or _file(app, m, data, held.kind, held.source_msg_key, datetime.fromisoformat(held.dated))
+    if app.ledger.distribution_hold(m.id, filing.version) != "approved":
+        app.ledger.set_distribution_hold(m.id, filing.version, "approved")
+    _record_and_distribute(app, m, filing, data, held.kind, held.decisions)
+    app.ledger.mark_distributed(m.id, now.date(), filing.version)
+    if held.followups:
+        from kcg_mail.services.followup import minutes_filed
+
+        minutes_filed(app, m, [(str(a), str(b)) for a, b in held.followups])
+    if held.state != "released":
+        app.ledger.put_held_version(replace(held, state="released", version=filing.version))
+    rec = app.state.message(held.source_msg_key)
+    if rec is not None and rec.outcome == "held":
+        app.state.record_message(MessageRecord(
+            rec.msg_key, rec.ref, m.id, "minutes",
+            f"godkänd av samordnaren: arkiverad som {filing.path} (version {filing.version}) och utskickad",
+            rec.sender, rec.subject, "done"))
+    return filing
+
+
+def resume_approved(app: App, now: datetime) -> list[str]:
+    """Finish approvals a crash interrupted (approved, not yet released)."""
+    out = []
+    for held in app.ledger.held_versions():
+        if held.state == "approved":
+            filing = release_held_version(app, held, now)
+            out.append(f"{held.meeting_id} v{filing.version}")
+    return out
 
 
 def _hash(app: App, data: bytes) -> str:
@@ -236,6 +324,7 @@ def update_decision_log(app: App, year: int) -> None:
 
 def handle_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
                    received: datetime | None = None) -> tuple[str, str]:
+    from kcg_mail.core.inbound.versions import effective_date
     from kcg_mail.documents.minutes import read_minutes
     from kcg_mail.documents.ooxml import MinutesRejected
 
@@ -248,34 +337,38 @@ def handle_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: 
             problems.append(rej)
             continue
         decisions = [{"decision": d.decision, "owner": d.owner, "due": d.due} for d in minutes.decisions]
-        from kcg_mail.core.inbound.versions import effective_date
-
         dated = effective_date(mail.date, received or now)
-        outcome, filing = file_minutes(app, m, att.data, minutes.kind, decisions, key, now, dated)
-        _followup_marks(app, m, minutes, outcome)
-        if outcome == "duplicate":
+        a = accept_version(app, m, att.filename, att.data, minutes.kind, decisions, key, now, dated,
+                           list(minutes.followups))
+        filing, held = a.filing, a.held
+        if a.outcome == "duplicate" and filing is not None:
             return "duplicate", f"samma protokoll som version {filing.version} – inget nytt"
-        if outcome == "late_copy":
+        if a.outcome == "held_duplicate" and held is not None:
+            state = "avvisats" if held.state == "rejected" else "väntar på godkännande"
+            return "duplicate", f"samma protokoll som en version som {state} – inget nytt"
+        if a.outcome == "late_copy" and filing is not None:  # a state record from before the held area
             return "late_copy", (f"arkiverat som {filing.path} (version {filing.version}), äldre än det arkiverade: "
                                  f"inte utskickat, besluten oförändrade")
-        if outcome == "held":
-            limit = app.cfg.transport.distribution.max_per_meeting_per_day
-            why = f"fler än {limit} utskick för {m.id} i dag: väntar på godkännande"
-            hold_note(app, key, mail, m.id, "distribution", why, [att.filename], filing.version)
-            return "held", f"arkiverat som {filing.path} (version {filing.version}); {why}"
+        if a.outcome == "held" and held is not None:
+            hold_note(app, key, mail, m.id, "version", held.why, [att.filename], cause=held.cause,
+                      content_hash=held.content_hash)
+            return "held", f"väntar på godkännande: {held.why} (inte arkiverat, inte utskickat)"
+        if a.outcome == "held" and filing is not None:  # a state record from before the held area
+            return "held", f"arkiverat som {filing.path} (version {filing.version}); väntar på godkännande"
+        assert filing is not None
         return "minutes", f"arkiverat som {filing.path} (version {filing.version})"
     first = problems[0]
     sent = _reply_problem(app, mail, m, first.message_sv, now)
     return "bad_minutes", f"{first.code}: {first.detail} (svar: {sent})"
 
 
-def hold_note(app: App, key: str, mail: inbound.ParsedMail, meeting_id: str | None, kind: str, why: str,
-              files: list[str], version: int | None = None) -> None:
+def hold_note(app: App, key: str, mail: inbound.ParsedMail, meeting_id: str | None, kind: NoteKind, why: str,
+              files: list[str], version: int | None = None, *, cause: HoldCause | None = None,
+              content_hash: str | None = None) -> None:
     """What the coordinator sees for a held message ("väntar på godkännande")."""
-    app.state.put(f"held:{key}", json.dumps({
-        "kind": kind, "meeting_id": meeting_id, "sender": mail.sender or ", ".join(mail.from_addresses) or "(ingen)",
-        "subject": mail.subject[:300], "files": files, "why": why, "version": version,
-    }, ensure_ascii=False))
+    app.ledger.put_held_note(key, HeldNote(
+        kind=kind, meeting_id=meeting_id, sender=mail.sender or ", ".join(mail.from_addresses) or "(ingen)",
+        subject=mail.subject[:300], files=files, why=why, version=version, cause=cause, content_hash=content_hash))
 
 
 TOO_LARGE_SV = ("Ditt mejl var för stort för att tas emot (över {mb} MB), så protokollet kom inte fram. "
@@ -286,13 +379,6 @@ TOO_LARGE_SV = ("Ditt mejl var för stort för att tas emot (över {mb} MB), så
 # The minutes' follow-up table closes or carries open decisions; a reply to a
 # project-status request is stored as the group's status (routed in _handle_one
 # after the trust rules; logic in kcg_mail.services.followup).
-
-
-def _followup_marks(app: App, m: Meeting, minutes, outcome: str) -> None:
-    if outcome == "filed":
-        from kcg_mail.services.followup import minutes_filed
-
-        minutes_filed(app, m, minutes.followups)
 
 
 def handle(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
@@ -332,7 +418,8 @@ def run_intake(app: App, now: datetime, handle_one: Callable[..., Handled] | Non
 def _run_intake(app: App, now: datetime, handle_one: Callable[..., Handled]) -> IntakeReport:
     report = IntakeReport()
     app.outbox.now = now
-    cursor = app.state.get("mail:cursor")
+    resume_approved(app, now)  # an approval a crash interrupted is finished first
+    cursor = app.ledger.intake_cursor()
     batch = app.mail.fetch_new(cursor)
     ctx = match_context(app, now)
     for item in batch.messages:
@@ -342,7 +429,7 @@ def _run_intake(app: App, now: datetime, handle_one: Callable[..., Handled]) -> 
             log.exception("message %s failed", item.ref)
             report.errors.append(f"{item.ref}: {type(exc).__name__}: {exc}")
     if batch.cursor is not None and not report.errors:
-        app.state.put("mail:cursor", batch.cursor)
+        app.ledger.set_intake_cursor(batch.cursor)
     return report
 
 
@@ -365,7 +452,7 @@ def _handle_one(app: App, item: IncomingMessage, ctx: inbound.MatchContext, now:
     else:
         verdict = inbound.classify(mail, ctx)
     docs = tuple(a for a in mail.attachments if inbound.is_document_candidate(a))
-    approved = app.state.get(f"approved:{key}")  # released by the coordinator (kcg approve / refile)
+    approved = app.ledger.approved_for(key)  # released by the coordinator (kcg approve / refile)
     if approved and planning:
         decision = rules.Decision("accept", "", "approved by the coordinator")
     elif approved and app.meeting(approved) is not None:
@@ -378,10 +465,11 @@ def _handle_one(app: App, item: IncomingMessage, ctx: inbound.MatchContext, now:
                          mail.subject[:300], "seen")
     app.state.record_message(seen)
     if decision.action == "hold":
-        why = f"{decision.rule}: {decision.reason}"
+        cause = RULE_CAUSE.get(decision.rule, "sender")
+        why = f"{reason_text(cause)} ({decision.rule}: {decision.reason})"
         held_for = f"planning:{planning.year}" if planning else verdict.meeting_id
-        hold_note(app, key, mail, held_for, "message", why, [a.filename for a in docs])
-        outcome, reason = "held", f"väntar på godkännande ({why})"
+        hold_note(app, key, mail, held_for, "message", why, [a.filename for a in docs], cause=cause)
+        outcome, reason = "held", f"väntar på godkännande: {why}"
     elif decision.action == "discard":
         outcome, reason = "discarded", f"{verdict.kind} ej godtaget ({decision.rule}: {decision.reason}); inget svar"
     elif planning:

@@ -130,7 +130,7 @@ def release_from_quarantine(app: App, rec, mid: str, reason: str, missing_hint: 
     from kcg_mail.ports import MessageRecord
     from kcg_mail.services.intake import msg_key
 
-    app.state.put(f"approved:{rec.msg_key}", mid)
+    app.ledger.approve_message(rec.msg_key, mid)
     restored = app.mail.restore("quarantine", lambda raw: msg_key(raw) == rec.msg_key)
     if restored is False:
         raise ManualProblem(f"meddelandet {rec.msg_key} finns inte i karantänen; {missing_hint}")

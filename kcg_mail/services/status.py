@@ -6,7 +6,6 @@ and alert channels that failed and have not recovered yet."""
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime, time
 
 from kcg_mail.core import overview
@@ -16,7 +15,6 @@ from kcg_mail.services.app import App, now_local
 #: the state value of a meeting held before the go-live date
 BEFORE_START = "före start"
 QUARANTINE_OUTCOMES = ("not_allowed", "unmatched", "bad_minutes", "no_minutes")
-HEALTH_PREFIX = "health:"
 #: what (a connection or channel) -> the Swedish name the coordinator reads
 HEALTH_NAMES = {"mail": "E-postservern", "archive": "Arkivet", "webhook": "Larm via webhook",
                 "alert-mail": "Larm via e-post"}
@@ -27,23 +25,20 @@ HEALTH_NAMES = {"mail": "E-postservern", "archive": "Arkivet", "webhook": "Larm 
 
 def record_problem(app: App, what: str, detail: str, now: datetime | None = None) -> None:
     """Remember that a connection or alert channel failed (kept until it works again)."""
-    key = HEALTH_PREFIX + what
-    old = app.state.get(key)
-    since = json.loads(old)["since"] if old else now_local(app.cfg, now).isoformat(timespec="minutes")
-    app.state.put(key, json.dumps({"what": what, "detail": detail[:300], "since": since}, ensure_ascii=False))
+    old = app.ledger.health_problem(what)
+    since = old["since"] if old else now_local(app.cfg, now).isoformat(timespec="minutes")
+    app.ledger.set_health_problem(what, detail[:300], since)
 
 
 def clear_problem(app: App, what: str) -> None:
-    if app.state.get(HEALTH_PREFIX + what):
-        app.state.put(HEALTH_PREFIX + what, "")
+    app.ledger.clear_health_problem(what)
 
 
 def problems(app: App) -> list[overview.Problem]:
     out = []
     for what, name in HEALTH_NAMES.items():
-        raw = app.state.get(HEALTH_PREFIX + what)
-        if raw:
-            d = json.loads(raw)
+        d = app.ledger.health_problem(what)
+        if d:
             out.append(overview.Problem(name, d["detail"], d["since"]))
     return out
 
@@ -87,7 +82,8 @@ def overview_inputs(app: App, now: datetime | None = None) -> overview.Inputs:
     for rec in app.state.messages():
         ref = rec.msg_key[:12]
         if rec.outcome == "held":
-            held.append(overview.Held(ref, rec.sender, rec.subject, rec.reason, rec.meeting_id))
+            note = app.ledger.held_note(rec.msg_key)  # why, in Swedish, one text per cause
+            held.append(overview.Held(ref, rec.sender, rec.subject, note.why if note else rec.reason, rec.meeting_id))
         elif rec.outcome in QUARANTINE_OUTCOMES and rec.status == "done":
             quarantined.append(overview.Quarantined(ref, rec.sender, rec.subject, rec.outcome))
     return overview.Inputs(

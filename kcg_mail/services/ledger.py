@@ -1,0 +1,263 @@
+"""The ledger: one module owns the key/value part of the state record.
+
+Every small fact a run keeps between runs (the intake cursor, a version held for
+approval, a late copy, the day a version was dated, the go-live day, …) is read and
+written here through a named, typed method. The stored keys are the strings the
+services used before (``late:<meeting>:v<n>``, ``held-distribution:…``, …), so an
+existing ``state.sqlite`` keeps working; no other module formats a key.
+
+The ledger sits on the ``StateStore`` port's ``get``/``put``; the structured
+records of the port (actions, messages, filings, decisions, attendance) stay
+where they are.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from typing import Any, Literal
+
+from kcg_mail.ports import StateStore
+
+#: The state of a version held for approval.
+HoldState = Literal["held", "approved", "released", "rejected"]
+#: Why a version or message is held (the reason texts are in ``kcg_mail.services.held``).
+HoldCause = Literal["sender", "filer", "member", "cap", "late", "safety"]
+#: What a held note is about: a whole message (nothing read or filed yet), a version
+#: kept in the held area (``kcg_mail.services.held``), or a filed version whose
+#: distribution waits (state records written before the held area existed).
+NoteKind = Literal["message", "version", "distribution"]
+
+
+@dataclass(frozen=True)
+class HeldNote:
+    """What the coordinator sees for a held message (``kcg pending``, the overview)."""
+
+    kind: NoteKind
+    meeting_id: str | None
+    sender: str
+    subject: str
+    files: list[str]
+    why: str
+    version: int | None = None
+    cause: HoldCause | None = None
+    content_hash: str | None = None
+
+    @classmethod
+    def from_json(cls, raw: str) -> HeldNote:
+        d = json.loads(raw)
+        return cls(kind=d.get("kind", "message"), meeting_id=d.get("meeting_id"), sender=d.get("sender", ""),
+                   subject=d.get("subject", ""), files=list(d.get("files", [])), why=d.get("why", ""),
+                   version=d.get("version"), cause=d.get("cause"), content_hash=d.get("content_hash"))
+
+
+@dataclass(frozen=True)
+class HeldVersion:
+    """A version of a meeting's minutes kept out of the archive until approved.
+
+    ``filename`` is the name of the file in the held area (by content hash);
+    ``data_hash`` is the archive's content hash of the bytes that would be filed."""
+
+    meeting_id: str
+    content_hash: str
+    kind: str
+    filename: str
+    source_msg_key: str
+    cause: HoldCause
+    why: str
+    dated: str
+    state: HoldState = "held"
+    decisions: list[dict[str, str]] = field(default_factory=list)
+    followups: list[list[str]] = field(default_factory=list)
+    version: int | None = None  # the version number once filed
+
+    @classmethod
+    def from_json(cls, raw: str) -> HeldVersion:
+        return cls(**json.loads(raw))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
+
+
+class Ledger:
+    """Named, typed access to the key/value state (see the module docstring)."""
+
+    def __init__(self, state: StateStore) -> None:
+        self.state = state
+
+    # ------------------------------------------------------------ helpers
+    def _json(self, key: str) -> Any:
+        raw = self.state.get(key)
+        return json.loads(raw) if raw else None
+
+    def _put_json(self, key: str, value: Any, *, sort_keys: bool = False) -> None:
+        self.state.put(key, json.dumps(value, ensure_ascii=False, sort_keys=sort_keys))
+
+    # ------------------------------------------------------------ intake
+    def intake_cursor(self) -> str | None:
+        return self.state.get("mail:cursor")
+
+    def set_intake_cursor(self, cursor: str) -> None:
+        self.state.put("mail:cursor", cursor)
+
+    # ------------------------------------------------------------ approvals of held messages
+    def approved_for(self, msg_key: str) -> str | None:
+        """The meeting (or ``planning:<year>``) a held message was approved for."""
+        return self.state.get(f"approved:{msg_key}") or None
+
+    def approve_message(self, msg_key: str, meeting_id: str) -> None:
+        self.state.put(f"approved:{msg_key}", meeting_id)
+
+    def held_note(self, msg_key: str) -> HeldNote | None:
+        raw = self.state.get(f"held:{msg_key}")
+        return HeldNote.from_json(raw) if raw else None
+
+    def put_held_note(self, msg_key: str, note: HeldNote) -> None:
+        self.state.put(f"held:{msg_key}", json.dumps(asdict(note), ensure_ascii=False))
+
+    # ------------------------------------------------------------ held versions (the held area)
+    def held_version(self, meeting_id: str, content_hash: str) -> HeldVersion | None:
+        raw = self.state.get(f"held-version:{meeting_id}:{content_hash}")
+        return HeldVersion.from_json(raw) if raw else None
+
+    def put_held_version(self, held: HeldVersion) -> None:
+        self.state.put(f"held-version:{held.meeting_id}:{held.content_hash}", held.to_json())
+        index = self._held_index()
+        ref = f"{held.meeting_id}:{held.content_hash}"
+        if ref not in index:
+            self._put_json("held-version:index", index + [ref])
+
+    def held_versions(self) -> list[HeldVersion]:
+        """Every version ever held, oldest first (any state)."""
+        out = []
+        for ref in self._held_index():
+            mid, _, h = ref.rpartition(":")
+            hv = self.held_version(mid, h)
+            if hv is not None:
+                out.append(hv)
+        return out
+
+    def _held_index(self) -> list[str]:
+        return list(self._json("held-version:index") or [])
+
+    # ------------------------------------------------------------ filed versions
+    def distribution_hold(self, meeting_id: str, version: int) -> str | None:
+        """A filed version's distribution decision, from records written before the
+        held area: ``held``, ``approved`` or ``rejected``."""
+        return self.state.get(f"held-distribution:{meeting_id}:v{version}") or None
+
+    def set_distribution_hold(self, meeting_id: str, version: int, state: Literal["held", "approved", "rejected"]) -> None:
+        self.state.put(f"held-distribution:{meeting_id}:v{version}", state)
+
+    def late_copy(self, meeting_id: str, version: int) -> datetime | None:
+        """When a filed version is a late copy (never distributed by itself): its date."""
+        raw = self.state.get(f"late:{meeting_id}:v{version}")
+        return datetime.fromisoformat(raw) if raw else None
+
+    def mark_late_copy(self, meeting_id: str, version: int, dated: datetime) -> None:
+        self.state.put(f"late:{meeting_id}:v{version}", dated.isoformat())
+
+    def filed_date(self, meeting_id: str, version: int) -> datetime | None:
+        """The date of a filed version (earlier of its Date header and our receipt)."""
+        raw = self.state.get(f"filed-date:{meeting_id}:v{version}")
+        return datetime.fromisoformat(raw) if raw else None
+
+    def set_filed_date(self, meeting_id: str, version: int, dated: datetime) -> None:
+        self.state.put(f"filed-date:{meeting_id}:v{version}", dated.isoformat())
+
+    def distributed_on(self, meeting_id: str, day: date) -> list[int]:
+        """The versions of a meeting distributed on ``day``."""
+        return [int(v) for v in self._json(f"distributed:{meeting_id}:{day.isoformat()}") or []]
+
+    def mark_distributed(self, meeting_id: str, day: date, version: int) -> None:
+        done = self.distributed_on(meeting_id, day)
+        if version not in done:
+            self._put_json(f"distributed:{meeting_id}:{day.isoformat()}", done + [version])
+
+    # ------------------------------------------------------------ the cycle
+    def go_live(self) -> date | None:
+        raw = self.state.get("go_live")
+        return date.fromisoformat(raw) if raw else None
+
+    def set_go_live(self, day: date) -> None:
+        self.state.put("go_live", day.isoformat())
+
+    def invitation(self, meeting_id: str) -> dict[str, Any] | None:
+        """The snapshot of the last invitation sent (``InvitationSnapshot.to_dict``)."""
+        value: dict[str, Any] | None = self._json(f"invitation:{meeting_id}")
+        return value
+
+    def set_invitation(self, meeting_id: str, snapshot: dict[str, Any]) -> None:
+        self._put_json(f"invitation:{meeting_id}", snapshot)
+
+    # ------------------------------------------------------------ the planning round
+    def planning_value(self, year: int, what: str) -> Any:
+        """A value of the year's planning round (needs, ballot, groups, …); None when unset."""
+        return self._json(f"planning:{year}:{what}")
+
+    def set_planning_value(self, year: int, what: str, value: Any) -> None:
+        self._put_json(f"planning:{year}:{what}", value, sort_keys=True)
+
+    def workshop_groups(self, meeting_id: str) -> list[list[str]] | None:
+        """The workshop groups (names) of a physical meeting, from the planning round."""
+        value: list[list[str]] | None = self._json(f"planning:groups:{meeting_id}")
+        return value
+
+    def set_workshop_groups(self, meeting_id: str, groups: list[list[str]]) -> None:
+        self._put_json(f"planning:groups:{meeting_id}", groups)
+
+    # ------------------------------------------------------------ between meetings
+    def decision_state(self, ref: str) -> dict[str, str] | None:
+        """The follow-up state of decision ``ref`` (``<meeting>/<n>``)."""
+        value: dict[str, str] | None = self._json(f"decision:{ref}")
+        return value
+
+    def set_decision_state(self, ref: str, state: str, settled_in: str, text: str) -> None:
+        self._put_json(f"decision:{ref}", {"state": state, "settled_in": settled_in, "text": text})
+
+    def approved_groups(self) -> list[dict[str, Any]]:
+        return list(self._json("projects:approved") or [])
+
+    def set_approved_groups(self, groups: list[dict[str, Any]]) -> None:
+        self._put_json("projects:approved", groups)
+
+    def declined_proposals(self) -> set[str]:
+        return set(self._json("projects:declined") or [])
+
+    def set_declined_proposals(self, refs: set[str]) -> None:
+        self._put_json("projects:declined", sorted(refs))
+
+    def project_statuses(self, slug: str) -> list[dict[str, str]]:
+        return list(self._json(f"project_status:{slug}") or [])
+
+    def set_project_statuses(self, slug: str, entries: list[dict[str, str]]) -> None:
+        self._put_json(f"project_status:{slug}", entries)
+
+    # ------------------------------------------------------------ published things
+    def calendar_feed(self) -> dict[str, Any] | None:
+        """The calendar feed as last published (event id -> event dict)."""
+        value: dict[str, Any] | None = self._json("calendar_feed")
+        return value
+
+    def set_calendar_feed(self, events: dict[str, Any]) -> None:
+        self._put_json("calendar_feed", events)
+
+    def artifact_digest(self, key: str) -> str | None:
+        return self.state.get(f"artifact:{key}") or None
+
+    def set_artifact_digest(self, key: str, digest: str) -> None:
+        self.state.put(f"artifact:{key}", digest)
+
+    # ------------------------------------------------------------ health
+    def health_problem(self, what: str) -> dict[str, str] | None:
+        """A connection or alert channel that failed and has not worked since."""
+        value: dict[str, str] | None = self._json(f"health:{what}")
+        return value
+
+    def set_health_problem(self, what: str, detail: str, since: str) -> None:
+        self._put_json(f"health:{what}", {"what": what, "detail": detail, "since": since})
+
+    def clear_health_problem(self, what: str) -> None:
+        if self.state.get(f"health:{what}"):
+            self.state.put(f"health:{what}", "")
