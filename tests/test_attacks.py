@@ -341,7 +341,7 @@ def test_held_distribution_is_released_or_rejected_by_the_coordinator(feb):
     assert len(app.state.filings("2023-02")) == 3  # the rejected one was never filed
 
 
-def test_held_message_is_released_by_approve_and_filed_by_the_next_intake(feb):
+def test_held_message_is_released_by_approve_filed_and_sent_at_once(feb):
     from kcg_mail.services.approval import approve, pending, reject
     from kcg_mail.services.manual import ManualProblem
 
@@ -355,8 +355,10 @@ def test_held_message_is_released_by_approve_and_filed_by_the_next_intake(feb):
     approve(app, p2.ref)  # by the transport's reference
     with pytest.raises(ManualProblem):
         approve(app, p1.msg_key)  # rejected: no longer waiting
-    report = _intake(app, 13)
-    assert [h.outcome for h in report.handled] == ["minutes"]
+    # the version that waited in the held area is filed and sent by the approval itself
+    assert _distributed(wd) == ["2023-02:distribute:members:v1"]
+    assert app.state.message(p2.msg_key).outcome == "minutes"
+    assert _intake(app, 13).handled == []
     assert _distributed(wd) == ["2023-02:distribute:members:v1"]
     assert pending(app) == []
 

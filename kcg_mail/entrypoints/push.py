@@ -225,9 +225,10 @@ def run_listener(workdir: str | Path, config_dir: str | Path | None = None,
     if state_file.exists():  # never create it here: a new state file is the state guard's to make
         with contextlib.suppress(Exception):
             from kcg_mail.adapters.sqlite_state import SqliteState
+            from kcg_mail.services.ledger import Ledger
 
             st = SqliteState(state_file)
-            cursor = st.get("mail:cursor")
+            cursor = Ledger(st).intake_cursor()
             st.close()
     trigger = None
     if on_mail is None:

@@ -131,7 +131,7 @@ def approve(app: App, ref: str, now: datetime | None = None) -> Outcome:
         hv = _held_version(app, note)
         if hv is None:
             raise ManualProblem(f"den väntande versionen av {note.meeting_id} finns inte i tillståndsregistret")
-        detail = _release_version(app, hv, now_local(app.cfg, now))
+        detail = _release_version(app, hv, rec, now_local(app.cfg, now))
     elif note is not None and note.kind == "distribution":
         detail = _release_distribution(app, rec, note, now)
     else:
@@ -148,13 +148,13 @@ def approve(app: App, ref: str, now: datetime | None = None) -> Outcome:
     return Outcome(rec.msg_key, "approved", f"{detail}\n\nVarför det väntade: {why}")
 
 
-def _release_version(app: App, hv: HeldVersion, now: datetime) -> str:
+def _release_version(app: App, hv: HeldVersion, rec: MessageRecord, now: datetime) -> str:
     from kcg_mail.services.intake import release_held_version
 
-    if hv.state == "rejected":
-        raise ManualProblem(f"versionen av {hv.meeting_id} är redan avvisad")
     app.outbox.now = now
-    filing = release_held_version(app, hv, now)
+    if hv.state == "rejected":  # refused with another message; this approval says otherwise
+        hv = replace(hv, state="held")
+    filing = release_held_version(app, hv, now, msg_key=rec.msg_key)
     return f"version {filing.version} av {hv.meeting_id} är arkiverad som {filing.path} och utskickad till medlemmarna"
 
 
@@ -190,9 +190,9 @@ def reject(app: App, ref: str) -> Outcome:
     note = _note(app, rec.msg_key)
     if note is not None and note.kind == "version":
         hv = _held_version(app, note)
-        if hv is not None and hv.state in ("approved", "released"):
-            raise ManualProblem(f"versionen av {hv.meeting_id} är redan godkänd")
-        if hv is not None:
+        others = [p for p in pending(app) if p.msg_key != rec.msg_key and p.kind == "version"
+                  and _held_version(app, _note(app, p.msg_key) or note) == hv]
+        if hv is not None and hv.state == "held" and not others:  # refused unless another message still waits with it
             app.ledger.put_held_version(replace(hv, state="rejected"))
         detail = f"versionen av {note.meeting_id} arkiveras inte och skickas inte ut"
     elif note is not None and note.kind == "distribution":

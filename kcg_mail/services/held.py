@@ -41,6 +41,9 @@ RULE_CAUSE: dict[str, HoldCause] = {
     "allowed-filer": "filer", "member-sender": "member",
 }
 
+#: causes about the message's sender (the other causes are about the file or the day)
+SENDER_CAUSES: frozenset[str] = frozenset({"sender", "filer", "member"})
+
 SENDER_TEXT: dict[str, str] = {
     "sender": "avsändaren kunde inte bekräftas",
     "filer": "avsändaren får inte lämna protokoll för mötet",

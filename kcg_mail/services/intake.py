@@ -33,7 +33,7 @@ from kcg_mail.core.plan import Meeting, archive_folder, protocol_filename
 from kcg_mail.ports import Attachment, FilingRecord, IncomingMessage, MessageRecord
 from kcg_mail.services.app import App
 from kcg_mail.services.compose import person_ctx
-from kcg_mail.services.held import RULE_CAUSE, Prepared, held_area, prepare_version, reason_text
+from kcg_mail.services.held import RULE_CAUSE, SENDER_CAUSES, Prepared, held_area, prepare_version, reason_text
 from kcg_mail.services.ledger import HeldNote, HeldVersion, HoldCause, NoteKind
 from kcg_mail.services.lock import intake_lock, lock_dir
 
@@ -122,26 +122,32 @@ def _reply_problem(app: App, mail: inbound.ParsedMail, m: Meeting | None, proble
 class Accepted:
     """What became of an accepted version: ``filed`` (and distributed),
     ``duplicate`` (already filed), ``held`` (kept out of the archive until approved,
-    ``held_version``), ``held_duplicate`` (the same file already waits or was
-    rejected), and for state records written before the held area ``late_copy``."""
+    ``held``), ``held_duplicate`` (the same file already waits or was refused),
+    ``held_filed`` (a held sender's file that is already filed: nothing to keep),
+    and for state records written before the held area ``late_copy``."""
 
     outcome: str
     filing: FilingRecord | None = None
     held: HeldVersion | None = None
+    why: str = ""  # why this message's version waits (held)
 
 
 def accept_version(app: App, m: Meeting, filename: str, data: bytes, kind: str, decisions: list[dict[str, str]],
                    source: str, now: datetime, dated: datetime | None = None,
-                   followups: list[tuple[str, str]] | None = None) -> Accepted:
+                   followups: list[tuple[str, str]] | None = None,
+                   hold: tuple[HoldCause, str] | None = None) -> Accepted:
     """File a version of the minutes under the naming convention and distribute
-    it, or keep it in the held area when it may not go out by itself (over the
-    day's allowance, a late copy, something unsafe found in the file). ``dated``:
-    the version's date (earlier of its Date header and our receipt; default ``now``)."""
+    it, or keep it in the held area when it may not go out by itself (``hold``: a
+    sender we could not confirm; something unsafe found in the file; a late copy;
+    over the day's allowance). ``dated``: the version's date (earlier of its Date
+    header and our receipt; default ``now``)."""
     dated = dated or now
     prepared = prepare_version(filename, data, kind)  # the bytes that are filed and distributed
     data = prepared.data
     content_hash = _hash(app, data)
     for f in app.state.filings(m.id):
+        if f.content_hash == content_hash and hold is not None:
+            return Accepted("held_filed", f)  # nothing to do for a sender we could not confirm
         if f.content_hash == content_hash:
             # Already filed. Either a crash stopped this message's own handling
             # half-way (finish the idempotent rest), or someone sent the same
@@ -154,18 +160,28 @@ def accept_version(app: App, m: Meeting, filename: str, data: bytes, kind: str, 
     held = app.ledger.held_version(m.id, content_hash)
     if held is not None:
         if held.state in ("approved", "released"):  # approved: finish what the approval started
-            filing = release_held_version(app, held, now)
+            filing = release_held_version(app, held, now, msg_key=None)
             return Accepted("duplicate", filing, held)
-        return Accepted("held" if held.source_msg_key == source else "held_duplicate", None, held)
-    cause, why = _hold_cause(app, m, prepared, dated, now)
+        if held.source_msg_key == source:
+            return Accepted("held", None, held, held.why)
+        if hold is not None and held.state == "held":  # this message waits too (each held message is listed)
+            return Accepted("held", None, held, _with_findings(hold[1], prepared))
+        if hold is None and held.cause not in SENDER_CAUSES:
+            return Accepted("held_duplicate", None, held)  # the same file again: it waits, or was refused
+        # held for another message's sender (or refused for it): this message is judged on its own
+    cause, why = hold or _hold_cause(app, m, prepared, dated, now)
+    if hold is not None:
+        why = _with_findings(why, prepared)
     if cause is not None:
         name = held_area(app).keep(m.id, content_hash, kind, data)  # the file first, then the record
         held = HeldVersion(meeting_id=m.id, content_hash=content_hash, kind=kind, filename=name,
                            source_msg_key=source, cause=cause, why=why, dated=dated.isoformat(),
                            decisions=decisions, followups=[list(x) for x in followups or []])
         app.ledger.put_held_version(held)
-        return Accepted("held", None, held)
+        return Accepted("held", None, held, why)
     filing = _file(app, m, data, kind, source, dated)
+    if held is not None:  # the same file waited for another message's sender: it is out now
+        app.ledger.put_held_version(replace(held, state="released", version=filing.version))
     return Accepted(_finish_filed(app, m, filing, data, kind, decisions, now, followups), filing)
 
 
@@ -174,6 +190,13 @@ def file_minutes(app: App, m: Meeting, data: bytes, kind: str, decisions: list[d
     """``accept_version`` for callers that only need the outcome and the filing."""
     a = accept_version(app, m, f"protokoll.{kind}", data, kind, decisions, source, now, dated)
     return a.outcome, a.filing
+
+
+def _with_findings(why: str, prepared: Prepared) -> str:
+    """A sender's reason and what was found in the file: both said, each in its own words."""
+    if not prepared.findings:
+        return why
+    return f"{why}; {reason_text('safety', findings=prepared.findings, removed=prepared.removed)}"
 
 
 def _hold_cause(app: App, m: Meeting, prepared: Prepared, dated: datetime,
@@ -240,10 +263,11 @@ def _record_and_distribute(app: App, m: Meeting, filing: FilingRecord, data: byt
     distribute(app, m, filing, data, kind, decisions)
 
 
-def release_held_version(app: App, held: HeldVersion, now: datetime) -> FilingRecord:
+def release_held_version(app: App, held: HeldVersion, now: datetime, msg_key: str | None = "") -> FilingRecord:
     """File and distribute an approved held version: each step idempotent, so an
     approval interrupted by a crash is finished by the next approval or intake
-    (``resume_approved``) without filing or sending anything twice."""
+    (``resume_approved``) without filing or sending anything twice. ``msg_key``:
+    the approved message (default: the one the version came with; None: none)."""
     m = app.meeting(held.meeting_id)
     if m is None:
         raise ValueError(f"held version of unknown meeting {held.meeting_id}")
@@ -265,8 +289,8 @@ def release_held_version(app: App, held: HeldVersion, now: datetime) -> FilingRe
         minutes_filed(app, m, [(str(a), str(b)) for a, b in held.followups])
     if held.state != "released":
         app.ledger.put_held_version(replace(held, state="released", version=filing.version))
-    rec = app.state.message(held.source_msg_key)
-    if rec is not None and rec.outcome == "held":
+    rec = app.state.message(held.source_msg_key if msg_key == "" else msg_key) if msg_key is not None else None
+    if rec is not None and rec.outcome in ("held", "approved"):
         app.state.record_message(MessageRecord(
             rec.msg_key, rec.ref, m.id, "minutes",
             f"godkänd av samordnaren: arkiverad som {filing.path} (version {filing.version}) och utskickad",
@@ -323,7 +347,11 @@ def update_decision_log(app: App, year: int) -> None:
 
 
 def handle_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
-                   received: datetime | None = None) -> tuple[str, str]:
+                   received: datetime | None = None, hold: tuple[HoldCause, str] | None = None) -> tuple[str, str]:
+    """File (or hold) the first readable protocol of the mail. ``hold``: the mail
+    itself is held (a sender we could not confirm): its version waits in the held
+    area; when no file can be read or it is already filed, nobody is answered and
+    the outcome is ``no_document`` (the message itself waits in quarantine)."""
     from kcg_mail.core.inbound.versions import effective_date
     from kcg_mail.documents.minutes import read_minutes
     from kcg_mail.documents.ooxml import MinutesRejected
@@ -339,8 +367,10 @@ def handle_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: 
         decisions = [{"decision": d.decision, "owner": d.owner, "due": d.due} for d in minutes.decisions]
         dated = effective_date(mail.date, received or now)
         a = accept_version(app, m, att.filename, att.data, minutes.kind, decisions, key, now, dated,
-                           list(minutes.followups))
+                           list(minutes.followups), hold)
         filing, held = a.filing, a.held
+        if a.outcome == "held_filed" and filing is not None:  # the message itself waits (nothing new in it)
+            return "no_document", f"samma protokoll som version {filing.version}"
         if a.outcome == "duplicate" and filing is not None:
             return "duplicate", f"samma protokoll som version {filing.version} – inget nytt"
         if a.outcome == "held_duplicate" and held is not None:
@@ -350,14 +380,17 @@ def handle_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: 
             return "late_copy", (f"arkiverat som {filing.path} (version {filing.version}), äldre än det arkiverade: "
                                  f"inte utskickat, besluten oförändrade")
         if a.outcome == "held" and held is not None:
-            hold_note(app, key, mail, m.id, "version", held.why, [att.filename], cause=held.cause,
+            why = a.why or held.why
+            hold_note(app, key, mail, m.id, "version", why, [att.filename], cause=hold[0] if hold else held.cause,
                       content_hash=held.content_hash)
-            return "held", f"väntar på godkännande: {held.why} (inte arkiverat, inte utskickat)"
+            return "held", f"väntar på godkännande: {why} (inte arkiverat, inte utskickat)"
         if a.outcome == "held" and filing is not None:  # a state record from before the held area
             return "held", f"arkiverat som {filing.path} (version {filing.version}); väntar på godkännande"
         assert filing is not None
         return "minutes", f"arkiverat som {filing.path} (version {filing.version})"
     first = problems[0]
+    if hold is not None:
+        return "no_document", f"{first.code}: {first.detail}"
     sent = _reply_problem(app, mail, m, first.message_sv, now)
     return "bad_minutes", f"{first.code}: {first.detail} (svar: {sent})"
 
@@ -453,6 +486,16 @@ def _handle_one(app: App, item: IncomingMessage, ctx: inbound.MatchContext, now:
         verdict = inbound.classify(mail, ctx)
     docs = tuple(a for a in mail.attachments if inbound.is_document_candidate(a))
     approved = app.ledger.approved_for(key)  # released by the coordinator (kcg approve / refile)
+    note = app.ledger.held_note(key) if approved else None
+    hv = app.ledger.held_version(note.meeting_id, note.content_hash) \
+        if note is not None and note.meeting_id and note.content_hash else None
+    if hv is not None and hv.meeting_id == approved and hv.state != "rejected":  # its version waits: release it
+        filing = release_held_version(app, hv, now, msg_key=key)
+        reason = f"godkänd av samordnaren: arkiverad som {filing.path} (version {filing.version}) och utskickad"
+        app.state.record_message(MessageRecord(key, item.ref, hv.meeting_id, "minutes", reason, rec.sender if rec
+                                               else "", rec.subject if rec else "", "done"))
+        app.mail.move(item.ref, FOLDER["minutes"])
+        return Handled(item.ref, "minutes", hv.meeting_id, reason, rec.sender if rec else "", rec.subject if rec else "")
     if approved and planning:
         decision = rules.Decision("accept", "", "approved by the coordinator")
     elif approved and app.meeting(approved) is not None:
@@ -467,9 +510,15 @@ def _handle_one(app: App, item: IncomingMessage, ctx: inbound.MatchContext, now:
     if decision.action == "hold":
         cause = RULE_CAUSE.get(decision.rule, "sender")
         why = f"{reason_text(cause)} ({decision.rule}: {decision.reason})"
-        held_for = f"planning:{planning.year}" if planning else verdict.meeting_id
-        hold_note(app, key, mail, held_for, "message", why, [a.filename for a in docs], cause=cause)
-        outcome, reason = "held", f"väntar på godkännande: {why}"
+        outcome = ""
+        if not planning and docs and app.meeting(verdict.meeting_id) is not None:
+            # minutes for a meeting: the version that an approval files and sends waits in the held area
+            v = inbound.Verdict("minutes", verdict.meeting_id, verdict.reason, attachments=docs)
+            outcome, reason = handle_minutes(app, mail, v, key, now, item.received_at, (cause, why))
+        if outcome in ("", "no_document"):  # nothing readable: the message itself waits in quarantine
+            held_for = f"planning:{planning.year}" if planning else verdict.meeting_id
+            hold_note(app, key, mail, held_for, "message", why, [a.filename for a in docs], cause=cause)
+            outcome, reason = "held", f"väntar på godkännande: {why}"
     elif decision.action == "discard":
         outcome, reason = "discarded", f"{verdict.kind} ej godtaget ({decision.rule}: {decision.reason}); inget svar"
     elif planning:
