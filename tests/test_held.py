@@ -299,3 +299,43 @@ def test_an_approval_killed_anywhere_files_and_sends_exactly_once(tmp_path, prep
         finally:
             close(app)
     assert failures == [], "\n".join(failures)
+
+
+# ------------------------------------------------------------------ state files from before the held area
+
+
+def test_a_distribution_held_by_an_older_version_is_still_listed_and_released(prepared, tmp_path):
+    """An existing state file: version 2 was filed and its distribution held
+    (``held-distribution:…``, a ``held:`` note of kind distribution)."""
+    import json
+
+    from kcg_mail.core.plan import archive_folder, protocol_filename
+    from kcg_mail.ports import FilingRecord, MessageRecord
+
+    wd = Path(shutil.copytree(prepared, tmp_path / "wd"))
+    app = make_app(wd, CFG)
+    try:
+        w = World(app, wd, _ctx(app, wd))
+        w.deliver(w.genuine(changed_minutes(w.c.docx, "Beslut 1")), "v1.eml")
+        w.intake()
+        m = app.meeting(MID)
+        v2 = changed_minutes(w.c.docx, "Beslut 2")
+        stored = app.archive.store(f"{archive_folder(app.cfg, m)}/{protocol_filename(app.cfg, m)}", v2)
+        app.state.record_filing(FilingRecord(MID, 2, stored.path, stored.rev, stored.content_hash, None, "ab" * 20))
+        app.state.put(f"held-distribution:{MID}:v2", "held")
+        app.state.put("held:" + "ab" * 20, json.dumps({
+            "kind": "distribution", "meeting_id": MID, "sender": w.c.host, "subject": "Protokoll", "files": ["p.docx"],
+            "why": f"fler än 2 utskick för {MID} i dag: väntar på godkännande", "version": 2}))
+        app.state.record_message(MessageRecord("ab" * 20, "cur/v2.eml", MID, "held", "väntar", w.c.host, "Protokoll",
+                                               "done"))
+        (p,) = pending(app)
+        assert (p.kind, p.version) == ("distribution", 2) and "fler än 2 utskick" in p.why
+        # the same file again is a duplicate that never goes out by itself
+        w.deliver(w.genuine(v2, body="igen\n"), "again.eml")
+        assert [h.outcome for h in w.intake(13).handled] == ["duplicate"]
+        assert w.distributed() == {f"{MID}:distribute:members:v1": 1}
+        approve(app, p.msg_key, at(m.date + timedelta(days=1), 14))
+        assert w.distributed() == {f"{MID}:distribute:members:v1": 1, f"{MID}:distribute:members:v2": 1}
+        assert app.ledger.distribution_hold(MID, 2) == "approved" and pending(app) == []
+    finally:
+        close(app)

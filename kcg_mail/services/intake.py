@@ -299,13 +299,17 @@ def release_held_version(app: App, held: HeldVersion, now: datetime, msg_key: st
 
 
 def resume_approved(app: App, now: datetime) -> list[str]:
-    """Finish approvals a crash interrupted (approved, not yet released)."""
-    out = []
+    """Finish approvals a crash interrupted (approved, not yet released); returns
+    the errors (one failing version never stops the intake)."""
+    errors = []
     for held in app.ledger.held_versions():
         if held.state == "approved":
-            filing = release_held_version(app, held, now)
-            out.append(f"{held.meeting_id} v{filing.version}")
-    return out
+            try:
+                release_held_version(app, held, now)
+            except Exception as exc:
+                log.exception("approved version %s of %s failed", held.content_hash[:12], held.meeting_id)
+                errors.append(f"godkänd version av {held.meeting_id} ({held.filename}): {type(exc).__name__}: {exc}")
+    return errors
 
 
 def _hash(app: App, data: bytes) -> str:
@@ -451,7 +455,7 @@ def run_intake(app: App, now: datetime, handle_one: Callable[..., Handled] | Non
 def _run_intake(app: App, now: datetime, handle_one: Callable[..., Handled]) -> IntakeReport:
     report = IntakeReport()
     app.outbox.now = now
-    resume_approved(app, now)  # an approval a crash interrupted is finished first
+    report.errors += resume_approved(app, now)  # an approval a crash interrupted is finished first
     cursor = app.ledger.intake_cursor()
     batch = app.mail.fetch_new(cursor)
     ctx = match_context(app, now)
