@@ -23,7 +23,7 @@ from kcg_mail.ports import Archive, TransportError
 try:
     from tests.fake_dropbox import FakeDropbox, content_hash
 except ImportError:  # tests/ run as rootdir-less modules
-    from fake_dropbox import FakeDropbox, content_hash
+    from support.fake_dropbox import FakeDropbox, content_hash
 
 FOLDER = "/KCG/Protokoll/2023"
 DOC = FOLDER + "/KCG möte 2023-05-08.docx"

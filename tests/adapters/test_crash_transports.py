@@ -1,7 +1,7 @@
 """Crash every transport: real SIGKILLs of a child process at each crash point,
 on Maildir + local folder, SMTP/IMAP (real Dovecot + Postfix), Exchange and
 Graph (protocol-level fakes) and Maildir + Dropbox (fake API), then a rerun
-with clean adapters. See tests/crash_worlds.py for the scenario and how the
+with clean adapters. See tests/support/crash_worlds.py for the scenario and how the
 child reaches the servers.
 
 Invariants after crash + rerun, against a run without crash:
@@ -24,7 +24,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from crash_worlds import (
+from support.crash_worlds import (
     SCENARIO,
     DropboxWorld,
     EwsWorld,
@@ -38,7 +38,7 @@ from crash_worlds import (
     run_child,
     run_scenario_op,
 )
-from helpers import CrashPlan
+from support.helpers import CrashPlan
 
 pytestmark = pytest.mark.slow
 
@@ -86,9 +86,9 @@ def make_world(name: str, tmp: Path):
         finally:
             w.stop()
     else:
-        from basics import kcg_test_config, server_users
-        from crash_worlds import new_member
-        from mailserver import mail_server
+        from support.basics import kcg_test_config, server_users
+        from support.crash_worlds import new_member
+        from support.mailserver import mail_server
 
         cfg = kcg_test_config(tmp)
         users = server_users(cfg)

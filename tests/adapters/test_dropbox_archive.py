@@ -15,7 +15,7 @@ from kcg_mail.ports import TransientError, TransportError
 try:
     from tests.fake_dropbox import CONTENT_HOST, FakeDropbox, RouteError, content_hash
 except ImportError:
-    from fake_dropbox import CONTENT_HOST, FakeDropbox, RouteError, content_hash
+    from support.fake_dropbox import CONTENT_HOST, FakeDropbox, RouteError, content_hash
 
 DOC = "/KCG/Protokoll/2023/KCG 2023-05-08.docx"
 KEY, SECRET, REFRESH, TEAM_REFRESH = "test-app-key", "test-app-secret", "test-refresh-token", "test-team-refresh-token"

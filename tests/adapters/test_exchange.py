@@ -19,7 +19,7 @@ import pytest
 import requests
 import requests_mock
 from exchangelib.protocol import close_connections
-from fake_ews import NS, FakeEWS, envelope, error_message, http_status, server_busy
+from support.fake_ews import NS, FakeEWS, envelope, error_message, http_status, server_busy
 
 from kcg_mail.adapters.exchange import ExchangeTransport
 from kcg_mail.ports import (
@@ -557,7 +557,7 @@ def test_token_refused_twice_fails_with_a_true_message(mocker):
         fake.issued_tokens.clear()  # every new token is refused as well
         return body
 
-    from fake_ews import TOKEN_URL_RE
+    from support.fake_ews import TOKEN_URL_RE
 
     mocker.post(TOKEN_URL_RE, content=token_never_accepted)
     with pytest.raises(TransportError) as info:

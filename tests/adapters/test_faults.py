@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-from helpers import config_with, make_app, shipped_config
+from support.helpers import config_with, make_app, shipped_config
 
 from kcg_mail.core.cycle import due_dates
 from kcg_mail.entrypoints.demo import host_reply
@@ -31,7 +31,7 @@ def _until_template(app, m):
 
 
 def test_dropbox_down_during_intake_fails_loudly_then_resumes(tmp_path):
-    from fake_dropbox import FakeDropbox
+    from support.fake_dropbox import FakeDropbox
 
     from kcg_mail.adapters.dropbox_archive import DropboxArchive
 
@@ -66,7 +66,7 @@ def test_dropbox_down_during_intake_fails_loudly_then_resumes(tmp_path):
 
 
 def test_dropbox_throttling_waits_retry_after_and_succeeds(tmp_path):
-    from fake_dropbox import FakeDropbox
+    from support.fake_dropbox import FakeDropbox
 
     from kcg_mail.adapters.dropbox_archive import DropboxArchive
 
@@ -88,7 +88,7 @@ def test_dropbox_throttling_waits_retry_after_and_succeeds(tmp_path):
 
 
 def test_graph_down_during_daily_run_then_resumes_without_duplicates(tmp_path):
-    from fake_graph import FakeGraph
+    from support.fake_graph import FakeGraph
 
     from kcg_mail.adapters.graph import GraphTransport
 

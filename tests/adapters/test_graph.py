@@ -1,4 +1,4 @@
-"""GraphTransport against the stateful fake Graph API (tests/fake_graph.py).
+"""GraphTransport against the stateful fake Graph API (tests/support/fake_graph.py).
 
 httpx and msal run their real code; respx answers at the httpx transport level
 and refuses any host it does not know, so nothing leaves the machine."""
@@ -9,7 +9,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from fake_graph import FakeGraph
+from support.fake_graph import FakeGraph
 
 from kcg_mail.adapters.graph import PROP_MARKER_HEADER, GraphError, GraphTransport
 from kcg_mail.ports import (

@@ -1,5 +1,5 @@
 """Push intake (kcg_mail.entrypoints.listener) with the real intake, a real Maildir and a
-real Dovecot + Postfix (tests/mailserver.py). No part of kcg_mail is mocked:
+real Dovecot + Postfix (tests/support/mailserver.py). No part of kcg_mail is mocked:
 ``on_mail`` is either a counter (to see exactly when the listener fires) or the
 real ``run_intake`` under the intake lock.
 """
@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
+from support.mailserver import mail_server
 
+from bench._common import CONFIG_DIR, first_meeting, intake_time, replies, server_config
 from kcg_mail.adapters.maildir import MaildirTransport
 from kcg_mail.adapters.smtp_imap import SmtpImapTransport
 from kcg_mail.bootstrap import bootstrap
@@ -29,14 +31,7 @@ from kcg_mail.entrypoints.listener import (
 from kcg_mail.ports import MARKER_HEADER
 from kcg_mail.services.lock import IntakeBusy, intake_lock
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-from _common import CONFIG_DIR, first_meeting, intake_time, replies, server_config  # noqa: E402
-
-try:  # tests/ is on sys.path under pytest's default import mode
-    from mailserver import mail_server
-except ImportError:  # pragma: no cover
-    from tests.mailserver import mail_server
+ROOT = Path(__file__).resolve().parents[2]
 
 KCG = "kcg@kcg.test"
 

@@ -5,7 +5,7 @@ the host gets the polite too-large answer and the message is quarantined; a
 normal-size message in the same batch is handled as always.
 
 exchangelib and httpx/msal run their real code against the protocol-level
-fakes (tests/fake_ews.py, tests/fake_graph.py). The cap is set per transport
+fakes (tests/support/fake_ews.py, tests/support/fake_graph.py). The cap is set per transport
 (``max_incoming``) so no 50 MB message has to be built; the rule is the same.
 """
 
@@ -15,10 +15,10 @@ import base64
 import email
 from email import policy
 
-from attacks.cases import ar, ics_reply, mail
+from support.attacks.cases import ar, ics_reply, mail
 
 # the February world of the attack tests: the template went out, the host may answer
-from test_attacks import _genuine, _intake, feb, prepared  # noqa: F401
+from support.attacks.world import _genuine, _intake
 
 CAP = 10_000
 
@@ -43,7 +43,7 @@ def _check_intake(app, c, report) -> None:
 def test_ews_message_over_the_cap_is_answered_from_its_headers(feb):  # noqa: F811
     import requests_mock
     from exchangelib.protocol import close_connections
-    from fake_ews import FakeEWS
+    from support.fake_ews import FakeEWS
 
     from kcg_mail.adapters.exchange import ExchangeTransport
 
@@ -73,7 +73,7 @@ def test_ews_message_over_the_cap_is_answered_from_its_headers(feb):  # noqa: F8
 
 
 def test_graph_message_over_the_cap_is_answered_from_its_headers(feb):  # noqa: F811
-    from fake_graph import FakeGraph
+    from support.fake_graph import FakeGraph
 
     from kcg_mail.adapters.graph import GraphTransport
 

@@ -1,7 +1,7 @@
 """The push path's trigger (kcg_mail.entrypoints.push.IntakeTrigger): coalescing,
 no lost wake-up, retry after a failed run, a clean stop. ``run`` is a recording
 function here (what the trigger does with it is the subject); the real intake
-flow behind it is exercised end to end in tests/test_serve.py."""
+flow behind it is exercised end to end in tests/e2e/test_serve.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """SmtpImapTransport against a real Dovecot (IMAP + LMTP) and Postfix (submission).
 
-The servers are private instances started by tests/mailserver.py on loopback
+The servers are private instances started by tests/support/mailserver.py on loopback
 ports; they need the Debian packages from .ci/install-mail.sh and root.
 """
 
@@ -15,6 +15,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from support.mailserver import mail_server
 
 from kcg_mail.adapters.smtp_imap import SmtpImapTransport
 from kcg_mail.ports import (
@@ -26,11 +27,6 @@ from kcg_mail.ports import (
     TransientError,
     TransportError,
 )
-
-try:  # tests/ is on sys.path under pytest's default import mode
-    from mailserver import mail_server
-except ImportError:  # pragma: no cover - tests/ became a package
-    from tests.mailserver import mail_server
 
 pytestmark = pytest.mark.server
 

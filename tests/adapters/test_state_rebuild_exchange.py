@@ -4,7 +4,7 @@ what ``kcg state rebuild`` reads (issue 13, item 4)."""
 from __future__ import annotations
 
 import pytest
-from fake_ews import FakeEWS
+from support.fake_ews import FakeEWS
 from test_exchange import _fresh_protocols, invitation, message, mocker, transport  # noqa: F401
 
 pytestmark = pytest.mark.core

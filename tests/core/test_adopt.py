@@ -11,7 +11,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from helpers import CONFIG_DIR, at, meetings
+from support.helpers import CONFIG_DIR, at, meetings
 from typer.testing import CliRunner
 
 from kcg_mail.core.adopt import PlannedRef, file_date, place
@@ -65,7 +65,7 @@ def test_file_date_spellings():
 def _archive_with_protocols(archive_root: Path) -> dict[str, bytes]:
     """Earlier protocols as a network keeps them: made from the real template,
     filled in like a host does, named by the convention or close to it."""
-    from helpers import make_app
+    from support.helpers import make_app
 
     from kcg_mail.entrypoints.demo import fill_protocol
     from kcg_mail.services.daily import render_protocol
@@ -127,7 +127,7 @@ def test_adopted_protocols_are_not_asked_for_or_sent_again(tmp_path, monkeypatch
     get the template (held 2 working days before go-live); with the protocol
     adopted nothing goes out for it, and the host mailing the same file again
     is a duplicate, not a new distribution."""
-    from helpers import make_app
+    from support.helpers import make_app
 
     from kcg_mail.services.adopt import adopt
     from kcg_mail.services.daily import run_daily
@@ -144,7 +144,7 @@ def test_adopted_protocols_are_not_asked_for_or_sent_again(tmp_path, monkeypatch
         == {("send_template", "protokollet har redan kommit in")}
     sent = sorted(p.name for p in (work / "mail" / "sent" / "cur").iterdir())
     # the same protocol mailed in again by the host
-    from helpers import plain_mail
+    from support.helpers import plain_mail
 
     feb = app.meeting("2023-02")
     rel = next(r for r in files if "Policy" in r)
@@ -160,8 +160,8 @@ def test_adopted_protocols_are_not_asked_for_or_sent_again(tmp_path, monkeypatch
 def test_adopt_reads_dropbox_through_the_archive_port(tmp_path):
     """The same adoption from Dropbox (the real SDK against the HTTP-level fake),
     with the archive root in a team folder."""
-    from fake_dropbox import FakeDropbox
-    from helpers import make_app
+    from support.fake_dropbox import FakeDropbox
+    from support.helpers import make_app
 
     from kcg_mail.adapters.dropbox_archive import DropboxArchive
     from kcg_mail.services.adopt import adopt

@@ -7,7 +7,7 @@ import json
 from datetime import date, datetime, timedelta
 
 import pytest
-from helpers import CONFIG_DIR, config_with, shipped_config
+from support.helpers import CONFIG_DIR, config_with, shipped_config
 from typer.testing import CliRunner
 
 from kcg_mail.core.plan import apply_holiday_policy, date_text, first_monday, is_working_day, resolve_meeting, resolve_plan
@@ -209,7 +209,7 @@ def test_cli_plan_other_year_is_empty():
 
 
 def test_cli_plan_reports_config_problems(tmp_path):
-    from helpers import copy_config
+    from support.helpers import copy_config
 
     d = copy_config(tmp_path)
     f = d / "plan-2023.yaml"

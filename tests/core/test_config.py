@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from basics import CONFIG_DIR, copy_config, shipped_config
+from support.basics import CONFIG_DIR, copy_config, shipped_config
 
 from kcg_mail.config import ConfigError, load_config
 from kcg_mail.core.plan import resolve_plan

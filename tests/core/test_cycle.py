@@ -9,7 +9,7 @@ import dataclasses
 from datetime import date, datetime, timedelta
 
 import pytest
-from basics import at, meeting, meetings, shipped_config
+from support.basics import at, meeting, meetings, shipped_config
 
 from kcg_mail.core.cycle import (
     STEPS,

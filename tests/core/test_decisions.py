@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from helpers import copy_config, meetings, shipped_config
+from support.helpers import copy_config, meetings, shipped_config
 
 from kcg_mail.config import ConfigError, load_config
 from kcg_mail.core import decisions as rules

@@ -5,13 +5,8 @@ answer; ordinary documents (hyperlinks, page fields, plain-view PDFs) still pass
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-import hostile_files as h  # noqa: E402
+from support import hostile_files as h  # noqa: E402
 
 from kcg_mail.documents import pdf_safety  # noqa: E402
 from kcg_mail.documents.minutes import read_minutes  # noqa: E402

@@ -13,8 +13,8 @@ from datetime import date
 
 import pytest
 import yaml
-from helpers import at, meeting, shipped_config
-from years import config_for_years, plan_yaml
+from support.helpers import at, meeting, shipped_config
+from support.years import config_for_years, plan_yaml
 
 from kcg_mail.config import ConfigError, load_config
 from kcg_mail.core.cycle import HOST_STEPS, STEPS, MeetingState, decide, is_history, next_due_date, step_dates

@@ -8,7 +8,8 @@ import shutil
 from datetime import timedelta
 
 import pytest
-from helpers import (
+from icalendar import Calendar
+from support.helpers import (
     TEMPLATES_DIR,
     at,
     calendar_parts,
@@ -23,7 +24,6 @@ from helpers import (
     sent_with_action,
     shipped_config,
 )
-from icalendar import Calendar
 
 from kcg_mail.core.mime import HeaderInjection, build_invitation, build_message
 from kcg_mail.ports import MARKER_HEADER, Address, OutgoingMessage, message_id_for

@@ -6,7 +6,7 @@ from __future__ import annotations
 import unicodedata
 
 import pytest
-from basics import meeting, shipped_config
+from support.basics import meeting, shipped_config
 
 from kcg_mail.core.naming import MAX_NAME, pattern_fields, render_name, safe_name, safe_path, version_path
 from kcg_mail.core.plan import archive_folder, protocol_filename

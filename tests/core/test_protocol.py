@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import importlib.util
 import io
-import sys
 import zipfile
 from pathlib import Path
 
@@ -13,9 +12,7 @@ import jinja2
 import pytest
 from docx import Document
 from docxtpl import DocxTemplate
-
-sys.path.insert(0, str(Path(__file__).parent))
-import hostile_files as h  # noqa: E402
+from support import hostile_files as h  # noqa: E402
 
 from kcg_mail.documents.context import CONTEXT_SCHEMA, SAMPLE_CONTEXT  # noqa: E402
 from kcg_mail.documents.minutes import Decision, Minutes, read_minutes  # noqa: E402

@@ -8,7 +8,7 @@ from pathlib import Path
 import conftest
 import pytest
 
-CONFTEST = (Path(__file__).parent / "conftest.py").read_text(encoding="utf-8")
+CONFTEST = (Path(__file__).parents[1] / "conftest.py").read_text(encoding="utf-8")
 
 MODULE_SKIP = """
 import pytest
@@ -84,15 +84,15 @@ def test_the_server_marker_comes_from_the_fixture(suite):
 
 def test_the_core_marker_comes_from_the_imports():
     tests = Path(conftest.__file__).parent
-    core = {p.stem for p in tests.glob("test_*.py") if conftest.module_is_core(str(p))}
+    core = {p.stem for p in tests.rglob("test_*.py") if conftest.module_is_core(str(p))}
     # the pure core and the documents: in
     assert {"test_cycle", "test_inbound", "test_protocol", "test_naming"} <= core
     # anything that reaches adapters, services, entrypoints, flows or prefect: out,
-    # also through a helper module (helpers.py imports the adapters)
+    # also through a helper module (support/helpers.py imports the adapters)
     assert not core & {"test_crash", "test_embedded", "test_flows", "test_smtp_imap", "test_graph",
                        "test_mail_output", "test_cli"}
-    assert conftest._walk("helpers", frozenset()) is not None
-    assert conftest._walk("basics", frozenset()) is None
+    assert conftest._walk("support.helpers", frozenset()) is not None
+    assert conftest._walk("support.basics", frozenset()) is None
     assert conftest._walk("kcg_mail.core.cycle", frozenset()) is None
     assert conftest._walk("kcg_mail.services.app", frozenset()) is not None
 

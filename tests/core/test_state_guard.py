@@ -7,15 +7,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import sys
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-sys.path.insert(0, str(Path(__file__).parent))
-from helpers import (  # noqa: E402
+from support.helpers import (  # noqa: E402
     CONFIG_DIR,
     archive_files,
     at,
@@ -26,6 +22,7 @@ from helpers import (  # noqa: E402
     sent_by_key,
     shipped_config,
 )
+from typer.testing import CliRunner
 
 from kcg_mail.adapters.sqlite_state import (  # noqa: E402
     BACKUP_DIR,

@@ -5,7 +5,7 @@ copies, oversized mail, approval.
 
 "Our receiving server" is played by the test: it puts its
 ``Authentication-Results`` on top of each mail as Postfix + OpenDMARC would
-(``helpers.authenticated``). The private Postfix of tests/mailserver.py runs no
+(``helpers.authenticated``). The private Postfix of tests/support/mailserver.py runs no
 milter, so the test writes that field itself before delivery; everything
 below our field is what the sender wrote (see SECURITY.md).
 """
@@ -13,73 +13,38 @@ below our field is what the sender wrote (see SECURITY.md).
 from __future__ import annotations
 
 import email
-import shutil
 from dataclasses import replace as dc_replace
 from datetime import timedelta
 from email import policy
 from pathlib import Path
 
 import pytest
-from attacks.cases import CASES, Ctx, ar, mail
-from helpers import (
+from support.attacks.cases import CASES, Ctx, ar, mail
+from support.attacks.world import CFG, _copy, _ctx, _genuine, _intake, _tpl_path
+from support.helpers import (
     TEST_REPLY_SECRET,
     at,
     changed_minutes,
     close,
-    crash_configs,
     make_app,
     read_mail,
     sent_by_key,
 )
 
-from kcg_mail.adapters.maildir import _key_name
 from kcg_mail.core import replykey
 from kcg_mail.ports import MARKER_HEADER, message_id_for
-from kcg_mail.services.daily import render_protocol, run_daily
+from kcg_mail.services.daily import run_daily
 from kcg_mail.services.intake import msg_key, run_intake
 
-CFG = crash_configs()[0]  # February and March 2023, four people: Björn (coordinator), Daniel, David, Lisa
 CASE_HEADER = "X-Attack-Case"
 
 
-def _tpl_path(workdir: Path, m) -> Path:
-    return Path(workdir) / "mail" / "sent" / "cur" / _key_name(f"{m.id}:send_template:{m.host.email}")
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    """A work directory where the February template went out (and March's brief)."""
-    wd = tmp_path_factory.mktemp("prepared")
-    app = make_app(wd, CFG)
-    feb, mar = app.meeting("2023-02"), app.meeting("2023-03")
-    for off in (-21, -14, -3, -1):
-        run_daily(app, at(feb.date + timedelta(days=off)))
-    run_daily(app, at(mar.date - timedelta(days=21)))  # March's brief: 15 working days before
-    close(app)
-    return wd
 
 
-def _ctx(app, workdir: Path) -> Ctx:
-    from kcg_mail.entrypoints.demo import fill_protocol
-    from kcg_mail.services.compose import meeting_uid
-
-    feb = app.meeting("2023-02")
-    tpl = read_mail(_tpl_path(workdir, feb))
-    brief = read_mail(Path(workdir) / "mail" / "sent" / "cur" /
-                      _key_name(f"2023-03:brief_host:{app.meeting('2023-03').host.email}"))
-    return Ctx(
-        ours=app.cfg.transport.inbound.trusted_authserv_ids[0], mailbox=app.cfg.network.mailbox.email,
-        host=feb.host.email, member="lisa@uppsala.example.se", coordinator=app.cfg.network.coordinator.email,
-        token=feb.token, tpl_msgid=str(tpl["Message-ID"]).strip(), tpl_reply_to=str(tpl["Reply-To"]),
-        tpl_subject=str(tpl["Subject"]), other_msgid=str(brief["Message-ID"]).strip(),
-        docx=fill_protocol(render_protocol(app, feb).data, feb), when=at(feb.date + timedelta(days=1), 11),
-        uid=meeting_uid(app.cfg, feb.id),
-    )
 
 
-def _copy(prepared: Path, dst: Path) -> Path:
-    shutil.copytree(prepared, dst)
-    return dst
 
 
 def _case_raws(c: Ctx) -> dict[str, bytes]:
@@ -144,8 +109,9 @@ def _check_connect_lists_authserv_ids(app) -> None:
 
 @pytest.mark.server
 def test_attacks_imap(prepared, tmp_path, monkeypatch):
-    from mailserver import mail_server
-    from test_cycle_transports import KCG_TEST, accept_domains, server_users
+    from support.basics import server_users
+    from support.corpus_cycle import KCG_TEST, accept_domains
+    from support.mailserver import mail_server
 
     from kcg_mail.adapters.smtp_imap import SmtpImapTransport
 
@@ -196,22 +162,10 @@ def test_attacks_imap(prepared, tmp_path, monkeypatch):
 # ------------------------------------------------------------------ genuine hosts
 
 
-def _genuine(c: Ctx, **kw) -> bytes:
-    base = dict(from_=f"Daniel Värd <{c.host}>", ar_fields=[ar(c.ours, "pass", c.host_domain)])
-    base.update(kw)
-    return mail(c, **base)
 
 
-@pytest.fixture
-def feb(prepared, tmp_path):
-    wd = _copy(prepared, tmp_path / "wd")
-    app = make_app(wd, CFG)
-    yield app, wd, _ctx(app, wd)
-    close(app)
 
 
-def _intake(app, hour: int = 12, day_offset: int = 1):
-    return run_intake(app, at(app.meeting("2023-02").date + timedelta(days=day_offset), hour))
 
 
 def _distributed(wd: Path) -> list[str]:
@@ -377,7 +331,7 @@ def test_an_older_version_is_filed_as_a_late_copy(feb):
 
 
 def test_genuine_calendar_response_counts(feb):
-    from attacks.cases import ics_reply
+    from support.attacks.cases import ics_reply
 
     app, wd, c = feb
     app.mail.deliver(mail(c, from_=c.member, subject="Accepterat: " + c.token, attach=False,
@@ -414,7 +368,7 @@ def test_oversized_mail_from_the_host_is_answered(feb, monkeypatch):
 def test_graph_intake_reads_the_servers_authentication_results(feb):
     """Graph: the Authentication-Results come from internetMessageHeaders, the
     server's own list, even when the MIME content lacks them."""
-    from fake_graph import FakeGraph
+    from support.fake_graph import FakeGraph
 
     from kcg_mail.adapters.graph import GraphTransport
 
@@ -439,7 +393,7 @@ def test_ews_intake_reads_the_servers_authentication_results(feb):
     """EWS (Exchange Server): the same, from the item's InternetMessageHeaders."""
     import requests_mock
     from exchangelib.protocol import close_connections
-    from fake_ews import FakeEWS
+    from support.fake_ews import FakeEWS
 
     from kcg_mail.adapters.exchange import ExchangeTransport
 
@@ -488,15 +442,15 @@ def test_bootstrap_uses_the_work_directory_secret(tmp_path, monkeypatch):
 
     monkeypatch.delenv("KCG_REPLY_SECRET", raising=False)
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    a = bootstrap(tmp_path, Path(__file__).resolve().parent.parent / "config")
-    b = bootstrap(tmp_path, Path(__file__).resolve().parent.parent / "config")
+    a = bootstrap(tmp_path, Path(__file__).resolve().parents[2] / "config")
+    b = bootstrap(tmp_path, Path(__file__).resolve().parents[2] / "config")
     assert a.reply_secret == b.reply_secret == (tmp_path / REPLY_SECRET_FILE).read_text().strip().encode()
     a.state.close()
     b.state.close()
 
 
 def test_check_connect_lists_authserv_ids_on_graph(feb):
-    from fake_graph import FakeGraph
+    from support.fake_graph import FakeGraph
 
     from kcg_mail.adapters.graph import GraphTransport
     from kcg_mail.services.trust_check import authserv_checks
@@ -519,7 +473,7 @@ def test_check_connect_lists_authserv_ids_on_graph(feb):
 
 
 def test_trusted_ids_from_transport_yaml_and_env(tmp_path):
-    from helpers import copy_config
+    from support.helpers import copy_config
 
     from kcg_mail.config import ConfigError, load_config
 
@@ -585,7 +539,7 @@ def test_property_no_trusted_authentication_no_distribution_real_intake(prepared
 def test_check_connect_lists_authserv_ids_on_ews(feb):
     import requests_mock
     from exchangelib.protocol import close_connections
-    from fake_ews import FakeEWS
+    from support.fake_ews import FakeEWS
 
     from kcg_mail.adapters.exchange import ExchangeTransport
     from kcg_mail.services.trust_check import authserv_checks

@@ -7,17 +7,13 @@ with two independent parsers) and its link in the welcome mail."""
 from __future__ import annotations
 
 import os
-import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import vobject
 from icalendar import Calendar
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from helpers import (  # noqa: E402
+from support.helpers import (  # noqa: E402
     TZ,
     at,
     body_text,
@@ -212,7 +208,7 @@ soffice_missing = pytest.mark.skipif(
 def test_followup_marks_read_back_from_odt_and_pdf(tmp_path):
     """The host may return the minutes as .odt or .pdf (LibreOffice): the follow-up
     table's marks are read from them as from the .docx."""
-    import hostile_files as h
+    from support import hostile_files as h
 
     from kcg_mail.documents.context import SAMPLE_CONTEXT
 

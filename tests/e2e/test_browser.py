@@ -12,26 +12,23 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+from support.cockpit_seed import TODAY, seed  # noqa: E402
 
 from kcg_mail.config import DEFAULT_CONFIG_DIR
-
-sys.path.insert(0, str(Path(__file__).parent))
-from cockpit_seed import TODAY, seed  # noqa: E402
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 CHROMIUM = Path("/usr/bin/chromium")
 WIDTH, HEIGHT = 1400, 1000
-SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "ui-overview.png"
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "ui-overview.png"
 
 
 @pytest.fixture(scope="module")
 def ui_server(tmp_path_factory):
-    from prefect_server import prefect_server
+    from support.prefect_server import prefect_server
 
     try:
         with prefect_server(tmp_path_factory.mktemp("prefect-ui-home"), ui=True, timeout=90) as s:
@@ -59,7 +56,7 @@ def test_overview_in_the_prefect_ui_at_1400px(ui_server, tmp_path):
         with prefect_env.without_heartbeats(), tags("kcg", "KCG", "daily"):
             state = daily_flow(date=TODAY, workdir=str(work), config_dir=str(cfgdir), return_state=True)
     assert state.is_completed(), state
-    from cockpit_seed import at
+    from support.cockpit_seed import at
 
     needs = overview_needs(app, at(TODAY))
     assert len(needs) >= 3

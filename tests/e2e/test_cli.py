@@ -1,6 +1,6 @@
 """The coordinator's commands: clear answers for good and bad setups."""
 
-from helpers import copy_config
+from support.helpers import copy_config
 from typer.testing import CliRunner
 
 from kcg_mail.entrypoints.cli import app
@@ -64,7 +64,7 @@ def test_smtp_security_plain_is_a_config_error_with_file_field_fix(tmp_path):
 
 
 def test_archive_root_puts_every_path_under_it(tmp_path):
-    from helpers import CONFIG_DIR
+    from support.helpers import CONFIG_DIR
 
     from kcg_mail.bootstrap import make_archive
     from kcg_mail.config import load_config
@@ -80,7 +80,7 @@ def test_archive_root_puts_every_path_under_it(tmp_path):
 
 def test_archive_root_must_be_an_absolute_folder(tmp_path):
     import pytest
-    from helpers import CONFIG_DIR
+    from support.helpers import CONFIG_DIR
 
     from kcg_mail.config import ConfigError, load_config
 

@@ -6,27 +6,23 @@ while the mail server is really down (a refused SMTP port)."""
 
 from __future__ import annotations
 
-import http.server
 import json
 import shutil
 import socket
-import sys
-import threading
 from datetime import date
 from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
 import yaml
-from cockpit_seed import TODAY, at, seed
+from support.cockpit_seed import TODAY, at, seed
+from support.hook import Hook  # noqa: F401
 
 from kcg_mail.bootstrap import bootstrap
 from kcg_mail.config import DEFAULT_CONFIG_DIR
 from kcg_mail.core import overview
 from kcg_mail.core.plan_edit import PlanEditProblem, confirm_date
 from kcg_mail.ports import MARKER_HEADER
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 def config_copy(tmp_path: Path) -> Path:
@@ -250,34 +246,6 @@ def test_resend_minutes_to_one_member(tmp_path):
 # ------------------------------------------------------------------ webhook
 
 
-class Hook:
-    """A real HTTP server on loopback standing in for Teams/Slack: records
-    every POST, answers ``status`` (changeable)."""
-
-    def __init__(self):
-        self.posts: list[dict] = []
-        self.status = 200
-        hook = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                hook.posts.append({"path": self.path, "type": self.headers["Content-Type"], "json": json.loads(body)})
-                self.send_response(hook.status)
-                self.end_headers()
-                self.wfile.write(b"1" if hook.status == 200 else b"error")
-
-            def log_message(self, *a):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/webhookb2/secret-token"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

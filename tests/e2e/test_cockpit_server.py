@@ -18,21 +18,19 @@ import time
 from pathlib import Path
 
 import pytest
+from support.cockpit_seed import seed  # noqa: E402
+from support.hook import Hook  # noqa: E402
 
 from kcg_mail.config import DEFAULT_CONFIG_DIR
 
-sys.path.insert(0, str(Path(__file__).parent))
-from cockpit_seed import seed  # noqa: E402
-from test_cockpit import Hook  # noqa: E402
-
 pytestmark = [pytest.mark.server, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KCG = Path(sys.executable).with_name("kcg")
 
 
 @pytest.fixture(scope="module")
 def prefect(tmp_path_factory):
-    from prefect_server import prefect_server
+    from support.prefect_server import prefect_server
 
     try:
         with prefect_server(tmp_path_factory.mktemp("prefect-home"), timeout=90) as s:
@@ -92,7 +90,7 @@ def test_serve_creates_the_automations_and_the_webhook_block(api, tmp_path, hook
     """``kcg serve`` with a webhook: the Late and stuck-run automations from
     automations/*.yaml, named after the network, notifying through a block
     that keeps the URL among its secrets."""
-    from prefect_server import stop
+    from support.prefect_server import stop
 
     cfgdir, work = config_copy(tmp_path), tmp_path / "work"
     env = api.env() | {"KCG_ALERTS__WEBHOOK_URL": hook.url, "PREFECT_LOGGING_LEVEL": "INFO"}
@@ -262,9 +260,9 @@ def test_kcg_listen_starts_the_workers_intake_deployment(api, tmp_path):
     """After ``prefect deploy`` (the test above): ``kcg listen`` starts the work
     pool's intake, kcg-intake/KCG-worker (at start-up, as the listener does, and
     on new mail), leaving the run for a worker."""
-    from helpers import plain_mail
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
-    from prefect_server import stop
+    from support.helpers import plain_mail
+    from support.prefect_server import stop
 
     from kcg_mail.bootstrap import bootstrap
 

@@ -1,6 +1,6 @@
 """The corpus meets the product: every hand-written message of tests/corpus
 (Outlook, Gmail, Apple Mail, TNEF, RFC 2231, forwarded, automatic ...) is put
-on top of a real run of the shipped plan (tests/real_run.py): its
+on top of a real run of the shipped plan (tests/support/real_run.py): its
 In-Reply-To/References point at the Message-IDs the product really sent, its
 Date follows the shipped plan's meeting dates. The intake then runs on the
 state and mailbox of that run, on the shipped config as it is (no dates bent
@@ -13,9 +13,10 @@ import shutil
 from email import policy
 
 import pytest
-from helpers import close, make_app
-from real_run import corpus_id_map, readdress
-from test_cycle_transports import CORPUS, CORPUS_NOW, MANIFEST, check_corpus_outcomes
+from support.corpus import CORPUS, MANIFEST
+from support.corpus_cycle import CORPUS_NOW, check_corpus_outcomes
+from support.helpers import close, make_app
+from support.real_run import corpus_id_map, readdress
 
 from kcg_mail.services.intake import msg_key, run_intake
 
@@ -41,8 +42,8 @@ def test_replies_refer_to_what_the_product_sent(shipped_year):
         referring += bool(ours)
     assert referring >= 10, "the corpus answers real mails"
     # the hand-made ids are gone: a message answering a template answers the real one
-    from real_run import message_id_for
-    from test_inbound import DOMAIN
+    from support.corpus import DOMAIN
+    from support.real_run import message_id_for
 
     assert not any(message_id_for("2023-02:template:daniel@gavle.example.se", DOMAIN).encode() in r
                    for r in raws.values())

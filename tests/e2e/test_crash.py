@@ -2,7 +2,7 @@
 side effect, rerun them on the same directories with clean adapters, and
 check that nothing was lost or done twice.
 
-The scenario (tests/helpers.py: CRASH_OPS) is seven runs over February and
+The scenario (tests/support/helpers.py: CRASH_OPS) is seven runs over February and
 March 2023 on a four-person network: catch-up steps and skips, an invitation
 and its update, a plan-change mail, templates, minutes filed and
 distributed, a reply without attachment, a stranger's mail, a corrected
@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import CRASH_OPS, Crash, CrashPlan, crash_deliveries, observe, run_op
+from support.helpers import CRASH_OPS, Crash, CrashPlan, crash_deliveries, observe, run_op
 
-HERE = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -186,7 +186,7 @@ def test_record_action_log_matches_the_outbox():
     plan = CrashPlan()
     import tempfile
 
-    from helpers import close, crash_configs, crashing_app
+    from support.helpers import close, crash_configs, crashing_app
 
     from kcg_mail.ports import Address, OutgoingMessage
 
@@ -250,14 +250,14 @@ def test_process_really_killed_mid_run(reference, tmp_path):
     work = tmp_path / "w"
     shutil.copytree(reference.before[i], work)
     assert reference.calls[i]["send_invitation"] >= 1
-    pythonpath = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
+    pythonpath = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, "KCG_TEST_KILL": "send_invitation:1:after", "PYTHONPATH": pythonpath}
-    killed = subprocess.run([sys.executable, str(HERE / "helpers.py"), str(work), str(i)], env=env,
+    killed = subprocess.run([sys.executable, str(TESTS / "support" / "helpers.py"), str(work), str(i)], env=env,
                             capture_output=True, text=True, timeout=60)
     assert killed.returncode == -9, killed.stderr
     assert "killing myself at send_invitation #1 after" in killed.stderr
     # the invitation is in Sent, its record says only "intent"
-    from helpers import sent_by_key
+    from support.helpers import sent_by_key
 
     from kcg_mail.adapters.sqlite_state import SqliteState
 

@@ -5,16 +5,12 @@ for the refusal (issue 13, item 3)."""
 from __future__ import annotations
 
 import email
-import sys
 from datetime import timedelta
 from email.policy import SMTP
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-import hostile_files as h  # noqa: E402
-from helpers import (  # noqa: E402
+from support import hostile_files as h  # noqa: E402
+from support.helpers import (  # noqa: E402
     archive_files,
     at,
     attachment_of,

@@ -5,13 +5,10 @@ relationship), saved as .docx, .odt and exported to PDF."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-import hostile_files as h  # noqa: E402
+from support import hostile_files as h  # noqa: E402
 
 from kcg_mail.documents.minutes import Decision, read_minutes  # noqa: E402
 

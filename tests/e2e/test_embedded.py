@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from helpers import (
+from support.helpers import (
     archive_files,
     at,
     attachment_names,
@@ -72,7 +72,7 @@ def test_maildir_send_writes_sent_cur(tmp_path):
 
 
 def test_maildir_send_invitation(tmp_path):
-    from helpers import meetings
+    from support.helpers import meetings
 
     from kcg_mail.services.compose import Composer
 

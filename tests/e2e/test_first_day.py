@@ -20,9 +20,9 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 import pytest  # noqa: E402
-from helpers import ROOT  # noqa: E402
+from support.helpers import ROOT  # noqa: E402
+from support.years import config_for_years  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
-from years import config_for_years  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -156,7 +156,7 @@ def test_first_weeks_from_go_live(prefect_api, tmp_path, go_live):
 
 
 def test_prefect_server_that_does_not_answer_is_one_line(tmp_path):
-    from prefect_server import free_port
+    from support.prefect_server import free_port
 
     url = f"http://127.0.0.1:{free_port()}/api"
     run = subprocess.run([KCG, "daily", "--date", "2023-01-23", "--workdir", str(tmp_path / "w")], cwd=ROOT,

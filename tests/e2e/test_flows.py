@@ -14,7 +14,7 @@ from collections import Counter  # noqa: E402
 from datetime import timedelta  # noqa: E402
 
 import pytest  # noqa: E402
-from helpers import (  # noqa: E402
+from support.helpers import (  # noqa: E402
     CONFIG_DIR,
     archive_files,
     at,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from helpers import at, close, config_with, make_app, sent_by_key, shipped_config
+from support.helpers import at, close, config_with, make_app, sent_by_key, shipped_config
 
 from kcg_mail.services.daily import run_daily
 from kcg_mail.services.status import go_live_line, meeting_rows

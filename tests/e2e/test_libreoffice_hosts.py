@@ -1,6 +1,6 @@
 """Hosts with real office programs: the protocol template as the host received
 it is opened in LibreOffice, the decisions are written into its table through
-UNO (tests/lo_host.py, no macros, no python-docx) and the document is saved by
+UNO (tests/support/lo_host.py, no macros, no python-docx) and the document is saved by
 LibreOffice as .docx (Word 2007-365 filter), .odt and .pdf. Each goes back as
 the host's reply and must come out of the REAL intake with its decisions:
 filed under the naming convention, decisions recorded, distributed."""
@@ -14,16 +14,16 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from basics import at, config_with, shipped_config, small_network
-from cycle_driver import maildir_harness
-from helpers import authenticated, close, make_app, sent_with_action
+from support.basics import at, config_with, shipped_config, small_network
+from support.cycle_driver import maildir_harness
+from support.helpers import authenticated, close, make_app, sent_with_action
 
 from kcg_mail.entrypoints.demo import reply_to_template
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 SYSTEM_PYTHON = "/usr/bin/python3"
-LO_HOST = Path(__file__).parent / "lo_host.py"
+LO_HOST = Path(__file__).parents[1] / "support" / "lo_host.py"
 MIME = {"docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
         "odt": "application/vnd.oasis.opendocument.text", "pdf": "application/pdf"}
 #: meeting -> the format its host's LibreOffice saves

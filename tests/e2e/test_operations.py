@@ -5,7 +5,7 @@ Tests without the ``server`` mark run the core (``kcg_mail.services.daily.run_da
 ``config/`` and the Maildir/local-folder defaults, no Prefect involved.
 
 Tests marked ``server`` start a real Prefect server on loopback
-(``tests/prefect_server.py``) and ``kcg serve`` against it in a subprocess,
+(``tests/support/prefect_server.py``) and ``kcg serve`` against it in a subprocess,
 and check what an operator sees: the deployments with their schedules, the
 artifacts of a run, the alert mail of a failed run, the onboarding mail.
 """
@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from basics import at  # noqa: E402
+from support.basics import at  # noqa: E402
 
 from kcg_mail.bootstrap import bootstrap
 from kcg_mail.config import DEFAULT_CONFIG_DIR
@@ -455,7 +455,7 @@ server = pytest.mark.server
 
 @pytest.fixture(scope="module")
 def prefect(tmp_path_factory):
-    from prefect_server import prefect_server
+    from support.prefect_server import prefect_server
 
     try:
         with prefect_server(tmp_path_factory.mktemp("prefect-home")) as s:
@@ -477,7 +477,7 @@ def api(prefect):
 def served(api, tmp_path_factory):
     """``kcg serve`` in a subprocess against the server, on a temporary workdir and config."""
     from prefect.client.orchestration import get_client
-    from prefect_server import stop
+    from support.prefect_server import stop
 
     base = tmp_path_factory.mktemp("served")
     cfgdir = Path(shutil.copytree(DEFAULT_CONFIG_DIR, base / "config"))
@@ -489,7 +489,7 @@ def served(api, tmp_path_factory):
     t0 = time.monotonic()
     with open(log, "wb") as out:
         proc = subprocess.Popen([str(kcg), "serve", "--workdir", str(work), "--config", str(cfgdir)], env=env,
-                                stdout=out, stderr=subprocess.STDOUT, cwd=str(Path(__file__).parent.parent),
+                                stdout=out, stderr=subprocess.STDOUT, cwd=str(Path(__file__).parents[2]),
                                 start_new_session=True)
     names = ["kcg-daily/KCG", "kcg-intake/KCG", "kcg-onboard-member/KCG", "kcg-resend/KCG", "kcg-refile/KCG",
              "kcg-resend-minutes/KCG", "kcg-confirm-date/KCG", "kcg-approve/KCG", "kcg-reject/KCG"]

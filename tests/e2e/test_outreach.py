@@ -5,16 +5,13 @@ text holds a random temp-file name, a path or an id; a distribution never carrie
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from datetime import timedelta
 from html import escape
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-from helpers import (  # noqa: E402
+from support.helpers import (  # noqa: E402
     at,
     attachment_names,
     body_text,
@@ -157,7 +154,7 @@ def test_local_archive_distribution_attaches_and_carries_no_file_link(tmp_path, 
 
 @pytest.mark.core
 def test_dropbox_distribution_in_link_mode_carries_the_shared_link(tmp_path):
-    from fake_dropbox import FakeDropbox
+    from support.fake_dropbox import FakeDropbox
 
     from kcg_mail.adapters.dropbox_archive import DropboxArchive
 

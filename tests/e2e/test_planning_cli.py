@@ -3,7 +3,7 @@
 import shutil
 
 import yaml
-from helpers import TEMPLATES_DIR, copy_config, shipped_config
+from support.helpers import TEMPLATES_DIR, copy_config, shipped_config
 from typer.testing import CliRunner
 
 from kcg_mail.entrypoints.cli import app

@@ -8,7 +8,7 @@ import shutil
 from datetime import date
 
 import pytest
-from helpers import Crash, CrashPlan, at, authenticated, crashing_app, make_app, shipped_config
+from support.helpers import Crash, CrashPlan, at, authenticated, crashing_app, make_app, shipped_config
 
 from kcg_mail.entrypoints import demo_planning as play
 from kcg_mail.services import planning as round_

@@ -19,7 +19,7 @@ from pathlib import Path  # noqa: E402
 import docx  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
-from helpers import CONFIG_DIR  # noqa: E402
+from support.helpers import CONFIG_DIR  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

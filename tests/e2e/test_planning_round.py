@@ -1,7 +1,7 @@
 """The planning round on the embedded adapters (Maildir, local folder, SQLite),
 driven through the real intake with real MIME replies: Word forms and ballots
 filled in with python-docx, plain-text answers. No Prefect here (fast); the
-flows are exercised end to end in tests/test_planning_flows.py."""
+flows are exercised end to end in tests/e2e/test_planning_flows.py."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import docx
 import pytest
+from support.helpers import CONFIG_DIR, at, authenticated, copy_config
 
 from kcg_mail.bootstrap import bootstrap
 from kcg_mail.config import ConfigError, load_planning
@@ -19,7 +20,6 @@ from kcg_mail.entrypoints import demo_planning as play
 from kcg_mail.services import planning as round_
 from kcg_mail.services import planning_status
 from kcg_mail.services.intake import run_intake
-from tests.helpers import CONFIG_DIR, at, authenticated, copy_config
 
 YEAR = 2024
 PIA = {"Omvärldsbevakning": ["Studieresa", "Framtidens stadskärna"],

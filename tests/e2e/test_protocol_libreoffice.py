@@ -10,14 +10,10 @@ from __future__ import annotations
 import copy
 import io
 import os
-import sys
-from pathlib import Path
 
 import pytest
 from pypdf import PdfReader
-
-sys.path.insert(0, str(Path(__file__).parent))
-import hostile_files as h  # noqa: E402
+from support import hostile_files as h  # noqa: E402
 
 from kcg_mail.documents.context import SAMPLE_CONTEXT  # noqa: E402
 from kcg_mail.documents.minutes import Decision, read_minutes  # noqa: E402

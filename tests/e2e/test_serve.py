@@ -1,7 +1,7 @@
 """The production path: ``kcg serve`` against real servers, as a coordinator runs it.
 
 A real Prefect server, a real Dovecot + Postfix, ``kcg serve`` as a subprocess
-with Prefect's default runner settings (tests/serve_harness.py). A host
+with Prefect's default runner settings (tests/support/serve_harness.py). A host
 replies through SMTP submission; Postfix delivers to the network mailbox over
 LMTP; the test waits where members read their mail. Nothing of kcg_mail runs in
 the test process except composing the host's reply and reading the state
@@ -20,8 +20,8 @@ import httpx
 import pytest
 
 # isort: off
-from serve_harness import host_and_member, serve_stack  # puts bench/ on sys.path
-from _common import MAILBOX, replies
+from support.serve_harness import host_and_member, serve_stack  # puts bench/ on sys.path
+from bench._common import MAILBOX, replies
 # isort: on
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -62,7 +62,7 @@ def filings(stack, meeting_id: str) -> int:
 
 @pytest.fixture(scope="module")
 def prefect(tmp_path_factory):
-    from prefect_server import prefect_server
+    from support.prefect_server import prefect_server
 
     with prefect_server(tmp_path_factory.mktemp("prefect")) as server:
         yield server

@@ -11,7 +11,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 import pytest  # noqa: E402
-from helpers import CONFIG_DIR, sent_by_key  # noqa: E402
+from support.helpers import CONFIG_DIR, sent_by_key  # noqa: E402
 
 from kcg_mail.adapters.sqlite_state import BACKUP_DIR, list_backups  # noqa: E402
 

@@ -2,7 +2,7 @@
 
 Imports only the config loader and the core, so a test module that needs
 nothing else stays in the ``core`` marker (derived from imports in conftest).
-tests/helpers.py re-exports everything here.
+tests/support/helpers.py re-exports everything here.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from kcg_mail.config import Config, load_config
 from kcg_mail.core.plan import Meeting, resolve_plan
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / "config"
 TZ = ZoneInfo("Europe/Stockholm")
 

@@ -12,7 +12,7 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from pathlib import Path
 
-from helpers import TZ, authenticated, plain_mail
+from support.helpers import TZ, authenticated, plain_mail
 
 SEED_DAYS = ("2023-01-16", "2023-01-23", "2023-02-03", "2023-02-05")
 TODAY = "2023-02-20"

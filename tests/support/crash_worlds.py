@@ -2,16 +2,16 @@
 
 A *world* is one (mail transport, archive) pair with its server: the embedded
 Maildir + local folder; SMTP/IMAP against the real Dovecot + Postfix
-(tests/mailserver.py); Exchange (tests/fake_ews.py) and Graph
-(tests/fake_graph.py) at the protocol level; Maildir + Dropbox
-(tests/fake_dropbox.py). The scenario is three runs of the crash scenario
-(tests/helpers.py: CRASH_OPS): the daily run of 20 February (mails, the
+(tests/support/mailserver.py); Exchange (tests/support/fake_ews.py) and Graph
+(tests/support/fake_graph.py) at the protocol level; Maildir + Dropbox
+(tests/support/fake_dropbox.py). The scenario is three runs of the crash scenario
+(tests/support/helpers.py: CRASH_OPS): the daily run of 20 February (mails, the
 March invitation, the invitation snapshot), the intake of 21 February (the
 host's minutes filed, linked, their decisions recorded and distributed, a
 member's calendar answer recorded, the messages moved) and the onboarding of
 a new member (the welcome mail, the archive invitation).
 
-A crash point runs one op in a child process (``python tests/crash_worlds.py``)
+A crash point runs one op in a child process (``python tests/support/crash_worlds.py``)
 that kills itself with SIGKILL at the chosen call (``KCG_TEST_KILL=method:n:when``
 - no ``finally``, no connection close, no flush), then reruns the op in this
 process with clean adapters, and compares everything observable with a run
@@ -45,13 +45,13 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from basics import config_with, meeting, small_network  # noqa: E402
-from helpers import CRASH_MEMBERS, CRASH_OPS, CrashPlan, KillPlan, authenticated, calendar_accept, close, make_app  # noqa: E402
+TESTS = HERE.parent
+sys.path.insert(0, str(TESTS))  # run as a script (the crash child): ``support`` is importable
 
 from kcg_mail.config import Config, load_config  # noqa: E402
 from kcg_mail.ports import MARKER_HEADER  # noqa: E402
+from support.basics import config_with, meeting, small_network  # noqa: E402
+from support.helpers import CRASH_MEMBERS, CRASH_OPS, CrashPlan, KillPlan, authenticated, calendar_accept, close, make_app  # noqa: E402
 
 #: daily 2023-02-20, intake 2023-02-21, onboarding 2023-03-15
 # go-live on 3 Feb: the invitation and the template to the host; the minutes and a March
@@ -68,7 +68,7 @@ def scenario_configs(config_dir: str | None) -> tuple[Config, Config]:
     for the real mail server)."""
     from datetime import timedelta
 
-    from basics import CONFIG_DIR
+    from support.basics import CONFIG_DIR
 
     full = load_config(Path(config_dir or CONFIG_DIR), environ={})
     mar = meeting("2023-03", full)
@@ -230,7 +230,7 @@ class MaildirWorld(World):
         return p.read_bytes() if p.exists() else None
 
     def wire(self) -> dict:
-        from helpers import sent_by_key
+        from support.helpers import sent_by_key
 
         return {"out": dict(sent_by_key(self.workdir))}
 
@@ -299,8 +299,8 @@ class EwsWorld(World):
         self.bridge = Bridge(self._replay)
 
     def reset(self) -> None:
-        from fake_ews import FakeEWS
-        from helpers import shipped_config
+        from support.fake_ews import FakeEWS
+        from support.helpers import shipped_config
 
         self.fake = FakeEWS(mailbox=shipped_config().network.mailbox.email)
 
@@ -338,13 +338,13 @@ class EwsWorld(World):
         self.fake.deliver(raw)
 
     def template_raw(self, m) -> bytes | None:
-        from cycle_driver import ews_harness
+        from support.cycle_driver import ews_harness
 
         t = ews_harness(None, self.fake).template(m)
         return t
 
     def wire(self) -> dict:
-        from cycle_driver import ews_harness
+        from support.cycle_driver import ews_harness
 
         return {"out": dict(Counter(o.key or f"{o.method}:{o.uid}" for o in ews_harness(None, self.fake).outgoing()))}
 
@@ -365,8 +365,8 @@ class GraphWorld(World):
         self.bridge = Bridge(self._replay)
 
     def reset(self) -> None:
-        from fake_graph import FakeGraph
-        from helpers import shipped_config
+        from support.fake_graph import FakeGraph
+        from support.helpers import shipped_config
 
         self.fake = FakeGraph(mailbox=shipped_config().network.mailbox.email)
         self.fake.sent_delay = self.sent_delay
@@ -400,12 +400,12 @@ class GraphWorld(World):
         self.fake.deliver(raw)
 
     def template_raw(self, m) -> bytes | None:
-        from cycle_driver import graph_harness
+        from support.cycle_driver import graph_harness
 
         return graph_harness(None, self.fake).template(m)
 
     def wire(self) -> dict:
-        from cycle_driver import graph_harness
+        from support.cycle_driver import graph_harness
 
         return {"out": dict(Counter(o.key or f"{o.method}:{o.uid}" for o in graph_harness(None, self.fake).outgoing()))}
 
@@ -421,7 +421,7 @@ class DropboxWorld(MaildirWorld):
         self.reset()
 
     def reset(self) -> None:
-        from fake_dropbox import FakeDropbox
+        from support.fake_dropbox import FakeDropbox
 
         if self.fake is not None:
             self.fake.stop()
@@ -507,9 +507,9 @@ def _child_adapters(spec: dict, workdir: Path):
     archive = None
     if kind == "dropbox":
         import requests
-        from fake_dropbox import _LoopbackAdapter
 
         from kcg_mail.adapters.dropbox_archive import DropboxArchive
+        from support.fake_dropbox import _LoopbackAdapter
 
         s = requests.Session()
         s.trust_env = False
@@ -578,7 +578,7 @@ def run_child(world: World, workdir: Path, op: int, kill: str) -> subprocess.Com
             "config_dir": world.config_dir}
     if world.name in FORKABLE:
         return _fork_child({"KCG_CRASH_SPEC": json.dumps(spec), "KCG_TEST_KILL": kill})
-    pythonpath = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
+    pythonpath = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, "KCG_CRASH_SPEC": json.dumps(spec), "KCG_TEST_KILL": kill, "PYTHONPATH": pythonpath}
     with world.active():
         return subprocess.run([sys.executable, str(Path(__file__))], env=env, capture_output=True, text=True,
@@ -603,7 +603,7 @@ def app_for(world: World, workdir: Path, op: int, plan: CrashPlan | None = None)
 def deliveries(world: World, app, op: int) -> list[bytes]:
     """What people send before op ``op``: the host's minutes (answering the
     template mail as it arrived), a member accepting the March invitation."""
-    from cycle_driver import Template, host_reply, template_from_mime
+    from support.cycle_driver import Template, host_reply, template_from_mime
 
     if SCENARIO[op].kind != "intake":
         return []

@@ -31,9 +31,6 @@ from email.utils import getaddresses
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from basics import at  # noqa: F401  (the suite's one at())
-from helpers import authenticated
-
 from kcg_mail.core.cycle import due_dates, next_due_date
 from kcg_mail.core.plan import Meeting, archive_folder, protocol_filename
 from kcg_mail.entrypoints.demo import reply_to_template
@@ -42,6 +39,8 @@ from kcg_mail.services.app import App
 from kcg_mail.services.compose import meeting_uid
 from kcg_mail.services.daily import run_daily
 from kcg_mail.services.intake import run_intake
+from support.basics import at  # noqa: F401  (the suite's one at())
+from support.helpers import authenticated
 
 TZ = ZoneInfo("Europe/Stockholm")
 EWS_T = "http://schemas.microsoft.com/exchange/services/2006/types"
@@ -333,7 +332,7 @@ def maildir_harness(app: App, name: str = "maildir") -> Harness:
 
 
 def imap_harness(app: App, server, mailbox_user: str) -> Harness:
-    """SmtpImapTransport against tests/mailserver.py: incoming mail over LMTP,
+    """SmtpImapTransport against tests/support/mailserver.py: incoming mail over LMTP,
     the template read from the host's own INBOX, what went out from Sent."""
 
     def deliver(raw: bytes, name: str) -> None:

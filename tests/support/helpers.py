@@ -38,7 +38,7 @@ TEST_REPLY_SECRET = b"kcg-test-reply-secret"
 
 # ------------------------------------------------------------------ config
 
-from basics import CONFIG_DIR, ROOT, TZ, at, config_with, copy_config, meeting, meetings, shipped_config, small_network  # noqa: E402,F401
+from support.basics import CONFIG_DIR, ROOT, TZ, at, config_with, copy_config, meeting, meetings, shipped_config, small_network  # noqa: E402,F401
 
 # ------------------------------------------------------------------ the app
 
@@ -531,7 +531,7 @@ def observe(workdir: Path) -> dict:
 
 
 def _subprocess_main(argv: list[str]) -> None:
-    """``python tests/helpers.py WORKDIR OP_INDEX``: run one op of the crash
+    """``python tests/support/helpers.py WORKDIR OP_INDEX``: run one op of the crash
     scenario; ``KCG_TEST_KILL=method:n:before|after`` kills the process there."""
     import os
 

@@ -25,7 +25,7 @@ from kcg_mail.documents.context import SAMPLE_CONTEXT
 from kcg_mail.documents.fill import decisions_table  # noqa: F401  (h.decisions_table in tests)
 from kcg_mail.documents.render import ProtocolRenderer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "templates" / "protocol.docx"
 W_NS = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 

@@ -2,7 +2,7 @@
 """Play a host in LibreOffice, through UNO (no macros, no python-docx).
 
 Run with the system Python that has Debian's ``python3-uno``
-(``/usr/bin/python3 tests/lo_host.py JOBS.json``); tests/test_libreoffice_hosts.py
+(``/usr/bin/python3 tests/support/lo_host.py JOBS.json``); tests/e2e/test_libreoffice_hosts.py
 does. One headless LibreOffice (private profile, a named pipe) opens each
 job's protocol as the host received it, writes the decisions into the
 decisions table (header ``Beslut | Ansvarig | Klart till``; rows added when

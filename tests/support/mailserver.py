@@ -404,7 +404,7 @@ class MailServer:
         os.chmod(users, 0o640)
         self.dovecot_conf.write_text(
             f"""\
-# Private test instance written by tests/mailserver.py
+# Private test instance written by tests/support/mailserver.py
 base_dir = {d}/run
 state_dir = {d}/state
 instance_name = kcg-test-{self.imap_port}
@@ -500,7 +500,7 @@ protocol lmtp {{
         key = self.root / "tls" / "key.pem"
         (etc / "main.cf").write_text(
             f"""\
-# Private test instance written by tests/mailserver.py
+# Private test instance written by tests/support/mailserver.py
 compatibility_level = 3.6
 queue_directory = {queue}
 data_directory = {data}
@@ -550,7 +550,7 @@ maximal_backoff_time = 2s
         )
         (etc / "master.cf").write_text(
             f"""\
-# Private test instance written by tests/mailserver.py (no chroot)
+# Private test instance written by tests/support/mailserver.py (no chroot)
 {HOST}:{self.smtp_port} inet n - n - - smtpd
   -o syslog_name=postfix/submission
 {HOST}:{self.smtps_port} inet n - n - - smtpd

@@ -23,10 +23,9 @@ from datetime import date, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 
-from basics import at, shipped_config
-from helpers import authenticated, close, make_app, sent_mails
-
 from kcg_mail.ports import MARKER_HEADER
+from support.basics import at, shipped_config
+from support.helpers import authenticated, close, make_app, sent_mails
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,7 @@ def index_sent(workdir: Path) -> dict[str, SentMail]:
 def corpus_id_map(index: dict[str, SentMail]) -> tuple[dict[str, str], dict[str, timedelta]]:
     """The corpus' hand-made Message-IDs -> the real ones, and per meeting the
     shift from the corpus' plan date to the shipped plan's date."""
-    from test_inbound import DOMAIN, PLAN
+    from support.corpus import DOMAIN, PLAN
 
     real = {m.id: m for m in make_meetings()}
     ids, shift = {}, {}
@@ -93,7 +92,7 @@ def message_id_for(key: str, domain: str) -> str:
 
 
 def make_meetings():
-    from basics import meetings
+    from support.basics import meetings
 
     return meetings(shipped_config())
 

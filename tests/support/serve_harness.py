@@ -2,10 +2,10 @@
 
 ``serve_stack(tmp)`` starts
 
-* the real Dovecot + Postfix of ``tests/mailserver.py``, with a mail user for
+* the real Dovecot + Postfix of ``tests/support/mailserver.py``, with a mail user for
   the network mailbox and for every member and guest (``bench/_common.server_config``
   rewrites the shipped config's addresses onto the test domain);
-* a real Prefect server (``tests/prefect_server.py``);
+* a real Prefect server (``tests/support/prefect_server.py``);
 * and, on ``stack.start_serve()``, ``kcg serve --workdir W --config C`` with
   the SMTP/IMAP transport (``transport.yaml`` written here, the password from
   ``KCG_SMTP_PASSWORD``, the server's certificate trusted through
@@ -38,14 +38,14 @@ from pathlib import Path
 import httpx
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-for p in (HERE, ROOT / "bench"):
+ROOT = HERE.parents[1]
+for p in (HERE.parent, ROOT):  # ``support`` and ``bench`` importable when a benchmark loads this module
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from _common import MAILBOX, server_config  # noqa: E402
-from mailserver import MailServer, mail_server  # noqa: E402
-from prefect_server import PrefectServer, prefect_server  # noqa: E402
+from bench._common import MAILBOX, server_config  # noqa: E402
+from support.mailserver import MailServer, mail_server  # noqa: E402
+from support.prefect_server import PrefectServer, prefect_server  # noqa: E402
 
 _DOVECOT_NAME = re.compile(r"^(\d+)\.M(\d+)P")
 
@@ -218,10 +218,10 @@ class ServeStack:
 
 
 def write_transport(config_dir: Path, server: MailServer) -> None:
-    from helpers import trusted_authserv_id
+    from support.helpers import trusted_authserv_id
 
     (config_dir / "transport.yaml").write_text(
-        "# written by tests/serve_harness.py: the private test mail server\n"
+        "# written by tests/support/serve_harness.py: the private test mail server\n"
         "mail:\n"
         "  kind: smtp_imap\n"
         f"  smtp_host: {server.host}\n"

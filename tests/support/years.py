@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from helpers import copy_config
+
+from support.helpers import copy_config
 
 ROTATION = ["maria", "daniel", "david", "armina", "pia", "monica", "hanna", "lena", "lisa", "linda", "aljosa",
             "jessica", "isabel"]

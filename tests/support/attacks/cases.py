@@ -4,7 +4,7 @@ Every case builds one raw mail *as our receiving server hands it over*: the
 ``Authentication-Results`` fields in ``ar`` are what sits on top of the
 header, topmost first (what our own server wrote, and what an attacker
 forged below or, for a foreign authserv-id, anywhere). The scenario
-(``tests/test_attacks.py``) is the February 2023 meeting of a four-person
+(``tests/e2e/test_attacks.py``) is the February 2023 meeting of a four-person
 network: host Daniel (gavle.example.se), Lisa a member who is not a filer,
 Björn the coordinator; the template mail went to Daniel the day before the
 meeting and carries our reply key in its Message-ID and Reply-To.
