@@ -9,7 +9,9 @@
   into the plan file, the daily run then sends the invitation;
 - ``kcg-approve`` / ``kcg-reject``: a reply held for approval (issue 13; the
   logic is ``kcg_mail.services.approval``).
-- ``kcg-start-project``: approve a "Projektgrupp: …" decision (issue 18);
+- ``kcg-start-project``: approve a "Projektgrupp: …" decision;
+- ``kcg-preview``: every mail a month will send, per reader, as it will look
+  (``kcg_mail.services.preview``), as a markdown artifact; nothing is sent.
 
 The forms: every parameter has a Swedish title and description
 (``json_schema_extra`` overrides the title Prefect takes from the name) and
@@ -30,13 +32,14 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 from datetime import date as date_cls
+from pathlib import Path
 from typing import Any, Literal
 
 from prefect import flow, runtime
 from prefect.artifacts import create_markdown_artifact
 from pydantic import Field
 
-from flows.common import make_app, pretend_today, publish_overview, rename_run, when
+from flows.common import make_app, pretend_today, publish_overview, rename_run, when, workdir_and_config
 from kcg_mail.services.app import App
 from kcg_mail.services.status import artifact_slug
 
@@ -186,3 +189,24 @@ def start_project(
         _publish(app, started.markdown(), f"Projektgrupp {started.group.name}", f"startade projektgrupp {started.group.name}")
         return {"name": started.group.name, "slug": started.group.slug, "lead": started.group.lead,
                 "created": started.created}
+
+
+@flow(name="kcg-preview", flow_run_name="förhandsvisa {month}", log_prints=False)
+def preview(month: str = _field("Månad", "Månaden att förhandsvisa, t.ex. 2024-02. Inget skickas.",
+                                "")) -> dict:
+    """Show every mail ``month`` will send (this month when empty), per reader;
+    a dry run on a copy of the state record, nothing is sent."""
+    from kcg_mail.services.preview import Preview, dry_run, month_bounds, render_markdown
+
+    workdir, config_dir = workdir_and_config(None, None)
+    with make_app() as app:
+        month = month or (pretend_today() or when(app, None).date().isoformat())[:7]
+        first, last = month_bounds(month)
+        mails = dry_run(Path(workdir), Path(config_dir) if config_dir else None, first, last)
+        p = Preview(f"Förhandsvisning {month}", "Så här ser månadens utskick ut om inget annat händer "
+                    "(svar från värdar, som utskicket av protokollet, syns inte här).", mails)
+        rename_run(f"förhandsvisning {month}: {len(mails)} utskick")
+        if runtime.flow_run.id:
+            create_markdown_artifact(markdown=render_markdown(p), key=f"{artifact_slug(app)}-forhandsvisning",
+                                     description=f"Förhandsvisning av utskicken {month}")
+        return {"month": month, "mails": len(mails)}
