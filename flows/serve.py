@@ -49,7 +49,7 @@ HIDDEN = ("workdir", "config_dir", "date", "now", "skip_if_busy")
 
 def daily_cron(config_dir: str | None) -> tuple[str, str]:
     """(cron, time zone) of the daily run: ``meetings.yaml`` send_at (default 07:00) and timezone."""
-    from kcg_mail.config import load_config
+    from kcg_mail.config_loader import load_config
 
     try:
         rules = load_config(config_dir).meetings
@@ -85,7 +85,7 @@ def deployments(workdir: str, config_dir: str | None, short: str, intake_cron: s
     from flows import manual
     from flows.daily import daily_flow
     from flows.intake import intake_flow
-    from flows.planning import planning_publish, planning_start, planning_tick
+    from flows.round import planning_publish, planning_start, planning_tick
 
     params = {"workdir": workdir, "config_dir": config_dir}
     cron, tz = daily_cron(config_dir)

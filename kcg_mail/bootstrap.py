@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from kcg_mail.config import Config, ConfigError, load_config
+from kcg_mail.config_loader import Config, ConfigError, load_config
 from kcg_mail.ports import Archive, MailTransport
 from kcg_mail.secrets import install_log_filter, reply_secret, require
 from kcg_mail.services.app import App

@@ -50,7 +50,7 @@ sys.path.insert(0, str(HERE))
 from basics import config_with, meeting, small_network  # noqa: E402
 from helpers import CRASH_MEMBERS, CRASH_OPS, CrashPlan, KillPlan, authenticated, calendar_accept, close, make_app  # noqa: E402
 
-from kcg_mail.config import Config, load_config  # noqa: E402
+from kcg_mail.config_loader import Config, load_config  # noqa: E402
 from kcg_mail.ports import MARKER_HEADER  # noqa: E402
 
 #: daily 2023-02-20, intake 2023-02-21, onboarding 2023-03-15

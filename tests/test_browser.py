@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from kcg_mail.config import DEFAULT_CONFIG_DIR
+from kcg_mail.config_loader import DEFAULT_CONFIG_DIR
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cockpit_seed import TODAY, seed  # noqa: E402

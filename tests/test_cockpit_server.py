@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from kcg_mail.config import DEFAULT_CONFIG_DIR
+from kcg_mail.config_loader import DEFAULT_CONFIG_DIR
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cockpit_seed import seed  # noqa: E402
@@ -127,7 +127,7 @@ def test_serve_creates_the_automations_and_the_webhook_block(api, tmp_path, hook
             assert block.name == "kcg-larm-kcg"
             assert hook.url not in str(block.data)  # the URL (a token) is a secret of the block
         # a second start updates, it does not duplicate
-        from kcg_mail.config import load_config
+        from kcg_mail.config_loader import load_config
         from kcg_mail.entrypoints.automations import ensure_automations
 
         os.environ["KCG_ALERTS__WEBHOOK_URL"] = hook.url

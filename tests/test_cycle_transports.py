@@ -39,7 +39,7 @@ from cycle_driver import (
 )
 from helpers import CONFIG_DIR, authenticated, config_with, make_app, shipped_config
 
-from kcg_mail.config import load_config
+from kcg_mail.config_loader import load_config
 from kcg_mail.core import inbound
 from kcg_mail.core.plan import archive_folder, protocol_filename
 from kcg_mail.ports import MARKER_HEADER

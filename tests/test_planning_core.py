@@ -8,10 +8,10 @@ from itertools import combinations
 import pytest
 import yaml
 
-from kcg_mail.config import load_config
-from kcg_mail.core import planning as pl
-from kcg_mail.core.config import Plan
-from kcg_mail.core.draft_plan import as_plan, draft_plan, hosting_problems
+from kcg_mail.config_loader import load_config
+from kcg_mail.core import round as pl
+from kcg_mail.core.config_model import Plan
+from kcg_mail.core.round_draft import as_plan, draft_plan, hosting_problems
 
 pytestmark = pytest.mark.core
 

@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass
 from datetime import date
 
-from kcg_mail.core.config import Person, Plan, PlannedMeeting
+from kcg_mail.core.config_model import Person, Plan, PlannedMeeting
 from kcg_mail.core.plan import MONTHS_SV, apply_holiday_policy, date_text, first_monday
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from kcg_mail.config import ConfigError
+from kcg_mail.config_loader import ConfigError
 from kcg_mail.entrypoints.cli_common import CONFIG, WORKDIR, _config, _run_flow, _state_ok, console, err  # noqa: F401
-from kcg_mail.entrypoints.cli_planning import _demo_planning, _draft_plan, _planning_status, planning_app
+from kcg_mail.entrypoints.cli_round import _demo_planning, _draft_plan, _planning_status, planning_app
 from kcg_mail.entrypoints.cli_state import state_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="kcg-mail: the KCG meeting cycle, unattended.")
@@ -219,7 +219,7 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
 
     for item in missing_plan_items(plan_years(cfg.plans), date_cls.today(), True):
         console.print(f"[yellow]![/] {item}", highlight=False, soft_wrap=True)
-    from kcg_mail.config import load_planning  # the planning round (issue 17)
+    from kcg_mail.config_loader import load_planning  # the planning round (issue 17)
 
     try:
         ps = load_planning(config)
@@ -229,7 +229,7 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
         ok = False
         for p in exc.problems:
             console.print(f"[red]✗[/] {p}", highlight=False, markup=False)
-    from kcg_mail.services.planning_status import template_problems
+    from kcg_mail.services.round_status import template_problems
 
     for p in template_problems(Composer(cfg)):
         ok = False

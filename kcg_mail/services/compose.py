@@ -22,7 +22,7 @@ from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
 from kcg_mail.core import ical
-from kcg_mail.core.config import Config, Person
+from kcg_mail.core.config_model import Config, Person
 from kcg_mail.core.cycle import location_of
 from kcg_mail.core.plan import Meeting, date_text, next_meeting
 from kcg_mail.ports import Address, Attachment, Invitation, OutgoingMessage

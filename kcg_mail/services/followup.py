@@ -26,7 +26,7 @@ from kcg_mail.core import decisions as rules
 from kcg_mail.core.decisions import Decision, Mark
 from kcg_mail.core.plan import Meeting, date_text
 from kcg_mail.core.projects import status_requests_due, status_text
-from kcg_mail.core.projects_config import ProjectGroup
+from kcg_mail.core.projects_model import ProjectGroup
 from kcg_mail.services.app import App
 from kcg_mail.services.compose import person_ctx
 

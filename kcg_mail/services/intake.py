@@ -353,7 +353,7 @@ def _handle_one(app: App, item: IncomingMessage, ctx: inbound.MatchContext, now:
         app.mail.move(item.ref, FOLDER.get(rec.outcome, "quarantine"))
         return Handled(item.ref, "already_handled", rec.meeting_id, rec.reason, rec.sender, rec.subject)
     mail = inbound.parse(item.raw)
-    from kcg_mail.services import planning as planning_round  # replies to the planning round (issue 17)
+    from kcg_mail.services import round as planning_round  # replies to the planning round (issue 17)
     from kcg_mail.services.followup import status_request_of  # a project group's status line (issue 18)
 
     planning = planning_round.route(app, mail)

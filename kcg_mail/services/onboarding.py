@@ -27,7 +27,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from kcg_mail.core.config import Person
+from kcg_mail.core.config_model import Person
 from kcg_mail.core.plan import Meeting
 from kcg_mail.ports import Attachment
 from kcg_mail.services.app import App, Outbox

@@ -31,8 +31,8 @@ from typing import Any
 
 import yaml
 
-from kcg_mail.core import planning as pl
-from kcg_mail.core.config import Person
+from kcg_mail.core import round as pl
+from kcg_mail.core.config_model import Person
 from kcg_mail.core.plan import MONTHS_SV, date_text
 from kcg_mail.ports import Attachment
 from kcg_mail.services.app import App
@@ -49,7 +49,7 @@ class PlanningProblem(ValueError):
 
 
 def settings(app: App) -> pl.PlanningSettings:
-    from kcg_mail.config import load_planning
+    from kcg_mail.config_loader import load_planning
 
     s = load_planning(app.cfg.directory)
     if s is None:
@@ -135,7 +135,7 @@ def start_round(app: App, year: int, now: datetime) -> list[str]:
 
 
 def _needs_form(app: App, year: int, s: pl.PlanningSettings, carry: dict[str, list[str]]) -> bytes:
-    from kcg_mail.documents.planning_forms import needs_form
+    from kcg_mail.documents.round_forms import needs_form
 
     return needs_form(app.cfg.network.name, year, s.areas, carry)
 
@@ -276,7 +276,7 @@ def _ballot_ctx(app: App, year: int, p: Person, r: pl.Round, *, reminder: bool) 
 
 def publish_ballot(app: App, year: int, now: datetime) -> list[str]:
     """"Publicera röstlistan": read the (edited) list from the archive, number it, send the ballot."""
-    from kcg_mail.documents.planning_forms import ballot_form
+    from kcg_mail.documents.round_forms import ballot_form
 
     s, r = get_round(app, year)
     app.outbox.now = now  # type: ignore[union-attr]
@@ -384,7 +384,7 @@ def _docx_attachments(mail: Any) -> list[Any]:
 def _needs(app: App, year: int, p: Person, mail: Any, key: str, now: datetime, s: pl.PlanningSettings,
            r: pl.Round) -> tuple[str, str]:
     from kcg_mail.documents.ooxml import MinutesRejected
-    from kcg_mail.documents.planning_forms import read_needs_form
+    from kcg_mail.documents.round_forms import read_needs_form
 
     found: dict[str, list[str]] = {}
     problems: list[str] = []
@@ -420,7 +420,7 @@ def _needs(app: App, year: int, p: Person, mail: Any, key: str, now: datetime, s
 def _ballot(app: App, year: int, p: Person, mail: Any, key: str, now: datetime, s: pl.PlanningSettings,
             r: pl.Round) -> tuple[str, str]:
     from kcg_mail.documents.ooxml import MinutesRejected
-    from kcg_mail.documents.planning_forms import read_ballot_form
+    from kcg_mail.documents.round_forms import read_ballot_form
 
     ts = topics(app, year)
     parsed: pl.ParsedBallot | None = None
@@ -492,7 +492,7 @@ def groups_for(app: App, year: int, r: pl.Round) -> pl.Groups:
 
 def close_round(app: App, year: int, now: datetime) -> list[str]:
     """Tally, groups, draft plan and Handlingsplan in the archive; the result to the members."""
-    from kcg_mail.core.draft_plan import draft_plan
+    from kcg_mail.core.round_draft import draft_plan
 
     s, r = get_round(app, year)
     app.outbox.now = now  # type: ignore[union-attr]
@@ -538,7 +538,7 @@ def close_round(app: App, year: int, now: datetime) -> list[str]:
 
 
 def action_plan_docx(app: App, year: int, t: pl.Tally, g: pl.Groups, draft: Any) -> bytes:
-    from kcg_mail.documents.action_plan import ActionPlan, PlanRow, TopicVotes, render_action_plan
+    from kcg_mail.documents.round_action_plan import ActionPlan, PlanRow, TopicVotes, render_action_plan
 
     net = app.cfg.network
     names = {p.id: p.name.split()[0] for p in net.members}
@@ -563,7 +563,7 @@ def action_plan_docx(app: App, year: int, t: pl.Tally, g: pl.Groups, draft: Any)
 
 def draft_for(app: App, year: int) -> Any:
     """The draft plan for ``year``: themes from the round's focus topics when a round ran."""
-    from kcg_mail.core.draft_plan import draft_plan
+    from kcg_mail.core.round_draft import draft_plan
 
     result = _get(app, year, "result", None)
     themes = [r["text"] for r in sorted((r for r in result["rows"] if r["focus"]),
