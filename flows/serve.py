@@ -219,7 +219,3 @@ def relay_early_stop(runner: Any, stop: threading.Event, timeout: float = 60.0) 
         runner.handle_sigterm()
 
     threading.Thread(target=relay, name="kcg-early-sigterm", daemon=True).start()
-
-
-def serve_all(workdir: str, config_dir: str | None, short: str = "KCG", intake_cron: str = INTAKE_CRON) -> None:
-    run_runner(*build_runner(workdir, config_dir, short, intake_cron))

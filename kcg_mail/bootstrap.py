@@ -121,12 +121,6 @@ def make_archive(cfg: Config, workdir: Path) -> Archive:
     )
 
 
-def make_renderer(templates_dir: Path):
-    from kcg_mail.documents.render import ProtocolRenderer
-
-    return ProtocolRenderer(templates_dir / "protocol.docx")
-
-
 @lru_cache(maxsize=8)
 def _checked_renderer(path: str, mtime_ns: int, size: int):
     """Parse and check a template once per version of the file: a process that

@@ -46,9 +46,9 @@ from basics import CONFIG_DIR, ROOT, TZ, at, config_with, copy_config, meeting, 
 @lru_cache(maxsize=1)
 def renderer():
     """The protocol renderer parses the Word template once; it holds no run state."""
-    from kcg_mail.bootstrap import make_renderer
+    from kcg_mail.documents.render import ProtocolRenderer
 
-    return make_renderer(TEMPLATES_DIR)
+    return ProtocolRenderer(TEMPLATES_DIR / "protocol.docx")
 
 
 _COMPOSERS: dict[int, tuple[Config, Composer]] = {}

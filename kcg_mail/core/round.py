@@ -87,18 +87,6 @@ class PlanningSettings(_Model):
         return self
 
 
-# ------------------------------------------------------------------ phases
-
-
-def phase(r: Round, today: date, published: bool) -> str:
-    """Where the round stands: before, needs, merging, votes, closed."""
-    if today < r.start:
-        return "before"
-    if not published:
-        return "needs" if today <= r.needs_deadline else "merging"
-    return "votes" if today <= r.votes_deadline else "closed"
-
-
 # ------------------------------------------------------------------ text helpers
 
 _QUOTE_HEAD = re.compile(
