@@ -7,9 +7,9 @@
 - ``kcg-refile``: file a quarantined message anyway, as the minutes of a meeting;
 - ``kcg-confirm-date``: confirm a tentative date (the study trip's): written
   into the plan file, the daily run then sends the invitation;
-- ``kcg-approve`` / ``kcg-reject``: a reply held for approval (issue 13; the
+- ``kcg-approve`` / ``kcg-reject``: a reply held for approval (the
   logic is ``kcg_mail.services.approval``).
-- ``kcg-start-project``: approve a "Projektgrupp: …" decision (issue 18);
+- ``kcg-start-project``: approve a "Projektgrupp: …" decision;
 
 The forms: every parameter has a Swedish title and description
 (``json_schema_extra`` overrides the title Prefect takes from the name) and
@@ -151,7 +151,7 @@ def confirm_date(
 
 
 def _approval(verb: Literal["approve", "reject"], ref: str) -> dict:
-    from kcg_mail.services import approval  # issue 13: held replies
+    from kcg_mail.services import approval  # held replies
 
     with _app_and_now() as (app, _):
         out = getattr(approval, verb)(app, ref)

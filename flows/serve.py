@@ -98,7 +98,7 @@ def deployments(workdir: str, config_dir: str | None, short: str, intake_cron: s
                                   parameters={**params, "skip_if_busy": True},
                                   concurrency_limit=enqueue, tags=run_tags(short, "intake"),
                                   description="Läser nya svar: arkiverar och skickar ut protokoll, karantän för resten."),
-        # the yearly planning round (issue 17): started and published by hand, looked after daily
+        # the yearly planning round: started and published by hand, looked after daily
         planning_start.to_deployment(name=short, parameters=params, concurrency_limit=enqueue,
                                      tags=run_tags(short, "planning"),
                                      description="Starta årets planeringsrunda: behovsutskick till alla medlemmar."),

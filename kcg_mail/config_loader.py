@@ -208,7 +208,7 @@ def _load_projects(directory: Path, network: Network | None, problems: list[str]
     return projects
 
 
-# ------------------------------------------------------------------ planning (issue 17)
+# ------------------------------------------------------------------ the planning round
 
 
 def load_planning(directory: Path | str | None = None, environ: dict[str, str] | None = None):

@@ -23,7 +23,7 @@ app.add_typer(state_app, name="state")
 @app.command()
 def plan(year: int | None = typer.Option(None, help="Only this plan year."),
          as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-         draft: bool = typer.Option(False, "--draft", help="Write a draft plan-YYYY.yaml for --year (issue 17)."),
+         draft: bool = typer.Option(False, "--draft", help="Write a draft plan-YYYY.yaml for --year."),
          out: Path | None = typer.Option(None, "--out", help="With --draft: where to write it."),
          workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """Print the year plan with resolved dates (or, with --draft, write next year's draft)."""
@@ -150,7 +150,7 @@ def status(workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     _between_meetings_section(workdir, config)
 
 
-# ------------------------------------------------ issue 18: between meetings
+# ------------------------------------------------ between meetings
 
 
 def _between_meetings_section(workdir: Path, config: Path | None) -> None:
@@ -219,7 +219,7 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
 
     for item in missing_plan_items(plan_years(cfg.plans), date_cls.today(), True):
         console.print(f"[yellow]![/] {item}", highlight=False, soft_wrap=True)
-    from kcg_mail.config_loader import load_planning  # the planning round (issue 17)
+    from kcg_mail.config_loader import load_planning  # the planning round
 
     try:
         ps = load_planning(config)
@@ -277,7 +277,7 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
     raise typer.Exit(0 if ok else 1)
 
 
-# ------------------------------------------------------------ held mail (issue 13)
+# ------------------------------------------------------------ held mail
 
 
 @app.command()

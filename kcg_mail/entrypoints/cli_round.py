@@ -1,5 +1,5 @@
 """``kcg planning ...``, ``kcg plan --draft`` and the planning part of
-``kcg status`` and ``kcg demo --planning`` (issue 17)."""
+``kcg status`` and ``kcg demo --planning``."""
 
 from __future__ import annotations
 

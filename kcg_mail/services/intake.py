@@ -281,7 +281,7 @@ TOO_LARGE_SV = ("Ditt mejl var för stort för att tas emot (över {mb} MB), så
                 "Skicka gärna protokollet igen som en mindre fil, till exempel utan inklistrade bilder.")
 
 
-# ------------------------------------------------ issue 18: between meetings
+# ------------------------------------------------ between meetings
 # The minutes' follow-up table closes or carries open decisions; a reply to a
 # project-status request is stored as the group's status (routed in _handle_one
 # after the trust rules; logic in kcg_mail.services.followup).

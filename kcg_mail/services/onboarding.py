@@ -108,7 +108,7 @@ def remaining_meetings(app: App, now: datetime) -> list[Meeting]:
 
 
 def _calendar_link(app: App, now: datetime) -> str:
-    """The subscribable year calendar (issue 18), brought up to date first; "" when
+    """The subscribable year calendar, brought up to date first; "" when
     the archive cannot give a link (the welcome still goes out, with the .ics)."""
     from kcg_mail.services.calendar_feed import publish
 

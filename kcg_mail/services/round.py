@@ -324,7 +324,7 @@ def mail_ids(actions: Iterable[ActionRecord]) -> dict[str, RoundReply]:
 def sender_member(app: App, mail: Any) -> Person | None:
     """The member who sent ``mail``, or None. The one place the round decides
     whom to trust: today the From address must be a member's; when the intake's
-    sender-authentication rules apply (issue 13a), this is where they plug in."""
+    sender-authentication rules apply, this is where they plug in."""
     return next((p for p in app.cfg.network.members if p.active and p.email == mail.sender), None)
 
 
