@@ -7,7 +7,7 @@
 - ``kcg-refile``: file a quarantined message anyway, as the minutes of a meeting;
 - ``kcg-confirm-date``: confirm a tentative date (the study trip's): written
   into the plan file, the daily run then sends the invitation;
-- ``kcg-approve`` / ``kcg-reject``: a reply held for approval (issue 13; the
+- ``kcg-approve`` / ``kcg-reject``: a reply held for approval (the
   logic is ``kcg_mail.services.approval``).
 - ``kcg-start-project``: approve a "Projektgrupp: …" decision;
 - ``kcg-preview``: every mail a month will send, per reader, as it will look
@@ -32,7 +32,6 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 from datetime import date as date_cls
-from pathlib import Path
 from typing import Any, Literal
 
 from prefect import flow, runtime
@@ -154,7 +153,7 @@ def confirm_date(
 
 
 def _approval(verb: Literal["approve", "reject"], ref: str) -> dict:
-    from kcg_mail.services import approval  # issue 13: held replies
+    from kcg_mail.services import approval  # held replies
 
     with _app_and_now() as (app, _):
         out = getattr(approval, verb)(app, ref)
@@ -196,13 +195,15 @@ def preview(month: str = _field("Månad", "Månaden att förhandsvisa, t.ex. 202
                                 "")) -> dict:
     """Show every mail ``month`` will send (this month when empty), per reader;
     a dry run on a copy of the state record, nothing is sent."""
+    from kcg_mail.bootstrap import dry_run_app
     from kcg_mail.services.preview import Preview, dry_run, month_bounds, render_markdown
 
     workdir, config_dir = workdir_and_config(None, None)
     with make_app() as app:
         month = month or (pretend_today() or when(app, None).date().isoformat())[:7]
         first, last = month_bounds(month)
-        mails = dry_run(Path(workdir), Path(config_dir) if config_dir else None, first, last)
+        with dry_run_app(workdir, config_dir) as (scratch, sent):
+            mails = dry_run(scratch, first, last, sent)
         p = Preview(f"Förhandsvisning {month}", "Så här ser månadens utskick ut om inget annat händer "
                     "(svar från värdar, som utskicket av protokollet, syns inte här).", mails)
         rename_run(f"förhandsvisning {month}: {len(mails)} utskick")

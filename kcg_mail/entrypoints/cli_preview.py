@@ -16,6 +16,7 @@ def preview(month: str = typer.Option(..., "--month", "-m", help="The month, e.g
             workdir: Path = WORKDIR, config: Path | None = CONFIG,
             out: Path | None = typer.Option(None, "--out", "-o", help="The HTML page (default: <workdir>/preview-<month>.html).")) -> None:
     """Show every mail MONTH will send, per reader, as it will look (a dry run on a copy of the state: nothing is sent)."""
+    from kcg_mail.bootstrap import dry_run_app
     from kcg_mail.services.preview import Preview, dry_run, month_bounds, render_html
 
     _config(config)
@@ -23,7 +24,8 @@ def preview(month: str = typer.Option(..., "--month", "-m", help="The month, e.g
         err.print(f"--month: {month!r} is not a month (fix: write it as YYYY-MM, e.g. {date.today():%Y-%m})")
         raise typer.Exit(2)
     first, last = month_bounds(month)
-    mails = dry_run(workdir, config, first, last)
+    with dry_run_app(workdir, config) as (app, sent):
+        mails = dry_run(app, first, last, sent)
     page = Preview(f"Förhandsvisning {month}", "Så här ser månadens utskick ut om inget annat händer (svar från "
                    "värdar, som utskicket av protokollet, syns inte här). Inget har skickats.", mails)
     target = out or workdir / f"preview-{month}.html"

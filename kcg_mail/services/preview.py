@@ -3,7 +3,8 @@
 Two sources feed the same page:
 
 * ``dry_run(...)``: the daily runs of the period played on a throw-away copy of
-  the state record (embedded Maildir and a local archive under a temp folder);
+  the state record (``bootstrap.dry_run_app``: embedded Maildir and a local
+  archive under a temp folder);
   the real configuration, templates and plan, so the texts are exactly those
   that will go out if nothing else happens (no host replies are imagined:
   mails caused by a reply, such as the distribution of minutes, are not in it).
@@ -17,9 +18,6 @@ its calendar entry. Nothing here sends anything.
 
 from __future__ import annotations
 
-import shutil
-import sqlite3
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -33,10 +31,10 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, select_autoescape
 
-from kcg_mail.core.config import Config
+from kcg_mail.core.config_model import Config
 from kcg_mail.core.plan import Meeting
 from kcg_mail.ports import MARKER_HEADER
-from kcg_mail.secrets import REPLY_SECRET_FILE
+from kcg_mail.services.app import App
 
 #: the roles a reader can have, in the order the page lists them
 ROLES = ("samordnare", "värd", "reservvärd", "medlem", "gäst", "annan")
@@ -171,38 +169,16 @@ def month_bounds(month: str) -> tuple[date, date]:
     return first, nxt - timedelta(days=1)
 
 
-def _copy_state(src: Path, dst: Path) -> None:
-    """A consistent copy of the SQLite state record (the backup API, so a live
-    ``kcg serve`` writing it at the same time is no problem)."""
-    if not src.exists():
-        return
-    with sqlite3.connect(f"file:{src}?mode=ro", uri=True) as a, sqlite3.connect(dst) as b:
-        a.backup(b)
-
-
-def dry_run(workdir: Path, config_dir: Path | None, first: date, last: date) -> list[PreviewMail]:
-    """The mails the daily runs from ``first`` to ``last`` would send, made on a
-    copy of ``workdir``'s state record; the real install is not touched."""
-    from kcg_mail.adapters.local_archive import LocalFolderArchive
-    from kcg_mail.adapters.maildir import MaildirTransport
-    from kcg_mail.bootstrap import bootstrap
+def dry_run(app: App, first: date, last: date, sent_dir: Path) -> list[PreviewMail]:
+    """The mails the daily runs from ``first`` to ``last`` send on ``app``, which
+    must be a throw-away copy (``bootstrap.dry_run_app``); ``sent_dir`` is its
+    Maildir sent folder."""
     from kcg_mail.services.daily import run_daily
 
-    tmp = Path(tempfile.mkdtemp(prefix="kcg-preview-"))
-    try:
-        _copy_state(Path(workdir) / "state.sqlite", tmp / "state.sqlite")
-        secret = Path(workdir) / REPLY_SECRET_FILE  # the same Message-IDs and reply keys as the real run
-        if secret.exists():
-            shutil.copy2(secret, tmp / REPLY_SECRET_FILE)
-        mail = MaildirTransport(tmp / "mail")
-        app = bootstrap(tmp, config_dir, mail=mail, archive=LocalFolderArchive(tmp / "dropbox"), guard_state=False)
-        with app:
-            tz = ZoneInfo(app.cfg.meetings.timezone)
-            for day in _days(first, last):
-                run_daily(app, datetime.combine(day, app.cfg.meetings.send_at, tz))
-            return read_maildir(app.cfg, app.meetings, tmp / "mail" / "sent")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    tz = ZoneInfo(app.cfg.meetings.timezone)
+    for day in _days(first, last):
+        run_daily(app, datetime.combine(day, app.cfg.meetings.send_at, tz))
+    return read_maildir(app.cfg, app.meetings, sent_dir)
 
 
 # ------------------------------------------------------------------ the page

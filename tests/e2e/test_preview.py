@@ -14,7 +14,7 @@ from pathlib import Path
 from support.basics import at
 from typer.testing import CliRunner
 
-from kcg_mail.bootstrap import bootstrap
+from kcg_mail.bootstrap import bootstrap, dry_run_app
 from kcg_mail.entrypoints.cli import app as cli
 from kcg_mail.services.daily import run_daily
 from kcg_mail.services.preview import Preview, dry_run, month_bounds, read_maildir, render_html
@@ -49,7 +49,8 @@ def test_the_preview_is_what_the_daily_runs_then_send_and_changes_nothing(tmp_pa
     before = _tree(work)
 
     first, last = month_bounds("2023-02")
-    preview = dry_run(work, None, first, last)
+    with dry_run_app(work) as (scratch, sent):
+        preview = dry_run(scratch, first, last, sent)
     assert _tree(work) == before, "the preview wrote into the install it previewed"
 
     with bootstrap(work) as app:
@@ -71,7 +72,8 @@ def test_the_preview_is_what_the_daily_runs_then_send_and_changes_nothing(tmp_pa
 
 def test_the_page_lists_each_mail_once_with_its_readers_and_escapes_the_texts(tmp_path):
     work = tmp_path / "install"
-    mails = dry_run(work, None, *month_bounds("2023-02"))
+    with dry_run_app(work) as (scratch, sent):
+        mails = dry_run(scratch, *month_bounds("2023-02"), sent)
     mails[0].text += "\n<script>alert(1)</script> A & B"
     page = render_html(Preview("Förhandsvisning 2023-02", "note", mails))
     for m in mails:
