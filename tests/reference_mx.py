@@ -70,7 +70,11 @@ def available() -> str | None:
         try:
             __import__(mod)
         except ImportError:
-            return f"Python package {mod} missing (pip install -c constraints.txt -e '.[dev]')"
+            return f"Python package {mod} missing (pip install -c constraints.txt -e '.[test]')"
+    probe = subprocess.run([UNSHARE, "--mount", "--propagation", "private", "true"], capture_output=True, text=True,
+                           timeout=30)
+    if probe.returncode != 0:
+        return f"cannot make a private mount namespace for the milters' resolv.conf: {probe.stderr.strip()}"
     return None
 
 
