@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Install Dovecot (IMAP + LMTP) and Postfix for the real-server mail tests, and
-# OpenDKIM + OpenDMARC for the reference MX (tests/reference_mx.py).
+# OpenDKIM + OpenDMARC for the reference MX (tests/support/reference_mx.py).
 #
 # Idempotent. The tests start private, unprivileged instances from a temp dir
-# (tests/mailserver.py, tests/reference_mx.py); no system dovecot, postfix,
+# (tests/support/mailserver.py, tests/support/reference_mx.py); no system dovecot, postfix,
 # opendkim or opendmarc instance is configured, started or needed. Run as root.
 set -euo pipefail
 
