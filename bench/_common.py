@@ -124,7 +124,7 @@ def server_config(dst: Path) -> tuple[Path, dict[str, str]]:
     every distribution. Returns the config dir and the mail users to create."""
     import shutil
 
-    from kcg_mail.config import load_config
+    from kcg_mail.config_loader import load_config
 
     dst = Path(dst)
     if dst.exists():

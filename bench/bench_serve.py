@@ -52,8 +52,8 @@ sys.path.insert(0, str(HERE))
 
 from _common import MAILBOX, machine, pct, replies  # noqa: E402
 
-POLL_SERVE = ("import sys; sys.path.insert(0, '.'); from flows.serve import serve_all; "
-              "serve_all(sys.argv[1], sys.argv[2], intake_cron='* * * * *')")
+POLL_SERVE = ("import sys; sys.path.insert(0, '.'); from flows.serve import build_runner, run_runner; "
+              "run_runner(*build_runner(sys.argv[1], sys.argv[2], 'KCG', '* * * * *'))")
 
 
 class Watcher:

@@ -11,7 +11,7 @@ Rules (derived from the code, not from hand-kept lists):
   helpers it imports, at any depth, module level or inside functions) reach
   into ``kcg_mail`` only through modules whose own imports, transitively, stay
   in ``kcg_mail.core``, ``kcg_mail.documents``, ``kcg_mail.ports`` (and the
-  config loader ``kcg_mail.config``, which imports only the core) and that
+  config loader ``kcg_mail.config_loader``, which imports only the core) and that
   import neither ``prefect`` nor ``flows``. ``./scripts/test.sh -m core`` runs
   in seconds.
 * ``server``: a test that uses a fixture which starts a real server (Dovecot /
@@ -47,7 +47,7 @@ TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 
 #: kcg_mail packages a core test may reach (with everything they import).
-CORE_PACKAGES = ("kcg_mail.core", "kcg_mail.documents", "kcg_mail.ports", "kcg_mail.config")
+CORE_PACKAGES = ("kcg_mail.core", "kcg_mail.documents", "kcg_mail.ports", "kcg_mail.config_loader")
 #: Names that are never core, wherever they are imported from.
 NOT_CORE_TOP = {"prefect", "flows"}
 

@@ -42,7 +42,7 @@ from support.cycle_driver import (
 from support.helpers import CONFIG_DIR, config_with, make_app, shipped_config
 from support.mailserver import mail_server
 
-from kcg_mail.config import load_config
+from kcg_mail.config_loader import load_config
 from kcg_mail.core.plan import archive_folder, protocol_filename
 from kcg_mail.ports import MARKER_HEADER
 from kcg_mail.services.intake import msg_key, run_intake

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from support.basics import CONFIG_DIR, copy_config, shipped_config
 
-from kcg_mail.config import ConfigError, load_config
+from kcg_mail.config_loader import ConfigError, load_config
 from kcg_mail.core.plan import resolve_plan
 
 # ------------------------------------------------------------ the shipped config

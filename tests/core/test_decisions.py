@@ -8,12 +8,12 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from support.helpers import copy_config, meetings, shipped_config
 
-from kcg_mail.config import ConfigError, load_config
+from kcg_mail.config_loader import ConfigError, load_config
 from kcg_mail.core import decisions as rules
 from kcg_mail.core.decisions import DONE, OPEN, STRUCK, Decision, Mark
 from kcg_mail.core.feed import FeedEvent, update
 from kcg_mail.core.projects import status_requests_due, status_text
-from kcg_mail.core.projects_config import ProjectGroup
+from kcg_mail.core.projects_model import ProjectGroup
 
 pytestmark = pytest.mark.core
 

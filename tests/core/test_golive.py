@@ -16,7 +16,7 @@ import yaml
 from support.helpers import at, meeting, shipped_config
 from support.years import config_for_years, plan_yaml
 
-from kcg_mail.config import ConfigError, load_config
+from kcg_mail.config_loader import ConfigError, load_config
 from kcg_mail.core.cycle import HOST_STEPS, STEPS, MeetingState, decide, is_history, next_due_date, step_dates
 from kcg_mail.core.plan import add_working_days, is_working_day, resolve_plan
 from kcg_mail.core.years import missing_plan_items, missing_plans, plan_file_problems

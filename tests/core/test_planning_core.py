@@ -8,12 +8,36 @@ from itertools import combinations
 import pytest
 import yaml
 
-from kcg_mail.config import load_config
-from kcg_mail.core import planning as pl
-from kcg_mail.core.config import Plan
-from kcg_mail.core.draft_plan import as_plan, draft_plan, hosting_problems
+from kcg_mail.config_loader import load_config
+from kcg_mail.core import round as pl
+from kcg_mail.core.config_model import Plan, PlannedMeeting
+from kcg_mail.core.round_draft import DraftPlan, draft_plan
 
 pytestmark = pytest.mark.core
+
+
+def hosting_problems(plans: list[Plan], people: list[str], from_month: str = "") -> list[str]:
+    """Problems with the fairness rule in a sequence of plans: a member who
+    hosts (in ``from_month`` or later) again before every other of ``people``
+    has hosted once since."""
+    seq = [pm.host for pm in sorted((m for p in plans for m in p.meetings if not m.cancelled), key=lambda m: m.month)]
+    problems = []
+    months = sorted(m.month for p in plans for m in p.meetings if not m.cancelled)
+    for i, h in enumerate(seq):
+        if months[i] < from_month:
+            continue
+        prev = [j for j in range(i) if seq[j] == h]
+        if prev:
+            since = set(seq[prev[-1] + 1:i])
+            missing = [p for p in people if p != h and p not in since]
+            if missing:
+                problems.append(f"{h} hosts meeting {i + 1} again before {', '.join(missing)} hosted once since")
+    return problems
+
+
+def as_plan(d: DraftPlan) -> Plan:
+    return Plan(year=d.year, note=d.note, months_without_meeting=list(d.months_without_meeting),
+                meetings=[PlannedMeeting.model_validate(m) for m in d.as_dict()["meetings"]])
 
 AREAS = [pl.Area(name="Omvärldsbevakning"), pl.Area(name="Erfarenhetsutbyte & kompetensutveckling"),
          pl.Area(name="Gemensamma frågor & projekt"), pl.Area(name="Kollegialt stöd")]

@@ -475,7 +475,7 @@ def test_check_connect_lists_authserv_ids_on_graph(feb):
 def test_trusted_ids_from_transport_yaml_and_env(tmp_path):
     from support.helpers import copy_config
 
-    from kcg_mail.config import ConfigError, load_config
+    from kcg_mail.config_loader import ConfigError, load_config
 
     cfg = load_config(copy_config(tmp_path), environ={
         "KCG_INBOUND__TRUSTED_AUTHSERV_IDS": "MX1.Example.se, exchange-online",

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from support.cockpit_seed import TODAY, seed  # noqa: E402
 
-from kcg_mail.config import DEFAULT_CONFIG_DIR
+from kcg_mail.config_loader import DEFAULT_CONFIG_DIR
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

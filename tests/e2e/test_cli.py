@@ -67,7 +67,7 @@ def test_archive_root_puts_every_path_under_it(tmp_path):
     from support.helpers import CONFIG_DIR
 
     from kcg_mail.bootstrap import make_archive
-    from kcg_mail.config import load_config
+    from kcg_mail.config_loader import load_config
 
     cfg = load_config(CONFIG_DIR, environ={"KCG_ARCHIVE__ROOT": "/Stadskärnor/Nätverk"})
     archive = make_archive(cfg, tmp_path)
@@ -82,7 +82,7 @@ def test_archive_root_must_be_an_absolute_folder(tmp_path):
     import pytest
     from support.helpers import CONFIG_DIR
 
-    from kcg_mail.config import ConfigError, load_config
+    from kcg_mail.config_loader import ConfigError, load_config
 
     with pytest.raises(ConfigError) as info:
         load_config(CONFIG_DIR, environ={"KCG_ARCHIVE__ROOT": "../elsewhere"})

@@ -19,9 +19,9 @@ from support.cockpit_seed import TODAY, at, seed
 from support.hook import Hook  # noqa: F401
 
 from kcg_mail.bootstrap import bootstrap
-from kcg_mail.config import DEFAULT_CONFIG_DIR
+from kcg_mail.config_edit import PlanEditProblem, confirm_date
+from kcg_mail.config_loader import DEFAULT_CONFIG_DIR
 from kcg_mail.core import overview
-from kcg_mail.core.plan_edit import PlanEditProblem, confirm_date
 from kcg_mail.ports import MARKER_HEADER
 
 
@@ -358,7 +358,7 @@ def test_failed_webhook_is_retried_next_run(tmp_path, monkeypatch, hook, caplog)
 
 
 def test_webhook_url_in_transport_yaml_is_validated(tmp_path):
-    from kcg_mail.config import ConfigError, load_config
+    from kcg_mail.config_loader import ConfigError, load_config
 
     cfgdir = config_copy(tmp_path)
     tr = cfgdir / "transport.yaml"

@@ -21,7 +21,7 @@ import pytest
 from support.cockpit_seed import seed  # noqa: E402
 from support.hook import Hook  # noqa: E402
 
-from kcg_mail.config import DEFAULT_CONFIG_DIR
+from kcg_mail.config_loader import DEFAULT_CONFIG_DIR
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,7 +125,7 @@ def test_serve_creates_the_automations_and_the_webhook_block(api, tmp_path, hook
             assert block.name == "kcg-larm-kcg"
             assert hook.url not in str(block.data)  # the URL (a token) is a secret of the block
         # a second start updates, it does not duplicate
-        from kcg_mail.config import load_config
+        from kcg_mail.config_loader import load_config
         from kcg_mail.entrypoints.automations import ensure_automations
 
         os.environ["KCG_ALERTS__WEBHOOK_URL"] = hook.url

@@ -229,3 +229,16 @@ def test_scheduled_intake_skips_while_another_intake_works(prefect_api, tmp_path
         t.join(10)
     result, _ = _run(intake_flow, now="2023-02-07T12:00", workdir=wd, config_dir=str(CONFIG_DIR), skip_if_busy=True)
     assert result == {"handled": 1, "minutes": 1}
+
+
+def test_preview_flow_shows_the_month_as_an_artifact_and_sends_nothing(prefect_api, tmp_path, monkeypatch):
+    from flows import manual
+
+    monkeypatch.setenv("KCG_WORKDIR", str(tmp_path))
+    monkeypatch.setenv("KCG_CONFIG_DIR", str(CONFIG_DIR))
+    result, run_id = _run(manual.preview, month="2023-02")
+    assert result["month"] == "2023-02" and result["mails"] >= 4
+    assert not (tmp_path / "mail" / "sent").exists() or sent_by_key(tmp_path) == {}
+    art = _artifacts(run_id)["kcg-forhandsvisning"]
+    assert art.data.startswith("# Förhandsvisning 2023-02")
+    assert "Protokollmall: måndag 6 februari 2023" in art.data and "| Daniel Swärd | värd |" in art.data

@@ -31,7 +31,7 @@ import yaml
 from support.basics import at  # noqa: E402
 
 from kcg_mail.bootstrap import bootstrap
-from kcg_mail.config import DEFAULT_CONFIG_DIR
+from kcg_mail.config_loader import DEFAULT_CONFIG_DIR
 from kcg_mail.ports import MARKER_HEADER
 from kcg_mail.services.app import App
 from kcg_mail.services.daily import run_daily

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from kcg_mail.entrypoints.cli import app
 from kcg_mail.services.compose import Composer
-from kcg_mail.services.planning_status import template_problems
+from kcg_mail.services.round_status import template_problems
 
 runner = CliRunner()
 

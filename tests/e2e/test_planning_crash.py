@@ -10,8 +10,8 @@ from datetime import date
 import pytest
 from support.helpers import Crash, CrashPlan, at, authenticated, crashing_app, make_app, shipped_config
 
-from kcg_mail.entrypoints import demo_planning as play
-from kcg_mail.services import planning as round_
+from kcg_mail.entrypoints import demo_round as play
+from kcg_mail.services import round as round_
 from kcg_mail.services.intake import run_intake
 
 YEAR = 2024

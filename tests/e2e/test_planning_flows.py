@@ -37,8 +37,8 @@ def _artifact(key: str):
 
 def test_planning_round_for_2024_end_to_end(prefect_api, tmp_path):
     from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.entrypoints.demo_planning import AFTER_REMINDER, INVALID_THEN_FIXED, LATE_VOTER, play_round
-    from kcg_mail.services import planning as round_
+    from kcg_mail.entrypoints.demo_round import AFTER_REMINDER, INVALID_THEN_FIXED, LATE_VOTER, play_round
+    from kcg_mail.services import round as round_
 
     result = play_round(tmp_path, CONFIG_DIR, echo=lambda s: None)
     app = bootstrap(tmp_path, CONFIG_DIR)
@@ -84,7 +84,7 @@ def test_planning_round_for_2024_end_to_end(prefect_api, tmp_path):
     focus = [r["text"] for r in res["rows"] if r["focus"]]
     assert "Fokus år 2024" in text and all(t in text for t in focus)
     draft = yaml.safe_load((root / res["draft"].lstrip("/")).read_text())
-    from kcg_mail.core.config import Plan
+    from kcg_mail.core.config_model import Plan
 
     plan = Plan.model_validate(draft)
     themed = [m.theme for m in plan.meetings if m.kind in ("digital", "all_members")]
@@ -100,7 +100,7 @@ def test_planning_round_for_2024_end_to_end(prefect_api, tmp_path):
     assert {r["röst"] for r in mrows if r["medlem"] == app.cfg.network.person(LATE_VOTER).name} == {"sen"}
 
     # the scheduled daily step finds no open round any more
-    from flows.planning import planning_tick
+    from flows.round import planning_tick
 
     idle = planning_tick(date="2023-12-20", workdir=str(tmp_path), config_dir=str(CONFIG_DIR))
     assert idle["sent"] == 0 and idle["lines"] == ["ingen planeringsrunda pågår"]

@@ -15,10 +15,10 @@ import pytest
 from support.helpers import CONFIG_DIR, at, authenticated, copy_config
 
 from kcg_mail.bootstrap import bootstrap
-from kcg_mail.config import ConfigError, load_planning
-from kcg_mail.entrypoints import demo_planning as play
-from kcg_mail.services import planning as round_
-from kcg_mail.services import planning_status
+from kcg_mail.config_loader import ConfigError, load_planning
+from kcg_mail.entrypoints import demo_round as play
+from kcg_mail.services import round as round_
+from kcg_mail.services import round_status
 from kcg_mail.services.intake import run_intake
 
 YEAR = 2024
@@ -115,7 +115,7 @@ def test_needs_after_the_list_was_written_go_to_the_coordinator(app):
                              topics={"Kollegialt stöd": ["Sent förslag"]}), "late.eml")
     rep = run_intake(app, at(date(2023, 11, 21), 12))
     assert rep.handled[0].outcome == "planning_needs" and "för hand" in rep.handled[0].reason
-    assert any("Sent förslag" in x and "Monica Bruvik" in x for x in planning_status.needs_a_person(app))
+    assert any("Sent förslag" in x and "Monica Bruvik" in x for x in round_status.needs_a_person(app))
 
 
 def test_needs_reminder_only_to_those_who_have_not_answered(app):

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from kcg_mail.config import Config, load_config
+from kcg_mail.config_loader import Config, load_config
 from kcg_mail.core.plan import Meeting, resolve_plan
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -48,7 +48,7 @@ HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent
 sys.path.insert(0, str(TESTS))  # run as a script (the crash child): ``support`` is importable
 
-from kcg_mail.config import Config, load_config  # noqa: E402
+from kcg_mail.config_loader import Config, load_config  # noqa: E402
 from kcg_mail.ports import MARKER_HEADER  # noqa: E402
 from support.basics import config_with, meeting, small_network  # noqa: E402
 from support.helpers import CRASH_MEMBERS, CRASH_OPS, CrashPlan, KillPlan, authenticated, calendar_accept, close, make_app  # noqa: E402

@@ -25,7 +25,7 @@ from pathlib import Path
 from kcg_mail.adapters.local_archive import LocalFolderArchive
 from kcg_mail.adapters.maildir import MaildirTransport, _key_name
 from kcg_mail.adapters.sqlite_state import SqliteState
-from kcg_mail.config import Config
+from kcg_mail.config_loader import Config
 from kcg_mail.core.plan import Meeting
 from kcg_mail.ports import MARKER_HEADER
 from kcg_mail.services.app import App
@@ -46,9 +46,9 @@ from support.basics import CONFIG_DIR, ROOT, TZ, at, config_with, copy_config, m
 @lru_cache(maxsize=1)
 def renderer():
     """The protocol renderer parses the Word template once; it holds no run state."""
-    from kcg_mail.bootstrap import make_renderer
+    from kcg_mail.documents.render import ProtocolRenderer
 
-    return make_renderer(TEMPLATES_DIR)
+    return ProtocolRenderer(TEMPLATES_DIR / "protocol.docx")
 
 
 _COMPOSERS: dict[int, tuple[Config, Composer]] = {}

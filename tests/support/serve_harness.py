@@ -261,8 +261,7 @@ def serve_stack(tmp: Path, prefect: PrefectServer | None = None) -> Iterator[Ser
 
 def host_and_member(config_dir: Path):
     """(app for composing replies, the meeting, its host's address, a member who is not the host)."""
-    from _common import first_meeting
-
+    from bench._common import first_meeting
     from kcg_mail.adapters.maildir import MaildirTransport
     from kcg_mail.bootstrap import bootstrap
 

@@ -1,4 +1,4 @@
-"""The yearly planning round as Prefect flows (logic in ``kcg_mail.services.planning``).
+"""The yearly planning round as Prefect flows (logic in ``kcg_mail.services.round``).
 
 - ``kcg-planning-start``: the coordinator starts the round for a plan year
   (the needs mail with the Word form to every member);
@@ -18,8 +18,8 @@ from prefect import flow, runtime
 from prefect.artifacts import create_table_artifact
 
 from flows.common import make_app, publish, rename_run, when
-from kcg_mail.services import planning as round_
-from kcg_mail.services import planning_status as view
+from kcg_mail.services import round as round_
+from kcg_mail.services import round_status as view
 from kcg_mail.services.app import App
 
 

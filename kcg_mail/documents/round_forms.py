@@ -16,7 +16,7 @@ import zipfile
 from docx import Document
 from docx.shared import Pt
 
-from kcg_mail.core.planning import Area, BallotLine, Needs, ParsedBallot, Topic, clean_topic
+from kcg_mail.core.round import Area, BallotLine, Needs, ParsedBallot, Topic, clean_topic
 from kcg_mail.documents.minutes import _W, _docx_rows
 from kcg_mail.documents.ooxml import _reject, _safe_parse
 from kcg_mail.documents.safety import _sniff_and_vet

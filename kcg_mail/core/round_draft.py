@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass
 from datetime import date
 
-from kcg_mail.core.config import Person, Plan, PlannedMeeting
+from kcg_mail.core.config_model import Person, Plan
 from kcg_mail.core.plan import MONTHS_SV, apply_holiday_policy, date_text, first_monday
 
 
@@ -196,27 +196,3 @@ def draft_plan(year: int, members: list[Person], earlier: list[Plan], *, holiday
                                 theme_no=theme_no, comment=comment, date=when, tentative=tentative,
                                 proposed=proposed, note=f"{MONTHS_SV[mo - 1]} {y}: {note}"))
     return DraftPlan(year, tuple(out), (_ym(year, 7),), f"Utkast till handlingsplan {year} – granskas av samordnaren.")
-
-
-def hosting_problems(plans: list[Plan], people: list[str], from_month: str = "") -> list[str]:
-    """Problems with the fairness rule in a sequence of plans: a member who
-    hosts (in ``from_month`` or later) again before every other of ``people``
-    has hosted once since."""
-    seq = [pm.host for pm in sorted((m for p in plans for m in p.meetings if not m.cancelled), key=lambda m: m.month)]
-    problems = []
-    months = sorted(m.month for p in plans for m in p.meetings if not m.cancelled)
-    for i, h in enumerate(seq):
-        if months[i] < from_month:
-            continue
-        prev = [j for j in range(i) if seq[j] == h]
-        if prev:
-            since = set(seq[prev[-1] + 1:i])
-            missing = [p for p in people if p != h and p not in since]
-            if missing:
-                problems.append(f"{h} hosts meeting {i + 1} again before {', '.join(missing)} hosted once since")
-    return problems
-
-
-def as_plan(d: DraftPlan) -> Plan:
-    return Plan(year=d.year, note=d.note, months_without_meeting=list(d.months_without_meeting),
-                meetings=[PlannedMeeting.model_validate(m) for m in d.as_dict()["meetings"]])  # type: ignore[attr-defined]

@@ -26,7 +26,7 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from kcg_mail.core.config import Person
+from kcg_mail.core.config_model import Person
 from kcg_mail.services.app import App
 
 YEAR = 2024
@@ -180,10 +180,10 @@ def at(d: date, hour: int, tz: str = "Europe/Stockholm") -> datetime:
 def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[str], None] = print) -> RoundResult:
     """The planning round for 2024 through the real flows; idempotent like the rest of the demo."""
     from flows.intake import intake_flow
-    from flows.planning import planning_publish, planning_start, planning_tick
+    from flows.round import planning_publish, planning_start, planning_tick
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.entrypoints.demo import stamp_authentication
-    from kcg_mail.services import planning as round_
+    from kcg_mail.services import round as round_
 
     t0 = time.monotonic()
     app = bootstrap(workdir, config_dir)

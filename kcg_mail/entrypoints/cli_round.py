@@ -1,5 +1,5 @@
 """``kcg planning ...``, ``kcg plan --draft`` and the planning part of
-``kcg status`` and ``kcg demo --planning`` (issue 17)."""
+``kcg status`` and ``kcg demo --planning``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from kcg_mail.config import ConfigError
+from kcg_mail.config_loader import ConfigError
 from kcg_mail.entrypoints.cli_common import CONFIG, WORKDIR, _config, console, err
 
 planning_app = typer.Typer(no_args_is_help=True, help="The yearly planning round: needs, votes, Handlingsplan.")
@@ -18,7 +18,7 @@ DAY = typer.Option(None, "--date", help="Simulate this day (YYYY-MM-DD); default
 
 def _planning_flow(step: str, year: int, date: str | None, workdir: Path, config: Path | None) -> None:
     _config(config)
-    from kcg_mail.config import load_planning
+    from kcg_mail.config_loader import load_planning
 
     try:
         ps = load_planning(config)
@@ -35,8 +35,8 @@ def _planning_flow(step: str, year: int, date: str | None, workdir: Path, config
     from kcg_mail.entrypoints import prefect_env
 
     prefect_env.prepare(workdir)
-    from flows import planning as flows
-    from kcg_mail.services.planning import PlanningProblem
+    from flows import round as flows
+    from kcg_mail.services.round import PlanningProblem
 
     run = {"start": flows.planning_start, "publish": flows.planning_publish, "tick": flows.planning_tick}[step]
     try:
@@ -79,7 +79,7 @@ def planning_status(workdir: Path = WORKDIR, config: Path | None = CONFIG) -> No
 
 def _planning_status(workdir: Path, config: Path | None, full: bool = False) -> None:
     from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.services import planning_status as round_
+    from kcg_mail.services import round_status as round_
 
     a = bootstrap(workdir, config)
     try:
@@ -112,7 +112,7 @@ def _planning_status(workdir: Path, config: Path | None, full: bool = False) -> 
 
 def _draft_plan(cfg, year: int | None, out: Path | None, workdir: Path, config: Path | None) -> None:
     from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.services.planning import write_draft
+    from kcg_mail.services.round import write_draft
 
     if year is None:
         err.print("[red]✗[/] --draft needs --year, e.g. kcg plan --year 2027 --draft")
@@ -128,7 +128,7 @@ def _draft_plan(cfg, year: int | None, out: Path | None, workdir: Path, config: 
 
 def _demo_planning(workdir: Path, config: Path | None) -> None:
     from kcg_mail.entrypoints import prefect_env
-    from kcg_mail.entrypoints.demo_planning import play_round
+    from kcg_mail.entrypoints.demo_round import play_round
 
     prefect_env.prepare(workdir, quiet=True)
     with console.status("Spelar planeringsrundan för 2024 (november–december 2023)…"):

@@ -1,5 +1,5 @@
 """Reading ``config/``: YAML files and environment overrides into the pure
-model of ``kcg_mail.core.config``. Every problem names the file, the field and
+model of ``kcg_mail.core.config_model``. Every problem names the file, the field and
 the fix; all problems are collected and raised together as ``ConfigError``.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from kcg_mail.core.config import (  # noqa: F401  (re-exported for the shell)
+from kcg_mail.core.config_model import (  # noqa: F401  (re-exported for the shell)
     EMAIL_RE,
     SECRET_FIELDS,
     ArchiveSettings,
@@ -31,7 +31,7 @@ from kcg_mail.core.config import (  # noqa: F401  (re-exported for the shell)
     Transport,
     _Model,
 )
-from kcg_mail.core.projects_config import Projects
+from kcg_mail.core.projects_model import Projects
 
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
@@ -208,13 +208,13 @@ def _load_projects(directory: Path, network: Network | None, problems: list[str]
     return projects
 
 
-# ------------------------------------------------------------------ planning (issue 17)
+# ------------------------------------------------------------------ the planning round
 
 
 def load_planning(directory: Path | str | None = None, environ: dict[str, str] | None = None):
     """``config/planning.yaml`` (the yearly planning round), or None when the
     file is absent. Problems name the file, the field and the fix."""
-    from kcg_mail.core.planning import PlanningSettings
+    from kcg_mail.core.round import PlanningSettings
 
     environ = dict(os.environ if environ is None else environ)
     directory = Path(directory or environ.get("KCG_CONFIG_DIR") or DEFAULT_CONFIG_DIR)

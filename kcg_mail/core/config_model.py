@@ -1,7 +1,7 @@
 """Configuration model: the network, the year plans, meeting rules and transports.
 
 Pure: pydantic models and their validation. Reading the files is
-``kcg_mail.config.load_config`` (the shell).
+``kcg_mail.config_loader.load_config`` (the shell).
 
 Everything the coordinator edits lives in ``config/`` as YAML:
 
@@ -27,7 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kcg_mail.core.naming import pattern_fields
-from kcg_mail.core.projects_config import Projects
+from kcg_mail.core.projects_model import Projects
 
 EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[A-Za-z]{2,}$")
 MeetingKind = Literal["physical", "digital", "all_members", "study_trip"]

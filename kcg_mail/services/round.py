@@ -24,17 +24,19 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from kcg_mail.core import planning as pl
-from kcg_mail.core.config import Person
+from kcg_mail.core import round as pl
+from kcg_mail.core.config_model import Person
+from kcg_mail.core.inbound.outcome import Outcome
+from kcg_mail.core.inbound.verdict import RoundReply
 from kcg_mail.core.plan import MONTHS_SV, date_text
-from kcg_mail.ports import Attachment
+from kcg_mail.ports import ActionRecord, Attachment
 from kcg_mail.services.app import App
 from kcg_mail.services.compose import DOCX, person_ctx
 
@@ -49,7 +51,7 @@ class PlanningProblem(ValueError):
 
 
 def settings(app: App) -> pl.PlanningSettings:
-    from kcg_mail.config import load_planning
+    from kcg_mail.config_loader import load_planning
 
     s = load_planning(app.cfg.directory)
     if s is None:
@@ -135,7 +137,7 @@ def start_round(app: App, year: int, now: datetime) -> list[str]:
 
 
 def _needs_form(app: App, year: int, s: pl.PlanningSettings, carry: dict[str, list[str]]) -> bytes:
-    from kcg_mail.documents.planning_forms import needs_form
+    from kcg_mail.documents.round_forms import needs_form
 
     return needs_form(app.cfg.network.name, year, s.areas, carry)
 
@@ -276,7 +278,7 @@ def _ballot_ctx(app: App, year: int, p: Person, r: pl.Round, *, reminder: bool) 
 
 def publish_ballot(app: App, year: int, now: datetime) -> list[str]:
     """"Publicera röstlistan": read the (edited) list from the archive, number it, send the ballot."""
-    from kcg_mail.documents.planning_forms import ballot_form
+    from kcg_mail.documents.round_forms import ballot_form
 
     s, r = get_round(app, year)
     app.outbox.now = now  # type: ignore[union-attr]
@@ -306,50 +308,35 @@ def publish_ballot(app: App, year: int, now: datetime) -> list[str]:
 # ------------------------------------------------------------------ replies
 
 
-@dataclass(frozen=True)
-class Route:
-    year: int
-    step: str  # "needs", "ballot" or "" (by the subject token only)
-
-
-_TOKEN_RE = re.compile(r"\[\s*([A-Z0-9]{2,10})-PLAN-(\d{4})\s*\]", re.IGNORECASE)
-
-
-def route(app: App, mail: Any) -> Route | None:
-    """Is this a reply to a planning mail? Matched by In-Reply-To/References
-    against the planning mails we sent, or by the subject token [KCG-PLAN-YYYY]."""
-    if mail.auto_reason:  # out-of-office and the like: the normal intake files them
-        return None
-    refs = {x for x in ((mail.in_reply_to,) + tuple(mail.references)) if x}
-    if refs:
-        for rec in app.state.actions():
-            if rec.action.startswith(PREFIX) and rec.detail.get("message_id") in refs:
-                m = re.match(r"plan-(\d{4}):(\w+):", rec.key)
-                if m:
-                    step = next((x for x in ("needs", "ballot") if m.group(2).startswith(x)), "")
-                    return Route(int(m.group(1)), step)
-    m = _TOKEN_RE.search(mail.subject or "")
-    if m and m.group(1).upper() == app.cfg.network.short.upper():
-        return Route(int(m.group(2)), "")
-    return None
+def mail_ids(actions: Iterable[ActionRecord]) -> dict[str, RoundReply]:
+    """Our planning mails by Message-ID (and the round and step each belongs to), for
+    the intake's classifier: a reply to one of them is a reply to the round."""
+    out = {}
+    for rec in actions:
+        mid = rec.detail.get("message_id") if rec.action.startswith(PREFIX) else None
+        m = re.match(r"plan-(\d{4}):(\w+):", rec.key) if mid else None
+        if m:
+            step = next((x for x in ("needs", "ballot") if m.group(2).startswith(x)), "")
+            out.setdefault(str(mid), RoundReply(int(m.group(1)), step))
+    return out
 
 
 def sender_member(app: App, mail: Any) -> Person | None:
     """The member who sent ``mail``, or None. The one place the round decides
     whom to trust: today the From address must be a member's; when the intake's
-    sender-authentication rules apply (issue 13a), this is where they plug in."""
+    sender-authentication rules apply, this is where they plug in."""
     return next((p for p in app.cfg.network.members if p.active and p.email == mail.sender), None)
 
 
-def handle_reply(app: App, mail: Any, rt: Route, key: str, now: datetime) -> tuple[str, str]:
+def handle_reply(app: App, mail: Any, rt: RoundReply, key: str, now: datetime) -> tuple[Outcome, str]:
     """A member's needs or ballot. Returns (outcome, reason) for the intake record."""
     person = sender_member(app, mail)
     if person is None:
-        return "not_allowed", f"svar på planeringsrundan {rt.year} från {mail.sender}, som inte är medlem"
+        return Outcome.NOT_ALLOWED, f"svar på planeringsrundan {rt.year} från {mail.sender}, som inte är medlem"
     try:
         s, r = get_round(app, rt.year)
     except PlanningProblem as exc:
-        return "unmatched", f"planeringsrunda {rt.year}: {exc}"
+        return Outcome.UNMATCHED, f"planeringsrunda {rt.year}: {exc}"
     app.outbox.now = now  # type: ignore[union-attr]
     published = bool(_get(app, rt.year, "topics", []))
     if rt.step == "needs" and published:
@@ -366,7 +353,7 @@ def _subject(mail: Any) -> str:
 
 
 def _problem(app: App, year: int, p: Person, mail: Any, key: str, what: str, problems: list[str],
-             deadline: date) -> tuple[str, str]:
+             deadline: date) -> tuple[Outcome, str]:
     s = settings(app)
     out = _send(app, "planning_problem", f"plan-{year}:{what}_problem:{p.email}:{key[:12]}", [p],
                 {**_base(app, year, p), "what": what, "problems": problems, "subject": _subject(mail),
@@ -374,7 +361,8 @@ def _problem(app: App, year: int, p: Person, mail: Any, key: str, what: str, pro
     rejected = _get(app, year, "rejected", {})
     rejected[key] = {"person": p.id, "what": what, "problems": problems}
     _put(app, year, "rejected", rejected)
-    return f"planning_{what}_invalid", "; ".join(problems) + f" (svar: {out})"
+    invalid = Outcome.PLANNING_NEEDS_INVALID if what == "needs" else Outcome.PLANNING_BALLOT_INVALID
+    return invalid, "; ".join(problems) + f" (svar: {out})"
 
 
 def _docx_attachments(mail: Any) -> list[Any]:
@@ -382,9 +370,9 @@ def _docx_attachments(mail: Any) -> list[Any]:
 
 
 def _needs(app: App, year: int, p: Person, mail: Any, key: str, now: datetime, s: pl.PlanningSettings,
-           r: pl.Round) -> tuple[str, str]:
+           r: pl.Round) -> tuple[Outcome, str]:
     from kcg_mail.documents.ooxml import MinutesRejected
-    from kcg_mail.documents.planning_forms import read_needs_form
+    from kcg_mail.documents.round_forms import read_needs_form
 
     found: dict[str, list[str]] = {}
     problems: list[str] = []
@@ -414,13 +402,13 @@ def _needs(app: App, year: int, p: Person, mail: Any, key: str, now: datetime, s
         after[key] = {"person": p.id, "topics": lines}
         _put(app, year, "late_needs", after)
         late = " (kom efter att röstlistan skrevs: samordnaren lägger till det för hand)"
-    return "planning_needs", f"{len(lines)} förslag från {p.name}{late} (kvitto: {out})"
+    return Outcome.PLANNING_NEEDS, f"{len(lines)} förslag från {p.name}{late} (kvitto: {out})"
 
 
 def _ballot(app: App, year: int, p: Person, mail: Any, key: str, now: datetime, s: pl.PlanningSettings,
-            r: pl.Round) -> tuple[str, str]:
+            r: pl.Round) -> tuple[Outcome, str]:
     from kcg_mail.documents.ooxml import MinutesRejected
-    from kcg_mail.documents.planning_forms import read_ballot_form
+    from kcg_mail.documents.round_forms import read_ballot_form
 
     ts = topics(app, year)
     parsed: pl.ParsedBallot | None = None
@@ -450,7 +438,7 @@ def _ballot(app: App, year: int, p: Person, mail: Any, key: str, now: datetime, 
                     {**_base(app, year, p), "what": "late", "lines": lines, "subject": _subject(mail),
                      "deadline_text": date_text(r.votes_deadline), "total": sum(check.votes.values()),
                      "ignored": list(parsed.ignored)}, in_reply_to=mail.message_id)
-        return "planning_ballot_late", f"röst från {p.name} efter sista dagen {r.votes_deadline}; räknas inte (svar: {out})"
+        return Outcome.PLANNING_BALLOT_LATE, f"röst från {p.name} efter sista dagen {r.votes_deadline}; räknas inte (svar: {out})"
     ballots = _get(app, year, "ballots", {})
     prev = ballots.get(p.id)
     if prev is None or prev["msg"] == key or prev["sent_at"] <= sent_at:
@@ -464,7 +452,7 @@ def _ballot(app: App, year: int, p: Person, mail: Any, key: str, now: datetime, 
                 {**_base(app, year, p), "what": "ballot", "lines": lines, "subject": _subject(mail),
                  "deadline_text": date_text(r.votes_deadline), "total": sum(check.votes.values()),
                  "ignored": list(parsed.ignored)}, in_reply_to=mail.message_id)
-    return "planning_ballot", f"{sum(check.votes.values())} röster från {p.name}{note} (kvitto: {out})"
+    return Outcome.PLANNING_BALLOT, f"{sum(check.votes.values())} röster från {p.name}{note} (kvitto: {out})"
 
 
 # ------------------------------------------------------------------ close
@@ -492,7 +480,7 @@ def groups_for(app: App, year: int, r: pl.Round) -> pl.Groups:
 
 def close_round(app: App, year: int, now: datetime) -> list[str]:
     """Tally, groups, draft plan and Handlingsplan in the archive; the result to the members."""
-    from kcg_mail.core.draft_plan import draft_plan
+    from kcg_mail.core.round_draft import draft_plan
 
     s, r = get_round(app, year)
     app.outbox.now = now  # type: ignore[union-attr]
@@ -538,7 +526,7 @@ def close_round(app: App, year: int, now: datetime) -> list[str]:
 
 
 def action_plan_docx(app: App, year: int, t: pl.Tally, g: pl.Groups, draft: Any) -> bytes:
-    from kcg_mail.documents.action_plan import ActionPlan, PlanRow, TopicVotes, render_action_plan
+    from kcg_mail.documents.round_action_plan import ActionPlan, PlanRow, TopicVotes, render_action_plan
 
     net = app.cfg.network
     names = {p.id: p.name.split()[0] for p in net.members}
@@ -563,7 +551,7 @@ def action_plan_docx(app: App, year: int, t: pl.Tally, g: pl.Groups, draft: Any)
 
 def draft_for(app: App, year: int) -> Any:
     """The draft plan for ``year``: themes from the round's focus topics when a round ran."""
-    from kcg_mail.core.draft_plan import draft_plan
+    from kcg_mail.core.round_draft import draft_plan
 
     result = _get(app, year, "result", None)
     themes = [r["text"] for r in sorted((r for r in result["rows"] if r["focus"]),

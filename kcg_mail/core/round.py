@@ -4,17 +4,17 @@ Three steps, as in the network's own process:
 
 1. *Nuläge & Behov*: members suggest collaboration topics in four areas
    (``parse_needs_text`` reads a plain-text answer; the Word form is read in
-   ``kcg_mail.documents.planning_forms``); ``merge_candidates`` builds the
+   ``kcg_mail.documents.round_forms``); ``merge_candidates`` builds the
    candidate list per area;
 2. *Målbild & Prioriteringar*: each member distributes up to ten votes over
    the numbered list (``parse_ballot_text``, ``validate_ballot``);
    ``tally`` sorts each area and marks the year's focus topics;
-3. the *Handlingsplan* (``kcg_mail.core.draft_plan`` and the Word document).
+3. the *Handlingsplan* (``kcg_mail.core.round_draft`` and the Word document).
 
 ``workshop_groups`` divides the attendees of the physical meeting into
 balanced groups, mixing who sat together last time.
 
-No I/O: the service (``kcg_mail.services.planning``) stores and sends.
+No I/O: the service (``kcg_mail.services.round``) stores and sends.
 """
 
 from __future__ import annotations
@@ -85,18 +85,6 @@ class PlanningSettings(_Model):
                 raise ValueError(f"rounds.{year}.carry_over: unknown area(s) {unknown}; "
                                  f"use the area names {[a.name for a in self.areas]}")
         return self
-
-
-# ------------------------------------------------------------------ phases
-
-
-def phase(r: Round, today: date, published: bool) -> str:
-    """Where the round stands: before, needs, merging, votes, closed."""
-    if today < r.start:
-        return "before"
-    if not published:
-        return "needs" if today <= r.needs_deadline else "merging"
-    return "votes" if today <= r.votes_deadline else "closed"
 
 
 # ------------------------------------------------------------------ text helpers

@@ -1,14 +1,14 @@
 """What the coordinator sees of the planning round: status lines, answers
 per member, the tally table, what needs a person (``kcg status``, the Prefect
 artifacts), and the trial render of the planning mails for ``kcg check``.
-Read-only views of the state record kept by ``kcg_mail.services.planning``."""
+Read-only views of the state record kept by ``kcg_mail.services.round``."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from kcg_mail.services.app import App
-from kcg_mail.services.planning import PlanningProblem, _get, _members, current_tally, get_round, settings
+from kcg_mail.services.round import PlanningProblem, _get, _members, current_tally, get_round, settings
 
 
 def years(app: App) -> list[int]:
