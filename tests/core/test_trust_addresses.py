@@ -16,7 +16,7 @@ from datetime import date
 import pytest
 from support.basics import copy_config
 
-from kcg_mail.config import ConfigError, load_config
+from kcg_mail.config_loader import ConfigError, load_config
 from kcg_mail.core import inbound
 from kcg_mail.core.inbound import rules
 from kcg_mail.core.inbound.authres import mail_authenticated
