@@ -36,6 +36,8 @@ pytestmark = pytest.mark.server
 KCG_TEST = "kcg@kcg.test"
 CASE = "X-Case"
 EVIL = "evil.example"
+#: a domain with SPF and DKIM records but no DMARC record
+NO_DMARC = "utan-dmarc.example.se"
 #: a host on the road (a phone, a hotel): not in the domain's SPF record, so only DKIM can pass
 ROAMING_IP = "203.0.113.25"
 
@@ -50,7 +52,7 @@ def mx():
     users[KCG_TEST] = "kcg-secret"
     domains = {e.partition("@")[2] for e in users} - {"kcg.test"}
     ours = CFG.transport.inbound.trusted_authserv_ids[0]
-    with reference_mx(users, domains | {EVIL}, ours) as server:
+    with reference_mx(users, domains | {EVIL}, ours, without_dmarc={NO_DMARC}) as server:
         accept_domains(server.server, domains | {"kcg.test"})
         yield server
 
@@ -181,3 +183,23 @@ def test_spf_alone_passes_dmarc_at_the_receiver(mx):
     assert not mail_authenticated(parse(stored["stranger"]).auth_results, [ours], host)[0]
     # the records the receiver asked for came from our DNS server
     assert (f"_dmarc.{dom}", "TXT") in mx.zone.queries and (dom, "TXT") in mx.zone.queries
+
+
+def test_without_a_dmarc_record_a_valid_signature_still_waits(mx):
+    """A domain that publishes no DMARC record: OpenDKIM says dkim=pass in its own
+    field, but the topmost field (OpenDMARC's) says dmarc=none and carries no DKIM
+    result, and only the topmost field counts: the reply waits for approval
+    (SECURITY.md, "The reference MX": every member domain needs a DMARC record)."""
+    mx.server.reset(KCG_TEST)
+    ours = CFG.transport.inbound.trusted_authserv_ids[0]
+    sender = f"anna@{NO_DMARC}"
+    raw = (f"From: Anna <{sender}>\r\nTo: {KCG_TEST}\r\nSubject: Protokoll\r\nMessage-ID: <nodmarc@{NO_DMARC}>\r\n"
+           "Date: Tue, 7 Feb 2023 10:00:00 +0100\r\n\r\nHej\r\n").encode()
+    mx.send(f"{CASE}: no_dmarc\r\n".encode() + mx.sign(raw, NO_DMARC), KCG_TEST, mail_from=sender,
+            client_ip=ROAMING_IP)
+    (stored,) = _stored_by_case(mx, 1).values()
+    fields = _ours(stored, ours)
+    assert fields[0].startswith(f"{ours}; dmarc=none") and f"header.from={NO_DMARC}" in fields[0], fields
+    assert f"dkim=pass (2048-bit key; unprotected) header.d={NO_DMARC}" in fields[2], fields
+    ok, why = mail_authenticated(parse(stored).auth_results, [ours], sender)
+    assert not ok and "dmarc=none" in why, why

@@ -138,6 +138,8 @@ class ReferenceMX:
     authserv_id: str
     #: every domain with its DNS records: SPF names MEMBER_MTA_IP, DKIM key, DMARC p=reject
     domains: tuple[str, ...]
+    #: of those, domains that publish no DMARC record
+    without_dmarc: tuple[str, ...] = ()
     mx_port: int = 0
     dns_ip: str = ""
     keys: dict[str, bytes] = field(default_factory=dict)  # domain -> private key (PEM)
@@ -295,13 +297,14 @@ RequiredHeaders     false
             self.keys[domain] = key.read_bytes()
             txt[domain] = [f"v=spf1 ip4:{MEMBER_MTA_IP} -all"]
             txt[f"{SELECTOR}._domainkey.{domain}"] = [f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}"]
-            txt[f"_dmarc.{domain}"] = ["v=DMARC1; p=reject; adkim=r; aspf=r"]
+            if domain not in self.without_dmarc:
+                txt[f"_dmarc.{domain}"] = ["v=DMARC1; p=reject; adkim=r; aspf=r"]
         self.zone = _Zone(txt)
 
 
 @contextlib.contextmanager
 def reference_mx(users: dict[str, str], domains: set[str] | tuple[str, ...], authserv_id: str, *,
-                 keep: bool = False) -> Iterator[ReferenceMX]:
+                 without_dmarc: set[str] | tuple[str, ...] = (), keep: bool = False) -> Iterator[ReferenceMX]:
     """Fixture factory: the private Dovecot + Postfix of tests/support/mailserver.py with the reference MX in
     front (OpenDKIM, OpenDMARC, loopback DNS serving ``domains``' records). Skips when it can't run."""
     reason = available()
@@ -313,7 +316,8 @@ def reference_mx(users: dict[str, str], domains: set[str] | tuple[str, ...], aut
 
     def configure(server: MailServer) -> None:
         nonlocal mx
-        mx = ReferenceMX(server=server, authserv_id=authserv_id, domains=tuple(sorted(domains)))
+        mx = ReferenceMX(server=server, authserv_id=authserv_id, domains=tuple(sorted(set(domains) | set(without_dmarc))),
+                         without_dmarc=tuple(sorted(without_dmarc)))
         mx.configure(server)
 
     with mail_server(users=users, keep=keep, configure=configure):
