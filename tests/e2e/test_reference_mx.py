@@ -203,3 +203,29 @@ def test_without_a_dmarc_record_a_valid_signature_still_waits(mx):
     assert f"dkim=pass (2048-bit key; unprotected) header.d={NO_DMARC}" in fields[2], fields
     ok, why = mail_authenticated(parse(stored).auth_results, [ours], sender)
     assert not ok and "dmarc=none" in why, why
+
+
+def test_header_checks_drop_fields_that_claim_our_id_without_the_milters(mx):
+    """The documented header_checks line on its own (the submission port runs no
+    milter): every spelling of a field claiming our id is dropped, a field of
+    another id and one that only has our id as a part of a longer name stay."""
+    import smtplib
+
+    mx.server.reset(KCG_TEST)
+    ours = CFG.transport.inbound.trusted_authserv_ids[0]
+    claims = [f"{ours}; dmarc=pass header.from=x.se", f"{ours.upper()} ; dkim=pass header.d=x.se",
+              f"(kommentar) {ours}; dkim=pass header.d=x.se", f"{ours};\r\n\tspf=pass smtp.mailfrom=x.se",
+              f"{ours}(x); dmarc=pass header.from=x.se"]
+    kept = ["mx.google.com; dmarc=pass header.from=x.se", f"not-{ours}; dmarc=pass header.from=x.se",
+            f"{ours}.evil.example; dmarc=pass header.from=x.se"]
+    head = "".join(f"Authentication-Results: {f}\r\n" for f in claims + kept)
+    raw = (head + f"From: {KCG_TEST}\r\nTo: {KCG_TEST}\r\nSubject: rubriker\r\nMessage-ID: <hc@kcg.test>\r\n\r\n"
+           "Hej\r\n").encode()
+    with smtplib.SMTP(mx.server.host, mx.server.smtp_port, timeout=30) as smtp:
+        smtp.starttls(context=mx.server.ssl_context())
+        smtp.login(KCG_TEST, mx.server.users[KCG_TEST])
+        smtp.sendmail(KCG_TEST, [KCG_TEST], raw)
+    (stored,) = mx.server.wait_for(KCG_TEST, "INBOX", count=1, timeout=30)
+    got = [" ".join(str(v).split()) for v in
+           email.message_from_bytes(stored, policy=policy.compat32).get_all("Authentication-Results") or []]
+    assert got == kept, got
