@@ -104,7 +104,7 @@ def _transport_problem(err: Any, data: Any, file: Path) -> str | None:
     kind_type = err["type"]
     if kind_type == "union_tag_invalid":
         tag = err.get("ctx", {}).get("tag", kind)
-        return (f"{file}: {section}.kind: {tag!r} is not a {section} kind "
+        return (f"{file}: {section}.kind: {tag!r} is not a known {section} kind "
                 f"(fix: use one of {', '.join(KINDS[section])})")
     field = None
     why = f"{section} kind '{kind}'"
