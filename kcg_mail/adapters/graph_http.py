@@ -162,6 +162,9 @@ AADSTS_HELP = {
 class GraphError(TransportError):
     """Graph answered with an error we do not handle ourselves."""
 
+    status: int
+    code: str
+
     def __init__(self, message: str, status: int = 0, code: str = "") -> None:
         super().__init__(message)
         self.status = status

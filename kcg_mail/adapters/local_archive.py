@@ -98,7 +98,10 @@ def _fsync_dir(folder: Path) -> None:
 class LocalFolderArchive(Archive):
     """An :class:`~kcg_mail.ports.Archive` in a local folder."""
 
-    def __init__(self, root: Path | str):
+    root: Path
+    _lock: threading.Lock
+
+    def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
         self._lock = threading.Lock()
 

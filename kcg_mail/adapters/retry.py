@@ -52,6 +52,21 @@ import tenacity
 
 from ..ports import TransientError, TransportError
 
+__all__ = [
+    "DROPBOX_DEFAULT_BACKOFF",
+    "RETRY_STATUS",
+    "GaveUp",
+    "Permanent",
+    "RetryPolicy",
+    "Transient",
+    "Verdict",
+    "call_with_retry",
+    "classify",
+    "retry_after",
+    "retrying",
+    "status_verdict",
+]
+
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
@@ -231,6 +246,12 @@ class GaveUp(TransientError):
     ``"attempts"`` (bound reached), ``"wait"`` (server asked for more than
     ``max_wait``, see ``wait``) or ``"ambiguous"`` (the request may have reached
     the server and the call is not idempotent: not retried)."""
+
+    last: BaseException
+    verdict: Transient
+    attempts: int
+    why: str
+    wait: float
 
     def __init__(self, message: str, *, last: BaseException, verdict: Transient, attempts: int, why: str, wait: float) -> None:
         super().__init__(message)
