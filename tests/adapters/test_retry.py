@@ -225,3 +225,32 @@ def test_decorator_on_a_real_smtp_connection() -> None:
     finally:
         srv.close()
     assert seen[0] == 3 and sleeps == [1.0, 2.0]
+
+
+def test_a_refused_connection_is_retried_even_for_a_send() -> None:
+    """Nothing went out when the connection was refused: safe to repeat a send."""
+    calls: list[int] = []
+
+    def refuse_twice(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(202)
+
+    sleeps: list[float] = []
+    with httpx.Client(transport=httpx.MockTransport(refuse_twice)) as client:
+        resp = call_with_retry(lambda: client.post("https://graph.example/v1.0/sendMail"), RetryPolicy(sleep=sleeps.append))
+    assert resp.status_code == 202 and len(calls) == 3 and sleeps == [1.0, 2.0]
+
+
+def test_a_read_timeout_after_sending_is_not_repeated() -> None:
+    calls: list[int] = []
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    with httpx.Client(transport=httpx.MockTransport(slow)) as client:
+        with pytest.raises(GaveUp) as e:
+            call_with_retry(lambda: client.post("https://graph.example/v1.0/sendMail"), RetryPolicy(sleep=lambda s: None))
+    assert e.value.why == "ambiguous" and e.value.attempts == 1 and len(calls) == 1

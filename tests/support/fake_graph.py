@@ -4,7 +4,7 @@ token endpoint, mounted with respx at the httpx transport level.
 Everything the adapter does goes through real code: ``GraphTransport`` uses
 httpx, and msal (1.39) runs its real client-credentials code — tenant
 discovery, token request, token cache, expiry handling — through the
-adapter's ``_MsalHttpClient``, which is backed by the same httpx client. So
+adapter's ``graph_http.MsalHttpClient``, which is backed by the same httpx client. So
 respx sees the msal traffic too and no ``requests``/requests_mock layer is
 involved (that is also the production path).
 
