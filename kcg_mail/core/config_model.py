@@ -381,25 +381,38 @@ class Inbound(_Model):
     #: authserv-ids of our own receiving server whose Authentication-Results are
     #: trusted (``kcg check --connect`` lists those seen on recent mail)
     trusted_authserv_ids: list[str] = []
+    #: of those, receivers whose ``dmarc=pass`` counts although it names no
+    #: ``header.from`` (a receiver documented to write it so; see SECURITY.md).
+    #: Empty: ``dmarc=pass`` counts only with ``header.from`` = the From domain.
+    dmarc_pass_without_header_from: list[str] = []
     #: a valid reply key (a reply to our mail) is required to file minutes
     require_reply_key: bool = False
     #: put ``kcg+<key>@domain`` in Reply-To (off for mail systems without plus-addressing)
     plus_address_reply_to: bool = True
 
-    @field_validator("trusted_authserv_ids", mode="before")
+    @field_validator("trusted_authserv_ids", "dmarc_pass_without_header_from", mode="before")
     @classmethod
     def _comma_list(cls, v: Any) -> Any:
         if isinstance(v, str):  # KCG_INBOUND__TRUSTED_AUTHSERV_IDS=mx1.example.se,mx2.example.se
             return [p.strip() for p in v.split(",") if p.strip()]
         return v
 
-    @field_validator("trusted_authserv_ids")
+    @field_validator("trusted_authserv_ids", "dmarc_pass_without_header_from")
     @classmethod
     def _ids(cls, v: list[str]) -> list[str]:
         for i in v:
             if not re.fullmatch(r"[A-Za-z0-9._-]+", i):
                 raise ValueError(f"{i!r} is not an authserv-id (a host name such as mx.example.se, or exchange-online)")
         return [i.lower() for i in v]
+
+    @model_validator(mode="after")
+    def _bare_dmarc_is_trusted(self) -> Inbound:
+        stray = [i for i in self.dmarc_pass_without_header_from if i not in self.trusted_authserv_ids]
+        if stray:
+            raise ValueError(
+                f"dmarc_pass_without_header_from names {', '.join(stray)}, which is not in trusted_authserv_ids "
+                f"(fix: list only ids of trusted_authserv_ids there, or add the id to trusted_authserv_ids too)")
+        return self
 
 
 class Distribution(_Model):

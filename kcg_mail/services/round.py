@@ -430,7 +430,9 @@ def _ballot(app: App, year: int, p: Person, mail: Any, key: str, now: datetime, 
     by_no = {t.number: t for t in ts}
     lines = [f"{n}. {by_no[n].text}: {v}" for n, v in sorted(check.votes.items())]
     sent_at = (mail.date or now).astimezone(UTC).isoformat()  # comparable across time zones
-    if now.date() > r.votes_deadline or _get(app, year, "result", None) is not None:
+    # A ballot counts until the tally is published (a Saturday vote before Monday's tally counts);
+    # after that it is answered and kept for the coordinator, never named to anyone else.
+    if _get(app, year, "result", None) is not None:
         late = _get(app, year, "late", {})
         late[p.id] = {"msg": key, "at": now.isoformat(), "votes": {str(k): v for k, v in check.votes.items()}}
         _put(app, year, "late", late)
@@ -438,7 +440,7 @@ def _ballot(app: App, year: int, p: Person, mail: Any, key: str, now: datetime, 
                     {**_base(app, year, p), "what": "late", "lines": lines, "subject": _subject(mail),
                      "deadline_text": date_text(r.votes_deadline), "total": sum(check.votes.values()),
                      "ignored": list(parsed.ignored)}, in_reply_to=mail.message_id)
-        return Outcome.PLANNING_BALLOT_LATE, f"röst från {p.name} efter sista dagen {r.votes_deadline}; räknas inte (svar: {out})"
+        return Outcome.PLANNING_BALLOT_LATE, f"röst från {p.name} efter sammanräkningen; räknas inte (svar: {out})"
     ballots = _get(app, year, "ballots", {})
     prev = ballots.get(p.id)
     if prev is None or prev["msg"] == key or prev["sent_at"] <= sent_at:
@@ -451,7 +453,8 @@ def _ballot(app: App, year: int, p: Person, mail: Any, key: str, now: datetime, 
     out = _send(app, "planning_receipt", f"plan-{year}:ballot_ok:{p.email}:{key[:12]}", [p],
                 {**_base(app, year, p), "what": "ballot", "lines": lines, "subject": _subject(mail),
                  "deadline_text": date_text(r.votes_deadline), "total": sum(check.votes.values()),
-                 "ignored": list(parsed.ignored)}, in_reply_to=mail.message_id)
+                 "after_deadline": now.date() > r.votes_deadline, "ignored": list(parsed.ignored)},
+                in_reply_to=mail.message_id)
     return Outcome.PLANNING_BALLOT, f"{sum(check.votes.values())} röster från {p.name}{note} (kvitto: {out})"
 
 
@@ -461,9 +464,8 @@ def _ballot(app: App, year: int, p: Person, mail: Any, key: str, now: datetime, 
 def current_tally(app: App, year: int) -> pl.Tally:
     s = settings(app)
     ballots = {pid: {int(k): v for k, v in b["votes"].items()} for pid, b in _get(app, year, "ballots", {}).items()}
-    names = {p.id: p.name for p in app.cfg.network.members}
-    late = [f"Sen röst från {names.get(pid, pid)} ({b['at'][:10]}) räknades inte."
-            for pid, b in sorted(_get(app, year, "late", {}).items())]
+    n_late = len(_get(app, year, "late", {}))  # counted, never named: the notes reach every member
+    late = [f"{n_late} {'röst' if n_late == 1 else 'röster'} kom efter sammanräkningen och räknades inte."] if n_late else []
     return pl.tally(topics(app, year), s.areas, ballots, s.focus_per_area, late)
 
 
