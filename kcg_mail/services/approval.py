@@ -53,8 +53,8 @@ class Pending:
         if self.kind == "distribution":
             what = f"version {self.version} av {self.meeting_id} väntar på utskick"
         elif self.kind == "version":
-            what = f"en ny version av protokollet från {self.meeting_id} väntar; godkänns den arkiveras och " \
-                   f"skickas {self.sends} ut"
+            what = f"en ny version av protokollet från {self.meeting_id} väntar; godkänns den arkiveras " \
+                   f"{self.sends} och skickas ut till medlemmarna"
         else:
             what = f"möte {self.meeting_id or '?'}"
         return (f"{self.sender}: {self.subject!r} – {files} – {what} – varför: {self.why} "

@@ -123,7 +123,8 @@ def prepare_version(filename: str, data: bytes, kind: str) -> Prepared:
     plugs in here: it returns the rebuilt bytes and what it took out
     (``removed=True``). Without it the bytes stay as received and an embedded
     object (an OLE object or package in a .docx, an object in an .odt) is
-    reported, not removed."""
+    reported, not removed. May raise ``MinutesRejected`` (the host gets its
+    polite answer, as for a file ``read_minutes`` refuses)."""
     return Prepared(data, embedded_objects(data, kind))
 
 

@@ -370,8 +370,12 @@ def handle_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: 
             continue
         decisions = [{"decision": d.decision, "owner": d.owner, "due": d.due} for d in minutes.decisions]
         dated = effective_date(mail.date, received or now)
-        a = accept_version(app, m, att.filename, att.data, minutes.kind, decisions, key, now, dated,
-                           list(minutes.followups), hold)
+        try:
+            a = accept_version(app, m, att.filename, att.data, minutes.kind, decisions, key, now, dated,
+                               list(minutes.followups), hold)
+        except MinutesRejected as rej:  # the file cannot be made into one we would file
+            problems.append(rej)
+            continue
         filing, held = a.filing, a.held
         if a.outcome == "held_filed" and filing is not None:  # the message itself waits (nothing new in it)
             return NO_DOCUMENT, f"samma protokoll som version {filing.version}"
