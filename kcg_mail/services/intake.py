@@ -125,8 +125,8 @@ def _reply_problem(app: App, mail: inbound.ParsedMail, m: Meeting | None, proble
 @dataclass
 class Accepted:
     """What became of an accepted version: ``filed`` (and distributed),
-    ``duplicate`` (already filed), ``held`` (kept out of the archive until approved,
-    ``held``), ``held_duplicate`` (the same file already waits or was refused),
+    ``duplicate`` (already filed), ``held`` (kept in the held area, out of the
+    archive, until approved), ``held_duplicate`` (the same file already waits or was refused),
     ``held_filed`` (a held sender's file that is already filed: nothing to keep),
     and for state records written before the held area ``late_copy``."""
 
@@ -273,6 +273,10 @@ def release_held_version(app: App, held: HeldVersion, now: datetime, msg_key: st
     m = app.meeting(held.meeting_id)
     if m is None:
         raise ValueError(f"held version of unknown meeting {held.meeting_id}")
+    if held.state == "released":  # everything below is done (it is recorded last)
+        filing = next(f for f in app.state.filings(m.id) if f.content_hash == held.content_hash)
+        _approved_message(app, held, filing, msg_key)
+        return filing
     if held.state == "held":
         held = replace(held, state="approved")
         app.ledger.put_held_version(held)  # the intent, before anything is filed
@@ -283,19 +287,25 @@ def release_held_version(app: App, held: HeldVersion, now: datetime, msg_key: st
         or _file(app, m, data, held.kind, held.source_msg_key, datetime.fromisoformat(held.dated))
     if app.ledger.distribution_hold(m.id, filing.version) != "approved":
         app.ledger.set_distribution_hold(m.id, filing.version, "approved")
-    _record_and_distribute(app, m, filing, data, held.kind, held.decisions)
+    if held.cause == "late":  # an older copy goes out, but the decisions stay those of the newer version
+        distribute(app, m, filing, data, held.kind, held.decisions)
+    else:
+        _record_and_distribute(app, m, filing, data, held.kind, held.decisions)
+        if held.followups:
+            followup.minutes_filed(app, m, [(str(a), str(b)) for a, b in held.followups])
     app.ledger.mark_distributed(m.id, now.date(), filing.version)
-    if held.followups:
-        followup.minutes_filed(app, m, [(str(a), str(b)) for a, b in held.followups])
-    if held.state != "released":
-        app.ledger.put_held_version(replace(held, state="released", version=filing.version))
+    app.ledger.put_held_version(replace(held, state="released", version=filing.version))
+    _approved_message(app, held, filing, msg_key)
+    return filing
+
+
+def _approved_message(app: App, held: HeldVersion, filing: FilingRecord, msg_key: str | None) -> None:
     rec = app.state.message(held.source_msg_key if msg_key == "" else msg_key) if msg_key is not None else None
     if rec is not None and rec.outcome in (Outcome.HELD, Outcome.APPROVED):
         app.state.record_message(MessageRecord(
-            rec.msg_key, rec.ref, m.id, Outcome.MINUTES,
+            rec.msg_key, rec.ref, held.meeting_id, Outcome.MINUTES,
             f"godkänd av samordnaren: arkiverad som {filing.path} (version {filing.version}) och utskickad",
             rec.sender, rec.subject, "done"))
-    return filing
 
 
 def resume_approved(app: App, now: datetime) -> list[str]:

@@ -209,8 +209,13 @@ def test_approval_files_and_distributes_each_held_version_exactly_once(world):
     by_reason = {r: next(p for p in pending(w.app) if p.why.startswith(r)) for r in ALL_REASONS}
     approved_at = at(w.app.meeting(MID).date + timedelta(days=2), 14)
     for reason in (CAP, LATE, SAFETY, SENDER):
+        decisions = w.app.state.decisions(MID)
         out = approve(w.app, by_reason[reason].msg_key, approved_at)
         assert out.action == "approved" and reason in out.markdown(), out
+        if reason == LATE:  # an older copy goes out; the decisions stay those of the newer version
+            assert w.app.state.decisions(MID) == decisions
+        else:
+            assert w.app.state.decisions(MID) != decisions
         with pytest.raises(ManualProblem):
             approve(w.app, by_reason[reason].msg_key, approved_at)  # no longer waiting
     archived = w.archived()
