@@ -18,6 +18,7 @@ from kcg_mail.core.cycle import due_dates
 from kcg_mail.ports import MARKER_HEADER
 from kcg_mail.services import approval, guests
 from kcg_mail.services.daily import run_daily
+from kcg_mail.services.manual import ManualProblem
 
 CFG = shipped_config()
 DEC = "2023-12"
@@ -106,7 +107,7 @@ def test_guest_invitation_waits_for_the_coordinator_then_goes_to_the_guest_alone
         assert not approval.pending(app)
 
         # approved twice (a retried form) or a later daily run: no second invitation
-        with pytest.raises(Exception):
+        with pytest.raises(ManualProblem, match="väntar inte på godkännande"):
             approval.approve(app, held.msg_key[:12], at(day, 11))
         _day(app, day + timedelta(days=2))
         assert sum(k.startswith(f"{DEC}:guest_invite") for k in _mails(tmp_path)) == 1

@@ -262,9 +262,8 @@ def test_guests_get_their_own_invitation_in_their_language_after_the_coordinator
 
 
 def test_calendar_titles_and_the_feed_are_clean(demo_year):
-    from icalendar import Calendar
-
     from helpers import calendar_parts
+    from icalendar import Calendar
 
     summaries = []
     for msg in sent_mails(demo_year):
