@@ -218,3 +218,58 @@ def test_language_is_validated_and_only_for_guests(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(d, environ={})
     assert "pia" in str(e.value) and "only for guests" in str(e.value)
+
+
+def _scenario(day: date):
+    """(config, step) in order: the invitation day, the approval, a move, the guest withdrawn."""
+    ref = guests.hold_key(DEC, GUEST.email)
+
+    def approve(app):
+        try:
+            approval.approve(app, ref, at(day, 10))
+        except ManualProblem:  # the approval was recorded before the crash: the form says so
+            assert guests.answer(app, DEC, GUEST.email) == "approved"
+
+    moved = _cfg(date=date(2023, 12, 5))
+    return [
+        (_cfg(), lambda app: _day(app, day)),
+        (_cfg(), approve),
+        (moved, lambda app: _day(app, day + timedelta(days=1))),
+        (_cfg(date=date(2023, 12, 5), guests=[]), lambda app: _day(app, day + timedelta(days=2))),
+    ]
+
+
+def _play(wd, plan, day) -> None:
+    from helpers import Crash, crashing_app
+
+    for cfg, step in _scenario(day):
+        for _attempt in range(2):
+            app = crashing_app(wd, cfg, plan)
+            try:
+                step(app)
+                break
+            except Crash:
+                continue  # the rerun of the same step after the kill
+            finally:
+                close(app)
+
+
+def test_a_crash_at_any_point_of_the_guest_flow_sends_nothing_twice_and_loses_nothing(tmp_path):
+    from helpers import CrashPlan
+
+    day = _invite_day(_cfg())
+    ref = CrashPlan()
+    _play(tmp_path / "ref", ref, day)
+    expected = set(_mails(tmp_path / "ref"))
+    assert {f"{DEC}:guest_approval:{COORD}:{GUEST.id}", f"{DEC}:guest_invite:{GUEST.email}:s0",
+            f"{DEC}:guest_invite:{GUEST.email}:s1", f"{DEC}:guest_cancel:{GUEST.email}:s2"} <= expected
+    points = [(m, n) for m in ("send", "send_invitation", "record_message", "put") for n in range(1, ref.calls[m] + 1)]
+    assert len(points) > 20
+    for i, (method, n) in enumerate(points):
+        for when in ("before", "after"):
+            plan = CrashPlan(method, n, when)
+            wd = tmp_path / f"c{i}-{when}"
+            _play(wd, plan, day)
+            assert plan.fired, plan
+            assert set(_mails(wd)) == expected, plan
+            assert all(v == 1 for v in plan.writes.values()), (plan, [k for k, v in plan.writes.items() if v > 1])

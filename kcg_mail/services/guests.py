@@ -139,7 +139,9 @@ def release(app: App, rec: MessageRecord, note: dict, now: datetime) -> str:
         detail += "; den går ut tillsammans med medlemmarnas inbjudan när datumet är bekräftat"
     else:
         app.outbox.now = now
-        send(app, m, guest, now)
+        live = copies(app, mid).get(guest.email)
+        if live is None or live.cancelled:  # not yet sent (a rerun after a crash finds it sent)
+            send(app, m, guest, now)
         detail += " och skickad"
     app.state.record_message(MessageRecord(rec.msg_key, rec.ref, mid, KIND, detail, rec.sender, rec.subject, "done"))
     return detail
@@ -186,8 +188,12 @@ def sync(app: App, now: datetime) -> list[tuple[str, str, str]]:
             state = answer(app, mid, email)
             if state == "approved":
                 out.append((mid, f"guest_invite {email}", send(app, m, g, now)))
-            elif state is None and app.state.message(hold_key(mid, email)) is None:
-                out.append((mid, f"guest_approval {email}", request_approval(app, m, g, now)))
+            elif state is None:
+                # idempotent: records the request once, mails the coordinator once (also after a
+                # crash between the two)
+                asked = request_approval(app, m, g, now)
+                if asked != "already":
+                    out.append((mid, f"guest_approval {email}", asked))
         for email, copy in sent.items():
             if copy.cancelled or email in wanted or datetime.fromisoformat(copy.start) <= now:
                 continue
