@@ -38,7 +38,8 @@ GUEST_KINDS = ("guest_invite", "guest_invite_en", "guest_cancel", "guest_cancel_
 WEEKDAYS_EN = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MONTHS_EN = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
              "November", "December")
-#: what a meeting is, in a guest's English mail
+#: what a meeting is, in a guest's mail ("till nätverkets digitala möte")
+KIND_SV = {"physical": "fysiska möte", "digital": "digitala möte", "all_members": "möte", "study_trip": "studieresa"}
 KIND_EN = {"physical": "in-person meeting", "digital": "online meeting", "all_members": "meeting",
            "study_trip": "study trip"}
 
@@ -196,7 +197,7 @@ class Composer:
         en = language == "en"
         online = m.kind == "digital" and bool(m.link)
         place = ("Online" if en else "Digitalt") if online else (m.place or "")
-        kind = KIND_EN.get(m.kind, "meeting") if en else m.kind_label.lower()
+        kind = (KIND_EN if en else KIND_SV).get(m.kind, "meeting" if en else "möte")
         return {
             "id": m.id, "token": m.token, "date_text": date_en(m.date) if en else m.date_text(),
             "start_time": m.start.strftime("%H:%M"), "end_time": m.end.strftime("%H:%M"), "place": place,
