@@ -30,7 +30,7 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from kcg_mail.core.config import Person
+from kcg_mail.core.config_model import Person
 from kcg_mail.core.cycle import location_of
 from kcg_mail.core.plan import Meeting
 from kcg_mail.ports import MessageRecord

@@ -27,13 +27,13 @@ from email.utils import getaddresses
 from pathlib import Path
 
 import pytest
-from basics import shipped_config
-from helpers import CONFIG_DIR, sent_mails
+from support.basics import shipped_config
+from support.helpers import CONFIG_DIR, sent_mails
 
 from kcg_mail.core.plan import resolve_plan
 from kcg_mail.ports import MARKER_HEADER
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CFG = shipped_config()
 MAILBOX = CFG.network.mailbox.email
 COORD = CFG.network.coordinator.email
@@ -159,6 +159,7 @@ def problems_for(reader: str, email: str, seen: Seen, meeting_id: str | None, re
 
 def test_the_checks_catch_what_they_look_for():
     """The detectors themselves, on text with each kind of leak (and on text without)."""
+    assert {"kcg-daily", "kcg-approve"} <= FLOWS and COMMENTS["2023-08"].startswith("Bjud in")
     comment = COMMENTS["2023-12"]
     bad = Seen("2023-12:invite:members:s0", {
         "text": f"{comment}\nKör `kcg planning publish --year 2024` eller flödet {sorted(FLOWS)[0]}.\n"
@@ -191,7 +192,7 @@ def demo_year(prefect_api, tmp_path_factory):
     from prefect.settings import get_current_settings
 
     from kcg_mail.entrypoints.demo import run_demo
-    from kcg_mail.entrypoints.demo_planning import play_round
+    from kcg_mail.entrypoints.demo_round import play_round
 
     wd = tmp_path_factory.mktemp("readers") / "demo"
     old = os.environ.get("PREFECT_HOME")
@@ -229,8 +230,8 @@ def test_every_mail_of_the_demo_year_shows_each_reader_only_what_is_theirs(demo_
 
 
 def test_guests_get_their_own_invitation_in_their_language_after_the_coordinator_said_yes(demo_year):
-    from helpers import calendar_parts
     from icalendar import Calendar
+    from support.helpers import calendar_parts
 
     mails = sent_mails(demo_year)
     by_key = {str(m[MARKER_HEADER]).strip(): m for m in mails}
@@ -262,8 +263,8 @@ def test_guests_get_their_own_invitation_in_their_language_after_the_coordinator
 
 
 def test_calendar_titles_and_the_feed_are_clean(demo_year):
-    from helpers import calendar_parts
     from icalendar import Calendar
+    from support.helpers import calendar_parts
 
     summaries = []
     for msg in sent_mails(demo_year):

@@ -8,12 +8,12 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from basics import at, config_with, copy_config, shipped_config
-from helpers import calendar_parts, close, make_app, sent_mails
 from icalendar import Calendar
+from support.basics import at, config_with, copy_config, shipped_config
+from support.helpers import calendar_parts, close, make_app, sent_mails
 
-from kcg_mail.config import load_config
-from kcg_mail.core.config import ConfigError
+from kcg_mail.config_loader import load_config
+from kcg_mail.core.config_model import ConfigError
 from kcg_mail.core.cycle import due_dates
 from kcg_mail.ports import MARKER_HEADER
 from kcg_mail.services import approval, guests
@@ -240,7 +240,7 @@ def _scenario(day: date):
 
 
 def _play(wd, plan, day) -> None:
-    from helpers import Crash, crashing_app
+    from support.helpers import Crash, crashing_app
 
     for cfg, step in _scenario(day):
         for _attempt in range(2):
@@ -255,7 +255,7 @@ def _play(wd, plan, day) -> None:
 
 
 def test_a_crash_at_any_point_of_the_guest_flow_sends_nothing_twice_and_loses_nothing(tmp_path):
-    from helpers import CrashPlan
+    from support.helpers import CrashPlan
 
     day = _invite_day(_cfg())
     ref = CrashPlan()
