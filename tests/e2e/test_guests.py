@@ -84,6 +84,12 @@ def test_guest_invitation_waits_for_the_coordinator_then_goes_to_the_guest_alone
         assert not [k for k in sent if k.startswith(f"{DEC}:guest_invite")]
         (held,) = [p for p in approval.pending(app) if p.kind == guests.KIND]
         assert held.meeting_id == DEC and held.msg_key[:12] in ask_text
+        # the coordinator's overview says what waits, in words
+        from kcg_mail.core.overview import overview_needs
+        from kcg_mail.services.status import overview_inputs
+
+        needs = [n.text for n in overview_needs(overview_inputs(app, at(day, 8)))]
+        assert f"Inbjudan till gästen Centre for Cities (mötet {DEC}) väntar på ditt ja." in needs, needs
 
         # a rerun the same day and the next: nothing new, not asked twice
         _day(app, day)
