@@ -170,8 +170,13 @@ def _planned(app: App, meeting_id: str) -> Meeting | None:
 def sync(app: App, now: datetime) -> list[tuple[str, str, str]]:
     """Bring every guest's invitation in line with the plan: ask the coordinator about
     new guests, send approved ones, update or cancel those already out.
-    Returns (meeting, what, outcome) for what it did."""
+    Returns (meeting, what, outcome) for what it did. Like every step of the cycle,
+    nothing goes out on a weekend or a public holiday."""
+    from kcg_mail.core.plan import is_working_day
+
     out: list[tuple[str, str, str]] = []
+    if not is_working_day(now.date(), app.extra_days):
+        return out
     plan = {m.id: m for m in app.meetings}  # confirmed or tentative, not cancelled
     ids = list(plan) + [mid for mid in app.orphan_invitations() if mid not in plan]
     for mid in ids:

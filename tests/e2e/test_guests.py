@@ -279,3 +279,23 @@ def test_a_crash_at_any_point_of_the_guest_flow_sends_nothing_twice_and_loses_no
             assert plan.fired, plan
             assert set(_mails(wd)) == expected, plan
             assert all(v == 1 for v in plan.writes.values()), (plan, [k for k, v in plan.writes.items() if v > 1])
+
+
+def test_nothing_goes_to_a_guest_on_a_weekend(tmp_path):
+    cfg = _cfg()
+    app = make_app(tmp_path, cfg)
+    day = _invite_day(cfg)
+    _day(app, day)
+    approval.approve(app, guests.hold_key(DEC, GUEST.email), at(day, 10))
+    close(app)
+    app = make_app(tmp_path, _cfg(date=date(2023, 12, 5)))
+    try:
+        saturday = day + timedelta(days=(5 - day.weekday()) % 7)
+        assert saturday.weekday() == 5
+        assert guests.sync(app, at(saturday, 7)) == []
+        assert f"{DEC}:guest_invite:{GUEST.email}:s1" not in _mails(tmp_path)
+        _day(app, saturday + timedelta(days=2))  # Monday: the members' update and the guest's
+        sent = _mails(tmp_path)
+        assert f"{DEC}:guest_invite:{GUEST.email}:s1" in sent and f"{DEC}:invite:members:s1" in sent
+    finally:
+        close(app)
