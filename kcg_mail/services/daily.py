@@ -50,7 +50,9 @@ def protocol_context(app: App, m: Meeting) -> dict:
     mctx = app.composer.meeting_ctx(m, app.meetings)
     return {
         "network": {"name": cfg.network.name, "short": cfg.network.short},
-        "meeting": {**mctx, "guests": mctx["guests"]},
+        # the filled-in minutes go to every member: never the plan's comment (an instruction
+        # for the host and the coordinator, in the host's brief); the row is the host's to fill
+        "meeting": {**mctx, "guests": mctx["guests"], "comment": ""},
         "members": [{**person_ctx(p), "attendance": yes.get(att.get(p.email, ""), "")} for p in members],
         "agenda": list(cfg.meetings.agenda),
         "next_meeting": None if nxt is None else {"date_text": nxt.date_text(), "host_name": nxt.host.name,

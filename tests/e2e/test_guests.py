@@ -299,3 +299,24 @@ def test_nothing_goes_to_a_guest_on_a_weekend(tmp_path):
         assert f"{DEC}:guest_invite:{GUEST.email}:s1" in sent and f"{DEC}:invite:members:s1" in sent
     finally:
         close(app)
+
+
+def test_the_protocol_template_leaves_the_plan_comment_out(tmp_path):
+    """The filled-in minutes are mailed to every member: the comment stays in the brief."""
+    import io
+
+    import docx
+
+    from kcg_mail.services.daily import render_protocol
+
+    app = make_app(tmp_path, _cfg())
+    try:
+        m = app.meeting(DEC)
+        assert m.comment.startswith("Bjud in Centre for Cities")
+        doc = docx.Document(io.BytesIO(render_protocol(app, m).data))
+        text = "\n".join(c.text for t in doc.tables for row in t.rows for c in row.cells)
+        text += "\n".join(p.text for p in doc.paragraphs)
+        assert "Centre for Cities" in text  # the guest is named
+        assert m.comment not in text and "Björn har kontakten" not in text
+    finally:
+        close(app)
