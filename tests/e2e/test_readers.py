@@ -7,7 +7,8 @@ Maildir Sent folder and, for every recipient, checks what that reader sees (the
 display headers, the text and HTML bodies, the calendar parts and .ics
 attachments) for things that reader must never see:
 
-- a plan's internal comment (it is for the host's brief and the coordinator only);
+- a plan's internal comment (it is for the host's brief and the coordinator only), also in
+  the attached Word documents (the minutes every member gets);
 - another person's address: a guest sees only their own and the network's mailbox;
   members, hosts and the coordinator see people of the network, never a guest's;
 - a file path (``/KCG/...``, ``C:\\...``, ``var/``, ``config/``), a shell command
@@ -87,6 +88,16 @@ def _unfold_ics(raw: str) -> str:
     return re.sub(r"\r?\n[ \t]", "", raw)
 
 
+def _docx_text(data: bytes) -> str:
+    import io
+
+    import docx
+
+    doc = docx.Document(io.BytesIO(data))
+    cells = [c.text for t in doc.tables for row in t.rows for c in row.cells]
+    return "\n".join([p.text for p in doc.paragraphs] + cells)
+
+
 def what_is_seen(msg: EmailMessage) -> Seen:
     parts: dict[str, str] = {}
     for h in ("From", "To", "Cc", "Reply-To", "Subject"):
@@ -102,6 +113,11 @@ def what_is_seen(msg: EmailMessage) -> Seen:
         elif ct == "text/calendar" or name.lower().endswith(".ics"):
             data = part.get_payload(decode=True) or b""
             parts[f"calendar #{i} {name}".strip()] = _unfold_ics(data.decode("utf-8", "replace"))
+        elif name.lower().endswith(".docx") and "Handlingsplan" not in name:
+            # the minutes and the planning forms; the action plan ("Handlingsplan 2024") is the
+            # network's own plan document, whose table has a comment column like the seed's
+            # Handlingsplan 2023 (the planning round's document, not checked here)
+            parts[f"document {name}"] = _docx_text(part.get_payload(decode=True) or b"")
     return Seen(str(msg[MARKER_HEADER]).strip(), parts)
 
 
@@ -138,6 +154,8 @@ def problems_for(reader: str, email: str, seen: Seen, meeting_id: str | None, re
         for mid, comment in COMMENTS.items():
             if comment in shown and not may_see_comment:
                 out.append(f"{where}: the plan comment of {mid} ({comment!r})")
+        if where.startswith("document"):
+            continue  # a Word document is the host's text (minutes, forms): only the plan comment is ours to keep out
         # 2. other people's addresses
         for a in {x.lower() for x in EMAIL.findall(shown)}:
             base = re.sub(r"\+[^@]*@", "@", a)  # plus-addressed replies to the mailbox
