@@ -113,10 +113,7 @@ def what_is_seen(msg: EmailMessage) -> Seen:
         elif ct == "text/calendar" or name.lower().endswith(".ics"):
             data = part.get_payload(decode=True) or b""
             parts[f"calendar #{i} {name}".strip()] = _unfold_ics(data.decode("utf-8", "replace"))
-        elif name.lower().endswith(".docx") and "Handlingsplan" not in name:
-            # the minutes and the planning forms; the action plan ("Handlingsplan 2024") is the
-            # network's own plan document, whose table has a comment column like the seed's
-            # Handlingsplan 2023 (the planning round's document, not checked here)
+        elif name.lower().endswith(".docx"):  # the minutes, the planning forms, the action plan
             parts[f"document {name}"] = _docx_text(part.get_payload(decode=True) or b"")
     return Seen(str(msg[MARKER_HEADER]).strip(), parts)
 
