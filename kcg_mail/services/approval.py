@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from kcg_mail.ports import MessageRecord
+from kcg_mail.services import guests
 from kcg_mail.services.app import App
 from kcg_mail.services.held import held_area
 from kcg_mail.services.ledger import HeldNote, HeldVersion
@@ -134,6 +135,8 @@ def approve(app: App, ref: str, now: datetime | None = None) -> Outcome:
         detail = _release_version(app, hv, rec, now_local(app.cfg, now))
     elif note is not None and note.kind == "distribution":
         detail = _release_distribution(app, rec, note, now)
+    elif note is not None and note.kind == guests.KIND:
+        detail = guests.release(app, rec, note, now_local(app.cfg, now))
     else:
         mid = (note.meeting_id if note else None) or rec.meeting_id
         planning = bool(mid) and str(mid).startswith("planning:")  # a member's answer to the planning round
@@ -188,6 +191,8 @@ def reject(app: App, ref: str) -> Outcome:
     the decision recorded."""
     rec = _held(app, ref)
     note = _note(app, rec.msg_key)
+    if note is not None and note.kind == guests.KIND:
+        return Outcome(rec.msg_key, "rejected", guests.refuse(app, rec, note))
     if note is not None and note.kind == "version":
         hv = _held_version(app, note)
         others = [p for p in pending(app) if p.msg_key != rec.msg_key and p.kind == "version"

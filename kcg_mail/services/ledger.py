@@ -25,9 +25,10 @@ HoldState = Literal["held", "approved", "released", "rejected"]
 #: Why a version or message is held (the reason texts are in ``kcg_mail.services.held``).
 HoldCause = Literal["sender", "filer", "member", "cap", "late", "safety"]
 #: What a held note is about: a whole message (nothing read or filed yet), a version
-#: kept in the held area (``kcg_mail.services.held``), or a filed version whose
-#: distribution waits (state records written before the held area existed).
-NoteKind = Literal["message", "version", "distribution"]
+#: kept in the held area (``kcg_mail.services.held``), a filed version whose
+#: distribution waits (state records written before the held area existed), or a
+#: guest's invitation waiting for the coordinator's yes (``kcg_mail.services.guests``).
+NoteKind = Literal["message", "version", "distribution", "guest_invitation"]
 
 
 @dataclass(frozen=True)
@@ -43,13 +44,15 @@ class HeldNote:
     version: int | None = None
     cause: HoldCause | None = None
     content_hash: str | None = None
+    guest: str | None = None  # the guest's address (kind guest_invitation)
 
     @classmethod
     def from_json(cls, raw: str) -> HeldNote:
         d = json.loads(raw)
         return cls(kind=d.get("kind", "message"), meeting_id=d.get("meeting_id"), sender=d.get("sender", ""),
                    subject=d.get("subject", ""), files=list(d.get("files", [])), why=d.get("why", ""),
-                   version=d.get("version"), cause=d.get("cause"), content_hash=d.get("content_hash"))
+                   version=d.get("version"), cause=d.get("cause"), content_hash=d.get("content_hash"),
+                   guest=d.get("guest"))
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,21 @@ class Ledger:
 
     def set_invitation(self, meeting_id: str, snapshot: dict[str, Any]) -> None:
         self._put_json(f"invitation:{meeting_id}", snapshot)
+
+    # ------------------------------------------------------------ guests
+    def guest_invitations(self, meeting_id: str) -> dict[str, dict[str, Any]]:
+        """The guests' own invitations of a meeting as last sent (address -> ``GuestCopy`` fields)."""
+        return dict(self._json(f"guest_invitations:{meeting_id}") or {})
+
+    def set_guest_invitations(self, meeting_id: str, copies: dict[str, dict[str, Any]]) -> None:
+        self._put_json(f"guest_invitations:{meeting_id}", copies)
+
+    def guest_approval(self, meeting_id: str, email: str) -> str | None:
+        """The coordinator's answer about inviting a guest: ``approved``, ``rejected`` or None."""
+        return self.state.get(f"guest_approval:{meeting_id}:{email.lower()}") or None
+
+    def set_guest_approval(self, meeting_id: str, email: str, answer: Literal["approved", "rejected"]) -> None:
+        self.state.put(f"guest_approval:{meeting_id}:{email.lower()}", answer)
 
     # ------------------------------------------------------------ the planning round
     def planning_value(self, year: int, what: str) -> Any:

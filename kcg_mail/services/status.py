@@ -79,13 +79,26 @@ def meeting_facts(app: App) -> list[overview.MeetingFacts]:
     return out
 
 
+def guest_on_hold(app: App, msg_key: str) -> str | None:
+    """The guest's name when the held item is a guest's invitation (``services.guests``)."""
+    from kcg_mail.services import guests
+
+    note = app.ledger.held_note(msg_key)
+    if note is None or note.kind != guests.KIND:
+        return None
+    g = next((x for x in app.cfg.network.guests if x.email == note.guest), None)
+    return g.name if g else str(note.guest)
+
+
 def overview_inputs(app: App, now: datetime | None = None) -> overview.Inputs:
     held, quarantined = [], []
     for rec in app.state.messages():
         ref = rec.msg_key[:12]
         if rec.outcome == Outcome.HELD:
             note = app.ledger.held_note(rec.msg_key)  # why, in Swedish, one text per cause
-            held.append(overview.Held(ref, rec.sender, rec.subject, note.why if note else rec.reason, rec.meeting_id))
+            guest = guest_on_hold(app, rec.msg_key)
+            held.append(overview.Held(ref, rec.sender, rec.subject, note.why if note else rec.reason, rec.meeting_id,
+                                      guest))
         elif rec.outcome in QUARANTINE_OUTCOMES and rec.status == "done":
             quarantined.append(overview.Quarantined(ref, rec.sender, rec.subject, rec.outcome))
     return overview.Inputs(

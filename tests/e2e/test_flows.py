@@ -160,7 +160,7 @@ def test_demo_runs_the_whole_year(prefect_api, tmp_path, monkeypatch):
     for msg in invites:
         mid = str(msg["X-KCG-Mail"]).split(":")[0]
         m = next(x for x in confirmed if x.id == mid)
-        assert recipients(msg) == MEMBERS | {g.email for g in m.guests}
+        assert recipients(msg) == MEMBERS  # guests get their own, once the coordinator approved (test_readers.py)
         cal = calendar_parts(msg)
         assert len(cal) == 1 and cal[0].get_param("method") == "REQUEST"
 
