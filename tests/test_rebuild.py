@@ -187,6 +187,10 @@ def test_protocol_survives_the_rebuild_text_decisions_header_lists_pictures(fill
     sizes = sorted(Image.open(io.BytesIO(b)).size for b in media.values())
     assert sizes == [(400, 300), (MAX_SIDE, MAX_SIDE // 2)]  # the 5000 px photo is scaled down
     parts = _parts(rebuilt.data)
+    from lxml import etree
+
+    ids = [r.get("Id") for r in etree.fromstring(parts["word/_rels/document.xml.rels"])]
+    assert len(ids) == len(set(ids)) == 7  # styles, numbering, header, footer, settings, two pictures
     assert b"<w:abstractNum " in parts["word/numbering.xml"] and b"<w:numPr>" in parts["word/styles.xml"]  # lists
 
 

@@ -29,6 +29,7 @@ same version, not a new one.
 from __future__ import annotations
 
 import io
+import os
 import re
 import zipfile
 from collections import Counter
@@ -48,6 +49,7 @@ MAX_PICTURES = 200
 MAX_SIDE = 2000  # pixels on the longer side of a re-encoded picture
 MAX_PIXELS = 60_000_000  # refuse to decode larger pictures (decompression bombs)
 MAX_PDF_PAGES = 500
+PICTURE_THREADS = max(1, min(4, os.cpu_count() or 1))
 MAX_PDF_OBJECTS = 200_000
 
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -168,15 +170,17 @@ def reencode_picture(blob: bytes) -> tuple[bytes, str, tuple[int, int]] | None:
             w, h = im.size
             if w <= 0 or h <= 0 or w * h > MAX_PIXELS:
                 return None
+            scale = min(1.0, MAX_SIDE / max(w, h))
+            target = (max(1, int(w * scale)), max(1, int(h * scale)))
             if fmt == "JPEG":
-                im.draft("RGB" if im.mode not in ("L", "CMYK") else im.mode, (MAX_SIDE, MAX_SIDE))
+                # decode at a reduced scale straight away (DCT scaling): fast and small
+                im.draft("RGB" if im.mode not in ("L", "CMYK") else im.mode, target)
             if getattr(im, "n_frames", 1) > 1:
                 im.seek(0)
             im.load()
             out_img = im
             if max(out_img.size) > MAX_SIDE:
-                out_img = out_img.copy()
-                out_img.thumbnail((MAX_SIDE, MAX_SIDE))
+                out_img = out_img.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
             out = io.BytesIO()
             if fmt == "JPEG":
                 if out_img.mode not in ("RGB", "L"):
@@ -191,6 +195,17 @@ def reencode_picture(blob: bytes) -> tuple[bytes, str, tuple[int, int]] | None:
             return out.getvalue(), kind, out_img.size
     except Exception:  # noqa: BLE001 - any picture Pillow cannot read is left out
         return None
+
+
+def _reencode_many(blobs: dict[str, bytes]) -> dict[str, tuple[bytes, str, tuple[int, int]] | None]:
+    """Re-encode several pictures at once: Pillow releases the GIL while it decodes and
+    encodes, so a few threads use the cores a document with many photos needs."""
+    if len(blobs) < 2:
+        return {k: reencode_picture(v) for k, v in blobs.items()}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(PICTURE_THREADS, len(blobs))) as pool:
+        return dict(zip(blobs, pool.map(reencode_picture, blobs.values())))
 
 
 # ----------------------------------------------------------------------------- docx
@@ -244,6 +259,9 @@ unhideWhenUsed qFormat locked name count defLockedState defUIPriority defSemiHid
 defQFormat abstractNumId numId bidi distance
 """.split())
 
+_DOCX_ATTRS_Q = frozenset(f"{{{W_NS}}}{a}" for a in DOCX_ATTRS)
+_XML_SPACE = f"{{{XML_NS}}}space"
+
 #: What a dropped w: element is, in words.
 _DOCX_DROPPED_SV = {
     "object": "inbäddat objekt (OLE)", "pict": "VML-grafik", "altChunk": "importerat innehåll (altChunk)",
@@ -267,12 +285,16 @@ _RUN_CONTENT = frozenset("t tab br cr noBreakHyphen softHyphen sym drawing".spli
 _EMU_MAX = 20_000_000  # about 55 cm: larger picture extents are capped
 
 
+def _split(tag: str) -> tuple[str, str]:
+    """("namespace", "local name") of a Clark-notation tag or attribute name."""
+    if tag[:1] == "{":
+        ns, _, local = tag[1:].partition("}")
+        return ns, local
+    return "", tag
+
+
 def _local(tag: Any) -> str:
-    return etree.QName(tag).localname if isinstance(tag, str) else ""
-
-
-def _ns(tag: Any) -> str:
-    return etree.QName(tag).namespace or "" if isinstance(tag, str) else ""
+    return _split(tag)[1] if isinstance(tag, str) else ""
 
 
 class _DocxBuilder:
@@ -285,6 +307,7 @@ class _DocxBuilder:
         self.overrides: list[tuple[str, str]] = []
         self.pictures = 0
         self.field_stack: list[str] = []
+        self.prefetched: dict[str, tuple[bytes, str, tuple[int, int]] | None] = {}
 
     # -- package
 
@@ -325,6 +348,7 @@ class _DocxBuilder:
             raise _reject("corrupt", f"Word package without a document body ({main})")
         rels = self._rels(main)
         doc_rels: list[tuple[str, str, str]] = []  # (id, type, target relative to word/)
+        self._prefetch(root, rels)
 
         # styles and numbering: the same allow-list
         for kind, tag, out_name in (("styles", "styles", "styles.xml"), ("numbering", "numbering", "numbering.xml")):
@@ -361,9 +385,6 @@ class _DocxBuilder:
             doc_rels.append((new_id, _REL_T + which, out_name))
             hf_ids[rid] = new_id
 
-        body_rels: list[tuple[str, str, str]] = []
-        self.field_stack = []
-        new_doc = self._copy_root(root, rels, body_rels, hf_ids=hf_ids, rid_base=len(doc_rels))
         settings = etree.Element(_W + "settings", nsmap={"w": W_NS})
         etree.SubElement(settings, _W + "defaultTabStop").set(_W + "val", "1304")
         compat = etree.SubElement(settings, _W + "compat")
@@ -372,6 +393,9 @@ class _DocxBuilder:
             cs.set(_W + k, v)
         self._add_part("word/settings.xml", settings, _CT_W + "settings+xml")
         doc_rels.append((f"rId{len(doc_rels) + 1}", _REL_T + "settings", "settings.xml"))
+        body_rels: list[tuple[str, str, str]] = []
+        self.field_stack = []
+        new_doc = self._copy_root(root, rels, body_rels, hf_ids=hf_ids, rid_base=len(doc_rels))
         doc_rels.extend(body_rels)
         self._add_part("word/document.xml", new_doc, _CT_W + "document.main+xml", doc_rels, first=True)
 
@@ -439,7 +463,7 @@ class _DocxBuilder:
         tag = el.tag
         if not isinstance(tag, str):
             return  # comments, processing instructions
-        ns, name = _ns(tag), _local(tag)
+        ns, name = _split(tag)
         if ns != W_NS:
             if ns == MC_NS and name == "AlternateContent":
                 self._alternate(el, dst)
@@ -481,9 +505,9 @@ class _DocxBuilder:
             return
         new = etree.SubElement(dst, tag)
         for key, value in el.attrib.items():
-            if _ns(key) == W_NS and _local(key) in DOCX_ATTRS and len(value) <= 256:
+            if key in _DOCX_ATTRS_Q and len(value) <= 256:
                 new.set(key, value)
-            elif key == f"{{{XML_NS}}}space" and value in ("preserve", "default"):
+            elif key == _XML_SPACE and value in ("preserve", "default"):
                 new.set(key, value)
         if name == "t":
             new.text = el.text
@@ -536,15 +560,28 @@ class _DocxBuilder:
         drawing = etree.SubElement(run, _W + "drawing")
         drawing.append(etree.fromstring(_INLINE.format(cx=cx, cy=cy, n=n, rid=new_rid, name=media_name)))
 
+    def _prefetch(self, root: Any, rels: dict[str, tuple[str, str]]) -> None:
+        """Re-encode the body's pictures up front, in parallel (the copy then finds them)."""
+        targets: list[str] = []
+        for blip in root.iter(f"{{{A_NS}}}blip"):
+            rel = rels.get(blip.get(f"{{{R_NS}}}embed") or "")
+            if rel is not None and rel[1] not in targets and len(targets) < MAX_PICTURES:
+                targets.append(rel[1])
+        blobs = {t: b for t in targets if (b := self.src.read(t)) is not None}
+        self.prefetched = _reencode_many(blobs)
+
     def _media(self, target: str) -> tuple[str, tuple[int, int]] | None:
         if target in self.media:
             return self.media[target]
         if len(self.media) >= MAX_PICTURES:
             return None
-        blob = self.src.read(target)
-        if blob is None:
-            return None
-        done = reencode_picture(blob)
+        if target in self.prefetched:
+            done = self.prefetched.pop(target)
+        else:
+            blob = self.src.read(target)
+            if blob is None:
+                return None
+            done = reencode_picture(blob)
         if done is None:
             return None
         data, ext, size = done
@@ -864,8 +901,8 @@ text:index-title-template office:annotation-end
 
 
 def _qname(tag: Any) -> str:
-    q = etree.QName(tag)
-    return f"{_ODF_PREFIX.get(q.namespace or '', q.namespace or '')}:{q.localname}"
+    ns, local = _split(tag)
+    return f"{_ODF_PREFIX.get(ns, ns)}:{local}"
 
 
 def _append_text(dst: Any, text: str | None) -> None:
@@ -937,7 +974,7 @@ class _OdtBuilder:
                 aname = _qname(key)
                 if len(value) > 256:
                     continue
-                if aname in ODT_CONTENT_ATTRS or (kind == "style" and etree.QName(key).namespace in _ODT_STYLE_NS):
+                if aname in ODT_CONTENT_ATTRS or (kind == "style" and _split(key)[0] in _ODT_STYLE_NS):
                     new.set(key, value)
             new.text = el.text
             for child in el:
