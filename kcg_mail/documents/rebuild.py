@@ -637,15 +637,17 @@ FunctionType Domain C0 C1 Functions Bounds Encode Size BitsPerSample Order
 PatternType PaintType TilingType XStep YStep Shading ShadingType Coords Function Extend Background AntiAlias
 BitsPerCoordinate BitsPerFlag VerticesPerRow
 Predictor Colors Columns EarlyChange EncodedByteAlign EndOfLine EndOfBlock BlackIs1 DamagedRowsBeforeError Rows
-JBIG2Globals ColorTransform
+ColorTransform
 WhitePoint BlackPoint Gamma
 """.split())
 
 #: Resource dictionaries: their keys are names the content stream uses.
 _PDF_RESOURCE_DICTS = frozenset("Font XObject ExtGState ColorSpace Pattern Shading Properties CharProcs".split())
 _PDF_RESOURCE_KEYS = frozenset("Font XObject ExtGState ColorSpace Pattern Shading ProcSet Properties".split())
+#: Stream filters copied. Not JBIG2 or JPEG 2000: the decoders with the worst record in viewers
+#: (JBIG2 was the way in of FORCEDENTRY); a picture in them is left out.
 _PDF_FILTERS = frozenset("""FlateDecode LZWDecode ASCII85Decode ASCIIHexDecode RunLengthDecode DCTDecode CCITTFaxDecode
-JBIG2Decode JPXDecode Fl LZW A85 AHx RL DCT CCF""".split())
+Fl LZW A85 AHx RL DCT CCF""".split())
 #: Names never written, even as a resource name.
 _PDF_NEVER = frozenset({"JavaScript", "JS", "Launch", "SubmitForm", "ImportData", "EmbeddedFile", "EmbeddedFiles",
                         "AA", "OpenAction", "RichMedia", "XFA", "AcroForm", "GoToR", "GoToE", "URI", "Names"})
@@ -699,7 +701,7 @@ class _PdfCopier:
             filters = new_stream.get("/Filter")
             names = [str(f) for f in (filters if isinstance(filters, ArrayObject) else [filters] if filters else [])]
             if any(n.lstrip("/") not in _PDF_FILTERS for n in names):
-                self.removed.add("ström med okänt filter")
+                self.removed.add("bild eller ström i ett format som inte kopieras (JBIG2, JPEG 2000)")
                 return NullObject()
             new_stream._data = obj._data
             return new_stream
