@@ -488,6 +488,8 @@ class _DocxBuilder:
             self._drawing(el, dst)
             return
         if name in DOCX_UNWRAP:
+            if name == "hyperlink":
+                self.removed.add("länk (texten finns kvar)")
             self._copy_children(el, dst)
             return
         if name not in DOCX_ELEMENTS:
@@ -848,7 +850,7 @@ ODT_ELEMENTS: dict[str, str] = {
        table-row-properties table-cell-properties graphic-properties page-layout page-layout-properties
        default-page-layout header-style footer-style header-footer-properties master-page header footer
        header-left footer-left header-first footer-first font-face tab-stops tab-stop list-level-properties
-       list-level-label-alignment columns column column-sep footnote-sep""".split()},
+       list-level-label-alignment columns column column-sep footnote-sep drawing-page-properties""".split()},
     **{f"text:{n}": "style" for n in
        """list-style list-level-style-number list-level-style-bullet outline-style outline-level-style
        notes-configuration linenumbering-configuration""".split()},
@@ -989,7 +991,10 @@ class _OdtBuilder:
             _append_text(dst, el.text)
             for child in el:
                 self._copy(child, dst)
-        elif name not in _ODT_SILENT:
+        elif name not in _ODT_SILENT and (len(el) or (el.text or "").strip() or
+                                          any(_split(k)[0] not in _ODT_STYLE_NS for k in el.attrib)):
+            # (an empty element with only formatting attributes, as LibreOffice writes an
+            # empty office:scripts or style:background-image, is left out without a word)
             words = _ODT_DROPPED_SV.get(name, f"okänt innehåll ({name})")
             if words:
                 self.removed.add(words)
