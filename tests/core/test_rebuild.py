@@ -235,3 +235,24 @@ def test_what_cannot_be_rebuilt_is_refused(name, data, code):
     with pytest.raises(MinutesRejected) as exc:
         rebuild(name, data)
     assert exc.value.code == code
+
+
+def test_a_picture_in_the_header_survives_with_its_own_relationship(filled):
+    """A logo in the header: the header part gets its own, new relationship to the re-encoded picture."""
+    from docx import Document
+    from docx.shared import Cm
+
+    doc = Document(io.BytesIO(filled))
+    doc.sections[0].header.paragraphs[0].add_run().add_picture(io.BytesIO(picture("PNG", (120, 40))), width=Cm(3))
+    out = io.BytesIO()
+    doc.save(out)
+    rebuilt = rebuild("p.docx", out.getvalue())
+    assert cdr.docx_active(rebuilt.data) == []
+    parts = _parts(rebuilt.data)
+    assert b'Target="media/image1.png"' in parts["word/_rels/header1.xml.rels"]
+    after = Document(io.BytesIO(rebuilt.data))
+    blips = after.sections[0].header.part.element.xpath(".//a:blip")
+    assert len(blips) == 1
+    assert after.sections[0].header.part.related_parts[blips[0].get(f"{{{h.R_NS}}}embed")].blob == \
+        parts["word/media/image1.png"]
+    assert _decisions("p.docx", rebuilt.data) == ROWS
