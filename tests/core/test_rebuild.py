@@ -256,3 +256,35 @@ def test_a_picture_in_the_header_survives_with_its_own_relationship(filled):
     assert after.sections[0].header.part.related_parts[blips[0].get(f"{{{h.R_NS}}}embed")].blob == \
         parts["word/media/image1.png"]
     assert _decisions("p.docx", rebuilt.data) == ROWS
+
+
+def test_a_floating_picture_and_a_picture_in_markup_compatibility_come_back_inline(filled):
+    """A floating (anchored) picture, and one wrapped in mc:AlternateContent as Word writes
+    newer drawings, are rebuilt as plain inline pictures of the same size."""
+    from docx import Document
+
+    doc = with_pictures(filled, picture("PNG", (200, 100)), picture("JPEG", (300, 200)))
+    xml = _parts(doc)["word/document.xml"].decode()
+    first = xml.index("<wp:inline")
+    end = xml.index("</wp:inline>", first) + len("</wp:inline>")
+    anchored = xml[first:end].replace("<wp:inline", '<wp:anchor behindDoc="0" simplePos="0" locked="0" '
+                                      'layoutInCell="1" allowOverlap="1" relativeHeight="2"', 1)
+    anchored = anchored.replace("</wp:inline>", "</wp:anchor>").replace("<wp:extent", '<wp:simplePos x="0" y="0"/>'
+                                                                         '<wp:positionH relativeFrom="column"><wp:posOffset>0'
+                                                                         '</wp:posOffset></wp:positionH><wp:positionV '
+                                                                         'relativeFrom="paragraph"><wp:posOffset>0</wp:posOffset>'
+                                                                         '</wp:positionV><wp:extent', 1)
+    xml = xml[:first] + anchored + xml[end:]
+    second = xml.index("<w:drawing>", xml.index("</wp:anchor>"))
+    close = xml.index("</w:drawing>", second) + len("</w:drawing>")
+    mc = "http://schemas.openxmlformats.org/markup-compatibility/2006"
+    xml = (xml[:second] + f'<mc:AlternateContent xmlns:mc="{mc}"><mc:Choice Requires="wps">' + xml[second:close]
+           + "</mc:Choice><mc:Fallback/></mc:AlternateContent>" + xml[close:])
+    hostile = h.rezip(doc, replace={"word/document.xml": xml.encode()})
+    assert b"<wp:anchor" in _parts(hostile)["word/document.xml"] and b"<mc:AlternateContent" in _parts(hostile)["word/document.xml"]
+    before = Document(io.BytesIO(doc))
+    rebuilt = rebuild("p.docx", hostile)
+    assert cdr.docx_active(rebuilt.data) == []
+    after = Document(io.BytesIO(rebuilt.data))
+    assert [(s.width, s.height) for s in after.inline_shapes] == [(s.width, s.height) for s in before.inline_shapes]
+    assert len(after.inline_shapes) == 2
