@@ -251,7 +251,11 @@ def test_full_cycle_on_the_embedded_adapters(cycle):
     assert report.errors == []
     files = archive_files(wd)
     assert [f.relative_to(wd / "dropbox").as_posix() for f in files] == [f"KCG/Protokoll/2023/{expected_name}"]
-    assert files[0].read_bytes() == attachment_of(raw)[1]
+    from kcg_mail.documents.rebuild import rebuild
+
+    name, original = attachment_of(raw)
+    assert files[0].read_bytes() == rebuild(name, original).data  # the rebuilt file is filed, not the host's
+    assert [p.read_bytes() for p in (wd / "quarantine" / "originals").rglob("*") if p.is_file()] == [original]
     assert (wd / "dropbox" / "KCG" / "Protokoll" / "2023" / "2023 KCG Beslutslogg.csv").read_text(encoding="utf-8-sig") \
         .count("Ta fram ett gemensamt underlag") == 1
     dist = sent_with_action(wd, "distribute")

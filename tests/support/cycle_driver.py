@@ -253,12 +253,14 @@ def assert_cycle(h: Harness, res: CycleResult) -> list[Out]:
         assert listed.count(expected) == 1, listed
         mine = [p for p in listed if p.rpartition("/")[2].startswith(m.date.isoformat())]
         assert mine == [expected], f"{h.name}: {m.id}: archive holds {mine}"
-        # the filed file is the host's filled-in document
+        # the filed file is the host's filled-in document as rebuilt by us (never the host's own bytes)
         filed = app.archive.read(expected)
         reply = email.message_from_bytes(res.replies[m.id], policy=policy.default) if m.id in res.replies else None
         if reply is not None:
+            from kcg_mail.documents.rebuild import rebuild
+
             att = next(p for p in reply.iter_attachments())
-            assert filed == att.get_content()
+            assert filed == rebuild(att.get_filename(), att.get_content()).data
         assert len(app.state.decisions(m.id)) >= 1
 
         # the rest of the cycle for a meeting whose minutes came in on time
