@@ -32,7 +32,7 @@ from helpers import (
     sent_by_key,
 )
 
-from kcg_mail.adapters.maildir import _key_name
+from kcg_mail.adapters.maildir import sent_name
 from kcg_mail.core import replykey
 from kcg_mail.ports import MARKER_HEADER, message_id_for
 from kcg_mail.services.daily import render_protocol, run_daily
@@ -43,7 +43,7 @@ CASE_HEADER = "X-Attack-Case"
 
 
 def _tpl_path(workdir: Path, m) -> Path:
-    return Path(workdir) / "mail" / "sent" / "cur" / _key_name(f"{m.id}:send_template:{m.host.email}")
+    return Path(workdir) / "mail" / "sent" / "cur" / sent_name(f"{m.id}:send_template:{m.host.email}")
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def _ctx(app, workdir: Path) -> Ctx:
     feb = app.meeting("2023-02")
     tpl = read_mail(_tpl_path(workdir, feb))
     brief = read_mail(Path(workdir) / "mail" / "sent" / "cur" /
-                      _key_name(f"2023-03:brief_host:{app.meeting('2023-03').host.email}"))
+                      sent_name(f"2023-03:brief_host:{app.meeting('2023-03').host.email}"))
     return Ctx(
         ours=app.cfg.transport.inbound.trusted_authserv_ids[0], mailbox=app.cfg.network.mailbox.email,
         host=feb.host.email, member="lisa@uppsala.example.se", coordinator=app.cfg.network.coordinator.email,

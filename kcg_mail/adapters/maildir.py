@@ -88,7 +88,8 @@ def oversize_stub(path: Path) -> bytes:
         return oversize_headers(fh.read(256 * 1024))
 
 
-def _key_name(key: str) -> str:
+def sent_name(key: str) -> str:
+    """The file name of the sent mail with idempotency key ``key`` (in sent/cur/)."""
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:40] + ".kcg:2,S"
 
 
@@ -123,7 +124,7 @@ class MaildirTransport(MailTransport):
 
     # outgoing -------------------------------------------------------------
     def _store_sent(self, key: str, data: bytes) -> None:
-        _atomic_write(self.root / "sent", _key_name(key), data)
+        _atomic_write(self.root / "sent", sent_name(key), data)
 
     def send(self, message: OutgoingMessage) -> None:
         self._store_sent(message.key, build_message(message).as_bytes())
@@ -132,7 +133,7 @@ class MaildirTransport(MailTransport):
         self._store_sent(invitation.message.key, build_invitation(invitation).as_bytes())
 
     def was_sent(self, key: str) -> bool:
-        return (self.root / "sent" / "cur" / _key_name(key)).exists()
+        return (self.root / "sent" / "cur" / sent_name(key)).exists()
 
     def sent_messages(self) -> list[Path]:
         return sorted((self.root / "sent" / "cur").iterdir())
