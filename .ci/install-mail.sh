@@ -2,7 +2,7 @@
 # Install Dovecot (IMAP + LMTP) and Postfix for the real-server mail tests.
 #
 # Idempotent. The tests start private, unprivileged instances from a temp dir
-# (tests/mailserver.py); no system dovecot/postfix instance is configured,
+# (tests/support/mailserver.py); no system dovecot/postfix instance is configured,
 # started or needed. Run as root.
 set -euo pipefail
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from kcg_mail.core.plan import Meeting
-from kcg_mail.core.projects_config import ProjectGroup, Projects
+from kcg_mail.core.projects_model import ProjectGroup, Projects
 
 
 def cross_check(projects: Projects, member_ids: Iterable[str]) -> list[str]:

@@ -215,7 +215,7 @@ def run_listener(workdir: str | Path, config_dir: str | Path | None = None,
     hung there once).
     """
     from kcg_mail.bootstrap import make_source
-    from kcg_mail.config import load_config
+    from kcg_mail.config_loader import load_config
     from kcg_mail.entrypoints.listener import RECONNECT_MAX
 
     workdir = str(Path(workdir).resolve())
