@@ -302,8 +302,9 @@ class MailTransport(abc.ABC):
         forged, the Message-ID's HMAC cannot. Default: nothing to verify."""
 
     def mail_source(self, *, stop: threading.Event | None = None, cursor: str | None = None) -> MailSource:
-        """The push source of this mailbox for the listener; call it on a transport
-        of its own (``bootstrap.make_source``), the source closes it. Default: a
+        """The push source of this mailbox for the listener. Call it on a transport
+        of its own, not the intake's (``bootstrap.make_source`` does): a source may
+        use that transport's connection and closes it with its own. Default: a
         ``PollSource`` every ``POLL_SECONDS`` from ``cursor`` (the intake's)."""
         return PollSource(self, POLL_SECONDS, cursor, stop=stop)
 
