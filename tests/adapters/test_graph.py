@@ -182,7 +182,7 @@ def test_auto_submitted_cannot_be_sent_as_internet_message_header(fake):
         "internetMessageHeaders": [{"name": "Auto-Submitted", "value": "auto-generated"}],
     }
     with pytest.raises(GraphError) as err:
-        t._call("POST", f"{t._user}/sendMail", json_body={"message": msg})
+        t.client.call("POST", f"{t.client.user}/sendMail", json_body={"message": msg})
     assert err.value.status == 400 and err.value.code == "InvalidInternetMessageHeader"
 
 

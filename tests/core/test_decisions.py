@@ -172,3 +172,25 @@ def test_feed_sequence_rises_only_on_change_and_removed_meetings_stay_cancelled(
     assert (moved["b"].status, moved["b"].sequence) == ("CANCELLED", 1)
     again, changed = update([ev("a", start="2023-02-13T09:00:00+01:00")], moved, {"a": 5}, later)
     assert changed == [] and again["b"].status == "CANCELLED"
+
+
+def test_a_status_that_names_a_meeting_is_flagged_once_that_meeting_no_longer_lies_ahead():
+    from kcg_mail.core.projects import stale_meeting_note
+
+    ms = meetings()  # 2023: October is the tentative study trip, no confirmed meeting; November 6 and December 4 are
+    line = "Enkäten är ute; rapport på mötet i oktober."
+    # read for the September meeting: October still lies ahead, but its meeting (the study trip) is not confirmed
+    assert stale_meeting_note(line, date(2023, 8, 20), ms, date(2023, 9, 4)) == "mötet i oktober har ännu inget bekräftat datum"
+    # a month of the plan without any meeting
+    assert stale_meeting_note("Rapport på mötet i juli.", date(2023, 6, 1), ms, date(2023, 6, 5)) == \
+        "det finns inget möte i juli i årsplanen"
+    # read for December: October has passed without a meeting
+    assert stale_meeting_note(line, date(2023, 8, 20), ms, date(2023, 12, 4)) == \
+        "inget möte hölls i oktober; be gruppen om en ny lägesrapport"
+    # a named meeting that was held, and one that still lies ahead
+    assert stale_meeting_note("Vi redovisar på mötet i november.", date(2023, 9, 1), ms, date(2023, 12, 4)) == \
+        "mötet i november har redan hållits; be gruppen om en ny lägesrapport"
+    assert stale_meeting_note("Vi redovisar på mötet i december.", date(2023, 9, 1), ms, date(2023, 12, 4)) is None
+    # a month that is not a meeting, and a month name in the next year
+    assert stale_meeting_note("Sammanställning i mars.", date(2023, 1, 27), ms, date(2023, 6, 5)) is None
+    assert stale_meeting_note("Klart till träffen i februari.", date(2023, 11, 20), ms, date(2023, 12, 4)) is None

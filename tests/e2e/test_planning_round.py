@@ -166,7 +166,7 @@ def test_invalid_ballot_answered_then_corrected(app):
     assert t.ballots == 1 and {r.number: r.votes for r in t.rows}[s] == 6
 
 
-def test_last_ballot_before_deadline_counts_once_and_late_is_reported(app):
+def test_last_ballot_counts_once_and_a_ballot_counts_until_the_tally_is_out(app):
     numbers = to_ballot(app)
     s, f = numbers["Studieresa"], numbers["Finansiering"]
     first = ballot_reply(app, "pia", date(2023, 11, 24), text=f"{s}: 10", hour=9)
@@ -186,13 +186,29 @@ def test_last_ballot_before_deadline_counts_once_and_late_is_reported(app):
     round_.tick(app, YEAR, at(date(2023, 12, 4)))
     reminded = {k.rsplit(":", 1)[1] for k in sent_keys(app) if ":ballot_reminder:" in k}
     assert person(app, "pia").email not in reminded and len(reminded) == 13
-    deliver(app, ballot_reply(app, "lena", date(2023, 12, 9), text=f"{s}: 10"), "late.eml")
+    # Saturday, after the last day (Friday 8 December) but before Monday's tally: it counts
+    deliver(app, ballot_reply(app, "lena", date(2023, 12, 9), text=f"{s}: 10"), "saturday.eml")
     rep = run_intake(app, at(date(2023, 12, 9), 12))
-    assert rep.handled[0].outcome == "planning_ballot_late"
-    lines = round_.tick(app, YEAR, at(date(2023, 12, 11)))
-    assert any("Sen röst från Lena Dalerup" in x for x in lines)
+    assert rep.handled[0].outcome == "planning_ballot"
+    receipt = play.sent_message(app, next(k for k in sent_keys(app) if ":ballot_ok:lena@" in k))
+    assert "din röst kommer med" in receipt.get_body(preferencelist=("plain",)).get_content()
+    round_.tick(app, YEAR, at(date(2023, 12, 11)))
     result = round_._get(app, YEAR, "result", None)
-    assert result["ballots"] == 1 and result["late"]
+    assert result["ballots"] == 2 and not result["late"]
+    assert {r["number"]: r["votes"] for r in result["rows"]}[s] == 10
+    # after the result is out: answered, kept for the coordinator, counted nowhere and named to nobody
+    deliver(app, ballot_reply(app, "david", date(2023, 12, 12), text=f"{s}: 10"), "late.eml")
+    rep = run_intake(app, at(date(2023, 12, 12), 12))
+    assert rep.handled[0].outcome == "planning_ballot_late"
+    assert round_.current_tally(app, YEAR).ballots == 2
+    assert round_.current_tally(app, YEAR).late == ("1 röst kom efter sammanräkningen och räknades inte.",)
+    late_receipt = play.sent_message(app, next(k for k in sent_keys(app) if ":ballot_late:david@" in k))
+    assert "kunde tyvärr inte räknas" in late_receipt.get_body(preferencelist=("plain",)).get_content()
+    to_all = play.sent_message(app, f"plan-{YEAR}:result:members")
+    doc = "\n".join(p.text for p in docx.Document(io.BytesIO(app.archive.read(result["path"]))).paragraphs)
+    body = to_all.get_body(preferencelist=("plain",)).get_content()
+    for shared in (body, doc):  # (both name every member elsewhere: the participants, the workshop groups)
+        assert "sen röst" not in shared.lower() and "räknades inte" not in shared and "Lena Dalerup (" not in shared
 
 
 def test_close_files_handlingsplan_and_draft(app):
@@ -205,14 +221,28 @@ def test_close_files_handlingsplan_and_draft(app):
     assert result["path"].startswith("/KCG/Handlingsplan/2024/") and "Handlingsplan 2024" in result["path"]
     doc = docx.Document(io.BytesIO(app.archive.read(result["path"])))
     text = "\n".join(p.text for p in doc.paragraphs)
-    for heading in ("Handlingsplan 2024", "Syftet med KCG", "Spelregler", "Deltagare", "Fokus år 2024",
-                    "Årets teman & träffar 2024", "Stående dagordning för månadsmöten", "Projekt",
+    for heading in ("Handlingsplan 2024 – utkast", "Syftet med KCG", "Spelregler", "Deltagare", "1. Nuläge & behov",
+                    "2. Målbild & prioriteringar", "Målbild för 2024", "3. Handlingsplan", "Årets teman & träffar 2024",
+                    "Vem gör vad och när", "Projektgrupper", "Stående dagordning för månadsmöten",
                     "Gruppindelning vid det fysiska mötet"):
         assert heading in text
-    assert "Studieresa 7" in text
+    # A4 like the protocol, "Utkast" on every page until adopted
+    sec = doc.sections[0]
+    assert (round(sec.page_width.mm), round(sec.page_height.mm)) == (210, 297)
+    assert "UTKAST" in sec.header.paragraphs[0].text and "antas vid det fysiska mötet" in text
+    votes = {r.cells[1].text: (r.cells[2].text, r.cells[3].text) for t in doc.tables
+             if t.rows[0].cells[0].text == "Nr" for r in t.rows[1:]}
+    assert votes["Studieresa"] == ("7", "fokus")
     plan_table = next(t for t in doc.tables if t.rows[0].cells[0].text == "Månad")
     months = [r.cells[0].text for r in plan_table.rows[1:]]
     assert months[0] == "Januari 2024" and months[-1] == "Januari 2025" and "Juli 2024" not in months
+    themes = [r.cells[3].text for r in plan_table.rows[1:]]
+    assert not any(t.startswith("Fysiskt möte: ") for t in themes)  # no label in front of the theme
+    trip = next(r for r in plan_table.rows[1:] if r.cells[2].text == "Studieresa")
+    assert trip.cells[1].text == "bestäms av samordnaren" and "v 39" not in "".join(c.text for c in trip.cells)
+    tasks = next(t for t in doc.tables if t.rows[0].cells[0].text == "Vad")
+    assert any("Beslutsprotokoll" in r.cells[0].text and "två arbetsdagar" in r.cells[2].text for r in tasks.rows)
+    assert all(r.cells[1].text and r.cells[2].text for r in tasks.rows[1:])  # every task has an owner and a date
     draft = app.archive.read(result["draft"]).decode()
     assert '"Fadder"' in draft or "Fadder" in draft
     assert f"plan-{YEAR}:result:members" in sent_keys(app)

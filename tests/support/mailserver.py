@@ -136,6 +136,9 @@ class MailServer:
     separator: str = "."
     prefix: str = ""
     host: str = HOST
+    #: lines appended to Postfix's main.cf / master.cf (support/reference_mx.py adds its MX port and milters)
+    main_cf_extra: str = ""
+    master_cf_extra: str = ""
     cert_file: Path = field(init=False)
     _dovecot: subprocess.Popen | None = field(default=None, init=False, repr=False)
     _postfix_started: bool = field(default=False, init=False, repr=False)
@@ -546,7 +549,7 @@ message_size_limit = 10240000
 queue_run_delay = 1s
 minimal_backoff_time = 1s
 maximal_backoff_time = 2s
-"""
+{self.main_cf_extra}"""
         )
         (etc / "master.cf").write_text(
             f"""\
@@ -578,7 +581,7 @@ lmtp      unix  -       -       n       -       -       lmtp
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
-"""
+{self.master_cf_extra}"""
         )
 
 
@@ -588,12 +591,14 @@ def _q(name: str) -> str:
 
 @contextlib.contextmanager
 def mail_server(
-    users: dict[str, str] | None = None, *, separator: str = ".", prefix: str = "", keep: bool = False
+    users: dict[str, str] | None = None, *, separator: str = ".", prefix: str = "", keep: bool = False,
+    configure=None,
 ) -> Iterator[MailServer]:
     """Fixture factory: start a private Dovecot + Postfix, yield it, stop and clean up.
 
     Skips the calling test (pytest.skip) when the servers can't run here.
     ``keep=True`` (or env ``KCG_KEEP_MAILSERVER=1``) leaves the temp dir for inspection.
+    ``configure(server)`` runs before the start (it may set ``main_cf_extra``/``master_cf_extra``).
     """
     reason = available()
     if reason:
@@ -615,6 +620,8 @@ def mail_server(
         prefix=prefix,
     )
     try:
+        if configure is not None:
+            configure(server)
         server.start()
         yield server
     finally:
