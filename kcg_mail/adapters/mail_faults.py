@@ -1,11 +1,14 @@
 """Faults of a mail server connection (SMTP and IMAP), told in plain words and
-retried when they may pass.
+retried with the one retry idiom of the adapters (``retry.call_with_retry``).
 
-``Retry.run`` runs one attempt and, on a transient fault (refused or dropped
-connection, timeout, a 4xx SMTP reply, an IMAP ``abort``), waits with
-exponential backoff and runs it again, ``retries`` times, then raises
-``TransientError``. Everything a person must fix (wrong password, TLS problems,
-missing permissions, a 5xx reply) raises ``TransportError`` at once.
+``Retry.run`` runs one attempt and, on a transient fault (refused connection,
+a dropped IMAP connection, a 4xx SMTP reply), waits 1, 2, 4... s and runs it
+again, ``retries`` times, then raises ``TransientError``. A fault after which
+an SMTP message may have reached the server (a connection lost during the
+transaction) is not retried: the Outbox's record and ``was_sent`` decide on
+the next run, so nothing goes out twice. Everything a person must fix (wrong
+password, TLS problems, missing permissions, a 5xx reply) raises
+``TransportError`` at once, with a plain message.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from kcg_mail.ports import TransientError, TransportError
+
+from .retry import GaveUp, Permanent, RetryPolicy, Transient, Verdict, call_with_retry, classify
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +76,21 @@ def _nothing() -> None:
     return None
 
 
+def mail_verdict(exc: BaseException) -> Verdict:
+    """``retry.classify`` with what it does not know of mail servers: a read-only
+    mailbox is a permission (imaplib raises it as an ``abort``), and a connection
+    closed under imaplib's reader (``EOFError``) is a dropped connection."""
+    if isinstance(exc, imaplib.IMAP4.readonly):
+        return Permanent("IMAP mailbox is read-only")
+    if isinstance(exc, EOFError):
+        return Transient("connection closed", maybe_sent=True)
+    return classify(exc)
+
+
+#: What the client libraries raise; anything else (a bug, our own signals) passes through.
+_CLIENT_ERRORS = (imaplib.IMAP4.error, smtplib.SMTPException, OSError, EOFError)
+
+
 @dataclass
 class Retry:
     """The retry policy one transport's SMTP sender and IMAP session share."""
@@ -80,60 +100,40 @@ class Retry:
     sleep: Callable[[float], None] = field(default=time.sleep)
 
     def run(self, what: str, fn: Callable[[], T], *, on_fault: Callable[[], None] = _nothing,
-            smtp_login: str = "SMTP login") -> T:
+            idempotent: bool = True, smtp_login: str = "SMTP login") -> T:
         """``fn()``, retried on transient faults. ``on_fault`` runs after any
-        fault of the connection (the IMAP session drops its connection, so the
-        next attempt opens a fresh one). ``smtp_login`` names the SMTP login in
-        the message of a refused password."""
-        last: BaseException | None = None
-        for attempt in range(self.retries + 1):
-            if attempt:
-                delay = self.backoff * (2 ** (attempt - 1))
-                log.info("%s: retry %d/%d in %.1fs after: %s", what, attempt, self.retries, delay, describe(last))
-                self.sleep(delay)
+        fault (the IMAP session drops its connection, so the next attempt opens
+        a fresh one). ``idempotent=False`` (a send): a fault after which the
+        server may have acted is not retried. ``smtp_login`` names the SMTP
+        login in the message of a refused password."""
+
+        def attempt() -> T:
             try:
                 return fn()
-            except TransportError:
+            except BaseException:
                 on_fault()
                 raise
-            except (smtplib.SMTPAuthenticationError, ssl.SSLCertVerificationError) as exc:
-                on_fault()
-                raise permanent(what, exc, smtp_login) from exc
-            except smtplib.SMTPResponseException as exc:
-                if not 400 <= exc.smtp_code < 500:
-                    raise permanent(what, exc, smtp_login) from exc
-                last = exc
-            except smtplib.SMTPRecipientsRefused as exc:
-                codes = [code for code, _ in exc.recipients.values()]
-                if not codes or not all(400 <= c < 500 for c in codes):
-                    raise permanent(what, exc, smtp_login) from exc
-                last = exc
-            except smtplib.SMTPNotSupportedError as exc:
-                raise permanent(what, exc, smtp_login) from exc
-            except imaplib.IMAP4.readonly as exc:
-                on_fault()
-                raise TransportError(
-                    f"{what}: {exc}: this user may only read the mailbox; ask the mail admin for write permission"
-                ) from exc
-            except ssl.SSLError as exc:
-                on_fault()
-                if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
-                    last = exc
-                else:
-                    raise permanent(what, exc, smtp_login) from exc
-            except imaplib.IMAP4.abort as exc:
-                on_fault()
-                last = exc
-            except imaplib.IMAP4.error as exc:
-                on_fault()
-                raise permanent(what, exc, smtp_login) from exc
-            except (OSError, smtplib.SMTPException, EOFError) as exc:
-                # refused, reset, timeout, DNS hiccup, server disconnected
-                on_fault()
-                last = exc
-        raise TransientError(
-            f"{what}: mail server not reachable after {self.retries + 1} attempts ({describe(last)}); will retry later"
-        ) from last
+
+        policy = RetryPolicy(max_retries=self.retries, backoff_base=self.backoff, backoff_max=3600.0,
+                             idempotent=idempotent, sleep=self.sleep, what=what, classify=mail_verdict)
+        try:
+            return call_with_retry(attempt, policy)
+        except GaveUp as exc:
+            if exc.why == "ambiguous":
+                raise TransientError(
+                    f"{what}: {describe(exc.last)}; the server may have taken it, so it is not repeated now "
+                    "(the next run checks Sent before anything goes out again)") from exc.last
+            raise TransientError(
+                f"{what}: mail server not reachable after {exc.attempts} attempts ({describe(exc.last)}); "
+                "will retry later") from exc.last
+        except TransportError:
+            raise
+        except imaplib.IMAP4.readonly as exc:
+            raise TransportError(
+                f"{what}: {exc}: this user may only read the mailbox; ask the mail admin for write permission"
+            ) from exc
+        except _CLIENT_ERRORS as exc:
+            raise permanent(what, exc, smtp_login) from exc
 
 
 def permanent(what: str, exc: BaseException, smtp_login: str = "SMTP login") -> TransportError:

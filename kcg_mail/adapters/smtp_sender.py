@@ -116,7 +116,7 @@ class SmtpSender:
             if refused:
                 log.warning("%s: some recipients were refused: %s", key, refused)
 
-        self.retry.run(f"send {key}", attempt, smtp_login=self.login_name)
+        self.retry.run(f"send {key}", attempt, idempotent=False, smtp_login=self.login_name)
 
     def check(self) -> Check:
         """Log in once and say what does not work."""

@@ -117,3 +117,43 @@ def test_idle_source_does_not_touch_the_transports_connection(server):
         finally:
             source.close()
         assert t.imap.connection() is conn  # closing the source leaves it open
+
+
+@pytest.mark.server
+def test_a_connection_lost_after_the_server_took_the_mail_is_not_sent_again(server):
+    """The SMTP server accepted the message, then the connection broke before we
+    heard so: the send is not repeated (the shared retry idiom calls it ambiguous),
+    it fails as transient, and ``was_sent`` finds the mail by our own copy."""
+    import smtplib
+
+    from kcg_mail.ports import Address, OutgoingMessage, TransientError
+
+    key = "2025-03:lost:host.lund@kcg.test"
+    with SmtpImapTransport(**server.transport_kwargs(KCG)) as t:
+        real_connect = t.smtp.connect
+
+        def connect_then_lose_the_answer():
+            smtp = real_connect()
+            real_sendmail = smtp.sendmail
+
+            def sendmail(*a, **kw):
+                real_sendmail(*a, **kw)  # the server has it
+                raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+
+            smtp.sendmail = sendmail
+            return smtp
+
+        sleeps: list[float] = []
+        t.retry.sleep = sleeps.append
+        t.smtp.connect = connect_then_lose_the_answer
+        msg = OutgoingMessage(key=key, action="test", meeting_id="2025-03", sender=Address("KCG", KCG),
+                              to=(Address("Värd Lund", LUND),), subject="Dagordning", text="Hej!\n")
+        with pytest.raises(TransientError, match="not repeated"):
+            t.send(msg)
+        assert sleeps == []
+        assert len(server.wait_for(LUND)) == 1
+        server.wait_for(KCG)  # our own copy arrived
+        assert t.was_sent(key) is True  # found by the own copy; Sent is completed from it
+        time.sleep(0.5)
+        assert len(server.messages(LUND)) == 1
+        assert len(server.messages(KCG, "Sent")) == 1
