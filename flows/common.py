@@ -113,10 +113,7 @@ def publish(app: App, title: str, lines: list[str], extra_attention: list[str] |
         create_markdown_artifact(markdown=md, key=summary_key(app), description=title)
     publish_overview(app, now, by=title)
     get_run_logger().info("%s: %d actions, %d need a person", title, len(lines), len(attention))
-    if hasattr(app.state, "backup"):  # the state as this run left it (state_guard: rotated, only when changed)
-        from kcg_mail.state_guard import keep_backup
-
-        keep_backup(app.state)
+    app.state.keep_backup()  # the state as this run left it (rotated, only when changed)
     return md
 
 

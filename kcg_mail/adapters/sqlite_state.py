@@ -51,6 +51,8 @@ SCHEMA_NAME = "kcg-mail-state"
 SCHEMA_VERSION = 2
 BACKUP_DIR = "state-backups"
 BACKUPS_KEPT = 7
+#: beside the backups: the fingerprint of the state the newest one was taken of
+LAST_BACKUP = ".last-fingerprint"
 
 
 class StateFileError(RuntimeError):
@@ -62,6 +64,8 @@ def _now() -> str:
 
 
 class SqliteState(StateStore):
+    path: Path  # always a file
+
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -175,6 +179,17 @@ class SqliteState(StateStore):
         for old in list_backups(folder)[keep:]:
             old.unlink(missing_ok=True)
         return target
+
+    def keep_backup(self, *, keep: int = BACKUPS_KEPT) -> Path | None:
+        """A backup in ``state-backups/`` beside the file, unless nothing changed since the last one."""
+        folder = self.path.parent / BACKUP_DIR
+        fp = self.fingerprint()
+        last = folder / LAST_BACKUP
+        if last.exists() and last.read_text().strip() == fp and list_backups(folder):
+            return None
+        path = self.backup(folder, keep=keep)
+        last.write_text(fp + "\n")
+        return path
 
     def close(self) -> None:
         self._db.close()

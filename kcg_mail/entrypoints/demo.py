@@ -118,9 +118,9 @@ def host_reply(app: App, m: Meeting, when: datetime, extra=(), marks=None) -> by
     receiving server hands it over (authenticated)."""
     from email import message_from_bytes, policy
 
-    from kcg_mail.adapters.maildir import _key_name
+    from kcg_mail.adapters.maildir import sent_name
 
-    path = Path(app.mail.root) / "sent" / "cur" / _key_name(f"{m.id}:send_template:{m.host.email}")
+    path = Path(app.mail.root) / "sent" / "cur" / sent_name(f"{m.id}:send_template:{m.host.email}")
     if not path.exists():
         return None
     original = message_from_bytes(path.read_bytes(), policy=policy.default)
@@ -159,9 +159,9 @@ def reply_to_sent(app: App, key: str, sender, when: datetime, text: str) -> byte
     our receiving server hands it over (authenticated)."""
     from email import message_from_bytes, policy
 
-    from kcg_mail.adapters.maildir import _key_name
+    from kcg_mail.adapters.maildir import sent_name
 
-    path = Path(app.mail.root) / "sent" / "cur" / _key_name(key)
+    path = Path(app.mail.root) / "sent" / "cur" / sent_name(key)
     if not path.exists():
         return None
     original = message_from_bytes(path.read_bytes(), policy=policy.default)

@@ -64,9 +64,9 @@ class RoundResult:
 
 
 def sent_message(app: App, key: str) -> EmailMessage:
-    from kcg_mail.adapters.maildir import _key_name
+    from kcg_mail.adapters.maildir import sent_name
 
-    path = Path(app.mail.root) / "sent" / "cur" / _key_name(key)  # type: ignore[attr-defined]
+    path = Path(app.mail.root) / "sent" / "cur" / sent_name(key)  # type: ignore[attr-defined]
     return message_from_bytes(path.read_bytes(), policy=policy.default)  # type: ignore[return-value]
 
 

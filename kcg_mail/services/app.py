@@ -81,14 +81,14 @@ class Outbox:
         counted from the intent, before we decide it did not."""
         if self.mail.was_sent(key):
             return True
-        settle = float(getattr(self.mail, "settle_seconds", 0) or 0)
+        settle = self.mail.settle_seconds
         try:
             age = (datetime.now(UTC) - datetime.fromisoformat(intent_at)).total_seconds()
         except (TypeError, ValueError):
             return False
         if settle <= 0 or age >= settle + 1:
             return False
-        sleep = getattr(self.mail, "settle_sleep", None) or self.sleep  # the transport's clock (tests inject it)
+        sleep = self.mail.settle_sleep or self.sleep  # the transport's clock (tests inject it)
         sleep(max(0.0, settle + 1 - age))  # +1: the intent's time is stored to the second
         return self.mail.was_sent(key)
 
@@ -155,11 +155,9 @@ class App:
         runs one intake flow per new mail) must: an IMAP connection left open
         per run soon hits the server's per-user limit (Dovecot's
         ``mail_max_userip_connections``, 10 by default)."""
-        for part in (self.mail, self.archive, self.state):
-            close = getattr(part, "close", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    close()
+        for close in (self.mail.close, self.archive.close, self.state.close):
+            with contextlib.suppress(Exception):
+                close()
 
     def __enter__(self) -> App:
         return self

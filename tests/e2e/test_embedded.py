@@ -30,7 +30,7 @@ from support.helpers import (
     shipped_config,
 )
 
-from kcg_mail.adapters.maildir import MaildirTransport, _key_name
+from kcg_mail.adapters.maildir import MaildirTransport, sent_name
 from kcg_mail.adapters.sqlite_state import SqliteState
 from kcg_mail.entrypoints.demo import host_reply
 from kcg_mail.ports import MARKER_HEADER, Address, FilingRecord, MessageRecord, OutgoingMessage
@@ -59,7 +59,7 @@ def test_maildir_send_writes_sent_cur(tmp_path):
     assert not t.was_sent(msg.key)
     t.send(msg)
     files = sent_files(tmp_path)
-    assert [f.name for f in files] == [_key_name(msg.key)]
+    assert [f.name for f in files] == [sent_name(msg.key)]
     assert t.sent_messages() == files
     assert t.was_sent(msg.key)
     assert not t.was_sent(msg.key + ":other")

@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from kcg_mail.adapters.local_archive import LocalFolderArchive
-from kcg_mail.adapters.maildir import MaildirTransport, _key_name
+from kcg_mail.adapters.maildir import MaildirTransport, sent_name
 from kcg_mail.adapters.sqlite_state import SqliteState
 from kcg_mail.config_loader import Config
 from kcg_mail.core.plan import Meeting
@@ -445,9 +445,9 @@ def crash_deliveries(op: Op, workdir: Path) -> list[tuple[str, bytes]]:
         feb = next(m for m in app.meetings if m.id == "2023-02")
         mar = next(m for m in app.meetings if m.id == "2023-03")
         mailbox = cfg.network.mailbox.email
-        tpl = {m.id: read_mail(Path(workdir) / "mail" / "sent" / "cur" / _key_name(f"{m.id}:send_template:{m.host.email}"))
+        tpl = {m.id: read_mail(Path(workdir) / "mail" / "sent" / "cur" / sent_name(f"{m.id}:send_template:{m.host.email}"))
                for m in (feb, mar) if (Path(workdir) / "mail" / "sent" / "cur" /
-                                       _key_name(f"{m.id}:send_template:{m.host.email}")).exists()}
+                                       sent_name(f"{m.id}:send_template:{m.host.email}")).exists()}
         if op.when.date() == date(2023, 2, 21):
             reply = host_reply(app, feb, op.when.replace(hour=9))
             _, docx_bytes = attachment_of(reply)
