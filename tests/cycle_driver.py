@@ -36,7 +36,7 @@ from helpers import authenticated
 
 from kcg_mail.core.cycle import due_dates, next_due_date
 from kcg_mail.core.plan import Meeting, archive_folder, protocol_filename
-from kcg_mail.entrypoints.demo import reply_to_template
+from kcg_mail.entrypoints.demo_hosts import reply_to_template
 from kcg_mail.ports import MARKER_HEADER
 from kcg_mail.services.app import App
 from kcg_mail.services.compose import meeting_uid

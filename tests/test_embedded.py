@@ -32,7 +32,7 @@ from helpers import (
 
 from kcg_mail.adapters.maildir import MaildirTransport, _key_name
 from kcg_mail.adapters.sqlite_state import SqliteState
-from kcg_mail.entrypoints.demo import host_reply
+from kcg_mail.entrypoints.demo_hosts import host_reply
 from kcg_mail.ports import MARKER_HEADER, Address, FilingRecord, MessageRecord, OutgoingMessage
 from kcg_mail.services.daily import run_daily
 from kcg_mail.services.intake import run_intake

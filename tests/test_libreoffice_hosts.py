@@ -18,7 +18,7 @@ from basics import at, config_with, shipped_config, small_network
 from cycle_driver import maildir_harness
 from helpers import authenticated, close, make_app, sent_with_action
 
-from kcg_mail.entrypoints.demo import reply_to_template
+from kcg_mail.entrypoints.demo_hosts import reply_to_template
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
