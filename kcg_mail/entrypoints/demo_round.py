@@ -105,7 +105,7 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
     from flows.intake import intake_flow
     from flows.round import planning_publish, planning_start, planning_tick
     from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.entrypoints.demo import stamp_authentication
+    from kcg_mail.entrypoints.demo_hosts import stamp_authentication
     from kcg_mail.services import round as round_
 
     t0 = time.monotonic()
