@@ -17,6 +17,7 @@ from __future__ import annotations
 import zipfile
 import zlib
 from dataclasses import dataclass, field
+from typing import cast
 
 from kcg_mail.documents.ooxml import _reject
 
@@ -89,7 +90,7 @@ def _inflate_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, file_length: int,
                 pending = b""
                 while not d.eof:
                     if not pending:
-                        pending = raw.read1(_CHUNK)  # one read: never asks past the end of the file
+                        pending = cast(zipfile.ZipExtFile, raw).read1(_CHUNK)  # one read: never past the end
                         if not pending:
                             raise _reject("corrupt", f"{info.filename}: deflate stream is cut off")
                     try:

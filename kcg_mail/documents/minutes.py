@@ -10,6 +10,7 @@ import re
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from kcg_mail.documents.inflate import Package
 from kcg_mail.documents.ooxml import _W_NS, MinutesRejected, _reject, _safe_parse
@@ -42,11 +43,11 @@ _MC_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fal
 _SKIP_W = {_W + t for t in ("delText", "instrText", "delInstrText", "moveFrom", "del", "rPr", "pPr", "tblPr", "trPr", "tcPr", "sectPr")}
 
 
-def _docx_text(el) -> str:
+def _docx_text(el: Any) -> str:
     """Visible text of an element: keeps tracked insertions (w:ins), drops deletions."""
     out: list[str] = []
 
-    def walk(e) -> None:
+    def walk(e: Any) -> None:
         tag = e.tag
         if not isinstance(tag, str) or tag in _SKIP_W or tag == _MC_FALLBACK:
             return
@@ -71,20 +72,20 @@ def _docx_text(el) -> str:
     return "".join(out)
 
 
-def _own(el, tag: str, owner_tag: str):
+def _own(el: Any, tag: str, owner_tag: str) -> list[Any]:
     """Descendants ``tag`` of ``el`` whose nearest ``owner_tag`` ancestor is ``el`` itself
     (rows of this table, not of a nested one; cells wrapped in w:sdt still count)."""
     return [x for x in el.iter(tag) if next(x.iterancestors(owner_tag), None) is el]
 
 
-def _docx_rows(tbl) -> list[list[str]]:
+def _docx_rows(tbl: Any) -> list[list[str]]:
     return [
         [_docx_cell_text(tc) for tc in _own(tr, _W + "tc", _W + "tr")]
         for tr in _own(tbl, _W + "tr", _W + "tbl")
     ]
 
 
-def _docx_cell_text(tc) -> str:
+def _docx_cell_text(tc: Any) -> str:
     paras = [_docx_text(p).strip() for p in tc.iter(_W + "p")]
     return "\n".join(p for p in paras if p).strip()
 
@@ -166,10 +167,10 @@ _TB = f"{{{_TABLE_NS}}}"
 _ODT_SKIP = {_T + "tracked-changes", _T + "note-citation", _T + "sequence-decls"}
 
 
-def _odt_text(el) -> str:
+def _odt_text(el: Any) -> str:
     out: list[str] = []
 
-    def walk(e) -> None:
+    def walk(e: Any) -> None:
         tag = e.tag
         if not isinstance(tag, str) or tag in _ODT_SKIP:
             return
@@ -196,7 +197,7 @@ def _odt_text(el) -> str:
     return "".join(out)
 
 
-def _odt_rows(tbl) -> list[list[str]]:
+def _odt_rows(tbl: Any) -> list[list[str]]:
     rows = []
     for tr in _own(tbl, _TB + "table-row", _TB + "table"):
         cells = []
@@ -251,7 +252,7 @@ def _pdf_decisions(layout_pages: Iterable[str]) -> list[Decision]:
                     break  # text outside the table: the next heading
                 prev = out[-1] if out and not blank else None
                 new_row = prev is None or (a and (b or (c and not prev.due.endswith("-"))))
-                if new_row:
+                if new_row or prev is None:
                     out.append(Decision(a, b, c))
                 else:  # a wrapped line of the previous row's cells
                     prev.decision = _join_wrapped(prev.decision, a)
@@ -311,9 +312,9 @@ def _read_pdf(data: bytes) -> tuple[str, list[Decision], list[tuple[str, str]]]:
         reader = PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted:
             try:
-                ok = reader.decrypt("")
+                ok = bool(reader.decrypt(""))
             except Exception:  # noqa: BLE001 - unsupported algorithm, bad data
-                ok = 0
+                ok = False
             if not ok:
                 raise _reject("encrypted", "password-protected PDF")
         n = len(reader.pages)

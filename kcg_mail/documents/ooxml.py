@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import PurePath
+from typing import Any
 
 from lxml import etree
 
@@ -123,7 +124,7 @@ _SAFE_PARSER = etree.XMLParser(
 )
 
 
-def _safe_parse(raw: bytes, name: str):
+def _safe_parse(raw: bytes, name: str) -> Any:
     """Parse one XML part; refuse DTDs and entity declarations (billion laughs, XXE)."""
     if _has_dtd(raw):
         raise _reject("unsafe_xml", f"{name} contains a DOCTYPE/ENTITY declaration")

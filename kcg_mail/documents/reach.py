@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from kcg_mail.documents.inflate import Package
 from kcg_mail.documents.ooxml import _W_NS, _reject, _safe_parse
@@ -94,7 +95,7 @@ def _field_problem(instr: str) -> str | None:
     return None
 
 
-def _field_instructions(root) -> Iterable[str]:
+def _field_instructions(root: Any) -> Iterable[str]:
     """Every field instruction of a part: fldSimple/@instr, and complex fields assembled
     from their instrText runs (split across runs and nested fields kept apart)."""
     for el in root.iter(_W + "fldSimple"):
@@ -118,7 +119,7 @@ def _field_instructions(root) -> Iterable[str]:
         yield "".join(rest)
 
 
-def _vet_mail_merge(name: str, root) -> None:
+def _vet_mail_merge(name: str, root: Any) -> None:
     """A mail-merge main document queries its data source when Word opens it."""
     for mm in root.iter(_W + "mailMerge"):
         for tag in ("connectString", "query", "dataSource", "headerSource"):

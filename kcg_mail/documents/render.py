@@ -46,6 +46,7 @@ import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jinja2
 from jinja2 import Environment, StrictUndefined, TemplateSyntaxError
@@ -93,14 +94,14 @@ class _Helper:
         self.tpl = DocxTemplate(io.BytesIO())
 
     def patch(self, xml: str) -> str:
-        return self.tpl.patch_xml(xml)
+        return str(self.tpl.patch_xml(xml))
 
     def resolve_listing(self, xml: str) -> str:
         if _NEEDS_LISTING.search(xml) is None:
             return xml
-        return self.tpl.resolve_listing(xml)
+        return str(self.tpl.resolve_listing(xml))
 
-    def fix_tables(self, xml: str):
+    def fix_tables(self, xml: str) -> Any:
         return self.tpl.fix_tables(xml)
 
 
@@ -190,7 +191,7 @@ class ProtocolRenderer:
             ) from exc
         return _JinjaPart(name, kind, template, src)
 
-    def _render_part(self, part: _JinjaPart, context: dict) -> bytes:
+    def _render_part(self, part: _JinjaPart, context: dict[str, Any]) -> bytes:
         out = part.template.render(context)
         if part.kind == "raw":
             return out.encode("utf-8")
@@ -204,9 +205,9 @@ class ProtocolRenderer:
             for el in tree.iter(f"{{{_WP_NS}}}docPr"):
                 ids += 1
                 el.set("id", str(ids))
-        return etree.tostring(tree, encoding="UTF-8", xml_declaration=True, standalone=True)
+        return bytes(etree.tostring(tree, encoding="UTF-8", xml_declaration=True, standalone=True))
 
-    def render(self, context: dict) -> bytes:
+    def render(self, context: dict[str, Any]) -> bytes:
         """Render one protocol; returns the .docx bytes. Raises
         :class:`jinja2.exceptions.UndefinedError` when the context lacks a key."""
         rendered = [(p.name, self._render_part(p, context)) for p in self._parts]

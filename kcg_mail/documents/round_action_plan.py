@@ -103,9 +103,9 @@ def render_action_plan(ap: ActionPlan) -> bytes:
     t.style = "Table Grid"
     for cell, text in zip(t.rows[0].cells, ("Månad", "Tema", "Värd (reserv)", "Kommentar")):
         cell.text = text
-    for r in ap.plan:
+    for pr in ap.plan:
         row = t.add_row().cells
-        row[0].text, row[1].text, row[2].text, row[3].text = r.month, r.theme, r.host, r.comment
+        row[0].text, row[1].text, row[2].text, row[3].text = pr.month, pr.theme, pr.host, pr.comment
 
     doc.add_heading("Stående dagordning för månadsmöten", level=1)
     for i, item in enumerate(ap.agenda, 1):

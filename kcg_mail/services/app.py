@@ -128,7 +128,8 @@ class App:
     composer: Composer
     renderer: Any  # kcg_mail.documents.render.ProtocolRenderer
     meetings: list[Meeting] = field(default_factory=list)
-    outbox: Outbox | None = None
+    #: made from state and mail when the App is made
+    outbox: Outbox = field(init=False)
     #: a broken edited protocol template (the last good one is used meanwhile)
     template_problems: list[str] = field(default_factory=list)
     #: the HMAC secret of reply keys (kcg_mail.bootstrap loads it; empty: one for this process only)

@@ -75,7 +75,8 @@ _local = threading.local()
 def _held() -> set[str]:
     if not hasattr(_local, "held"):
         _local.held = set()
-    return _local.held
+    held: set[str] = _local.held
+    return held
 
 
 def lock_dir(app: Any) -> Path:
