@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from prefect import get_run_logger, runtime
 from prefect.artifacts import create_markdown_artifact
@@ -114,20 +114,21 @@ def publish(app: App, title: str, lines: list[str], extra_attention: list[str] |
     publish_overview(app, now, by=title)
     get_run_logger().info("%s: %d actions, %d need a person", title, len(lines), len(attention))
     if hasattr(app.state, "backup"):  # the state as this run left it (state_guard: rotated, only when changed)
+        from kcg_mail.adapters.sqlite_state import SqliteState
         from kcg_mail.state_guard import keep_backup
 
-        keep_backup(app.state)
+        keep_backup(cast(SqliteState, app.state))
     return md
 
 
-def _run_logger() -> logging.Logger | logging.LoggerAdapter:
+def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
     try:
         return get_run_logger()
     except Exception:  # outside a run (tests calling the services)
         return logging.getLogger("kcg.alerts")
 
 
-def alert_on_failure(flow, flow_run, state) -> None:
+def alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
     """on_failure / on_crashed hook: alert the coordinator once per problem,
     by webhook and by mail. A channel that fails is an ERROR in this run's
     log (visible in the UI) and is tried again by the next run."""

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from kcg_mail.config_loader import Config, ConfigError, load_config
 from kcg_mail.ports import Archive, MailTransport
 from kcg_mail.secrets import install_log_filter, reply_secret, require
 from kcg_mail.services.app import App
 from kcg_mail.services.compose import DEFAULT_TEMPLATES, Composer
+
+if TYPE_CHECKING:
+    from kcg_mail.documents.render import ProtocolRenderer
 
 DEFAULT_WORKDIR = Path("var")
 
@@ -50,7 +53,7 @@ class _Settings:
 SECURITY = {"smtp_security": ("starttls", "tls", "none"), "imap_security": ("tls", "starttls", "none")}
 
 
-def _security(cfg: Config, extra: _Settings, field: str, default: str) -> str:
+def _security(cfg: Config, extra: _Settings, field: str, default: str) -> Literal["starttls", "tls", "none"]:
     value = str(extra.get(field, default)).lower()
     if value not in SECURITY[field]:
         allowed = SECURITY[field]
@@ -59,7 +62,7 @@ def _security(cfg: Config, extra: _Settings, field: str, default: str) -> str:
             f"(fix: use one of {', '.join(allowed)}: 'starttls' for a submission port like 587 (or IMAP 143), "
             f"'tls' for an implicit-TLS port like 465 (or IMAP 993), 'none' only for a server on this machine "
             f"(loopback), which sends the password unencrypted)"])
-    return value
+    return cast(Literal["starttls", "tls", "none"], value)
 
 
 def make_mail(cfg: Config, workdir: Path, *, create: bool = True) -> MailTransport:
@@ -122,7 +125,7 @@ def make_archive(cfg: Config, workdir: Path) -> Archive:
 
 
 @lru_cache(maxsize=8)
-def _checked_renderer(path: str, mtime_ns: int, size: int):
+def _checked_renderer(path: str, mtime_ns: int, size: int) -> tuple[ProtocolRenderer | None, tuple[str, ...]]:
     """Parse and check a template once per version of the file: a process that
     runs many flows (``kcg serve``, the demo) does not redo it per run."""
     from kcg_mail.documents.render import ProtocolRenderer
@@ -132,12 +135,12 @@ def _checked_renderer(path: str, mtime_ns: int, size: int):
     return (None if problems else ProtocolRenderer(Path(path))), tuple(problems)
 
 
-def _renderer_for(path: Path):
+def _renderer_for(path: Path) -> tuple[ProtocolRenderer | None, tuple[str, ...]]:
     st = path.stat()
     return _checked_renderer(str(path), st.st_mtime_ns, st.st_size)
 
 
-def load_renderer(templates_dir: Path, workdir: Path | None = None):
+def load_renderer(templates_dir: Path, workdir: Path | None = None) -> tuple[ProtocolRenderer | None, list[str]]:
     """The protocol renderer, from the coordinator's template when it passes
     ``check_template``; otherwise from the last good copy (kept in the work
     directory), with the problems returned so the run reports them."""
@@ -152,8 +155,8 @@ def load_renderer(templates_dir: Path, workdir: Path | None = None):
                 good.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(current, good)
         return renderer, []
-    good = workdir / "last-good-template" / "protocol.docx" if workdir is not None else None
-    fallback = good if good is not None and good.exists() else DEFAULT_TEMPLATES / "protocol.docx"
+    kept = workdir / "last-good-template" / "protocol.docx" if workdir is not None else None
+    fallback = kept if kept is not None and kept.exists() else DEFAULT_TEMPLATES / "protocol.docx"
     notes = [f"templates/protocol.docx är trasig och används inte: {p}" for p in problems]
     notes.append(f"Gör: rätta mallen (kör `kcg check`); tills dess används den senaste fungerande ({fallback}).")
     fallback_renderer, _ = _renderer_for(fallback)

@@ -25,7 +25,7 @@ from functools import partial
 from typing import Any
 
 from kcg_mail.core import replykey
-from kcg_mail.core.config_model import Config
+from kcg_mail.core.config_model import Config, Person
 from kcg_mail.core.cycle import InvitationSnapshot, MeetingState
 from kcg_mail.core.plan import Meeting, resolve_plan
 from kcg_mail.ports import Archive, Invitation, MailTransport, OutgoingMessage, StateStore
@@ -177,7 +177,7 @@ class App:
     def meeting(self, meeting_id: str) -> Meeting | None:
         return next((m for m in self.meetings if m.id == meeting_id), None)
 
-    def attendees(self, m: Meeting) -> list:
+    def attendees(self, m: Meeting) -> list[Person]:
         return [p for p in self.cfg.network.active_members] + list(m.guests)
 
     # ------------------------------------------------------------ state view

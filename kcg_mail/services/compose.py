@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
@@ -42,6 +42,10 @@ def addr(p: Person) -> Address:
     return Address(p.name, p.email)
 
 
+@overload
+def person_ctx(p: Person) -> dict[str, str]: ...
+@overload
+def person_ctx(p: None) -> None: ...
 def person_ctx(p: Person | None) -> dict[str, str] | None:
     if p is None:
         return None
@@ -165,7 +169,7 @@ class Composer:
             start=m.start, end=m.end, organizer=organizer, attendees=[addr(p) for p in attendees], dtstamp=now,
             status="CANCELLED" if cancel else "CONFIRMED", url=m.link or None,
         )
-        method = "CANCEL" if cancel else "REQUEST"
+        method: Literal["REQUEST", "CANCEL"] = "CANCEL" if cancel else "REQUEST"
         ics = ical.calendar([event], method=method, tzid=self.cfg.meetings.timezone)
         msg = OutgoingMessage(
             key=key, action=kind, meeting_id=m.id, sender=organizer, to=tuple(addr(p) for p in attendees),
