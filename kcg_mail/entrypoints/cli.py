@@ -6,11 +6,12 @@ import json
 import sys
 from datetime import date as date_cls
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
 
-from kcg_mail.config_loader import ConfigError
+from kcg_mail.config_loader import Config, ConfigError
 from kcg_mail.entrypoints.cli_common import CONFIG, WORKDIR, _config, _run_flow, _state_ok, console, err  # noqa: F401
 from kcg_mail.entrypoints.cli_round import _demo_planning, _draft_plan, _planning_status, planning_app
 from kcg_mail.entrypoints.cli_state import state_app
@@ -55,7 +56,7 @@ def daily(date: str | None = typer.Option(None, help="Simulate this day (YYYY-MM
     cfg = _config(config)
     _state_ok(workdir, config)
 
-    def start():
+    def start() -> Any:
         from prefect import tags
 
         from flows.daily import daily_flow
@@ -74,7 +75,7 @@ def intake(workdir: Path = WORKDIR, config: Path | None = CONFIG,
     cfg = _config(config)
     _state_ok(workdir, config)
 
-    def start():
+    def start() -> Any:
         from prefect import tags
 
         from flows.intake import intake_flow
@@ -249,7 +250,7 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
         from functools import partial
 
         from kcg_mail.bootstrap import make_archive, make_mail
-        from kcg_mail.ports import Check
+        from kcg_mail.ports import Check, MailTransport
         from kcg_mail.secrets import MissingSecret
         from kcg_mail.services.trust_check import authserv_checks
 
@@ -258,7 +259,7 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
             try:
                 made = make(cfg, workdir)
                 checks = made.check()
-                if name == "mail":  # which servers write Authentication-Results (SECURITY.md)
+                if isinstance(made, MailTransport):  # which servers write Authentication-Results (SECURITY.md)
                     checks += authserv_checks(made, cfg.transport.inbound.trusted_authserv_ids)
             except (ConfigError, MissingSecret) as exc:
                 checks = [Check(name, False, str(exc))]
@@ -340,7 +341,7 @@ def serve(workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
 
     stopping = early_sigterm()  # a SIGTERM while starting up: finish the step at hand, then exit
 
-    def start():
+    def start() -> Any:
         # Prefect is imported in the main thread, and the start-up intake run (mail that came
         # in while kcg serve was stopped) is done, before the listener's thread starts (two
         # threads importing Prefect at once printed "Failed to initialize plugins: deadlock
@@ -398,7 +399,7 @@ def adopt(workdir: Path = WORKDIR, config: Path | None = CONFIG,
 
 
 
-def _automations(cfg) -> None:
+def _automations(cfg: Config) -> None:
     from kcg_mail.entrypoints.automations import ensure_automations
 
     try:
@@ -408,7 +409,7 @@ def _automations(cfg) -> None:
         err.print(f"could not create the Prefect automations: {type(exc).__name__}: {exc}", markup=False)
 
 
-def _listener(cfg, workdir: str, config_dir: str | None, deployment: str):
+def _listener(cfg: Config, workdir: str, config_dir: str | None, deployment: str) -> Any:
     """The push listener for worker setups: new mail starts the work pool's intake deployment."""
     from functools import partial
 

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
 
-from kcg_mail.config_loader import ConfigError
+from kcg_mail.config_loader import Config, ConfigError
 from kcg_mail.entrypoints.cli_common import CONFIG, WORKDIR, _config, console, err
 
 planning_app = typer.Typer(no_args_is_help=True, help="The yearly planning round: needs, votes, Handlingsplan.")
@@ -38,7 +39,7 @@ def _planning_flow(step: str, year: int, date: str | None, workdir: Path, config
     from flows import round as flows
     from kcg_mail.services.round import PlanningProblem
 
-    run = {"start": flows.planning_start, "publish": flows.planning_publish, "tick": flows.planning_tick}[step]
+    run: Any = {"start": flows.planning_start, "publish": flows.planning_publish, "tick": flows.planning_tick}[step]
     try:
         result = run(year=year, date=date, workdir=str(workdir), config_dir=str(config) if config else None)
     except PlanningProblem as exc:
@@ -110,7 +111,7 @@ def _planning_status(workdir: Path, config: Path | None, full: bool = False) -> 
             console.print(t)
 
 
-def _draft_plan(cfg, year: int | None, out: Path | None, workdir: Path, config: Path | None) -> None:
+def _draft_plan(cfg: Config, year: int | None, out: Path | None, workdir: Path, config: Path | None) -> None:
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.services.round import write_draft
 

@@ -11,12 +11,15 @@ second run sends nothing new.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from kcg_mail.core.config_model import Person
 from kcg_mail.core.plan import Meeting
-from kcg_mail.entrypoints.demo_hosts import host_reply, reply_to_sent
+from kcg_mail.entrypoints.demo_hosts import Marks, host_reply, maildir, reply_to_sent
+from kcg_mail.ports import ActionRecord
 from kcg_mail.services.app import App
 
 # Between meetings: February gets a decision due before March's meeting
@@ -40,7 +43,7 @@ class DemoResult:
     seconds: float
 
 
-def demo_marks(meetings: list[Meeting], m: Meeting):
+def demo_marks(meetings: list[Meeting], m: Meeting) -> Marks:
     """The host's judgement in the demo: an "Alla" decision of the previous meeting
     carries on, an older one is struck; everything else is done."""
     earlier = [x.id for x in meetings if x.date < m.date]
@@ -55,17 +58,19 @@ def demo_marks(meetings: list[Meeting], m: Meeting):
 
 
 def _sent_count(app: App) -> int:
-    return len(list((Path(app.mail.root) / "sent" / "cur").iterdir()))
+    return len(list((maildir(app).root / "sent" / "cur").iterdir()))
 
 
-def _status_request(app: App):
+def _status_request(app: App) -> tuple[str, Person, ActionRecord] | None:
     """(key, lead) of the status request before DEMO_STATUS_MEETING, once it is sent."""
     from kcg_mail.services.followup import groups
 
     for g in groups(app):
         lead = next((p for p in app.cfg.network.members if p.id == g.lead), None)
-        key = f"{DEMO_STATUS_MEETING}:project_status_request:{g.slug}:{lead.email}" if lead else ""
-        rec = app.state.action(key) if lead else None
+        if lead is None:
+            continue
+        key = f"{DEMO_STATUS_MEETING}:project_status_request:{g.slug}:{lead.email}"
+        rec = app.state.action(key)
         if rec is not None and rec.status == "done":
             return key, lead, rec
     return None
@@ -91,11 +96,13 @@ def _lead_reports_back(app: App, day: date) -> bool:
     if any(s["meeting_id"] == DEMO_STATUS_MEETING for g in groups(app) for s in statuses(app, g)):
         return False  # already reported (a second run of the demo)
     m = app.meeting(DEMO_STATUS_MEETING)
+    if m is None:
+        return False
     raw = reply_to_sent(app, key, lead, datetime.combine(day, datetime.min.time(), m.start.tzinfo).replace(hour=9),
                         DEMO_STATUS)
     if raw is None:
         return False
-    app.mail.deliver(raw, "project-status-reply.eml")
+    maildir(app).deliver(raw, "project-status-reply.eml")
     return True
 
 
@@ -125,7 +132,8 @@ def _coordinator_approves(app: App, workdir: Path, config_dir: Path | None) -> i
     return runs
 
 
-def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | None = None, echo=print) -> DemoResult:
+def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | None = None,
+             echo: Callable[[str], None] = print) -> DemoResult:
     from kcg_mail.entrypoints import prefect_env
 
     prefect_env.prepare(workdir, quiet=True)
@@ -150,7 +158,7 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
     sent_before = _sent_count(app)
     runs = 0
     with prefect_env.without_heartbeats():
-        day = first
+        day: date | None = first
         while day is not None and day <= last:
             daily_flow(date=day.isoformat(), workdir=str(workdir), config_dir=str(config_dir) if config_dir else None)
             runs += 1
@@ -161,7 +169,7 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
                     raw = host_reply(app, m, datetime.combine(day, datetime.min.time(), m.start.tzinfo).replace(hour=11),
                                      DEMO_EXTRA.get(m.id, ()), demo_marks(app.meetings, m))
                     if raw is not None:
-                        app.mail.deliver(raw, f"{m.id}-reply.eml")
+                        maildir(app).deliver(raw, f"{m.id}-reply.eml")
                         replied = True
             replied |= _lead_reports_back(app, day)
             if replied:

@@ -12,17 +12,33 @@ that play the same people; nothing in the product's own runs calls it.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
-from pathlib import Path
+from typing import Any
 
+from kcg_mail.adapters.maildir import MaildirTransport, _key_name
 from kcg_mail.core.config_model import Person
 from kcg_mail.core.plan import Meeting
 from kcg_mail.documents.fill import edit_decisions
 from kcg_mail.services.app import App
+
+#: more rows of the decisions table: (decision, owner, due)
+Rows = Sequence[tuple[str, str, str]]
+#: the host's mark in the follow-up table: (ref, owner) -> Läge
+Marks = Callable[[str, str], str]
+
+
+def maildir(app: App) -> MaildirTransport:
+    """The demo's mailbox: people are played through the embedded Maildir (their mail lands in
+    its inbox, what we sent is read from its Sent folder)."""
+    if not isinstance(app.mail, MaildirTransport):
+        raise SystemExit("the demo plays people through the Maildir inbox: use the embedded defaults (transport.yaml)")
+    return app.mail
+
 
 DEMO_DECISIONS = [
     ("Ta fram ett gemensamt underlag om {theme}", "{host}", "{due}"),
@@ -30,7 +46,7 @@ DEMO_DECISIONS = [
 ]
 
 
-def fill_protocol(docx_bytes: bytes, m: Meeting, extra=(), marks=None) -> bytes:
+def fill_protocol(docx_bytes: bytes, m: Meeting, extra: Rows = (), marks: Marks | None = None) -> bytes:
     """What a host does in Word: write the decisions into the table (``extra``: more
     rows), and, with ``marks(ref, owner) -> text``, mark the open decisions of earlier
     meetings in the follow-up table's column Läge."""
@@ -39,7 +55,7 @@ def fill_protocol(docx_bytes: bytes, m: Meeting, extra=(), marks=None) -> bytes:
     values = {"theme": m.theme.lower(), "host": m.host.name, "due": (m.date + timedelta(days=63)).isoformat(),
               "next": (m.date + timedelta(days=28)).isoformat()}
 
-    def write(table) -> None:
+    def write(table: Any) -> None:
         for row, (d, o, due) in zip(table.rows[1:], list(DEMO_DECISIONS) + list(extra)):
             for cell, text in zip(row.cells, (d, o, due)):
                 cell.text = text.format(**values)
@@ -64,7 +80,7 @@ def stamp_authentication(raw: bytes, authserv_id: str, result: str = "pass", dom
     return field.encode("ascii") + raw
 
 
-def mark_followups(docx_bytes: bytes, marks) -> bytes:
+def mark_followups(docx_bytes: bytes, marks: Marks) -> bytes:
     """Write ``marks(ref, owner)`` into the Läge column of the follow-up table."""
     import docx
 
@@ -80,21 +96,21 @@ def mark_followups(docx_bytes: bytes, marks) -> bytes:
     return out.getvalue()
 
 
-def host_reply(app: App, m: Meeting, when: datetime, extra=(), marks=None) -> bytes | None:
+def host_reply(app: App, m: Meeting, when: datetime, extra: Rows = (), marks: Marks | None = None) -> bytes | None:
     """The host's reply to the template mail in the Maildir sent folder, as our
     receiving server hands it over (authenticated)."""
     from email import message_from_bytes, policy
 
-    from kcg_mail.adapters.maildir import _key_name
 
-    path = Path(app.mail.root) / "sent" / "cur" / _key_name(f"{m.id}:send_template:{m.host.email}")
+    path = maildir(app).root / "sent" / "cur" / _key_name(f"{m.id}:send_template:{m.host.email}")
     if not path.exists():
         return None
     original = message_from_bytes(path.read_bytes(), policy=policy.default)
-    att = next(p for p in original.iter_attachments() if p.get_filename().endswith(".docx"))
+    att = next(p for p in original.iter_attachments() if (p.get_filename() or "").endswith(".docx"))
     raw = reply_to_template(m, when, to=str(original["Reply-To"] or original["From"]),
                             subject=str(original["Subject"]), message_id=str(original["Message-ID"]),
-                            filename=att.get_filename(), docx=att.get_content(), extra=extra, marks=marks)
+                            filename=att.get_filename() or "protokoll.docx", docx=att.get_content(), extra=extra,
+                            marks=marks)
     trusted = app.cfg.transport.inbound.trusted_authserv_ids
     return stamp_authentication(raw, trusted[0]) if trusted else raw
 
@@ -102,7 +118,7 @@ def host_reply(app: App, m: Meeting, when: datetime, extra=(), marks=None) -> by
 def reply_to_template(m: Meeting, when: datetime, *, to: str, subject: str, message_id: str, filename: str,
                       docx: bytes, filled: bytes | None = None,
                       content_type: str = "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-                      extra=(), marks=None) -> bytes:
+                      extra: Rows = (), marks: Marks | None = None) -> bytes:
     """What the host's mail program sends: "SV:", In-Reply-To the template
     mail, the template filled in (``filled``: a document the host made some
     other way, e.g. with LibreOffice, under ``filename``)."""
@@ -121,14 +137,13 @@ def reply_to_template(m: Meeting, when: datetime, *, to: str, subject: str, mess
     return reply.as_bytes()
 
 
-def reply_to_sent(app: App, key: str, sender, when: datetime, text: str) -> bytes | None:
+def reply_to_sent(app: App, key: str, sender: Person, when: datetime, text: str) -> bytes | None:
     """A person's plain reply to one of our mails (found in Sent by its key), as
     our receiving server hands it over (authenticated)."""
     from email import message_from_bytes, policy
 
-    from kcg_mail.adapters.maildir import _key_name
 
-    path = Path(app.mail.root) / "sent" / "cur" / _key_name(key)
+    path = maildir(app).root / "sent" / "cur" / _key_name(key)
     if not path.exists():
         return None
     original = message_from_bytes(path.read_bytes(), policy=policy.default)
@@ -140,7 +155,8 @@ def reply_to_sent(app: App, key: str, sender, when: datetime, text: str) -> byte
     reply["Message-ID"] = make_msgid(domain=sender.email.rpartition("@")[2])
     reply["In-Reply-To"] = original["Message-ID"]
     reply["References"] = original["Message-ID"]
-    quoted = "\n".join("> " + ln for ln in original.get_body(("plain",)).get_content().splitlines())
+    body = original.get_body(("plain",))
+    quoted = "\n".join("> " + ln for ln in (body.get_content() if body is not None else "").splitlines())
     reply.set_content(f"{text}\nDen {when:%Y-%m-%d} skrev {original['From']}:\n{quoted}\n")
     trusted = app.cfg.transport.inbound.trusted_authserv_ids  # as our receiving server hands it over
     return stamp_authentication(reply.as_bytes(), trusted[0]) if trusted else reply.as_bytes()
@@ -150,10 +166,9 @@ DOCX_SUBTYPE = "vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 
 def sent_message(app: App, key: str) -> EmailMessage:
-    from kcg_mail.adapters.maildir import _key_name
 
-    path = Path(app.mail.root) / "sent" / "cur" / _key_name(key)  # type: ignore[attr-defined]
-    return message_from_bytes(path.read_bytes(), policy=policy.default)  # type: ignore[return-value]
+    path = maildir(app).root / "sent" / "cur" / _key_name(key)
+    return message_from_bytes(path.read_bytes(), policy=policy.default)
 
 
 def reply_to(original: EmailMessage, person: Person, text: str, when: datetime,

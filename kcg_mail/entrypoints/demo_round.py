@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as dtime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from kcg_mail.core.config_model import Person
@@ -105,13 +106,13 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
     from flows.intake import intake_flow
     from flows.round import planning_publish, planning_start, planning_tick
     from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.entrypoints.demo_hosts import stamp_authentication
+    from kcg_mail.entrypoints.demo_hosts import maildir, stamp_authentication
     from kcg_mail.services import round as round_
 
     t0 = time.monotonic()
     app = bootstrap(workdir, config_dir)
     _, r = round_.get_round(app, YEAR)
-    kw = {"workdir": str(workdir), "config_dir": str(config_dir) if config_dir else None}
+    kw: dict[str, Any] = {"workdir": str(workdir), "config_dir": str(config_dir) if config_dir else None}
     runs = 0
     members = app.cfg.network.active_members
     index = {p.id: i for i, p in enumerate(members)}
@@ -121,14 +122,14 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
     def deliver(name: str, raw_of: Callable[[], bytes]) -> None:
         # as our receiving server hands it over: authenticated (SECURITY.md)
         raw = raw_of()
-        app.mail.deliver(stamp_authentication(raw, trusted[0]) if trusted else raw, name)  # type: ignore[attr-defined]
+        maildir(app).deliver(stamp_authentication(raw, trusted[0]) if trusted else raw, name)
 
     def intake(d: date, hour: int = 12) -> None:
         nonlocal runs
         intake_flow(now=f"{d.isoformat()}T{hour:02d}:00", **kw)
         runs += 1
 
-    def flow(f: Callable[..., dict], d: date) -> None:
+    def flow(f: Callable[..., dict[str, Any]], d: date) -> None:
         nonlocal runs
         f(year=YEAR, date=d.isoformat(), **kw)
         runs += 1
