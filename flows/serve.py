@@ -116,7 +116,8 @@ def deployments(workdir: str, config_dir: str | None, short: str, intake_cron: s
                      (manual.confirm_date, "Bekräfta ett preliminärt datum (t.ex. studieresans)."),
                      (manual.approve_reply, "Godkänn ett svar som väntar på godkännande."),
                      (manual.start_project, "Starta en projektgrupp som protokollet föreslår (godkännande)."),
-                     (manual.reject_reply, "Avvisa ett svar som väntar på godkännande.")):
+                     (manual.reject_reply, "Avvisa ett svar som väntar på godkännande."),
+                     (manual.preview, "Förhandsvisa en månads utskick per mottagare (inget skickas).")):
         deps.append(fn.to_deployment(name=short, concurrency_limit=enqueue, tags=run_tags(short, "manual"),
                                      description=text))
     return [_hide(d) for d in deps]

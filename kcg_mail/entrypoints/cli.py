@@ -13,12 +13,14 @@ from rich.table import Table
 
 from kcg_mail.config_loader import Config, ConfigError
 from kcg_mail.entrypoints.cli_common import CONFIG, WORKDIR, _config, _run_flow, _state_ok, console, err  # noqa: F401
+from kcg_mail.entrypoints.cli_preview import demo_year_page, preview
 from kcg_mail.entrypoints.cli_round import _demo_planning, _draft_plan, _planning_status, planning_app
 from kcg_mail.entrypoints.cli_state import state_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="kcg-mail: the KCG meeting cycle, unattended.")
 app.add_typer(planning_app, name="planning")
 app.add_typer(state_app, name="state")
+app.command()(preview)
 
 
 @app.command()
@@ -102,6 +104,7 @@ def demo(workdir: Path = typer.Option(Path("var/demo"), "--workdir", "-w"), conf
     _status_table(workdir, config)
     if planning:
         _planning_status(workdir, config)
+    demo_year_page(workdir, config)
     new = result.sent_after - result.sent_before
     console.print(f"{result.flow_runs} flow runs, {new} new mails ({result.sent_after} in {workdir}/mail/sent), "
                   f"{result.seconds:.1f} s. Archive: {workdir}/dropbox, state: {workdir}/state.sqlite")

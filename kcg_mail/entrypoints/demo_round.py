@@ -46,7 +46,8 @@ WORD_BALLOT = {"armina", "bjorn", "david", "isabel", "lisa", "maria", "monica"}
 LATE_NEEDS = ("jessica", "linda")
 INVALID_THEN_FIXED = "daniel"
 AFTER_REMINDER = "jessica"
-LATE_VOTER = "lena"
+#: votes the day after the last day, before the tally: counted (a ballot counts until the result is out)
+WEEKEND_VOTER = "lena"
 
 
 @dataclass
@@ -189,7 +190,7 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
             numbers = ballot_numbers(docx_attachment(original)[1])
             wrong = {numbers[POPULAR[0]]: 6, numbers[POPULAR[2]]: 6}  # 12 votes: too many
             vote(p, vote_day, wrong, "-1")
-        elif p.id not in (AFTER_REMINDER, LATE_VOTER):
+        elif p.id not in (AFTER_REMINDER, WEEKEND_VOTER):
             vote(p, vote_day)
     intake(vote_day)
     fix_day = date.fromordinal(vote_day.toordinal() + 3)
@@ -199,9 +200,9 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
     reminded = date.fromordinal(r.votes_reminder.toordinal() + 1)
     vote(next(p for p in members if p.id == AFTER_REMINDER), reminded)
     intake(reminded)
-    too_late = date.fromordinal(r.votes_deadline.toordinal() + 1)
-    vote(next(p for p in members if p.id == LATE_VOTER), too_late)
-    intake(too_late)
+    weekend = date.fromordinal(r.votes_deadline.toordinal() + 1)
+    vote(next(p for p in members if p.id == WEEKEND_VOTER), weekend)
+    intake(weekend)
     flow(planning_tick, date.fromordinal(r.votes_deadline.toordinal() + 3))  # closes the round
     res = round_._get(app, YEAR, "result", {})
     echo(f"Handlingsplan {YEAR}: {res.get('path')}")

@@ -28,7 +28,7 @@ from kcg_mail.core.decisions import Decision, Mark
 from kcg_mail.core.inbound.outcome import Outcome
 from kcg_mail.core.inbound.verdict import StatusRequestRef
 from kcg_mail.core.plan import Meeting, date_text
-from kcg_mail.core.projects import status_requests_due, status_text
+from kcg_mail.core.projects import stale_meeting_note, status_requests_due, status_text
 from kcg_mail.core.projects_model import ProjectGroup, slug
 from kcg_mail.ports import ActionRecord
 from kcg_mail.services.app import App
@@ -96,8 +96,12 @@ def followup_context(app: App, m: Meeting) -> dict[str, Any]:
             continue
         last = latest_status(app, g, before=m.date)
         lead = people.get(g.lead)
+        status = last["text"] if last else ""
+        if last:  # a line that promises a report "på mötet i oktober" must not outlive October
+            note = stale_meeting_note(status, date.fromisoformat(last["at"][:10]), app.meetings, m.date)
+            status = f"{status} (Obs: {note}.)" if note else status
         projects.append({"name": g.name, "lead": lead.name if lead else g.lead,
-                         "status": last["text"] if last else "", "when": last["at"][:10] if last else ""})
+                         "status": status, "when": last["at"][:10] if last else ""})
     return {"point": report_back_point(list(app.cfg.meetings.agenda)), "decisions": decisions, "projects": projects}
 
 

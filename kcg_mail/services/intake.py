@@ -93,6 +93,7 @@ def match_context(app: App, now: datetime) -> inbound.MatchContext:
         members=frozenset(p.email for p in net.members),
         own_addresses=frozenset({net.mailbox.email}), today=now.date(), tag=net.short,
         trusted_authserv_ids=frozenset(trust.trusted_authserv_ids), reply_secret=app.reply_secret,
+        dmarc_pass_without_header_from=frozenset(trust.dmarc_pass_without_header_from),
         require_reply_key=trust.require_reply_key,
         round_ids=planning_round.mail_ids(actions), status_request_ids=followup.request_ids(actions),
     )

@@ -64,7 +64,8 @@ def one_from_mailbox(mail: ParsedMail, v: Verdict, ctx: MatchContext) -> str | N
 
 def authenticated(mail: ParsedMail, v: Verdict, ctx: MatchContext) -> str | None:
     """Our own receiving server authenticated the From domain (RFC 8601)."""
-    ok, why = mail_authenticated(mail.auth_results, ctx.trusted_authserv_ids, mail.sender)
+    ok, why = mail_authenticated(mail.auth_results, ctx.trusted_authserv_ids, mail.sender,
+                                 ctx.dmarc_pass_without_header_from)
     return None if ok else why
 
 

@@ -68,6 +68,9 @@ class MatchContext:
     tag: str = "KCG"
     #: authserv-ids of our own receiving server (``inbound.trusted_authserv_ids``)
     trusted_authserv_ids: frozenset[str] = frozenset()
+    #: of those, the ones whose ``dmarc=pass`` counts without ``header.from``
+    #: (``inbound.dmarc_pass_without_header_from``)
+    dmarc_pass_without_header_from: frozenset[str] = frozenset()
     #: the HMAC secret of reply keys (``KCG_REPLY_SECRET``)
     reply_secret: bytes = b""
     #: a valid reply key is a second factor for filing (``inbound.require_reply_key``)
