@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from kcg_mail.core.inbound.outcome import Folder, Outcome, folder_of
+from kcg_mail.core.inbound.outcome import Outcome, folder_of
 from kcg_mail.ports import MessageRecord
 from kcg_mail.services.app import App
 
@@ -114,7 +114,7 @@ def refile_message(app: App, message: str, meeting_id: str | None = None) -> Ref
         raise ManualProblem("meddelandet matchade inget möte; ange meeting_id (t.ex. 2023-05)")
     if app.meeting(mid) is None:
         raise ManualProblem(f"mötet {mid!r} finns inte i årsplanen")
-    if rec.status == "done" and folder_of(rec.outcome) != Folder.QUARANTINE:
+    if rec.status == "done" and folder_of(rec.outcome) != "quarantine":
         raise ManualProblem(f"meddelandet är inte i karantän (utfall {rec.outcome}: {rec.reason})")
     restored = release_from_quarantine(app, rec, mid, f"godkänd av samordnaren för {mid}; väntar på intaget",
                                        "det kan redan vara arkiverat")
