@@ -155,8 +155,8 @@ def confirm_date(
 def _approval(verb: Literal["approve", "reject"], ref: str) -> dict[str, Any]:
     from kcg_mail.services import approval  # held replies
 
-    with _app_and_now() as (app, _):
-        out = getattr(approval, verb)(app, ref)
+    with _app_and_now() as (app, now):
+        out = approval.approve(app, ref, now) if verb == "approve" else approval.reject(app, ref)
         word = {"approve": "godkände", "reject": "avvisade"}[verb]
         _publish(app, f"# Svaret {ref} {'godkänt' if verb == 'approve' else 'avvisat'}\n\n{out}\n",
                  f"{word} {ref}", f"{word} svar {ref}")

@@ -49,13 +49,15 @@ class MeetingFacts:
 
 @dataclass(frozen=True)
 class Held:
-    """A reply held for the coordinator's approval."""
+    """A reply held for the coordinator's approval (or a guest's invitation: ``guest``
+    is then the guest's name)."""
 
     ref: str
     sender: str
     subject: str
     reason: str
     meeting_id: str | None = None
+    guest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,11 @@ def overview_needs(inp: Inputs) -> list[Need]:
                             f"ingen inbjudan går ut förrän det är bekräftat.",
                             "kör flödet kcg-confirm-date (Bekräfta datum) när datumet är bestämt.", m.id))
     for h in inp.held:
+        if h.guest is not None:
+            out.append(Need(f"Inbjudan till gästen {h.guest} (mötet {h.meeting_id}) väntar på ditt ja.",
+                            f"kör flödet kcg-approve (godkänn) eller kcg-reject (avvisa) med referensen {h.ref}.",
+                            h.meeting_id))
+            continue
         out.append(Need(f"Ett svar från {h.sender} ({h.subject!r}) väntar på godkännande: {h.reason}.",
                         f"kör flödet kcg-approve (godkänn) eller kcg-reject (avvisa) med referensen {h.ref}.", h.meeting_id))
     for q in inp.quarantined:

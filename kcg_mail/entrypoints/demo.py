@@ -106,16 +106,20 @@ def _lead_reports_back(app: App, day: date) -> bool:
     return True
 
 
-def _coordinator_approves(app: App, workdir: Path, config_dir: Path | None) -> int:
+def _coordinator_approves(app: App, workdir: Path, config_dir: Path | None, day: date) -> int:
     """The coordinator approves a "Projektgrupp:" decision once its minutes are filed
-    (the kcg-start-project flow, as from the Prefect UI)."""
+    (the kcg-start-project flow) and each guest's invitation once it is asked for
+    (the kcg-approve flow), as from the Prefect UI."""
     import os
 
-    from flows.manual import start_project
+    from flows.manual import approve_reply, start_project
+    from kcg_mail.services.approval import pending
     from kcg_mail.services.followup import proposals
+    from kcg_mail.services.guests import KIND
 
     # a manual flow works where its deployment binds it (KCG_WORKDIR, KCG_CONFIG_DIR), as under kcg serve
-    bound = {"KCG_WORKDIR": str(workdir), **({"KCG_CONFIG_DIR": str(config_dir)} if config_dir else {})}
+    bound = {"KCG_WORKDIR": str(workdir), "KCG_TODAY": day.isoformat(),
+             **({"KCG_CONFIG_DIR": str(config_dir)} if config_dir else {})}
     before = {k: os.environ.get(k) for k in bound}
     os.environ.update(bound)
     runs = 0
@@ -123,6 +127,10 @@ def _coordinator_approves(app: App, workdir: Path, config_dir: Path | None) -> i
         for d, _ in proposals(app):
             start_project(ref=d.ref)
             runs += 1
+        for p in pending(app):
+            if p.kind == KIND:
+                approve_reply(ref=p.msg_key[:12])
+                runs += 1
     finally:
         for k, v in before.items():
             if v is None:
@@ -176,7 +184,7 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
                 intake_flow(now=f"{day.isoformat()}T12:00", workdir=str(workdir),
                             config_dir=str(config_dir) if config_dir else None)
                 runs += 1
-            runs += _coordinator_approves(app, workdir, config_dir)
+            runs += _coordinator_approves(app, workdir, config_dir, day)
             states = app.meeting_states()
             filed = {f.meeting_id for f in app.state.filings()}
             candidates = [d for d in (next_due_date(app.meetings, states, day, lead, go_live=app.go_live(), extra=extra),

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from kcg_mail.core.config_model import Person
 from kcg_mail.core.cycle import Decisions, Due, decide, invitation_snapshot
 from kcg_mail.core.plan import Meeting, next_meeting, protocol_filename
 from kcg_mail.ports import Attachment
+from kcg_mail.services import guests
 from kcg_mail.services.app import App
 from kcg_mail.services.compose import DOCX, person_ctx
 
@@ -50,7 +52,9 @@ def protocol_context(app: App, m: Meeting) -> dict[str, Any]:
     mctx = app.composer.meeting_ctx(m, app.meetings)
     return {
         "network": {"name": cfg.network.name, "short": cfg.network.short},
-        "meeting": {**mctx, "guests": mctx["guests"]},
+        # the filled-in minutes go to every member: never the plan's comment (an instruction
+        # for the host and the coordinator, in the host's brief); the row is the host's to fill
+        "meeting": {**mctx, "guests": mctx["guests"], "comment": ""},
         "members": [{**person_ctx(p), "attendance": yes.get(att.get(p.email, ""), "")} for p in members],
         "agenda": list(cfg.meetings.agenda),
         "next_meeting": None if nxt is None else {"date_text": nxt.date_text(), "host_name": nxt.host.name,
@@ -84,10 +88,16 @@ def brief_host(app: App, m: Meeting, now: datetime) -> str:
     return app.outbox.send(msg)
 
 
+def member_attendees(app: App, m: Meeting) -> list[Person]:
+    """Who is on the members' invitation: the active members. Guests get one of their
+    own (``kcg_mail.services.guests``) and are never on this one."""
+    return [p for p in app.attendees(m) if p.role != "guest"]
+
+
 def _send_invitation(app: App, m: Meeting, now: datetime, *, cancel: bool) -> str:
     prev = app.invitation(m.id)
     seq = 0 if prev is None else prev.sequence + 1
-    people = app.attendees(m)
+    people = member_attendees(app, m)
     inv = app.composer.invitation(m, app.meetings, people, seq, cancel=cancel, now=now)
     outcome = app.outbox.send_invitation(inv)
     snap = invitation_snapshot(m, [p.email for p in people], inv.uid, seq)
@@ -173,7 +183,7 @@ HANDLERS: dict[str, Callable[..., str]] = {
 
 def plan_day(app: App, now: datetime) -> Decisions:
     states = app.meeting_states()
-    attendees = {m.id: tuple(p.email for p in app.attendees(m)) for m in app.meetings}
+    attendees = {m.id: tuple(p.email for p in member_attendees(app, m)) for m in app.meetings}
     return decide(app.meetings, states, now, app.cfg.meetings.lead_days, attendees, app.orphan_invitations(),
                   go_live=app.go_live(now), extra=app.extra_days)
 
@@ -235,6 +245,7 @@ def run_daily(app: App, now: datetime, run_step: Callable[[App, Due, datetime], 
         report.skipped.append(StepResult(s.meeting_id, s.action, "skipped", s.reason))
     for due in plan.due:
         report.results.append(run_step(app, due, now))
+    report.results += [StepResult(mid, what.split(" ")[0], outcome, what) for mid, what, outcome in guests.sync(app, now)]
     report.between = _between_meetings(app, now)
     return report
 

@@ -554,7 +554,7 @@ def action_plan_docx(app: App, year: int, t: pl.Tally, g: pl.Groups, draft: Any)
         month = f"{MONTHS_SV[mo - 1].capitalize()} {y}"
         rows.append(PlanRow(month, when, labels.get(pm.kind, pm.kind), theme, host))
         if pm.kind == "study_trip":
-            what = f"Studieresa ({pm.theme}): resmål, program och resa"
+            what = "Studieresa: resmål, program och resa" + ("" if pm.theme.casefold() == "studieresa" else f" ({pm.theme})")
         elif pm.kind == "physical":
             what = "Fysiskt möte: lokal, program och workshop"
         else:

@@ -208,6 +208,9 @@ def assert_cycle(h: Harness, res: CycleResult) -> list[Out]:
 
     for o in outs:
         assert o.to and o.to <= allowed, f"{h.name}: {o.key or o.subject} went to {sorted(o.to - allowed)}"
+    # nobody approved a guest's invitation here: no guest hears anything
+    guests = {g.email for g in cfg.network.guests}
+    assert not [o for o in outs if o.to & guests], f"{h.name}: mail to a guest without the coordinator's yes"
 
     invitations = [o for o in outs if o.kind == "invitation"]
     for m in app.meetings:
@@ -220,7 +223,7 @@ def assert_cycle(h: Harness, res: CycleResult) -> list[Out]:
         (inv,) = mine
         assert inv.method == "REQUEST"
         assert inv.required
-        assert inv.to == members | {g.email for g in m.guests}, f"{h.name}: {m.id} invitation to {sorted(inv.to)}"
+        assert inv.to == members, f"{h.name}: {m.id} invitation to {sorted(inv.to)}"
         if inv.key is not None:
             assert inv.key == f"{m.id}:invite:members:s0"
 
