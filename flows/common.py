@@ -117,14 +117,14 @@ def publish(app: App, title: str, lines: list[str], extra_attention: list[str] |
     return md
 
 
-def _run_logger() -> logging.Logger | logging.LoggerAdapter:
+def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
     try:
         return get_run_logger()
     except Exception:  # outside a run (tests calling the services)
         return logging.getLogger("kcg.alerts")
 
 
-def alert_on_failure(flow, flow_run, state) -> None:
+def alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
     """on_failure / on_crashed hook: alert the coordinator once per problem,
     by webhook and by mail. A channel that fails is an ERROR in this run's
     log (visible in the UI) and is tried again by the next run."""

@@ -31,6 +31,9 @@ from kcg_mail.secrets import install_log_filter, reply_secret, require
 from kcg_mail.services.app import App
 from kcg_mail.services.compose import DEFAULT_TEMPLATES, Composer
 
+if TYPE_CHECKING:
+    from kcg_mail.documents.render import ProtocolRenderer
+
 DEFAULT_WORKDIR = Path("var")
 
 

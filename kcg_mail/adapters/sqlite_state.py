@@ -212,7 +212,8 @@ class SqliteState(StateStore):
         rows = self._rows("SELECT * FROM actions WHERE key=?", (key,))
         return self._action(rows[0]) if rows else None
 
-    def record_action(self, key, meeting_id, action, status, detail=None) -> None:
+    def record_action(self, key: str, meeting_id: str | None, action: str, status: str,
+                      detail: dict[str, Any] | None = None) -> None:
         self._write(
             "INSERT INTO actions(key, meeting_id, action, status, detail, at) VALUES (?,?,?,?,?,?) "
             "ON CONFLICT(key) DO UPDATE SET status=excluded.status, detail=excluded.detail, at=excluded.at",
@@ -319,7 +320,8 @@ def marker_path(state_path: Path | str) -> Path:
 def read_marker(state_path: Path | str) -> dict[str, str] | None:
     p = marker_path(state_path)
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
+        marker: dict[str, str] = json.loads(p.read_text(encoding="utf-8"))
+        return marker
     except FileNotFoundError:
         return None
     except (OSError, ValueError):

@@ -38,8 +38,8 @@ from typing import Any
 
 from lxml import etree
 
-from kcg_mail.documents.inflate import _inflate_entry
-from kcg_mail.documents.ooxml import MinutesRejected, _reject, _resolve_target, _safe_parse
+from kcg_mail.documents.inflate import inflate_entry
+from kcg_mail.documents.ooxml import MinutesRejected, rejection, resolve_target, safe_parse
 
 MAX_BYTES = 20 * 1024 * 1024  # the mail-side cap on a returned file
 MAX_PART = 100 * 1024 * 1024  # one inflated zip entry
@@ -83,21 +83,21 @@ def rebuild(filename: str, data: bytes, *, max_bytes: int = MAX_BYTES) -> Rebuil
     """Rebuild a returned protocol from its content. Raises :class:`MinutesRejected` for
     a file that is not a .docx, .odt or .pdf we can rebuild."""
     if len(data) > max_bytes:
-        raise _reject("too_large", f"{len(data)} bytes (limit {max_bytes})")
+        raise rejection("too_large", f"{len(data)} bytes (limit {max_bytes})")
     if data.startswith(b"PK\x03\x04"):
         entries = _Zip(data)
         mimetype = entries.read("mimetype")
         if mimetype is not None:
             if mimetype.strip() not in (b"application/vnd.oasis.opendocument.text",
                                         b"application/vnd.oasis.opendocument.text-template"):
-                raise _reject("unsupported", f"OpenDocument of type {mimetype[:80]!r}")
+                raise rejection("unsupported", f"OpenDocument of type {mimetype[:80]!r}")
             return _OdtBuilder(entries).build()
         if entries.has("[Content_Types].xml"):
             return _DocxBuilder(entries).build()
-        raise _reject("unsupported", f"zip archive that is neither Word nor OpenDocument ({filename!r})")
+        raise rejection("unsupported", f"zip archive that is neither Word nor OpenDocument ({filename!r})")
     if b"%PDF-" in data[:1024]:
         return _rebuild_pdf(data)
-    raise _reject("unsupported", f"cannot rebuild {filename!r}: neither .docx, .odt nor .pdf")
+    raise rejection("unsupported", f"cannot rebuild {filename!r}: neither .docx, .odt nor .pdf")
 
 
 # ----------------------------------------------------------------------------- zip input
@@ -109,16 +109,16 @@ class _Zip:
     def __init__(self, data: bytes) -> None:
         self.data = data
         try:
-            zf = zipfile.ZipFile(io.BytesIO(data))
+            self.zf = zf = zipfile.ZipFile(io.BytesIO(data))
         except (zipfile.BadZipFile, OSError, ValueError) as exc:
-            raise _reject("corrupt", f"broken zip archive: {exc}") from exc
+            raise rejection("corrupt", f"broken zip archive: {exc}") from exc
         infos = [i for i in zf.infolist() if not i.is_dir()]
         if len(infos) > MAX_ENTRIES:
-            raise _reject("zip_bomb", f"{len(infos)} zip entries (limit {MAX_ENTRIES})")
+            raise rejection("zip_bomb", f"{len(infos)} zip entries (limit {MAX_ENTRIES})")
         self.infos: dict[str, zipfile.ZipInfo] = {}
         for info in infos:
             if info.flag_bits & 0x1:
-                raise _reject("encrypted", f"zip entry {info.filename} is encrypted")
+                raise rejection("encrypted", f"zip entry {info.filename} is encrypted")
             self.infos.setdefault(info.filename.lower(), info)
         self.budget = MAX_TOTAL
         self.used: set[str] = set()
@@ -134,13 +134,13 @@ class _Zip:
         if info is None:
             return None
         self.used.add(info.filename)
-        produced, blob = _inflate_entry(self.data, info, MAX_PART, self.budget, True)
+        produced, blob = inflate_entry(self.zf, info, len(self.data), MAX_PART, self.budget, True)
         self.budget -= produced
         return blob
 
     def xml(self, name: str) -> Any | None:
         raw = self.read(name)
-        return None if raw is None else _safe_parse(raw, name)
+        return None if raw is None else safe_parse(raw, name)
 
 
 def _zip_out(parts: list[tuple[str, bytes]], *, stored_first: str | None = None) -> bytes:
@@ -178,7 +178,7 @@ def reencode_picture(blob: bytes) -> tuple[bytes, str, tuple[int, int]] | None:
             if getattr(im, "n_frames", 1) > 1:
                 im.seek(0)
             im.load()
-            out_img = im
+            out_img: Image.Image = im
             if max(out_img.size) > MAX_SIDE:
                 out_img = out_img.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
             out = io.BytesIO()
@@ -318,7 +318,7 @@ class _DocxBuilder:
                 if (rel.get("TargetMode") or "").lower() == "external":
                     continue
                 if (rel.get("Type") or "").strip().lower() == (_REL_T + "officeDocument").lower():
-                    return _resolve_target("", rel.get("Target", ""))
+                    return resolve_target("", rel.get("Target", ""))
         return "word/document.xml"
 
     def _rels(self, part: str) -> dict[str, tuple[str, str]]:
@@ -332,7 +332,7 @@ class _DocxBuilder:
             if (rel.get("TargetMode") or "").strip().lower() == "external":
                 self.removed.add("extern länk")
                 continue
-            out[rel.get("Id", "")] = ((rel.get("Type") or "").strip(), _resolve_target(part, rel.get("Target", "")))
+            out[rel.get("Id", "")] = ((rel.get("Type") or "").strip(), resolve_target(part, rel.get("Target", "")))
         return out
 
     def _rel_of_type(self, rels: dict[str, tuple[str, str]], kind: str) -> str | None:
@@ -345,7 +345,7 @@ class _DocxBuilder:
         main = self._main_part()
         root = self.src.xml(main)
         if root is None or root.tag != _W + "document" or root.find(_W + "body") is None:
-            raise _reject("corrupt", f"Word package without a document body ({main})")
+            raise rejection("corrupt", f"Word package without a document body ({main})")
         rels = self._rels(main)
         doc_rels: list[tuple[str, str, str]] = []  # (id, type, target relative to word/)
         self._prefetch(root, rels)
@@ -612,7 +612,7 @@ def _int(value: str | None) -> int:
 
 
 def _xml(root: Any) -> bytes:
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", standalone=True)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", standalone=True))
 
 
 def _rels_xml(rels: list[tuple[str, str, str]]) -> bytes:
@@ -678,10 +678,10 @@ class _PdfCopier:
         )
 
         if depth > 60:
-            raise _reject("corrupt", "PDF objects nested too deeply")
+            raise rejection("corrupt", "PDF objects nested too deeply")
         self.count += 1
         if self.count > MAX_PDF_OBJECTS:
-            raise _reject("zip_bomb", f"more than {MAX_PDF_OBJECTS} PDF objects on the pages")
+            raise rejection("zip_bomb", f"more than {MAX_PDF_OBJECTS} PDF objects on the pages")
         if isinstance(obj, IndirectObject):
             key = obj.idnum
             if key in self.done:
@@ -766,12 +766,12 @@ def _rebuild_pdf(data: bytes) -> Rebuilt:
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted:
-            raise _reject("encrypted", "password-protected PDF")
+            raise rejection("encrypted", "password-protected PDF")
         pages = list(reader.pages)
         if len(pages) > MAX_PDF_PAGES:
-            raise _reject("too_large", f"{len(pages)} pages (limit {MAX_PDF_PAGES})")
+            raise rejection("too_large", f"{len(pages)} pages (limit {MAX_PDF_PAGES})")
         if not pages:
-            raise _reject("corrupt", "PDF without pages")
+            raise rejection("corrupt", "PDF without pages")
         writer = PdfWriter()
         copier = _PdfCopier(writer)
         root = reader.trailer.get("/Root")
@@ -786,7 +786,7 @@ def _rebuild_pdf(data: bytes) -> Rebuilt:
             box = RectangleObject(page.mediabox)
             width, height = float(box.width), float(box.height)
             if not (0 < width <= 14400 and 0 < height <= 14400):
-                raise _reject("corrupt", f"PDF page of {width}x{height} points")
+                raise rejection("corrupt", f"PDF page of {width}x{height} points")
             new = writer.add_blank_page(width, height)
             new[NameObject("/MediaBox")] = RectangleObject(box)
             if "/CropBox" in page:
@@ -815,7 +815,7 @@ def _rebuild_pdf(data: bytes) -> Rebuilt:
     except MinutesRejected:
         raise
     except Exception as exc:  # noqa: BLE001 - pypdf raises many kinds on broken input
-        raise _reject("corrupt", f"PDF that cannot be rebuilt: {type(exc).__name__}: {exc}") from exc
+        raise rejection("corrupt", f"PDF that cannot be rebuilt: {type(exc).__name__}: {exc}") from exc
     return Rebuilt(out.getvalue(), "pdf", copier.removed.words())
 
 
@@ -928,9 +928,9 @@ class _OdtBuilder:
     def build(self) -> Rebuilt:
         content = self.src.xml("content.xml")
         if content is None or _qname(content.tag) != "office:document-content":
-            raise _reject("corrupt", "OpenDocument without content.xml")
+            raise rejection("corrupt", "OpenDocument without content.xml")
         if content.find(f"{{{_ODF['office']}}}body/{{{_ODF['office']}}}text") is None:
-            raise _reject("unsupported", "OpenDocument that is not a text document")
+            raise rejection("unsupported", "OpenDocument that is not a text document")
         new_content = self._copy_root(content)
         parts: list[tuple[str, bytes]] = [("mimetype", b"application/vnd.oasis.opendocument.text"),
                                           ("content.xml", _xml(new_content))]

@@ -25,7 +25,7 @@ from functools import partial
 from typing import Any
 
 from kcg_mail.core import replykey
-from kcg_mail.core.config_model import Config
+from kcg_mail.core.config_model import Config, Person
 from kcg_mail.core.cycle import InvitationSnapshot, MeetingState
 from kcg_mail.core.plan import Meeting, resolve_plan
 from kcg_mail.ports import Archive, Invitation, MailTransport, OutgoingMessage, StateStore
@@ -128,7 +128,8 @@ class App:
     composer: Composer
     renderer: Any  # kcg_mail.documents.render.ProtocolRenderer
     meetings: list[Meeting] = field(default_factory=list)
-    outbox: Outbox | None = None
+    #: made from state and mail when the App is made
+    outbox: Outbox = field(init=False)
     #: a broken edited protocol template (the last good one is used meanwhile)
     template_problems: list[str] = field(default_factory=list)
     #: the HMAC secret of reply keys (kcg_mail.bootstrap loads it; empty: one for this process only)
@@ -174,7 +175,7 @@ class App:
     def meeting(self, meeting_id: str) -> Meeting | None:
         return next((m for m in self.meetings if m.id == meeting_id), None)
 
-    def attendees(self, m: Meeting) -> list:
+    def attendees(self, m: Meeting) -> list[Person]:
         return [p for p in self.cfg.network.active_members] + list(m.guests)
 
     # ------------------------------------------------------------ state view

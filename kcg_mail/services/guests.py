@@ -29,6 +29,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 
 from kcg_mail.core.config_model import Person
 from kcg_mail.core.cycle import location_of
@@ -125,7 +126,7 @@ def request_approval(app: App, m: Meeting, guest: Person, now: datetime) -> str:
     return app.outbox.send(msg)
 
 
-def release(app: App, rec: MessageRecord, note: dict, now: datetime) -> str:
+def release(app: App, rec: MessageRecord, note: dict[str, Any], now: datetime) -> str:
     """The coordinator approved: the guest's invitation goes out now (if the meeting is ahead)."""
     mid, email = note["meeting_id"], note["guest"]
     app.state.put(f"guest_approval:{mid}:{email}", "approved")
@@ -147,7 +148,7 @@ def release(app: App, rec: MessageRecord, note: dict, now: datetime) -> str:
     return detail
 
 
-def refuse(app: App, rec: MessageRecord, note: dict) -> str:
+def refuse(app: App, rec: MessageRecord, note: dict[str, Any]) -> str:
     mid, email = note["meeting_id"], note["guest"]
     app.state.put(f"guest_approval:{mid}:{email}", "rejected")
     detail = f"ingen inbjudan till {email} för mötet {mid}"
@@ -185,6 +186,7 @@ def sync(app: App, now: datetime) -> list[tuple[str, str, str]]:
         live = m is not None and now < m.start and not m.tentative and _members_invited(app, m)
         wanted = {g.email: g for g in m.guests} if (m is not None and live) else {}
         for email, g in wanted.items():
+            assert m is not None  # wanted is empty without the meeting
             copy = sent.get(email)
             if copy is not None and not copy.cancelled:
                 if (copy.start, copy.end, copy.location) != (m.start.isoformat(), m.end.isoformat(), location_of(m)):
@@ -202,10 +204,10 @@ def sync(app: App, now: datetime) -> list[tuple[str, str, str]]:
         for email, copy in sent.items():
             if copy.cancelled or email in wanted or datetime.fromisoformat(copy.start) <= now:
                 continue
-            g = _guest(app, email)
+            guest = _guest(app, email)
             shown = m if m is not None else _planned(app, mid)
-            if g is None or shown is None:
+            if guest is None or shown is None:
                 continue  # the guest left network.yaml or the meeting left every plan: nothing to address
-            out.append((mid, f"guest_cancel {email}", send(app, shown, g, now, cancel=True,
+            out.append((mid, f"guest_cancel {email}", send(app, shown, guest, now, cancel=True,
                                                           withdrawn=live and email not in wanted)))
     return out

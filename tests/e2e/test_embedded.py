@@ -1,6 +1,6 @@
 """The embedded adapters (Maildir, SQLite) and a whole meeting cycle on them,
 without Prefect: kcg_mail.services.daily.run_daily + kcg_mail.services.intake.run_intake, with
-kcg_mail.entrypoints.demo.host_reply playing the host."""
+kcg_mail.entrypoints.demo_hosts.host_reply playing the host."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from support.helpers import (
 
 from kcg_mail.adapters.maildir import MaildirTransport, sent_name
 from kcg_mail.adapters.sqlite_state import SqliteState
-from kcg_mail.entrypoints.demo import host_reply
+from kcg_mail.entrypoints.demo_hosts import host_reply
 from kcg_mail.ports import MARKER_HEADER, Address, FilingRecord, MessageRecord, OutgoingMessage
 from kcg_mail.services.daily import run_daily
 from kcg_mail.services.intake import run_intake

@@ -19,7 +19,7 @@ from support.cycle_driver import maildir_harness
 from support.helpers import authenticated, close, make_app, sent_with_action
 
 from kcg_mail.documents.rebuild import rebuild
-from kcg_mail.entrypoints.demo import reply_to_template
+from kcg_mail.entrypoints.demo_hosts import reply_to_template
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

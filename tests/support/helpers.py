@@ -166,7 +166,7 @@ def trusted_authserv_id() -> str:
 def authenticated(raw: bytes, result: str = "pass", authserv_id: str | None = None) -> bytes:
     """``raw`` as our receiving server hands it over: its Authentication-Results
     (SPF, DKIM, DMARC = ``result`` for the From domain) on top."""
-    from kcg_mail.entrypoints.demo import stamp_authentication
+    from kcg_mail.entrypoints.demo_hosts import stamp_authentication
 
     return stamp_authentication(raw, authserv_id or trusted_authserv_id(), result)
 
@@ -195,7 +195,7 @@ def plain_mail(sender: str, to: str, subject: str, body: str = "Hej!\n", *, when
 
 def changed_minutes(docx_bytes: bytes, extra_decision: str) -> bytes:
     """The filled protocol with one decision text changed: a new version."""
-    from kcg_mail.entrypoints.demo import edit_decisions
+    from kcg_mail.documents.fill import edit_decisions
 
     def change(table) -> None:
         table.rows[1].cells[0].text = extra_decision
@@ -435,7 +435,7 @@ def run_op(op: Op, workdir: Path, plan: CrashPlan):
 
 def crash_deliveries(op: Op, workdir: Path) -> list[tuple[str, bytes]]:
     """The mail people send before ``op`` (built from what we sent them)."""
-    from kcg_mail.entrypoints.demo import host_reply
+    from kcg_mail.entrypoints.demo_hosts import host_reply
 
     if op.kind != "intake":
         return []

@@ -37,7 +37,7 @@ def prepared(tmp_path_factory):
 
 
 def _ctx(app, workdir: Path) -> Ctx:
-    from kcg_mail.entrypoints.demo import fill_protocol
+    from kcg_mail.entrypoints.demo_hosts import fill_protocol
     from kcg_mail.services.compose import meeting_uid
 
     feb = app.meeting("2023-02")
