@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from kcg_mail.core.inbound.outcome import why_of
+
 COLUMNS: tuple[str, ...] = ("möte", "datum", "värd", "läge", "svar", "protokoll", "behöver")
 
 #: how long after the meeting the minutes may take before they count as late
@@ -58,15 +60,6 @@ class Held:
     guest: str | None = None
 
 
-#: why a message is in quarantine, in words (the intake's outcome codes)
-QUARANTINE_REASONS = {
-    "unmatched": "det gick inte att koppla till något möte",
-    "not_allowed": "avsändaren är inte värd för mötet och får inte lämna protokoll",
-    "bad_minutes": "bilagan gick inte att läsa som ett protokoll",
-    "no_minutes": "svaret hade inget protokoll bifogat",
-}
-
-
 @dataclass(frozen=True)
 class Quarantined:
     ref: str
@@ -76,7 +69,7 @@ class Quarantined:
 
     @property
     def reason(self) -> str:
-        return QUARANTINE_REASONS.get(self.outcome, "det behöver granskas")
+        return why_of(self.outcome)
 
 
 @dataclass(frozen=True)

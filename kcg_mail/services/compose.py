@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
@@ -44,7 +44,7 @@ KIND_EN = {"physical": "in-person meeting", "digital": "online meeting", "all_me
            "study_trip": "study trip"}
 
 
-def date_en(d) -> str:
+def date_en(d: date) -> str:
     """English long date, British order: 'Monday 4 December 2023'."""
     return f"{WEEKDAYS_EN[d.weekday()]} {d.day} {MONTHS_EN[d.month - 1]} {d.year}"
 
@@ -57,6 +57,10 @@ def addr(p: Person) -> Address:
     return Address(p.name, p.email)
 
 
+@overload
+def person_ctx(p: Person) -> dict[str, str]: ...
+@overload
+def person_ctx(p: None) -> None: ...
 def person_ctx(p: Person | None) -> dict[str, str] | None:
     if p is None:
         return None
@@ -182,7 +186,7 @@ class Composer:
             start=m.start, end=m.end, organizer=organizer, attendees=[addr(p) for p in attendees], dtstamp=now,
             status="CANCELLED" if cancel else "CONFIRMED", url=m.link or None,
         )
-        method = "CANCEL" if cancel else "REQUEST"
+        method: Literal["REQUEST", "CANCEL"] = "CANCEL" if cancel else "REQUEST"
         ics = ical.calendar([event], method=method, tzid=self.cfg.meetings.timezone)
         msg = OutgoingMessage(
             key=key, action=kind, meeting_id=m.id, sender=organizer, to=tuple(addr(p) for p in attendees),
@@ -220,7 +224,7 @@ class Composer:
             start=m.start, end=m.end, organizer=self.sender, attendees=[addr(guest)], dtstamp=now,
             status="CANCELLED" if cancel else "CONFIRMED", url=m.link or None,
         )
-        method = "CANCEL" if cancel else "REQUEST"
+        method: Literal["REQUEST", "CANCEL"] = "CANCEL" if cancel else "REQUEST"
         ics = ical.calendar([event], method=method, tzid=self.cfg.meetings.timezone)
         msg = OutgoingMessage(
             key=f"{m.id}:{'guest_cancel' if cancel else 'guest_invite'}:{guest.email}:s{sequence}",

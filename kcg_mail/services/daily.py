@@ -8,10 +8,12 @@ after a crash re-composes the same keys, so nothing goes out twice.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
-from kcg_mail.core.cycle import Due, decide, invitation_snapshot
+from kcg_mail.core.config_model import Person
+from kcg_mail.core.cycle import Decisions, Due, decide, invitation_snapshot
 from kcg_mail.core.plan import Meeting, next_meeting, protocol_filename
 from kcg_mail.ports import Attachment
 from kcg_mail.services import guests
@@ -40,7 +42,7 @@ class DailyReport:
         return sum(1 for r in self.results if r.outcome == "sent")
 
 
-def protocol_context(app: App, m: Meeting) -> dict:
+def protocol_context(app: App, m: Meeting) -> dict[str, Any]:
     """Everything the Word template needs, pre-filled from plan and state."""
     cfg = app.cfg
     att = app.state.attendance(m.id)
@@ -64,7 +66,7 @@ def protocol_context(app: App, m: Meeting) -> dict:
     }
 
 
-def _followup_context(app: App, m: Meeting) -> dict:
+def _followup_context(app: App, m: Meeting) -> dict[str, Any]:
     from kcg_mail.services.followup import followup_context  # open decisions, project groups
 
     return followup_context(app, m)
@@ -86,7 +88,7 @@ def brief_host(app: App, m: Meeting, now: datetime) -> str:
     return app.outbox.send(msg)
 
 
-def member_attendees(app: App, m: Meeting) -> list:
+def member_attendees(app: App, m: Meeting) -> list[Person]:
     """Who is on the members' invitation: the active members. Guests get one of their
     own (``kcg_mail.services.guests``) and are never on this one."""
     return [p for p in app.attendees(m) if p.role != "guest"]
@@ -179,7 +181,7 @@ HANDLERS: dict[str, Callable[..., str]] = {
 }
 
 
-def plan_day(app: App, now: datetime):
+def plan_day(app: App, now: datetime) -> Decisions:
     states = app.meeting_states()
     attendees = {m.id: tuple(p.email for p in member_attendees(app, m)) for m in app.meetings}
     return decide(app.meetings, states, now, app.cfg.meetings.lead_days, attendees, app.orphan_invitations(),
@@ -188,12 +190,14 @@ def plan_day(app: App, now: datetime):
 
 def execute(app: App, due: Due, now: datetime) -> StepResult:
     m = app.meeting(due.meeting_id)
+    if due.action == "cancel_invitation" and m is None:
+        return StepResult(due.meeting_id, due.action, cancel_orphan(app, due.meeting_id, now), due.reason)
+    if m is None:  # the core plans steps only for meetings of the plan
+        raise LookupError(f"{due.action} for {due.meeting_id}, which is not in the plan")
     if due.action == "update_invitation":
         changes = due.reason.removeprefix("ändrat: ").split(", ")
         return StepResult(due.meeting_id, due.action, update_invitation(app, m, now, changes), due.reason)
     if due.action == "cancel_invitation":
-        if m is None:
-            return StepResult(due.meeting_id, due.action, cancel_orphan(app, due.meeting_id, now), due.reason)
         return StepResult(due.meeting_id, due.action, cancel_invitation(app, m, now), due.reason)
     outcome = HANDLERS[due.action](app, m, now)
     app.settle(m.id, due.action, "done", {"outcome": outcome, "on": now.date().isoformat()})
@@ -208,6 +212,8 @@ def cancel_orphan(app: App, meeting_id: str, now: datetime) -> str:
     from kcg_mail.services.compose import addr
 
     snap = app.invitation(meeting_id)
+    if snap is None:  # the core cancels only invitations the state record holds
+        raise LookupError(f"no invitation recorded for {meeting_id}")
     people = {p.email: p for p in app.cfg.network.members + app.cfg.network.guests}
     attendees = [addr(people[e]) if e in people else Address(e, e) for e in snap.attendees if e in people]
     start, end = datetime.fromisoformat(snap.start), datetime.fromisoformat(snap.end)
@@ -225,7 +231,7 @@ def cancel_orphan(app: App, meeting_id: str, now: datetime) -> str:
     inv = Invitation(message=msg, uid=snap.uid, sequence=seq, method="CANCEL", summary=msg.subject, description=text,
                      location=snap.location, start=start, end=end, tzid=app.cfg.meetings.timezone, ics=ics)
     outcome = app.outbox.send_invitation(inv)
-    app.set_invitation(meeting_id, type(snap)(**{**snap.__dict__, "sequence": seq, "cancelled": True}))
+    app.set_invitation(meeting_id, replace(snap, sequence=seq, cancelled=True))
     return outcome
 
 

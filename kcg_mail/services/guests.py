@@ -183,6 +183,7 @@ def sync(app: App, now: datetime) -> list[tuple[str, str, str]]:
         live = m is not None and now < m.start and not m.tentative and _members_invited(app, m)
         wanted = {g.email: g for g in m.guests} if (m is not None and live) else {}
         for email, g in wanted.items():
+            assert m is not None  # wanted is empty without the meeting
             copy = sent.get(email)
             if copy is not None and not copy.cancelled:
                 if (copy.start, copy.end, copy.location) != (m.start.isoformat(), m.end.isoformat(), location_of(m)):
@@ -200,10 +201,10 @@ def sync(app: App, now: datetime) -> list[tuple[str, str, str]]:
         for email, copy in sent.items():
             if copy.cancelled or email in wanted or datetime.fromisoformat(copy.start) <= now:
                 continue
-            g = _guest(app, email)
+            guest = _guest(app, email)
             shown = m if m is not None else _planned(app, mid)
-            if g is None or shown is None:
+            if guest is None or shown is None:
                 continue  # the guest left network.yaml or the meeting left every plan: nothing to address
-            out.append((mid, f"guest_cancel {email}", send(app, shown, g, now, cancel=True,
+            out.append((mid, f"guest_cancel {email}", send(app, shown, guest, now, cancel=True,
                                                           withdrawn=live and email not in wanted)))
     return out

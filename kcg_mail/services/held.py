@@ -20,20 +20,22 @@ The reasons, in Swedish, one text per cause (``reason_text``):
 - ``member``: avsändaren är inte medlem i nätverket
 - ``cap``:    tredje versionen i dag (högst 2 utskick per möte och dag)
 - ``late``:   kom in efter att protokollet redan skickats ut (en äldre version än den utskickade)
-- ``safety``: filen innehöll ett inbäddat objekt som togs bort
+- ``safety``: filen innehöll ett inbäddat objekt som togs bort (what the rebuild took out
+  that holds a version: ``UNSAFE_REMOVED``; other removals, such as a hyperlink or a
+  field replaced by its text, do not hold it)
 """
 
 from __future__ import annotations
 
-import io
 import os
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from kcg_mail.services.app import App
 from kcg_mail.services.ledger import HeldVersion, HoldCause
 from kcg_mail.services.lock import lock_dir
+from kcg_mail.services.originals import accept_document
 
 #: a rule of ``kcg_mail.core.inbound.rules`` that holds a message -> the cause
 RULE_CAUSE: dict[str, HoldCause] = {
@@ -48,16 +50,6 @@ SENDER_TEXT: dict[str, str] = {
     "sender": "avsändaren kunde inte bekräftas",
     "filer": "avsändaren får inte lämna protokoll för mötet",
     "member": "avsändaren är inte medlem i nätverket",
-}
-
-#: what a file held (a finding of ``prepare_version`` or the rebuild), in Swedish
-FINDING_WORDS: dict[str, str] = {
-    "embedded_object": "ett inbäddat objekt",
-    "macro": "makron",
-    "external_link": "en länk som hämtar innehåll utifrån",
-    "active_field": "fältkoder som hämtar innehåll utifrån",
-    "script": "skript",
-    "attached_file": "en bifogad fil",
 }
 
 _ORDINALS = ("första", "andra", "tredje", "fjärde", "femte", "sjätte", "sjunde", "åttonde", "nionde", "tionde")
@@ -84,7 +76,7 @@ def late_reason() -> str:
 
 
 def safety_reason(findings: Sequence[str], removed: bool) -> str:
-    what = _join([FINDING_WORDS.get(f, f) for f in dict.fromkeys(findings)])
+    what = _join(list(dict.fromkeys(findings)))
     return f"filen innehöll {what} som togs bort" if removed else \
         f"filen innehåller {what}; godkänns den skickas filen ut som den är"
 
@@ -106,42 +98,45 @@ def reason_text(cause: HoldCause, *, rule: str = "", nth_today: int = 0, limit: 
 
 @dataclass(frozen=True)
 class Prepared:
-    """The bytes that would be filed and distributed, and what was found in them.
-
-    ``findings`` (codes of ``FINDING_WORDS``) hold the version for approval;
-    ``removed``: they were taken out of ``data`` (a rebuilt file), else ``data``
-    still has them."""
+    """The bytes that would be filed and distributed (the rebuilt file), their kind,
+    and what the rebuild took out that holds the version for approval (``findings``,
+    in Swedish; ``removed``: they are no longer in ``data``)."""
 
     data: bytes
+    kind: str
     findings: tuple[str, ...] = ()
-    removed: bool = False
+    removed: bool = True
 
 
-def prepare_version(filename: str, data: bytes, kind: str) -> Prepared:
+#: what the rebuild leaves out that makes a version wait for the coordinator
+#: (its words start so), and how the reason names it
+UNSAFE_REMOVED: dict[str, str] = {
+    "inbäddat objekt": "ett inbäddat objekt",
+    "inbäddade filer och objekt": "ett inbäddat objekt",
+    "ActiveX": "en ActiveX-kontroll",
+    "skript och makron": "skript eller makron",
+    "importerat innehåll": "importerat innehåll",
+    "underdokument": "ett underdokument",
+    "PDF-JavaScript": "skript",
+    "PDF-JS": "skript",
+    "PDF-Launch": "en åtgärd som startar program",
+    "PDF-EmbeddedFile": "en bifogad fil",
+}
+
+
+def unsafe_findings(removed: Sequence[str]) -> tuple[str, ...]:
+    """The reason words for what of ``removed`` (the rebuild's words) holds a version."""
+    out = [words for prefix, words in UNSAFE_REMOVED.items() for r in removed if r.startswith(prefix)]
+    return tuple(dict.fromkeys(out))
+
+
+def prepare_version(app: App, meeting_id: str, msg_key: str, filename: str, data: bytes) -> Prepared:
     """The one call site that turns a received (already vetted) file into the file
-    that is filed and distributed. A content-disarming rebuild of the document
-    plugs in here: it returns the rebuilt bytes and what it took out
-    (``removed=True``). Without it the bytes stay as received and an embedded
-    object (an OLE object or package in a .docx, an object in an .odt) is
-    reported, not removed. May raise ``MinutesRejected`` (the host gets its
-    polite answer, as for a file ``read_minutes`` refuses)."""
-    return Prepared(data, embedded_objects(data, kind))
-
-
-def embedded_objects(data: bytes, kind: str) -> tuple[str, ...]:
-    """``("embedded_object",)`` when a .docx or .odt carries an embedded object."""
-    if kind not in ("docx", "odt"):
-        return ()
-    try:
-        names = zipfile.ZipFile(io.BytesIO(data)).namelist()
-    except zipfile.BadZipFile:
-        return ()
-    lower = [n.lower() for n in names]
-    if kind == "docx":
-        hit = any(n.startswith("word/embeddings/") for n in lower)
-    else:
-        hit = any(n.startswith(("object ", "objectreplacements/")) for n in lower)
-    return ("embedded_object",) if hit else ()
+    that is filed and distributed: the content-disarming rebuild
+    (``kcg_mail.services.originals``, which keeps the host's original in local
+    quarantine). Raises ``MinutesRejected`` for a file that cannot be rebuilt."""
+    rebuilt, kind, removed = accept_document(app, meeting_id, msg_key, filename, data)
+    return Prepared(rebuilt, kind, unsafe_findings(removed))
 
 
 # ------------------------------------------------------------------ the held area
@@ -178,6 +173,6 @@ class HeldArea:
         return f"held/{held.meeting_id}/{held.filename}"
 
 
-def held_area(app: object) -> HeldArea:
+def held_area(app: App) -> HeldArea:
     """The held area of an App built by ``kcg_mail.bootstrap`` (next to ``state.sqlite``)."""
     return HeldArea(lock_dir(app) / "held")

@@ -136,7 +136,7 @@ class Accepted:
     why: str = ""  # why this message's version waits (held)
 
 
-def accept_version(app: App, m: Meeting, filename: str, data: bytes, kind: str, decisions: list[dict[str, str]],
+def accept_version(app: App, m: Meeting, prepared: Prepared, decisions: list[dict[str, str]],
                    source: str, now: datetime, dated: datetime | None = None,
                    followups: list[tuple[str, str]] | None = None,
                    hold: tuple[HoldCause, str] | None = None) -> Accepted:
@@ -146,8 +146,7 @@ def accept_version(app: App, m: Meeting, filename: str, data: bytes, kind: str, 
     over the day's allowance). ``dated``: the version's date (earlier of its Date
     header and our receipt; default ``now``)."""
     dated = dated or now
-    prepared = prepare_version(filename, data, kind)  # the bytes that are filed and distributed
-    data = prepared.data
+    data, kind = prepared.data, prepared.kind  # the bytes that are filed and distributed
     content_hash = _hash(app, data)
     for f in app.state.filings(m.id):
         if f.content_hash == content_hash and hold is not None:
@@ -187,13 +186,6 @@ def accept_version(app: App, m: Meeting, filename: str, data: bytes, kind: str, 
     if held is not None:  # the same file waited for another message's sender: it is out now
         app.ledger.put_held_version(replace(held, state="released", version=filing.version))
     return Accepted(_finish_filed(app, m, filing, data, kind, decisions, now, followups), filing)
-
-
-def file_minutes(app: App, m: Meeting, data: bytes, kind: str, decisions: list[dict[str, str]], source: str,
-                 now: datetime, dated: datetime | None = None) -> tuple[str, FilingRecord | None]:
-    """``accept_version`` for callers that only need the outcome and the filing."""
-    a = accept_version(app, m, f"protokoll.{kind}", data, kind, decisions, source, now, dated)
-    return a.outcome, a.filing
 
 
 def _with_findings(why: str, prepared: Prepared) -> str:
@@ -374,18 +366,17 @@ def handle_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: 
     problems = []
     for att in v.attachments:
         try:
-            minutes = read_minutes(att.filename, att.data)
+            read_minutes(att.filename, att.data)  # second layer: the deny-list checks answer the host
+            # What is filed, distributed and read for the decision log is the REBUILT file
+            # (the one call site of the rebuild); the host's original stays in local quarantine.
+            prepared = prepare_version(app, m.id, key, att.filename, att.data)
+            minutes = read_minutes(f"protokoll.{prepared.kind}", prepared.data)
         except MinutesRejected as rej:
             problems.append(rej)
             continue
         decisions = [{"decision": d.decision, "owner": d.owner, "due": d.due} for d in minutes.decisions]
         dated = effective_date(mail.date, received or now)
-        try:
-            a = accept_version(app, m, att.filename, att.data, minutes.kind, decisions, key, now, dated,
-                               list(minutes.followups), hold)
-        except MinutesRejected as rej:  # the file cannot be made into one we would file
-            problems.append(rej)
-            continue
+        a = accept_version(app, m, prepared, decisions, key, now, dated, list(minutes.followups), hold)
         filing, held = a.filing, a.held
         if a.outcome == "held_filed" and filing is not None:  # the message itself waits (nothing new in it)
             return NO_DOCUMENT, f"samma protokoll som version {filing.version}"

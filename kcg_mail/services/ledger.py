@@ -194,6 +194,15 @@ class Ledger:
     def set_invitation(self, meeting_id: str, snapshot: dict[str, Any]) -> None:
         self._put_json(f"invitation:{meeting_id}", snapshot)
 
+    # ------------------------------------------------------------ originals of rebuilt files
+    def original(self, meeting_id: str, rebuilt_sha256: str) -> dict[str, Any] | None:
+        """Where the host's original of a rebuilt file is kept, and what the rebuild left out."""
+        value: dict[str, Any] | None = self._json(f"original:{meeting_id}:{rebuilt_sha256}")
+        return value
+
+    def set_original(self, meeting_id: str, rebuilt_sha256: str, record: dict[str, Any]) -> None:
+        self._put_json(f"original:{meeting_id}:{rebuilt_sha256}", record)
+
     # ------------------------------------------------------------ guests
     def guest_invitations(self, meeting_id: str) -> dict[str, dict[str, Any]]:
         """The guests' own invitations of a meeting as last sent (address -> ``GuestCopy`` fields)."""

@@ -10,13 +10,11 @@ from datetime import date, datetime, time
 
 from kcg_mail.core import overview
 from kcg_mail.core.cycle import is_history
-from kcg_mail.core.inbound.outcome import Outcome
+from kcg_mail.core.inbound.outcome import NEEDS_A_LOOK, Outcome
 from kcg_mail.services.app import App, now_local
 
 #: the state value of a meeting held before the go-live date
 BEFORE_START = "före start"
-#: quarantined messages the coordinator is shown (held ones are listed on their own)
-QUARANTINE_OUTCOMES = (Outcome.NOT_ALLOWED, Outcome.UNMATCHED, Outcome.BAD_MINUTES, Outcome.NO_MINUTES)
 #: what (a connection or channel) -> the Swedish name the coordinator reads
 HEALTH_NAMES = {"mail": "E-postservern", "archive": "Arkivet", "webhook": "Larm via webhook",
                 "alert-mail": "Larm via e-post"}
@@ -99,7 +97,7 @@ def overview_inputs(app: App, now: datetime | None = None) -> overview.Inputs:
             guest = guest_on_hold(app, rec.msg_key)
             held.append(overview.Held(ref, rec.sender, rec.subject, note.why if note else rec.reason, rec.meeting_id,
                                       guest))
-        elif rec.outcome in QUARANTINE_OUTCOMES and rec.status == "done":
+        elif rec.outcome in NEEDS_A_LOOK and rec.status == "done":
             quarantined.append(overview.Quarantined(ref, rec.sender, rec.subject, rec.outcome))
     return overview.Inputs(
         meetings=tuple(meeting_facts(app)), today=now_local(app.cfg, now).date(),

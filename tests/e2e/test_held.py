@@ -34,7 +34,7 @@ from support.helpers import (
 )
 from typer.testing import CliRunner
 
-from kcg_mail.adapters.maildir import _key_name
+from kcg_mail.adapters.maildir import sent_name
 from kcg_mail.services.approval import approve, pending, reject
 from kcg_mail.services.daily import render_protocol, run_daily
 from kcg_mail.services.intake import run_intake
@@ -48,7 +48,7 @@ DOC_SUFFIXES = (".docx", ".odt", ".pdf")
 SENDER = "avsändaren kunde inte bekräftas"
 CAP = "tredje versionen i dag"
 LATE = "kom in efter att protokollet redan skickats ut"
-SAFETY = "filen innehåller ett inbäddat objekt"
+SAFETY = "filen innehöll ett inbäddat objekt som togs bort"
 ALL_REASONS = (SENDER, CAP, LATE, SAFETY)
 
 
@@ -65,11 +65,11 @@ def prepared(tmp_path_factory):
 
 
 def _ctx(app, wd: Path) -> Ctx:
-    from kcg_mail.entrypoints.demo import fill_protocol
+    from kcg_mail.entrypoints.demo_hosts import fill_protocol
     from kcg_mail.services.compose import meeting_uid
 
     feb = app.meeting(MID)
-    tpl = read_mail(wd / "mail" / "sent" / "cur" / _key_name(f"{MID}:send_template:{feb.host.email}"))
+    tpl = read_mail(wd / "mail" / "sent" / "cur" / sent_name(f"{MID}:send_template:{feb.host.email}"))
     return Ctx(
         ours=app.cfg.transport.inbound.trusted_authserv_ids[0], mailbox=app.cfg.network.mailbox.email,
         host=feb.host.email, member="lisa@uppsala.example.se", coordinator=app.cfg.network.coordinator.email,
@@ -101,6 +101,7 @@ class World:
     wd: Path
     c: Ctx
     fake: Any = None
+    originals: dict[str, bytes] | None = None  # what the hosts sent, by reason
 
     def archived(self) -> list[bytes]:
         """Every protocol file in the shared archive (what the network sees)."""
@@ -146,7 +147,8 @@ def world(prepared, tmp_path, request):
 
 
 def _hold_every_cause(w: World) -> dict[str, bytes]:
-    """One held message per cause; returns the bytes each would file, by reason."""
+    """One held message per cause; returns the bytes each would file (the rebuilt
+    file kept in the held area, as ``kcg pending`` names it), by reason."""
     v1, v2, v3 = (changed_minutes(w.c.docx, f"Beslut {i}") for i in (1, 2, 3))
     for i, doc in enumerate((v1, v2, v3)):
         w.deliver(w.genuine(doc, body=f"{i}\n"), f"v{i}.eml")
@@ -160,7 +162,14 @@ def _hold_every_cause(w: World) -> dict[str, bytes]:
     w.deliver(mail(dc_replace(w.c, docx=unconfirmed), from_=w.c.host, body="ingen AR\n"), "unconfirmed.eml")
     r2 = w.intake(day_offset=2)  # a new day: the allowance is not what holds these
     assert [h.outcome for h in r2.handled] == ["held", "held", "held"], r2.handled
-    return {CAP: v3, LATE: older, SAFETY: unsafe, SENDER: unconfirmed}
+    out = {}
+    for reason in ALL_REASONS:
+        (p,) = [p for p in pending(w.app) if p.why.startswith(reason)]
+        assert p.sends.startswith("filen held/2023-02/"), p
+        out[reason] = (w.wd / p.sends.removeprefix("filen ")).read_bytes()
+    w.originals = {CAP: v3, LATE: older, SAFETY: unsafe, SENDER: unconfirmed}
+    assert out[CAP] != v3 and out[SAFETY] != unsafe and out[SENDER] != unconfirmed and out[LATE] != older  # rebuilt
+    return out
 
 
 def test_held_versions_of_every_cause_stay_out_of_the_archive_and_say_why(world):
@@ -184,9 +193,7 @@ def test_held_versions_of_every_cause_stay_out_of_the_archive_and_say_why(world)
         assert sum(r in p.why for r in ALL_REASONS) == 1, p.why
     assert by_reason[SAFETY][0].cause == "safety" and by_reason[CAP][0].cause == "cap"
     assert by_reason[LATE][0].cause == "late" and by_reason[SENDER][0].cause == "sender"
-    # what an approval would send: the held file itself
-    sends = by_reason[SAFETY][0].sends
-    assert sends.startswith("filen held/2023-02/") and (w.wd / sends.removeprefix("filen ")).read_bytes() == held[SAFETY]
+    assert b"word/embeddings/" not in held[SAFETY]  # what an approval would send: the rebuilt file
 
     md = overview_markdown(w.app, at(w.app.meeting(MID).date + timedelta(days=2), 13))
     for r in ALL_REASONS:
@@ -226,7 +233,7 @@ def test_approval_files_and_distributes_each_held_version_exactly_once(world):
     assert pending(w.app) == []
     assert w.intake(15, day_offset=2).handled == []  # nothing left for the next intake
     # the same files sent again: nothing new is filed or sent
-    w.deliver(w.genuine(held[CAP], body="igen\n"), "again.eml")
+    w.deliver(w.genuine(w.originals[CAP], body="igen\n"), "again.eml")
     assert [h.outcome for h in w.intake(16, day_offset=2).handled] == ["duplicate"]
     assert len(w.archived()) == 6 and len(w.distributed()) == 6
 
@@ -236,7 +243,7 @@ def test_a_rejected_version_is_never_filed_nor_sent(world):
     held = _hold_every_cause(w)
     safety = next(p for p in pending(w.app) if p.why.startswith(SAFETY))
     assert reject(w.app, safety.msg_key).action == "rejected"
-    w.deliver(w.genuine(held[SAFETY], body="en gång till\n"), "again.eml")
+    w.deliver(w.genuine(w.originals[SAFETY], body="en gång till\n"), "again.eml")
     report = w.intake(13, day_offset=2)
     assert [h.outcome for h in report.handled] == ["duplicate"] and "avvisats" in report.handled[0].reason
     assert held[SAFETY] not in w.archived() and len(w.distributed()) == 2
@@ -255,9 +262,11 @@ def _capped(tmp_path: Path, prepared: Path) -> tuple[Path, bytes]:
     for i, doc in enumerate(docs):
         w.deliver(w.genuine(doc, body=f"{i}\n"), f"v{i}.eml")
     w.intake()
-    assert [p.cause for p in pending(app)] == ["cap"]
+    (p,) = pending(app)
+    assert p.cause == "cap"
+    held = (wd / p.sends.removeprefix("filen ")).read_bytes()
     close(app)
-    return wd, docs[2]
+    return wd, held
 
 
 def _approve(wd: Path, plan: CrashPlan):
