@@ -362,7 +362,9 @@ def handle_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: 
     from kcg_mail.documents.minutes import read_minutes
     from kcg_mail.documents.ooxml import MinutesRejected
 
-    m = app.meeting(v.meeting_id)
+    m = app.meeting(v.meeting_id or "")
+    if m is None:  # classify gives minutes only for a meeting of the plan
+        return Outcome.UNMATCHED, "protokoll till ett möte som inte finns i årsplanen"
     problems = []
     for att in v.attachments:
         try:
@@ -434,7 +436,7 @@ def _minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, n
 
 def _no_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
                 received: datetime | None) -> tuple[str, str]:
-    m = app.meeting(v.meeting_id)
+    m = app.meeting(v.meeting_id or "")
     if mail.oversize:
         from kcg_mail.adapters.maildir import MAX_INCOMING
 
@@ -547,7 +549,8 @@ def _handle_one(app: App, item: IncomingMessage, ctx: inbound.MatchContext, now:
         cause = RULE_CAUSE.get(decision.rule, "sender")
         why = f"{reason_text(cause)} ({decision.rule}: {decision.reason})"
         outcome = ""
-        if verdict.kind in (Outcome.MINUTES, Outcome.NOT_ALLOWED) and docs and app.meeting(verdict.meeting_id):
+        if verdict.kind in (Outcome.MINUTES, Outcome.NOT_ALLOWED) and docs and verdict.meeting_id \
+                and app.meeting(verdict.meeting_id):
             # minutes for a meeting: the version that an approval files and sends waits in the held area
             v = inbound.Verdict(Outcome.MINUTES, verdict.meeting_id, verdict.reason, attachments=docs)
             outcome, reason = handle_minutes(app, mail, v, key, now, item.received_at, (cause, why))
