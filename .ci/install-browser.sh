@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install Debian's Chromium for the browser test (tests/test_browser.py): the
+# Install Debian's Chromium for the browser test (tests/e2e/test_browser.py): the
 # Prefect UI is opened in headless Chromium through Playwright (from PyPI),
 # pointed at /usr/bin/chromium, so Playwright downloads no browser of its own.
 # Idempotent. Run as root.

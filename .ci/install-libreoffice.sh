@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Install LibreOffice Writer (headless conversions for tests/test_protocol_libreoffice.py) and
-# Debian's Python UNO bridge (tests/lo_host.py plays hosts in LibreOffice for
-# tests/test_libreoffice_hosts.py). Idempotent. Needs root (CI runs as root).
+# Install LibreOffice Writer (headless conversions for tests/e2e/test_protocol_libreoffice.py) and
+# Debian's Python UNO bridge (tests/support/lo_host.py plays hosts in LibreOffice for
+# tests/e2e/test_libreoffice_hosts.py). Idempotent. Needs root (CI runs as root).
 set -euo pipefail
 need=()
 command -v soffice >/dev/null 2>&1 || need+=(libreoffice-writer)

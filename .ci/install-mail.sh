@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Install Dovecot (IMAP + LMTP) and Postfix for the real-server mail tests.
+# Install Dovecot (IMAP + LMTP) and Postfix for the real-server mail tests, and
+# OpenDKIM + OpenDMARC for the reference MX (tests/support/reference_mx.py).
 #
 # Idempotent. The tests start private, unprivileged instances from a temp dir
-# (tests/mailserver.py); no system dovecot/postfix instance is configured,
-# started or needed. Run as root.
+# (tests/support/mailserver.py, tests/support/reference_mx.py); no system dovecot, postfix,
+# opendkim or opendmarc instance is configured, started or needed. Run as root.
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
 
 need=()
-for bin in /usr/sbin/dovecot /usr/sbin/postfix /usr/lib/dovecot/imap /usr/lib/dovecot/lmtp; do
+for bin in /usr/sbin/dovecot /usr/sbin/postfix /usr/lib/dovecot/imap /usr/lib/dovecot/lmtp \
+           /usr/sbin/opendkim /usr/sbin/opendmarc; do
   [ -x "$bin" ] || need+=("$bin")
 done
 
@@ -31,9 +33,10 @@ if [ "${#need[@]}" -gt 0 ]; then
      || [ "${KCG_APT_UPDATE:-0}" = 1 ]; then
     apt-get update -q
   fi
-  if ! apt-get install -y -q --no-install-recommends dovecot-imapd dovecot-lmtpd postfix; then
+  pkgs=(dovecot-imapd dovecot-lmtpd postfix opendkim opendmarc)
+  if ! apt-get install -y -q --no-install-recommends "${pkgs[@]}"; then
     apt-get update -q
-    apt-get install -y -q --no-install-recommends dovecot-imapd dovecot-lmtpd postfix
+    apt-get install -y -q --no-install-recommends "${pkgs[@]}"
   fi
 
   if [ "$created_policy" = 1 ]; then rm -f "$policy"; fi
@@ -41,7 +44,7 @@ fi
 
 # Make sure no system instance is running (the package scripts may have tried).
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-  systemctl disable --now dovecot.service postfix.service >/dev/null 2>&1 || true
+  systemctl disable --now dovecot.service postfix.service opendkim.service opendmarc.service >/dev/null 2>&1 || true
 fi
 if [ -f /run/dovecot/master.pid ]; then
   kill "$(cat /run/dovecot/master.pid)" 2>/dev/null || true
@@ -52,4 +55,4 @@ fi
 
 /usr/sbin/dovecot --version
 /usr/sbin/postconf -d mail_version 2>/dev/null || true
-echo "install-mail: dovecot + postfix ready (no system instance running)"
+echo "install-mail: dovecot + postfix + opendkim + opendmarc ready (no system instance running)"

@@ -47,7 +47,7 @@ def median(values: list[float]) -> float:
 def mail_server_module():
     if str(TESTS) not in sys.path:
         sys.path.insert(0, str(TESTS))
-    import mailserver  # tests/mailserver.py: real Dovecot + Postfix in a temp dir
+    from support import mailserver  # tests/support/mailserver.py: real Dovecot + Postfix in a temp dir
 
     return mailserver
 
@@ -124,7 +124,7 @@ def server_config(dst: Path) -> tuple[Path, dict[str, str]]:
     every distribution. Returns the config dir and the mail users to create."""
     import shutil
 
-    from kcg_mail.config import load_config
+    from kcg_mail.config_loader import load_config
 
     dst = Path(dst)
     if dst.exists():
@@ -148,7 +148,7 @@ def result_line(name: str, data: dict) -> None:
 
 
 def start_server(users: dict[str, str]):
-    """The real Dovecot + Postfix of tests/mailserver.py (a context manager)."""
+    """The real Dovecot + Postfix of tests/support/mailserver.py (a context manager)."""
     ms = mail_server_module()
     reason = ms.available()
     if reason:

@@ -35,7 +35,7 @@ TZ = ZoneInfo("Europe/Stockholm")
 
 
 def varied_configs(n: int):
-    from kcg_mail.config import load_config
+    from kcg_mail.config_loader import load_config
 
     cfg = load_config(CONFIG_DIR, environ={})
     plan = next(p for p in cfg.plans if p.year == 2023)

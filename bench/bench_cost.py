@@ -2,7 +2,7 @@
 
     python bench/bench_cost.py [--idle 60] [--days 30] [--keep-days 60]
 
-The install as the README runs it (tests/serve_harness.py): ``prefect server
+The install as the README runs it (tests/support/serve_harness.py): ``prefect server
 start --host 127.0.0.1`` with the retention settings the README gives
 (``PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED=events,orphans``, events kept 7
 days), ``kcg serve`` with the SMTP/IMAP transport on a private Dovecot +
@@ -205,11 +205,11 @@ def answer_needs(stack, config_dir: Path, day: date) -> int:
     """The members answer the needs mail in their INBOX, each from their own address (SMTP submission)."""
     from email import message_from_bytes, policy
 
-    from helpers import trusted_authserv_id
+    from support.helpers import trusted_authserv_id
 
-    from kcg_mail.config import load_config
+    from kcg_mail.config_loader import load_config
     from kcg_mail.entrypoints.demo import stamp_authentication
-    from kcg_mail.entrypoints.demo_planning import at, needs_text, reply_to, suggestions_of
+    from kcg_mail.entrypoints.demo_round import at, needs_text, reply_to, suggestions_of
 
     cfg = load_config(config_dir)
     sent = 0
@@ -253,8 +253,8 @@ def main() -> int:
     ap.add_argument("--keep-days", type=int, default=60, help="housekeeping's keep_days")
     args = ap.parse_args()
 
-    from prefect_server import prefect_server
-    from serve_harness import serve_stack
+    from support.prefect_server import prefect_server
+    from support.serve_harness import serve_stack
 
     tmp = Path(tempfile.mkdtemp(prefix="kcg-bench-cost-"))
     print(machine())

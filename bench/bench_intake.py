@@ -4,7 +4,7 @@
 
 Both transports, real storage, the real run_intake:
 
-* IMAP (real Dovecot + Postfix from tests/mailserver.py): the old messages sit
+* IMAP (real Dovecot + Postfix from tests/support/mailserver.py): the old messages sit
   in INBOX *below the cursor UID* (the state record's ``mail:cursor`` says
   they were read); they are written into the mailbox's Maildir and indexed by
   Dovecot before timing. Each mailbox size has its own mail user, and the

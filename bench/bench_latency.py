@@ -6,7 +6,7 @@ this one calls the intake in-process with no Prefect at all: a floor.
     python bench/bench_latency.py [-n 50] [--poll 60] [--seed 1]
 
 Real servers: a private Dovecot (IMAP, LMTP) and Postfix (submission) from
-tests/mailserver.py; a network config whose addresses all live on that server.
+tests/support/mailserver.py; a network config whose addresses all live on that server.
 The push side is MEASURED end to end: the listener (kcg_mail.entrypoints.listener, IMAP
 IDLE on its own connection) runs the real intake (run_intake under the intake
 lock) in-process for each wake-up. For each of ``n`` replies (each a new

@@ -3,7 +3,7 @@
     python bench/bench_parse.py [-r 5]
 
 Prints the median time per pass over the corpus and per message. (This was a
-wall-clock assertion in tests/test_inbound.py; speed lives here, not in tests.)
+wall-clock assertion in tests/core/test_inbound.py; speed lives here, not in tests.)
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def main() -> int:
     ap.add_argument("-r", "--repeat", type=int, default=5)
     args = ap.parse_args()
     sys.path.insert(0, str(TESTS))
-    from test_inbound import CTX  # the corpus' match context
+    from support.corpus import CTX  # the corpus' match context
 
     from kcg_mail.core.inbound import classify, parse
 

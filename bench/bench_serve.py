@@ -2,7 +2,7 @@
 
     python bench/bench_serve.py [-n 50] [--poll-n 30] [--shortcut-n 50] [--faults 3] [--seed 1]
 
-One run, one set of real servers (tests/serve_harness.py): a private Dovecot +
+One run, one set of real servers (tests/support/serve_harness.py): a private Dovecot +
 Postfix, a real ``prefect server``, and ``kcg serve`` as a subprocess with the
 SMTP/IMAP transport and Prefect's default runner settings. Each reply is a new
 version of one meeting's minutes, submitted by the host through SMTP
@@ -52,8 +52,8 @@ sys.path.insert(0, str(HERE))
 
 from _common import MAILBOX, machine, pct, replies  # noqa: E402
 
-POLL_SERVE = ("import sys; sys.path.insert(0, '.'); from flows.serve import serve_all; "
-              "serve_all(sys.argv[1], sys.argv[2], intake_cron='* * * * *')")
+POLL_SERVE = ("import sys; sys.path.insert(0, '.'); from flows.serve import build_runner, run_runner; "
+              "run_runner(*build_runner(sys.argv[1], sys.argv[2], 'KCG', '* * * * *'))")
 
 
 class Watcher:
@@ -75,7 +75,7 @@ class Watcher:
             self.seen.add(p.name)
             if b":distribute:members:" not in raw:
                 continue
-            from serve_harness import Delivered, delivered_at
+            from support.serve_harness import Delivered, delivered_at
 
             text = Delivered(p, 0.0, raw).text()
             for line in text.splitlines():
@@ -241,7 +241,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
 
-    from serve_harness import host_and_member, serve_stack
+    from support.serve_harness import host_and_member, serve_stack
 
     rng = random.Random(args.seed)
     tmp = Path(tempfile.mkdtemp(prefix="kcg-bench-serve-"))

@@ -31,7 +31,7 @@ def _name() -> str:
 
 
 def _between_meetings(app: App, now: datetime) -> list[str]:
-    """Issue 18: the coordinator's view of open decisions and project groups (own artifact);
+    """Between meetings: the coordinator's view of open decisions and project groups (own artifact);
     returns the project groups waiting for approval, for the run summary."""
     from prefect import runtime
     from prefect.artifacts import create_markdown_artifact

@@ -120,7 +120,7 @@ def housekeeping_flow(keep_days: int = retention.KEEP_DAYS, now: str | None = No
     """
     import re
 
-    from kcg_mail.config import load_config
+    from kcg_mail.config_loader import load_config
 
     _, config_dir = workdir_and_config(workdir, config_dir)
     short = load_config(config_dir).network.short

@@ -8,19 +8,11 @@ from prefect import flow, get_run_logger, task
 
 from flows.common import TASK_OPTS, alert_on_failure, as_input, make_app, publish, rename_run, untagged_tasks, when
 from kcg_mail.core.inbound import MatchContext
+from kcg_mail.core.inbound.outcome import label_of
 from kcg_mail.ports import IncomingMessage
 from kcg_mail.services.app import App
 from kcg_mail.services.intake import Handled, _handle_one, run_intake
 from kcg_mail.services.lock import IntakeBusy, intake_lock, lock_dir
-
-LABELS = {"minutes": "protokoll", "calendar_response": "kalendersvar", "automatic": "autosvar",
-          "bad_minutes": "felaktiga", "no_minutes": "utan protokoll", "not_allowed": "ej behöriga",
-          "unmatched": "okända", "duplicate": "dubbletter", "held": "väntar på godkännande",
-          "discarded": "ej godtagna", "late_copy": "sena kopior", "too_large": "för stora",
-          # the planning round (issue 17)
-          "planning_needs": "förslag", "planning_ballot": "röster", "planning_ballot_late": "sena röster",
-          "planning_needs_invalid": "oläsliga förslag", "planning_ballot_invalid": "ogiltiga röster",
-          "approved": "godkända"}
 
 
 @task(name="message", task_run_name="message {item.ref}", **TASK_OPTS)
@@ -59,9 +51,9 @@ def intake_flow(now: str | None = None, workdir: str = "var", config_dir: str | 
         counts: dict[str, int] = {}
         for h in report.handled:
             counts[h.outcome] = counts.get(h.outcome, 0) + 1
-        name = "intag: " + (", ".join(f"{n} {LABELS.get(k, k)}" for k, n in counts.items()) or "inget nytt")
+        name = "intag: " + (", ".join(f"{n} {label_of(k)}" for k, n in counts.items()) or "inget nytt")
         rename_run(name)
-        lines = [f"{h.meeting_id or '–'}: {LABELS.get(h.outcome, h.outcome)} från {h.sender} – {h.reason}" for h in report.handled]
+        lines = [f"{h.meeting_id or '–'}: {label_of(h.outcome)} från {h.sender} – {h.reason}" for h in report.handled]
         from kcg_mail.services.approval import pending
 
         held = [f"Väntar på godkännande: {p.line()}" for p in pending(app)]

@@ -7,9 +7,11 @@
 - ``kcg-refile``: file a quarantined message anyway, as the minutes of a meeting;
 - ``kcg-confirm-date``: confirm a tentative date (the study trip's): written
   into the plan file, the daily run then sends the invitation;
-- ``kcg-approve`` / ``kcg-reject``: a reply held for approval (issue 13; the
+- ``kcg-approve`` / ``kcg-reject``: a reply held for approval (the
   logic is ``kcg_mail.services.approval``).
-- ``kcg-start-project``: approve a "Projektgrupp: …" decision (issue 18);
+- ``kcg-start-project``: approve a "Projektgrupp: …" decision;
+- ``kcg-preview``: every mail a month will send, per reader, as it will look
+  (``kcg_mail.services.preview``), as a markdown artifact; nothing is sent.
 
 The forms: every parameter has a Swedish title and description
 (``json_schema_extra`` overrides the title Prefect takes from the name) and
@@ -36,7 +38,7 @@ from prefect import flow, runtime
 from prefect.artifacts import create_markdown_artifact
 from pydantic import Field
 
-from flows.common import make_app, pretend_today, publish_overview, rename_run, when
+from flows.common import make_app, pretend_today, publish_overview, rename_run, when, workdir_and_config
 from kcg_mail.services.app import App
 from kcg_mail.services.status import artifact_slug
 
@@ -151,7 +153,7 @@ def confirm_date(
 
 
 def _approval(verb: Literal["approve", "reject"], ref: str) -> dict:
-    from kcg_mail.services import approval  # issue 13: held replies
+    from kcg_mail.services import approval  # held replies
 
     with _app_and_now() as (app, _):
         out = getattr(approval, verb)(app, ref)
@@ -186,3 +188,26 @@ def start_project(
         _publish(app, started.markdown(), f"Projektgrupp {started.group.name}", f"startade projektgrupp {started.group.name}")
         return {"name": started.group.name, "slug": started.group.slug, "lead": started.group.lead,
                 "created": started.created}
+
+
+@flow(name="kcg-preview", flow_run_name="förhandsvisa {month}", log_prints=False)
+def preview(month: str = _field("Månad", "Månaden att förhandsvisa, t.ex. 2024-02. Inget skickas.",
+                                "")) -> dict:
+    """Show every mail ``month`` will send (this month when empty), per reader;
+    a dry run on a copy of the state record, nothing is sent."""
+    from kcg_mail.bootstrap import dry_run_app
+    from kcg_mail.services.preview import Preview, dry_run, month_bounds, render_markdown
+
+    workdir, config_dir = workdir_and_config(None, None)
+    with make_app() as app:
+        month = month or (pretend_today() or when(app, None).date().isoformat())[:7]
+        first, last = month_bounds(month)
+        with dry_run_app(workdir, config_dir) as (scratch, sent):
+            mails = dry_run(scratch, first, last, sent)
+        p = Preview(f"Förhandsvisning {month}", "Så här ser månadens utskick ut om inget annat händer "
+                    "(svar från värdar, som utskicket av protokollet, syns inte här).", mails)
+        rename_run(f"förhandsvisning {month}: {len(mails)} utskick")
+        if runtime.flow_run.id:
+            create_markdown_artifact(markdown=render_markdown(p), key=f"{artifact_slug(app)}-forhandsvisning",
+                                     description=f"Förhandsvisning av utskicken {month}")
+        return {"month": month, "mails": len(mails)}

@@ -52,7 +52,7 @@ HIDDEN = ("workdir", "config_dir", "date", "now", "skip_if_busy")
 
 def daily_cron(config_dir: str | None) -> tuple[str, str]:
     """(cron, time zone) of the daily run: ``meetings.yaml`` send_at (default 07:00) and timezone."""
-    from kcg_mail.config import load_config
+    from kcg_mail.config_loader import load_config
 
     try:
         rules = load_config(config_dir).meetings
@@ -89,7 +89,7 @@ def deployments(workdir: str, config_dir: str | None, short: str, intake_cron: s
     from flows.daily import daily_flow
     from flows.housekeeping import housekeeping_flow
     from flows.intake import intake_flow
-    from flows.planning import planning_publish, planning_start, planning_tick
+    from flows.round import planning_publish, planning_start, planning_tick
 
     params = {"workdir": workdir, "config_dir": config_dir}
     cron, tz = daily_cron(config_dir)
@@ -102,7 +102,7 @@ def deployments(workdir: str, config_dir: str | None, short: str, intake_cron: s
                                   parameters={**params, "skip_if_busy": True},
                                   concurrency_limit=enqueue, tags=run_tags(short, "intake"),
                                   description="Läser nya svar: arkiverar och skickar ut protokoll, karantän för resten."),
-        # the yearly planning round (issue 17): started and published by hand, looked after daily
+        # the yearly planning round: started and published by hand, looked after daily
         planning_start.to_deployment(name=short, parameters=params, concurrency_limit=enqueue,
                                      tags=run_tags(short, "planning"),
                                      description="Starta årets planeringsrunda: behovsutskick till alla medlemmar."),
@@ -123,7 +123,8 @@ def deployments(workdir: str, config_dir: str | None, short: str, intake_cron: s
                      (manual.confirm_date, "Bekräfta ett preliminärt datum (t.ex. studieresans)."),
                      (manual.approve_reply, "Godkänn ett svar som väntar på godkännande."),
                      (manual.start_project, "Starta en projektgrupp som protokollet föreslår (godkännande)."),
-                     (manual.reject_reply, "Avvisa ett svar som väntar på godkännande.")):
+                     (manual.reject_reply, "Avvisa ett svar som väntar på godkännande."),
+                     (manual.preview, "Förhandsvisa en månads utskick per mottagare (inget skickas).")):
         deps.append(fn.to_deployment(name=short, concurrency_limit=enqueue, tags=run_tags(short, "manual"),
                                      description=text))
     return [_hide(d) for d in deps]
@@ -226,7 +227,3 @@ def relay_early_stop(runner: Any, stop: threading.Event, timeout: float = 60.0) 
         runner.handle_sigterm()
 
     threading.Thread(target=relay, name="kcg-early-sigterm", daemon=True).start()
-
-
-def serve_all(workdir: str, config_dir: str | None, short: str = "KCG", intake_cron: str = INTAKE_CRON) -> None:
-    run_runner(*build_runner(workdir, config_dir, short, intake_cron))

@@ -7,11 +7,13 @@ local folder ``<workdir>/dropbox`` and SQLite ``<workdir>/state.sqlite``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from kcg_mail.config import Config, ConfigError, load_config
+from kcg_mail.config_loader import Config, ConfigError, load_config
 from kcg_mail.ports import Archive, MailTransport
 from kcg_mail.secrets import install_log_filter, reply_secret, require
 from kcg_mail.services.app import App
@@ -121,12 +123,6 @@ def make_archive(cfg: Config, workdir: Path) -> Archive:
     )
 
 
-def make_renderer(templates_dir: Path):
-    from kcg_mail.documents.render import ProtocolRenderer
-
-    return ProtocolRenderer(templates_dir / "protocol.docx")
-
-
 @lru_cache(maxsize=8)
 def _checked_renderer(path: str, mtime_ns: int, size: int):
     """Parse and check a template once per version of the file: a process that
@@ -217,3 +213,35 @@ def alert_app(workdir: str | Path, config_dir: str | None) -> tuple[App, str | N
             raise
         note = f"Konfigurationen kunde inte läsas; larmet skickas med den senast fungerande kopian i {snap}."
         return bootstrap(workdir, snap), note
+
+
+@contextmanager
+def dry_run_app(workdir: Path | str, config_dir: Path | str | None = None) -> Iterator[tuple[App, Path]]:
+    """An App on a throw-away copy of ``workdir``'s state record, with the
+    embedded Maildir and a local archive in a temp folder, whatever the
+    configured transport (``kcg preview``); yields (app, its Maildir sent folder).
+    The real install is not touched: the state is copied with SQLite's backup
+    API (consistent while ``kcg serve`` writes it), the reply secret so that
+    Message-IDs and reply keys are those of the real run."""
+    import shutil
+    import sqlite3
+    import tempfile
+
+    from kcg_mail.adapters.local_archive import LocalFolderArchive
+    from kcg_mail.adapters.maildir import MaildirTransport
+    from kcg_mail.secrets import REPLY_SECRET_FILE
+
+    tmp = Path(tempfile.mkdtemp(prefix="kcg-dry-run-"))
+    try:
+        src = Path(workdir) / "state.sqlite"
+        if src.exists():
+            with sqlite3.connect(f"file:{src}?mode=ro", uri=True) as a, sqlite3.connect(tmp / "state.sqlite") as b:
+                a.backup(b)
+        if (Path(workdir) / REPLY_SECRET_FILE).exists():
+            shutil.copy2(Path(workdir) / REPLY_SECRET_FILE, tmp / REPLY_SECRET_FILE)
+        app = bootstrap(tmp, config_dir, mail=MaildirTransport(tmp / "mail"), archive=LocalFolderArchive(tmp / "dropbox"),
+                        guard_state=False)
+        with app:
+            yield app, tmp / "mail" / "sent"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

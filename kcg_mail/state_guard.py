@@ -1,4 +1,4 @@
-"""State that cannot silently reset (issue 13, item 4).
+"""State that cannot silently reset.
 
 A run must never start from an empty state record in a work directory that has
 already sent mail or filed minutes: every template, chase, escalation and

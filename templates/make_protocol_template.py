@@ -2,7 +2,7 @@
 
 Run ``python templates/make_protocol_template.py`` after changing this script and commit
 both files. The output is byte-for-byte reproducible (fixed zip timestamps and core
-properties), so ``tests/test_protocol.py`` can check that the committed binary matches.
+properties), so ``tests/core/test_protocol.py`` can check that the committed binary matches.
 
 The template uses docxtpl/Jinja syntax. Every Jinja tag sits inside a single run, so Word
 keeps it intact; the coordinator can open the file in Word and edit the wording freely.

@@ -1,6 +1,9 @@
 """Suite-wide settings and the rules no test can dodge. Fixtures live next to
-the tests that use them (tests/helpers.py, tests/mailserver.py,
-tests/prefect_server.py, fakes).
+the tests that use them and in tests/support/ (helpers, mailserver,
+prefect_server, the protocol fakes). The tests are in folders by kind:
+tests/core (the pure core and documents), tests/adapters (each adapter
+against its fake or real server), tests/e2e (the app, the flows, kcg serve,
+the browser, LibreOffice hosts).
 
 Rules (derived from the code, not from hand-kept lists):
 
@@ -8,7 +11,7 @@ Rules (derived from the code, not from hand-kept lists):
   helpers it imports, at any depth, module level or inside functions) reach
   into ``kcg_mail`` only through modules whose own imports, transitively, stay
   in ``kcg_mail.core``, ``kcg_mail.documents``, ``kcg_mail.ports`` (and the
-  config loader ``kcg_mail.config``, which imports only the core) and that
+  config loader ``kcg_mail.config_loader``, which imports only the core) and that
   import neither ``prefect`` nor ``flows``. ``./scripts/test.sh -m core`` runs
   in seconds.
 * ``server``: a test that uses a fixture which starts a real server (Dovecot /
@@ -38,13 +41,13 @@ os.environ.pop("PREFECT_API_URL", None)
 
 import pytest
 
-pytest_plugins = ["pytester"]
+pytest_plugins = ["pytester", "support.attacks.world"]  # the attack world's fixtures (prepared, feb)
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 
 #: kcg_mail packages a core test may reach (with everything they import).
-CORE_PACKAGES = ("kcg_mail.core", "kcg_mail.documents", "kcg_mail.ports", "kcg_mail.config")
+CORE_PACKAGES = ("kcg_mail.core", "kcg_mail.documents", "kcg_mail.ports", "kcg_mail.config_loader")
 #: Names that are never core, wherever they are imported from.
 NOT_CORE_TOP = {"prefect", "flows"}
 
@@ -113,8 +116,8 @@ def _module_name(path: Path) -> str:
     except ValueError:
         return path.stem
     parts = list(rel.with_suffix("").parts)
-    if parts and parts[0] == "tests":
-        return parts[-1]
+    if parts and parts[0] == "tests":  # tests/support/x.py is ``support.x``; a test module is its stem
+        return ".".join(parts[1:]) if parts[1:2] == ["support"] else parts[-1]
     if parts[-1] == "__init__":
         parts = parts[:-1]
     return ".".join(parts)
@@ -129,8 +132,12 @@ def _source_of(name: str) -> Path | None:
             if cand.is_file():
                 return cand
         return None
-    cand = TESTS / f"{name}.py"
-    return cand if "." not in name and cand.is_file() else None
+    if top == "support":  # the suite's shared helpers (tests/support/)
+        base = TESTS.joinpath(*name.split("."))
+        for cand in (base.with_suffix(".py"), base / "__init__.py"):
+            if cand.is_file():
+                return cand
+    return None
 
 
 @cache
@@ -216,10 +223,10 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def shipped_year(tmp_path_factory):
-    """A real run of the shipped plan on the embedded defaults (tests/real_run.py):
+    """A real run of the shipped plan on the embedded defaults (tests/support/real_run.py):
     (workdir, {key: SentMail}) read from the Maildir sent folder. Copy the
     workdir before changing it."""
-    from real_run import index_sent, run_shipped_year
+    from support.real_run import index_sent, run_shipped_year
 
     work = tmp_path_factory.mktemp("shipped-year") / "work"
     run_shipped_year(work)
@@ -227,7 +234,7 @@ def shipped_year(tmp_path_factory):
 
 
 if __name__ == "__main__":  # python tests/conftest.py: which modules are core, and why not
-    for p in sorted(TESTS.glob("test_*.py")):
+    for p in sorted(TESTS.rglob("test_*.py")):
         why = next((w for n in sorted(_imports(p)) if (w := _walk(n, frozenset({p.stem}))) is not None), None)
         print(f"{p.stem:32} {'core' if module_is_core(str(p)) else 'not core: ' + str(why)}")
     sys.exit(0)

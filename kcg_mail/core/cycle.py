@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from kcg_mail.core.config import LeadTimes
+from kcg_mail.core.config_model import LeadTimes
 from kcg_mail.core.plan import Meeting, add_working_days, is_working_day, working_day_on_or_after
 
 STEPS = ("brief_host", "invite", "remind_host", "send_template", "chase_host", "escalate")

@@ -31,9 +31,9 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Literal
 
-from kcg_mail.core.config import Person
+from kcg_mail.core.config_model import Person
 from kcg_mail.core.plan import MONTHS_SV, is_working_day
-from kcg_mail.core.projects_config import slug  # noqa: F401  (re-exported)
+from kcg_mail.core.projects_model import slug  # noqa: F401  (re-exported)
 
 State = Literal["öppen", "klar", "struken"]
 OPEN: State = "öppen"

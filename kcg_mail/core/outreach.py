@@ -1,4 +1,4 @@
-"""Small rules about what our own mails may carry (issue 13, item 5): the key that
+"""Small rules about what our own mails may carry: the key that
 makes one problem one alert a day, and which link a distribution may show."""
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ class MeetingFacts:
 
 @dataclass(frozen=True)
 class Held:
-    """A reply held for the coordinator's approval (issue 13)."""
+    """A reply held for the coordinator's approval."""
 
     ref: str
     sender: str

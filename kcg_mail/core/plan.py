@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
-from kcg_mail.core.config import Config, Person, PlannedMeeting
+from kcg_mail.core.config_model import Config, Person, PlannedMeeting
 from kcg_mail.core.naming import render_name, safe_path
 
 MONTHS_SV = ["januari", "februari", "mars", "april", "maj", "juni", "juli", "augusti",

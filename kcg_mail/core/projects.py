@@ -15,8 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from kcg_mail.core.plan import Meeting
-from kcg_mail.core.projects_config import ProjectGroup, Projects
+from kcg_mail.core.plan import MONTHS_SV, Meeting
+from kcg_mail.core.projects_model import ProjectGroup, Projects
 
 
 def cross_check(projects: Projects, member_ids: Iterable[str]) -> list[str]:
@@ -85,3 +85,33 @@ def status_text(body: str) -> str:
         lines = lines[1:]
     text = " ".join(lines)
     return text if len(text) <= MAX_STATUS_CHARS else text[: MAX_STATUS_CHARS - 1].rstrip() + "…"
+
+
+_NAMED_MEETING = re.compile(
+    r"\b(?:mötet|möte|träffen|månadsmötet)\s+i\s+(" + "|".join(MONTHS_SV) + r")\b", re.IGNORECASE)
+
+
+def stale_meeting_note(text: str, written: date, meetings: Sequence[Meeting], at: date) -> str | None:
+    """A status line written on ``written`` that names a month's meeting ("rapport på
+    mötet i oktober"), read again for a meeting on ``at``: the Swedish note that says
+    the named meeting no longer lies ahead (it has been held, or none took place that
+    month), or None when it still does (or the line names none). The month is the
+    first one of that name on or after the month the line was written."""
+    for found in _NAMED_MEETING.finditer(text):
+        name = found.group(1).lower()
+        month = MONTHS_SV.index(name) + 1
+        year = written.year if month >= written.month else written.year + 1
+        ym = f"{year}-{month:02d}"  # the plan's month of a meeting (a study trip "v 39" may fall in September)
+        held = [m for m in meetings if not m.tentative and m.month == ym]
+        if any(m.date >= at for m in held):
+            continue
+        if held:
+            return f"mötet i {name} har redan hållits; be gruppen om en ny lägesrapport"
+        if (year, month) < (at.year, at.month):
+            return f"inget möte hölls i {name}; be gruppen om en ny lägesrapport"
+        if any(m.tentative and m.month == ym for m in meetings):
+            return f"mötet i {name} har ännu inget bekräftat datum"
+        last = max((m.date for m in meetings), default=None)
+        if last is not None and (year, month) <= (last.year, last.month):  # beyond the plans: nothing to say yet
+            return f"det finns inget möte i {name} i årsplanen"
+    return None

@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from datetime import date
 
-from kcg_mail.core.config import Plan
+from kcg_mail.core.config_model import Plan
 
 #: the first month from which the next year's plan is asked for
 NEXT_PLAN_MONTH = 10

@@ -10,20 +10,22 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from kcg_mail.config import ConfigError
+from kcg_mail.config_loader import ConfigError
 from kcg_mail.entrypoints.cli_common import CONFIG, WORKDIR, _config, _run_flow, _state_ok, console, err  # noqa: F401
-from kcg_mail.entrypoints.cli_planning import _demo_planning, _draft_plan, _planning_status, planning_app
+from kcg_mail.entrypoints.cli_preview import demo_year_page, preview
+from kcg_mail.entrypoints.cli_round import _demo_planning, _draft_plan, _planning_status, planning_app
 from kcg_mail.entrypoints.cli_state import state_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="kcg-mail: the KCG meeting cycle, unattended.")
 app.add_typer(planning_app, name="planning")
 app.add_typer(state_app, name="state")
+app.command()(preview)
 
 
 @app.command()
 def plan(year: int | None = typer.Option(None, help="Only this plan year."),
          as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-         draft: bool = typer.Option(False, "--draft", help="Write a draft plan-YYYY.yaml for --year (issue 17)."),
+         draft: bool = typer.Option(False, "--draft", help="Write a draft plan-YYYY.yaml for --year."),
          out: Path | None = typer.Option(None, "--out", help="With --draft: where to write it."),
          workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """Print the year plan with resolved dates (or, with --draft, write next year's draft)."""
@@ -105,8 +107,8 @@ def demo(workdir: Path = typer.Option(Path("var/demo"), "--workdir", "-w"), conf
             import flows.daily  # noqa: F401
             import flows.intake  # noqa: F401
             import flows.manual  # noqa: F401
-            import flows.planning  # noqa: F401
-            from kcg_mail.entrypoints import demo, demo_planning  # noqa: F401
+            import flows.round  # noqa: F401
+            from kcg_mail.entrypoints import demo, demo_round  # noqa: F401
 
     with contextlib.ExitStack() as stack:  # one Prefect server and client for the year and the round
         def year():
@@ -129,6 +131,7 @@ def demo(workdir: Path = typer.Option(Path("var/demo"), "--workdir", "-w"), conf
         _status_table(workdir, config)
         if planning:
             _planning_status(workdir, config)
+        demo_year_page(workdir, config)
     new = result.sent_after - result.sent_before
     console.print(f"{result.flow_runs} flow runs, {new} new mails ({result.sent_after} in {workdir}/mail/sent), "
                   f"{result.seconds:.1f} s. Archive: {workdir}/dropbox, state: {workdir}/state.sqlite")
@@ -179,7 +182,7 @@ def status(workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     _between_meetings_section(workdir, config)
 
 
-# ------------------------------------------------ issue 18: between meetings
+# ------------------------------------------------ between meetings
 
 
 def _between_meetings_section(workdir: Path, config: Path | None) -> None:
@@ -248,7 +251,7 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
 
     for item in missing_plan_items(plan_years(cfg.plans), date_cls.today(), True):
         console.print(f"[yellow]![/] {item}", highlight=False, soft_wrap=True)
-    from kcg_mail.config import load_planning  # the planning round (issue 17)
+    from kcg_mail.config_loader import load_planning  # the planning round
 
     try:
         ps = load_planning(config)
@@ -258,7 +261,7 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
         ok = False
         for p in exc.problems:
             console.print(f"[red]✗[/] {p}", highlight=False, markup=False)
-    from kcg_mail.services.planning_status import template_problems
+    from kcg_mail.services.round_status import template_problems
 
     for p in template_problems(Composer(cfg)):
         ok = False
@@ -306,7 +309,7 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
     raise typer.Exit(0 if ok else 1)
 
 
-# ------------------------------------------------------------ held mail (issue 13)
+# ------------------------------------------------------------ held mail
 
 
 @app.command()

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from kcg_mail.config import ConfigError, load_config
+from kcg_mail.config_loader import ConfigError, load_config
 
 console = Console() if sys.stdout.isatty() else Console(width=130)
 err = Console(stderr=True)

@@ -1,4 +1,4 @@
-"""``kcg state backups|restore|rebuild``: the state record (issue 13, item 4)."""
+"""``kcg state backups|restore|rebuild``: the state record."""
 
 from __future__ import annotations
 

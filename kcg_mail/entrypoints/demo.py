@@ -28,7 +28,7 @@ DEMO_DECISIONS = [
     ("Dela goda exempel i Dropbox-mappen före nästa möte", "Alla", "{next}"),
 ]
 
-# Between meetings (issue 18): February gets a decision due before March's meeting
+# Between meetings: February gets a decision due before March's meeting
 # (its owner is reminded), April starts a project group (approved by the
 # coordinator), and the group's lead reports back before September's meeting.
 DEMO_EXTRA = {

@@ -83,7 +83,7 @@ class Phases:
         import flows.daily
         import flows.intake
         import flows.manual
-        import flows.planning
+        import flows.round
         from kcg_mail.adapters.local_archive import LocalFolderArchive
         from kcg_mail.adapters.maildir import MaildirTransport
         from kcg_mail.documents.render import ProtocolRenderer
@@ -93,7 +93,7 @@ class Phases:
         patches += [(ProtocolRenderer, "render", "word"), (Composer, "render", "mail texts")]
         patches += [(MaildirTransport, n, "mail") for n in ("send", "send_invitation", "fetch_new", "move", "deliver")]
         patches += [(LocalFolderArchive, n, "archive") for n in ("store", "read", "list", "shared_link")]
-        for mod in (flows.daily, flows.intake, flows.manual, flows.planning):
+        for mod in (flows.daily, flows.intake, flows.manual, flows.round):
             for obj in vars(mod).values():
                 if isinstance(obj, Flow):
                     patches.append((obj, "fn", "flow body"))

@@ -72,10 +72,6 @@ def locked_intake(app: Any, now: Any, workdir: Path | str | None = None, **kw: A
 # --------------------------------------------------------------------------- sources
 
 
-class SourceUnavailable(Exception):
-    """The source cannot wait right now (connection lost, server down)."""
-
-
 class MailSource(Protocol):
     name: str
 

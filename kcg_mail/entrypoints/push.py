@@ -214,7 +214,7 @@ def run_listener(workdir: str | Path, config_dir: str | Path | None = None,
     up (a flow run started in the listener's thread while the runner started
     hung there once).
     """
-    from kcg_mail.config import load_config
+    from kcg_mail.config_loader import load_config
     from kcg_mail.entrypoints.listener import RECONNECT_MAX
 
     workdir = str(Path(workdir).resolve())

@@ -25,7 +25,7 @@ from functools import partial
 from typing import Any
 
 from kcg_mail.core import replykey
-from kcg_mail.core.config import Config
+from kcg_mail.core.config_model import Config
 from kcg_mail.core.cycle import InvitationSnapshot, MeetingState
 from kcg_mail.core.plan import Meeting, resolve_plan
 from kcg_mail.ports import Archive, Invitation, MailTransport, OutgoingMessage, StateStore
@@ -169,7 +169,7 @@ class App:
 
     def meeting_extras(self, meeting_id: str) -> dict[str, Any]:
         """Context for a meeting's mails: the workshop groups of the physical
-        meeting, when the planning round divided them (services/planning.py)."""
+        meeting, when the planning round divided them (services/round.py)."""
         raw = self.state.get(f"planning:groups:{meeting_id}")
         return {"workshop_groups": json.loads(raw)} if raw else {}
 

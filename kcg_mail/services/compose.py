@@ -22,9 +22,9 @@ from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
 from kcg_mail.core import ical
-from kcg_mail.core.config import Config, Person
+from kcg_mail.core.config_model import Config, Person
 from kcg_mail.core.cycle import location_of
-from kcg_mail.core.plan import Meeting, date_text, next_meeting
+from kcg_mail.core.plan import Meeting, next_meeting
 from kcg_mail.ports import Address, Attachment, Invitation, OutgoingMessage
 
 DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -205,7 +205,3 @@ class Composer:
 def meeting_uid(cfg: Config, meeting_id: str) -> str:
     domain = cfg.network.mailbox.email.rpartition("@")[2]
     return f"{cfg.network.short.lower()}-{meeting_id}@{domain}"
-
-
-def date_sv(d) -> str:
-    return date_text(d)

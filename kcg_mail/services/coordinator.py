@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
-from kcg_mail.core.plan_edit import PlanEditProblem
-from kcg_mail.core.plan_edit import confirm_date as edit_date
+from kcg_mail.config_edit import PlanEditProblem
+from kcg_mail.config_edit import confirm_date as edit_date
 from kcg_mail.services.app import App
 from kcg_mail.services.manual import ManualProblem
 
@@ -28,7 +28,7 @@ class Confirmed:
 
 def confirm_meeting_date(app: App, meeting_id: str, when: date, today: date) -> Confirmed:
     """Write the confirmed date into the plan file; the file must still load."""
-    from kcg_mail.config import ConfigError, load_config
+    from kcg_mail.config_loader import ConfigError, load_config
 
     m = app.meeting(meeting_id)
     if m is None:

@@ -31,7 +31,7 @@ class DailyReport:
     now: str
     results: list[StepResult] = field(default_factory=list)
     skipped: list[StepResult] = field(default_factory=list)
-    #: issue 18: decision reminders, project status requests, calendar feed
+    #: between meetings: decision reminders, project status requests, calendar feed
     between: list[StepResult] = field(default_factory=list)
 
     @property
@@ -62,7 +62,7 @@ def protocol_context(app: App, m: Meeting) -> dict:
 
 
 def _followup_context(app: App, m: Meeting) -> dict:
-    from kcg_mail.services.followup import followup_context  # issue 18: open decisions, project groups
+    from kcg_mail.services.followup import followup_context  # open decisions, project groups
 
     return followup_context(app, m)
 
@@ -235,7 +235,7 @@ def run_daily(app: App, now: datetime, run_step: Callable[[App, Due, datetime], 
 
 
 def _between_meetings(app: App, now: datetime) -> list[StepResult]:
-    """Issue 18: decision reminders, project status requests, the calendar feed."""
+    """Between meetings: decision reminders, project status requests, the calendar feed."""
     from kcg_mail.services.followup import run_followups
 
     return [StepResult(what.split(" ")[1] if " " in what else "-", what.split(" ")[0], outcome, what)

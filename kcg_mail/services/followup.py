@@ -18,15 +18,19 @@ daily run.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from kcg_mail.core import decisions as rules
 from kcg_mail.core.decisions import Decision, Mark
+from kcg_mail.core.inbound.outcome import Outcome
+from kcg_mail.core.inbound.verdict import StatusRequestRef
 from kcg_mail.core.plan import Meeting, date_text
-from kcg_mail.core.projects import status_requests_due, status_text
-from kcg_mail.core.projects_config import ProjectGroup
+from kcg_mail.core.projects import stale_meeting_note, status_requests_due, status_text
+from kcg_mail.core.projects_model import ProjectGroup
+from kcg_mail.ports import ActionRecord
 from kcg_mail.services.app import App
 from kcg_mail.services.compose import person_ctx
 
@@ -92,8 +96,12 @@ def followup_context(app: App, m: Meeting) -> dict[str, Any]:
             continue
         last = latest_status(app, g, before=m.date)
         lead = people.get(g.lead)
+        status = last["text"] if last else ""
+        if last:  # a line that promises a report "på mötet i oktober" must not outlive October
+            note = stale_meeting_note(status, date.fromisoformat(last["at"][:10]), app.meetings, m.date)
+            status = f"{status} (Obs: {note}.)" if note else status
         projects.append({"name": g.name, "lead": lead.name if lead else g.lead,
-                         "status": last["text"] if last else "", "when": last["at"][:10] if last else ""})
+                         "status": status, "when": last["at"][:10] if last else ""})
     return {"point": report_back_point(list(app.cfg.meetings.agenda)), "decisions": decisions, "projects": projects}
 
 
@@ -244,45 +252,35 @@ def send_status_requests(app: App, now: datetime) -> list[tuple[str, str]]:
     return out
 
 
-#: verdict kinds a status reply may have been given by the intake's classifier
-#: (a reply without minutes from a member); anything else (automatic replies,
-#: calendar responses, failed sender checks) is left to the intake as it is.
-def status_request_of(app: App, mail: Any) -> Any:
-    """The status request (its action record) this mail replies to, or None."""
-    wanted = [mail.in_reply_to, *reversed(mail.references)]
-    wanted = {w.strip("<>").lower() for w in wanted if w}
-    if not wanted:
-        return None
-    return next((r for r in app.state.actions() if r.action == "project_status_request" and r.status == "done"
-                 and str(r.detail.get("message_id", "")).strip("<>").lower() in wanted), None)
+def request_ids(actions: Iterable[ActionRecord]) -> dict[str, StatusRequestRef]:
+    """Our project groups' status requests by Message-ID, for the intake's classifier."""
+    return {str(r.detail["message_id"]): StatusRequestRef(r.key, r.meeting_id) for r in actions
+            if r.action == "project_status_request" and r.status == "done" and r.detail.get("message_id")}
 
 
-def status_reply(app: App, mail: Any, now: datetime) -> tuple[str, str] | None:
-    """A reply to a status request: stored as the group's status when it comes from the
-    group's lead or a member; quarantined otherwise. None: not a status reply.
+def status_reply(app: App, mail: Any, rec: StatusRequestRef, now: datetime) -> tuple[Outcome, str]:
+    """A reply to a status request (``rec``): stored as the group's status when it comes
+    from the group's lead or a member; quarantined otherwise.
 
     The intake routes it here only after the trust rules passed (one From mailbox,
     authenticated by our receiving server, a member of the network)."""
-    rec = status_request_of(app, mail)
-    if rec is None:
-        return None
     slug = rec.key.split(":project_status_request:")[1].split(":")[0]
     g = next((x for x in groups(app) if x.slug == slug), None)
     if g is None:
-        return "unmatched", f"svar om projektgruppen {slug}, som inte längre finns"
+        return Outcome.UNMATCHED, f"svar om projektgruppen {slug}, som inte längre finns"
     emails = {p.email for p in app.cfg.network.members if p.id in g.everyone}
     if mail.sender not in emails:
-        return "not_allowed", f"status för {g.name} från {mail.sender}, som inte är med i gruppen"
+        return Outcome.NOT_ALLOWED, f"status för {g.name} från {mail.sender}, som inte är med i gruppen"
     text = status_text(mail.text)
     if not text:
-        return "unmatched", f"svar om {g.name} utan någon statustext"
+        return Outcome.UNMATCHED, f"svar om {g.name} utan någon statustext"
     entries = statuses(app, g)
     entry = {"meeting_id": rec.meeting_id or "", "text": text, "sender": mail.sender,
              "at": (mail.date or now).date().isoformat() if (mail.date or now) else ""}
     if entry not in entries:
         entries.append(entry)
         app.state.put(f"project_status:{g.slug}", json.dumps(entries, ensure_ascii=False))
-    return "project_status", f"status för projektgruppen {g.name}: {text[:80]}"
+    return Outcome.PROJECT_STATUS, f"status för projektgruppen {g.name}: {text[:80]}"
 
 
 # ------------------------------------------------------------------ daily

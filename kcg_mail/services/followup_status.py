@@ -1,4 +1,4 @@
-"""The coordinator's view of what happens between meetings (issue 18): open
+"""The coordinator's view of what happens between meetings: open
 decisions per owner, project groups with their last status, and the
 "Projektgrupp:" decisions waiting for approval. Read-only; used by
 ``kcg status`` (a section of its own) and can be added to the Prefect

@@ -7,9 +7,9 @@ For each new message (one bad message never stops the rest):
    rule chain (``inbound.rules.decide``) whether we may act on it: mail not
    proven to come from an allowed filer is held for the coordinator
    (``kcg_mail.services.approval``) or discarded without an answer;
-3. one small handler per kind does what that kind needs, through the state
-   record (filing and distribution are idempotent, keyed by content hash and
-   version);
+3. one small handler per kind (``HANDLERS``) does what that kind needs,
+   through the state record (filing and distribution are idempotent, keyed by
+   content hash and version);
 4. the message is recorded ``done`` and only then moved out of the inbox.
 
 A crash anywhere leaves the message in the inbox; the rerun repeats the
@@ -30,20 +30,17 @@ from datetime import datetime
 
 from kcg_mail.core import inbound
 from kcg_mail.core.inbound import rules
+from kcg_mail.core.inbound.outcome import Outcome, folder_of
 from kcg_mail.core.plan import Meeting, archive_folder, protocol_filename
 from kcg_mail.ports import Attachment, FilingRecord, IncomingMessage, MessageRecord
+from kcg_mail.services import followup
+from kcg_mail.services import round as planning_round
 from kcg_mail.services.app import App
 from kcg_mail.services.compose import person_ctx
 from kcg_mail.services.lock import intake_lock, lock_dir
 
 log = logging.getLogger(__name__)
 
-FOLDER = {"minutes": "processed", "duplicate": "processed", "calendar_response": "processed",
-          "automatic": "processed", "own": "processed", "late_copy": "processed",
-          # the planning round (issue 17): answered either way
-          "planning_needs": "processed", "planning_ballot": "processed", "planning_ballot_late": "processed",
-          "planning_needs_invalid": "processed", "planning_ballot_invalid": "processed",
-          "project_status": "processed"}  # else: quarantine
 MIME_BY_KIND = {"docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
                 "pdf": "application/pdf", "odt": "application/vnd.oasis.opendocument.text"}
 
@@ -84,9 +81,10 @@ def match_context(app: App, now: datetime) -> inbound.MatchContext:
         )
         for m in app.meetings
     )
+    actions = app.state.actions()
     sent_ids = {
         r.detail["message_id"]: r.meeting_id
-        for r in app.state.actions()
+        for r in actions
         if r.meeting_id and r.detail.get("message_id") and r.status == "done"
     }
     trust = app.cfg.transport.inbound
@@ -95,7 +93,9 @@ def match_context(app: App, now: datetime) -> inbound.MatchContext:
         members=frozenset(p.email for p in net.members),
         own_addresses=frozenset({net.mailbox.email}), today=now.date(), tag=net.short,
         trusted_authserv_ids=frozenset(trust.trusted_authserv_ids), reply_secret=app.reply_secret,
+        dmarc_pass_without_header_from=frozenset(trust.dmarc_pass_without_header_from),
         require_reply_key=trust.require_reply_key,
+        round_ids=planning_round.mail_ids(actions), status_request_ids=followup.request_ids(actions),
     )
 
 
@@ -254,19 +254,19 @@ def handle_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: 
         outcome, filing = file_minutes(app, m, att.data, minutes.kind, decisions, key, now, dated)
         _followup_marks(app, m, minutes, outcome)
         if outcome == "duplicate":
-            return "duplicate", f"samma protokoll som version {filing.version} – inget nytt"
+            return Outcome.DUPLICATE, f"samma protokoll som version {filing.version} – inget nytt"
         if outcome == "late_copy":
-            return "late_copy", (f"arkiverat som {filing.path} (version {filing.version}), äldre än det arkiverade: "
+            return Outcome.LATE_COPY, (f"arkiverat som {filing.path} (version {filing.version}), äldre än det arkiverade: "
                                  f"inte utskickat, besluten oförändrade")
         if outcome == "held":
             limit = app.cfg.transport.distribution.max_per_meeting_per_day
             why = f"fler än {limit} utskick för {m.id} i dag: väntar på godkännande"
             hold_note(app, key, mail, m.id, "distribution", why, [att.filename], filing.version)
-            return "held", f"arkiverat som {filing.path} (version {filing.version}); {why}"
-        return "minutes", f"arkiverat som {filing.path} (version {filing.version})"
+            return Outcome.HELD, f"arkiverat som {filing.path} (version {filing.version}); {why}"
+        return Outcome.MINUTES, f"arkiverat som {filing.path} (version {filing.version})"
     first = problems[0]
     sent = _reply_problem(app, mail, m, first.message_sv, now)
-    return "bad_minutes", f"{first.code}: {first.detail} (svar: {sent})"
+    return Outcome.BAD_MINUTES, f"{first.code}: {first.detail} (svar: {sent})"
 
 
 def hold_note(app: App, key: str, mail: inbound.ParsedMail, meeting_id: str | None, kind: str, why: str,
@@ -282,7 +282,7 @@ TOO_LARGE_SV = ("Ditt mejl var för stort för att tas emot (över {mb} MB), så
                 "Skicka gärna protokollet igen som en mindre fil, till exempel utan inklistrade bilder.")
 
 
-# ------------------------------------------------ issue 18: between meetings
+# ------------------------------------------------ between meetings
 # The minutes' follow-up table closes or carries open decisions; a reply to a
 # project-status request is stored as the group's status (routed in _handle_one
 # after the trust rules; logic in kcg_mail.services.followup).
@@ -295,31 +295,67 @@ def _followup_marks(app: App, m: Meeting, minutes, outcome: str) -> None:
         minutes_filed(app, m, minutes.followups)
 
 
-def handle(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
-           received: datetime | None = None) -> tuple[str, str]:
-    if v.kind == "project_status":  # routed in _handle_one, after the trust rules
-        from kcg_mail.services.followup import status_reply
+#: (app, mail, verdict, message key, now, received) -> (outcome, reason)
+Handler = Callable[[App, inbound.ParsedMail, inbound.Verdict, str, datetime, datetime | None], tuple[str, str]]
 
-        return status_reply(app, mail, now) or ("unmatched", "svar på en statusfråga vi inte känner igen")
-    if v.kind == "minutes":
-        return handle_minutes(app, mail, v, key, now, received)
-    if v.kind == "no_minutes" and mail.oversize:
+
+def _minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
+             received: datetime | None) -> tuple[str, str]:
+    return handle_minutes(app, mail, v, key, now, received)
+
+
+def _no_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
+                received: datetime | None) -> tuple[str, str]:
+    m = app.meeting(v.meeting_id)
+    if mail.oversize:
         from kcg_mail.adapters.maildir import MAX_INCOMING
 
-        m = app.meeting(v.meeting_id)
         sent = _reply_problem(app, mail, m, TOO_LARGE_SV.format(mb=MAX_INCOMING // (1024 * 1024)), now)
-        return "too_large", f"för stort meddelande, bara rubrikerna lästa (svar: {sent})"
-    if v.kind == "no_minutes":
-        m = app.meeting(v.meeting_id)
-        sent = _reply_problem(app, mail, m, "Vi hittade inget bifogat protokoll i ditt mejl.", now)
-        return "no_minutes", f"{v.reason} (svar: {sent})"
-    if v.kind == "calendar_response" and v.calendar_reply is not None:
-        cr = v.calendar_reply
-        if v.meeting_id:
-            app.state.record_attendance(v.meeting_id, cr.attendee_email or mail.sender, cr.partstat)
-            return "calendar_response", f"{cr.attendee_email or mail.sender}: {cr.partstat}"
-        return "unmatched", "svar på en kallelse vi inte känner igen"
+        return Outcome.TOO_LARGE, f"för stort meddelande, bara rubrikerna lästa (svar: {sent})"
+    sent = _reply_problem(app, mail, m, "Vi hittade inget bifogat protokoll i ditt mejl.", now)
+    return Outcome.NO_MINUTES, f"{v.reason} (svar: {sent})"
+
+
+def _calendar_response(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
+                       received: datetime | None) -> tuple[str, str]:
+    cr = v.calendar_reply
+    if cr is None or not v.meeting_id:
+        return Outcome.UNMATCHED, "svar på en kallelse vi inte känner igen"
+    app.state.record_attendance(v.meeting_id, cr.attendee_email or mail.sender, cr.partstat)
+    return Outcome.CALENDAR_RESPONSE, f"{cr.attendee_email or mail.sender}: {cr.partstat}"
+
+
+def _round_reply(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
+                 received: datetime | None) -> tuple[str, str]:
+    assert v.round_reply is not None  # classify sets it for every PLANNING verdict
+    return planning_round.handle_reply(app, mail, v.round_reply, key, now)
+
+
+def _status_reply(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
+                  received: datetime | None) -> tuple[str, str]:
+    assert v.status_request is not None  # classify sets it for every PROJECT_STATUS verdict
+    return followup.status_reply(app, mail, v.status_request, now)
+
+
+def _recorded(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
+              received: datetime | None) -> tuple[str, str]:
     return v.kind, v.reason
+
+
+#: per kind of mail (``inbound.classify``; its rule chain is ``rules.GATES``): who handles it.
+#: A kind not here (automatic, own, not_allowed, unmatched) is recorded and moved by its kind.
+HANDLERS: dict[Outcome, Handler] = {
+    Outcome.MINUTES: _minutes,
+    Outcome.NO_MINUTES: _no_minutes,
+    Outcome.CALENDAR_RESPONSE: _calendar_response,
+    Outcome.PLANNING: _round_reply,  # the planning round's needs and ballots
+    Outcome.PROJECT_STATUS: _status_reply,  # a project group's status line
+}
+
+
+def handle(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
+           received: datetime | None = None) -> tuple[str, str]:
+    return HANDLERS.get(v.kind, _recorded)(app, mail, v, key, now, received)
 
 
 def run_intake(app: App, now: datetime, handle_one: Callable[..., Handled] | None = None) -> IntakeReport:
@@ -350,27 +386,18 @@ def _handle_one(app: App, item: IncomingMessage, ctx: inbound.MatchContext, now:
     key = msg_key(item.raw)
     rec = app.state.message(key)
     if rec is not None and rec.status == "done":
-        app.mail.move(item.ref, FOLDER.get(rec.outcome, "quarantine"))
-        return Handled(item.ref, "already_handled", rec.meeting_id, rec.reason, rec.sender, rec.subject)
+        app.mail.move(item.ref, folder_of(rec.outcome))
+        return Handled(item.ref, Outcome.ALREADY_HANDLED, rec.meeting_id, rec.reason, rec.sender, rec.subject)
     mail = inbound.parse(item.raw)
-    from kcg_mail.services import planning as planning_round  # replies to the planning round (issue 17)
-    from kcg_mail.services.followup import status_request_of  # a project group's status line (issue 18)
-
-    planning = planning_round.route(app, mail)
-    status_req = None if planning else status_request_of(app, mail)
-    if planning:
-        verdict = inbound.Verdict("planning", None, f"planeringsrunda {planning.year}")
-    elif status_req is not None:
-        verdict = inbound.Verdict("project_status", status_req.meeting_id, "svar på en statusfråga till en projektgrupp")
-    else:
-        verdict = inbound.classify(mail, ctx)
+    verdict = inbound.classify(mail, ctx)
+    planning = verdict.round_reply
     docs = tuple(a for a in mail.attachments if inbound.is_document_candidate(a))
     approved = app.state.get(f"approved:{key}")  # released by the coordinator (kcg approve / refile)
     if approved and planning:
         decision = rules.Decision("accept", "", "approved by the coordinator")
     elif approved and app.meeting(approved) is not None:
-        if docs and verdict.kind in ("not_allowed", "unmatched", "minutes"):
-            verdict = inbound.Verdict("minutes", approved, f"godkänt av samordnaren ({verdict.reason})", attachments=docs)
+        if docs and verdict.kind in (Outcome.NOT_ALLOWED, Outcome.UNMATCHED, Outcome.MINUTES):
+            verdict = inbound.Verdict(Outcome.MINUTES, approved, f"godkänt av samordnaren ({verdict.reason})", attachments=docs)
         decision = rules.Decision("accept", "", "approved by the coordinator")
     else:
         decision = rules.decide(mail, verdict, ctx, has_documents=bool(docs))
@@ -381,14 +408,12 @@ def _handle_one(app: App, item: IncomingMessage, ctx: inbound.MatchContext, now:
         why = f"{decision.rule}: {decision.reason}"
         held_for = f"planning:{planning.year}" if planning else verdict.meeting_id
         hold_note(app, key, mail, held_for, "message", why, [a.filename for a in docs])
-        outcome, reason = "held", f"väntar på godkännande ({why})"
+        outcome, reason = Outcome.HELD, f"väntar på godkännande ({why})"
     elif decision.action == "discard":
-        outcome, reason = "discarded", f"{verdict.kind} ej godtaget ({decision.rule}: {decision.reason}); inget svar"
-    elif planning:
-        outcome, reason = planning_round.handle_reply(app, mail, planning, key, now)
+        outcome, reason = Outcome.DISCARDED, f"{verdict.kind} ej godtaget ({decision.rule}: {decision.reason}); inget svar"
     else:
         outcome, reason = handle(app, mail, verdict, key, now, item.received_at)
     app.state.record_message(MessageRecord(key, item.ref, verdict.meeting_id, outcome, reason, mail.sender,
                                            mail.subject[:300], "done"))
-    app.mail.move(item.ref, FOLDER.get(outcome, "quarantine"))
+    app.mail.move(item.ref, folder_of(outcome))
     return Handled(item.ref, outcome, verdict.meeting_id, reason, mail.sender, mail.subject)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from kcg_mail.core.inbound.outcome import Folder, Outcome, folder_of
 from kcg_mail.services.app import App
 
 
@@ -105,15 +106,13 @@ def refile_message(app: App, message: str, meeting_id: str | None = None) -> Ref
     Other transports (IMAP, Exchange, Graph) have no 'back to inbox' in the
     port: the coordinator drags the message from the quarantine folder to the
     inbox in the mail program; the approval is stored either way."""
-    from kcg_mail.services.intake import FOLDER
-
     rec = _find_record(app, message)
     mid = meeting_id or rec.meeting_id
     if not mid:
         raise ManualProblem("meddelandet matchade inget möte; ange meeting_id (t.ex. 2023-05)")
     if app.meeting(mid) is None:
         raise ManualProblem(f"mötet {mid!r} finns inte i årsplanen")
-    if rec.status == "done" and FOLDER.get(rec.outcome, "quarantine") != "quarantine":
+    if rec.status == "done" and folder_of(rec.outcome) != Folder.QUARANTINE:
         raise ManualProblem(f"meddelandet är inte i karantän (utfall {rec.outcome}: {rec.reason})")
     restored = release_from_quarantine(app, rec, mid, f"godkänd av samordnaren för {mid}; väntar på intaget",
                                        "det kan redan vara arkiverat")
@@ -134,5 +133,5 @@ def release_from_quarantine(app: App, rec, mid: str, reason: str, missing_hint: 
     restored = app.mail.restore("quarantine", lambda raw: msg_key(raw) == rec.msg_key)
     if restored is False:
         raise ManualProblem(f"meddelandet {rec.msg_key} finns inte i karantänen; {missing_hint}")
-    app.state.record_message(MessageRecord(rec.msg_key, rec.ref, mid, "approved", reason, rec.sender, rec.subject, "seen"))
+    app.state.record_message(MessageRecord(rec.msg_key, rec.ref, mid, Outcome.APPROVED, reason, rec.sender, rec.subject, "seen"))
     return restored is True

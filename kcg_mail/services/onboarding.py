@@ -27,7 +27,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from kcg_mail.core.config import Person
+from kcg_mail.core.config_model import Person
 from kcg_mail.core.plan import Meeting
 from kcg_mail.ports import Attachment
 from kcg_mail.services.app import App, Outbox
@@ -108,7 +108,7 @@ def remaining_meetings(app: App, now: datetime) -> list[Meeting]:
 
 
 def _calendar_link(app: App, now: datetime) -> str:
-    """The subscribable year calendar (issue 18), brought up to date first; "" when
+    """The subscribable year calendar, brought up to date first; "" when
     the archive cannot give a link (the welcome still goes out, with the .ics)."""
     from kcg_mail.services.calendar_feed import publish
 

@@ -11,11 +11,13 @@ from datetime import date, datetime, time
 
 from kcg_mail.core import overview
 from kcg_mail.core.cycle import is_history
+from kcg_mail.core.inbound.outcome import Outcome
 from kcg_mail.services.app import App, now_local
 
 #: the state value of a meeting held before the go-live date
 BEFORE_START = "före start"
-QUARANTINE_OUTCOMES = ("not_allowed", "unmatched", "bad_minutes", "no_minutes")
+#: quarantined messages the coordinator is shown (held ones are listed on their own)
+QUARANTINE_OUTCOMES = (Outcome.NOT_ALLOWED, Outcome.UNMATCHED, Outcome.BAD_MINUTES, Outcome.NO_MINUTES)
 HEALTH_PREFIX = "health:"
 #: what (a connection or channel) -> the Swedish name the coordinator reads
 HEALTH_NAMES = {"mail": "E-postservern", "archive": "Arkivet", "webhook": "Larm via webhook",
@@ -86,7 +88,7 @@ def overview_inputs(app: App, now: datetime | None = None) -> overview.Inputs:
     held, quarantined = [], []
     for rec in app.state.messages():
         ref = rec.msg_key[:12]
-        if rec.outcome == "held":
+        if rec.outcome == Outcome.HELD:
             held.append(overview.Held(ref, rec.sender, rec.subject, rec.reason, rec.meeting_id))
         elif rec.outcome in QUARANTINE_OUTCOMES and rec.status == "done":
             quarantined.append(overview.Quarantined(ref, rec.sender, rec.subject, rec.outcome))

@@ -6,9 +6,10 @@
 - ``calendar_reply`` is it an answer to an invitation (iTIP REPLY)?
 - ``attachments``    which attachments may be the minutes?
 - ``tokens``         the meeting token ``[KCG-2023-02]`` in subjects and bodies
-- ``verdict``        which meeting is it about and what do we do with it (``classify``)?
+- ``outcome``        how a message ends: its folder and its Swedish word (``Outcome``)
+- ``verdict``        what is it, and which meeting or round is it about (``classify``)?
 - ``authres``        did our own receiving server authenticate the sender (RFC 8601)?
-- ``rules``          may the intake act on it: the rule chain (accept / hold / discard)
+- ``rules``          may the intake act on it: the rule chain per kind (``GATES``: accept / hold / discard)
 - ``versions``       may a new version go out (late copies, the daily limit)?
 
 No I/O, no network, no clock: everything a decision needs comes in through the
@@ -21,12 +22,15 @@ from kcg_mail.core.inbound.automatic import is_automatic
 from kcg_mail.core.inbound.calendar_reply import parse_ics_reply
 from kcg_mail.core.inbound.decode import decode_header_text, html_to_text
 from kcg_mail.core.inbound.message import CalendarReply, ParsedMail
+from kcg_mail.core.inbound.outcome import Folder, Outcome
 from kcg_mail.core.inbound.parse_mail import parse
 from kcg_mail.core.inbound.tokens import find_token, subject_token
 from kcg_mail.core.inbound.verdict import (
     KINDS,
     MatchContext,
     MeetingRef,
+    RoundReply,
+    StatusRequestRef,
     Verdict,
     classify,
 )
@@ -37,6 +41,10 @@ __all__ = [
     "MeetingRef",
     "MatchContext",
     "Verdict",
+    "RoundReply",
+    "StatusRequestRef",
+    "Outcome",
+    "Folder",
     "KINDS",
     "DOCUMENT_EXTENSIONS",
     "parse",

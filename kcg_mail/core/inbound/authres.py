@@ -178,11 +178,20 @@ def aligned(a: str, b: str) -> bool:
     return a == b or a.endswith("." + b) or b.endswith("." + a)
 
 
-def mail_authenticated(fields: Sequence[str], trusted_ids: Iterable[str], from_address: str) -> tuple[bool, str]:
+def mail_authenticated(
+    fields: Sequence[str], trusted_ids: Iterable[str], from_address: str,
+    dmarc_without_header_from: Iterable[str] = (),
+) -> tuple[bool, str]:
     """(True, how) when our receiving server authenticated the From domain:
-    ``dmarc=pass`` (for the From domain), or, when DMARC gave no verdict,
-    ``dkim=pass`` or ``spf=pass`` aligned with the From domain. (False, why) otherwise."""
+    ``dmarc=pass header.from=<the From domain>``, or, when DMARC gave no verdict,
+    ``dkim=pass`` or ``spf=pass`` aligned with the From domain. (False, why) otherwise.
+
+    A ``dmarc=pass`` without ``header.from`` says nothing about *which* domain
+    passed; it counts only for a receiver named in ``dmarc_without_header_from``
+    (``inbound.dmarc_pass_without_header_from``: a receiver documented to write
+    its DMARC verdict that way, and always for the From field of the mail)."""
     trusted_ids = tuple(trusted_ids)
+    bare_ok = {t.strip().lower() for t in dmarc_without_header_from if t and t.strip()}
     from_domain = _domain(from_address)
     if not from_domain:
         return False, "no From address to authenticate"
@@ -194,9 +203,14 @@ def mail_authenticated(fields: Sequence[str], trusted_ids: Iterable[str], from_a
     dmarc = ar.of("dmarc")
     if dmarc:
         d = dmarc[0]
-        hf = d.props.get("header.from", "")
-        if d.result == "pass" and (not hf or _domain(hf) == from_domain):
-            return True, f"dmarc=pass for {from_domain} ({who})"
+        hf = _domain(d.props.get("header.from", ""))
+        if d.result == "pass" and hf == from_domain:
+            return True, f"dmarc=pass header.from={from_domain} ({who})"
+        if d.result == "pass" and not hf:
+            if who in bare_ok:
+                return True, f"dmarc=pass without header.from, accepted for {who} (inbound.dmarc_pass_without_header_from)"
+            return False, (f"dmarc=pass without header.from: not known to be for {from_domain} ({who}; "
+                           f"see inbound.dmarc_pass_without_header_from)")
         if d.result == "pass":
             return False, f"dmarc=pass is for {hf}, not for the From domain {from_domain} ({who})"
         if d.result not in ("none", "temperror"):

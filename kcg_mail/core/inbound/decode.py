@@ -75,7 +75,7 @@ def decode_header_text(value: object) -> str:
     """RFC 2047 decoding that tolerates what real clients send. Whitespace is unfolded.
 
     For well-formed headers the result equals ``email.policy.default``'s
-    (``tests/test_inbound.py::test_header_decoding_matches_stdlib`` checks it
+    (``tests/core/test_inbound.py::test_header_decoding_matches_stdlib`` checks it
     over the whole corpus). Two corpus shapes need more, and are why this is
     hand-written rather than the standard library's:
 

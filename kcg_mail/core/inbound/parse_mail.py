@@ -230,8 +230,36 @@ def _parse_date(value: str) -> datetime | None:
     return d
 
 
+#: an RFC 2047 encoded word: text for people, never an address
+_ENCODED_WORD = re.compile(r"=\?[^?\s]*\?[bq]\?", re.IGNORECASE)
+#: RFC 5322 atext (and UTF-8 beyond ASCII, RFC 6532)
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]+"
+_LOCAL = re.compile(rf"(?:{_ATOM}(?:\.{_ATOM})*|\"(?:[^\"\\\r\n]|\\.)*\")")
+#: a host name: labels of letters, digits and hyphens (U-labels allowed), at least two
+_LABEL = r"[A-Za-z0-9\u0080-\U0010ffff](?:[A-Za-z0-9\-\u0080-\U0010ffff]*[A-Za-z0-9\u0080-\U0010ffff])?"
+_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})+")
+
+
+def addr_spec(value: str) -> str:
+    """``value`` in lower case when it is an RFC 5322 addr-spec (local-part@domain,
+    domain a host name), else "". An encoded word is never an address, even when
+    it decodes to one: only the undecoded mailbox counts."""
+    value = (value or "").strip()
+    if not value or _ENCODED_WORD.search(value):
+        return ""
+    local, at, domain = value.rpartition("@")
+    if not at or not _LOCAL.fullmatch(local) or not _DOMAIN.fullmatch(domain.rstrip(".")):
+        return ""
+    return value.lower()
+
+
 def _from_addresses(msg: Message) -> tuple[list[str], str]:
-    """Every address of every From field, and the display name of the first."""
+    """Every address of every From field, and the display name of the first.
+
+    An address is only ever an addr-spec of the field itself (``a@b.se`` or
+    ``Name <a@b.se>``): never text found in a display name, a comment or an
+    RFC 2047 encoded word (``=?utf-8?q?a=40b.se?=`` decodes to something that
+    looks like an address and is not one). A field without one gives no address."""
     addrs: list[str] = []
     first_name = ""
     for raw in _raw_headers(msg, "from"):
@@ -239,17 +267,12 @@ def _from_addresses(msg: Message) -> tuple[list[str], str]:
             pairs = getaddresses([_unsurrogate(raw)])
         except Exception:
             pairs = [parseaddr(_unsurrogate(raw))]
-        found = False
         for name, addr in pairs:
-            addr = (addr or "").strip().strip("<>").strip().lower()
-            if "@" in addr and " " not in addr:
+            spec = addr_spec(addr)
+            if spec:
                 if not addrs:
                     first_name = decode_header_text(name).strip().strip('"').strip()
-                addrs.append(addr)
-                found = True
-        if not found:
-            for m in re.finditer(r"[\w.+'\-]+@[\w\-]+(?:\.[\w\-]+)+", decode_header_text(raw)):
-                addrs.append(m.group(0).lower())
+                addrs.append(spec)
     return addrs, first_name
 
 

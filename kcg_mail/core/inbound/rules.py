@@ -25,6 +25,7 @@ from typing import Literal
 
 from kcg_mail.core.inbound.authres import mail_authenticated
 from kcg_mail.core.inbound.message import ParsedMail
+from kcg_mail.core.inbound.outcome import Outcome
 from kcg_mail.core.inbound.verdict import MatchContext, Verdict, valid_reply_key
 
 Action = Literal["accept", "hold", "discard"]
@@ -63,7 +64,8 @@ def one_from_mailbox(mail: ParsedMail, v: Verdict, ctx: MatchContext) -> str | N
 
 def authenticated(mail: ParsedMail, v: Verdict, ctx: MatchContext) -> str | None:
     """Our own receiving server authenticated the From domain (RFC 8601)."""
-    ok, why = mail_authenticated(mail.auth_results, ctx.trusted_authserv_ids, mail.sender)
+    ok, why = mail_authenticated(mail.auth_results, ctx.trusted_authserv_ids, mail.sender,
+                                 ctx.dmarc_pass_without_header_from)
     return None if ok else why
 
 
@@ -127,9 +129,27 @@ MEMBER_ANSWER_CHAIN: tuple[Rule, ...] = (
     Rule("member-sender", member_sender),
 )
 
-#: verdict kinds the intake acts on, and what a hit does to them
-ACTS_ON = {"minutes": "hold", "not_allowed": "hold", "no_minutes": "discard", "calendar_response": "discard",
-           "planning": "hold", "project_status": "hold"}
+@dataclass(frozen=True)
+class Gate:
+    """What a kind of mail must pass before the intake acts on it."""
+
+    chain: tuple[Rule, ...]
+    #: what the first hit does
+    on_hit: Action
+    #: why it is accepted when no rule hits
+    accepted: str
+
+
+#: per kind of mail (``classify``): its rule chain. A kind not here is only recorded
+#: (automatic, own, unmatched mail): nothing to act on, so nothing to check.
+GATES: dict[Outcome, Gate] = {
+    Outcome.MINUTES: Gate(FILING_CHAIN, "hold", "authenticated filer"),
+    Outcome.NOT_ALLOWED: Gate(FILING_CHAIN, "hold", "authenticated filer"),
+    Outcome.NO_MINUTES: Gate(FILING_CHAIN, "discard", "authenticated filer"),
+    Outcome.CALENDAR_RESPONSE: Gate(CALENDAR_CHAIN, "discard", "member's own answer"),
+    Outcome.PLANNING: Gate(MEMBER_ANSWER_CHAIN, "hold", "member's own answer"),
+    Outcome.PROJECT_STATUS: Gate(MEMBER_ANSWER_CHAIN, "hold", "member's own answer"),
+}
 
 
 def run_chain(chain: tuple[Rule, ...], mail: ParsedMail, v: Verdict, ctx: MatchContext) -> tuple[str, str] | None:
@@ -143,23 +163,19 @@ def run_chain(chain: tuple[Rule, ...], mail: ParsedMail, v: Verdict, ctx: MatchC
 
 def decide(mail: ParsedMail, v: Verdict, ctx: MatchContext, *, has_documents: bool) -> Decision:
     """What the intake may do with a classified mail."""
-    on_hit = ACTS_ON.get(v.kind)
-    if on_hit is None:
+    gate = GATES.get(v.kind)
+    if gate is None:
         return Decision("accept", "", "nothing to act on")
-    if v.kind == "calendar_response":
-        if v.meeting_id is None:
-            return Decision("accept", "", "no meeting: nothing recorded")
-        hit = run_chain(CALENDAR_CHAIN, mail, v, ctx)
-    elif v.kind in ("planning", "project_status"):
-        hit = run_chain(MEMBER_ANSWER_CHAIN, mail, v, ctx)
-    else:
-        hit = run_chain(FILING_CHAIN, mail, v, ctx)
-        if hit is None and v.kind == "not_allowed":  # classify's own filer check
+    if v.kind == Outcome.CALENDAR_RESPONSE and v.meeting_id is None:
+        return Decision("accept", "", "no meeting: nothing recorded")
+    on_hit = gate.on_hit
+    hit = run_chain(gate.chain, mail, v, ctx)
+    if gate.chain is FILING_CHAIN:
+        if hit is None and v.kind == Outcome.NOT_ALLOWED:  # classify's own filer check
             hit = ("allowed-filer", v.reason)
         if hit is not None and not has_documents:
             on_hit = "discard"
     if hit is None:
-        return Decision("accept", "", "authenticated filer" if v.kind in ("minutes", "not_allowed", "no_minutes")
-                        else "member's own answer")
+        return Decision("accept", "", gate.accepted)
     rule, why = hit
-    return Decision("hold" if on_hit == "hold" else "discard", rule, why)
+    return Decision(on_hit, rule, why)

@@ -1,23 +1,27 @@
-"""``classify`` ties a parsed mail to a meeting of the plan and says what to do
-with it (:class:`Verdict`). Everything the decision needs comes in through the
-arguments (``MatchContext.today``): no I/O, no clock."""
+"""``classify`` answers "what is this mail?" for every incoming mail, in one place:
+a reply to the planning round's mails, a project group's status line, or a mail
+about a meeting of the plan (minutes, a calendar response ...), and which meeting.
+Its answer (:class:`Verdict`) carries the kind (an :class:`Outcome`); the rule
+chain for the kind is in ``rules.GATES``, the handler in
+``kcg_mail.services.intake.HANDLERS``. Everything the decision needs comes in
+through the arguments (``MatchContext``): no I/O, no clock."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from kcg_mail.core.inbound.attachments import is_document_candidate
 from kcg_mail.core.inbound.decode import _norm_id
 from kcg_mail.core.inbound.message import CalendarReply, ParsedMail
+from kcg_mail.core.inbound.outcome import KINDS, Outcome
 from kcg_mail.core.inbound.tokens import find_token, subject_token
 from kcg_mail.core.replykey import ReplyKey, verify
 from kcg_mail.ports import Attachment
 
-KINDS = ("minutes", "no_minutes", "calendar_response", "automatic", "not_allowed", "unmatched", "own")
-
+__all__ = ["KINDS", "MatchContext", "MeetingRef", "RoundReply", "StatusRequestRef", "Verdict", "classify"]
 
 #: How far back / ahead of a mail's date a meeting may lie for the sender+date match.
 MATCH_DAYS_BEFORE = 30
@@ -37,6 +41,22 @@ class MeetingRef:
 
 
 @dataclass(frozen=True)
+class RoundReply:
+    """A reply to the planning round's mails."""
+
+    year: int
+    step: str  # "needs", "ballot" or "" (matched by the subject token only)
+
+
+@dataclass(frozen=True)
+class StatusRequestRef:
+    """A project group's status request we sent (its record in the state)."""
+
+    key: str
+    meeting_id: str | None
+
+
+@dataclass(frozen=True)
 class MatchContext:
     meetings: tuple[MeetingRef, ...]
     #: our Message-ID -> meeting_id
@@ -48,19 +68,34 @@ class MatchContext:
     tag: str = "KCG"
     #: authserv-ids of our own receiving server (``inbound.trusted_authserv_ids``)
     trusted_authserv_ids: frozenset[str] = frozenset()
+    #: of those, the ones whose ``dmarc=pass`` counts without ``header.from``
+    #: (``inbound.dmarc_pass_without_header_from``)
+    dmarc_pass_without_header_from: frozenset[str] = frozenset()
     #: the HMAC secret of reply keys (``KCG_REPLY_SECRET``)
     reply_secret: bytes = b""
     #: a valid reply key is a second factor for filing (``inbound.require_reply_key``)
     require_reply_key: bool = False
+    #: our planning round's mails: Message-ID -> the round and step they belong to
+    round_ids: Mapping[str, RoundReply] = field(default_factory=dict)
+    #: our project groups' status requests: Message-ID -> the request
+    status_request_ids: Mapping[str, StatusRequestRef] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Verdict:
-    kind: str
+    kind: Outcome
     meeting_id: str | None
     reason: str
     attachments: tuple[Attachment, ...] = ()
     calendar_reply: CalendarReply | None = None
+    #: kind PLANNING: the round and step it answers
+    round_reply: RoundReply | None = None
+    #: kind PROJECT_STATUS: the status request it answers
+    status_request: StatusRequestRef | None = None
+
+
+#: the subject token of the planning round's mails: [KCG-PLAN-2024]
+_ROUND_TOKEN = re.compile(r"\[\s*([A-Z0-9]{2,10})-PLAN-(\d{4})\s*\]", re.IGNORECASE)
 
 
 _QUOTE_START = re.compile(
@@ -155,17 +190,52 @@ def _lower_set(values: Iterable[str]) -> set[str]:
     return {v.strip().lower() for v in values if v}
 
 
+def round_reply(mail: ParsedMail, ctx: MatchContext) -> RoundReply | None:
+    """Is this a reply to a planning round mail? By In-Reply-To/References to one
+    we sent, or by the subject token [KCG-PLAN-YYYY]. Automatic mail never is."""
+    if mail.auto_reason:  # out-of-office and the like: read as automatic mail
+        return None
+    if ctx.round_ids:
+        sent = {_norm_id(k): v for k, v in ctx.round_ids.items()}
+        for ref in (mail.in_reply_to, *reversed(mail.references)):
+            if ref and _norm_id(ref) in sent:
+                return sent[_norm_id(ref)]
+    m = _ROUND_TOKEN.search(mail.subject or "")
+    if m and m.group(1).upper() == ctx.tag.upper():
+        return RoundReply(int(m.group(2)), "")
+    return None
+
+
+def status_request(mail: ParsedMail, ctx: MatchContext) -> StatusRequestRef | None:
+    """The project group's status request this mail replies to, or None."""
+    if not ctx.status_request_ids:
+        return None
+    sent = {_norm_id(k): v for k, v in ctx.status_request_ids.items()}
+    for ref in (mail.in_reply_to, *reversed(mail.references)):
+        if ref and _norm_id(ref) in sent:
+            return sent[_norm_id(ref)]
+    return None
+
+
 def classify(mail: ParsedMail, ctx: MatchContext) -> Verdict:
-    """Decide what ``mail`` is. Order: own, automatic, calendar response,
-    meeting match, allowed sender, minutes or no minutes."""
+    """Decide what ``mail`` is. Order: a reply to the planning round, a reply to a
+    project group's status request, own, automatic, calendar response, meeting
+    match, allowed sender, minutes or no minutes."""
+    rr = round_reply(mail, ctx)
+    if rr is not None:
+        return Verdict(Outcome.PLANNING, None, f"planeringsrunda {rr.year}", round_reply=rr)
+    req = status_request(mail, ctx)
+    if req is not None:
+        return Verdict(Outcome.PROJECT_STATUS, req.meeting_id, "svar på en statusfråga till en projektgrupp",
+                       status_request=req)
     sender = (mail.sender or "").lower()
     who = sender or "(no sender)"
 
     if sender and sender in _lower_set(ctx.own_addresses):
-        return Verdict("own", None, f"sent from our own address {sender}")
+        return Verdict(Outcome.OWN, None, f"sent from our own address {sender}")
 
     if mail.auto_reason:
-        return Verdict("automatic", None, f"automatic message: {mail.auto_reason}")
+        return Verdict(Outcome.AUTOMATIC, None, f"automatic message: {mail.auto_reason}")
 
     if mail.calendar_reply is not None:
         cal = mail.calendar_reply
@@ -184,22 +254,22 @@ def classify(mail: ParsedMail, ctx: MatchContext) -> Verdict:
             how = "token in subject" if meeting_id else ""
         reason = f"{cal.partstat.lower()} from {cal.attendee_email or who}"
         reason += f" ({how})" if meeting_id else " (no meeting found)"
-        return Verdict("calendar_response", meeting_id, reason, calendar_reply=cal)
+        return Verdict(Outcome.CALENDAR_RESPONSE, meeting_id, reason, calendar_reply=cal)
 
     meeting_id, how = _match(mail, ctx)
     if meeting_id is None:
         status = "member" if sender in _lower_set(ctx.members) else "stranger"
-        return Verdict("unmatched", None, f"{how}; {status} {who}")
+        return Verdict(Outcome.UNMATCHED, None, f"{how}; {status} {who}")
     meeting = _meeting(ctx, meeting_id)
     if meeting is None:
-        return Verdict("unmatched", None, f"{how}, but meeting {meeting_id} is not in the plan; from {who}")
+        return Verdict(Outcome.UNMATCHED, None, f"{how}, but meeting {meeting_id} is not in the plan; from {who}")
 
     if sender not in _lower_set(meeting.filers):
         status = "a member but not a filer" if sender in _lower_set(ctx.members) else "not a member"
-        return Verdict("not_allowed", meeting_id, f"{who} is {status} for {meeting_id} ({how})")
+        return Verdict(Outcome.NOT_ALLOWED, meeting_id, f"{who} is {status} for {meeting_id} ({how})")
 
     docs = tuple(a for a in mail.attachments if is_document_candidate(a))
     if docs:
         names = ", ".join(a.filename for a in docs)
-        return Verdict("minutes", meeting_id, f"{len(docs)} document(s) from {who} ({how}): {names}", attachments=docs)
-    return Verdict("no_minutes", meeting_id, f"no document attached by {who} ({how})")
+        return Verdict(Outcome.MINUTES, meeting_id, f"{len(docs)} document(s) from {who} ({how}): {names}", attachments=docs)
+    return Verdict(Outcome.NO_MINUTES, meeting_id, f"no document attached by {who} ({how})")

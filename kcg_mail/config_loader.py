@@ -1,0 +1,241 @@
+"""Reading ``config/``: YAML files and environment overrides into the pure
+model of ``kcg_mail.core.config_model``. Every problem names the file, the field and
+the fix; all problems are collected and raised together as ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from kcg_mail.core.config_model import (  # noqa: F401  (re-exported for the shell)
+    EMAIL_RE,
+    SECRET_FIELDS,
+    ArchiveSettings,
+    Config,
+    ConfigError,
+    LeadTimes,
+    Mailbox,
+    MailSettings,
+    MeetingKind,
+    Meetings,
+    Network,
+    Person,
+    Plan,
+    PlannedMeeting,
+    Times,
+    Transport,
+    _Model,
+)
+from kcg_mail.core.projects_model import Projects
+
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+
+FIXES = {
+    "missing": "add the field",
+    "extra_forbidden": "remove it or check the spelling against the documented fields",
+    "string_pattern_mismatch": "use the documented format",
+    "time_parsing": "write the time as HH:MM, e.g. '09:00'",
+    "time_type": "write the time as HH:MM in quotes, e.g. '09:00'",
+    "date_from_datetime_parsing": "write the date as YYYY-MM-DD",
+    "date_parsing": "write the date as YYYY-MM-DD",
+    "literal_error": "use one of the allowed values",
+    "int_parsing": "write a whole number",
+}
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _validate(model: type[BaseModel], data: Any, file: Path, problems: list[str]) -> Any:
+    if data is None:  # unreadable file: _read_yaml already reported it
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            fix = FIXES.get(err["type"], "")
+            problems.append(f"{file}: {_loc(err['loc'])}: {msg}" + (f" (fix: {fix})" if fix and fix not in msg else ""))
+        return None
+
+
+def _read_yaml(file: Path, problems: list[str]) -> Any:
+    try:
+        # libyaml when present: 10x faster, and kcg serve loads the config on every intake run
+        data = yaml.load(file.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except FileNotFoundError:
+        problems.append(f"{file}: file is missing (fix: copy it from the defaults in the kcg-mail repository's config/)")
+        return None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problems.append(f"{file}:{where}: not valid YAML: {getattr(exc, 'problem', exc)} (fix: check indentation and quotes)")
+        return None
+    if not isinstance(data, dict):
+        problems.append(f"{file}: expected a mapping of fields at the top level")
+        return None
+    return data
+
+
+def _env_overrides(section: str, data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    prefix = f"KCG_{section.upper()}__"
+    out = dict(data)
+    for key, value in environ.items():
+        if key.startswith(prefix):
+            out[key[len(prefix):].lower()] = value
+    return out
+
+
+#: (transport kind, field) -> the secret name kcg_mail.bootstrap reads
+SECRET_NAMES = {
+    ("smtp_imap", "password"): "smtp_password", ("exchange", "password"): "ews_password",
+    ("exchange", "client_secret"): "ews_client_secret", ("graph", "client_secret"): "graph_client_secret",
+    ("dropbox", "app_secret"): "dropbox_app_secret", ("dropbox", "refresh_token"): "dropbox_refresh_token",
+}
+
+
+def _no_secrets(section: str, data: dict[str, Any], file: Path, problems: list[str]) -> None:
+    kind = str(data.get("kind", ""))
+    for key in data:
+        if key.lower() in SECRET_FIELDS:
+            name = SECRET_NAMES.get((kind, key.lower()), f"{kind}_{key}".strip("_"))
+            problems.append(
+                f"{file}: {section}.{key}: secrets must not be stored in config files (fix: remove it and set the "
+                f"environment variable KCG_{name.upper()} or the Prefect Secret block "
+                f"'kcg-{name.lower().replace('_', '-')}'; see README)"
+            )
+
+
+def load_config(directory: Path | str | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Load and validate every file; raise ConfigError listing all problems."""
+    environ = dict(os.environ if environ is None else environ)
+    directory = Path(directory or environ.get("KCG_CONFIG_DIR") or DEFAULT_CONFIG_DIR)
+    problems: list[str] = []
+    if not directory.is_dir():
+        raise ConfigError([f"{directory}: config directory not found (fix: pass --config DIR or set KCG_CONFIG_DIR)"])
+
+    net_file = directory / "network.yaml"
+    network = _validate(Network, _read_yaml(net_file, problems), net_file, problems)
+
+    plan_files = sorted(directory.glob("plan-*.yaml"))
+    if not plan_files:
+        problems.append(f"{directory}: no plan-YYYY.yaml found (fix: add the year plan, e.g. plan-2023.yaml)")
+    plans: list[tuple[Path, Plan]] = []
+    for pf in plan_files:
+        p = _validate(Plan, _read_yaml(pf, problems), pf, problems)
+        if p is not None:
+            plans.append((pf, p))
+
+    from kcg_mail.core.years import plan_file_problems
+
+    problems += plan_file_problems([(str(pf), p) for pf, p in plans])
+
+    mt_file = directory / "meetings.yaml"
+    meetings = _validate(Meetings, _read_yaml(mt_file, problems), mt_file, problems)
+
+    tr_file = directory / "transport.yaml"
+    tr_data = _read_yaml(tr_file, problems) if tr_file.exists() else {}
+    transport = None
+    if tr_data is not None:
+        for section in ("mail", "archive"):
+            sect = tr_data.get(section) or {}
+            _no_secrets(section, sect, tr_file, problems)
+            tr_data[section] = _env_overrides(section, sect, environ)
+        for section in ("inbound", "distribution"):
+            sect = tr_data.get(section) or {}
+            merged = _env_overrides(section, sect if isinstance(sect, dict) else {}, environ)
+            if merged or section in tr_data:
+                tr_data[section] = merged
+        tr_data["alerts"] = _env_overrides("alerts", tr_data.get("alerts") or {}, environ)
+        transport = _validate(Transport, tr_data, tr_file, problems)
+
+    # cross-references: hosts, guests, unique ids and months
+    if network is not None:
+        ids = {p.id for p in network.members}
+        guest_ids = {p.id for p in network.guests}
+        seen: dict[str, Path] = {}
+        for pf, plan in plans:
+            for i, m in enumerate(plan.meetings):
+                where = f"{pf}: meetings[{i}] ({m.month})"
+                for field in ("host", "backup_host"):
+                    pid = getattr(m, field)
+                    if pid is not None and pid not in ids:
+                        problems.append(
+                            f"{where}.{field}: '{pid}' is not a member id in {net_file} "
+                            f"(fix: use one of {', '.join(sorted(ids))}, or add the person to network.yaml)"
+                        )
+                for g in m.guests:
+                    if g not in guest_ids:
+                        problems.append(
+                            f"{where}.guests: '{g}' is not a guest id in {net_file} "
+                            f"(fix: add it under guests: with name and email, or use one of {', '.join(sorted(guest_ids)) or '(none yet)'})"
+                        )
+                if m.meeting_id in seen and not (m.month.endswith("-01") and seen[m.meeting_id] != pf):
+                    # (a January meeting in two files is reported by plan_file_problems, naming both)
+                    problems.append(f"{where}.id: meeting id '{m.meeting_id}' already used in {seen[m.meeting_id]} (fix: set a unique id:)")
+                seen[m.meeting_id] = pf
+                if m.date and m.date.strftime("%Y-%m") != m.month and not m.tentative:
+                    problems.append(f"{where}.date: {m.date} is not in month {m.month} (fix: correct the date or the month)")
+    projects = _load_projects(directory, network, problems)
+    if problems:
+        raise ConfigError(problems)
+    return Config(directory=str(directory), network=network, plans=[p for _, p in plans], meetings=meetings,
+                  transport=transport, projects=projects)
+
+
+def _load_projects(directory: Path, network: Network | None, problems: list[str]) -> Projects:
+    """config/projects.yaml (optional): project groups, cross-checked against network.yaml."""
+    from kcg_mail.core.projects import cross_check
+
+    file = directory / "projects.yaml"
+    if not file.exists():
+        return Projects()
+    data = _read_yaml(file, problems)
+    projects = _validate(Projects, data, file, problems)
+    if projects is None:
+        return Projects()
+    if network is not None:
+        problems += [f"{file}: {p}" for p in cross_check(projects, (m.id for m in network.members))]
+    return projects
+
+
+# ------------------------------------------------------------------ the planning round
+
+
+def load_planning(directory: Path | str | None = None, environ: dict[str, str] | None = None):
+    """``config/planning.yaml`` (the yearly planning round), or None when the
+    file is absent. Problems name the file, the field and the fix."""
+    from kcg_mail.core.round import PlanningSettings
+
+    environ = dict(os.environ if environ is None else environ)
+    directory = Path(directory or environ.get("KCG_CONFIG_DIR") or DEFAULT_CONFIG_DIR)
+    file = directory / "planning.yaml"
+    if not file.exists():
+        return None
+    problems: list[str] = []
+    settings = _validate(PlanningSettings, _read_yaml(file, problems), file, problems)
+    if settings is not None:
+        net_file = directory / "network.yaml"
+        try:
+            net = yaml.safe_load(net_file.read_text(encoding="utf-8")) or {}
+            ids = {m.get("id") for m in net.get("members", []) if isinstance(m, dict)}
+        except (OSError, yaml.YAMLError, AttributeError):
+            ids = set()
+        for year, r in settings.rounds.items():
+            for i, group in enumerate(r.previous_groups):
+                for pid in group:
+                    if ids and pid not in ids:
+                        problems.append(f"{file}: rounds.{year}.previous_groups[{i}]: '{pid}' is not a member id in "
+                                        f"{net_file} (fix: use one of {', '.join(sorted(ids))})")
+    if problems:
+        raise ConfigError(problems)
+    return settings

@@ -1,0 +1,326 @@
+"""Configuration model: the network, the year plans, meeting rules and transports.
+
+Pure: pydantic models and their validation. Reading the files is
+``kcg_mail.config_loader.load_config`` (the shell).
+
+Everything the coordinator edits lives in ``config/`` as YAML:
+
+- ``network.yaml``   people (members, coordinator, guests), the network mailbox
+- ``plan-YYYY.yaml`` the year plan: one entry per meeting
+- ``meetings.yaml``  standing agenda, times, places, lead times, naming, calendar rules
+- ``transport.yaml`` which mail system and archive to use (no secrets)
+
+Any transport setting can be overridden from the environment as
+``KCG_MAIL__<FIELD>`` / ``KCG_ARCHIVE__<FIELD>`` (e.g. ``KCG_MAIL__KIND=smtp_imap``).
+Secrets are never read from these files; see ``kcg_mail.secrets``.
+
+Validation errors name the file, the field and the fix.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from datetime import date, time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from kcg_mail.core.naming import pattern_fields
+from kcg_mail.core.projects_model import Projects
+
+EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[A-Za-z]{2,}$")
+MeetingKind = Literal["physical", "digital", "all_members", "study_trip"]
+SECRET_FIELDS = {"password", "client_secret", "app_secret", "refresh_token", "secret", "token"}
+
+
+class ConfigError(Exception):
+    """A configuration problem; ``str()`` names file, field and fix, one per line."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------- network
+
+
+class Person(_Model):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    name: str
+    organisation: str = ""
+    city: str = ""
+    email: str
+    role: Literal["member", "coordinator", "guest"] = "member"
+    active: bool = True
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str) -> str:
+        v = v.strip()
+        if not EMAIL_RE.match(v):
+            raise ValueError(f"{v!r} is not an email address like name@example.se")
+        return v.lower()
+
+    @field_validator("name", "organisation", "city")
+    @classmethod
+    def _one_line(cls, v: str) -> str:
+        if any(c in v for c in "\r\n\x00"):
+            raise ValueError("must be on one line")
+        return v.strip()
+
+
+class Mailbox(_Model):
+    name: str
+    email: str
+
+    _email = field_validator("email")(Person._email.__func__)  # type: ignore[attr-defined]
+    _one = field_validator("name")(Person._one_line.__func__)  # type: ignore[attr-defined]
+
+
+class Network(_Model):
+    name: str = "Key Cities Group"
+    short: str = Field("KCG", pattern=r"^[A-Z][A-Z0-9]{1,9}$")
+    purpose: str = ""
+    mailbox: Mailbox
+    members: list[Person]
+    guests: list[Person] = []
+    #: extra addresses allowed to file minutes for any meeting
+    filers: list[str] = []
+    open_seats: int = 0
+    values: list[str] = []
+    rules: list[str] = []
+    manual_onboarding_steps: list[str] = []
+
+    @model_validator(mode="after")
+    def _checks(self) -> Network:
+        ids = [p.id for p in self.members + self.guests]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"person id(s) used twice: {', '.join(sorted(dup))}; give each person a unique id")
+        coords = [p for p in self.members if p.role == "coordinator"]
+        if len(coords) != 1:
+            raise ValueError("exactly one member must have role: coordinator (Svenska Stadskärnor)")
+        return self
+
+    @property
+    def coordinator(self) -> Person:
+        return next(p for p in self.members if p.role == "coordinator")
+
+    def person(self, pid: str) -> Person:
+        for p in self.members + self.guests:
+            if p.id == pid:
+                return p
+        raise KeyError(pid)
+
+    @property
+    def active_members(self) -> list[Person]:
+        return [p for p in self.members if p.active]
+
+
+# ------------------------------------------------------------------------ plan
+
+
+class PlannedMeeting(_Model):
+    month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")
+    id: str | None = None
+    kind: MeetingKind
+    theme_no: int | None = None
+    theme: str
+    host: str
+    backup_host: str | None = None
+    comment: str = ""
+    guests: list[str] = []
+    date: dt.date | None = None
+    start: dt.time | None = None
+    end: dt.time | None = None
+    tentative: bool = False
+    proposed: str | None = None
+    place: str | None = None
+    link: str | None = None
+    cancelled: bool = False
+
+    @property
+    def meeting_id(self) -> str:
+        return self.id or self.month
+
+
+class Plan(_Model):
+    year: int
+    note: str = ""
+    meetings: list[PlannedMeeting]
+    months_without_meeting: list[str] = []
+
+
+# ------------------------------------------------------------- meeting rules
+
+
+class Times(_Model):
+    start: time
+    end: time
+
+
+class LeadTimes(_Model):
+    """Swedish working days before (brief, invite, remind, template) or after
+    (chase, escalate) the meeting date; weekends, public holidays and
+    ``extra_non_working_days`` do not count.
+
+    ``spacing``: a chase goes out at least this many working days after the
+    template actually went out, an escalation at least this many after the
+    chase. ``late_template``: a meeting held at most this many working days
+    before the go-live date still gets its template (and the chase after it).
+    """
+
+    brief_host: int = Field(15, ge=0)
+    invite: int = Field(10, ge=0)
+    remind_host: int = Field(3, ge=0)
+    send_template: int = Field(1, ge=0)
+    chase_host: int = Field(3, ge=1)
+    escalate: int = Field(5, ge=1)
+    spacing: int = Field(2, ge=1)
+    late_template: int = Field(3, ge=0)
+
+
+class Meetings(_Model):
+    timezone: str = "Europe/Stockholm"
+    holiday_policy: Literal["next_working_day", "previous_working_day", "keep"] = "next_working_day"
+    extra_non_working_days: list[date] = []
+    agenda: list[str]
+    times: dict[str, Times]
+    places: dict[str, str] = {}
+    link: str = ""
+    lead_days: LeadTimes = LeadTimes()
+    #: the hour the daily run sends (local time of ``timezone``)
+    send_at: time = time(7, 0)
+    #: meetings held before this day are history (nothing is sent for them);
+    #: unset: the day of the first run, kept in the state record
+    go_live: date | None = None
+    kind_labels: dict[str, str] = {}
+    naming: dict[str, str]
+    distribution: Literal["attach", "link"] = "attach"
+    decision_rows: int = 6
+
+    @model_validator(mode="after")
+    def _naming(self) -> Meetings:
+        known = {"date", "short", "doc", "theme_no", "theme", "theme_label", "host", "city", "year", "month", "kind"}
+        for key in ("file", "folder"):
+            if key not in self.naming:
+                raise ValueError(f"naming.{key} is missing; add e.g. file: '{{date}} {{short}} {{doc}} {{theme_label}}'")
+            bad = pattern_fields(self.naming[key]) - known
+            if bad:
+                raise ValueError(f"naming.{key} uses unknown field(s) {sorted(bad)}; use only {sorted(known)}")
+        for kind in ("physical", "digital", "all_members", "study_trip"):
+            if kind not in self.times:
+                raise ValueError(f"times.{kind} is missing; add start/end times like '09:00'")
+        return self
+
+
+# ------------------------------------------------------------------ transport
+
+
+class MailSettings(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    kind: Literal["maildir", "smtp_imap", "exchange", "graph"] = "maildir"
+
+
+class ArchiveSettings(BaseModel):
+    """``root``: the folder every archive path lies under (a Dropbox folder,
+    or a folder inside the local archive); ``meetings.yaml`` naming.folder
+    (default ``/KCG/Protokoll/{year}``) comes below it. Default ``/``."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    kind: Literal["local", "dropbox"] = "local"
+    root: str = "/"
+
+    @field_validator("root")
+    @classmethod
+    def _root(cls, v: str) -> str:
+        v = (v or "/").strip()
+        if not v.startswith("/") or any(part in ("..", ".") for part in v.split("/")):
+            raise ValueError(f"{v!r} is not an absolute folder like / or /Team/Nätverk (fix: start it with / "
+                             f"and leave out '..')")
+        return "/" + v.strip("/") if v.strip("/") else "/"
+
+
+class Inbound(_Model):
+    """Who may make the system act (see SECURITY.md)."""
+
+    #: authserv-ids of our own receiving server whose Authentication-Results are
+    #: trusted (``kcg check --connect`` lists those seen on recent mail)
+    trusted_authserv_ids: list[str] = []
+    #: of those, receivers whose ``dmarc=pass`` counts although it names no
+    #: ``header.from`` (a receiver documented to write it so; see SECURITY.md).
+    #: Empty: ``dmarc=pass`` counts only with ``header.from`` = the From domain.
+    dmarc_pass_without_header_from: list[str] = []
+    #: a valid reply key (a reply to our mail) is required to file minutes
+    require_reply_key: bool = False
+    #: put ``kcg+<key>@domain`` in Reply-To (off for mail systems without plus-addressing)
+    plus_address_reply_to: bool = True
+
+    @field_validator("trusted_authserv_ids", "dmarc_pass_without_header_from", mode="before")
+    @classmethod
+    def _comma_list(cls, v: Any) -> Any:
+        if isinstance(v, str):  # KCG_INBOUND__TRUSTED_AUTHSERV_IDS=mx1.example.se,mx2.example.se
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
+
+    @field_validator("trusted_authserv_ids", "dmarc_pass_without_header_from")
+    @classmethod
+    def _ids(cls, v: list[str]) -> list[str]:
+        for i in v:
+            if not re.fullmatch(r"[A-Za-z0-9._-]+", i):
+                raise ValueError(f"{i!r} is not an authserv-id (a host name such as mx.example.se, or exchange-online)")
+        return [i.lower() for i in v]
+
+    @model_validator(mode="after")
+    def _bare_dmarc_is_trusted(self) -> Inbound:
+        stray = [i for i in self.dmarc_pass_without_header_from if i not in self.trusted_authserv_ids]
+        if stray:
+            raise ValueError(
+                f"dmarc_pass_without_header_from names {', '.join(stray)}, which is not in trusted_authserv_ids "
+                f"(fix: list only ids of trusted_authserv_ids there, or add the id to trusted_authserv_ids too)")
+        return self
+
+
+class Distribution(_Model):
+    #: distributions of a meeting's minutes per day; a further version waits for approval
+    max_per_meeting_per_day: int = Field(2, ge=1)
+
+
+class AlertSettings(_Model):
+    """A second alert channel that does not go through the mail transport."""
+
+    #: a Microsoft Teams or Slack incoming webhook ("" = off); it holds a token:
+    #: prefer the environment variable KCG_ALERTS__WEBHOOK_URL
+    webhook_url: str = ""
+    timeout_seconds: float = 10.0
+
+
+class Transport(_Model):
+    mail: MailSettings = MailSettings()
+    archive: ArchiveSettings = ArchiveSettings()
+    inbound: Inbound = Inbound()
+    distribution: Distribution = Distribution()
+    alerts: AlertSettings = AlertSettings()
+    alerts_to: list[str] = []
+    prefect_ui_url: str = "http://127.0.0.1:4200"
+
+
+# ---------------------------------------------------------------------- all
+
+
+class Config(_Model):
+    directory: str
+    network: Network
+    plans: list[Plan]
+    meetings: Meetings
+    transport: Transport
+    #: config/projects.yaml (optional): project groups
+    projects: Projects = Projects()
+
+    def all_meetings(self) -> list[PlannedMeeting]:
+        return [m for p in self.plans for m in p.meetings]

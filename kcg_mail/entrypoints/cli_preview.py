@@ -1,0 +1,62 @@
+"""``kcg preview``: every mail a month will send, per reader, before it is sent."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from kcg_mail.entrypoints.cli_common import CONFIG, WORKDIR, _config, console, err
+
+
+def preview(month: str = typer.Option(..., "--month", "-m", help="The month, e.g. 2024-02."),
+            workdir: Path = WORKDIR, config: Path | None = CONFIG,
+            out: Path | None = typer.Option(None, "--out", "-o", help="The HTML page (default: <workdir>/preview-<month>.html).")) -> None:
+    """Show every mail MONTH will send, per reader, as it will look (a dry run on a copy of the state: nothing is sent)."""
+    from kcg_mail.bootstrap import dry_run_app
+    from kcg_mail.services.preview import Preview, dry_run, month_bounds, render_html
+
+    _config(config)
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
+        err.print(f"--month: {month!r} is not a month (fix: write it as YYYY-MM, e.g. {date.today():%Y-%m})")
+        raise typer.Exit(2)
+    first, last = month_bounds(month)
+    with dry_run_app(workdir, config) as (app, sent):
+        mails = dry_run(app, first, last, sent)
+    page = Preview(f"Förhandsvisning {month}", "Så här ser månadens utskick ut om inget annat händer (svar från "
+                   "värdar, som utskicket av protokollet, syns inte här). Inget har skickats.", mails)
+    target = out or workdir / f"preview-{month}.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(render_html(page), encoding="utf-8")
+    table = Table("datum", "ämne", "till", title=f"{month}: {len(mails)} utskick")
+    for m in mails:
+        roles: dict[str, int] = {}
+        for r in m.readers:
+            roles[r.role] = roles.get(r.role, 0) + 1
+        to = ", ".join(f"{n} {role}" if n > 1 else role for role, n in roles.items())
+        table.add_row(m.sent_at.strftime("%Y-%m-%d") if m.sent_at else "", m.subject, to)
+    console.print(table)
+    console.print(f"Sidan: {target}", markup=False, highlight=False)
+
+
+def demo_year_page(workdir: Path, config: Path | None) -> None:
+    """After the demo: the year's mails as one page per reader (``<workdir>/preview.html``)
+    and the count of mails per person and month."""
+    from kcg_mail.bootstrap import bootstrap
+    from kcg_mail.services.preview import ROLES, Preview, read_maildir, render_html
+
+    app = bootstrap(workdir, config)
+    with app:
+        mails = read_maildir(app.cfg, app.meetings, workdir / "mail" / "sent")
+    page = Preview("Årets utskick", "Varje utskick i demons simulerade år, som mottagarna ser det.", mails)
+    target = workdir / "preview.html"
+    target.write_text(render_html(page), encoding="utf-8")
+    months = page.months()
+    table = Table("mottagare", "roll", *[m[2:] for m in months], "max", title="Utskick per person och månad")
+    for r, c in sorted(page.counts().items(), key=lambda kv: (ROLES.index(kv[0].role), kv[0].name)):
+        table.add_row(r.name, r.role, *[str(c[m] or "") for m in months], str(max(c.values())))
+    console.print(table)
+    console.print(f"Årets utskick per mottagare: {target}", markup=False, highlight=False)

@@ -1,0 +1,285 @@
+"""``kcg demo --planning``: the planning round for 2024, played in November
+and December 2023 on the embedded defaults (Maildir, local folder, SQLite).
+
+The members answer like people do: they reply to the network's mails from
+their own address, some with the Word form or ballot filled in (python-docx),
+some in the text of the mail. Fourteen members send needs (two after the
+reminder); on the ballot one member first sends too many votes and corrects
+it after the polite answer, one votes after the reminder and one after the
+deadline. The round ends with "Handlingsplan 2024" and the draft plan in the
+archive. Everything goes through the real flows: ``kcg-planning-*`` and the
+intake.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from datetime import time as dtime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from kcg_mail.core.config_model import Person
+from kcg_mail.services.app import App
+
+YEAR = 2024
+DOCX_SUBTYPE = "vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+#: what members suggest (area -> topics), taken from the network's own lists
+SUGGESTIONS = {
+    "Omvärldsbevakning": ["Studieresa", "Framtidens stadskärna", "Föredrag: Vad krävs för tillväxt?",
+                          "Aktuella föredrag", "Hur gör vi med Kairos?"],
+    "Erfarenhetsutbyte & kompetensutveckling": ["Trygghet", "Affärsplanering", "Mobilitet & citylogistik",
+                                                 "Medlemsengagemang", "Besöksflöden"],
+    "Gemensamma frågor & projekt": ["Gemensamt finansierad omvärldsanalys", "Policy/branschpraxis",
+                                    "Omsättningsstatistik", "Etableringar och etableringskonsekvenser"],
+    "Kollegialt stöd": ["Roterande faddergrupper", "Utrymme för rådgivning"],
+}
+#: how popular each topic is when people vote (first = most)
+POPULAR = ["Studieresa", "Gemensamt finansierad omvärldsanalys", "Trygghet", "Framtidens stadskärna",
+           "Policy/branschpraxis", "Affärsplanering", "Omsättningsstatistik", "Föredrag: Vad krävs för tillväxt?",
+           "Mobilitet & citylogistik", "Medlemsengagemang", "Roterande faddergrupper", "Besöksflöden"]
+WORD_NEEDS = {"aljosa", "bjorn", "hanna", "lena", "maria", "pia"}
+WORD_BALLOT = {"armina", "bjorn", "david", "isabel", "lisa", "maria", "monica"}
+LATE_NEEDS = ("jessica", "linda")
+INVALID_THEN_FIXED = "daniel"
+AFTER_REMINDER = "jessica"
+#: votes the day after the last day, before the tally: counted (a ballot counts until the result is out)
+WEEKEND_VOTER = "lena"
+
+
+@dataclass
+class RoundResult:
+    flow_runs: int
+    seconds: float
+    handlingsplan: str
+    draft: str
+
+
+def sent_message(app: App, key: str) -> EmailMessage:
+    from kcg_mail.adapters.maildir import _key_name
+
+    path = Path(app.mail.root) / "sent" / "cur" / _key_name(key)  # type: ignore[attr-defined]
+    return message_from_bytes(path.read_bytes(), policy=policy.default)  # type: ignore[return-value]
+
+
+def reply_to(original: EmailMessage, person: Person, text: str, when: datetime,
+             attachment: tuple[str, bytes] | None = None) -> bytes:
+    """A member's reply as a mail program sends it: quoted original included."""
+    reply = EmailMessage(policy=SMTP)
+    reply["From"] = f"{person.name} <{person.email}>"
+    reply["To"] = original["Reply-To"] or original["From"]
+    reply["Subject"] = "SV: " + str(original["Subject"])
+    reply["Date"] = format_datetime(when)
+    reply["Message-ID"] = make_msgid(domain=person.email.rpartition("@")[2])
+    reply["In-Reply-To"] = original["Message-ID"]
+    reply["References"] = original["Message-ID"]
+    body = original.get_body(preferencelist=("plain",))
+    quoted = "\n".join("> " + line for line in (body.get_content() if body else "").splitlines()[:40])
+    reply.set_content(f"{text}\n\nDen {when.day} {when.month} {when.year} skrev {original['From']}:\n{quoted}\n")
+    if attachment is not None:
+        reply.add_attachment(attachment[1], maintype="application", subtype=DOCX_SUBTYPE, filename=attachment[0])
+    return reply.as_bytes()
+
+
+def docx_attachment(msg: EmailMessage) -> tuple[str, bytes]:
+    att = next(p for p in msg.iter_attachments() if (p.get_filename() or "").endswith(".docx"))
+    return att.get_filename() or "form.docx", att.get_content()
+
+
+def fill_needs_form(data: bytes, topics: dict[str, list[str]]) -> bytes:
+    """What a member does in Word: write suggestions into the area tables."""
+    import docx
+
+    doc = docx.Document(io.BytesIO(data))
+    for table in doc.tables:
+        area = table.rows[0].cells[0].text.strip()
+        for row, topic in zip(table.rows[1:], topics.get(area, [])):
+            row.cells[0].text = topic
+    out = io.BytesIO()
+    doc.save(out)
+    return out.getvalue()
+
+
+def ballot_numbers(data: bytes) -> dict[str, int]:
+    """Topic text -> number, read from the ballot the member got."""
+    import docx
+
+    doc = docx.Document(io.BytesIO(data))
+    out = {}
+    for table in doc.tables:
+        for row in table.rows[1:]:
+            out[row.cells[1].text.strip()] = int(row.cells[0].text)
+    return out
+
+
+def fill_ballot(data: bytes, votes: dict[int, int]) -> bytes:
+    import docx
+
+    doc = docx.Document(io.BytesIO(data))
+    for table in doc.tables:
+        for row in table.rows[1:]:
+            n = int(row.cells[0].text)
+            if n in votes:
+                row.cells[2].text = str(votes[n])
+    out = io.BytesIO()
+    doc.save(out)
+    return out.getvalue()
+
+
+def suggestions_of(i: int) -> dict[str, list[str]]:
+    """Member i suggests a few topics per area (overlapping, as in real rounds)."""
+    out: dict[str, list[str]] = {}
+    for k, (area, pool) in enumerate(SUGGESTIONS.items()):
+        n = 1 + (i + k) % 3
+        out[area] = [pool[(i + j + k) % len(pool)] for j in range(n)]
+    return out
+
+
+def needs_text(topics: dict[str, list[str]]) -> str:
+    lines = ["Hej!", "", "Här kommer mina förslag."]
+    for area, ts in topics.items():
+        lines += ["", area + ":"] + [f"- {t}" for t in ts]
+    return "\n".join(lines + ["", "Hälsningar"])
+
+
+def preferences(i: int) -> list[str]:
+    """Member i's four favourites: the popular ones often, a little personal taste."""
+    picks = [POPULAR[i % 4], POPULAR[(i + 4) % 9], POPULAR[(i * 2 + 1) % 12], POPULAR[(i * 5 + 3) % 12]]
+    picks = list(dict.fromkeys(picks))
+    picks += [t for t in POPULAR if t not in picks][:4 - len(picks)]
+    return picks
+
+
+def votes_of(i: int, numbers: dict[str, int]) -> dict[int, int]:
+    prefs = [numbers[t] for t in preferences(i) if t in numbers]
+    split = [4, 3, 2, 1][:len(prefs)]
+    split[0] += 10 - sum(split)
+    return dict(zip(prefs, split))
+
+
+def ballot_text(i: int, votes: dict[int, int]) -> str:
+    items = sorted(votes.items())
+    if i % 3 == 0:
+        return "Hej!\n\nMina röster: \n" + ", ".join(f"{n}: {v}" for n, v in items) + "\n\nHälsningar"
+    if i % 3 == 1:
+        return "\n".join(f"{n} {v}" for n, v in items) + "\n\n/hälsningar"
+    return "Röster:\n" + "\n".join(f"#{n} x{v}" for n, v in items)
+
+
+def at(d: date, hour: int, tz: str = "Europe/Stockholm") -> datetime:
+    return datetime.combine(d, dtime(hour), ZoneInfo(tz))
+
+
+def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[str], None] = print) -> RoundResult:
+    """The planning round for 2024 through the real flows; idempotent like the rest of the demo."""
+    from flows.intake import intake_flow
+    from flows.round import planning_publish, planning_start, planning_tick
+    from kcg_mail.bootstrap import bootstrap
+    from kcg_mail.entrypoints.demo import stamp_authentication
+    from kcg_mail.services import round as round_
+
+    t0 = time.monotonic()
+    app = bootstrap(workdir, config_dir)
+    _, r = round_.get_round(app, YEAR)
+    kw = {"workdir": str(workdir), "config_dir": str(config_dir) if config_dir else None}
+    runs = 0
+    members = app.cfg.network.active_members
+    index = {p.id: i for i, p in enumerate(members)}
+
+    trusted = app.cfg.transport.inbound.trusted_authserv_ids
+
+    def deliver(name: str, raw_of: Callable[[], bytes]) -> None:
+        # as our receiving server hands it over: authenticated (SECURITY.md)
+        raw = raw_of()
+        app.mail.deliver(stamp_authentication(raw, trusted[0]) if trusted else raw, name)  # type: ignore[attr-defined]
+
+    def intake(d: date, hour: int = 12) -> None:
+        nonlocal runs
+        intake_flow(now=f"{d.isoformat()}T{hour:02d}:00", **kw)
+        runs += 1
+
+    def flow(f: Callable[..., dict], d: date) -> None:
+        nonlocal runs
+        f(year=YEAR, date=d.isoformat(), **kw)
+        runs += 1
+
+    done = round_._get(app, YEAR, "result", None)
+    if done:  # played already: nothing is sent again
+        return RoundResult(0, time.monotonic() - t0, done["path"], done["draft"])
+
+    # 1. Nuläge & behov
+    flow(planning_start, r.start)
+    day = date.fromordinal(r.start.toordinal() + 2)
+
+    def answer_needs(p: Person, d: date) -> None:
+        i = index[p.id]
+        topics = suggestions_of(i)
+        original = sent_message(app, f"plan-{YEAR}:needs:{p.email}")
+        if p.id in WORD_NEEDS:
+            name, data = docx_attachment(original)
+            raw = reply_to(original, p, "Hej! Mina förslag finns i formuläret.", at(d, 10),
+                           (name, fill_needs_form(data, topics)))
+        else:
+            raw = reply_to(original, p, needs_text(topics), at(d, 10))
+        deliver(f"needs-{p.id}.eml", lambda: raw)
+
+    for p in members:
+        if p.id not in LATE_NEEDS:
+            answer_needs(p, day)
+    intake(day)
+    flow(planning_tick, r.needs_reminder)
+    late_day = date.fromordinal(r.needs_reminder.toordinal() + 2)
+    for p in members:
+        if p.id in LATE_NEEDS:
+            answer_needs(p, late_day)
+    intake(late_day)
+    after = date.fromordinal(r.needs_deadline.toordinal() + 3)
+    flow(planning_tick, after)  # the candidate list for the coordinator
+
+    # 2. Målbild & prioriteringar: the coordinator publishes the list as written
+    publish_day = date.fromordinal(after.toordinal() + 2)
+    flow(planning_publish, publish_day)
+    vote_day = date.fromordinal(publish_day.toordinal() + 2)
+
+    def vote(p: Person, d: date, votes_override: dict[int, int] | None = None, tag: str = "") -> None:
+        i = index[p.id]
+        original = sent_message(app, f"plan-{YEAR}:ballot:{p.email}")
+        name, data = docx_attachment(original)
+        votes = votes_override or votes_of(i, ballot_numbers(data))
+        if p.id in WORD_BALLOT and votes_override is None:
+            raw = reply_to(original, p, "Hej! Här är min röstsedel.", at(d, 9), (name, fill_ballot(data, votes)))
+        else:
+            raw = reply_to(original, p, ballot_text(i, votes), at(d, 9))
+        deliver(f"ballot-{p.id}{tag}.eml", lambda: raw)
+
+    for p in members:
+        if p.id == INVALID_THEN_FIXED:
+            original = sent_message(app, f"plan-{YEAR}:ballot:{p.email}")
+            numbers = ballot_numbers(docx_attachment(original)[1])
+            wrong = {numbers[POPULAR[0]]: 6, numbers[POPULAR[2]]: 6}  # 12 votes: too many
+            vote(p, vote_day, wrong, "-1")
+        elif p.id not in (AFTER_REMINDER, WEEKEND_VOTER):
+            vote(p, vote_day)
+    intake(vote_day)
+    fix_day = date.fromordinal(vote_day.toordinal() + 3)
+    vote(next(p for p in members if p.id == INVALID_THEN_FIXED), fix_day, tag="-2")
+    intake(fix_day)
+    flow(planning_tick, r.votes_reminder)
+    reminded = date.fromordinal(r.votes_reminder.toordinal() + 1)
+    vote(next(p for p in members if p.id == AFTER_REMINDER), reminded)
+    intake(reminded)
+    weekend = date.fromordinal(r.votes_deadline.toordinal() + 1)
+    vote(next(p for p in members if p.id == WEEKEND_VOTER), weekend)
+    intake(weekend)
+    flow(planning_tick, date.fromordinal(r.votes_deadline.toordinal() + 3))  # closes the round
+    res = round_._get(app, YEAR, "result", {})
+    echo(f"Handlingsplan {YEAR}: {res.get('path')}")
+    return RoundResult(runs, time.monotonic() - t0, res.get("path", ""), res.get("draft", ""))

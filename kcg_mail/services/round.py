@@ -1,0 +1,601 @@
+"""The yearly planning round, run on the same ports as the meetings.
+
+Everything leaves through the Outbox with deterministic keys
+(``plan-YYYY:<step>:<email>[:<msg>]``), everything read is recorded in the
+state record (``planning:YYYY:*`` keys, rewritten idempotently per message),
+so a crash anywhere neither loses nor doubles a mail or a vote.
+
+Steps (the dates are in ``config/planning.yaml``):
+
+- ``start_round``: the needs mail with the Word form to every active member;
+- ``tick`` (daily, or by hand): one reminder before each deadline to those
+  who have not answered; after the needs deadline the candidate list is
+  written to the archive (YAML, for the coordinator to edit) and the
+  coordinator is told; after the votes deadline the round is closed;
+- ``publish_ballot`` ("publicera röstlistan"): reads the edited list, numbers
+  it and sends the ballot;
+- ``handle_reply`` (from the intake): needs and ballots, from members only;
+  each gets a receipt or a polite answer with what is wrong;
+- ``close_round``: tally, workshop groups, the draft plan and "Handlingsplan
+  YYYY" in the archive, and the result to the members.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kcg_mail.core import round as pl
+from kcg_mail.core.config_model import Person
+from kcg_mail.core.inbound.outcome import Outcome
+from kcg_mail.core.inbound.verdict import RoundReply
+from kcg_mail.core.plan import MONTHS_SV, date_text
+from kcg_mail.ports import ActionRecord, Attachment
+from kcg_mail.services.app import App
+from kcg_mail.services.compose import DOCX, person_ctx
+
+PREFIX = "planning_"
+
+
+class PlanningProblem(ValueError):
+    """The coordinator asked for something that cannot be done now; says why and what to do."""
+
+
+# ------------------------------------------------------------------ basics
+
+
+_SETTINGS: dict[str, tuple[tuple[int, ...], Any]] = {}
+
+
+def _stamp(directory: Path) -> tuple[int, ...]:
+    out: list[int] = []
+    for name in ("planning.yaml", "network.yaml"):
+        try:
+            st = (directory / name).stat()
+            out += [st.st_mtime_ns, st.st_size, st.st_ino]
+        except OSError:
+            out += [-1, -1, -1]
+    return tuple(out)
+
+
+def settings(app: App) -> pl.PlanningSettings:
+    """``planning.yaml``, read again only when it (or ``network.yaml``) changed: a
+    round's mails ask for it many times a run (about 40 ms a read)."""
+    from kcg_mail.config_loader import load_planning
+
+    directory = Path(app.cfg.directory)
+    stamp = _stamp(directory)
+    hit = _SETTINGS.get(str(directory))
+    if hit is not None and hit[0] == stamp:
+        s = hit[1]
+    else:
+        s = load_planning(directory)
+        _SETTINGS[str(directory)] = (stamp, s)
+    if s is None:
+        raise PlanningProblem(f"{app.cfg.directory}/planning.yaml is missing (fix: copy config/planning.yaml from "
+                              f"the kcg-mail repository and set the dates of the round)")
+    return s
+
+
+def get_round(app: App, year: int) -> tuple[pl.PlanningSettings, pl.Round]:
+    s = settings(app)
+    if year not in s.rounds:
+        raise PlanningProblem(f"{app.cfg.directory}/planning.yaml: rounds.{year}: missing (fix: add the dates "
+                              f"start, needs_reminder, needs_deadline, votes_reminder, votes_deadline for {year})")
+    return s, s.rounds[year]
+
+
+def token(app: App, year: int) -> str:
+    return f"[{app.cfg.network.short}-PLAN-{year}]"
+
+
+def _get(app: App, year: int, what: str, default: Any) -> Any:
+    raw = app.state.get(f"planning:{year}:{what}")
+    return json.loads(raw) if raw else default
+
+
+def _put(app: App, year: int, what: str, value: Any) -> None:
+    app.state.put(f"planning:{year}:{what}", json.dumps(value, ensure_ascii=False, sort_keys=True))
+
+
+def folder(app: App, year: int) -> str:
+    return settings(app).folder.format(short=app.cfg.network.short, year=year)
+
+
+def _members(app: App) -> list[Person]:
+    return app.cfg.network.active_members
+
+
+def _base(app: App, year: int, person: Person | None = None) -> dict[str, Any]:
+    s, r = get_round(app, year)
+    return {"year": year, "token": token(app, year), "votes": s.votes_per_member,
+            "person": person_ctx(person) if person else None}
+
+
+def topics(app: App, year: int) -> list[pl.Topic]:
+    return [pl.Topic(n, a, t) for n, a, t in _get(app, year, "topics", [])]
+
+
+def _send(app: App, kind: str, key: str, to: list[Person], ctx: dict[str, Any], *,
+          attachments: tuple[Attachment, ...] = (), in_reply_to: str | None = None) -> str:
+    msg = app.composer.message(kind, key, None, to, ctx, attachments=attachments, in_reply_to=in_reply_to)
+    return app.outbox.send(msg)  # type: ignore[union-attr]
+
+
+# ------------------------------------------------------------------ start: needs
+
+
+def _carry_over(app: App, year: int, r: pl.Round) -> dict[str, list[str]]:
+    """Last year's topics not chosen: from last year's round by mail, else from config."""
+    last = _get(app, year - 1, "result", None)
+    if last:
+        out: dict[str, list[str]] = {}
+        for row in last["rows"]:
+            if not row["focus"]:
+                out.setdefault(row["area"], []).append(row["text"])
+        return out
+    return {k: list(v) for k, v in r.carry_over.items()}
+
+
+def start_round(app: App, year: int, now: datetime) -> list[str]:
+    s, r = get_round(app, year)
+    app.outbox.now = now  # type: ignore[union-attr]
+    carry = _carry_over(app, year, r)
+    form = Attachment(f"{app.cfg.network.short} Nuläge och behov {year}.docx", DOCX, _needs_form(app, year, s, carry))
+    areas = [{"name": a.name, "questions": a.questions, "carry_over": carry.get(a.name, [])} for a in s.areas]
+    lines = []
+    for p in _members(app):
+        ctx = {**_base(app, year, p), "areas": areas, "deadline_text": date_text(r.needs_deadline), "reminder": False}
+        out = _send(app, "planning_needs", f"plan-{year}:needs:{p.email}", [p], ctx, attachments=(form,))
+        lines.append(f"behovsutskick till {p.name}: {out}")
+    if _get(app, year, "started", None) is None:
+        _put(app, year, "started", now.isoformat())
+    return lines
+
+
+def _needs_form(app: App, year: int, s: pl.PlanningSettings, carry: dict[str, list[str]]) -> bytes:
+    from kcg_mail.documents.round_forms import needs_form
+
+    return needs_form(app.cfg.network.name, year, s.areas, carry)
+
+
+# ------------------------------------------------------------------ tick
+
+
+def tick(app: App, year: int, now: datetime) -> list[str]:
+    """What is due today: reminders, the candidate list, closing the round."""
+    s, r = get_round(app, year)
+    app.outbox.now = now  # type: ignore[union-attr]
+    today = now.date()
+    lines: list[str] = []
+    if _get(app, year, "started", None) is None:
+        return [f"planeringsrundan {year} är inte startad (kör kcg planning start --year {year})"]
+    published = bool(_get(app, year, "topics", []))
+    needs = _get(app, year, "needs", {})
+    if not published and r.needs_reminder <= today <= r.needs_deadline:
+        carry = _carry_over(app, year, r)
+        areas = [{"name": a.name, "questions": a.questions, "carry_over": carry.get(a.name, [])} for a in s.areas]
+        for p in _members(app):
+            if p.id not in needs:
+                ctx = {**_base(app, year, p), "areas": areas, "deadline_text": date_text(r.needs_deadline),
+                       "reminder": True}
+                out = _send(app, "planning_needs", f"plan-{year}:needs_reminder:{p.email}", [p], ctx)
+                lines.append(f"påminnelse om förslag till {p.name}: {out}")
+    if not published and today > r.needs_deadline:
+        lines += write_candidates(app, year, now)
+    if published and r.votes_reminder <= today <= r.votes_deadline:
+        ballots = _get(app, year, "ballots", {})
+        for p in _members(app):
+            if p.id not in ballots:
+                out = _send(app, "planning_ballot", f"plan-{year}:ballot_reminder:{p.email}", [p],
+                            _ballot_ctx(app, year, p, r, reminder=True))
+                lines.append(f"påminnelse om röst till {p.name}: {out}")
+    if published and today > r.votes_deadline and _get(app, year, "result", None) is None:
+        lines += close_round(app, year, now)
+    return lines
+
+
+# ------------------------------------------------------------------ candidates
+
+
+def candidates_path(app: App, year: int) -> str:
+    return f"{folder(app, year)}/{app.cfg.network.short} Röstlista {year}.yaml"
+
+
+def candidates(app: App, year: int) -> list[pl.Candidate]:
+    s, r = get_round(app, year)
+    stored = _get(app, year, "needs", {})
+    needs = {}
+    for pid, by_msg in stored.items():
+        merged: dict[str, list[str]] = {}
+        for _key, entry in sorted(by_msg.items(), key=lambda kv: kv[1]["at"]):
+            for area, ts in entry["topics"].items():
+                merged.setdefault(area, []).extend(ts)
+        needs[pid] = pl.Needs({k: tuple(v) for k, v in merged.items()})
+    return pl.merge_candidates(s.areas, needs, _carry_over(app, year, r))
+
+
+def candidates_yaml(app: App, year: int, cands: list[pl.Candidate]) -> str:
+    s = settings(app)
+    names = {p.id: p.name for p in app.cfg.network.members}
+    q = lambda v: json.dumps(v, ensure_ascii=False)  # noqa: E731 - a JSON string is a YAML scalar
+    out = [f"# Röstlista för handlingsplan {year}, skriven av kcg-mail när tiden för förslag gick ut.",
+           "# Redigera fritt: slå ihop, stryk eller formulera om (en rad per förslag under sitt område).",
+           f"# Kör sedan \"publicera röstlistan\": kcg planning publish --year {year} (eller flödet kcg-planning-publish).",
+           f"year: {year}", "areas:"]
+    for a in s.areas:
+        mine = [c for c in cands if c.area == a.name]
+        out.append(f"  {q(a.name)}:" + ("" if mine else " []"))
+        for c in mine:
+            who = "förra året" if c.carried_over else ", ".join(names.get(p, p) for p in c.proposers)
+            out.append(f"    - {q(c.text)}  # {who}")
+    return "\n".join(out) + "\n"
+
+
+def write_candidates(app: App, year: int, now: datetime) -> list[str]:
+    if _get(app, year, "candidates", None):
+        return []
+    cands = candidates(app, year)
+    path = candidates_path(app, year)
+    stored = app.archive.store(path, candidates_yaml(app, year, cands).encode("utf-8"), overwrite=True)
+    needs = _get(app, year, "needs", {})
+    missing = [p.name for p in _members(app) if p.id not in needs]
+    coord = app.cfg.network.coordinator
+    out = _send(app, "planning_candidates", f"plan-{year}:candidates:{coord.email}", [coord],
+                {**_base(app, year, coord), "answered": len(_members(app)) - len(missing),
+                 "members": len(_members(app)), "missing": missing, "count": len(cands), "path": stored.path})
+    _put(app, year, "candidates", {"path": stored.path, "at": now.isoformat(), "count": len(cands)})
+    return [f"röstlistan ({len(cands)} förslag) skriven till {stored.path}; samordnaren informerad: {out}"]
+
+
+def read_candidates(app: App, year: int, data: bytes, where: str) -> list[pl.Topic]:
+    """The coordinator's edited list, numbered across areas in config order."""
+    s = settings(app)
+    try:
+        doc = yaml.safe_load(data.decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise PlanningProblem(f"{where}: not valid YAML: {exc} (fix: check quotes and indentation)") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("areas"), dict):
+        raise PlanningProblem(f"{where}: areas: missing (fix: keep the layout 'areas:' with one list per area)")
+    known = {a.name.casefold(): a.name for a in s.areas}
+    problems = []
+    for name in doc["areas"]:
+        if str(name).casefold() not in known:
+            problems.append(f"{where}: areas.{name}: unknown area (fix: use one of {', '.join(known.values())})")
+    numbered: list[pl.Topic] = []
+    by_area = {str(k).casefold(): v for k, v in doc["areas"].items()}
+    for a in s.areas:
+        items = by_area.get(a.name.casefold()) or []
+        if not isinstance(items, list):
+            problems.append(f"{where}: areas.{a.name}: expected a list of topics (fix: one '- text' line per topic)")
+            continue
+        for i, t in enumerate(items):
+            if not isinstance(t, str) or not t.strip():
+                problems.append(f"{where}: areas.{a.name}[{i}]: expected a topic as text (fix: write '- text')")
+                continue
+            numbered.append(pl.Topic(len(numbered) + 1, a.name, pl.clean_topic(t)))
+    if not numbered and not problems:
+        problems.append(f"{where}: no topics (fix: add at least one topic under an area)")
+    if problems:
+        raise PlanningProblem("\n".join(problems))
+    return numbered
+
+
+# ------------------------------------------------------------------ publish: votes
+
+
+def _ballot_ctx(app: App, year: int, p: Person, r: pl.Round, *, reminder: bool) -> dict[str, Any]:
+    s = settings(app)
+    ts = topics(app, year)
+    areas = [{"name": a.name, "topics": [{"number": t.number, "text": t.text} for t in ts if t.area == a.name]}
+             for a in s.areas]
+    return {**_base(app, year, p), "areas": [a for a in areas if a["topics"]],
+            "deadline_text": date_text(r.votes_deadline), "reminder": reminder}
+
+
+def publish_ballot(app: App, year: int, now: datetime) -> list[str]:
+    """"Publicera röstlistan": read the (edited) list from the archive, number it, send the ballot."""
+    from kcg_mail.documents.round_forms import ballot_form
+
+    s, r = get_round(app, year)
+    app.outbox.now = now  # type: ignore[union-attr]
+    ts = topics(app, year)
+    if not ts:
+        cand = _get(app, year, "candidates", None)
+        if cand is None:
+            if now.date() <= r.needs_deadline:
+                raise PlanningProblem(f"tiden för förslag går ut {r.needs_deadline}; publicera röstlistan efter det "
+                                      f"(eller flytta needs_deadline i planning.yaml)")
+            write_candidates(app, year, now)
+            cand = _get(app, year, "candidates", None)
+        path = cand["path"]
+        ts = read_candidates(app, year, app.archive.read(path), path)
+        _put(app, year, "topics", [[t.number, t.area, t.text] for t in ts])
+        _put(app, year, "published", now.isoformat())
+    data = ballot_form(app.cfg.network.name, year, s.areas, ts, s.votes_per_member)
+    att = Attachment(f"{app.cfg.network.short} Röstsedel {year}.docx", DOCX, data)
+    lines = [f"röstlistan publicerad: {len(ts)} förslag"]
+    for p in _members(app):
+        out = _send(app, "planning_ballot", f"plan-{year}:ballot:{p.email}", [p],
+                    _ballot_ctx(app, year, p, r, reminder=False), attachments=(att,))
+        lines.append(f"röstsedel till {p.name}: {out}")
+    return lines
+
+
+# ------------------------------------------------------------------ replies
+
+
+def mail_ids(actions: Iterable[ActionRecord]) -> dict[str, RoundReply]:
+    """Our planning mails by Message-ID (and the round and step each belongs to), for
+    the intake's classifier: a reply to one of them is a reply to the round."""
+    out = {}
+    for rec in actions:
+        mid = rec.detail.get("message_id") if rec.action.startswith(PREFIX) else None
+        m = re.match(r"plan-(\d{4}):(\w+):", rec.key) if mid else None
+        if m:
+            step = next((x for x in ("needs", "ballot") if m.group(2).startswith(x)), "")
+            out.setdefault(str(mid), RoundReply(int(m.group(1)), step))
+    return out
+
+
+def sender_member(app: App, mail: Any) -> Person | None:
+    """The member who sent ``mail``, or None. The one place the round decides
+    whom to trust: today the From address must be a member's; when the intake's
+    sender-authentication rules apply, this is where they plug in."""
+    return next((p for p in app.cfg.network.members if p.active and p.email == mail.sender), None)
+
+
+def handle_reply(app: App, mail: Any, rt: RoundReply, key: str, now: datetime) -> tuple[Outcome, str]:
+    """A member's needs or ballot. Returns (outcome, reason) for the intake record."""
+    person = sender_member(app, mail)
+    if person is None:
+        return Outcome.NOT_ALLOWED, f"svar på planeringsrundan {rt.year} från {mail.sender}, som inte är medlem"
+    try:
+        s, r = get_round(app, rt.year)
+    except PlanningProblem as exc:
+        return Outcome.UNMATCHED, f"planeringsrunda {rt.year}: {exc}"
+    app.outbox.now = now  # type: ignore[union-attr]
+    published = bool(_get(app, rt.year, "topics", []))
+    if rt.step == "needs" and published:
+        return _problem(app, rt.year, person, mail, key, "needs",
+                        ["Tiden för förslag har gått ut och röstlistan är publicerad; rösta i stället på listan "
+                         "i mejlet med röstsedeln."], r.votes_deadline)
+    if published:
+        return _ballot(app, rt.year, person, mail, key, now, s, r)
+    return _needs(app, rt.year, person, mail, key, now, s, r)
+
+
+def _subject(mail: Any) -> str:
+    return re.sub(r"^(?:(?:SV|Sv|RE|Re|AW|Aw|VB|FW|Fwd)\s*:\s*)+", "", mail.subject or "")[:150] or "Handlingsplan"
+
+
+def _problem(app: App, year: int, p: Person, mail: Any, key: str, what: str, problems: list[str],
+             deadline: date) -> tuple[Outcome, str]:
+    s = settings(app)
+    out = _send(app, "planning_problem", f"plan-{year}:{what}_problem:{p.email}:{key[:12]}", [p],
+                {**_base(app, year, p), "what": what, "problems": problems, "subject": _subject(mail),
+                 "deadline_text": date_text(deadline), "votes": s.votes_per_member}, in_reply_to=mail.message_id)
+    rejected = _get(app, year, "rejected", {})
+    rejected[key] = {"person": p.id, "what": what, "problems": problems}
+    _put(app, year, "rejected", rejected)
+    invalid = Outcome.PLANNING_NEEDS_INVALID if what == "needs" else Outcome.PLANNING_BALLOT_INVALID
+    return invalid, "; ".join(problems) + f" (svar: {out})"
+
+
+def _docx_attachments(mail: Any) -> list[Any]:
+    return [a for a in mail.attachments if a.filename.lower().endswith(".docx") or a.content_type == DOCX]
+
+
+def _needs(app: App, year: int, p: Person, mail: Any, key: str, now: datetime, s: pl.PlanningSettings,
+           r: pl.Round) -> tuple[Outcome, str]:
+    from kcg_mail.documents.ooxml import MinutesRejected
+    from kcg_mail.documents.round_forms import read_needs_form
+
+    found: dict[str, list[str]] = {}
+    problems: list[str] = []
+    for att in _docx_attachments(mail):
+        try:
+            for area, ts in read_needs_form(att.filename, att.data, s.areas).topics.items():
+                found.setdefault(area, []).extend(ts)
+        except MinutesRejected as rej:
+            problems.append(f"{att.filename}: {rej.message_sv}")
+    for area, ts in pl.parse_needs_text(mail.text or "", s.areas).topics.items():
+        found.setdefault(area, []).extend(ts)
+    if not any(found.values()):
+        return _problem(app, year, p, mail, key, "needs", problems or [
+            "Vi hittade inga förslag under något av områdena (Omvärldsbevakning, Erfarenhetsutbyte & "
+            "kompetensutveckling, Gemensamma frågor & projekt, Kollegialt stöd)."], r.needs_deadline)
+    needs = _get(app, year, "needs", {})
+    needs.setdefault(p.id, {})[key] = {"topics": found, "at": now.isoformat()}
+    _put(app, year, "needs", needs)
+    lines = [f"{area}: {t}" for area, ts in found.items() for t in ts]
+    out = _send(app, "planning_receipt", f"plan-{year}:needs_ok:{p.email}:{key[:12]}", [p],
+                {**_base(app, year, p), "what": "needs", "lines": lines, "subject": _subject(mail),
+                 "deadline_text": date_text(r.needs_deadline), "total": 0, "ignored": []},
+                in_reply_to=mail.message_id)
+    late = " (efter sista dagen, men före röstlistan)" if now.date() > r.needs_deadline else ""
+    if _get(app, year, "candidates", None):  # the list is already with the coordinator
+        after = _get(app, year, "late_needs", {})
+        after[key] = {"person": p.id, "topics": lines}
+        _put(app, year, "late_needs", after)
+        late = " (kom efter att röstlistan skrevs: samordnaren lägger till det för hand)"
+    return Outcome.PLANNING_NEEDS, f"{len(lines)} förslag från {p.name}{late} (kvitto: {out})"
+
+
+def _ballot(app: App, year: int, p: Person, mail: Any, key: str, now: datetime, s: pl.PlanningSettings,
+            r: pl.Round) -> tuple[Outcome, str]:
+    from kcg_mail.documents.ooxml import MinutesRejected
+    from kcg_mail.documents.round_forms import read_ballot_form
+
+    ts = topics(app, year)
+    parsed: pl.ParsedBallot | None = None
+    attachment_problem = None
+    for att in _docx_attachments(mail):
+        try:
+            parsed = read_ballot_form(att.filename, att.data)
+            break
+        except MinutesRejected as rej:
+            attachment_problem = f"{att.filename}: {rej.message_sv}"
+    if parsed is None or not parsed.lines:
+        text = pl.parse_ballot_text(mail.text or "")
+        if text.lines or parsed is None:
+            parsed = text
+    check = pl.validate_ballot(parsed, ts, s.votes_per_member)
+    if not check.ok:
+        problems = list(check.problems) + ([attachment_problem] if attachment_problem else [])
+        return _problem(app, year, p, mail, key, "ballot", problems, r.votes_deadline)
+    by_no = {t.number: t for t in ts}
+    lines = [f"{n}. {by_no[n].text}: {v}" for n, v in sorted(check.votes.items())]
+    sent_at = (mail.date or now).astimezone(UTC).isoformat()  # comparable across time zones
+    # A ballot counts until the tally is published (a Saturday vote before Monday's tally counts);
+    # after that it is answered and kept for the coordinator, never named to anyone else.
+    if _get(app, year, "result", None) is not None:
+        late = _get(app, year, "late", {})
+        late[p.id] = {"msg": key, "at": now.isoformat(), "votes": {str(k): v for k, v in check.votes.items()}}
+        _put(app, year, "late", late)
+        out = _send(app, "planning_receipt", f"plan-{year}:ballot_late:{p.email}:{key[:12]}", [p],
+                    {**_base(app, year, p), "what": "late", "lines": lines, "subject": _subject(mail),
+                     "deadline_text": date_text(r.votes_deadline), "total": sum(check.votes.values()),
+                     "ignored": list(parsed.ignored)}, in_reply_to=mail.message_id)
+        return Outcome.PLANNING_BALLOT_LATE, f"röst från {p.name} efter sammanräkningen; räknas inte (svar: {out})"
+    ballots = _get(app, year, "ballots", {})
+    prev = ballots.get(p.id)
+    if prev is None or prev["msg"] == key or prev["sent_at"] <= sent_at:
+        ballots[p.id] = {"msg": key, "sent_at": sent_at, "at": now.isoformat(),
+                         "votes": {str(k): v for k, v in check.votes.items()}}
+        _put(app, year, "ballots", ballots)
+        note = "" if prev is None or prev["msg"] == key else " (ersätter en tidigare röst)"
+    else:
+        note = " (äldre än den röst som redan räknas; den senaste gäller)"
+    out = _send(app, "planning_receipt", f"plan-{year}:ballot_ok:{p.email}:{key[:12]}", [p],
+                {**_base(app, year, p), "what": "ballot", "lines": lines, "subject": _subject(mail),
+                 "deadline_text": date_text(r.votes_deadline), "total": sum(check.votes.values()),
+                 "after_deadline": now.date() > r.votes_deadline, "ignored": list(parsed.ignored)},
+                in_reply_to=mail.message_id)
+    return Outcome.PLANNING_BALLOT, f"{sum(check.votes.values())} röster från {p.name}{note} (kvitto: {out})"
+
+
+# ------------------------------------------------------------------ close
+
+
+def current_tally(app: App, year: int) -> pl.Tally:
+    s = settings(app)
+    ballots = {pid: {int(k): v for k, v in b["votes"].items()} for pid, b in _get(app, year, "ballots", {}).items()}
+    n_late = len(_get(app, year, "late", {}))  # counted, never named: the notes reach every member
+    late = [f"{n_late} {'röst' if n_late == 1 else 'röster'} kom efter sammanräkningen och räknades inte."] if n_late else []
+    return pl.tally(topics(app, year), s.areas, ballots, s.focus_per_area, late)
+
+
+def groups_for(app: App, year: int, r: pl.Round) -> pl.Groups:
+    s = settings(app)
+    attending = [p.id for p in _members(app)]
+    if r.physical_meeting:
+        answers = app.state.attendance(r.physical_meeting)
+        declined = {e for e, v in answers.items() if v == "DECLINED"}
+        attending = [p.id for p in _members(app) if p.email not in declined]
+    previous = _get(app, year - 1, "groups", None) or [list(g) for g in r.previous_groups]
+    return pl.workshop_groups(attending, app.cfg.network.coordinator.id, s.groups, previous)
+
+
+def close_round(app: App, year: int, now: datetime) -> list[str]:
+    """Tally, groups, draft plan and Handlingsplan in the archive; the result to the members."""
+    from kcg_mail.core.round_draft import draft_plan
+
+    s, r = get_round(app, year)
+    app.outbox.now = now  # type: ignore[union-attr]
+    if not topics(app, year):
+        raise PlanningProblem(f"röstlistan för {year} är inte publicerad; kör kcg planning publish --year {year}")
+    t = current_tally(app, year)
+    g = groups_for(app, year, r)
+    _put(app, year, "groups", [list(x) for x in g.groups])
+    if r.physical_meeting:
+        names = {p.id: p.name for p in app.cfg.network.members}
+        app.state.put(f"planning:groups:{r.physical_meeting}",
+                      json.dumps([[names.get(x, x) for x in grp] for grp in g.groups], ensure_ascii=False))
+    themes = [row.text for row in t.focus()]
+    earlier = [p for p in app.cfg.plans if p.year < year]
+    draft = draft_plan(year, list(app.cfg.network.members), earlier, holiday_policy=app.cfg.meetings.holiday_policy,
+                       extra_days=frozenset(app.cfg.meetings.extra_non_working_days), themes=themes)
+    base = folder(app, year)
+    short = app.cfg.network.short
+    draft_file = app.archive.store(f"{base}/plan-{year} utkast.yaml", draft.to_yaml().encode("utf-8"))
+    doc = action_plan_docx(app, year, t, g, draft)
+    from kcg_mail.core.naming import render_name
+
+    name = render_name(app.cfg.meetings.naming["file"], {
+        "date": now.date().isoformat(), "short": short, "doc": "Handlingsplan", "theme_no": "", "theme": str(year),
+        "theme_label": str(year), "host": app.cfg.network.coordinator.name, "city": "", "year": year,
+        "month": f"{now.month:02d}", "kind": "Handlingsplan"})
+    stored = app.archive.store(f"{base}/{name}.docx", doc)
+    result = {"rows": [r_.__dict__ for r_ in t.rows], "ties": list(t.ties), "late": list(t.late),
+              "ballots": t.ballots, "path": stored.path, "draft": draft_file.path, "at": now.isoformat(),
+              "groups": [list(x) for x in g.groups], "repeated_pairs": g.repeated_pairs}
+    names = {p.id: p.name for p in app.cfg.network.members}
+    areas = [{"name": a.name, "rows": [x.__dict__ for x in t.area_rows(a.name) if x.votes > 0]} for a in s.areas]
+    meeting = app.meeting(r.physical_meeting) if r.physical_meeting else None
+    out = _send(app, "planning_result", f"plan-{year}:result:members", _members(app),
+                {**_base(app, year), "areas": areas, "ballots": t.ballots, "notes": list(t.ties) + list(t.late),
+                 "groups": [[names.get(x, x) for x in grp] for grp in g.groups], "path": stored.path,
+                 "meeting_text": meeting.date_text() if meeting else ""},
+                attachments=(Attachment(stored.path.rpartition("/")[2], DOCX, doc),))
+    _put(app, year, "result", result)
+    return [f"rösterna räknade: {t.ballots} röstsedlar, {len(t.focus())} fokusområden",
+            f"Handlingsplan {year} arkiverad: {stored.path}", f"utkast till årsplan: {draft_file.path}",
+            f"resultatet till medlemmarna: {out}"] + list(t.ties) + list(t.late)
+
+
+def action_plan_docx(app: App, year: int, t: pl.Tally, g: pl.Groups, draft: Any) -> bytes:
+    from kcg_mail.documents.round_action_plan import ActionPlan, PlanRow, TopicVotes, render_action_plan
+
+    net = app.cfg.network
+    names = {p.id: p.name.split()[0] for p in net.members}
+    labels = app.cfg.meetings.kind_labels
+    rows: list[PlanRow] = []
+    for pm in sorted([m for p in app.cfg.plans if p.year < year for m in p.meetings
+                      if m.month.startswith(f"{year}-")] + list(draft.meetings), key=lambda m: m.month):
+        y, mo = int(pm.month[:4]), int(pm.month[5:])
+        host = names.get(pm.host, pm.host) + (f" ({names.get(pm.backup_host, pm.backup_host)})" if pm.backup_host else "")
+        theme = f"Tema {pm.theme_no}: {pm.theme}" if pm.theme_no else f"{labels.get(pm.kind, pm.kind)}: {pm.theme}"
+        rows.append(PlanRow(f"{MONTHS_SV[mo - 1].capitalize()} {y}", theme, host, pm.comment))
+    s = settings(app)
+    ap = ActionPlan(
+        year=year, network=net.name, short=net.short, purpose=net.purpose, values=list(net.values),
+        rules=list(net.rules), members=[(p.name, p.organisation) for p in net.active_members],
+        areas={a.name: [TopicVotes(x.number, x.text, x.votes, x.focus) for x in t.area_rows(a.name)] for a in s.areas},
+        plan=rows, agenda=list(app.cfg.meetings.agenda),
+        groups=[[net.person(x).name for x in grp] for grp in g.groups], ballots=t.ballots,
+        notes=list(t.ties) + list(t.late))
+    return render_action_plan(ap)
+
+
+def draft_for(app: App, year: int) -> Any:
+    """The draft plan for ``year``: themes from the round's focus topics when a round ran."""
+    from kcg_mail.core.round_draft import draft_plan
+
+    result = _get(app, year, "result", None)
+    themes = [r["text"] for r in sorted((r for r in result["rows"] if r["focus"]),
+                                        key=lambda r: (-r["votes"], r["number"]))] if result else None
+    return draft_plan(year, list(app.cfg.network.members), [p for p in app.cfg.plans if p.year < year],
+                      holiday_policy=app.cfg.meetings.holiday_policy,
+                      extra_days=frozenset(app.cfg.meetings.extra_non_working_days), themes=themes)
+
+
+def open_rounds(app: App) -> list[int]:
+    """Plan years whose round is started and not closed (what the daily tick looks after)."""
+    try:
+        s = settings(app)
+    except PlanningProblem:
+        return []
+    return sorted(y for y in s.rounds if _get(app, y, "started", None) and _get(app, y, "result", None) is None)
+
+
+def write_draft(app: App, year: int, out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(draft_for(app, year).to_yaml(), encoding="utf-8")
+    return out

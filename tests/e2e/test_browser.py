@@ -1,0 +1,118 @@
+"""Issue 16, seen in a real browser: a Prefect server with its UI, a network
+with a few weeks of content, one daily run through Prefect, and the
+coordinator's overview opened in headless Chromium (Playwright from PyPI
+driving Debian's /usr/bin/chromium, installed by .ci/install-browser.sh) at
+1,400 × 1,000: every column of the table is on screen without scrolling
+sideways, and the "behöver en människa" list is there below it.
+
+``KCG_UPDATE_SCREENSHOT=1`` also writes the screenshot the README shows
+(docs/ui-overview.png)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from support.cockpit_seed import TODAY, seed  # noqa: E402
+
+from kcg_mail.config_loader import DEFAULT_CONFIG_DIR
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+WIDTH, HEIGHT = 1400, 1000
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "ui-overview.png"
+
+
+@pytest.fixture(scope="module")
+def ui_server(tmp_path_factory):
+    from support.prefect_server import prefect_server
+
+    try:
+        with prefect_server(tmp_path_factory.mktemp("prefect-ui-home"), ui=True, timeout=90) as s:
+            yield s
+    except (RuntimeError, TimeoutError, FileNotFoundError) as exc:  # pragma: no cover - no server possible
+        pytest.skip(f"cannot start a Prefect server: {exc}")
+
+
+def test_overview_in_the_prefect_ui_at_1400px(ui_server, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip("no /usr/bin/chromium (run .ci/install-browser.sh)")
+    from playwright.sync_api import sync_playwright
+    from prefect import tags
+    from prefect.settings import PREFECT_API_URL, PREFECT_LOGGING_TO_API_ENABLED, temporary_settings
+
+    from flows.daily import daily_flow
+    from kcg_mail.core.overview import COLUMNS
+    from kcg_mail.entrypoints import prefect_env
+    from kcg_mail.services.status import overview_needs
+
+    cfgdir = Path(shutil.copytree(DEFAULT_CONFIG_DIR, tmp_path / "config"))
+    work = tmp_path / "work"
+    app = seed(work, cfgdir)
+    with temporary_settings(updates={PREFECT_API_URL: ui_server.api_url, PREFECT_LOGGING_TO_API_ENABLED: False}):
+        with prefect_env.without_heartbeats(), tags("kcg", "KCG", "daily"):
+            state = daily_flow(date=TODAY, workdir=str(work), config_dir=str(cfgdir), return_state=True)
+    assert state.is_completed(), state
+    from support.cockpit_seed import at
+
+    needs = overview_needs(app, at(TODAY))
+    assert len(needs) >= 3
+
+    from prefect.client.orchestration import get_client
+
+    with temporary_settings(updates={PREFECT_API_URL: ui_server.api_url}):
+        with get_client(sync_client=True) as client:
+            latest = client.read_latest_artifacts()
+    (art,) = [a for a in latest if a.key == "kcg-oversikt"]
+    ui = ui_server.api_url.removesuffix("/api")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                     args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT}, locale="sv-SE")
+            # what the coordinator opens: Artifacts -> kcg-oversikt -> the newest version
+            page.goto(f"{ui}/artifacts/artifact/{art.latest_id}", wait_until="networkidle")
+            try:
+                page.get_by_role("heading", name="Behöver en människa").wait_for(timeout=30_000)
+            except Exception:
+                page.screenshot(path=str(tmp_path / "failure.png"))
+                raise AssertionError(f"the overview did not render; see {tmp_path / 'failure.png'}:\n"
+                                     f"{page.inner_text('body')[:2000]}") from None
+            page.wait_for_timeout(1500)  # let the layout settle
+            shot = tmp_path / "overview.png"
+            page.screenshot(path=str(shot))
+            table = page.locator("table").filter(has_text="Protokoll").first
+            box = table.bounding_box()
+            assert box is not None
+            # every column header is on screen, none scrolled out to the right
+            for col in COLUMNS:
+                th = table.locator("th", has_text=col.capitalize()).first
+                b = th.bounding_box()
+                assert b is not None and th.is_visible(), col
+                assert 0 <= b["x"] and b["x"] + b["width"] <= WIDTH, (col, b)
+            overflow = table.evaluate("t => { const p = t.parentElement; return [t.scrollWidth, p.clientWidth]; }")
+            assert overflow[0] <= overflow[1] + 1, f"the table scrolls sideways: {overflow}"
+            assert table.locator("tbody tr").count() == len(app.meetings)
+            assert table.locator("tr", has_text="2023-02").first.inner_text().count("klart") == 1
+            # the list below it: every item, in the same width
+            heading = page.get_by_role("heading", name="Behöver en människa")
+            assert heading.bounding_box()["y"] > box["y"] + box["height"] - 1
+            items = page.locator("li").filter(has_text="Gör:")
+            assert items.count() == len(needs)
+            for i in range(items.count()):
+                ib = items.nth(i).bounding_box()
+                assert ib is not None and ib["x"] + ib["width"] <= WIDTH
+            assert "karantän" in page.locator("li").filter(has_text="okand@example.com").first.inner_text()
+            assert shot.stat().st_size > 10_000
+            if os.environ.get("KCG_UPDATE_SCREENSHOT") == "1":
+                # the README's picture: 1,400 px wide and tall enough for the whole list
+                # (the UI scrolls an inner pane, so a "full page" shot would stop at the fold)
+                page.set_viewport_size({"width": WIDTH, "height": 1280})
+                page.wait_for_timeout(500)
+                SCREENSHOT.parent.mkdir(exist_ok=True)
+                page.screenshot(path=str(SCREENSHOT))
+        finally:
+            browser.close()
