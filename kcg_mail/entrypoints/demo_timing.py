@@ -5,8 +5,8 @@ waiting for the Prefect server, the year, the planning round, the report), and
 while the demo runs the real calls are timed where they happen: every flow
 call (``Flow.__call__``: Prefect's work plus ours), the flow functions' bodies
 (ours), and inside them the Word templates (``ProtocolRenderer.render``), the
-mail texts (``Composer.render``), the Maildir transport and the local archive.
-Prefect's share of a flow run is the flow call minus its body: creating the
+mail texts (``Composer.render``), the Maildir transport, the local archive, and
+the Prefect calls our code makes (artifacts, run names). Prefect's share of a flow run is the flow call minus its body: creating the
 run, its states, the task runs, the result store, the client calls.
 
 The wrappers only measure: each calls the original, and they are removed when
@@ -78,8 +78,10 @@ class Phases:
     @contextlib.contextmanager
     def instrument(self) -> Iterator[None]:
         """Time the real calls (see the module's doc) while inside."""
+        from prefect.artifacts import Artifact
         from prefect.flows import Flow
 
+        import flows.common
         import flows.daily
         import flows.intake
         import flows.manual
@@ -93,13 +95,16 @@ class Phases:
         patches += [(ProtocolRenderer, "render", "word"), (Composer, "render", "mail texts")]
         patches += [(MaildirTransport, n, "mail") for n in ("send", "send_invitation", "fetch_new", "move", "deliver")]
         patches += [(LocalFolderArchive, n, "archive") for n in ("store", "read", "list", "shared_link")]
-        for mod in (flows.daily, flows.intake, flows.manual, flows.round):
-            for obj in vars(mod).values():
+        patches.append((Artifact, "create", "prefect api"))  # the artifacts our runs publish
+        for mod in (flows.common, flows.daily, flows.intake, flows.manual, flows.round):
+            for name, obj in vars(mod).items():
                 if isinstance(obj, Flow):
                     patches.append((obj, "fn", "flow body"))
+                elif name == "rename_run":  # each flow module imported it by name
+                    patches.append((mod, name, "prefect api"))
         saved = []
         for owner, name, label in patches:
-            original = owner.__dict__[name] if isinstance(owner, type) else getattr(owner, name)
+            original = owner.__dict__[name] if isinstance(owner, type) and name in owner.__dict__ else getattr(owner, name)
             saved.append((owner, name, original))
             setattr(owner, name, self._wrap(original, label))
         try:
@@ -114,13 +119,14 @@ class Phases:
         cpu = os.times()
         runs = n["flow call"]
         prefect = s["flow call"] - s["flow body"]
-        ours = s["flow body"] - s["word"] - s["mail texts"] - s["mail"] - s["archive"]
+        ours = s["flow body"] - s["word"] - s["mail texts"] - s["mail"] - s["archive"] - s["prefect api"]
         per_run = f", {prefect / runs * 1000:.0f} ms a run" if runs else ""
         between = s["year"] + s["planning"] - s["flow call"]
         return (f"Where the time went ({total:.1f} s): start-up and imports {s['start']:.1f} s, "
                 f"waiting for the Prefect server {s['session'] - s['imports']:.1f} s (it answered after "
                 f"{s['prefect start']:.1f} s); {runs} flow runs {s['flow call']:.1f} s = Prefect {prefect:.1f} s"
-                f"{per_run} + our code {s['flow body']:.1f} s (Word {s['word']:.1f}, mail texts "
+                f"{per_run} + our code {s['flow body']:.1f} s (its Prefect calls: artifacts and run names "
+                f"{s['prefect api']:.1f}, Word {s['word']:.1f}, mail texts "
                 f"{s['mail texts']:.1f}, Maildir {s['mail']:.1f}, archive {s['archive']:.1f}, state and the rest "
                 f"{ours:.1f}); year {s['year']:.1f} s, planning round {s['planning']:.1f} s, hosts' replies and "
                 f"the demo between runs {between:.1f} s; server stop {s['stop']:.1f} s, report {s['report']:.1f} s; "
