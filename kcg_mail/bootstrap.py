@@ -13,7 +13,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from kcg_mail.config_loader import Config, ConfigError, load_config
+from kcg_mail.config_loader import (
+    Config,
+    ConfigError,
+    ExchangeSettings,
+    LocalArchiveSettings,
+    MaildirSettings,
+    SmtpImapSettings,
+    load_config,
+)
 from kcg_mail.ports import Archive, MailTransport
 from kcg_mail.secrets import install_log_filter, reply_secret, require
 from kcg_mail.services.app import App
@@ -22,104 +30,57 @@ from kcg_mail.services.compose import DEFAULT_TEMPLATES, Composer
 DEFAULT_WORKDIR = Path("var")
 
 
-def _int(v: Any, default: int) -> int:
-    return int(v) if v not in (None, "") else default
-
-
-class _Settings:
-    """A transport section's settings; a missing one is a config error that
-    names the file, the field and the fix."""
-
-    def __init__(self, cfg: Config, section: str, values: dict[str, Any]):
-        self.file = Path(cfg.directory) / "transport.yaml"
-        self.section, self.values = section, values
-
-    def __getitem__(self, field: str) -> Any:
-        value = self.values.get(field)
-        if value in (None, ""):
-            kind = self.values.get("kind", "")
-            raise ConfigError([
-                f"{self.file}: {self.section}.{field}: missing, needed for {self.section} kind '{kind}' "
-                f"(fix: add {field}: under {self.section}: or set KCG_{self.section.upper()}__{field.upper()})"
-            ])
-        return value
-
-    def get(self, field: str, default: Any = None) -> Any:
-        value = self.values.get(field)
-        return default if value in (None, "") else value
-
-
-SECURITY = {"smtp_security": ("starttls", "tls", "none"), "imap_security": ("tls", "starttls", "none")}
-
-
-def _security(cfg: Config, extra: _Settings, field: str, default: str) -> str:
-    value = str(extra.get(field, default)).lower()
-    if value not in SECURITY[field]:
-        allowed = SECURITY[field]
-        raise ConfigError([
-            f"{Path(cfg.directory) / 'transport.yaml'}: mail.{field}: {value!r} is not a security setting "
-            f"(fix: use one of {', '.join(allowed)}: 'starttls' for a submission port like 587 (or IMAP 143), "
-            f"'tls' for an implicit-TLS port like 465 (or IMAP 993), 'none' only for a server on this machine "
-            f"(loopback), which sends the password unencrypted)"])
-    return value
-
-
 def make_mail(cfg: Config, workdir: Path, *, create: bool = True) -> MailTransport:
-    """``create=False``: for ``kcg check --connect``, which changes nothing."""
+    """``create=False``: for ``kcg check --connect``, which changes nothing.
+    The settings are typed and checked when the config loads (kcg_mail.config_loader);
+    the secrets come from the environment or Prefect Secret blocks."""
     s = cfg.transport.mail
-    extra = _Settings(cfg, "mail", {"kind": s.kind, **(s.model_extra or {})})
-    if s.kind == "maildir":
+    if isinstance(s, MaildirSettings):
         from kcg_mail.adapters.maildir import MaildirTransport
 
-        return MaildirTransport(Path(extra.get("path") or workdir / "mail"), create=create)
-    if s.kind == "smtp_imap":
+        return MaildirTransport(Path(s.path or workdir / "mail"), create=create)
+    if isinstance(s, SmtpImapSettings):
         from kcg_mail.adapters.smtp_imap import SmtpImapTransport
 
-        smtp_security = _security(cfg, extra, "smtp_security", "starttls")
-        imap_security = _security(cfg, extra, "imap_security", "tls")
         return SmtpImapTransport(
-            smtp_host=extra["smtp_host"], smtp_port=_int(extra.get("smtp_port"), 587),
-            imap_host=extra.get("imap_host") or extra["smtp_host"], imap_port=_int(extra.get("imap_port"), 993),
-            username=extra.get("username") or cfg.network.mailbox.email, password=require("smtp_password"),
-            smtp_security=smtp_security, imap_security=imap_security,
-            sent_folder=extra.get("sent_folder", "Sent"),
-            timeout=float(extra.get("timeout") or 30),
-            processed_folder=extra.get("processed_folder", "processed"),
-            quarantine_folder=extra.get("quarantine_folder", "quarantine"),
+            smtp_host=s.smtp_host, smtp_port=s.smtp_port,
+            imap_host=s.imap_host or s.smtp_host, imap_port=s.imap_port,
+            username=s.username or cfg.network.mailbox.email, password=require("smtp_password"),
+            smtp_security=s.smtp_security, imap_security=s.imap_security,
+            sent_folder=s.sent_folder,
+            timeout=s.timeout,
+            processed_folder=s.processed_folder,
+            quarantine_folder=s.quarantine_folder,
         )
-    if s.kind == "exchange":
+    if isinstance(s, ExchangeSettings):
         from kcg_mail.adapters.exchange import ExchangeTransport
 
-        auth = extra.get("auth", "oauth")
-        kw: dict[str, Any] = dict(mailbox=extra.get("mailbox") or cfg.network.mailbox.email, auth=auth,
-                                  service_endpoint=extra["service_endpoint"], version=extra.get("version"),
-                                  autodiscover=str(extra.get("autodiscover", "false")).lower() == "true")
-        if auth == "oauth":
-            kw.update(client_id=extra["client_id"], tenant_id=extra["tenant_id"], client_secret=require("ews_client_secret"))
+        kw: dict[str, Any] = dict(mailbox=s.mailbox or cfg.network.mailbox.email, auth=s.auth,
+                                  service_endpoint=s.service_endpoint, version=s.version,
+                                  autodiscover=s.autodiscover, max_wait=s.max_wait)
+        if s.auth == "oauth":
+            kw.update(client_id=s.client_id, tenant_id=s.tenant_id, client_secret=require("ews_client_secret"))
         else:
-            kw.update(username=extra["username"], password=require("ews_password"))
+            kw.update(username=s.username, password=require("ews_password"))
         return ExchangeTransport(**kw)
-    if s.kind == "graph":
-        from kcg_mail.adapters.graph import GraphTransport
+    from kcg_mail.adapters.graph import GraphTransport
 
-        return GraphTransport(mailbox=extra.get("mailbox") or cfg.network.mailbox.email, tenant_id=extra["tenant_id"],
-                              client_id=extra["client_id"], client_secret=require("graph_client_secret"))
-    raise ValueError(s.kind)  # pragma: no cover - validated by config
+    return GraphTransport(mailbox=s.mailbox or cfg.network.mailbox.email, tenant_id=s.tenant_id,
+                          client_id=s.client_id, client_secret=require("graph_client_secret"))
 
 
 def make_archive(cfg: Config, workdir: Path) -> Archive:
     s = cfg.transport.archive
-    extra = _Settings(cfg, "archive", {"kind": s.kind, **(s.model_extra or {})})
-    if s.kind == "local":
+    if isinstance(s, LocalArchiveSettings):
         from kcg_mail.adapters.local_archive import LocalFolderArchive
 
-        base = Path(extra.get("path") or workdir / "dropbox")
+        base = Path(s.path or workdir / "dropbox")
         return LocalFolderArchive(base.joinpath(*[p for p in s.root.split("/") if p]))
     from kcg_mail.adapters.dropbox_archive import DropboxArchive
 
     return DropboxArchive(
-        root=s.root, app_key=extra["app_key"], app_secret=require("dropbox_app_secret"), refresh_token=require("dropbox_refresh_token"),
-        team_root_namespace_id=extra.get("team_root_namespace_id"), team_member_id=extra.get("team_member_id"),
+        root=s.root, app_key=s.app_key, app_secret=require("dropbox_app_secret"), refresh_token=require("dropbox_refresh_token"),
+        team_root_namespace_id=s.team_root_namespace_id, team_member_id=s.team_member_id,
     )
 
 

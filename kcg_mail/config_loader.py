@@ -1,6 +1,11 @@
 """Reading ``config/``: YAML files and environment overrides into the pure
 model of ``kcg_mail.core.config_model``. Every problem names the file, the field and
 the fix; all problems are collected and raised together as ``ConfigError``.
+
+``transport.yaml``'s sections can be overridden from the environment as
+``KCG_<SECTION>__<FIELD>`` (``KCG_MAIL__KIND=smtp_imap``,
+``KCG_ARCHIVE__ROOT=/Team``), read by pydantic-settings and merged over the
+file before the typed models (a union on ``kind``) validate the result.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
 
 from kcg_mail.core.config_model import (  # noqa: F401  (re-exported for the shell)
     EMAIL_RE,
@@ -18,8 +25,13 @@ from kcg_mail.core.config_model import (  # noqa: F401  (re-exported for the she
     ArchiveSettings,
     Config,
     ConfigError,
+    DropboxSettings,
+    ExchangeSettings,
+    GraphSettings,
     LeadTimes,
+    LocalArchiveSettings,
     Mailbox,
+    MaildirSettings,
     MailSettings,
     MeetingKind,
     Meetings,
@@ -27,6 +39,7 @@ from kcg_mail.core.config_model import (  # noqa: F401  (re-exported for the she
     Person,
     Plan,
     PlannedMeeting,
+    SmtpImapSettings,
     Times,
     Transport,
     _Model,
@@ -62,10 +75,51 @@ def _validate(model: type[BaseModel], data: Any, file: Path, problems: list[str]
         return model.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
+            special = _transport_problem(err, data, file) if model is Transport else None
+            if special is not None:
+                problems.append(special)
+                continue
             msg = err["msg"].removeprefix("Value error, ")
             fix = FIXES.get(err["type"], "")
             problems.append(f"{file}: {_loc(err['loc'])}: {msg}" + (f" (fix: {fix})" if fix and fix not in msg else ""))
         return None
+
+
+#: the kinds of each transport.yaml section told apart by ``kind``
+KINDS = {"mail": ("maildir", "smtp_imap", "exchange", "graph"), "archive": ("local", "dropbox")}
+
+
+def _transport_problem(err: Any, data: Any, file: Path) -> str | None:
+    """A transport.yaml problem in the words of the section: ``mail.tenant_id``
+    (not the union's ``mail.graph.tenant_id``), a missing field with the
+    variable that sets it, a wrong kind with the kinds there are."""
+    loc = tuple(err["loc"])
+    if not loc or loc[0] not in KINDS:
+        return None
+    section = str(loc[0])
+    sect = data.get(section) if isinstance(data, dict) else None
+    kind = str(sect.get("kind", "") if isinstance(sect, dict) else "")
+    if len(loc) > 1 and loc[1] in KINDS[section]:
+        loc = loc[:1] + loc[2:]
+    kind_type = err["type"]
+    if kind_type == "union_tag_invalid":
+        tag = err.get("ctx", {}).get("tag", kind)
+        return (f"{file}: {section}.kind: {tag!r} is not a known {section} kind "
+                f"(fix: use one of {', '.join(KINDS[section])})")
+    field = None
+    why = f"{section} kind '{kind}'"
+    if kind_type == "missing" and len(loc) == 2:
+        field = str(loc[1])
+    elif kind_type == "missing_for_kind":
+        field, why = str(err["ctx"]["field"]), str(err["ctx"]["why"])
+    if field is not None:
+        return (f"{file}: {section}.{field}: missing, needed for {why} "
+                f"(fix: add {field}: under {section}: or set KCG_{section.upper()}__{field.upper()})")
+    msg = err["msg"].removeprefix("Value error, ")
+    fix = FIXES.get(kind_type, "")
+    if kind_type == "extra_forbidden" and kind:
+        fix = f"remove it or check the spelling against the documented fields of {section} kind '{kind}' (README)"
+    return f"{file}: {_loc(loc)}: {msg}" + (f" (fix: {fix})" if fix and fix not in msg else "")
 
 
 def _read_yaml(file: Path, problems: list[str]) -> Any:
@@ -86,13 +140,35 @@ def _read_yaml(file: Path, problems: list[str]) -> Any:
     return data
 
 
-def _env_overrides(section: str, data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
-    prefix = f"KCG_{section.upper()}__"
-    out = dict(data)
-    for key, value in environ.items():
-        if key.startswith(prefix):
-            out[key[len(prefix):].lower()] = value
-    return out
+class TransportEnv(BaseSettings):
+    """The environment variables that override transport.yaml, section by
+    section: ``KCG_MAIL__SMTP_HOST`` is ``mail.smtp_host``. Values stay text
+    here; the typed models of ``kcg_mail.core.config`` parse them."""
+
+    model_config = SettingsConfigDict(env_prefix="KCG_", env_nested_delimiter="__", case_sensitive=False)
+
+    mail: dict[str, Any] = {}
+    archive: dict[str, Any] = {}
+    inbound: dict[str, Any] = {}
+    distribution: dict[str, Any] = {}
+    alerts: dict[str, Any] = {}
+
+
+class _EnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping (``load_config(environ=...)``)."""
+
+    def __init__(self, environ: dict[str, str]) -> None:
+        self._environ = environ
+        super().__init__(TransportEnv)
+
+    def _load_env_vars(self) -> Any:
+        return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+def env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """``{section: {field: value}}`` from ``KCG_<SECTION>__<FIELD>`` variables."""
+    found = _EnvSource(environ)()
+    return {section: dict(values) for section, values in found.items() if isinstance(values, dict) and values}
 
 
 #: (transport kind, field) -> the secret name kcg_mail.bootstrap reads
@@ -103,16 +179,18 @@ SECRET_NAMES = {
 }
 
 
-def _no_secrets(section: str, data: dict[str, Any], file: Path, problems: list[str]) -> None:
+def _no_secrets(section: str, data: dict[str, Any], file: Path, problems: list[str]) -> dict[str, Any]:
+    """Report every secret in a file section (never its value); the section without them."""
     kind = str(data.get("kind", ""))
     for key in data:
-        if key.lower() in SECRET_FIELDS:
+        if str(key).lower() in SECRET_FIELDS:
             name = SECRET_NAMES.get((kind, key.lower()), f"{kind}_{key}".strip("_"))
             problems.append(
                 f"{file}: {section}.{key}: secrets must not be stored in config files (fix: remove it and set the "
                 f"environment variable KCG_{name.upper()} or the Prefect Secret block "
                 f"'kcg-{name.lower().replace('_', '-')}'; see README)"
             )
+    return {k: v for k, v in data.items() if str(k).lower() not in SECRET_FIELDS}
 
 
 def load_config(directory: Path | str | None = None, environ: dict[str, str] | None = None) -> Config:
@@ -148,14 +226,11 @@ def load_config(directory: Path | str | None = None, environ: dict[str, str] | N
     if tr_data is not None:
         for section in ("mail", "archive"):
             sect = tr_data.get(section) or {}
-            _no_secrets(section, sect, tr_file, problems)
-            tr_data[section] = _env_overrides(section, sect, environ)
-        for section in ("inbound", "distribution"):
+            if isinstance(sect, dict):
+                tr_data[section] = _no_secrets(section, sect, tr_file, problems)
+        for section, values in env_overrides(environ).items():
             sect = tr_data.get(section) or {}
-            merged = _env_overrides(section, sect if isinstance(sect, dict) else {}, environ)
-            if merged or section in tr_data:
-                tr_data[section] = merged
-        tr_data["alerts"] = _env_overrides("alerts", tr_data.get("alerts") or {}, environ)
+            tr_data[section] = {**sect, **values} if isinstance(sect, dict) else values
         transport = _validate(Transport, tr_data, tr_file, problems)
 
     # cross-references: hosts, guests, unique ids and months

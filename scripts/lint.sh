@@ -10,4 +10,4 @@ echo "lint: ruff"; ruff check --no-cache -q kcg_mail flows tests bench templates
 echo "lint: import contracts"
 if ! out=$(lint-imports --no-cache 2>&1); then echo "$out" | sed -n '/Contracts/,$p'; exit 1; fi
 echo "$out" | grep -E "^Contracts:"
-echo "lint: mypy --strict (core)"; mypy --no-incremental
+echo "lint: mypy --strict (core, cloud adapters)"; mypy --no-incremental

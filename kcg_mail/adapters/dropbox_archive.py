@@ -24,20 +24,24 @@ content goes to the next version name with ``mode=add`` (never overwrites)
 unless ``overwrite=True``.
 
 Retries: the SDK's own retries are switched off (its default retries 429
-forever); every call goes through :meth:`DropboxArchive._call`, which retries
-429 (waiting the server's Retry-After), 5xx and connection errors with
-exponential backoff up to ``max_retries`` times and then raises
-:class:`~kcg_mail.ports.TransientError`. Everything a person must fix
+forever); every call goes through :meth:`DropboxArchive._call`, which uses the
+one retry idiom (:mod:`kcg_mail.adapters.retry`): 429 (waiting Dropbox's
+``backoff``), 5xx and connection errors are retried with exponential backoff
+up to ``max_retries`` times, then :class:`~kcg_mail.ports.TransientError`.
+Every call may be repeated: an upload that had in fact arrived is recognised by
+its content hash, an append by Dropbox's offset. Everything a person must fix
 (permissions, an expired refresh token, a name clash with a folder) raises
 :class:`~kcg_mail.ports.TransportError` with the file and what to do.
 """
 
 from __future__ import annotations
 
+import builtins
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
+from typing import Any, TypeVar
 
 import dropbox
 import requests
@@ -56,6 +60,7 @@ from dropbox.oauth import DropboxOAuth2FlowNoRedirect
 
 from kcg_mail.adapters.content_hash import dropbox_content_hash
 from kcg_mail.adapters.local_archive import archive_path, find_versions
+from kcg_mail.adapters.retry import GaveUp, RetryPolicy, call_with_retry
 from kcg_mail.core.naming import version_path
 from kcg_mail.ports import Archive, Check, StoredFile, TransientError, TransportError
 
@@ -70,9 +75,10 @@ ENV_TEAM_MEMBER_ID = "KCG_DROPBOX_TEAM_MEMBER_ID"
 _REAUTH = (
     f"Run `kcg dropbox-auth` to authorise kcg-mail again and put the new refresh token in {ENV_REFRESH_TOKEN}."
 )
-_DEFAULT_RATE_LIMIT_WAIT = 5.0
 _MAX_BACKOFF = 60.0
 _MAX_STORE_RACES = 5
+
+R = TypeVar("R")
 
 
 def _fold(name: str) -> str:
@@ -88,6 +94,15 @@ class DropboxArchive(Archive):
     routed to a fake server). ``sleep`` is used for backoff between retries.
     """
 
+    root: str
+    team_root_namespace_id: str | None
+    team_member_id: str | None
+    upload_session_threshold: int
+    chunk_size: int
+    policy: RetryPolicy
+    client: Any  # dropbox.Dropbox (the SDK is untyped)
+    _sleep: Callable[[float], None]
+
     def __init__(
         self,
         app_key: str,
@@ -100,9 +115,10 @@ class DropboxArchive(Archive):
         max_retries: int = 5,
         upload_session_threshold: int = 8 * 1024 * 1024,
         chunk_size: int = 4 * 1024 * 1024,
-        sleep: Callable[[float], Any] = time.sleep,
+        sleep: Callable[[float], None] = time.sleep,
         timeout: float = 100.0,
-    ):
+        max_wait: float = 300.0,
+    ) -> None:
         if not (app_key and app_secret and refresh_token):
             raise ValueError(
                 f"Dropbox needs an app key, app secret and refresh token ({ENV_APP_KEY}, "
@@ -113,11 +129,14 @@ class DropboxArchive(Archive):
         self.root = "/" if root.strip("/ ") == "" else archive_path(root)
         self.team_root_namespace_id = team_root_namespace_id
         self.team_member_id = team_member_id
-        self.max_retries = max_retries
+        # Every Dropbox call may be repeated (see the module's docstring).
+        self.policy = RetryPolicy(
+            max_retries=max_retries, backoff_max=_MAX_BACKOFF, max_wait=max_wait, idempotent=True, sleep=sleep
+        )
         self.upload_session_threshold = upload_session_threshold
         self.chunk_size = chunk_size
         self._sleep = sleep
-        common = dict(
+        common: dict[str, Any] = dict(
             oauth2_refresh_token=refresh_token,
             app_key=app_key,
             app_secret=app_secret,
@@ -135,7 +154,11 @@ class DropboxArchive(Archive):
             client = dropbox.Dropbox(**common)
         if team_root_namespace_id:
             client = client.with_path_root(PathRoot.root(team_root_namespace_id))
-        self.client: dropbox.Dropbox = client
+        self.client = client
+
+    @property
+    def max_retries(self) -> int:
+        return self.policy.max_retries
 
     # ------------------------------------------------------------ paths
 
@@ -161,49 +184,47 @@ class DropboxArchive(Archive):
 
     # ------------------------------------------------------------ calls and errors
 
-    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run one SDK call with bounded retries. ``what`` names the operation
-        and file for messages ("uploading /KCG/x.docx"). ApiError (a route
-        error: not found, conflict, ...) is left to the caller."""
-        attempt = 0
-        while True:
-            try:
-                return fn(*args, **kwargs)
-            except RateLimitError as e:
-                delay = float(e.backoff) if e.backoff is not None else _DEFAULT_RATE_LIMIT_WAIT
-                problem, last = "Dropbox is rate-limiting kcg-mail (HTTP 429)", e
-            except InternalServerError as e:
-                delay = min(_MAX_BACKOFF, 2.0**attempt)
-                problem, last = f"Dropbox had a server error (HTTP {e.status_code})", e
-            except (requests.ConnectionError, requests.Timeout) as e:
-                delay = min(_MAX_BACKOFF, 2.0**attempt)
-                problem, last = f"cannot reach Dropbox ({type(e).__name__})", e
-            except AuthError as e:
-                raise TransportError(self._auth_message(what, e)) from e
-            except PathRootError as e:
+    def _call(self, what: str, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        """Run one SDK call with bounded retries (``retry.call_with_retry``).
+        ``what`` names the operation and file for messages ("uploading
+        /KCG/x.docx"). ApiError (a route error: not found, conflict, ...) is
+        left to the caller; the other permanent errors become TransportError
+        naming the setting to fix."""
+        try:
+            return call_with_retry(lambda: fn(*args, **kwargs), replace(self.policy, what=f"Dropbox {what}"))
+        except GaveUp as e:
+            last = e.last
+            if isinstance(last, RateLimitError):
+                problem = "Dropbox is rate-limiting kcg-mail (HTTP 429)"
+            elif isinstance(last, InternalServerError):
+                problem = f"Dropbox had a server error (HTTP {last.status_code})"
+            else:
+                problem = f"cannot reach Dropbox ({type(last).__name__})"
+            waits = f" (Dropbox asks to wait {e.wait:.0f} s)" if e.why == "wait" else ""
+            raise TransientError(
+                f"{problem} while {what}; gave up after {e.attempts} attempts{waits}. Run again later: a rerun "
+                "is safe (files already stored are recognised by their content hash)."
+            ) from last
+        except AuthError as e:
+            raise TransportError(self._auth_message(what, e)) from e
+        except PathRootError as e:
+            raise TransportError(
+                f"Dropbox refused the team space root namespace {self.team_root_namespace_id!r} while "
+                f"{what} ({e.error}). Check {ENV_TEAM_ROOT_NAMESPACE_ID}: `kcg check --connect` shows "
+                "the account's root namespace id."
+            ) from e
+        except BadInputError as e:
+            msg = str(e.message)
+            if "invalid_client" in msg or "app key" in msg.lower() or "client_id" in msg:
                 raise TransportError(
-                    f"Dropbox refused the team space root namespace {self.team_root_namespace_id!r} while "
-                    f"{what} ({e.error}). Check {ENV_TEAM_ROOT_NAMESPACE_ID}: `kcg check --connect` shows "
-                    "the account's root namespace id."
+                    f"Dropbox does not recognise the app key/secret while {what}: check {ENV_APP_KEY} and "
+                    f"{ENV_APP_SECRET} against the App Console. ({msg})"
                 ) from e
-            except BadInputError as e:
-                msg = str(e.message)
-                if "invalid_client" in msg or "app key" in msg.lower() or "client_id" in msg:
-                    raise TransportError(
-                        f"Dropbox does not recognise the app key/secret while {what}: check {ENV_APP_KEY} and "
-                        f"{ENV_APP_SECRET} against the App Console. ({msg})"
-                    ) from e
-                raise TransportError(f"Dropbox rejected the request while {what}: {msg}") from e
-            except HttpError as e:
-                raise TransportError(f"Dropbox answered HTTP {e.status_code} while {what}: {e.body}") from e
-            attempt += 1
-            if attempt > self.max_retries:
-                raise TransientError(
-                    f"{problem} while {what}; gave up after {attempt} attempts. Run again later: a rerun "
-                    "is safe (files already stored are recognised by their content hash)."
-                ) from last
-            log.info("%s while %s; retry %d/%d in %.1f s", problem, what, attempt, self.max_retries, delay)
-            self._sleep(delay)
+            raise TransportError(f"Dropbox rejected the request while {what}: {msg}") from e
+        except ApiError:
+            raise
+        except HttpError as e:
+            raise TransportError(f"Dropbox answered HTTP {e.status_code} while {what}: {e.body}") from e
 
     @staticmethod
     def _auth_message(what: str, e: AuthError) -> str:
@@ -426,7 +447,7 @@ class DropboxArchive(Archive):
                 raise TransportError(self._lookup_message(apath, e.error.get_path())) from e
             raise TransportError(f"Dropbox could not send {apath}: {e.error}") from e
         with resp:
-            data = resp.content
+            data: bytes = resp.content
         if meta.content_hash and dropbox_content_hash(data) != meta.content_hash:
             raise TransientError(f"The download of {apath} from Dropbox was corrupted (content hash differs); run again.")
         return data
@@ -441,18 +462,18 @@ class DropboxArchive(Archive):
         dp = self._dp(apath)
         what = f"creating a shared link for {apath}"
         try:
-            return self._call(what, self.client.sharing_create_shared_link_with_settings, dp).url
+            return str(self._call(what, self.client.sharing_create_shared_link_with_settings, dp).url)
         except ApiError as e:
             err = e.error
             if err.is_shared_link_already_exists():
                 existing = err.get_shared_link_already_exists()
                 if existing is not None and existing.is_metadata():
-                    return existing.get_metadata().url
+                    return str(existing.get_metadata().url)
                 links = self._call(
                     f"finding the shared link of {apath}", self.client.sharing_list_shared_links, path=dp, direct_only=True
                 ).links
                 if links:
-                    return links[0].url
+                    return str(links[0].url)
                 raise TransportError(f"Dropbox says {apath} already has a shared link but does not list it.") from e
             if err.is_path() and err.get_path().is_not_found():
                 raise FileNotFoundError(f"No file at archive path {apath} in Dropbox to link to") from e
@@ -477,7 +498,7 @@ class DropboxArchive(Archive):
         if isinstance(meta, files.FileMetadata):
             raise TransportError(f"Cannot share {afolder}: it is a file in Dropbox, not a folder.")
         if isinstance(meta, files.FolderMetadata) and meta.shared_folder_id:
-            return meta.shared_folder_id
+            return str(meta.shared_folder_id)
         what = f"sharing the folder {afolder}"
         try:
             launch = self._call(what, self.client.sharing_share_folder, dp)
@@ -486,7 +507,7 @@ class DropboxArchive(Archive):
             if err.is_bad_path():
                 bad = err.get_bad_path()
                 if bad.is_already_shared():
-                    return bad.get_already_shared().shared_folder_id
+                    return str(bad.get_already_shared().shared_folder_id)
                 if bad.is_inside_shared_folder():
                     raise TransportError(
                         f"Cannot share {afolder}: it is inside a folder that is already shared. Add the person "
@@ -502,7 +523,7 @@ class DropboxArchive(Archive):
         status: Any = launch
         for _ in range(30):
             if status.is_complete():
-                return status.get_complete().shared_folder_id
+                return str(status.get_complete().shared_folder_id)
             if getattr(status, "is_failed", lambda: False)():
                 raise TransportError(f"Dropbox could not share {afolder}: {status.get_failed()}")
             self._sleep(1.0)
@@ -537,7 +558,7 @@ class DropboxArchive(Archive):
                 raise TransientError(f"Dropbox limits how fast members are added; {what} failed, run again later.") from e
             raise TransportError(f"Dropbox could not add {email} to {afolder}: {err}") from e
 
-    def check(self) -> list[Check]:
+    def check(self) -> builtins.list[Check]:
         checks: list[Check] = []
         try:
             acct = self._call("checking the account", self.client.users_get_current_account)
@@ -605,4 +626,4 @@ def run_auth_flow(
     if not result.refresh_token:
         raise TransportError("Dropbox returned no refresh token; the app must allow offline access. Run again.")
     print(f"Authorised for account {result.account_id}. Store the refresh token as {ENV_REFRESH_TOKEN}.")
-    return result.refresh_token
+    return str(result.refresh_token)

@@ -40,6 +40,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from exchangelib import (
@@ -71,46 +72,22 @@ from ..ports import (
 from ..ports import (
     Folder as FolderName,
 )
-from .exchange_ews import VERSIONS, AuthKind, BoundedRetry, EwsSession, _refresh_once, register_extended_properties
+from .exchange_ews import AuthKind, EwsSession, register_extended_properties
 from .headers import with_server_auth_results
 from .maildir import incoming_limit, oversize_from_fields
 
 log = logging.getLogger(__name__)
 
 
-
-
-
-# ------------------------------------------------------------------ extended properties
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-# ------------------------------------------------------------------------ retry policy
-
-
-
-
-# ------------------------------------------------------------------------ the adapter
-
-
-
-
-class ExchangeTransport(EwsSession, MailTransport):
+class ExchangeTransport(MailTransport):
     """MailTransport over EWS. Nothing is sent over the network until the first
-    operation (or ``check()``)."""
+    operation (or ``check()``). Holds an ``EwsSession`` (account, credentials,
+    retry policy, error translation)."""
+
+    mailbox: str
+    session: EwsSession
+    folder_names: dict[str, str]
+    _folders: dict[str, Folder]
 
     #: size cap for incoming mail in bytes (``item:Size``); None: ``MAX_INCOMING``.
     #: Bigger items are read as their headers only (``oversize_from_fields``).
@@ -135,39 +112,45 @@ class ExchangeTransport(EwsSession, MailTransport):
     ):
         if "@" not in mailbox:
             raise ValueError(f"mailbox must be an e-mail address, got {mailbox!r}")
-        if auth not in ("oauth", "ntlm", "basic"):
-            raise ValueError(f"auth must be 'oauth', 'ntlm' or 'basic', got {auth!r}")
-        if auth == "oauth":
-            missing = [n for n, v in (("client_id", client_id), ("client_secret", client_secret),
-                                      ("tenant_id", tenant_id)) if not v]
-            if missing:
-                raise ValueError(
-                    f"auth='oauth' needs {', '.join(missing)} (transport.yaml mail.client_id and mail.tenant_id "
-                    "or KCG_MAIL__CLIENT_ID / KCG_MAIL__TENANT_ID; the secret in KCG_EWS_CLIENT_SECRET)"
-                )
-        elif not username or not password:
-            raise ValueError(f"auth={auth!r} needs username and password (transport.yaml mail.username or "
-                             "KCG_MAIL__USERNAME; the password in KCG_EWS_PASSWORD)")
-        if not service_endpoint and not autodiscover:
-            raise ValueError("service_endpoint is required unless autodiscover=True")
-        if version is not None and version not in VERSIONS:
-            raise ValueError(f"unknown Exchange version {version!r}; use one of {sorted(VERSIONS)} or None")
-
         self.mailbox = mailbox
-        self.auth = auth
-        self.service_endpoint = service_endpoint
-        self.version = version
-        self.autodiscover = autodiscover
-        self.max_wait = max_wait
-        self.folder_names: dict[str, str] = {"processed": processed_folder, "quarantine": quarantine_folder}
-        self._client_id, self._client_secret, self._tenant_id = client_id, client_secret, tenant_id
-        self._username, self._password = username, password
-        self.retry_policy = BoundedRetry(max_wait=max_wait, sleep=sleep)
-        self._account: Account | None = None
-        self._folders: dict[str, Folder] = {}
-        #: how often a rejected access token was replaced (for tests and logs)
-        self.token_refreshes = 0
+        self.session = EwsSession(
+            mailbox,
+            auth,
+            service_endpoint,
+            version,
+            client_id=client_id,
+            client_secret=client_secret,
+            tenant_id=tenant_id,
+            username=username,
+            password=password,
+            autodiscover=autodiscover,
+            max_wait=max_wait,
+            sleep=sleep,
+        )
+        self.folder_names = {"processed": processed_folder, "quarantine": quarantine_folder}
+        self._folders = {}
         register_extended_properties()
+
+    @property
+    def account(self) -> Account:
+        return self.session.account
+
+    @property
+    def auth(self) -> AuthKind:
+        return self.session.auth
+
+    @property
+    def service_endpoint(self) -> str:
+        return self.session.service_endpoint
+
+    @property
+    def username(self) -> str | None:
+        return self.session.username
+
+    @property
+    def token_refreshes(self) -> int:
+        """How often a rejected access token was replaced (for tests and logs)."""
+        return self.session.token_refreshes
 
     # ----------------------------------------------------------------- connection
 
@@ -175,9 +158,7 @@ class ExchangeTransport(EwsSession, MailTransport):
 
 
     def close(self) -> None:
-        if self._account is not None:
-            self._account.protocol.close()
-        self._account = None
+        self.session.close()
         self._folders.clear()
 
 
@@ -213,9 +194,8 @@ class ExchangeTransport(EwsSession, MailTransport):
             m.attach(FileAttachment(name=att.filename, content=att.data, content_type=att.content_type))
         return m
 
-    @_refresh_once
     def send(self, message: OutgoingMessage) -> None:
-        with self._ews(f"send {message.key}"):
+        def run() -> None:
             try:
                 self._message(message, with_message_id=True).send_and_save()
             except (ews_errors.ErrorInvalidPropertySet, ews_errors.ErrorInvalidPropertyRequest) as e:
@@ -226,6 +206,8 @@ class ExchangeTransport(EwsSession, MailTransport):
                 # header still identifies the sent copy.
                 log.warning("Exchange refused our Message-ID for %s; sending with a server one", message.key)
                 self._message(message, with_message_id=False).send_and_save()
+
+        self.session.call(f"send {message.key}", run)
 
     # ---------------------------------------------------------------- invitations
 
@@ -243,7 +225,7 @@ class ExchangeTransport(EwsSession, MailTransport):
             value = value.replace(tzinfo=ZoneInfo(tzid))
         return EWSDateTime.from_datetime(value)
 
-    def _meeting_fields(self, inv: Invitation) -> dict:
+    def _meeting_fields(self, inv: Invitation) -> dict[str, Any]:
         msg = inv.message
         return {
             "subject": inv.summary or msg.subject,
@@ -258,9 +240,12 @@ class ExchangeTransport(EwsSession, MailTransport):
         }
 
     @staticmethod
-    def _same(field: str, old, new) -> bool:
+    def _same(field: str, old: Any, new: Any) -> bool:
         if field.endswith("attendees"):
-            emails = lambda v: sorted((a.mailbox.email_address or "").lower() for a in (v or []))  # noqa: E731
+
+            def emails(v: Any) -> list[str]:
+                return sorted((a.mailbox.email_address or "").lower() for a in (v or []))
+
             return emails(old) == emails(new)
         if field == "body":
             return str(old or "") == str(new or "") and type(old) is type(new)
@@ -268,10 +253,9 @@ class ExchangeTransport(EwsSession, MailTransport):
             return old is not None and new is not None and old == new
         return (old or None) == (new or None)
 
-    @_refresh_once
     def send_invitation(self, invitation: Invitation) -> None:
         inv = invitation
-        with self._ews(f"{inv.method} invitation {inv.uid} (sequence {inv.sequence})"):
+        def run() -> None:
             existing = self._find_meeting(inv.uid)
             if inv.method == "CANCEL":
                 if existing is None:
@@ -307,13 +291,14 @@ class ExchangeTransport(EwsSession, MailTransport):
                 send_meeting_invitations=SEND_TO_CHANGED_AND_SAVE_COPY,
             )
 
+        self.session.call(f"{inv.method} invitation {inv.uid} (sequence {inv.sequence})", run)
+
     # ---------------------------------------------------------------------- inbox
 
-    @_refresh_once
     def recent_headers(self, limit: int = 20) -> list[bytes]:
         """Authentication-Results of the newest inbox mails (``kcg check --connect``):
         FindItem for the ids, GetItem for InternetMessageHeaders (FindItem cannot return them)."""
-        with self._ews("read recent headers"):
+        def run() -> list[bytes]:
             inbox = self.account.inbox
             ids = list(inbox.all().order_by("-datetime_received").values_list("id", "changekey")[:limit])
             out = []
@@ -325,9 +310,10 @@ class ExchangeTransport(EwsSession, MailTransport):
                     out.append("".join(f"{h.name}: {h.value}\r\n" for h in fields).encode("utf-8", "replace"))
             return out
 
-    @_refresh_once
+        return self.session.call("read recent headers", run)
+
     def fetch_new(self, cursor: str | None) -> FetchResult:
-        with self._ews("fetch new messages"):
+        def run() -> FetchResult:
             inbox = self.account.inbox
             # The folder object is cached by exchangelib and remembers the last sync state;
             # start from exactly the cursor we were given (None = everything in the inbox).
@@ -343,7 +329,7 @@ class ExchangeTransport(EwsSession, MailTransport):
             limit = incoming_limit(self.max_incoming)
             big = [i.size is not None and i.size > limit for i in created]
 
-            def read(over: bool) -> Iterator:
+            def read(over: bool) -> Iterator[Any]:
                 ids = [(i.id, i.changekey) for i, b in zip(created, big, strict=True) if b is over]
                 fields = ["headers", "datetime_received"] if over else ["mime_content", "headers", "datetime_received"]
                 return iter(self.account.fetch(ids=ids, folder=inbox, only_fields=fields) if ids else ())
@@ -360,6 +346,8 @@ class ExchangeTransport(EwsSession, MailTransport):
                 if message is not None:
                     messages.append(message)
             return FetchResult(messages=messages, cursor=new_cursor)
+
+        return self.session.call("fetch new messages", run)
 
     @staticmethod
     def _incoming(item: Message, oversize: bool) -> IncomingMessage | None:
@@ -398,13 +386,12 @@ class ExchangeTransport(EwsSession, MailTransport):
         self._folders[name] = folder
         return folder
 
-    @_refresh_once
     def move(self, ref: str, folder: FolderName) -> None:
         item_id, _, _changekey = ref.partition("|")
         if not item_id:
             raise ValueError(f"not an Exchange item reference: {ref!r}")
         name = self.folder_names[folder]
-        with self._ews(f"move {ref[:16]}… to {name}"):
+        def run() -> None:
             target = self._subfolder(name)
             # No changekey: a read flag set in Outlook meanwhile must not make the move fail.
             (result,) = self.account.bulk_move(ids=[(item_id, None)], to_folder=target)
@@ -414,26 +401,32 @@ class ExchangeTransport(EwsSession, MailTransport):
             if isinstance(result, Exception):
                 raise result
 
+        self.session.call(f"move {ref[:16]}… to {name}", run)
+
     # ------------------------------------------------------------------ was_sent
 
-    @_refresh_once
     def sent_copies(self) -> Iterator[tuple[str, bytes]]:
         """Every item in Sent Items and the calendar with our marker (``kcg state rebuild``).
         An invitation's calendar item carries the key of its newest version only."""
         out: list[tuple[str, bytes]] = []
-        with self._ews("list Sent Items and the calendar for a rebuild"):
+
+        def run() -> None:
+            out.clear()  # a repeat after a refreshed token starts over
             for folder in (self.account.sent, self.account.calendar):
                 for item in folder.filter(kcg_marker__exists=True).only("kcg_marker", "mime_content"):
                     if item.kcg_marker:
                         out.append((str(item.kcg_marker).strip(), bytes(item.mime_content or b"")))
+
+        self.session.call("list Sent Items and the calendar for a rebuild", run)
         return iter(out)
 
-    @_refresh_once
     def was_sent(self, key: str) -> bool:
-        with self._ews(f"look up sent copy of {key}"):
+        def run() -> bool:
             if self.account.sent.filter(kcg_marker=key).exists():
                 return True
-            return self.account.calendar.filter(kcg_marker=key).exists()
+            return bool(self.account.calendar.filter(kcg_marker=key).exists())
+
+        return self.session.call(f"look up sent copy of {key}", run)
 
     # --------------------------------------------------------------------- check
 
@@ -441,7 +434,7 @@ class ExchangeTransport(EwsSession, MailTransport):
         name = f"exchange {self.mailbox}"
         checks: list[Check] = []
         try:
-            with self._ews("connect"):
+            with self.session.translating("connect"):
                 inbox = self.account.inbox  # GetFolder
                 detail = (
                     f"EWS at {self.account.protocol.service_endpoint} ({self.auth}, "
@@ -453,7 +446,7 @@ class ExchangeTransport(EwsSession, MailTransport):
             checks.append(Check(name, False, str(e)))
             return checks
         try:
-            with self._ews("open the calendar and Sent Items"):
+            with self.session.translating("open the calendar and Sent Items"):
                 self.account.calendar  # noqa: B018 - GetFolder
                 self.account.sent  # noqa: B018
             checks.append(Check(f"{name} calendar", True, "calendar and Sent Items reachable"))

@@ -1,17 +1,17 @@
 """Exchange Web Services through exchangelib: our extended properties (the
 marker, Auto-Submitted, the invitation UID and sequence), a bounded retry
 policy, the account and its credentials (OAuth, NTLM, basic), a rejected token
-refreshed once, and exchangelib's errors turned into clear ones. Used by
-``exchange.ExchangeTransport``."""
+refreshed once, and exchangelib's errors turned into clear ones: ``EwsSession``,
+which ``exchange.ExchangeTransport`` holds. Retries stay exchangelib's own
+(``FaultTolerance``, which honours EWS's BackOffMilliseconds), bounded here."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import queue
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import requests
 from exchangelib import (
@@ -42,6 +42,8 @@ from ..ports import (
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 AuthKind = Literal["oauth", "ntlm", "basic"]
 
@@ -66,7 +68,7 @@ UID_PROPERTY = "X-KCG-Invitation-UID"
 SEQUENCE_PROPERTY = "X-KCG-Invitation-Sequence"
 
 
-class KcgMarker(ExtendedProperty):
+class KcgMarker(ExtendedProperty):  # type: ignore[misc]  # exchangelib is untyped
     """Our marker header (``X-KCG-Mail: <idempotency key>``) as an Internet header."""
 
     distinguished_property_set_id = "InternetHeaders"
@@ -74,25 +76,25 @@ class KcgMarker(ExtendedProperty):
     property_type = "String"
 
 
-class AutoSubmitted(ExtendedProperty):
+class AutoSubmitted(ExtendedProperty):  # type: ignore[misc]  # exchangelib is untyped
     distinguished_property_set_id = "InternetHeaders"
     property_name = "Auto-Submitted"
     property_type = "String"
 
 
-class AutoResponseSuppress(ExtendedProperty):
+class AutoResponseSuppress(ExtendedProperty):  # type: ignore[misc]  # exchangelib is untyped
     distinguished_property_set_id = "InternetHeaders"
     property_name = "X-Auto-Response-Suppress"
     property_type = "String"
 
 
-class KcgInvitationUid(ExtendedProperty):
+class KcgInvitationUid(ExtendedProperty):  # type: ignore[misc]  # exchangelib is untyped
     distinguished_property_set_id = "PublicStrings"
     property_name = UID_PROPERTY
     property_type = "String"
 
 
-class KcgInvitationSequence(ExtendedProperty):
+class KcgInvitationSequence(ExtendedProperty):  # type: ignore[misc]  # exchangelib is untyped
     distinguished_property_set_id = "PublicStrings"
     property_name = SEQUENCE_PROPERTY
     property_type = "Integer"
@@ -121,7 +123,7 @@ def register_extended_properties() -> None:
                 raise RuntimeError(f"{cls.__name__}.{attr} is registered with another property class")
 
 
-class BoundedRetry(FaultTolerance):
+class BoundedRetry(FaultTolerance):  # type: ignore[misc]  # exchangelib is untyped
     """exchangelib's fault-tolerant policy with two changes:
 
     * waits go through an injectable ``sleep`` (exchangelib itself would call
@@ -133,16 +135,20 @@ class BoundedRetry(FaultTolerance):
       401s, which would turn a wrong password into a five-minute wait).
     """
 
-    def __init__(self, max_wait: float, sleep: Callable[[float], None]):
+    _sleep: Callable[[float], None]
+    waited: float
+    waits: list[float]
+
+    def __init__(self, max_wait: float, sleep: Callable[[float], None]) -> None:
         super().__init__(max_wait=max_wait)
         self._sleep = sleep
         self.waited = 0.0
-        self.waits: list[float] = []
+        self.waits = []
 
     def reset(self) -> None:
         self.waited = 0.0
 
-    def back_off(self, seconds):
+    def back_off(self, seconds: float | None) -> None:
         if seconds is None:
             seconds = self.DEFAULT_BACKOFF
         if self.waited + seconds > self.max_wait:
@@ -156,36 +162,83 @@ class BoundedRetry(FaultTolerance):
         self._sleep(seconds)
         # back_off_until stays None, so exchangelib does not sleep a second time.
 
-    def raise_response_errors(self, response):
+    def raise_response_errors(self, response: Any) -> Any:
         if response.status_code == 401 and b"locked out" not in response.content:
             raise ews_errors.UnauthorizedError(f"Invalid credentials for {response.url} (HTTP 401)")
         return super().raise_response_errors(response)
 
 
-def _refresh_once(method):
-    """OAuth: a token the server rejects before its expiry (revoked, rotated
-    keys, a tenant policy change) is fetched anew once and the operation
-    retried, as the Graph transport does; a second 401 is reported. A request
-    answered 401 did nothing on the server, so the retry sends nothing twice."""
-
-    @functools.wraps(method)
-    def wrapper(self: Any, *args, **kwargs):  # an ExchangeTransport
-        try:
-            return method(self, *args, **kwargs)
-        except TransportError as e:
-            if self.auth != "oauth" or not isinstance(e.__cause__, ews_errors.UnauthorizedError):
-                raise
-            log.warning("Exchange rejected the access token; fetching a new one and retrying once")
-            self._refresh_token()
-            return method(self, *args, **kwargs)
-
-    return wrapper
-
-
 class EwsSession:
-    """Account, credentials and error translation of an ``ExchangeTransport``."""
+    """One mailbox's EWS account: credentials (OAuth, NTLM, basic), the
+    bounded retry policy, a rejected OAuth token refreshed once, and
+    exchangelib's faults translated into clear errors (:meth:`call`)."""
 
-    def _credentials(self):
+    mailbox: str
+    auth: AuthKind
+    service_endpoint: str
+    version: str | None
+    autodiscover: bool
+    max_wait: float
+    retry_policy: BoundedRetry
+    #: how often a rejected access token was replaced (for tests and logs)
+    token_refreshes: int
+    _client_id: str | None
+    _client_secret: str | None
+    _tenant_id: str | None
+    _username: str | None
+    _password: str | None
+    _account: Account | None
+
+    def __init__(
+        self,
+        mailbox: str,
+        auth: AuthKind,
+        service_endpoint: str,
+        version: str | None,
+        *,
+        client_id: str | None,
+        client_secret: str | None,
+        tenant_id: str | None,
+        username: str | None,
+        password: str | None,
+        autodiscover: bool,
+        max_wait: float,
+        sleep: Callable[[float], None],
+    ) -> None:
+        if auth not in ("oauth", "ntlm", "basic"):
+            raise ValueError(f"auth must be 'oauth', 'ntlm' or 'basic', got {auth!r}")
+        if auth == "oauth":
+            missing = [n for n, v in (("client_id", client_id), ("client_secret", client_secret),
+                                      ("tenant_id", tenant_id)) if not v]
+            if missing:
+                raise ValueError(
+                    f"auth='oauth' needs {', '.join(missing)} (transport.yaml mail.client_id and mail.tenant_id "
+                    "or KCG_MAIL__CLIENT_ID / KCG_MAIL__TENANT_ID; the secret in KCG_EWS_CLIENT_SECRET)"
+                )
+        elif not username or not password:
+            raise ValueError(f"auth={auth!r} needs username and password (transport.yaml mail.username or "
+                             "KCG_MAIL__USERNAME; the password in KCG_EWS_PASSWORD)")
+        if not service_endpoint and not autodiscover:
+            raise ValueError("service_endpoint is required unless autodiscover=True")
+        if version is not None and version not in VERSIONS:
+            raise ValueError(f"unknown Exchange version {version!r}; use one of {sorted(VERSIONS)} or None")
+        self.mailbox = mailbox
+        self.auth = auth
+        self.service_endpoint = service_endpoint
+        self.version = version
+        self.autodiscover = autodiscover
+        self.max_wait = max_wait
+        self._client_id, self._client_secret, self._tenant_id = client_id, client_secret, tenant_id
+        self._username, self._password = username, password
+        self.retry_policy = BoundedRetry(max_wait=max_wait, sleep=sleep)
+        self._account = None
+        self.token_refreshes = 0
+
+    @property
+    def username(self) -> str | None:
+        return self._username
+
+    def _credentials(self) -> Any:
         if self.auth == "oauth":
             return OAuth2Credentials(
                 client_id=self._client_id,
@@ -222,7 +275,12 @@ class EwsSession:
             self._account = account
         return self._account
 
-    def _refresh_token(self) -> None:
+    def close(self) -> None:
+        if self._account is not None:
+            self._account.protocol.close()
+        self._account = None
+
+    def refresh_token(self) -> None:
         """Drop the access token and every pooled session built on it; the
         next request fetches a new token (client credentials)."""
         if self._account is None:
@@ -240,8 +298,25 @@ class EwsSession:
             proto.release_session(proto.renew_session(session))
         self.token_refreshes += 1
 
+    def call(self, what: str, fn: Callable[[], T]) -> T:
+        """``fn()`` under :meth:`translating`. OAuth: a token the server rejects
+        before its expiry (revoked, rotated keys, a tenant policy change) is
+        fetched anew once and ``fn`` repeated, as the Graph transport does; a
+        second 401 is reported. A request answered 401 did nothing on the
+        server, so the repeat sends nothing twice."""
+        try:
+            with self.translating(what):
+                return fn()
+        except TransportError as e:
+            if self.auth != "oauth" or not isinstance(e.__cause__, ews_errors.UnauthorizedError):
+                raise
+            log.warning("Exchange rejected the access token; fetching a new one and retrying once")
+            self.refresh_token()
+            with self.translating(what):
+                return fn()
+
     @contextmanager
-    def _ews(self, what: str) -> Iterator[None]:
+    def translating(self, what: str) -> Iterator[None]:
         """Reset the wait budget and translate exchangelib faults into ours."""
         self.retry_policy.reset()
         try:

@@ -27,33 +27,30 @@ when it is moved (the ``ref`` we hand out stays valid).
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-import msal
 
 from ..ports import (
     MARKER_HEADER,
-    Attachment,
     Check,
     FetchResult,
     Folder,
     IncomingMessage,
+    Invitation,
     MailTransport,
     OutgoingMessage,
     TransportError,
 )
 from .graph_calendar import GraphCalendar
 from .graph_http import (
-    _AADSTS_HELP,
+    AADSTS_HELP,
     ENV_CLIENT_ID,
     ENV_CLIENT_SECRET,
     ENV_TENANT_ID,
@@ -67,44 +64,38 @@ from .graph_http import (
     PROP_REFERENCES,
     REQUIRED_ROLES,
     UPLOAD_CHUNK,
+    GraphAttachments,
+    GraphClient,
     GraphError,
-    GraphHttp,
-    _jwt_roles,
-    _message_size,
-    _odata,
-    _prop_filter,
-    _recipient,
+    jwt_roles,
+    message_size,
+    odata,
+    prop_filter,
+    recipient,
 )
 from .headers import with_server_auth_results
 from .maildir import incoming_limit, oversize_from_fields
 
+__all__ = ["PROP_MARKER_HEADER", "GraphError", "GraphTransport"]
+
 log = logging.getLogger(__name__)
 
 
+class GraphTransport(MailTransport):
+    """One Microsoft 365 mailbox through Microsoft Graph, application permissions.
 
+    Holds a ``GraphClient`` (token, requests, retries, errors), a
+    ``GraphAttachments`` (files on drafts and events) and a ``GraphCalendar``
+    (invitations) sharing that client."""
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-class GraphTransport(GraphHttp, GraphCalendar, MailTransport):
-    """One Microsoft 365 mailbox through Microsoft Graph, application permissions."""
+    mailbox: str
+    client: GraphClient
+    attachments: GraphAttachments
+    calendar: GraphCalendar
+    settle_seconds: float
+    settle_sleep: Callable[[float], None]
+    folder_names: dict[str, str]
+    _folder_ids: dict[str, str]
 
     #: size cap for incoming mail in bytes (PidTagMessageSize); None: ``MAX_INCOMING``.
     #: Bigger messages are read as ``internetMessageHeaders`` only, never ``/$value``.
@@ -134,34 +125,41 @@ class GraphTransport(GraphHttp, GraphCalendar, MailTransport):
                 "Graph needs the mailbox, KCG_GRAPH_TENANT_ID, KCG_GRAPH_CLIENT_ID and "
                 "KCG_GRAPH_CLIENT_SECRET"
             )
-        if upload_chunk % (320 * 1024) or upload_chunk > 4 * 1024 * 1024:
-            raise ValueError("upload_chunk must be a multiple of 320 KiB and at most 4 MiB")
         self.mailbox = mailbox
-        self.tenant_id = tenant_id
-        self.client_id = client_id
-        self._secret = client_secret
-        self.base_url = base_url.rstrip("/")
-        self.authority = f"{authority_host.rstrip('/')}/{tenant_id}"
-        self._own_http = http is None
-        self._http = http or httpx.Client(timeout=timeout)
-        self._timeout = timeout
-        self.max_retries = max_retries
-        self.max_wait = max_wait
-        self._sleep = sleep
+        self.client = GraphClient(
+            mailbox,
+            tenant_id,
+            client_id,
+            client_secret,
+            base_url=base_url,
+            authority_host=authority_host,
+            http=http,
+            max_retries=max_retries,
+            max_wait=max_wait,
+            sleep=sleep,
+            timeout=timeout,
+        )
+        self.attachments = GraphAttachments(self.client, upload_chunk)
+        self.calendar = GraphCalendar(self.client, self.attachments)
         #: sendMail is asynchronous: the Sent Items copy (what ``was_sent`` looks
         #: for) shows up a while after the 202. A run recovering an interrupted
         #: send waits this long from the intent before deciding it did not go
         #: out (services/app.py Outbox; README "Crash safety").
         self.settle_seconds = settle_seconds
         self.settle_sleep = sleep
-        self.upload_chunk = upload_chunk
-        self.folder_names: dict[str, str] = {
+        self.folder_names = {
             "processed": processed_folder,
             "quarantine": quarantine_folder,
         }
-        self._folder_ids: dict[str, str] = {}
-        self._app: msal.ConfidentialClientApplication | None = None
-        self._user = f"{self.base_url}/users/{quote(mailbox, safe='@')}"
+        self._folder_ids = {}
+
+    @property
+    def tenant_id(self) -> str:
+        return self.client.tenant_id
+
+    @property
+    def client_id(self) -> str:
+        return self.client.client_id
 
     @classmethod
     def from_env(cls, mailbox: str, env: dict[str, str] | None = None, **kw: Any) -> GraphTransport:
@@ -173,18 +171,6 @@ class GraphTransport(GraphHttp, GraphCalendar, MailTransport):
             raise TransportError("Graph transport: set " + ", ".join(missing))
         return cls(mailbox, env[ENV_TENANT_ID], env[ENV_CLIENT_ID], env[ENV_CLIENT_SECRET], **kw)
 
-    # ------------------------------------------------------------------ auth
-
-
-
-
-
-    # ------------------------------------------------------------------ http
-
-
-
-
-
     # ------------------------------------------------------------------ send
 
     def _message_json(self, message: OutgoingMessage) -> dict[str, Any]:
@@ -195,13 +181,13 @@ class GraphTransport(GraphHttp, GraphCalendar, MailTransport):
                 if message.html
                 else {"contentType": "Text", "content": message.text}
             ),
-            "toRecipients": [_recipient(a) for a in message.to],
+            "toRecipients": [recipient(a) for a in message.to],
             "internetMessageId": message.message_id,
         }
         if message.cc:
-            msg["ccRecipients"] = [_recipient(a) for a in message.cc]
+            msg["ccRecipients"] = [recipient(a) for a in message.cc]
         if message.reply_to:
-            msg["replyTo"] = [_recipient(message.reply_to)]
+            msg["replyTo"] = [recipient(message.reply_to)]
         if message.sender.email.lower() != self.mailbox.lower():
             log.warning("Graph sends as %s, not as %s", self.mailbox, message.sender.email)
         # Graph accepts only custom X- headers in internetMessageHeaders (any
@@ -222,15 +208,6 @@ class GraphTransport(GraphHttp, GraphCalendar, MailTransport):
         msg["singleValueExtendedProperties"] = props
         return msg
 
-    @staticmethod
-    def _file_attachment(att: Attachment) -> dict[str, Any]:
-        return {
-            "@odata.type": "#microsoft.graph.fileAttachment",
-            "name": att.filename,
-            "contentType": att.content_type,
-            "contentBytes": base64.b64encode(att.data).decode("ascii"),
-        }
-
     def send(self, message: OutgoingMessage) -> None:
         atts = message.attachments
         if any(len(a.data) > LARGE_ATTACHMENT for a in atts) or sum(len(a.data) for a in atts) > INLINE_TOTAL:
@@ -238,23 +215,23 @@ class GraphTransport(GraphHttp, GraphCalendar, MailTransport):
             return
         msg = self._message_json(message)
         if atts:
-            msg["attachments"] = [self._file_attachment(a) for a in atts]
-        self._call(
+            msg["attachments"] = [self.attachments.file_attachment(a) for a in atts]
+        self.client.call(
             "POST",
-            f"{self._user}/sendMail",
+            f"{self.client.user}/sendMail",
             json_body={"message": msg, "saveToSentItems": True},
             ok=(202,),
-            ambiguous_retry=False,
+            idempotent=False,
             what=f"sendMail {message.key}",
         )
         log.info("Graph: sent %s to %d recipients", message.key, len(message.recipients))
 
     def _send_via_draft(self, message: OutgoingMessage) -> None:
         # Reuse a draft left by a crashed run, so a retry does not pile up drafts.
-        found = self._get_json(
-            self._query(
+        found = self.client.get_json(
+            self.client.query(
                 "/mailFolders/drafts/messages",
-                filter=_prop_filter(PROP_KEY, message.key),
+                filter=prop_filter(PROP_KEY, message.key),
                 select="id",
                 top="1",
             )
@@ -263,103 +240,44 @@ class GraphTransport(GraphHttp, GraphCalendar, MailTransport):
             draft_id = found[0]["id"]
             log.info("Graph: reusing draft for %s", message.key)
         else:
-            draft = self._call(
-                "POST", f"{self._user}/messages", json_body=self._message_json(message), ok=(201,)
+            draft = self.client.call(
+                "POST", f"{self.client.user}/messages", json_body=self._message_json(message), ok=(201,)
             ).json()
             draft_id = draft["id"]
-        msg_url = f"{self._user}/messages/{quote(draft_id, safe='')}"
-        self._add_attachments(msg_url, message.attachments)
-        resp = self._call("POST", f"{msg_url}/send", ok=(202,), allow=(404,), what=f"send draft {message.key}")
+        msg_url = f"{self.client.user}/messages/{quote(draft_id, safe='')}"
+        self.attachments.add(msg_url, message.attachments)
+        resp = self.client.call("POST", f"{msg_url}/send", ok=(202,), allow=(404,), what=f"send draft {message.key}")
         if resp.status_code == 404:
             # Only possible on a retry after an unclear outcome: the draft is gone
             # because the first send went through.
             log.warning("Graph: draft for %s already sent", message.key)
         log.info("Graph: sent %s (via draft, %d attachments)", message.key, len(message.attachments))
 
-    def _add_attachments(self, item_url: str, attachments: Iterable[Attachment]) -> None:
-        """Attach files to a draft or event, skipping those already there (same
-        name and size: left by an interrupted run)."""
-        attachments = list(attachments)
-        if not attachments:
-            return
-        have = Counter(
-            (a.get("name"), a.get("size"))
-            for a in self._get_json(f"{item_url}/attachments?$select=name,size").get("value", [])
-        )
-        for att in attachments:
-            if have[(att.filename, len(att.data))] > 0:
-                have[(att.filename, len(att.data))] -= 1
-                continue
-            if len(att.data) > LARGE_ATTACHMENT:
-                self._upload_large(item_url, att)
-            else:
-                self._call("POST", f"{item_url}/attachments", json_body=self._file_attachment(att), ok=(201,))
-
-    def _upload_large(self, item_url: str, att: Attachment) -> None:
-        session = self._call(
-            "POST",
-            f"{item_url}/attachments/createUploadSession",
-            json_body={
-                "AttachmentItem": {
-                    "attachmentType": "file",
-                    "name": att.filename,
-                    "size": len(att.data),
-                    "contentType": att.content_type,
-                }
-            },
-            ok=(201,),
-        ).json()
-        upload_url = session["uploadUrl"]
-        total = len(att.data)
-        start = 0
-        while start < total:
-            end = min(start + self.upload_chunk, total)
-            # The upload URL is pre-authenticated: sending our bearer token
-            # there is refused (and would hand it to another host).
-            resp = self._call(
-                "PUT",
-                upload_url,
-                content=att.data[start:end],
-                headers={
-                    "Content-Type": "application/octet-stream",
-                    "Content-Range": f"bytes {start}-{end - 1}/{total}",
-                },
-                auth=False,
-                ok=(200, 201),
-                what=f"upload {att.filename}",
-            )
-            if resp.status_code == 201:
-                break
-            nxt = (resp.json().get("nextExpectedRanges") or [str(end)])[0]
-            start = int(str(nxt).split("-")[0])
-        log.info("Graph: uploaded %s (%d bytes) in an upload session", att.filename, total)
-
     # ------------------------------------------------------------ invitations
 
+    def send_invitation(self, invitation: Invitation) -> None:
+        self.calendar.send_invitation(invitation)
 
+    def event_responses(self, uid: str) -> dict[str, str] | None:
+        """Attendees' answers to the meeting with our ``uid`` (``GraphCalendar``)."""
+        return self.calendar.event_responses(uid)
 
-
-
-
-
-
+    def event_ical_uid(self, uid: str) -> str | None:
+        """The iCalendar UID Exchange gave the event for our ``uid`` (``GraphCalendar``)."""
+        return self.calendar.event_ical_uid(uid)
 
     # ----------------------------------------------------------------- intake
 
-    def _valid_link(self, link: str | None) -> bool:
-        # Only follow links to our own Graph endpoint: they get our bearer token.
-        return bool(link) and link.startswith(self.base_url + "/")
-
     def fetch_new(self, cursor: str | None) -> FetchResult:
-        start = f"{self._user}/mailFolders/inbox/messages/delta?$select=id,receivedDateTime"
-        if cursor and not self._valid_link(cursor):
+        start = f"{self.client.user}/mailFolders/inbox/messages/delta?$select=id,receivedDateTime"
+        if cursor and not self.client.valid_link(cursor):
             log.warning("Graph: cursor is not a Graph delta link; starting a full sync")
             cursor = None
         url = cursor or start
         items: list[dict[str, Any]] = []
         restarted = False
         while True:
-            resp = self._call(
+            resp = self.client.call(
                 "GET",
                 url,
                 headers={"Prefer": 'IdType="ImmutableId", odata.maxpagesize=50'},
@@ -378,7 +296,7 @@ class GraphTransport(GraphHttp, GraphCalendar, MailTransport):
             items.extend(i for i in data.get("value", []) if "@removed" not in i)
             next_link = data.get("@odata.nextLink")
             if next_link:
-                if not self._valid_link(next_link):
+                if not self.client.valid_link(next_link):
                     raise GraphError(f"Graph inbox delta: unexpected nextLink host {next_link[:60]}")
                 url = next_link
                 continue
@@ -406,10 +324,10 @@ class GraphTransport(GraphHttp, GraphCalendar, MailTransport):
 
     def recent_headers(self, limit: int = 20) -> list[bytes]:
         """Authentication-Results of the newest inbox mails (``kcg check --connect``)."""
-        url = self._query("/mailFolders/inbox/messages", top=str(limit), select="internetMessageHeaders",
+        url = self.client.query("/mailFolders/inbox/messages", top=str(limit), select="internetMessageHeaders",
                           orderby="receivedDateTime desc")
         out = []
-        for item in self._get_json(url).get("value", []):
+        for item in self.client.get_json(url).get("value", []):
             fields = [h for h in item.get("internetMessageHeaders") or []
                       if (h.get("name") or "").lower() in ("authentication-results", "from")]
             out.append("".join(f"{h['name']}: {h.get('value', '')}\r\n" for h in fields).encode("utf-8", "replace"))
@@ -422,19 +340,19 @@ class GraphTransport(GraphHttp, GraphCalendar, MailTransport):
         the size is known and within the cap (unknown: read as before). A bigger one
         reaches the intake as its headers only, marked ``X-KCG-Oversize``."""
         path = f"/messages/{quote(mid, safe='')}"
-        url = self._query(path, select="internetMessageHeaders",
-                          expand=f"singleValueExtendedProperties($filter=id eq {_odata(PROP_MESSAGE_SIZE)})")
-        resp = self._call("GET", url, allow=(404,), what="read headers")
+        url = self.client.query(path, select="internetMessageHeaders",
+                          expand=f"singleValueExtendedProperties($filter=id eq {odata(PROP_MESSAGE_SIZE)})")
+        resp = self.client.call("GET", url, allow=(404,), what="read headers")
         if resp.status_code == 404:
             return None
         meta = resp.json()
         pairs = [(h.get("name", ""), h.get("value", "")) for h in meta.get("internetMessageHeaders") or []]
-        size = _message_size(meta)
+        size = message_size(meta)
         if size is not None and size > incoming_limit(self.max_incoming):
             log.warning("Graph: message %s is %d bytes, over the incoming size cap; reading its headers only",
                         mid[:16], size)
             return oversize_from_fields(pairs)
-        resp = self._call("GET", f"{self._user}{path}/$value", allow=(404,), what="read MIME")
+        resp = self.client.call("GET", f"{self.client.user}{path}/$value", allow=(404,), what="read MIME")
         if resp.status_code == 404:
             return None
         return with_server_auth_results(resp.content, pairs)
@@ -445,12 +363,12 @@ class GraphTransport(GraphHttp, GraphCalendar, MailTransport):
         name = self.folder_names[folder]
         if name in self._folder_ids:
             return self._folder_ids[name]
-        url = self._query("/mailFolders/inbox/childFolders", filter=f"displayName eq {_odata(name)}", select="id,displayName")
-        found = self._get_json(url).get("value", [])
+        url = self.client.query("/mailFolders/inbox/childFolders", filter=f"displayName eq {odata(name)}", select="id,displayName")
+        found = self.client.get_json(url).get("value", [])
         if not found:
-            resp = self._call(
+            resp = self.client.call(
                 "POST",
-                f"{self._user}/mailFolders/inbox/childFolders",
+                f"{self.client.user}/mailFolders/inbox/childFolders",
                 json_body={"displayName": name},
                 ok=(201,),
                 allow=(409,),
@@ -459,7 +377,7 @@ class GraphTransport(GraphHttp, GraphCalendar, MailTransport):
             if resp.status_code == 201:
                 found = [resp.json()]
             else:  # created meanwhile by someone else
-                found = self._get_json(url).get("value", [])
+                found = self.client.get_json(url).get("value", [])
         if not found:
             raise GraphError(f"Graph: could not create or find the inbox folder {name!r}")
         self._folder_ids[name] = found[0]["id"]
@@ -467,9 +385,9 @@ class GraphTransport(GraphHttp, GraphCalendar, MailTransport):
 
     def move(self, ref: str, folder: Folder) -> None:
         dest = self._folder_id(folder)
-        resp = self._call(
+        resp = self.client.call(
             "POST",
-            f"{self._user}/messages/{quote(ref, safe='')}/move",
+            f"{self.client.user}/messages/{quote(ref, safe='')}/move",
             json_body={"destinationId": dest},
             ok=(200, 201),
             allow=(404,),
@@ -484,31 +402,31 @@ class GraphTransport(GraphHttp, GraphCalendar, MailTransport):
         """Every Sent Items message with our key (with its MIME copy), and every event's
         keys (events have no MIME copy), for ``kcg state rebuild``."""
         out: list[tuple[str, bytes]] = []
-        expand = (f"singleValueExtendedProperties($filter=id eq {_odata(PROP_KEY)} or id eq "
-                  f"{_odata(PROP_MARKER_HEADER)})")
-        url: str | None = self._query("/mailFolders/sentitems/messages", select="id", expand=expand, top="100")
+        expand = (f"singleValueExtendedProperties($filter=id eq {odata(PROP_KEY)} or id eq "
+                  f"{odata(PROP_MARKER_HEADER)})")
+        url: str | None = self.client.query("/mailFolders/sentitems/messages", select="id", expand=expand, top="100")
         while url:
-            data = self._get_json(url)
+            data = self.client.get_json(url)
             for m in data.get("value", []):
                 props = {p["id"]: p.get("value", "") for p in m.get("singleValueExtendedProperties", [])}
                 key = (props.get(PROP_KEY) or props.get(PROP_MARKER_HEADER) or "").strip()
                 if key:
-                    raw = self._call("GET", f"{self._user}/messages/{quote(m['id'], safe='')}/$value",
+                    raw = self.client.call("GET", f"{self.client.user}/messages/{quote(m['id'], safe='')}/$value",
                                      what=f"read sent copy of {key}").content
                     out.append((key, raw))
             url = data.get("@odata.nextLink")
-            if url and not self._valid_link(url):
+            if url and not self.client.valid_link(url):
                 raise GraphError(f"Graph Sent Items: unexpected nextLink host {url[:60]}")
-        expand = f"singleValueExtendedProperties($filter=id eq {_odata(PROP_KEYS)})"
-        url = self._query("/events", filter=_prop_filter(PROP_KEYS, "|", op="contains"), select="id",
+        expand = f"singleValueExtendedProperties($filter=id eq {odata(PROP_KEYS)})"
+        url = self.client.query("/events", filter=prop_filter(PROP_KEYS, "|", op="contains"), select="id",
                           expand=expand, top="100")
         while url:
-            data = self._get_json(url)
+            data = self.client.get_json(url)
             for ev in data.get("value", []):
                 props = {p["id"]: p.get("value", "") for p in ev.get("singleValueExtendedProperties", [])}
                 out.extend((k, b"") for k in (props.get(PROP_KEYS) or "").split("|") if k)
             url = data.get("@odata.nextLink")
-            if url and not self._valid_link(url):
+            if url and not self.client.valid_link(url):
                 raise GraphError(f"Graph events: unexpected nextLink host {url[:60]}")
         return iter(out)
 
@@ -519,25 +437,50 @@ class GraphTransport(GraphHttp, GraphCalendar, MailTransport):
             ("/events", PROP_KEYS, "contains"),
         ):
             needle = f"|{key}|" if op == "contains" else key
-            url = self._query(path, filter=_prop_filter(prop, needle, op=op), select="id", top="1")
-            if self._get_json(url).get("value"):
+            url = self.client.query(path, filter=prop_filter(prop, needle, op=op), select="id", top="1")
+            if self.client.get_json(url).get("value"):
                 return True
         return False
 
     # ------------------------------------------------------------------ check
 
+    def _explain(self, exc: GraphError, permission: str, roles: set[str] | None) -> str:
+        text = str(exc).split(" — ")[0]
+        if exc.status == 403:
+            low = text.lower()
+            if "accesspolicy" in low or "raop" in low or "rbac" in low:
+                return (
+                    f"{self.mailbox} is outside the app's application access policy or RBAC for "
+                    "Applications scope: add the mailbox to the policy's group "
+                    "(New-ApplicationAccessPolicy -PolicyScopeGroupId) or to the management scope "
+                    f"of the role assignment. ({text})"
+                )
+            if roles and permission not in roles:
+                return f"the app lacks the application permission {permission} (grant it and admin consent). ({text})"
+            return (
+                f"access denied: the app needs {permission}, or {self.mailbox} is excluded by an "
+                f"application access policy / RBAC for Applications scope. ({text})"
+            )
+        if exc.status == 404:
+            return f"mailbox {self.mailbox} not found or not in Exchange Online. ({text})"
+        if exc.status == 401:
+            if roles is not None and not roles:
+                return f"Graph refused the token: {AADSTS_HELP[65001]} ({text})"
+            return f"Graph refused the token. ({text})"
+        return text
+
     def check(self) -> list[Check]:
         checks: list[Check] = []
         try:
-            token = self._token()
+            token = self.client.token()
         except TransportError as exc:
             return [Check("Graph sign-in", False, str(exc))]
         checks.append(Check("Graph sign-in", True, f"token for app {self.client_id} in tenant {self.tenant_id}"))
-        roles = _jwt_roles(token)
+        roles = jwt_roles(token)
 
         def probe(name: str, path: str, permission: str, good: str) -> bool:
             try:
-                self._call("GET", f"{self._user}{path}", what=name)
+                self.client.call("GET", f"{self.client.user}{path}", what=name)
             except GraphError as exc:
                 checks.append(Check(name, False, self._explain(exc, permission, roles)))
                 return False
@@ -564,7 +507,7 @@ class GraphTransport(GraphHttp, GraphCalendar, MailTransport):
                     "Access works, so it must come from Exchange RBAC for Applications; "
                     "Mail.Send cannot be tested without sending."
                     if mail_ok and cal_ok
-                    else _AADSTS_HELP[65001]
+                    else AADSTS_HELP[65001]
                 )
             )
             checks.append(Check("Graph permissions", mail_ok and cal_ok, detail))
@@ -593,5 +536,4 @@ class GraphTransport(GraphHttp, GraphCalendar, MailTransport):
 
 
     def close(self) -> None:
-        if self._own_http:
-            self._http.close()
+        self.client.close()

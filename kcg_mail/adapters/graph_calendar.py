@@ -11,19 +11,33 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ..ports import (
-    Invitation,
+from ..ports import Invitation
+from .graph_http import (
+    PARTSTAT,
+    PROP_KEYS,
+    PROP_SEQ,
+    PROP_UID,
+    WINDOWS_TZ,
+    GraphAttachments,
+    GraphClient,
+    odata,
+    prop_filter,
+    recipient,
 )
-from .graph_http import _PARTSTAT, _WINDOWS_TZ, PROP_KEYS, PROP_SEQ, PROP_UID, _odata, _prop_filter, _recipient
 
 log = logging.getLogger(__name__)
 
 
-
-
-
 class GraphCalendar:
-    """The calendar half of ``GraphTransport``."""
+    """The calendar half of ``GraphTransport``: it holds the same ``GraphClient``
+    and attachment uploader as the transport."""
+
+    client: GraphClient
+    attachments: GraphAttachments
+
+    def __init__(self, client: GraphClient, attachments: GraphAttachments) -> None:
+        self.client = client
+        self.attachments = attachments
 
     @staticmethod
     def _when(dt: datetime, tzid: str) -> dict[str, str]:
@@ -31,7 +45,7 @@ class GraphCalendar:
             zone = ZoneInfo(tzid)
         except (ZoneInfoNotFoundError, ValueError):
             zone = None
-        win = _WINDOWS_TZ.get(tzid)
+        win = WINDOWS_TZ.get(tzid)
         if zone is not None and win:
             local = dt.astimezone(zone) if dt.tzinfo else dt
             return {"dateTime": local.replace(tzinfo=None).isoformat(timespec="seconds"), "timeZone": win}
@@ -56,17 +70,17 @@ class GraphCalendar:
 
     @staticmethod
     def _attendees(inv: Invitation) -> list[dict[str, Any]]:
-        return [dict(_recipient(a), type="required") for a in inv.message.to] + [
-            dict(_recipient(a), type="optional") for a in inv.message.cc
+        return [dict(recipient(a), type="required") for a in inv.message.to] + [
+            dict(recipient(a), type="optional") for a in inv.message.cc
         ]
 
     def _find_event(self, uid: str) -> dict[str, Any] | None:
         expand = (
             "singleValueExtendedProperties($filter=id eq "
-            f"{_odata(PROP_SEQ)} or id eq {_odata(PROP_KEYS)})"
+            f"{odata(PROP_SEQ)} or id eq {odata(PROP_KEYS)})"
         )
-        found = self._get_json(
-            self._query("/events", filter=_prop_filter(PROP_UID, uid), select="id,subject", expand=expand)
+        found = self.client.get_json(
+            self.client.query("/events", filter=prop_filter(PROP_UID, uid), select="id,subject", expand=expand)
         ).get("value", [])
         if len(found) > 1:
             log.warning("Graph: %d events carry uid %s; using the first", len(found), uid)
@@ -80,9 +94,9 @@ class GraphCalendar:
             if event is None:
                 log.info("Graph: no event for %s; nothing to cancel (already cancelled?)", inv.uid)
                 return
-            self._call(
+            self.client.call(
                 "POST",
-                f"{self._user}/events/{quote(event['id'], safe='')}/cancel",
+                f"{self.client.user}/events/{quote(event['id'], safe='')}/cancel",
                 json_body={"Comment": inv.message.text or inv.description},
                 ok=(202,),
                 allow=(404,),
@@ -105,8 +119,8 @@ class GraphCalendar:
         keys = props.get(PROP_KEYS, "|") or "|"
         if f"|{key}|" not in keys:
             keys = keys + f"{key}|"
-        event_url = f"{self._user}/events/{quote(event['id'], safe='')}"
-        self._add_attachments(event_url, inv.message.attachments)
+        event_url = f"{self.client.user}/events/{quote(event['id'], safe='')}"
+        self.attachments.add(event_url, inv.message.attachments)
         body = self._event_fields(inv)
         body["attendees"] = self._attendees(inv)
         body["singleValueExtendedProperties"] = [
@@ -114,7 +128,7 @@ class GraphCalendar:
             {"id": PROP_KEYS, "value": keys},
         ]
         # Graph/Exchange sends the update to the attendees.
-        self._call("PATCH", event_url, json_body=body, ok=(200,), what=f"update {key}")
+        self.client.call("PATCH", event_url, json_body=body, ok=(200,), what=f"update {key}")
         log.info("Graph: updated meeting %s to sequence %d", inv.uid, inv.sequence)
 
     def _create_event(self, inv: Invitation) -> None:
@@ -129,7 +143,7 @@ class GraphCalendar:
             body["attendees"] = self._attendees(inv)
             props.append({"id": PROP_SEQ, "value": str(inv.sequence)})
             body["singleValueExtendedProperties"] = props
-            self._call("POST", f"{self._user}/events", json_body=body, ok=(201,), what=f"create {key}")
+            self.client.call("POST", f"{self.client.user}/events", json_body=body, ok=(201,), what=f"create {key}")
             log.info("Graph: created meeting %s with %d attendees", inv.uid, len(body["attendees"]))
             return
         # With attachments: create without attendees (nothing is sent yet), attach,
@@ -137,10 +151,10 @@ class GraphCalendar:
         # sequence is stored until then, so a crash in between is resumed as an
         # update on the next run.
         body["singleValueExtendedProperties"] = props
-        event = self._call("POST", f"{self._user}/events", json_body=body, ok=(201,), what=f"create {key}").json()
-        event_url = f"{self._user}/events/{quote(event['id'], safe='')}"
-        self._add_attachments(event_url, inv.message.attachments)
-        self._call(
+        event = self.client.call("POST", f"{self.client.user}/events", json_body=body, ok=(201,), what=f"create {key}").json()
+        event_url = f"{self.client.user}/events/{quote(event['id'], safe='')}"
+        self.attachments.add(event_url, inv.message.attachments)
+        self.client.call(
             "PATCH",
             event_url,
             json_body={
@@ -157,8 +171,8 @@ class GraphCalendar:
         values (ACCEPTED, DECLINED, TENTATIVE, NEEDS-ACTION), read from the
         event; None when there is no such event. Exchange records the replies
         on the event itself, so this needs no reply mail at all."""
-        found = self._get_json(
-            self._query("/events", filter=_prop_filter(PROP_UID, uid), select="id,attendees")
+        found = self.client.get_json(
+            self.client.query("/events", filter=prop_filter(PROP_UID, uid), select="id,attendees")
         ).get("value", [])
         if not found:
             return None
@@ -167,13 +181,13 @@ class GraphCalendar:
             email = a.get("emailAddress", {}).get("address", "").lower()
             response = (a.get("status") or {}).get("response", "none")
             if email:
-                out[email] = _PARTSTAT.get(response, "NEEDS-ACTION")
+                out[email] = PARTSTAT.get(response, "NEEDS-ACTION")
         return out
 
     def event_ical_uid(self, uid: str) -> str | None:
         """The iCalendar UID Exchange gave the event for our ``uid``. Graph does
         not let us set the UID, so attendees' reply mails carry this one."""
-        found = self._get_json(
-            self._query("/events", filter=_prop_filter(PROP_UID, uid), select="id,iCalUId")
+        found = self.client.get_json(
+            self.client.query("/events", filter=prop_filter(PROP_UID, uid), select="id,iCalUId")
         ).get("value", [])
         return found[0].get("iCalUId") if found else None

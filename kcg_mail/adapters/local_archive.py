@@ -25,6 +25,7 @@ folder.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import re
@@ -33,6 +34,7 @@ import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from kcg_mail.adapters.content_hash import dropbox_content_hash
 from kcg_mail.core.naming import safe_path, version_path
@@ -96,7 +98,10 @@ def _fsync_dir(folder: Path) -> None:
 class LocalFolderArchive(Archive):
     """An :class:`~kcg_mail.ports.Archive` in a local folder."""
 
-    def __init__(self, root: Path | str):
+    root: Path
+    _lock: threading.Lock
+
+    def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
         self._lock = threading.Lock()
 
@@ -273,7 +278,7 @@ class LocalFolderArchive(Archive):
         with self._lock:
             self._make_folder(fs, apath)
             members_file = fs / MEMBERS_FILE
-            doc = {"members": []}
+            doc: dict[str, Any] = {"members": []}
             if members_file.exists():
                 doc = json.loads(members_file.read_text(encoding="utf-8"))
             if any(m["email"].casefold() == email.casefold() for m in doc.get("members", [])):
@@ -291,14 +296,14 @@ class LocalFolderArchive(Archive):
             )
             self._replace(members_file, json.dumps(doc, ensure_ascii=False, indent=2).encode("utf-8"))
 
-    def members(self, folder: str) -> list[str]:
+    def members(self, folder: str) -> builtins.list[str]:
         """Emails recorded by ``add_member`` for ``folder``."""
         fs = self._fs(archive_path(folder)) / MEMBERS_FILE
         if not fs.exists():
             return []
         return [m["email"] for m in json.loads(fs.read_text(encoding="utf-8")).get("members", [])]
 
-    def check(self) -> list[Check]:
+    def check(self) -> builtins.list[Check]:
         name = "archive (local folder)"
         if not self.root.exists():
             parent = self.root.parent

@@ -22,9 +22,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 from datetime import date, time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from kcg_mail.core.naming import pattern_fields
 from kcg_mail.core.projects_model import Projects
@@ -222,18 +223,125 @@ class Meetings(_Model):
 # ------------------------------------------------------------------ transport
 
 
-class MailSettings(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
-    kind: Literal["maildir", "smtp_imap", "exchange", "graph"] = "maildir"
+class _Section(BaseModel):
+    """A transport.yaml section for one ``kind``: only its documented fields
+    (a misspelt one is an error); a blank value ("" from an empty environment
+    variable) counts as not set."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None and v != ""}
+        return data
 
 
-class ArchiveSettings(BaseModel):
+def _needed(field: str, why: str) -> PydanticCustomError:
+    """A field this kind (or auth) needs; the shell names file, field and fix."""
+    return PydanticCustomError("missing_for_kind", "{field}: missing, needed for {why}", {"field": field, "why": why})
+
+
+SmtpSecurity = Literal["starttls", "tls", "none"]
+ImapSecurity = Literal["tls", "starttls", "none"]
+
+_SECURITY_FIX = (
+    "'starttls' for a submission port like 587 (or IMAP 143), 'tls' for an implicit-TLS port like 465 "
+    "(or IMAP 993), 'none' only for a server on this machine (loopback), which sends the password unencrypted"
+)
+
+
+class MaildirSettings(_Section):
+    """Local Maildir (the embedded default): ``path`` defaults to ``<workdir>/mail``."""
+
+    kind: Literal["maildir"] = "maildir"
+    path: str | None = None
+
+
+class SmtpImapSettings(_Section):
+    """Any mail host: SMTP submission and IMAP. The password comes from
+    ``KCG_SMTP_PASSWORD`` (never from the file)."""
+
+    kind: Literal["smtp_imap"]
+    smtp_host: str
+    smtp_port: int = 587
+    smtp_security: SmtpSecurity = "starttls"
+    #: default: smtp_host
+    imap_host: str | None = None
+    imap_port: int = 993
+    imap_security: ImapSecurity = "tls"
+    #: default: the network mailbox's address
+    username: str | None = None
+    sent_folder: str = "Sent"
+    timeout: float = 30.0
+    processed_folder: str = "processed"
+    quarantine_folder: str = "quarantine"
+
+    @field_validator("smtp_security", "imap_security", mode="before")
+    @classmethod
+    def _security(cls, v: Any, info: ValidationInfo) -> Any:
+        value = str(v).strip().lower()
+        allowed = ("starttls", "tls", "none")
+        if value not in allowed:
+            raise PydanticCustomError(
+                "security_setting",
+                "{value} is not a security setting (fix: use one of {allowed}: {fix})",
+                {"value": repr(str(v)), "allowed": ", ".join(
+                    ("starttls", "tls", "none") if info.field_name == "smtp_security" else ("tls", "starttls", "none")),
+                 "fix": _SECURITY_FIX},
+            )
+        return value
+
+
+class ExchangeSettings(_Section):
+    """Exchange Web Services (exchangelib). ``auth: oauth`` needs client_id and
+    tenant_id (secret ``KCG_EWS_CLIENT_SECRET``); ``ntlm``/``basic`` need
+    username (password ``KCG_EWS_PASSWORD``)."""
+
+    kind: Literal["exchange"]
+    auth: Literal["oauth", "ntlm", "basic"] = "oauth"
+    service_endpoint: str
+    version: str | None = None
+    autodiscover: bool = False
+    #: default: the network mailbox's address
+    mailbox: str | None = None
+    client_id: str | None = None
+    tenant_id: str | None = None
+    username: str | None = None
+    #: seconds of throttling waited out per operation before giving up for this run
+    max_wait: float = 300.0
+
+    @model_validator(mode="after")
+    def _auth_fields(self) -> ExchangeSettings:
+        needed = ("client_id", "tenant_id") if self.auth == "oauth" else ("username",)
+        for field in needed:
+            if not getattr(self, field):
+                raise _needed(field, f"mail kind 'exchange' with auth '{self.auth}'")
+        return self
+
+
+class GraphSettings(_Section):
+    """Microsoft 365 through Microsoft Graph; secret ``KCG_GRAPH_CLIENT_SECRET``."""
+
+    kind: Literal["graph"]
+    tenant_id: str
+    client_id: str
+    #: default: the network mailbox's address
+    mailbox: str | None = None
+
+
+#: ``transport.yaml`` ``mail:``, told apart by ``kind``.
+MailSettings = Annotated[
+    MaildirSettings | SmtpImapSettings | ExchangeSettings | GraphSettings, Field(discriminator="kind")
+]
+
+
+class _ArchiveSection(_Section):
     """``root``: the folder every archive path lies under (a Dropbox folder,
     or a folder inside the local archive); ``meetings.yaml`` naming.folder
     (default ``/KCG/Protokoll/{year}``) comes below it. Default ``/``."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
-    kind: Literal["local", "dropbox"] = "local"
     root: str = "/"
 
     @field_validator("root")
@@ -244,6 +352,27 @@ class ArchiveSettings(BaseModel):
             raise ValueError(f"{v!r} is not an absolute folder like / or /Team/Nätverk (fix: start it with / "
                              f"and leave out '..')")
         return "/" + v.strip("/") if v.strip("/") else "/"
+
+
+class LocalArchiveSettings(_ArchiveSection):
+    """A local folder (default ``<workdir>/dropbox``)."""
+
+    kind: Literal["local"] = "local"
+    path: str | None = None
+
+
+class DropboxSettings(_ArchiveSection):
+    """Dropbox (the official SDK); secrets ``KCG_DROPBOX_APP_SECRET`` and
+    ``KCG_DROPBOX_REFRESH_TOKEN``."""
+
+    kind: Literal["dropbox"]
+    app_key: str
+    team_root_namespace_id: str | None = None
+    team_member_id: str | None = None
+
+
+#: ``transport.yaml`` ``archive:``, told apart by ``kind``.
+ArchiveSettings = Annotated[LocalArchiveSettings | DropboxSettings, Field(discriminator="kind")]
 
 
 class Inbound(_Model):
@@ -301,13 +430,23 @@ class AlertSettings(_Model):
 
 
 class Transport(_Model):
-    mail: MailSettings = MailSettings()
-    archive: ArchiveSettings = ArchiveSettings()
+    mail: MailSettings = MaildirSettings()
+    archive: ArchiveSettings = LocalArchiveSettings()
     inbound: Inbound = Inbound()
     distribution: Distribution = Distribution()
     alerts: AlertSettings = AlertSettings()
     alerts_to: list[str] = []
     prefect_ui_url: str = "http://127.0.0.1:4200"
+
+    @field_validator("mail", "archive", mode="before")
+    @classmethod
+    def _default_kind(cls, v: Any, info: ValidationInfo) -> Any:
+        """No ``kind`` (or a blank one): the embedded default (maildir, local)."""
+        if v is None:
+            v = {}
+        if isinstance(v, dict) and v.get("kind") in (None, ""):
+            return {**v, "kind": "maildir" if info.field_name == "mail" else "local"}
+        return v
 
 
 # ---------------------------------------------------------------------- all

@@ -19,6 +19,7 @@ No I/O: the service (``kcg_mail.services.round``) stores and sends.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -70,6 +71,8 @@ class PlanningSettings(_Model):
     areas: list[Area] = Field(min_length=1)
     votes_per_member: int = Field(10, ge=1, le=100)
     focus_per_area: int = Field(3, ge=1, le=20)
+    #: a focus topic needs at least this share of all votes given (0.05: 7 of 140)
+    focus_min_share: float = Field(0.05, ge=0, le=1)
     groups: int = Field(3, ge=1, le=10)
     folder: str = "/{short}/Handlingsplan/{year}"
     rounds: dict[int, Round] = {}
@@ -323,11 +326,13 @@ class Tally:
 
 
 def tally(topics: list[Topic], areas: list[Area], ballots: dict[str, dict[int, int]], focus_per_area: int,
-          late: list[str] | None = None) -> Tally:
+          late: list[str] | None = None, *, min_share: float = 0.0) -> Tally:
     """Sum the counted ballots (person -> number -> votes). Per area the topics
-    are sorted by votes (then by number); the top ``focus_per_area`` with at
-    least one vote are the focus topics. A tie across the cut-off is reported,
-    and the tied topics below the cut-off are not marked: the coordinator decides."""
+    are sorted by votes (then by number). A focus topic has at least
+    ``min_share`` of all votes given (and at least one), and each area has at
+    most ``focus_per_area``. Votes decide, never the order of the list: when the
+    cut-off falls inside a group of topics with equal votes, none of that group
+    is marked, and a note says that the coordinator decides."""
     sums: dict[int, int] = {t.number: 0 for t in topics}
     voters: dict[int, int] = {t.number: 0 for t in topics}
     for votes in ballots.values():
@@ -335,20 +340,23 @@ def tally(topics: list[Topic], areas: list[Area], ballots: dict[str, dict[int, i
             if n in sums and v > 0:
                 sums[n] += v
                 voters[n] += 1
+    floor = max(1, math.ceil(min_share * sum(sums.values()) - 1e-9))
     rows: list[TallyRow] = []
     ties: list[str] = []
     for a in areas:
         mine = sorted((t for t in topics if t.area == a.name), key=lambda t: (-sums[t.number], t.number))
-        for i, t in enumerate(mine):
-            rows.append(TallyRow(t.number, a.name, t.text, sums[t.number], voters[t.number],
-                                 i < focus_per_area and sums[t.number] > 0))
-        if len(mine) > focus_per_area:
-            cut = sums[mine[focus_per_area - 1].number]
-            tied = [t for t in mine if sums[t.number] == cut]
-            if cut > 0 and any(mine.index(t) >= focus_per_area for t in tied):
+        eligible = [t for t in mine if sums[t.number] >= floor]
+        focus = {t.number for t in eligible[:focus_per_area]}
+        if len(eligible) > focus_per_area:
+            cut = sums[eligible[focus_per_area - 1].number]
+            tied = [t for t in eligible if sums[t.number] == cut]
+            if any(t.number not in focus for t in tied):
+                focus -= {t.number for t in tied}
                 names = ", ".join(f"{t.number} {t.text}" for t in tied)
                 ties.append(f"{a.name}: lika många röster ({cut}) för {names} vid gränsen för "
                             f"{focus_per_area} fokusområden – samordnaren avgör.")
+        for t in mine:
+            rows.append(TallyRow(t.number, a.name, t.text, sums[t.number], voters[t.number], t.number in focus))
     return Tally(tuple(rows), tuple(ties), len(ballots), tuple(late or ()))
 
 

@@ -5,8 +5,8 @@
 - the physical meeting in January (unless an earlier plan already has it, as
   ``plan-2023.yaml`` has January 2024) and the next January's physical meeting
   at the end, where next year's plan is adopted;
-- the study trip in the month of the last plan's trip, as a tentative week
-  (same ISO week as last time when that had a date);
+- the study trip in the month of the last plan's trip, tentative and without a
+  date (last year's proposed week is not copied: the coordinator sets it);
 - the kind of each month as in the latest earlier plan (August "Möte för alla");
 - themes from the planning round's focus topics in vote order (a topic with
   "studieresa" goes to the trip), otherwise placeholders;
@@ -137,13 +137,12 @@ def draft_plan(year: int, members: list[Person], earlier: list[Plan], *, holiday
     backup_rot = _Rotation(backups, [pm.backup_host for pm in past if pm.backup_host])
     coord_backup_months = {pm.month[5:] for pm in past if pm.backup_host == coordinator and coordinator}
     kind_by_month: dict[str, str] = {}
-    trip_month, trip_week = 10, None
+    trip_month = 10
     for pm in past:  # later plans override earlier ones
         if pm.kind in ("digital", "all_members"):
             kind_by_month[pm.month[5:]] = pm.kind
         if pm.kind == "study_trip":
-            trip_month = int(pm.month[5:])
-            trip_week = pm.date.isocalendar()[1] if pm.date else None
+            trip_month = int(pm.month[5:])  # the month only: last year's proposed week is not this year's
 
     pending = list(themes or [])
     trip_theme = next((t for t in pending if "studieresa" in t.casefold()), None)
@@ -185,11 +184,8 @@ def draft_plan(year: int, members: list[Person], earlier: list[Plan], *, holiday
             theme_no = no
             if kind == "study_trip":
                 theme = trip_theme or "Studieresa"
-                week = trip_week or rule_day.isocalendar()[1]
-                when = date.fromisocalendar(y, week, 1)
-                proposed = f"Förslag v {week}"
-                tentative, comment = True, f"Förslag v {week}"
-                note = f"studieresa, preliminärt vecka {week} (måndag {when.isoformat()})"
+                tentative = True  # no date yet: the coordinator sets the dates and the programme
+                note = "studieresa, datum bestäms av samordnaren"
             else:
                 theme = pending.pop(0) if pending else f"Tema {no} – att bestämma"
         out.append(DraftMeeting(month=month, kind=kind, theme=theme, host=host, backup_host=backup,

@@ -46,7 +46,7 @@ def demo_year_page(workdir: Path, config: Path | None) -> None:
     """After the demo: the year's mails as one page per reader (``<workdir>/preview.html``)
     and the count of mails per person and month."""
     from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.services.preview import ROLES, Preview, read_maildir, render_html
+    from kcg_mail.services.preview import Preview, read_maildir, render_html
 
     app = bootstrap(workdir, config)
     with app:
@@ -54,9 +54,14 @@ def demo_year_page(workdir: Path, config: Path | None) -> None:
     page = Preview("Årets utskick", "Varje utskick i demons simulerade år, som mottagarna ser det.", mails)
     target = workdir / "preview.html"
     target.write_text(render_html(page), encoding="utf-8")
-    months = page.months()
-    table = Table("mottagare", "roll", *[m[2:] for m in months], "max", title="Utskick per person och månad")
-    for r, c in sorted(page.counts().items(), key=lambda kv: (ROLES.index(kv[0].role), kv[0].name)):
-        table.add_row(r.name, r.role, *[str(c[m] or "") for m in months], str(max(c.values())))
+    counts = page.counts()
+    members = [r for r in counts if r.role in ("samordnare", "värd", "reservvärd", "medlem")]
+    table = Table("månad", "utskick", "per medlem (min–max)", "flest", title="Utskick per person och månad")
+    for month in page.months():
+        per = {r: counts[r][month] for r in members}
+        most = max(per.values(), default=0)
+        top = sorted(r.name for r, n in per.items() if n == most and n)
+        table.add_row(month, str(sum(1 for m in page.mails if m.month == month)),
+                      f"{min(per.values(), default=0)}–{most}", ", ".join(top[:2]) + (" m.fl." if len(top) > 2 else ""))
     console.print(table)
     console.print(f"Årets utskick per mottagare: {target}", markup=False, highlight=False)

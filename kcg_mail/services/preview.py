@@ -73,11 +73,13 @@ class Preview:
     mails: list[PreviewMail] = field(default_factory=list)
 
     def counts(self) -> dict[Reader, Counter[str]]:
-        """Mails per reader and month."""
+        """Mails per person and month, whatever role each mail gave them; a person
+        is listed in their standing role (samordnare, medlem, gäst)."""
+        standing = {"värd": "medlem", "reservvärd": "medlem"}
         out: dict[Reader, Counter[str]] = defaultdict(Counter)
         for m in self.mails:
             for r in m.readers:
-                out[r][m.month] += 1
+                out[Reader(r.email, r.name, standing.get(r.role, r.role))][m.month] += 1
         return dict(out)
 
     def months(self) -> list[str]:
@@ -197,9 +199,9 @@ th{background:#f4f4f4} .n{text-align:right} .mail{border:1px solid #ccc;border-r
 <p>{{ p.note }}</p>
 <p>{{ p.mails|length }} utskick.</p>
 <h2>Utskick per mottagare och månad</h2>
-<table><tr><th>Mottagare</th><th>Roll</th>{% for mo in months %}<th>{{ mo }}</th>{% endfor %}<th>Totalt</th></tr>
+<div style="overflow-x:auto"><table><tr><th>Mottagare</th><th>Roll</th>{% for mo in months %}<th>{{ short(mo) }}</th>{% endfor %}<th>Totalt</th></tr>
 {% for r, c in counts %}<tr><td>{{ r.name }}</td><td>{{ r.role }}</td>{% for mo in months %}<td class="n">{{ c[mo] or "" }}</td>{% endfor %}<td class="n">{{ c.total() }}</td></tr>
-{% endfor %}</table>
+{% endfor %}</table></div>
 {% for m in p.mails %}
 <div class="mail"><div class="meta">{{ m.sent_at.strftime("%Y-%m-%d %H:%M") if m.sent_at else "" }} · från {{ m.sender }}</div>
 <h3>{{ m.subject }}</h3>
@@ -223,7 +225,14 @@ def _by_role(m: PreviewMail) -> list[tuple[str, list[Reader]]]:
 def render_html(p: Preview) -> str:
     env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
     counts = sorted(p.counts().items(), key=lambda kv: (ROLES.index(kv[0].role), kv[0].name))
-    return env.from_string(PAGE).render(p=p, months=p.months(), counts=counts, by_role=_by_role)
+    return env.from_string(PAGE).render(p=p, months=p.months(), counts=counts, by_role=_by_role, short=_short_month)
+
+
+def _short_month(month: str) -> str:
+    """``2023-11`` -> ``nov 23``."""
+    from kcg_mail.core.plan import MONTHS_SV
+
+    return f"{MONTHS_SV[int(month[5:]) - 1][:3]} {month[2:4]}"
 
 
 def render_markdown(p: Preview) -> str:

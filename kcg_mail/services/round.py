@@ -489,7 +489,7 @@ def current_tally(app: App, year: int) -> pl.Tally:
     ballots = {pid: {int(k): v for k, v in b["votes"].items()} for pid, b in _get(app, year, "ballots", {}).items()}
     n_late = len(_get(app, year, "late", {}))  # counted, never named: the notes reach every member
     late = [f"{n_late} {'röst' if n_late == 1 else 'röster'} kom efter sammanräkningen och räknades inte."] if n_late else []
-    return pl.tally(topics(app, year), s.areas, ballots, s.focus_per_area, late)
+    return pl.tally(topics(app, year), s.areas, ballots, s.focus_per_area, late, min_share=s.focus_min_share)
 
 
 def groups_for(app: App, year: int, r: pl.Round) -> pl.Groups:
@@ -551,26 +551,68 @@ def close_round(app: App, year: int, now: datetime) -> list[str]:
 
 
 def action_plan_docx(app: App, year: int, t: pl.Tally, g: pl.Groups, draft: Any) -> bytes:
-    from kcg_mail.documents.round_action_plan import ActionPlan, PlanRow, TopicVotes, render_action_plan
+    """"Handlingsplan YYYY – utkast": what the network adopts at January's physical meeting."""
+    from kcg_mail.core.plan import apply_holiday_policy, first_monday
+    from kcg_mail.documents.round_action_plan import ActionPlan, AreaNeeds, PlanRow, Task, TopicVotes, render_action_plan
 
-    net = app.cfg.network
-    names = {p.id: p.name.split()[0] for p in net.members}
-    labels = app.cfg.meetings.kind_labels
+    net, rules_ = app.cfg.network, app.cfg.meetings
+    first = {p.id: p.name.split()[0] for p in net.members}
+    labels = rules_.kind_labels
+    extra = frozenset(rules_.extra_non_working_days)
     rows: list[PlanRow] = []
-    for pm in sorted([m for p in app.cfg.plans if p.year < year for m in p.meetings
-                      if m.month.startswith(f"{year}-")] + list(draft.meetings), key=lambda m: m.month):
+    tasks: list[Task] = []
+    earlier = [m for p in app.cfg.plans if p.year < year for m in p.meetings if m.month.startswith(f"{year}-")]
+    for pm in sorted(earlier + list(draft.meetings), key=lambda m: m.month):
         y, mo = int(pm.month[:4]), int(pm.month[5:])
-        host = names.get(pm.host, pm.host) + (f" ({names.get(pm.backup_host, pm.backup_host)})" if pm.backup_host else "")
-        theme = f"Tema {pm.theme_no}: {pm.theme}" if pm.theme_no else f"{labels.get(pm.kind, pm.kind)}: {pm.theme}"
-        rows.append(PlanRow(f"{MONTHS_SV[mo - 1].capitalize()} {y}", theme, host, pm.comment))
+        if pm.date is not None and not pm.tentative:
+            when = date_text(pm.date)
+        elif pm.kind in ("physical", "study_trip") or pm.tentative:
+            when = "bestäms av samordnaren"  # a place and travel: the coordinator sets the date
+        else:
+            when = date_text(apply_holiday_policy(first_monday(y, mo), rules_.holiday_policy, extra))
+        theme = f"Tema {pm.theme_no}: {pm.theme}" if pm.theme_no else pm.theme
+        host = first.get(pm.host, pm.host) + (f" ({first.get(pm.backup_host, pm.backup_host)})" if pm.backup_host else "")
+        month = f"{MONTHS_SV[mo - 1].capitalize()} {y}"
+        rows.append(PlanRow(month, when, labels.get(pm.kind, pm.kind), theme, host))
+        if pm.kind == "study_trip":
+            what = f"Studieresa ({pm.theme}): resmål, program och resa"
+        elif pm.kind == "physical":
+            what = "Fysiskt möte: lokal, program och workshop"
+        else:
+            what = f"Leda månadens tema: {theme}"
+        tasks.append(Task(what, host, when if when != "bestäms av samordnaren" else f"{month} (datum bestäms av samordnaren)"))
+    coordinator = f"{net.coordinator.name}, {net.coordinator.organisation}".rstrip(", ")
+    tasks += [
+        Task("Beslutsprotokoll efter varje möte, på nätverkets mall", "Mötets värd", "senast två arbetsdagar efter mötet"),
+        Task("Protokollet arkiveras och skickas till alla medlemmar", coordinator, "när protokollet kommit in"),
+        Task("Datum, plats och program för fysiska möten och studieresan", coordinator, "senast tio veckor före"),
+    ]
+
+    from kcg_mail.services.followup import groups as project_groups
+    from kcg_mail.services.followup import proposals as project_proposals
+
+    projects: list[str] = []
+    for grp in project_groups(app):
+        if grp.start.year <= year and (grp.end is None or grp.end.year >= year):
+            lead = net.person(grp.lead).name if grp.lead in {p.id for p in net.members} else grp.lead
+            since = f"{MONTHS_SV[grp.start.month - 1]} {grp.start.year}"
+            projects.append(f"{grp.name} – pågår sedan {since}; ledare {lead}"
+                            + (f"; {grp.purpose}" if grp.purpose else ""))
+            tasks.append(Task(f"Projektgrupp {grp.name}: lägesrapport", lead, "inför varje månadsmöte"))
+    for d, prop in project_proposals(app):
+        lead = net.person(prop.lead).name if prop.lead in {p.id for p in net.members} else prop.lead
+        projects.append(f"{prop.name} – föreslagen i protokollet {d.meeting_id}, ännu inte startad; föreslagen ledare {lead}")
     s = settings(app)
+    adopt = app.meeting(f"{year}-01")
     ap = ActionPlan(
         year=year, network=net.name, short=net.short, purpose=net.purpose, values=list(net.values),
         rules=list(net.rules), members=[(p.name, p.organisation) for p in net.active_members],
         areas={a.name: [TopicVotes(x.number, x.text, x.votes, x.focus) for x in t.area_rows(a.name)] for a in s.areas},
-        plan=rows, agenda=list(app.cfg.meetings.agenda),
+        needs={a.name: AreaNeeds(a.description, tuple(a.questions)) for a in s.areas},
+        plan=rows, agenda=list(app.cfg.meetings.agenda), tasks=tasks, projects=projects,
         groups=[[net.person(x).name for x in grp] for grp in g.groups], ballots=t.ballots,
-        notes=list(t.ties) + list(t.late))
+        notes=list(t.ties), draft=True, votes_per_member=s.votes_per_member, min_share=s.focus_min_share,
+        adopt_at=f"vid det fysiska mötet {adopt.date_text()}" if adopt and adopt.kind == "physical" else "")
     return render_action_plan(ap)
 
 

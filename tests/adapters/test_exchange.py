@@ -573,3 +573,19 @@ def test_ews_basic_401_names_settings_that_are_read(mocker):
     (check,) = t.check()
     assert not check.ok and "KCG_EWS_PASSWORD" in check.detail and "mail.username" in check.detail
     assert "KCG_EWS_USERNAME" not in check.detail
+
+
+# ------------------------------------------------------------------ sent_copies: what `kcg state rebuild` reads
+
+def test_sent_copies_lists_sent_items_and_invitations_with_their_keys(mocker):
+    fake = FakeEWS()
+    t, _ = transport(fake, mocker)
+    assert list(t.sent_copies()) == []
+    t.send(message())
+    t.send(message(key="m-2026-05:distribute:members:v1"))
+    t.send_invitation(invitation(0))
+    got = dict(t.sent_copies())
+    assert set(got) == {"m-2026-05:protocol:anna@kommun.se", "m-2026-05:distribute:members:v1", "m-2026-05:invite:v0"}
+    # the MIME copy is fetched with GetItem (FindItem cannot return it), as against a real server;
+    # this fake keeps no MIME for items it created, so only the request is checked here
+    assert fake.last("GetItem") is not None

@@ -5,7 +5,9 @@ and refuses any host it does not know, so nothing leaves the machine."""
 
 from __future__ import annotations
 
+import email
 from datetime import datetime
+from email import policy
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -182,7 +184,7 @@ def test_auto_submitted_cannot_be_sent_as_internet_message_header(fake):
         "internetMessageHeaders": [{"name": "Auto-Submitted", "value": "auto-generated"}],
     }
     with pytest.raises(GraphError) as err:
-        t._call("POST", f"{t._user}/sendMail", json_body={"message": msg})
+        t.client.call("POST", f"{t.client.user}/sendMail", json_body={"message": msg})
     assert err.value.status == 400 and err.value.code == "InvalidInternetMessageHeader"
 
 
@@ -497,3 +499,21 @@ def test_check_mailbox_outside_access_policy(fake):
     checks = {c.name: c for c in transport(fake)[0].check()}
     assert not checks["Graph mailbox"].ok
     assert "access policy" in checks["Graph mailbox"].detail and fake.mailbox in checks["Graph mailbox"].detail
+
+
+# ------------------------------------------------------------------ sent_copies: what `kcg state rebuild` reads
+
+def test_sent_copies_lists_sent_messages_with_mime_and_event_keys(fake):
+    t, _ = transport(fake)
+    try:
+        assert list(t.sent_copies()) == []
+        t.send(message())
+        t.send(message(key="m1:distribute:members:v1", subject="Protokoll"))
+        t.send_invitation(invitation(0))
+        t.send_invitation(invitation(1, start_hour=10))
+        got = dict(t.sent_copies())
+    finally:
+        t.close()
+    assert set(got) == {"m1:agenda:all", "m1:distribute:members:v1", "m1:invite:all:v0", "m1:invite:all:v1"}
+    sent = email.message_from_bytes(got["m1:distribute:members:v1"], policy=policy.default)
+    assert str(sent["Subject"]) == "Protokoll"

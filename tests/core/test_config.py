@@ -270,7 +270,7 @@ def test_two_coordinators(tmp_path):
 def test_env_override_mail_kind():
     cfg = load_config(CONFIG_DIR, environ={"KCG_MAIL__KIND": "smtp_imap", "KCG_MAIL__SMTP_HOST": "mail.example.se"})
     assert cfg.transport.mail.kind == "smtp_imap"
-    assert cfg.transport.mail.model_extra["smtp_host"] == "mail.example.se"
+    assert cfg.transport.mail.smtp_host == "mail.example.se"
     assert shipped_config().transport.mail.kind == "maildir"  # the file is unchanged
 
 
@@ -288,4 +288,6 @@ def test_env_override_is_validated():
 
 def test_env_override_from_process_environment(monkeypatch):
     monkeypatch.setenv("KCG_MAIL__KIND", "graph")
+    monkeypatch.setenv("KCG_MAIL__TENANT_ID", "t")  # a graph mailbox needs both (typed settings)
+    monkeypatch.setenv("KCG_MAIL__CLIENT_ID", "c")
     assert load_config(CONFIG_DIR).transport.mail.kind == "graph"

@@ -126,7 +126,21 @@ def test_tally_sorts_marks_focus_and_reports_ties():
     assert t.ties == () and t.late == ("d",) and t.ballots == 3
     tied = pl.tally(TOPICS, AREAS, {"a": {1: 2, 2: 2, 3: 2}}, 2)
     assert len(tied.ties) == 1 and "1 Ämne 1, 2 Ämne 2, 3 Ämne 3" in tied.ties[0]
-    assert [r.number for r in tied.rows if r.focus] == [1, 2]
+    # the votes decide, never the list's order: none of the tied topics is marked, the coordinator decides
+    assert [r.number for r in tied.rows if r.focus] == []
+    above = pl.tally(TOPICS, AREAS, {"a": {1: 5, 2: 2, 3: 2}}, 2)
+    assert [r.number for r in above.rows if r.focus] == [1] and "2 Ämne 2, 3 Ämne 3" in above.ties[0]
+
+
+def test_a_focus_topic_needs_a_minimum_share_of_all_votes():
+    # one area has many votes, another a single one: one vote is no focus area at 5 %
+    ballots = {"a": {1: 6, 2: 5, 4: 7}, "b": {2: 1, 1: 3, 8: 1}, "c": {8: 0, 7: 0, 4: 10}}
+    t = pl.tally(TOPICS, AREAS, ballots, 3, min_share=0.05)  # 33 votes: at least 2
+    erf = {r.number: r.focus for r in t.area_rows("Erfarenhetsutbyte & kompetensutveckling")}
+    assert erf[8] is False and not any(erf.values())
+    omv = {r.number: (r.votes, r.focus) for r in t.area_rows("Omvärldsbevakning")}
+    assert omv[4] == (17, True) and omv[1] == (9, True) and omv[2] == (6, True)
+    assert pl.tally(TOPICS, AREAS, ballots, 3).area_rows("Erfarenhetsutbyte & kompetensutveckling")[0].focus
 
 
 def test_workshop_groups_balanced_coordinator_placed_and_mixed():
@@ -173,8 +187,9 @@ def test_draft_follows_calendar_rules(cfg):
     assert "2024-07" not in months and plan.months_without_meeting == ["2024-07"]
     assert months[-1] == "2025-01" and plan.meetings[-1].kind == "physical"
     trip = [m for m in plan.meetings if m.kind == "study_trip"]
-    assert len(trip) == 1 and trip[0].tentative and trip[0].date.weekday() == 0
-    assert trip[0].date.isocalendar()[1] == 39  # the same week as the 2023 trip
+    # the trip keeps its month; last year's proposed week ("Förslag v 39") is not copied: the coordinator sets the date
+    assert len(trip) == 1 and trip[0].tentative and trip[0].date is None and trip[0].month == "2024-10"
+    assert not trip[0].proposed and "v 39" not in trip[0].comment
     aug = next(m for m in plan.meetings if m.month == "2024-08")
     assert aug.kind == "all_members"
     # April 2024: first Monday is Easter Monday, moved to Tuesday

@@ -19,7 +19,7 @@ def test_check_passes_on_the_shipped_config(tmp_path):
 def test_check_connect_names_missing_transport_field_and_secret(tmp_path):
     env = {"KCG_MAIL__KIND": "graph"}
     r = runner.invoke(app, ["check", "--connect", "--workdir", str(tmp_path)], env=env)
-    assert r.exit_code == 1
+    assert r.exit_code == 2  # typed settings: a configuration problem, found when the config loads
     text = " ".join(r.output.split())
     assert "transport.yaml: mail.tenant_id: missing" in text and "KCG_MAIL__TENANT_ID" in text
 
@@ -57,7 +57,7 @@ def test_smtp_security_plain_is_a_config_error_with_file_field_fix(tmp_path):
     env = {"KCG_MAIL__KIND": "smtp_imap", "KCG_MAIL__SMTP_HOST": "mail.example.se", "KCG_MAIL__SMTP_SECURITY": "plain",
            "KCG_SMTP_PASSWORD": "x"}
     r = runner.invoke(app, ["check", "--connect", "--workdir", str(tmp_path / "w")], env=env)
-    assert r.exit_code == 1
+    assert r.exit_code == 2  # typed settings: a configuration problem, found when the config loads
     text = " ".join(r.output.split())
     assert "transport.yaml: mail.smtp_security: 'plain' is not a security setting" in text
     assert "fix:" in text and "'none' only for a server on this machine (loopback)" in text

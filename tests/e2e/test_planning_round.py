@@ -221,14 +221,28 @@ def test_close_files_handlingsplan_and_draft(app):
     assert result["path"].startswith("/KCG/Handlingsplan/2024/") and "Handlingsplan 2024" in result["path"]
     doc = docx.Document(io.BytesIO(app.archive.read(result["path"])))
     text = "\n".join(p.text for p in doc.paragraphs)
-    for heading in ("Handlingsplan 2024", "Syftet med KCG", "Spelregler", "Deltagare", "Fokus år 2024",
-                    "Årets teman & träffar 2024", "Stående dagordning för månadsmöten", "Projekt",
+    for heading in ("Handlingsplan 2024 – utkast", "Syftet med KCG", "Spelregler", "Deltagare", "1. Nuläge & behov",
+                    "2. Målbild & prioriteringar", "Målbild för 2024", "3. Handlingsplan", "Årets teman & träffar 2024",
+                    "Vem gör vad och när", "Projektgrupper", "Stående dagordning för månadsmöten",
                     "Gruppindelning vid det fysiska mötet"):
         assert heading in text
-    assert "Studieresa 7" in text
+    # A4 like the protocol, "Utkast" on every page until adopted
+    sec = doc.sections[0]
+    assert (round(sec.page_width.mm), round(sec.page_height.mm)) == (210, 297)
+    assert "UTKAST" in sec.header.paragraphs[0].text and "antas vid det fysiska mötet" in text
+    votes = {r.cells[1].text: (r.cells[2].text, r.cells[3].text) for t in doc.tables
+             if t.rows[0].cells[0].text == "Nr" for r in t.rows[1:]}
+    assert votes["Studieresa"] == ("7", "fokus")
     plan_table = next(t for t in doc.tables if t.rows[0].cells[0].text == "Månad")
     months = [r.cells[0].text for r in plan_table.rows[1:]]
     assert months[0] == "Januari 2024" and months[-1] == "Januari 2025" and "Juli 2024" not in months
+    themes = [r.cells[3].text for r in plan_table.rows[1:]]
+    assert not any(t.startswith("Fysiskt möte: ") for t in themes)  # no label in front of the theme
+    trip = next(r for r in plan_table.rows[1:] if r.cells[2].text == "Studieresa")
+    assert trip.cells[1].text == "bestäms av samordnaren" and "v 39" not in "".join(c.text for c in trip.cells)
+    tasks = next(t for t in doc.tables if t.rows[0].cells[0].text == "Vad")
+    assert any("Beslutsprotokoll" in r.cells[0].text and "två arbetsdagar" in r.cells[2].text for r in tasks.rows)
+    assert all(r.cells[1].text and r.cells[2].text for r in tasks.rows[1:])  # every task has an owner and a date
     draft = app.archive.read(result["draft"]).decode()
     assert '"Fadder"' in draft or "Fadder" in draft
     assert f"plan-{YEAR}:result:members" in sent_keys(app)

@@ -67,3 +67,34 @@ def test_docx_resaved_by_libreoffice_is_read_back(filled, tmp_path):
     assert minutes.decisions == [Decision(*d) for d in DECISIONS]
     assert "Tema 6: Mobilitet & citylogistik <del 2>" in minutes.text
     assert "Daniel Swärd" in minutes.text
+
+
+def test_handlingsplan_opens_in_libreoffice_as_an_a4_draft_on_every_page(tmp_path):
+    from kcg_mail.documents.round_action_plan import ActionPlan, PlanRow, Task, TopicVotes, render_action_plan
+
+    ap = ActionPlan(
+        year=2024, network="Key Cities Group", short="KCG", purpose="Samverkan mellan Sveriges största stadskärnor.",
+        values=["Lustfyllt och roligt"], rules=["Allas åsikter är lika viktiga"],
+        members=[("Pia Sandin", "Malmö Citysamverkan"), ("Aljoša Lagumdžija", "Södertälje City")],
+        areas={"Omvärldsbevakning": [TopicVotes(1, "Studieresa", 22, True), TopicVotes(2, "Finansiering", 3, False)],
+               "Kollegialt stöd": [TopicVotes(3, "Roterande faddergrupper", 1, False)]},
+        plan=[PlanRow(f"{m} 2024", "måndag 5 februari", "Månadsmöte (digitalt)",
+                      "Tema 1: Gemensamt finansierad omvärldsanalys eller via abonnemang", "Aljoša (Jessica)")
+              for m in ("Februari", "Mars", "April", "Maj", "Juni", "Augusti", "September", "November", "December")]
+        + [PlanRow("Oktober 2024", "bestäms av samordnaren", "Studieresa", "Studieresa", "Lena (Pia)")],
+        agenda=["Välkomna", "Övriga frågor"], ballots=14,
+        tasks=[Task("Beslutsprotokoll efter varje möte, på nätverkets mall", "Mötets värd", "senast två arbetsdagar efter mötet")],
+        adopt_at="vid det fysiska mötet tisdag 2 januari 2024", min_share=0.05)
+    src = tmp_path / "in" / "Handlingsplan 2024.docx"
+    src.parent.mkdir()
+    src.write_bytes(render_action_plan(ap))
+    pdf = h.soffice_convert(src, "pdf", tmp_path / "out")
+    reader = PdfReader(io.BytesIO(pdf.read_bytes()))
+    assert len(reader.pages) >= 2
+    for page in reader.pages:
+        w, hgt = float(page.mediabox.width), float(page.mediabox.height)
+        assert abs(w - 595.3) < 2 and abs(hgt - 841.9) < 2, (w, hgt)  # A4, not US Letter (612 x 792)
+        assert "UTKAST – Handlingsplan 2024" in page.extract_text()
+    flat = " ".join("\n".join(p.extract_text() for p in reader.pages).split())
+    assert "Handlingsplan 2024 – utkast" in flat and "Vem gör vad och när" in flat
+    assert "Tema 1: Gemensamt finansierad omvärldsanalys eller via abonnemang" in flat  # the column is wide enough
