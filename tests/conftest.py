@@ -46,7 +46,7 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.pop("PREFECT_API_URL", None)
 
 
-import pytest
+import pytest  # noqa: E402  (after the environment above)
 
 pytest_plugins = ["pytester", "support.attacks.world"]  # the attack world's fixtures (prepared, feb)
 
