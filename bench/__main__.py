@@ -16,11 +16,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 FULL = {"bench_serve.py": ["-n", "50"], "bench_intake.py": ["-r", "5"], "bench_core.py": ["-r", "5"],
-        "bench_demo.py": ["-r", "3"], "bench_parse.py": ["-r", "5"], "bench_cost.py": ["--idle", "60", "--days", "30"]}
+        "bench_demo.py": ["-r", "3"], "bench_parse.py": ["-r", "5"], "bench_rebuild.py": ["-r", "5"],
+        "bench_cost.py": ["--idle", "60", "--days", "30"]}
 QUICK = {"bench_serve.py": ["-n", "10", "--faults", "1", "--restarts", "1", "--shortcut-n", "10", "--poll-n", "5"],
          "bench_intake.py": ["-r", "1", "--old", "10", "1000"],
          "bench_core.py": ["-r", "1"], "bench_demo.py": ["-r", "1"], "bench_parse.py": ["-r", "1"],
-         "bench_cost.py": ["--idle", "20", "--days", "8"]}
+         "bench_rebuild.py": ["-r", "1", "--no-libreoffice"], "bench_cost.py": ["--idle", "20", "--days", "8"]}
 
 
 def main() -> int:
@@ -89,6 +90,18 @@ def main() -> int:
         print(f"| disk growth per year, housekeeping keep_days={r['keep_days']} ({r['days']} simulated days x "
               f"{365 / r['days']:.1f}) | {r['year_mib']:.1f} MiB ({r['year_mib_unpruned']:.1f} MiB without pruning) "
               f"| < 50 MB |")
+    if "rebuild" in results:
+        r = results["rebuild"]
+        d = r["demo"]
+        print(f"| rebuild (CDR) of the demo's {d['n']} filled protocols (.docx, ~{d['in'] / 1024:.0f} kB), median of "
+              f"{r['repeat']} | {d['median_s'] * 1e3:.0f} ms wall (CPU {d['cpu_s'] * 1e3:.0f} ms), peak RSS "
+              f"{d['rss']:.0f} MiB | < 1 s, < 200 MB |")
+        for key, label in (("docx_20mb", ".docx"), ("odt_20mb", ".odt (saved by LibreOffice)"),
+                           ("pdf_20mb", ".pdf (exported by LibreOffice)")):
+            if key in r:
+                v = r[key]
+                print(f"| rebuild of a protocol with 6 pictures, {v['in'] / 2**20:.1f} MiB {label} | {v['s'] * 1e3:.0f} ms "
+                      f"wall (CPU {v['cpu_s'] * 1e3:.0f} ms), peak RSS {v['rss']:.0f} MiB | < 1 s, < 200 MB |")
     if failed:
         print(f"FAILED: {', '.join(failed)}")
     return 1 if failed else 0

@@ -62,14 +62,14 @@ def intake_time(m) -> datetime:
 
 
 def filled_minutes(app, m) -> bytes:
-    from kcg_mail.entrypoints.demo import fill_protocol
+    from kcg_mail.entrypoints.demo_hosts import fill_protocol
     from kcg_mail.services.daily import render_protocol
 
     return fill_protocol(render_protocol(app, m).data, m)
 
 
 def variant(docx_bytes: bytes, text: str) -> bytes:
-    from kcg_mail.entrypoints.demo import edit_decisions
+    from kcg_mail.documents.fill import edit_decisions
 
     def change(table) -> None:
         table.rows[1].cells[0].text = text
@@ -88,7 +88,7 @@ def reply(app, m, docx_bytes: bytes, tag: str) -> bytes:
     msg.add_attachment(docx_bytes, maintype="application",
                        subtype="vnd.openxmlformats-officedocument.wordprocessingml.document",
                        filename=f"Protokoll {m.id}.docx")
-    from kcg_mail.entrypoints.demo import stamp_authentication
+    from kcg_mail.entrypoints.demo_hosts import stamp_authentication
 
     # as our receiving server hands it over: its Authentication-Results on top
     return stamp_authentication(msg.as_bytes(), app.cfg.transport.inbound.trusted_authserv_ids[0])

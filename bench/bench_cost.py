@@ -208,7 +208,7 @@ def answer_needs(stack, config_dir: Path, day: date) -> int:
     from support.helpers import trusted_authserv_id
 
     from kcg_mail.config_loader import load_config
-    from kcg_mail.entrypoints.demo import stamp_authentication
+    from kcg_mail.entrypoints.demo_hosts import stamp_authentication
     from kcg_mail.entrypoints.demo_round import at, needs_text, reply_to, suggestions_of
 
     cfg = load_config(config_dir)

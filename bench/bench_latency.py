@@ -56,7 +56,7 @@ def main() -> int:
 
     from kcg_mail.adapters.smtp_imap import SmtpImapTransport
     from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.entrypoints.listener import ImapIdleSource, Listener, locked_intake
+    from kcg_mail.entrypoints.listener import Listener, locked_intake
 
     tmp = Path(tempfile.mkdtemp(prefix="kcg-bench-latency-"))
     cfg_dir, users = server_config(tmp / "config")
@@ -84,7 +84,7 @@ def main() -> int:
                         done[tag.group(0)] = (t1, t2, h.outcome)
                 cond.notify_all()
 
-        source = ImapIdleSource(SmtpImapTransport(**server.transport_kwargs(MAILBOX)))
+        source = SmtpImapTransport(**server.transport_kwargs(MAILBOX)).mail_source()
         listener = Listener(source, on_mail, wait_timeout=300).start()
         time.sleep(1.0)  # start-up catch-up run done, IDLE entered
         rng = random.Random(args.seed)

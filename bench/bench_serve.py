@@ -182,7 +182,7 @@ def shortcut_round(stack, app, m, host, watcher, n: int, rng: random.Random) -> 
     """The intake in this process (no Prefect, no kcg serve): bench_latency.py's path."""
     from kcg_mail.adapters.smtp_imap import SmtpImapTransport
     from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.entrypoints.listener import ImapIdleSource, Listener, locked_intake
+    from kcg_mail.entrypoints.listener import Listener, locked_intake
 
     workdir = stack.tmp / "work-shortcut"
     kw = stack.mail.transport_kwargs(MAILBOX)
@@ -191,7 +191,7 @@ def shortcut_round(stack, app, m, host, watcher, n: int, rng: random.Random) -> 
     from kcg_mail.services.app import now_local
 
     now = now_local(sapp.cfg)
-    listener = Listener(ImapIdleSource(SmtpImapTransport(**kw)), lambda: locked_intake(sapp, now, workdir),
+    listener = Listener(SmtpImapTransport(**kw).mail_source(), lambda: locked_intake(sapp, now, workdir),
                         wait_timeout=300).start()
     time.sleep(1.0)
     rows = []

@@ -126,21 +126,18 @@ def publish(app: App, title: str, lines: list[str], extra_attention: list[str] |
         create_markdown_artifact(markdown=md, key=summary_key(app), description=title)
     publish_overview(app, now, by=title)
     get_run_logger().info("%s: %d actions, %d need a person", title, len(lines), len(attention))
-    if hasattr(app.state, "backup"):  # the state as this run left it (state_guard: rotated, only when changed)
-        from kcg_mail.state_guard import keep_backup
-
-        keep_backup(app.state)
+    app.state.keep_backup()  # the state as this run left it (rotated, only when changed)
     return md
 
 
-def _run_logger() -> logging.Logger | logging.LoggerAdapter:
+def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
     try:
         return get_run_logger()
     except Exception:  # outside a run (tests calling the services)
         return logging.getLogger("kcg.alerts")
 
 
-def alert_on_failure(flow, flow_run, state) -> None:
+def alert_on_failure(flow: Any, flow_run: Any, state: Any) -> None:
     """on_failure / on_crashed hook: alert the coordinator once per problem,
     by webhook and by mail. A channel that fails is an ERROR in this run's
     log (visible in the UI) and is tried again by the next run."""

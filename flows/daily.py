@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from typing import Any
 
 from prefect import flow, task
 
@@ -51,7 +52,7 @@ def _between_meetings(app: App, now: datetime) -> list[str]:
 
 @flow(name="kcg-daily", flow_run_name=_name, on_failure=[alert_on_failure], on_crashed=[alert_on_failure],
       log_prints=False)
-def daily_flow(date: str | None = None, workdir: str = "var", config_dir: str | None = None) -> dict:
+def daily_flow(date: str | None = None, workdir: str = "var", config_dir: str | None = None) -> dict[str, Any]:
     """Send what is due on ``date`` (YYYY-MM-DD, default today) and publish the status."""
     with make_app(workdir, config_dir) as app:  # closed at the end: kcg serve runs flows in-process
         now = when(app, date)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, get_run_logger
 
@@ -99,12 +100,12 @@ def prune(short: str, slug: str, keep_days: int, now: datetime) -> dict[str, int
         arts = retention.artifacts_to_delete(infos, before, latest, set(runs))[:MAX_DELETE]
         for aid in arts:
             try:
-                client.delete_artifact(aid)
+                client.delete_artifact(UUID(aid))
             except ObjectNotFound:
                 pass
         for rid in runs:
             try:
-                client.delete_flow_run(rid)
+                client.delete_flow_run(UUID(rid))
             except ObjectNotFound:
                 pass
     return {"flow_runs": len(runs), "artifacts": len(arts)}

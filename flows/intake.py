@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 
@@ -29,7 +30,7 @@ def handle_one(app: App, item: IncomingMessage, ctx: MatchContext, now: datetime
 @flow(name="kcg-intake", flow_run_name="intag", on_failure=[alert_on_failure], on_crashed=[alert_on_failure],
       log_prints=False)
 def intake_flow(now: str | None = None, workdir: str = "var", config_dir: str | None = None,
-                skip_if_busy: bool = False) -> dict:
+                skip_if_busy: bool = False) -> dict[str, Any]:
     """Read new mail; file and distribute minutes; record responses; quarantine the rest.
 
     ``skip_if_busy`` (the scheduled safety net of ``kcg serve``): when another

@@ -42,7 +42,7 @@ from flows.common import make_app, pretend_today, publish_overview, rename_run, 
 from kcg_mail.services.app import App
 from kcg_mail.services.status import artifact_slug
 
-WHAT = {"inbjudan": "invitation", "protokollmall": "template"}
+WHAT: dict[str, Literal["invitation", "template"]] = {"inbjudan": "invitation", "protokollmall": "template"}
 
 
 def _field(title: str, description: str, default: Any = ...) -> Any:
@@ -76,7 +76,7 @@ def onboard_member(
     organisation: str = _field("Organisation", "Stadskärneorganisationen, t.ex. Umeå City."),
     city: str = _field("Stad", "Staden, t.ex. Umeå."),
     email: str = _field("E-postadress", "Adressen som kallelser och protokoll ska gå till."),
-) -> dict:
+) -> dict[str, Any]:
     """Välkomna en ny medlem: välkomstmejl med årets möten (.ics), tillgång till
     protokollmappen och en checklista över det som görs för hand."""
     from kcg_mail.services.onboarding import onboard
@@ -93,7 +93,7 @@ def resend(
     meeting_id: str = _field("Möte", "Mötets id, t.ex. 2023-05 (se översikten)."),
     what: Literal["inbjudan", "protokollmall"] = _field(
         "Vad", "Inbjudan går ut som en uppdatering till alla; protokollmallen till värden.", "inbjudan"),
-) -> dict:
+) -> dict[str, Any]:
     """Skicka om ett mötes inbjudan eller protokollmall."""
     from kcg_mail.services.manual import resend_meeting
 
@@ -110,7 +110,7 @@ def resend(
 def resend_minutes(
     meeting_id: str = _field("Möte", "Mötets id, t.ex. 2023-05: det senast arkiverade protokollet skickas."),
     email: str = _field("Till", "Medlemmens e-postadress (ska finnas i nätverket)."),
-) -> dict:
+) -> dict[str, Any]:
     """Skicka ett mötes protokoll igen till en medlem (t.ex. någon som inte fick det)."""
     from kcg_mail.services.coordinator import resend_distribution
 
@@ -127,7 +127,7 @@ def refile(
     message: str = _field("Meddelande", "Referensen i översiktens lista (12 tecken) eller filnamnet."),
     meeting_id: str = _field("Möte", "Mötet protokollet hör till, t.ex. 2023-05; tomt = mötet meddelandet matchade.",
                              ""),
-) -> dict:
+) -> dict[str, Any]:
     """Arkivera ett meddelande ur karantänen ändå, som protokoll från ett möte."""
     from kcg_mail.services.manual import refile_message
 
@@ -141,7 +141,7 @@ def refile(
 def confirm_date(
     meeting_id: str = _field("Möte", "Mötet med preliminärt datum, t.ex. 2023-10 (studieresan)."),
     datum: date_cls = _field("Datum", "Det bestämda datumet."),
-) -> dict:
+) -> dict[str, Any]:
     """Bekräfta ett preliminärt datum: det skrivs in i planfilen och inbjudan går ut i tid."""
     from kcg_mail.services.coordinator import confirm_meeting_date
 
@@ -152,11 +152,11 @@ def confirm_date(
         return {"meeting_id": meeting_id, "date": datum.isoformat(), "file": c.file}
 
 
-def _approval(verb: Literal["approve", "reject"], ref: str) -> dict:
+def _approval(verb: Literal["approve", "reject"], ref: str) -> dict[str, Any]:
     from kcg_mail.services import approval  # held replies
 
-    with _app_and_now() as (app, _):
-        out = getattr(approval, verb)(app, ref)
+    with _app_and_now() as (app, now):
+        out = approval.approve(app, ref, now) if verb == "approve" else approval.reject(app, ref)
         word = {"approve": "godkände", "reject": "avvisade"}[verb]
         _publish(app, f"# Svaret {ref} {'godkänt' if verb == 'approve' else 'avvisat'}\n\n{out}\n",
                  f"{word} {ref}", f"{word} svar {ref}")
@@ -164,13 +164,13 @@ def _approval(verb: Literal["approve", "reject"], ref: str) -> dict:
 
 
 @flow(name="kcg-approve", flow_run_name="godkänn svar {ref}", log_prints=False)
-def approve_reply(ref: str = _field("Referens", "Referensen till svaret i översiktens lista.")) -> dict:
+def approve_reply(ref: str = _field("Referens", "Referensen till svaret i översiktens lista.")) -> dict[str, Any]:
     """Godkänn ett svar som väntar: det skickas som det är."""
     return _approval("approve", ref)
 
 
 @flow(name="kcg-reject", flow_run_name="avvisa svar {ref}", log_prints=False)
-def reject_reply(ref: str = _field("Referens", "Referensen till svaret i översiktens lista.")) -> dict:
+def reject_reply(ref: str = _field("Referens", "Referensen till svaret i översiktens lista.")) -> dict[str, Any]:
     """Avvisa ett svar som väntar: det skickas inte."""
     return _approval("reject", ref)
 
@@ -179,7 +179,7 @@ def reject_reply(ref: str = _field("Referens", "Referensen till svaret i översi
 def start_project(
     ref: str = _field("Beslut", "Beslutet som föreslår gruppen, t.ex. 2023-04/3 (listas i översikten)."),
     lead: str = _field("Ledare", "Ledarens medlems-id; tomt = första namnet under Ansvarig.", ""),
-) -> dict:
+) -> dict[str, Any]:
     """Starta en projektgrupp som ett protokoll föreslår ("Projektgrupp: …")."""
     from kcg_mail.services.followup import start_group
 
@@ -192,7 +192,7 @@ def start_project(
 
 @flow(name="kcg-preview", flow_run_name="förhandsvisa {month}", log_prints=False)
 def preview(month: str = _field("Månad", "Månaden att förhandsvisa, t.ex. 2024-02. Inget skickas.",
-                                "")) -> dict:
+                                "")) -> dict[str, Any]:
     """Show every mail ``month`` will send (this month when empty), per reader;
     a dry run on a copy of the state record, nothing is sent."""
     from kcg_mail.bootstrap import dry_run_app

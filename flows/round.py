@@ -14,6 +14,8 @@ artifacts (members' answers, the tally) and a markdown summary.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import flow, runtime
 from prefect.artifacts import create_table_artifact
 
@@ -34,7 +36,7 @@ def publish_round(app: App, year: int, title: str, lines: list[str]) -> str:
     return publish(app, title, lines + view.status_lines(app, year), view.needs_a_person(app))
 
 
-def _run(step: str, year: int, date: str | None, workdir: str, config_dir: str | None) -> dict:
+def _run(step: str, year: int, date: str | None, workdir: str, config_dir: str | None) -> dict[str, Any]:
     with make_app(workdir, config_dir) as app:
         at = when(app, date, "08:00")
         do = {"start": round_.start_round, "publish": round_.publish_ballot, "tick": round_.tick}[step]
@@ -47,7 +49,7 @@ def _run(step: str, year: int, date: str | None, workdir: str, config_dir: str |
 
 
 @flow(name="kcg-planning-start", flow_run_name="planering {year}: start", log_prints=False)
-def planning_start(year: int, date: str | None = None, workdir: str = "var", config_dir: str | None = None) -> dict:
+def planning_start(year: int, date: str | None = None, workdir: str = "var", config_dir: str | None = None) -> dict[str, Any]:
     """Start the planning round: the needs mail ("Nuläge & behov") to every member.
 
     Args:
@@ -58,7 +60,7 @@ def planning_start(year: int, date: str | None = None, workdir: str = "var", con
 
 
 @flow(name="kcg-planning-publish", flow_run_name="planering {year}: publicera röstlistan", log_prints=False)
-def planning_publish(year: int, date: str | None = None, workdir: str = "var", config_dir: str | None = None) -> dict:
+def planning_publish(year: int, date: str | None = None, workdir: str = "var", config_dir: str | None = None) -> dict[str, Any]:
     """Publicera röstlistan: read the edited candidate list from the archive and send the ballot.
 
     Args:
@@ -70,7 +72,7 @@ def planning_publish(year: int, date: str | None = None, workdir: str = "var", c
 
 @flow(name="kcg-planning-tick", flow_run_name="planering: dagens steg", log_prints=False)
 def planning_tick(year: int | None = None, date: str | None = None, workdir: str = "var",
-                  config_dir: str | None = None) -> dict:
+                  config_dir: str | None = None) -> dict[str, Any]:
     """What the round needs today: reminders, the candidate list, closing and the Handlingsplan.
 
     Args:

@@ -7,25 +7,32 @@ local folder ``<workdir>/dropbox`` and SQLite ``<workdir>/state.sqlite``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kcg_mail.config_loader import (
+if TYPE_CHECKING:
+    from kcg_mail.documents.render import ProtocolRenderer
+
+from kcg_mail.config_loader import load_config
+from kcg_mail.core.config_model import (
     Config,
     ConfigError,
     ExchangeSettings,
     LocalArchiveSettings,
     MaildirSettings,
     SmtpImapSettings,
-    load_config,
 )
-from kcg_mail.ports import Archive, MailTransport
+from kcg_mail.ports import Archive, MailSource, MailTransport
 from kcg_mail.secrets import install_log_filter, reply_secret, require
 from kcg_mail.services.app import App
 from kcg_mail.services.compose import DEFAULT_TEMPLATES, Composer
+
+if TYPE_CHECKING:
+    from kcg_mail.documents.render import ProtocolRenderer
 
 DEFAULT_WORKDIR = Path("var")
 
@@ -69,6 +76,15 @@ def make_mail(cfg: Config, workdir: Path, *, create: bool = True) -> MailTranspo
                           client_id=s.client_id, client_secret=require("graph_client_secret"))
 
 
+def make_source(cfg: Config, workdir: Path, stop: threading.Event | None = None, *,
+                cursor: str | None = None) -> MailSource:
+    """The push source of the configured mail transport for the listener, on a
+    transport (connection) of its own, never the intake's: IMAP IDLE for
+    smtp_imap, a directory watch for maildir, a poll from ``cursor`` (the
+    intake's stored one) for graph and exchange."""
+    return make_mail(cfg, Path(workdir)).mail_source(stop=stop, cursor=cursor)
+
+
 def make_archive(cfg: Config, workdir: Path) -> Archive:
     s = cfg.transport.archive
     if isinstance(s, LocalArchiveSettings):
@@ -85,7 +101,7 @@ def make_archive(cfg: Config, workdir: Path) -> Archive:
 
 
 @lru_cache(maxsize=8)
-def _checked_renderer(path: str, mtime_ns: int, size: int):
+def _checked_renderer(path: str, mtime_ns: int, size: int) -> tuple[ProtocolRenderer | None, tuple[str, ...]]:
     """Parse and check a template once per version of the file: a process that
     runs many flows (``kcg serve``, the demo) does not redo it per run."""
     from kcg_mail.documents.render import ProtocolRenderer
@@ -95,12 +111,12 @@ def _checked_renderer(path: str, mtime_ns: int, size: int):
     return (None if problems else ProtocolRenderer(Path(path))), tuple(problems)
 
 
-def _renderer_for(path: Path):
+def _renderer_for(path: Path) -> tuple[ProtocolRenderer | None, tuple[str, ...]]:
     st = path.stat()
     return _checked_renderer(str(path), st.st_mtime_ns, st.st_size)
 
 
-def load_renderer(templates_dir: Path, workdir: Path | None = None):
+def load_renderer(templates_dir: Path, workdir: Path | None = None) -> tuple[ProtocolRenderer | None, list[str]]:
     """The protocol renderer, from the coordinator's template when it passes
     ``check_template``; otherwise from the last good copy (kept in the work
     directory), with the problems returned so the run reports them."""
@@ -115,8 +131,8 @@ def load_renderer(templates_dir: Path, workdir: Path | None = None):
                 good.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(current, good)
         return renderer, []
-    good = workdir / "last-good-template" / "protocol.docx" if workdir is not None else None
-    fallback = good if good is not None and good.exists() else DEFAULT_TEMPLATES / "protocol.docx"
+    last_good = workdir / "last-good-template" / "protocol.docx" if workdir is not None else None
+    fallback = last_good if last_good is not None and last_good.exists() else DEFAULT_TEMPLATES / "protocol.docx"
     notes = [f"templates/protocol.docx är trasig och används inte: {p}" for p in problems]
     notes.append(f"Gör: rätta mallen (kör `kcg check`); tills dess används den senaste fungerande ({fallback}).")
     fallback_renderer, _ = _renderer_for(fallback)

@@ -19,8 +19,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
-from kcg_mail.core.config_model import (  # noqa: F401  (re-exported for the shell)
-    EMAIL_RE,
+from kcg_mail.core.config_model import (
     SECRET_FIELDS,
     ArchiveSettings,
     Config,
@@ -28,23 +27,22 @@ from kcg_mail.core.config_model import (  # noqa: F401  (re-exported for the she
     DropboxSettings,
     ExchangeSettings,
     GraphSettings,
-    LeadTimes,
     LocalArchiveSettings,
-    Mailbox,
     MaildirSettings,
     MailSettings,
-    MeetingKind,
     Meetings,
     Network,
-    Person,
     Plan,
-    PlannedMeeting,
     SmtpImapSettings,
-    Times,
     Transport,
-    _Model,
 )
 from kcg_mail.core.projects_model import Projects
+from kcg_mail.core.round import PlanningSettings
+
+#: what the shell imports from here: the loaders, and the models it passes on (typed transport settings)
+__all__ = ["DEFAULT_CONFIG_DIR", "ArchiveSettings", "Config", "ConfigError", "DropboxSettings", "ExchangeSettings",
+           "GraphSettings", "LocalArchiveSettings", "MailSettings", "MaildirSettings", "SmtpImapSettings",
+           "load_config", "load_planning"]
 
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
@@ -275,7 +273,7 @@ def _load_projects(directory: Path, network: Network | None, problems: list[str]
     if not file.exists():
         return Projects()
     data = _read_yaml(file, problems)
-    projects = _validate(Projects, data, file, problems)
+    projects: Projects | None = _validate(Projects, data, file, problems)
     if projects is None:
         return Projects()
     if network is not None:
@@ -286,23 +284,21 @@ def _load_projects(directory: Path, network: Network | None, problems: list[str]
 # ------------------------------------------------------------------ the planning round
 
 
-def load_planning(directory: Path | str | None = None, environ: dict[str, str] | None = None):
+def load_planning(directory: Path | str | None = None, environ: dict[str, str] | None = None) -> PlanningSettings | None:
     """``config/planning.yaml`` (the yearly planning round), or None when the
     file is absent. Problems name the file, the field and the fix."""
-    from kcg_mail.core.round import PlanningSettings
-
     environ = dict(os.environ if environ is None else environ)
     directory = Path(directory or environ.get("KCG_CONFIG_DIR") or DEFAULT_CONFIG_DIR)
     file = directory / "planning.yaml"
     if not file.exists():
         return None
     problems: list[str] = []
-    settings = _validate(PlanningSettings, _read_yaml(file, problems), file, problems)
+    settings: PlanningSettings | None = _validate(PlanningSettings, _read_yaml(file, problems), file, problems)
     if settings is not None:
         net_file = directory / "network.yaml"
         try:
             net = yaml.safe_load(net_file.read_text(encoding="utf-8")) or {}
-            ids = {m.get("id") for m in net.get("members", []) if isinstance(m, dict)}
+            ids = {str(m["id"]) for m in net.get("members", []) if isinstance(m, dict) and m.get("id")}
         except (OSError, yaml.YAMLError, AttributeError):
             ids = set()
         for year, r in settings.rounds.items():

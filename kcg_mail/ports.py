@@ -1,8 +1,10 @@
-"""The three ports of the shell: mail transport, archive and state store.
+"""The ports of the shell: mail transport (and its push source), archive and state store.
 
 Every adapter in ``kcg_mail/adapters/`` implements one of these abstract classes.
 The flows and the service layer only ever talk to these interfaces, so the same
-flow runs on Maildir or Exchange, on a local folder or Dropbox.
+flow runs on Maildir or Exchange, on a local folder or Dropbox. What a port
+offers beyond its abstract methods is declared here with a default, so no
+caller ever asks an adapter what it can do (no ``getattr``/``hasattr``).
 
 The value types below are plain frozen dataclasses with no I/O.
 """
@@ -11,11 +13,14 @@ from __future__ import annotations
 
 import abc
 import builtins
+import contextlib
 import hashlib
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import formataddr
+from pathlib import Path
 from typing import Any, Literal
 
 #: Header carried by every message we send. Its value is the idempotency key of
@@ -164,8 +169,79 @@ class TransientError(TransportError):
 # --------------------------------------------------------------------------- ports
 
 
+class MailSource(abc.ABC):
+    """Push: what the listener waits on for new mail (``kcg serve``).
+
+    A source has a connection of its own (never the intake's) and blocks in
+    ``wait`` until something may have arrived; the listener then marks and
+    triggers an intake run, which decides what the mail is. ``stop`` is the
+    listener's stop event: a source waits on it between polls."""
+
+    #: shown in the listener's log lines
+    name: str = "source"
+
+    def __init__(self, stop: threading.Event | None = None) -> None:
+        self.stop = stop or threading.Event()
+
+    @abc.abstractmethod
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` s; True when new mail may have arrived.
+        Raises on connection problems (the listener backs off and retries)."""
+
+    @abc.abstractmethod
+    def mark(self) -> None:
+        """Remember what is there now; called right before each intake
+        trigger, so mail arriving while that run works wakes the next wait."""
+
+    def close(self) -> None:  # noqa: B027 - nothing to close by default
+        """Release the connection; may be called from another thread while ``wait`` blocks."""
+
+
+#: How often a transport without push is asked for new mail (Graph delta, EWS sync state).
+POLL_SECONDS = 10.0
+
+
+class PollSource(MailSource):
+    """The push source of a transport that cannot push: a short-interval
+    ``fetch_new`` with the listener's own cursor (seeded from the intake's
+    stored one), waking when anything new is returned. Only the port is used."""
+
+    name = "poll"
+
+    def __init__(self, transport: MailTransport, interval: float = POLL_SECONDS, cursor: str | None = None,
+                 stop: threading.Event | None = None) -> None:
+        super().__init__(stop)
+        self.transport = transport
+        self.interval = interval
+        self.cursor = cursor
+        self._first = True
+
+    def mark(self) -> None:
+        pass
+
+    def wait(self, timeout: float) -> bool:
+        if not self._first and self.stop.wait(min(timeout, self.interval)):
+            return False
+        self._first = False
+        batch = self.transport.fetch_new(self.cursor)
+        if batch.cursor is not None:
+            self.cursor = batch.cursor
+        return bool(batch.messages)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.transport.close()
+
+
 class MailTransport(abc.ABC):
     """Everything the flows need from a mailbox."""
+
+    #: How long a sent mail's copy may take to show up for ``was_sent`` (Graph's
+    #: asynchronous sendMail, the SMTP own copy in delivery): a run recovering an
+    #: interrupted send waits this long, counted from the intent (``Outbox``).
+    settle_seconds: float = 0.0
+    #: The clock that wait runs on; None: the Outbox's own (tests inject one).
+    settle_sleep: Callable[[float], None] | None = None
 
     @abc.abstractmethod
     def send(self, message: OutgoingMessage) -> None:
@@ -216,14 +292,27 @@ class MailTransport(abc.ABC):
         supported by this transport."""
         return None
 
-    def close(self) -> None:  # noqa: B027  # pragma: no cover - default no-op, not abstract
-        pass
+    def close(self) -> None:  # noqa: B027 - nothing to close by default
+        """Close the connection (every run closes its transport at its end)."""
 
     def verify_own_copies(self, is_ours: Callable[[str, str], bool]) -> None:  # noqa: B027
         """A transport that recognises copies of our own mail among incoming mail
         (``SmtpImapTransport.own_copy``) accepts one only when ``is_ours(marker
         key, Message-ID)``: the marker header and our address in From can be
         forged, the Message-ID's HMAC cannot. Default: nothing to verify."""
+
+    def mail_source(self, *, stop: threading.Event | None = None, cursor: str | None = None) -> MailSource:
+        """The push source of this mailbox for the listener. Call it on a transport
+        of its own, not the intake's (``bootstrap.make_source`` does): a source may
+        use that transport's connection and closes it with its own. Default: a
+        ``PollSource`` every ``POLL_SECONDS`` from ``cursor`` (the intake's)."""
+        return PollSource(self, POLL_SECONDS, cursor, stop=stop)
+
+    def usage_evidence(self) -> list[str]:
+        """What this mailbox shows of earlier runs that a fresh state record would
+        not know about (the state guard refuses to start from an empty record
+        then). Only a local mailbox can tell cheaply; default: nothing."""
+        return []
 
 
 class Archive(abc.ABC):
@@ -253,6 +342,9 @@ class Archive(abc.ABC):
 
     def check(self) -> builtins.list[Check]:  # `list` is a method of this class
         return [Check(type(self).__name__, True, "no connection needed")]
+
+    def close(self) -> None:  # noqa: B027 - nothing to close by default
+        """Close the connection (every run closes its archive at its end)."""
 
 
 # ------------------------------------------------------------------ state record
@@ -296,6 +388,18 @@ class FilingRecord:
 class StateStore(abc.ABC):
     """The durable state record. Every mail, filing and incoming message goes
     through it; it is what makes runs idempotent and crash-safe."""
+
+    #: The file that holds the record; its folder is the work directory (the
+    #: intake lock lives there). None: not kept in a file.
+    path: Path | None = None
+
+    def close(self) -> None:  # noqa: B027 - nothing to close by default
+        """Close the record (every run closes its state at its end)."""
+
+    def keep_backup(self) -> Path | None:
+        """Keep a copy of the record as this run left it (rotated, only when it
+        changed). Returns the copy made, None when none was (default: none)."""
+        return None
 
     # actions (outgoing mail, filings, skips), keyed deterministically
     @abc.abstractmethod

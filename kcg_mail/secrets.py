@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 _KNOWN: set[str] = set()
 
@@ -13,7 +14,7 @@ _KNOWN: set[str] = set()
 _base_factory = logging.getLogRecordFactory()
 
 
-def _masking_factory(*args, **kwargs) -> logging.LogRecord:
+def _masking_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
     """Mask secrets when a record is created, whatever logger or handler it
     later reaches (libraries' child loggers, handlers added after start-up)."""
     record = _base_factory(*args, **kwargs)
@@ -42,7 +43,8 @@ def secret(name: str, environ: dict[str, str] | None = None) -> str | None:
         try:
             from prefect.blocks.system import Secret
 
-            value = Secret.load(f"kcg-{name.lower().replace('_', '-')}").get()
+            block: Any = Secret.load(f"kcg-{name.lower().replace('_', '-')}")  # called from sync code: the block, not a coroutine
+            value = block.get()
         except Exception:
             value = None
     if value:
@@ -67,7 +69,7 @@ class MissingSecret(RuntimeError):
 REPLY_SECRET_FILE = "reply-secret"
 
 
-def reply_secret(workdir, environ: dict[str, str] | None = None) -> bytes:
+def reply_secret(workdir: str | os.PathLike[str], environ: dict[str, str] | None = None) -> bytes:
     """The HMAC secret of reply keys: ``KCG_REPLY_SECRET`` or the Prefect Secret
     ``kcg-reply-secret``; if neither exists, generated once into
     ``<workdir>/reply-secret`` (mode 0600) and read from there afterwards.

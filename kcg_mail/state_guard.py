@@ -40,22 +40,10 @@ from kcg_mail.adapters.sqlite_state import (
 from kcg_mail.ports import Archive, MailTransport
 
 STATE_FILE = "state.sqlite"
-_LAST_BACKUP = ".last-fingerprint"
 
 
 class StateReset(StateFileError):
     """The state file is missing, empty or replaced in a work directory that was used."""
-
-
-def _count_files(folder: Path, limit: int = 1000) -> int:
-    n = 0
-    if folder.is_dir():
-        for p in folder.rglob("*"):
-            if p.is_file() and not p.name.startswith("."):
-                n += 1
-                if n >= limit:
-                    break
-    return n
 
 
 def evidence(state_path: Path, mail: MailTransport | None, archive: Archive | None) -> list[str]:
@@ -63,11 +51,8 @@ def evidence(state_path: Path, mail: MailTransport | None, archive: Archive | No
     out = []
     if read_marker(state_path) is not None:
         out.append(f"the marker {marker_path(state_path)} (written at the state's first record)")
-    root = getattr(mail, "root", None)
-    if root is not None and hasattr(mail, "sent_messages"):
-        n = _count_files(Path(root) / "sent" / "cur")
-        if n:
-            out.append(f"{n} sent mail(s) in {Path(root) / 'sent'}")
+    if mail is not None:
+        out += mail.usage_evidence()
     return out
 
 
@@ -110,14 +95,7 @@ def open_state(workdir: Path, mail: MailTransport | None, archive: Archive | Non
 
 def keep_backup(state: SqliteState, *, keep: int = BACKUPS_KEPT) -> Path | None:
     """A backup in ``state-backups/`` unless nothing changed since the last one."""
-    folder = state.path.parent / BACKUP_DIR
-    fp = state.fingerprint()
-    last = folder / _LAST_BACKUP
-    if last.exists() and last.read_text().strip() == fp and list_backups(folder):
-        return None
-    path = state.backup(folder, keep=keep)
-    last.write_text(fp + "\n")
-    return path
+    return state.keep_backup(keep=keep)
 
 
 def _move_aside(state_path: Path) -> Path | None:

@@ -1,44 +1,94 @@
-"""Push: IMAP IDLE on its own connection (RFC 2177), for the listener."""
+"""Push for SMTP/IMAP: IMAP IDLE (RFC 2177) on a connection of its own.
+
+``SmtpImapTransport.mail_source()`` makes one on a twin of its ``ImapSession``
+without retries: the listener does the backoff. ``mark()`` reads UIDNEXT, and
+``wait`` compares UIDNEXT with it before it IDLEs, so mail that arrived between
+a trigger and the next IDLE is reported at once (the server announces it only
+once). Without IDLE on the server it polls UIDNEXT every ``poll_interval`` s.
+"""
 
 from __future__ import annotations
 
 import imaplib
+import itertools
+import logging
 import select
 import ssl
+import threading
 import time
 
-from kcg_mail.ports import (
-    TransportError,
-)
+from kcg_mail.ports import MailSource
 
-from .imap_wire import _untagged_int
+from .imap_session import ImapSession
+
+log = logging.getLogger(__name__)
+
+#: Re-issue IDLE well before the 29 minutes of RFC 2177 and before NAT boxes
+#: forget a silent connection.
+IDLE_TIMEOUT = 300.0
+
+_tags = itertools.count(1)
 
 
-class ImapIdle:
-    """IDLE of an ``SmtpImapTransport``."""
+class NoIdle(Exception):
+    """The server cannot push: it has no IDLE, or refused it."""
 
-    # ------------------------------------------------------------------ IDLE
-    def idle_wait(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds on INBOX with IMAP IDLE. True when the
-        server reports new mail (or when mail arrived since the last
-        ``fetch_new``); False on timeout. The caller then calls ``fetch_new``."""
 
-        def attempt() -> bool:
-            conn = self._imap()
-            if "IDLE" not in conn.capabilities:
-                raise TransportError(f"IMAP server {self.imap_host} does not support IDLE; poll instead")
-            # Mail that came in after the last fetch_new, before this IDLE, is
-            # not announced again: compare UIDNEXT first.
-            self._select(conn, "INBOX", force=True)
-            uidnext = _untagged_int(conn, "UIDNEXT")
-            if self._last_uidnext is not None and uidnext is not None and uidnext > self._last_uidnext:
-                return True
-            return self._idle(conn, timeout)
+class ImapIdleSource(MailSource):
+    name = "imap-idle"
 
-        return self._retrying("wait for new mail", attempt)
+    def __init__(self, session: ImapSession, idle_timeout: float = IDLE_TIMEOUT, poll_interval: float = 30.0,
+                 stop: threading.Event | None = None) -> None:
+        super().__init__(stop)
+        self.session = session
+        self.idle_timeout = idle_timeout
+        self.poll_interval = poll_interval
+        #: False once the server turned out not to push: poll UIDNEXT instead
+        self.push = True
+        #: UIDNEXT of INBOX at the last ``mark()``
+        self._marked: int | None = None
+
+    def _uidnext(self) -> int | None:
+        def read(conn: imaplib.IMAP4) -> int | None:
+            self.session.select("INBOX", readonly=True, force=True)
+            return self.session.untagged_int("UIDNEXT")
+
+        return self.session.run("read INBOX UIDNEXT", read)
+
+    def mark(self) -> None:
+        self._marked = self._uidnext()
+
+    def wait(self, timeout: float) -> bool:
+        if self.push:
+            try:
+                return self.session.run("wait for new mail", lambda conn: self._wait_idle(conn, min(timeout, self.idle_timeout)))
+            except NoIdle as exc:
+                log.warning("IMAP server cannot push (%s): polling every %.0f s", exc, self.poll_interval)
+                self.push = False
+        # poll fallback: compare UIDNEXT with the last mark
+        if self.stop.wait(min(timeout, self.poll_interval)):
+            return False
+        now = self._uidnext()
+        return self._marked is None or (now is not None and now > self._marked)
+
+    def close(self) -> None:
+        # May be called from another thread while IDLE blocks in select():
+        # shut the socket down (no LOGOUT exchange racing the IDLE reader).
+        self.session.drop()
+
+    def _wait_idle(self, conn: imaplib.IMAP4, timeout: float) -> bool:
+        if "IDLE" not in conn.capabilities:
+            raise NoIdle(f"IMAP server {self.session.host} does not support IDLE")
+        # Mail that came in after the last mark, before this IDLE, is not
+        # announced again: compare UIDNEXT first.
+        self.session.select("INBOX", force=True)
+        uidnext = self.session.untagged_int("UIDNEXT")
+        if self._marked is not None and uidnext is not None and uidnext > self._marked:
+            return True
+        return self._idle(conn, timeout)
 
     def _idle(self, conn: imaplib.IMAP4, timeout: float) -> bool:
-        tag = conn._new_tag()  # type: ignore[attr-defined]
+        tag = b"KCGIDLE%d" % next(_tags)  # never one of imaplib's own tags
         conn.send(tag + b" IDLE\r\n")
         news = False
         while True:
@@ -48,7 +98,7 @@ class ImapIdle:
             if line.startswith(b"+"):
                 break
             if line.startswith(tag):
-                raise imaplib.IMAP4.error(f"IDLE refused: {line.decode(errors='replace').strip()}")
+                raise NoIdle(f"IDLE refused: {line.decode(errors='replace').strip()}")
             if b"EXISTS" in line or b"RECENT" in line:
                 news = True
         sock = conn.sock

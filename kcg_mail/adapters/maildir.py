@@ -11,20 +11,38 @@ Layout under ``root`` (``<workdir>/mail``)::
 A sent message's file name is derived from its idempotency key, so
 ``was_sent`` is a single ``stat`` and a crash between writing and recording
 is recognised on the next run.
+
+Push: ``mail_source()`` gives a ``MaildirWatchSource``, which watches the inbox
+directories (mtime, then the file names) every ``interval`` seconds (0.5 s: a
+``stat`` per tick).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 from kcg_mail.core.mime import build_invitation, build_message
-from kcg_mail.ports import MARKER_HEADER, Check, FetchResult, Folder, IncomingMessage, Invitation, MailTransport, OutgoingMessage
+from kcg_mail.ports import (
+    MARKER_HEADER,
+    Check,
+    FetchResult,
+    Folder,
+    IncomingMessage,
+    Invitation,
+    MailSource,
+    MailTransport,
+    OutgoingMessage,
+)
 
 MAX_INCOMING = 50 * 1024 * 1024
+MAILDIR_TICK_SECONDS = 0.5
 
 
 def header_block(data: bytes) -> bytes:
@@ -55,7 +73,7 @@ def oversize_from_fields(fields: Iterable[tuple[str, str]]) -> bytes:
     ``InternetMessageHeaders``, Graph ``internetMessageHeaders``): one line per
     field, in the order given; folded values are unfolded, names that are not
     valid field names are left out."""
-    lines = []
+    lines: list[str] = []
     for name, value in fields:
         name = (name or "").strip()
         if not name or any(ch in name for ch in ": \t\r\n") or not name.isprintable():
@@ -70,7 +88,8 @@ def oversize_stub(path: Path) -> bytes:
         return oversize_headers(fh.read(256 * 1024))
 
 
-def _key_name(key: str) -> str:
+def sent_name(key: str) -> str:
+    """The file name of the sent mail with idempotency key ``key`` (in sent/cur/)."""
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:40] + ".kcg:2,S"
 
 
@@ -105,7 +124,7 @@ class MaildirTransport(MailTransport):
 
     # outgoing -------------------------------------------------------------
     def _store_sent(self, key: str, data: bytes) -> None:
-        _atomic_write(self.root / "sent", _key_name(key), data)
+        _atomic_write(self.root / "sent", sent_name(key), data)
 
     def send(self, message: OutgoingMessage) -> None:
         self._store_sent(message.key, build_message(message).as_bytes())
@@ -114,7 +133,7 @@ class MaildirTransport(MailTransport):
         self._store_sent(invitation.message.key, build_invitation(invitation).as_bytes())
 
     def was_sent(self, key: str) -> bool:
-        return (self.root / "sent" / "cur" / _key_name(key)).exists()
+        return (self.root / "sent" / "cur" / sent_name(key)).exists()
 
     def sent_messages(self) -> list[Path]:
         return sorted((self.root / "sent" / "cur").iterdir())
@@ -142,7 +161,7 @@ class MaildirTransport(MailTransport):
 
     def fetch_new(self, cursor: str | None) -> FetchResult:
         # Handled messages leave the inbox, so everything still there is new.
-        out = []
+        out: list[IncomingMessage] = []
         for p in self._inbox_files():
             ref = str(p.relative_to(self.root / "inbox"))
             if p.stat().st_size > incoming_limit(self.max_incoming):
@@ -163,7 +182,7 @@ class MaildirTransport(MailTransport):
         name = src.name if ":2," in src.name else src.name + ":2,S"
         os.replace(src, self.root / folder / "cur" / name)
 
-    def restore(self, folder: Folder, match) -> bool:
+    def restore(self, folder: Folder, match: Callable[[bytes], bool]) -> bool:
         for sub in ("cur", "new"):
             for p in sorted((self.root / folder / sub).iterdir()):
                 if p.is_file() and match(p.read_bytes()):
@@ -176,18 +195,25 @@ class MaildirTransport(MailTransport):
         return _atomic_write(self.root / "inbox", name, raw)
 
     def recent_headers(self, limit: int = 20) -> list[bytes]:
-        files = []
+        files: list[Path] = []
         for box in ("inbox", "processed", "quarantine"):
             for sub in ("", "new", "cur"):
                 d = self.root / box / sub
                 if d.is_dir():
                     files += [p for p in d.iterdir() if p.is_file() and not p.name.startswith(".")]
         files.sort(key=lambda p: p.stat().st_mtime_ns, reverse=True)
-        out = []
+        out: list[bytes] = []
         for p in files[:limit]:
             with open(p, "rb") as fh:
                 out.append(header_block(fh.read(256 * 1024)))
         return out
+
+    def mail_source(self, *, stop: threading.Event | None = None, cursor: str | None = None) -> MailSource:
+        return MaildirWatchSource(self.root, stop=stop)
+
+    def usage_evidence(self) -> list[str]:
+        n = _count_files(self.root / "sent" / "cur")
+        return [f"{n} sent mail(s) in {self.root / 'sent'}"] if n else []
 
     def check(self) -> list[Check]:
         if not self.root.exists():
@@ -199,3 +225,70 @@ class MaildirTransport(MailTransport):
                 "it will be created on the first run" if ok else f"it cannot be created ({parent} is not writable)"))]
         ok = os.access(self.root, os.W_OK)
         return [Check("maildir", ok, f"{self.root} {'is writable' if ok else 'is not writable: check permissions'}")]
+
+
+def _count_files(folder: Path, limit: int = 1000) -> int:
+    n = 0
+    if folder.is_dir():
+        for p in folder.rglob("*"):
+            if p.is_file() and not p.name.startswith("."):
+                n += 1
+                if n >= limit:
+                    break
+    return n
+
+
+class MaildirWatchSource(MailSource):
+    """Watch ``<root>/inbox`` (and its new/ cur/) for files that were not
+    there at the last ``mark()``: a ``stat`` of three directories per tick,
+    a listing only when an mtime changed."""
+
+    name = "maildir-watch"
+
+    def __init__(self, root: Path | str, interval: float = MAILDIR_TICK_SECONDS,
+                 stop: threading.Event | None = None) -> None:
+        super().__init__(stop)
+        self.inbox = Path(root) / "inbox"
+        self.dirs = [self.inbox, self.inbox / "new", self.inbox / "cur"]
+        self.interval = interval
+        self._mtimes: tuple[int, ...] | None = None
+        self._names: frozenset[str] = frozenset()
+
+    def _stat(self) -> tuple[int, ...]:
+        out: list[int] = []
+        for d in self.dirs:
+            try:
+                out.append(d.stat().st_mtime_ns)
+            except FileNotFoundError:
+                out.append(-1)
+        return tuple(out)
+
+    def _list(self) -> frozenset[str]:
+        names: set[str] = set()
+        for d in self.dirs:
+            with contextlib.suppress(FileNotFoundError):
+                for e in os.scandir(d):
+                    if e.is_file() and not e.name.startswith("."):
+                        names.add(f"{d.name}/{e.name}")
+        return frozenset(names)
+
+    def mark(self) -> None:
+        self._mtimes, self._names = self._stat(), self._list()
+
+    def wait(self, timeout: float) -> bool:
+        if self._mtimes is None:
+            self.mark()
+            if self._names:
+                return True  # mail was waiting when we started
+        deadline = time.monotonic() + timeout
+        while True:
+            m = self._stat()
+            if m != self._mtimes:
+                names = self._list()
+                self._mtimes = m
+                if names - self._names:
+                    return True
+                self._names = names  # only removals (the intake moved mail out)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.stop.wait(min(self.interval, remaining)):
+                return False

@@ -51,6 +51,8 @@ SCHEMA_NAME = "kcg-mail-state"
 SCHEMA_VERSION = 2
 BACKUP_DIR = "state-backups"
 BACKUPS_KEPT = 7
+#: beside the backups: the fingerprint of the state the newest one was taken of
+LAST_BACKUP = ".last-fingerprint"
 
 
 class StateFileError(RuntimeError):
@@ -62,6 +64,8 @@ def _now() -> str:
 
 
 class SqliteState(StateStore):
+    path: Path  # always a file
+
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -176,6 +180,17 @@ class SqliteState(StateStore):
             old.unlink(missing_ok=True)
         return target
 
+    def keep_backup(self, *, keep: int = BACKUPS_KEPT) -> Path | None:
+        """A backup in ``state-backups/`` beside the file, unless nothing changed since the last one."""
+        folder = self.path.parent / BACKUP_DIR
+        fp = self.fingerprint()
+        last = folder / LAST_BACKUP
+        if last.exists() and last.read_text().strip() == fp and list_backups(folder):
+            return None
+        path = self.backup(folder, keep=keep)
+        last.write_text(fp + "\n")
+        return path
+
     def close(self) -> None:
         self._db.close()
 
@@ -197,7 +212,8 @@ class SqliteState(StateStore):
         rows = self._rows("SELECT * FROM actions WHERE key=?", (key,))
         return self._action(rows[0]) if rows else None
 
-    def record_action(self, key, meeting_id, action, status, detail=None) -> None:
+    def record_action(self, key: str, meeting_id: str | None, action: str, status: str,
+                      detail: dict[str, Any] | None = None) -> None:
         self._write(
             "INSERT INTO actions(key, meeting_id, action, status, detail, at) VALUES (?,?,?,?,?,?) "
             "ON CONFLICT(key) DO UPDATE SET status=excluded.status, detail=excluded.detail, at=excluded.at",
@@ -304,7 +320,8 @@ def marker_path(state_path: Path | str) -> Path:
 def read_marker(state_path: Path | str) -> dict[str, str] | None:
     p = marker_path(state_path)
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
+        marker: dict[str, str] = json.loads(p.read_text(encoding="utf-8"))
+        return marker
     except FileNotFoundError:
         return None
     except (OSError, ValueError):

@@ -58,6 +58,8 @@ class Person(_Model):
     email: str
     role: Literal["member", "coordinator", "guest"] = "member"
     active: bool = True
+    #: the language of the mail a guest gets (``en``: English texts); members read Swedish
+    language: Literal["sv", "en"] = "sv"
 
     @field_validator("email")
     @classmethod
@@ -106,6 +108,10 @@ class Network(_Model):
         coords = [p for p in self.members if p.role == "coordinator"]
         if len(coords) != 1:
             raise ValueError("exactly one member must have role: coordinator (Svenska Stadskärnor)")
+        english = [p.id for p in self.members if p.language != "sv"]
+        if english:
+            raise ValueError(f"members {', '.join(english)}: language is only for guests (members get Swedish mail); "
+                             "remove language: from the member, or move the person to guests:")
         return self
 
     @property

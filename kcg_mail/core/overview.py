@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from kcg_mail.core.inbound.outcome import why_of
+
 COLUMNS: tuple[str, ...] = ("möte", "datum", "värd", "läge", "svar", "protokoll", "behöver")
 
 #: how long after the meeting the minutes may take before they count as late
@@ -47,22 +49,15 @@ class MeetingFacts:
 
 @dataclass(frozen=True)
 class Held:
-    """A reply held for the coordinator's approval."""
+    """A reply held for the coordinator's approval (or a guest's invitation: ``guest``
+    is then the guest's name)."""
 
     ref: str
     sender: str
     subject: str
     reason: str
     meeting_id: str | None = None
-
-
-#: why a message is in quarantine, in words (the intake's outcome codes)
-QUARANTINE_REASONS = {
-    "unmatched": "det gick inte att koppla till något möte",
-    "not_allowed": "avsändaren är inte värd för mötet och får inte lämna protokoll",
-    "bad_minutes": "bilagan gick inte att läsa som ett protokoll",
-    "no_minutes": "svaret hade inget protokoll bifogat",
-}
+    guest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,7 +69,7 @@ class Quarantined:
 
     @property
     def reason(self) -> str:
-        return QUARANTINE_REASONS.get(self.outcome, "det behöver granskas")
+        return why_of(self.outcome)
 
 
 @dataclass(frozen=True)
@@ -197,6 +192,11 @@ def overview_needs(inp: Inputs) -> list[Need]:
                             f"ingen inbjudan går ut förrän det är bekräftat.",
                             "kör flödet kcg-confirm-date (Bekräfta datum) när datumet är bestämt.", m.id))
     for h in inp.held:
+        if h.guest is not None:
+            out.append(Need(f"Inbjudan till gästen {h.guest} (mötet {h.meeting_id}) väntar på ditt ja.",
+                            f"kör flödet kcg-approve (godkänn) eller kcg-reject (avvisa) med referensen {h.ref}.",
+                            h.meeting_id))
+            continue
         out.append(Need(f"Ett svar från {h.sender} ({h.subject!r}) väntar på godkännande: {h.reason}.",
                         f"kör flödet kcg-approve (godkänn) eller kcg-reject (avvisa) med referensen {h.ref}.", h.meeting_id))
     for q in inp.quarantined:

@@ -47,7 +47,7 @@ CONTEXT_SCHEMA: dict[str, Any] = {
 }
 
 
-def _member(name: str, organisation: str, city: str, email: str, attendance: str = "") -> dict:
+def _member(name: str, organisation: str, city: str, email: str, attendance: str = "") -> dict[str, str]:
     return {
         "name": name,
         "organisation": organisation,

@@ -10,9 +10,10 @@ import re
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from kcg_mail.documents.inflate import Package
-from kcg_mail.documents.ooxml import _W_NS, MinutesRejected, _reject, _safe_parse
+from kcg_mail.documents.ooxml import WORDML_NS, MinutesRejected, rejection, safe_parse
 from kcg_mail.documents.safety import MAX_PDF_PAGES, MAX_TEXT_CHARS, vet_file
 
 
@@ -33,59 +34,59 @@ class Minutes:
     followups: list[tuple[str, str]] = field(default_factory=list)
 
 
-_W = f"{{{_W_NS}}}"
+WORDML = f"{{{WORDML_NS}}}"
 
 
 _MC_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
 
 
-_SKIP_W = {_W + t for t in ("delText", "instrText", "delInstrText", "moveFrom", "del", "rPr", "pPr", "tblPr", "trPr", "tcPr", "sectPr")}
+_SKIP_W = {WORDML + t for t in ("delText", "instrText", "delInstrText", "moveFrom", "del", "rPr", "pPr", "tblPr", "trPr", "tcPr", "sectPr")}
 
 
-def _docx_text(el) -> str:
+def _docx_text(el: Any) -> str:
     """Visible text of an element: keeps tracked insertions (w:ins), drops deletions."""
     out: list[str] = []
 
-    def walk(e) -> None:
+    def walk(e: Any) -> None:
         tag = e.tag
         if not isinstance(tag, str) or tag in _SKIP_W or tag == _MC_FALLBACK:
             return
-        if tag == _W + "tbl":
-            for row in _docx_rows(e):
+        if tag == WORDML + "tbl":
+            for row in docx_rows(e):
                 out.append("\t".join(c.replace("\n", " / ") for c in row).rstrip() + "\n")
             return
-        if tag == _W + "t":
+        if tag == WORDML + "t":
             out.append(e.text or "")
-        elif tag == _W + "tab":
+        elif tag == WORDML + "tab":
             out.append("\t")
-        elif tag in (_W + "br", _W + "cr"):
+        elif tag in (WORDML + "br", WORDML + "cr"):
             out.append("\n")
-        elif tag == _W + "noBreakHyphen":
+        elif tag == WORDML + "noBreakHyphen":
             out.append("-")
         for child in e:
             walk(child)
-        if tag == _W + "p":
+        if tag == WORDML + "p":
             out.append("\n")
 
     walk(el)
     return "".join(out)
 
 
-def _own(el, tag: str, owner_tag: str):
+def _own(el: Any, tag: str, owner_tag: str) -> list[Any]:
     """Descendants ``tag`` of ``el`` whose nearest ``owner_tag`` ancestor is ``el`` itself
     (rows of this table, not of a nested one; cells wrapped in w:sdt still count)."""
     return [x for x in el.iter(tag) if next(x.iterancestors(owner_tag), None) is el]
 
 
-def _docx_rows(tbl) -> list[list[str]]:
+def docx_rows(tbl: Any) -> list[list[str]]:
     return [
-        [_docx_cell_text(tc) for tc in _own(tr, _W + "tc", _W + "tr")]
-        for tr in _own(tbl, _W + "tr", _W + "tbl")
+        [_docx_cell_text(tc) for tc in _own(tr, WORDML + "tc", WORDML + "tr")]
+        for tr in _own(tbl, WORDML + "tr", WORDML + "tbl")
     ]
 
 
-def _docx_cell_text(tc) -> str:
-    paras = [_docx_text(p).strip() for p in tc.iter(_W + "p")]
+def _docx_cell_text(tc: Any) -> str:
+    paras = [_docx_text(p).strip() for p in tc.iter(WORDML + "p")]
     return "\n".join(p for p in paras if p).strip()
 
 
@@ -129,13 +130,13 @@ def _followups_from_rows(rows: list[list[str]]) -> list[tuple[str, str]]:
 
 
 def _read_docx(pkg: Package, main: str) -> tuple[str, list[Decision], list[tuple[str, str]]]:
-    root = _safe_parse(pkg.get(main) or b"", main)
-    body = root.find(_W + "body")
+    root = safe_parse(pkg.get(main) or b"", main)
+    body = root.find(WORDML + "body")
     if body is None:
-        raise _reject("corrupt", f"{main} has no w:body")
+        raise rejection("corrupt", f"{main} has no w:body")
     text = _docx_text(body)
     # Headers/footers add no decisions, but their text helps a human reader of the log.
-    return (text, *_from_tables(_docx_rows(tbl) for tbl in body.iter(_W + "tbl")))
+    return (text, *_from_tables(docx_rows(tbl) for tbl in body.iter(WORDML + "tbl")))
 
 
 def _from_tables(tables: Iterable[list[list[str]]]) -> tuple[list[Decision], list[tuple[str, str]]]:
@@ -166,10 +167,10 @@ _TB = f"{{{_TABLE_NS}}}"
 _ODT_SKIP = {_T + "tracked-changes", _T + "note-citation", _T + "sequence-decls"}
 
 
-def _odt_text(el) -> str:
+def _odt_text(el: Any) -> str:
     out: list[str] = []
 
-    def walk(e) -> None:
+    def walk(e: Any) -> None:
         tag = e.tag
         if not isinstance(tag, str) or tag in _ODT_SKIP:
             return
@@ -196,7 +197,7 @@ def _odt_text(el) -> str:
     return "".join(out)
 
 
-def _odt_rows(tbl) -> list[list[str]]:
+def _odt_rows(tbl: Any) -> list[list[str]]:
     rows = []
     for tr in _own(tbl, _TB + "table-row", _TB + "table"):
         cells = []
@@ -208,7 +209,7 @@ def _odt_rows(tbl) -> list[list[str]]:
 
 
 def _read_odt(pkg: Package) -> tuple[str, list[Decision], list[tuple[str, str]]]:
-    root = _safe_parse(pkg.get("content.xml") or b"", "content.xml")
+    root = safe_parse(pkg.get("content.xml") or b"", "content.xml")
     return (_odt_text(root), *_from_tables(_odt_rows(tbl) for tbl in root.iter(_TB + "table")))
 
 
@@ -251,7 +252,7 @@ def _pdf_decisions(layout_pages: Iterable[str]) -> list[Decision]:
                     break  # text outside the table: the next heading
                 prev = out[-1] if out and not blank else None
                 new_row = prev is None or (a and (b or (c and not prev.due.endswith("-"))))
-                if new_row:
+                if new_row or prev is None:
                     out.append(Decision(a, b, c))
                 else:  # a wrapped line of the previous row's cells
                     prev.decision = _join_wrapped(prev.decision, a)
@@ -311,21 +312,21 @@ def _read_pdf(data: bytes) -> tuple[str, list[Decision], list[tuple[str, str]]]:
         reader = PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted:
             try:
-                ok = reader.decrypt("")
+                ok = bool(reader.decrypt(""))
             except Exception:  # noqa: BLE001 - unsupported algorithm, bad data
-                ok = 0
+                ok = False
             if not ok:
-                raise _reject("encrypted", "password-protected PDF")
+                raise rejection("encrypted", "password-protected PDF")
         n = len(reader.pages)
         if n > MAX_PDF_PAGES:
-            raise _reject("too_large", f"{n} pages (limit {MAX_PDF_PAGES})")
+            raise rejection("too_large", f"{n} pages (limit {MAX_PDF_PAGES})")
         texts, layouts, size = [], [], 0
         for page in reader.pages:
             t = page.extract_text() or ""
             texts.append(t)
             size += len(t)
             if size > MAX_TEXT_CHARS:
-                raise _reject("zip_bomb", "PDF text larger than expected for a protocol")
+                raise rejection("zip_bomb", "PDF text larger than expected for a protocol")
             try:
                 layouts.append(page.extract_text(extraction_mode="layout") or "")
             except Exception:  # noqa: BLE001 - layout mode is best effort
@@ -335,10 +336,10 @@ def _read_pdf(data: bytes) -> tuple[str, list[Decision], list[tuple[str, str]]]:
     except Exception as exc:  # noqa: BLE001 - pypdf raises many kinds on broken input
         name = exc.__class__.__name__
         if name == "LimitReachedError":
-            raise _reject("zip_bomb", f"PDF decompression limit reached: {exc}") from exc
+            raise rejection("zip_bomb", f"PDF decompression limit reached: {exc}") from exc
         if isinstance(exc, (PdfReadError, ValueError, KeyError, TypeError, struct.error, OSError, IndexError, AttributeError, RecursionError)):
-            raise _reject("corrupt", f"unreadable PDF: {name}: {exc}") from exc
-        raise _reject("corrupt", f"unreadable PDF: {name}: {exc}") from exc
+            raise rejection("corrupt", f"unreadable PDF: {name}: {exc}") from exc
+        raise rejection("corrupt", f"unreadable PDF: {name}: {exc}") from exc
     return "\n".join(texts), _pdf_decisions(layouts), _pdf_followups(layouts)
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import PurePath
+from typing import Any
 
 from lxml import etree
 
-_W_NS = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+WORDML_NS = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 
 
 _WP_NS = "http://schemas.openxmlformats.org/drawingml/2006/wordprocessingDrawing"
@@ -36,7 +37,7 @@ _REL_FOOTER = _R_NS + "/footer"
 _REL_FOOTNOTES = _R_NS + "/footnotes"
 
 
-def _resolve_target(source_part: str, target: str) -> str:
+def resolve_target(source_part: str, target: str) -> str:
     if target.startswith("/"):
         return target.lstrip("/")
     base = PurePath(source_part).parent
@@ -63,13 +64,13 @@ def _read_rels(zf: zipfile.ZipFile, part: str) -> list[tuple[str, str, str]]:
         raw = zf.read(name)
     except KeyError:
         return []
-    root = _safe_parse(raw, name)
+    root = safe_parse(raw, name)
     out = []
     for rel in root.iter(f"{{{_PKG_REL_NS}}}Relationship"):
         mode = rel.get("TargetMode", "Internal")
         target = rel.get("Target", "")
         if mode != "External":
-            target = _resolve_target(part, target)
+            target = resolve_target(part, target)
         out.append((rel.get("Type", ""), target, mode))
     return out
 
@@ -104,7 +105,7 @@ class MinutesRejected(Exception):
         super().__init__(f"{code}: {self.detail}")
 
 
-def _reject(code: str, detail: str, message_sv: str | None = None) -> MinutesRejected:
+def rejection(code: str, detail: str, message_sv: str | None = None) -> MinutesRejected:
     return MinutesRejected(code, message_sv, detail)
 
 
@@ -123,14 +124,14 @@ _SAFE_PARSER = etree.XMLParser(
 )
 
 
-def _safe_parse(raw: bytes, name: str):
+def safe_parse(raw: bytes, name: str) -> Any:
     """Parse one XML part; refuse DTDs and entity declarations (billion laughs, XXE)."""
     if _has_dtd(raw):
-        raise _reject("unsafe_xml", f"{name} contains a DOCTYPE/ENTITY declaration")
+        raise rejection("unsafe_xml", f"{name} contains a DOCTYPE/ENTITY declaration")
     try:
         root = etree.fromstring(raw, _SAFE_PARSER)
     except etree.XMLSyntaxError as exc:
-        raise _reject("corrupt", f"{name} is not well-formed XML: {exc}") from exc
+        raise rejection("corrupt", f"{name} is not well-formed XML: {exc}") from exc
     if root.getroottree().docinfo.internalDTD is not None:  # pragma: no cover - caught above
-        raise _reject("unsafe_xml", f"{name} declares a DTD")
+        raise rejection("unsafe_xml", f"{name} declares a DTD")
     return root

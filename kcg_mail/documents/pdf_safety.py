@@ -19,7 +19,7 @@ import re
 import zlib
 from typing import Any
 
-from kcg_mail.documents.ooxml import _reject
+from kcg_mail.documents.ooxml import rejection
 
 FORBIDDEN_NAMES = frozenset({
     "JavaScript", "JS", "Launch", "SubmitForm", "ImportData", "EmbeddedFile", "EmbeddedFiles", "AA",
@@ -55,7 +55,7 @@ def _inflate_capped(body: bytes, budget: int) -> bytes:
     except zlib.error:
         return b""
     if len(out) > budget:
-        raise _reject("zip_bomb", f"PDF object stream inflates to more than {MAX_OBJSTM_INFLATED} bytes")
+        raise rejection("zip_bomb", f"PDF object stream inflates to more than {MAX_OBJSTM_INFLATED} bytes")
     return out
 
 
@@ -83,7 +83,7 @@ def _raw_scan(data: bytes) -> None:
 def _refuse_names(names: set[str], where: str) -> None:
     bad = sorted(names & FORBIDDEN_NAMES)
     if bad:
-        raise _reject("pdf_active", f"PDF with /{', /'.join(bad)} in {where}")
+        raise rejection("pdf_active", f"PDF with /{', /'.join(bad)} in {where}")
 
 
 def _plain_view(action: Any) -> bool:
@@ -103,7 +103,7 @@ def _walk(obj: Any, seen: set[int], depth: int = 0) -> None:
     from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, NameObject
 
     if depth > 200:
-        raise _reject("corrupt", "PDF objects nested too deeply")
+        raise rejection("corrupt", "PDF objects nested too deeply")
     if isinstance(obj, IndirectObject):
         if obj.idnum in seen:
             return
@@ -113,17 +113,17 @@ def _walk(obj: Any, seen: set[int], depth: int = 0) -> None:
         for key, value in obj.items():
             name = str(key).lstrip("/")
             if name in FORBIDDEN_NAMES:
-                raise _reject("pdf_active", f"PDF object with /{name}")
+                raise rejection("pdf_active", f"PDF object with /{name}")
             if name == "OpenAction" and not _plain_view(value):
-                raise _reject("pdf_active", "PDF /OpenAction that is not a plain view")
+                raise rejection("pdf_active", "PDF /OpenAction that is not a plain view")
             if name == "S" and isinstance(value, NameObject) and str(value).lstrip("/") in FORBIDDEN_NAMES:
-                raise _reject("pdf_active", f"PDF action /{str(value).lstrip('/')}")
+                raise rejection("pdf_active", f"PDF action /{str(value).lstrip('/')}")
             _walk(value, seen, depth + 1)
     elif isinstance(obj, ArrayObject):
         for item in obj:
             _walk(item, seen, depth + 1)
     elif isinstance(obj, NameObject) and str(obj).lstrip("/") in FORBIDDEN_NAMES:
-        raise _reject("pdf_active", f"PDF name /{str(obj).lstrip('/')}")
+        raise rejection("pdf_active", f"PDF name /{str(obj).lstrip('/')}")
 
 
 def _tree_scan(data: bytes) -> None:

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from kcg_mail.documents.inflate import Package
-from kcg_mail.documents.ooxml import _W_NS, _reject, _safe_parse
+from kcg_mail.documents.ooxml import WORDML_NS, rejection, safe_parse
 
-_W = f"{{{_W_NS}}}"
+_W = f"{{{WORDML_NS}}}"
 
 #: Field names that fetch or execute on open or update (Word's field reference; IMPORT and
 #: INCLUDE are the old names of INCLUDEPICTURE and INCLUDETEXT, still understood).
@@ -94,7 +95,7 @@ def _field_problem(instr: str) -> str | None:
     return None
 
 
-def _field_instructions(root) -> Iterable[str]:
+def _field_instructions(root: Any) -> Iterable[str]:
     """Every field instruction of a part: fldSimple/@instr, and complex fields assembled
     from their instrText runs (split across runs and nested fields kept apart)."""
     for el in root.iter(_W + "fldSimple"):
@@ -118,12 +119,12 @@ def _field_instructions(root) -> Iterable[str]:
         yield "".join(rest)
 
 
-def _vet_mail_merge(name: str, root) -> None:
+def _vet_mail_merge(name: str, root: Any) -> None:
     """A mail-merge main document queries its data source when Word opens it."""
     for mm in root.iter(_W + "mailMerge"):
         for tag in ("connectString", "query", "dataSource", "headerSource"):
             if mm.find(_W + tag) is not None:
-                raise _reject("active_field", f"{name}: mail merge with a data source ({tag})")
+                raise rejection("active_field", f"{name}: mail merge with a data source ({tag})")
 
 
 def vet_word_fields(pkg: Package) -> None:
@@ -133,14 +134,14 @@ def vet_word_fields(pkg: Package) -> None:
             continue
         raw = pkg.parts[name]
         if b"mailMerge" in raw:
-            _vet_mail_merge(name, _safe_parse(raw, name))
+            _vet_mail_merge(name, safe_parse(raw, name))
         if b"instr" not in raw:
             continue
-        root = _safe_parse(raw, name)
+        root = safe_parse(raw, name)
         for instr in _field_instructions(root):
             problem = _field_problem(instr)
             if problem:
-                raise _reject("active_field", f"{name}: {problem}: {' '.join(instr.split())[:200]}")
+                raise rejection("active_field", f"{name}: {problem}: {' '.join(instr.split())[:200]}")
 
 
 def vet_relationships(pkg: Package) -> None:
@@ -149,20 +150,20 @@ def vet_relationships(pkg: Package) -> None:
         src = _source_part(rels_name)
         if src is None:
             continue
-        root = _safe_parse(pkg.parts[rels_name], rels_name)
+        root = safe_parse(pkg.parts[rels_name], rels_name)
         hyperlink_ids: set[str] = set()
         for rel in root.iter(_PKG_REL):
             typ = (rel.get("Type") or "").strip()
             target = rel.get("Target") or ""
             if (rel.get("TargetMode") or "").strip().lower() != "external":
                 if is_remote(target):  # an "internal" part named by a URL or UNC path
-                    raise _reject("external_link", f"{rels_name}: internal relationship to {target[:200]}")
+                    raise rejection("external_link", f"{rels_name}: internal relationship to {target[:200]}")
                 continue
             if typ.lower() in _HYPERLINK_TYPES:
                 hyperlink_ids.add(rel.get("Id") or "")
                 continue
             if is_remote(target):
-                raise _reject(
+                raise rejection(
                     "external_link",
                     f"{rels_name}: external {typ.rsplit('/', 1)[-1]} relationship to {target[:200]}",
                 )
@@ -176,7 +177,7 @@ def _vet_hyperlink_use(pkg: Package, src: str, rels_name: str, ids: set[str]) ->
     raw = pkg.get(src)
     if raw is None:
         return
-    root = _safe_parse(raw, src)
+    root = safe_parse(raw, src)
     for el in root.iter():
         if not isinstance(el.tag, str):
             continue
@@ -184,7 +185,7 @@ def _vet_hyperlink_use(pkg: Package, src: str, rels_name: str, ids: set[str]) ->
         for attr, value in el.attrib.items():
             if value in ids and attr.startswith("{") and attr[1:].split("}", 1)[0] in _REL_NAMESPACES:
                 if local not in _HYPERLINK_USERS:
-                    raise _reject("external_link", f"{src}: hyperlink {value} of {rels_name} used by <{local}>")
+                    raise rejection("external_link", f"{src}: hyperlink {value} of {rels_name} used by <{local}>")
 
 
 def vet_alt_chunks(pkg: Package) -> None:
@@ -196,9 +197,9 @@ def vet_alt_chunks(pkg: Package) -> None:
             text = raw.decode("utf-8", "replace")
             for m in re.finditer(r"""\b(?:src|href|background|data|srcset|action)\s*=\s*["']?\s*([^"'\s>]+)""", text, re.I):
                 if is_remote(m.group(1)) and not m.group(0).lower().startswith("href"):
-                    raise _reject("external_link", f"{name}: imported HTML loads {m.group(1)[:200]}")
+                    raise rejection("external_link", f"{name}: imported HTML loads {m.group(1)[:200]}")
             if re.search(r"url\(\s*['\"]?\s*(?:[a-z][a-z0-9+.-]+:|[\\/]{2})", text, re.I):
-                raise _reject("external_link", f"{name}: imported HTML loads a stylesheet URL")
+                raise rejection("external_link", f"{name}: imported HTML loads a stylesheet URL")
 
 
 _AFCHUNK = "/afchunk"
@@ -209,13 +210,13 @@ _RTF_FLDINST = re.compile(rb"\\fldinst\s*((?:[^{}]|\{[^{}]*\})*)")
 def _vet_rtf(name: str, raw: bytes) -> None:
     m = _RTF_ACTIVE.search(raw)
     if m:
-        raise _reject("active_field", f"{name}: RTF object that updates itself (\\{m.group(1).decode()})")
+        raise rejection("active_field", f"{name}: RTF object that updates itself (\\{m.group(1).decode()})")
     for f in _RTF_FLDINST.finditer(raw):
         text = re.sub(r"(?<!\\)\\[a-zA-Z]+-?\d* ?", " ", f.group(1).decode("latin-1"))  # control words
         instr = re.sub(r"\\\*|[{}]", " ", text)
         problem = _field_problem(instr)
         if problem:
-            raise _reject("active_field", f"{name}: RTF {problem}: {' '.join(instr.split())[:200]}")
+            raise rejection("active_field", f"{name}: RTF {problem}: {' '.join(instr.split())[:200]}")
 
 
 def vet_imported_chunks(pkg: Package, depth: int = 0, vet_file: Callable[..., object] | None = None) -> None:
@@ -226,33 +227,33 @@ def vet_imported_chunks(pkg: Package, depth: int = 0, vet_file: Callable[..., ob
         src = _source_part(rels_name)
         if src is None:
             continue
-        root = _safe_parse(pkg.parts[rels_name], rels_name)
+        root = safe_parse(pkg.parts[rels_name], rels_name)
         for rel in root.iter(_PKG_REL):
             if not (rel.get("Type") or "").strip().lower().endswith(_AFCHUNK):
                 continue
             if (rel.get("TargetMode") or "").strip().lower() == "external":
                 continue  # judged (remote or not) by vet_relationships
-            from kcg_mail.documents.ooxml import _resolve_target
+            from kcg_mail.documents.ooxml import resolve_target
 
-            target = _resolve_target(src, rel.get("Target") or "")
+            target = resolve_target(src, rel.get("Target") or "")
             raw = pkg.get(target)
             if raw is None:
                 if pkg.has(target):
-                    raise _reject("active_field", f"{rels_name}: imported chunk {target} of an unknown type")
+                    raise rejection("active_field", f"{rels_name}: imported chunk {target} of an unknown type")
                 continue  # a dangling relationship imports nothing
             head = raw.lstrip()[:16]
             if head.startswith(b"{\\rtf"):
                 _vet_rtf(target, raw)
             elif raw.startswith(b"PK\x03\x04"):
                 if depth >= 1:
-                    raise _reject("active_field", f"{target}: imported Word chunk nested in another one")
+                    raise rejection("active_field", f"{target}: imported Word chunk nested in another one")
                 if vet_file is None:
-                    raise _reject("active_field", f"{target}: imported Word chunk cannot be judged here")
+                    raise rejection("active_field", f"{target}: imported Word chunk cannot be judged here")
                 vet_file(target.rsplit("/", 1)[-1], raw, max_bytes=len(raw), _depth=depth + 1)
             elif target.lower().endswith((".htm", ".html", ".mht", ".mhtml", ".txt", ".xml")):
                 continue  # HTML/MHT: vet_alt_chunks; plain text and XML import nothing
             else:
-                raise _reject("active_field", f"{rels_name}: imported chunk {target} of an unknown type")
+                raise rejection("active_field", f"{rels_name}: imported chunk {target} of an unknown type")
 
 
 def vet_ooxml(pkg: Package, depth: int = 0, vet_file: Callable[..., object] | None = None) -> None:
@@ -281,17 +282,17 @@ def vet_odf(pkg: Package) -> None:
             continue
         if b"href" not in raw and b"dde" not in raw and b"event-listener" not in raw:
             continue
-        root = _safe_parse(raw, name)
+        root = safe_parse(raw, name)
         for el in root.iter():
             if not isinstance(el.tag, str):
                 continue
             local = el.tag.rsplit("}", 1)[-1]
             if local.startswith("dde-") or local == "dde-source":
-                raise _reject("active_field", f"{name}: DDE link <{local}>")
+                raise rejection("active_field", f"{name}: DDE link <{local}>")
             if local == "event-listener":
-                raise _reject("macro", f"{name}: script event listener")
+                raise rejection("macro", f"{name}: script event listener")
             href = el.get(_XLINK_HREF)
             if href is None or el.tag in _ODF_CLICK:
                 continue
             if is_remote(href) or href.strip().startswith("../"):
-                raise _reject("external_link", f"{name}: <{local}> loads {href[:200]}")
+                raise rejection("external_link", f"{name}: <{local}> loads {href[:200]}")

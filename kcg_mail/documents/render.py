@@ -46,6 +46,7 @@ import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jinja2
 from jinja2 import Environment, StrictUndefined, TemplateSyntaxError
@@ -58,7 +59,7 @@ from kcg_mail.documents.ooxml import (
     _REL_OFFICE_DOC,
     _WP_NS,
     _read_rels,
-    _safe_parse,
+    safe_parse,
 )
 
 _JINJA_MARK = re.compile(rb"\{[\{%#]")
@@ -67,7 +68,7 @@ _JINJA_MARK = re.compile(rb"\{[\{%#]")
 _NEEDS_LISTING = re.compile(r"<w:t(?: [^>]*)?>[^<]*[\t\a\n\f]")
 
 
-def _near(src: str, lineno: int | None) -> str:
+def nearest_names(src: str, lineno: int | None) -> str:
     """The visible text around ``lineno`` of a patched part (one line per paragraph)."""
     if not lineno:
         return ""
@@ -83,7 +84,7 @@ def _near(src: str, lineno: int | None) -> str:
 
 
 
-class _Helper:
+class TemplateHelper:
     """Access to docxtpl's own XML preprocessing, so our output matches docxtpl's."""
 
     def __init__(self) -> None:
@@ -93,18 +94,18 @@ class _Helper:
         self.tpl = DocxTemplate(io.BytesIO())
 
     def patch(self, xml: str) -> str:
-        return self.tpl.patch_xml(xml)
+        return str(self.tpl.patch_xml(xml))
 
     def resolve_listing(self, xml: str) -> str:
         if _NEEDS_LISTING.search(xml) is None:
             return xml
-        return self.tpl.resolve_listing(xml)
+        return str(self.tpl.resolve_listing(xml))
 
-    def fix_tables(self, xml: str):
+    def fix_tables(self, xml: str) -> Any:
         return self.tpl.fix_tables(xml)
 
 
-def _make_env() -> Environment:
+def make_env() -> Environment:
     return Environment(autoescape=True, undefined=StrictUndefined)
 
 
@@ -126,8 +127,8 @@ class ProtocolRenderer:
     def __init__(self, template_path: Path) -> None:
         self.template_path = Path(template_path)
         data = self.template_path.read_bytes()
-        self._helper = _Helper()
-        self._env = _make_env()
+        self._helper = TemplateHelper()
+        self._env = make_env()
         self._parts: list[_JinjaPart] = []
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             infos = zf.infolist()
@@ -174,7 +175,7 @@ class ProtocolRenderer:
         if name == "docProps/core.xml":
             src = raw.decode("utf-8")
             return _JinjaPart(name, "raw", self._env.from_string(src), src)
-        root = _safe_parse(raw, name)
+        root = safe_parse(raw, name)
         xml = etree.tostring(root, encoding="unicode")
         src = self._helper.patch(xml)
         src = re.sub(r"<w:p([ >])", r"\n<w:p\1", src)
@@ -183,14 +184,14 @@ class ProtocolRenderer:
             template = self._env.from_string(src)
         except TemplateSyntaxError as exc:
             raise TemplateSyntaxError(
-                f"{name}: {exc.message} (near: {_near(src, exc.lineno)!r})",
+                f"{name}: {exc.message} (near: {nearest_names(src, exc.lineno)!r})",
                 exc.lineno,
                 exc.name,
                 exc.filename,
             ) from exc
         return _JinjaPart(name, kind, template, src)
 
-    def _render_part(self, part: _JinjaPart, context: dict) -> bytes:
+    def _render_part(self, part: _JinjaPart, context: dict[str, Any]) -> bytes:
         out = part.template.render(context)
         if part.kind == "raw":
             return out.encode("utf-8")
@@ -204,9 +205,9 @@ class ProtocolRenderer:
             for el in tree.iter(f"{{{_WP_NS}}}docPr"):
                 ids += 1
                 el.set("id", str(ids))
-        return etree.tostring(tree, encoding="UTF-8", xml_declaration=True, standalone=True)
+        return bytes(etree.tostring(tree, encoding="UTF-8", xml_declaration=True, standalone=True))
 
-    def render(self, context: dict) -> bytes:
+    def render(self, context: dict[str, Any]) -> bytes:
         """Render one protocol; returns the .docx bytes. Raises
         :class:`jinja2.exceptions.UndefinedError` when the context lacks a key."""
         rendered = [(p.name, self._render_part(p, context)) for p in self._parts]

@@ -101,13 +101,13 @@ def _table(doc: Any, header: tuple[str, ...], rows: Sequence[tuple[str, ...]], w
     for cell, text in zip(t.rows[0].cells, header):
         cell.text = ""
         run = cell.paragraphs[0].add_run(text)
-        run.bold = True
+        run.bold, run.font.size = True, Pt(10)
     for i, values in enumerate(rows):
         cells = t.add_row().cells
         for cell, text in zip(cells, values):
             cell.text = ""
             run = cell.paragraphs[0].add_run(text)
-            run.bold = i in bold_rows
+            run.bold, run.font.size = i in bold_rows, Pt(10)
     _widths(t, *widths)
     doc.add_paragraph()
     return t
@@ -198,7 +198,7 @@ def render_action_plan(ap: ActionPlan) -> bytes:
     doc.add_heading("3. Handlingsplan", level=1)
     doc.add_heading(f"Årets teman & träffar {ap.year}", level=2)
     _table(doc, ("Månad", "Datum", "Möte", "Tema", "Värd (reserv)"),
-           [(r.month, r.date, r.kind, r.theme, r.host) for r in ap.plan], (24, 32, 30, 56, 28))
+           [(r.month, r.date, r.kind, r.theme, r.host) for r in ap.plan], (29, 31, 27, 53, 30))
 
     doc.add_heading("Vem gör vad och när", level=2)
     _table(doc, ("Vad", "Vem", "När"), [(t.what, t.who, t.when) for t in ap.tasks], (82, 44, 44))

@@ -17,9 +17,9 @@ from docx import Document
 from docx.shared import Pt
 
 from kcg_mail.core.round import Area, BallotLine, Needs, ParsedBallot, Topic, clean_topic
-from kcg_mail.documents.minutes import _W, _docx_rows
-from kcg_mail.documents.ooxml import _reject, _safe_parse
-from kcg_mail.documents.safety import _sniff_and_vet
+from kcg_mail.documents.minutes import WORDML, docx_rows
+from kcg_mail.documents.ooxml import rejection, safe_parse
+from kcg_mail.documents.safety import sniff_and_vet
 
 NEEDS_ROWS = 6
 COMMENT_HEADER = "Kommentar (valfritt)"
@@ -87,20 +87,20 @@ def ballot_form(network: str, year: int, areas: list[Area], topics: list[Topic],
 
 
 def _tables(filename: str, data: bytes) -> list[list[list[str]]]:
-    kind, main = _sniff_and_vet(filename, data, max_bytes=20 * 1024 * 1024)
+    kind, main = sniff_and_vet(filename, data, max_bytes=20 * 1024 * 1024)
     if kind != "docx":
-        raise _reject("wrong_type", f"{kind} is not a Word form",
+        raise rejection("wrong_type", f"{kind} is not a Word form",
                       "Bilagan är inte ett Word-dokument (.docx). Fyll i formuläret i Word eller svara i "
                       "mejlets text.")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            root = _safe_parse(zf.read(main), main)
+            root = safe_parse(zf.read(main), main)
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise _reject("corrupt", f"cannot read the docx package: {exc}") from exc
-    body = root.find(_W + "body")
+        raise rejection("corrupt", f"cannot read the docx package: {exc}") from exc
+    body = root.find(WORDML + "body")
     if body is None:
-        raise _reject("corrupt", f"{main} has no w:body")
-    return [_docx_rows(tbl) for tbl in body.iter(_W + "tbl")]
+        raise rejection("corrupt", f"{main} has no w:body")
+    return [docx_rows(tbl) for tbl in body.iter(WORDML + "tbl")]
 
 
 def _fold(s: str) -> str:
@@ -145,7 +145,7 @@ def read_ballot_form(filename: str, data: bytes) -> ParsedBallot:
             else:
                 ignored.append(" | ".join(r)[:120])
     if not found:
-        raise _reject("not_a_ballot", "no table with Nr | ... | Röster",
+        raise rejection("not_a_ballot", "no table with Nr | ... | Röster",
                       "Bilagan är inte röstsedeln (ingen tabell med kolumnen Röster). Använd röstsedeln från "
                       "mejlet eller skriv rösterna i mejlets text, t.ex. \"3: 4, 12: 3, 20: 3\".")
     return ParsedBallot(tuple(lines), tuple(ignored))

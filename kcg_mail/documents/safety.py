@@ -19,9 +19,9 @@ from kcg_mail.documents.ooxml import (
     _PKG_REL_NS,
     _REL_OFFICE_DOC,
     REJECT_CODES,
-    _reject,
-    _resolve_target,
-    _safe_parse,
+    rejection,
+    resolve_target,
+    safe_parse,
 )
 from kcg_mail.documents.pdf_safety import vet_pdf
 from kcg_mail.documents.reach import vet_odf, vet_ooxml
@@ -81,26 +81,26 @@ def _vet_zip(zf: zipfile.ZipFile, data_len: int) -> list[zipfile.ZipInfo]:
     """Zip-bomb and encryption checks, from the central directory only (nothing inflated)."""
     infos = zf.infolist()
     if len(infos) > MAX_ZIP_ENTRIES:
-        raise _reject("zip_bomb", f"{len(infos)} zip entries (limit {MAX_ZIP_ENTRIES})")
+        raise rejection("zip_bomb", f"{len(infos)} zip entries (limit {MAX_ZIP_ENTRIES})")
     total = 0
     for info in infos:
         if info.flag_bits & 0x1:
-            raise _reject("encrypted", f"zip entry {info.filename} is encrypted")
+            raise rejection("encrypted", f"zip entry {info.filename} is encrypted")
         if info.file_size > MAX_PART_UNCOMPRESSED:
-            raise _reject(
+            raise rejection(
                 "zip_bomb",
                 f"{info.filename} declares {info.file_size} bytes uncompressed (limit {MAX_PART_UNCOMPRESSED})",
             )
         if info.file_size > RATIO_CHECK_ABOVE and info.file_size > MAX_RATIO * max(info.compress_size, 1):
-            raise _reject(
+            raise rejection(
                 "zip_bomb",
                 f"{info.filename} inflates {info.file_size / max(info.compress_size, 1):.0f}:1 (limit {MAX_RATIO}:1)",
             )
         if info.compress_size > data_len:
-            raise _reject("corrupt", f"{info.filename} claims to be larger than the file")
+            raise rejection("corrupt", f"{info.filename} claims to be larger than the file")
         total += info.file_size
         if total > MAX_TOTAL_UNCOMPRESSED:
-            raise _reject("zip_bomb", f"more than {MAX_TOTAL_UNCOMPRESSED} bytes uncompressed in total")
+            raise rejection("zip_bomb", f"more than {MAX_TOTAL_UNCOMPRESSED} bytes uncompressed in total")
     return infos
 
 
@@ -108,7 +108,7 @@ def _ooxml_main(pkg: Package) -> tuple[str, str]:
     """(kind, main part) for an OOXML package; raises for macros and non-Word packages.
     Part names are matched case-insensitively, as Office does; the exact name is returned."""
     ct_raw = pkg.get("[Content_Types].xml") or b""
-    ct_root = _safe_parse(ct_raw, "[Content_Types].xml")
+    ct_root = safe_parse(ct_raw, "[Content_Types].xml")
     overrides = {
         el.get("PartName", "").lstrip("/").lower(): el.get("ContentType", "")
         for el in ct_root.iter(f"{{{_CT_NS}}}Override")
@@ -121,28 +121,28 @@ def _ooxml_main(pkg: Package) -> tuple[str, str]:
         or any(n.endswith("vbaproject.bin") or n.endswith("vbadata.xml") for n in lower_names)
         or any(n.startswith("word/activex/") for n in lower_names)
     ):
-        raise _reject("macro", "macro-enabled document (macroEnabled content type, vbaProject.bin or ActiveX)")
+        raise rejection("macro", "macro-enabled document (macroEnabled content type, vbaProject.bin or ActiveX)")
     main = "word/document.xml"
     rels = pkg.get("_rels/.rels")
     if rels is not None:
-        for rel in _safe_parse(rels, "_rels/.rels").iter(f"{{{_PKG_REL_NS}}}Relationship"):
+        for rel in safe_parse(rels, "_rels/.rels").iter(f"{{{_PKG_REL_NS}}}Relationship"):
             if (rel.get("TargetMode") or "").strip().lower() == "external":
                 continue
             if (rel.get("Type") or "").strip().lower() == _REL_OFFICE_DOC.lower():
-                main = _resolve_target("", rel.get("Target", ""))
+                main = resolve_target("", rel.get("Target", ""))
     if not pkg.has(main):
         if pkg.has("xl/workbook.xml"):
             return "xlsx", main
         if pkg.has("ppt/presentation.xml"):
             return "pptx", main
-        raise _reject("corrupt", f"OOXML package without a main document ({main})")
+        raise rejection("corrupt", f"OOXML package without a main document ({main})")
     ctype = overrides.get(main.lower(), "")
     if ctype and ctype not in _WORD_MAIN_TYPES:
         if "spreadsheetml" in ctype:
             return "xlsx", main
         if "presentationml" in ctype:
             return "pptx", main
-        raise _reject("unsupported", f"main part has content type {ctype}")
+        raise rejection("unsupported", f"main part has content type {ctype}")
     return "docx", pkg.by_lower[main.lower()]
 
 
@@ -152,18 +152,18 @@ def _vet_ole(data: bytes) -> tuple[str, str]:
     try:
         ole = olefile.OleFileIO(io.BytesIO(data))
     except Exception as exc:  # noqa: BLE001 - any parse failure
-        raise _reject("unsupported", f"OLE compound file that cannot be parsed: {exc}", REJECT_CODES["legacy_doc"]) from exc
+        raise rejection("unsupported", f"OLE compound file that cannot be parsed: {exc}", REJECT_CODES["legacy_doc"]) from exc
     try:
         streams = {"/".join(s).lower() for s in ole.listdir(streams=True, storages=False)}
         if "encryptedpackage" in streams or "encryptioninfo" in streams:
-            raise _reject("encrypted", "password-protected Office document (OLE EncryptedPackage)")
+            raise rejection("encrypted", "password-protected Office document (OLE EncryptedPackage)")
         if "worddocument" in streams:
             with ole.openstream("WordDocument") as s:
                 fib = s.read(12)
             if len(fib) >= 12 and struct.unpack_from("<H", fib, 10)[0] & 0x0100:
-                raise _reject("encrypted", "password-protected Word 97-2003 document")
-            raise _reject("legacy_doc", "Word 97-2003 .doc document")
-        raise _reject("legacy_doc", "legacy Office (OLE) file that is not a Word document")
+                raise rejection("encrypted", "password-protected Word 97-2003 document")
+            raise rejection("legacy_doc", "Word 97-2003 .doc document")
+        raise rejection("legacy_doc", "legacy Office (OLE) file that is not a Word document")
     finally:
         ole.close()
 
@@ -172,7 +172,7 @@ def _size_sv(n: int) -> str:
     return f"{round(n / (1024 * 1024))} MB" if n >= 1024 * 1024 else f"{max(n // 1024, 1)} kB"
 
 
-def _sniff_and_vet(filename: str, data: bytes, *, max_bytes: int) -> tuple[str, str]:
+def sniff_and_vet(filename: str, data: bytes, *, max_bytes: int) -> tuple[str, str]:
     """Detect the kind from content and run every safety check. Returns (kind, main part);
     the main part is only meaningful for docx."""
     kind, main, _pkg = vet_file(filename, data, max_bytes=max_bytes)
@@ -183,14 +183,14 @@ def vet_file(filename: str, data: bytes, *, max_bytes: int, _depth: int = 0) -> 
     """Detect the kind from content and run every safety check. Returns (kind, main part,
     the inflated package for docx/odt); a file that fails a check raises MinutesRejected."""
     if len(data) > max_bytes:
-        raise _reject(
+        raise rejection(
             "too_large",
             f"{len(data)} bytes (limit {max_bytes})",
             f"Filen är för stor (över {_size_sv(max_bytes)}). Ta bort stora bilder "
             "eller spara protokollet som PDF och skicka det igen.",
         )
     if not data.strip():
-        raise _reject("empty", "empty file")
+        raise rejection("empty", "empty file")
     ext = PurePath(filename or "").suffix.lower()
     named = _EXT_KIND.get(ext)
     pkg: Package | None = None
@@ -201,7 +201,7 @@ def vet_file(filename: str, data: bytes, *, max_bytes: int, _depth: int = 0) -> 
         try:
             zf = zipfile.ZipFile(io.BytesIO(data))
         except (zipfile.BadZipFile, OSError, ValueError) as exc:
-            raise _reject("corrupt", f"broken zip archive: {exc}") from exc
+            raise rejection("corrupt", f"broken zip archive: {exc}") from exc
         with zf:
             infos = _vet_zip(zf, len(data))
             pkg = inflate_package(zf, data, infos, part_cap=MAX_PART_UNCOMPRESSED, total_cap=MAX_TOTAL_UNCOMPRESSED)
@@ -216,14 +216,14 @@ def vet_file(filename: str, data: bytes, *, max_bytes: int, _depth: int = 0) -> 
     if named is not None and named != kind and kind != "unknown":
         said = ext
         actual = _KIND_SV.get(kind, "en annan filtyp")
-        raise _reject(
+        raise rejection(
             "wrong_type",
             f"file is named {filename!r} but its content is {kind}",
             f"Filen heter {said} men är egentligen {actual}. Spara protokollet som Word-dokument "
             "(.docx) eller PDF och skicka det igen.",
         )
     if kind not in ("docx", "pdf", "odt"):
-        raise _reject("unsupported", f"unsupported content ({kind}, name {filename!r})")
+        raise rejection("unsupported", f"unsupported content ({kind}, name {filename!r})")
     if kind == "pdf":
         vet_pdf(data)
     return kind, main, pkg
@@ -238,7 +238,7 @@ def _zip_kind(pkg: Package, depth: int = 0) -> tuple[str, str]:
             return {"application/vnd.oasis.opendocument.spreadsheet": "ods",
                     "application/vnd.oasis.opendocument.presentation": "odp"}.get(mimetype, "zip"), ""
         if any(n.startswith(("basic/", "scripts/")) for n in pkg.by_lower):
-            raise _reject(
+            raise rejection(
                 "macro",
                 "OpenDocument with Basic/Scripts macros",
                 "Filen innehåller makron. Spara protokollet utan makron som Word-dokument "
@@ -246,11 +246,11 @@ def _zip_kind(pkg: Package, depth: int = 0) -> tuple[str, str]:
             )
         manifest_raw = pkg.get("META-INF/manifest.xml")
         if manifest_raw is not None:
-            manifest = _safe_parse(manifest_raw, "META-INF/manifest.xml")
+            manifest = safe_parse(manifest_raw, "META-INF/manifest.xml")
             if any(el.tag.endswith("}encryption-data") for el in manifest.iter()):
-                raise _reject("encrypted", "password-protected OpenDocument")
+                raise rejection("encrypted", "password-protected OpenDocument")
         if not pkg.has("content.xml"):
-            raise _reject("corrupt", "OpenDocument without content.xml")
+            raise rejection("corrupt", "OpenDocument without content.xml")
         vet_odf(pkg)
         return "odt", pkg.by_lower["content.xml"]
     if pkg.has("[Content_Types].xml"):

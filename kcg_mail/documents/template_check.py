@@ -26,10 +26,10 @@ from kcg_mail.documents.ooxml import (
     _REL_HEADER,
     MinutesRejected,
     _read_rels,
-    _safe_parse,
+    safe_parse,
 )
-from kcg_mail.documents.render import ProtocolRenderer, _Helper, _make_env, _near
-from kcg_mail.documents.safety import _sniff_and_vet
+from kcg_mail.documents.render import ProtocolRenderer, TemplateHelper, make_env, nearest_names
+from kcg_mail.documents.safety import sniff_and_vet
 
 _JINJA_GLOBALS = {"range", "loop", "lipsum", "dict", "cycler", "joiner", "namespace", "true", "false", "none", "True", "False", "None"}
 
@@ -143,15 +143,15 @@ def check_template(path: Path) -> list[str]:
     except OSError as exc:
         return [f"cannot read {path}: {exc.strerror or exc}"]
     try:
-        minutes_kind = _sniff_and_vet(path.name, data, max_bytes=50 * 1024 * 1024)
+        minutes_kind = sniff_and_vet(path.name, data, max_bytes=50 * 1024 * 1024)
     except MinutesRejected as exc:
         return [f"{path.name} cannot be used as a template: {exc.detail}"]
     if minutes_kind[0] != "docx":
         return [f"{path.name} is not a Word .docx document (it is {minutes_kind[0]})"]
 
     problems: list[str] = []
-    helper = _Helper()
-    env = _make_env()
+    helper = TemplateHelper()
+    env = make_env()
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             main = minutes_kind[1]
@@ -167,7 +167,7 @@ def check_template(path: Path) -> list[str]:
                 except KeyError:
                     problems.append(f"{name} is referenced but missing from the package")
                     continue
-                xml = etree.tostring(_safe_parse(raw, name), encoding="unicode")
+                xml = etree.tostring(safe_parse(raw, name), encoding="unicode")
                 src = re.sub(r"<w:p([ >])", r"\n<w:p\1", helper.patch(xml))
                 sources.append((name, src))
     except (zipfile.BadZipFile, MinutesRejected, etree.XMLSyntaxError) as exc:
@@ -180,7 +180,7 @@ def check_template(path: Path) -> list[str]:
         except TemplateSyntaxError as exc:
             syntax_ok = False
             problems.append(
-                f"{name}: template syntax error: {exc.message} (near: {_near(src, exc.lineno)!r})"
+                f"{name}: template syntax error: {exc.message} (near: {nearest_names(src, exc.lineno)!r})"
             )
     if not syntax_ok or problems:
         # Trial renders would only repeat these (an unknown key fails under StrictUndefined).
@@ -199,7 +199,7 @@ def check_template(path: Path) -> list[str]:
                 renderer._render_part(part, ctx)
             except Exception as exc:  # noqa: BLE001 - reported, not raised
                 failed = True
-                near = _near(part.source, _template_lineno(exc))
+                near = nearest_names(part.source, _template_lineno(exc))
                 what = f"{exc.__class__.__name__}: {exc}" + (f" (near: {near!r})" if near else "")
                 render_failures.setdefault((part.name, what), []).append(label)
         if failed:

@@ -6,14 +6,15 @@ import json
 import sys
 from datetime import date as date_cls
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
 
-from kcg_mail.config_loader import ConfigError
-from kcg_mail.entrypoints.cli_common import CONFIG, WORKDIR, _config, _run_flow, _state_ok, console, err  # noqa: F401
+from kcg_mail.config_loader import Config, ConfigError
+from kcg_mail.entrypoints.cli_common import CONFIG, WORKDIR, check_state, console, err, read_config, run_flow  # noqa: F401
 from kcg_mail.entrypoints.cli_preview import demo_year_page, preview
-from kcg_mail.entrypoints.cli_round import _demo_planning, _draft_plan, _planning_status, planning_app
+from kcg_mail.entrypoints.cli_round import planning_app, play_demo_round, print_round_status, write_draft_plan
 from kcg_mail.entrypoints.cli_state import state_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="kcg-mail: the KCG meeting cycle, unattended.")
@@ -32,9 +33,9 @@ def plan(year: int | None = typer.Option(None, help="Only this plan year."),
     from kcg_mail.core.plan import as_json as meeting_json
     from kcg_mail.core.plan import resolve_plan
 
-    cfg = _config(config)
+    cfg = read_config(config)
     if draft:
-        _draft_plan(cfg, year, out, workdir, config)
+        write_draft_plan(cfg, year, out, workdir, config)
         return
     meetings = resolve_plan(cfg, year)
     if as_json:
@@ -54,10 +55,10 @@ def plan(year: int | None = typer.Option(None, help="Only this plan year."),
 def daily(date: str | None = typer.Option(None, help="Simulate this day (YYYY-MM-DD); default today."),
           workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """Run the daily flow once: send what is due."""
-    cfg = _config(config)
-    _state_ok(workdir, config)
+    cfg = read_config(config)
+    check_state(workdir, config)
 
-    def start():
+    def start() -> Any:
         from prefect import tags
 
         from flows.daily import daily_flow
@@ -66,17 +67,17 @@ def daily(date: str | None = typer.Option(None, help="Simulate this day (YYYY-MM
         with tags(*run_tags(cfg.network.short, "daily")):  # the UI's filters find terminal runs too
             return daily_flow(date=date, workdir=str(workdir), config_dir=str(config) if config else None)
 
-    console.print(_run_flow(workdir, start))
+    console.print(run_flow(workdir, start))
 
 
 @app.command()
 def intake(workdir: Path = WORKDIR, config: Path | None = CONFIG,
            now: str | None = typer.Option(None, help="Simulated time YYYY-MM-DDTHH:MM.")) -> None:
     """Run the intake flow once: handle new replies."""
-    cfg = _config(config)
-    _state_ok(workdir, config)
+    cfg = read_config(config)
+    check_state(workdir, config)
 
-    def start():
+    def start() -> Any:
         from prefect import tags
 
         from flows.intake import intake_flow
@@ -85,7 +86,7 @@ def intake(workdir: Path = WORKDIR, config: Path | None = CONFIG,
         with tags(*run_tags(cfg.network.short, "intake")):
             return intake_flow(now=now, workdir=str(workdir), config_dir=str(config) if config else None)
 
-    console.print(_run_flow(workdir, start))
+    console.print(run_flow(workdir, start))
 
 
 @app.command()
@@ -100,7 +101,7 @@ def demo(workdir: Path = typer.Option(Path("var/demo"), "--workdir", "-w"), conf
 
     phases = Phases()
     phases.add("start", process_age())
-    _config(config)
+    read_config(config)
 
     def imports() -> None:  # while the Prefect server starts
         with phases.measure("start"), phases.measure("imports"):
@@ -111,7 +112,7 @@ def demo(workdir: Path = typer.Option(Path("var/demo"), "--workdir", "-w"), conf
             from kcg_mail.entrypoints import demo, demo_round  # noqa: F401
 
     with contextlib.ExitStack() as stack:  # one Prefect server and client for the year and the round
-        def year():
+        def year() -> Any:
             from kcg_mail.entrypoints.demo import run_demo
 
             with phases.measure("session"):
@@ -121,16 +122,16 @@ def demo(workdir: Path = typer.Option(Path("var/demo"), "--workdir", "-w"), conf
                 return run_demo(workdir, config)
 
         with console.status("Kör årets möten i simulerad tid (Prefect startar en lokal server)…"):
-            result = _run_flow(workdir, year)
+            result = run_flow(workdir, year)
         if planning:
             with phases.instrument(), phases.measure("planning"):
-                _demo_planning(workdir, config)
+                play_demo_round(workdir, config)
         stopping = phases.clock()
     phases.add("stop", phases.clock() - stopping)  # the last events and logs delivered, the server stopped
     with phases.measure("report"):
         _status_table(workdir, config)
         if planning:
-            _planning_status(workdir, config)
+            print_round_status(workdir, config)
         demo_year_page(workdir, config)
     new = result.sent_after - result.sent_before
     console.print(f"{result.flow_runs} flow runs, {new} new mails ({result.sent_after} in {workdir}/mail/sent), "
@@ -170,15 +171,15 @@ def _status_table(workdir: Path, config: Path | None) -> None:
 @app.command()
 def status(workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """Show each meeting's status and what needs a person (the same as the Prefect UI's overview)."""
-    _config(config)
-    _state_ok(workdir, config)
+    read_config(config)
+    check_state(workdir, config)
     _status_table(workdir, config)
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.services.status import go_live_line
 
     a = bootstrap(workdir, config)
     console.print(go_live_line(a), markup=False, highlight=False)
-    _planning_status(workdir, config)
+    print_round_status(workdir, config)
     _between_meetings_section(workdir, config)
 
 
@@ -215,7 +216,7 @@ def project_start(ref: str = typer.Argument(..., help="The decision, e.g. 2023-0
                   decline: bool = typer.Option(False, "--decline", help="Say no: stop listing the proposal."),
                   workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """Approve a "Projektgrupp: …" decision from the minutes: start the project group."""
-    _config(config)
+    read_config(config)
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.services.followup import ProjectProblem, decline_group, start_group
 
@@ -234,7 +235,7 @@ def project_start(ref: str = typer.Argument(..., help="The decision, e.g. 2023-0
 def check(connect: bool = typer.Option(False, "--connect", help="Also log in to the mail system and archive."),
           workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """Validate config and templates; with --connect, test the connections (sends nothing)."""
-    cfg = _config(config)
+    cfg = read_config(config)
     from kcg_mail.documents.template_check import check_template
     from kcg_mail.services.compose import DEFAULT_TEMPLATES, Composer
 
@@ -281,7 +282,7 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
         from functools import partial
 
         from kcg_mail.bootstrap import make_archive, make_mail
-        from kcg_mail.ports import Check
+        from kcg_mail.ports import Check, MailTransport
         from kcg_mail.secrets import MissingSecret
         from kcg_mail.services.trust_check import authserv_checks
 
@@ -290,7 +291,7 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
             try:
                 made = make(cfg, workdir)
                 checks = made.check()
-                if name == "mail":  # which servers write Authentication-Results (SECURITY.md)
+                if isinstance(made, MailTransport):  # which servers write Authentication-Results (SECURITY.md)
                     checks += authserv_checks(made, cfg.transport.inbound.trusted_authserv_ids)
             except (ConfigError, MissingSecret) as exc:
                 checks = [Check(name, False, str(exc))]
@@ -315,7 +316,7 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
 @app.command()
 def pending(workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """List what waits for approval ("väntar på godkännande"): sender, subject, file, why."""
-    _config(config)
+    read_config(config)
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.services.approval import pending_markdown
 
@@ -337,7 +338,7 @@ def reject(ref: str = typer.Argument(..., help="The held message's key (kcg pend
 
 
 def _held_decision(what: str, ref: str, workdir: Path, config: Path | None) -> None:
-    _config(config)
+    read_config(config)
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.services import approval
     from kcg_mail.services.lock import intake_lock, lock_dir
@@ -360,8 +361,8 @@ def serve(workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
 
     from kcg_mail.entrypoints.prefect_env import FIX
 
-    cfg = _config(config)
-    _state_ok(workdir, config)
+    cfg = read_config(config)
+    check_state(workdir, config)
     if not os.environ.get("PREFECT_API_URL"):
         err.print(f"[bold red]Prefect:[/] kcg serve needs a Prefect server for its schedules; {FIX}",
                   highlight=False, soft_wrap=True)
@@ -372,7 +373,7 @@ def serve(workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
 
     stopping = early_sigterm()  # a SIGTERM while starting up: finish the step at hand, then exit
 
-    def start():
+    def start() -> Any:
         # Prefect is imported in the main thread, and the start-up intake run (mail that came
         # in while kcg serve was stopped) is done, before the listener's thread starts (two
         # threads importing Prefect at once printed "Failed to initialize plugins: deadlock
@@ -396,7 +397,7 @@ def serve(workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
             if not push.stop():
                 err.print("An intake run was still working after 20 s; it will be redone on the next start.")
 
-    _run_flow(workdir, start)
+    run_flow(workdir, start)
 
 
 @app.command()
@@ -404,7 +405,7 @@ def adopt(workdir: Path = WORKDIR, config: Path | None = CONFIG,
           dry_run: bool = typer.Option(False, "--dry-run", help="Only report; record nothing.")) -> None:
     """Take over the protocols already in the archive: record them as filed (nothing is asked for or sent
     again) and build the decision log from them."""
-    _config(config)
+    read_config(config)
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.services.adopt import adopt as run_adopt
 
@@ -430,7 +431,7 @@ def adopt(workdir: Path = WORKDIR, config: Path | None = CONFIG,
 
 
 
-def _automations(cfg) -> None:
+def _automations(cfg: Config) -> None:
     from kcg_mail.entrypoints.automations import ensure_automations
 
     try:
@@ -440,7 +441,7 @@ def _automations(cfg) -> None:
         err.print(f"could not create the Prefect automations: {type(exc).__name__}: {exc}", markup=False)
 
 
-def _listener(cfg, workdir: str, config_dir: str | None, deployment: str):
+def _listener(cfg: Config, workdir: str, config_dir: str | None, deployment: str) -> Any:
     """The push listener for worker setups: new mail starts the work pool's intake deployment."""
     from functools import partial
 
@@ -460,7 +461,7 @@ def listen(workdir: Path = WORKDIR, config: Path | None = CONFIG,
 
     from flows.serve import intake_deployment
 
-    cfg = _config(config)
+    cfg = read_config(config)
     _automations(cfg)
     name = deployment or intake_deployment(cfg.network.short, worker=True)
     listener = _listener(cfg, str(workdir.resolve()), str(config.resolve()) if config else None, name)

@@ -5,12 +5,16 @@ failures and the state guard."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import typer
 from rich.console import Console
 
-from kcg_mail.config_loader import ConfigError, load_config
+from kcg_mail.config_loader import Config, ConfigError, load_config
+
+T = TypeVar("T")
 
 console = Console() if sys.stdout.isatty() else Console(width=130)
 err = Console(stderr=True)
@@ -19,7 +23,7 @@ WORKDIR = typer.Option(Path("var"), "--workdir", "-w", help="Where state, Maildi
 CONFIG = typer.Option(None, "--config", "-c", help="Config directory (default: config/ or $KCG_CONFIG_DIR).")
 
 
-def _config(config: Path | None):
+def read_config(config: Path | None) -> Config:
     try:
         return load_config(config)
     except ConfigError as exc:
@@ -29,7 +33,7 @@ def _config(config: Path | None):
         raise typer.Exit(2)
 
 
-def _run_flow(workdir: Path, start):
+def run_flow(workdir: Path, start: Callable[[], T]) -> T:
     """Prepare Prefect for a one-shot run on ``workdir`` (created when new)
     and call ``start()``; a Prefect start-up failure is one line, exit 3."""
     from kcg_mail.entrypoints import prefect_env
@@ -45,7 +49,7 @@ def _run_flow(workdir: Path, start):
         raise typer.Exit(3)
 
 
-def _state_ok(workdir: Path, config: Path | None) -> None:
+def check_state(workdir: Path, config: Path | None) -> None:
     """Refuse to run on a reset or foreign state file, with the message that names the file
     and the fix (kcg_mail/state_guard.py), instead of a traceback."""
     from kcg_mail.adapters.sqlite_state import StateFileError
@@ -57,4 +61,4 @@ def _state_ok(workdir: Path, config: Path | None) -> None:
         err.print("[bold red]State problem:[/]")
         err.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(3)
-    a.state.close()
+    a.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from kcg_mail.entrypoints.cli_common import CONFIG, WORKDIR, _config, console, err
+from kcg_mail.entrypoints.cli_common import CONFIG, WORKDIR, console, err, read_config
 
 
 def preview(month: str = typer.Option(..., "--month", "-m", help="The month, e.g. 2024-02."),
@@ -19,7 +19,7 @@ def preview(month: str = typer.Option(..., "--month", "-m", help="The month, e.g
     from kcg_mail.bootstrap import dry_run_app
     from kcg_mail.services.preview import Preview, dry_run, month_bounds, render_html
 
-    _config(config)
+    read_config(config)
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
         err.print(f"--month: {month!r} is not a month (fix: write it as YYYY-MM, e.g. {date.today():%Y-%m})")
         raise typer.Exit(2)

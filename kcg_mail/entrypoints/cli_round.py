@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
 
-from kcg_mail.config_loader import ConfigError
-from kcg_mail.entrypoints.cli_common import CONFIG, WORKDIR, _config, console, err
+from kcg_mail.config_loader import Config, ConfigError
+from kcg_mail.entrypoints.cli_common import CONFIG, WORKDIR, console, err, read_config
 
 planning_app = typer.Typer(no_args_is_help=True, help="The yearly planning round: needs, votes, Handlingsplan.")
 YEAR = typer.Option(..., "--year", help="The plan year, e.g. 2024 (dates in config/planning.yaml).")
@@ -17,7 +18,7 @@ DAY = typer.Option(None, "--date", help="Simulate this day (YYYY-MM-DD); default
 
 
 def _planning_flow(step: str, year: int, date: str | None, workdir: Path, config: Path | None) -> None:
-    _config(config)
+    read_config(config)
     from kcg_mail.config_loader import load_planning
 
     try:
@@ -28,7 +29,7 @@ def _planning_flow(step: str, year: int, date: str | None, workdir: Path, config
             err.print(f"  • {p}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     if ps is None or year not in ps.rounds:
-        where = Path(config or _config(config).directory) / "planning.yaml"
+        where = Path(config or read_config(config).directory) / "planning.yaml"
         err.print(f"[red]✗[/] {where}: rounds.{year}: missing (fix: add the dates start, needs_reminder, "
                   f"needs_deadline, votes_reminder, votes_deadline for {year})", highlight=False)
         raise typer.Exit(1)
@@ -38,7 +39,7 @@ def _planning_flow(step: str, year: int, date: str | None, workdir: Path, config
     from flows import round as flows
     from kcg_mail.services.round import PlanningProblem
 
-    run = {"start": flows.planning_start, "publish": flows.planning_publish, "tick": flows.planning_tick}[step]
+    run: Any = {"start": flows.planning_start, "publish": flows.planning_publish, "tick": flows.planning_tick}[step]
     try:
         result = run(year=year, date=date, workdir=str(workdir), config_dir=str(config) if config else None)
     except PlanningProblem as exc:
@@ -46,7 +47,7 @@ def _planning_flow(step: str, year: int, date: str | None, workdir: Path, config
         raise typer.Exit(1)
     for line in result["lines"]:
         console.print(line, markup=False, highlight=False)
-    _planning_status(workdir, config)
+    print_round_status(workdir, config)
 
 
 @planning_app.command("start")
@@ -73,11 +74,11 @@ def planning_tick(year: int = YEAR, date: str | None = DAY, workdir: Path = WORK
 @planning_app.command("status")
 def planning_status(workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """The round's answers per member and the tally."""
-    _config(config)
-    _planning_status(workdir, config, full=True)
+    read_config(config)
+    print_round_status(workdir, config, full=True)
 
 
-def _planning_status(workdir: Path, config: Path | None, full: bool = False) -> None:
+def print_round_status(workdir: Path, config: Path | None, full: bool = False) -> None:
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.services import round_status as round_
 
@@ -110,7 +111,7 @@ def _planning_status(workdir: Path, config: Path | None, full: bool = False) -> 
             console.print(t)
 
 
-def _draft_plan(cfg, year: int | None, out: Path | None, workdir: Path, config: Path | None) -> None:
+def write_draft_plan(cfg: Config, year: int | None, out: Path | None, workdir: Path, config: Path | None) -> None:
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.services.round import write_draft
 
@@ -126,7 +127,7 @@ def _draft_plan(cfg, year: int | None, out: Path | None, workdir: Path, config: 
                   f"och kör `kcg check`.", markup=False, highlight=False)
 
 
-def _demo_planning(workdir: Path, config: Path | None) -> None:
+def play_demo_round(workdir: Path, config: Path | None) -> None:
     from kcg_mail.entrypoints import prefect_env
     from kcg_mail.entrypoints.demo_round import play_round
 

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import typer
 
-from kcg_mail.entrypoints.cli_common import CONFIG, WORKDIR, _config, console, err
+from kcg_mail.entrypoints.cli_common import CONFIG, WORKDIR, console, err, read_config
+from kcg_mail.services.app import App
+
+if TYPE_CHECKING:
+    from kcg_mail.adapters.sqlite_state import SqliteState
 
 state_app = typer.Typer(no_args_is_help=True, help="The state record: backups, restore, rebuild.")
 
 
-def _state_app(workdir: Path, config: Path | None):
+def _state_app(workdir: Path, config: Path | None) -> App:
     from kcg_mail.bootstrap import bootstrap
 
     return bootstrap(workdir, config, guard_state=False)
@@ -34,7 +39,7 @@ def state_restore(backup: Path | None = typer.Option(None, "--backup", help="Thi
                   workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """Put the newest backup back in place, then record what Sent and the archive show
     happened after it (so nothing is sent twice)."""
-    _config(config)
+    read_config(config)
     from kcg_mail.adapters.sqlite_state import StateFileError, write_marker
     from kcg_mail.services.rebuild import rebuild
     from kcg_mail.state_guard import STATE_FILE, restore_backup
@@ -47,7 +52,7 @@ def state_restore(backup: Path | None = typer.Option(None, "--backup", help="Thi
         raise typer.Exit(1)
     a = _state_app(workdir, config)
     try:
-        write_marker(state_path, a.state.instance)
+        write_marker(state_path, cast("SqliteState", a.state).instance)  # guard_state=False: the SQLite file
         console.print(f"Restored {state_path} from {used}" + (f"; the previous file is kept as {aside}" if aside else ""),
                       markup=False, highlight=False)
         try:
@@ -58,14 +63,14 @@ def state_restore(backup: Path | None = typer.Option(None, "--backup", help="Thi
             for line in report.lines():
                 console.print(f"  {line}", markup=False, highlight=False)
     finally:
-        a.state.close()
+        a.close()
 
 
 @state_app.command("rebuild")
 def state_rebuild(workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """Start a new state file and fill it from the Sent folder markers (X-KCG-Mail) and the
     archive: everything already sent counts as sent, every filed protocol as filed."""
-    _config(config)
+    read_config(config)
     from kcg_mail.services.rebuild import rebuild
     from kcg_mail.state_guard import STATE_FILE, fresh_state
 
@@ -79,7 +84,7 @@ def state_rebuild(workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None
         err.print(f"{exc}", markup=False, highlight=False)
         raise typer.Exit(1)
     finally:
-        a.state.close()
+        a.close()
     console.print(f"Rebuilt {state_path}" + (f"; the previous file is kept as {aside}" if aside else ""),
                   markup=False, highlight=False)
     for line in report.lines():

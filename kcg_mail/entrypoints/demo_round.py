@@ -13,24 +13,19 @@ intake.
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as dtime
-from email import message_from_bytes, policy
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, make_msgid
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from kcg_mail.core.config_model import Person
-from kcg_mail.services.app import App
+from kcg_mail.entrypoints.demo_hosts import ballot_numbers, docx_attachment, fill_ballot, fill_needs_form, reply_to, sent_message
 
 YEAR = 2024
-DOCX_SUBTYPE = "vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 #: what members suggest (area -> topics), taken from the network's own lists
 SUGGESTIONS = {
@@ -61,77 +56,6 @@ class RoundResult:
     seconds: float
     handlingsplan: str
     draft: str
-
-
-def sent_message(app: App, key: str) -> EmailMessage:
-    from kcg_mail.adapters.maildir import _key_name
-
-    path = Path(app.mail.root) / "sent" / "cur" / _key_name(key)  # type: ignore[attr-defined]
-    return message_from_bytes(path.read_bytes(), policy=policy.default)  # type: ignore[return-value]
-
-
-def reply_to(original: EmailMessage, person: Person, text: str, when: datetime,
-             attachment: tuple[str, bytes] | None = None) -> bytes:
-    """A member's reply as a mail program sends it: quoted original included."""
-    reply = EmailMessage(policy=SMTP)
-    reply["From"] = f"{person.name} <{person.email}>"
-    reply["To"] = original["Reply-To"] or original["From"]
-    reply["Subject"] = "SV: " + str(original["Subject"])
-    reply["Date"] = format_datetime(when)
-    reply["Message-ID"] = make_msgid(domain=person.email.rpartition("@")[2])
-    reply["In-Reply-To"] = original["Message-ID"]
-    reply["References"] = original["Message-ID"]
-    body = original.get_body(preferencelist=("plain",))
-    quoted = "\n".join("> " + line for line in (body.get_content() if body else "").splitlines()[:40])
-    reply.set_content(f"{text}\n\nDen {when.day} {when.month} {when.year} skrev {original['From']}:\n{quoted}\n")
-    if attachment is not None:
-        reply.add_attachment(attachment[1], maintype="application", subtype=DOCX_SUBTYPE, filename=attachment[0])
-    return reply.as_bytes()
-
-
-def docx_attachment(msg: EmailMessage) -> tuple[str, bytes]:
-    att = next(p for p in msg.iter_attachments() if (p.get_filename() or "").endswith(".docx"))
-    return att.get_filename() or "form.docx", att.get_content()
-
-
-def fill_needs_form(data: bytes, topics: dict[str, list[str]]) -> bytes:
-    """What a member does in Word: write suggestions into the area tables."""
-    import docx
-
-    doc = docx.Document(io.BytesIO(data))
-    for table in doc.tables:
-        area = table.rows[0].cells[0].text.strip()
-        for row, topic in zip(table.rows[1:], topics.get(area, [])):
-            row.cells[0].text = topic
-    out = io.BytesIO()
-    doc.save(out)
-    return out.getvalue()
-
-
-def ballot_numbers(data: bytes) -> dict[str, int]:
-    """Topic text -> number, read from the ballot the member got."""
-    import docx
-
-    doc = docx.Document(io.BytesIO(data))
-    out = {}
-    for table in doc.tables:
-        for row in table.rows[1:]:
-            out[row.cells[1].text.strip()] = int(row.cells[0].text)
-    return out
-
-
-def fill_ballot(data: bytes, votes: dict[int, int]) -> bytes:
-    import docx
-
-    doc = docx.Document(io.BytesIO(data))
-    for table in doc.tables:
-        for row in table.rows[1:]:
-            n = int(row.cells[0].text)
-            if n in votes:
-                row.cells[2].text = str(votes[n])
-    out = io.BytesIO()
-    doc.save(out)
-    return out.getvalue()
 
 
 def suggestions_of(i: int) -> dict[str, list[str]]:
@@ -183,13 +107,13 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
     from flows.intake import intake_flow
     from flows.round import planning_publish, planning_start, planning_tick
     from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.entrypoints.demo import stamp_authentication
+    from kcg_mail.entrypoints.demo_hosts import maildir, stamp_authentication
     from kcg_mail.services import round as round_
 
     t0 = time.monotonic()
     app = bootstrap(workdir, config_dir)
     _, r = round_.get_round(app, YEAR)
-    kw = {"workdir": str(workdir), "config_dir": str(config_dir) if config_dir else None}
+    kw: dict[str, Any] = {"workdir": str(workdir), "config_dir": str(config_dir) if config_dir else None}
     runs = 0
     members = app.cfg.network.active_members
     index = {p.id: i for i, p in enumerate(members)}
@@ -199,14 +123,14 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
     def deliver(name: str, raw_of: Callable[[], bytes]) -> None:
         # as our receiving server hands it over: authenticated (SECURITY.md)
         raw = raw_of()
-        app.mail.deliver(stamp_authentication(raw, trusted[0]) if trusted else raw, name)  # type: ignore[attr-defined]
+        maildir(app).deliver(stamp_authentication(raw, trusted[0]) if trusted else raw, name)
 
     def intake(d: date, hour: int = 12) -> None:
         nonlocal runs
         intake_flow(now=f"{d.isoformat()}T{hour:02d}:00", **kw)
         runs += 1
 
-    def flow(f: Callable[..., dict], d: date) -> None:
+    def flow(f: Callable[..., dict[str, Any]], d: date) -> None:
         nonlocal runs
         f(year=YEAR, date=d.isoformat(), **kw)
         runs += 1

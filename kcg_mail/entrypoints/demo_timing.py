@@ -19,8 +19,9 @@ import contextlib
 import functools
 import os
 import time
-from collections import Counter
-from collections.abc import Iterator
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from typing import Any
 
 
 def process_age() -> float:
@@ -38,10 +39,10 @@ def process_age() -> float:
 class Phases:
     def __init__(self) -> None:
         self.t0 = time.monotonic() - process_age()  # the process's start
-        self.seconds: Counter[str] = Counter()
+        self.seconds: dict[str, float] = defaultdict(float)
         self.calls: Counter[str] = Counter()
         self._depth: Counter[str] = Counter()
-        self.server = None  # prefect_env.TemporaryServer, when the demo started one
+        self.server: Any = None  # prefect_env.TemporaryServer, when the demo started one
 
     def add(self, label: str, seconds: float, calls: int = 1) -> None:
         self.seconds[label] += seconds
@@ -58,11 +59,11 @@ class Phases:
         finally:
             self.add(label, time.monotonic() - t)
 
-    def _wrap(self, func, label: str):
+    def _wrap(self, func: Callable[..., Any], label: str) -> Callable[..., Any]:
         phases = self
 
         @functools.wraps(func)
-        def timed(*args, **kwargs):
+        def timed(*args: Any, **kwargs: Any) -> Any:
             if phases._depth[label]:  # a nested call of the same kind is inside the outer one
                 return func(*args, **kwargs)
             phases._depth[label] += 1
@@ -91,7 +92,7 @@ class Phases:
         from kcg_mail.documents.render import ProtocolRenderer
         from kcg_mail.services.compose import Composer
 
-        patches: list[tuple[object, str, object]] = [(Flow, "__call__", "flow call")]
+        patches: list[tuple[Any, str, str]] = [(Flow, "__call__", "flow call")]
         patches += [(ProtocolRenderer, "render", "word"), (Composer, "render", "mail texts")]
         patches += [(MaildirTransport, n, "mail") for n in ("send", "send_invitation", "fetch_new", "move", "deliver")]
         patches += [(LocalFolderArchive, n, "archive") for n in ("store", "read", "list", "shared_link")]

@@ -1,14 +1,16 @@
 """Push intake: a long-running listener that waits for new mail instead of polling.
 
-One loop, one *mail source* that blocks until something may have arrived:
+One loop, one *mail source* (the ``MailSource`` port) that blocks until
+something may have arrived. The configured transport makes it on a connection
+of its own and ``bootstrap.make_source`` picks it:
 
-* ``ImapIdleSource``    – IMAP IDLE on its own connection
-  (``SmtpImapTransport.idle_wait``); while the server cannot push (no IDLE
-  capability) it falls back to a short poll of ``UIDNEXT``;
-* ``MaildirWatchSource`` – watches the Maildir inbox directories (mtime, then
-  the file names) every ``interval`` seconds (0.5 s: a ``stat`` per tick);
-* ``PollSource``         – transports without push (Graph, EWS): a delta /
-  sync-state query every ``interval`` seconds (10 s) with the listener's own
+* ``ImapIdleSource`` (``kcg_mail.adapters.imap_idle``) – IMAP IDLE; while the
+  server cannot push (no IDLE capability) it falls back to a short poll of
+  ``UIDNEXT``;
+* ``MaildirWatchSource`` (``kcg_mail.adapters.maildir``) – watches the Maildir
+  inbox directories (mtime, then the file names) every 0.5 s;
+* ``PollSource`` (``kcg_mail.ports``, the default of transports without push:
+  Graph, EWS) – a delta / sync-state query every 10 s with the listener's own
   cursor, waking when it returns anything.
 
 Each signal calls ``on_mail()`` – in ``kcg serve`` that is an
@@ -34,224 +36,37 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from kcg_mail.ports import MailTransport, TransportError
+from kcg_mail.ports import MailSource
 from kcg_mail.services.lock import intake_lock, lock_dir
+
+if TYPE_CHECKING:
+    from kcg_mail.services.app import App
 
 log = logging.getLogger(__name__)
 
 INTAKE_DEPLOYMENT = "kcg-intake/kcg-intake"
 
-#: Re-issue IDLE well before the 29 minutes of RFC 2177 and before NAT boxes
-#: forget a silent connection.
+#: How long one wait of the source may block (an IMAP IDLE is re-issued after it).
 IDLE_TIMEOUT = 300.0
-GRAPH_POLL_SECONDS = 10.0
-EWS_POLL_SECONDS = 10.0
-MAILDIR_TICK_SECONDS = 0.5
 #: Reconnect probes while the mail server is away: 0.5 s, 1 s, then every 1.5 s.
 RECONNECT_INITIAL = 0.5
 RECONNECT_MAX = 1.5
 
 
-def locked_intake(app: Any, now: Any, workdir: Path | str | None = None, **kw: Any):
+def locked_intake(app: App, now: Any, workdir: Path | str | None = None, **kw: Any) -> Any:
     """``run_intake`` under the intake lock (what the flow does once wired)."""
     from kcg_mail.services.intake import run_intake
 
     with intake_lock(workdir if workdir is not None else lock_dir(app)):
         return run_intake(app, now, **kw)
-
-
-# --------------------------------------------------------------------------- sources
-
-
-class MailSource(Protocol):
-    name: str
-
-    def wait(self, timeout: float) -> bool:
-        """Block up to ``timeout`` s; True when new mail may have arrived.
-        Raises on connection problems (the listener backs off and retries)."""
-
-    def mark(self) -> None:
-        """Remember what is there now; called right before each intake
-        trigger, so mail arriving while that run works wakes the next wait."""
-
-    def close(self) -> None: ...
-
-
-class ImapIdleSource:
-    """IMAP IDLE on a dedicated ``SmtpImapTransport`` (not the intake's).
-
-    The transport's own retries are switched off: the listener does the
-    backoff. ``mark()`` reads UIDNEXT so that ``idle_wait`` reports mail that
-    arrived between a trigger and the next IDLE (it compares UIDNEXT first).
-    Without IDLE on the server it polls UIDNEXT every ``poll_interval`` s.
-    """
-
-    name = "imap-idle"
-
-    def __init__(self, transport: Any, idle_timeout: float = IDLE_TIMEOUT, poll_interval: float = 30.0,
-                 stop: threading.Event | None = None):
-        self.transport = transport
-        self.transport.retries = 0
-        self.idle_timeout = idle_timeout
-        self.poll_interval = poll_interval
-        self.stop = stop or threading.Event()
-        self.push = True
-        self._marked: int | None = None
-
-    # UIDNEXT through the transport's own connection handling (read-only).
-    # TODO(smtp_imap owner): a public ``SmtpImapTransport.mark_seen()`` that
-    # sets ``_last_uidnext`` would replace these two private accesses.
-    def _uidnext(self) -> int | None:
-        from kcg_mail.adapters.imap_wire import _untagged_int
-
-        t = self.transport
-
-        def attempt() -> int | None:
-            conn = t._imap()
-            t._select(conn, "INBOX", readonly=True, force=True)
-            return _untagged_int(conn, "UIDNEXT")
-
-        return t._retrying("read INBOX UIDNEXT", attempt)
-
-    def mark(self) -> None:
-        self._marked = self._uidnext()
-        self.transport._last_uidnext = self._marked
-
-    def wait(self, timeout: float) -> bool:
-        if self.push:
-            try:
-                return self.transport.idle_wait(min(timeout, self.idle_timeout))
-            except TransportError as exc:
-                if "does not support IDLE" not in str(exc) and "IDLE refused" not in str(exc):
-                    raise
-                log.warning("IMAP server cannot push (%s): polling every %.0f s", exc, self.poll_interval)
-                self.push = False
-        # poll fallback: compare UIDNEXT with the last mark
-        if self.stop.wait(min(timeout, self.poll_interval)):
-            return False
-        now = self._uidnext()
-        return self._marked is None or (now is not None and now > self._marked)
-
-    def close(self) -> None:
-        # May be called from another thread while IDLE blocks in select():
-        # shut the socket down (no LOGOUT exchange racing the IDLE reader).
-        with contextlib.suppress(Exception):
-            self.transport._drop_imap()
-
-
-class MaildirWatchSource:
-    """Watch ``<root>/inbox`` (and its new/ cur/) for files that were not
-    there at the last ``mark()``: a ``stat`` of three directories per tick,
-    a listing only when an mtime changed."""
-
-    name = "maildir-watch"
-
-    def __init__(self, root: Path | str, interval: float = MAILDIR_TICK_SECONDS, stop: threading.Event | None = None):
-        self.inbox = Path(root) / "inbox"
-        self.dirs = [self.inbox, self.inbox / "new", self.inbox / "cur"]
-        self.interval = interval
-        self.stop = stop or threading.Event()
-        self._mtimes: tuple[int, ...] | None = None
-        self._names: frozenset[str] = frozenset()
-
-    def _stat(self) -> tuple[int, ...]:
-        out = []
-        for d in self.dirs:
-            try:
-                out.append(d.stat().st_mtime_ns)
-            except FileNotFoundError:
-                out.append(-1)
-        return tuple(out)
-
-    def _list(self) -> frozenset[str]:
-        names = set()
-        for d in self.dirs:
-            with contextlib.suppress(FileNotFoundError):
-                for e in os.scandir(d):
-                    if e.is_file() and not e.name.startswith("."):
-                        names.add(f"{d.name}/{e.name}")
-        return frozenset(names)
-
-    def mark(self) -> None:
-        self._mtimes, self._names = self._stat(), self._list()
-
-    def wait(self, timeout: float) -> bool:
-        if self._mtimes is None:
-            self.mark()
-            if self._names:
-                return True  # mail was waiting when we started
-        deadline = time.monotonic() + timeout
-        while True:
-            m = self._stat()
-            if m != self._mtimes:
-                names = self._list()
-                self._mtimes = m
-                if names - self._names:
-                    return True
-                self._names = names  # only removals (the intake moved mail out)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self.stop.wait(min(self.interval, remaining)):
-                return False
-
-    def close(self) -> None:
-        pass
-
-
-class PollSource:
-    """Short-interval poll for transports without push (Graph delta, EWS
-    sync state): ``fetch_new`` with the listener's own cursor, seeded from
-    the intake's stored cursor; wakes when anything new is returned."""
-
-    name = "poll"
-
-    def __init__(self, transport: MailTransport, interval: float = GRAPH_POLL_SECONDS, cursor: str | None = None,
-                 stop: threading.Event | None = None):
-        self.transport = transport
-        self.interval = interval
-        self.cursor = cursor
-        self.stop = stop or threading.Event()
-        self._first = True
-
-    def mark(self) -> None:
-        pass
-
-    def wait(self, timeout: float) -> bool:
-        if not self._first and self.stop.wait(min(timeout, self.interval)):
-            return False
-        self._first = False
-        batch = self.transport.fetch_new(self.cursor)
-        if batch.cursor is not None:
-            self.cursor = batch.cursor
-        return bool(batch.messages)
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.transport.close()
-
-
-def source_for(cfg: Any, workdir: Path | str, stop: threading.Event | None = None, *,
-               cursor: str | None = None) -> MailSource:
-    """The right source for the configured mail transport (its own connection)."""
-    from kcg_mail.bootstrap import make_mail
-
-    kind = cfg.transport.mail.kind
-    transport = make_mail(cfg, Path(workdir))
-    if kind == "smtp_imap":
-        return ImapIdleSource(transport, stop=stop)
-    if kind == "maildir":
-        return MaildirWatchSource(transport.root, stop=stop)  # type: ignore[attr-defined]
-    if kind == "graph":
-        return PollSource(transport, GRAPH_POLL_SECONDS, cursor, stop=stop)
-    return PollSource(transport, EWS_POLL_SECONDS, cursor, stop=stop)
 
 
 # --------------------------------------------------------------------------- the listener
@@ -298,9 +113,8 @@ class Listener:
         self.wait_timeout = wait_timeout
         self.backoff = Backoff(backoff_initial, backoff_max)
         self.trigger_on_start = trigger_on_start
-        self._stop = stop or getattr(source, "stop", None) or threading.Event()
-        if getattr(source, "stop", None) is not None and source.stop is not self._stop:  # type: ignore[attr-defined]
-            source.stop = self._stop  # type: ignore[attr-defined]
+        self._stop = stop or source.stop
+        source.stop = self._stop  # a source waits on the listener's stop between polls
         self.stats = ListenerStats()
         self._thread: threading.Thread | None = None
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
+from typing import Any
 from pathlib import Path
 
 
@@ -153,7 +155,7 @@ class TemporaryServer:
 
     def __init__(self, home: Path):
         self.home = Path(home)
-        self.process = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
         self.started = 0.0
         self.ready_after = 0.0
@@ -255,7 +257,8 @@ def drain_workers(timeout: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def session(workdir: Path, *, while_starting=None, on_ready=None) -> Iterator[TemporaryServer | None]:
+def session(workdir: Path, *, while_starting: Callable[[], None] | None = None,
+            on_ready: Callable[[float], None] | None = None) -> Iterator[TemporaryServer | None]:
     """Many flow runs in one process (``kcg demo``): one Prefect server and one
     client connection for all of them.
 
@@ -284,7 +287,7 @@ def session(workdir: Path, *, while_starting=None, on_ready=None) -> Iterator[Te
         from prefect.context import SyncClientContext
         from prefect.settings import temporary_settings
 
-        updates = {ps.PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+        updates: dict[Any, Any] = {ps.PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
         if server is not None:
             updates[ps.PREFECT_API_URL] = server.url
         with temporary_settings(updates=updates), SyncClientContext.get_or_create():

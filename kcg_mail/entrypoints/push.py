@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kcg_mail.entrypoints.listener import Backoff, Listener, source_for
+from kcg_mail.entrypoints.listener import Backoff, Listener
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +214,7 @@ def run_listener(workdir: str | Path, config_dir: str | Path | None = None,
     up (a flow run started in the listener's thread while the runner started
     hung there once).
     """
+    from kcg_mail.bootstrap import make_source
     from kcg_mail.config_loader import load_config
     from kcg_mail.entrypoints.listener import RECONNECT_MAX
 
@@ -234,7 +235,7 @@ def run_listener(workdir: str | Path, config_dir: str | Path | None = None,
         trigger = IntakeTrigger(intake_flow_runner(workdir, config_dir)).start()
         on_mail = trigger.request
     stop = threading.Event()
-    source = source_for(cfg, workdir, stop, cursor=cursor)
+    source = make_source(cfg, Path(workdir), stop, cursor=cursor)
     caught_up = False
     if catch_up_here and trigger is not None:
         try:

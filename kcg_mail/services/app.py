@@ -25,7 +25,7 @@ from functools import partial
 from typing import Any
 
 from kcg_mail.core import replykey
-from kcg_mail.core.config_model import Config
+from kcg_mail.core.config_model import Config, Person
 from kcg_mail.core.cycle import InvitationSnapshot, MeetingState
 from kcg_mail.core.plan import Meeting, resolve_plan
 from kcg_mail.ports import Archive, Invitation, MailTransport, OutgoingMessage, StateStore
@@ -81,14 +81,14 @@ class Outbox:
         counted from the intent, before we decide it did not."""
         if self.mail.was_sent(key):
             return True
-        settle = float(getattr(self.mail, "settle_seconds", 0) or 0)
+        settle = self.mail.settle_seconds
         try:
             age = (datetime.now(UTC) - datetime.fromisoformat(intent_at)).total_seconds()
         except (TypeError, ValueError):
             return False
         if settle <= 0 or age >= settle + 1:
             return False
-        sleep = getattr(self.mail, "settle_sleep", None) or self.sleep  # the transport's clock (tests inject it)
+        sleep = self.mail.settle_sleep or self.sleep  # the transport's clock (tests inject it)
         sleep(max(0.0, settle + 1 - age))  # +1: the intent's time is stored to the second
         return self.mail.was_sent(key)
 
@@ -128,7 +128,8 @@ class App:
     composer: Composer
     renderer: Any  # kcg_mail.documents.render.ProtocolRenderer
     meetings: list[Meeting] = field(default_factory=list)
-    outbox: Outbox | None = None
+    #: made from state and mail when the App is made
+    outbox: Outbox = field(init=False)
     #: a broken edited protocol template (the last good one is used meanwhile)
     template_problems: list[str] = field(default_factory=list)
     #: the HMAC secret of reply keys (kcg_mail.bootstrap loads it; empty: one for this process only)
@@ -155,11 +156,9 @@ class App:
         runs one intake flow per new mail) must: an IMAP connection left open
         per run soon hits the server's per-user limit (Dovecot's
         ``mail_max_userip_connections``, 10 by default)."""
-        for part in (self.mail, self.archive, self.state):
-            close = getattr(part, "close", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    close()
+        for close in (self.mail.close, self.archive.close, self.state.close):
+            with contextlib.suppress(Exception):
+                close()
 
     def __enter__(self) -> App:
         return self
@@ -176,7 +175,7 @@ class App:
     def meeting(self, meeting_id: str) -> Meeting | None:
         return next((m for m in self.meetings if m.id == meeting_id), None)
 
-    def attendees(self, m: Meeting) -> list:
+    def attendees(self, m: Meeting) -> list[Person]:
         return [p for p in self.cfg.network.active_members] + list(m.guests)
 
     # ------------------------------------------------------------ state view

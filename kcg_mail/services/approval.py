@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from kcg_mail.ports import MessageRecord
+from kcg_mail.services import guests
 from kcg_mail.services.app import App
 from kcg_mail.services.manual import ManualProblem, _find_record, release_from_quarantine
 
@@ -99,6 +100,10 @@ def approve(app: App, ref: str, now: datetime | None = None) -> Outcome:
     note = _note(app, rec.msg_key)
     if note.get("kind") == "distribution":
         detail = _release_distribution(app, rec, note, now)
+    elif note.get("kind") == guests.KIND:
+        from kcg_mail.services.app import now_local
+
+        detail = guests.release(app, rec, note, now_local(app.cfg, now))
     else:
         mid = note.get("meeting_id") or rec.meeting_id
         planning = bool(mid) and str(mid).startswith("planning:")  # a member's answer to the planning round
@@ -141,6 +146,8 @@ def reject(app: App, ref: str) -> Outcome:
     mail stays in quarantine with the decision recorded."""
     rec = _held(app, ref)
     note = _note(app, rec.msg_key)
+    if note.get("kind") == guests.KIND:
+        return Outcome(rec.msg_key, "rejected", guests.refuse(app, rec, note))
     if note.get("kind") == "distribution":
         app.state.put(f"held-distribution:{note['meeting_id']}:v{note['version']}", "rejected")
         detail = f"version {note['version']} av {note['meeting_id']} skickas inte ut (den ligger kvar i arkivet)"

@@ -43,8 +43,6 @@ def _event(app: App, m: Meeting, *, cancelled: bool) -> FeedEvent:
         lines.append(f"Reservvärd: {m.backup_host.name}")
     if m.tentative:
         lines.append(f"Preliminärt datum{f' ({m.proposed})' if m.proposed else ''}: kallelsen kommer när datumet är bestämt.")
-    if m.comment:
-        lines.append(m.comment)
     summary = ("Inställt: " if cancelled else "Preliminärt: " if m.tentative else "") + f"{m.title} – {m.host.name}"
     return FeedEvent(meeting_id=m.id, uid=meeting_uid(app.cfg, m.id), start=m.start.isoformat(), end=m.end.isoformat(),
                      summary=summary, description="\n".join(lines), location=location_of(m),

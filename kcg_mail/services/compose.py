@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
@@ -31,7 +31,22 @@ DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 MAIL_KINDS = ("brief_host", "invite", "cancel_invitation", "remind_host", "send_template", "distribute",
               "chase_host", "escalate", "reply_problem", "plan_change", "welcome", "alert",
-              "decision_reminder", "project_status_request")
+              "decision_reminder", "project_status_request", "guest_approval")
+#: the guests' mails, per language (``<kind>`` Swedish, ``<kind>_en`` English)
+GUEST_KINDS = ("guest_invite", "guest_invite_en", "guest_cancel", "guest_cancel_en")
+
+WEEKDAYS_EN = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+MONTHS_EN = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+             "November", "December")
+#: what a meeting is, in a guest's mail ("till nätverkets digitala möte")
+KIND_SV = {"physical": "fysiska möte", "digital": "digitala möte", "all_members": "möte", "study_trip": "studieresa"}
+KIND_EN = {"physical": "in-person meeting", "digital": "online meeting", "all_members": "meeting",
+           "study_trip": "study trip"}
+
+
+def date_en(d: date) -> str:
+    """English long date, British order: 'Monday 4 December 2023'."""
+    return f"{WEEKDAYS_EN[d.weekday()]} {d.day} {MONTHS_EN[d.month - 1]} {d.year}"
 
 
 class TemplateProblem(Exception):
@@ -42,6 +57,10 @@ def addr(p: Person) -> Address:
     return Address(p.name, p.email)
 
 
+@overload
+def person_ctx(p: Person) -> dict[str, str]: ...
+@overload
+def person_ctx(p: None) -> None: ...
 def person_ctx(p: Person | None) -> dict[str, str] | None:
     if p is None:
         return None
@@ -107,7 +126,7 @@ class Composer:
         """Trial-render every mail template with a sample context."""
         problems = []
         sample = self.sample_context()
-        for kind in MAIL_KINDS:
+        for kind in MAIL_KINDS + GUEST_KINDS:
             try:
                 self.render(kind, sample)
             except TemplateProblem as exc:
@@ -152,6 +171,8 @@ class Composer:
             "calendar_link": "https://example.se/kalender.ics",
             "decision": {"ref": f"{m.id}/1", "decision": "Beslut", "owner": m.host.name, "due": "2023-03-01"},
             "project": {"name": "Trygghet i stadskärnan", "purpose": "Kartlägga"},
+            "guest": {"name": "Gäst", "organisation": "Organisation", "language": "engelska"}, "ref": "0123456789ab",
+            "guest_meeting": self.guest_meeting_ctx(m, "en"), "withdrawn": False,
         }
 
     # -------------------------------------------------------------- messages
@@ -173,15 +194,15 @@ class Composer:
         r = self.render(kind, {"meeting": self.meeting_ctx(m, meetings), "sequence": sequence})
         organizer = self.sender
         uid = meeting_uid(self.cfg, m.id)
-        # the token in the summary lets replies from any calendar (Graph/EWS
-        # assign their own UIDs) be matched: "Accepted: ... [KCG-2023-02]"
-        summary = f"{m.title} {m.token}"
+        # a clean title in the calendar; the token stays in the mail's subject
+        # (replies are matched by UID, by reference to the invitation, or by that subject)
+        summary = m.title
         event = ical.event(
             uid=uid, sequence=sequence, summary=summary, description=r.text, location=location_of(m),
             start=m.start, end=m.end, organizer=organizer, attendees=[addr(p) for p in attendees], dtstamp=now,
             status="CANCELLED" if cancel else "CONFIRMED", url=m.link or None,
         )
-        method = "CANCEL" if cancel else "REQUEST"
+        method: Literal["REQUEST", "CANCEL"] = "CANCEL" if cancel else "REQUEST"
         ics = ical.calendar([event], method=method, tzid=self.cfg.meetings.timezone)
         msg = OutgoingMessage(
             key=key, action=kind, meeting_id=m.id, sender=organizer, to=tuple(addr(p) for p in attendees),
@@ -189,6 +210,46 @@ class Composer:
         )
         return Invitation(message=msg, uid=uid, sequence=sequence, method=method, summary=summary, description=r.text,
                           location=location_of(m), start=m.start, end=m.end, tzid=self.cfg.meetings.timezone, ics=ics)
+
+    def guest_meeting_ctx(self, m: Meeting, language: str) -> dict[str, Any]:
+        """What a guest may read about a meeting: when, where, the topic and the host's
+        name; never an address, the plan's comment or who else is invited."""
+        en = language == "en"
+        online = m.kind == "digital" and bool(m.link)
+        place = ("Online" if en else "Digitalt") if online else (m.place or "")
+        kind = (KIND_EN if en else KIND_SV).get(m.kind, "meeting" if en else "möte")
+        return {
+            "id": m.id, "token": m.token, "date_text": date_en(m.date) if en else m.date_text(),
+            "start_time": m.start.strftime("%H:%M"), "end_time": m.end.strftime("%H:%M"), "place": place,
+            "link": m.link, "kind": kind, "theme": m.theme,
+            "host": {"name": m.host.name, "organisation": m.host.organisation},
+            "summary": f"{self.cfg.network.name}: {kind} – {m.theme}" if en else m.title,
+        }
+
+    def guest_invitation(self, m: Meeting, guest: Person, sequence: int, *, uid: str, cancel: bool, now: datetime,
+                         withdrawn: bool = False) -> Invitation:
+        """A guest's own invitation: the guest is the only attendee, in the guest's language."""
+        en = guest.language == "en"
+        kind = ("guest_cancel" if cancel else "guest_invite") + ("_en" if en else "")
+        gm = self.guest_meeting_ctx(m, guest.language)
+        r = self.render(kind, {"guest_meeting": gm, "guest": {"name": guest.name, "organisation": guest.organisation},
+                               "sequence": sequence, "withdrawn": withdrawn})
+        where = " – ".join(x for x in (gm["place"], m.link) if x)
+        event = ical.event(
+            uid=uid, sequence=sequence, summary=gm["summary"], description=r.text, location=where,
+            start=m.start, end=m.end, organizer=self.sender, attendees=[addr(guest)], dtstamp=now,
+            status="CANCELLED" if cancel else "CONFIRMED", url=m.link or None,
+        )
+        method: Literal["REQUEST", "CANCEL"] = "CANCEL" if cancel else "REQUEST"
+        ics = ical.calendar([event], method=method, tzid=self.cfg.meetings.timezone)
+        msg = OutgoingMessage(
+            key=f"{m.id}:{'guest_cancel' if cancel else 'guest_invite'}:{guest.email}:s{sequence}",
+            action="guest_cancel" if cancel else "guest_invite", meeting_id=m.id, sender=self.sender,
+            to=(addr(guest),), subject=r.subject, text=r.text, html=r.html, auto_submitted=False,
+        )
+        return Invitation(message=msg, uid=uid, sequence=sequence, method=method, summary=gm["summary"],
+                          description=r.text, location=where, start=m.start, end=m.end,
+                          tzid=self.cfg.meetings.timezone, ics=ics)
 
     def year_calendar(self, meetings: list[Meeting], now: datetime) -> bytes:
         """The remaining year plan as one .ics (onboarding), METHOD:PUBLISH."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 from kcg_mail.config_edit import PlanEditProblem
 from kcg_mail.config_edit import confirm_date as edit_date
@@ -56,7 +57,7 @@ def confirm_meeting_date(app: App, meeting_id: str, when: date, today: date) -> 
     raise ManualProblem(f"hittade inte mötet {m.month} i någon plan-fil i {directory}")
 
 
-def resend_distribution(app: App, meeting_id: str, email: str, request_id: str, now: datetime) -> dict:
+def resend_distribution(app: App, meeting_id: str, email: str, request_id: str, now: datetime) -> dict[str, Any]:
     """Send the latest filed minutes of a meeting again, to one member."""
     from kcg_mail.ports import Attachment
     from kcg_mail.services.intake import MIME_BY_KIND

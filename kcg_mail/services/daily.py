@@ -8,12 +8,15 @@ after a crash re-composes the same keys, so nothing goes out twice.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
-from kcg_mail.core.cycle import Due, decide, invitation_snapshot
+from kcg_mail.core.config_model import Person
+from kcg_mail.core.cycle import Decisions, Due, decide, invitation_snapshot
 from kcg_mail.core.plan import Meeting, next_meeting, protocol_filename
 from kcg_mail.ports import Attachment
+from kcg_mail.services import guests
 from kcg_mail.services.app import App
 from kcg_mail.services.compose import DOCX, person_ctx
 
@@ -39,7 +42,7 @@ class DailyReport:
         return sum(1 for r in self.results if r.outcome == "sent")
 
 
-def protocol_context(app: App, m: Meeting) -> dict:
+def protocol_context(app: App, m: Meeting) -> dict[str, Any]:
     """Everything the Word template needs, pre-filled from plan and state."""
     cfg = app.cfg
     att = app.state.attendance(m.id)
@@ -49,7 +52,9 @@ def protocol_context(app: App, m: Meeting) -> dict:
     mctx = app.composer.meeting_ctx(m, app.meetings)
     return {
         "network": {"name": cfg.network.name, "short": cfg.network.short},
-        "meeting": {**mctx, "guests": mctx["guests"]},
+        # the filled-in minutes go to every member: never the plan's comment (an instruction
+        # for the host and the coordinator, in the host's brief); the row is the host's to fill
+        "meeting": {**mctx, "guests": mctx["guests"], "comment": ""},
         "members": [{**person_ctx(p), "attendance": yes.get(att.get(p.email, ""), "")} for p in members],
         "agenda": list(cfg.meetings.agenda),
         "next_meeting": None if nxt is None else {"date_text": nxt.date_text(), "host_name": nxt.host.name,
@@ -61,7 +66,7 @@ def protocol_context(app: App, m: Meeting) -> dict:
     }
 
 
-def _followup_context(app: App, m: Meeting) -> dict:
+def _followup_context(app: App, m: Meeting) -> dict[str, Any]:
     from kcg_mail.services.followup import followup_context  # open decisions, project groups
 
     return followup_context(app, m)
@@ -83,10 +88,16 @@ def brief_host(app: App, m: Meeting, now: datetime) -> str:
     return app.outbox.send(msg)
 
 
+def member_attendees(app: App, m: Meeting) -> list[Person]:
+    """Who is on the members' invitation: the active members. Guests get one of their
+    own (``kcg_mail.services.guests``) and are never on this one."""
+    return [p for p in app.attendees(m) if p.role != "guest"]
+
+
 def _send_invitation(app: App, m: Meeting, now: datetime, *, cancel: bool) -> str:
     prev = app.invitation(m.id)
     seq = 0 if prev is None else prev.sequence + 1
-    people = app.attendees(m)
+    people = member_attendees(app, m)
     inv = app.composer.invitation(m, app.meetings, people, seq, cancel=cancel, now=now)
     outcome = app.outbox.send_invitation(inv)
     snap = invitation_snapshot(m, [p.email for p in people], inv.uid, seq)
@@ -170,21 +181,23 @@ HANDLERS: dict[str, Callable[..., str]] = {
 }
 
 
-def plan_day(app: App, now: datetime):
+def plan_day(app: App, now: datetime) -> Decisions:
     states = app.meeting_states()
-    attendees = {m.id: tuple(p.email for p in app.attendees(m)) for m in app.meetings}
+    attendees = {m.id: tuple(p.email for p in member_attendees(app, m)) for m in app.meetings}
     return decide(app.meetings, states, now, app.cfg.meetings.lead_days, attendees, app.orphan_invitations(),
                   go_live=app.go_live(now), extra=app.extra_days)
 
 
 def execute(app: App, due: Due, now: datetime) -> StepResult:
     m = app.meeting(due.meeting_id)
+    if due.action == "cancel_invitation" and m is None:
+        return StepResult(due.meeting_id, due.action, cancel_orphan(app, due.meeting_id, now), due.reason)
+    if m is None:  # the core plans steps only for meetings of the plan
+        raise LookupError(f"{due.action} for {due.meeting_id}, which is not in the plan")
     if due.action == "update_invitation":
         changes = due.reason.removeprefix("ändrat: ").split(", ")
         return StepResult(due.meeting_id, due.action, update_invitation(app, m, now, changes), due.reason)
     if due.action == "cancel_invitation":
-        if m is None:
-            return StepResult(due.meeting_id, due.action, cancel_orphan(app, due.meeting_id, now), due.reason)
         return StepResult(due.meeting_id, due.action, cancel_invitation(app, m, now), due.reason)
     outcome = HANDLERS[due.action](app, m, now)
     app.settle(m.id, due.action, "done", {"outcome": outcome, "on": now.date().isoformat()})
@@ -199,6 +212,8 @@ def cancel_orphan(app: App, meeting_id: str, now: datetime) -> str:
     from kcg_mail.services.compose import addr
 
     snap = app.invitation(meeting_id)
+    if snap is None:  # the core cancels only invitations the state record holds
+        raise LookupError(f"no invitation recorded for {meeting_id}")
     people = {p.email: p for p in app.cfg.network.members + app.cfg.network.guests}
     attendees = [addr(people[e]) if e in people else Address(e, e) for e in snap.attendees if e in people]
     start, end = datetime.fromisoformat(snap.start), datetime.fromisoformat(snap.end)
@@ -216,7 +231,7 @@ def cancel_orphan(app: App, meeting_id: str, now: datetime) -> str:
     inv = Invitation(message=msg, uid=snap.uid, sequence=seq, method="CANCEL", summary=msg.subject, description=text,
                      location=snap.location, start=start, end=end, tzid=app.cfg.meetings.timezone, ics=ics)
     outcome = app.outbox.send_invitation(inv)
-    app.set_invitation(meeting_id, type(snap)(**{**snap.__dict__, "sequence": seq, "cancelled": True}))
+    app.set_invitation(meeting_id, replace(snap, sequence=seq, cancelled=True))
     return outcome
 
 
@@ -230,6 +245,7 @@ def run_daily(app: App, now: datetime, run_step: Callable[[App, Due, datetime], 
         report.skipped.append(StepResult(s.meeting_id, s.action, "skipped", s.reason))
     for due in plan.due:
         report.results.append(run_step(app, due, now))
+    report.results += [StepResult(mid, what.split(" ")[0], outcome, what) for mid, what, outcome in guests.sync(app, now)]
     report.between = _between_meetings(app, now)
     return report
 

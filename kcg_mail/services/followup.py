@@ -29,7 +29,7 @@ from kcg_mail.core.inbound.outcome import Outcome
 from kcg_mail.core.inbound.verdict import StatusRequestRef
 from kcg_mail.core.plan import Meeting, date_text
 from kcg_mail.core.projects import stale_meeting_note, status_requests_due, status_text
-from kcg_mail.core.projects_model import ProjectGroup
+from kcg_mail.core.projects_model import ProjectGroup, slug
 from kcg_mail.ports import ActionRecord
 from kcg_mail.services.app import App
 from kcg_mail.services.compose import person_ctx
@@ -128,6 +128,8 @@ def send_reminders(app: App, now: datetime) -> list[tuple[str, str]]:
     out = []
     for r in due:
         m = app.meeting(r.decision.meeting_id)
+        if m is None:  # minutes of a meeting no longer in the plan: nothing to remind of
+            continue
         due_text = date_text(r.decision.due_date) if r.decision.due_date else r.decision.due
         msg = app.composer.message(
             "decision_reminder", f"{r.decision.meeting_id}:decision_reminder:{r.key_part}", m, [r.person],
@@ -162,7 +164,7 @@ def proposals(app: App) -> list[tuple[Decision, rules.ProjectProposal]]:
     out = []
     for d in all_decisions(app):
         p = rules.project_proposal(d, app.cfg.network.members)
-        if p is not None and rules.slug(p.name) not in started and d.ref not in declined:
+        if p is not None and slug(p.name) not in started and d.ref not in declined:
             out.append((d, p))
     return out
 
@@ -202,7 +204,7 @@ def start_group(app: App, ref: str, *, lead: str | None = None) -> Started:
     if lead_id not in ids:
         raise ProjectProblem(f"ingen ledare för {p.name}: ange --lead med ett medlems-id ({', '.join(sorted(ids))})"
                              + (f"; okända namn i Ansvarig: {', '.join(p.unknown)}" if p.unknown else ""))
-    existing = next((g for g in groups(app) if g.slug == rules.slug(p.name)), None)
+    existing = next((g for g in groups(app) if g.slug == slug(p.name)), None)
     meeting = app.meeting(d.meeting_id)
     group = existing or ProjectGroup(name=p.name, lead=lead_id, members=list(dict.fromkeys([lead_id, *p.members])),
                                      purpose=p.purpose, start=meeting.date if meeting else date.today())
@@ -227,7 +229,8 @@ def decline_group(app: App, ref: str) -> str:
 
 
 def statuses(app: App, g: ProjectGroup) -> list[dict[str, str]]:
-    return json.loads(app.state.get(f"project_status:{g.slug}") or "[]")
+    entries: list[dict[str, str]] = json.loads(app.state.get(f"project_status:{g.slug}") or "[]")
+    return entries
 
 
 def latest_status(app: App, g: ProjectGroup, before: date | None = None) -> dict[str, str] | None:

@@ -38,6 +38,7 @@ from kcg_mail.services import round as planning_round
 from kcg_mail.services.app import App
 from kcg_mail.services.compose import person_ctx
 from kcg_mail.services.lock import intake_lock, lock_dir
+from kcg_mail.services.originals import accept_document
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +244,11 @@ def handle_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: 
     problems = []
     for att in v.attachments:
         try:
-            minutes = read_minutes(att.filename, att.data)
+            read_minutes(att.filename, att.data)  # second layer: the deny-list checks answer the host
+            # What is filed, distributed and read for the decision log is the REBUILT file;
+            # the host's original stays in local quarantine storage for the coordinator.
+            data, kind = accept_document(app, m.id, key, att.filename, att.data)
+            minutes = read_minutes(f"protokoll.{kind}", data)
         except MinutesRejected as rej:
             problems.append(rej)
             continue
@@ -251,7 +256,7 @@ def handle_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: 
         from kcg_mail.core.inbound.versions import effective_date
 
         dated = effective_date(mail.date, received or now)
-        outcome, filing = file_minutes(app, m, att.data, minutes.kind, decisions, key, now, dated)
+        outcome, filing = file_minutes(app, m, data, minutes.kind, decisions, key, now, dated)
         _followup_marks(app, m, minutes, outcome)
         if outcome == "duplicate":
             return Outcome.DUPLICATE, f"samma protokoll som version {filing.version} – inget nytt"

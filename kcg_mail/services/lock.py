@@ -13,7 +13,9 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Protocol
+
+from kcg_mail.ports import StateStore
 
 LOCK_NAME = "intake.lock"
 
@@ -69,19 +71,29 @@ def intake_lock(workdir: Path | str, timeout: float | None = None, poll: float =
         os.close(fd)
 
 
-_local = threading.local()
+class _Held(threading.local):
+    """The locks this thread holds (each thread starts with none)."""
+
+    def __init__(self) -> None:
+        self.keys: set[str] = set()
+
+
+_local = _Held()
 
 
 def _held() -> set[str]:
-    if not hasattr(_local, "held"):
-        _local.held = set()
-    return _local.held
+    return _local.keys
 
 
-def lock_dir(app: Any) -> Path:
+class _WithState(Protocol):
+    @property
+    def state(self) -> StateStore: ...
+
+
+def lock_dir(app: _WithState) -> Path:
     """The work directory of an App built by ``kcg_mail.bootstrap`` (where
     ``state.sqlite`` lives): the place of its intake lock."""
-    path = getattr(app.state, "path", None)
+    path = app.state.path
     if path is None:
         raise ValueError("cannot tell the work directory of this app's state store; pass workdir explicitly")
     return Path(path).resolve().parent

@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from kcg_mail.core.inbound.outcome import Folder, Outcome, folder_of
+from kcg_mail.core.inbound.outcome import Outcome, folder_of
+from kcg_mail.ports import MessageRecord
 from kcg_mail.services.app import App
 
 
@@ -25,7 +26,7 @@ class ManualProblem(ValueError):
 
 
 def resend_meeting(app: App, meeting_id: str, what: Literal["invitation", "template"], request_id: str,
-                   now: datetime) -> dict:
+                   now: datetime) -> dict[str, Any]:
     """Send a meeting's invitation or template again (logic; the flow wires it)."""
     from kcg_mail.services.daily import _send_invitation, render_protocol
 
@@ -45,7 +46,8 @@ def resend_meeting(app: App, meeting_id: str, what: Literal["invitation", "templ
             raise ManualProblem(f"inbjudan till {meeting_id} är inställd; ändra planen i stället (den dagliga "
                                 f"körningen skickar en ny inbjudan när mötet är bekräftat igen)")
         outcome = _send_invitation(app, m, now, cancel=False)
-        seq = app.invitation(meeting_id).sequence
+        sent = app.invitation(meeting_id)
+        seq = (sent or prev).sequence
         detail = {"key": f"{meeting_id}:invite:members:s{seq}", "sequence": seq,
                   "to": [p.email for p in app.attendees(m)]}
     elif what == "template":
@@ -83,7 +85,7 @@ class Refiled:
                 f"{self.meeting_id} och skickar ut det, trots att avsändaren inte är värd.\n")
 
 
-def _find_record(app: App, message: str):
+def _find_record(app: App, message: str) -> MessageRecord:
     message = message.strip()
     if re.fullmatch(r"[0-9a-f]{40}", message):
         rec = app.state.message(message)
@@ -112,7 +114,7 @@ def refile_message(app: App, message: str, meeting_id: str | None = None) -> Ref
         raise ManualProblem("meddelandet matchade inget möte; ange meeting_id (t.ex. 2023-05)")
     if app.meeting(mid) is None:
         raise ManualProblem(f"mötet {mid!r} finns inte i årsplanen")
-    if rec.status == "done" and folder_of(rec.outcome) != Folder.QUARANTINE:
+    if rec.status == "done" and folder_of(rec.outcome) != "quarantine":
         raise ManualProblem(f"meddelandet är inte i karantän (utfall {rec.outcome}: {rec.reason})")
     restored = release_from_quarantine(app, rec, mid, f"godkänd av samordnaren för {mid}; väntar på intaget",
                                        "det kan redan vara arkiverat")
@@ -122,11 +124,10 @@ def refile_message(app: App, message: str, meeting_id: str | None = None) -> Ref
     return Refiled(rec.msg_key, mid, rec.sender, rec.subject, moved)
 
 
-def release_from_quarantine(app: App, rec, mid: str, reason: str, missing_hint: str) -> bool:
+def release_from_quarantine(app: App, rec: MessageRecord, mid: str, reason: str, missing_hint: str) -> bool:
     """Approve a quarantined message for meeting ``mid`` (the next intake files it):
     record the approval, move it back to the inbox where the transport can (True),
     or leave that to the coordinator's mail program (False: IMAP, EWS, Graph)."""
-    from kcg_mail.ports import MessageRecord
     from kcg_mail.services.intake import msg_key
 
     app.state.put(f"approved:{rec.msg_key}", mid)

@@ -21,6 +21,7 @@ import email
 import re
 from dataclasses import dataclass, field
 from email import policy
+from typing import Any
 
 from kcg_mail.core.cycle import invitation_snapshot
 from kcg_mail.core.plan import Meeting, archive_folder, protocol_filename
@@ -118,7 +119,7 @@ def rebuild_from_archive(app: App, report: RebuildReport) -> None:
     from kcg_mail.documents.minutes import read_minutes
     from kcg_mail.documents.ooxml import MinutesRejected
 
-    listed: dict[str, list] = {}
+    listed: dict[str, list[Any]] = {}
     for m in app.meetings:
         folder = archive_folder(app.cfg, m)
         if folder not in listed:

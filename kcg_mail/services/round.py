@@ -72,6 +72,7 @@ def settings(app: App) -> pl.PlanningSettings:
     directory = Path(app.cfg.directory)
     stamp = _stamp(directory)
     hit = _SETTINGS.get(str(directory))
+    s: pl.PlanningSettings | None
     if hit is not None and hit[0] == stamp:
         s = hit[1]
     else:
@@ -125,7 +126,7 @@ def topics(app: App, year: int) -> list[pl.Topic]:
 def _send(app: App, kind: str, key: str, to: list[Person], ctx: dict[str, Any], *,
           attachments: tuple[Attachment, ...] = (), in_reply_to: str | None = None) -> str:
     msg = app.composer.message(kind, key, None, to, ctx, attachments=attachments, in_reply_to=in_reply_to)
-    return app.outbox.send(msg)  # type: ignore[union-attr]
+    return app.outbox.send(msg)
 
 
 # ------------------------------------------------------------------ start: needs
@@ -145,7 +146,7 @@ def _carry_over(app: App, year: int, r: pl.Round) -> dict[str, list[str]]:
 
 def start_round(app: App, year: int, now: datetime) -> list[str]:
     s, r = get_round(app, year)
-    app.outbox.now = now  # type: ignore[union-attr]
+    app.outbox.now = now
     carry = _carry_over(app, year, r)
     form = Attachment(f"{app.cfg.network.short} Nuläge och behov {year}.docx", DOCX, _needs_form(app, year, s, carry))
     areas = [{"name": a.name, "questions": a.questions, "carry_over": carry.get(a.name, [])} for a in s.areas]
@@ -171,7 +172,7 @@ def _needs_form(app: App, year: int, s: pl.PlanningSettings, carry: dict[str, li
 def tick(app: App, year: int, now: datetime) -> list[str]:
     """What is due today: reminders, the candidate list, closing the round."""
     s, r = get_round(app, year)
-    app.outbox.now = now  # type: ignore[union-attr]
+    app.outbox.now = now
     today = now.date()
     lines: list[str] = []
     if _get(app, year, "started", None) is None:
@@ -224,7 +225,9 @@ def candidates(app: App, year: int) -> list[pl.Candidate]:
 def candidates_yaml(app: App, year: int, cands: list[pl.Candidate]) -> str:
     s = settings(app)
     names = {p.id: p.name for p in app.cfg.network.members}
-    q = lambda v: json.dumps(v, ensure_ascii=False)  # noqa: E731 - a JSON string is a YAML scalar
+    def q(v: str) -> str:  # a JSON string is a YAML scalar
+        return json.dumps(v, ensure_ascii=False)
+
     out = [f"# Röstlista för handlingsplan {year}, skriven av kcg-mail när tiden för förslag gick ut.",
            "# Redigera fritt: slå ihop, stryk eller formulera om (en rad per förslag under sitt område).",
            f"# Kör sedan \"publicera röstlistan\": kcg planning publish --year {year} (eller flödet kcg-planning-publish).",
@@ -304,7 +307,7 @@ def publish_ballot(app: App, year: int, now: datetime) -> list[str]:
     from kcg_mail.documents.round_forms import ballot_form
 
     s, r = get_round(app, year)
-    app.outbox.now = now  # type: ignore[union-attr]
+    app.outbox.now = now
     ts = topics(app, year)
     if not ts:
         cand = _get(app, year, "candidates", None)
@@ -334,7 +337,7 @@ def publish_ballot(app: App, year: int, now: datetime) -> list[str]:
 def mail_ids(actions: Iterable[ActionRecord]) -> dict[str, RoundReply]:
     """Our planning mails by Message-ID (and the round and step each belongs to), for
     the intake's classifier: a reply to one of them is a reply to the round."""
-    out = {}
+    out: dict[str, RoundReply] = {}
     for rec in actions:
         mid = rec.detail.get("message_id") if rec.action.startswith(PREFIX) else None
         m = re.match(r"plan-(\d{4}):(\w+):", rec.key) if mid else None
@@ -360,7 +363,7 @@ def handle_reply(app: App, mail: Any, rt: RoundReply, key: str, now: datetime) -
         s, r = get_round(app, rt.year)
     except PlanningProblem as exc:
         return Outcome.UNMATCHED, f"planeringsrunda {rt.year}: {exc}"
-    app.outbox.now = now  # type: ignore[union-attr]
+    app.outbox.now = now
     published = bool(_get(app, rt.year, "topics", []))
     if rt.step == "needs" and published:
         return _problem(app, rt.year, person, mail, key, "needs",
@@ -508,7 +511,7 @@ def close_round(app: App, year: int, now: datetime) -> list[str]:
     from kcg_mail.core.round_draft import draft_plan
 
     s, r = get_round(app, year)
-    app.outbox.now = now  # type: ignore[union-attr]
+    app.outbox.now = now
     if not topics(app, year):
         raise PlanningProblem(f"röstlistan för {year} är inte publicerad; kör kcg planning publish --year {year}")
     t = current_tally(app, year)
@@ -575,7 +578,7 @@ def action_plan_docx(app: App, year: int, t: pl.Tally, g: pl.Groups, draft: Any)
         month = f"{MONTHS_SV[mo - 1].capitalize()} {y}"
         rows.append(PlanRow(month, when, labels.get(pm.kind, pm.kind), theme, host))
         if pm.kind == "study_trip":
-            what = f"Studieresa ({pm.theme}): resmål, program och resa"
+            what = "Studieresa: resmål, program och resa" + ("" if pm.theme.casefold() == "studieresa" else f" ({pm.theme})")
         elif pm.kind == "physical":
             what = "Fysiskt möte: lokal, program och workshop"
         else:

@@ -11,13 +11,12 @@ from datetime import date, datetime, time
 
 from kcg_mail.core import overview
 from kcg_mail.core.cycle import is_history
-from kcg_mail.core.inbound.outcome import Outcome
+from kcg_mail.core.inbound.outcome import NEEDS_A_LOOK, Outcome
 from kcg_mail.services.app import App, now_local
 
 #: the state value of a meeting held before the go-live date
 BEFORE_START = "före start"
-#: quarantined messages the coordinator is shown (held ones are listed on their own)
-QUARANTINE_OUTCOMES = (Outcome.NOT_ALLOWED, Outcome.UNMATCHED, Outcome.BAD_MINUTES, Outcome.NO_MINUTES)
+
 HEALTH_PREFIX = "health:"
 #: what (a connection or channel) -> the Swedish name the coordinator reads
 HEALTH_NAMES = {"mail": "E-postservern", "archive": "Arkivet", "webhook": "Larm via webhook",
@@ -84,13 +83,26 @@ def meeting_facts(app: App) -> list[overview.MeetingFacts]:
     return out
 
 
+def guest_on_hold(app: App, msg_key: str) -> str | None:
+    """The guest's name when the held item is a guest's invitation (``services.guests``)."""
+    from kcg_mail.services import guests
+
+    raw = app.state.get(f"held:{msg_key}")
+    note = json.loads(raw) if raw else {}
+    if note.get("kind") != guests.KIND:
+        return None
+    g = next((x for x in app.cfg.network.guests if x.email == note.get("guest")), None)
+    return g.name if g else str(note.get("guest"))
+
+
 def overview_inputs(app: App, now: datetime | None = None) -> overview.Inputs:
     held, quarantined = [], []
     for rec in app.state.messages():
         ref = rec.msg_key[:12]
         if rec.outcome == Outcome.HELD:
-            held.append(overview.Held(ref, rec.sender, rec.subject, rec.reason, rec.meeting_id))
-        elif rec.outcome in QUARANTINE_OUTCOMES and rec.status == "done":
+            guest = guest_on_hold(app, rec.msg_key)
+            held.append(overview.Held(ref, rec.sender, rec.subject, rec.reason, rec.meeting_id, guest))
+        elif rec.outcome in NEEDS_A_LOOK and rec.status == "done":
             quarantined.append(overview.Quarantined(ref, rec.sender, rec.subject, rec.outcome))
     return overview.Inputs(
         meetings=tuple(meeting_facts(app)), today=now_local(app.cfg, now).date(),

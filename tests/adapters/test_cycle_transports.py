@@ -67,10 +67,12 @@ def test_cycle_maildir_local_whole_year(tmp_path):
     # the tentative study trip: briefed, never invited
     assert any(o.key == "2023-10:brief_host:lena@goteborg.example.se" for o in outs)
     assert not any(o.meeting_id == "2023-10" and o.action != "brief_host" for o in outs)
-    # guests are invited to their meetings only
+    # a guest is never on the members' invitation; the coordinator is asked about each guest
     guests = {o.uid: o.to for o in outs if o.kind == "invitation"}
-    assert "innovation@svenskhandel.example.se" in guests["kcg-2023-08@svenskastadskarnor.example.se"]
-    assert "innovation@svenskhandel.example.se" not in guests["kcg-2023-09@svenskastadskarnor.example.se"]
+    assert "innovation@svenskhandel.example.se" not in guests["kcg-2023-08@svenskastadskarnor.example.se"]
+    coord = app.cfg.network.coordinator.email
+    asked = {o.key.strip() for o in outs if o.action == "guest_approval"}
+    assert asked == {f"2023-08:guest_approval:{coord}:sh_innovation", f"2023-12:guest_approval:{coord}:centre_for_cities"}
     # the inbox is empty, every reply processed
     assert list((tmp_path / "mail" / "inbox" / "cur").iterdir()) == []
     assert len(list((tmp_path / "mail" / "processed" / "cur").iterdir())) == len(res.replies)

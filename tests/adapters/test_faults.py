@@ -11,7 +11,7 @@ import pytest
 from support.helpers import config_with, make_app, shipped_config
 
 from kcg_mail.core.cycle import due_dates
-from kcg_mail.entrypoints.demo import host_reply
+from kcg_mail.entrypoints.demo_hosts import host_reply
 from kcg_mail.ports import TransientError
 from kcg_mail.services.daily import run_daily
 from kcg_mail.services.intake import run_intake

@@ -18,17 +18,15 @@ import pytest
 from support.mailserver import mail_server
 
 from bench._common import CONFIG_DIR, first_meeting, intake_time, replies, server_config
-from kcg_mail.adapters.maildir import MaildirTransport
+from kcg_mail.adapters.maildir import MaildirTransport, MaildirWatchSource
 from kcg_mail.adapters.smtp_imap import SmtpImapTransport
 from kcg_mail.bootstrap import bootstrap
 from kcg_mail.entrypoints.listener import (
     Backoff,
-    ImapIdleSource,
     Listener,
-    MaildirWatchSource,
     locked_intake,
 )
-from kcg_mail.ports import MARKER_HEADER
+from kcg_mail.ports import MARKER_HEADER, MailSource
 from kcg_mail.services.lock import IntakeBusy, intake_lock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -211,8 +209,8 @@ def restart_dovecot(server, down_for: float = 0.0) -> None:
     server.restart_dovecot(down_for)
 
 
-def idle_source(server, **kw) -> ImapIdleSource:
-    return ImapIdleSource(SmtpImapTransport(**server.transport_kwargs(KCG)), **kw)
+def idle_source(server) -> MailSource:
+    return SmtpImapTransport(**server.transport_kwargs(KCG)).mail_source()  # IMAP IDLE
 
 
 def plain(i: int) -> bytes:

@@ -329,12 +329,12 @@ def test_move_without_move_extension_uses_copy_store_expunge(server, transport):
     server.deliver(incoming("alt 1"), KCG)
     server.deliver(incoming("alt 2"), KCG)
     msgs = transport.fetch_new(None).messages
-    conn = transport._imap()
+    conn = transport.imap.connection()
     assert "MOVE" in conn.capabilities and "UIDPLUS" in conn.capabilities
     # Pretend the server lacks MOVE (as some hosted IMAP servers do).
     conn.capabilities = tuple(c for c in conn.capabilities if c != "MOVE")
     transport.move(msgs[0].ref, "processed")
-    assert "MOVE" not in transport._imap().capabilities  # same connection was used
+    assert "MOVE" not in transport.imap.connection().capabilities  # same connection was used
     assert [parse(r)["Subject"] for r in server.messages(KCG)] == ["alt 2"]
     assert [parse(r)["Subject"] for r in server.messages(KCG, "processed")] == ["alt 1"]
     transport.move(msgs[0].ref, "processed")
@@ -344,34 +344,41 @@ def test_move_without_move_extension_uses_copy_store_expunge(server, transport):
 def test_dropped_imap_connection_is_reopened(server, transport):
     server.deliver(incoming("efter avbrott"), KCG)
     cursor = transport.fetch_new(None).cursor
-    transport._imap().sock.shutdown(socket.SHUT_RDWR)  # the server or a NAT box dropped it
+    transport.imap.connection().sock.shutdown(socket.SHUT_RDWR)  # the server or a NAT box dropped it
     sleeps: list[float] = []
-    transport.sleep = sleeps.append
+    transport.retry.sleep = sleeps.append
     server.deliver(incoming("nästa"), KCG)
     assert [parse(m.raw)["Subject"] for m in transport.fetch_new(cursor).messages] == ["nästa"]
     assert len(sleeps) == 1
 
 
 def test_idle_wait_reports_new_mail(server, transport):
-    transport.fetch_new(None)
-    t0 = time.monotonic()
-    assert transport.idle_wait(1.0) is False
-    assert time.monotonic() - t0 >= 0.9  # it waited its timeout out (no speed limit here)
-
-    timer = threading.Timer(0.5, server.deliver, args=(incoming("push"), KCG))
-    timer.start()
+    source = transport.mail_source()  # IMAP IDLE on a connection of its own
     try:
-        assert transport.idle_wait(15.0) is True  # woken by the delivery, not by the timeout
-    finally:
-        timer.join()
-    [m] = transport.fetch_new(None).messages
-    assert parse(m.raw)["Subject"] == "push"
+        source.mark()
+        t0 = time.monotonic()
+        assert source.wait(1.0) is False
+        assert time.monotonic() - t0 >= 0.9  # it waited its timeout out (no speed limit here)
 
-    # Mail that arrived between fetch_new and idle_wait is reported at once.
-    cursor = transport.fetch_new(None).cursor
-    server.deliver(incoming("between"), KCG)
-    assert transport.idle_wait(5.0) is True
-    assert [parse(m.raw)["Subject"] for m in transport.fetch_new(cursor).messages] == ["between"]
+        timer = threading.Timer(0.5, server.deliver, args=(incoming("push"), KCG))
+        timer.start()
+        try:
+            assert source.wait(15.0) is True  # woken by the delivery, not by the timeout
+        finally:
+            timer.join()
+        [m] = transport.fetch_new(None).messages
+        assert parse(m.raw)["Subject"] == "push"
+
+        # Mail that arrived between the mark (before an intake run) and the wait is reported at once.
+        cursor = transport.fetch_new(None).cursor
+        source.mark()
+        server.deliver(incoming("between"), KCG)
+        t0 = time.monotonic()
+        assert source.wait(5.0) is True
+        assert time.monotonic() - t0 < 4.5  # not by the timeout
+        assert [parse(m.raw)["Subject"] for m in transport.fetch_new(cursor).messages] == ["between"]
+    finally:
+        source.close()
 
 
 # --------------------------------------------------------------------------- folders
@@ -413,7 +420,7 @@ def test_check_ok_and_creates_nothing(server, transport):
 def test_wrong_password_gives_clear_check_and_error(server):
     t = SmtpImapTransport(**server.transport_kwargs(KCG, password="fel-lösenord"))
     sleeps: list[float] = []
-    t.sleep = sleeps.append
+    t.retry.sleep = sleeps.append
     checks = t.check()
     assert [c.ok for c in checks] == [False, False], checks
     for c in checks:
@@ -450,7 +457,7 @@ def test_server_down_is_transient_after_bounded_retries(server):
 
 
 def test_smtp_4xx_is_retried_then_sent_once(server, transport):
-    real_connect = transport._smtp_connect
+    real_connect = transport.smtp.connect
     calls = {"n": 0}
 
     def flaky_connect():
@@ -467,8 +474,8 @@ def test_smtp_4xx_is_retried_then_sent_once(server, transport):
         return smtp
 
     sleeps: list[float] = []
-    transport.sleep = sleeps.append
-    transport._smtp_connect = flaky_connect
+    transport.retry.sleep = sleeps.append
+    transport.smtp.connect = flaky_connect
     transport.send(outgoing("2025-03:flaky:host.lund@kcg.test"))
     assert sleeps == [1.0]
     assert len(server.wait_for(LUND)) == 1
@@ -480,7 +487,7 @@ def test_smtp_4xx_is_retried_then_sent_once(server, transport):
 def test_smtp_5xx_is_not_retried(server, transport):
     """Postfix refuses a message over message_size_limit (10 MB) with 552: permanent."""
     sleeps: list[float] = []
-    transport.sleep = sleeps.append
+    transport.retry.sleep = sleeps.append
     big = Attachment("stor.bin", "application/octet-stream", b"x" * (8 * 1024 * 1024))
     with pytest.raises(TransportError, match="552") as ei:
         transport.send(outgoing("2025-03:big:host.lund@kcg.test", attachments=(big,)))

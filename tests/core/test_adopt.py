@@ -67,7 +67,7 @@ def _archive_with_protocols(archive_root: Path) -> dict[str, bytes]:
     filled in like a host does, named by the convention or close to it."""
     from support.helpers import make_app
 
-    from kcg_mail.entrypoints.demo import fill_protocol
+    from kcg_mail.entrypoints.demo_hosts import fill_protocol
     from kcg_mail.services.daily import render_protocol
 
     tmp_app = make_app(archive_root.parent / "scratch")

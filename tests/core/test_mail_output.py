@@ -37,7 +37,7 @@ MAILBOX = CFG.network.mailbox.email
 
 
 def attendees_of(m):
-    return list(CFG.network.active_members) + list(m.guests)
+    return list(CFG.network.active_members)  # guests get an invitation of their own (test_guests.py)
 
 
 def invitation(m, seq=0, cancel=False, composer=None):
@@ -85,8 +85,8 @@ def test_invitation_ics_request():
     assert int(ev["SEQUENCE"]) == 0
     assert str(ev["STATUS"]) == "CONFIRMED"
     params = attendee_params(ev)
-    expected = {p.email for p in CFG.network.active_members} | {"innovation@svenskhandel.example.se"}
-    assert set(params) == expected and len(expected) == 15
+    expected = {p.email for p in CFG.network.active_members}
+    assert set(params) == expected and len(expected) == 14
     for email, p in params.items():
         assert p["RSVP"] == "TRUE", email
         assert p["PARTSTAT"] == "NEEDS-ACTION"
@@ -97,7 +97,7 @@ def test_invitation_ics_request():
     dtstamp = ev.decoded("DTSTAMP")
     assert dtstamp.utcoffset() == timedelta(0)
     assert dtstamp == at(AUG.date - timedelta(days=14))
-    assert "[KCG-2023-08]" in str(ev["SUMMARY"])
+    assert str(ev["SUMMARY"]) == "KCG Möte för alla: Tema 6 Mobilitet & citylogistik"  # no token in the title
     # the To: of the mail is the attendee list
     assert recipients(build_invitation(inv)) == expected
 

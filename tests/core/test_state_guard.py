@@ -34,7 +34,7 @@ from kcg_mail.adapters.sqlite_state import (  # noqa: E402
 )
 from kcg_mail.bootstrap import bootstrap  # noqa: E402
 from kcg_mail.entrypoints.cli import app as cli  # noqa: E402
-from kcg_mail.entrypoints.demo import host_reply  # noqa: E402
+from kcg_mail.entrypoints.demo_hosts import host_reply  # noqa: E402
 from kcg_mail.services.daily import run_daily  # noqa: E402
 from kcg_mail.services.intake import run_intake  # noqa: E402
 from kcg_mail.state_guard import StateReset  # noqa: E402

@@ -29,7 +29,7 @@ from support.helpers import (  # noqa: E402
 
 from kcg_mail.core.decisions import DONE, OPEN, STRUCK  # noqa: E402
 from kcg_mail.documents.minutes import read_minutes  # noqa: E402
-from kcg_mail.entrypoints.demo import host_reply, mark_followups, reply_to_sent  # noqa: E402
+from kcg_mail.entrypoints.demo_hosts import host_reply, mark_followups, reply_to_sent  # noqa: E402
 from kcg_mail.ports import MARKER_HEADER  # noqa: E402
 from kcg_mail.services.calendar_feed import feed_path, publish  # noqa: E402
 from kcg_mail.services.compose import meeting_uid  # noqa: E402

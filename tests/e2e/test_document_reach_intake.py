@@ -26,7 +26,7 @@ from support.helpers import (  # noqa: E402
 )
 
 from kcg_mail.documents.ooxml import REJECT_CODES  # noqa: E402
-from kcg_mail.entrypoints.demo import host_reply  # noqa: E402
+from kcg_mail.entrypoints.demo_hosts import host_reply  # noqa: E402
 from kcg_mail.services.daily import run_daily  # noqa: E402
 from kcg_mail.services.intake import run_intake  # noqa: E402
 

@@ -1,6 +1,6 @@
 """The embedded adapters (Maildir, SQLite) and a whole meeting cycle on them,
 without Prefect: kcg_mail.services.daily.run_daily + kcg_mail.services.intake.run_intake, with
-kcg_mail.entrypoints.demo.host_reply playing the host."""
+kcg_mail.entrypoints.demo_hosts.host_reply playing the host."""
 
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ from support.helpers import (
     shipped_config,
 )
 
-from kcg_mail.adapters.maildir import MaildirTransport, _key_name
+from kcg_mail.adapters.maildir import MaildirTransport, sent_name
 from kcg_mail.adapters.sqlite_state import SqliteState
-from kcg_mail.entrypoints.demo import host_reply
+from kcg_mail.entrypoints.demo_hosts import host_reply
 from kcg_mail.ports import MARKER_HEADER, Address, FilingRecord, MessageRecord, OutgoingMessage
 from kcg_mail.services.daily import run_daily
 from kcg_mail.services.intake import run_intake
@@ -59,7 +59,7 @@ def test_maildir_send_writes_sent_cur(tmp_path):
     assert not t.was_sent(msg.key)
     t.send(msg)
     files = sent_files(tmp_path)
-    assert [f.name for f in files] == [_key_name(msg.key)]
+    assert [f.name for f in files] == [sent_name(msg.key)]
     assert t.sent_messages() == files
     assert t.was_sent(msg.key)
     assert not t.was_sent(msg.key + ":other")
@@ -251,7 +251,11 @@ def test_full_cycle_on_the_embedded_adapters(cycle):
     assert report.errors == []
     files = archive_files(wd)
     assert [f.relative_to(wd / "dropbox").as_posix() for f in files] == [f"KCG/Protokoll/2023/{expected_name}"]
-    assert files[0].read_bytes() == attachment_of(raw)[1]
+    from kcg_mail.documents.rebuild import rebuild
+
+    name, original = attachment_of(raw)
+    assert files[0].read_bytes() == rebuild(name, original).data  # the rebuilt file is filed, not the host's
+    assert [p.read_bytes() for p in (wd / "quarantine" / "originals").rglob("*") if p.is_file()] == [original]
     assert (wd / "dropbox" / "KCG" / "Protokoll" / "2023" / "2023 KCG Beslutslogg.csv").read_text(encoding="utf-8-sig") \
         .count("Ta fram ett gemensamt underlag") == 1
     dist = sent_with_action(wd, "distribute")

@@ -18,7 +18,8 @@ from support.basics import at, config_with, shipped_config, small_network
 from support.cycle_driver import maildir_harness
 from support.helpers import authenticated, close, make_app, sent_with_action
 
-from kcg_mail.entrypoints.demo import reply_to_template
+from kcg_mail.documents.rebuild import rebuild
+from kcg_mail.entrypoints.demo_hosts import reply_to_template
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -103,7 +104,11 @@ def test_hosts_reply_with_documents_libreoffice_wrote(libreoffice, tmp_path):
         fmt = FORMATS[m.id]
         filings = app.state.filings(m.id)
         assert len(filings) == 1 and filings[0].path.endswith("." + fmt), filings
-        assert app.archive.read(filings[0].path) == (lo / f"{m.id}.{fmt}").read_bytes()
+        # filed is the file as rebuilt from the host's (kcg_mail.documents.rebuild), the host's own
+        # bytes stay in local quarantine storage
+        hosts_file = (lo / f"{m.id}.{fmt}").read_bytes()
+        assert app.archive.read(filings[0].path) == rebuild(f"protokoll.{fmt}", hosts_file).data
+        assert [p.read_bytes() for p in (tmp_path / "work" / "quarantine" / "originals" / m.id).iterdir()] == [hosts_file]
         got = [[d["decision"], d["owner"], d["due"]] for d in app.state.decisions(m.id)]
         assert got == decisions_for(m.id), f"{m.id} ({fmt}): {got}"
     dist = sent_with_action(tmp_path / "work", "distribute")

@@ -333,7 +333,7 @@ def _stranger_minutes(app: App, work: Path) -> bytes:
     """Minutes for 2023-11 (filled template) sent by a member who is not a filer."""
     from email.utils import make_msgid
 
-    from kcg_mail.entrypoints.demo import fill_protocol
+    from kcg_mail.entrypoints.demo_hosts import fill_protocol
     from kcg_mail.services.daily import render_protocol
 
     m = app.meeting("2023-11")

@@ -26,7 +26,7 @@ from support.helpers import (  # noqa: E402
 )
 
 from kcg_mail.core.outreach import distribution_content, normalise_problem, shareable_link  # noqa: E402
-from kcg_mail.entrypoints.demo import host_reply  # noqa: E402
+from kcg_mail.entrypoints.demo_hosts import host_reply  # noqa: E402
 from kcg_mail.services.alerts import problem_id, send_failure_alert  # noqa: E402
 from kcg_mail.services.daily import run_daily  # noqa: E402
 from kcg_mail.services.intake import run_intake  # noqa: E402

@@ -10,6 +10,7 @@ from datetime import date
 import pytest
 from support.helpers import Crash, CrashPlan, at, authenticated, crashing_app, make_app, shipped_config
 
+from kcg_mail.entrypoints import demo_hosts as hosts
 from kcg_mail.entrypoints import demo_round as play
 from kcg_mail.services import round as round_
 from kcg_mail.services.intake import run_intake
@@ -25,17 +26,17 @@ def published(tmp_path_factory):
     app = make_app(wd, CFG)
     round_.start_round(app, YEAR, at(date(2023, 11, 6)))
     p = CFG.network.person("pia")
-    original = play.sent_message(app, f"plan-{YEAR}:needs:{p.email}")
-    app.mail.deliver(authenticated(play.reply_to(original, p, play.needs_text({"Omvärldsbevakning": ["Studieresa", "Resa"]}),
+    original = hosts.sent_message(app, f"plan-{YEAR}:needs:{p.email}")
+    app.mail.deliver(authenticated(hosts.reply_to(original, p, play.needs_text({"Omvärldsbevakning": ["Studieresa", "Resa"]}),
                                                  at(date(2023, 11, 8)))), "n.eml")
     run_intake(app, at(date(2023, 11, 8), 12))
     round_.tick(app, YEAR, at(date(2023, 11, 20)))
     round_.publish_ballot(app, YEAR, at(date(2023, 11, 22)))
     numbers = {t.text: t.number for t in round_.topics(app, YEAR)}
-    ballot = play.sent_message(app, f"plan-{YEAR}:ballot:{p.email}")
-    name, data = play.docx_attachment(ballot)
+    ballot = hosts.sent_message(app, f"plan-{YEAR}:ballot:{p.email}")
+    name, data = hosts.docx_attachment(ballot)
     votes = {numbers["Studieresa"]: 6, numbers["Resa"]: 4}
-    raw = authenticated(play.reply_to(ballot, p, "Röstsedeln.", at(date(2023, 11, 24), 9), (name, play.fill_ballot(data, votes))))
+    raw = authenticated(hosts.reply_to(ballot, p, "Röstsedeln.", at(date(2023, 11, 24), 9), (name, hosts.fill_ballot(data, votes))))
     return wd, raw, votes
 
 

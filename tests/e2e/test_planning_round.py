@@ -16,6 +16,7 @@ from support.helpers import CONFIG_DIR, at, authenticated, copy_config
 
 from kcg_mail.bootstrap import bootstrap
 from kcg_mail.config_loader import ConfigError, load_planning
+from kcg_mail.entrypoints import demo_hosts as hosts
 from kcg_mail.entrypoints import demo_round as play
 from kcg_mail.services import round as round_
 from kcg_mail.services import round_status
@@ -49,21 +50,21 @@ def deliver(app, raw: bytes, name: str) -> None:
 
 def needs_reply(app, pid, d, word: bool, topics=None):
     p = person(app, pid)
-    original = play.sent_message(app, f"plan-{YEAR}:needs:{p.email}")
+    original = hosts.sent_message(app, f"plan-{YEAR}:needs:{p.email}")
     topics = topics or play.suggestions_of(3)
     if word:
-        name, data = play.docx_attachment(original)
-        return play.reply_to(original, p, "Se bifogat.", at(d, 10), (name, play.fill_needs_form(data, topics)))
-    return play.reply_to(original, p, play.needs_text(topics), at(d, 10))
+        name, data = hosts.docx_attachment(original)
+        return hosts.reply_to(original, p, "Se bifogat.", at(d, 10), (name, hosts.fill_needs_form(data, topics)))
+    return hosts.reply_to(original, p, play.needs_text(topics), at(d, 10))
 
 
 def ballot_reply(app, pid, d, votes=None, text=None, word=False, hour=9):
     p = person(app, pid)
-    original = play.sent_message(app, f"plan-{YEAR}:ballot:{p.email}")
-    name, data = play.docx_attachment(original)
+    original = hosts.sent_message(app, f"plan-{YEAR}:ballot:{p.email}")
+    name, data = hosts.docx_attachment(original)
     if word:
-        return play.reply_to(original, p, "Min röstsedel.", at(d, hour), (name, play.fill_ballot(data, votes)))
-    return play.reply_to(original, p, text, at(d, hour))
+        return hosts.reply_to(original, p, "Min röstsedel.", at(d, hour), (name, hosts.fill_ballot(data, votes)))
+    return hosts.reply_to(original, p, text, at(d, hour))
 
 
 def to_ballot(app, when=date(2023, 11, 22)):
@@ -86,12 +87,12 @@ def test_start_sends_needs_mail_with_form_once(app):
     assert sent_count(app) == 14
     round_.start_round(app, YEAR, at(date(2023, 11, 6)))  # again: nothing twice
     assert sent_count(app) == 14
-    msg = play.sent_message(app, f"plan-{YEAR}:needs:{members[0].email}")
+    msg = hosts.sent_message(app, f"plan-{YEAR}:needs:{members[0].email}")
     assert "[KCG-PLAN-2024]" in msg["Subject"]
     body = msg.get_body(preferencelist=("plain",)).get_content()
     assert "Vilka omvärldsfaktorer är intressanta att fördjupa sig i?" in body
     assert "Info Tidö/BID" in body  # last year's topic not chosen
-    name, data = play.docx_attachment(msg)
+    name, data = hosts.docx_attachment(msg)
     tables = docx.Document(io.BytesIO(data)).tables
     assert [t.rows[0].cells[0].text for t in tables] == [a.name for a in round_.settings(app).areas]
 
@@ -143,7 +144,7 @@ def test_ballots_in_every_form_counted_and_confirmed(app):
     t = round_.current_tally(app, YEAR)
     by_no = {r.number: r.votes for r in t.rows}
     assert by_no[s] == 6 + 4 + 5 + 10 and by_no[f] == 4 + 3 and by_no[o] == 3 + 5
-    receipt = play.sent_message(app, next(k for k in sent_keys(app) if k.startswith(
+    receipt = hosts.sent_message(app, next(k for k in sent_keys(app) if k.startswith(
         f"plan-{YEAR}:ballot_ok:{person(app, 'maria').email}")))
     text = receipt.get_body(preferencelist=("plain",)).get_content()
     assert f"{s}. Studieresa: 6" in text and "10 av 10 röster" in text
@@ -156,7 +157,7 @@ def test_invalid_ballot_answered_then_corrected(app):
     deliver(app, ballot_reply(app, "daniel", date(2023, 11, 24), text=f"{s}: 6, 99: 6"), "bad.eml")
     rep = run_intake(app, at(date(2023, 11, 24), 12))
     assert rep.handled[0].outcome == "planning_ballot_invalid"
-    problem = play.sent_message(app, next(k for k in sent_keys(app) if ":ballot_problem:" in k))
+    problem = hosts.sent_message(app, next(k for k in sent_keys(app) if ":ballot_problem:" in k))
     text = problem.get_body(preferencelist=("plain",)).get_content()
     assert "Nummer 99 finns inte" in text and "12 röster" in text
     assert round_.current_tally(app, YEAR).ballots == 0
@@ -190,7 +191,7 @@ def test_last_ballot_counts_once_and_a_ballot_counts_until_the_tally_is_out(app)
     deliver(app, ballot_reply(app, "lena", date(2023, 12, 9), text=f"{s}: 10"), "saturday.eml")
     rep = run_intake(app, at(date(2023, 12, 9), 12))
     assert rep.handled[0].outcome == "planning_ballot"
-    receipt = play.sent_message(app, next(k for k in sent_keys(app) if ":ballot_ok:lena@" in k))
+    receipt = hosts.sent_message(app, next(k for k in sent_keys(app) if ":ballot_ok:lena@" in k))
     assert "din röst kommer med" in receipt.get_body(preferencelist=("plain",)).get_content()
     round_.tick(app, YEAR, at(date(2023, 12, 11)))
     result = round_._get(app, YEAR, "result", None)
@@ -202,9 +203,9 @@ def test_last_ballot_counts_once_and_a_ballot_counts_until_the_tally_is_out(app)
     assert rep.handled[0].outcome == "planning_ballot_late"
     assert round_.current_tally(app, YEAR).ballots == 2
     assert round_.current_tally(app, YEAR).late == ("1 röst kom efter sammanräkningen och räknades inte.",)
-    late_receipt = play.sent_message(app, next(k for k in sent_keys(app) if ":ballot_late:david@" in k))
+    late_receipt = hosts.sent_message(app, next(k for k in sent_keys(app) if ":ballot_late:david@" in k))
     assert "kunde tyvärr inte räknas" in late_receipt.get_body(preferencelist=("plain",)).get_content()
-    to_all = play.sent_message(app, f"plan-{YEAR}:result:members")
+    to_all = hosts.sent_message(app, f"plan-{YEAR}:result:members")
     doc = "\n".join(p.text for p in docx.Document(io.BytesIO(app.archive.read(result["path"]))).paragraphs)
     body = to_all.get_body(preferencelist=("plain",)).get_content()
     for shared in (body, doc):  # (both name every member elsewhere: the participants, the workshop groups)
@@ -263,8 +264,8 @@ def test_close_files_handlingsplan_and_draft(app):
 
 def test_only_members_and_no_auto_replies(app):
     to_ballot(app)
-    original = play.sent_message(app, f"plan-{YEAR}:ballot:{person(app, 'pia').email}")
-    raw = play.reply_to(original, person(app, "pia"), "3: 4", at(date(2023, 11, 24)))
+    original = hosts.sent_message(app, f"plan-{YEAR}:ballot:{person(app, 'pia').email}")
+    raw = hosts.reply_to(original, person(app, "pia"), "3: 4", at(date(2023, 11, 24)))
     forged = raw.replace(b"pia@malmo.example.se", b"pia@evil.example.com")
     deliver(app, forged, "stranger.eml")
     auto = message_from_bytes(raw, policy=policy.SMTP)

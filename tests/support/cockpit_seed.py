@@ -44,7 +44,7 @@ def calendar_reply(app, meeting_id: str, member_email: str, partstat: str, when:
 def seed(work: Path, cfgdir: Path):
     """Run the cycle up to (not including) TODAY; returns the app (open)."""
     from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.entrypoints.demo import host_reply
+    from kcg_mail.entrypoints.demo_hosts import host_reply
     from kcg_mail.services.daily import run_daily
     from kcg_mail.services.intake import run_intake
 

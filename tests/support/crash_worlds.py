@@ -224,9 +224,9 @@ class MaildirWorld(World):
         MaildirTransport(self.workdir / "mail").deliver(raw, f"in-{len(raw)}-{abs(hash(raw))}.eml")
 
     def template_raw(self, m) -> bytes | None:
-        from kcg_mail.adapters.maildir import _key_name
+        from kcg_mail.adapters.maildir import sent_name
 
-        p = self.workdir / "mail" / "sent" / "cur" / _key_name(f"{m.id}:send_template:{m.host.email}")
+        p = self.workdir / "mail" / "sent" / "cur" / sent_name(f"{m.id}:send_template:{m.host.email}")
         return p.read_bytes() if p.exists() else None
 
     def wire(self) -> dict:

@@ -6,7 +6,7 @@ steps the days with ``kcg_mail.core.cycle.next_due_date``. It plays each host th
 a person does: the day after the meeting the host opens the template mail *as
 it arrived* (the recipient's mailbox on the IMAP server, the fake Exchange /
 Graph sent items, the Maildir sent folder), fills the decisions table
-(``kcg_mail.entrypoints.demo.fill_protocol``) and answers with a real MIME reply
+(``kcg_mail.entrypoints.demo_hosts.fill_protocol``) and answers with a real MIME reply
 ("SV: " subject, In-Reply-To the template's Message-ID) that is delivered into
 the transport's inbox (Maildir deliver, LMTP, the fakes' deliver helpers).
 
@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 
 from kcg_mail.core.cycle import due_dates, next_due_date
 from kcg_mail.core.plan import Meeting, archive_folder, protocol_filename
-from kcg_mail.entrypoints.demo import reply_to_template
+from kcg_mail.entrypoints.demo_hosts import reply_to_template
 from kcg_mail.ports import MARKER_HEADER
 from kcg_mail.services.app import App
 from kcg_mail.services.compose import meeting_uid
@@ -112,7 +112,7 @@ class CycleResult:
 
 
 def host_reply(t: Template, m: Meeting, when: datetime) -> bytes:
-    """What the host's mail program sends (kcg_mail.entrypoints.demo builds it), as our
+    """What the host's mail program sends (kcg_mail.entrypoints.demo_hosts builds it), as our
     receiving server hands it over (authenticated)."""
     return authenticated(reply_to_template(m, when, to=t.reply_to, subject=t.subject, message_id=t.message_id,
                                            filename=t.filename, docx=t.data))
@@ -208,6 +208,9 @@ def assert_cycle(h: Harness, res: CycleResult) -> list[Out]:
 
     for o in outs:
         assert o.to and o.to <= allowed, f"{h.name}: {o.key or o.subject} went to {sorted(o.to - allowed)}"
+    # nobody approved a guest's invitation here: no guest hears anything
+    guests = {g.email for g in cfg.network.guests}
+    assert not [o for o in outs if o.to & guests], f"{h.name}: mail to a guest without the coordinator's yes"
 
     invitations = [o for o in outs if o.kind == "invitation"]
     for m in app.meetings:
@@ -220,7 +223,7 @@ def assert_cycle(h: Harness, res: CycleResult) -> list[Out]:
         (inv,) = mine
         assert inv.method == "REQUEST"
         assert inv.required
-        assert inv.to == members | {g.email for g in m.guests}, f"{h.name}: {m.id} invitation to {sorted(inv.to)}"
+        assert inv.to == members, f"{h.name}: {m.id} invitation to {sorted(inv.to)}"
         if inv.key is not None:
             assert inv.key == f"{m.id}:invite:members:s0"
 
@@ -250,12 +253,14 @@ def assert_cycle(h: Harness, res: CycleResult) -> list[Out]:
         assert listed.count(expected) == 1, listed
         mine = [p for p in listed if p.rpartition("/")[2].startswith(m.date.isoformat())]
         assert mine == [expected], f"{h.name}: {m.id}: archive holds {mine}"
-        # the filed file is the host's filled-in document
+        # the filed file is the host's filled-in document as rebuilt by us (never the host's own bytes)
         filed = app.archive.read(expected)
         reply = email.message_from_bytes(res.replies[m.id], policy=policy.default) if m.id in res.replies else None
         if reply is not None:
+            from kcg_mail.documents.rebuild import rebuild
+
             att = next(p for p in reply.iter_attachments())
-            assert filed == att.get_content()
+            assert filed == rebuild(att.get_filename(), att.get_content()).data
         assert len(app.state.decisions(m.id)) >= 1
 
         # the rest of the cycle for a meeting whose minutes came in on time

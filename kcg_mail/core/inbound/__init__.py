@@ -22,7 +22,7 @@ from kcg_mail.core.inbound.automatic import is_automatic
 from kcg_mail.core.inbound.calendar_reply import parse_ics_reply
 from kcg_mail.core.inbound.decode import decode_header_text, html_to_text
 from kcg_mail.core.inbound.message import CalendarReply, ParsedMail
-from kcg_mail.core.inbound.outcome import Folder, Outcome
+from kcg_mail.core.inbound.outcome import Outcome
 from kcg_mail.core.inbound.parse_mail import parse
 from kcg_mail.core.inbound.tokens import find_token, subject_token
 from kcg_mail.core.inbound.verdict import (
@@ -44,7 +44,6 @@ __all__ = [
     "RoundReply",
     "StatusRequestRef",
     "Outcome",
-    "Folder",
     "KINDS",
     "DOCUMENT_EXTENSIONS",
     "parse",

@@ -6,7 +6,7 @@ import re
 
 from icalendar import Calendar
 
-from kcg_mail.core.inbound.decode import _decode_bytes
+from kcg_mail.core.inbound.decode import decode_bytes
 from kcg_mail.core.inbound.message import CalendarReply
 
 _PARTSTAT_SUBJECT = [
@@ -35,7 +35,7 @@ def parse_ics_reply(data: bytes | str, fallback_email: str = "") -> CalendarRepl
 
     Parsed with ``icalendar``; the attendee chosen is the sender's own entry
     when the reply lists several (Outlook sends only the responder's)."""
-    text = data if isinstance(data, str) else _decode_bytes(data, "utf-8")
+    text = data if isinstance(data, str) else decode_bytes(data, "utf-8")
     if "BEGIN:VCALENDAR" not in text.upper():
         return None
     try:

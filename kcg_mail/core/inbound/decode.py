@@ -29,7 +29,7 @@ _CHARSET_ALIASES = {
 }
 
 
-def _decode_bytes(data: bytes, charset: str | None = None) -> str:
+def decode_bytes(data: bytes, charset: str | None = None) -> str:
     """Decode with the declared charset; fall back to UTF-8, then Windows-1252
     (what mislabelled Swedish mail almost always is), never raising."""
     candidates: list[str] = []
@@ -67,7 +67,7 @@ def _ew_bytes(enc: str, text: str) -> bytes | None:
 def _unsurrogate(value: str) -> str:
     """Header text parsed from bytes keeps raw 8-bit bytes as surrogates; decode them."""
     if any("\udc80" <= ch <= "\udcff" for ch in value):
-        return _decode_bytes(value.encode("ascii", "surrogateescape"))
+        return decode_bytes(value.encode("ascii", "surrogateescape"))
     return value
 
 
@@ -85,7 +85,7 @@ def decode_header_text(value: object) -> str:
       Adjacent words of one charset are joined as bytes before decoding.
     - ``58_malformed_bad_charset_base64_date.eml``: a charset label the bytes
       are not in; the stdlib yields U+FFFD, we fall back to UTF-8, then
-      Windows-1252 (``_decode_bytes``).
+      Windows-1252 (``decode_bytes``).
     """
     try:
         if value is None:
@@ -103,7 +103,7 @@ def decode_header_text(value: object) -> str:
         def flush() -> None:
             nonlocal pending
             if pending is not None:
-                out.append(_decode_bytes(bytes(pending[1]), pending[0]))
+                out.append(decode_bytes(bytes(pending[1]), pending[0]))
                 pending = None
 
         for m in _EW_RE.finditer(value):
@@ -179,7 +179,7 @@ def _msgids(value: str) -> tuple[str, ...]:
     return tuple(f"<{t.strip('<>')}>" for t in value.split() if "@" in t)
 
 
-def _norm_id(value: str) -> str:
+def norm_id(value: str) -> str:
     return value.strip().strip("<>").strip().lower()
 
 
@@ -259,7 +259,7 @@ def _payload(part: Message) -> bytes:
 
 
 def _part_text(part: Message) -> str:
-    return _decode_bytes(_payload(part), _param(part, "charset"))
+    return decode_bytes(_payload(part), _param(part, "charset"))
 
 
 _BLOCK_TAGS = re.compile(r"<\s*(br|/p|/div|/tr|/li|/h\d|/blockquote|p|div|tr|li)\b[^>]*>", re.I)

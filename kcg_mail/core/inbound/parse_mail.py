@@ -31,7 +31,6 @@ from kcg_mail.core.inbound.calendar_reply import (
 )
 from kcg_mail.core.inbound.decode import (
     _content_type,
-    _decode_bytes,
     _disposition,
     _filename,
     _hdr_text,
@@ -41,6 +40,7 @@ from kcg_mail.core.inbound.decode import (
     _payload,
     _raw_headers,
     _unsurrogate,
+    decode_bytes,
     decode_header_text,
     html_to_text,
 )
@@ -187,10 +187,10 @@ def _tnef(data: bytes, acc: _Acc, depth: int) -> bool:
     try:
         body = tnef.body
         if isinstance(body, bytes):
-            body = _decode_bytes(body)
+            body = decode_bytes(body)
         hb = tnef.htmlbody
         if isinstance(hb, bytes):
-            hb = _decode_bytes(hb)
+            hb = decode_bytes(hb)
         text = body if isinstance(body, str) and body.strip() else (html_to_text(hb) if isinstance(hb, str) else "")
         if text.strip():
             acc.tnef_text = (acc.tnef_text or []) + [text]
@@ -206,11 +206,11 @@ def _tnef_name(a: object) -> str:
     except Exception:
         raw = getattr(a, "_name", b"")
         if isinstance(raw, bytes):
-            name = _decode_bytes(raw.rstrip(b"\x00"), "cp1252")
+            name = decode_bytes(raw.rstrip(b"\x00"), "cp1252")
         else:
             name = str(raw)
     if isinstance(name, bytes):
-        name = _decode_bytes(name.rstrip(b"\x00"), "cp1252")
+        name = decode_bytes(name.rstrip(b"\x00"), "cp1252")
     name = unicodedata.normalize("NFC", (name or "").strip("\x00").strip())
     name = re.split(r"[\\/]", name)[-1]
     return name or "attachment"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from kcg_mail.core.inbound.attachments import is_document_candidate
-from kcg_mail.core.inbound.decode import _norm_id
+from kcg_mail.core.inbound.decode import norm_id
 from kcg_mail.core.inbound.message import CalendarReply, ParsedMail
 from kcg_mail.core.inbound.outcome import KINDS, Outcome
 from kcg_mail.core.inbound.tokens import find_token, subject_token
@@ -131,13 +131,13 @@ def _meeting(ctx: MatchContext, meeting_id: str | None) -> MeetingRef | None:
 def _match_by_ids(mail: ParsedMail, ctx: MatchContext) -> str | None:
     if not ctx.sent_ids:
         return None
-    sent = {_norm_id(k): v for k, v in ctx.sent_ids.items()}
+    sent = {norm_id(k): v for k, v in ctx.sent_ids.items()}
     candidates: list[str] = []
     if mail.in_reply_to:
         candidates.append(mail.in_reply_to)
     candidates.extend(reversed(mail.references))  # most recent first
     for c in candidates:
-        mid = sent.get(_norm_id(c))
+        mid = sent.get(norm_id(c))
         if mid:
             return mid
     return None
@@ -196,10 +196,10 @@ def round_reply(mail: ParsedMail, ctx: MatchContext) -> RoundReply | None:
     if mail.auto_reason:  # out-of-office and the like: read as automatic mail
         return None
     if ctx.round_ids:
-        sent = {_norm_id(k): v for k, v in ctx.round_ids.items()}
+        sent = {norm_id(k): v for k, v in ctx.round_ids.items()}
         for ref in (mail.in_reply_to, *reversed(mail.references)):
-            if ref and _norm_id(ref) in sent:
-                return sent[_norm_id(ref)]
+            if ref and norm_id(ref) in sent:
+                return sent[norm_id(ref)]
     m = _ROUND_TOKEN.search(mail.subject or "")
     if m and m.group(1).upper() == ctx.tag.upper():
         return RoundReply(int(m.group(2)), "")
@@ -210,10 +210,10 @@ def status_request(mail: ParsedMail, ctx: MatchContext) -> StatusRequestRef | No
     """The project group's status request this mail replies to, or None."""
     if not ctx.status_request_ids:
         return None
-    sent = {_norm_id(k): v for k, v in ctx.status_request_ids.items()}
+    sent = {norm_id(k): v for k, v in ctx.status_request_ids.items()}
     for ref in (mail.in_reply_to, *reversed(mail.references)):
-        if ref and _norm_id(ref) in sent:
-            return sent[_norm_id(ref)]
+        if ref and norm_id(ref) in sent:
+            return sent[norm_id(ref)]
     return None
 
 

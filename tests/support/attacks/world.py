@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kcg_mail.adapters.maildir import _key_name
+from kcg_mail.adapters.maildir import sent_name
 from kcg_mail.services.daily import render_protocol, run_daily
 from kcg_mail.services.intake import run_intake
 from support.attacks.cases import Ctx, ar, mail
@@ -37,13 +37,13 @@ def prepared(tmp_path_factory):
 
 
 def _ctx(app, workdir: Path) -> Ctx:
-    from kcg_mail.entrypoints.demo import fill_protocol
+    from kcg_mail.entrypoints.demo_hosts import fill_protocol
     from kcg_mail.services.compose import meeting_uid
 
     feb = app.meeting("2023-02")
     tpl = read_mail(_tpl_path(workdir, feb))
     brief = read_mail(Path(workdir) / "mail" / "sent" / "cur" /
-                      _key_name(f"2023-03:brief_host:{app.meeting('2023-03').host.email}"))
+                      sent_name(f"2023-03:brief_host:{app.meeting('2023-03').host.email}"))
     return Ctx(
         ours=app.cfg.transport.inbound.trusted_authserv_ids[0], mailbox=app.cfg.network.mailbox.email,
         host=feb.host.email, member="lisa@uppsala.example.se", coordinator=app.cfg.network.coordinator.email,
@@ -78,4 +78,4 @@ def _intake(app, hour: int = 12, day_offset: int = 1):
 
 
 def _tpl_path(workdir: Path, m) -> Path:
-    return Path(workdir) / "mail" / "sent" / "cur" / _key_name(f"{m.id}:send_template:{m.host.email}")
+    return Path(workdir) / "mail" / "sent" / "cur" / sent_name(f"{m.id}:send_template:{m.host.email}")
