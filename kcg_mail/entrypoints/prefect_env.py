@@ -14,8 +14,8 @@ import contextlib
 import os
 import subprocess
 from collections.abc import Callable, Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 
 class PrefectUnavailable(RuntimeError):
