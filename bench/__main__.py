@@ -16,11 +16,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 FULL = {"bench_serve.py": ["-n", "50"], "bench_intake.py": ["-r", "5"], "bench_core.py": ["-r", "5"],
-        "bench_demo.py": ["-r", "3"], "bench_parse.py": ["-r", "5"], "bench_rebuild.py": ["-r", "5"]}
+        "bench_demo.py": ["-r", "3"], "bench_parse.py": ["-r", "5"], "bench_rebuild.py": ["-r", "5"],
+        "bench_cost.py": ["--idle", "60", "--days", "30"]}
 QUICK = {"bench_serve.py": ["-n", "10", "--faults", "1", "--restarts", "1", "--shortcut-n", "10", "--poll-n", "5"],
          "bench_intake.py": ["-r", "1", "--old", "10", "1000"],
          "bench_core.py": ["-r", "1"], "bench_demo.py": ["-r", "1"], "bench_parse.py": ["-r", "1"],
-         "bench_rebuild.py": ["-r", "1", "--no-libreoffice"]}
+         "bench_rebuild.py": ["-r", "1", "--no-libreoffice"], "bench_cost.py": ["--idle", "20", "--days", "8"]}
 
 
 def main() -> int:
@@ -77,6 +78,18 @@ def main() -> int:
         for w in ("fresh", "second"):
             print(f"| kcg demo, {w} run, median of {r['repeat']} | {r[w]['wall']:.1f} s, {r[w]['rss_mib']:.0f} MiB "
                   f"peak RSS | – |")
+    if "cost" in results:
+        r = results["cost"]
+        for when, key in (("idle", "idle"), ("idle after a month", "idle_after")):
+            v = r[key]
+            rss = sum(x["rss_mib"] for x in v.values())
+            cpu = sum(x["cpu_pct"] for x in v.values())
+            parts = ", ".join(f"{k} {x['rss_mib']:.0f} MiB {x['cpu_pct']:.2f} %" for k, x in v.items())
+            print(f"| real install {when} ({r['idle_s']:.0f} s window): {parts} | {rss:.0f} MiB RSS, {cpu:.2f} % of "
+                  f"one core | < 600 MB, < 2 % |")
+        print(f"| disk growth per year, housekeeping keep_days={r['keep_days']} ({r['days']} simulated days x "
+              f"{365 / r['days']:.1f}) | {r['year_mib']:.1f} MiB ({r['year_mib_unpruned']:.1f} MiB without pruning) "
+              f"| < 50 MB |")
     if "rebuild" in results:
         r = results["rebuild"]
         d = r["demo"]

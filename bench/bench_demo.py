@@ -44,7 +44,8 @@ def one(workdir: Path) -> tuple[float, float, str]:
     if proc.returncode != 0:
         raise SystemExit(f"kcg demo failed ({proc.returncode}):\n{out[-3000:]}")
     summary = next((ln for ln in out.splitlines() if "flow runs" in ln), "")
-    return wall, ru.ru_maxrss / 1024, summary.strip()
+    where = next((ln for ln in out.splitlines() if ln.startswith("Where the time went")), "")
+    return wall, ru.ru_maxrss / 1024, (summary.strip() + "\n    " + where.strip()).rstrip()
 
 
 def main() -> int:
@@ -52,6 +53,7 @@ def main() -> int:
     ap.add_argument("-r", "--repeat", type=int, default=3)
     args = ap.parse_args()
     print(machine())
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     res = {"fresh": [], "second": []}
     for i in range(args.repeat):
         work = Path(tempfile.mkdtemp(prefix="kcg-bench-demo-")) / "demo"

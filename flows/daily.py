@@ -8,7 +8,7 @@ from typing import Any
 
 from prefect import flow, task
 
-from flows.common import TASK_OPTS, alert_on_failure, make_app, publish, rename_run, when
+from flows.common import TASK_OPTS, alert_on_failure, as_input, make_app, publish, rename_run, when
 from kcg_mail.core.cycle import Due
 from kcg_mail.core.overview import step_line
 from kcg_mail.services.app import App
@@ -18,6 +18,11 @@ from kcg_mail.services.daily import StepResult, execute, run_daily
 @task(name="step", task_run_name="{due.action} {due.meeting_id}", **TASK_OPTS)
 def step_task(app: App, due: Due, now: datetime) -> StepResult:
     return execute(app, due, now)
+
+
+def run_step(app: App, due: Due, now: datetime) -> StepResult:
+    """One step as a task run; the app is passed quoted (see flows.common.as_input)."""
+    return step_task(as_input(app), due, now)
 
 
 def _name() -> str:
@@ -51,7 +56,7 @@ def daily_flow(date: str | None = None, workdir: str = "var", config_dir: str | 
     """Send what is due on ``date`` (YYYY-MM-DD, default today) and publish the status."""
     with make_app(workdir, config_dir) as app:  # closed at the end: kcg serve runs flows in-process
         now = when(app, date)
-        report = run_daily(app, now, run_step=step_task)
+        report = run_daily(app, now, run_step=run_step)
         from kcg_mail.core.cycle import HISTORY
         from kcg_mail.core.plan import is_working_day
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 
-from flows.common import TASK_OPTS, alert_on_failure, make_app, publish, rename_run, untagged_tasks, when
+from flows.common import TASK_OPTS, alert_on_failure, as_input, make_app, publish, rename_run, untagged_tasks, when
 from kcg_mail.core.inbound import MatchContext
 from kcg_mail.core.inbound.outcome import label_of
 from kcg_mail.ports import IncomingMessage
@@ -19,6 +19,12 @@ from kcg_mail.services.lock import IntakeBusy, intake_lock, lock_dir
 @task(name="message", task_run_name="message {item.ref}", **TASK_OPTS)
 def message_task(app: App, item: IncomingMessage, ctx: MatchContext, now: datetime) -> Handled:
     return _handle_one(app, item, ctx, now)
+
+
+def handle_one(app: App, item: IncomingMessage, ctx: MatchContext, now: datetime) -> Handled:
+    """One message as a task run; the app and the match context are passed quoted
+    (see flows.common.as_input)."""
+    return message_task(as_input(app), item, as_input(ctx), now)
 
 
 @flow(name="kcg-intake", flow_run_name="intag", on_failure=[alert_on_failure], on_crashed=[alert_on_failure],
@@ -36,13 +42,13 @@ def intake_flow(now: str | None = None, workdir: str = "var", config_dir: str | 
         if skip_if_busy:
             try:
                 with intake_lock(lock_dir(app), timeout=0):
-                    report = run_intake(app, at, handle_one=message_task)
+                    report = run_intake(app, at, handle_one=handle_one)
             except IntakeBusy:
                 rename_run("intake: en annan körning läser redan brevlådan")
                 get_run_logger().info("another intake run is working; this scheduled run is not needed")
                 return {"handled": 0, "skipped": 1}
         else:
-            report = run_intake(app, at, handle_one=message_task)
+            report = run_intake(app, at, handle_one=handle_one)
         counts: dict[str, int] = {}
         for h in report.handled:
             counts[h.outcome] = counts.get(h.outcome, 0) + 1

@@ -10,6 +10,8 @@
   by hand from the UI (forms);
 - the planning round: ``kcg-planning-start`` and ``kcg-planning-publish`` by
   hand, ``kcg-planning-tick`` every morning at 07:15 (nothing when no round is open).
+- ``kcg-housekeeping`` every night at 03:30: the Prefect server's history
+  older than ``keep_days`` (60) deleted (``flows/housekeeping.py``);
 - the manual flows (``flows/manual.py``) without schedule, run by hand from
   the UI (forms).
 
@@ -42,6 +44,7 @@ from typing import Any
 DAILY_CRON = "0 7 * * *"      # every morning at 07:00 Stockholm time
 INTAKE_CRON = "*/30 * * * *"  # safety net every 30 minutes (push handles new mail)
 PLANNING_CRON = "15 7 * * *"  # the planning round's daily step (does nothing when no round is open)
+HOUSEKEEPING_CRON = "30 3 * * *"  # nightly: the Prefect server's history older than keep_days deleted
 TZ = "Europe/Stockholm"
 #: bound to the deployment, never shown in a form
 HIDDEN = ("workdir", "config_dir", "date", "now", "skip_if_busy")
@@ -84,6 +87,7 @@ def deployments(workdir: str, config_dir: str | None, short: str, intake_cron: s
 
     from flows import manual
     from flows.daily import daily_flow
+    from flows.housekeeping import housekeeping_flow
     from flows.intake import intake_flow
     from flows.round import planning_publish, planning_start, planning_tick
 
@@ -108,6 +112,9 @@ def deployments(workdir: str, config_dir: str | None, short: str, intake_cron: s
         planning_tick.to_deployment(name=short, schedule=Cron(PLANNING_CRON, timezone=TZ),
                                     parameters=params, concurrency_limit=enqueue, tags=run_tags(short, "planning"),
                                     description="Planeringsrundan: påminnelser, röstlistan, sammanställning."),
+        housekeeping_flow.to_deployment(name=short, schedule=Cron(HOUSEKEEPING_CRON, timezone=TZ), parameters=params,
+                                        concurrency_limit=enqueue, tags=run_tags(short, "housekeeping"),
+                                        description="Städar Prefect: körningar och artefakter äldre än keep_days dagar."),
     ]
     for fn, text in ((manual.onboard_member, "Välkomna en ny medlem."),
                      (manual.resend, "Skicka om en kallelse eller protokollmall."),

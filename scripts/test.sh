@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the whole test suite, real servers included:
+# Run the whole test suite, real servers included, in parallel on every core:
 #   ./scripts/test.sh [pytest args]
 # Installs what the tests need when it is missing: the Python packages in
 # .venv, and (as root, with apt) Dovecot + Postfix and LibreOffice Writer from
@@ -15,4 +15,14 @@ fi
 . scripts/venv.sh
 # Lint, import contracts and the core's types first (seconds); KCG_SKIP_LINT=1 skips them.
 [ "${KCG_SKIP_LINT:-0}" = 1 ] || bash scripts/lint.sh
-exec python -m pytest "$@"
+# In parallel on every core (pytest-xdist): one worker per core, each with its own
+# servers and temp dirs, a test file's tests on one worker (their module fixtures
+# start once); KCG_TEST_WORKERS=N chooses N, 0 runs in this process. Passing -n,
+# --numprocesses or -p yourself leaves the choice to you. The 10 slowest tests
+# are listed at the end.
+par=()
+case " $* " in
+  *" -n "*|*" -n"[0-9]*|*" --numprocesses"*|*" -p "*) ;;
+  *) par=(-n "${KCG_TEST_WORKERS:-auto}" --dist loadfile) ;;
+esac
+exec python -m pytest "${par[@]}" --durations=10 "$@"

@@ -31,15 +31,22 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
-# Keep Prefect's state out of the developer's home and quiet its telemetry.
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="kcg-prefect-home-"))
+# Keep Prefect's state out of the developer's home and quiet its telemetry. Each
+# process has its own Prefect home: under pytest-xdist the workers inherit the
+# controller's environment, and a home made by another process (the marker names
+# its pid) is never shared; a PREFECT_HOME the developer set is kept.
+_owner = os.environ.get("KCG_TEST_PREFECT_HOME_PID")
+if "PREFECT_HOME" not in os.environ or (_owner is not None and _owner != str(os.getpid())):
+    _worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix=f"kcg-prefect-home-{_worker}-")
+    os.environ["KCG_TEST_PREFECT_HOME_PID"] = str(os.getpid())
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.pop("PREFECT_API_URL", None)
 
 
-import pytest
+import pytest  # noqa: E402  (after the environment above)
 
 pytest_plugins = ["pytester", "support.attacks.world"]  # the attack world's fixtures (prepared, feb)
 

@@ -94,22 +94,51 @@ def demo(workdir: Path = typer.Option(Path("var/demo"), "--workdir", "-w"), conf
          planning: bool = typer.Option(True, "--planning/--no-planning", help="Also play the planning round for "
                                        "2024 (Nov-Dec 2023): needs, votes, Handlingsplan 2024.")) -> None:
     """Run the whole 2023 cycle and the planning round for 2024 in simulated time on the embedded defaults."""
-    read_config(config)
-    from kcg_mail.entrypoints.demo import run_demo
+    import contextlib
 
-    with console.status("Kör årets möten i simulerad tid (Prefect startar en lokal server)…"):
-        result = run_flow(workdir, lambda: run_demo(workdir, config))
-    if planning:
-        play_demo_round(workdir, config)
-    _status_table(workdir, config)
-    if planning:
-        print_round_status(workdir, config)
-    demo_year_page(workdir, config)
+    from kcg_mail.entrypoints import prefect_env
+    from kcg_mail.entrypoints.demo_timing import Phases, process_age
+
+    phases = Phases()
+    phases.add("start", process_age())
+    read_config(config)
+
+    def imports() -> None:  # while the Prefect server starts
+        with phases.measure("start"), phases.measure("imports"):
+            import flows.daily  # noqa: F401
+            import flows.intake  # noqa: F401
+            import flows.manual  # noqa: F401
+            import flows.round  # noqa: F401
+            from kcg_mail.entrypoints import demo, demo_round  # noqa: F401
+
+    with contextlib.ExitStack() as stack:  # one Prefect server and client for the year and the round
+        def year() -> Any:
+            from kcg_mail.entrypoints.demo import run_demo
+
+            with phases.measure("session"):
+                phases.server = stack.enter_context(prefect_env.session(
+                    workdir, while_starting=imports, on_ready=lambda sec: phases.add("prefect start", sec)))
+            with phases.instrument(), phases.measure("year"):
+                return run_demo(workdir, config)
+
+        with console.status("Kör årets möten i simulerad tid (Prefect startar en lokal server)…"):
+            result = run_flow(workdir, year)
+        if planning:
+            with phases.instrument(), phases.measure("planning"):
+                play_demo_round(workdir, config)
+        stopping = phases.clock()
+    phases.add("stop", phases.clock() - stopping)  # the last events and logs delivered, the server stopped
+    with phases.measure("report"):
+        _status_table(workdir, config)
+        if planning:
+            print_round_status(workdir, config)
+        demo_year_page(workdir, config)
     new = result.sent_after - result.sent_before
     console.print(f"{result.flow_runs} flow runs, {new} new mails ({result.sent_after} in {workdir}/mail/sent), "
                   f"{result.seconds:.1f} s. Archive: {workdir}/dropbox, state: {workdir}/state.sqlite")
     if new == 0:
         console.print("Nothing new was sent: every step was already done.")
+    console.print(phases.line(), markup=False, highlight=False, soft_wrap=True)
 
 
 def _status_table(workdir: Path, config: Path | None) -> None:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 
 class PrefectUnavailable(RuntimeError):
@@ -83,3 +85,216 @@ def without_heartbeats() -> Iterator[None]:
 
     with temporary_settings(updates={ps.PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield
+
+
+def _template_path() -> Path:
+    """Where a new, empty Prefect database is kept for this Prefect version."""
+    from importlib.metadata import version
+
+    base = os.environ.get("KCG_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kcg-mail"
+    return Path(base) / f"prefect-{version('prefect')}-empty.db"
+
+
+def seed_home(home: Path) -> bool:
+    """A new ``PREFECT_HOME`` gets a copy of an empty Prefect database that
+    Prefect's own migrations made before (see :func:`keep_template`), instead of
+    migrating a new file (116 migrations, about 5 s of CPU here). The server
+    still checks the database against its migrations when it starts. False
+    when there is no copy yet or the home has a database already."""
+    import shutil
+
+    db = Path(home) / "prefect.db"
+    template = _template_path()
+    if db.exists() or not template.is_file():
+        return False
+    Path(home).mkdir(parents=True, exist_ok=True)
+    tmp = db.with_name(db.name + ".seed")
+    shutil.copyfile(template, tmp)
+    tmp.replace(db)
+    return True
+
+
+def keep_template(home: Path) -> None:
+    """After a server made a new database in ``home`` and before anything ran:
+    keep an online-backup copy of it as the template for the next new home."""
+    import sqlite3
+
+    template = _template_path()
+    if template.exists():
+        return
+    try:
+        template.parent.mkdir(parents=True, exist_ok=True)
+        tmp = template.with_name(f"{template.name}.{os.getpid()}")
+        src = sqlite3.connect(f"file:{Path(home) / 'prefect.db'}?mode=ro", uri=True)
+        try:
+            dst = sqlite3.connect(tmp)
+            with dst:
+                src.backup(dst)
+            dst.execute("PRAGMA journal_mode=DELETE")
+            dst.close()
+        finally:
+            src.close()
+        tmp.replace(template)
+    except (OSError, sqlite3.Error):  # a cache only: the next new home migrates itself
+        with contextlib.suppress(OSError, UnboundLocalError):
+            tmp.unlink()
+
+
+class TemporaryServer:
+    """The Prefect server a one-shot command would get in ephemeral mode, started
+    by us at the very beginning of ``kcg demo`` instead of at its first flow run.
+
+    The command and settings are Prefect's own ephemeral ones
+    (``prefect.server.api.server.SubprocessASGIServer``: uvicorn with
+    ``prefect.server.api.server:create_app``, UI off, ``PREFECT__SERVER_EPHEMERAL``)
+    on a free loopback port, its database in ``PREFECT_HOME``. Two differences
+    make it faster: it starts while this process is still importing the flows
+    (on a new ``PREFECT_HOME`` the server spends 5 s creating its database),
+    and this process talks to it through ``PREFECT_API_URL`` and so never
+    imports Prefect's server package (about 2.5 s of CPU) itself."""
+
+    def __init__(self, home: Path):
+        self.home = Path(home)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.started = 0.0
+        self.ready_after = 0.0
+        self.cpu = 0.0
+        self.new_home = self.seeded = False
+
+    def start(self) -> TemporaryServer:
+        import atexit
+        import socket
+        import subprocess
+        import sys
+        import time
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/api"
+        env = {**os.environ, "PREFECT_HOME": str(self.home), "PREFECT_UI_ENABLED": "0",
+               "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+        env.pop("PREFECT_API_URL", None)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.new_home = not (self.home / "prefect.db").exists()
+        self.seeded = self.new_home and seed_home(self.home)
+        self.started = time.monotonic()
+        with open(self.home / "server.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
+                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
+                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        atexit.register(self.stop)
+        return self
+
+    def wait(self, timeout: float | None = None) -> float:
+        """Block until ``/api/health`` answers; returns the seconds since start."""
+        import time
+        import urllib.request
+
+        limit = timeout or float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90"))
+        while True:
+            if self.process is None or self.process.poll() is not None:
+                raise PrefectUnavailable(f"Prefect's temporary server exited while starting (log: "
+                                         f"{self.home / 'server.log'}); {FIX}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() - self.started > limit:
+                self.stop()
+                raise PrefectUnavailable(f"Prefect's temporary server did not answer within {limit:.0f} s "
+                                         f"(log: {self.home / 'server.log'}); {FIX}")
+            time.sleep(0.05)
+        self.ready_after = time.monotonic() - self.started
+        if self.new_home and not self.seeded:
+            keep_template(self.home)
+        return self.ready_after
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server process used so far (Linux), else 0."""
+        if self.process is None:
+            return self.cpu
+        try:
+            with open(f"/proc/{self.process.pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return 0.0
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.cpu = self.cpu_seconds()
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        import subprocess
+
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def drain_workers(timeout: float = 30.0) -> None:
+    """Deliver what Prefect's event and log workers still hold (before the
+    server they talk to stops)."""
+    try:
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
+    except ImportError:  # pragma: no cover
+        return
+    for cls in (APILogWorker, EventsWorker):
+        try:
+            cls.drain_all(timeout=timeout)
+        except Exception:  # noqa: BLE001  (a worker that cannot drain must not fail the command)
+            pass
+
+
+@contextlib.contextmanager
+def session(workdir: Path, *, while_starting: Callable[[], None] | None = None,
+            on_ready: Callable[[float], None] | None = None) -> Iterator[TemporaryServer | None]:
+    """Many flow runs in one process (``kcg demo``): one Prefect server and one
+    client connection for all of them.
+
+    Without ``PREFECT_API_URL`` the server is a :class:`TemporaryServer` in
+    ``<workdir>/prefect`` (the place Prefect's own temporary server would use),
+    started before Prefect is imported here; ``while_starting()`` runs while it
+    starts (the imports), then ``on_ready(seconds)`` once it answers. Every flow run inside shares one client (Prefect otherwise
+    opens a new HTTP client, with its TLS set-up, for every flow run: about
+    0.1 s a run here) and runs without heartbeats (see the module's doc)."""
+    prepare(workdir, quiet=True)
+    server = None
+    if "PREFECT_API_URL" not in os.environ:
+        server = TemporaryServer(Path(os.environ["PREFECT_HOME"])).start()
+    try:
+        if while_starting is not None:
+            while_starting()
+        if server is not None:
+            # in Prefect's settings only (below), not in the environment: the runs
+            # behave as with Prefect's own temporary server (no Secret blocks looked up)
+            seconds = server.wait()
+        else:
+            seconds = 0.0
+        if on_ready is not None:
+            on_ready(seconds)
+        import prefect.settings as ps
+        from prefect.context import SyncClientContext
+        from prefect.settings import temporary_settings
+
+        updates: dict[Any, Any] = {ps.PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+        if server is not None:
+            updates[ps.PREFECT_API_URL] = server.url
+        with temporary_settings(updates=updates), SyncClientContext.get_or_create():
+            try:
+                yield server
+            finally:
+                drain_workers()
+    finally:
+        if server is not None:
+            server.stop()

@@ -74,18 +74,34 @@ class Rendered:
     html: str
 
 
-class Composer:
-    def __init__(self, cfg: Config, templates_dir: Path | None = None):
-        self.cfg = cfg
-        self.dir = Path(templates_dir or DEFAULT_TEMPLATES)
-        self.env = SandboxedEnvironment(
-            loader=FileSystemLoader(str(self.dir / "mail")),
+_ENVIRONMENTS: dict[str, SandboxedEnvironment] = {}
+
+
+def _environment(folder: Path) -> SandboxedEnvironment:
+    """One Jinja environment per template folder and process: its template cache
+    outlives a run (``kcg serve`` and ``kcg demo`` run many flows in one process;
+    compiling every template again cost tens of milliseconds a run). Jinja checks
+    a cached template's file time on every use, so an edited template is read
+    again at once."""
+    key = str(folder.resolve())
+    env = _ENVIRONMENTS.get(key)
+    if env is None:
+        env = _ENVIRONMENTS[key] = SandboxedEnvironment(
+            loader=FileSystemLoader(key),
             undefined=StrictUndefined,
             autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
+    return env
+
+
+class Composer:
+    def __init__(self, cfg: Config, templates_dir: Path | None = None):
+        self.cfg = cfg
+        self.dir = Path(templates_dir or DEFAULT_TEMPLATES)
+        self.env = _environment(self.dir / "mail")
         net = cfg.network
         self.sender = Address(net.mailbox.name, net.mailbox.email)
         self.coordinator = net.coordinator

@@ -50,10 +50,34 @@ class PlanningProblem(ValueError):
 # ------------------------------------------------------------------ basics
 
 
+_SETTINGS: dict[str, tuple[tuple[int, ...], Any]] = {}
+
+
+def _stamp(directory: Path) -> tuple[int, ...]:
+    out: list[int] = []
+    for name in ("planning.yaml", "network.yaml"):
+        try:
+            st = (directory / name).stat()
+            out += [st.st_mtime_ns, st.st_size, st.st_ino]
+        except OSError:
+            out += [-1, -1, -1]
+    return tuple(out)
+
+
 def settings(app: App) -> pl.PlanningSettings:
+    """``planning.yaml``, read again only when it (or ``network.yaml``) changed: a
+    round's mails ask for it many times a run (about 40 ms a read)."""
     from kcg_mail.config_loader import load_planning
 
-    s = load_planning(app.cfg.directory)
+    directory = Path(app.cfg.directory)
+    stamp = _stamp(directory)
+    hit = _SETTINGS.get(str(directory))
+    s: pl.PlanningSettings | None
+    if hit is not None and hit[0] == stamp:
+        s = hit[1]
+    else:
+        s = load_planning(directory)
+        _SETTINGS[str(directory)] = (stamp, s)
     if s is None:
         raise PlanningProblem(f"{app.cfg.directory}/planning.yaml is missing (fix: copy config/planning.yaml from "
                               f"the kcg-mail repository and set the dates of the round)")

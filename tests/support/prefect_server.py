@@ -59,14 +59,17 @@ class PrefectServer:
 
 
 @contextlib.contextmanager
-def prefect_server(home: Path, timeout: float = 60.0, ui: bool = False) -> Iterator[PrefectServer]:
-    """``ui=True``: the server also serves its web UI (the browser test)."""
+def prefect_server(home: Path, timeout: float = 60.0, ui: bool = False,
+                   extra_env: dict[str, str] | None = None) -> Iterator[PrefectServer]:
+    """``ui=True``: the server also serves its web UI (the browser test); ``extra_env``:
+    more server settings (the cost benchmark's retention settings)."""
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = home / "server.log"
     prefect = Path(sys.executable).with_name("prefect")
     cmd = [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     env = server_env(home, ui=ui)
+    env.update(extra_env or {})
     if ui:  # the UI in the browser must call this server, not the default port 4200
         env["PREFECT_UI_API_URL"] = env["PREFECT_SERVER_UI_API_URL"] = f"http://127.0.0.1:{port}/api"
     t0 = time.monotonic()
