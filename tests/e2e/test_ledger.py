@@ -11,7 +11,7 @@ from pathlib import Path
 from kcg_mail.adapters.sqlite_state import SqliteState
 from kcg_mail.services.ledger import HeldNote, HeldVersion, Ledger
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_an_existing_state_file_reads_the_same_through_the_ledger(tmp_path):
