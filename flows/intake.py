@@ -12,13 +12,13 @@ from kcg_mail.core.inbound import MatchContext
 from kcg_mail.core.inbound.outcome import label_of
 from kcg_mail.ports import IncomingMessage
 from kcg_mail.services.app import App
-from kcg_mail.services.intake import Handled, _handle_one, run_intake
+from kcg_mail.services.intake import Handled, handle_message, run_intake
 from kcg_mail.services.lock import IntakeBusy, intake_lock, lock_dir
 
 
 @task(name="message", task_run_name="message {item.ref}", **TASK_OPTS)
 def message_task(app: App, item: IncomingMessage, ctx: MatchContext, now: datetime) -> Handled:
-    return _handle_one(app, item, ctx, now)
+    return handle_message(app, item, ctx, now)
 
 
 def handle_one(app: App, item: IncomingMessage, ctx: MatchContext, now: datetime) -> Handled:

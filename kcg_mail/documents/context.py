@@ -145,7 +145,7 @@ SAMPLE_CONTEXT: dict[str, Any] = {
 }
 
 
-def _sparse_context() -> dict[str, Any]:
+def sparse_context() -> dict[str, Any]:
     """SAMPLE_CONTEXT with every optional value at its emptiest (``None``, ``""``, ``[]``),
     so a trial render also walks the other branch of each ``{% if %}``."""
     ctx = copy.deepcopy(SAMPLE_CONTEXT)
@@ -158,7 +158,7 @@ def _sparse_context() -> dict[str, Any]:
     return ctx
 
 
-def _rich_context() -> dict[str, Any]:
+def rich_context() -> dict[str, Any]:
     ctx = copy.deepcopy(SAMPLE_CONTEXT)
     m = ctx["meeting"]
     m.update(place="Stadshuset, Gävle", comment="Rad ett\nRad två", guests=["Gäst Gästsson"])

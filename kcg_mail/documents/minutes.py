@@ -269,7 +269,7 @@ _PDF_REF_HEAD = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9_]*-)(?=\s)")
 _PDF_REF_TAIL = re.compile(r"^\s*([A-Za-z0-9_-]*/\d{1,3})(?=\s|$)")
 
 
-def _pdf_followups(layout_pages: Iterable[str]) -> list[tuple[str, str]]:
+def pdf_followups(layout_pages: Iterable[str]) -> list[tuple[str, str]]:
     """Best effort, like ``_pdf_decisions``: lines under the follow-up header that start
     with a reference (``2023-02/1``); the mark is what stands in the "Läge" column."""
     out: list[tuple[str, str]] = []
@@ -340,7 +340,7 @@ def _read_pdf(data: bytes) -> tuple[str, list[Decision], list[tuple[str, str]]]:
         if isinstance(exc, (PdfReadError, ValueError, KeyError, TypeError, struct.error, OSError, IndexError, AttributeError, RecursionError)):
             raise rejection("corrupt", f"unreadable PDF: {name}: {exc}") from exc
         raise rejection("corrupt", f"unreadable PDF: {name}: {exc}") from exc
-    return "\n".join(texts), _pdf_decisions(layouts), _pdf_followups(layouts)
+    return "\n".join(texts), _pdf_decisions(layouts), pdf_followups(layouts)
 
 
 def read_minutes(filename: str, data: bytes, *, max_bytes: int = 20 * 1024 * 1024) -> Minutes:

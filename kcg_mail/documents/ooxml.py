@@ -13,28 +13,28 @@ from lxml import etree
 WORDML_NS = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 
 
-_WP_NS = "http://schemas.openxmlformats.org/drawingml/2006/wordprocessingDrawing"
+WP_NS = "http://schemas.openxmlformats.org/drawingml/2006/wordprocessingDrawing"
 
 
 _R_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 
 
-_PKG_REL_NS = "http://schemas.openxmlformats.org/package/2006/relationships"
+PKG_REL_NS = "http://schemas.openxmlformats.org/package/2006/relationships"
 
 
-_CT_NS = "http://schemas.openxmlformats.org/package/2006/content-types"
+CT_NS = "http://schemas.openxmlformats.org/package/2006/content-types"
 
 
-_REL_OFFICE_DOC = _R_NS + "/officeDocument"
+REL_OFFICE_DOC = _R_NS + "/officeDocument"
 
 
-_REL_HEADER = _R_NS + "/header"
+REL_HEADER = _R_NS + "/header"
 
 
-_REL_FOOTER = _R_NS + "/footer"
+REL_FOOTER = _R_NS + "/footer"
 
 
-_REL_FOOTNOTES = _R_NS + "/footnotes"
+REL_FOOTNOTES = _R_NS + "/footnotes"
 
 
 def resolve_target(source_part: str, target: str) -> str:
@@ -57,7 +57,7 @@ def _rels_name(part: str) -> str:
     return f"{folder}/_rels/{name}.rels" if folder else f"_rels/{name}.rels"
 
 
-def _read_rels(zf: zipfile.ZipFile, part: str) -> list[tuple[str, str, str]]:
+def read_rels(zf: zipfile.ZipFile, part: str) -> list[tuple[str, str, str]]:
     """(type, resolved target, target mode) for each relationship of ``part``."""
     name = _rels_name(part)
     try:
@@ -66,7 +66,7 @@ def _read_rels(zf: zipfile.ZipFile, part: str) -> list[tuple[str, str, str]]:
         return []
     root = safe_parse(raw, name)
     out = []
-    for rel in root.iter(f"{{{_PKG_REL_NS}}}Relationship"):
+    for rel in root.iter(f"{{{PKG_REL_NS}}}Relationship"):
         mode = rel.get("TargetMode", "Internal")
         target = rel.get("Target", "")
         if mode != "External":

@@ -53,12 +53,12 @@ from jinja2 import Environment, StrictUndefined, TemplateSyntaxError
 from lxml import etree
 
 from kcg_mail.documents.ooxml import (
-    _REL_FOOTER,
-    _REL_FOOTNOTES,
-    _REL_HEADER,
-    _REL_OFFICE_DOC,
-    _WP_NS,
-    _read_rels,
+    REL_FOOTER,
+    REL_FOOTNOTES,
+    REL_HEADER,
+    REL_OFFICE_DOC,
+    WP_NS,
+    read_rels,
     safe_parse,
 )
 
@@ -134,16 +134,16 @@ class ProtocolRenderer:
             infos = zf.infolist()
             names = {i.filename for i in infos}
             main = "word/document.xml"
-            for typ, target, mode in _read_rels(zf, ""):
-                if typ == _REL_OFFICE_DOC and mode != "External":
+            for typ, target, mode in read_rels(zf, ""):
+                if typ == REL_OFFICE_DOC and mode != "External":
                     main = target
             if main not in names:
                 raise ValueError(f"{self.template_path}: not a Word document (no {main})")
             jinja_names = [main]
-            for typ, target, mode in _read_rels(zf, main):
+            for typ, target, mode in read_rels(zf, main):
                 if mode == "External" or target not in names:
                     continue
-                if typ in (_REL_HEADER, _REL_FOOTER, _REL_FOOTNOTES):
+                if typ in (REL_HEADER, REL_FOOTER, REL_FOOTNOTES):
                     jinja_names.append(target)
             if "docProps/core.xml" in names and _JINJA_MARK.search(zf.read("docProps/core.xml")):
                 jinja_names.append("docProps/core.xml")
@@ -202,7 +202,7 @@ class ProtocolRenderer:
         if part.kind == "document":
             # docxtpl renumbers drawing ids so repeated pictures stay unique.
             ids = 1000
-            for el in tree.iter(f"{{{_WP_NS}}}docPr"):
+            for el in tree.iter(f"{{{WP_NS}}}docPr"):
                 ids += 1
                 el.set("id", str(ids))
         return bytes(etree.tostring(tree, encoding="UTF-8", xml_declaration=True, standalone=True))

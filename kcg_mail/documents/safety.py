@@ -15,10 +15,10 @@ from pathlib import PurePath
 
 from kcg_mail.documents.inflate import Package, inflate_package
 from kcg_mail.documents.ooxml import (
-    _CT_NS,
-    _PKG_REL_NS,
-    _REL_OFFICE_DOC,
+    CT_NS,
+    PKG_REL_NS,
     REJECT_CODES,
+    REL_OFFICE_DOC,
     rejection,
     resolve_target,
     safe_parse,
@@ -111,7 +111,7 @@ def _ooxml_main(pkg: Package) -> tuple[str, str]:
     ct_root = safe_parse(ct_raw, "[Content_Types].xml")
     overrides = {
         el.get("PartName", "").lstrip("/").lower(): el.get("ContentType", "")
-        for el in ct_root.iter(f"{{{_CT_NS}}}Override")
+        for el in ct_root.iter(f"{{{CT_NS}}}Override")
     }
     all_types = " ".join(el.get("ContentType", "") for el in ct_root)
     lower_names = set(pkg.by_lower)
@@ -125,10 +125,10 @@ def _ooxml_main(pkg: Package) -> tuple[str, str]:
     main = "word/document.xml"
     rels = pkg.get("_rels/.rels")
     if rels is not None:
-        for rel in safe_parse(rels, "_rels/.rels").iter(f"{{{_PKG_REL_NS}}}Relationship"):
+        for rel in safe_parse(rels, "_rels/.rels").iter(f"{{{PKG_REL_NS}}}Relationship"):
             if (rel.get("TargetMode") or "").strip().lower() == "external":
                 continue
-            if (rel.get("Type") or "").strip().lower() == _REL_OFFICE_DOC.lower():
+            if (rel.get("Type") or "").strip().lower() == REL_OFFICE_DOC.lower():
                 main = resolve_target("", rel.get("Target", ""))
     if not pkg.has(main):
         if pkg.has("xl/workbook.xml"):

@@ -17,15 +17,15 @@ from lxml import etree
 from kcg_mail.documents.context import (
     CONTEXT_SCHEMA,
     SAMPLE_CONTEXT,
-    _rich_context,
-    _sparse_context,
+    rich_context,
+    sparse_context,
 )
 from kcg_mail.documents.ooxml import (
-    _REL_FOOTER,
-    _REL_FOOTNOTES,
-    _REL_HEADER,
+    REL_FOOTER,
+    REL_FOOTNOTES,
+    REL_HEADER,
     MinutesRejected,
-    _read_rels,
+    read_rels,
     safe_parse,
 )
 from kcg_mail.documents.render import ProtocolRenderer, TemplateHelper, make_env, nearest_names
@@ -157,8 +157,8 @@ def check_template(path: Path) -> list[str]:
             main = minutes_kind[1]
             names = [main] + [
                 t
-                for typ, t, mode in _read_rels(zf, main)
-                if mode != "External" and typ in (_REL_HEADER, _REL_FOOTER, _REL_FOOTNOTES)
+                for typ, t, mode in read_rels(zf, main)
+                if mode != "External" and typ in (REL_HEADER, REL_FOOTER, REL_FOOTNOTES)
             ]
             sources = []
             for name in names:
@@ -192,7 +192,7 @@ def check_template(path: Path) -> list[str]:
         return problems + [f"cannot load the template: {exc}"]
     strict = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
     render_failures: dict[tuple[str, str], list[str]] = {}
-    for label, ctx in (("sample", SAMPLE_CONTEXT), ("sparse", _sparse_context()), ("rich", _rich_context())):
+    for label, ctx in (("sample", SAMPLE_CONTEXT), ("sparse", sparse_context()), ("rich", rich_context())):
         failed = False
         for part in renderer._parts:
             try:

@@ -135,7 +135,7 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
         f(year=YEAR, date=d.isoformat(), **kw)
         runs += 1
 
-    done = round_._get(app, YEAR, "result", None)
+    done = round_.round_value(app, YEAR, "result", None)
     if done:  # played already: nothing is sent again
         return RoundResult(0, time.monotonic() - t0, done["path"], done["draft"])
 
@@ -204,6 +204,6 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
     vote(next(p for p in members if p.id == WEEKEND_VOTER), weekend)
     intake(weekend)
     flow(planning_tick, date.fromordinal(r.votes_deadline.toordinal() + 3))  # closes the round
-    res = round_._get(app, YEAR, "result", {})
+    res = round_.round_value(app, YEAR, "result", {})
     echo(f"Handlingsplan {YEAR}: {res.get('path')}")
     return RoundResult(runs, time.monotonic() - t0, res.get("path", ""), res.get("draft", ""))

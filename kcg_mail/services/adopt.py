@@ -76,7 +76,7 @@ def _in_year(m: Meeting, year: int) -> Meeting:
 def adopt(app: App, *, dry_run: bool = False) -> AdoptReport:
     from kcg_mail.documents.minutes import read_minutes
     from kcg_mail.documents.ooxml import MinutesRejected
-    from kcg_mail.services.intake import update_decision_log
+    from kcg_mail.services.filing import update_decision_log
 
     report = AdoptReport()
     refs = [PlannedRef(m.id, m.date) for m in app.meetings]

@@ -31,7 +31,7 @@ from kcg_mail.services import guests
 from kcg_mail.services.app import App
 from kcg_mail.services.held import held_area
 from kcg_mail.services.ledger import HeldNote, HeldVersion
-from kcg_mail.services.manual import ManualProblem, _find_record, release_from_quarantine
+from kcg_mail.services.manual import ManualProblem, find_record, release_from_quarantine
 
 
 @dataclass
@@ -115,7 +115,7 @@ class Outcome:
 
 
 def _held(app: App, ref: str) -> MessageRecord:
-    rec = _find_record(app, ref)
+    rec = find_record(app, ref)
     if rec.outcome != "held":
         raise ManualProblem(f"meddelandet {rec.msg_key} väntar inte på godkännande (utfall {rec.outcome}: {rec.reason})")
     return rec
@@ -152,7 +152,7 @@ def approve(app: App, ref: str, now: datetime | None = None) -> Outcome:
 
 
 def _release_version(app: App, hv: HeldVersion, rec: MessageRecord, now: datetime) -> str:
-    from kcg_mail.services.intake import release_held_version
+    from kcg_mail.services.filing import release_held_version
 
     app.outbox.now = now
     if hv.state == "rejected":  # refused with another message; this approval says otherwise
@@ -164,7 +164,7 @@ def _release_version(app: App, hv: HeldVersion, rec: MessageRecord, now: datetim
 def _release_distribution(app: App, rec: MessageRecord, note: HeldNote, now: datetime | None) -> str:
     from kcg_mail.documents.minutes import read_minutes
     from kcg_mail.services.app import now_local
-    from kcg_mail.services.intake import _record_and_distribute
+    from kcg_mail.services.filing import record_and_distribute
 
     mid, version = note.meeting_id or "", int(note.version or 0)
     m = app.meeting(mid)
@@ -177,7 +177,7 @@ def _release_distribution(app: App, rec: MessageRecord, note: HeldNote, now: dat
     app.ledger.set_distribution_hold(mid, version, "approved")
     now = now_local(app.cfg, now)
     app.outbox.now = now
-    _record_and_distribute(app, m, filing, data, minutes.kind, decisions)
+    record_and_distribute(app, m, filing, data, minutes.kind, decisions)
     app.ledger.mark_distributed(mid, now.date(), version)
     app.state.record_message(MessageRecord(rec.msg_key, rec.ref, mid, "minutes",
                                            f"version {version} godkänd av samordnaren och utskickad ({filing.path})",

@@ -60,7 +60,7 @@ def confirm_meeting_date(app: App, meeting_id: str, when: date, today: date) -> 
 def resend_distribution(app: App, meeting_id: str, email: str, request_id: str, now: datetime) -> dict[str, Any]:
     """Send the latest filed minutes of a meeting again, to one member."""
     from kcg_mail.ports import Attachment
-    from kcg_mail.services.intake import MIME_BY_KIND
+    from kcg_mail.services.filing import MIME_BY_KIND
 
     m = app.meeting(meeting_id)
     if m is None:

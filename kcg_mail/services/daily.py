@@ -94,7 +94,7 @@ def member_attendees(app: App, m: Meeting) -> list[Person]:
     return [p for p in app.attendees(m) if p.role != "guest"]
 
 
-def _send_invitation(app: App, m: Meeting, now: datetime, *, cancel: bool) -> str:
+def invite_members(app: App, m: Meeting, now: datetime, *, cancel: bool) -> str:
     prev = app.invitation(m.id)
     seq = 0 if prev is None else prev.sequence + 1
     people = member_attendees(app, m)
@@ -108,7 +108,7 @@ def _send_invitation(app: App, m: Meeting, now: datetime, *, cancel: bool) -> st
 
 
 def invite(app: App, m: Meeting, now: datetime) -> str:
-    return _send_invitation(app, m, now, cancel=False)
+    return invite_members(app, m, now, cancel=False)
 
 
 def update_invitation(app: App, m: Meeting, now: datetime, changes: list[str] | None = None) -> str:
@@ -128,11 +128,11 @@ def update_invitation(app: App, m: Meeting, now: datetime, changes: list[str] | 
             {"meeting": app.composer.meeting_ctx(m, app.meetings), "person": person_ctx(person),
              "changes": changes or ["tid eller plats"]},
         ))
-    return _send_invitation(app, m, now, cancel=False)
+    return invite_members(app, m, now, cancel=False)
 
 
 def cancel_invitation(app: App, m: Meeting, now: datetime) -> str:
-    return _send_invitation(app, m, now, cancel=True)
+    return invite_members(app, m, now, cancel=True)
 
 
 def remind_host(app: App, m: Meeting, now: datetime) -> str:

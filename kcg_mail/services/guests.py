@@ -32,8 +32,9 @@ from typing import Literal
 
 from kcg_mail.core.config_model import Person
 from kcg_mail.core.cycle import location_of
+from kcg_mail.core.inbound.verdict import QuestionRef
 from kcg_mail.core.plan import Meeting
-from kcg_mail.ports import MessageRecord
+from kcg_mail.ports import ActionRecord, MessageRecord
 from kcg_mail.services.app import App
 from kcg_mail.services.ledger import HeldNote
 
@@ -121,6 +122,19 @@ def request_approval(app: App, m: Meeting, guest: Person, now: datetime) -> str:
          "ref": ref},
     )
     return app.outbox.send(msg)
+
+
+def question_ids(app: App, actions: list[ActionRecord]) -> dict[str, QuestionRef]:
+    """Our questions to the coordinator about guests: the approval mail's Message-ID -> the held request."""
+    by_id = {g.id: g for g in app.cfg.network.guests}
+    out: dict[str, QuestionRef] = {}
+    for r in actions:
+        if r.action != "guest_approval" or r.status != "done" or not r.detail.get("message_id"):
+            continue
+        guest = by_id.get(r.key.rsplit(":", 1)[-1])
+        if guest is not None and r.meeting_id:
+            out[str(r.detail["message_id"])] = QuestionRef(hold_key(r.meeting_id, guest.email), r.meeting_id, KIND)
+    return out
 
 
 def release(app: App, rec: MessageRecord, note: HeldNote, now: datetime) -> str:

@@ -5,7 +5,7 @@ allowance of mail-outs, a late copy, a file that held something unsafe) is kept
 in the *held area*, ``<workdir>/held/<meeting>/<content hash>.<kind>``, never in
 the shared archive (Dropbox or the local archive folder) the network reads. The
 state record (``kcg_mail.services.ledger``) says why and what became of it; on
-approval ``kcg_mail.services.intake.release_held_version`` files and distributes
+approval ``kcg_mail.services.filing.release_held_version`` files and distributes
 exactly those bytes. A message held before anything was read (a sender we could
 not confirm) stays in the mail quarantine; approving it lets the next intake read it.
 

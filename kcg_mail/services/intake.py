@@ -19,25 +19,24 @@ whole batch is handled.
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from kcg_mail.core import inbound
 from kcg_mail.core.inbound import rules
+from kcg_mail.core.inbound.message import msg_key
 from kcg_mail.core.inbound.outcome import Outcome, folder_of
-from kcg_mail.core.plan import Meeting, archive_folder, protocol_filename
-from kcg_mail.ports import Attachment, FilingRecord, IncomingMessage, MessageRecord
-from kcg_mail.services import followup
+from kcg_mail.core.plan import Meeting
+from kcg_mail.ports import IncomingMessage, MessageRecord
+from kcg_mail.services import answers, followup, guests
 from kcg_mail.services import round as planning_round
 from kcg_mail.services.app import App
 from kcg_mail.services.compose import person_ctx
-from kcg_mail.services.held import RULE_CAUSE, SENDER_CAUSES, Prepared, held_area, prepare_version, reason_text
-from kcg_mail.services.ledger import HeldNote, HeldVersion, HoldCause, NoteKind
+from kcg_mail.services.filing import accept_version, release_held_version, resume_approved
+from kcg_mail.services.held import RULE_CAUSE, prepare_version, reason_text
+from kcg_mail.services.ledger import HeldNote, HoldCause, NoteKind
 from kcg_mail.services.lock import intake_lock, lock_dir
 
 log = logging.getLogger(__name__)
@@ -46,8 +45,6 @@ log = logging.getLogger(__name__)
 #: the message itself waits; never recorded
 NO_DOCUMENT = "no_document"
 
-MIME_BY_KIND = {"docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-                "pdf": "application/pdf", "odt": "application/vnd.oasis.opendocument.text"}
 
 
 @dataclass
@@ -67,10 +64,6 @@ class IntakeReport:
 
     def count(self, outcome: str) -> int:
         return sum(1 for h in self.handled if h.outcome == outcome)
-
-
-def msg_key(raw: bytes) -> str:
-    return hashlib.sha256(raw).hexdigest()[:40]
 
 
 def match_context(app: App, now: datetime) -> inbound.MatchContext:
@@ -101,6 +94,7 @@ def match_context(app: App, now: datetime) -> inbound.MatchContext:
         dmarc_pass_without_header_from=frozenset(trust.dmarc_pass_without_header_from),
         require_reply_key=trust.require_reply_key,
         round_ids=planning_round.mail_ids(actions), status_request_ids=followup.request_ids(actions),
+        question_ids=guests.question_ids(app, actions), coordinator=net.coordinator.email.lower(),
     )
 
 
@@ -120,236 +114,6 @@ def _reply_problem(app: App, mail: inbound.ParsedMail, m: Meeting | None, proble
         in_reply_to=mail.message_id,
     )
     return app.outbox.send(msg)
-
-
-@dataclass
-class Accepted:
-    """What became of an accepted version: ``filed`` (and distributed),
-    ``duplicate`` (already filed), ``held`` (kept in the held area, out of the
-    archive, until approved), ``held_duplicate`` (the same file already waits or was refused),
-    ``held_filed`` (a held sender's file that is already filed: nothing to keep),
-    and for state records written before the held area ``late_copy``."""
-
-    outcome: str
-    filing: FilingRecord | None = None
-    held: HeldVersion | None = None
-    why: str = ""  # why this message's version waits (held)
-
-
-def accept_version(app: App, m: Meeting, prepared: Prepared, decisions: list[dict[str, str]],
-                   source: str, now: datetime, dated: datetime | None = None,
-                   followups: list[tuple[str, str]] | None = None,
-                   hold: tuple[HoldCause, str] | None = None) -> Accepted:
-    """File a version of the minutes under the naming convention and distribute
-    it, or keep it in the held area when it may not go out by itself (``hold``: a
-    sender we could not confirm; something unsafe found in the file; a late copy;
-    over the day's allowance). ``dated``: the version's date (earlier of its Date
-    header and our receipt; default ``now``)."""
-    dated = dated or now
-    data, kind = prepared.data, prepared.kind  # the bytes that are filed and distributed
-    content_hash = _hash(app, data)
-    for f in app.state.filings(m.id):
-        if f.content_hash == content_hash and hold is not None:
-            return Accepted("held_filed", f)  # nothing to do for a sender we could not confirm
-        if f.content_hash == content_hash:
-            # Already filed. Either a crash stopped this message's own handling
-            # half-way (finish the idempotent rest), or someone sent the same
-            # minutes again (a no-op: everything below is already done).
-            if f.source_msg_key == source:
-                return Accepted(_finish_filed(app, m, f, data, kind, decisions, now, followups), f)
-            if not _withheld(app, m, f):
-                distribute(app, m, f, data, kind, decisions)  # a no-op unless it never went out
-            return Accepted("duplicate", f)
-    held = app.ledger.held_version(m.id, content_hash)
-    if held is not None:
-        if held.state in ("approved", "released"):  # approved: finish what the approval started
-            filing = release_held_version(app, held, now, msg_key=None)
-            return Accepted("duplicate", filing, held)
-        if held.source_msg_key == source:
-            return Accepted("held", None, held, held.why)
-        if hold is not None and held.state == "held":  # this message waits too (each held message is listed)
-            return Accepted("held", None, held, _with_findings(hold[1], prepared))
-        if hold is None and held.cause not in SENDER_CAUSES:
-            return Accepted("held_duplicate", None, held)  # the same file again: it waits, or was refused
-        # held for another message's sender (or refused for it): this message is judged on its own
-    cause, why = hold or _hold_cause(app, m, prepared, dated, now)
-    if hold is not None:
-        why = _with_findings(why, prepared)
-    if cause is not None:
-        name = held_area(app).keep(m.id, content_hash, kind, data)  # the file first, then the record
-        held = HeldVersion(meeting_id=m.id, content_hash=content_hash, kind=kind, filename=name,
-                           source_msg_key=source, cause=cause, why=why, dated=dated.isoformat(),
-                           decisions=decisions, followups=[list(x) for x in followups or []])
-        app.ledger.put_held_version(held)
-        return Accepted("held", None, held, why)
-    filing = _file(app, m, data, kind, source, dated)
-    if held is not None:  # the same file waited for another message's sender: it is out now
-        app.ledger.put_held_version(replace(held, state="released", version=filing.version))
-    return Accepted(_finish_filed(app, m, filing, data, kind, decisions, now, followups), filing)
-
-
-def _with_findings(why: str, prepared: Prepared) -> str:
-    """A sender's reason and what was found in the file: both said, each in its own words."""
-    if not prepared.findings:
-        return why
-    return f"{why}; {reason_text('safety', findings=prepared.findings, removed=prepared.removed)}"
-
-
-def _hold_cause(app: App, m: Meeting, prepared: Prepared, dated: datetime,
-                now: datetime) -> tuple[HoldCause | None, str]:
-    """Why a new version may not go out by itself, or (None, "")."""
-    from kcg_mail.core.inbound.versions import is_late_copy, over_daily_limit
-
-    if prepared.findings:
-        return "safety", reason_text("safety", findings=prepared.findings, removed=prepared.removed)
-    others = [d for f in app.state.filings(m.id) if (d := app.ledger.filed_date(m.id, f.version)) is not None]
-    if is_late_copy(dated, others):
-        return "late", reason_text("late")
-    done = app.ledger.distributed_on(m.id, now.date())
-    limit = app.cfg.transport.distribution.max_per_meeting_per_day
-    if over_daily_limit(done, 0, limit):
-        return "cap", reason_text("cap", nth_today=len(set(done)) + 1, limit=limit)
-    return None, ""
-
-
-def _file(app: App, m: Meeting, data: bytes, kind: str, source: str, dated: datetime) -> FilingRecord:
-    """Store in the archive (idempotent by content hash) and record the filing."""
-    name = protocol_filename(app.cfg, m).removesuffix(".docx") + "." + kind
-    stored = app.archive.store(f"{archive_folder(app.cfg, m)}/{name}", data)
-    existing = next((f for f in app.state.filings(m.id) if f.content_hash == stored.content_hash), None)
-    if existing is not None:
-        return existing
-    version = len({f.content_hash for f in app.state.filings(m.id)}) + 1
-    link = app.archive.shared_link(stored.path)
-    filing = FilingRecord(meeting_id=m.id, version=version, path=stored.path, rev=stored.rev,
-                          content_hash=stored.content_hash, link=link, source_msg_key=source)
-    app.ledger.set_filed_date(m.id, version, dated)  # before the filing: a rerun gives it the same number
-    app.state.record_filing(filing)
-    return filing
-
-
-def _withheld(app: App, m: Meeting, f: FilingRecord) -> bool:
-    """A filed late copy, or a filed version whose distribution waits or was
-    refused (state records from before the held area): never distributed by a duplicate."""
-    return app.ledger.late_copy(m.id, f.version) is not None or \
-        app.ledger.distribution_hold(m.id, f.version) in ("held", "rejected")
-
-
-def _finish_filed(app: App, m: Meeting, filing: FilingRecord, data: bytes, kind: str,
-                  decisions: list[dict[str, str]], now: datetime,
-                  followups: list[tuple[str, str]] | None = None) -> str:
-    """After filing: decisions, distribution, the day's count (each idempotent)."""
-    if app.ledger.late_copy(m.id, filing.version) is not None:
-        return "late_copy"
-    if app.ledger.distribution_hold(m.id, filing.version) in ("held", "rejected"):
-        return "held"
-    _record_and_distribute(app, m, filing, data, kind, decisions)
-    app.ledger.mark_distributed(m.id, now.date(), filing.version)
-    if followups:
-        followup.minutes_filed(app, m, followups)
-    return "filed"
-
-
-def _record_and_distribute(app: App, m: Meeting, filing: FilingRecord, data: bytes, kind: str,
-                           decisions: list[dict[str, str]]) -> None:
-    app.state.replace_decisions(m.id, decisions)
-    update_decision_log(app, m.date.year)
-    distribute(app, m, filing, data, kind, decisions)
-
-
-def release_held_version(app: App, held: HeldVersion, now: datetime, msg_key: str | None = "") -> FilingRecord:
-    """File and distribute an approved held version: each step idempotent, so an
-    approval interrupted by a crash is finished by the next approval or intake
-    (``resume_approved``) without filing or sending anything twice. ``msg_key``:
-    the approved message (default: the one the version came with; None: none)."""
-    m = app.meeting(held.meeting_id)
-    if m is None:
-        raise ValueError(f"held version of unknown meeting {held.meeting_id}")
-    if held.state == "released":  # everything below is done (it is recorded last)
-        filing = next(f for f in app.state.filings(m.id) if f.content_hash == held.content_hash)
-        _approved_message(app, held, filing, msg_key)
-        return filing
-    if held.state == "held":
-        held = replace(held, state="approved")
-        app.ledger.put_held_version(held)  # the intent, before anything is filed
-    data = held_area(app).read(held)
-    if _hash(app, data) != held.content_hash:
-        raise ValueError(f"held file {held.filename} of {held.meeting_id} does not match its record")
-    filing = next((f for f in app.state.filings(m.id) if f.content_hash == held.content_hash), None) \
-        or _file(app, m, data, held.kind, held.source_msg_key, datetime.fromisoformat(held.dated))
-    if app.ledger.distribution_hold(m.id, filing.version) != "approved":
-        app.ledger.set_distribution_hold(m.id, filing.version, "approved")
-    if held.cause == "late":  # an older copy goes out, but the decisions stay those of the newer version
-        distribute(app, m, filing, data, held.kind, held.decisions)
-    else:
-        _record_and_distribute(app, m, filing, data, held.kind, held.decisions)
-        if held.followups:
-            followup.minutes_filed(app, m, [(str(a), str(b)) for a, b in held.followups])
-    app.ledger.mark_distributed(m.id, now.date(), filing.version)
-    app.ledger.put_held_version(replace(held, state="released", version=filing.version))
-    _approved_message(app, held, filing, msg_key)
-    return filing
-
-
-def _approved_message(app: App, held: HeldVersion, filing: FilingRecord, msg_key: str | None) -> None:
-    rec = app.state.message(held.source_msg_key if msg_key == "" else msg_key) if msg_key is not None else None
-    if rec is not None and rec.outcome in (Outcome.HELD, Outcome.APPROVED):
-        app.state.record_message(MessageRecord(
-            rec.msg_key, rec.ref, held.meeting_id, Outcome.MINUTES,
-            f"godkänd av samordnaren: arkiverad som {filing.path} (version {filing.version}) och utskickad",
-            rec.sender, rec.subject, "done"))
-
-
-def resume_approved(app: App, now: datetime) -> list[str]:
-    """Finish approvals a crash interrupted (approved, not yet released); returns
-    the errors (one failing version never stops the intake)."""
-    errors = []
-    for held in app.ledger.held_versions():
-        if held.state == "approved":
-            try:
-                release_held_version(app, held, now)
-            except Exception as exc:
-                log.exception("approved version %s of %s failed", held.content_hash[:12], held.meeting_id)
-                errors.append(f"godkänd version av {held.meeting_id} ({held.filename}): {type(exc).__name__}: {exc}")
-    return errors
-
-
-def _hash(app: App, data: bytes) -> str:
-    from kcg_mail.adapters.content_hash import dropbox_content_hash
-
-    return dropbox_content_hash(data)
-
-
-def distribute(app: App, m: Meeting, filing: FilingRecord, data: bytes, kind: str, decisions: list[dict[str, str]]) -> str:
-    from kcg_mail.core.outreach import distribution_content
-
-    # never a file:// link: without a shareable link (local archive) the file is attached
-    attach, link = distribution_content(app.cfg.meetings.distribution, filing.link)
-    filename = filing.path.rpartition("/")[2]
-    atts = (Attachment(filename, MIME_BY_KIND.get(kind, "application/octet-stream"), data),) if attach else ()
-    msg = app.composer.message(
-        "distribute", f"{m.id}:distribute:members:v{filing.version}", m, app.cfg.network.active_members,
-        {"meeting": app.composer.meeting_ctx(m, app.meetings), "version": filing.version, "filename": filename,
-         "link": link, "decisions": decisions, "attached": attach},
-        attachments=atts,
-    )
-    return app.outbox.send(msg)
-
-
-def update_decision_log(app: App, year: int) -> None:
-    """The running decision log of the year (CSV that Excel opens), rewritten
-    explicitly from the state record on each filing."""
-    ids = {m.id: m for m in app.meetings if m.date.year == year}
-    buf = io.StringIO()
-    w = csv.writer(buf, delimiter=";", lineterminator="\r\n")
-    w.writerow(["Möte", "Datum", "Tema", "Värd", "Beslut", "Ansvarig", "Klart till"])
-    for d in app.state.decisions():
-        m = ids.get(d["meeting_id"])
-        if m is not None:
-            w.writerow([m.id, m.date.isoformat(), m.theme_label, m.host.name, d["decision"], d["owner"], d["due"]])
-    folder = f"/{app.cfg.network.short}/Protokoll/{year}"
-    app.archive.store(f"{folder}/{year} {app.cfg.network.short} Beslutslogg.csv",
-                      ("\ufeff" + buf.getvalue()).encode("utf-8"), overwrite=True)
 
 
 def handle_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
@@ -421,7 +185,7 @@ TOO_LARGE_SV = ("Ditt mejl var för stort för att tas emot (över {mb} MB), så
 
 # ------------------------------------------------ between meetings
 # The minutes' follow-up table closes or carries open decisions; a reply to a
-# project-status request is stored as the group's status (routed in _handle_one
+# project-status request is stored as the group's status (routed in handle_message
 # after the trust rules; logic in kcg_mail.services.followup).
 
 
@@ -467,6 +231,12 @@ def _status_reply(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: s
     return followup.status_reply(app, mail, v.status_request, now)
 
 
+def _coordinator_answer(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
+                        received: datetime | None) -> tuple[str, str]:
+    assert v.question is not None  # classify sets it for every COORDINATOR_ANSWER verdict
+    return answers.handle_answer(app, mail, v.question, key, now)
+
+
 def _recorded(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
               received: datetime | None) -> tuple[str, str]:
     return v.kind, v.reason
@@ -480,6 +250,7 @@ HANDLERS: dict[Outcome, Handler] = {
     Outcome.CALENDAR_RESPONSE: _calendar_response,
     Outcome.PLANNING: _round_reply,  # the planning round's needs and ballots
     Outcome.PROJECT_STATUS: _status_reply,  # a project group's status line
+    Outcome.COORDINATOR_ANSWER: _coordinator_answer,  # the coordinator's yes or no to our question
 }
 
 
@@ -490,7 +261,7 @@ def handle(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now
 
 def run_intake(app: App, now: datetime, handle_one: Callable[..., Handled] | None = None) -> IntakeReport:
     """Handle every new message. ``handle_one`` lets the flow run each as a task."""
-    handle_one = handle_one or _handle_one
+    handle_one = handle_one or handle_message
     with intake_lock(lock_dir(app)):  # a scheduled run and the push listener never overlap
         return _run_intake(app, now, handle_one)
 
@@ -513,7 +284,7 @@ def _run_intake(app: App, now: datetime, handle_one: Callable[..., Handled]) -> 
     return report
 
 
-def _handle_one(app: App, item: IncomingMessage, ctx: inbound.MatchContext, now: datetime) -> Handled:
+def handle_message(app: App, item: IncomingMessage, ctx: inbound.MatchContext, now: datetime) -> Handled:
     key = msg_key(item.raw)
     rec = app.state.message(key)
     if rec is not None and rec.status == "done":

@@ -28,7 +28,7 @@ class ManualProblem(ValueError):
 def resend_meeting(app: App, meeting_id: str, what: Literal["invitation", "template"], request_id: str,
                    now: datetime) -> dict[str, Any]:
     """Send a meeting's invitation or template again (logic; the flow wires it)."""
-    from kcg_mail.services.daily import _send_invitation, render_protocol
+    from kcg_mail.services.daily import invite_members, render_protocol
 
     m = app.meeting(meeting_id)
     if m is None:
@@ -45,7 +45,7 @@ def resend_meeting(app: App, meeting_id: str, what: Literal["invitation", "templ
         if prev.cancelled:
             raise ManualProblem(f"inbjudan till {meeting_id} är inställd; ändra planen i stället (den dagliga "
                                 f"körningen skickar en ny inbjudan när mötet är bekräftat igen)")
-        outcome = _send_invitation(app, m, now, cancel=False)
+        outcome = invite_members(app, m, now, cancel=False)
         sent = app.invitation(meeting_id)
         seq = (sent or prev).sequence
         detail = {"key": f"{meeting_id}:invite:members:s{seq}", "sequence": seq,
@@ -85,7 +85,7 @@ class Refiled:
                 f"{self.meeting_id} och skickar ut det, trots att avsändaren inte är värd.\n")
 
 
-def _find_record(app: App, message: str) -> MessageRecord:
+def find_record(app: App, message: str) -> MessageRecord:
     message = message.strip()
     if re.fullmatch(r"[0-9a-f]{40}", message):
         rec = app.state.message(message)
@@ -108,7 +108,7 @@ def refile_message(app: App, message: str, meeting_id: str | None = None) -> Ref
     Other transports (IMAP, Exchange, Graph) have no 'back to inbox' in the
     port: the coordinator drags the message from the quarantine folder to the
     inbox in the mail program; the approval is stored either way."""
-    rec = _find_record(app, message)
+    rec = find_record(app, message)
     mid = meeting_id or rec.meeting_id
     if not mid:
         raise ManualProblem("meddelandet matchade inget möte; ange meeting_id (t.ex. 2023-05)")
@@ -128,7 +128,7 @@ def release_from_quarantine(app: App, rec: MessageRecord, mid: str, reason: str,
     """Approve a quarantined message for meeting ``mid`` (the next intake files it):
     record the approval, move it back to the inbox where the transport can (True),
     or leave that to the coordinator's mail program (False: IMAP, EWS, Graph)."""
-    from kcg_mail.services.intake import msg_key
+    from kcg_mail.core.inbound.message import msg_key
 
     app.ledger.approve_message(rec.msg_key, mid)
     restored = app.mail.restore("quarantine", lambda raw: msg_key(raw) == rec.msg_key)

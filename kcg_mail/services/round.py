@@ -96,7 +96,7 @@ def token(app: App, year: int) -> str:
     return f"[{app.cfg.network.short}-PLAN-{year}]"
 
 
-def _get(app: App, year: int, what: str, default: Any) -> Any:
+def round_value(app: App, year: int, what: str, default: Any) -> Any:
     value = app.ledger.planning_value(year, what)
     return value if value is not None else default
 
@@ -109,7 +109,7 @@ def folder(app: App, year: int) -> str:
     return settings(app).folder.format(short=app.cfg.network.short, year=year)
 
 
-def _members(app: App) -> list[Person]:
+def round_members(app: App) -> list[Person]:
     return app.cfg.network.active_members
 
 
@@ -120,7 +120,7 @@ def _base(app: App, year: int, person: Person | None = None) -> dict[str, Any]:
 
 
 def topics(app: App, year: int) -> list[pl.Topic]:
-    return [pl.Topic(n, a, t) for n, a, t in _get(app, year, "topics", [])]
+    return [pl.Topic(n, a, t) for n, a, t in round_value(app, year, "topics", [])]
 
 
 def _send(app: App, kind: str, key: str, to: list[Person], ctx: dict[str, Any], *,
@@ -134,7 +134,7 @@ def _send(app: App, kind: str, key: str, to: list[Person], ctx: dict[str, Any], 
 
 def _carry_over(app: App, year: int, r: pl.Round) -> dict[str, list[str]]:
     """Last year's topics not chosen: from last year's round by mail, else from config."""
-    last = _get(app, year - 1, "result", None)
+    last = round_value(app, year - 1, "result", None)
     if last:
         out: dict[str, list[str]] = {}
         for row in last["rows"]:
@@ -151,11 +151,11 @@ def start_round(app: App, year: int, now: datetime) -> list[str]:
     form = Attachment(f"{app.cfg.network.short} Nuläge och behov {year}.docx", DOCX, _needs_form(app, year, s, carry))
     areas = [{"name": a.name, "questions": a.questions, "carry_over": carry.get(a.name, [])} for a in s.areas]
     lines = []
-    for p in _members(app):
+    for p in round_members(app):
         ctx = {**_base(app, year, p), "areas": areas, "deadline_text": date_text(r.needs_deadline), "reminder": False}
         out = _send(app, "planning_needs", f"plan-{year}:needs:{p.email}", [p], ctx, attachments=(form,))
         lines.append(f"behovsutskick till {p.name}: {out}")
-    if _get(app, year, "started", None) is None:
+    if round_value(app, year, "started", None) is None:
         _put(app, year, "started", now.isoformat())
     return lines
 
@@ -175,14 +175,14 @@ def tick(app: App, year: int, now: datetime) -> list[str]:
     app.outbox.now = now
     today = now.date()
     lines: list[str] = []
-    if _get(app, year, "started", None) is None:
+    if round_value(app, year, "started", None) is None:
         return [f"planeringsrundan {year} är inte startad (kör kcg planning start --year {year})"]
-    published = bool(_get(app, year, "topics", []))
-    needs = _get(app, year, "needs", {})
+    published = bool(round_value(app, year, "topics", []))
+    needs = round_value(app, year, "needs", {})
     if not published and r.needs_reminder <= today <= r.needs_deadline:
         carry = _carry_over(app, year, r)
         areas = [{"name": a.name, "questions": a.questions, "carry_over": carry.get(a.name, [])} for a in s.areas]
-        for p in _members(app):
+        for p in round_members(app):
             if p.id not in needs:
                 ctx = {**_base(app, year, p), "areas": areas, "deadline_text": date_text(r.needs_deadline),
                        "reminder": True}
@@ -191,13 +191,13 @@ def tick(app: App, year: int, now: datetime) -> list[str]:
     if not published and today > r.needs_deadline:
         lines += write_candidates(app, year, now)
     if published and r.votes_reminder <= today <= r.votes_deadline:
-        ballots = _get(app, year, "ballots", {})
-        for p in _members(app):
+        ballots = round_value(app, year, "ballots", {})
+        for p in round_members(app):
             if p.id not in ballots:
                 out = _send(app, "planning_ballot", f"plan-{year}:ballot_reminder:{p.email}", [p],
                             _ballot_ctx(app, year, p, r, reminder=True))
                 lines.append(f"påminnelse om röst till {p.name}: {out}")
-    if published and today > r.votes_deadline and _get(app, year, "result", None) is None:
+    if published and today > r.votes_deadline and round_value(app, year, "result", None) is None:
         lines += close_round(app, year, now)
     return lines
 
@@ -211,7 +211,7 @@ def candidates_path(app: App, year: int) -> str:
 
 def candidates(app: App, year: int) -> list[pl.Candidate]:
     s, r = get_round(app, year)
-    stored = _get(app, year, "needs", {})
+    stored = round_value(app, year, "needs", {})
     needs = {}
     for pid, by_msg in stored.items():
         merged: dict[str, list[str]] = {}
@@ -242,17 +242,17 @@ def candidates_yaml(app: App, year: int, cands: list[pl.Candidate]) -> str:
 
 
 def write_candidates(app: App, year: int, now: datetime) -> list[str]:
-    if _get(app, year, "candidates", None):
+    if round_value(app, year, "candidates", None):
         return []
     cands = candidates(app, year)
     path = candidates_path(app, year)
     stored = app.archive.store(path, candidates_yaml(app, year, cands).encode("utf-8"), overwrite=True)
-    needs = _get(app, year, "needs", {})
-    missing = [p.name for p in _members(app) if p.id not in needs]
+    needs = round_value(app, year, "needs", {})
+    missing = [p.name for p in round_members(app) if p.id not in needs]
     coord = app.cfg.network.coordinator
     out = _send(app, "planning_candidates", f"plan-{year}:candidates:{coord.email}", [coord],
-                {**_base(app, year, coord), "answered": len(_members(app)) - len(missing),
-                 "members": len(_members(app)), "missing": missing, "count": len(cands), "path": stored.path})
+                {**_base(app, year, coord), "answered": len(round_members(app)) - len(missing),
+                 "members": len(round_members(app)), "missing": missing, "count": len(cands), "path": stored.path})
     _put(app, year, "candidates", {"path": stored.path, "at": now.isoformat(), "count": len(cands)})
     return [f"röstlistan ({len(cands)} förslag) skriven till {stored.path}; samordnaren informerad: {out}"]
 
@@ -310,13 +310,13 @@ def publish_ballot(app: App, year: int, now: datetime) -> list[str]:
     app.outbox.now = now
     ts = topics(app, year)
     if not ts:
-        cand = _get(app, year, "candidates", None)
+        cand = round_value(app, year, "candidates", None)
         if cand is None:
             if now.date() <= r.needs_deadline:
                 raise PlanningProblem(f"tiden för förslag går ut {r.needs_deadline}; publicera röstlistan efter det "
                                       f"(eller flytta needs_deadline i planning.yaml)")
             write_candidates(app, year, now)
-            cand = _get(app, year, "candidates", None)
+            cand = round_value(app, year, "candidates", None)
         path = cand["path"]
         ts = read_candidates(app, year, app.archive.read(path), path)
         _put(app, year, "topics", [[t.number, t.area, t.text] for t in ts])
@@ -324,7 +324,7 @@ def publish_ballot(app: App, year: int, now: datetime) -> list[str]:
     data = ballot_form(app.cfg.network.name, year, s.areas, ts, s.votes_per_member)
     att = Attachment(f"{app.cfg.network.short} Röstsedel {year}.docx", DOCX, data)
     lines = [f"röstlistan publicerad: {len(ts)} förslag"]
-    for p in _members(app):
+    for p in round_members(app):
         out = _send(app, "planning_ballot", f"plan-{year}:ballot:{p.email}", [p],
                     _ballot_ctx(app, year, p, r, reminder=False), attachments=(att,))
         lines.append(f"röstsedel till {p.name}: {out}")
@@ -364,7 +364,7 @@ def handle_reply(app: App, mail: Any, rt: RoundReply, key: str, now: datetime) -
     except PlanningProblem as exc:
         return Outcome.UNMATCHED, f"planeringsrunda {rt.year}: {exc}"
     app.outbox.now = now
-    published = bool(_get(app, rt.year, "topics", []))
+    published = bool(round_value(app, rt.year, "topics", []))
     if rt.step == "needs" and published:
         return _problem(app, rt.year, person, mail, key, "needs",
                         ["Tiden för förslag har gått ut och röstlistan är publicerad; rösta i stället på listan "
@@ -384,7 +384,7 @@ def _problem(app: App, year: int, p: Person, mail: Any, key: str, what: str, pro
     out = _send(app, "planning_problem", f"plan-{year}:{what}_problem:{p.email}:{key[:12]}", [p],
                 {**_base(app, year, p), "what": what, "problems": problems, "subject": _subject(mail),
                  "deadline_text": date_text(deadline), "votes": s.votes_per_member}, in_reply_to=mail.message_id)
-    rejected = _get(app, year, "rejected", {})
+    rejected = round_value(app, year, "rejected", {})
     rejected[key] = {"person": p.id, "what": what, "problems": problems}
     _put(app, year, "rejected", rejected)
     invalid = Outcome.PLANNING_NEEDS_INVALID if what == "needs" else Outcome.PLANNING_BALLOT_INVALID
@@ -414,7 +414,7 @@ def _needs(app: App, year: int, p: Person, mail: Any, key: str, now: datetime, s
         return _problem(app, year, p, mail, key, "needs", problems or [
             "Vi hittade inga förslag under något av områdena (Omvärldsbevakning, Erfarenhetsutbyte & "
             "kompetensutveckling, Gemensamma frågor & projekt, Kollegialt stöd)."], r.needs_deadline)
-    needs = _get(app, year, "needs", {})
+    needs = round_value(app, year, "needs", {})
     needs.setdefault(p.id, {})[key] = {"topics": found, "at": now.isoformat()}
     _put(app, year, "needs", needs)
     lines = [f"{area}: {t}" for area, ts in found.items() for t in ts]
@@ -423,8 +423,8 @@ def _needs(app: App, year: int, p: Person, mail: Any, key: str, now: datetime, s
                  "deadline_text": date_text(r.needs_deadline), "total": 0, "ignored": []},
                 in_reply_to=mail.message_id)
     late = " (efter sista dagen, men före röstlistan)" if now.date() > r.needs_deadline else ""
-    if _get(app, year, "candidates", None):  # the list is already with the coordinator
-        after = _get(app, year, "late_needs", {})
+    if round_value(app, year, "candidates", None):  # the list is already with the coordinator
+        after = round_value(app, year, "late_needs", {})
         after[key] = {"person": p.id, "topics": lines}
         _put(app, year, "late_needs", after)
         late = " (kom efter att röstlistan skrevs: samordnaren lägger till det för hand)"
@@ -458,8 +458,8 @@ def _ballot(app: App, year: int, p: Person, mail: Any, key: str, now: datetime, 
     sent_at = (mail.date or now).astimezone(UTC).isoformat()  # comparable across time zones
     # A ballot counts until the tally is published (a Saturday vote before Monday's tally counts);
     # after that it is answered and kept for the coordinator, never named to anyone else.
-    if _get(app, year, "result", None) is not None:
-        late = _get(app, year, "late", {})
+    if round_value(app, year, "result", None) is not None:
+        late = round_value(app, year, "late", {})
         late[p.id] = {"msg": key, "at": now.isoformat(), "votes": {str(k): v for k, v in check.votes.items()}}
         _put(app, year, "late", late)
         out = _send(app, "planning_receipt", f"plan-{year}:ballot_late:{p.email}:{key[:12]}", [p],
@@ -467,7 +467,7 @@ def _ballot(app: App, year: int, p: Person, mail: Any, key: str, now: datetime, 
                      "deadline_text": date_text(r.votes_deadline), "total": sum(check.votes.values()),
                      "ignored": list(parsed.ignored)}, in_reply_to=mail.message_id)
         return Outcome.PLANNING_BALLOT_LATE, f"röst från {p.name} efter sammanräkningen; räknas inte (svar: {out})"
-    ballots = _get(app, year, "ballots", {})
+    ballots = round_value(app, year, "ballots", {})
     prev = ballots.get(p.id)
     if prev is None or prev["msg"] == key or prev["sent_at"] <= sent_at:
         ballots[p.id] = {"msg": key, "sent_at": sent_at, "at": now.isoformat(),
@@ -489,20 +489,20 @@ def _ballot(app: App, year: int, p: Person, mail: Any, key: str, now: datetime, 
 
 def current_tally(app: App, year: int) -> pl.Tally:
     s = settings(app)
-    ballots = {pid: {int(k): v for k, v in b["votes"].items()} for pid, b in _get(app, year, "ballots", {}).items()}
-    n_late = len(_get(app, year, "late", {}))  # counted, never named: the notes reach every member
+    ballots = {pid: {int(k): v for k, v in b["votes"].items()} for pid, b in round_value(app, year, "ballots", {}).items()}
+    n_late = len(round_value(app, year, "late", {}))  # counted, never named: the notes reach every member
     late = [f"{n_late} {'röst' if n_late == 1 else 'röster'} kom efter sammanräkningen och räknades inte."] if n_late else []
     return pl.tally(topics(app, year), s.areas, ballots, s.focus_per_area, late, min_share=s.focus_min_share)
 
 
 def groups_for(app: App, year: int, r: pl.Round) -> pl.Groups:
     s = settings(app)
-    attending = [p.id for p in _members(app)]
+    attending = [p.id for p in round_members(app)]
     if r.physical_meeting:
         answers = app.state.attendance(r.physical_meeting)
         declined = {e for e, v in answers.items() if v == "DECLINED"}
-        attending = [p.id for p in _members(app) if p.email not in declined]
-    previous = _get(app, year - 1, "groups", None) or [list(g) for g in r.previous_groups]
+        attending = [p.id for p in round_members(app) if p.email not in declined]
+    previous = round_value(app, year - 1, "groups", None) or [list(g) for g in r.previous_groups]
     return pl.workshop_groups(attending, app.cfg.network.coordinator.id, s.groups, previous)
 
 
@@ -541,7 +541,7 @@ def close_round(app: App, year: int, now: datetime) -> list[str]:
     names = {p.id: p.name for p in app.cfg.network.members}
     areas = [{"name": a.name, "rows": [x.__dict__ for x in t.area_rows(a.name) if x.votes > 0]} for a in s.areas]
     meeting = app.meeting(r.physical_meeting) if r.physical_meeting else None
-    out = _send(app, "planning_result", f"plan-{year}:result:members", _members(app),
+    out = _send(app, "planning_result", f"plan-{year}:result:members", round_members(app),
                 {**_base(app, year), "areas": areas, "ballots": t.ballots, "notes": list(t.ties) + list(t.late),
                  "groups": [[names.get(x, x) for x in grp] for grp in g.groups], "path": stored.path,
                  "meeting_text": meeting.date_text() if meeting else ""},
@@ -622,7 +622,7 @@ def draft_for(app: App, year: int) -> Any:
     """The draft plan for ``year``: themes from the round's focus topics when a round ran."""
     from kcg_mail.core.round_draft import draft_plan
 
-    result = _get(app, year, "result", None)
+    result = round_value(app, year, "result", None)
     themes = [r["text"] for r in sorted((r for r in result["rows"] if r["focus"]),
                                         key=lambda r: (-r["votes"], r["number"]))] if result else None
     return draft_plan(year, list(app.cfg.network.members), [p for p in app.cfg.plans if p.year < year],
@@ -636,7 +636,7 @@ def open_rounds(app: App) -> list[int]:
         s = settings(app)
     except PlanningProblem:
         return []
-    return sorted(y for y in s.rounds if _get(app, y, "started", None) and _get(app, y, "result", None) is None)
+    return sorted(y for y in s.rounds if round_value(app, y, "started", None) and round_value(app, y, "result", None) is None)
 
 
 def write_draft(app: App, year: int, out: Path) -> Path:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from kcg_mail.services.app import App
-from kcg_mail.services.round import PlanningProblem, _get, _members, current_tally, get_round, settings
+from kcg_mail.services.round import PlanningProblem, current_tally, get_round, round_members, round_value, settings
 
 
 def years(app: App) -> list[int]:
@@ -16,36 +16,36 @@ def years(app: App) -> list[int]:
         s = settings(app)
     except PlanningProblem:
         return []
-    return sorted(y for y in s.rounds if _get(app, y, "started", None) is not None)
+    return sorted(y for y in s.rounds if round_value(app, y, "started", None) is not None)
 
 
 def status_lines(app: App, year: int) -> list[str]:
     s, r = get_round(app, year)
-    needs = _get(app, year, "needs", {})
-    ballots = _get(app, year, "ballots", {})
-    members = _members(app)
-    result = _get(app, year, "result", None)
-    lines = [f"Planeringsrunda {year}: startad {str(_get(app, year, 'started', ''))[:10]}",
+    needs = round_value(app, year, "needs", {})
+    ballots = round_value(app, year, "ballots", {})
+    members = round_members(app)
+    result = round_value(app, year, "result", None)
+    lines = [f"Planeringsrunda {year}: startad {str(round_value(app, year, 'started', ''))[:10]}",
              f"Förslag: {len(needs)} av {len(members)} medlemmar (sista dag {r.needs_deadline})"]
-    cand = _get(app, year, "candidates", None)
+    cand = round_value(app, year, "candidates", None)
     if cand:
         lines.append(f"Röstlista: {cand['path']} ({cand['count']} förslag)")
-    if _get(app, year, "topics", []):
+    if round_value(app, year, "topics", []):
         lines.append(f"Röster: {len(ballots)} av {len(members)} medlemmar (sista dag {r.votes_deadline}), "
-                     f"{len(_get(app, year, 'rejected', {}))} ogiltiga svar besvarade, "
-                     f"{len(_get(app, year, 'late', {}))} sena")
+                     f"{len(round_value(app, year, 'rejected', {}))} ogiltiga svar besvarade, "
+                     f"{len(round_value(app, year, 'late', {}))} sena")
     if result:
         lines.append(f"Handlingsplan {year}: {result['path']}; utkast till årsplan: {result['draft']}")
     return lines
 
 
 def member_rows(app: App, year: int) -> list[dict[str, str]]:
-    needs = _get(app, year, "needs", {})
-    ballots = _get(app, year, "ballots", {})
-    late = _get(app, year, "late", {})
-    rejected = _get(app, year, "rejected", {})
+    needs = round_value(app, year, "needs", {})
+    ballots = round_value(app, year, "ballots", {})
+    late = round_value(app, year, "late", {})
+    rejected = round_value(app, year, "rejected", {})
     rows = []
-    for p in _members(app):
+    for p in round_members(app):
         n = sum(len(ts) for e in needs.get(p.id, {}).values() for ts in e["topics"].values())
         bad = sum(1 for x in rejected.values() if x["person"] == p.id and x["what"] == "ballot")
         b = ballots.get(p.id)
@@ -56,7 +56,7 @@ def member_rows(app: App, year: int) -> list[dict[str, str]]:
 
 
 def tally_rows(app: App, year: int) -> list[dict[str, Any]]:
-    if not _get(app, year, "topics", []):
+    if not round_value(app, year, "topics", []):
         return []
     t = current_tally(app, year)
     return [{"område": r.area, "nr": r.number, "samverkansområde": r.text, "röster": r.votes,
@@ -66,16 +66,16 @@ def tally_rows(app: App, year: int) -> list[dict[str, Any]]:
 def needs_a_person(app: App) -> list[str]:
     items = []
     for y in years(app):
-        if _get(app, y, "candidates", None) and not _get(app, y, "topics", []):
+        if round_value(app, y, "candidates", None) and not round_value(app, y, "topics", []):
             items.append(f"Röstlistan för handlingsplan {y} väntar på samordnaren. Gör: granska "
-                         f"{_get(app, y, 'candidates', {})['path']} och kör 'publicera röstlistan' "
+                         f"{round_value(app, y, 'candidates', {})['path']} och kör 'publicera röstlistan' "
                          f"(kcg planning publish --year {y}).")
         names = {p.id: p.name for p in app.cfg.network.members}
-        if not _get(app, y, "topics", []):
-            for entry in _get(app, y, "late_needs", {}).values():
+        if not round_value(app, y, "topics", []):
+            for entry in round_value(app, y, "late_needs", {}).values():
                 items.append(f"Sena förslag från {names.get(entry['person'], entry['person'])} till röstlistan {y}: "
                              f"{'; '.join(entry['topics'])}. Gör: lägg till dem i röstlistan före publiceringen.")
-        result = _get(app, y, "result", None)
+        result = round_value(app, y, "result", None)
         if result and (result["ties"] or result["late"]):
             items.append(f"Handlingsplan {y}: " + " ".join(result["ties"] + result["late"]) +
                          " Gör: avgör i utkastet till årsplanen.")

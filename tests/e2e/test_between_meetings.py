@@ -228,7 +228,7 @@ def test_followup_marks_read_back_from_odt_and_pdf(tmp_path):
 
 def test_pdf_followups_survive_wrapped_references_and_dates():
     """Layout text as pypdf gives it for LibreOffice's PDF with narrow columns."""
-    from kcg_mail.documents.minutes import _pdf_followups
+    from kcg_mail.documents.minutes import pdf_followups
 
     page = (
         "Ref          Öppet beslut                                       Ansvarig             Datum        Läge\n"
@@ -241,7 +241,7 @@ def test_pdf_followups_survive_wrapped_references_and_dates():
         "Beslut                                                           Ansvarig                      Klart till\n"
         "x/1 must not be read\n"
     )
-    assert _pdf_followups([page]) == [("2023-01/1", "klar"), ("2023-01/2", "")]
+    assert pdf_followups([page]) == [("2023-01/1", "klar"), ("2023-01/2", "")]
 
 
 def test_kcg_status_and_project_start(tmp_path):

@@ -51,13 +51,13 @@ def test_planning_round_for_2024_end_to_end(prefect_api, tmp_path):
     assert not list((Path(app.mail.root) / "inbox" / "cur").iterdir())
 
     # each kind of reply came in: Word needs forms, Word ballots, plain text
-    needs = round_._get(app, 2024, "needs", {})
+    needs = round_.round_value(app, 2024, "needs", {})
     assert len(needs) == 14
-    ballots = round_._get(app, 2024, "ballots", {})
+    ballots = round_.round_value(app, 2024, "ballots", {})
     voters = {p.id for p in members}  # the weekend voter's ballot came before the tally: it counts
     assert set(ballots) == voters
     assert all(sum(b["votes"].values()) == 10 for b in ballots.values())
-    assert round_._get(app, 2024, "late", {}) == {}
+    assert round_.round_value(app, 2024, "late", {}) == {}
 
     # one reminder per step, only to those who had not answered
     keys = {r.key for r in app.state.actions() if r.status == "done"}
@@ -68,7 +68,7 @@ def test_planning_round_for_2024_end_to_end(prefect_api, tmp_path):
     assert sum(1 for k in keys if f":ballot_problem:{app.cfg.network.person(INVALID_THEN_FIXED).email}" in k) == 1
 
     # the tally: every counted vote is in it, nobody is reported late
-    res = round_._get(app, 2024, "result", None)
+    res = round_.round_value(app, 2024, "result", None)
     assert sum(r["votes"] for r in res["rows"]) == 10 * len(voters)
     assert not res["late"] and res["ballots"] == len(voters)
     by_area: dict[str, list[int]] = {}

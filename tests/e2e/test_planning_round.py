@@ -194,7 +194,7 @@ def test_last_ballot_counts_once_and_a_ballot_counts_until_the_tally_is_out(app)
     receipt = hosts.sent_message(app, next(k for k in sent_keys(app) if ":ballot_ok:lena@" in k))
     assert "din röst kommer med" in receipt.get_body(preferencelist=("plain",)).get_content()
     round_.tick(app, YEAR, at(date(2023, 12, 11)))
-    result = round_._get(app, YEAR, "result", None)
+    result = round_.round_value(app, YEAR, "result", None)
     assert result["ballots"] == 2 and not result["late"]
     assert {r["number"]: r["votes"] for r in result["rows"]}[s] == 10
     # after the result is out: answered, kept for the coordinator, counted nowhere and named to nobody
@@ -218,7 +218,7 @@ def test_close_files_handlingsplan_and_draft(app):
     deliver(app, ballot_reply(app, "maria", date(2023, 11, 24), {s: 7, o: 3}, word=True), "b.eml")
     run_intake(app, at(date(2023, 11, 24), 12))
     round_.tick(app, YEAR, at(date(2023, 12, 11)))
-    result = round_._get(app, YEAR, "result", None)
+    result = round_.round_value(app, YEAR, "result", None)
     assert result["path"].startswith("/KCG/Handlingsplan/2024/") and "Handlingsplan 2024" in result["path"]
     doc = docx.Document(io.BytesIO(app.archive.read(result["path"])))
     text = "\n".join(p.text for p in doc.paragraphs)

@@ -7,7 +7,7 @@ from kcg_mail.ports import Attachment
 DOCUMENT_EXTENSIONS = (".docx", ".docm", ".doc", ".pdf", ".odt")
 
 
-_DOC_TYPES = {
+DOC_TYPES = {
     "application/pdf": ".pdf",
     "application/x-pdf": ".pdf",
     "application/msword": ".doc",
@@ -17,10 +17,10 @@ _DOC_TYPES = {
 }
 
 
-_EXT_TYPES = {ext: ct for ct, ext in _DOC_TYPES.items() if ct != "application/x-pdf"}
+EXT_TYPES = {ext: ct for ct, ext in DOC_TYPES.items() if ct != "application/x-pdf"}
 
 
-_EXT_TYPES.update(
+EXT_TYPES.update(
     {
         ".png": "image/png",
         ".jpg": "image/jpeg",
@@ -36,13 +36,13 @@ _EXT_TYPES.update(
 )
 
 
-def _ext(filename: str) -> str:
+def file_ext(filename: str) -> str:
     name = (filename or "").strip().lower()
     i = name.rfind(".")
     return name[i:] if i >= 0 else ""
 
 
-def _sniff(data: bytes) -> str | None:
+def sniff(data: bytes) -> str | None:
     """The document extension the content looks like, or None."""
     head = data[:1024]
     if b"%PDF-" in head:
@@ -74,11 +74,11 @@ def is_document_candidate(att: Attachment) -> bool:
     ct = (att.content_type or "").lower()
     if ct.startswith("image/"):
         return False
-    ext = _ext(att.filename)
+    ext = file_ext(att.filename)
     if ext in DOCUMENT_EXTENSIONS:
         return True
     if ext in _NOT_DOCUMENTS:
         return False
-    if ct in _DOC_TYPES:
+    if ct in DOC_TYPES:
         return True
-    return _sniff(att.data or b"") is not None
+    return sniff(att.data or b"") is not None

@@ -18,7 +18,7 @@ _PARTSTAT_SUBJECT = [
 ]
 
 
-def _subject_partstat(subject: str) -> str | None:
+def subject_partstat(subject: str) -> str | None:
     for rx, status in _PARTSTAT_SUBJECT:
         if rx.search(subject or ""):
             return status
@@ -69,7 +69,7 @@ def parse_ics_reply(data: bytes | str, fallback_email: str = "") -> CalendarRepl
     return None
 
 
-_TNEF_RESPONSE = {
+TNEF_RESPONSE = {
     "ipm.schedule.meeting.resp.pos": "ACCEPTED",
     "ipm.schedule.meeting.resp.neg": "DECLINED",
     "ipm.schedule.meeting.resp.tent": "TENTATIVE",

@@ -64,7 +64,7 @@ def _ew_bytes(enc: str, text: str) -> bytes | None:
         return None
 
 
-def _unsurrogate(value: str) -> str:
+def unsurrogate(value: str) -> str:
     """Header text parsed from bytes keeps raw 8-bit bytes as surrogates; decode them."""
     if any("\udc80" <= ch <= "\udcff" for ch in value):
         return decode_bytes(value.encode("ascii", "surrogateescape"))
@@ -92,7 +92,7 @@ def decode_header_text(value: object) -> str:
             return ""
         if not isinstance(value, str):
             value = str(value)
-        value = _unsurrogate(value)
+        value = unsurrogate(value)
         value = re.sub(r"\r?\n[ \t]", " ", value).replace("\r", "").replace("\n", "")
         if "=?" not in value:
             return value
@@ -133,7 +133,7 @@ def decode_header_text(value: object) -> str:
             return ""
 
 
-def _raw_headers(msg: Message, name: str) -> list[str]:
+def raw_headers(msg: Message, name: str) -> list[str]:
     """All raw values of a header (case-insensitive), as str, never raising."""
     values: list[str] = []
     lname = name.lower()
@@ -154,20 +154,20 @@ def _raw_headers(msg: Message, name: str) -> list[str]:
     return values
 
 
-def _header(msg: Message, name: str) -> str:
-    vals = _raw_headers(msg, name)
+def header_value(msg: Message, name: str) -> str:
+    vals = raw_headers(msg, name)
     return vals[0] if vals else ""
 
 
-def _hdr_text(msg: Message, name: str) -> str:
-    return decode_header_text(_header(msg, name)).strip()
+def hdr_text(msg: Message, name: str) -> str:
+    return decode_header_text(header_value(msg, name)).strip()
 
 
 _MSGID_RE = re.compile(r"<[^<>\s]+>")
 
 
-def _msgids(value: str) -> tuple[str, ...]:
-    value = _unsurrogate(value or "")
+def msgids(value: str) -> tuple[str, ...]:
+    value = unsurrogate(value or "")
     if "=?" in value:
         # Python's email package (and clients built on it) RFC 2047-encodes an
         # In-Reply-To/References longer than a line, as the reply keys in our
@@ -183,14 +183,14 @@ def norm_id(value: str) -> str:
     return value.strip().strip("<>").strip().lower()
 
 
-def _content_type(part: Message) -> str:
+def content_type(part: Message) -> str:
     try:
         return (part.get_content_type() or "text/plain").lower()
     except Exception:
         return "application/octet-stream"
 
 
-def _param(part: Message, name: str, header: str = "content-type") -> str | None:
+def param(part: Message, name: str, header: str = "content-type") -> str | None:
     try:
         v = part.get_param(name, header=header)
     except Exception:
@@ -205,32 +205,32 @@ def _param(part: Message, name: str, header: str = "content-type") -> str | None
         return None
 
 
-def _disposition(part: Message) -> str:
+def content_disposition(part: Message) -> str:
     try:
         return (part.get_content_disposition() or "").lower()
     except Exception:
-        v = _header(part, "content-disposition")
+        v = header_value(part, "content-disposition")
         return v.split(";", 1)[0].strip().lower()
 
 
-def _filename(part: Message) -> str | None:
+def part_filename(part: Message) -> str | None:
     name: str | None = None
     try:
         # Raw 8-bit (UTF-8) parameter values arrive as surrogates; decode them first.
-        raw_cd = _raw_headers(part, "content-disposition")
-        raw_ct = _raw_headers(part, "content-type")
-        if any(_unsurrogate(v) != v for v in raw_cd + raw_ct):
+        raw_cd = raw_headers(part, "content-disposition")
+        raw_ct = raw_headers(part, "content-type")
+        if any(unsurrogate(v) != v for v in raw_cd + raw_ct):
             tmp = Message()
             for v in raw_cd[:1]:
-                tmp["Content-Disposition"] = _unsurrogate(v)
+                tmp["Content-Disposition"] = unsurrogate(v)
             for v in raw_ct[:1]:
-                tmp["Content-Type"] = _unsurrogate(v)
+                tmp["Content-Type"] = unsurrogate(v)
             part = tmp
         name = part.get_filename()
     except Exception:
         name = None
     if not name:
-        name = _param(part, "name")
+        name = param(part, "name")
     if not name:
         return None
     name = decode_header_text(name).strip().strip('"').strip()
@@ -241,7 +241,7 @@ def _filename(part: Message) -> str | None:
     return name or None
 
 
-def _payload(part: Message) -> bytes:
+def part_payload(part: Message) -> bytes:
     """The decoded body of a leaf part. Tolerates bad base64 / quoted-printable."""
     try:
         data = part.get_payload(decode=True)
@@ -258,8 +258,8 @@ def _payload(part: Message) -> bytes:
     return b""
 
 
-def _part_text(part: Message) -> str:
-    return decode_bytes(_payload(part), _param(part, "charset"))
+def part_text(part: Message) -> str:
+    return decode_bytes(part_payload(part), param(part, "charset"))
 
 
 _BLOCK_TAGS = re.compile(r"<\s*(br|/p|/div|/tr|/li|/h\d|/blockquote|p|div|tr|li)\b[^>]*>", re.I)

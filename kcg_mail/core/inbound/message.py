@@ -3,6 +3,7 @@ response it may carry (``CalendarReply``)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,3 +44,8 @@ class ParsedMail:
     reply_keys: tuple[str, ...] = ()
     #: the transport skipped the body of a mail above the size limit (headers only)
     oversize: bool = False
+
+
+def msg_key(raw: bytes) -> str:
+    """A received message's key in the state record: its bytes' SHA-256 (40 hex digits)."""
+    return hashlib.sha256(raw).hexdigest()[:40]

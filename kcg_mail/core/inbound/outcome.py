@@ -46,6 +46,9 @@ class Outcome(StrEnum):
     #: a reply to the planning round's mails; handled it becomes one of the PLANNING_* below
     PLANNING = "planning", _Q, "svar i planeringsrundan"
     PROJECT_STATUS = "project_status", _P, "projektstatus"
+    #: the coordinator's answer to one of our questions (a held reply, a guest's invitation)
+    COORDINATOR_ANSWER = "coordinator_answer", _P, "samordnarens svar"
+    COORDINATOR_ANSWER_UNCLEAR = "coordinator_answer_unclear", _P, "oklara svar från samordnaren"
 
     # what the handling of minutes ends in
     DUPLICATE = "duplicate", _P, "dubbletter"

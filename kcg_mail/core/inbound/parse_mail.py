@@ -17,32 +17,32 @@ from email.message import Message
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
 from kcg_mail.core.inbound.attachments import (
-    _DOC_TYPES,
-    _EXT_TYPES,
-    _ext,
-    _sniff,
+    DOC_TYPES,
+    EXT_TYPES,
+    file_ext,
     is_document_candidate,
+    sniff,
 )
 from kcg_mail.core.inbound.automatic import is_automatic
 from kcg_mail.core.inbound.calendar_reply import (
-    _TNEF_RESPONSE,
-    _subject_partstat,
+    TNEF_RESPONSE,
     parse_ics_reply,
+    subject_partstat,
 )
 from kcg_mail.core.inbound.decode import (
-    _content_type,
-    _disposition,
-    _filename,
-    _hdr_text,
-    _header,
-    _msgids,
-    _part_text,
-    _payload,
-    _raw_headers,
-    _unsurrogate,
+    content_disposition,
+    content_type,
     decode_bytes,
     decode_header_text,
+    hdr_text,
+    header_value,
     html_to_text,
+    msgids,
+    part_filename,
+    part_payload,
+    part_text,
+    raw_headers,
+    unsurrogate,
 )
 from kcg_mail.core.inbound.message import CalendarReply, ParsedMail
 from kcg_mail.ports import Attachment
@@ -65,7 +65,7 @@ def _is_attachment_part(part: Message, ct: str, disp: str, filename: str | None)
         return True
     if filename:
         return True  # inline with a filename (Apple Mail documents, Outlook logos)
-    if ct in _DOC_TYPES:
+    if ct in DOC_TYPES:
         return True  # a document type without a name
     if ct.startswith(("application/", "image/", "audio/", "video/")) and ct not in {
         "application/ics",
@@ -94,7 +94,7 @@ def _walk(msg: Message, acc: _Acc, depth: int) -> None:
 
 
 def _visit(part: Message, acc: _Acc, depth: int, skip: set[int]) -> None:
-    ct = _content_type(part)
+    ct = content_type(part)
     if ct.startswith("multipart/"):
         return
     if ct == "message/rfc822" or (ct.startswith("message/") and part.is_multipart()):
@@ -113,41 +113,41 @@ def _visit(part: Message, acc: _Acc, depth: int, skip: set[int]) -> None:
                     acc.attachments.extend(sub_acc.attachments)
                     # quoted text of the forwarded mail helps token search
                     inner_text = "\n".join(sub_acc.plain) or "\n".join(html_to_text(h) for h in sub_acc.htmls)
-                    subj = _hdr_text(sub, "subject")
+                    subj = hdr_text(sub, "subject")
                     acc.plain.append(f"\n> Subject: {subj}\n" + "\n".join("> " + ln for ln in inner_text.splitlines()))
         elif isinstance(inner, (str, bytes)):
-            raw = inner if isinstance(inner, bytes) else _payload(part)
+            raw = inner if isinstance(inner, bytes) else part_payload(part)
             sub = email.message_from_bytes(raw, policy=email.policy.compat32)
             sub_acc = _Acc([], [], [], [])
             _walk(sub, sub_acc, depth + 1)
             acc.attachments.extend(sub_acc.attachments)
         return
-    disp = _disposition(part)
-    filename = _filename(part)
+    disp = content_disposition(part)
+    filename = part_filename(part)
     data_ct = ct
     if ct in {"application/ms-tnef", "application/vnd.ms-tnef"} or (
         filename and filename.lower() in {"winmail.dat", "win.dat"}
     ):
-        data = _payload(part)
+        data = part_payload(part)
         if _tnef(data, acc, depth):
             return
         acc.attachments.append(Attachment(filename or "winmail.dat", "application/ms-tnef", data))
         return
-    if ct in {"text/calendar", "application/ics", "text/x-vcalendar"} or _ext(filename or "") in {".ics", ".vcs"}:
-        acc.calendars.append(_payload(part))
+    if ct in {"text/calendar", "application/ics", "text/x-vcalendar"} or file_ext(filename or "") in {".ics", ".vcs"}:
+        acc.calendars.append(part_payload(part))
         if disp != "attachment" and not filename:
             return
     if _is_attachment_part(part, ct, disp, filename):
-        data = _payload(part)
+        data = part_payload(part)
         if not filename:
-            ext = _DOC_TYPES.get(ct) or _sniff(data) or ""
+            ext = DOC_TYPES.get(ct) or sniff(data) or ""
             filename = f"attachment{ext}" if ext else "attachment"
         acc.attachments.append(Attachment(filename, data_ct, data))
         return
     if ct == "text/plain":
-        acc.plain.append(_part_text(part))
+        acc.plain.append(part_text(part))
     elif ct == "text/html":
-        acc.htmls.append(_part_text(part))
+        acc.htmls.append(part_text(part))
 
 
 def _tnef(data: bytes, acc: _Acc, depth: int) -> bool:
@@ -177,10 +177,10 @@ def _tnef(data: bytes, acc: _Acc, depth: int) -> bool:
                 for ea in getattr(a.embed, "attachments", []):
                     ename = _tnef_name(ea)
                     edata = ea.data if isinstance(ea.data, bytes) else b""
-                    sub.attachments.append(Attachment(ename, _EXT_TYPES.get(_ext(ename), "application/octet-stream"), edata))
+                    sub.attachments.append(Attachment(ename, EXT_TYPES.get(file_ext(ename), "application/octet-stream"), edata))
                 acc.attachments.extend(sub.attachments)
                 continue
-            ct = _EXT_TYPES.get(_ext(name), "application/octet-stream")
+            ct = EXT_TYPES.get(file_ext(name), "application/octet-stream")
             acc.attachments.append(Attachment(name, ct, payload))
         except Exception:
             continue
@@ -220,7 +220,7 @@ def _parse_date(value: str) -> datetime | None:
     if not value:
         return None
     try:
-        d = parsedate_to_datetime(_unsurrogate(value).strip())
+        d = parsedate_to_datetime(unsurrogate(value).strip())
     except Exception:
         return None
     if d is None:
@@ -262,11 +262,11 @@ def _from_addresses(msg: Message) -> tuple[list[str], str]:
     looks like an address and is not one). A field without one gives no address."""
     addrs: list[str] = []
     first_name = ""
-    for raw in _raw_headers(msg, "from"):
+    for raw in raw_headers(msg, "from"):
         try:
-            pairs = getaddresses([_unsurrogate(raw)])
+            pairs = getaddresses([unsurrogate(raw)])
         except Exception:
-            pairs = [parseaddr(_unsurrogate(raw))]
+            pairs = [parseaddr(unsurrogate(raw))]
         for name, addr in pairs:
             spec = addr_spec(addr)
             if spec:
@@ -289,13 +289,13 @@ def _trust_fields(msg: Message) -> dict[str, object]:
     from kcg_mail.core.replykey import keys_in
 
     addrs, _ = _from_addresses(msg)
-    ids = [i for h in ("in-reply-to", "references") for v in _raw_headers(msg, h) for i in _msgids(v)]
-    rcpts = [v for h in ("to", "cc", "delivered-to", "x-original-to") for v in _raw_headers(msg, h)]
+    ids = [i for h in ("in-reply-to", "references") for v in raw_headers(msg, h) for i in msgids(v)]
+    rcpts = [v for h in ("to", "cc", "delivered-to", "x-original-to") for v in raw_headers(msg, h)]
     return {
         "from_addresses": tuple(addrs),
-        "auth_results": tuple(_raw_headers(msg, "authentication-results")),
+        "auth_results": tuple(raw_headers(msg, "authentication-results")),
         "reply_keys": keys_in(ids, rcpts),
-        "oversize": bool(_header(msg, "x-kcg-oversize").strip()),
+        "oversize": bool(header_value(msg, "x-kcg-oversize").strip()),
     }
 
 
@@ -320,13 +320,13 @@ def parse(raw: bytes) -> ParsedMail:
         try:
             sender, name = _sender(msg)
             return ParsedMail(
-                message_id=next(iter(_msgids(_header(msg, "message-id"))), None),
+                message_id=next(iter(msgids(header_value(msg, "message-id"))), None),
                 in_reply_to=None,
                 references=(),
-                subject=_hdr_text(msg, "subject"),
+                subject=hdr_text(msg, "subject"),
                 sender=sender,
                 sender_name=name,
-                date=_parse_date(_header(msg, "date")),
+                date=_parse_date(header_value(msg, "date")),
                 auto_reason=is_automatic(msg),
                 text="",
                 attachments=(),
@@ -339,10 +339,10 @@ def parse(raw: bytes) -> ParsedMail:
 
 def _parse_msg(msg: Message) -> ParsedMail:
     sender, sender_name = _sender(msg)
-    subject = _hdr_text(msg, "subject")
-    mids = _msgids(_header(msg, "message-id"))
-    irt = _msgids(_header(msg, "in-reply-to"))
-    refs = tuple(r for v in _raw_headers(msg, "references") for r in _msgids(v))
+    subject = hdr_text(msg, "subject")
+    mids = msgids(header_value(msg, "message-id"))
+    irt = msgids(header_value(msg, "in-reply-to"))
+    refs = tuple(r for v in raw_headers(msg, "references") for r in msgids(v))
 
     acc = _Acc([], [], [], [])
     _walk(msg, acc, 0)
@@ -360,11 +360,11 @@ def _parse_msg(msg: Message) -> ParsedMail:
         if cal:
             break
     if cal is None and acc.tnef_class:
-        ps = _TNEF_RESPONSE.get(acc.tnef_class.lower())
+        ps = TNEF_RESPONSE.get(acc.tnef_class.lower())
         if ps:
             cal = CalendarReply(uid=None, attendee_email=sender, partstat=ps)
     if cal is None and not acc.calendars:
-        ps = _subject_partstat(subject)
+        ps = subject_partstat(subject)
         # A subject alone never outweighs an attached document.
         if ps and not any(is_document_candidate(a) for a in acc.attachments):
             cal = CalendarReply(uid=None, attendee_email=sender, partstat=ps)
@@ -376,7 +376,7 @@ def _parse_msg(msg: Message) -> ParsedMail:
         subject=subject,
         sender=sender,
         sender_name=sender_name,
-        date=_parse_date(_header(msg, "date")),
+        date=_parse_date(header_value(msg, "date")),
         auto_reason=is_automatic(msg),
         text=text,
         attachments=tuple(acc.attachments),

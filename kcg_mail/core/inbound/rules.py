@@ -129,6 +129,21 @@ MEMBER_ANSWER_CHAIN: tuple[Rule, ...] = (
     Rule("member-sender", member_sender),
 )
 
+def coordinator_sender(mail: ParsedMail, v: Verdict, ctx: MatchContext) -> str | None:
+    """... and only from the coordinator: nobody else answers the coordinator's questions."""
+    if not ctx.coordinator or (mail.sender or "").lower() != ctx.coordinator.lower():
+        return f"{mail.sender or '(no sender)'} is not the coordinator"
+    return None
+
+
+#: the coordinator's answer to our question: from him, authenticated
+COORDINATOR_CHAIN: tuple[Rule, ...] = (
+    Rule("one-from-mailbox", one_from_mailbox),
+    Rule("authenticated", authenticated),
+    Rule("coordinator-sender", coordinator_sender),
+)
+
+
 @dataclass(frozen=True)
 class Gate:
     """What a kind of mail must pass before the intake acts on it."""
@@ -149,6 +164,8 @@ GATES: dict[Outcome, Gate] = {
     Outcome.CALENDAR_RESPONSE: Gate(CALENDAR_CHAIN, "discard", "member's own answer"),
     Outcome.PLANNING: Gate(MEMBER_ANSWER_CHAIN, "hold", "member's own answer"),
     Outcome.PROJECT_STATUS: Gate(MEMBER_ANSWER_CHAIN, "hold", "member's own answer"),
+    #: a forged "ja" is never acted on, nor offered to the coordinator as something to approve
+    Outcome.COORDINATOR_ANSWER: Gate(COORDINATOR_CHAIN, "discard", "the coordinator's own answer"),
 }
 
 

@@ -57,6 +57,16 @@ class StatusRequestRef:
 
 
 @dataclass(frozen=True)
+class QuestionRef:
+    """A yes/no question we asked the coordinator: ``ref`` is what the approval
+    list knows it by (a held reply, a guest's invitation)."""
+
+    ref: str
+    meeting_id: str | None
+    what: str  # "guest_invitation", "held"
+
+
+@dataclass(frozen=True)
 class MatchContext:
     meetings: tuple[MeetingRef, ...]
     #: our Message-ID -> meeting_id
@@ -79,6 +89,10 @@ class MatchContext:
     round_ids: Mapping[str, RoundReply] = field(default_factory=dict)
     #: our project groups' status requests: Message-ID -> the request
     status_request_ids: Mapping[str, StatusRequestRef] = field(default_factory=dict)
+    #: our questions to the coordinator: Message-ID -> the question
+    question_ids: Mapping[str, QuestionRef] = field(default_factory=dict)
+    #: the coordinator's address (lower case): only he answers our questions
+    coordinator: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,6 +104,8 @@ class Verdict:
     calendar_reply: CalendarReply | None = None
     #: kind PLANNING: the round and step it answers
     round_reply: RoundReply | None = None
+    #: kind COORDINATOR_ANSWER: the question it answers
+    question: QuestionRef | None = None
     #: kind PROJECT_STATUS: the status request it answers
     status_request: StatusRequestRef | None = None
 
@@ -206,6 +222,17 @@ def round_reply(mail: ParsedMail, ctx: MatchContext) -> RoundReply | None:
     return None
 
 
+def question(mail: ParsedMail, ctx: MatchContext) -> QuestionRef | None:
+    """The question to the coordinator this mail replies to (by In-Reply-To/References), or None."""
+    if not ctx.question_ids or mail.auto_reason:
+        return None
+    sent = {norm_id(k): v for k, v in ctx.question_ids.items()}
+    for ref in (mail.in_reply_to, *reversed(mail.references)):
+        if ref and norm_id(ref) in sent:
+            return sent[norm_id(ref)]
+    return None
+
+
 def status_request(mail: ParsedMail, ctx: MatchContext) -> StatusRequestRef | None:
     """The project group's status request this mail replies to, or None."""
     if not ctx.status_request_ids:
@@ -224,6 +251,9 @@ def classify(mail: ParsedMail, ctx: MatchContext) -> Verdict:
     rr = round_reply(mail, ctx)
     if rr is not None:
         return Verdict(Outcome.PLANNING, None, f"planeringsrunda {rr.year}", round_reply=rr)
+    q = question(mail, ctx)
+    if q is not None:
+        return Verdict(Outcome.COORDINATOR_ANSWER, q.meeting_id, f"svar på frågan {q.ref} till samordnaren", question=q)
     req = status_request(mail, ctx)
     if req is not None:
         return Verdict(Outcome.PROJECT_STATUS, req.meeting_id, "svar på en statusfråga till en projektgrupp",
