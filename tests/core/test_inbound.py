@@ -417,7 +417,7 @@ def test_header_decoding_matches_stdlib():
         for name in ("Subject", "From", "Reply-To", "To"):
             for value in d.raw_headers(msg, name):
                 ours = " ".join(d.decode_header_text(value).split())
-                std = " ".join(str(reg("subject", d._unsurrogate(value))).split())  # unstructured text
+                std = " ".join(str(reg("subject", d.unsurrogate(value))).split())  # unstructured text
                 if ours != std:
                     differing[f.name] = name
                     assert "\ufffd" not in ours and " -04]" not in ours
