@@ -41,7 +41,7 @@ def _sent(work: Path) -> list[tuple[str, str, str]]:
     out = []
     for p in sorted((work / "mail" / "sent" / "cur").iterdir()):
         msg = email.message_from_bytes(p.read_bytes(), policy=policy.default)
-        key = str(msg["X-KCG-Mail"])
+        key = str(msg["X-KCG-Mail"]).strip()  # a long key is folded onto the next line
         parts = key.split(":")
         out.append((parts[0], parts[1], msg["Date"].datetime.date().isoformat()))
     return out

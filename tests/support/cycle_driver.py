@@ -302,7 +302,7 @@ def out_from_mime(raw: bytes) -> Out:
     msg = parse(raw)
     # an invitation's calendar part carries a method; an attached .ics (the welcome's year plan) is an attachment
     cal = [p for p in msg.walk() if p.get_content_type() == "text/calendar" and p.get_param("method")]
-    key = str(msg[MARKER_HEADER]) if msg[MARKER_HEADER] is not None else None
+    key = str(msg[MARKER_HEADER]).strip() if msg[MARKER_HEADER] is not None else None
     atts = tuple(p.get_filename() for p in msg.iter_attachments() if p.get_filename())
     to = _addrs(msg, "To", "Cc")
     if cal:
