@@ -37,6 +37,7 @@ import logging
 import smtplib
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -57,7 +58,9 @@ __all__ = [
     "RETRY_STATUS",
     "GaveUp",
     "Permanent",
+    "Delays",
     "RetryPolicy",
+    "until_stopped",
     "Transient",
     "Verdict",
     "call_with_retry",
@@ -355,3 +358,56 @@ def retrying(policy: RetryPolicy) -> Callable[[Callable[P, T]], Callable[P, T]]:
         return wrapper
 
     return decorate
+
+
+def until_stopped(fn: Callable[[], T], stop: threading.Event, *, initial: float, maximum: float,
+                  on_error: Callable[[BaseException, float], None] | None = None) -> T | None:
+    """Call ``fn`` until it returns, or until ``stop`` is set: for the push listener,
+    which must not give up while the service runs (waiting for mail, starting an
+    intake run). The same tenacity wait as every retry here, exponential from
+    ``initial`` doubling up to ``maximum``, slept on ``stop`` so a stop ends it at
+    once; a success starts the next call's waits from ``initial`` again. Every
+    error is retried: what is called is a whole step of the listener, not one
+    request. ``on_error(exc, delay)`` is told each failure before the wait.
+    Returns ``fn``'s result, or None when stopped."""
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        if on_error is not None and state.outcome is not None and state.next_action is not None:
+            exc = state.outcome.exception()
+            if exc is not None:
+                on_error(exc, float(state.next_action.sleep))
+
+    retrying_ = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(Exception),
+        wait=tenacity.wait_exponential(multiplier=initial, max=maximum),
+        stop=lambda state: stop.is_set(),
+        sleep=lambda seconds: None if stop.wait(seconds) else None,  # a stop ends the wait
+        before_sleep=before_sleep,
+        reraise=False,
+    )
+    if stop.is_set():
+        return None
+    try:
+        return retrying_(fn)
+    except tenacity.RetryError:
+        return None
+
+
+class Delays:
+    """Successive waits of the same exponential policy (tenacity's ``wait_exponential``:
+    ``initial``, doubling, at most ``maximum``), for a loop that waits on more than a
+    timer: the intake trigger retries a failed run after the next delay, or at once
+    when new mail comes first."""
+
+    def __init__(self, initial: float, maximum: float) -> None:
+        self._wait = tenacity.wait_exponential(multiplier=initial, max=maximum)
+        self._attempt = 0
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+    def next(self) -> float:
+        self._attempt += 1
+        state = tenacity.RetryCallState(tenacity.Retrying(), None, (), {})
+        state.attempt_number = self._attempt
+        return float(self._wait(state))

@@ -23,7 +23,9 @@ server's host costs nothing, and the listener is back within 2 s of the
 server); after a reconnect the listener always triggers once (mail that came
 in while the connection was down, and a run that failed because the server
 was away). A failing ``on_mail`` is retried with the same backoff until it
-succeeds: a signal is never dropped.
+succeeds: a signal is never dropped. Both go through ``adapters/retry.py``
+(``until_stopped``: tenacity's exponential wait, slept on the stop event), the
+one retry idiom of the adapters.
 
 The listener never decides what a message is or whether it was handled: the
 intake run does, through the state record (message key ``done`` → skip). Two
@@ -44,6 +46,7 @@ from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kcg_mail.adapters.retry import until_stopped
 from kcg_mail.ports import MailSource
 from kcg_mail.services.lock import intake_lock, lock_dir
 
@@ -73,25 +76,6 @@ def locked_intake(app: App, now: Any, workdir: Path | str | None = None, **kw: A
 
 
 @dataclass
-class Backoff:
-    initial: float = 1.0
-    maximum: float = 60.0
-    factor: float = 2.0
-    _next: float = field(default=0.0, init=False)
-
-    def __post_init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self._next = self.initial
-
-    def next(self) -> float:
-        d = self._next
-        self._next = min(self.maximum, self._next * self.factor)
-        return d
-
-
-@dataclass
 class ListenerStats:
     waits: int = 0
     wakes: int = 0
@@ -111,7 +95,7 @@ class Listener:
         self.source = source
         self.on_mail = on_mail
         self.wait_timeout = wait_timeout
-        self.backoff = Backoff(backoff_initial, backoff_max)
+        self.backoff_initial, self.backoff_max = backoff_initial, backoff_max
         self.trigger_on_start = trigger_on_start
         self._stop = stop or source.stop
         source.stop = self._stop  # a source waits on the listener's stop between polls
@@ -145,67 +129,56 @@ class Listener:
         return self._stop.is_set()
 
     # ------------------------------------------------------------------ loop
-    def _sleep(self, seconds: float) -> bool:
-        return self._stop.wait(seconds)
-
     def _trigger(self, why: str) -> None:
-        """mark + on_mail, retried with backoff until it works or we stop."""
-        backoff = Backoff(self.backoff.initial, self.backoff.maximum)
-        while not self.stopped:
+        """mark + on_mail, retried (``retry.until_stopped``) until it works or we stop."""
+
+        def once() -> bool:
             try:
                 self.source.mark()
             except Exception as exc:  # the trigger matters more than the mark
                 log.info("listener: could not mark the mailbox (%s); triggering anyway", exc)
-            try:
-                self.on_mail()
-                self.stats.triggers += 1
-                log.debug("listener: intake triggered (%s)", why)
-                return
-            except Exception as exc:
-                self.stats.trigger_failures += 1
-                self.stats.errors.append(f"trigger: {type(exc).__name__}: {exc}")
-                delay = backoff.next()
-                log.warning("listener: starting the intake failed (%s: %s); retry in %.0f s",
-                            type(exc).__name__, exc, delay)
-                if self._sleep(delay):
-                    return
+            self.on_mail()
+            return True
+
+        def failed(exc: BaseException, delay: float) -> None:
+            self.stats.trigger_failures += 1
+            self.stats.errors.append(f"trigger: {type(exc).__name__}: {exc}")
+            log.warning("listener: starting the intake failed (%s: %s); retry in %.0f s", type(exc).__name__, exc, delay)
+
+        if until_stopped(once, self._stop, initial=self.backoff_initial, maximum=self.backoff_max, on_error=failed):
+            self.stats.triggers += 1
+            log.debug("listener: intake triggered (%s)", why)
+
+    def _wait_failed(self, exc: BaseException, delay: float) -> None:
+        self._failing = True
+        self.stats.errors.append(f"wait: {type(exc).__name__}: {exc}")
+        log.warning("listener: %s failed (%s: %s); reconnecting in %.1f s",
+                    self.source.name, type(exc).__name__, exc, delay)
+        with contextlib.suppress(Exception):
+            self.source.close()
 
     def run(self) -> None:
         log.info("listener: waiting for new mail (%s)", self.source.name)
-        failing = False
+        self._failing = False
         if self.trigger_on_start:
             self._trigger("start")
         while not self.stopped:
-            try:
-                news = self.source.wait(self.wait_timeout)
-                self.stats.waits += 1
-            except Exception as exc:
-                if self.stopped:
-                    break
-                delay = self.backoff.next()
-                self.stats.errors.append(f"wait: {type(exc).__name__}: {exc}")
-                log.warning("listener: %s failed (%s: %s); reconnecting in %.1f s",
-                            self.source.name, type(exc).__name__, exc, delay)
-                failing = True
-                with contextlib.suppress(Exception):
-                    self.source.close()
-                if self._sleep(delay):
-                    break
-                continue
-            if self.stopped:
+            # wait for news; a failure reconnects after a wait (``retry.until_stopped``)
+            news = until_stopped(lambda: (self.source.wait(self.wait_timeout),), self._stop,
+                                 initial=self.backoff_initial, maximum=self.backoff_max, on_error=self._wait_failed)
+            if news is None or self.stopped:
                 break
-            if failing:
+            self.stats.waits += 1
+            if self._failing:
                 # Back. Trigger once whatever the source says: mail that came
                 # in while we were away, and an intake run that failed because
                 # the server was gone (its mail may already count as seen).
-                failing = False
+                self._failing = False
                 self.stats.reconnects += 1
                 log.info("listener: %s is back", self.source.name)
-                self.backoff.reset()
                 self._trigger("reconnected")
                 continue
-            self.backoff.reset()
-            if news:
+            if news[0]:
                 self.stats.wakes += 1
                 self._trigger("new mail")
         with contextlib.suppress(Exception):

@@ -37,7 +37,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kcg_mail.entrypoints.listener import Backoff, Listener
+from kcg_mail.adapters.retry import Delays
+from kcg_mail.entrypoints.listener import Listener
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class IntakeTrigger:
         self._retry_at: float | None = None
         self._stopping = False
         self._working = False
-        self.backoff = Backoff(retry_initial, retry_max)
+        self.backoff = Delays(retry_initial, retry_max)
         self.runs = 0
         self.failures = 0
         self.requests = 0

@@ -22,7 +22,6 @@ from kcg_mail.adapters.maildir import MaildirTransport, MaildirWatchSource
 from kcg_mail.adapters.smtp_imap import SmtpImapTransport
 from kcg_mail.bootstrap import bootstrap
 from kcg_mail.entrypoints.listener import (
-    Backoff,
     Listener,
     locked_intake,
 )
@@ -64,7 +63,9 @@ def distributions(app) -> list:
 
 
 def test_backoff_is_bounded_exponential():
-    b = Backoff(1.0, 8.0)
+    from kcg_mail.adapters.retry import Delays
+
+    b = Delays(1.0, 8.0)
     assert [b.next() for _ in range(6)] == [1, 2, 4, 8, 8, 8]
     b.reset()
     assert b.next() == 1
