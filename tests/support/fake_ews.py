@@ -12,9 +12,8 @@ CalendarItem, CancelCalendarItem), FindItem (IsEqualTo and Exists restrictions),
 SyncFolderItems; plus
 the Microsoft identity platform token endpoint for OAuth client credentials.
 
-Response envelopes follow the shapes in the EWS reference (ServerVersionInfo
-header, ``m:...ResponseMessages``, SOAP faults with ``e:ResponseCode`` and
-``t:MessageXml``/``BackOffMilliseconds`` for throttling).
+The SOAP side (namespaces, response envelopes, restrictions) is in
+``fake_ews_soap``; this module is the mailbox and its operations.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ import email
 import email.policy
 import itertools
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,13 +32,28 @@ from urllib.parse import parse_qs
 
 from lxml import etree
 
-S = "http://schemas.xmlsoap.org/soap/envelope/"
-M = "http://schemas.microsoft.com/exchange/services/2006/messages"
-T = "http://schemas.microsoft.com/exchange/services/2006/types"
-E = "http://schemas.microsoft.com/exchange/services/2006/errors"
-NS = {"s": S, "m": M, "t": T}
-
-TOKEN_URL_RE = re.compile(r"https://login\.microsoftonline\.com/([^/]+)/oauth2/v2\.0/token")
+from support.fake_ews_soap import (  # noqa: F401  (NS, TOKEN_URL_RE and the envelopes are the fake's API for tests)
+    NS,
+    TOKEN_URL_RE,
+    E,
+    M,
+    S,
+    T,
+    emails_in,
+    envelope,
+    error_message,
+    esc,
+    http_status,
+    local_name,
+    m_tag,
+    matches_folder,
+    matches_item,
+    now_text,
+    server_busy,
+    soap_fault,
+    success,
+    t_tag,
+)
 
 DISTINGUISHED = {
     # id: (display name, element tag, folder class)
@@ -52,18 +65,6 @@ DISTINGUISHED = {
     "deleteditems": ("Deleted Items", "Folder", "IPF.Note"),
     "drafts": ("Drafts", "Folder", "IPF.Note"),
 }
-
-
-def _t(tag: str) -> str:
-    return f"{{{T}}}{tag}"
-
-
-def _m(tag: str) -> str:
-    return f"{{{M}}}{tag}"
-
-
-def _local(tag: str) -> str:
-    return tag.rpartition("}")[2]
 
 
 @dataclass
@@ -114,21 +115,21 @@ class FakeItem:
 
     @property
     def kind(self) -> str:
-        return _local(self.elem.tag)
+        return local_name(self.elem.tag)
 
     @property
     def ck(self) -> str:
         return f"CK{self.changekey}-{self.id[-6:]}"
 
     def ext(self, name: str) -> str | None:
-        for prop in self.elem.findall(_t("ExtendedProperty")):
-            uri = prop.find(_t("ExtendedFieldURI"))
+        for prop in self.elem.findall(t_tag("ExtendedProperty")):
+            uri = prop.find(t_tag("ExtendedFieldURI"))
             if uri is not None and uri.get("PropertyName") == name:
-                return prop.findtext(_t("Value"))
+                return prop.findtext(t_tag("Value"))
         return None
 
     def text(self, tag: str) -> str | None:
-        return self.elem.findtext(_t(tag))
+        return self.elem.findtext(t_tag(tag))
 
 
 class FakeEWS:
@@ -228,10 +229,10 @@ class FakeEWS:
     def deliver(self, raw: bytes, *, received: datetime | None = None, item_type: str = "Message") -> str:
         """Put an RFC 822 message in the inbox as the transport service would."""
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
-        elem = etree.Element(_t(item_type), nsmap={"t": T})
-        etree.SubElement(elem, _t("ItemClass")).text = "IPM.Note"
-        etree.SubElement(elem, _t("Subject")).text = str(parsed.get("Subject", ""))
-        etree.SubElement(elem, _t("InternetMessageId")).text = str(parsed.get("Message-ID", ""))
+        elem = etree.Element(t_tag(item_type), nsmap={"t": T})
+        etree.SubElement(elem, t_tag("ItemClass")).text = "IPM.Note"
+        etree.SubElement(elem, t_tag("Subject")).text = str(parsed.get("Subject", ""))
+        etree.SubElement(elem, t_tag("InternetMessageId")).text = str(parsed.get("Message-ID", ""))
         inbox = self.folder_by_name("inbox")
         item = self._add_item(inbox.id, elem, mime=raw, received=received or datetime.now(UTC))
         return item.id
@@ -285,7 +286,7 @@ class FakeEWS:
     def _handle(self, request, context) -> bytes:
         root = etree.fromstring(request.body if isinstance(request.body, bytes) else request.body.encode())
         body = root.find(f"{{{S}}}Body")
-        op = _local(body[0].tag)
+        op = local_name(body[0].tag)
         self.requests.append(Request(op, request.body if isinstance(request.body, bytes) else request.body.encode(),
                                      root, dict(request.headers)))
         context.headers["Content-Type"] = "text/xml; charset=utf-8"
@@ -314,7 +315,7 @@ class FakeEWS:
     # ------------------------------------------------------------------ folder operations
 
     def _folder_from_id_elem(self, elem) -> FakeFolder | None:
-        if _local(elem.tag) == "DistinguishedFolderId":
+        if local_name(elem.tag) == "DistinguishedFolderId":
             try:
                 return self.folder_by_name(elem.get("Id"))
             except KeyError:
@@ -328,7 +329,7 @@ class FakeEWS:
         cls = f"<t:FolderClass>{f.folder_class}</t:FolderClass>" if f.folder_class else ""
         return (
             f'<t:{f.tag}><t:FolderId Id="{f.id}" ChangeKey="{f.changekey}"/>{parent}{cls}'
-            f"<t:DisplayName>{_esc(f.name)}</t:DisplayName><t:TotalCount>{total}</t:TotalCount>"
+            f"<t:DisplayName>{esc(f.name)}</t:DisplayName><t:TotalCount>{total}</t:TotalCount>"
             f"<t:ChildFolderCount>{children}</t:ChildFolderCount><t:UnreadCount>0</t:UnreadCount></t:{f.tag}>"
         )
 
@@ -350,7 +351,7 @@ class FakeEWS:
             parent = self._folder_from_id_elem(pid)
             children = [f for f in self.folders.values() if parent and f.parent == parent.id]
             if restriction is not None:
-                children = [f for f in children if _matches_folder(restriction, f)]
+                children = [f for f in children if matches_folder(restriction, f)]
             xml = "".join(self._folder_xml(f) for f in children)
             out.append(success(
                 "FindFolder",
@@ -363,13 +364,13 @@ class FakeEWS:
         parent = self._folder_from_id_elem(req.find("m:ParentFolderId", NS)[0])
         out = []
         for folder in req.find("m:Folders", NS):
-            name = folder.findtext(_t("DisplayName"))
+            name = folder.findtext(t_tag("DisplayName"))
             if any(f.parent == parent.id and f.name.lower() == name.lower() for f in self.folders.values()):
                 out.append(error_message("CreateFolder", "ErrorFolderExists",
                                          "A folder with the specified name already exists."))
                 continue
             f = FakeFolder(self._new_id("F"), name, parent.id, None, "Folder",
-                           folder.findtext(_t("FolderClass")) or "IPF.Note")
+                           folder.findtext(t_tag("FolderClass")) or "IPF.Note")
             self.folders[f.id] = f
             out.append(success("CreateFolder",
                                f'<m:Folders><t:Folder><t:FolderId Id="{f.id}" ChangeKey="{f.changekey}"/>'
@@ -384,9 +385,9 @@ class FakeEWS:
         shape = req.find("m:ItemShape", NS)
         if shape is None:
             return names, ext, False
-        for uri in shape.iter(_t("FieldURI")):
+        for uri in shape.iter(t_tag("FieldURI")):
             names.add(uri.get("FieldURI").partition(":")[2])
-        for uri in shape.iter(_t("ExtendedFieldURI")):
+        for uri in shape.iter(t_tag("ExtendedFieldURI")):
             ext.add(uri.get("PropertyName"))
         return names, ext, "MimeContent" in names
 
@@ -417,15 +418,15 @@ class FakeEWS:
         if "DateTimeReceived" in names:
             parts.append(f"<t:DateTimeReceived>{item.received.strftime('%Y-%m-%dT%H:%M:%SZ')}</t:DateTimeReceived>")
         for child in item.elem:
-            local = _local(child.tag)
+            local = local_name(child.tag)
             if local == "ExtendedProperty":
-                uri = child.find(_t("ExtendedFieldURI"))
+                uri = child.find(t_tag("ExtendedFieldURI"))
                 if uri is not None and uri.get("PropertyName") in ext:
                     parts.append(etree.tostring(child, encoding="unicode"))
             elif local == "Attachments" and local in names:
                 # like EWS: item shapes list attachments without content (GetAttachment has it)
                 listed = copy.deepcopy(child)
-                for content in listed.iter(_t("Content")):
+                for content in listed.iter(t_tag("Content")):
                     content.getparent().remove(content)
                 parts.append(etree.tostring(listed, encoding="unicode"))
             elif local in names and local not in ("MimeContent", "ParentFolderId", "DateTimeReceived", "Size"):
@@ -441,17 +442,17 @@ class FakeEWS:
         target = self._folder_from_id_elem(saved[0]) if saved is not None else None
         out = []
         for elem in req.find("m:Items", NS):
-            kind = _local(elem.tag)
+            kind = local_name(elem.tag)
             elem = copy.deepcopy(elem)
             if kind == "CancelCalendarItem":
-                ref = elem.find(_t("ReferenceItemId"))
+                ref = elem.find(t_tag("ReferenceItemId"))
                 meeting = self.items.get(ref.get("Id"))
                 if meeting is None:
                     out.append(error_message("CreateItem", "ErrorItemNotFound",
                                              "The specified object was not found in the store."))
                     continue
                 self.sent.append({"kind": "cancel", "uid": meeting.text("UID"),
-                                  "to": _emails(meeting.elem, "RequiredAttendees"), "disposition": disposition})
+                                  "to": emails_in(meeting.elem, "RequiredAttendees"), "disposition": disposition})
                 self._remove_item(meeting)  # the organizer's copy goes away with the cancellation
                 meeting.folder = self.folder_by_name("deleteditems").id
                 self.items[meeting.id] = meeting
@@ -459,7 +460,7 @@ class FakeEWS:
                 out.append(success("CreateItem", "<m:Items/>"))
                 continue
             attachments = {}
-            atts = elem.find(_t("Attachments"))
+            atts = elem.find(t_tag("Attachments"))
             if atts is not None:
                 for att in atts:
                     aid = self._new_id("A")
@@ -468,8 +469,8 @@ class FakeEWS:
             if kind == "Message":
                 folder = target or self.folder_by_name("sentitems")
                 if disposition in ("SendOnly", "SendAndSaveCopy"):
-                    self.sent.append({"kind": "message", "to": _emails(elem, "ToRecipients"),
-                                      "cc": _emails(elem, "CcRecipients"), "subject": elem.findtext(_t("Subject")),
+                    self.sent.append({"kind": "message", "to": emails_in(elem, "ToRecipients"),
+                                      "cc": emails_in(elem, "CcRecipients"), "subject": elem.findtext(t_tag("Subject")),
                                       "disposition": disposition, "elem": elem})
                 if disposition == "SendOnly":
                     out.append(success("CreateItem", "<m:Items/>"))
@@ -483,12 +484,12 @@ class FakeEWS:
             elif kind == "CalendarItem":
                 folder = target or self.folder_by_name("calendar")
                 for server_field, value in (("IsCancelled", "false"), ("CalendarItemType", "Single"),
-                                            ("DateTimeCreated", _now())):
-                    etree.SubElement(elem, _t(server_field)).text = value
+                                            ("DateTimeCreated", now_text())):
+                    etree.SubElement(elem, t_tag(server_field)).text = value
                 item = self._add_item(folder.id, elem, attachments=attachments)
                 if invitations and invitations != "SendToNone":
-                    self.sent.append({"kind": "request", "uid": elem.findtext(_t("UID")),
-                                      "to": _emails(elem, "RequiredAttendees"), "mode": invitations})
+                    self.sent.append({"kind": "request", "uid": elem.findtext(t_tag("UID")),
+                                      "to": emails_in(elem, "RequiredAttendees"), "mode": invitations})
                 out.append(success("CreateItem", f'<m:Items><t:CalendarItem><t:ItemId Id="{item.id}" '
                                                  f'ChangeKey="{item.ck}"/></t:CalendarItem></m:Items>'))
             else:
@@ -508,7 +509,7 @@ class FakeEWS:
                 out.append(error_message("FindItem", "ErrorFolderNotFound",
                                          "The specified folder could not be found in the store."))
                 continue
-            found = [i for i in self.items_in(folder.id) if restriction is None or _matches_item(restriction, i)]
+            found = [i for i in self.items_in(folder.id) if restriction is None or matches_item(restriction, i)]
             page = found[offset: offset + limit]
             last = offset + len(page) >= len(found)
             xml = "".join(self._item_xml(i, names, ext, mime) for i in page)
@@ -548,35 +549,35 @@ class FakeEWS:
         out = []
         mode = req.get("SendMeetingInvitationsOrCancellations")
         for change in req.find("m:ItemChanges", NS):
-            ref = change.find(_t("ItemId"))
+            ref = change.find(t_tag("ItemId"))
             item = self.items.get(ref.get("Id"))
             if item is None:
                 out.append(error_message("UpdateItem", "ErrorItemNotFound",
                                          "The specified object was not found in the store."))
                 continue
             changed = []
-            for update in change.find(_t("Updates")):
+            for update in change.find(t_tag("Updates")):
                 uri = update[0]
-                if _local(uri.tag) == "ExtendedFieldURI":
+                if local_name(uri.tag) == "ExtendedFieldURI":
                     name = uri.get("PropertyName")
-                    for old in item.elem.findall(_t("ExtendedProperty")):
-                        if old.find(_t("ExtendedFieldURI")).get("PropertyName") == name:
+                    for old in item.elem.findall(t_tag("ExtendedProperty")):
+                        if old.find(t_tag("ExtendedFieldURI")).get("PropertyName") == name:
                             item.elem.remove(old)
-                    if _local(update.tag) == "SetItemField":
-                        item.elem.append(copy.deepcopy(update[1].find(_t("ExtendedProperty"))))
+                    if local_name(update.tag) == "SetItemField":
+                        item.elem.append(copy.deepcopy(update[1].find(t_tag("ExtendedProperty"))))
                     changed.append(name)
                     continue
                 field_name = uri.get("FieldURI", "").partition(":")[2]
-                for old in item.elem.findall(_t(field_name)):
+                for old in item.elem.findall(t_tag(field_name)):
                     item.elem.remove(old)
-                if _local(update.tag) == "SetItemField":
+                if local_name(update.tag) == "SetItemField":
                     for new in update[1]:
                         item.elem.append(copy.deepcopy(new))
                 changed.append(field_name)
             item.changekey += 1
             if item.kind == "CalendarItem" and mode and mode != "SendToNone":
                 self.sent.append({"kind": "update", "uid": item.text("UID"), "mode": mode, "changed": changed,
-                                  "to": _emails(item.elem, "RequiredAttendees")})
+                                  "to": emails_in(item.elem, "RequiredAttendees")})
             out.append(success(
                 "UpdateItem",
                 f'<m:Items><t:{item.kind}><t:ItemId Id="{item.id}" ChangeKey="{item.ck}"/></t:{item.kind}>'
@@ -626,128 +627,3 @@ class FakeEWS:
         )]
 
 
-# ---------------------------------------------------------------------- restrictions
-
-
-def _constant(cmp) -> str | None:
-    const = cmp.find(f"{_t('FieldURIOrConstant')}/{_t('Constant')}")
-    return None if const is None else const.get("Value")
-
-
-def _matches_item(restriction, item: FakeItem) -> bool:
-    cond = restriction[0]
-    return _eval(cond, item)
-
-
-def _eval(cond, item: FakeItem) -> bool:
-    kind = _local(cond.tag)
-    if kind == "And":
-        return all(_eval(c, item) for c in cond)
-    if kind == "Or":
-        return any(_eval(c, item) for c in cond)
-    if kind == "Not":
-        return not _eval(cond[0], item)
-    if kind == "IsEqualTo":
-        uri = cond[0]
-        value = _constant(cond)
-        if _local(uri.tag) == "ExtendedFieldURI":
-            return item.ext(uri.get("PropertyName")) == value
-        return item.text(uri.get("FieldURI").partition(":")[2]) == value
-    if kind == "Exists":
-        uri = cond[0]
-        if _local(uri.tag) == "ExtendedFieldURI":
-            return item.ext(uri.get("PropertyName")) is not None
-        return item.text(uri.get("FieldURI").partition(":")[2]) is not None
-    raise NotImplementedError(f"fake EWS restriction {kind}")
-
-
-def _matches_folder(restriction, folder: FakeFolder) -> bool:
-    cond = restriction[0]
-    if _local(cond.tag) != "IsEqualTo" or cond[0].get("FieldURI") != "folder:DisplayName":
-        raise NotImplementedError("fake EWS: folder restriction on DisplayName only")
-    return folder.name.lower() == (_constant(cond) or "").lower()
-
-
-def _emails(elem, container: str) -> list[str]:
-    box = elem.find(_t(container))
-    if box is None:
-        return []
-    return [e.text for e in box.iter(_t("EmailAddress"))]
-
-
-# ---------------------------------------------------------------------- envelopes
-
-
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def envelope(operation: str, messages: list[str], build=(15, 1, 2507, 6)) -> str:
-    major, minor, mbuild, mnbuild = build
-    return (
-        '<?xml version="1.0" encoding="utf-8"?>'
-        f'<s:Envelope xmlns:s="{S}"><s:Header>'
-        f'<h:ServerVersionInfo MajorVersion="{major}" MinorVersion="{minor}" MajorBuildNumber="{mbuild}" '
-        f'MinorBuildNumber="{mnbuild}" Version="V2017_07_11" xmlns:h="{T}" xmlns="{T}" '
-        'xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"/>'
-        "</s:Header>"
-        '<s:Body xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema">'
-        f'<m:{operation}Response xmlns:m="{M}" xmlns:t="{T}"><m:ResponseMessages>{"".join(messages)}'
-        f"</m:ResponseMessages></m:{operation}Response></s:Body></s:Envelope>"
-    )
-
-
-def success(operation: str, inner: str) -> str:
-    return (
-        f'<m:{operation}ResponseMessage ResponseClass="Success"><m:ResponseCode>NoError</m:ResponseCode>'
-        f"{inner}</m:{operation}ResponseMessage>"
-    )
-
-
-def error_message(operation: str, code: str, text: str, *, items: bool = False) -> str:
-    return (
-        f'<m:{operation}ResponseMessage ResponseClass="Error"><m:MessageText>{_esc(text)}</m:MessageText>'
-        f"<m:ResponseCode>{code}</m:ResponseCode><m:DescriptiveLinkKey>0</m:DescriptiveLinkKey>"
-        f"{'<m:Items/>' if items else ''}</m:{operation}ResponseMessage>"
-    )
-
-
-def soap_fault(code: str, text: str, back_off_ms: int | None = None) -> str:
-    message_xml = (
-        f'<t:MessageXml xmlns:t="{T}"><t:Value Name="BackOffMilliseconds">{back_off_ms}</t:Value></t:MessageXml>'
-        if back_off_ms is not None
-        else ""
-    )
-    return (
-        '<?xml version="1.0" encoding="utf-8"?>'
-        f'<s:Envelope xmlns:s="{S}"><s:Body><s:Fault>'
-        f'<faultcode xmlns:a="{T}">a:{code}</faultcode>'
-        f'<faultstring xml:lang="en-US">{_esc(text)}</faultstring>'
-        f'<detail><e:ResponseCode xmlns:e="{E}">{code}</e:ResponseCode>'
-        f'<e:Message xmlns:e="{E}">{_esc(text)}</e:Message>{message_xml}</detail>'
-        "</s:Fault></s:Body></s:Envelope>"
-    )
-
-
-def server_busy(back_off_ms: int) -> Callable[[Any], str]:
-    """Responder: the throttling fault Exchange sends (HTTP 500 + SOAP fault)."""
-
-    def respond(context) -> str:
-        context.status_code = 500
-        return soap_fault("ErrorServerBusy", "The server cannot service this request right now. Try again later.",
-                          back_off_ms)
-
-    return respond
-
-
-def http_status(status: int, headers: dict[str, str] | None = None) -> Callable[[Any], str]:
-    def respond(context) -> str:
-        context.status_code = status
-        context.headers.update(headers or {})
-        return ""
-
-    return respond
