@@ -8,8 +8,8 @@ request building, token refresh, error parsing and retry code all run. Any
 other host is refused: no test can reach the network.
 
 The fake keeps state (namespaces with files, folders, revs and content
-hashes; shared links; shared folders and their members; upload sessions;
-access tokens) and answers with the JSON shapes of the Dropbox API v2 as
+hashes, ``fake_dropbox_model``; shared links, shared folders and their members,
+whose routes are ``fake_dropbox_sharing``; upload sessions; access tokens) and answers with the JSON shapes of the Dropbox API v2 as
 generated from its stone spec (see ``dropbox/files.py``, ``sharing.py``,
 ``auth.py`` in the installed SDK), including route errors (409 with
 ``error_summary`` and ``error``), auth errors (401), rate limits (429 with
@@ -28,19 +28,30 @@ Behaviour worth knowing:
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import secrets
 import threading
 import urllib.parse
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+
+from support.fake_dropbox_model import (  # noqa: F401  (content_hash and the model are the fake's API for tests)
+    BLOCK,
+    Call,
+    FakeFile,
+    FakeFolder,
+    Namespace,
+    RouteError,
+    content_hash,
+    route_error,
+    ts,
+)
+from support.fake_dropbox_sharing import SharingRoutes
 
 API_HOST = "api.dropboxapi.com"
 CONTENT_HOST = "content.dropboxapi.com"
@@ -51,63 +62,6 @@ CONTENT_ROUTES = {
     "files/upload_session/finish",
     "files/download",
 }
-BLOCK = 4 * 1024 * 1024
-
-
-def content_hash(data: bytes) -> str:
-    """Dropbox content hash, written independently of the code under test."""
-    digests = b"".join(hashlib.sha256(data[i : i + BLOCK]).digest() for i in range(0, len(data), BLOCK))
-    return hashlib.sha256(digests).hexdigest()
-
-
-def _ts(dt: datetime) -> str:
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass
-class FakeFile:
-    path_display: str
-    data: bytes
-    rev: str
-    id: str
-    server_modified: datetime
-
-    @property
-    def content_hash(self) -> str:
-        return content_hash(self.data)
-
-
-@dataclass
-class FakeFolder:
-    path_display: str
-    id: str
-    shared_folder_id: str | None = None
-
-
-@dataclass
-class Namespace:
-    ns_id: str
-    files: dict[str, FakeFile] = field(default_factory=dict)
-    folders: dict[str, FakeFolder] = field(default_factory=dict)
-    links: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Call:
-    route: str
-    host: str
-    headers: dict[str, str]
-    arg: Any
-    body_size: int
-
-
-class RouteError(Exception):
-    def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None):
-        self.status, self.body, self.headers = status, body, headers or {}
-
-
-def _route_error(summary: str, error: dict) -> RouteError:
-    return RouteError(409, {"error_summary": summary + "/..", "error": error})
 
 
 class FakeDropbox:
@@ -140,7 +94,8 @@ class FakeDropbox:
         self.hooks: dict[str, list[Any]] = {}
         self._corrupt_next = False
         self._wrong_hash_next = False
-        self._counter = itertools.count(1)
+        self.counter = itertools.count(1)
+        self.sharing = SharingRoutes(self)
         self.lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -339,7 +294,9 @@ class FakeDropbox:
             self.hooks[route].pop(0)(self)
         self._authenticate(route, h)
         ns = self._namespace(h)
-        handler = getattr(self, "_r_" + route.replace("/", "__"), None)
+        area, _, name = route.partition("/")
+        routes = self.sharing if area == "sharing" else self
+        handler = getattr(routes, name.replace("/", "__") if area == "sharing" else "_r_" + route.replace("/", "__"), None)
         if handler is None:
             raise RouteError(400, f"Unknown API function: {route!r}".encode())
         if route == "files/download":
@@ -350,7 +307,7 @@ class FakeDropbox:
                 self._corrupt_next = False
                 body = bytes([body[0] ^ 0xFF]) + body[1:]
             if arg.get("content_hash") and arg["content_hash"] != content_hash(body):
-                raise _route_error("content_hash_mismatch", {".tag": "content_hash_mismatch"})
+                raise route_error("content_hash_mismatch", {".tag": "content_hash_mismatch"})
             return self._json(200, handler(ns, arg, body))
         return self._json(200, handler(ns, arg))
 
@@ -387,19 +344,19 @@ class FakeDropbox:
     # ------------------------------------------------------------ file system
 
     def _new_rev(self) -> str:
-        return f"{next(self._counter):015x}"
+        return f"{next(self.counter):015x}"
 
     def _new_id(self) -> str:
         return "id:" + secrets.token_urlsafe(12)
 
     @staticmethod
-    def _check_path(path: str) -> str:
+    def check_path(path: str) -> str:
         if not path.startswith("/") or path.endswith("/") or "//" in path:
-            raise _route_error("path/malformed_path", {".tag": "path", "path": {".tag": "malformed_path"}})
+            raise route_error("path/malformed_path", {".tag": "path", "path": {".tag": "malformed_path"}})
         return path
 
-    def _lookup(self, ns: Namespace, path: str) -> FakeFile | FakeFolder:
-        self._check_path(path)
+    def lookup(self, ns: Namespace, path: str) -> FakeFile | FakeFolder:
+        self.check_path(path)
         key = path.lower()
         found = ns.files.get(key) or ns.folders.get(key)
         if found is None:
@@ -407,11 +364,11 @@ class FakeDropbox:
             parents = key.split("/")
             for i in range(2, len(parents)):
                 if "/".join(parents[:i]) in ns.files:
-                    raise _route_error("path/not_folder", {".tag": "path", "path": {".tag": "not_folder"}})
-            raise _route_error("path/not_found", {".tag": "path", "path": {".tag": "not_found"}})
+                    raise route_error("path/not_folder", {".tag": "path", "path": {".tag": "not_folder"}})
+            raise route_error("path/not_found", {".tag": "path", "path": {".tag": "not_found"}})
         return found
 
-    def _ensure_folders(self, ns: Namespace, folder_path: str, write_error: Any) -> None:
+    def ensure_folders(self, ns: Namespace, folder_path: str, write_error: Any) -> None:
         parts = [p for p in folder_path.split("/") if p]
         for i in range(1, len(parts) + 1):
             display = "/" + "/".join(parts[:i])
@@ -425,15 +382,15 @@ class FakeDropbox:
         if write_error is None:
 
             def write_error(reason: dict) -> RouteError:
-                return _route_error("path/" + reason[".tag"], {".tag": "path", "reason": reason, "upload_session_id": ""})
+                return route_error("path/" + reason[".tag"], {".tag": "path", "reason": reason, "upload_session_id": ""})
 
-        self._check_path(path)
+        self.check_path(path)
         key = path.lower()
         if any(key == ro or key.startswith(ro + "/") for nsid, ro in self.read_only if nsid == ns.ns_id):
             raise write_error({".tag": "no_write_permission"})
         if key in ns.folders:
             raise write_error({".tag": "conflict", "conflict": {".tag": "folder"}})
-        self._ensure_folders(ns, path.rpartition("/")[0], write_error)
+        self.ensure_folders(ns, path.rpartition("/")[0], write_error)
         existing = ns.files.get(key)
         if existing is not None:
             if existing.data == data:
@@ -456,8 +413,8 @@ class FakeDropbox:
             "path_lower": f.path_display.lower(),
             "path_display": f.path_display,
             "id": f.id,
-            "client_modified": _ts(f.server_modified),
-            "server_modified": _ts(f.server_modified),
+            "client_modified": ts(f.server_modified),
+            "server_modified": ts(f.server_modified),
             "rev": f.rev,
             "size": len(f.data),
             "is_downloadable": True,
@@ -485,7 +442,7 @@ class FakeDropbox:
     # ------------------------------------------------------------ routes: files
 
     def _r_files__get_metadata(self, ns: Namespace, arg: dict) -> dict:
-        item = self._lookup(ns, arg["path"])
+        item = self.lookup(ns, arg["path"])
         return self._file_meta(item) if isinstance(item, FakeFile) else self._folder_meta(item)
 
     def _r_files__upload(self, ns: Namespace, arg: dict, body: bytes) -> dict:
@@ -499,9 +456,9 @@ class FakeDropbox:
     def _session(self, cursor: dict) -> bytearray:
         buf = self.sessions.get(cursor["session_id"])
         if buf is None:
-            raise _route_error("not_found", {".tag": "not_found"})
+            raise route_error("not_found", {".tag": "not_found"})
         if cursor["offset"] != len(buf):
-            raise _route_error("incorrect_offset", {".tag": "incorrect_offset", "correct_offset": len(buf)})
+            raise route_error("incorrect_offset", {".tag": "incorrect_offset", "correct_offset": len(buf)})
         return buf
 
     def _r_files__upload_session__append_v2(self, ns: Namespace, arg: dict, body: bytes) -> None:
@@ -512,21 +469,21 @@ class FakeDropbox:
         try:
             buf = self._session(arg["cursor"])
         except RouteError as e:
-            raise _route_error("lookup_failed", {".tag": "lookup_failed", "lookup_failed": e.body["error"]}) from None
+            raise route_error("lookup_failed", {".tag": "lookup_failed", "lookup_failed": e.body["error"]}) from None
         data = bytes(buf) + body
         commit = arg["commit"]
 
         def write_error(reason: dict) -> RouteError:
-            return _route_error("path/" + reason[".tag"], {".tag": "path", "path": reason})
+            return route_error("path/" + reason[".tag"], {".tag": "path", "path": reason})
 
         f = self._write(ns, commit["path"], data, commit.get("mode"), write_error)
         del self.sessions[arg["cursor"]["session_id"]]
         return self._file_meta(f, tag=False)
 
     def _r_files__download(self, ns: Namespace, arg: dict) -> tuple[dict, bytes]:
-        item = self._lookup(ns, arg["path"])
+        item = self.lookup(ns, arg["path"])
         if isinstance(item, FakeFolder):
-            raise _route_error("path/not_file", {".tag": "path", "path": {".tag": "not_file"}})
+            raise route_error("path/not_file", {".tag": "path", "path": {".tag": "not_file"}})
         return self._file_meta(item, tag=False), item.data
 
     def _children(self, ns: Namespace, folder: str) -> list[dict]:
@@ -550,113 +507,15 @@ class FakeDropbox:
     def _r_files__list_folder(self, ns: Namespace, arg: dict) -> dict:
         path = arg["path"]
         if path != "":
-            item = self._lookup(ns, path)
+            item = self.lookup(ns, path)
             if isinstance(item, FakeFile):
-                raise _route_error("path/not_folder", {".tag": "path", "path": {".tag": "not_folder"}})
+                raise route_error("path/not_folder", {".tag": "path", "path": {".tag": "not_folder"}})
         limit = min(arg.get("limit") or self.page_size, self.page_size)
         return self._page(ns, path, 0, limit)
 
     def _r_files__list_folder__continue(self, ns: Namespace, arg: dict) -> dict:
         c = json.loads(arg["cursor"])
         return self._page(self.namespaces[c["ns"]], c["folder"], c["offset"], c["limit"])
-
-    # ------------------------------------------------------------ routes: sharing
-
-    @staticmethod
-    def _link_meta(url: str, f: FakeFile) -> dict:
-        return {
-            ".tag": "file",
-            "url": url,
-            "name": f.path_display.rpartition("/")[2],
-            "path_lower": f.path_display.lower(),
-            "link_permissions": {
-                "can_revoke": True,
-                "visibility_policies": [],
-                "can_set_expiry": False,
-                "can_remove_expiry": False,
-                "allow_download": True,
-                "can_allow_download": True,
-                "can_disallow_download": False,
-                "allow_comments": True,
-                "team_restricts_comments": False,
-            },
-            "client_modified": _ts(f.server_modified),
-            "server_modified": _ts(f.server_modified),
-            "rev": f.rev,
-            "size": len(f.data),
-        }
-
-    def _r_sharing__create_shared_link_with_settings(self, ns: Namespace, arg: dict) -> dict:
-        item = self._lookup(ns, arg["path"])
-        key = arg["path"].lower()
-        if key in ns.links:
-            if self.omit_link_metadata:  # the metadata is optional in the spec
-                raise _route_error("shared_link_already_exists", {".tag": "shared_link_already_exists"})
-            raise _route_error(
-                "shared_link_already_exists/metadata",
-                {
-                    ".tag": "shared_link_already_exists",
-                    "shared_link_already_exists": {".tag": "metadata", "metadata": self._link_meta(ns.links[key], item)},
-                },
-            )
-        url = f"https://www.dropbox.com/scl/fi/{secrets.token_hex(8)}/{urllib.parse.quote(item.path_display.rpartition('/')[2])}?rlkey=x&dl=0"
-        ns.links[key] = url
-        return self._link_meta(url, item)
-
-    def _r_sharing__list_shared_links(self, ns: Namespace, arg: dict) -> dict:
-        path = (arg or {}).get("path")
-        links = [self._link_meta(u, ns.files[k]) for k, u in ns.links.items() if path is None or k == path.lower()]
-        return {"links": links, "has_more": False}
-
-    def _shared_folder_meta(self, f: FakeFolder) -> dict:
-        return {
-            "access_type": {".tag": "owner"},
-            "is_inside_team_folder": False,
-            "is_team_folder": False,
-            "path_lower": f.path_display.lower(),
-            "path_display": f.path_display,
-            "name": f.path_display.rpartition("/")[2],
-            "policy": {"acl_update_policy": {".tag": "editors"}, "shared_link_policy": {".tag": "anyone"}},
-            "preview_url": "https://www.dropbox.com/scl/fo/preview",
-            "shared_folder_id": f.shared_folder_id,
-            "time_invited": _ts(datetime.now(UTC)),
-            "access_inheritance": {".tag": "inherit"},
-        }
-
-    def _r_sharing__share_folder(self, ns: Namespace, arg: dict) -> dict:
-        path = self._check_path(arg["path"])
-        key = path.lower()
-        if key in ns.files:
-            raise _route_error("bad_path/is_file", {".tag": "bad_path", "bad_path": {".tag": "is_file"}})
-        for folder in ns.folders.values():
-            fk = folder.path_display.lower()
-            if folder.shared_folder_id and key.startswith(fk + "/"):
-                raise _route_error("bad_path/inside_shared_folder", {".tag": "bad_path", "bad_path": {".tag": "inside_shared_folder"}})
-        self._ensure_folders(ns, path, lambda reason: _route_error("bad_path/invalid_path", {".tag": "bad_path", "bad_path": {".tag": "invalid_path"}}))
-        f = ns.folders[key]
-        if f.shared_folder_id:
-            raise _route_error(
-                "bad_path/already_shared",
-                {".tag": "bad_path", "bad_path": {".tag": "already_shared", **self._shared_folder_meta(f)}},
-            )
-        f.shared_folder_id = str(5000 + next(self._counter))
-        self.shared_members[f.shared_folder_id] = []
-        return {".tag": "complete", **self._shared_folder_meta(f)}
-
-    def _r_sharing__add_folder_member(self, ns: Namespace, arg: dict) -> None:
-        sfid = arg["shared_folder_id"]
-        if sfid not in self.shared_members:
-            raise _route_error("access_error/invalid_id", {".tag": "access_error", "access_error": {".tag": "invalid_id"}})
-        for m in arg["members"]:
-            email = m["member"].get("email")
-            if not email or "@" not in email:
-                raise _route_error("bad_member/invalid_email", {".tag": "bad_member", "bad_member": {".tag": "invalid_email", "invalid_email": str(email)}})
-            if email.endswith("@outside.example"):
-                raise _route_error("cant_share_outside_team", {".tag": "cant_share_outside_team"})
-            current = self.shared_members[sfid]
-            if not any(x["email"].lower() == email.lower() for x in current):
-                current.append({"email": email, "access_level": (m.get("access_level") or {}).get(".tag", "viewer"), "quiet": str(arg.get("quiet"))})
-        return None
 
     # ------------------------------------------------------------ routes: users
 
