@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import TypeVar
 
 from kcg_mail.core.inbound.attachments import is_document_candidate
 from kcg_mail.core.inbound.decode import norm_id
@@ -206,16 +207,29 @@ def _lower_set(values: Iterable[str]) -> set[str]:
     return {v.strip().lower() for v in values if v}
 
 
+V = TypeVar("V")
+
+
+def replied_to(mail: ParsedMail, ids: Mapping[str, V]) -> V | None:
+    """What ``ids`` (our Message-ID -> what that mail was) says of the mail this one
+    replies to: by In-Reply-To, then References from the most recent."""
+    if not ids:
+        return None
+    sent = {norm_id(k): v for k, v in ids.items()}
+    for ref in (mail.in_reply_to, *reversed(mail.references)):
+        if ref and norm_id(ref) in sent:
+            return sent[norm_id(ref)]
+    return None
+
+
 def round_reply(mail: ParsedMail, ctx: MatchContext) -> RoundReply | None:
     """Is this a reply to a planning round mail? By In-Reply-To/References to one
     we sent, or by the subject token [KCG-PLAN-YYYY]. Automatic mail never is."""
     if mail.auto_reason:  # out-of-office and the like: read as automatic mail
         return None
-    if ctx.round_ids:
-        sent = {norm_id(k): v for k, v in ctx.round_ids.items()}
-        for ref in (mail.in_reply_to, *reversed(mail.references)):
-            if ref and norm_id(ref) in sent:
-                return sent[norm_id(ref)]
+    found = replied_to(mail, ctx.round_ids)
+    if found is not None:
+        return found
     m = _ROUND_TOKEN.search(mail.subject or "")
     if m and m.group(1).upper() == ctx.tag.upper():
         return RoundReply(int(m.group(2)), "")
@@ -223,25 +237,13 @@ def round_reply(mail: ParsedMail, ctx: MatchContext) -> RoundReply | None:
 
 
 def question(mail: ParsedMail, ctx: MatchContext) -> QuestionRef | None:
-    """The question to the coordinator this mail replies to (by In-Reply-To/References), or None."""
-    if not ctx.question_ids or mail.auto_reason:
-        return None
-    sent = {norm_id(k): v for k, v in ctx.question_ids.items()}
-    for ref in (mail.in_reply_to, *reversed(mail.references)):
-        if ref and norm_id(ref) in sent:
-            return sent[norm_id(ref)]
-    return None
+    """The question to the coordinator this mail replies to, or None (never automatic mail)."""
+    return None if mail.auto_reason else replied_to(mail, ctx.question_ids)
 
 
 def status_request(mail: ParsedMail, ctx: MatchContext) -> StatusRequestRef | None:
     """The project group's status request this mail replies to, or None."""
-    if not ctx.status_request_ids:
-        return None
-    sent = {norm_id(k): v for k, v in ctx.status_request_ids.items()}
-    for ref in (mail.in_reply_to, *reversed(mail.references)):
-        if ref and norm_id(ref) in sent:
-            return sent[norm_id(ref)]
-    return None
+    return replied_to(mail, ctx.status_request_ids)
 
 
 def classify(mail: ParsedMail, ctx: MatchContext) -> Verdict:
