@@ -529,7 +529,7 @@ def test_ntlm_on_premises_uses_delegate_access_and_pinned_version(mocker):
     assert t.account.access_type == "delegate"
 
 
-# ------------------------------------------------------------ issue 15: a rejected token is fetched anew once
+# ------------------------------------------------------------ a rejected token is fetched anew once
 
 
 def test_rejected_oauth_token_is_refreshed_once_and_the_send_retried(mocker):

@@ -23,7 +23,7 @@ def _at(app, d, hour=7):
 
 def _until_template(app, m):
     """Daily runs from the first brief to the day the template goes out."""
-    days = due_dates(m, app.cfg.meetings.lead_days)  # working days (issue 15)
+    days = due_dates(m, app.cfg.meetings.lead_days)  # working days
     d = days["brief_host"]
     while d <= days["send_template"]:
         run_daily(app, _at(app, d))

@@ -401,7 +401,7 @@ def test_courier_style_namespace_prefix_is_discovered():
 
 
 def test_check_ok_and_creates_nothing(server, transport):
-    """Issue 15: `kcg check --connect` says it changes nothing, so it creates no
+    """`kcg check --connect` says it changes nothing, so it creates no
     folder; a missing one is reported as created on first use."""
     before = set(server.folders(KCG))
     checks = transport.check()

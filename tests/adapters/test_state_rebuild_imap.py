@@ -1,5 +1,5 @@
 """``sent_copies`` on a real Dovecot Sent folder: what ``kcg state rebuild`` reads
-(issue 13, item 4). Uses the private mail servers of tests/adapters/test_smtp_imap.py."""
+(what `kcg state rebuild` reads). Uses the private mail servers of tests/adapters/test_smtp_imap.py."""
 
 from __future__ import annotations
 

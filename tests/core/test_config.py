@@ -219,7 +219,7 @@ def test_duplicate_meeting_id_across_plan_files(tmp_path):
     (d / "plan-2024.yaml").write_text(
         'year: 2024\nmeetings:\n  - month: "2024-01"\n    kind: digital\n    theme: Dubblett\n    host: lisa\n',
         encoding="utf-8")
-    p = _one(_problems(d), "in both files")  # issue 15: the January meeting may be in either file, once
+    p = _one(_problems(d), "in both files")  # the January meeting may be in either file, once
     assert "plan-2024.yaml" in p and "2024-01" in p and "plan-2023.yaml" in p and "fix:" in p
 
 

@@ -157,7 +157,7 @@ def test_run_after_meeting_start_skips_pre_meeting_mails_but_sends_template():
 
 
 def test_run_on_meeting_morning_before_start_invites_and_sends_one_host_mail():
-    """Changed with issue 15: the host gets one mail a day per meeting, so the
+    """Since hosts get one mail a day per meeting, the
     template replaces the brief and the reminder that are due the same morning."""
     now = FEB.start - timedelta(hours=2)
     dec = run([FEB], now)
@@ -167,7 +167,7 @@ def test_run_on_meeting_morning_before_start_invites_and_sends_one_host_mail():
 
 
 def test_first_run_long_after_meeting_without_go_live():
-    """Changed with issue 15: no chase before the template went out, no
+    """Changed when hosts got one mail a day: no chase before the template went out, no
     escalation before the chase (spacing from when each actually went out)."""
     dec = run([FEB], at(FEB.date + timedelta(days=30)))
     assert sorted(skipped(dec)) == sorted((FEB.id, a) for a in ("brief_host", "invite", "remind_host"))

@@ -1,4 +1,4 @@
-"""Returned documents cannot reach outside (issue 13, item 3): fields that fetch or run,
+"""Returned documents cannot reach outside: fields that fetch or run,
 external relationships of any part, ODF links and DDE, active PDFs, and zip entries whose
 declared sizes lie. Each hostile file is refused with its code and a short Swedish
 answer; ordinary documents (hyperlinks, page fields, plain-view PDFs) still pass."""

@@ -1,4 +1,4 @@
-"""Issue 15 in the pure core: working days, go-live without a flood, spacing
+"""The pure core: working days, go-live without a flood, spacing
 from when a step actually went out, one mail a day per person and meeting,
 and the years after 2023 (plan files, a missing next-year plan).
 
@@ -201,7 +201,7 @@ def test_missing_plan_item_says_what_to_do():
                                      date(2026, 11, 29), date(2027, 3, 3)])
 def test_simulated_years_from_go_live(tmp_path, go_live):
     """From go-live to the end of 2027, no host ever answers: every promise
-    of issue 15 holds on everything that would go out."""
+    of go-live holds on everything that would go out."""
     cfg = load_config(config_for_years(tmp_path), environ={})
     ms = resolve_plan(cfg)
     settled: dict[str, set[str]] = {}

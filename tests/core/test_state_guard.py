@@ -1,4 +1,4 @@
-"""State that cannot silently reset (issue 13, item 4): an emptied, deleted or replaced
+"""State that cannot silently reset: an emptied, deleted or replaced
 state file in a used work directory is an error naming the file and the fix, and nothing
 is sent; ``kcg state rebuild`` and ``kcg state restore`` bring back a record under which
 the next runs send nothing already sent."""

@@ -1,4 +1,4 @@
-"""Issue 13, the pure core: RFC 8601 parsing, alignment, reply keys, the rule
+"""Trust in the pure core: RFC 8601 parsing, alignment, reply keys, the rule
 chain, and property tests (hypothesis) that no combination of headers without
 a trusted authentication result, nor (with ``require_reply_key``) without a
 valid reply key, ever lets minutes through to filing and distribution."""

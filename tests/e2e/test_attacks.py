@@ -1,4 +1,4 @@
-"""Issue 13: trust only the host. The attack cases of ``tests/attacks/cases.py``
+"""Trust only the host. The attack cases of ``tests/support/attacks/cases.py``
 through the real intake, on Maildir and on IMAP (real Dovecot + Postfix), and
 the scenarios around them: genuine hosts, reply keys, the daily limit, late
 copies, oversized mail, approval.

@@ -1,4 +1,4 @@
-"""Between meetings (issue 18), end to end on the embedded defaults (Maildir,
+"""Between meetings, end to end on the embedded defaults (Maildir,
 local folder archive, SQLite) with real MIME replies: open decisions in the
 next template and closed by the returned minutes, reminders, project groups
 started from the minutes and reporting back, the year's calendar feed (read

@@ -1,4 +1,4 @@
-"""Issue 16, seen in a real browser: a Prefect server with its UI, a network
+"""The cockpit seen in a real browser: a Prefect server with its UI, a network
 with a few weeks of content, one daily run through Prefect, and the
 coordinator's overview opened in headless Chromium (Playwright from PyPI
 driving Debian's /usr/bin/chromium, installed by .ci/install-browser.sh) at

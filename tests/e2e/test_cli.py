@@ -40,7 +40,7 @@ def test_broken_config_lists_every_problem_and_exits_2(tmp_path):
     assert "fix:" in text
 
 
-# ------------------------------------------------------------ issue 15: setting up real accounts
+# ------------------------------------------------------------ setting up real accounts
 
 
 def test_check_connect_creates_nothing_and_says_where_protocols_go(tmp_path):

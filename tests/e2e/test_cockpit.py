@@ -1,4 +1,4 @@
-"""Issue 16, the coordinator's cockpit, without a Prefect server: the
+"""The coordinator's cockpit, without a Prefect server: the
 standing overview (pure rows and needs, and fed from a real state record),
 ``kcg status``, the plan edit behind "Bekräfta datum", resending minutes to
 one member, and the webhook alert channel against a real local HTTP server

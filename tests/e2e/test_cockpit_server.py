@@ -1,4 +1,4 @@
-"""Issue 16 against a real Prefect server: runs started from the terminal
+"""The cockpit against a real Prefect server: runs started from the terminal
 carry the network's and the kind's tags, the automations for Late and stuck
 runs are created from automations/*.yaml, a crashed run alerts by webhook,
 the manual flows name their runs after what they did and rewrite the

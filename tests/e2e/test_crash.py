@@ -79,7 +79,7 @@ def test_reference_run_is_complete(reference):
     actions = Counter(k.split(":")[0] if k.startswith("welcome:") else k.split(":")[1] for k in sent)
     assert actions == Counter({"brief_host": 1, "invite": 3, "send_template": 2, "chase_host": 1, "escalate": 1,
                                "reply_problem": 1, "plan_change": 1, "distribute": 3, "welcome": 1})
-    # issue 15: the Feb invitation goes out (go-live before the meeting); no remind_host mail: both
+    # the Feb invitation goes out (go-live before the meeting); no remind_host mail: both
     # reminders were due with a later host mail the same day
     assert final["actions"]["2023-03:step:remind_host"] == "skipped"
     assert "2023-03:invite:members:s1" in sent and "2023-02:distribute:members:v2" in sent
@@ -261,7 +261,7 @@ def test_process_really_killed_mid_run(reference, tmp_path):
 
     from kcg_mail.adapters.sqlite_state import SqliteState
 
-    inv_key = "2023-02:invite:members:s0"  # issue 15: the first run (go-live 3 Feb) invites to February
+    inv_key = "2023-02:invite:members:s0"  # the first run (go-live 3 Feb) invites to February
     assert inv_key in sent_by_key(work)
     st = SqliteState(work / "state.sqlite")
     assert st.action(inv_key).status == "intent"

@@ -1,6 +1,6 @@
 """A host's reply carrying a document that reaches outside, through the real intake on
 Maildir: nothing is filed or distributed, and the host gets the short Swedish answer
-for the refusal (issue 13, item 3)."""
+for the refusal."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Ordinary documents made by real LibreOffice still pass the 'cannot reach outside'
-checks (issue 13, item 3): page-number and date fields, a web hyperlink (field and
+checks: page-number and date fields, a web hyperlink (field and
 relationship), saved as .docx, .odt and exported to PDF."""
 
 from __future__ import annotations

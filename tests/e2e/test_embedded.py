@@ -227,7 +227,7 @@ def cycle(tmp_path):
 def test_full_cycle_on_the_embedded_adapters(cycle):
     app, wd = cycle
     # ---- before the February meeting: brief, invite, remind, template
-    # issue 15: working days before Monday 6 February (the template on Friday, not on Sunday)
+    # working days before Monday 6 February (the template on Friday, not on Sunday)
     for day, expected in ((date(2023, 1, 16), "brief_host"), (date(2023, 1, 23), "invite"),
                           (date(2023, 2, 1), "remind_host"), (date(2023, 2, 3), "send_template")):
         report = _daily(app, day)
@@ -324,7 +324,7 @@ def test_full_cycle_on_the_embedded_adapters(cycle):
 def test_reply_without_attachment_gets_one_polite_answer_per_day(cycle):
     app, wd = cycle
     # go-live Friday 3 March: the March invitation, and the template (it replaces the late brief and
-    # reminder: one mail a day per host); February was held before go-live (issue 15)
+    # reminder: one mail a day per host); February was held before go-live
     _daily(app, date(2023, 3, 3))
     tpl = next(m for m in sent_with_action(wd, "send_template") if "2023-03" in str(m[MARKER_HEADER]))
     day = MAR.date + timedelta(days=1)
@@ -359,7 +359,7 @@ def test_reply_without_attachment_gets_one_polite_answer_per_day(cycle):
 
 def test_strangers_mail_is_quarantined_without_reply(cycle):
     app, wd = cycle
-    _daily(app, date(2023, 2, 3))  # the Friday before the meeting (issue 15: no mail on Sunday)
+    _daily(app, date(2023, 2, 3))  # the Friday before the meeting (no mail on Sunday)
     before = sent_by_key(wd)
     raw = host_reply(app, FEB, at(FEB.date + timedelta(days=1), 11))
     _, docx = attachment_of(raw)

@@ -1,4 +1,4 @@
-"""A coordinator's first day (issue 15): new work directories, the real
+"""A coordinator's first day: new work directories, the real
 Prefect flows on the embedded defaults (Maildir, local folder, SQLite), and
 go-live dates across 2023-2027.
 

@@ -67,7 +67,7 @@ def test_daily_flow_runs_and_publishes(prefect_api, tmp_path):
     wd = str(tmp_path)
     result, run_id = _run(daily_flow, date="2023-01-16", workdir=wd, config_dir=str(CONFIG_DIR))
     # 16 Jan, the first run (go-live): the January meeting (2 Jan) was held 10 working days before, it is
-    # history (issue 15: before, this sent its template, chase and escalation in one second); February's brief
+    # history (before, this sent its template, chase and escalation in one second); February's brief
     assert result == {"date": "2023-01-16", "sent": 1, "steps": 1, "skipped": 6}
     assert sorted(k.split(":")[0] + ":" + k.split(":")[1] for k in sent_by_key(tmp_path)) == ["2023-02:brief_host"]
 
@@ -80,7 +80,7 @@ def test_daily_flow_runs_and_publishes(prefect_api, tmp_path):
     table = [line for line in view.data.splitlines() if line.startswith("| 20")]
     assert [line.split()[1] for line in table] == [m.id for m in meetings()]
     jan = next(line for line in table if line.startswith("| 2023-01 "))
-    assert "| före start |" in jan and "protokoll saknas" not in jan  # held before go-live: history (issue 15)
+    assert "| före start |" in jan and "protokoll saknas" not in jan  # held before go-live: history
     assert "## Behöver en människa" in view.data and "Protokollet från mötet 2023-01" not in view.data
     summary = arts["kcg-korning"]
     assert summary.type == "markdown"

@@ -1,4 +1,4 @@
-"""Go-live through the shell (issue 15): recorded by the first daily run or set
+"""Go-live through the shell: recorded by the first daily run or set
 in meetings.yaml, shown as "före start"; real SQLite, Maildir, local archive."""
 
 from __future__ import annotations

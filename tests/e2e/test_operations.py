@@ -1,4 +1,4 @@
-"""Issue 7, "Operating it": deployments, manual flows, alerts, plan changes.
+"""Operating it: deployments, manual flows, alerts, plan changes.
 
 Tests without the ``server`` mark run the core (``kcg_mail.services.daily.run_daily``,
 ``kcg_mail.services.onboarding``, the manual-flow logic) on a temporary copy of
@@ -317,7 +317,7 @@ def test_resend_invitation_is_an_update_to_everyone(tmp_path):
 def test_resend_template_goes_out_again_and_is_recorded(tmp_path):
     from kcg_mail.services.manual import resend_meeting
 
-    # template for Monday 6 Nov sent on Friday 3 Nov (issue 15: working days)
+    # template for Monday 6 Nov sent on Friday 3 Nov (working days)
     app, cfgdir, work = invited(tmp_path, "2023-11-03")
     assert "2023-11:send_template:lisa@uppsala.example.se" in sent(work)
     out = resend_meeting(app, "2023-11", "template", "run-7", at("2023-11-03", "15:00"))

@@ -1,4 +1,4 @@
-"""Small leaks closed (issue 13, item 5): one problem is one alert a day even when its
+"""Small leaks closed: one problem is one alert a day even when its
 text holds a random temp-file name, a path or an id; a distribution never carries a
 ``file://`` link (the local archive attaches, Dropbox gives a real shared link)."""
 

@@ -64,7 +64,7 @@ def test_serve_has_the_planning_deployments(tmp_path):
     from flows.serve import deployments
 
     deps = {d.flow_name: d for d in deployments(str(tmp_path), None, "KCG")}
-    assert {d.name for d in deps.values()} == {"KCG"}  # named after the network (issue 16)
+    assert {d.name for d in deps.values()} == {"KCG"}  # named after the network
     tick = deps["kcg-planning-tick"]
     (sched,) = tick.schedules
     assert (sched.schedule.cron, sched.schedule.timezone) == ("15 7 * * *", "Europe/Stockholm")

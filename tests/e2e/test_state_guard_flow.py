@@ -1,4 +1,4 @@
-"""The state guard inside real Prefect flow runs (issue 13, item 4): each run leaves a
+"""The state guard inside real Prefect flow runs: each run leaves a
 backup of the state as it finished; a run on an emptied state fails without sending
 anything but the coordinator's alert. Slow: the Prefect test harness."""
 

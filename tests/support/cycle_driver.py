@@ -145,7 +145,7 @@ def run_cycle(h: Harness, *, until: date | None = None) -> CycleResult:
     lead = app.cfg.meetings.lead_days
     confirmed = [m for m in app.meetings if not m.tentative]
     extra = app.extra_days
-    # go-live (issue 15): the first run, the day before the year's first step
+    # go-live: the first run, the day before the year's first step
     first = app.go_live() or min(due_dates(m, lead, extra)["brief_host"] for m in app.meetings) - timedelta(days=1)
     last = until or max(due_dates(m, lead, extra)["escalate"] for m in app.meetings) + timedelta(days=1 + 2 * lead.spacing)
     reply_day = {m.id: m.date + timedelta(days=1) for m in confirmed}

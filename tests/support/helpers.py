@@ -394,7 +394,7 @@ CRASH_OPS = (
     # Go-live on Friday 3 February, Feb meeting on Monday 6: the invitation, and the template for the host
     # (it replaces the late brief and reminder: one mail a day per person and meeting)
     Op("daily 2023-02-03", "daily", False, at(date(2023, 2, 3))),
-    # Feb chase: 3 working days after the meeting (issue 15: spaced from when the template went out)
+    # Feb chase: 3 working days after the meeting (spaced from when the template went out)
     Op("daily 2023-02-09", "daily", False, at(date(2023, 2, 9))),
     # Feb escalation (2 working days after the chase at the earliest); March brief + invite
     Op("daily 2023-02-20", "daily", False, at(date(2023, 2, 20))),

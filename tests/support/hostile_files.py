@@ -396,7 +396,7 @@ def libreoffice_docx(docx: bytes, tmp: Path) -> bytes:
     return soffice_convert(src, "docx:MS Word 2007 XML", tmp / "out").read_bytes()
 
 
-# --------------------------------------------------------------------------- reaching outside (issue 13)
+# --------------------------------------------------------------------------- reaching outside
 #
 # Real Word structures: a complex field is fldChar begin / instrText runs / fldChar separate /
 # result runs / fldChar end, as Word writes it; a header, footnote, comment or glossary part

@@ -1,5 +1,5 @@
 """Plan files for the years after 2023, written the way the network writes them
-(issue 15: one plan-YYYY.yaml per year)."""
+(one plan-YYYY.yaml per year)."""
 
 from __future__ import annotations
 

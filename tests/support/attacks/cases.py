@@ -1,4 +1,4 @@
-"""Attacks on the intake (issue 13), each with its expected outcome.
+"""Attacks on the intake, each with its expected outcome.
 
 Every case builds one raw mail *as our receiving server hands it over*: the
 ``Authentication-Results`` fields in ``ar`` are what sits on top of the
