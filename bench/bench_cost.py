@@ -52,9 +52,14 @@ sys.path.insert(0, str(HERE.parent))
 
 from _common import machine, result_line  # noqa: E402
 
-#: the Prefect server settings the README gives for a real install
+#: the Prefect server settings the README gives for a real install: the history it keeps, and
+#: slower loops of its background services (the defaults look every 5-20 s) for a light idle load
 RETENTION_ENV = {"PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,orphans",
-                 "PREFECT_SERVER_EVENTS_RETENTION_PERIOD": "P7D"}
+                 "PREFECT_SERVER_EVENTS_RETENTION_PERIOD": "P7D",
+                 **{f"PREFECT_SERVER_SERVICES_{name}_LOOP_SECONDS": str(seconds) for name, seconds in (
+                     ("LATE_RUNS", 30), ("PAUSE_EXPIRATIONS", 60), ("CLEANUP_RECONCILER", 60),
+                     ("SCHEDULER_RECENT_DEPLOYMENTS", 30), ("CANCELLATION_CLEANUP", 60), ("FOREMAN", 60),
+                     ("REPOSSESSOR", 60))}}
 MONTH_START = date(2023, 11, 1)
 ROUND_YEAR = 2024
 
@@ -264,7 +269,7 @@ def main() -> int:
         print(f"Prefect server up in {prefect.startup_seconds:.1f} s")
         stack.start_serve()
         wait_ready(stack)
-        time.sleep(10)  # the start-up settles
+        time.sleep(30)  # the start-up settles (the server's services run their first rounds)
         procs = {"prefect server": prefect.process.pid, "kcg serve": stack.proc.pid}
         before = disk(stack)
         print(f"\n1. idle {args.idle:.0f} s")
