@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from kcg_mail.core.config_model import Person
 from kcg_mail.core.plan import Meeting
@@ -106,16 +107,36 @@ def _lead_reports_back(app: App, day: date) -> bool:
     return True
 
 
+def _coordinator_answers_by_mail(app: App, day: date) -> bool:
+    """The coordinator answers "Ja" to each guest invitation he was asked about, by
+    replying to the question from his phone (the intake reads it: services/answers.py)."""
+    from kcg_mail.services.approval import pending
+    from kcg_mail.services.guests import KIND
+
+    coord = app.cfg.network.coordinator
+    guests_by_email = {g.email: g for g in app.cfg.network.guests}
+    answered = False
+    for p in pending(app):
+        guest = guests_by_email.get(p.sender)
+        if p.kind != KIND or guest is None or not p.meeting_id:
+            continue
+        when = datetime.combine(day, datetime.min.time(), ZoneInfo(app.cfg.meetings.timezone)).replace(hour=10)
+        raw = reply_to_sent(app, f"{p.meeting_id}:guest_approval:{coord.email}:{guest.id}", coord, when,
+                            "Ja, gärna.\n\nBjörn")
+        if raw is not None:
+            maildir(app).deliver(raw, f"{p.meeting_id}-{guest.id}-answer.eml")
+            answered = True
+    return answered
+
+
 def _coordinator_approves(app: App, workdir: Path, config_dir: Path | None, day: date) -> int:
     """The coordinator approves a "Projektgrupp:" decision once its minutes are filed
-    (the kcg-start-project flow) and each guest's invitation once it is asked for
-    (the kcg-approve flow), as from the Prefect UI."""
+    (the kcg-start-project flow, as from the Prefect UI; a project group has no
+    question by mail yet)."""
     import os
 
-    from flows.manual import approve_reply, start_project
-    from kcg_mail.services.approval import pending
+    from flows.manual import start_project
     from kcg_mail.services.followup import proposals
-    from kcg_mail.services.guests import KIND
 
     # a manual flow works where its deployment binds it (KCG_WORKDIR, KCG_CONFIG_DIR), as under kcg serve
     bound = {"KCG_WORKDIR": str(workdir), "KCG_TODAY": day.isoformat(),
@@ -127,10 +148,6 @@ def _coordinator_approves(app: App, workdir: Path, config_dir: Path | None, day:
         for d, _ in proposals(app):
             start_project(ref=d.ref)
             runs += 1
-        for p in pending(app):
-            if p.kind == KIND:
-                approve_reply(ref=p.msg_key[:12])
-                runs += 1
     finally:
         for k, v in before.items():
             if v is None:
@@ -180,6 +197,7 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
                         maildir(app).deliver(raw, f"{m.id}-reply.eml")
                         replied = True
             replied |= _lead_reports_back(app, day)
+            replied |= _coordinator_answers_by_mail(app, day)
             if replied:
                 intake_flow(now=f"{day.isoformat()}T12:00", workdir=str(workdir),
                             config_dir=str(config_dir) if config_dir else None)
