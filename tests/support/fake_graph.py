@@ -52,7 +52,7 @@ import respx
 
 from support.fake_entra import FakeEntra
 from support.fake_graph_calendar import FakeCalendar
-from support.fake_graph_odata import NAME_FILTER, QUOTED, graph_error, match_filter, norm_prop, unq
+from support.fake_graph_odata import NAME_FILTER, QUOTED, graph_error, norm_prop, query, unq
 
 GRAPH = "https://graph.microsoft.com/v1.0"
 UPLOAD = "https://outlook.office.com"
@@ -433,22 +433,10 @@ class FakeGraph:
         folder = self._resolve_folder(fid)
         if folder is None:
             return graph_error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
-        msgs = [m for m in self.messages.values() if m["folder"] == folder["id"]]
-        if "$filter" in params:
-            keep = []
-            for msg in msgs:
-                ok = match_filter(msg["props"], params["$filter"])
-                if ok is None:
-                    return graph_error(400, "ErrorInvalidUrlQueryFilter", "The query filter contains one or more invalid nodes.")
-                if ok:
-                    keep.append(msg)
-            msgs = keep
-        expand_ids = None
-        if "$expand" in params:
-            em = re.match(r"^singleValueExtendedProperties\(\$filter=(.*)\)$", params["$expand"])
-            if not em:
-                return graph_error(400, "BadRequest", "Invalid $expand.")
-            expand_ids = [unq(x) for x in re.findall(r"id eq " + QUOTED, em.group(1))]
+        found = query([m for m in self.messages.values() if m["folder"] == folder["id"]], params)
+        if isinstance(found, httpx.Response):
+            return found
+        msgs, expand_ids = found
         top = int(params.get("$top", "10"))
         out = [self._msg_json(m, expand_ids) for m in msgs[:top]]
         if "internetmessageheaders" in params.get("$select", "").lower():

@@ -7,7 +7,6 @@ Every meeting message Exchange would send lands in the shared ``outbox``."""
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -15,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from support.fake_graph_odata import QUOTED, graph_error, match_filter, norm_prop, unq
+from support.fake_graph_odata import graph_error, norm_prop, query
 
 TIME_ZONES = {"UTC", "W. Europe Standard Time", "Romance Standard Time", "FLE Standard Time", "GMT Standard Time"}
 
@@ -69,22 +68,10 @@ class FakeCalendar:
         return None
 
     def list_events(self, request, params, body, *groups):
-        evs = list(self.events.values())
-        if "$filter" in params:
-            keep = []
-            for ev in evs:
-                ok = match_filter(ev["props"], params["$filter"])
-                if ok is None:
-                    return graph_error(400, "ErrorInvalidUrlQueryFilter", "The query filter contains one or more invalid nodes.")
-                if ok:
-                    keep.append(ev)
-            evs = keep
-        expand_ids = None
-        if "$expand" in params:
-            em = re.match(r"^singleValueExtendedProperties\(\$filter=(.*)\)$", params["$expand"])
-            if not em:
-                return graph_error(400, "BadRequest", "Invalid $expand.")
-            expand_ids = [unq(x) for x in re.findall(r"id eq " + QUOTED, em.group(1))]
+        found = query(list(self.events.values()), params)
+        if isinstance(found, httpx.Response):
+            return found
+        evs, expand_ids = found
         top = int(params.get("$top", "10"))
         return httpx.Response(200, json={"value": [self.event_json(e, expand_ids) for e in evs[:top]]})
 

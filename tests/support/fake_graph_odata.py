@@ -55,3 +55,24 @@ def match_filter(props: dict[tuple[str, ...], tuple[str, str]], flt: str) -> boo
     if eq_value is not None:
         return value == unq(eq_value).lower()  # value comparison is case-insensitive
     return unq(contains_value).lower() in value
+
+
+def query(items: list[dict], params: dict[str, str]) -> tuple[list[dict], list[str] | None] | httpx.Response:
+    """``$filter`` and ``$expand`` of a list request (messages, events): the items kept and
+    the extended-property ids to expand (None: no ``$expand``), or Graph's error response."""
+    if "$filter" in params:
+        keep = []
+        for item in items:
+            ok = match_filter(item["props"], params["$filter"])
+            if ok is None:
+                return graph_error(400, "ErrorInvalidUrlQueryFilter", "The query filter contains one or more invalid nodes.")
+            if ok:
+                keep.append(item)
+        items = keep
+    expand_ids = None
+    if "$expand" in params:
+        em = re.match(r"^singleValueExtendedProperties\(\$filter=(.*)\)$", params["$expand"])
+        if not em:
+            return graph_error(400, "BadRequest", "Invalid $expand.")
+        expand_ids = [unq(x) for x in re.findall(r"id eq " + QUOTED, em.group(1))]
+    return items, expand_ids
