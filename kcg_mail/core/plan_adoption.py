@@ -154,8 +154,8 @@ def parse_month(text: str, year: int) -> str | None:
     without a year, the plan's year."""
     m = _ISO_MONTH.match(text)
     if m:
-        mo = int(m.group(2))
-        return f"{int(m.group(1)):04d}-{mo:02d}" if 1 <= mo <= 12 else None
+        iso = int(m.group(2))
+        return f"{int(m.group(1)):04d}-{iso:02d}" if 1 <= iso <= 12 else None
     words = text.replace(",", " ").split()
     if not words or len(words) > 2:
         return None
@@ -176,7 +176,7 @@ def parse_date(text: str, month: str) -> date | None | str:
     s = text.strip().casefold()
     if not s or s in ("-", "–") or "bestäms" in s or "prelim" in s or "senare" in s:
         return None
-    y, mo = int(month[:4]), int(month[5:])
+    y = int(month[:4])
     m = _ISO_DATE.search(s)
     try:
         if m:
@@ -346,3 +346,14 @@ def group_tasks(groups: Sequence[Sequence[str]], areas: Sequence[str], coordinat
         lead = next((p for p in g if p != coordinator), g[0] if g else "")
         out.append(GroupTask(i + 1, tuple(g), lead, mine))
     return out
+
+
+#: the group exercise of the plan's workshop ("Gruppövning" in Handlingsplan 2023)
+WORKSHOP_QUESTIONS = (
+    "Vilka möjliga samverkansområden ser ni i ert område? Utgå från behoven och rösterna nedan.",
+    "Utgå från vad du själv skulle ha nytta av.",
+    "Fundera gärna på de andra områdena också – är något extra intressant?",
+    "Vilka fokusområden föreslår ni för året, och vem gör vad och när?",
+)
+#: the common question before the groups ("Målbild & Prioriteringar")
+TARGET_QUESTION = "Vilka dimensioner ska vi fokusera på?"

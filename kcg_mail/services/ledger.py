@@ -234,6 +234,15 @@ class Ledger:
     def set_workshop_groups(self, meeting_id: str, groups: list[list[str]]) -> None:
         self._put_json(f"planning:groups:{meeting_id}", groups)
 
+    # ------------------------------------------------------------ next year's plan
+    def plan_adoption(self, year: int) -> dict[str, Any]:
+        """How next year's plan is being adopted: the candidates read (from the
+        January protocol or the coordinator's table) and the one adopted."""
+        return dict(self._json(f"plan_adoption:{year}") or {})
+
+    def set_plan_adoption(self, year: int, value: dict[str, Any]) -> None:
+        self._put_json(f"plan_adoption:{year}", value, sort_keys=True)
+
     # ------------------------------------------------------------ between meetings
     def decision_state(self, ref: str) -> dict[str, str] | None:
         """The follow-up state of decision ``ref`` (``<meeting>/<n>``)."""
