@@ -236,7 +236,7 @@ def check_rows(rows: Sequence[PlanRow], year: int, members: Sequence[Person], la
         where = f"Rad {r.number}" + (f" ({r.month.strip()})" if r.month.strip() else "")
         month = parse_month(r.month, year)
         if month is None:
-            problems.append(f"{where}: månaden ”{r.month.strip()}” känns inte igen – skriv t.ex. ”februari {year}”.")
+            problems.append(f"Rad {r.number}: månaden ”{r.month.strip()}” känns inte igen – skriv t.ex. ”februari {year}”.")
             continue
         if not (month.startswith(f"{year}-") or month == f"{year + 1}-01"):
             problems.append(f"{where}: {_month_text(month)} hör inte till årsplanen {year} "

@@ -52,6 +52,7 @@ WHAT = "adopt_plan"
 #: the mails that ask the coordinator about next year's plan (each is a question he can answer by reply)
 TABLE_KIND, ASK_KIND, TASK_KIND = "plan_table", "plan_adoption", "workshop_task"
 _KEY = re.compile(r"^plan-(\d{4}):adopt:([^:]+):")
+_REPLY_PREFIX = re.compile(r"^(?:\s*(?:sv|re|vs|aw|fwd?)\s*:\s*)+", re.IGNORECASE)
 DOCUMENTS = (".docx", ".odt")
 
 
@@ -366,7 +367,7 @@ def _consider(app: App, year: int, ref: str, source: str, label: str, doc: pa.Pl
 def _tell(app: App, year: int, ref: str, state: str, mail: ParsedMail | None, **ctx: Any) -> str:
     """One mail to the coordinator about next year's plan (each is a question he can answer by reply)."""
     coord: Person = app.cfg.network.coordinator
-    subject = (mail.subject or "").removeprefix("SV: ").removeprefix("Re: ").removeprefix("RE: ")[:150] if mail else ""
+    subject = _REPLY_PREFIX.sub("", mail.subject or "")[:150] if mail else ""
     base = {"year": year, "state": state, "subject": subject, "signed": _signed(app), "lines": [], "problems": [],
             "focus": [], "tasks": [], "adopted": "", "source_label": "", "text": ""}
     msg = app.composer.message(ASK_KIND, f"plan-{year}:adopt:{ref}:{state}", None, [coord], {**base, **ctx},
