@@ -250,24 +250,24 @@ def handle_answer(app: App, mail: ParsedMail, q: QuestionRef, key: str, now: dat
     if answer.choice is None:
         out = _tell(app, year, f"unclear-{key[:12]}", "unclear", mail, text=answer.text[:80])
         return Outcome.COORDINATOR_ANSWER_UNCLEAR, f"årsplan {year}: svaret ”{answer.text[:80]}” är oklart ({out})"
-    state = app.ledger.plan_adoption(year)
-    if state.get("adopted"):
-        out = _tell(app, year, f"already-{key[:12]}", "already", mail, adopted=state["adopted"]["label"])
+    adoption = app.ledger.plan_adoption(year)
+    if adoption.get("adopted"):
+        out = _tell(app, year, f"already-{key[:12]}", "already", mail, adopted=adoption["adopted"]["label"])
         return Outcome.COORDINATOR_ANSWER, f"årsplan {year} var redan antagen; inget ändrat ({out})"
-    if ref not in state.get("candidates", {}):
+    if ref not in adoption.get("candidates", {}):
         out = _tell(app, year, f"resend-{key[:12]}", "resend", mail)
         return Outcome.COORDINATOR_ANSWER, f"årsplan {year}: inget att anta i det mejlet ({out})"
     if answer.choice == "no":
         out = _tell(app, year, f"no-{key[:12]}", "declined", mail)
         return Outcome.COORDINATOR_ANSWER, f"årsplan {year}: nej, inget antaget ({out})"
-    problems = _config_problems(app, Plan.model_validate(state["candidates"][ref]["plan"]))
+    problems = _config_problems(app, Plan.model_validate(adoption["candidates"][ref]["plan"]))
     if problems:
         out = _tell(app, year, f"config-{key[:12]}", "problems", mail, problems=problems)
         return Outcome.COORDINATOR_ANSWER, f"årsplan {year}: kan inte antas: {'; '.join(problems)} ({out})"
     path = adopt(app, year, ref, now)
     out = _tell(app, year, f"adopted-{key[:12]}", "adopted", mail, lines=_understood(app, _plan_of(app, year)),
-                adopted=state["candidates"][ref]["label"])
-    return Outcome.COORDINATOR_ANSWER, f"årsplan {year} antagen ur {state['candidates'][ref]['label']}: {path} ({out})"
+                adopted=adoption["candidates"][ref]["label"])
+    return Outcome.COORDINATOR_ANSWER, f"årsplan {year} antagen ur {adoption['candidates'][ref]['label']}: {path} ({out})"
 
 
 # ------------------------------------------------------------------ adopting
@@ -294,17 +294,17 @@ def plan_yaml(plan: Plan, label: str, when: datetime) -> str:
 def adopt(app: App, year: int, ref: str, now: datetime) -> Path:
     """Store candidate ``ref`` as ``<workdir>/plans/plan-YYYY.yaml`` (file first, then
     the state: a crash in between leaves the same file to write again) and run it."""
-    state = app.ledger.plan_adoption(year)
-    cand = state["candidates"][ref]
+    adoption = app.ledger.plan_adoption(year)
+    cand = adoption["candidates"][ref]
     plan = Plan.model_validate(cand["plan"])
     path = plan_path(app, year)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".yaml.tmp")
     tmp.write_text(plan_yaml(plan, cand["label"], now), encoding="utf-8")
     os.replace(tmp, path)
-    state["adopted"] = {"ref": ref, "source": cand["source"], "label": cand["label"], "at": now.isoformat(),
+    adoption["adopted"] = {"ref": ref, "source": cand["source"], "label": cand["label"], "at": now.isoformat(),
                         "path": str(path)}
-    app.ledger.set_plan_adoption(year, state)
+    app.ledger.set_plan_adoption(year, adoption)
     cfg = app.cfg.model_copy(update={"plans": [p for p in app.cfg.plans if p.year != year] + [plan]})
     app.cfg = cfg
     app.composer.cfg = cfg
@@ -332,21 +332,21 @@ def _understood(app: App, plan: Plan) -> list[str]:
 
 def _put_candidate(app: App, year: int, ref: str, source: str, plan: Plan, now: datetime, label: str,
                    extra: dict[str, Any] | None = None) -> None:
-    state = app.ledger.plan_adoption(year)
-    cands = state.setdefault("candidates", {})
+    adoption = app.ledger.plan_adoption(year)
+    cands = adoption.setdefault("candidates", {})
     if ref not in cands:
         cands[ref] = {"source": source, "label": label, "at": now.isoformat(), "plan": plan.model_dump(mode="json"),
                       **(extra or {})}
-        app.ledger.set_plan_adoption(year, state)
+        app.ledger.set_plan_adoption(year, adoption)
 
 
 def _consider(app: App, year: int, ref: str, source: str, label: str, doc: pa.PlanDocument, now: datetime, *,
               in_reply_to: ParsedMail | None) -> str:
     """A plan read from a document: a polite note when a plan is adopted already,
     the problems (naming the rows), or the question with what was understood."""
-    state = app.ledger.plan_adoption(year)
-    if state.get("adopted") or has_plan(app, year):
-        adopted = state.get("adopted", {}).get("label", "en tidigare årsplan")
+    adoption = app.ledger.plan_adoption(year)
+    if adoption.get("adopted") or has_plan(app, year):
+        adopted = adoption.get("adopted", {}).get("label", "en tidigare årsplan")
         out = _tell(app, year, ref, "already", in_reply_to, adopted=adopted, source_label=label)
         return f"redan antagen ur {adopted}; inget ändrat ({out})"
     checked = pa.check_rows(doc.rows, year, app.cfg.network.members, app.cfg.meetings.kind_labels,
