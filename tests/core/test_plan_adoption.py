@@ -44,21 +44,20 @@ def test_a_date_that_is_not_one_is_a_problem():
     assert "känns inte igen" in str(pa.parse_date("snart", "2024-02"))
 
 
-def test_people_by_name_first_name_or_id():
-    assert pa.person_id("Maria Martinsson", MEMBERS) == "maria"
-    assert pa.person_id("maria", MEMBERS) == "maria"
-    assert pa.person_id("Maria", MEMBERS) == "maria"
-    assert pa.person_id("Maria Martinsson, Västerås City", MEMBERS) == "maria"
-    assert pa.person_id("Kalle Anka", MEMBERS) is None
-    assert pa.person_id("", MEMBERS) is None
+@pytest.mark.parametrize(("text", "pid"), [
+    ("Maria Martinsson", "maria"), ("maria", "maria"), ("Maria", "maria"), ("Maria Martinsson, Västerås City", "maria"),
+    ("Kalle Anka", None), ("", None),
+])
+def test_people_by_name_first_name_or_id(text, pid):
+    assert pa.person_id(text, MEMBERS) == pid
 
 
-def test_kinds_by_label_or_word():
-    assert pa.parse_kind("Månadsmöte (digitalt)", LABELS) == "digital"
-    assert pa.parse_kind("Fysiskt möte", LABELS) == "physical"
-    assert pa.parse_kind("möte för alla", LABELS) == "all_members"
-    assert pa.parse_kind("studieresa", LABELS) == "study_trip"
-    assert pa.parse_kind("middag", LABELS) is None
+@pytest.mark.parametrize(("text", "kind"), [
+    ("Månadsmöte (digitalt)", "digital"), ("Fysiskt möte", "physical"), ("möte för alla", "all_members"),
+    ("studieresa", "study_trip"), ("middag", None),
+])
+def test_kinds_by_label_or_word(text, kind):
+    assert pa.parse_kind(text, LABELS) == kind
 
 
 def test_a_good_table_becomes_a_plan():
