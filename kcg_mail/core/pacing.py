@@ -35,7 +35,7 @@ has on each day (sent, and booked by mails that wait).
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
 
@@ -182,3 +182,70 @@ def with_expected(booked: Mapping[str, Mapping[date, int]], expected_days: Mappi
             if d >= today:
                 mine[d] = max(mine.get(d, 0), 1)
     return out
+
+
+# ------------------------------------------------------------------ what reached the members
+
+
+@dataclass(frozen=True)
+class SentMail:
+    """One mail as it went out: its key, kind, day and recipients."""
+
+    key: str
+    kind: str
+    day: date
+    to: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CapCheck:
+    """How the caps held over a set of sent mails: the most counted mails one
+    member got in a day and in a week, and every break (none when they held)."""
+
+    caps: MemberCaps
+    max_day: int
+    max_week: int
+    over_day: tuple[tuple[str, date, int], ...]
+    over_week: tuple[tuple[str, date, int], ...]
+    on_meeting_days: tuple[tuple[str, date, str], ...]
+    #: counted mails per (member, day) and per (member, Monday of the week)
+    days: Mapping[tuple[str, date], int] = field(default_factory=dict)
+    weeks: Mapping[tuple[str, date], int] = field(default_factory=dict)
+
+    @property
+    def held(self) -> bool:
+        return not (self.over_day or self.over_week or self.on_meeting_days)
+
+    def most(self, month: str) -> tuple[int, int]:
+        """The most counted mails a member got in a day of ``month`` (YYYY-MM) and
+        in a week that starts in it."""
+        day = max((n for (_, d), n in self.days.items() if d.isoformat()[:7] == month), default=0)
+        week = max((n for (_, d), n in self.weeks.items() if d.isoformat()[:7] == month), default=0)
+        return day, week
+
+
+def check_caps(mails: Iterable[SentMail], members: Collection[str], coordinator: str,
+               meeting_days: Collection[date], caps: MemberCaps) -> CapCheck:
+    """Count what reached each member (the counted classes only) per day and
+    calendar week, and list the mails other than the invitation and the minutes
+    that went out on a meeting's day."""
+    people = {m.lower() for m in members}
+    meetings = frozenset(meeting_days)
+    per_day: dict[tuple[str, date], int] = {}
+    bad_days: list[tuple[str, date, str]] = []
+    for m in mails:
+        pace = pace_of(m.kind, m.to, coordinator)
+        if not counts(pace):
+            continue
+        for person in sorted({t.lower() for t in m.to} & people):
+            per_day[(person, m.day)] = per_day.get((person, m.day), 0) + 1
+            if m.day in meetings and pace is not Pace.ALWAYS:
+                bad_days.append((person, m.day, m.key))
+    per_week: dict[tuple[str, date], int] = {}
+    for (person, day), n in per_day.items():
+        per_week[(person, week_of(day))] = per_week.get((person, week_of(day)), 0) + n
+    return CapCheck(
+        caps, max(per_day.values(), default=0), max(per_week.values(), default=0),
+        tuple(sorted((p, d, n) for (p, d), n in per_day.items() if n > caps.per_day)),
+        tuple(sorted((p, d, n) for (p, d), n in per_week.items() if n > caps.per_week)),
+        tuple(sorted(bad_days)), per_day, per_week)
