@@ -97,7 +97,7 @@ class Waited:
         when = date_text(self.until)
         if self.sent:
             return f"«{self.subject}» till {self.to} väntade till {when} ({self.reason}) och har gått ut."
-        return f"«{self.subject}» till {self.to} väntar till {when}: {self.reason}."
+        return f"«{self.subject}» till {self.to} väntar till {when} ({self.reason})."
 
 
 @dataclass(frozen=True)

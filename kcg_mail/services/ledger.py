@@ -269,10 +269,12 @@ class Ledger:
         return value
 
     def put_waiting_mail(self, msg_key: str, record: dict[str, Any]) -> None:
-        self._put_json(f"waiting:{msg_key}", record)
+        # the index first: a record the index does not know would never be sent (a crash
+        # between the two leaves an index entry without a record, which is skipped)
         index = list(self._json("waiting:index") or [])
         if msg_key not in index:
             self._put_json("waiting:index", index + [msg_key])
+        self._put_json(f"waiting:{msg_key}", record)
 
     def waiting_mails(self) -> list[dict[str, Any]]:
         """Every mail that waited, in the order they were held back (any state)."""

@@ -112,17 +112,18 @@ def waited(app: App, today: date, lately_days: int = 7) -> list[overview.Waited]
     from kcg_mail.services.pacing import SENT, WAITING, Waiting
 
     names = {p.email.lower(): p.name for p in app.cfg.network.members}
-    out = []
+    groups: dict[tuple[str, date, str, bool], list[str]] = {}  # one line per mail sent to many
     for rec in app.ledger.waiting_mails():
         w = Waiting.from_record(rec)
         settled = rec.get("settled")
         lately = w.state == SENT and settled and (today - date.fromisoformat(settled)).days <= lately_days
         if w.state != WAITING and not lately:
             continue
-        people = [names.get(e.lower(), e) for e in w.to]
-        to = ", ".join(people) if len(people) <= 3 else f"{len(people)} medlemmar"
-        out.append(overview.Waited(w.subject, to, w.until, w.reason, sent=w.state == SENT))
-    return out
+        people = groups.setdefault((w.subject, w.until, w.reason, w.state == SENT), [])
+        people += [names.get(e.lower(), e) for e in w.to if names.get(e.lower(), e) not in people]
+    return [overview.Waited(subject, ", ".join(people) if len(people) <= 3 else f"{len(people)} medlemmar",
+                            until, reason, sent=sent)
+            for (subject, until, reason, sent), people in groups.items()]
 
 
 def overview_rows(app: App, now: datetime | None = None) -> list[dict[str, str]]:
