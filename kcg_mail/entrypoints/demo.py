@@ -167,6 +167,7 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.core.cycle import due_dates, next_due_date
     from kcg_mail.services.followup import next_followup_day
+    from kcg_mail.services.pacing import next_release_day
 
     t0 = time.monotonic()
     app = bootstrap(workdir, config_dir)
@@ -211,7 +212,7 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
             candidates = [d for d in (next_due_date(app.meetings, states, day, lead, go_live=app.go_live(), extra=extra),
                                       next_followup_day(app, day)) if d]
             candidates += [d for mid, d in reply_day.items() if d > day and mid not in filed]
-            candidates += [d for d in (_status_reply_day(app),) if d and d > day]
+            candidates += [d for d in (_status_reply_day(app), next_release_day(app.state, day)) if d and d > day]
             day = min(candidates) if candidates else None
         if runs == 0:  # nothing left to do: one daily run shows that nothing is sent again
             daily_flow(date=last.isoformat(), workdir=str(workdir), config_dir=str(config_dir) if config_dir else None)

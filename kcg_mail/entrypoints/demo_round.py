@@ -107,11 +107,13 @@ def at(d: date, hour: int, tz: str = "Europe/Stockholm") -> datetime:
 
 def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[str], None] = print) -> RoundResult:
     """The planning round for 2024 through the real flows; idempotent like the rest of the demo."""
+    from flows.daily import daily_flow
     from flows.intake import intake_flow
     from flows.round import planning_publish, planning_start, planning_tick
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.entrypoints.demo_hosts import maildir, stamp_authentication
     from kcg_mail.services import round as round_
+    from kcg_mail.services.pacing import next_release_day
 
     t0 = time.monotonic()
     app = bootstrap(workdir, config_dir)
@@ -130,13 +132,27 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
 
     def intake(d: date, hour: int = 12) -> None:
         nonlocal runs
+        catch_up(d)
         intake_flow(now=f"{d.isoformat()}T{hour:02d}:00", **kw)
         runs += 1
 
     def flow(f: Callable[..., dict[str, Any]], d: date) -> None:
         nonlocal runs
+        catch_up(d)
         f(year=YEAR, date=d.isoformat(), **kw)
         runs += 1
+
+    def catch_up(d: date) -> None:
+        """The daily runs up to ``d`` that send what waited for the member caps (the
+        schedule runs the daily flow every morning; the demo runs it on those days)."""
+        nonlocal runs
+        since = last_daily[0]
+        while (due := next_release_day(app.state, since)) is not None and due <= d:
+            daily_flow(date=due.isoformat(), **kw)
+            runs += 1
+            since = last_daily[0] = due
+
+    last_daily = [date.fromordinal(r.start.toordinal() - 1)]
 
     done = round_.round_value(app, YEAR, "result", None)
     if done:  # played already: nothing is sent again
@@ -148,6 +164,7 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
     day = date.fromordinal(r.start.toordinal() + 2)
 
     def answer_needs(p: Person, d: date) -> None:
+        catch_up(d)
         i = index[p.id]
         topics = suggestions_of(i)
         original = sent_message(app, f"plan-{YEAR}:needs:{p.email}")
@@ -178,6 +195,7 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
     vote_day = date.fromordinal(publish_day.toordinal() + 2)
 
     def vote(p: Person, d: date, votes_override: dict[int, int] | None = None, tag: str = "") -> None:
+        catch_up(d)
         i = index[p.id]
         original = sent_message(app, f"plan-{YEAR}:ballot:{p.email}")
         name, data = docx_attachment(original)
@@ -190,6 +208,7 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
 
     for p in members:
         if p.id == INVALID_THEN_FIXED:
+            catch_up(vote_day)
             original = sent_message(app, f"plan-{YEAR}:ballot:{p.email}")
             numbers = ballot_numbers(docx_attachment(original)[1])
             wrong = {numbers[POPULAR[0]]: 6, numbers[POPULAR[2]]: 6}  # 12 votes: too many
@@ -201,7 +220,10 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
     vote(next(p for p in members if p.id == INVALID_THEN_FIXED), fix_day, tag="-2")
     intake(fix_day)
     flow(planning_tick, r.votes_reminder)
-    reminded = date.fromordinal(r.votes_reminder.toordinal() + 1)
+    # the day after the reminder reached her (it may wait for the member caps)
+    late_voter = next(p for p in members if p.id == AFTER_REMINDER)
+    waited = app.ledger.waiting_mail(f"plan-{YEAR}:ballot_reminder:{late_voter.email}")
+    reminded = date.fromordinal((date.fromisoformat(waited["until"]) if waited else r.votes_reminder).toordinal() + 1)
     vote(next(p for p in members if p.id == AFTER_REMINDER), reminded)
     intake(reminded)
     weekend = date.fromordinal(r.votes_deadline.toordinal() + 1)

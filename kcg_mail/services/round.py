@@ -124,9 +124,10 @@ def topics(app: App, year: int) -> list[pl.Topic]:
 
 
 def _send(app: App, kind: str, key: str, to: list[Person], ctx: dict[str, Any], *,
-          attachments: tuple[Attachment, ...] = (), in_reply_to: str | None = None) -> str:
+          attachments: tuple[Attachment, ...] = (), in_reply_to: str | None = None,
+          moot_if: list[Any] | None = None) -> str:
     msg = app.composer.message(kind, key, None, to, ctx, attachments=attachments, in_reply_to=in_reply_to)
-    return app.outbox.send(msg)
+    return app.outbox.send(msg, moot_if=moot_if)
 
 
 # ------------------------------------------------------------------ start: needs
@@ -186,7 +187,8 @@ def tick(app: App, year: int, now: datetime) -> list[str]:
             if p.id not in needs:
                 ctx = {**_base(app, year, p), "areas": areas, "deadline_text": date_text(r.needs_deadline),
                        "reminder": True}
-                out = _send(app, "planning_needs", f"plan-{year}:needs_reminder:{p.email}", [p], ctx)
+                out = _send(app, "planning_needs", f"plan-{year}:needs_reminder:{p.email}", [p], ctx,
+                            moot_if=[year, "needs", p.id])
                 lines.append(f"påminnelse om förslag till {p.name}: {out}")
     if not published and today > r.needs_deadline:
         lines += write_candidates(app, year, now)
@@ -195,7 +197,7 @@ def tick(app: App, year: int, now: datetime) -> list[str]:
         for p in round_members(app):
             if p.id not in ballots:
                 out = _send(app, "planning_ballot", f"plan-{year}:ballot_reminder:{p.email}", [p],
-                            _ballot_ctx(app, year, p, r, reminder=True))
+                            _ballot_ctx(app, year, p, r, reminder=True), moot_if=[year, "ballots", p.id])
                 lines.append(f"påminnelse om röst till {p.name}: {out}")
     if published and today > r.votes_deadline and round_value(app, year, "result", None) is None:
         lines += close_round(app, year, now)
