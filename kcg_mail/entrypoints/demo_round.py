@@ -176,10 +176,25 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
             raw = reply_to(original, p, needs_text(topics), at(d, 10))
         deliver(f"needs-{p.id}.eml", lambda: raw)
 
+    def waited_until(key: str) -> date | None:
+        """The day a mail that waited for the member caps reaches its reader (None: sent at once)."""
+        w = app.ledger.waiting_mail(key)
+        return date.fromisoformat(w["until"]) if w and app.state.action(key) is None else None
+
+    catch_up(day)
+    later: list[tuple[date, Person]] = []  # whose needs mail waited past the answer day: they answer when it came
     for p in members:
-        if p.id not in LATE_NEEDS:
+        if p.id in LATE_NEEDS:
+            continue
+        came = waited_until(f"plan-{YEAR}:needs:{p.email}")
+        if came is not None and came > day:
+            later.append((came, p))
+        else:
             answer_needs(p, day)
     intake(day)
+    for came, p in sorted(later, key=lambda x: (x[0], x[1].id)):
+        answer_needs(p, came)
+        intake(came)
     flow(planning_tick, r.needs_reminder)
     late_day = date.fromordinal(r.needs_reminder.toordinal() + 2)
     for p in members:
