@@ -61,6 +61,7 @@ def make_mail(cfg: Config, workdir: Path, *, create: bool = True) -> MailTranspo
         )
     if isinstance(s, ExchangeSettings):
         from kcg_mail.adapters.exchange import ExchangeTransport
+        from kcg_mail.adapters.exchange_ews import EwsSession
 
         kw: dict[str, Any] = dict(mailbox=s.mailbox or cfg.network.mailbox.email, auth=s.auth,
                                   service_endpoint=s.service_endpoint, version=s.version,
@@ -69,11 +70,12 @@ def make_mail(cfg: Config, workdir: Path, *, create: bool = True) -> MailTranspo
             kw.update(client_id=s.client_id, tenant_id=s.tenant_id, client_secret=require("ews_client_secret"))
         else:
             kw.update(username=s.username, password=require("ews_password"))
-        return ExchangeTransport(**kw)
+        return ExchangeTransport(EwsSession(**kw))
     from kcg_mail.adapters.graph import GraphTransport
+    from kcg_mail.adapters.graph_http import GraphClient
 
-    return GraphTransport(mailbox=s.mailbox or cfg.network.mailbox.email, tenant_id=s.tenant_id,
-                          client_id=s.client_id, client_secret=require("graph_client_secret"))
+    return GraphTransport(GraphClient(mailbox=s.mailbox or cfg.network.mailbox.email, tenant_id=s.tenant_id,
+                                      client_id=s.client_id, client_secret=require("graph_client_secret")))
 
 
 def make_source(cfg: Config, workdir: Path, stop: threading.Event | None = None, *,

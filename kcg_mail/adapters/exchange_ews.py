@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal, TypeVar
@@ -216,17 +217,19 @@ class EwsSession:
         mailbox: str,
         auth: AuthKind,
         service_endpoint: str,
-        version: str | None,
+        version: str | None = "Exchange2016",
         *,
-        client_id: str | None,
-        client_secret: str | None,
-        tenant_id: str | None,
-        username: str | None,
-        password: str | None,
-        autodiscover: bool,
-        max_wait: float,
-        sleep: Callable[[float], None],
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        tenant_id: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        autodiscover: bool = False,
+        max_wait: float = 300,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        if "@" not in mailbox:
+            raise ValueError(f"mailbox must be an e-mail address, got {mailbox!r}")
         if auth not in ("oauth", "ntlm", "basic"):
             raise ValueError(f"auth must be 'oauth', 'ntlm' or 'basic', got {auth!r}")
         if auth == "oauth":
