@@ -200,10 +200,7 @@ class ImapSession(ServerLogin):
         return self._conn
 
     def _connect(self) -> imaplib.IMAP4:
-        if self.security == "tls":
-            conn: imaplib.IMAP4 = imaplib.IMAP4_SSL(self.host, self.port, ssl_context=self.ssl_context, timeout=self.timeout)
-        else:
-            conn = imaplib.IMAP4(self.host, self.port, timeout=self.timeout)
+        conn = self.open_connection(imaplib.IMAP4, imaplib.IMAP4_SSL, context_arg="ssl_context")
         with closed_on_failure(conn.shutdown):
             if self.security == "starttls":
                 if "STARTTLS" not in conn.capabilities:

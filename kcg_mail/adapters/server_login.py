@@ -8,7 +8,7 @@ import contextlib
 import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import KW_ONLY, dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, TypeVar
 
 from kcg_mail.ports import TransportError
 
@@ -26,6 +26,8 @@ def closed_on_failure(close: Callable[[], object]) -> Iterator[None]:
             close()
         raise
 
+
+C = TypeVar("C")
 
 #: implicit TLS, STARTTLS on the plain port, or no TLS (a server on this machine only)
 Security = Literal["starttls", "tls", "none"]
@@ -53,6 +55,13 @@ class ServerLogin:
 
     def __repr__(self) -> str:  # never show the password
         return f"{type(self).__name__}({self.username}@{self.host}:{self.port})"
+
+    def open_connection(self, plain: Callable[..., C], tls: Callable[..., C], *, context_arg: str) -> C:
+        """A connection by the library's ``plain`` or implicit-TLS ``tls`` class, as
+        ``security`` says (``context_arg``: the name of the TLS class's context argument)."""
+        if self.security == "tls":
+            return tls(self.host, self.port, timeout=self.timeout, **{context_arg: self.ssl_context})
+        return plain(self.host, self.port, timeout=self.timeout)
 
     def no_starttls(self, *, tls_port: int) -> TransportError:
         """The server does not offer the STARTTLS that ``security`` asks for."""

@@ -33,10 +33,7 @@ class SmtpSender(ServerLogin):
 
     def connect(self) -> smtplib.SMTP:
         """A logged-in SMTP connection (the caller quits it)."""
-        if self.security == "tls":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self.ssl_context)
-        else:
-            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        smtp = self.open_connection(smtplib.SMTP, smtplib.SMTP_SSL, context_arg="context")
         with closed_on_failure(smtp.close):
             smtp.ehlo()
             if self.security == "starttls":
