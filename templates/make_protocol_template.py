@@ -167,16 +167,10 @@ def _followup(doc) -> None:
 
 def _grid(doc, header, loop: str, cells, widths) -> None:
     """A table with a shaded header row and one docxtpl row loop."""
-    tbl = doc.add_table(rows=1, cols=len(header))
-    tbl.style = "Table Grid"
-    for cell, text in zip(tbl.rows[0].cells, header):
-        _cell_text(cell, text, bold=True)
-        _set_cell_shading(cell, "DEEAF6")
-    _repeat_header(tbl.rows[0])
-    tbl.add_row().cells[0].paragraphs[0].add_run("{%tr for x in " + loop + " %}")
-    for cell, text in zip(tbl.add_row().cells, cells):
-        _cell_text(cell, text, size=9)
-    tbl.add_row().cells[0].paragraphs[0].add_run("{%tr endfor %}")
+    tbl = _header_table(doc, header)
+    _tag_row(tbl, "{%tr for x in " + loop + " %}")
+    _row_texts(tbl, cells, size=9)
+    _tag_row(tbl, "{%tr endfor %}")
     _set_widths(tbl, widths)
 
 
