@@ -111,7 +111,7 @@ def _add(rest: str, text: str) -> MemberRequest:
 
 
 def _remove(rest: str, text: str) -> MemberRequest:
-    who = rest.strip().strip("<>").strip(" .")
+    who = rest.strip().strip(" .").strip("<>").strip()
     if not who:
         return MemberRequest("remove", problem="jag såg inte vem som ska tas bort. "
                              "Skriv till exempel: Ta bort medlem: Anna Andersson", text=text)
