@@ -115,19 +115,17 @@ def request_approval(app: App, m: Meeting, guest: Person, now: datetime) -> str:
                                                files=[], why=why, guest=guest.email))
         app.state.record_message(MessageRecord(key, f"{KIND}:{m.id}:{guest.email}", m.id, "held", why, guest.email,
                                                subject, "done"))
-    legacy = app.state.action(f"{m.id}:guest_approval:{coord.email}:{guest.id}")
-    if legacy is not None and legacy.status == "done":  # asked before the questions had one key format
-        return "already"
     q = questions.Question(f"Gästinbjudan väntar på ditt ja: {guest.name}", "", "skicka inbjudan",
                            "låta bli att bjuda in gästen")
-    return questions.ask(app, KIND, key, m, q, template="guest_approval", extra={
-        "guest": {"name": guest.name, "organisation": guest.organisation,
-                  "language": "engelska" if guest.language == "en" else "svenska"}, "ref": ref})
+    guest_ctx = {"name": guest.name, "organisation": guest.organisation,
+                 "language": "engelska" if guest.language == "en" else "svenska"}
+    return questions.ask(app, KIND, key, m, q, template="guest_approval", extra={"guest": guest_ctx, "ref": ref},
+                         key=f"{m.id}:guest_approval:{coord.email}:{guest.id}")
 
 
 def question_ids(app: App, actions: list[ActionRecord]) -> dict[str, QuestionRef]:
-    """Questions about guests asked before they were asked with ``questions.ask`` (the
-    ``guest_approval`` action): the approval mail's Message-ID -> the held request."""
+    """Our questions to the coordinator about guests (the ``guest_approval`` mail, under a key of its
+    own): the approval mail's Message-ID -> the held request (registered as the kind's ``ids``)."""
     by_id = {g.id: g for g in app.cfg.network.guests}
     out: dict[str, QuestionRef] = {}
     for r in actions:

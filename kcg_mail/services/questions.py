@@ -14,7 +14,8 @@ Asking: ``ask(app, what, ref, meeting, question)`` sends the question once (the
 Outbox key ``<meeting>:question:<coordinator>:<what>:<ref>``); its Message-ID
 is then found by ``asked_ids`` for ``MatchContext.question_ids``, so a reply to
 it reaches the kind's handler (``answers.handle_answer``). A kind that sends a
-mail of its own instead registers ``ids=`` (its own Message-ID -> QuestionRef).
+mail of its own, or keeps an Outbox key of its own (``ask(..., key=)``), registers
+``ids=`` (its own Message-ID -> QuestionRef).
 """
 
 from __future__ import annotations
@@ -99,8 +100,9 @@ def question_key(app: App, what: str, ref: str, meeting_id: str | None) -> str:
 
 def ask(app: App, what: str, ref: str, meeting: Meeting | None, question: Question, *,
         in_reply_to: str | None = None, template: str = "coordinator_question",
-        extra: dict[str, Any] | None = None) -> str:
-    """Send the question once (``already`` when it went out before, also after a crash)."""
+        extra: dict[str, Any] | None = None, key: str | None = None) -> str:
+    """Send the question once (``already`` when it went out before, also after a crash).
+    ``key``: the Outbox key of a kind that keeps its own (its ``ids=`` then finds the answer)."""
     coord = app.cfg.network.coordinator
     ctx: dict[str, Any] = {
         "question": {"subject": question.subject, "lead": question.lead, "yes": question.yes, "no": question.no,
@@ -108,7 +110,7 @@ def ask(app: App, what: str, ref: str, meeting: Meeting | None, question: Questi
         "ref": ref[:12], "meeting": app.composer.meeting_ctx(meeting, app.meetings) if meeting else None,
         **(extra or {}),
     }
-    msg = app.composer.message(template, question_key(app, what, ref, meeting.id if meeting else None), meeting,
+    msg = app.composer.message(template, key or question_key(app, what, ref, meeting.id if meeting else None), meeting,
                                [coord], ctx, in_reply_to=in_reply_to)
     return app.outbox.send(msg)
 
