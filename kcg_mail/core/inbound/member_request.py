@@ -36,6 +36,8 @@ _START = re.compile(
 _ORG_SUFFIXES = ("city", "citysamverkan", "cityförening", "cityföreningen", "centrum", "centrumförening",
                  "stadskärna", "stadskärnan", "innerstad", "i centrum", "city ab", "centrum ab")
 
+_GREETING = re.compile(r"^\s*(hej|hejsan|hallå|tjena|god morgon)\b[\w\s]{0,30}[!,.]?\s*$", re.IGNORECASE)
+
 #: the usage line the coordinator gets back when a request is unclear
 USAGE = "Skriv till exempel: Ny medlem: Anna Andersson, anna@exempel.se, Västerås City"
 
@@ -76,16 +78,17 @@ def _lines(subject: str, body: str) -> list[str]:
 def read_request(subject: str, body: str) -> MemberRequest | None:
     """The member request in a mail (subject first, then his own lines), or None."""
     lines = _lines(subject, body)
-    for i, line in enumerate(lines):
-        m = _START.match(line)
-        if m is None:
-            continue
-        rest = m.group("rest").strip()
-        if not rest:  # "Ny medlem" in the subject, the details on the first line of the body
-            rest = next((x.strip() for x in lines[max(i + 1, 1):] if x.strip() and not _START.match(x)), "")
-        op: Literal["add", "remove"] = "add" if m.group("op").lower() in ADD_WORDS else "remove"
-        return _add(rest, line.strip()) if op == "add" else _remove(rest, line.strip())
-    return None
+    found = [(i, m) for i, m in enumerate(_START.match(x) for x in lines) if m is not None]
+    if not found:
+        return None
+    # "Ny medlem" in the subject and "Ny medlem: Anna ..." in the body: the line with the details
+    i, m = next(((i, m) for i, m in found if m.group("rest").strip()), found[0])
+    op: Literal["add", "remove"] = "add" if m.group("op").lower() in ADD_WORDS else "remove"
+    rest = m.group("rest").strip()
+    if not rest:  # the details on the first line of the body he wrote (a greeting is skipped)
+        rest = next((x.strip() for x in lines[max(i + 1, 1):]
+                     if x.strip() and not _START.match(x) and not _GREETING.match(x)), "")
+    return _add(rest, lines[i].strip()) if op == "add" else _remove(rest, lines[i].strip())
 
 
 def _add(rest: str, text: str) -> MemberRequest:
