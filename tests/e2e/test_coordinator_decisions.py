@@ -8,7 +8,6 @@ again sends nothing twice."""
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace as dc_replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from support.helpers import (
 
 from kcg_mail.adapters.maildir import sent_name
 from kcg_mail.config_loader import apply_members_overlay, read_members_overlay
+from kcg_mail.core.plan import resolve_plan
 from kcg_mail.ports import MARKER_HEADER
 from kcg_mail.services import answers
 from kcg_mail.services.approval import pending
@@ -77,12 +77,12 @@ def _ctx(app, wd: Path) -> Ctx:
     )
 
 
+FEB = next(m for m in resolve_plan(CFG) if m.id == MID)
+
+
 def _day(n: int = 1, hour: int = 12):
-    return at(CFG_FEB_DATE + timedelta(days=n), hour)
-
-
-CFG_FEB_DATE = next(m for m in __import__("kcg_mail.core.plan", fromlist=["resolve_plan"]).resolve_plan(CFG)
-                    if m.id == MID).date
+    """A moment ``n`` days from the February meeting."""
+    return at(FEB.date + timedelta(days=n), hour)
 
 
 def _by_key(wd: Path) -> dict[str, object]:
@@ -164,10 +164,10 @@ def test_held_minutes_ask_the_coordinator_and_his_yes_sends_them_out(wd):
         assert list(_distributed(wd).values()) == [1]
         (receipt,) = _receipts(wd)
         assert "Tack, uppfattat" in receipt and "utskickad till medlemmarna" in receipt
-        # the same yes again: nothing more goes out but a receipt
+        # the same yes again: nothing more goes out but a receipt saying so
         _reply(app, q, "Ja", _day(1, 15))
         assert list(_distributed(wd).values()) == [1]
-        assert "inget att göra" in _receipts(wd)[-1] or len(_receipts(wd)) == 2
+        assert len(_receipts(wd)) == 2 and any("inget att göra" in r for r in _receipts(wd))
     finally:
         close(app)
 
