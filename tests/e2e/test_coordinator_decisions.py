@@ -425,3 +425,65 @@ def test_a_member_yes_killed_at_any_side_effect_and_run_again_adds_once(prepared
         finally:
             close(app)
         shutil.rmtree(wd)
+
+
+# ------------------------------------------------------------------ over the real servers
+
+
+@pytest.mark.server
+def test_held_minutes_approved_by_reply_over_dovecot_and_postfix(wd):
+    """The question reaches the coordinator's mailbox through Postfix, his reply comes
+    in through Postfix and Dovecot, and the minutes reach every member's mailbox once."""
+    import email as email_lib
+    from email import policy
+
+    from support.basics import server_users
+    from support.corpus_cycle import KCG_TEST, accept_domains
+    from support.mailserver import mail_server
+
+    from kcg_mail.adapters.smtp_imap import SmtpImapTransport
+
+    users = server_users(CFG)
+    users[KCG_TEST] = "kcg-secret"
+    with mail_server(users=users) as server:
+        accept_domains(server, {e.partition("@")[2] for e in users})
+        app = make_app(wd, CFG, mail=SmtpImapTransport(**server.transport_kwargs(KCG_TEST)))
+        try:
+            c = _ctx(app, wd)
+            server.deliver(mail(c, from_=f"Daniel Värd <{c.host}>", body="Protokollet.\n"), KCG_TEST)
+            rep = run_intake(app, _day(1, 12))
+            assert [h.outcome for h in rep.handled] == ["held"], rep.handled
+            (raw_q,) = server.wait_for(COORD.email, count=1)
+            q = email_lib.message_from_bytes(raw_q, policy=policy.default)
+            assert "väntar på ditt ja" in str(q["Subject"]) and "Svara ja" in _text(q)
+            members = [p.email for p in CFG.network.active_members]
+            answer = plain_mail(f"{COORD.name} <{COORD.email}>", KCG_TEST, "SV: " + str(q["Subject"]).strip(),
+                                "Ja!\n\nDen 7 februari 2023 skrev KCG:\n> " + "\n> ".join(_text(q).splitlines()),
+                                when=_day(1, 14), msgid="<imap-answer-1@svenskastadskarnor.example.se>",
+                                in_reply_to=str(q["Message-ID"]))
+            server.deliver(answer, KCG_TEST)
+            rep = run_intake(app, _day(1, 15))
+            assert [h.outcome for h in rep.handled] == ["coordinator_answer"], rep.handled
+            assert not pending(app)
+
+            def markers(user: str) -> list[str]:
+                return [str(email_lib.message_from_bytes(r, policy=policy.default)[MARKER_HEADER])
+                        for r in server.messages(user)]
+
+            def minutes_in(user: str) -> list[str]:
+                return [k for k in markers(user) if ":distribute:members:" in k]
+
+            for user in members:
+                server.wait_for(user, count=1 + (user == COORD.email) * 2)  # the coordinator: question, receipt
+                assert len(minutes_in(user)) == 1, user
+            assert len([k for k in markers(COORD.email) if ":coordinator_receipt:" in k]) == 1
+            # the same answer delivered again: nothing more to the members
+            server.deliver(answer, KCG_TEST)
+            run_intake(app, _day(1, 16))
+            server.wait_queue()
+            assert all(len(minutes_in(u)) == 1 for u in members)
+            # both copies of his answer left the inbox for the processed folder
+            assert sum(b"imap-answer-1@" in r for r in server.messages(KCG_TEST, "processed")) == 2
+            assert server.messages(KCG_TEST, "INBOX") == []
+        finally:
+            close(app)
