@@ -4,8 +4,10 @@ Runs the real Prefect flows in simulated time, day by day where something is
 due, and plays each host: after the meeting the host answers the template
 mail with a real MIME reply from their own address, the template filled in
 (decisions table) and attached. Every confirmed meeting ends with its
-minutes filed and distributed. Run twice on the same work directory, the
-second run sends nothing new.
+minutes filed and distributed. The coordinator answers every question he is
+asked by reply (guests, held minutes) and adds a member by mail in November.
+Run twice on the same work directory, the second run resumes on the last day
+the first ran and sends nothing new.
 """
 
 from __future__ import annotations
@@ -222,8 +224,11 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
     sent_before = _sent_count(app)
     runs = 0
     with prefect_env.without_heartbeats():
-        day: date | None = first
+        # a rerun resumes on the last day the demo ran: replaying the year with today's members
+        # (the coordinator added one in November) would update every past invitation
+        day: date | None = app.ledger.demo_day() or first
         while day is not None and day <= last:
+            app.ledger.set_demo_day(day)
             daily_flow(date=day.isoformat(), workdir=str(workdir), config_dir=str(config_dir) if config_dir else None)
             runs += 1
             filed = {f.meeting_id for f in app.state.filings()}

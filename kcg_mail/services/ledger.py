@@ -218,6 +218,14 @@ class Ledger:
     def set_guest_approval(self, meeting_id: str, email: str, answer: Literal["approved", "rejected"]) -> None:
         self.state.put(f"guest_approval:{meeting_id}:{email.lower()}", answer)
 
+    def demo_day(self) -> date | None:
+        """The last simulated day ``kcg demo`` ran (a rerun resumes there)."""
+        raw = self.state.get("demo:day")
+        return date.fromisoformat(raw) if raw else None
+
+    def set_demo_day(self, day: date) -> None:
+        self.state.put("demo:day", day.isoformat())
+
     # ------------------------------------------------------------ members added or removed by the coordinator
     def member_request(self, ref: str) -> dict[str, str] | None:
         """The coordinator's request to add or remove a member (asked, done, rejected)."""

@@ -60,6 +60,10 @@ class Change:
     def person(self) -> Person:
         return Person(id=self.id, name=self.name, organisation=self.organisation, city=self.city, email=self.email)
 
+    @property
+    def first_name(self) -> str:
+        return self.name.split()[0] if self.name.split() else self.name
+
     def label(self) -> str:
         org = f" ({self.organisation})" if self.organisation and self.organisation != self.name else ""
         return f"{self.name}{org}"
@@ -139,7 +143,7 @@ def propose(app: App, change: Change, ref: str, *, in_reply_to: str | None = Non
             subject=f"Ta bort medlem: {change.name}",
             lead=f"Så här uppfattade jag det: {change.label()}, {change.email}, ska inte längre vara medlem.",
             yes=f"ta bort {change.name} (inga fler kallelser eller protokoll; kommande möten uppdateras i "
-                "kalendern utan hen)",
+                f"kalendern utan {change.first_name})",
             no="låta bli")
     return questions.ask(app, change.what, ref, None, q, in_reply_to=in_reply_to)
 
@@ -178,11 +182,11 @@ def carry_out(app: App, ref: str, now: datetime) -> str:
         w = welcome(app, change.person(), now)
         mail = "välkomstmejlet med årets möten är skickat" if w.mail in ("sent", "recovered", "already") else w.mail
         detail = (f"{change.label()} är medlem från och med nu: {mail}, och kallelserna till kommande möten "
-                  "uppdateras med hen")
+                  f"uppdateras med {change.first_name}")
     else:
         _overlay_remove(app, change)
         detail = (f"{change.label()} är inte längre medlem: inga fler kallelser eller protokoll, och kommande "
-                  "möten uppdateras i kalendern utan hen")
+                  f"möten uppdateras i kalendern utan {change.first_name}")
     _save(app, ref, Change(**{**asdict(change), "state": "done", "detail": detail}))
     return detail
 

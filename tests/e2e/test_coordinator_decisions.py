@@ -12,7 +12,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from support.attacks.cases import Ctx, ar, mail
+import test_held
+from support.attacks.cases import ar, mail
 from support.helpers import (
     Crash,
     CrashPlan,
@@ -22,19 +23,17 @@ from support.helpers import (
     crashing_app,
     make_app,
     plain_mail,
-    read_mail,
     recipients,
     sent_by_key,
     sent_mails,
 )
 
-from kcg_mail.adapters.maildir import sent_name
 from kcg_mail.config_loader import apply_members_overlay, read_members_overlay
 from kcg_mail.core.plan import resolve_plan
 from kcg_mail.ports import MARKER_HEADER
 from kcg_mail.services import answers
 from kcg_mail.services.approval import pending
-from kcg_mail.services.daily import render_protocol, run_daily
+from kcg_mail.services.daily import run_daily
 from kcg_mail.services.intake import run_intake
 
 CFG = crash_configs()[0]  # February and March 2023, four people; Daniel hosts February, David March
@@ -45,36 +44,14 @@ LISA = next(p for p in CFG.network.members if p.id == "lisa")
 ANNA = "anna@vasteras.example.se"
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    """A work directory where the February invitation and template went out."""
-    wd = tmp_path_factory.mktemp("prepared")
-    app = make_app(wd, CFG)
-    feb = app.meeting(MID)
-    for off in (-21, -14, -3, -1):
-        run_daily(app, at(feb.date + timedelta(days=off)))
-    close(app)
-    return wd
+#: the February world of test_held.py (invitation and template out) and its mail context
+prepared = test_held.prepared
+_ctx = test_held._ctx
 
 
 @pytest.fixture
 def wd(prepared, tmp_path):
     return Path(shutil.copytree(prepared, tmp_path / "wd"))
-
-
-def _ctx(app, wd: Path) -> Ctx:
-    from kcg_mail.entrypoints.demo_hosts import fill_protocol
-    from kcg_mail.services.compose import meeting_uid
-
-    feb = app.meeting(MID)
-    tpl = read_mail(wd / "mail" / "sent" / "cur" / sent_name(f"{MID}:send_template:{feb.host.email}"))
-    return Ctx(
-        ours=app.cfg.transport.inbound.trusted_authserv_ids[0], mailbox=MAILBOX, host=feb.host.email,
-        member=LISA.email, coordinator=COORD.email, token=feb.token, tpl_msgid=str(tpl["Message-ID"]).strip(),
-        tpl_reply_to=str(tpl["Reply-To"]), tpl_subject=str(tpl["Subject"]), other_msgid=str(tpl["Message-ID"]).strip(),
-        docx=fill_protocol(render_protocol(app, feb).data, feb), when=at(feb.date + timedelta(days=1), 11),
-        uid=meeting_uid(app.cfg, feb.id),
-    )
 
 
 FEB = next(m for m in resolve_plan(CFG) if m.id == MID)
