@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import date
+from email.message import EmailMessage
+from email.policy import SMTP
+
 import pytest
 
+from kcg_mail.core import inbound
 from kcg_mail.core.config_model import Person
+from kcg_mail.core.inbound import rules
 from kcg_mail.core.inbound.member_request import city_of, find_member, read_request
+from kcg_mail.core.inbound.outcome import Outcome
+
+pytestmark = pytest.mark.core
 
 QUOTED = "\n\nDen 1 december 2023 skrev KCG <kcg@example.se>:\n> Ny medlem: Fel Person, fel@example.se, Fel City\n"
 
@@ -72,3 +81,47 @@ def test_find_member_by_address_name_or_organisation():
     assert [p.id for p in find_member("Umeå City", people)] == ["b"]
     assert [p.id for p in find_member("Anna", people)] == ["a", "b"]
     assert find_member("Carl Ek", people) == []  # already removed
+
+
+def test_a_greeting_before_the_details_is_skipped():
+    r = read_request("Ny medlem", "Hej Björn!\n\nMaria Lund, maria@kalmar.se, Kalmar City\n")
+    assert r is not None and r.clear and (r.name, r.email, r.city) == ("Maria Lund", "maria@kalmar.se", "Kalmar")
+
+
+# ------------------------------------------------------------------ classify and the rule chain
+
+OURS = "mx.kcg.example.se"
+COORD = "bjorn@kcg.example.se"
+MAILBOX = "kcg@kcg.example.se"
+
+
+def _ctx() -> inbound.MatchContext:
+    return inbound.MatchContext(meetings=(), sent_ids={}, members=frozenset({COORD, "lisa@x.se"}),
+                                own_addresses=frozenset({MAILBOX}), today=date(2023, 2, 7),
+                                trusted_authserv_ids=frozenset({OURS}), coordinator=COORD)
+
+
+def _mail(sender: str, subject: str, body: str, *, authenticated: bool) -> inbound.ParsedMail:
+    m = EmailMessage(policy=SMTP)
+    m["From"], m["To"], m["Subject"], m["Message-ID"] = sender, MAILBOX, subject, "<r1@kcg.example.se>"
+    m.set_content(body)
+    raw = m.as_bytes()
+    if authenticated:
+        raw = f"Authentication-Results: {OURS}; dmarc=pass header.from=kcg.example.se\r\n".encode() + raw
+    return inbound.parse(raw)
+
+
+def test_the_coordinators_own_request_is_classified_and_passes_his_chain():
+    mail = _mail(f"Björn <{COORD}>", "Ny medlem: Anna A, anna@x.se, Västerås City", "", authenticated=True)
+    v = inbound.classify(mail, _ctx())
+    assert v.kind == Outcome.COORDINATOR_REQUEST
+    assert rules.decide(mail, v, _ctx(), has_documents=False).action == "accept"
+
+
+def test_a_request_forged_in_his_name_or_from_a_member_is_never_acted_on():
+    forged = _mail(f"Björn <{COORD}>", "Ny medlem: Eva E, eva@x.se", "", authenticated=False)
+    v = inbound.classify(forged, _ctx())
+    assert v.kind == Outcome.COORDINATOR_REQUEST
+    assert rules.decide(forged, v, _ctx(), has_documents=False).action == "discard"
+    member = _mail("Lisa <lisa@x.se>", "Ny medlem: Eva E, eva@x.se", "", authenticated=True)
+    assert inbound.classify(member, _ctx()).kind != Outcome.COORDINATOR_REQUEST
