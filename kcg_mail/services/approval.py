@@ -30,7 +30,7 @@ from datetime import datetime
 from kcg_mail.ports import MessageRecord
 from kcg_mail.services import guests, questions
 from kcg_mail.services.app import App
-from kcg_mail.services.held import held_area
+from kcg_mail.services.held import SENDER_CAUSES, held_area
 from kcg_mail.services.ledger import HeldNote, HeldVersion
 from kcg_mail.services.manual import ManualProblem, find_record, release_from_quarantine
 
@@ -123,10 +123,14 @@ def _question(app: App, p: Pending) -> questions.Question:
 
 
 def ask_waiting(app: App, now: datetime) -> list[str]:
-    """Ask the coordinator about every held reply not yet asked about (once each; guests ask themselves)."""
+    """Ask the coordinator about every held version of minutes from a confirmed filer (over the
+    day's allowance, a late copy, something unsafe taken out) not yet asked about, once each.
+    What waits because its sender could not be confirmed is not mailed about: anybody can send
+    such mail, and a question per forged mail would let a stranger flood the coordinator; it
+    stays on the approval list of the overview and in the forms. Guests ask themselves."""
     out = []
     for p in pending(app):
-        if p.kind in ("message", "version", "distribution"):
+        if p.kind in ("version", "distribution") and (p.cause or "") not in SENDER_CAUSES:
             m = app.meeting(p.meeting_id or "")
             app.outbox.now = now
             if questions.ask(app, HELD, p.msg_key, m, _question(app, p)) != "already":
