@@ -77,7 +77,9 @@ def _questions(wd: Path, what: str) -> dict[str, object]:
 
 
 def _receipts(wd: Path) -> list[str]:
-    return [_text(m) for k, m in _by_key(wd).items() if ":coordinator_receipt:" in k]
+    """The receipts' texts, oldest first (by their Date: each intake here runs at its own hour)."""
+    found = [m for k, m in _by_key(wd).items() if ":coordinator_receipt:" in k]
+    return [_text(m) for m in sorted(found, key=lambda m: m["Date"].datetime)]
 
 
 _n = iter(range(1000))
