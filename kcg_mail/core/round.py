@@ -218,6 +218,8 @@ def merge_candidates(areas: list[Area], needs: dict[str, Needs], carry_over: dic
 
 @dataclass(frozen=True)
 class Topic:
+    """One numbered option of the ballot: a need of one collaboration area."""
+
     number: int
     area: str
     text: str
@@ -225,6 +227,8 @@ class Topic:
 
 @dataclass(frozen=True)
 class BallotLine:
+    """One line of a member's ballot, as written (checked when the ballot is read)."""
+
     number: int
     votes: str  # as written: validated later ("3", "2,5", "två")
 
