@@ -24,6 +24,10 @@ from kcg_mail.services.manual import ManualProblem
 
 
 def handle_answer(app: App, mail: ParsedMail, q: QuestionRef, key: str, now: datetime) -> tuple[Outcome, str]:
+    if q.what == "ballot_correction":  # not a yes or no: the votes of a member's unclear ballot
+        from kcg_mail.services import ballot_correction
+
+        return ballot_correction.handle_answer(app, mail, q, key, now)
     answer = read_yes_no(mail.text or "")
     if answer.choice is None:
         out = _receipt(app, mail, q, key, understood=False, text=answer.text[:80], done="")
