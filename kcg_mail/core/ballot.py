@@ -224,10 +224,10 @@ def _fold(s: str) -> str:
 
 def _member_named(name: str, members: Sequence[tuple[str, str]]) -> list[str]:
     key = _fold(name)
-    full = [pid for pid, full_name in members if key in (_fold(full_name), pid.casefold())]
+    full = [pid for pid, full_name in members if key == _fold(full_name)]
     if full:
         return full
-    return [pid for pid, full_name in members if _fold(full_name).split()[:1] == [key]]
+    return [pid for pid, full_name in members if _fold(full_name).split()[:1] == [key] or key == pid.casefold()]
 
 
 def read_correction(text: str, members: Sequence[tuple[str, str]], expected: str | None) -> Correction:

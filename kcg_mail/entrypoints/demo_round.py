@@ -4,11 +4,14 @@ and December 2023 on the embedded defaults (Maildir, local folder, SQLite).
 The members answer like people do: they reply to the network's mails from
 their own address, some with the Word form or ballot filled in (python-docx),
 some in the text of the mail. Fourteen members send needs (two after the
-reminder); on the ballot one member first sends too many votes and corrects
-it after the polite answer, one votes after the reminder and one after the
-deadline. The round ends with "Handlingsplan 2024" and the draft plan in the
-archive. Everything goes through the real flows: ``kcg-planning-*`` and the
-intake.
+reminder). On the ballot they write as people do: "3: 4, 12: 3", "3 fyra
+röster" a line each, "4 röster på 3", one fills in the Word ballot. One
+member first sends too many votes and corrects it after the polite answer;
+one writes a ballot that cannot be read for certain, and the coordinator
+answers our question about it with her votes ("Hanna: 3: 6, 12: 4"); one
+votes after the reminder and one after the last day, before the tally. The
+round ends with "Handlingsplan 2024" and the draft plan in the archive.
+Everything goes through the real flows: ``kcg-planning-*`` and the intake.
 """
 
 from __future__ import annotations
@@ -23,7 +26,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from kcg_mail.core.config_model import Person
-from kcg_mail.entrypoints.demo_hosts import ballot_numbers, docx_attachment, fill_ballot, fill_needs_form, reply_to, sent_message
+from kcg_mail.entrypoints.demo_hosts import (
+    ballot_numbers,
+    docx_attachment,
+    fill_ballot,
+    fill_needs_form,
+    reply_to,
+    reply_to_sent,
+    sent_message,
+)
 
 YEAR = 2024
 
@@ -42,9 +53,11 @@ POPULAR = ["Studieresa", "Gemensamt finansierad omvärldsanalys", "Trygghet", "F
            "Policy/branschpraxis", "Affärsplanering", "Omsättningsstatistik", "Föredrag: Vad krävs för tillväxt?",
            "Mobilitet & citylogistik", "Medlemsengagemang", "Roterande faddergrupper", "Besöksflöden"]
 WORD_NEEDS = {"aljosa", "bjorn", "hanna", "lena", "maria", "pia"}
-WORD_BALLOT = {"armina", "bjorn", "david", "isabel", "lisa", "maria", "monica"}
+WORD_BALLOT = {"maria"}
 LATE_NEEDS = ("jessica", "linda")
 INVALID_THEN_FIXED = "daniel"
+#: writes a ballot that cannot be read for certain; the coordinator answers our question with her votes
+CORRECTED_BY_COORDINATOR = "hanna"
 AFTER_REMINDER = "jessica"
 #: votes the day after the last day, before the tally: counted (a ballot counts until the result is out)
 WEEKEND_VOTER = "lena"
@@ -89,13 +102,19 @@ def votes_of(i: int, numbers: dict[str, int]) -> dict[int, int]:
     return dict(zip(prefs, split))
 
 
+WORDS = ["noll", "en", "två", "tre", "fyra", "fem", "sex", "sju", "åtta", "nio", "tio"]
+
+
 def ballot_text(i: int, votes: dict[int, int]) -> str:
+    """A ballot in the words of member i: the forms the ballot mail offers, and a few more."""
     items = sorted(votes.items())
-    if i % 3 == 0:
-        return "Hej!\n\nMina röster: \n" + ", ".join(f"{n}: {v}" for n, v in items) + "\n\nHälsningar"
-    if i % 3 == 1:
-        return "\n".join(f"{n} {v}" for n, v in items) + "\n\n/hälsningar"
-    return "Röster:\n" + "\n".join(f"#{n} x{v}" for n, v in items)
+    if i % 4 == 0:
+        return "Hej!\n\nMina röster: \n" + ", ".join(f"{n}:{v}" for n, v in items) + "\n\nHälsningar"
+    if i % 4 == 1:
+        return "\n".join(f"{n} {WORDS[v]} {'röst' if v == 1 else 'röster'}" for n, v in items) + "\n\n/hälsningar"
+    if i % 4 == 2:
+        return "Hej,\n" + "\n".join(f"{v} {'röst' if v == 1 else 'röster'} på {n}" for n, v in items) + "\n\nMvh"
+    return "Röster:\n" + "\n".join(f"{n}: {WORDS[v]}" for n, v in items)
 
 
 def at(d: date, hour: int, tz: str = "Europe/Stockholm") -> datetime:
@@ -185,7 +204,13 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
         deliver(f"ballot-{p.id}{tag}.eml", lambda: raw)
 
     for p in members:
-        if p.id == INVALID_THEN_FIXED:
+        if p.id == CORRECTED_BY_COORDINATOR:  # numbers without votes: not guessed
+            original = sent_message(app, f"plan-{YEAR}:ballot:{p.email}")
+            numbers = ballot_numbers(docx_attachment(original)[1])
+            raw = reply_to(original, p, f"Hej! Jag röstar på {numbers[POPULAR[0]]} och {numbers[POPULAR[1]]}.",
+                           at(vote_day, 9))
+            deliver(f"ballot-{p.id}-unclear.eml", lambda raw=raw: raw)
+        elif p.id == INVALID_THEN_FIXED:
             original = sent_message(app, f"plan-{YEAR}:ballot:{p.email}")
             numbers = ballot_numbers(docx_attachment(original)[1])
             wrong = {numbers[POPULAR[0]]: 6, numbers[POPULAR[2]]: 6}  # 12 votes: too many
@@ -193,6 +218,17 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
         elif p.id not in (AFTER_REMINDER, WEEKEND_VOTER):
             vote(p, vote_day)
     intake(vote_day)
+    # the coordinator answers our question about the unclear ballot with her votes (she told him by phone)
+    hanna = next(p for p in members if p.id == CORRECTED_BY_COORDINATOR)
+    numbers = ballot_numbers(docx_attachment(sent_message(app, f"plan-{YEAR}:ballot:{hanna.email}"))[1])
+    question = next(r.key for r in app.state.actions() if r.action == "planning_question"
+                    and f":{hanna.id}:" in r.key)
+    answer_day = date.fromordinal(vote_day.toordinal() + 1)
+    answer = reply_to_sent(app, question, app.cfg.network.coordinator, at(answer_day, 8),
+                           f"{hanna.name.split()[0]}: {numbers[POPULAR[0]]}: 6, {numbers[POPULAR[1]]}: 4")
+    assert answer is not None
+    maildir(app).deliver(answer, f"correction-{hanna.id}.eml")
+    intake(answer_day)
     fix_day = date.fromordinal(vote_day.toordinal() + 3)
     vote(next(p for p in members if p.id == INVALID_THEN_FIXED), fix_day, tag="-2")
     intake(fix_day)
