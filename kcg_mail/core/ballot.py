@@ -16,8 +16,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["NUMBER_WORDS", "BallotCheck", "BallotLine", "Correction", "ParsedBallot", "Topic", "ballot_lines",
-           "number_text", "parse_ballot_text", "read_correction", "validate_ballot", "vote_count"]
+__all__ = ["NUMBER_WORDS", "BallotCheck", "BallotLine", "Correction", "ParsedBallot", "Topic", "about_member",
+           "ballot_lines", "examples", "number_text", "parse_ballot_text", "read_correction", "validate_ballot", "vote_count"]
 
 #: Swedish number words a member may write instead of digits (up to ten)
 NUMBER_WORDS: dict[str, int] = {"noll": 0, "en": 1, "ett": 1, "två": 2, "tre": 3, "fyra": 4, "fem": 5, "sex": 6,
@@ -204,6 +204,21 @@ def validate_ballot(ballot: ParsedBallot, topics: Sequence[Topic], max_votes: in
     if ballot.lines and not votes and not problems:
         problems.append("Alla nummer har noll röster; dela ut minst en röst.")
     return BallotCheck(votes, tuple(problems))
+
+
+def about_member(problem: str, first_name: str) -> str:
+    """A problem as the coordinator reads it: about the member, without the advice to her."""
+    text = problem.replace("från dig", f"från {first_name}").replace("i ditt svar", f"i {first_name}s svar")
+    return re.sub(r"\s+Skriv (?:numret|antalet|varje|hela).*$", "", text)
+
+
+def examples(numbers: Sequence[int]) -> tuple[str, str]:
+    """Two example answers made of numbers that are on the list ("3: 4, 12: 3", "3 fyra röster")."""
+    ns = sorted(numbers) or [1]
+    a = ns[min(2, len(ns) - 1)]
+    b = ns[min(len(ns) - 1, max(len(ns) * 2 // 3, ns.index(a) + 1))]
+    both = f"{a}: 4, {b}: 3" if b != a else f"{a}: 4"
+    return both, f"{a} fyra röster"
 
 
 # ------------------------------------------------------------------ the coordinator's correction

@@ -147,5 +147,6 @@ def _answer(app: App, year: int, mail: ParsedMail, key: str, done: Corrected | N
                         {**round_._base(app, year, coord), "done": done is not None, "problem": problem,
                          "member": round_.named(done.person.name if done else name),
                          "lines": done.lines if done else [], "subject": subject or "Rättad röst",
+                         "example": bl.examples([t.number for t in round_.topics(app, year)])[0],
                          "replaced": bool(done and done.note)},
                         in_reply_to=mail.message_id)

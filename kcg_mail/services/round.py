@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from kcg_mail.core import round as pl
-from kcg_mail.core.ballot import number_text
+from kcg_mail.core.ballot import about_member, examples, number_text
 from kcg_mail.core.config_model import Person
 from kcg_mail.core.inbound.outcome import Outcome
 from kcg_mail.core.inbound.verdict import RoundReply
@@ -301,8 +301,9 @@ def _ballot_ctx(app: App, year: int, p: Person, r: pl.Round, *, reminder: bool) 
     ts = topics(app, year)
     areas = [{"name": a.name, "topics": [{"number": t.number, "text": t.text} for t in ts if t.area == a.name]}
              for a in s.areas]
-    return {**_base(app, year, p), "areas": [a for a in areas if a["topics"]],
-            "deadline_text": date_text(r.votes_deadline), "reminder": reminder}
+    example, example_one = examples([t.number for t in ts])
+    return {**_base(app, year, p), "areas": [a for a in areas if a["topics"]], "example": example,
+            "example_one": example_one, "deadline_text": date_text(r.votes_deadline), "reminder": reminder}
 
 
 def publish_ballot(app: App, year: int, now: datetime) -> list[str]:
@@ -389,7 +390,8 @@ def _problem(app: App, year: int, p: Person, mail: Any, key: str, what: str, pro
     out = _send(app, "planning_problem", f"plan-{year}:{what}_problem:{p.email}:{key[:12]}", [p],
                 {**_base(app, year, p), "what": what, "problems": problems, "subject": _subject(mail),
                  "deadline_text": date_text(deadline), "votes": s.votes_per_member,
-                 "understood": understood or []}, in_reply_to=mail.message_id)
+                 "understood": understood or [], "example": examples([t.number for t in topics(app, year)])[0]},
+                in_reply_to=mail.message_id)
     rejected = round_value(app, year, "rejected", {})
     rejected[key] = {"person": p.id, "what": what, "problems": problems}
     _put(app, year, "rejected", rejected)
@@ -538,7 +540,8 @@ def ask_coordinator(app: App, year: int, p: Person, key: str, problems: list[str
     app.outbox.now = now
     return _send(app, QUESTION, f"plan-{year}:correction_question:{coord.email}:{p.id}:{key[:12]}", [coord],
                 {**_base(app, year, coord), "member": named(p.name),
-                 "problems": problems, "understood": understood,
+                 "problems": [about_member(x, p.name.split()[0]) for x in problems], "understood": understood,
+                 "example": examples([t.number for t in topics(app, year)])[0],
                  "deadline_text": date_text(r.votes_deadline)})
 
 

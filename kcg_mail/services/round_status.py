@@ -97,7 +97,7 @@ def template_problems(composer: Any) -> list[str]:
               "subject": "Ämne", "total": 4, "ignored": ["x"], "problems": ["Fel."], "answered": 13,
               "members": 14, "missing": ["Lena"], "count": 20, "path": "/KCG/x.yaml", "ballots": 13,
               "notes": ["Lika röster."], "groups": [["Pia", "Lisa"]], "meeting_text": "måndag 8 januari 2024",
-              "votes_text": "tio", "understood": ["1. Studieresa – fyra röster"], "done": True, "problem": "Fel.",
+              "votes_text": "tio", "example": "3: 4, 12: 3", "example_one": "3 fyra röster", "understood": ["1. Studieresa – fyra röster"], "done": True, "problem": "Fel.",
               "replaced": True, "member": {"name": "Lena Dalerup", "first_name": "Lena", "genitive": "Lena Dalerups",
                                            "first_genitive": "Lenas"}}
     problems = []

@@ -134,3 +134,17 @@ def test_an_unclear_correction_is_not_counted():
     c = bl.read_correction("Lena: 3 och 12", MEMBERS, "lena")
     check_ = bl.validate_ballot(c.ballot, TOPICS, 10)
     assert not check_.ok and check_.votes == {}
+
+
+def test_examples_use_numbers_on_the_list():
+    assert bl.examples(range(1, 15)) == ("3: 4, 10: 3", "3 fyra röster")
+    assert bl.examples([1, 2]) == ("2: 4", "2 fyra röster")
+    assert bl.examples([7]) == ("7: 4", "7 fyra röster")
+
+
+def test_a_problem_reads_about_the_member_for_the_coordinator():
+    assert bl.about_member("Vi fick 12 röster från dig, men var och en har tio.", "Lena") == \
+        "Vi fick 12 röster från Lena, men var och en har tio."
+    assert bl.about_member("Raden ”3 4 5” kunde vi inte läsa säkert. Skriv numret och antalet röster, t.ex. ”3: 4”.",
+                           "Lena") == "Raden ”3 4 5” kunde vi inte läsa säkert."
+    assert bl.about_member("Vi hittade inga röster i ditt svar.", "Lena") == "Vi hittade inga röster i Lenas svar."
