@@ -207,9 +207,13 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
         if p.id == CORRECTED_BY_COORDINATOR:  # numbers without votes: not guessed
             original = sent_message(app, f"plan-{YEAR}:ballot:{p.email}")
             numbers = ballot_numbers(docx_attachment(original)[1])
-            raw = reply_to(original, p, f"Hej! Jag röstar på {numbers[POPULAR[0]]} och {numbers[POPULAR[1]]}.",
-                           at(vote_day, 9))
-            deliver(f"ballot-{p.id}-unclear.eml", lambda raw=raw: raw)
+            unclear = reply_to(original, p, f"Hej! Jag röstar på {numbers[POPULAR[0]]} och {numbers[POPULAR[1]]}.",
+                               at(vote_day, 9))
+
+            def unclear_raw(raw: bytes = unclear) -> bytes:
+                return raw
+
+            deliver(f"ballot-{p.id}-unclear.eml", unclear_raw)
         elif p.id == INVALID_THEN_FIXED:
             original = sent_message(app, f"plan-{YEAR}:ballot:{p.email}")
             numbers = ballot_numbers(docx_attachment(original)[1])

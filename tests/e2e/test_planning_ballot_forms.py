@@ -37,7 +37,7 @@ def text_of(app, key_start: str) -> tuple[str, str]:
     found = [k for k in keys(app) if k.startswith(key_start)]
     assert len(found) == 1, (key_start, found)
     msg = hosts.sent_message(app, found[0])
-    return str(msg["Subject"]), msg.get_body(preferencelist=("plain",)).get_content()
+    return str(msg["Subject"]), msg.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
 
 
 def person(app, pid):
