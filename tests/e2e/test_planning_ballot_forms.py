@@ -172,9 +172,9 @@ def test_over_ten_and_unclear_ballots_are_answered_and_the_coordinator_corrects_
     assert "Jag har rättat din röst" in receipt and f"{s}. Studieresa – fem röster" in receipt
     assert "ersätter den här fram till sammanräkningen" in receipt
     coordinator_receipts = [k for k in keys(app) if k.startswith(f"plan-{YEAR}:correction_answer:{coord.email}:monica:")]
-    assert len(coordinator_receipts) == 2
-    done = hosts.sent_message(app, coordinator_receipts[-1]).get_body(preferencelist=("plain",)).get_content()
-    assert "Tack, uppfattat. Monica Bruviks röst räknas nu så här:" in done and "har fått ett kvitto" in done
+    bodies = [hosts.sent_message(app, k).get_body(preferencelist=("plain",)).get_content() for k in coordinator_receipts]
+    done = [b for b in bodies if "Tack, uppfattat. Monica Bruviks röst räknas nu så här:" in b]
+    assert len(bodies) == 2 and len(done) == 1 and "Monica Bruvik har fått ett kvitto." in done[0]
     # the same answer again (a crash before the move): nothing counted or sent twice
     sent = len(keys(app))
     app.mail.deliver(answer, "correction-again.eml")
