@@ -46,8 +46,9 @@ def needs_form(network: str, year: int, areas: list[Area], carry_over: dict[str,
     doc.styles["Normal"].font.name = "Calibri"
     doc.styles["Normal"].font.size = Pt(11)
     doc.add_heading(f"Nuläge & behov inför handlingsplan {year}", level=1)
-    doc.add_paragraph(f"{network}. Skriv möjliga samverkansfrågor i tabellerna, en per rad (lägg till rader vid "
-                      f"behov), spara och skicka dokumentet som svar på mejlet. Lämna tomt där du inte har något.")
+    doc.add_paragraph(f"{network}. Skriv dina nya behov i tabellerna, ett per rad (lägg till rader vid behov), "
+                      f"spara och skicka tillbaka dokumentet som svar på mejlet. Lämna tomt där du inte har något. "
+                      f"Förra årets punkter som inte valdes står redan kvar på röstlistan.")
     for a in areas:
         doc.add_heading(a.name, level=2)
         if a.description:
@@ -56,8 +57,7 @@ def needs_form(network: str, year: int, areas: list[Area], carry_over: dict[str,
             doc.add_paragraph(q, style="List Bullet")
         old = carry_over.get(a.name, [])
         if old:
-            doc.add_paragraph("Förra årets punkter som inte valdes då står kvar på röstlistan; "
-                              "skriv bara nya behov här:")
+            doc.add_paragraph("Står redan kvar på röstlistan från förra året (de behöver du inte skriva igen):")
             for t in old:
                 doc.add_paragraph(t, style="List Bullet")
         table = doc.add_table(rows=1 + NEEDS_ROWS, cols=2)
