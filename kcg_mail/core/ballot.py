@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = ["NUMBER_WORDS", "BallotCheck", "BallotLine", "Correction", "ParsedBallot", "Topic", "about_member",
-           "ballot_lines", "examples", "number_text", "parse_ballot_text", "read_correction", "validate_ballot", "vote_count"]
+           "ballot_lines", "examples", "number_text", "own_lines", "parse_ballot_text", "read_correction",
+           "validate_ballot", "vote_count"]
 
 #: Swedish number words a member may write instead of digits (up to ten)
 NUMBER_WORDS: dict[str, int] = {"noll": 0, "en": 1, "ett": 1, "två": 2, "tre": 3, "fyra": 4, "fem": 5, "sex": 6,
@@ -82,14 +83,15 @@ _QUOTE_HEAD = re.compile(
     re.IGNORECASE)
 
 
-def _own_lines(text: str) -> list[str]:
-    """The lines the sender wrote above the quoted original and the signature."""
+def own_lines(text: str, *, closing: bool = False) -> list[str]:
+    """The lines the sender wrote: without quoted text, the quoted original and the
+    signature; with ``closing``, also without what follows a closing greeting."""
     out: list[str] = []
     for line in text.replace("\r\n", "\n").split("\n"):
         if line.rstrip() in ("--", "-- ") or _QUOTE_HEAD.match(line):
             break
         low = line.casefold().strip(" ,.!")
-        if low in _CLOSINGS or low.startswith(("hälsningar", "vänliga hälsningar", "mvh", "med vänlig")):
+        if closing and (low in _CLOSINGS or low.startswith(("hälsningar", "vänliga hälsningar", "mvh", "med vänlig"))):
             break
         if line.lstrip().startswith(">"):
             continue
@@ -145,7 +147,7 @@ def parse_ballot_text(text: str) -> ParsedBallot:
     a label in front ("Mina röster: 3: 4, 12: 3"). Quoted text and what follows
     the greeting at the end are not read. Lines that look like votes but are not
     read for certain come back as ``unclear``; other lines with digits as ``ignored``."""
-    return ballot_lines("\n".join(_own_lines(text)))
+    return ballot_lines("\n".join(own_lines(text, closing=True)))
 
 
 def vote_count(raw: str) -> int | None:
@@ -249,7 +251,7 @@ def read_correction(text: str, members: Sequence[tuple[str, str]], expected: str
     """"Lena: 3:4, 12:3" (or only "3:4, 12:3" when the question was about one
     member, ``expected``). ``members`` are (id, full name). A name that fits
     several members, or a name other than the one asked about, is not guessed."""
-    lines = _own_lines(text)
+    lines = own_lines(text, closing=True)
     person = expected
     named: str | None = None
     out: list[str] = []

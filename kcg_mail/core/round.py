@@ -32,6 +32,7 @@ from kcg_mail.core.ballot import BallotCheck as BallotCheck
 from kcg_mail.core.ballot import BallotLine as BallotLine
 from kcg_mail.core.ballot import ParsedBallot as ParsedBallot
 from kcg_mail.core.ballot import Topic as Topic
+from kcg_mail.core.ballot import own_lines as own_lines
 from kcg_mail.core.ballot import parse_ballot_text as parse_ballot_text
 from kcg_mail.core.ballot import validate_ballot as validate_ballot
 
@@ -100,22 +101,8 @@ class PlanningSettings(_Model):
 
 # ------------------------------------------------------------------ text helpers
 
-_QUOTE_HEAD = re.compile(
-    r"^\s*(?:-{2,}\s*(?:original message|ursprungligt meddelande|originalmeddelande)\s*-{2,}|_{10,}|"
-    r"(?:från|from|skickat|sent)\s*:|on .{0,200} wrote\s*:|den .{0,200} skrev .{0,120}:)",
-    re.IGNORECASE)
-
-
-def own_lines(text: str) -> list[str]:
-    """The lines the sender wrote: without quoted text, the quoted original and the signature."""
-    out: list[str] = []
-    for line in text.replace("\r\n", "\n").split("\n"):
-        if line.rstrip() in ("--", "-- ") or _QUOTE_HEAD.match(line):
-            break
-        if line.lstrip().startswith(">"):
-            continue
-        out.append(line.rstrip())
-    return out
+# own_lines (the lines the sender wrote, without the quoted original and the
+# signature) lives in kcg_mail.core.ballot, re-exported here.
 
 
 # ------------------------------------------------------------------ needs
