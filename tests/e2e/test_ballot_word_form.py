@@ -19,6 +19,7 @@ from kcg_mail.core import ballot as bl
 from kcg_mail.core.round import Area
 from kcg_mail.documents.ooxml import MinutesRejected
 from kcg_mail.documents.round_forms import ballot_form, read_ballot_form
+from kcg_mail.entrypoints.demo_hosts import fill_ballot
 
 AREAS = [Area(name="Omvärldsbevakning"), Area(name="Kollegialt stöd")]
 TOPICS = [bl.Topic(1, "Omvärldsbevakning", "Studieresa"), bl.Topic(2, "Omvärldsbevakning", "Finansiering"),
@@ -28,18 +29,6 @@ TOPICS = [bl.Topic(1, "Omvärldsbevakning", "Studieresa"), bl.Topic(2, "Omvärld
 
 def blank() -> bytes:
     return ballot_form("Key Cities Group", 2024, AREAS, TOPICS, 10)
-
-
-def fill(data: bytes, cells: dict[int, str]) -> bytes:
-    """What a member does in Word: type in the Röster column."""
-    doc = docx.Document(io.BytesIO(data))
-    for table in doc.tables:
-        for row in table.rows[1:]:
-            if int(row.cells[0].text) in cells:
-                row.cells[2].text = cells[int(row.cells[0].text)]
-    out = io.BytesIO()
-    doc.save(out)
-    return out.getvalue()
 
 
 def votes(data: bytes) -> bl.BallotCheck:
@@ -68,13 +57,13 @@ def test_the_blank_ballot_lists_every_topic_with_an_empty_votes_column():
 
 
 def test_filled_in_with_python_docx_digits_words_and_units():
-    c = votes(fill(blank(), {1: "4", 2: "fyra", 4: "2 röster"}))
+    c = votes(fill_ballot(blank(), {1: "4", 2: "fyra", 4: "2 röster"}))
     assert c.ok, c.problems
     assert c.votes == {1: 4, 2: 4, 4: 2}
 
 
 def test_what_word_writes_into_a_cell_reads_the_same():
-    marked = fill(blank(), {1: "@@A@@", 3: "@@B@@", 5: "@@C@@"})
+    marked = fill_ballot(blank(), {1: "@@A@@", 3: "@@B@@", 5: "@@C@@"})
 
     def word(xml: str) -> str:
         run = r"<w:r>(?:(?!</w:r>).)*?<w:t>{}</w:t></w:r>"
@@ -95,7 +84,7 @@ def test_what_word_writes_into_a_cell_reads_the_same():
 
 
 def test_an_added_column_or_a_renamed_header_still_reads():
-    doc = docx.Document(io.BytesIO(fill(blank(), {1: "6", 4: "4"})))
+    doc = docx.Document(io.BytesIO(fill_ballot(blank(), {1: "6", 4: "4"})))
     for table in doc.tables:
         table.add_column(docx.shared.Cm(3)).cells[0].text = "Kommentar"
         table.rows[0].cells[2].text = "Röster (antal)"
@@ -106,10 +95,10 @@ def test_an_added_column_or_a_renamed_header_still_reads():
 
 
 def test_a_cell_that_is_not_a_count_is_not_guessed():
-    c = votes(fill(blank(), {1: "X", 2: "många"}))
+    c = votes(fill_ballot(blank(), {1: "X", 2: "många"}))
     assert not c.ok
     assert "Vid nummer 1 står ”X”. Skriv antalet röster som ett helt tal, t.ex. ”1: 2”." in c.problems
-    over = votes(fill(blank(), {1: "6", 2: "sex"}))
+    over = votes(fill_ballot(blank(), {1: "6", 2: "sex"}))
     assert over.problems == ("Vi fick 12 röster från dig, men var och en har tio.",)
 
 
@@ -128,7 +117,7 @@ def test_another_document_is_answered_in_swedish():
 def test_saved_again_by_libreoffice(tmp_path):
     if not h.soffice():
         pytest.skip("LibreOffice (soffice) not installed: run .ci/install-libreoffice.sh")
-    filled = fill(blank(), {1: "4", 3: "tre", 5: "3 röster"})
+    filled = fill_ballot(blank(), {1: "4", 3: "tre", 5: "3 röster"})
     src = tmp_path / "in" / "KCG Röstsedel 2024.docx"
     src.parent.mkdir()
     src.write_bytes(filled)

@@ -7,10 +7,8 @@ coordinator for what cannot be read, his correction by reply ("Monica: 3: 5,
 
 from __future__ import annotations
 
-import io
 from datetime import date
 
-import docx
 import pytest
 from support.helpers import CONFIG_DIR, at, authenticated
 
@@ -58,14 +56,7 @@ def word_ballot(app, pid, cells: dict[int, str]) -> tuple[str, bytes]:
     """The member's Word ballot with the Röster column filled in as typed ("fyra", "4 röster")."""
     original = hosts.sent_message(app, f"plan-{YEAR}:ballot:{person(app, pid).email}")
     name, data = hosts.docx_attachment(original)
-    doc = docx.Document(io.BytesIO(data))
-    for table in doc.tables:
-        for row in table.rows[1:]:
-            if int(row.cells[0].text) in cells:
-                row.cells[2].text = cells[int(row.cells[0].text)]
-    out = io.BytesIO()
-    doc.save(out)
-    return name, out.getvalue()
+    return name, hosts.fill_ballot(data, cells)
 
 
 def to_ballot(app) -> dict[str, int]:
