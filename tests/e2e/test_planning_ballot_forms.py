@@ -108,6 +108,12 @@ def test_members_answer_in_different_forms_and_get_receipts_by_name(app):
     assert "Den ersätter den här fram till sammanräkningen efter fredag 8 december 2023.\n\nVänliga hälsningar" in text
     _, lisa = text_of(app, f"plan-{YEAR}:ballot_ok:{person(app, 'lisa').email}:")
     assert f"- {o}. Fadder – sex röster" in lisa
+    # the Word ballot and the mail's text with different votes: unclear, nothing counted or guessed
+    deliver(app, ballot(app, "armina", f"{s}: 10", attachment=word_ballot(app, "armina", {f: "10"})), "armina.eml")
+    rep = run_intake(app, at(DAY, 13))
+    assert [h.outcome for h in rep.handled] == ["planning_ballot_invalid"] and "armina" not in counted(app)
+    _, armina = text_of(app, f"plan-{YEAR}:ballot_problem:{person(app, 'armina').email}:")
+    assert "Röstsedeln och mejlets text ger olika fördelningar." in armina
     # a later ballot replaces the earlier one until the tally
     deliver(app, ballot(app, "pia", f"{f} tio röster", d=date(2023, 11, 27)), "pia-2.eml")
     run_intake(app, at(date(2023, 11, 27), 12))
