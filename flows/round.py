@@ -57,14 +57,14 @@ def _run(step: str, year: int, date: str | None, workdir: str, config_dir: str |
 def planning_correct_ballot(
     member: str = _field("Medlem", "Medlemmens namn eller e-postadress, t.ex. Lena Dalerup."),
     votes: str = _field("Röster", "Nummer och antal röster från röstlistan, t.ex. 3: 4, 12: 3, 20: 3."),
-    year: int = _field("År", "Handlingsplanens år, t.ex. 2024."),
+    year: int | None = _field("År", "Handlingsplanens år, t.ex. 2024; tomt = den runda som pågår.", None),
 ) -> dict[str, Any]:
     """Rätta en medlems röst: fördelningen räknas som medlemmens röst (den senaste gäller
     fram till sammanräkningen) och medlemmen får ett kvitto."""
-    from kcg_mail.services.ballot_correction import correct_ballot
+    from kcg_mail.services.ballot_correction import correct_ballot, current_year
 
     with _app_and_now() as (app, now):
-        done = correct_ballot(app, year, member, votes, now, ref=_request_id())
+        done = correct_ballot(app, year or current_year(app), member, votes, now, ref=_request_id())
         _publish(app, done.markdown(), f"Rättad röst: {done.person.name}", f"rättade {done.person.name}s röst")
         return {"member": done.person.email, "votes": done.lines, "receipt": done.receipt}
 

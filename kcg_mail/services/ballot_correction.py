@@ -67,6 +67,15 @@ def find_member(app: App, who: str) -> Person:
     return hits[0]
 
 
+def current_year(app: App) -> int:
+    """The plan year whose round is open (the form's default)."""
+    years = round_.open_rounds(app)
+    if len(years) != 1:
+        raise round_.PlanningProblem("ingen planeringsrunda pågår; ange året" if not years else
+                                     f"flera planeringsrundor pågår ({', '.join(map(str, years))}); ange året")
+    return years[0]
+
+
 def correct_ballot(app: App, year: int, member: str, votes: str | Mapping[int, int], now: datetime, *,
                    ref: str) -> Corrected:
     """Record ``votes`` ("3: 4, 12: 3" or {3: 4, 12: 3}) as ``member``'s ballot and

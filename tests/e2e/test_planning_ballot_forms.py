@@ -184,7 +184,8 @@ def test_over_ten_and_unclear_ballots_are_answered_and_the_coordinator_corrects_
     monkeypatch.setenv("KCG_WORKDIR", str(tmp_path / "work"))
     monkeypatch.setenv("KCG_CONFIG_DIR", str(CONFIG_DIR))
     monkeypatch.setenv("KCG_TODAY", "2023-11-26")
-    out = planning_correct_ballot.fn(member="Daniel Swärd", votes=f"{s} sex röster, {f} fyra röster", year=YEAR)
+    out = planning_correct_ballot.fn(member="Daniel Swärd", votes=f"{s} sex röster, {f} fyra röster",
+                                     year=None)  # empty in the form: the open round
     assert out["member"] == person(app, "daniel").email
     assert counted(app)["daniel"] == {s: 6, f: 4}
     _, receipt = text_of(app, f"plan-{YEAR}:ballot_corrected:{person(app, 'daniel').email}:")
