@@ -65,7 +65,8 @@ def planning_correct_ballot(
 
     with _app_and_now() as (app, now):
         done = correct_ballot(app, year or current_year(app), member, votes, now, ref=_request_id())
-        _publish(app, done.markdown(), f"Rättad röst: {done.person.name}", f"rättade {done.person.name}s röst")
+        whose = round_.named(done.person.name)["genitive"]
+        _publish(app, done.markdown(), f"Rättad röst: {done.person.name}", f"rättade {whose} röst")
         return {"member": done.person.email, "votes": done.lines, "receipt": done.receipt}
 
 

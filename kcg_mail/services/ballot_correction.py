@@ -44,7 +44,7 @@ class Corrected:
 
     def markdown(self) -> str:
         rows = "\n".join(f"- {x}" for x in self.lines)
-        return (f"# {self.person.name}s röst är rättad\n\n{rows}\n\n"
+        return (f"# {round_.named(self.person.name)['genitive']} röst är rättad\n\n{rows}\n\n"
                 f"{self.person.name} har fått ett kvitto ({self.receipt}).{self.note}\n")
 
 

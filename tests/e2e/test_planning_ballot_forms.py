@@ -198,3 +198,29 @@ def test_over_ten_and_unclear_ballots_are_answered_and_the_coordinator_corrects_
     round_.tick(app, YEAR, at(date(2023, 12, 11)))
     result = round_.round_value(app, YEAR, "result", None)
     assert result["ballots"] == 2 and {r["number"]: r["votes"] for r in result["rows"]}[s] == 11
+
+
+@pytest.mark.slow
+def test_the_correction_form_runs_in_prefect(prefect_api, app, monkeypatch, tmp_path):
+    """The form as the coordinator submits it: a run on a real Prefect server, the
+    year left empty, the run named after what it did."""
+    from prefect.client.orchestration import get_client
+
+    from flows.round import planning_correct_ballot
+    from kcg_mail.entrypoints import prefect_env
+
+    numbers = to_ballot(app)
+    s = numbers["Studieresa"]
+    monkeypatch.setenv("KCG_WORKDIR", str(tmp_path / "work"))
+    monkeypatch.setenv("KCG_CONFIG_DIR", str(CONFIG_DIR))
+    monkeypatch.setenv("KCG_TODAY", "2023-11-26")
+    with prefect_env.without_heartbeats():
+        state = planning_correct_ballot(member="Lena Dalerup", votes=f"{s}: tio", return_state=True)
+        bad = planning_correct_ballot(member="Lena", votes="99: 3", return_state=True)
+    assert state.is_completed(), state
+    assert counted(app) == {"lena": {s: 10}}
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+    assert run.name == "rättade Lena Dalerups röst"
+    assert bad.is_failed() and "Nummer 99 finns inte på listan" in str(bad.message or bad.result(raise_on_failure=False))
+    assert counted(app) == {"lena": {s: 10}}
