@@ -12,7 +12,7 @@ that play the same people; nothing in the product's own runs calls it.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -242,7 +242,8 @@ def ballot_numbers(data: bytes) -> dict[str, int]:
     return out
 
 
-def fill_ballot(data: bytes, votes: dict[int, int]) -> bytes:
+def fill_ballot(data: bytes, votes: Mapping[int, int | str]) -> bytes:
+    """The Röster column filled in as the member types it ("4", "fyra", "2 röster")."""
     import docx
 
     doc = docx.Document(io.BytesIO(data))
