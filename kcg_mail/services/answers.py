@@ -46,9 +46,9 @@ register(approval.HELD, yes_no(_approve, _reject))  # held minutes: send out / s
 register(guests.KIND, yes_no(_approve, _reject), ids=guests.question_ids)  # a guest's invitation
 register(members.KIND_ADD, yes_no(members.on_yes, members.on_no))  # a member to add
 register(members.KIND_REMOVE, yes_no(members.on_yes, members.on_no))  # a member to remove
-# next year's plan: a reply is read by plan_adoption.handle_answer (it may carry an edited table); the form's yes/no here
+# next year's plan: a reply is read whole (it may carry an edited table); the form's yes/no through decide
 register(plan_adoption.WHAT, lambda app, q, answer, now: plan_adoption.decide(app, q, answer.choice == "yes", now),
-         ids=plan_adoption.question_ids)
+         ids=plan_adoption.question_ids, whole=plan_adoption.handle_answer)
 
 
 def question_ids(app: App, actions: list[ActionRecord]) -> dict[str, QuestionRef]:
@@ -66,9 +66,9 @@ def ask_waiting(app: App, now: datetime) -> None:
 
 
 def handle_answer(app: App, mail: ParsedMail, q: QuestionRef, key: str, now: datetime) -> tuple[Outcome, str]:
-    if q.what == plan_adoption.WHAT:  # next year's plan: an edited table or a yes (services/plan_adoption.py)
-        return plan_adoption.handle_answer(app, mail, q, key, now)
     kind = questions.KINDS.get(q.what) or questions.KINDS[approval.HELD]
+    if kind.whole is not None:  # the kind reads the whole reply and answers it itself
+        return kind.whole(app, mail, q, key, now)
     answer = kind.read(mail.text or "")
     if not answer.clear:
         out = _receipt(app, mail, q.meeting_id, key, understood=False, text=answer.text[:80], done="",
