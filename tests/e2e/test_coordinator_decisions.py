@@ -192,15 +192,38 @@ def test_a_forged_or_foreign_yes_to_held_minutes_is_discarded(held):
     assert len(pending(app)) == 1 and len(_distributed(wd)) == 2 and not _receipts(wd)
 
 
-def _crash_points(wd: Path, q) -> list[tuple[str, int, str]]:
+def _crash_points(wd: Path, q, when, methods: tuple[str, ...]) -> list[tuple[str, int, str]]:
+    """Every call of ``methods`` the "ja" makes, before and after it (counted on a copy)."""
     plan = h.CrashPlan()
     app = h.crashing_app(wd, CFG, plan)
     try:
-        _reply(app, q, "Ja", _day(1, 14))
+        _reply(app, q, "Ja", when)
     finally:
         h.close(app)
-    return [(m, n, w) for m, n, _ in plan.log if m in ("send", "record_action", "record_message", "put", "store",
-                                                       "move", "record_filing") for w in ("before", "after")]
+    return [(m, n, w) for m, n, _ in plan.log if m in methods for w in ("before", "after")]
+
+
+def _kill_each_and_rerun(base: Path, tmp_path: Path, q, when, points, check) -> None:
+    """The "ja" killed at each point, then the next intake on clean adapters; ``check(app, wd, plan)``."""
+    for i, (method, n, w) in enumerate(points):
+        wd = Path(shutil.copytree(base, tmp_path / f"crash{i}"))
+        plan = h.CrashPlan(method, n, w)
+        app = h.crashing_app(wd, CFG, plan)
+        try:
+            with pytest.raises(h.Crash):
+                _reply(app, q, "Ja", when)
+        finally:
+            h.close(app)
+        app = _fresh(wd)
+        try:
+            run_intake(app, when + timedelta(hours=2))
+            keys = h.sent_by_key(wd)
+            assert max(keys.values()) == 1, (plan, [k for k, v in keys.items() if v > 1])
+            assert len(_receipts(wd)) == 1, plan
+            check(app, wd, plan)
+        finally:
+            h.close(app)
+        shutil.rmtree(wd)
 
 
 def test_a_yes_killed_at_any_side_effect_and_run_again_sends_everything_once(prepared, tmp_path):
@@ -208,27 +231,14 @@ def test_a_yes_killed_at_any_side_effect_and_run_again_sends_everything_once(pre
     app = h.make_app(base, CFG)
     _, q = _hold_minutes(app, base)
     h.close(app)
-    points = _crash_points(Path(shutil.copytree(base, tmp_path / "count")), q)
+    points = _crash_points(Path(shutil.copytree(base, tmp_path / "count")), q, _day(1, 14),
+                           ("send", "record_action", "record_message", "put", "store", "move", "record_filing"))
     assert len(points) > 20 and {m for m, _, _ in points} >= {"send", "store", "record_filing", "move"}
-    for i, (method, n, when) in enumerate(points):
-        wd = Path(shutil.copytree(base, tmp_path / f"crash{i}"))
-        plan = h.CrashPlan(method, n, when)
-        app = h.crashing_app(wd, CFG, plan)
-        try:
-            with pytest.raises(h.Crash):
-                _reply(app, q, "Ja", _day(1, 14))
-        finally:
-            h.close(app)
-        app = h.make_app(wd, CFG)
-        try:
-            run_intake(app, _day(1, 16))
-            keys = h.sent_by_key(wd)
-            assert max(keys.values()) == 1, (plan, [k for k, v in keys.items() if v > 1])
-            assert _all_out(wd), plan
-            assert len(_receipts(wd)) == 1 and not pending(app), plan
-        finally:
-            h.close(app)
-        shutil.rmtree(wd)
+
+    def check(app, wd, plan):
+        assert _all_out(wd) and not pending(app), plan
+
+    _kill_each_and_rerun(base, tmp_path, q, _day(1, 14), points, check)
 
 
 # ------------------------------------------------------------------ members
@@ -372,35 +382,15 @@ def test_a_member_yes_killed_at_any_side_effect_and_run_again_adds_once(prepared
     _coordinator_mail(app, "Ny medlem: Anna Andersson, anna@vasteras.example.se, Västerås City", "", _day(-3, 9))
     h.close(app)
     (q,) = _questions(base, "member_add").values()
-    plan = h.CrashPlan()
-    count = Path(shutil.copytree(base, tmp_path / "count"))
-    app = h.crashing_app(count, CFG, plan)
-    try:
-        _reply(app, q, "Ja", _day(-3, 10))
-    finally:
-        h.close(app)
-    points = [(m, n, w) for m, n, _ in plan.log if m in ("send", "record_action", "put", "add_member", "move",
-                                                         "record_message") for w in ("before", "after")]
+    points = _crash_points(Path(shutil.copytree(base, tmp_path / "count")), q, _day(-3, 10),
+                           ("send", "record_action", "put", "add_member", "move", "record_message"))
     assert {m for m, _, _ in points} >= {"send", "add_member", "put", "move"}
-    for i, (method, n, when) in enumerate(points):
-        wd = Path(shutil.copytree(base, tmp_path / f"crash{i}"))
-        plan = h.CrashPlan(method, n, when)
-        app = h.crashing_app(wd, CFG, plan)
-        try:
-            with pytest.raises(h.Crash):
-                _reply(app, q, "Ja", _day(-3, 10))
-        finally:
-            h.close(app)
-        app = _fresh(wd)
-        try:
-            run_intake(app, _day(-3, 11))
-            keys = h.sent_by_key(wd)
-            assert max(keys.values()) == 1 and keys[f"welcome:{ANNA}"] == 1, plan
-            assert [x["email"] for x in read_members_overlay(wd)["added"]] == [ANNA], plan
-            assert len(_receipts(wd)) == 1, plan
-        finally:
-            h.close(app)
-        shutil.rmtree(wd)
+
+    def check(app, wd, plan):
+        assert h.sent_by_key(wd)[f"welcome:{ANNA}"] == 1, plan
+        assert [x["email"] for x in read_members_overlay(wd)["added"]] == [ANNA], plan
+
+    _kill_each_and_rerun(base, tmp_path, q, _day(-3, 10), points, check)
 
 
 # ------------------------------------------------------------------ over the real servers
