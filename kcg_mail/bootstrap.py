@@ -153,7 +153,8 @@ def bootstrap(workdir: Path | str = DEFAULT_WORKDIR, config_dir: Path | str | No
     install_log_filter()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    cfg = apply_members_overlay(cfg or load_config(config_dir, plans_dir=workdir / "plans"), workdir)
+    cfg = apply_members_overlay(cfg or load_config(config_dir, plans_dir=workdir / "plans", members_dir=workdir),
+                                workdir)
     adopted_problems = adopted_plan_problems(cfg)  # a plan adopted by reply may name a member added by reply
     if adopted_problems:
         raise ConfigError(adopted_problems)

@@ -193,7 +193,7 @@ def _no_secrets(section: str, data: dict[str, Any], file: Path, problems: list[s
 
 
 def load_config(directory: Path | str | None = None, environ: dict[str, str] | None = None, *,
-                plans_dir: Path | str | None = None) -> Config:
+                plans_dir: Path | str | None = None, members_dir: Path | str | None = None) -> Config:
     """Load and validate every file; raise ConfigError listing all problems.
 
     ``plans_dir`` (``<workdir>/plans``): plans adopted by the coordinator's reply
@@ -206,6 +206,8 @@ def load_config(directory: Path | str | None = None, environ: dict[str, str] | N
 
     net_file = directory / "network.yaml"
     network = _validate(Network, _read_yaml(net_file, problems), net_file, problems)
+    if network is not None and members_dir is not None:  # the coordinator's members (``members_dir``: the workdir)
+        network = overlay_network(network, members_dir)
 
     plan_files = sorted(directory.glob("plan-*.yaml"))
     if plans_dir is not None and Path(plans_dir).is_dir():
@@ -372,12 +374,17 @@ def apply_members_overlay(cfg: Config, workdir: Path | str) -> Config:
     removed ones inactive (``active: false``: no invitation, no distribution, no round).
     A person already in network.yaml (the operator added them there too) is taken from
     there; the coordinator himself is never removed."""
+    net = overlay_network(cfg.network, workdir)
+    return cfg if net is cfg.network else cfg.model_copy(update={"network": net})
+
+
+def overlay_network(net: Network, workdir: Path | str) -> Network:
+    """``network`` with the members overlay of ``workdir`` (``apply_members_overlay``)."""
     from kcg_mail.core.config_model import Person
 
     data = read_members_overlay(workdir)
     if not data["added"] and not data["removed"]:
-        return cfg
-    net = cfg.network
+        return net
     members = list(net.members)
     known = {p.email for p in members + net.guests}
     ids = {p.id for p in members + net.guests}
@@ -400,7 +407,7 @@ def apply_members_overlay(cfg: Config, workdir: Path | str) -> Config:
     gone = {str(x.get("email", "")).lower() for x in data["removed"]}
     members = [p.model_copy(update={"active": False}) if p.email in gone and p.role != "coordinator" else p
                for p in members]
-    return cfg.model_copy(update={"network": net.model_copy(update={"members": members})})
+    return net.model_copy(update={"members": members})
 
 
 def adopted_plan_problems(cfg: Config) -> list[str]:
