@@ -258,6 +258,13 @@ def load_config(directory: Path | str | None = None, environ: dict[str, str] | N
                 seen[m.meeting_id] = pf
                 if m.date and m.date.strftime("%Y-%m") != m.month and not m.tentative:
                     problems.append(f"{where}.date: {m.date} is not in month {m.month} (fix: correct the date or the month)")
+        for kind, rules in (meetings.kinds.items() if meetings is not None else ()):
+            for name in rules.audience:
+                if name not in network.audiences:
+                    problems.append(
+                        f"{mt_file}: kinds.{kind}.audience: '{name}' is not an audience list in {net_file} "
+                        f"(fix: add audiences: {{{name}: [...]}} to network.yaml, or use one of "
+                        f"{', '.join(sorted(network.audiences)) or '(none yet)'})")
     projects = _load_projects(directory, network, problems)
     if problems:
         raise ConfigError(problems)

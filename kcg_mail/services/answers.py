@@ -18,12 +18,14 @@ from datetime import datetime
 from kcg_mail.core.inbound import ParsedMail, QuestionRef
 from kcg_mail.core.inbound.answer import read_yes_no
 from kcg_mail.core.inbound.outcome import Outcome
-from kcg_mail.services import approval
+from kcg_mail.services import approval, meeting_dates
 from kcg_mail.services.app import App
 from kcg_mail.services.manual import ManualProblem
 
 
 def handle_answer(app: App, mail: ParsedMail, q: QuestionRef, key: str, now: datetime) -> tuple[Outcome, str]:
+    if q.what in meeting_dates.QUESTION_KINDS:  # a date, times and place, not a yes/no
+        return meeting_dates.handle_answer(app, mail, q, key, now)
     answer = read_yes_no(mail.text or "")
     if answer.choice is None:
         out = _receipt(app, mail, q, key, understood=False, text=answer.text[:80], done="")

@@ -48,8 +48,10 @@ def _event(app: App, m: Meeting, *, cancelled: bool) -> FeedEvent:
 
 def current_events(app: App) -> list[FeedEvent]:
     out = []
+    planned = {m.id: m for m in app.meetings}  # with the coordinator's decisions about dates
     for pm in app.cfg.all_meetings():
-        out.append(_event(app, resolve_meeting(app.cfg, pm), cancelled=pm.cancelled))
+        m = planned.get(pm.meeting_id) if not pm.cancelled else None
+        out.append(_event(app, m or resolve_meeting(app.cfg, pm), cancelled=pm.cancelled))
     return out
 
 

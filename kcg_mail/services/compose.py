@@ -31,7 +31,8 @@ DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 MAIL_KINDS = ("brief_host", "invite", "cancel_invitation", "remind_host", "send_template", "distribute",
               "chase_host", "escalate", "reply_problem", "plan_change", "welcome", "alert",
-              "decision_reminder", "project_status_request", "guest_approval", "coordinator_receipt")
+              "decision_reminder", "project_status_request", "guest_approval", "coordinator_receipt",
+              "save_the_date", "date_question", "date_receipt")
 #: the guests' mails, per language (``<kind>`` Swedish, ``<kind>_en`` English)
 GUEST_KINDS = ("guest_invite", "guest_invite_en", "guest_cancel", "guest_cancel_en")
 
@@ -152,6 +153,8 @@ class Composer:
             "theme_no": m.theme_no, "theme": m.theme, "theme_label": m.theme_label, "title": m.title,
             "host": person_ctx(m.host), "backup_host": person_ctx(m.backup_host), "comment": m.comment,
             "guests": [g.name for g in m.guests], "tentative": m.tentative, "proposed": m.proposed or "",
+            "awaiting": m.awaiting, "date_by": m.date_by, "programme": list(m.programme),
+            "audience": [p.organisation or p.name for p in m.audience],
             "next": None if nxt is None else {"date_text": nxt.date_text(), "host_name": nxt.host.name,
                                               "theme": nxt.theme_label, "tentative": nxt.tentative},
             **(self.meeting_extras(m.id) if self.meeting_extras else {}),
@@ -174,6 +177,8 @@ class Composer:
             "guest": {"name": "Gäst", "organisation": "Organisation", "language": "engelska"}, "ref": "0123456789ab",
             "guest_meeting": self.guest_meeting_ctx(m, "en"), "withdrawn": False,
             "understood": True, "done": "inbjudan skickas", "text": "kanske",
+            "what": "set_meeting", "n": 0, "example": "måndag 15 januari kl 10–16, Stadshuset, Norrköping",
+            "question": "", "invite_on": m.date_text(), "place_missing": False, "planned": "januari 2024",
         }
 
     # -------------------------------------------------------------- messages
@@ -189,9 +194,11 @@ class Composer:
         )
 
     def invitation(self, m: Meeting, meetings: list[Meeting], attendees: list[Person], sequence: int, *,
-                   cancel: bool, now: datetime) -> Invitation:
-        kind = "cancel_invitation" if cancel else "invite"
-        key = f"{m.id}:{'cancel' if cancel else 'invite'}:members:s{sequence}"
+                   cancel: bool, now: datetime, stage: str = "invite") -> Invitation:
+        """The members' calendar request (one UID per meeting, SEQUENCE raised on each
+        change); ``stage="save_the_date"``: the date only, the invitation follows."""
+        kind = "cancel_invitation" if cancel else stage
+        key = f"{m.id}:{'cancel' if cancel else stage}:members:s{sequence}"
         r = self.render(kind, {"meeting": self.meeting_ctx(m, meetings), "sequence": sequence})
         organizer = self.sender
         uid = meeting_uid(self.cfg, m.id)

@@ -30,7 +30,7 @@ from kcg_mail.core.inbound.message import msg_key
 from kcg_mail.core.inbound.outcome import Outcome, folder_of
 from kcg_mail.core.plan import Meeting
 from kcg_mail.ports import IncomingMessage, MessageRecord
-from kcg_mail.services import answers, followup, guests
+from kcg_mail.services import answers, followup, guests, meeting_dates
 from kcg_mail.services import round as planning_round
 from kcg_mail.services.app import App
 from kcg_mail.services.compose import person_ctx
@@ -94,7 +94,8 @@ def match_context(app: App, now: datetime) -> inbound.MatchContext:
         dmarc_pass_without_header_from=frozenset(trust.dmarc_pass_without_header_from),
         require_reply_key=trust.require_reply_key,
         round_ids=planning_round.mail_ids(actions), status_request_ids=followup.request_ids(actions),
-        question_ids=guests.question_ids(app, actions), coordinator=net.coordinator.email.lower(),
+        question_ids={**guests.question_ids(app, actions), **meeting_dates.question_ids(app, actions)},
+        coordinator=net.coordinator.email.lower(),
     )
 
 
