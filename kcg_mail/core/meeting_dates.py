@@ -87,17 +87,16 @@ class Reading:
         return DateDecision(date=self.date, start=self.start, end=self.end, place=self.place, confirmed=self.confirm)
 
 
-def _year_near(day: int, month: int, ref: date, today: date) -> date | None:
-    """The day/month nearest to ``ref`` (the meeting's planned date) that is still ahead:
-    "15/1" written in November means next January."""
+def _year_near(day: int, month: int, ref: date) -> date | None:
+    """The day/month nearest to ``ref`` (the meeting's planned date): "15/1" written in
+    November means next January (a day that has passed is asked about, not moved a year)."""
     best: date | None = None
-    for y in (ref.year - 1, ref.year, ref.year + 1, ref.year + 2):
+    for y in (ref.year - 1, ref.year, ref.year + 1):
         try:
             d = date(y, month, day)
         except ValueError:
             continue
-        key = (d < today, abs((d - ref).days))
-        if best is None or key < (best < today, abs((best - ref).days)):
+        if best is None or abs((d - ref).days) <= abs((best - ref).days):
             best = d
     return best
 
@@ -107,7 +106,7 @@ def _hm(h: str, m: str | None) -> time | None:
     return time(hour, minute) if 0 <= hour <= 23 and 0 <= minute <= 59 else None
 
 
-def _find_date(text: str, ref: date, today: date) -> tuple[date | None, str, str]:
+def _find_date(text: str, ref: date) -> tuple[date | None, str, str]:
     """(date, the text without it, a problem)."""
     m = _ISO.search(text)
     if m:
@@ -120,7 +119,7 @@ def _find_date(text: str, ref: date, today: date) -> tuple[date | None, str, str
         rest = text[:w.start()] + " " + text[w.end():]
         month = _MONTHS[w["m"].lower()]
         try:
-            d = date(int(w["y"]), month, int(w["d"])) if w["y"] else _year_near(int(w["d"]), month, ref, today)
+            d = date(int(w["y"]), month, int(w["d"])) if w["y"] else _year_near(int(w["d"]), month, ref)
         except ValueError:
             d = None
         if d is None:
@@ -138,7 +137,7 @@ def _find_date(text: str, ref: date, today: date) -> tuple[date | None, str, str
                 year = int(n[3]) + (2000 if len(n[3]) == 2 else 0)
                 d = date(year, month, day)
             else:
-                d = _year_near(day, month, ref, today)
+                d = _year_near(day, month, ref)
         except ValueError:
             d = None
         if d is None:
@@ -198,7 +197,7 @@ def read_reply(body: str, *, asked: str, ref: date, today: date, default: tuple[
     if labelled:  # "Plats: Stadshuset, Norrköping"
         place = text[labelled.end():].strip(" .")
         return Reading(shown, place=place) if place else Reading(shown, question="Vilken plats? " + _EXAMPLE[SET_PLACE])
-    day, rest, problem = _find_date(text, ref, today)
+    day, rest, problem = _find_date(text, ref)
     if problem:
         return Reading(shown, question=f"{problem[0].upper()}{problem[1:]} – vilket datum menar du?")
     start, end, rest, problem = _find_times(rest, default)
@@ -296,7 +295,7 @@ def next_ask_day(meetings: Iterable[Meeting], asked: Mapping[str, Sequence[date]
         done = list(asked.get(m.id, ()))
         days = ask_days(m, rules, done, go_live)
         cands = [days[-1]] if len(days) > len(done) else []
-        if done and m.id not in alerted:
+        if done and m.id not in alerted and (len(days) == len(done) or len(done) >= ALERT_AFTER):
             cands.append(done[-1] + timedelta(days=rules.date_alert_days))
         for d in cands:
             d = max(d, after + timedelta(days=1))
