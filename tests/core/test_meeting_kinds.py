@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import date, time, timedelta
 
 import pytest
-from support.basics import at, config_with, copy_config, shipped_config
+from support.basics import at, copy_config, shipped_config
 
 from kcg_mail.config_loader import ConfigError, load_config
 from kcg_mail.core.cycle import MeetingState, decide, due_dates
