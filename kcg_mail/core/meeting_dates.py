@@ -56,6 +56,8 @@ _TIMES = re.compile(r"(?:\bkl(?:ockan)?\.?\s*)?\b(\d{1,2})(?:[.:](\d{2}))?\s*(?:
                     r"(?:kl\.?\s*)?(\d{1,2})(?:[.:](\d{2}))?\b", re.IGNORECASE)
 _ONE_TIME = re.compile(r"\bkl(?:ockan)?\.?\s*(\d{1,2})(?:[.:](\d{2}))?\b", re.IGNORECASE)
 _DANGLING = re.compile(r"(?<![\w.:/])\d{1,2}\s*[-–—]\s*(?=[,\s]|$)|(?<=[-–—])\s*\d{1,2}\b")
+_GREETING = re.compile(r"(hej|hejsan|hallå|tjena)( \w+)?[!,. ]*", re.IGNORECASE)
+_PHONE_SIGNATURE = re.compile(r"(skickat från|sent from|hämta outlook|get outlook)\b", re.IGNORECASE)
 _PLACE_LABEL = re.compile(r"^\s*(?:plats|var|lokal)\s*[:=]\s*", re.IGNORECASE)
 #: words around a date that say nothing about the place
 _FILLER = re.compile(
@@ -185,11 +187,12 @@ def _place(rest: str) -> str:
 def read_reply(body: str, *, asked: str, ref: date, today: date, default: tuple[time, time]) -> Reading:
     """The coordinator's answer to our question ``asked`` (``set_meeting``,
     ``confirm_date`` or ``set_place``) about a meeting planned on ``ref``."""
-    mine = own_words(body)
-    lines = [ln.strip() for ln in mine.split("\n") if ln.strip()]
-    if lines and re.fullmatch(r"(hej|hejsan|hallå|tjena)[!,. ]*", lines[0], re.IGNORECASE):
+    lines = [ln.strip() for ln in own_words(body).split("\n")]
+    while lines and (not lines[0] or _GREETING.fullmatch(lines[0])):
         lines = lines[1:]
-    text = ", ".join(lines)
+    # his answer is the first paragraph; a phone's signature is no place
+    para = lines[:lines.index("")] if "" in lines else lines
+    text = ", ".join(ln for ln in para if not _PHONE_SIGNATURE.match(ln))
     shown = text[:120]
     if not text:
         return Reading("", question="Jag hittade inget svar i ditt mejl. " + _EXAMPLE[asked])

@@ -38,7 +38,7 @@ from kcg_mail.core.meeting_dates import (
     next_ask_day,
     read_reply,
 )
-from kcg_mail.core.plan import MONTHS_SV, DateDecision, Meeting, date_text, is_working_day
+from kcg_mail.core.plan import MONTHS_SV, PLACE_LATER, DateDecision, Meeting, date_text, is_working_day
 from kcg_mail.ports import ActionRecord
 from kcg_mail.services.app import App
 
@@ -120,9 +120,11 @@ def save_the_date(app: App, m: Meeting, now: datetime) -> str | None:
             return None
     seq = 0 if prev is None else prev.sequence + 1
     app.outbox.now = now
-    inv = app.composer.invitation(m, app.meetings, people, seq, cancel=False, now=now, stage=SAVE_THE_DATE)
+    # the date and times only: the place and the programme come with the invitation
+    shown = replace(m, place=PLACE_LATER)
+    inv = app.composer.invitation(shown, app.meetings, people, seq, cancel=False, now=now, stage=SAVE_THE_DATE)
     outcome = app.outbox.send_invitation(inv)
-    app.set_invitation(m.id, replace(invitation_snapshot(m, emails, inv.uid, seq), stage=SAVE_THE_DATE))
+    app.set_invitation(m.id, replace(invitation_snapshot(shown, emails, inv.uid, seq), stage=SAVE_THE_DATE))
     return outcome
 
 
@@ -216,8 +218,10 @@ def decide(app: App, meeting_id: str, new: DateDecision, now: datetime) -> Decid
     place = m.place if m.awaiting != SET_PLACE else ""
     done = f"{when}" + (f", {place}" if place else "")
     moved = before is not None and (before.start, before.end) != (m.start, m.end) and not before.tentative
-    if sent is not None or (app.invitation(m.id) and moved):
-        done += "; medlemmarna får " + ("en uppdatering av kalenderbokningen" if moved else "en save-the-date nu")
+    if sent is not None:
+        done += "; medlemmarna får " + ("en uppdaterad save-the-date nu" if moved else "en save-the-date nu")
+    elif moved and app.invitation(m.id) is not None:
+        done += "; medlemmarnas kalenderbokning uppdateras"
     inv_day = _invite_day(app, m)
     if inv_day > now.date():
         done += f", inbjudan med plats och program {date_text(inv_day)}"

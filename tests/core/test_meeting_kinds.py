@@ -225,3 +225,9 @@ def test_a_date_to_set_is_asked_ten_weeks_ahead_and_reminded_weekly():
     late = first + timedelta(days=20)
     [g] = date_steps([jan], {}, frozenset(), late, RULES, go_live=late)
     assert g.n == 0
+
+
+def test_his_signature_and_second_paragraph_are_not_a_place():
+    r = read_reply("Hej Björn!\n15/1 10-16 Scandic\nSkickat från min iPhone\n\nVi hörs!\n", asked=SET_MEETING,
+                   ref=date(2024, 1, 2), today=date(2023, 11, 1), default=DEFAULT)
+    assert (r.date, r.place) == (date(2024, 1, 15), "Scandic")
