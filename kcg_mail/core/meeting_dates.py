@@ -248,9 +248,12 @@ class DateStep:
     reason: str
 
 
-def ask_days(m: Meeting, rules: Meetings, asked: Sequence[date], go_live: date | None = None) -> list[date]:
+def ask_days(m: Meeting, rules: Meetings, asked: Sequence[date], go_live: date | None = None,
+             earlier: date | None = None) -> list[date]:
     """The days the coordinator is (to be) asked about ``m``'s open question, from what
-    was asked already: the next one last (empty: nothing more to ask)."""
+    was asked already: the next one last (empty: nothing more to ask). ``earlier``:
+    the day an earlier question about the meeting went out (the place is asked for
+    ``remind_days`` after the date was, not the next morning)."""
     start = go_live or date.min
     if m.awaiting == CONFIRM_DATE:
         marks = [m.date - timedelta(weeks=w) for w in rules.confirm_weeks]
@@ -260,22 +263,26 @@ def ask_days(m: Meeting, rules: Meetings, asked: Sequence[date], go_live: date |
     if m.awaiting in (SET_MEETING, SET_PLACE):
         kr = rules.kind(m.kind)
         first = max(m.date - timedelta(weeks=kr.ask_weeks), start)
+        if earlier is not None:
+            first = max(first, earlier + timedelta(days=kr.remind_days))
         nxt = asked[-1] + timedelta(days=kr.remind_days) if asked else first
         return list(asked) + [nxt]
     return list(asked)
 
 
 def date_steps(meetings: Iterable[Meeting], asked: Mapping[str, Sequence[date]], alerted: frozenset[str],
-               today: date, rules: Meetings, go_live: date | None = None) -> list[DateStep]:
+               today: date, rules: Meetings, go_live: date | None = None,
+               earlier: Mapping[str, date] | None = None) -> list[DateStep]:
     """What to ask (or alert) today about the dates the coordinator decides.
     ``asked``: per meeting, the days its current question went out; ``alerted``:
-    meetings whose silence the alert channel was told already."""
+    meetings whose silence the alert channel was told already; ``earlier``: per
+    meeting, the last day another question about it went out."""
     out: list[DateStep] = []
     for m in meetings:
         if not m.awaiting or today >= m.date:
             continue  # nothing open, or its (planned) day has come
         done = list(asked.get(m.id, ()))
-        days = ask_days(m, rules, done, go_live)
+        days = ask_days(m, rules, done, go_live, (earlier or {}).get(m.id))
         if len(days) > len(done) and today >= days[-1] and (not done or today > done[-1]):
             n = len(done)
             out.append(DateStep(m.id, "ask", m.awaiting, n, "första frågan" if n == 0 else f"påminnelse {n}"))
@@ -289,14 +296,15 @@ def date_steps(meetings: Iterable[Meeting], asked: Mapping[str, Sequence[date]],
 
 
 def next_ask_day(meetings: Iterable[Meeting], asked: Mapping[str, Sequence[date]], alerted: frozenset[str],
-                 after: date, rules: Meetings, go_live: date | None = None) -> date | None:
+                 after: date, rules: Meetings, go_live: date | None = None,
+                 earlier: Mapping[str, date] | None = None) -> date | None:
     """The first day after ``after`` on which a question or an alert is due (for simulations)."""
     best: date | None = None
     for m in meetings:
         if not m.awaiting or after >= m.date:
             continue
         done = list(asked.get(m.id, ()))
-        days = ask_days(m, rules, done, go_live)
+        days = ask_days(m, rules, done, go_live, (earlier or {}).get(m.id))
         cands = [days[-1]] if len(days) > len(done) else []
         if done and m.id not in alerted and (len(days) == len(done) or len(done) >= ALERT_AFTER):
             cands.append(done[-1] + timedelta(days=rules.date_alert_days))

@@ -69,6 +69,16 @@ def _asked(app: App) -> dict[str, list[date]]:
     return {m.id: asked_days(app, m) for m in app.meetings if m.awaiting}
 
 
+def _earlier(app: App) -> dict[str, date]:
+    """Per meeting with an open question: the last day another question about it went out."""
+    out = {}
+    for m in app.meetings:
+        other = [date.fromisoformat(q["on"]) for q in app.ledger.date_questions(m.id) if q["what"] != m.awaiting]
+        if m.awaiting and other:
+            out[m.id] = max(other)
+    return out
+
+
 def _alerted(app: App) -> frozenset[str]:
     return frozenset(m.id for m in app.meetings if m.awaiting and app.ledger.date_alerted(m.id, m.awaiting))
 
@@ -91,7 +101,8 @@ def question_ids(app: App, actions: list[ActionRecord]) -> dict[str, QuestionRef
 
 def next_day(app: App, after: date) -> date | None:
     """The next day a question, a reminder or an alert is due (for simulations)."""
-    return next_ask_day(app.meetings, _asked(app), _alerted(app), after, app.cfg.meetings, app.go_live())
+    return next_ask_day(app.meetings, _asked(app), _alerted(app), after, app.cfg.meetings, app.go_live(),
+                        _earlier(app))
 
 
 # ------------------------------------------------------------------ the members' save-the-date
@@ -179,7 +190,8 @@ def sync(app: App, now: datetime) -> list[tuple[str, str, str]]:
         if sent is not None:
             out.append((m.id, "save_the_date", sent))
     by_id = {m.id: m for m in app.meetings}
-    for step in date_steps(app.meetings, _asked(app), _alerted(app), now.date(), app.cfg.meetings, app.go_live(now)):
+    for step in date_steps(app.meetings, _asked(app), _alerted(app), now.date(), app.cfg.meetings, app.go_live(now),
+                           _earlier(app)):
         m = by_id[step.meeting_id]
         if step.action == "ask":
             out.append((m.id, f"date_question {step.what} {step.n}", ask(app, m, step, now)))
