@@ -126,8 +126,10 @@ def stage(m: MeetingFacts, today: date) -> str:
         return "protokoll saknas" if minutes_late(m, today) else "väntar protokoll"
     if m.date == today:
         return "i dag"
-    if m.awaiting in ("set_meeting", "confirm_date"):
+    if m.awaiting in ("set_meeting", "confirm_date") and m.date_asked:
         return "väntar på samordnaren"
+    if m.awaiting == "set_meeting":
+        return "inget datum än"  # he decides it; the question goes out in time
     if m.tentative:
         return "preliminärt"
     if m.invited:
@@ -194,8 +196,10 @@ def overview_needs(inp: Inputs) -> list[Need]:
             out.append(Need(f"Protokollet från mötet {m.id} ({m.theme}, {m.date.isoformat()}) har inte kommit in "
                             f"(värd {m.host}).",
                             "kontakta värden, eller svara på påminnelsen med protokollet bifogat.", m.id))
-        if m.awaiting and not m.cancelled and m.date >= inp.today:
-            out.append(_date_need(m))
+        if m.awaiting and m.date_asked and not m.cancelled and m.date >= inp.today:
+            out.append(_date_need(m))  # asked by mail: waiting for his answer
+        elif m.awaiting == "set_meeting":
+            pass  # not asked yet: nothing for him to do before the question comes
         elif m.tentative and not m.cancelled and m.date >= inp.today:
             when = f" ({m.proposed})" if m.proposed else ""
             out.append(Need(f"Mötet {m.id} ({m.theme}) har bara ett preliminärt datum, {m.date.isoformat()}{when}; "
@@ -222,7 +226,7 @@ def overview_needs(inp: Inputs) -> list[Need]:
 
 def _date_need(m: MeetingFacts) -> Need:
     """The coordinator decides this meeting's date (or place): it waits for him."""
-    asked = {0: "frågan har inte gått ut än", 1: "frågad en gång"}.get(m.date_asked, f"frågad {m.date_asked} gånger")
+    asked = "frågad en gång" if m.date_asked == 1 else f"frågad {m.date_asked} gånger"
     silent = ", obesvarad (larm skickat)" if m.date_alerted else ""
     if m.awaiting == "confirm_date":
         when = f" ({m.proposed})" if m.proposed else ""

@@ -170,7 +170,7 @@ class Composer:
             "link": "https://example.se/x", "decisions": [{"decision": "Beslut", "owner": "Ansvarig", "due": "2023-03-01"}],
             "version": 2, "problem": "Filen saknas.", "days_late": 7, "meetings": [self.meeting_ctx(x) for x in ms],
             "changes": ["datum"], "subject": "Ämne", "alert": {"title": "Fel", "what": "x", "todo": "y", "url": "http://x"},
-            "manual_steps": ["Facebook"], "attached": True, "sequence": 0,
+            "manual_steps": ["Facebook"], "attached": True, "sequence": 0, "updated": False,
             "calendar_link": "https://example.se/kalender.ics",
             "decision": {"ref": f"{m.id}/1", "decision": "Beslut", "owner": m.host.name, "due": "2023-03-01"},
             "project": {"name": "Trygghet i stadskärnan", "purpose": "Kartlägga"},
@@ -194,12 +194,15 @@ class Composer:
         )
 
     def invitation(self, m: Meeting, meetings: list[Meeting], attendees: list[Person], sequence: int, *,
-                   cancel: bool, now: datetime, stage: str = "invite") -> Invitation:
+                   cancel: bool, now: datetime, stage: str = "invite", updated: bool | None = None) -> Invitation:
         """The members' calendar request (one UID per meeting, SEQUENCE raised on each
-        change); ``stage="save_the_date"``: the date only, the invitation follows."""
+        change); ``stage="save_the_date"``: the date only, the invitation follows.
+        ``updated``: the text says the invitation changed (default: SEQUENCE above 0;
+        the invitation after a save-the-date is the first one members read)."""
         kind = "cancel_invitation" if cancel else stage
         key = f"{m.id}:{'cancel' if cancel else stage}:members:s{sequence}"
-        r = self.render(kind, {"meeting": self.meeting_ctx(m, meetings), "sequence": sequence})
+        r = self.render(kind, {"meeting": self.meeting_ctx(m, meetings), "sequence": sequence,
+                               "updated": sequence > 0 if updated is None else updated})
         organizer = self.sender
         uid = meeting_uid(self.cfg, m.id)
         # a clean title in the calendar; the token stays in the mail's subject

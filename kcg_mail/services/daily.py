@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from kcg_mail.core.config_model import Person
-from kcg_mail.core.cycle import Decisions, Due, decide, invitation_snapshot
+from kcg_mail.core.cycle import SAVE_THE_DATE, Decisions, Due, decide, invitation_snapshot
 from kcg_mail.core.plan import Meeting, next_meeting, protocol_filename
 from kcg_mail.ports import Attachment
 from kcg_mail.services import guests, meeting_dates
@@ -98,7 +98,9 @@ def invite_members(app: App, m: Meeting, now: datetime, *, cancel: bool) -> str:
     prev = app.invitation(m.id)
     seq = 0 if prev is None else prev.sequence + 1
     people = member_attendees(app, m)
-    inv = app.composer.invitation(m, app.meetings, people, seq, cancel=cancel, now=now)
+    # after a save-the-date (services/meeting_dates) the invitation is the first one members read
+    first = prev is None or (prev.stage == SAVE_THE_DATE and not prev.cancelled)
+    inv = app.composer.invitation(m, app.meetings, people, seq, cancel=cancel, now=now, updated=not first)
     outcome = app.outbox.send_invitation(inv)
     snap = invitation_snapshot(m, [p.email for p in people], inv.uid, seq)
     if cancel:
