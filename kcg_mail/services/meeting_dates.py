@@ -175,9 +175,9 @@ def alert(app: App, m: Meeting, step: DateStep, now: datetime) -> str:
         "todo": "Svara på frågan i mejlet (eller i Prefect, formuläret Sätt datum och plats).",
         "url": ui_url(app),
     }
-    out = deliver_alert(app, alert_)
+    channels = deliver_alert(app, alert_)  # "webhook: sent, mail: sent", "already", or a channel FAILED (retried)
     app.ledger.mark_date_alerted(m.id, step.what, now.date())
-    return out
+    return "already" if channels == "already" else "failed" if "FAILED" in channels else "sent"
 
 
 def sync(app: App, now: datetime) -> list[tuple[str, str, str]]:
