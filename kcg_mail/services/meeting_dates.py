@@ -226,6 +226,8 @@ def decide(app: App, meeting_id: str, new: DateDecision, now: datetime) -> Decid
     if m is None:  # the caller checked the meeting is in the plan
         raise LookupError(meeting_id)
     sent = save_the_date(app, m, now)
+    if m.tentative:  # a place before the date: kept, the date is still his to set
+        return Decided(m, f"platsen för {m.kind_label.lower()} blir {m.place}; datumet är inte bestämt än", False)
     when = f"{m.kind_label.lower()} {m.date_text()} kl {m.start:%H:%M}–{m.end:%H:%M}"
     place = m.place if m.awaiting != SET_PLACE else ""
     done = f"{when}" + (f", {place}" if place else "")

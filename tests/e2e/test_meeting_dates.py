@@ -218,3 +218,30 @@ def test_the_open_meeting_reaches_its_wider_audience(tmp_path):
         assert not any(k.startswith("2023-08:guest_invite:innovation@") for k in mails)
     finally:
         close(app)
+
+
+def test_a_place_before_the_date_is_kept_and_the_date_still_asked_for(tmp_path):
+    cfg = config_with(CFG, ["2024-01"])
+    app = make_app(tmp_path, cfg)
+    try:
+        jan = app.meeting("2024-01")
+        day = jan.date - timedelta(weeks=10)
+        run_daily(app, at(day))
+        key = f"2024-01:date_question:{COORD.email}:set_meeting:n0"
+        rep = _reply(app, tmp_path, key, day, "Plats: Stadshuset, Södertälje", 1)
+        assert [h.outcome for h in rep.handled] == ["coordinator_answer"], rep.handled
+        assert "datumet är inte bestämt än" in _receipts(tmp_path)[0]
+        app = _fresh(app, tmp_path, cfg)
+        jan = app.meeting("2024-01")
+        assert jan.tentative and jan.awaiting == "set_meeting" and jan.place == "Stadshuset, Södertälje"
+        assert _events(tmp_path, "2024-01") == []
+        run_daily(app, at(day + timedelta(days=7)))
+        assert f"2024-01:date_question:{COORD.email}:set_meeting:n1" in _mails(tmp_path)
+        # then the date, by reply to the reminder: the save-the-date, the place kept for the invitation
+        rep = _reply(app, tmp_path, f"2024-01:date_question:{COORD.email}:set_meeting:n1", day + timedelta(days=8),
+                     "15/1 kl 10-16", 2)
+        assert [h.outcome for h in rep.handled] == ["coordinator_answer"], rep.handled
+        assert [k for k, *_ in _events(tmp_path, "2024-01")] == ["2024-01:save_the_date:members:s0"]
+        assert app.meeting("2024-01").place == "Stadshuset, Södertälje"
+    finally:
+        close(app)
