@@ -204,6 +204,21 @@ class LeadTimes(_Model):
     late_template: int = Field(3, ge=0)
 
 
+class MemberCaps(_Model):
+    """At most ``per_day`` mails a day and ``per_week`` a calendar week (Monday to
+    Sunday) reach a member; what would break it waits (``kcg_mail.core.pacing``)."""
+
+    per_day: int = Field(1, ge=1)
+    per_week: int = Field(4, ge=1)
+
+    @model_validator(mode="after")
+    def _week_holds_a_day(self) -> MemberCaps:
+        if self.per_week < self.per_day:
+            raise ValueError(f"member_caps.per_week ({self.per_week}) is below per_day ({self.per_day}); "
+                             f"set per_week to at least {self.per_day}")
+        return self
+
+
 class KindRules(_Model):
     """What a kind of meeting decides (``meetings.yaml`` ``kinds:``).
 
@@ -213,16 +228,14 @@ class KindRules(_Model):
     ``remind_days`` days until it is set. ``needs_place``: the full invitation waits
     for a place (a save-the-date goes out as soon as the date is set).
     ``lead_days``: this kind's own lead times (over ``lead_days`` of the file).
-    ``programme``: the kind's programme; it replaces the standing agenda in the
-    invitation, the host's brief and the protocol. ``audience``: lists of
-    ``network.yaml`` ``audiences:`` invited as guests are (their own invitation)."""
+    ``audience``: lists of ``network.yaml`` ``audiences:`` invited as guests are
+    (their own invitation). A kind's programme is ``programmes:`` of meetings.yaml."""
 
     date_by: Literal["rule", "coordinator"] = "rule"
     ask_weeks: int = Field(10, ge=1, le=52)
     remind_days: int = Field(7, ge=1)
     needs_place: bool = False
     lead_days: dict[str, int] = {}
-    programme: list[str] = []
     audience: list[str] = []
 
     @field_validator("lead_days")
@@ -254,6 +267,10 @@ class Meetings(_Model):
     naming: dict[str, str]
     distribution: Literal["attach", "link"] = "attach"
     decision_rows: int = 6
+    #: the programme of a meeting, per kind (shown in its invitation and the host's brief)
+    programmes: dict[str, list[str]] = {}
+    #: how many mails may reach a member a day and a week (``kcg_mail.core.pacing``)
+    member_caps: MemberCaps = MemberCaps()
     #: per kind: who decides the date, lead times, programme, audience
     kinds: dict[str, KindRules] = {}
     #: a tentative date is asked about this many weeks before it (confirm or move)
@@ -529,6 +546,8 @@ class Config(_Model):
     transport: Transport
     #: config/projects.yaml (optional): project groups
     projects: Projects = Projects()
+    #: where plans adopted by the coordinator's reply are kept (``<workdir>/plans``; "" = none)
+    plans_directory: str = ""
 
     def all_meetings(self) -> list[PlannedMeeting]:
         return [m for p in self.plans for m in p.meetings]

@@ -219,7 +219,7 @@ def resolve_meeting(cfg: Config, pm: PlannedMeeting, decision: DateDecision | No
         network_short=net.short,
         date_by="coordinator" if by_coordinator else "rule",
         awaiting=awaiting,
-        programme=tuple(kr.programme),
+        programme=tuple(rules.programmes.get(pm.kind, ())),
         audience=tuple(p for name in kr.audience for p in net.audiences.get(name, ())),
     )
 

@@ -8,7 +8,10 @@ the date of a meeting he decides (the physical meetings, the open meeting, the
 study trip's tentative date), he answers by reply from his phone (``DEMO_DATES``);
 the members get a save-the-date, then the invitation as an update of the same
 calendar event. Every meeting whose date is set ends with its minutes filed and
-distributed. Run twice on the same work directory, the second run sends nothing new.
+distributed. The coordinator answers every other question he is asked by reply
+(guests, held minutes) and adds a member by mail in November. Run twice on the
+same work directory, the second run resumes on the last day the first ran and
+sends nothing new.
 """
 
 from __future__ import annotations
@@ -120,24 +123,44 @@ def _lead_reports_back(app: App, day: date) -> bool:
     return True
 
 
-def _coordinator_answers_by_mail(app: App, day: date) -> bool:
-    """The coordinator answers "Ja" to each guest invitation he was asked about, by
-    replying to the question from his phone (the intake reads it: services/answers.py)."""
-    from kcg_mail.services.approval import pending
-    from kcg_mail.services.guests import KIND
+#: the member the coordinator adds in the demo, by a mail to the network and a "ja"
+DEMO_NEW_MEMBER = ("Maria Lund", "maria.lund@kalmar.example.se", "Kalmar City")
+DEMO_NEW_MEMBER_AFTER = "2023-11"  # the day after this meeting (before December's invitation)
 
-    coord = app.cfg.network.coordinator
-    guests_by_email = {g.email: g for g in app.cfg.network.guests}
-    answered = False
-    for p in pending(app):
-        guest = guests_by_email.get(p.sender)
-        if p.kind != KIND or guest is None or not p.meeting_id:
+
+def _open_questions(app: App) -> list[str]:
+    """The Outbox keys of our questions to the coordinator that still wait for his answer."""
+    from kcg_mail.services import answers, members
+    from kcg_mail.services.approval import pending
+
+    waiting = {p.msg_key for p in pending(app)}
+    actions = app.state.actions()
+    asked = answers.question_ids(app, actions)
+    out = []
+    for r in actions:
+        q = asked.get(str(r.detail.get("message_id", ""))) if r.status == "done" else None
+        if q is None:
             continue
-        when = datetime.combine(day, datetime.min.time(), ZoneInfo(app.cfg.meetings.timezone)).replace(hour=10)
-        raw = reply_to_sent(app, f"{p.meeting_id}:guest_approval:{coord.email}:{guest.id}", coord, when,
-                            "Ja, gärna.\n\nBjörn")
+        if q.what in (members.KIND_ADD, members.KIND_REMOVE):
+            open_ = (app.ledger.member_request(q.ref) or {}).get("state") == "asked"
+        else:
+            open_ = q.ref in waiting
+        if open_:
+            out.append(r.key)
+    return out
+
+
+def _coordinator_answers_by_mail(app: App, day: date) -> bool:
+    """The coordinator answers "Ja" to each question he was asked (a guest's invitation,
+    held minutes, a member to add), by replying from his phone (the intake reads it:
+    services/answers.py)."""
+    coord = app.cfg.network.coordinator
+    when = datetime.combine(day, datetime.min.time(), ZoneInfo(app.cfg.meetings.timezone)).replace(hour=10)
+    answered = False
+    for key in _open_questions(app):
+        raw = reply_to_sent(app, key, coord, when, "Ja, gärna.\n\nBjörn")
         if raw is not None:
-            maildir(app).deliver(raw, f"{p.meeting_id}-{guest.id}-answer.eml")
+            maildir(app).deliver(raw, f"answer-{abs(hash(key))}.eml")
             answered = True
     return answered
 
@@ -162,6 +185,25 @@ def _coordinator_sets_dates(app: App, day: date) -> bool:
             maildir(app).deliver(raw, f"{m.id}-{m.awaiting}-{len(asked)}-date.eml")
             answered = True
     return answered
+
+
+def _coordinator_adds_a_member(app: App, day: date) -> bool:
+    """The day after November's meeting the coordinator mails the network: "Ny medlem: …"
+    (the product answers with what it understood and asks for his "ja")."""
+    from kcg_mail.core.inbound.message import msg_key
+    from kcg_mail.entrypoints.demo_hosts import coordinator_mail
+
+    m = app.meeting(DEMO_NEW_MEMBER_AFTER)
+    if m is None or day != m.date + timedelta(days=1):
+        return False
+    coord = app.cfg.network.coordinator
+    name, email, org = DEMO_NEW_MEMBER
+    when = datetime.combine(day, datetime.min.time(), ZoneInfo(app.cfg.meetings.timezone)).replace(hour=9)
+    raw = coordinator_mail(app, coord, when, "Ny medlem", f"Hej!\n\nNy medlem: {name}, {email}, {org}\n\nBjörn")
+    if app.state.message(msg_key(raw)) is not None:
+        return False  # a second run of the demo: asked already
+    maildir(app).deliver(raw, "new-member.eml")
+    return True
 
 
 def _coordinator_approves(app: App, workdir: Path, config_dir: Path | None, day: date) -> int:
@@ -203,6 +245,7 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
     from kcg_mail.core.cycle import due_dates, next_due_date
     from kcg_mail.services import meeting_dates
     from kcg_mail.services.followup import next_followup_day
+    from kcg_mail.services.pacing import next_release_day
 
     t0 = time.monotonic()
     app = bootstrap(workdir, config_dir)
@@ -210,33 +253,41 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
         raise SystemExit("kcg demo plays the hosts through the Maildir inbox: use the embedded defaults")
     rules = app.cfg.meetings
     lead, extra = rules.lead_days, app.extra_days
-    kind_lead = {m.kind: rules.lead_for(m.kind) for m in app.meetings}
+    kind_lead = {k: rules.lead_for(k) for k in ("digital", "physical", "all_members", "study_trip")}
+    # the year of config/plan-*.yaml (a plan the demo's workshop adopted, plans/plan-2024.yaml, is not replayed)
+    in_config = [p for p in app.cfg.plans if (Path(app.cfg.directory) / f"plan-{p.year}.yaml").exists()]
+    year_ids = {pm.meeting_id for p in in_config for pm in p.meetings}
+
+    def year() -> list[Meeting]:
+        """The year's meetings with the dates the coordinator set so far."""
+        app.refresh_meetings()
+        return [m for m in app.meetings if m.id in year_ids]
 
     def steps(m: Meeting) -> dict[str, date]:
         return due_dates(m, kind_lead.get(m.kind, lead), extra)
 
+    def last_day() -> date:
+        return until or max(steps(m)["escalate"] for m in year()) + timedelta(days=1 + 2 * lead.spacing)
+
     # go-live: the day before the first step of the year (a fresh work
     # directory records it on the first run; a second run keeps it)
-    first = app.go_live() or min(steps(m)["brief_host"] for m in app.meetings) - timedelta(days=1)
+    first = app.go_live() or min(steps(m)["brief_host"] for m in year()) - timedelta(days=1)
     sent_before = _sent_count(app)
     runs = 0
     with prefect_env.without_heartbeats():
-        day: date | None = first
-        while day is not None:
-            app.refresh_meetings()  # the dates the coordinator set so far
-            last = until or max(steps(m)["escalate"] for m in app.meetings) + timedelta(days=1 + 2 * lead.spacing)
-            if day > last:
-                break
+        # a rerun resumes on the last day the demo ran: replaying the year with today's members
+        # (the coordinator added one in November) would update every past invitation
+        day: date | None = app.ledger.demo_day() or first
+        while day is not None and day <= last_day():
+            app.ledger.set_demo_day(day)
             daily_flow(date=day.isoformat(), workdir=str(workdir), config_dir=str(config_dir) if config_dir else None)
             runs += 1
-            replied = _coordinator_sets_dates(app, day)
-            if replied:  # his answer first: a date set today is acted on today
+            if _coordinator_sets_dates(app, day):  # his answer first: a date set today is acted on today
                 intake_flow(now=f"{day.isoformat()}T10:30", workdir=str(workdir),
                             config_dir=str(config_dir) if config_dir else None)
                 runs += 1
-                app.refresh_meetings()
-                replied = False
-            confirmed = [m for m in app.meetings if not m.tentative]
+            replied = False
+            confirmed = [m for m in year() if not m.tentative]
             reply_day = {m.id: m.date + timedelta(days=1) for m in confirmed}
             filed = {f.meeting_id for f in app.state.filings()}
             for m in confirmed:
@@ -247,11 +298,15 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
                         maildir(app).deliver(raw, f"{m.id}-reply.eml")
                         replied = True
             replied |= _lead_reports_back(app, day)
+            replied |= _coordinator_adds_a_member(app, day)
             replied |= _coordinator_answers_by_mail(app, day)
-            if replied:
-                intake_flow(now=f"{day.isoformat()}T12:00", workdir=str(workdir),
+            for hour in (12, 13, 14):  # the coordinator answers the questions this intake asks, the same day
+                if not replied:
+                    break
+                intake_flow(now=f"{day.isoformat()}T{hour}:00", workdir=str(workdir),
                             config_dir=str(config_dir) if config_dir else None)
                 runs += 1
+                replied = _coordinator_answers_by_mail(app, day)
             runs += _coordinator_approves(app, workdir, config_dir, day)
             app.refresh_meetings()
             states = app.meeting_states()
@@ -259,11 +314,12 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
             candidates = [d for d in (next_due_date(app.meetings, states, day, lead, go_live=app.go_live(), extra=extra,
                                                     kind_lead=kind_lead),
                                       next_followup_day(app, day), meeting_dates.next_day(app, day)) if d]
-            candidates += [m.date + timedelta(days=1) for m in app.meetings
+            candidates += [d for mid, d in reply_day.items() if d > day and mid not in filed]
+            candidates += [m.date + timedelta(days=1) for m in year()
                            if not m.tentative and m.date + timedelta(days=1) > day and m.id not in filed]
-            candidates += [d for d in (_status_reply_day(app),) if d and d > day]
+            candidates += [d for d in (_status_reply_day(app), next_release_day(app.state, day)) if d and d > day]
             day = min(candidates) if candidates else None
-        last = until or max(steps(m)["escalate"] for m in app.meetings) + timedelta(days=1 + 2 * lead.spacing)
+        last = last_day()
         if runs == 0:  # nothing left to do: one daily run shows that nothing is sent again
             daily_flow(date=last.isoformat(), workdir=str(workdir), config_dir=str(config_dir) if config_dir else None)
             runs += 1

@@ -32,7 +32,7 @@ DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 MAIL_KINDS = ("brief_host", "invite", "cancel_invitation", "remind_host", "send_template", "distribute",
               "chase_host", "escalate", "reply_problem", "plan_change", "welcome", "alert",
               "decision_reminder", "project_status_request", "guest_approval", "coordinator_receipt",
-              "save_the_date", "date_question", "date_receipt")
+              "coordinator_question", "save_the_date", "date_question", "date_receipt")
 #: the guests' mails, per language (``<kind>`` Swedish, ``<kind>_en`` English)
 GUEST_KINDS = ("guest_invite", "guest_invite_en", "guest_cancel", "guest_cancel_en")
 
@@ -153,7 +153,7 @@ class Composer:
             "theme_no": m.theme_no, "theme": m.theme, "theme_label": m.theme_label, "title": m.title,
             "host": person_ctx(m.host), "backup_host": person_ctx(m.backup_host), "comment": m.comment,
             "guests": [g.name for g in m.guests], "tentative": m.tentative, "proposed": m.proposed or "",
-            "awaiting": m.awaiting, "date_by": m.date_by, "programme": list(m.programme),
+            "awaiting": m.awaiting, "date_by": m.date_by,
             "audience": [p.organisation or p.name for p in m.audience],
             "next": None if nxt is None else {"date_text": nxt.date_text(), "host_name": nxt.host.name,
                                               "theme": nxt.theme_label, "tentative": nxt.tentative},
@@ -176,9 +176,11 @@ class Composer:
             "project": {"name": "Trygghet i stadskärnan", "purpose": "Kartlägga"},
             "guest": {"name": "Gäst", "organisation": "Organisation", "language": "engelska"}, "ref": "0123456789ab",
             "guest_meeting": self.guest_meeting_ctx(m, "en"), "withdrawn": False,
-            "understood": True, "done": "inbjudan skickas", "text": "kanske",
+            "understood": True, "done": "inbjudan skickas", "text": "kanske", "again": "",
+            "question": {"subject": "Protokollet väntar", "lead": "Protokollet väntar.", "details": ["Fil: x.docx"],
+                         "yes": "skicka ut det", "no": "stoppa det"},
             "what": "set_meeting", "n": 0, "example": "måndag 15 januari kl 10–16, Stadshuset, Norrköping",
-            "question": "", "invite_on": m.date_text(), "place_missing": False, "planned": "januari 2024",
+            "place_missing": False, "planned": "januari 2024",
         }
 
     # -------------------------------------------------------------- messages

@@ -267,6 +267,16 @@ def handle_answer(app: App, mail: ParsedMail, q: QuestionRef, key: str, now: dat
     return Outcome.COORDINATOR_ANSWER, f"{m.id}: {d.done} ({out})"
 
 
+def yes_no_answer(app: App, q: QuestionRef, answer: object, now: datetime) -> str:
+    """A plain yes or no to one of these questions (the registry's handler, e.g. from a form):
+    yes confirms the proposed date; anything else changes nothing (a date comes by reply or
+    in the form kcg-set-meeting)."""
+    m = app.meeting(q.meeting_id or "")
+    if m is None or getattr(answer, "choice", None) != "yes" or m.awaiting != CONFIRM_DATE:
+        return "inget ändrat; datum, tid och plats sätts med ett svar på frågan eller i formuläret Sätt datum och plats"
+    return decide(app, m.id, DateDecision(confirmed=True), now).done
+
+
 def _receipt(app: App, mail: ParsedMail, q: QuestionRef, key: str, *, understood: bool, done: str,
              question: str = "", place_missing: bool = False) -> str:
     coord = app.cfg.network.coordinator
@@ -274,7 +284,7 @@ def _receipt(app: App, mail: ParsedMail, q: QuestionRef, key: str, *, understood
     m = app.meeting(q.meeting_id) if q.meeting_id else None
     msg = app.composer.message(
         "date_receipt", f"{q.meeting_id or '-'}:date_receipt:{coord.email}:{key[:16]}", m, [coord],
-        {"understood": understood, "done": done, "question": question, "place_missing": place_missing,
+        {"understood": understood, "done": done, "again": question, "place_missing": place_missing,
          "subject": subject or "Mötets datum"},
         in_reply_to=mail.message_id)
     return app.outbox.send(msg)

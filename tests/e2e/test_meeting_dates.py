@@ -125,8 +125,8 @@ def test_date_set_by_reply_gives_a_save_the_date_then_the_invitation_as_an_updat
         ("2024-01:save_the_date:members:s0", UID.format("2024-01"), 0, PLACE_LATER),
         ("2024-01:invite:members:s1", UID.format("2024-01"), 1, "Stadshuset, Södertälje")]
     invite = body_text(_mails(tmp_path)["2024-01:invite:members:s1"])
-    assert "Program:" in invite and "(40 min)" in invite and "Handlingsplanen" in invite
-    assert "Stående dagordning" not in invite and "Dagordning:" not in invite
+    assert "Program:" in invite and "40 minuter" in invite and "Handlingsplanen antas" in invite
+    assert "Dagordning:" not in invite  # the programme replaces the standing agenda
     run_daily(app, at(invite_day + timedelta(days=1)))
     assert len(_events(tmp_path, "2024-01")) == 2
 
