@@ -160,7 +160,7 @@ def run_cycle(h: Harness, *, until: date | None = None) -> CycleResult:
         report = run_daily(app, at(day, 7))
         res.daily_sent += report.sent
         res.errors += [f"{day} {r.meeting_id} {r.action}: {r.outcome}" for r in report.results
-                       if r.outcome not in ("sent", "already", "recovered")]
+                       if r.outcome not in ("sent", "already", "recovered", "waiting")]
         filed = {f.meeting_id for f in app.state.filings()}
         replied = False
         for m in confirmed:
