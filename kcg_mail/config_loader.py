@@ -240,7 +240,10 @@ def load_config(directory: Path | str | None = None, environ: dict[str, str] | N
 
     # cross-references: hosts, guests, unique ids and months
     if network is not None:
-        problems += plan_problems(plans, network, net_file)
+        # an adopted plan may name a member the coordinator added by reply (the workdir's members
+        # overlay): its hosts are checked against the overlaid network (``adopted_plan_problems``)
+        adopted = {pf for pf, _ in plans if plans_dir is not None and pf.parent == Path(plans_dir)}
+        problems += plan_problems(plans, network, net_file, hosts_later=adopted)
         for kind, rules in (meetings.kinds.items() if meetings is not None else ()):
             for name in rules.audience:
                 if name not in network.audiences:
@@ -255,8 +258,10 @@ def load_config(directory: Path | str | None = None, environ: dict[str, str] | N
                   transport=transport, projects=projects, plans_directory=str(plans_dir or ""))
 
 
-def plan_problems(plans: list[tuple[Path, Plan]], network: Network, net_file: Path) -> list[str]:
-    """The cross-references of plan files: hosts and guests known, ids unique, dates in their month."""
+def plan_problems(plans: list[tuple[Path, Plan]], network: Network, net_file: Path, *,
+                  hosts_later: set[Path] | None = None) -> list[str]:
+    """The cross-references of plan files: hosts and guests known, ids unique, dates in their month
+    (the hosts of the files in ``hosts_later`` are left to ``adopted_plan_problems``)."""
     problems: list[str] = []
     ids = {p.id for p in network.members}
     guest_ids = {p.id for p in network.guests}
@@ -266,7 +271,7 @@ def plan_problems(plans: list[tuple[Path, Plan]], network: Network, net_file: Pa
             where = f"{pf}: meetings[{i}] ({m.month})"
             for field in ("host", "backup_host"):
                 pid = getattr(m, field)
-                if pid is not None and pid not in ids:
+                if pid is not None and pid not in ids and pf not in (hosts_later or set()):
                     problems.append(
                         f"{where}.{field}: '{pid}' is not a member id in {net_file} "
                         f"(fix: use one of {', '.join(sorted(ids))}, or add the person to network.yaml)"
@@ -403,3 +408,12 @@ def apply_members_overlay(cfg: Config, workdir: Path | str) -> Config:
     members = [p.model_copy(update={"active": False}) if p.email in gone and p.role != "coordinator" else p
                for p in members]
     return cfg.model_copy(update={"network": net.model_copy(update={"members": members})})
+
+
+def adopted_plan_problems(cfg: Config) -> list[str]:
+    """The plans adopted by reply (``<workdir>/plans``) checked against the network with the
+    coordinator's added members (``apply_members_overlay``): their hosts may be new members."""
+    if not cfg.plans_directory:
+        return []
+    files = [(Path(cfg.plans_directory) / f"plan-{p.year}.yaml", p) for p in cfg.plans]
+    return plan_problems([(pf, p) for pf, p in files if pf.exists()], cfg.network, Path(cfg.directory) / "network.yaml")
