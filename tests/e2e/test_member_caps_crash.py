@@ -36,6 +36,8 @@ START, MINUTES_DAY, RELEASE, THURSDAY = date(2023, 11, 6), date(2023, 11, 7), da
 NEEDS = {f"plan-{YEAR}:needs:{e}" for e in MEMBERS}
 ROOT = Path(__file__).resolve().parents[2]
 
+pytestmark = pytest.mark.slow
+
 
 def needs_sent(workdir: Path) -> dict[str, int]:
     counts = sent_by_key(workdir)
