@@ -124,6 +124,8 @@ def deployments(workdir: str, config_dir: str | None, short: str, intake_cron: s
                      (manual.approve_reply, "Godkänn ett svar som väntar på godkännande."),
                      (manual.start_project, "Starta en projektgrupp som protokollet föreslår (godkännande)."),
                      (manual.reject_reply, "Avvisa ett svar som väntar på godkännande."),
+                     (manual.member_add, "Lägg till en medlem (välkomstmejl, kallelser och protokoll)."),
+                     (manual.member_remove, "Ta bort en medlem (inga fler kallelser eller protokoll)."),
                      (manual.preview, "Förhandsvisa en månads utskick per mottagare (inget skickas).")):
         deps.append(fn.to_deployment(name=short, concurrency_limit=enqueue, tags=run_tags(short, "manual"),
                                      description=text))

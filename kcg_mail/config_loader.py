@@ -42,7 +42,8 @@ from kcg_mail.core.round import PlanningSettings
 #: what the shell imports from here: the loaders, and the models it passes on (typed transport settings)
 __all__ = ["DEFAULT_CONFIG_DIR", "ArchiveSettings", "Config", "ConfigError", "DropboxSettings", "ExchangeSettings",
            "GraphSettings", "LocalArchiveSettings", "MailSettings", "MaildirSettings", "SmtpImapSettings",
-           "load_config", "load_planning"]
+           "MEMBERS_OVERLAY", "apply_members_overlay", "load_config", "load_planning", "read_members_overlay",
+           "write_members_overlay"]
 
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
@@ -191,8 +192,12 @@ def _no_secrets(section: str, data: dict[str, Any], file: Path, problems: list[s
     return {k: v for k, v in data.items() if str(k).lower() not in SECRET_FIELDS}
 
 
-def load_config(directory: Path | str | None = None, environ: dict[str, str] | None = None) -> Config:
-    """Load and validate every file; raise ConfigError listing all problems."""
+def load_config(directory: Path | str | None = None, environ: dict[str, str] | None = None, *,
+                plans_dir: Path | str | None = None) -> Config:
+    """Load and validate every file; raise ConfigError listing all problems.
+
+    ``plans_dir`` (``<workdir>/plans``): plans adopted by the coordinator's reply
+    (``kcg_mail.services.plan_adoption``), read with ``config/plan-*.yaml``."""
     environ = dict(os.environ if environ is None else environ)
     directory = Path(directory or environ.get("KCG_CONFIG_DIR") or DEFAULT_CONFIG_DIR)
     problems: list[str] = []
@@ -203,6 +208,8 @@ def load_config(directory: Path | str | None = None, environ: dict[str, str] | N
     network = _validate(Network, _read_yaml(net_file, problems), net_file, problems)
 
     plan_files = sorted(directory.glob("plan-*.yaml"))
+    if plans_dir is not None and Path(plans_dir).is_dir():
+        plan_files += sorted(Path(plans_dir).glob("plan-*.yaml"))
     if not plan_files:
         problems.append(f"{directory}: no plan-YYYY.yaml found (fix: add the year plan, e.g. plan-2023.yaml)")
     plans: list[tuple[Path, Plan]] = []
@@ -233,36 +240,44 @@ def load_config(directory: Path | str | None = None, environ: dict[str, str] | N
 
     # cross-references: hosts, guests, unique ids and months
     if network is not None:
-        ids = {p.id for p in network.members}
-        guest_ids = {p.id for p in network.guests}
-        seen: dict[str, Path] = {}
-        for pf, plan in plans:
-            for i, m in enumerate(plan.meetings):
-                where = f"{pf}: meetings[{i}] ({m.month})"
-                for field in ("host", "backup_host"):
-                    pid = getattr(m, field)
-                    if pid is not None and pid not in ids:
-                        problems.append(
-                            f"{where}.{field}: '{pid}' is not a member id in {net_file} "
-                            f"(fix: use one of {', '.join(sorted(ids))}, or add the person to network.yaml)"
-                        )
-                for g in m.guests:
-                    if g not in guest_ids:
-                        problems.append(
-                            f"{where}.guests: '{g}' is not a guest id in {net_file} "
-                            f"(fix: add it under guests: with name and email, or use one of {', '.join(sorted(guest_ids)) or '(none yet)'})"
-                        )
-                if m.meeting_id in seen and not (m.month.endswith("-01") and seen[m.meeting_id] != pf):
-                    # (a January meeting in two files is reported by plan_file_problems, naming both)
-                    problems.append(f"{where}.id: meeting id '{m.meeting_id}' already used in {seen[m.meeting_id]} (fix: set a unique id:)")
-                seen[m.meeting_id] = pf
-                if m.date and m.date.strftime("%Y-%m") != m.month and not m.tentative:
-                    problems.append(f"{where}.date: {m.date} is not in month {m.month} (fix: correct the date or the month)")
+        problems += plan_problems(plans, network, net_file)
     projects = _load_projects(directory, network, problems)
     if problems:
         raise ConfigError(problems)
     return Config(directory=str(directory), network=network, plans=[p for _, p in plans], meetings=meetings,
-                  transport=transport, projects=projects)
+                  transport=transport, projects=projects, plans_directory=str(plans_dir or ""))
+
+
+def plan_problems(plans: list[tuple[Path, Plan]], network: Network, net_file: Path) -> list[str]:
+    """The cross-references of plan files: hosts and guests known, ids unique, dates in their month."""
+    problems: list[str] = []
+    ids = {p.id for p in network.members}
+    guest_ids = {p.id for p in network.guests}
+    seen: dict[str, Path] = {}
+    for pf, plan in plans:
+        for i, m in enumerate(plan.meetings):
+            where = f"{pf}: meetings[{i}] ({m.month})"
+            for field in ("host", "backup_host"):
+                pid = getattr(m, field)
+                if pid is not None and pid not in ids:
+                    problems.append(
+                        f"{where}.{field}: '{pid}' is not a member id in {net_file} "
+                        f"(fix: use one of {', '.join(sorted(ids))}, or add the person to network.yaml)"
+                    )
+            for g in m.guests:
+                if g not in guest_ids:
+                    problems.append(
+                        f"{where}.guests: '{g}' is not a guest id in {net_file} "
+                        f"(fix: add it under guests: with name and email, or use one of {', '.join(sorted(guest_ids)) or '(none yet)'})"
+                    )
+            if m.meeting_id in seen and not (m.month.endswith("-01") and seen[m.meeting_id] != pf):
+                # (a January meeting in two files is reported by plan_file_problems, naming both)
+                problems.append(f"{where}.id: meeting id '{m.meeting_id}' already used in {seen[m.meeting_id]} (fix: set a unique id:)")
+            seen[m.meeting_id] = pf
+            if m.date and m.date.strftime("%Y-%m") != m.month and not m.tentative:
+                problems.append(f"{where}.date: {m.date} is not in month {m.month} (fix: correct the date or the month)")
+    return problems
+
 
 
 def _load_projects(directory: Path, network: Network | None, problems: list[str]) -> Projects:
@@ -310,3 +325,74 @@ def load_planning(directory: Path | str | None = None, environ: dict[str, str] |
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+# ------------------------------------------------------------------ the members overlay
+
+#: the members the coordinator added or removed (by reply or in Prefect), in the work directory:
+#: ``network.yaml`` stays the operator's setup; this file is written by kcg-mail only
+MEMBERS_OVERLAY = "members.yaml"
+_OVERLAY_HEADER = ("# Members the coordinator added or removed (by replying \"ja\" or in the Prefect forms\n"
+                   "# kcg-member-add / kcg-member-remove). Written by kcg-mail; read over config/network.yaml.\n")
+
+
+def read_members_overlay(workdir: Path | str) -> dict[str, list[dict[str, str]]]:
+    """``{"added": [person fields...], "removed": [{"email": ...}...]}`` (empty when none)."""
+    file = Path(workdir) / MEMBERS_OVERLAY
+    if not file.is_file():
+        return {"added": [], "removed": []}
+    problems: list[str] = []
+    data = _read_yaml(file, problems)
+    if problems or not isinstance(data, dict):
+        raise ConfigError(problems or [f"{file}: expected added: and removed: lists (fix: restore it from the backup)"])
+    return {"added": [dict(x) for x in data.get("added") or [] if isinstance(x, dict)],
+            "removed": [dict(x) for x in data.get("removed") or [] if isinstance(x, dict)]}
+
+
+def write_members_overlay(workdir: Path | str, data: dict[str, list[dict[str, str]]]) -> None:
+    """Write the overlay atomically (temporary file, fsync, rename)."""
+    file = Path(workdir) / MEMBERS_OVERLAY
+    tmp = file.with_suffix(".yaml.tmp")
+    text = _OVERLAY_HEADER + yaml.safe_dump({"added": data.get("added", []), "removed": data.get("removed", [])},
+                                            allow_unicode=True, sort_keys=False, default_flow_style=False)
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, file)
+
+
+def apply_members_overlay(cfg: Config, workdir: Path | str) -> Config:
+    """The config with the coordinator's added members in ``network.members`` and his
+    removed ones inactive (``active: false``: no invitation, no distribution, no round).
+    A person already in network.yaml (the operator added them there too) is taken from
+    there; the coordinator himself is never removed."""
+    from kcg_mail.core.config_model import Person
+
+    data = read_members_overlay(workdir)
+    if not data["added"] and not data["removed"]:
+        return cfg
+    net = cfg.network
+    members = list(net.members)
+    known = {p.email for p in members + net.guests}
+    ids = {p.id for p in members + net.guests}
+    file = Path(workdir) / MEMBERS_OVERLAY
+    for i, entry in enumerate(data["added"]):
+        fields = {k: str(v) for k, v in entry.items() if k in ("id", "name", "organisation", "city", "email")}
+        try:
+            person = Person(**fields)
+        except ValidationError as exc:
+            raise ConfigError([f"{file}: added[{i}]: {exc.errors()[0].get('msg')} (fix: restore the file from the "
+                               "backup or remove the entry)"]) from None
+        if person.email in known:
+            continue
+        pid = person.id
+        while pid in ids:
+            pid += "2"
+        members.append(person.model_copy(update={"id": pid}))
+        known.add(person.email)
+        ids.add(pid)
+    gone = {str(x.get("email", "")).lower() for x in data["removed"]}
+    members = [p.model_copy(update={"active": False}) if p.email in gone and p.role != "coordinator" else p
+               for p in members]
+    return cfg.model_copy(update={"network": net.model_copy(update={"members": members})})

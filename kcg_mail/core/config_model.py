@@ -225,6 +225,8 @@ class Meetings(_Model):
     naming: dict[str, str]
     distribution: Literal["attach", "link"] = "attach"
     decision_rows: int = 6
+    #: the programme of a meeting, per kind (shown in its invitation and the host's brief)
+    programmes: dict[str, list[str]] = {}
     #: how many mails may reach a member a day and a week (``kcg_mail.core.pacing``)
     member_caps: MemberCaps = MemberCaps()
 
@@ -483,6 +485,8 @@ class Config(_Model):
     transport: Transport
     #: config/projects.yaml (optional): project groups
     projects: Projects = Projects()
+    #: where plans adopted by the coordinator's reply are kept (``<workdir>/plans``; "" = none)
+    plans_directory: str = ""
 
     def all_meetings(self) -> list[PlannedMeeting]:
         return [m for p in self.plans for m in p.meetings]

@@ -165,6 +165,23 @@ def reply_to_sent(app: App, key: str, sender: Person, when: datetime, text: str)
 DOCX_SUBTYPE = "vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 
+def coordinator_mail(app: App, coord: Person, when: datetime, subject: str, text: str) -> bytes:
+    """A new mail of the coordinator's own to the network's mailbox, as our receiving
+    server hands it over (authenticated); the same bytes for the same arguments."""
+    import hashlib
+
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = f"{coord.name} <{coord.email}>"
+    msg["To"] = app.cfg.network.mailbox.email
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(when)
+    digest = hashlib.sha1(f"{when.isoformat()}:{subject}:{text}".encode()).hexdigest()[:16]
+    msg["Message-ID"] = f"<{digest}@{coord.email.rpartition('@')[2]}>"
+    msg.set_content(text)
+    trusted = app.cfg.transport.inbound.trusted_authserv_ids
+    return stamp_authentication(msg.as_bytes(), trusted[0]) if trusted else msg.as_bytes()
+
+
 def sent_message(app: App, key: str) -> EmailMessage:
 
     path = maildir(app).root / "sent" / "cur" / sent_name(key)

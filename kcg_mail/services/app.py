@@ -230,9 +230,15 @@ class App:
 
     def meeting_extras(self, meeting_id: str) -> dict[str, Any]:
         """Context for a meeting's mails: the workshop groups of the physical
-        meeting, when the planning round divided them (services/round.py)."""
+        meeting, when the planning round divided them (services/round.py), and
+        the programme of the meeting's kind (``programmes`` in meetings.yaml)."""
         groups = self.ledger.workshop_groups(meeting_id)
-        return {"workshop_groups": groups} if groups else {}
+        out: dict[str, Any] = {"workshop_groups": groups} if groups else {}
+        m = self.meeting(meeting_id)
+        programme = self.cfg.meetings.programmes.get(m.kind, []) if m is not None else []
+        if programme:  # the kind's programme (meetings.yaml), e.g. the January workshop
+            out["programme"] = list(programme)
+        return out
 
     @property
     def ledger(self) -> Ledger:

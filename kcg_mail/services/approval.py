@@ -23,13 +23,14 @@ manual flow ``kcg-approve``) or refuses it with ``reject(app, ref)``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from kcg_mail.ports import MessageRecord
-from kcg_mail.services import guests
+from kcg_mail.services import guests, questions
 from kcg_mail.services.app import App
-from kcg_mail.services.held import held_area
+from kcg_mail.services.held import SENDER_CAUSES, held_area
 from kcg_mail.services.ledger import HeldNote, HeldVersion
 from kcg_mail.services.manual import ManualProblem, find_record, release_from_quarantine
 
@@ -60,6 +61,10 @@ class Pending:
             what = f"möte {self.meeting_id or '?'}"
         return (f"{self.sender}: {self.subject!r} – {files} – {what} – varför: {self.why} "
                 f"(kcg approve {self.msg_key} / kcg reject {self.msg_key})")
+
+
+#: the question kind of held minutes (``services.questions``; the ref is the message's key)
+HELD = "held"
 
 
 def _note(app: App, msg_key: str) -> HeldNote | None:
@@ -101,6 +106,36 @@ def pending_markdown(app: App) -> str:
     lines = ["## Väntar på godkännande", ""]
     lines += [f"- {p.line()}" for p in items]
     return "\n".join(lines) + "\n"
+
+
+def _question(app: App, p: Pending) -> questions.Question:
+    m = app.meeting(p.meeting_id or "")
+    what = f"Protokollet från mötet {m.date_text()}" if m is not None else "Ett svar till nätverket"
+    why = re.sub(r"\s*\([a-z-]+: .*\)$", "", p.why)  # the rule's technical note is for the log
+    details = [f"Från: {p.sender}", f"Ämne: {p.subject}"] + ([f"Fil: {', '.join(p.files)}"] if p.files else [])
+    if p.kind == "distribution":
+        what = f"Version {p.version} av protokollet från mötet {m.date_text() if m else p.meeting_id}"
+        return questions.Question(f"{what} väntar på ditt ja", f"{what} är arkiverad men inte utskickad, "
+                                  f"eftersom {why}.", "skicka ut den till medlemmarna", "stoppa utskicket")
+    return questions.Question(f"{what} väntar på ditt ja", f"{what} har kommit in men väntar, eftersom {why}.",
+                              "arkivera det och skicka ut det till medlemmarna",
+                              "stoppa det (inget arkiveras eller skickas)", tuple(details))
+
+
+def ask_waiting(app: App, now: datetime) -> list[str]:
+    """Ask the coordinator about every held version of minutes from a confirmed filer (over the
+    day's allowance, a late copy, something unsafe taken out) not yet asked about, once each.
+    What waits because its sender could not be confirmed is not mailed about: anybody can send
+    such mail, and a question per forged mail would let a stranger flood the coordinator; it
+    stays on the approval list of the overview and in the forms. Guests ask themselves."""
+    out = []
+    for p in pending(app):
+        if p.kind in ("version", "distribution") and (p.cause or "") not in SENDER_CAUSES:
+            m = app.meeting(p.meeting_id or "")
+            app.outbox.now = now
+            if questions.ask(app, HELD, p.msg_key, m, _question(app, p)) != "already":
+                out.append(p.msg_key)
+    return out
 
 
 @dataclass

@@ -63,7 +63,14 @@ def protocol_context(app: App, m: Meeting) -> dict[str, Any]:
         "values": list(cfg.network.values),
         "decision_rows": cfg.meetings.decision_rows,
         "followup": _followup_context(app, m),
+        "plan": _plan_section(app, m),
     }
+
+
+def _plan_section(app: App, m: Meeting) -> dict[str, Any] | None:
+    from kcg_mail.services.plan_adoption import protocol_section  # the January meeting adopts the plan
+
+    return protocol_section(app, m)
 
 
 def _followup_context(app: App, m: Meeting) -> dict[str, Any]:

@@ -218,6 +218,23 @@ class Ledger:
     def set_guest_approval(self, meeting_id: str, email: str, answer: Literal["approved", "rejected"]) -> None:
         self.state.put(f"guest_approval:{meeting_id}:{email.lower()}", answer)
 
+    def demo_day(self) -> date | None:
+        """The last simulated day ``kcg demo`` ran (a rerun resumes there)."""
+        raw = self.state.get("demo:day")
+        return date.fromisoformat(raw) if raw else None
+
+    def set_demo_day(self, day: date) -> None:
+        self.state.put("demo:day", day.isoformat())
+
+    # ------------------------------------------------------------ members added or removed by the coordinator
+    def member_request(self, ref: str) -> dict[str, str] | None:
+        """The coordinator's request to add or remove a member (asked, done, rejected)."""
+        value: dict[str, str] | None = self._json(f"member_request:{ref}")
+        return value
+
+    def put_member_request(self, ref: str, request: dict[str, str]) -> None:
+        self._put_json(f"member_request:{ref}", request)
+
     # ------------------------------------------------------------ the planning round
     def planning_value(self, year: int, what: str) -> Any:
         """A value of the year's planning round (needs, ballot, groups, …); None when unset."""
@@ -233,6 +250,15 @@ class Ledger:
 
     def set_workshop_groups(self, meeting_id: str, groups: list[list[str]]) -> None:
         self._put_json(f"planning:groups:{meeting_id}", groups)
+
+    # ------------------------------------------------------------ next year's plan
+    def plan_adoption(self, year: int) -> dict[str, Any]:
+        """How next year's plan is being adopted: the candidates read (from the
+        January protocol or the coordinator's table) and the one adopted."""
+        return dict(self._json(f"plan_adoption:{year}") or {})
+
+    def set_plan_adoption(self, year: int, value: dict[str, Any]) -> None:
+        self._put_json(f"plan_adoption:{year}", value, sort_keys=True)
 
     # ------------------------------------------------------------ between meetings
     def decision_state(self, ref: str) -> dict[str, str] | None:

@@ -549,7 +549,10 @@ def close_round(app: App, year: int, now: datetime) -> list[str]:
                  "meeting_text": meeting.date_text() if meeting else ""},
                 attachments=(Attachment(stored.path.rpartition("/")[2], DOCX, doc),))
     _put(app, year, "result", result)
-    return [f"rösterna räknade: {t.ballots} röstsedlar, {len(t.focus())} fokusområden",
+    from kcg_mail.services.plan_adoption import after_tally  # the workshop groups' tasks, the coordinator's table
+
+    workshop = after_tally(app, year, now, stored.path.rpartition("/")[2], doc, list(s.areas))
+    return workshop + [f"rösterna räknade: {t.ballots} röstsedlar, {len(t.focus())} fokusområden",
             f"Handlingsplan {year} arkiverad: {stored.path}", f"utkast till årsplan: {draft_file.path}",
             f"resultatet till medlemmarna: {out}"] + list(t.ties) + list(t.late)
 
@@ -622,14 +625,9 @@ def action_plan_docx(app: App, year: int, t: pl.Tally, g: pl.Groups, draft: Any)
 
 def draft_for(app: App, year: int) -> Any:
     """The draft plan for ``year``: themes from the round's focus topics when a round ran."""
-    from kcg_mail.core.round_draft import draft_plan
+    from kcg_mail.services.plan_adoption import draft_for as draft
 
-    result = round_value(app, year, "result", None)
-    themes = [r["text"] for r in sorted((r for r in result["rows"] if r["focus"]),
-                                        key=lambda r: (-r["votes"], r["number"]))] if result else None
-    return draft_plan(year, list(app.cfg.network.members), [p for p in app.cfg.plans if p.year < year],
-                      holiday_policy=app.cfg.meetings.holiday_policy,
-                      extra_days=frozenset(app.cfg.meetings.extra_non_working_days), themes=themes)
+    return draft(app, year)
 
 
 def open_rounds(app: App) -> list[int]:

@@ -166,6 +166,7 @@ GATES: dict[Outcome, Gate] = {
     Outcome.PROJECT_STATUS: Gate(MEMBER_ANSWER_CHAIN, "hold", "member's own answer"),
     #: a forged "ja" is never acted on, nor offered to the coordinator as something to approve
     Outcome.COORDINATOR_ANSWER: Gate(COORDINATOR_CHAIN, "discard", "the coordinator's own answer"),
+    Outcome.COORDINATOR_REQUEST: Gate(COORDINATOR_CHAIN, "discard", "the coordinator's own request"),
 }
 
 
