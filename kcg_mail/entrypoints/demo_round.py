@@ -154,6 +154,19 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
 
     last_daily = [date.fromordinal(r.start.toordinal() - 1)]
 
+    def arrived(key: str, d: date) -> date:
+        """``d``, or the later day the mail ``key`` reached its reader when it waited for
+        the member caps (a member answers a mail once it is there)."""
+        catch_up(d)
+        w = app.ledger.waiting_mail(key)
+        return max(d, date.fromisoformat(w.get("settled") or w["until"])) if w else d
+
+    def by_day(people: list[Person], what: str, d: date) -> dict[date, list[Person]]:
+        days: dict[date, list[Person]] = {}
+        for p in people:
+            days.setdefault(arrived(f"plan-{YEAR}:{what}:{p.email}", d), []).append(p)
+        return dict(sorted(days.items()))
+
     done = round_.round_value(app, YEAR, "result", None)
     if done:  # played already: nothing is sent again
         tasks, adopted, more = play_adoption(workdir, config_dir, echo)
@@ -176,10 +189,10 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
             raw = reply_to(original, p, needs_text(topics), at(d, 10))
         deliver(f"needs-{p.id}.eml", lambda: raw)
 
-    for p in members:
-        if p.id not in LATE_NEEDS:
-            answer_needs(p, day)
-    intake(day)
+    for d, people in by_day([p for p in members if p.id not in LATE_NEEDS], "needs", day).items():
+        for p in people:
+            answer_needs(p, d)
+        intake(d)
     flow(planning_tick, r.needs_reminder)
     late_day = date.fromordinal(r.needs_reminder.toordinal() + 2)
     for p in members:
@@ -206,16 +219,17 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
             raw = reply_to(original, p, ballot_text(i, votes), at(d, 9))
         deliver(f"ballot-{p.id}{tag}.eml", lambda: raw)
 
-    for p in members:
-        if p.id == INVALID_THEN_FIXED:
-            catch_up(vote_day)
-            original = sent_message(app, f"plan-{YEAR}:ballot:{p.email}")
-            numbers = ballot_numbers(docx_attachment(original)[1])
-            wrong = {numbers[POPULAR[0]]: 6, numbers[POPULAR[2]]: 6}  # 12 votes: too many
-            vote(p, vote_day, wrong, "-1")
-        elif p.id not in (AFTER_REMINDER, WEEKEND_VOTER):
-            vote(p, vote_day)
-    intake(vote_day)
+    for d, people in by_day([p for p in members if p.id not in (AFTER_REMINDER, WEEKEND_VOTER)], "ballot",
+                            vote_day).items():
+        for p in people:
+            if p.id == INVALID_THEN_FIXED:
+                original = sent_message(app, f"plan-{YEAR}:ballot:{p.email}")
+                numbers = ballot_numbers(docx_attachment(original)[1])
+                wrong = {numbers[POPULAR[0]]: 6, numbers[POPULAR[2]]: 6}  # 12 votes: too many
+                vote(p, d, wrong, "-1")
+            else:
+                vote(p, d)
+        intake(d)
     fix_day = date.fromordinal(vote_day.toordinal() + 3)
     vote(next(p for p in members if p.id == INVALID_THEN_FIXED), fix_day, tag="-2")
     intake(fix_day)
@@ -224,12 +238,13 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
     late_voter = next(p for p in members if p.id == AFTER_REMINDER)
     waited = app.ledger.waiting_mail(f"plan-{YEAR}:ballot_reminder:{late_voter.email}")
     reminded = date.fromordinal((date.fromisoformat(waited["until"]) if waited else r.votes_reminder).toordinal() + 1)
-    vote(next(p for p in members if p.id == AFTER_REMINDER), reminded)
+    vote(late_voter, reminded)
     intake(reminded)
     weekend = date.fromordinal(r.votes_deadline.toordinal() + 1)
     vote(next(p for p in members if p.id == WEEKEND_VOTER), weekend)
     intake(weekend)
     flow(planning_tick, date.fromordinal(r.votes_deadline.toordinal() + 3))  # closes the round
+    catch_up(date.fromordinal(r.votes_deadline.toordinal() + 17))  # what waited behind the result (the groups' tasks)
     res = round_.round_value(app, YEAR, "result", {})
     echo(f"Handlingsplan {YEAR}: {res.get('path')}")
     tasks, adopted, more = play_adoption(workdir, config_dir, echo)

@@ -35,7 +35,9 @@ YEAR = 2024
 
 @pytest.fixture
 def app(tmp_path):
-    return bootstrap(tmp_path / "work", CONFIG_DIR)
+    app = bootstrap(tmp_path / "work", CONFIG_DIR)
+    app.outbox.pacer = None  # the round's steps on the days named here (the member caps: test_member_caps*.py)
+    return app
 
 
 def keys(app) -> set[str]:
