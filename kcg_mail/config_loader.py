@@ -32,6 +32,7 @@ from kcg_mail.core.config_model import (
     MailSettings,
     Meetings,
     Network,
+    Person,
     Plan,
     SmtpImapSettings,
     Transport,
@@ -240,7 +241,10 @@ def load_config(directory: Path | str | None = None, environ: dict[str, str] | N
 
     # cross-references: hosts, guests, unique ids and months
     if network is not None:
-        problems += plan_problems(plans, network, net_file)
+        # a plan adopted by the coordinator may name a member he added (the overlay beside its plans/)
+        known = network if plans_dir is None else network.model_copy(
+            update={"members": overlay_members(network, Path(plans_dir).parent)})
+        problems += plan_problems(plans, known, net_file)
     projects = _load_projects(directory, network, problems)
     if problems:
         raise ConfigError(problems)
@@ -367,12 +371,17 @@ def apply_members_overlay(cfg: Config, workdir: Path | str) -> Config:
     removed ones inactive (``active: false``: no invitation, no distribution, no round).
     A person already in network.yaml (the operator added them there too) is taken from
     there; the coordinator himself is never removed."""
-    from kcg_mail.core.config_model import Person
-
     data = read_members_overlay(workdir)
     if not data["added"] and not data["removed"]:
         return cfg
     net = cfg.network
+    return cfg.model_copy(update={"network": net.model_copy(update={"members": overlay_members(net, workdir, data)})})
+
+
+def overlay_members(net: Network, workdir: Path | str,
+                    data: dict[str, list[dict[str, str]]] | None = None) -> list[Person]:
+    """``net``'s members with the overlay applied (see ``apply_members_overlay``)."""
+    data = read_members_overlay(workdir) if data is None else data
     members = list(net.members)
     known = {p.email for p in members + net.guests}
     ids = {p.id for p in members + net.guests}
@@ -393,6 +402,5 @@ def apply_members_overlay(cfg: Config, workdir: Path | str) -> Config:
         known.add(person.email)
         ids.add(pid)
     gone = {str(x.get("email", "")).lower() for x in data["removed"]}
-    members = [p.model_copy(update={"active": False}) if p.email in gone and p.role != "coordinator" else p
-               for p in members]
-    return cfg.model_copy(update={"network": net.model_copy(update={"members": members})})
+    return [p.model_copy(update={"active": False}) if p.email in gone and p.role != "coordinator" else p
+            for p in members]
