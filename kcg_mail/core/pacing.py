@@ -220,9 +220,10 @@ class CapCheck:
 
     def most(self, month: str) -> tuple[int, int]:
         """The most counted mails a member got in a day of ``month`` (YYYY-MM) and
-        in a week that starts in it."""
+        in a week with a day in it."""
         day = max((n for (_, d), n in self.days.items() if d.isoformat()[:7] == month), default=0)
-        week = max((n for (_, d), n in self.weeks.items() if d.isoformat()[:7] == month), default=0)
+        week = max((n for (_, d), n in self.weeks.items()
+                    if month in (d.isoformat()[:7], (d + timedelta(days=6)).isoformat()[:7])), default=0)
         return day, week
 
 
