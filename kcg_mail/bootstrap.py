@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from kcg_mail.documents.render import ProtocolRenderer
 
-from kcg_mail.config_loader import MEMBERS_OVERLAY, apply_members_overlay, load_config
+from kcg_mail.config_loader import MEMBERS_OVERLAY, adopted_plan_problems, apply_members_overlay, load_config
 from kcg_mail.core.config_model import (
     Config,
     ConfigError,
@@ -61,6 +61,7 @@ def make_mail(cfg: Config, workdir: Path, *, create: bool = True) -> MailTranspo
         )
     if isinstance(s, ExchangeSettings):
         from kcg_mail.adapters.exchange import ExchangeTransport
+        from kcg_mail.adapters.exchange_ews import EwsSession
 
         kw: dict[str, Any] = dict(mailbox=s.mailbox or cfg.network.mailbox.email, auth=s.auth,
                                   service_endpoint=s.service_endpoint, version=s.version,
@@ -69,11 +70,12 @@ def make_mail(cfg: Config, workdir: Path, *, create: bool = True) -> MailTranspo
             kw.update(client_id=s.client_id, tenant_id=s.tenant_id, client_secret=require("ews_client_secret"))
         else:
             kw.update(username=s.username, password=require("ews_password"))
-        return ExchangeTransport(**kw)
+        return ExchangeTransport(EwsSession(**kw))
     from kcg_mail.adapters.graph import GraphTransport
+    from kcg_mail.adapters.graph_http import GraphClient
 
-    return GraphTransport(mailbox=s.mailbox or cfg.network.mailbox.email, tenant_id=s.tenant_id,
-                          client_id=s.client_id, client_secret=require("graph_client_secret"))
+    return GraphTransport(GraphClient(mailbox=s.mailbox or cfg.network.mailbox.email, tenant_id=s.tenant_id,
+                                      client_id=s.client_id, client_secret=require("graph_client_secret")))
 
 
 def make_source(cfg: Config, workdir: Path, stop: threading.Event | None = None, *,
@@ -152,6 +154,9 @@ def bootstrap(workdir: Path | str = DEFAULT_WORKDIR, config_dir: Path | str | No
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = apply_members_overlay(cfg or load_config(config_dir, plans_dir=workdir / "plans"), workdir)
+    adopted_problems = adopted_plan_problems(cfg)  # a plan adopted by reply may name a member added by reply
+    if adopted_problems:
+        raise ConfigError(adopted_problems)
     templates = Path(templates_dir or DEFAULT_TEMPLATES)
     renderer, template_problems = load_renderer(templates, workdir)
     mail = mail or make_mail(cfg, workdir)

@@ -32,7 +32,6 @@ from kcg_mail.core.config_model import (
     MailSettings,
     Meetings,
     Network,
-    Person,
     Plan,
     SmtpImapSettings,
     Transport,
@@ -241,10 +240,10 @@ def load_config(directory: Path | str | None = None, environ: dict[str, str] | N
 
     # cross-references: hosts, guests, unique ids and months
     if network is not None:
-        # a plan adopted by the coordinator may name a member he added (the overlay beside its plans/)
-        known = network if plans_dir is None else network.model_copy(
-            update={"members": overlay_members(network, Path(plans_dir).parent)})
-        problems += plan_problems(plans, known, net_file)
+        # an adopted plan may name a member the coordinator added by reply (the workdir's members
+        # overlay): its hosts are checked against the overlaid network (``adopted_plan_problems``)
+        adopted = {pf for pf, _ in plans if plans_dir is not None and pf.parent == Path(plans_dir)}
+        problems += plan_problems(plans, network, net_file, hosts_later=adopted)
     projects = _load_projects(directory, network, problems)
     if problems:
         raise ConfigError(problems)
@@ -252,8 +251,10 @@ def load_config(directory: Path | str | None = None, environ: dict[str, str] | N
                   transport=transport, projects=projects, plans_directory=str(plans_dir or ""))
 
 
-def plan_problems(plans: list[tuple[Path, Plan]], network: Network, net_file: Path) -> list[str]:
-    """The cross-references of plan files: hosts and guests known, ids unique, dates in their month."""
+def plan_problems(plans: list[tuple[Path, Plan]], network: Network, net_file: Path, *,
+                  hosts_later: set[Path] | None = None) -> list[str]:
+    """The cross-references of plan files: hosts and guests known, ids unique, dates in their month
+    (the hosts of the files in ``hosts_later`` are left to ``adopted_plan_problems``)."""
     problems: list[str] = []
     ids = {p.id for p in network.members}
     guest_ids = {p.id for p in network.guests}
@@ -263,7 +264,7 @@ def plan_problems(plans: list[tuple[Path, Plan]], network: Network, net_file: Pa
             where = f"{pf}: meetings[{i}] ({m.month})"
             for field in ("host", "backup_host"):
                 pid = getattr(m, field)
-                if pid is not None and pid not in ids:
+                if pid is not None and pid not in ids and pf not in (hosts_later or set()):
                     problems.append(
                         f"{where}.{field}: '{pid}' is not a member id in {net_file} "
                         f"(fix: use one of {', '.join(sorted(ids))}, or add the person to network.yaml)"
@@ -371,17 +372,12 @@ def apply_members_overlay(cfg: Config, workdir: Path | str) -> Config:
     removed ones inactive (``active: false``: no invitation, no distribution, no round).
     A person already in network.yaml (the operator added them there too) is taken from
     there; the coordinator himself is never removed."""
+    from kcg_mail.core.config_model import Person
+
     data = read_members_overlay(workdir)
     if not data["added"] and not data["removed"]:
         return cfg
     net = cfg.network
-    return cfg.model_copy(update={"network": net.model_copy(update={"members": overlay_members(net, workdir, data)})})
-
-
-def overlay_members(net: Network, workdir: Path | str,
-                    data: dict[str, list[dict[str, str]]] | None = None) -> list[Person]:
-    """``net``'s members with the overlay applied (see ``apply_members_overlay``)."""
-    data = read_members_overlay(workdir) if data is None else data
     members = list(net.members)
     known = {p.email for p in members + net.guests}
     ids = {p.id for p in members + net.guests}
@@ -402,5 +398,15 @@ def overlay_members(net: Network, workdir: Path | str,
         known.add(person.email)
         ids.add(pid)
     gone = {str(x.get("email", "")).lower() for x in data["removed"]}
-    return [p.model_copy(update={"active": False}) if p.email in gone and p.role != "coordinator" else p
-            for p in members]
+    members = [p.model_copy(update={"active": False}) if p.email in gone and p.role != "coordinator" else p
+               for p in members]
+    return cfg.model_copy(update={"network": net.model_copy(update={"members": members})})
+
+
+def adopted_plan_problems(cfg: Config) -> list[str]:
+    """The plans adopted by reply (``<workdir>/plans``) checked against the network with the
+    coordinator's added members (``apply_members_overlay``): their hosts may be new members."""
+    if not cfg.plans_directory:
+        return []
+    files = [(Path(cfg.plans_directory) / f"plan-{p.year}.yaml", p) for p in cfg.plans]
+    return plan_problems([(pf, p) for pf, p in files if pf.exists()], cfg.network, Path(cfg.directory) / "network.yaml")

@@ -26,7 +26,7 @@ from kcg_mail.core.inbound.answer import Answer
 from kcg_mail.core.inbound.member_request import read_request
 from kcg_mail.core.inbound.outcome import Outcome
 from kcg_mail.ports import ActionRecord
-from kcg_mail.services import approval, guests, members, plan_adoption, questions
+from kcg_mail.services import approval, ballot_correction, guests, members, plan_adoption, questions
 from kcg_mail.services.app import App
 from kcg_mail.services.manual import ManualProblem
 from kcg_mail.services.questions import register, yes_no
@@ -48,7 +48,10 @@ register(members.KIND_ADD, yes_no(members.on_yes, members.on_no))  # a member to
 register(members.KIND_REMOVE, yes_no(members.on_yes, members.on_no))  # a member to remove
 # next year's plan: a reply is read by plan_adoption.handle_answer (it may carry an edited table); the form's yes/no here
 register(plan_adoption.WHAT, lambda app, q, answer, now: plan_adoption.decide(app, q, answer.choice == "yes", now),
-         ids=plan_adoption.question_ids)
+         ids=plan_adoption.question_ids, reply=plan_adoption.handle_answer)
+# a member's unclear ballot: his reply carries the votes; the form is kcg-planning-correct-ballot
+register(ballot_correction.WHAT, ballot_correction.form_answer,
+         ids=lambda app, actions: ballot_correction.question_ids(actions), reply=ballot_correction.handle_answer)
 
 
 def question_ids(app: App, actions: list[ActionRecord]) -> dict[str, QuestionRef]:
@@ -66,9 +69,9 @@ def ask_waiting(app: App, now: datetime) -> None:
 
 
 def handle_answer(app: App, mail: ParsedMail, q: QuestionRef, key: str, now: datetime) -> tuple[Outcome, str]:
-    if q.what == plan_adoption.WHAT:  # next year's plan: an edited table or a yes (services/plan_adoption.py)
-        return plan_adoption.handle_answer(app, mail, q, key, now)
     kind = questions.KINDS.get(q.what) or questions.KINDS[approval.HELD]
+    if kind.reply is not None:  # more than a yes or no: the kind reads the whole reply
+        return kind.reply(app, mail, q, key, now)
     answer = kind.read(mail.text or "")
     if not answer.clear:
         out = _receipt(app, mail, q.meeting_id, key, understood=False, text=answer.text[:80], done="",

@@ -35,18 +35,13 @@ from kcg_mail.services.ledger import HeldNote, HeldVersion
 from kcg_mail.services.manual import ManualProblem, find_record, release_from_quarantine
 
 
-@dataclass
-class Pending:
+@dataclass(frozen=True, kw_only=True)
+class Pending(HeldNote):
+    """A held message as the coordinator sees it: its note (what the record says where
+    the note is silent) and the message it is about."""
+
     msg_key: str
     ref: str
-    kind: str  # "message" | "version" | "distribution"
-    meeting_id: str | None
-    sender: str
-    subject: str
-    files: list[str]
-    why: str
-    version: int | None = None
-    cause: str | None = None
     #: the file an approval files and distributes (held area, relative to the work directory)
     sends: str = ""
 
@@ -83,14 +78,13 @@ def pending(app: App) -> list[Pending]:
     for rec in app.state.messages("held"):
         if rec.status != "done":
             continue
-        n = _note(app, rec.msg_key)
-        if n is None:
-            out.append(Pending(rec.msg_key, rec.ref, "message", rec.meeting_id, rec.sender, rec.subject, [], rec.reason))
-            continue
+        # a message held before anything was read has no note: the record says it all
+        n = _note(app, rec.msg_key) or HeldNote("message", None, "", "", [], "")
         hv = _held_version(app, n)
-        sends = f"filen {held_area(app).relative(hv)}" if hv is not None else ""
-        out.append(Pending(rec.msg_key, rec.ref, n.kind, n.meeting_id or rec.meeting_id, n.sender or rec.sender,
-                           n.subject or rec.subject, list(n.files), n.why or rec.reason, n.version, n.cause, sends))
+        note = replace(n, meeting_id=n.meeting_id or rec.meeting_id, sender=n.sender or rec.sender,
+                       subject=n.subject or rec.subject, files=list(n.files), why=n.why or rec.reason)
+        out.append(Pending(**vars(note), msg_key=rec.msg_key, ref=rec.ref,
+                           sends=f"filen {held_area(app).relative(hv)}" if hv is not None else ""))
     return out
 
 

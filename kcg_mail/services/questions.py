@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from kcg_mail.core.inbound import ParsedMail
 from kcg_mail.core.inbound.answer import Answer, read_yes_no
+from kcg_mail.core.inbound.outcome import Outcome
 from kcg_mail.core.inbound.verdict import QuestionRef
 from kcg_mail.core.plan import Meeting
 from kcg_mail.ports import ActionRecord
@@ -50,6 +52,9 @@ class Reading(Protocol):
 Handler = Callable[[App, QuestionRef, Any, datetime], str]
 #: (app, the action records) -> our question mail's Message-ID -> the question
 IdsFn = Callable[[App, list[ActionRecord]], dict[str, QuestionRef]]
+#: (app, the reply, the question, its message key, now) -> (outcome, what was done): for a kind whose
+#: answer is more than a yes or no (an attached table, a member's votes) and that reads the whole reply
+ReplyFn = Callable[[App, ParsedMail, QuestionRef, str, datetime], tuple[Outcome, str]]
 
 
 @dataclass(frozen=True)
@@ -61,15 +66,17 @@ class Kind:
     ids: IdsFn | None = None
     #: the line that asks again when the answer is unclear
     again: str = AGAIN_YES_NO
+    #: for a kind that reads the whole reply itself (then ``read``/``handle`` serve the form only)
+    reply: ReplyFn | None = None
 
 
 KINDS: dict[str, Kind] = {}
 
 
 def register(what: str, handle: Handler, *, read: Callable[[str], Reading] = read_yes_no, ids: IdsFn | None = None,
-             again: str = AGAIN_YES_NO) -> Kind:
+             again: str = AGAIN_YES_NO, reply: ReplyFn | None = None) -> Kind:
     """Add a kind of question (``what`` is ``QuestionRef.what``); registering it again replaces it."""
-    kind = Kind(what, handle, read, ids, again)
+    kind = Kind(what, handle, read, ids, again, reply)
     KINDS[what] = kind
     return kind
 
