@@ -11,7 +11,7 @@ Every mail falls in one of four classes, by its kind (the template's name):
 ``always``
     The invitation (and its updates and cancellations) and the minutes: what the
     members need. They count toward the cap but are never held back, also on a
-    meeting's day. A later version of a meeting's minutes (``v2``, …) is paced.
+    meeting's day.
 ``host_task``
     The host's own mails about their meeting (brief, reminder, template, chase,
     a changed plan): they count and are never held back by the cap (they must
@@ -66,17 +66,8 @@ HOST_TASK_DAYS = 3
 HORIZON_DAYS = 120
 
 
-def later_version(key: str) -> bool:
-    """Is ``key`` (``<meeting>:distribute:members:v<n>``) a later version of a meeting's minutes?"""
-    version = key.rpartition(":v")[2]
-    return version.isdigit() and int(version) > 1
-
-
-def pace_of(kind: str, recipients: Collection[str], coordinator: str, key: str = "") -> Pace:
-    """The class of a mail of ``kind`` to ``recipients`` (addresses, any case);
-    ``key``: its Outbox key (a later version of the minutes waits its turn)."""
-    if kind == "distribute" and later_version(key):
-        return Pace.PACED
+def pace_of(kind: str, recipients: Collection[str], coordinator: str) -> Pace:
+    """The class of a mail of ``kind`` to ``recipients`` (addresses, any case)."""
     if kind in ALWAYS:
         return Pace.ALWAYS
     if kind in HOST_TASKS:
@@ -246,7 +237,7 @@ def check_caps(mails: Iterable[SentMail], members: Collection[str], coordinator:
     per_day: dict[tuple[str, date], int] = {}
     bad_days: list[tuple[str, date, str]] = []
     for m in mails:
-        pace = pace_of(m.kind, m.to, coordinator, m.key)
+        pace = pace_of(m.kind, m.to, coordinator)
         if not counts(pace):
             continue
         for person in sorted({t.lower() for t in m.to} & people):

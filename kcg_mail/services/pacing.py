@@ -108,7 +108,7 @@ class Pacer:
         self._booked: dict[str, dict[date, int]] | None = None
 
     def pace(self, msg: OutgoingMessage) -> Pace:
-        return pace_of(msg.action, [a.email for a in msg.recipients], self.coordinator, msg.key)
+        return pace_of(msg.action, [a.email for a in msg.recipients], self.coordinator)
 
     def members_of(self, to: Iterable[str]) -> list[str]:
         return sorted({e.lower() for e in to} & self.members)
@@ -123,7 +123,7 @@ class Pacer:
                 to = rec.detail.get("to")
                 if rec.status not in ("intent", "done") or not isinstance(to, list) or ":step:" in rec.key:
                     continue
-                if not counts(pace_of(rec.action, to, self.coordinator, rec.key)):
+                if not counts(pace_of(rec.action, to, self.coordinator)):
                     continue
                 day = date.fromisoformat(str(rec.detail.get("on") or rec.at[:10]))
                 for person in self.members_of(to):

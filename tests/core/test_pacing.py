@@ -55,16 +55,6 @@ def test_each_mail_has_its_class(kind, to, pace):
     assert pace_of(kind, to, COORD) is pace
 
 
-def test_a_later_version_of_the_minutes_waits_its_turn():
-    assert pace_of("distribute", [ANNA], COORD, "2024-01:distribute:members:v1") is Pace.ALWAYS
-    assert pace_of("distribute", [ANNA], COORD, "2024-01:distribute:members:v2") is Pace.PACED
-    assert pace_of("distribute", [ANNA], COORD, "2024-01:distribute:members:v12") is Pace.PACED
-    tue = MON + timedelta(days=1)
-    first = SentMail("2023-11:distribute:members:v1", "distribute", tue, (ANNA,))
-    second = SentMail("2023-11:distribute:members:v2", "distribute", tue, (ANNA,))
-    assert not check_caps([first, second], [ANNA], COORD, MEETINGS, CAPS).held
-
-
 # ------------------------------------------------------------------ the day
 
 
