@@ -125,7 +125,7 @@ def _lead_reports_back(app: App, day: date) -> bool:
 
 #: the member the coordinator adds in the demo, by a mail to the network and a "ja"
 DEMO_NEW_MEMBER = ("Maria Lund", "maria.lund@kalmar.example.se", "Kalmar City")
-DEMO_NEW_MEMBER_DAY = date(2024, 1, 17)  # after the year and the planning round
+DEMO_NEW_MEMBER_DAY = date(2024, 1, 19)  # after the year, the planning round and the plan's adoption
 
 
 def _open_questions(app: App) -> list[str]:
