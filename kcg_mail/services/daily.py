@@ -135,14 +135,8 @@ def cancel_invitation(app: App, m: Meeting, now: datetime) -> str:
     return invite_members(app, m, now, cancel=True)
 
 
-def remind_host(app: App, m: Meeting, now: datetime) -> str:
-    msg = app.composer.message(
-        "remind_host", f"{m.id}:remind_host:{m.host.email}", m, [m.host], {"meeting": app.composer.meeting_ctx(m, app.meetings)},
-    )
-    return app.outbox.send(msg)
-
-
 def send_template(app: App, m: Meeting, now: datetime) -> str:
+    """The host's reminder and the protocol template, one mail."""
     att = render_protocol(app, m)
     msg = app.composer.message(
         "send_template", f"{m.id}:send_template:{m.host.email}", m, [m.host],
@@ -174,7 +168,6 @@ def escalate(app: App, m: Meeting, now: datetime) -> str:
 HANDLERS: dict[str, Callable[..., str]] = {
     "brief_host": brief_host,
     "invite": invite,
-    "remind_host": remind_host,
     "send_template": send_template,
     "chase_host": chase_host,
     "escalate": escalate,
