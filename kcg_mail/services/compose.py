@@ -19,6 +19,7 @@ meeting is named only while it does.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -63,18 +64,32 @@ def date_words(d: date, today: date | None) -> str:
     return text if today is not None and d.year == today.year else f"{text} {d.year}"
 
 
+_LONG_DATE = re.compile(r"^((?:%s) \d{1,2} (?:%s)) (\d{4})$" % ("|".join(WEEKDAYS_SV), "|".join(MONTHS_SV)))
+
+
 def datum(value: object, today: date | None) -> str:
     """The ``datum`` filter: a date, or an ISO date in text ("2023-03-01"), in words;
-    any other text (a host's "v 12", "vid behov") as it is."""
+    a date already in words ("fredag 17 november 2023") loses this year's year;
+    any other text (a host's "v 12", "vid behov") stays as it is."""
     if isinstance(value, datetime):
         return date_words(value.date(), today)
     if isinstance(value, date):
         return date_words(value, today)
     text = str(value or "").strip()
-    try:
-        return date_words(date.fromisoformat(text[:10]), today) if len(text) == 10 else text
-    except ValueError:
-        return text
+    if len(text) == 10:
+        try:
+            return date_words(date.fromisoformat(text), today)
+        except ValueError:
+            return text
+    long = _LONG_DATE.match(text)
+    if long and today is not None and int(long.group(2)) == today.year:
+        return long.group(1)
+    return text
+
+
+def folder_words(folder: str) -> str:
+    """An archive folder as a reader names it: '/KCG/Protokoll/2023' -> 'KCG / Protokoll / 2023'."""
+    return " / ".join(x for x in folder.split("/") if x)
 
 
 class TemplateProblem(Exception):
@@ -183,6 +198,7 @@ class Composer:
         now, today = self.clock(), self.today()
         lead, extra = self.cfg.meetings.lead_days, frozenset(self.cfg.meetings.extra_non_working_days)
         nxt = self.next_ahead(meetings, m)
+        planned = due_dates(m, lead, extra)
         return {
             "id": m.id, "token": m.token, "date": m.date.isoformat(), "date_text": m.date_text(),
             "date_words": date_words(m.date, today), "ahead": now is None or m.start > now,
@@ -192,10 +208,13 @@ class Composer:
             "host": person_ctx(m.host), "backup_host": person_ctx(m.backup_host), "comment": m.comment,
             "guests": [g.name for g in m.guests], "tentative": m.tentative, "proposed": m.proposed or "",
             # the host's days: the reminder with the template, and the minutes due
-            "template_day": date_words(due_dates(m, lead, extra)["send_template"], today),
+            "invite_day": date_words(planned["invite"], today),
+            "invite_done": today is not None and planned["invite"] <= today,
+            "template_day": date_words(planned["send_template"], today),
             "protocol_due": date_words(add_working_days(m.date, lead.protocol_due, extra), today),
             "next": None if nxt is None else {"date_text": nxt.date_text(), "date_words": date_words(nxt.date, today),
-                                              "host_name": nxt.host.name, "theme": nxt.theme_label,
+                                              "host_name": nxt.host.name, "theme": nxt.theme,
+                                              "theme_label": nxt.theme_label,
                                               "tentative": nxt.tentative},
             **(self.meeting_extras(m.id) if self.meeting_extras else {}),
         }
