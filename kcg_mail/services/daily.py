@@ -18,7 +18,7 @@ from kcg_mail.core.plan import Meeting, next_meeting, protocol_filename
 from kcg_mail.ports import Attachment
 from kcg_mail.services import guests
 from kcg_mail.services.app import App
-from kcg_mail.services.compose import DOCX, person_ctx
+from kcg_mail.services.compose import DOCX, date_words, person_ctx
 
 
 @dataclass
@@ -212,14 +212,17 @@ def cancel_orphan(app: App, meeting_id: str, now: datetime) -> str:
     start, end = datetime.fromisoformat(snap.start), datetime.fromisoformat(snap.end)
     seq = snap.sequence + 1
     sender = app.composer.sender
-    text = f"Mötet {start.date().isoformat()} är borttaget ur planen och ställs in."
+    coord = app.cfg.network.coordinator
+    when = date_words(start.date(), now.date())
+    text = (f"Hej alla!\n\nMötet {when} är inställt och borttaget ur årsplanen, och vi tar bort det ur "
+            f"kalendern.\n\nVänliga hälsningar\n{coord.name}, {coord.organisation}\n")
     ev = ical.event(uid=snap.uid, sequence=seq, summary=f"Inställt: {app.cfg.network.short}-möte", description=text,
                     location=snap.location, start=start, end=end, organizer=sender, attendees=attendees, dtstamp=now,
                     status="CANCELLED")
     ics = ical.calendar([ev], method="CANCEL", tzid=app.cfg.meetings.timezone)
     msg = OutgoingMessage(key=f"{meeting_id}:cancel:members:s{seq}", action="cancel_invitation", meeting_id=meeting_id,
                           sender=sender, to=tuple(attendees), subject=f"Inställt: {app.cfg.network.short}-mötet "
-                          f"{start.date().isoformat()} [{app.cfg.network.short}-{meeting_id}]", text=text,
+                          f"{when} [{app.cfg.network.short}-{meeting_id}]", text=text,
                           auto_submitted=False)
     inv = Invitation(message=msg, uid=snap.uid, sequence=seq, method="CANCEL", summary=msg.subject, description=text,
                      location=snap.location, start=start, end=end, tzid=app.cfg.meetings.timezone, ics=ics)
