@@ -48,6 +48,9 @@ MONTHS_EN = ("January", "February", "March", "April", "May", "June", "July", "Au
              "November", "December")
 #: what a meeting is, in a guest's mail ("till nätverkets digitala möte")
 KIND_SV = {"physical": "fysiska möte", "digital": "digitala möte", "all_members": "möte", "study_trip": "studieresa"}
+#: what a meeting is, in a member's or host's sentence ("nätverkets digitala månadsmöte")
+KIND_PHRASE_SV = {"physical": "fysiska möte", "digital": "digitala månadsmöte", "all_members": "möte för alla",
+                  "study_trip": "studieresa"}
 KIND_EN = {"physical": "in-person meeting", "digital": "online meeting", "all_members": "meeting",
            "study_trip": "study trip"}
 
@@ -64,7 +67,8 @@ def date_words(d: date, today: date | None) -> str:
     return text if today is not None and d.year == today.year else f"{text} {d.year}"
 
 
-_LONG_DATE = re.compile(r"^((?:%s) \d{1,2} (?:%s)) (\d{4})$" % ("|".join(WEEKDAYS_SV), "|".join(MONTHS_SV)))
+_WEEKDAY, _MONTH = "|".join(WEEKDAYS_SV), "|".join(MONTHS_SV)
+_LONG_DATE = re.compile(rf"^((?:{_WEEKDAY}) \d{{1,2}} (?:{_MONTH})) (\d{{4}})$")
 
 
 def datum(value: object, today: date | None) -> str:
@@ -204,6 +208,7 @@ class Composer:
             "date_words": date_words(m.date, today), "ahead": now is None or m.start > now,
             "start_time": m.start.strftime("%H:%M"), "end_time": m.end.strftime("%H:%M"),
             "place": m.place, "link": m.link, "location": location_of(m), "kind": m.kind, "kind_label": m.kind_label,
+            "kind_phrase": KIND_PHRASE_SV.get(m.kind, m.kind_label.lower()),
             "theme_no": m.theme_no, "theme": m.theme, "theme_label": m.theme_label, "title": m.title,
             "host": person_ctx(m.host), "backup_host": person_ctx(m.backup_host), "comment": m.comment,
             "guests": [g.name for g in m.guests], "tentative": m.tentative, "proposed": m.proposed or "",

@@ -8,7 +8,6 @@ daily run does, and checks the promises on everything that would go out."""
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import date
 
 import pytest
