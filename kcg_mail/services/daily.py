@@ -14,7 +14,7 @@ from typing import Any
 
 from kcg_mail.core.config_model import Person
 from kcg_mail.core.cycle import Decisions, Due, decide, invitation_snapshot
-from kcg_mail.core.plan import Meeting, next_meeting, protocol_filename
+from kcg_mail.core.plan import Meeting, protocol_filename
 from kcg_mail.ports import Attachment
 from kcg_mail.services import guests
 from kcg_mail.services.app import App
@@ -48,7 +48,7 @@ def protocol_context(app: App, m: Meeting) -> dict[str, Any]:
     att = app.state.attendance(m.id)
     yes = {"ACCEPTED": "Ja", "DECLINED": "Nej", "TENTATIVE": "Kanske"}
     members = sorted(cfg.network.active_members, key=lambda p: (p.city, p.name))
-    nxt = next_meeting(app.meetings, m)
+    nxt = app.composer.next_ahead(app.meetings, m)  # never a meeting already held
     mctx = app.composer.meeting_ctx(m, app.meetings)
     return {
         "network": {"name": cfg.network.name, "short": cfg.network.short},
