@@ -191,8 +191,12 @@ def _no_secrets(section: str, data: dict[str, Any], file: Path, problems: list[s
     return {k: v for k, v in data.items() if str(k).lower() not in SECRET_FIELDS}
 
 
-def load_config(directory: Path | str | None = None, environ: dict[str, str] | None = None) -> Config:
-    """Load and validate every file; raise ConfigError listing all problems."""
+def load_config(directory: Path | str | None = None, environ: dict[str, str] | None = None, *,
+                plans_dir: Path | str | None = None) -> Config:
+    """Load and validate every file; raise ConfigError listing all problems.
+
+    ``plans_dir`` (``<workdir>/plans``): plans adopted by the coordinator's reply
+    (``kcg_mail.services.plan_adoption``), read with ``config/plan-*.yaml``."""
     environ = dict(os.environ if environ is None else environ)
     directory = Path(directory or environ.get("KCG_CONFIG_DIR") or DEFAULT_CONFIG_DIR)
     problems: list[str] = []
@@ -203,6 +207,8 @@ def load_config(directory: Path | str | None = None, environ: dict[str, str] | N
     network = _validate(Network, _read_yaml(net_file, problems), net_file, problems)
 
     plan_files = sorted(directory.glob("plan-*.yaml"))
+    if plans_dir is not None and Path(plans_dir).is_dir():
+        plan_files += sorted(Path(plans_dir).glob("plan-*.yaml"))
     if not plan_files:
         problems.append(f"{directory}: no plan-YYYY.yaml found (fix: add the year plan, e.g. plan-2023.yaml)")
     plans: list[tuple[Path, Plan]] = []
@@ -233,36 +239,44 @@ def load_config(directory: Path | str | None = None, environ: dict[str, str] | N
 
     # cross-references: hosts, guests, unique ids and months
     if network is not None:
-        ids = {p.id for p in network.members}
-        guest_ids = {p.id for p in network.guests}
-        seen: dict[str, Path] = {}
-        for pf, plan in plans:
-            for i, m in enumerate(plan.meetings):
-                where = f"{pf}: meetings[{i}] ({m.month})"
-                for field in ("host", "backup_host"):
-                    pid = getattr(m, field)
-                    if pid is not None and pid not in ids:
-                        problems.append(
-                            f"{where}.{field}: '{pid}' is not a member id in {net_file} "
-                            f"(fix: use one of {', '.join(sorted(ids))}, or add the person to network.yaml)"
-                        )
-                for g in m.guests:
-                    if g not in guest_ids:
-                        problems.append(
-                            f"{where}.guests: '{g}' is not a guest id in {net_file} "
-                            f"(fix: add it under guests: with name and email, or use one of {', '.join(sorted(guest_ids)) or '(none yet)'})"
-                        )
-                if m.meeting_id in seen and not (m.month.endswith("-01") and seen[m.meeting_id] != pf):
-                    # (a January meeting in two files is reported by plan_file_problems, naming both)
-                    problems.append(f"{where}.id: meeting id '{m.meeting_id}' already used in {seen[m.meeting_id]} (fix: set a unique id:)")
-                seen[m.meeting_id] = pf
-                if m.date and m.date.strftime("%Y-%m") != m.month and not m.tentative:
-                    problems.append(f"{where}.date: {m.date} is not in month {m.month} (fix: correct the date or the month)")
+        problems += plan_problems(plans, network, net_file)
     projects = _load_projects(directory, network, problems)
     if problems:
         raise ConfigError(problems)
     return Config(directory=str(directory), network=network, plans=[p for _, p in plans], meetings=meetings,
-                  transport=transport, projects=projects)
+                  transport=transport, projects=projects, plans_directory=str(plans_dir or ""))
+
+
+def plan_problems(plans: list[tuple[Path, Plan]], network: Network, net_file: Path) -> list[str]:
+    """The cross-references of plan files: hosts and guests known, ids unique, dates in their month."""
+    problems: list[str] = []
+    ids = {p.id for p in network.members}
+    guest_ids = {p.id for p in network.guests}
+    seen: dict[str, Path] = {}
+    for pf, plan in plans:
+        for i, m in enumerate(plan.meetings):
+            where = f"{pf}: meetings[{i}] ({m.month})"
+            for field in ("host", "backup_host"):
+                pid = getattr(m, field)
+                if pid is not None and pid not in ids:
+                    problems.append(
+                        f"{where}.{field}: '{pid}' is not a member id in {net_file} "
+                        f"(fix: use one of {', '.join(sorted(ids))}, or add the person to network.yaml)"
+                    )
+            for g in m.guests:
+                if g not in guest_ids:
+                    problems.append(
+                        f"{where}.guests: '{g}' is not a guest id in {net_file} "
+                        f"(fix: add it under guests: with name and email, or use one of {', '.join(sorted(guest_ids)) or '(none yet)'})"
+                    )
+            if m.meeting_id in seen and not (m.month.endswith("-01") and seen[m.meeting_id] != pf):
+                # (a January meeting in two files is reported by plan_file_problems, naming both)
+                problems.append(f"{where}.id: meeting id '{m.meeting_id}' already used in {seen[m.meeting_id]} (fix: set a unique id:)")
+            seen[m.meeting_id] = pf
+            if m.date and m.date.strftime("%Y-%m") != m.month and not m.tentative:
+                problems.append(f"{where}.date: {m.date} is not in month {m.month} (fix: correct the date or the month)")
+    return problems
+
 
 
 def _load_projects(directory: Path, network: Network | None, problems: list[str]) -> Projects:

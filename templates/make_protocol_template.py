@@ -127,6 +127,46 @@ def _followup(doc) -> None:
     _tag_paragraph(doc, "{%p endfor %}")
 
 
+def _grid(doc, header, loop: str, cells, widths) -> None:
+    """A table with a shaded header row and one docxtpl row loop."""
+    tbl = doc.add_table(rows=1, cols=len(header))
+    tbl.style = "Table Grid"
+    for cell, text in zip(tbl.rows[0].cells, header):
+        _cell_text(cell, text, bold=True)
+        _set_cell_shading(cell, "DEEAF6")
+    _repeat_header(tbl.rows[0])
+    tbl.add_row().cells[0].paragraphs[0].add_run("{%tr for x in " + loop + " %}")
+    for cell, text in zip(tbl.add_row().cells, cells):
+        _cell_text(cell, text, size=9)
+    tbl.add_row().cells[0].paragraphs[0].add_run("{%tr endfor %}")
+    _set_widths(tbl, widths)
+
+
+def _plan_section(doc) -> None:
+    """The January meeting adopts the year's Handlingsplan: focus areas, the year plan
+    (themes, hosts and backup hosts per month) and who does what by when, prefilled
+    with the draft. The headers are what the intake reads back
+    (``kcg_mail.core.plan_adoption``: PLAN_HEADER, FOCUS_HEADER, TASKS_HEADER)."""
+    _tag_paragraph(doc, "{%p if plan %}")
+    doc.add_heading("Handlingsplan {{ plan.year }}", level=1)
+    note = doc.add_paragraph(
+        "Fyll i det mötet beslutar. Tabellerna är förifyllda med utkastet: ändra, stryk eller lägg till rader. "
+        "Skriv värdarna med för- och efternamn. Samordnaren får planen som en fråga innan den gäller."
+    )
+    note.runs[0].font.color.rgb = GREY
+    doc.add_heading("Fokusområden", level=2)
+    _grid(doc, ("Område", "Fokusområde", "Röster"), "plan.focus", ("{{ x.area }}", "{{ x.topic }}", "{{ x.votes }}"),
+          (Mm(55), Mm(95), Mm(20)))
+    doc.add_heading("Teman och värdar per månad", level=2)
+    _grid(doc, ("Månad", "Datum", "Tema", "Värd", "Reservvärd", "Typ"), "plan.rows",
+          ("{{ x.month }}", "{{ x.date }}", "{{ x.theme }}", "{{ x.host }}", "{{ x.backup_host }}", "{{ x.kind }}"),
+          (Mm(22), Mm(30), Mm(44), Mm(26), Mm(26), Mm(22)))
+    doc.add_heading("Vem gör vad och när", level=2)
+    _grid(doc, ("Vad", "Vem", "När"), "plan.tasks", ("{{ x.what }}", "{{ x.who }}", "{{ x.when }}"),
+          (Mm(90), Mm(45), Mm(35)))
+    _tag_paragraph(doc, "{%p endif %}")
+
+
 def build_document():
     doc = Document()
     _swedish_language(doc)
@@ -272,6 +312,8 @@ def build_document():
     _min_row_height(row, 9)
     dec.add_row().cells[0].paragraphs[0].add_run("{%tr endfor %}")
     _set_widths(dec, (Mm(100), Mm(45), Mm(25)))
+
+    _plan_section(doc)
 
     # --- next meeting ----------------------------------------------------------------------
     doc.add_heading("Nästa möte", level=1)

@@ -214,6 +214,21 @@ class LeadTimes(_Model):
         return self
 
 
+class MemberCaps(_Model):
+    """At most ``per_day`` mails a day and ``per_week`` a calendar week (Monday to
+    Sunday) reach a member; what would break it waits (``kcg_mail.core.pacing``)."""
+
+    per_day: int = Field(1, ge=1)
+    per_week: int = Field(4, ge=1)
+
+    @model_validator(mode="after")
+    def _week_holds_a_day(self) -> MemberCaps:
+        if self.per_week < self.per_day:
+            raise ValueError(f"member_caps.per_week ({self.per_week}) is below per_day ({self.per_day}); "
+                             f"set per_week to at least {self.per_day}")
+        return self
+
+
 class Meetings(_Model):
     timezone: str = "Europe/Stockholm"
     holiday_policy: Literal["next_working_day", "previous_working_day", "keep"] = "next_working_day"
@@ -232,6 +247,10 @@ class Meetings(_Model):
     naming: dict[str, str]
     distribution: Literal["attach", "link"] = "attach"
     decision_rows: int = 6
+    #: the programme of a meeting, per kind (shown in its invitation and the host's brief)
+    programmes: dict[str, list[str]] = {}
+    #: how many mails may reach a member a day and a week (``kcg_mail.core.pacing``)
+    member_caps: MemberCaps = MemberCaps()
 
     @model_validator(mode="after")
     def _naming(self) -> Meetings:
@@ -488,6 +507,8 @@ class Config(_Model):
     transport: Transport
     #: config/projects.yaml (optional): project groups
     projects: Projects = Projects()
+    #: where plans adopted by the coordinator's reply are kept (``<workdir>/plans``; "" = none)
+    plans_directory: str = ""
 
     def all_meetings(self) -> list[PlannedMeeting]:
         return [m for p in self.plans for m in p.meetings]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from kcg_mail.core.inbound.outcome import why_of
+from kcg_mail.core.plan import date_text
 
 COLUMNS: tuple[str, ...] = ("möte", "datum", "värd", "läge", "svar", "protokoll", "behöver")
 
@@ -82,6 +83,24 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class Waited:
+    """A mail held back by the member caps: waiting now (``sent`` False) or sent
+    lately after it waited."""
+
+    subject: str
+    to: str          # who, in words ("Lena Dalerup", "14 medlemmar")
+    until: date
+    reason: str
+    sent: bool = False
+
+    def line(self) -> str:
+        when = date_text(self.until)
+        if self.sent:
+            return f"«{self.subject}» till {self.to} väntade till {when} ({self.reason}) och har gått ut."
+        return f"«{self.subject}» till {self.to} väntar till {when} ({self.reason})."
+
+
+@dataclass(frozen=True)
 class Need:
     text: str
     todo: str
@@ -102,6 +121,8 @@ class Inputs:
     plan_years: frozenset[int] = field(default_factory=frozenset)
     #: from this day of the year on, next year's plan is expected (MM-DD)
     next_year_plan_due: str = "10-01"
+    #: mails that wait for the member caps, and those that waited lately
+    waited: tuple[Waited, ...] = ()
 
 
 # ------------------------------------------------------------------- rows
@@ -240,6 +261,11 @@ def markdown(network: str, inp: Inputs, updated: datetime, by: str = "") -> str:
         md.append("| " + " | ".join(_cell(r[c]) for c in COLUMNS) + " |")
     md += ["", "Svar = ja / nej på kalenderinbjudan. Behöver ↓ = se listan nedan.", "", "## Behöver en människa", ""]
     md += [f"- {n.line()}" for n in needs] or ["- Inget just nu."]
+    if inp.waited:
+        md += ["", "## Utskick som väntar", "",
+               "Högst ett utskick om dagen och fyra i veckan når en medlem, och på en mötesdag går bara inbjudan "
+               "och protokollet ut; det som skulle gå över väntar till nästa dag det ryms.", ""]
+        md += [f"- {w.line()}" for w in inp.waited]
     return "\n".join(md) + "\n"
 
 
@@ -249,9 +275,10 @@ ACTION_LABELS = {
     "brief_host": "information till värden", "invite": "inbjudan", "update_invitation": "uppdaterad inbjudan",
     "cancel_invitation": "inställelse", "remind_host": "påminnelse till värden", "send_template": "protokollmall",
     "chase_host": "påminnelse om protokollet", "escalate": "protokollet saknas, samordnaren informerad",
-    "distribute": "protokollet utskickat",
+    "distribute": "protokollet utskickat", "waited": "utskick som väntat",
 }
-OUTCOME_LABELS = {"sent": "skickad", "already": "redan skickad", "recovered": "skickad (bekräftad efter avbrott)",
+OUTCOME_LABELS = {"waiting": "väntar (taket för utskick till medlemmarna)", "dropped": "behövdes inte längre",
+                  "sent": "skickad", "already": "redan skickad", "recovered": "skickad (bekräftad efter avbrott)",
                   "skipped": "hoppades över", "failed": "misslyckades"}
 
 

@@ -44,6 +44,13 @@ CONTEXT_SCHEMA: dict[str, Any] = {
         "decisions": [{"ref": str, "decision": str, "owner": str, "due": str, "meeting": str}],
         "projects": [{"name": str, "lead": str, "status": str, "when": str}],
     },
+    # the January meeting adopts next year's plan (None for every other meeting)
+    "plan": {
+        "year": int,
+        "focus": [{"area": str, "topic": str, "votes": str}],
+        "rows": [{"month": str, "date": str, "theme": str, "host": str, "backup_host": str, "kind": str}],
+        "tasks": [{"what": str, "who": str, "when": str}],
+    },
 }
 
 
@@ -142,6 +149,13 @@ SAMPLE_CONTEXT: dict[str, Any] = {
         "projects": [{"name": "Trygghet i stadskärnan", "lead": "Lisa Thörn",
                       "status": "Enkäten är ute till alla städer; sammanställning i mars.", "when": "2023-01-27"}],
     },
+    "plan": {
+        "year": 2024,
+        "focus": [{"area": "Omvärldsbevakning", "topic": "Studieresa", "votes": "22"}],
+        "rows": [{"month": "Februari 2024", "date": "måndag 5 februari 2024", "theme": "Tema 1: Trygghet",
+                  "host": "Maria Martinsson", "backup_host": "Monica Bruvik", "kind": "Månadsmöte (digitalt)"}],
+        "tasks": [{"what": "Beslutsprotokoll efter varje möte", "who": "Mötets värd", "when": "två arbetsdagar efter"}],
+    },
 }
 
 
@@ -155,6 +169,7 @@ def sparse_context() -> dict[str, Any]:
     ctx["members"] = [dict(x, attendance="") for x in ctx["members"]]
     ctx["decision_rows"] = 0
     ctx["followup"] = {"point": 0, "decisions": [], "projects": []}
+    ctx["plan"] = None
     return ctx
 
 

@@ -360,3 +360,17 @@ def read_minutes(filename: str, data: bytes, *, max_bytes: int = 20 * 1024 * 102
         assert pkg is not None
         text, decisions, followups = _read_docx(pkg, main) if kind == "docx" else _read_odt(pkg)
     return Minutes(filename=filename, kind=kind, text=text.strip(), decisions=decisions, followups=followups)
+
+
+def document_tables(filename: str, data: bytes, *, max_bytes: int = 20 * 1024 * 1024) -> list[list[list[str]]]:
+    """Every table of a .docx or .odt (rows of cell texts), after the same checks as
+    :func:`read_minutes`; a PDF has none that can be read reliably. Raises
+    :class:`MinutesRejected`."""
+    kind, main, pkg = vet_file(filename, data, max_bytes=max_bytes)
+    if kind == "pdf" or pkg is None:
+        return []
+    if kind == "docx":
+        body = safe_parse(pkg.get(main) or b"", main).find(WORDML + "body")
+        return [] if body is None else [docx_rows(tbl) for tbl in body.iter(WORDML + "tbl")]
+    root = safe_parse(pkg.get("content.xml") or b"", "content.xml")
+    return [_odt_rows(tbl) for tbl in root.iter(_TB + "table")]

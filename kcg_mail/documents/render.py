@@ -35,6 +35,11 @@ Context keys (the renderer receives exactly these; ``check_template`` rejects an
                    0 = none) the open decisions of earlier meetings, each ``{ref, decision,
                    owner, due, meeting}``, and the project groups, each ``{name, lead,
                    status, when}`` (``status``/``when`` may be ``""``)
+``plan``           ``{year, focus, rows, tasks}`` or ``None``: the January meeting adopts the
+                   year's plan; ``focus``: ``{area, topic, votes}``; ``rows`` (the year plan):
+                   ``{month, date, theme, host, backup_host, kind}``; ``tasks``: ``{what, who,
+                   when}``. The section's table headers are what the intake reads back
+                   (``kcg_mail.core.plan_adoption``)
 
 :data:`SAMPLE_CONTEXT` is a complete example.
 """

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from kcg_mail.core.pacing import CapCheck
 from kcg_mail.entrypoints.cli_common import CONFIG, WORKDIR, console, err, read_config
 
 
@@ -46,22 +47,40 @@ def demo_year_page(workdir: Path, config: Path | None) -> None:
     """After the demo: the year's mails as one page per reader (``<workdir>/preview.html``)
     and the count of mails per person and month."""
     from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.services.preview import Preview, read_maildir, render_html
+    from kcg_mail.services.preview import Preview, cap_check, read_maildir, render_html
 
     app = bootstrap(workdir, config)
     with app:
         mails = read_maildir(app.cfg, app.meetings, workdir / "mail" / "sent")
+        caps = cap_check(app, mails)
     page = Preview("Årets utskick", "Varje utskick i demons simulerade år, som mottagarna ser det.", mails)
     target = workdir / "preview.html"
     target.write_text(render_html(page), encoding="utf-8")
     counts = page.counts()
     members = [r for r in counts if r.role in ("samordnare", "värd", "reservvärd", "medlem")]
-    table = Table("månad", "utskick", "per medlem (min–max)", "flest", title="Utskick per person och månad")
+    table = Table("månad", "utskick", "per medlem (min–max)", "flest", "högst om dagen", "högst i veckan",
+                  title="Utskick per person och månad")
     for month in page.months():
         per = {r: counts[r][month] for r in members}
         most = max(per.values(), default=0)
         top = sorted(r.name for r, n in per.items() if n == most and n)
+        day, week = caps.most(month)
         table.add_row(month, str(sum(1 for m in page.mails if m.month == month)),
-                      f"{min(per.values(), default=0)}–{most}", ", ".join(top[:2]) + (" m.fl." if len(top) > 2 else ""))
+                      f"{min(per.values(), default=0)}–{most}", ", ".join(top[:2]) + (" m.fl." if len(top) > 2 else ""),
+                      str(day), str(week))
     console.print(table)
+    console.print(caps_line(caps), markup=False, highlight=False)
     console.print(f"Årets utskick per mottagare: {target}", markup=False, highlight=False)
+
+
+def caps_line(caps: CapCheck) -> str:
+    """The caps, and whether they held, in one line (after the demo's table)."""
+    head = (f"Taket: högst {caps.caps.per_day} utskick om dagen och {caps.caps.per_week} i veckan per medlem "
+            f"(inbjudan och protokoll räknas; kvittenser på egna svar och samordnarens frågor räknas inte). "
+            f"Mest till en medlem: {caps.max_day} om dagen, {caps.max_week} i veckan. ")
+    if caps.held:
+        return head + "Taket höll, och på mötesdagar gick bara inbjudan och protokoll ut."
+    breaks = [f"{p} {d.isoformat()}: {n} om dagen" for p, d, n in caps.over_day]
+    breaks += [f"{p} veckan från {d.isoformat()}: {n}" for p, d, n in caps.over_week]
+    breaks += [f"{p} {d.isoformat()} (mötesdag): {k}" for p, d, k in caps.on_meeting_days]
+    return head + "Taket höll INTE: " + "; ".join(breaks)

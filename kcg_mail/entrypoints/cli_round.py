@@ -137,3 +137,11 @@ def play_demo_round(workdir: Path, config: Path | None) -> None:
             r = play_round(workdir, config, echo=lambda s: None)
     console.print(f"Planeringsrundan: {r.flow_runs} flow runs, {r.seconds:.1f} s. Handlingsplan: {r.handlingsplan}; "
                   f"utkast till årsplan: {r.draft}", markup=False, highlight=False)
+    if r.group_tasks:
+        console.print(f"Workshopen i januari: {r.group_tasks} grupper fick sina uppgifter med utkastet bifogat.",
+                      markup=False, highlight=False)
+    if r.adopted:  # the January protocol adopted the plan by the coordinator's reply; the product runs it
+        console.print("Årsplan 2024, antagen på januarimötet med samordnarens ja – de första mötena:",
+                      markup=False, highlight=False)
+        for line in r.adopted:
+            console.print(f"  {line}", markup=False, highlight=False)

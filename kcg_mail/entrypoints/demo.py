@@ -18,7 +18,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from kcg_mail.core.config_model import Person
-from kcg_mail.core.plan import Meeting
+from kcg_mail.core.plan import Meeting, resolve_plan
 from kcg_mail.entrypoints.demo_hosts import Marks, host_reply, maildir, reply_to_sent
 from kcg_mail.ports import ActionRecord
 from kcg_mail.services.app import App
@@ -170,18 +170,22 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.core.cycle import due_dates, next_due_date
     from kcg_mail.services.followup import next_followup_day
+    from kcg_mail.services.pacing import next_release_day
 
     t0 = time.monotonic()
     app = bootstrap(workdir, config_dir)
     if app.cfg.transport.mail.kind != "maildir":
         raise SystemExit("kcg demo plays the hosts through the Maildir inbox: use the embedded defaults")
     lead = app.cfg.meetings.lead_days
-    confirmed = [m for m in app.meetings if not m.tentative]
+    # the year of config/plan-*.yaml (a plan the demo's workshop adopted, plans/plan-2024.yaml, is not replayed)
+    in_config = [p for p in app.cfg.plans if (Path(app.cfg.directory) / f"plan-{p.year}.yaml").exists()]
+    year = resolve_plan(app.cfg.model_copy(update={"plans": in_config}))
+    confirmed = [m for m in year if not m.tentative]
     extra = app.extra_days
     # go-live: the day before the first step of the year (a fresh work
     # directory records it on the first run; a second run keeps it)
-    first = app.go_live() or min(due_dates(m, lead, extra)["brief_host"] for m in app.meetings) - timedelta(days=1)
-    last = until or max(due_dates(m, lead, extra)["escalate"] for m in app.meetings) + timedelta(days=1 + 2 * lead.spacing)
+    first = app.go_live() or min(due_dates(m, lead, extra)["brief_host"] for m in year) - timedelta(days=1)
+    last = until or max(due_dates(m, lead, extra)["escalate"] for m in year) + timedelta(days=1 + 2 * lead.spacing)
     reply_day = {m.id: m.date + timedelta(days=1) for m in confirmed}
     sent_before = _sent_count(app)
     runs = 0
@@ -211,7 +215,7 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
             candidates = [d for d in (next_due_date(app.meetings, states, day, lead, go_live=app.go_live(), extra=extra),
                                       next_followup_day(app, day)) if d]
             candidates += [d for mid, d in reply_day.items() if d > day and mid not in filed]
-            candidates += [d for d in (_status_reply_day(app),) if d and d > day]
+            candidates += [d for d in (_status_reply_day(app), next_release_day(app.state, day)) if d and d > day]
             day = min(candidates) if candidates else None
         if runs == 0:  # nothing left to do: one daily run shows that nothing is sent again
             daily_flow(date=last.isoformat(), workdir=str(workdir), config_dir=str(config_dir) if config_dir else None)

@@ -56,6 +56,9 @@ class RoundResult:
     seconds: float
     handlingsplan: str
     draft: str
+    #: the workshop groups' task mails, and the 2024 meetings the product runs once the plan is adopted
+    group_tasks: int = 0
+    adopted: list[str] | None = None
 
 
 def suggestions_of(i: int) -> dict[str, list[str]]:
@@ -104,11 +107,13 @@ def at(d: date, hour: int, tz: str = "Europe/Stockholm") -> datetime:
 
 def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[str], None] = print) -> RoundResult:
     """The planning round for 2024 through the real flows; idempotent like the rest of the demo."""
+    from flows.daily import daily_flow
     from flows.intake import intake_flow
     from flows.round import planning_publish, planning_start, planning_tick
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.entrypoints.demo_hosts import maildir, stamp_authentication
     from kcg_mail.services import round as round_
+    from kcg_mail.services.pacing import next_release_day
 
     t0 = time.monotonic()
     app = bootstrap(workdir, config_dir)
@@ -127,23 +132,39 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
 
     def intake(d: date, hour: int = 12) -> None:
         nonlocal runs
+        catch_up(d)
         intake_flow(now=f"{d.isoformat()}T{hour:02d}:00", **kw)
         runs += 1
 
     def flow(f: Callable[..., dict[str, Any]], d: date) -> None:
         nonlocal runs
+        catch_up(d)
         f(year=YEAR, date=d.isoformat(), **kw)
         runs += 1
 
+    def catch_up(d: date) -> None:
+        """The daily runs up to ``d`` that send what waited for the member caps (the
+        schedule runs the daily flow every morning; the demo runs it on those days)."""
+        nonlocal runs
+        since = last_daily[0]
+        while (due := next_release_day(app.state, since)) is not None and due <= d:
+            daily_flow(date=due.isoformat(), **kw)
+            runs += 1
+            since = last_daily[0] = due
+
+    last_daily = [date.fromordinal(r.start.toordinal() - 1)]
+
     done = round_.round_value(app, YEAR, "result", None)
     if done:  # played already: nothing is sent again
-        return RoundResult(0, time.monotonic() - t0, done["path"], done["draft"])
+        tasks, adopted, more = play_adoption(workdir, config_dir, echo)
+        return RoundResult(more, time.monotonic() - t0, done["path"], done["draft"], tasks, adopted)
 
     # 1. Nuläge & behov
     flow(planning_start, r.start)
     day = date.fromordinal(r.start.toordinal() + 2)
 
     def answer_needs(p: Person, d: date) -> None:
+        catch_up(d)
         i = index[p.id]
         topics = suggestions_of(i)
         original = sent_message(app, f"plan-{YEAR}:needs:{p.email}")
@@ -174,6 +195,7 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
     vote_day = date.fromordinal(publish_day.toordinal() + 2)
 
     def vote(p: Person, d: date, votes_override: dict[int, int] | None = None, tag: str = "") -> None:
+        catch_up(d)
         i = index[p.id]
         original = sent_message(app, f"plan-{YEAR}:ballot:{p.email}")
         name, data = docx_attachment(original)
@@ -186,6 +208,7 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
 
     for p in members:
         if p.id == INVALID_THEN_FIXED:
+            catch_up(vote_day)
             original = sent_message(app, f"plan-{YEAR}:ballot:{p.email}")
             numbers = ballot_numbers(docx_attachment(original)[1])
             wrong = {numbers[POPULAR[0]]: 6, numbers[POPULAR[2]]: 6}  # 12 votes: too many
@@ -197,7 +220,10 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
     vote(next(p for p in members if p.id == INVALID_THEN_FIXED), fix_day, tag="-2")
     intake(fix_day)
     flow(planning_tick, r.votes_reminder)
-    reminded = date.fromordinal(r.votes_reminder.toordinal() + 1)
+    # the day after the reminder reached her (it may wait for the member caps)
+    late_voter = next(p for p in members if p.id == AFTER_REMINDER)
+    waited = app.ledger.waiting_mail(f"plan-{YEAR}:ballot_reminder:{late_voter.email}")
+    reminded = date.fromordinal((date.fromisoformat(waited["until"]) if waited else r.votes_reminder).toordinal() + 1)
     vote(next(p for p in members if p.id == AFTER_REMINDER), reminded)
     intake(reminded)
     weekend = date.fromordinal(r.votes_deadline.toordinal() + 1)
@@ -206,4 +232,84 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
     flow(planning_tick, date.fromordinal(r.votes_deadline.toordinal() + 3))  # closes the round
     res = round_.round_value(app, YEAR, "result", {})
     echo(f"Handlingsplan {YEAR}: {res.get('path')}")
-    return RoundResult(runs, time.monotonic() - t0, res.get("path", ""), res.get("draft", ""))
+    tasks, adopted, more = play_adoption(workdir, config_dir, echo)
+    return RoundResult(runs + more, time.monotonic() - t0, res.get("path", ""), res.get("draft", ""), tasks, adopted)
+
+
+#: what the workshop changed in the draft (a row of the protocol's year plan): February's theme
+WORKSHOP_EDIT = ("Februari 2024", 2, "Tema 1: Trygghet i stadskärnan – projektgruppen redovisar")
+
+
+def play_adoption(workdir: Path, config_dir: Path | None = None,
+                  echo: Callable[[str], None] = print) -> tuple[int, list[str], int]:
+    """The January workshop adopts the 2024 plan: the host mails back the protocol with
+    its Handlingsplan section filled in (the workshop changed February's theme), the
+    coordinator is asked and says "Ja" by reply, and the daily run then briefs
+    February's host. Returns (group task mails, the first 2024 meetings, flow runs)."""
+    import io
+
+    from docx import Document
+
+    from flows.daily import daily_flow
+    from flows.intake import intake_flow
+    from kcg_mail.bootstrap import bootstrap
+    from kcg_mail.core.cycle import due_dates
+    from kcg_mail.entrypoints.demo_hosts import fill_protocol, maildir, reply_to_template, stamp_authentication
+    from kcg_mail.services import daily
+
+    app = bootstrap(workdir, config_dir)
+    kw: dict[str, Any] = {"workdir": str(workdir), "config_dir": str(config_dir) if config_dir else None}
+    tasks = sum(1 for r in app.state.actions() if r.action == "workshop_task" and r.status == "done")
+    jan = app.meeting(f"{YEAR}-01")
+    runs = 0
+    trusted = app.cfg.transport.inbound.trusted_authserv_ids
+    coord = app.cfg.network.coordinator
+
+    def deliver(raw: bytes, name: str) -> None:
+        maildir(app).deliver(stamp_authentication(raw, trusted[0]) if trusted else raw, name)
+
+    if jan is not None and not any(p.year == YEAR for p in app.cfg.plans):
+        if not app.ledger.plan_adoption(YEAR).get("candidates", {}).keys() - {"draft"}:
+            # the host's protocol with the section as the workshop filled it in
+            if app.state.action(f"{jan.id}:send_template:{jan.host.email}") is None:  # the round played alone
+                daily.send_template(app, jan, at(date.fromordinal(jan.date.toordinal() - 1), 7))
+            template = hosts_template(app, jan)
+            doc = Document(io.BytesIO(fill_protocol(daily.render_protocol(app, jan).data, jan)))
+            month, col, text = WORKSHOP_EDIT
+            table = next(t for t in doc.tables if t.rows[0].cells[0].text == "Månad")
+            cell = next(r for r in table.rows if r.cells[0].text == month).cells[col]
+            cell.paragraphs[0].runs[0].text = text
+            out = io.BytesIO()
+            doc.save(out)
+            when = at(date.fromordinal(jan.date.toordinal() + 1), 11)
+            deliver(reply_to_template(jan, when, to=app.cfg.network.mailbox.email, subject=template[0],
+                                      message_id=template[1], filename=template[2], docx=b"", filled=out.getvalue()),
+                    f"{jan.id}-protocol-handlingsplan.eml")
+            intake_flow(now=f"{when.date().isoformat()}T12:00", **kw)
+            runs += 1
+        asked = sorted(r.key for r in app.state.actions()
+                       if r.action == "plan_adoption" and r.key.endswith(":ask") and r.status == "done")
+        if asked:  # the coordinator reads what was understood and says yes from his phone
+            original = sent_message(app, asked[-1])
+            day = date.fromordinal(jan.date.toordinal() + 2)
+            deliver(reply_to(original, coord, "Ja, det stämmer. Tack!\n\nBjörn", at(day, 8)), "plan-2024-yes.eml")
+            intake_flow(now=f"{day.isoformat()}T09:00", **kw)
+            runs += 1
+    app = bootstrap(workdir, config_dir)  # as the next flow run reads the config: with plans/plan-2024.yaml
+    planned = [m for m in app.meetings if m.date.year == YEAR and m.id != f"{YEAR}-01"]
+    if planned:  # the product runs the adopted plan: February's host is briefed on the day it is due
+        first = planned[0]
+        brief = due_dates(first, app.cfg.meetings.lead_days, app.extra_days)["brief_host"]
+        daily_flow(date=brief.isoformat(), **kw)
+        runs += 1
+    shown = [f"{m.date_text()}: {m.theme_label}, värd {m.host.name}" for m in planned[:3]]
+    for line in shown:
+        echo(f"Årsplan {YEAR}: {line}")
+    return tasks, shown, runs
+
+
+def hosts_template(app: Any, m: Any) -> tuple[str, str, str]:
+    """(subject, Message-ID, file name) of the template mail the host replies to."""
+    original = sent_message(app, f"{m.id}:send_template:{m.host.email}")
+    name = next((p.get_filename() for p in original.iter_attachments()), None) or "protokoll.docx"
+    return str(original["Subject"]), str(original["Message-ID"]), name

@@ -24,6 +24,10 @@ from kcg_mail.services.manual import ManualProblem
 
 
 def handle_answer(app: App, mail: ParsedMail, q: QuestionRef, key: str, now: datetime) -> tuple[Outcome, str]:
+    if q.what == "adopt_plan":  # next year's plan: an edited table or a yes (services/plan_adoption.py)
+        from kcg_mail.services import plan_adoption
+
+        return plan_adoption.handle_answer(app, mail, q, key, now)
     answer = read_yes_no(mail.text or "")
     if answer.choice is None:
         out = _receipt(app, mail, q, key, understood=False, text=answer.text[:80], done="")

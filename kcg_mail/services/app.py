@@ -11,6 +11,11 @@ built by ``kcg_mail.bootstrap``. ``Outbox`` is the only way mail leaves:
 3. otherwise record ``intent``, send, record ``done``.
 
 So a crash at any point neither loses a mail nor sends it twice.
+
+Before a mail to members goes out the Outbox asks its ``Pacer`` (the member
+caps, ``kcg_mail.services.pacing``): a mail that must wait is kept whole in the
+state record and ``send`` answers ``waiting``; ``release`` (the daily run) sends
+it when its day comes, through the same intent/done record.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from kcg_mail.core.plan import Meeting, resolve_plan
 from kcg_mail.ports import Archive, Invitation, MailTransport, OutgoingMessage, StateStore
 from kcg_mail.services.compose import Composer
 from kcg_mail.services.ledger import Ledger
+from kcg_mail.services.pacing import DROPPED, SENT, WAITING, Pacer, message_from_json
 
 
 class RecipientNotAllowed(ValueError):
@@ -48,6 +54,11 @@ class Outbox:
         self.sleep: Callable[[float], None] = _time.sleep
         #: the run's "now", stamped as the Date of what is sent (None: the real time)
         self.now: datetime | None = None
+        #: the member caps (None: every mail goes out at once)
+        self.pacer: Pacer | None = None
+
+    def _today(self) -> date:
+        return (self.now or datetime.now().astimezone()).date()
 
     def _guard(self, msg: OutgoingMessage) -> None:
         stray = [a.email for a in msg.recipients if a.email.lower() not in self.allowed]
@@ -65,8 +76,12 @@ class Outbox:
                                      {**rec.detail, "recovered": True})
             return "recovered"
         self._guard(msg)
-        detail = {"message_id": msg.message_id, "to": [a.email for a in msg.recipients], "subject": msg.subject}
+        day = self._today()
+        detail = {"message_id": msg.message_id, "to": [a.email for a in msg.recipients], "subject": msg.subject,
+                  "on": day.isoformat()}
         self.state.record_action(msg.key, msg.meeting_id, msg.action, "intent", detail)
+        if self.pacer is not None:
+            self.pacer.sent(msg, day)
         send()
         self.state.record_action(msg.key, msg.meeting_id, msg.action, "done", detail)
         self.sent.append(msg.key)
@@ -108,9 +123,56 @@ class Outbox:
             changes["reply_to"] = replace(msg.reply_to, email=replykey.reply_address(msg.sender.email, key))
         return replace(msg, **changes)
 
-    def send(self, msg: OutgoingMessage) -> str:
+    def send(self, msg: OutgoingMessage, *, moot_if: list[Any] | None = None) -> str:
+        """Send ``msg`` once, or keep it until the member caps let it go (``waiting``).
+        ``moot_if``: ``[year, what, member_id]`` of the planning round; a waiting
+        reminder is dropped once that member's answer is in."""
         msg = self._dated(msg)
+        if self._waits(msg, moot_if):
+            return WAITING
         return self._deliver(msg, lambda: self.mail.send(msg))
+
+    def _waits(self, msg: OutgoingMessage, moot_if: list[Any] | None) -> bool:
+        if self.pacer is None:
+            return False
+        rec = self.state.action(msg.key)
+        if rec is not None and rec.status in ("intent", "done"):
+            return False  # begun or done: _deliver settles it
+        if self.pacer.waits(msg.key):
+            return True
+        today = self._today()
+        verdict = self.pacer.verdict(msg, today)
+        if not verdict.waits(today):
+            return False
+        self.pacer.hold(msg, verdict, today, moot_if)
+        return True
+
+    def release(self, now: datetime) -> list[tuple[str, str]]:
+        """Send the mails whose day has come (first thing in the daily run): each
+        is asked again (what went out since may fill the day), a reminder whose
+        answer came in meanwhile is dropped. ``(key, outcome)`` per mail."""
+        if self.pacer is None:
+            return []
+        self.now = now
+        today = now.date()
+        out = []
+        for rec in self.pacer.due(today):
+            begun = self.state.action(rec["key"])
+            if begun is None and self.pacer.moot(rec):
+                self.pacer.settle(rec, DROPPED, today)
+                out.append((rec["key"], DROPPED))
+                continue
+            msg = self._dated(message_from_json(rec["message"]))
+            if begun is None:
+                verdict = self.pacer.recheck(rec, msg, today)
+                if verdict.waits(today):
+                    self.pacer.settle(rec, WAITING, today, verdict.on, verdict.reason)
+                    out.append((rec["key"], f"{WAITING} {verdict.on.isoformat()}"))
+                    continue
+            outcome = self._deliver(msg, partial(self.mail.send, msg))
+            self.pacer.settle(rec, SENT, today)
+            out.append((rec["key"], outcome))
+        return out
 
     def send_invitation(self, inv: Invitation) -> str:
         inv = replace(inv, message=self._dated(inv.message))
@@ -143,6 +205,7 @@ class App:
         allowed = {p.email for p in net.members + net.guests} | {net.mailbox.email} | set(net.filers)
         self.outbox = Outbox(self.state, self.mail, allowed, reply_secret=self.reply_secret,
                              reply_to_plus=self.cfg.transport.inbound.plus_address_reply_to)
+        self.outbox.pacer = Pacer(self.state, self.cfg, self.meetings)
         self.composer.meeting_extras = self.meeting_extras
         self.composer.clock = lambda: self.outbox.now  # dates in words relative to the run's day
         # an own copy counts only with our Message-ID (HMAC), not just our marker and address
@@ -167,9 +230,15 @@ class App:
 
     def meeting_extras(self, meeting_id: str) -> dict[str, Any]:
         """Context for a meeting's mails: the workshop groups of the physical
-        meeting, when the planning round divided them (services/round.py)."""
+        meeting, when the planning round divided them (services/round.py), and
+        the programme of the meeting's kind (``programmes`` in meetings.yaml)."""
         groups = self.ledger.workshop_groups(meeting_id)
-        return {"workshop_groups": groups} if groups else {}
+        out: dict[str, Any] = {"workshop_groups": groups} if groups else {}
+        m = self.meeting(meeting_id)
+        programme = self.cfg.meetings.programmes.get(m.kind, []) if m is not None else []
+        if programme:  # the kind's programme (meetings.yaml), e.g. the January workshop
+            out["programme"] = list(programme)
+        return out
 
     @property
     def ledger(self) -> Ledger:

@@ -63,7 +63,14 @@ def protocol_context(app: App, m: Meeting) -> dict[str, Any]:
         "values": list(cfg.network.values),
         "decision_rows": cfg.meetings.decision_rows,
         "followup": _followup_context(app, m),
+        "plan": _plan_section(app, m),
     }
+
+
+def _plan_section(app: App, m: Meeting) -> dict[str, Any] | None:
+    from kcg_mail.services.plan_adoption import protocol_section  # the January meeting adopts the plan
+
+    return protocol_section(app, m)
 
 
 def _followup_context(app: App, m: Meeting) -> dict[str, Any]:
@@ -241,6 +248,10 @@ def run_daily(app: App, now: datetime, run_step: Callable[[App, Due, datetime], 
         report.skipped.append(StepResult(s.meeting_id, s.action, "skipped", s.reason))
     for due in plan.due:
         report.results.append(run_step(app, due, now))
+    # what waited for the member caps, after the host's tasks (they never wait) and before
+    # the mails between meetings (they wait behind it)
+    report.results += [StepResult(key.split(":", 1)[0], "waited", outcome, key)
+                       for key, outcome in app.outbox.release(now)]
     report.results += [StepResult(mid, what.split(" ")[0], outcome, what) for mid, what, outcome in guests.sync(app, now)]
     report.between = _between_meetings(app, now)
     return report

@@ -30,7 +30,7 @@ from kcg_mail.core.inbound.message import msg_key
 from kcg_mail.core.inbound.outcome import Outcome, folder_of
 from kcg_mail.core.plan import Meeting
 from kcg_mail.ports import IncomingMessage, MessageRecord
-from kcg_mail.services import answers, followup, guests
+from kcg_mail.services import answers, followup, guests, plan_adoption
 from kcg_mail.services import round as planning_round
 from kcg_mail.services.app import App
 from kcg_mail.services.compose import person_ctx
@@ -94,7 +94,8 @@ def match_context(app: App, now: datetime) -> inbound.MatchContext:
         dmarc_pass_without_header_from=frozenset(trust.dmarc_pass_without_header_from),
         require_reply_key=trust.require_reply_key,
         round_ids=planning_round.mail_ids(actions), status_request_ids=followup.request_ids(actions),
-        question_ids=guests.question_ids(app, actions), coordinator=net.coordinator.email.lower(),
+        question_ids={**guests.question_ids(app, actions), **plan_adoption.question_ids(app, actions)},
+        coordinator=net.coordinator.email.lower(),
     )
 
 
@@ -162,7 +163,9 @@ def handle_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: 
         if a.outcome == "held" and filing is not None:  # a state record from before the held area
             return Outcome.HELD, f"arkiverat som {filing.path} (version {filing.version}); väntar på godkännande"
         assert filing is not None
-        return Outcome.MINUTES, f"arkiverat som {filing.path} (version {filing.version})"
+        adopted = plan_adoption.from_protocol(app, m, f"protokoll.{prepared.kind}", prepared.data, now)
+        return Outcome.MINUTES, f"arkiverat som {filing.path} (version {filing.version})" + (
+            f"; årsplanen: {adopted}" if adopted else "")
     first = problems[0]
     if hold is not None:
         return NO_DOCUMENT, f"{first.code}: {first.detail}"

@@ -234,6 +234,15 @@ class Ledger:
     def set_workshop_groups(self, meeting_id: str, groups: list[list[str]]) -> None:
         self._put_json(f"planning:groups:{meeting_id}", groups)
 
+    # ------------------------------------------------------------ next year's plan
+    def plan_adoption(self, year: int) -> dict[str, Any]:
+        """How next year's plan is being adopted: the candidates read (from the
+        January protocol or the coordinator's table) and the one adopted."""
+        return dict(self._json(f"plan_adoption:{year}") or {})
+
+    def set_plan_adoption(self, year: int, value: dict[str, Any]) -> None:
+        self._put_json(f"plan_adoption:{year}", value, sort_keys=True)
+
     # ------------------------------------------------------------ between meetings
     def decision_state(self, ref: str) -> dict[str, str] | None:
         """The follow-up state of decision ``ref`` (``<meeting>/<n>``)."""
@@ -260,6 +269,30 @@ class Ledger:
 
     def set_project_statuses(self, slug: str, entries: list[dict[str, str]]) -> None:
         self._put_json(f"project_status:{slug}", entries)
+
+    # ------------------------------------------------------------ mails that wait (member caps)
+    def waiting_mail(self, msg_key: str) -> dict[str, Any] | None:
+        """A mail held back by the member caps (``kcg_mail.services.pacing``): the
+        message itself, until when it waits, why, and whether it went out since."""
+        value: dict[str, Any] | None = self._json(f"waiting:{msg_key}")
+        return value
+
+    def put_waiting_mail(self, msg_key: str, record: dict[str, Any]) -> None:
+        # the index first: a record the index does not know would never be sent (a crash
+        # between the two leaves an index entry without a record, which is skipped)
+        index = list(self._json("waiting:index") or [])
+        if msg_key not in index:
+            self._put_json("waiting:index", index + [msg_key])
+        self._put_json(f"waiting:{msg_key}", record)
+
+    def waiting_mails(self) -> list[dict[str, Any]]:
+        """Every mail that waited, in the order they were held back (any state)."""
+        out = []
+        for key in self._json("waiting:index") or []:
+            rec = self.waiting_mail(key)
+            if rec is not None:
+                out.append(rec)
+        return out
 
     # ------------------------------------------------------------ published things
     def calendar_feed(self) -> dict[str, Any] | None:

@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, select_autoescape
 
 from kcg_mail.core.config_model import Config
+from kcg_mail.core.pacing import CapCheck, SentMail, check_caps
 from kcg_mail.core.plan import Meeting
 from kcg_mail.ports import MARKER_HEADER
 from kcg_mail.services.app import App
@@ -84,6 +85,22 @@ class Preview:
 
     def months(self) -> list[str]:
         return sorted({m.month for m in self.mails if m.month})
+
+
+# ------------------------------------------------------------------ the member caps
+
+
+def cap_check(app: App, mails: Iterable[PreviewMail]) -> CapCheck:
+    """How the member caps held over ``mails`` (each mail's kind from the state
+    record, its day from its Date, its recipients from its headers)."""
+    mails = [m for m in mails if m.sent_at is not None and m.key]
+    kinds = {rec.key: rec.action for rec in app.state.actions() if ":step:" not in rec.key}
+    tz = ZoneInfo(app.cfg.meetings.timezone)
+    sent = [SentMail(m.key, kinds.get(m.key, ""), m.sent_at.astimezone(tz).date(), tuple(r.email for r in m.readers))
+            for m in mails if m.sent_at is not None]
+    net = app.cfg.network
+    return check_caps(sent, [p.email for p in net.active_members], net.coordinator.email,
+                      [m.date for m in app.meetings], app.cfg.meetings.member_caps)
 
 
 # ------------------------------------------------------------------ who reads what

@@ -124,9 +124,10 @@ def topics(app: App, year: int) -> list[pl.Topic]:
 
 
 def _send(app: App, kind: str, key: str, to: list[Person], ctx: dict[str, Any], *,
-          attachments: tuple[Attachment, ...] = (), in_reply_to: str | None = None) -> str:
+          attachments: tuple[Attachment, ...] = (), in_reply_to: str | None = None,
+          moot_if: list[Any] | None = None) -> str:
     msg = app.composer.message(kind, key, None, to, ctx, attachments=attachments, in_reply_to=in_reply_to)
-    return app.outbox.send(msg)
+    return app.outbox.send(msg, moot_if=moot_if)
 
 
 # ------------------------------------------------------------------ start: needs
@@ -186,7 +187,8 @@ def tick(app: App, year: int, now: datetime) -> list[str]:
             if p.id not in needs:
                 ctx = {**_base(app, year, p), "areas": areas, "deadline_text": date_text(r.needs_deadline),
                        "reminder": True}
-                out = _send(app, "planning_needs", f"plan-{year}:needs_reminder:{p.email}", [p], ctx)
+                out = _send(app, "planning_needs", f"plan-{year}:needs_reminder:{p.email}", [p], ctx,
+                            moot_if=[year, "needs", p.id])
                 lines.append(f"påminnelse om förslag till {p.name}: {out}")
     if not published and today > r.needs_deadline:
         lines += write_candidates(app, year, now)
@@ -195,7 +197,7 @@ def tick(app: App, year: int, now: datetime) -> list[str]:
         for p in round_members(app):
             if p.id not in ballots:
                 out = _send(app, "planning_ballot", f"plan-{year}:ballot_reminder:{p.email}", [p],
-                            _ballot_ctx(app, year, p, r, reminder=True))
+                            _ballot_ctx(app, year, p, r, reminder=True), moot_if=[year, "ballots", p.id])
                 lines.append(f"påminnelse om röst till {p.name}: {out}")
     if published and today > r.votes_deadline and round_value(app, year, "result", None) is None:
         lines += close_round(app, year, now)
@@ -547,7 +549,10 @@ def close_round(app: App, year: int, now: datetime) -> list[str]:
                  "meeting_text": meeting.date_text() if meeting else ""},
                 attachments=(Attachment(stored.path.rpartition("/")[2], DOCX, doc),))
     _put(app, year, "result", result)
-    return [f"rösterna räknade: {t.ballots} röstsedlar, {len(t.focus())} fokusområden",
+    from kcg_mail.services.plan_adoption import after_tally  # the workshop groups' tasks, the coordinator's table
+
+    workshop = after_tally(app, year, now, stored.path.rpartition("/")[2], doc, list(s.areas))
+    return workshop + [f"rösterna räknade: {t.ballots} röstsedlar, {len(t.focus())} fokusområden",
             f"Handlingsplan {year} arkiverad: {stored.path}", f"utkast till årsplan: {draft_file.path}",
             f"resultatet till medlemmarna: {out}"] + list(t.ties) + list(t.late)
 
@@ -620,14 +625,9 @@ def action_plan_docx(app: App, year: int, t: pl.Tally, g: pl.Groups, draft: Any)
 
 def draft_for(app: App, year: int) -> Any:
     """The draft plan for ``year``: themes from the round's focus topics when a round ran."""
-    from kcg_mail.core.round_draft import draft_plan
+    from kcg_mail.services.plan_adoption import draft_for as draft
 
-    result = round_value(app, year, "result", None)
-    themes = [r["text"] for r in sorted((r for r in result["rows"] if r["focus"]),
-                                        key=lambda r: (-r["votes"], r["number"]))] if result else None
-    return draft_plan(year, list(app.cfg.network.members), [p for p in app.cfg.plans if p.year < year],
-                      holiday_policy=app.cfg.meetings.holiday_policy,
-                      extra_days=frozenset(app.cfg.meetings.extra_non_working_days), themes=themes)
+    return draft(app, year)
 
 
 def open_rounds(app: App) -> list[int]:

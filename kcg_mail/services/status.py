@@ -103,7 +103,27 @@ def overview_inputs(app: App, now: datetime | None = None) -> overview.Inputs:
         meetings=tuple(meeting_facts(app)), today=now_local(app.cfg, now).date(),
         held=tuple(held), quarantined=tuple(quarantined), problems=tuple(problems(app)),
         template_problems=tuple(app.template_problems), plan_years=frozenset(p.year for p in app.cfg.plans),
+        waited=tuple(waited(app, now_local(app.cfg, now).date())),
     )
+
+
+def waited(app: App, today: date, lately_days: int = 7) -> list[overview.Waited]:
+    """The mails waiting for the member caps, and those sent in the last ``lately_days`` after waiting."""
+    from kcg_mail.services.pacing import SENT, WAITING, Waiting
+
+    names = {p.email.lower(): p.name for p in app.cfg.network.members}
+    groups: dict[tuple[str, date, str, bool], list[str]] = {}  # one line per mail sent to many
+    for rec in app.ledger.waiting_mails():
+        w = Waiting.from_record(rec)
+        settled = rec.get("settled")
+        lately = w.state == SENT and settled and (today - date.fromisoformat(settled)).days <= lately_days
+        if w.state != WAITING and not lately:
+            continue
+        people = groups.setdefault((w.subject, w.until, w.reason, w.state == SENT), [])
+        people += [names.get(e.lower(), e) for e in w.to if names.get(e.lower(), e) not in people]
+    return [overview.Waited(subject, ", ".join(people) if len(people) <= 3 else f"{len(people)} medlemmar",
+                            until, reason, sent=sent)
+            for (subject, until, reason, sent), people in groups.items()]
 
 
 def overview_rows(app: App, now: datetime | None = None) -> list[dict[str, str]]:
