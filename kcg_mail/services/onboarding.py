@@ -121,6 +121,7 @@ def _calendar_link(app: App, now: datetime) -> str:
 def onboard(app: App, name: str, organisation: str, city: str, email: str, now: datetime) -> OnboardingResult:
     person = new_person(app, name, organisation, city, email)
     meetings = remaining_meetings(app, now)
+    app.outbox.now = now  # the mail's date, and its dates in words relative to it
     composer = app.composer
     ics = composer.year_calendar(meetings, now)
     year = now.year
