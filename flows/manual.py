@@ -7,8 +7,11 @@
 - ``kcg-refile``: file a quarantined message anyway, as the minutes of a meeting;
 - ``kcg-confirm-date``: confirm a tentative date (the study trip's): written
   into the plan file, the daily run then sends the invitation;
-- ``kcg-approve`` / ``kcg-reject``: a reply held for approval (the
-  logic is ``kcg_mail.services.approval``).
+- ``kcg-approve`` / ``kcg-reject``: yes or no to an open question to the
+  coordinator, as his reply by mail would answer it (``services.answers.decide``:
+  a reply held for approval, a guest's invitation, a member to add or remove);
+- ``kcg-member-add`` / ``kcg-member-remove``: add or remove a member at once
+  (``kcg_mail.services.members``; stored in the members overlay, not in network.yaml).
 - ``kcg-start-project``: approve a "Projektgrupp: …" decision;
 - ``kcg-preview``: every mail a month will send, per reader, as it will look
   (``kcg_mail.services.preview``), as a markdown artifact; nothing is sent.
@@ -153,26 +156,60 @@ def confirm_date(
 
 
 def _approval(verb: Literal["approve", "reject"], ref: str) -> dict[str, Any]:
-    from kcg_mail.services import approval  # held replies
+    from kcg_mail.services import answers  # every open question: held replies, guests, members ...
 
     with _app_and_now() as (app, now):
-        out = approval.approve(app, ref, now) if verb == "approve" else approval.reject(app, ref)
+        out = answers.decide(app, ref, "yes" if verb == "approve" else "no", now)
         word = {"approve": "godkände", "reject": "avvisade"}[verb]
         _publish(app, out.markdown(), f"{word} {ref}", f"{word} svar {ref}")
         return {"ref": ref, "result": out.action, "detail": out.detail}
 
 
-@flow(name="kcg-approve", flow_run_name="godkänn svar {ref}", log_prints=False)
-def approve_reply(ref: str = _field("Referens", "Referensen till svaret i översiktens lista, där det också står "
-                                                "varför det väntar.")) -> dict[str, Any]:
-    """Godkänn ett svar som väntar: filen som visas i listan arkiveras och skickas ut."""
+@flow(name="kcg-approve", flow_run_name="godkänn {ref}", log_prints=False)
+def approve_reply(ref: str = _field("Referens", "Referensen i frågan du fick med e-post, eller i översiktens lista "
+                                                "där det också står varför det väntar.")) -> dict[str, Any]:
+    """Svara ja på en fråga: ett svar som väntar arkiveras och skickas ut, en gäst bjuds in, en medlem läggs till
+    eller tas bort. Samma sak som att svara ja på frågan i e-posten."""
     return _approval("approve", ref)
 
 
-@flow(name="kcg-reject", flow_run_name="avvisa svar {ref}", log_prints=False)
-def reject_reply(ref: str = _field("Referens", "Referensen till svaret i översiktens lista.")) -> dict[str, Any]:
-    """Avvisa ett svar som väntar: det skickas inte."""
+@flow(name="kcg-reject", flow_run_name="avvisa {ref}", log_prints=False)
+def reject_reply(ref: str = _field("Referens", "Referensen i frågan du fick med e-post, eller i översiktens "
+                                               "lista.")) -> dict[str, Any]:
+    """Svara nej på en fråga: inget skickas och inget ändras. Samma sak som att svara nej i e-posten."""
     return _approval("reject", ref)
+
+
+@flow(name="kcg-member-add", flow_run_name="ny medlem {name}", log_prints=False)
+def member_add(
+    name: str = _field("Namn", "Den nya medlemmens för- och efternamn, t.ex. Anna Andersson."),
+    email: str = _field("E-postadress", "Adressen som kallelser och protokoll ska gå till."),
+    organisation: str = _field("Organisation", "Stadskärneorganisationen, t.ex. Västerås City."),
+    city: str = _field("Stad", "Staden, t.ex. Västerås; tomt = staden i organisationens namn.", ""),
+) -> dict[str, Any]:
+    """Lägg till en medlem: välkomstmejl med årets möten, tillgång till protokollmappen, och från och med
+    nu kallelser och protokoll (kommande mötens inbjudningar uppdateras)."""
+    from kcg_mail.services import members
+
+    with _app_and_now() as (app, now):
+        done = members.add_by_form(app, name, email, organisation, city, now, _request_id())
+        _publish(app, f"# Ny medlem: {name}\n\n{done[:1].upper()}{done[1:]}.\n", f"Ny medlem {name}",
+                 f"lade till {name}")
+        return {"email": email.strip().lower(), "result": done}
+
+
+@flow(name="kcg-member-remove", flow_run_name="ta bort medlem {who}", log_prints=False)
+def member_remove(
+    who: str = _field("Medlem", "Medlemmens namn eller e-postadress, t.ex. Anna Andersson."),
+) -> dict[str, Any]:
+    """Ta bort en medlem: inga fler kallelser eller protokoll, och kommande möten uppdateras i kalendern."""
+    from kcg_mail.services import members
+
+    with _app_and_now() as (app, now):
+        done = members.remove_by_form(app, who, now, _request_id())
+        _publish(app, f"# Medlem borttagen: {who}\n\n{done[:1].upper()}{done[1:]}.\n", f"Ta bort {who}",
+                 f"tog bort {who}")
+        return {"who": who, "result": done}
 
 
 @flow(name="kcg-start-project", flow_run_name="starta projektgrupp {ref}", log_prints=False)

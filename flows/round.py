@@ -6,7 +6,11 @@
   candidate list in the archive, send the numbered ballot;
 - ``kcg-planning-tick``: what is due on a day (reminders, the candidate list
   after the needs deadline, closing the round after the votes deadline);
-  serve it daily during a round, or run it by hand.
+  serve it daily during a round, or run it by hand;
+- ``kcg-planning-correct-ballot`` (a form, like the flows in ``flows.manual``):
+  the coordinator records a member's votes (when a ballot could not be read);
+  the member gets a receipt. The same correction can be made by replying to
+  the mail about the unclear ballot (``kcg_mail.services.ballot_correction``).
 
 Replies are read by the intake flow. Each run publishes the round as table
 artifacts (members' answers, the tally) and a markdown summary.
@@ -20,6 +24,7 @@ from prefect import flow, runtime
 from prefect.artifacts import create_table_artifact
 
 from flows.common import make_app, publish, rename_run, when
+from flows.manual import _app_and_now, _field, _publish, _request_id
 from kcg_mail.services import round as round_
 from kcg_mail.services import round_status as view
 from kcg_mail.services.app import App
@@ -46,6 +51,23 @@ def _run(step: str, year: int, date: str | None, workdir: str, config_dir: str |
         rename_run(f"planering {year}: {title}, {sent} mejl")
         publish_round(app, year, f"Planeringsrunda {year}: {title}", lines)
         return {"year": year, "step": step, "sent": sent, "lines": lines}
+
+
+@flow(name="kcg-planning-correct-ballot", flow_run_name="rätta röst {member}", log_prints=False)
+def planning_correct_ballot(
+    member: str = _field("Medlem", "Medlemmens namn eller e-postadress, t.ex. Lena Dalerup."),
+    votes: str = _field("Röster", "Nummer och antal röster från röstlistan, t.ex. 3: 4, 12: 3, 20: 3."),
+    year: int | None = _field("År", "Handlingsplanens år, t.ex. 2024; tomt = den runda som pågår.", None),
+) -> dict[str, Any]:
+    """Rätta en medlems röst: fördelningen räknas som medlemmens röst (den senaste gäller
+    fram till sammanräkningen) och medlemmen får ett kvitto."""
+    from kcg_mail.services.ballot_correction import correct_ballot, current_year
+
+    with _app_and_now() as (app, now):
+        done = correct_ballot(app, year or current_year(app), member, votes, now, ref=_request_id())
+        whose = round_.named(done.person.name)["genitive"]
+        _publish(app, done.markdown(), f"Rättad röst: {done.person.name}", f"rättade {whose} röst")
+        return {"member": done.person.email, "votes": done.lines, "receipt": done.receipt}
 
 
 @flow(name="kcg-planning-start", flow_run_name="planering {year}: start", log_prints=False)

@@ -89,7 +89,7 @@ def deployments(workdir: str, config_dir: str | None, short: str, intake_cron: s
     from flows.daily import daily_flow
     from flows.housekeeping import housekeeping_flow
     from flows.intake import intake_flow
-    from flows.round import planning_publish, planning_start, planning_tick
+    from flows.round import planning_correct_ballot, planning_publish, planning_start, planning_tick
 
     params = {"workdir": workdir, "config_dir": config_dir}
     cron, tz = daily_cron(config_dir)
@@ -124,7 +124,10 @@ def deployments(workdir: str, config_dir: str | None, short: str, intake_cron: s
                      (manual.approve_reply, "Godkänn ett svar som väntar på godkännande."),
                      (manual.start_project, "Starta en projektgrupp som protokollet föreslår (godkännande)."),
                      (manual.reject_reply, "Avvisa ett svar som väntar på godkännande."),
-                     (manual.preview, "Förhandsvisa en månads utskick per mottagare (inget skickas).")):
+                     (manual.member_add, "Lägg till en medlem (välkomstmejl, kallelser och protokoll)."),
+                     (manual.member_remove, "Ta bort en medlem (inga fler kallelser eller protokoll)."),
+                     (manual.preview, "Förhandsvisa en månads utskick per mottagare (inget skickas)."),
+                     (planning_correct_ballot, "Rätta en medlems röst i planeringsrundan.")):
         deps.append(fn.to_deployment(name=short, concurrency_limit=enqueue, tags=run_tags(short, "manual"),
                                      description=text))
     return [_hide(d) for d in deps]

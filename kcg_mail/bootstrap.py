@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from kcg_mail.documents.render import ProtocolRenderer
 
-from kcg_mail.config_loader import load_config
+from kcg_mail.config_loader import MEMBERS_OVERLAY, apply_members_overlay, load_config
 from kcg_mail.core.config_model import (
     Config,
     ConfigError,
@@ -61,6 +61,7 @@ def make_mail(cfg: Config, workdir: Path, *, create: bool = True) -> MailTranspo
         )
     if isinstance(s, ExchangeSettings):
         from kcg_mail.adapters.exchange import ExchangeTransport
+        from kcg_mail.adapters.exchange_ews import EwsSession
 
         kw: dict[str, Any] = dict(mailbox=s.mailbox or cfg.network.mailbox.email, auth=s.auth,
                                   service_endpoint=s.service_endpoint, version=s.version,
@@ -69,11 +70,12 @@ def make_mail(cfg: Config, workdir: Path, *, create: bool = True) -> MailTranspo
             kw.update(client_id=s.client_id, tenant_id=s.tenant_id, client_secret=require("ews_client_secret"))
         else:
             kw.update(username=s.username, password=require("ews_password"))
-        return ExchangeTransport(**kw)
+        return ExchangeTransport(EwsSession(**kw))
     from kcg_mail.adapters.graph import GraphTransport
+    from kcg_mail.adapters.graph_http import GraphClient
 
-    return GraphTransport(mailbox=s.mailbox or cfg.network.mailbox.email, tenant_id=s.tenant_id,
-                          client_id=s.client_id, client_secret=require("graph_client_secret"))
+    return GraphTransport(GraphClient(mailbox=s.mailbox or cfg.network.mailbox.email, tenant_id=s.tenant_id,
+                                      client_id=s.client_id, client_secret=require("graph_client_secret")))
 
 
 def make_source(cfg: Config, workdir: Path, stop: threading.Event | None = None, *,
@@ -151,7 +153,7 @@ def bootstrap(workdir: Path | str = DEFAULT_WORKDIR, config_dir: Path | str | No
     install_log_filter()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    cfg = cfg or load_config(config_dir, plans_dir=workdir / "plans")
+    cfg = apply_members_overlay(cfg or load_config(config_dir, plans_dir=workdir / "plans"), workdir)
     templates = Path(templates_dir or DEFAULT_TEMPLATES)
     renderer, template_problems = load_renderer(templates, workdir)
     mail = mail or make_mail(cfg, workdir)
@@ -214,8 +216,9 @@ def dry_run_app(workdir: Path | str, config_dir: Path | str | None = None) -> It
         if src.exists():
             with sqlite3.connect(f"file:{src}?mode=ro", uri=True) as a, sqlite3.connect(tmp / "state.sqlite") as b:
                 a.backup(b)
-        if (Path(workdir) / REPLY_SECRET_FILE).exists():
-            shutil.copy2(Path(workdir) / REPLY_SECRET_FILE, tmp / REPLY_SECRET_FILE)
+        for name in (REPLY_SECRET_FILE, MEMBERS_OVERLAY):
+            if (Path(workdir) / name).exists():
+                shutil.copy2(Path(workdir) / name, tmp / name)
         app = bootstrap(tmp, config_dir, mail=MaildirTransport(tmp / "mail"), archive=LocalFolderArchive(tmp / "dropbox"),
                         guard_state=False)
         with app:

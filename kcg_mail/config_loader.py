@@ -42,7 +42,8 @@ from kcg_mail.core.round import PlanningSettings
 #: what the shell imports from here: the loaders, and the models it passes on (typed transport settings)
 __all__ = ["DEFAULT_CONFIG_DIR", "ArchiveSettings", "Config", "ConfigError", "DropboxSettings", "ExchangeSettings",
            "GraphSettings", "LocalArchiveSettings", "MailSettings", "MaildirSettings", "SmtpImapSettings",
-           "load_config", "load_planning"]
+           "MEMBERS_OVERLAY", "apply_members_overlay", "load_config", "load_planning", "read_members_overlay",
+           "write_members_overlay"]
 
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
@@ -324,3 +325,74 @@ def load_planning(directory: Path | str | None = None, environ: dict[str, str] |
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+# ------------------------------------------------------------------ the members overlay
+
+#: the members the coordinator added or removed (by reply or in Prefect), in the work directory:
+#: ``network.yaml`` stays the operator's setup; this file is written by kcg-mail only
+MEMBERS_OVERLAY = "members.yaml"
+_OVERLAY_HEADER = ("# Members the coordinator added or removed (by replying \"ja\" or in the Prefect forms\n"
+                   "# kcg-member-add / kcg-member-remove). Written by kcg-mail; read over config/network.yaml.\n")
+
+
+def read_members_overlay(workdir: Path | str) -> dict[str, list[dict[str, str]]]:
+    """``{"added": [person fields...], "removed": [{"email": ...}...]}`` (empty when none)."""
+    file = Path(workdir) / MEMBERS_OVERLAY
+    if not file.is_file():
+        return {"added": [], "removed": []}
+    problems: list[str] = []
+    data = _read_yaml(file, problems)
+    if problems or not isinstance(data, dict):
+        raise ConfigError(problems or [f"{file}: expected added: and removed: lists (fix: restore it from the backup)"])
+    return {"added": [dict(x) for x in data.get("added") or [] if isinstance(x, dict)],
+            "removed": [dict(x) for x in data.get("removed") or [] if isinstance(x, dict)]}
+
+
+def write_members_overlay(workdir: Path | str, data: dict[str, list[dict[str, str]]]) -> None:
+    """Write the overlay atomically (temporary file, fsync, rename)."""
+    file = Path(workdir) / MEMBERS_OVERLAY
+    tmp = file.with_suffix(".yaml.tmp")
+    text = _OVERLAY_HEADER + yaml.safe_dump({"added": data.get("added", []), "removed": data.get("removed", [])},
+                                            allow_unicode=True, sort_keys=False, default_flow_style=False)
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, file)
+
+
+def apply_members_overlay(cfg: Config, workdir: Path | str) -> Config:
+    """The config with the coordinator's added members in ``network.members`` and his
+    removed ones inactive (``active: false``: no invitation, no distribution, no round).
+    A person already in network.yaml (the operator added them there too) is taken from
+    there; the coordinator himself is never removed."""
+    from kcg_mail.core.config_model import Person
+
+    data = read_members_overlay(workdir)
+    if not data["added"] and not data["removed"]:
+        return cfg
+    net = cfg.network
+    members = list(net.members)
+    known = {p.email for p in members + net.guests}
+    ids = {p.id for p in members + net.guests}
+    file = Path(workdir) / MEMBERS_OVERLAY
+    for i, entry in enumerate(data["added"]):
+        fields = {k: str(v) for k, v in entry.items() if k in ("id", "name", "organisation", "city", "email")}
+        try:
+            person = Person(**fields)
+        except ValidationError as exc:
+            raise ConfigError([f"{file}: added[{i}]: {exc.errors()[0].get('msg')} (fix: restore the file from the "
+                               "backup or remove the entry)"]) from None
+        if person.email in known:
+            continue
+        pid = person.id
+        while pid in ids:
+            pid += "2"
+        members.append(person.model_copy(update={"id": pid}))
+        known.add(person.email)
+        ids.add(pid)
+    gone = {str(x.get("email", "")).lower() for x in data["removed"]}
+    members = [p.model_copy(update={"active": False}) if p.email in gone and p.role != "coordinator" else p
+               for p in members]
+    return cfg.model_copy(update={"network": net.model_copy(update={"members": members})})

@@ -73,6 +73,51 @@ def _cell_text(cell, text: str, *, bold: bool = False, size: float | None = None
         run.font.size = Pt(size)
 
 
+def _header_table(doc, headers: tuple[str, ...]):
+    """A grid table with one shaded header row (repeated on every page)."""
+    table = doc.add_table(rows=1, cols=len(headers))
+    table.style = "Table Grid"
+    for cell, text in zip(table.rows[0].cells, headers):
+        _cell_text(cell, text, bold=True)
+        _set_cell_shading(cell, "DEEAF6")
+    _repeat_header(table.rows[0])
+    return table
+
+
+def _label_table(doc, rows, *, align_left: bool = False):
+    """A two-column grid table: a shaded label, then its value, per row."""
+    table = doc.add_table(rows=0, cols=2)
+    table.style = "Table Grid"
+    if align_left:
+        table.alignment = WD_TABLE_ALIGNMENT.LEFT
+    for label, value in rows:
+        cells = table.add_row().cells
+        _cell_text(cells[0], label, bold=True)
+        _set_cell_shading(cells[0], "DEEAF6")
+        _cell_text(cells[1], value)
+    _set_widths(table, (Mm(40), Mm(130)))
+    return table
+
+
+def _row_texts(table, texts: tuple[str, ...], *, size: float | None = None) -> None:
+    """A new row of ``table`` with one text per cell."""
+    for cell, text in zip(table.add_row().cells, texts):
+        _cell_text(cell, text, size=size)
+
+
+def _tag_row(table, tag: str) -> None:
+    """A row holding only a docxtpl ``{%tr ... %}`` tag (removed on render)."""
+    table.add_row().cells[0].paragraphs[0].add_run(tag)
+
+
+def _fine_print(paragraph, text: str):
+    """A small grey run (the footer, the reference line)."""
+    run = paragraph.add_run(text)
+    run.font.size = Pt(8)
+    run.font.color.rgb = GREY
+    return run
+
+
 def _tag_paragraph(doc, tag: str) -> None:
     """A paragraph holding only a docxtpl ``{%p ... %}`` tag (removed on render)."""
     doc.add_paragraph().add_run(tag)
@@ -104,17 +149,10 @@ def _followup(doc) -> None:
         "(tomt = fortsätter)."
     )
     note.runs[0].font.color.rgb = GREY
-    tbl = doc.add_table(rows=1, cols=5)
-    tbl.style = "Table Grid"
-    for cell, text in zip(tbl.rows[0].cells, ("Ref", "Öppet beslut", "Ansvarig", "Datum", "Läge")):
-        _cell_text(cell, text, bold=True)
-        _set_cell_shading(cell, "DEEAF6")
-    _repeat_header(tbl.rows[0])
-    tbl.add_row().cells[0].paragraphs[0].add_run("{%tr for d in followup.decisions %}")
-    cells = tbl.add_row().cells
-    for cell, text in zip(cells, ("{{ d.ref }}", "{{ d.decision }}", "{{ d.owner }}", "{{ d.due }}", "")):
-        _cell_text(cell, text, size=9)
-    tbl.add_row().cells[0].paragraphs[0].add_run("{%tr endfor %}")
+    tbl = _header_table(doc, ("Ref", "Öppet beslut", "Ansvarig", "Datum", "Läge"))
+    _tag_row(tbl, "{%tr for d in followup.decisions %}")
+    _row_texts(tbl, ("{{ d.ref }}", "{{ d.decision }}", "{{ d.owner }}", "{{ d.due }}", ""), size=9)
+    _tag_row(tbl, "{%tr endfor %}")
     _set_widths(tbl, (Mm(26), Mm(62), Mm(36), Mm(24), Mm(22)))
     _tag_paragraph(doc, "{%p else %}")
     doc.add_paragraph("Inga öppna beslut från tidigare möten.").runs[0].font.color.rgb = GREY
@@ -129,16 +167,10 @@ def _followup(doc) -> None:
 
 def _grid(doc, header, loop: str, cells, widths) -> None:
     """A table with a shaded header row and one docxtpl row loop."""
-    tbl = doc.add_table(rows=1, cols=len(header))
-    tbl.style = "Table Grid"
-    for cell, text in zip(tbl.rows[0].cells, header):
-        _cell_text(cell, text, bold=True)
-        _set_cell_shading(cell, "DEEAF6")
-    _repeat_header(tbl.rows[0])
-    tbl.add_row().cells[0].paragraphs[0].add_run("{%tr for x in " + loop + " %}")
-    for cell, text in zip(tbl.add_row().cells, cells):
-        _cell_text(cell, text, size=9)
-    tbl.add_row().cells[0].paragraphs[0].add_run("{%tr endfor %}")
+    tbl = _header_table(doc, header)
+    _tag_row(tbl, "{%tr for x in " + loop + " %}")
+    _row_texts(tbl, cells, size=9)
+    _tag_row(tbl, "{%tr endfor %}")
     _set_widths(tbl, widths)
 
 
@@ -199,12 +231,7 @@ def build_document():
     r = fp.add_run("Spelregler: ")
     r.bold = True
     r.font.size = Pt(8)
-    r = fp.add_run(
-        "{% for rule in rules %}{{ loop.index }}. {{ rule }}"
-        "{% if not loop.last %}  ·  {% endif %}{% endfor %}"
-    )
-    r.font.size = Pt(8)
-    r.font.color.rgb = GREY
+    _fine_print(fp, "{% for rule in rules %}{{ loop.index }}. {{ rule }}{% if not loop.last %}  ·  {% endif %}{% endfor %}")
 
     # --- title ----------------------------------------------------------------------
     doc.add_paragraph("KCG – Key Cities Group", style="Subtitle")
@@ -248,41 +275,18 @@ def build_document():
         ("Gäster", "{{ meeting.guests | join(', ') if meeting.guests else '–' }}"),
         ("Kommentar", "{{ meeting.comment or '–' }}"),
     ]
-    table = doc.add_table(rows=0, cols=2)
-    table.style = "Table Grid"
-    table.alignment = WD_TABLE_ALIGNMENT.LEFT
-    for label, value in facts:
-        cells = table.add_row().cells
-        _cell_text(cells[0], label, bold=True)
-        _set_cell_shading(cells[0], "DEEAF6")
-        _cell_text(cells[1], value)
-    _set_widths(table, (Mm(40), Mm(130)))
+    _label_table(doc, facts, align_left=True)
 
     # --- attendance -----------------------------------------------------------------------
     doc.add_heading("Närvaro", level=1)
     doc.add_paragraph("Fyll i Ja eller Nej i kolumnen Närvarande.").runs[0].font.color.rgb = GREY
-    att = doc.add_table(rows=1, cols=4)
-    att.style = "Table Grid"
-    for cell, text in zip(att.rows[0].cells, ("Stad", "Namn", "Organisation", "Närvarande")):
-        _cell_text(cell, text, bold=True)
-        _set_cell_shading(cell, "DEEAF6")
-    _repeat_header(att.rows[0])
-    att.add_row().cells[0].paragraphs[0].add_run(
-        "{%tr for m in members | sort(attribute='city') %}"
-    )
-    cells = att.add_row().cells
-    _cell_text(cells[0], "{{ m.city }}")
-    _cell_text(cells[1], "{{ m.name }}")
-    _cell_text(cells[2], "{{ m.organisation }}")
-    _cell_text(cells[3], "{{ m.attendance }}")
-    att.add_row().cells[0].paragraphs[0].add_run("{%tr endfor %}")
-    att.add_row().cells[0].paragraphs[0].add_run("{%tr for g in meeting.guests %}")
-    cells = att.add_row().cells
-    _cell_text(cells[0], "Gäst")
-    _cell_text(cells[1], "{{ g }}")
-    _cell_text(cells[2], "")
-    _cell_text(cells[3], "Ja")
-    att.add_row().cells[0].paragraphs[0].add_run("{%tr endfor %}")
+    att = _header_table(doc, ("Stad", "Namn", "Organisation", "Närvarande"))
+    _tag_row(att, "{%tr for m in members | sort(attribute='city') %}")
+    _row_texts(att, ("{{ m.city }}", "{{ m.name }}", "{{ m.organisation }}", "{{ m.attendance }}"))
+    _tag_row(att, "{%tr endfor %}")
+    _tag_row(att, "{%tr for g in meeting.guests %}")
+    _row_texts(att, ("Gäst", "{{ g }}", "", "Ja"))
+    _tag_row(att, "{%tr endfor %}")
     _set_widths(att, (Mm(30), Mm(48), Mm(62), Mm(30)))
 
     # --- standing agenda -----------------------------------------------------------------
@@ -301,34 +305,21 @@ def build_document():
         "Skriv ett beslut per rad. Lägg till rader vid behov (Tabb i sista cellen)."
     )
     note.runs[0].font.color.rgb = GREY
-    dec = doc.add_table(rows=1, cols=3)
-    dec.style = "Table Grid"
-    for cell, text in zip(dec.rows[0].cells, ("Beslut", "Ansvarig", "Klart till")):
-        _cell_text(cell, text, bold=True)
-        _set_cell_shading(cell, "DEEAF6")
-    _repeat_header(dec.rows[0])
-    dec.add_row().cells[0].paragraphs[0].add_run("{%tr for _ in range(decision_rows) %}")
-    row = dec.add_row()
-    _min_row_height(row, 9)
-    dec.add_row().cells[0].paragraphs[0].add_run("{%tr endfor %}")
+    dec = _header_table(doc, ("Beslut", "Ansvarig", "Klart till"))
+    _tag_row(dec, "{%tr for _ in range(decision_rows) %}")
+    _min_row_height(dec.add_row(), 9)
+    _tag_row(dec, "{%tr endfor %}")
     _set_widths(dec, (Mm(100), Mm(45), Mm(25)))
 
     _plan_section(doc)
 
     # --- next meeting ----------------------------------------------------------------------
     doc.add_heading("Nästa möte", level=1)
-    nxt = doc.add_table(rows=0, cols=2)
-    nxt.style = "Table Grid"
-    for label, value in (
+    _label_table(doc, (
         ("Datum", "{{ next_meeting.date_text if next_meeting else '' }}"),
         ("Värd", "{{ next_meeting.host_name if next_meeting else '' }}"),
         ("Tema", "{{ next_meeting.theme if next_meeting else '' }}"),
-    ):
-        cells = nxt.add_row().cells
-        _cell_text(cells[0], label, bold=True)
-        _set_cell_shading(cells[0], "DEEAF6")
-        _cell_text(cells[1], value)
-    _set_widths(nxt, (Mm(40), Mm(130)))
+    ))
 
     # --- values and reference --------------------------------------------------------------
     doc.add_heading("Vår värdegrund – bästa möjliga möte", level=1)
@@ -337,12 +328,8 @@ def build_document():
 
     p = doc.add_paragraph()
     p.paragraph_format.space_before = Pt(18)
-    r = p.add_run(
-        "Protokollet skickas tillbaka till samordnaren som Word-dokument eller PDF. "
-        "Mötesreferens: {{ meeting.id }} / {{ meeting.token }} (låt stå kvar)."
-    )
-    r.font.size = Pt(8)
-    r.font.color.rgb = GREY
+    _fine_print(p, "Protokollet skickas tillbaka till samordnaren som Word-dokument eller PDF. "
+                   "Mötesreferens: {{ meeting.id }} / {{ meeting.token }} (låt stå kvar).")
 
     cp = doc.core_properties
     cp.title = "Beslutsprotokoll"

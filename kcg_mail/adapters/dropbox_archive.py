@@ -80,6 +80,36 @@ _MAX_STORE_RACES = 5
 
 R = TypeVar("R")
 
+#: why Dropbox could not look a path up, by the LookupError's tag ({apath}: the path)
+_LOOKUP_ERRORS = {
+    "not_found": "{apath} does not exist in Dropbox",
+    "not_file": "{apath} is a folder in Dropbox, not a file",
+    "not_folder": "{apath} (or a part of its folder path) is a file in Dropbox, not a folder",
+    "restricted_content": "{apath} is restricted content in Dropbox (blocked for legal reasons)",
+    "locked": "{apath} is locked in Dropbox; ask whoever locked it to unlock it",
+}
+
+_NO_SPACE = (TransportError, "Cannot store {apath}: the Dropbox account or team is out of space.")
+#: why Dropbox refused a write, by the WriteError's tag: the error raised (worth a later run,
+#: or someone must act) and its message ({apath}: the path)
+_WRITE_ERRORS: dict[str, tuple[type[TransportError], str]] = {
+    "no_write_permission": (TransportError, "No write permission for {apath} in Dropbox: the connected account can only "
+                            "view that folder. Ask the folder's owner for edit access, or choose another archive root."),
+    "insufficient_space": _NO_SPACE,
+    "team_folder_insufficient_space": _NO_SPACE,
+    "member_folder_insufficient_space": _NO_SPACE,
+    "disallowed_name": (TransportError, "Dropbox does not allow the file name of {apath}; change the naming pattern."),
+    "team_folder": (TransportError, "Cannot store {apath}: team folders cannot be changed this way in Dropbox."),
+    "too_many_write_operations": (TransientError, "Dropbox is busy with other writes in the folder of {apath}; run again later."),
+    "access_restricted": (TransportError, "Access to {apath} is restricted by Dropbox team policy."),
+    "upload_traffic_limit_reached": (TransientError, "The Dropbox team's upload traffic limit is reached; cannot store {apath} now."),
+}
+
+
+def _tag_is(union: Any, tag: str) -> bool:
+    """Whether a Dropbox union (an error) is the case ``tag`` (its ``is_<tag>()``)."""
+    return bool(getattr(union, f"is_{tag}")())
+
 
 def _fold(name: str) -> str:
     return name.lower()  # Dropbox compares names case-insensitively
@@ -250,16 +280,9 @@ class DropboxArchive(Archive):
 
     @staticmethod
     def _lookup_message(apath: str, lookup: files.LookupError) -> str:
-        if lookup.is_not_found():
-            return f"{apath} does not exist in Dropbox"
-        if lookup.is_not_file():
-            return f"{apath} is a folder in Dropbox, not a file"
-        if lookup.is_not_folder():
-            return f"{apath} (or a part of its folder path) is a file in Dropbox, not a folder"
-        if lookup.is_restricted_content():
-            return f"{apath} is restricted content in Dropbox (blocked for legal reasons)"
-        if lookup.is_locked():
-            return f"{apath} is locked in Dropbox; ask whoever locked it to unlock it"
+        for tag, text in _LOOKUP_ERRORS.items():
+            if _tag_is(lookup, tag):
+                return text.format(apath=apath)
         if lookup.is_malformed_path():
             return f"Dropbox says the path {apath} is malformed: {lookup.get_malformed_path()}"
         return f"Dropbox could not look up {apath} ({lookup})"
@@ -272,25 +295,11 @@ class DropboxArchive(Archive):
             if c.is_file_ancestor():
                 kind = "a file in place of one of its parent folders"
             return TransportError(f"Cannot store {apath} in Dropbox: path conflict with {kind} there.")
-        if err.is_no_write_permission():
-            return TransportError(
-                f"No write permission for {apath} in Dropbox: the connected account can only view that "
-                "folder. Ask the folder's owner for edit access, or choose another archive root."
-            )
-        if err.is_insufficient_space() or err.is_team_folder_insufficient_space() or err.is_member_folder_insufficient_space():
-            return TransportError(f"Cannot store {apath}: the Dropbox account or team is out of space.")
-        if err.is_disallowed_name():
-            return TransportError(f"Dropbox does not allow the file name of {apath}; change the naming pattern.")
+        for tag, (error, text) in _WRITE_ERRORS.items():
+            if _tag_is(err, tag):
+                return error(text.format(apath=apath))
         if err.is_malformed_path():
             return TransportError(f"Dropbox says the path {apath} is malformed: {err.get_malformed_path()}")
-        if err.is_team_folder():
-            return TransportError(f"Cannot store {apath}: team folders cannot be changed this way in Dropbox.")
-        if err.is_too_many_write_operations():
-            return TransientError(f"Dropbox is busy with other writes in the folder of {apath}; run again later.")
-        if err.is_access_restricted():
-            return TransportError(f"Access to {apath} is restricted by Dropbox team policy.")
-        if err.is_upload_traffic_limit_reached():
-            return TransientError(f"The Dropbox team's upload traffic limit is reached; cannot store {apath} now.")
         return TransportError(f"Dropbox could not write {apath}: {err}")
 
     # ------------------------------------------------------------ metadata

@@ -37,8 +37,7 @@ What this adapter does on the wire (and what the tests assert):
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -72,7 +71,7 @@ from ..ports import (
 from ..ports import (
     Folder as FolderName,
 )
-from .exchange_ews import AuthKind, EwsSession, register_extended_properties
+from .exchange_ews import EwsSession, register_extended_properties
 from .headers import with_server_auth_results
 from .maildir import incoming_limit, oversize_from_fields
 
@@ -81,8 +80,9 @@ log = logging.getLogger(__name__)
 
 class ExchangeTransport(MailTransport):
     """MailTransport over EWS. Nothing is sent over the network until the first
-    operation (or ``check()``). Holds an ``EwsSession`` (account, credentials,
-    retry policy, error translation)."""
+    operation (or ``check()``). Works through the ``EwsSession`` it is given
+    (``ExchangeTransport(EwsSession(mailbox, auth, endpoint, ...))``: account,
+    credentials, retry policy, error translation)."""
 
     mailbox: str
     session: EwsSession
@@ -94,39 +94,10 @@ class ExchangeTransport(MailTransport):
     max_incoming: int | None = None
 
     def __init__(
-        self,
-        mailbox: str,
-        auth: AuthKind,
-        service_endpoint: str,
-        version: str | None = "Exchange2016",
-        client_id: str | None = None,
-        client_secret: str | None = None,
-        tenant_id: str | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        autodiscover: bool = False,
-        max_wait: float = 300,
-        sleep: Callable[[float], None] = time.sleep,
-        processed_folder: str = "processed",
-        quarantine_folder: str = "quarantine",
+        self, session: EwsSession, *, processed_folder: str = "processed", quarantine_folder: str = "quarantine"
     ):
-        if "@" not in mailbox:
-            raise ValueError(f"mailbox must be an e-mail address, got {mailbox!r}")
-        self.mailbox = mailbox
-        self.session = EwsSession(
-            mailbox,
-            auth,
-            service_endpoint,
-            version,
-            client_id=client_id,
-            client_secret=client_secret,
-            tenant_id=tenant_id,
-            username=username,
-            password=password,
-            autodiscover=autodiscover,
-            max_wait=max_wait,
-            sleep=sleep,
-        )
+        self.mailbox = session.mailbox
+        self.session = session
         self.folder_names = {"processed": processed_folder, "quarantine": quarantine_folder}
         self._folders = {}
         register_extended_properties()
@@ -135,27 +106,7 @@ class ExchangeTransport(MailTransport):
     def account(self) -> Account:
         return self.session.account
 
-    @property
-    def auth(self) -> AuthKind:
-        return self.session.auth
-
-    @property
-    def service_endpoint(self) -> str:
-        return self.session.service_endpoint
-
-    @property
-    def username(self) -> str | None:
-        return self.session.username
-
-    @property
-    def token_refreshes(self) -> int:
-        """How often a rejected access token was replaced (for tests and logs)."""
-        return self.session.token_refreshes
-
     # ----------------------------------------------------------------- connection
-
-
-
 
     def close(self) -> None:
         self.session.close()
@@ -437,8 +388,8 @@ class ExchangeTransport(MailTransport):
             with self.session.translating("connect"):
                 inbox = self.account.inbox  # GetFolder
                 detail = (
-                    f"EWS at {self.account.protocol.service_endpoint} ({self.auth}, "
-                    f"{'impersonation' if self.auth == 'oauth' else 'delegate'}); inbox holds "
+                    f"EWS at {self.account.protocol.service_endpoint} ({self.session.auth}, "
+                    f"{'impersonation' if self.session.auth == 'oauth' else 'delegate'}); inbox holds "
                     f"{inbox.total_count} message(s)"
                 )
             checks.append(Check(name, True, detail))
@@ -452,7 +403,7 @@ class ExchangeTransport(MailTransport):
             checks.append(Check(f"{name} calendar", True, "calendar and Sent Items reachable"))
         except TransportError as e:
             checks.append(Check(f"{name} calendar", False, str(e)))
-        if "office365.com" in (self.service_endpoint or "") or self.auth == "oauth":
+        if "office365.com" in (self.session.service_endpoint or "") or self.session.auth == "oauth":
             checks.append(
                 Check(
                     f"{name} EWS retirement",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal, TypeVar
@@ -68,42 +69,22 @@ UID_PROPERTY = "X-KCG-Invitation-UID"
 SEQUENCE_PROPERTY = "X-KCG-Invitation-Sequence"
 
 
-class KcgMarker(ExtendedProperty):  # type: ignore[misc]  # exchangelib is untyped
-    """Our marker header (``X-KCG-Mail: <idempotency key>``) as an Internet header."""
-
-    distinguished_property_set_id = "InternetHeaders"
-    property_name = MARKER_HEADER
-    property_type = "String"
-
-
-class AutoSubmitted(ExtendedProperty):  # type: ignore[misc]  # exchangelib is untyped
-    distinguished_property_set_id = "InternetHeaders"
-    property_name = "Auto-Submitted"
-    property_type = "String"
+def _extended_property(set_id: str, name: str, kind: str = "String") -> type[ExtendedProperty]:
+    """An exchangelib extended property class: an Internet header (``InternetHeaders``)
+    or a named property private to us (``PublicStrings``)."""
+    attrs = {"distinguished_property_set_id": set_id, "property_name": name, "property_type": kind}
+    return type(f"Kcg{name.replace('-', '')}", (ExtendedProperty,), attrs)
 
 
-class AutoResponseSuppress(ExtendedProperty):  # type: ignore[misc]  # exchangelib is untyped
-    distinguished_property_set_id = "InternetHeaders"
-    property_name = "X-Auto-Response-Suppress"
-    property_type = "String"
-
-
-class KcgInvitationUid(ExtendedProperty):  # type: ignore[misc]  # exchangelib is untyped
-    distinguished_property_set_id = "PublicStrings"
-    property_name = UID_PROPERTY
-    property_type = "String"
-
-
-class KcgInvitationSequence(ExtendedProperty):  # type: ignore[misc]  # exchangelib is untyped
-    distinguished_property_set_id = "PublicStrings"
-    property_name = SEQUENCE_PROPERTY
-    property_type = "Integer"
-
+#: our marker header (``X-KCG-Mail: <idempotency key>``) as an Internet header
+KcgMarker = _extended_property("InternetHeaders", MARKER_HEADER)
+KcgInvitationUid = _extended_property("PublicStrings", UID_PROPERTY)
+KcgInvitationSequence = _extended_property("PublicStrings", SEQUENCE_PROPERTY, "Integer")
 
 _REGISTRATIONS = (
     (Message, "kcg_marker", KcgMarker),
-    (Message, "kcg_auto_submitted", AutoSubmitted),
-    (Message, "kcg_auto_response_suppress", AutoResponseSuppress),
+    (Message, "kcg_auto_submitted", _extended_property("InternetHeaders", "Auto-Submitted")),
+    (Message, "kcg_auto_response_suppress", _extended_property("InternetHeaders", "X-Auto-Response-Suppress")),
     (CalendarItem, "kcg_marker", KcgMarker),
     (CalendarItem, "kcg_uid", KcgInvitationUid),
     (CalendarItem, "kcg_sequence", KcgInvitationSequence),
@@ -121,6 +102,48 @@ def register_extended_properties() -> None:
         else:
             if getattr(field, "value_cls", None) is not prop:
                 raise RuntimeError(f"{cls.__name__}.{attr} is registered with another property class")
+
+
+#: what an HTTP status wrapped in exchangelib's MalformedResponseError means here
+_HTTP_ANSWERS = {
+    "403": "403 Forbidden: EWS is disabled for this organisation, mailbox or app. Exchange Online blocks EWS by "
+           "default from 2026-10-01 (EWSEnabled, EwsAllowedAppIDs) and turns it off on 2027-04-01; use the Graph "
+           "transport. On-premises: check Set-CASMailbox -EwsEnabled.",
+    "404": "404: wrong service endpoint. It normally ends in /EWS/Exchange.asmx "
+           "(Exchange Online: https://outlook.office365.com/EWS/Exchange.asmx).",
+}
+
+#: exchangelib's and oauthlib's faults, tried in this order: the classes, our error (worth a later
+#: run, or someone must act) and its message ({what}: the operation, {where}: server and mailbox,
+#: {e}: the fault, {fault}: its class name)
+_FAULTS: tuple[tuple[tuple[type[Exception], ...], type[TransportError], str], ...] = (
+    ((ews_errors.RateLimitError,), TransientError,
+     "{what}: {where} is throttling and did not recover within {max_wait:g} s ({e}). Nothing more was sent; "
+     "run again later."),
+    ((ews_errors.ErrorServerBusy, ews_errors.ErrorInternalServerTransientError, ews_errors.ErrorTimeoutExpired,
+      ews_errors.ErrorTooManyObjectsOpened, ews_errors.ErrorExceededConnectionCount,
+      ews_errors.ErrorMailboxStoreUnavailable, ews_errors.ErrorMailboxMoveInProgress,
+      requests.ConnectionError, requests.Timeout), TransientError,
+     "{what}: {where} is unavailable ({fault}: {e}); run again later."),
+    ((oauth_errors.InvalidClientError, oauth_errors.UnauthorizedClientError, oauth_errors.InvalidClientIdError),
+     TransportError,
+     "{what}: Microsoft Entra ID refused the app credentials ({e.error}: {e.description}). Check mail.client_id "
+     "and mail.tenant_id in transport.yaml (or KCG_MAIL__CLIENT_ID / KCG_MAIL__TENANT_ID) and "
+     "KCG_EWS_CLIENT_SECRET (secrets expire; create a new one under Certificates & secrets)."),
+    ((oauth_errors.OAuth2Error,), TransportError, "{what}: OAuth token request failed ({e.error}: {e.description})."),
+    ((ews_errors.ErrorImpersonateUserDenied, ews_errors.ErrorImpersonationFailed), TransportError,
+     "{what}: {where} refused impersonation of {mailbox} ({e}). Exchange Online: grant the app the application "
+     "permission full_access_as_app (Office 365 Exchange Online) and admin consent. On-premises: give the service "
+     "account the ApplicationImpersonation role or full access to the mailbox."),
+    ((ews_errors.ErrorNonExistentMailbox,), TransportError, "{what}: mailbox {mailbox} does not exist on {where} ({e})."),
+    ((ews_errors.ErrorAccessDenied,), TransportError,
+     "{what}: {where} denied access ({e}). Check the app's full_access_as_app permission (Exchange Online) or the "
+     "account's rights on the mailbox (on-premises). If EWS is blocked for the tenant (EWSEnabled / "
+     "EwsAllowedAppIDs), an administrator must allow this app."),
+    ((ews_errors.RedirectError, ews_errors.CASError, ews_errors.MalformedResponseError, ews_errors.SOAPError),
+     TransportError, "{what}: {where} did not answer like EWS ({fault}: {e}). Check the service endpoint URL."),
+    ((ews_errors.EWSError,), TransportError, "{what}: {where} failed: {fault}: {e}"),
+)
 
 
 class BoundedRetry(FaultTolerance):  # type: ignore[misc]  # exchangelib is untyped
@@ -194,17 +217,19 @@ class EwsSession:
         mailbox: str,
         auth: AuthKind,
         service_endpoint: str,
-        version: str | None,
+        version: str | None = "Exchange2016",
         *,
-        client_id: str | None,
-        client_secret: str | None,
-        tenant_id: str | None,
-        username: str | None,
-        password: str | None,
-        autodiscover: bool,
-        max_wait: float,
-        sleep: Callable[[float], None],
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        tenant_id: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        autodiscover: bool = False,
+        max_wait: float = 300,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        if "@" not in mailbox:
+            raise ValueError(f"mailbox must be an e-mail address, got {mailbox!r}")
         if auth not in ("oauth", "ntlm", "basic"):
             raise ValueError(f"auth must be 'oauth', 'ntlm' or 'basic', got {auth!r}")
         if auth == "oauth":
@@ -328,77 +353,24 @@ class EwsSession:
 
     def _translate(self, e: Exception, what: str) -> TransportError:
         where = f"Exchange ({self.service_endpoint or 'autodiscover'}, mailbox {self.mailbox})"
-        if isinstance(e, ews_errors.RateLimitError):
-            return TransientError(
-                f"{what}: {where} is throttling and did not recover within {self.max_wait:g} s ({e}). "
-                "Nothing more was sent; run again later."
-            )
-        if isinstance(
-            e,
-            (
-                ews_errors.ErrorServerBusy,
-                ews_errors.ErrorInternalServerTransientError,
-                ews_errors.ErrorTimeoutExpired,
-                ews_errors.ErrorTooManyObjectsOpened,
-                ews_errors.ErrorExceededConnectionCount,
-                ews_errors.ErrorMailboxStoreUnavailable,
-                ews_errors.ErrorMailboxMoveInProgress,
-                requests.ConnectionError,
-                requests.Timeout,
-            ),
-        ):
-            return TransientError(f"{what}: {where} is unavailable ({type(e).__name__}: {e}); run again later.")
-        if isinstance(e, (oauth_errors.InvalidClientError, oauth_errors.UnauthorizedClientError,
-                          oauth_errors.InvalidClientIdError)):
-            return TransportError(
-                f"{what}: Microsoft Entra ID refused the app credentials ({e.error}: {e.description}). "
-                "Check mail.client_id and mail.tenant_id in transport.yaml (or KCG_MAIL__CLIENT_ID / "
-                "KCG_MAIL__TENANT_ID) and KCG_EWS_CLIENT_SECRET (secrets expire; create a new one under "
-                "Certificates & secrets)."
-            )
-        if isinstance(e, oauth_errors.OAuth2Error):
-            return TransportError(f"{what}: OAuth token request failed ({e.error}: {e.description}).")
         if isinstance(e, ews_errors.UnauthorizedError):
-            hint = (
-                ("a newly fetched access token was refused too" if self.token_refreshes else
-                 "the access token was refused") + ": check that the app has the Exchange application permission "
-                "full_access_as_app with admin consent, and that EWS is allowed for the app (EwsAllowedAppIDs)"
-                if self.auth == "oauth"
-                else f"check the user name ({self._username!r}: transport.yaml mail.username or KCG_MAIL__USERNAME), "
-                "the password in KCG_EWS_PASSWORD, and that the server allows "
-                f"{self.auth.upper()} authentication on EWS"
-            )
-            return TransportError(f"{what}: {where} answered 401 Unauthorized; {hint}.")
-        if isinstance(e, (ews_errors.ErrorImpersonateUserDenied, ews_errors.ErrorImpersonationFailed)):
-            return TransportError(
-                f"{what}: {where} refused impersonation of {self.mailbox} ({e}). Exchange Online: grant the app "
-                "the application permission full_access_as_app (Office 365 Exchange Online) and admin consent. "
-                "On-premises: give the service account the ApplicationImpersonation role or full access to the "
-                "mailbox."
-            )
-        if isinstance(e, ews_errors.ErrorNonExistentMailbox):
-            return TransportError(f"{what}: mailbox {self.mailbox} does not exist on {where} ({e}).")
-        if isinstance(e, ews_errors.ErrorAccessDenied):
-            return TransportError(
-                f"{what}: {where} denied access ({e}). Check the app's full_access_as_app permission (Exchange "
-                "Online) or the account's rights on the mailbox (on-premises). If EWS is blocked for the tenant "
-                "(EWSEnabled / EwsAllowedAppIDs), an administrator must allow this app."
-            )
-        if isinstance(e, ews_errors.MalformedResponseError) and "Code: 403" in str(e):
-            return TransportError(
-                f"{what}: {where} answered 403 Forbidden: EWS is disabled for this organisation, mailbox or app. "
-                "Exchange Online blocks EWS by default from 2026-10-01 (EWSEnabled, EwsAllowedAppIDs) and turns "
-                "it off on 2027-04-01; use the Graph transport. On-premises: check Set-CASMailbox -EwsEnabled."
-            )
-        if isinstance(e, ews_errors.MalformedResponseError) and "Code: 404" in str(e):
-            return TransportError(
-                f"{what}: {where} answered 404: wrong service endpoint. It normally ends in /EWS/Exchange.asmx "
-                "(Exchange Online: https://outlook.office365.com/EWS/Exchange.asmx)."
-            )
-        if isinstance(e, (ews_errors.RedirectError, ews_errors.CASError, ews_errors.MalformedResponseError,
-                          ews_errors.SOAPError)):
-            return TransportError(f"{what}: {where} did not answer like EWS ({type(e).__name__}: {e}). "
-                                  "Check the service endpoint URL.")
-        if isinstance(e, ews_errors.EWSError):
-            return TransportError(f"{what}: {where} failed: {type(e).__name__}: {e}")
+            return TransportError(f"{what}: {where} answered 401 Unauthorized; {self._login_hint()}.")
+        if isinstance(e, ews_errors.MalformedResponseError):
+            for code, answer in _HTTP_ANSWERS.items():
+                if f"Code: {code}" in str(e):
+                    return TransportError(f"{what}: {where} answered {answer}")
+        for kinds, error, text in _FAULTS:
+            if isinstance(e, kinds):
+                return error(text.format(what=what, where=where, e=e, fault=type(e).__name__, mailbox=self.mailbox,
+                                         max_wait=self.max_wait))
         return TransportError(f"{what}: unexpected error talking to {where}: {type(e).__name__}: {e}")
+
+    def _login_hint(self) -> str:
+        """What to check when EWS answered 401: the app's permission (OAuth) or the account."""
+        if self.auth == "oauth":
+            return (("a newly fetched access token was refused too" if self.token_refreshes else
+                     "the access token was refused") + ": check that the app has the Exchange application permission "
+                    "full_access_as_app with admin consent, and that EWS is allowed for the app (EwsAllowedAppIDs)")
+        return (f"check the user name ({self._username!r}: transport.yaml mail.username or KCG_MAIL__USERNAME), "
+                "the password in KCG_EWS_PASSWORD, and that the server allows "
+                f"{self.auth.upper()} authentication on EWS")

@@ -29,13 +29,10 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
-
-import httpx
 
 from ..ports import (
     MARKER_HEADER,
@@ -84,7 +81,8 @@ log = logging.getLogger(__name__)
 class GraphTransport(MailTransport):
     """One Microsoft 365 mailbox through Microsoft Graph, application permissions.
 
-    Holds a ``GraphClient`` (token, requests, retries, errors), a
+    Works through the ``GraphClient`` it is given (token, requests, retries,
+    errors: ``GraphTransport(GraphClient(mailbox, tenant, app, secret, ...))``), a
     ``GraphAttachments`` (files on drafts and events) and a ``GraphCalendar``
     (invitations) sharing that client."""
 
@@ -103,42 +101,15 @@ class GraphTransport(MailTransport):
 
     def __init__(
         self,
-        mailbox: str,
-        tenant_id: str,
-        client_id: str,
-        client_secret: str,
-        base_url: str = "https://graph.microsoft.com/v1.0",
-        authority_host: str = "https://login.microsoftonline.com",
-        http: httpx.Client | None = None,
-        max_retries: int = 5,
-        sleep: Callable[[float], None] = time.sleep,
+        client: GraphClient,
+        *,
         processed_folder: str = "processed",
         quarantine_folder: str = "quarantine",
-        *,
-        timeout: float = 60.0,
-        max_wait: float = 300.0,
         upload_chunk: int = UPLOAD_CHUNK,
         settle_seconds: float = 120.0,
     ) -> None:
-        if not (mailbox and tenant_id and client_id and client_secret):
-            raise TransportError(
-                "Graph needs the mailbox, KCG_GRAPH_TENANT_ID, KCG_GRAPH_CLIENT_ID and "
-                "KCG_GRAPH_CLIENT_SECRET"
-            )
-        self.mailbox = mailbox
-        self.client = GraphClient(
-            mailbox,
-            tenant_id,
-            client_id,
-            client_secret,
-            base_url=base_url,
-            authority_host=authority_host,
-            http=http,
-            max_retries=max_retries,
-            max_wait=max_wait,
-            sleep=sleep,
-            timeout=timeout,
-        )
+        self.mailbox = client.mailbox
+        self.client = client
         self.attachments = GraphAttachments(self.client, upload_chunk)
         self.calendar = GraphCalendar(self.client, self.attachments)
         #: sendMail is asynchronous: the Sent Items copy (what ``was_sent`` looks
@@ -146,20 +117,9 @@ class GraphTransport(MailTransport):
         #: send waits this long from the intent before deciding it did not go
         #: out (services/app.py Outbox; README "Crash safety").
         self.settle_seconds = settle_seconds
-        self.settle_sleep = sleep
-        self.folder_names = {
-            "processed": processed_folder,
-            "quarantine": quarantine_folder,
-        }
+        self.settle_sleep = client.sleep
+        self.folder_names = {"processed": processed_folder, "quarantine": quarantine_folder}
         self._folder_ids = {}
-
-    @property
-    def tenant_id(self) -> str:
-        return self.client.tenant_id
-
-    @property
-    def client_id(self) -> str:
-        return self.client.client_id
 
     @classmethod
     def from_env(cls, mailbox: str, env: dict[str, str] | None = None, **kw: Any) -> GraphTransport:
@@ -169,7 +129,7 @@ class GraphTransport(MailTransport):
         missing = [n for n in (ENV_TENANT_ID, ENV_CLIENT_ID, ENV_CLIENT_SECRET) if not env.get(n)]
         if missing:
             raise TransportError("Graph transport: set " + ", ".join(missing))
-        return cls(mailbox, env[ENV_TENANT_ID], env[ENV_CLIENT_ID], env[ENV_CLIENT_SECRET], **kw)
+        return cls(GraphClient(mailbox, env[ENV_TENANT_ID], env[ENV_CLIENT_ID], env[ENV_CLIENT_SECRET]), **kw)
 
     # ------------------------------------------------------------------ send
 
@@ -475,7 +435,7 @@ class GraphTransport(MailTransport):
             token = self.client.token()
         except TransportError as exc:
             return [Check("Graph sign-in", False, str(exc))]
-        checks.append(Check("Graph sign-in", True, f"token for app {self.client_id} in tenant {self.tenant_id}"))
+        checks.append(Check("Graph sign-in", True, f"token for app {self.client.client_id} in tenant {self.client.tenant_id}"))
         roles = jwt_roles(token)
 
         def probe(name: str, path: str, permission: str, good: str) -> bool:

@@ -290,6 +290,11 @@ class GraphClient:
         sleep: Callable[[float], None] = time.sleep,
         timeout: float = 60.0,
     ) -> None:
+        if not (mailbox and tenant_id and client_id and client_secret):
+            raise TransportError(
+                "Graph needs the mailbox, KCG_GRAPH_TENANT_ID, KCG_GRAPH_CLIENT_ID and "
+                "KCG_GRAPH_CLIENT_SECRET"
+            )
         self.mailbox = mailbox
         self.tenant_id = tenant_id
         self.client_id = client_id

@@ -21,20 +21,21 @@ import contextlib
 import imaplib
 import logging
 import re
-import ssl
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from kcg_mail.ports import Check, TransportError
 
 from .mail_faults import Retry, connection_problem, describe
+from .server_login import Security, ServerLogin, closed_on_failure
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-ImapSecurity = Literal["tls", "starttls", "none"]
+ImapSecurity = Security
 
 #: How many messages one UID FETCH asks for.
 FETCH_BATCH = 50
@@ -170,29 +171,19 @@ def oversized(data: list[Any], limit: int) -> set[int]:
 # --------------------------------------------------------------------------- the session
 
 
-class ImapSession:
+@dataclass(eq=False, repr=False)
+class ImapSession(ServerLogin):
     """One IMAP account, one connection at a time."""
 
-    def __init__(self, host: str, port: int, username: str, password: str, *, security: ImapSecurity,
-                 ssl_context: ssl.SSLContext, timeout: float, retry: Retry) -> None:
-        if security not in ("tls", "starttls", "none"):
-            raise ValueError(f"imap_security must be tls, starttls or none, not {security!r}")
-        self.host, self.port = host, int(port)
-        self.username, self.password = username, password
-        self.security: ImapSecurity = security
-        self.ssl_context = ssl_context
-        self.timeout = float(timeout)
-        self.retry = retry
-        self._conn: imaplib.IMAP4 | None = None
-        #: (mailbox, read-only) selected on ``_conn``
-        self._selected: tuple[str, bool] | None = None
-        #: the personal namespace: prefix and hierarchy separator (None: not asked yet)
-        self._prefix: str = ""
-        self._delim: str | None = None
-        self._known_folders: set[str] = set()
+    protocol = "imap"
 
-    def __repr__(self) -> str:  # never show the password
-        return f"ImapSession({self.username}@{self.host}:{self.port})"
+    _conn: imaplib.IMAP4 | None = field(default=None, init=False)
+    #: (mailbox, read-only) selected on ``_conn``
+    _selected: tuple[str, bool] | None = field(default=None, init=False)
+    #: the personal namespace: prefix and hierarchy separator (None: not asked yet)
+    _prefix: str = field(default="", init=False)
+    _delim: str | None = field(default=None, init=False)
+    _known_folders: set[str] = field(default_factory=set, init=False)
 
     def twin(self, retry: Retry) -> ImapSession:
         """The same account on a connection of its own (the push listener's)."""
@@ -209,18 +200,11 @@ class ImapSession:
         return self._conn
 
     def _connect(self) -> imaplib.IMAP4:
-        if self.security == "tls":
-            conn: imaplib.IMAP4 = imaplib.IMAP4_SSL(self.host, self.port, ssl_context=self.ssl_context, timeout=self.timeout)
-        else:
-            conn = imaplib.IMAP4(self.host, self.port, timeout=self.timeout)
-        try:
+        conn = self.open_connection(imaplib.IMAP4, imaplib.IMAP4_SSL, context_arg="ssl_context")
+        with closed_on_failure(conn.shutdown):
             if self.security == "starttls":
                 if "STARTTLS" not in conn.capabilities:
-                    raise TransportError(
-                        f"IMAP server {self.host}:{self.port} does not offer STARTTLS; "
-                        "use imap_security='tls' for an implicit-TLS port (993), or 'none' only for a "
-                        "server on this machine (loopback)"
-                    )
+                    raise self.no_starttls(tls_port=993)
                 conn.starttls(ssl_context=self.ssl_context)
             try:
                 self._login(conn)
@@ -234,18 +218,13 @@ class ImapSession:
                     f"IMAP login as {self.username!r} on {self.host}:{self.port} refused: "
                     f"wrong user or password ({text})"
                 ) from exc
-        except BaseException:
-            with contextlib.suppress(Exception):
-                conn.shutdown()
-            raise
         return conn
 
     def _login(self, conn: imaplib.IMAP4) -> None:
-        if (self.username + self.password).isascii():
+        creds = self.plain_credentials()
+        if creds is None:
             conn.login(self.username, self.password)
-        else:
-            # imaplib's LOGIN only sends ASCII; SASL PLAIN carries UTF-8 (RFC 4616).
-            creds = b"\0" + self.username.encode("utf-8") + b"\0" + self.password.encode("utf-8")
+        else:  # imaplib's LOGIN only sends ASCII
             conn.authenticate("PLAIN", lambda _challenge: creds)
         # The capabilities before login are a subset (Dovecot adds MOVE, NAMESPACE,
         # UIDPLUS... after it); imaplib does not refresh them itself.

@@ -8,35 +8,24 @@ import base64
 import contextlib
 import logging
 import smtplib
-import ssl
-from typing import Literal
+from dataclasses import dataclass
 
 from kcg_mail.ports import Check, TransportError
 
-from .mail_faults import Retry, connection_problem, describe
+from .mail_faults import connection_problem, describe
+from .server_login import Security, ServerLogin, closed_on_failure
 
 log = logging.getLogger(__name__)
 
-SmtpSecurity = Literal["starttls", "tls", "none"]
+SmtpSecurity = Security
 
 
-class SmtpSender:
+@dataclass(eq=False, repr=False)
+class SmtpSender(ServerLogin):
     """One SMTP account. Each ``send`` opens its own connection (mail goes out
     rarely; a connection held open would only time out between sends)."""
 
-    def __init__(self, host: str, port: int, username: str, password: str, *, security: SmtpSecurity,
-                 ssl_context: ssl.SSLContext, timeout: float, retry: Retry) -> None:
-        if security not in ("starttls", "tls", "none"):
-            raise ValueError(f"smtp_security must be starttls, tls or none, not {security!r}")
-        self.host, self.port = host, int(port)
-        self.username, self.password = username, password
-        self.security: SmtpSecurity = security
-        self.ssl_context = ssl_context
-        self.timeout = float(timeout)
-        self.retry = retry
-
-    def __repr__(self) -> str:  # never show the password
-        return f"SmtpSender({self.username}@{self.host}:{self.port})"
+    protocol = "smtp"
 
     @property
     def login_name(self) -> str:
@@ -44,19 +33,12 @@ class SmtpSender:
 
     def connect(self) -> smtplib.SMTP:
         """A logged-in SMTP connection (the caller quits it)."""
-        if self.security == "tls":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self.ssl_context)
-        else:
-            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-        try:
+        smtp = self.open_connection(smtplib.SMTP, smtplib.SMTP_SSL, context_arg="context")
+        with closed_on_failure(smtp.close):
             smtp.ehlo()
             if self.security == "starttls":
                 if not smtp.has_extn("starttls"):
-                    raise TransportError(
-                        f"SMTP server {self.host}:{self.port} does not offer STARTTLS; "
-                        "use smtp_security='tls' for an implicit-TLS port (465), or 'none' only for a "
-                        "server on this machine (loopback)"
-                    )
+                    raise self.no_starttls(tls_port=465)
                 smtp.starttls(context=self.ssl_context)
                 smtp.ehlo()
             if not smtp.has_extn("auth"):
@@ -65,16 +47,12 @@ class SmtpSender:
                     f"(security={self.security}); use the submission port (587 with starttls or 465 with tls)"
                 )
             self._login(smtp)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                smtp.close()
-            raise
         return smtp
 
     def _login(self, smtp: smtplib.SMTP) -> None:
-        user, password = self.username, self.password
-        if (user + password).isascii():
-            smtp.login(user, password)
+        creds = self.plain_credentials()
+        if creds is None:
+            smtp.login(self.username, self.password)
             return
         # smtplib encodes credentials as ASCII; AUTH PLAIN is UTF-8 (RFC 4616).
         mechs = (smtp.esmtp_features.get("auth") or "").upper().split()
@@ -82,7 +60,7 @@ class SmtpSender:
             raise TransportError(
                 f"the SMTP server offers no AUTH PLAIN ({' '.join(mechs)}), needed for a password with non-ASCII letters"
             )
-        token = base64.b64encode(b"\0" + user.encode("utf-8") + b"\0" + password.encode("utf-8")).decode("ascii")
+        token = base64.b64encode(creds).decode("ascii")
         code, resp = smtp.docmd("AUTH", "PLAIN " + token)
         if code == 334:  # server wants the response separately
             code, resp = smtp.docmd(token)
@@ -101,15 +79,11 @@ class SmtpSender:
 
         def attempt() -> None:
             smtp = self.connect()
-            try:
+            with closed_on_failure(smtp.close):
                 options = []
                 if any(not r.isascii() for r in [sender, *recipients]) and smtp.has_extn("smtputf8"):
                     options.append("SMTPUTF8")
                 refused = smtp.sendmail(sender, recipients, data, mail_options=options)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    smtp.close()
-                raise
             # Accepted: from here on a failure must not lead to a second send.
             with contextlib.suppress(Exception):
                 smtp.quit()

@@ -203,6 +203,13 @@ class SqliteState(StateStore):
         with self._lock:
             return self._db.execute(sql, tuple(args)).fetchall()
 
+    def _select(self, table: str, order: str, column: str, value: str | None) -> list[sqlite3.Row]:
+        """Every row of ``table`` by ``order``, or only those whose ``column`` is ``value``
+        when one is given (``table``, ``order`` and ``column`` are this module's own words)."""
+        if value is None:
+            return self._rows(f"SELECT * FROM {table} ORDER BY {order}")
+        return self._rows(f"SELECT * FROM {table} WHERE {column}=? ORDER BY {order}", (value,))
+
     # actions ------------------------------------------------------------
     @staticmethod
     def _action(r: sqlite3.Row) -> ActionRecord:
@@ -221,9 +228,7 @@ class SqliteState(StateStore):
         )
 
     def actions(self, meeting_id: str | None = None) -> list[ActionRecord]:
-        if meeting_id is None:
-            return [self._action(r) for r in self._rows("SELECT * FROM actions ORDER BY at, key")]
-        return [self._action(r) for r in self._rows("SELECT * FROM actions WHERE meeting_id=? ORDER BY at, key", (meeting_id,))]
+        return [self._action(r) for r in self._select("actions", "at, key", "meeting_id", meeting_id)]
 
     # messages -----------------------------------------------------------
     def message(self, msg_key: str) -> MessageRecord | None:
@@ -240,11 +245,7 @@ class SqliteState(StateStore):
         )
 
     def messages(self, outcome: str | None = None) -> list[MessageRecord]:
-        if outcome is None:
-            rows = self._rows("SELECT * FROM messages ORDER BY at")
-        else:
-            rows = self._rows("SELECT * FROM messages WHERE outcome=? ORDER BY at", (outcome,))
-        return [MessageRecord(**dict(r)) for r in rows]
+        return [MessageRecord(**dict(r)) for r in self._select("messages", "at", "outcome", outcome)]
 
     # filings ------------------------------------------------------------
     def record_filing(self, record: FilingRecord) -> None:
@@ -256,11 +257,7 @@ class SqliteState(StateStore):
         )
 
     def filings(self, meeting_id: str | None = None) -> list[FilingRecord]:
-        if meeting_id is None:
-            rows = self._rows("SELECT * FROM filings ORDER BY meeting_id, version")
-        else:
-            rows = self._rows("SELECT * FROM filings WHERE meeting_id=? ORDER BY version", (meeting_id,))
-        return [FilingRecord(**dict(r)) for r in rows]
+        return [FilingRecord(**dict(r)) for r in self._select("filings", "meeting_id, version", "meeting_id", meeting_id)]
 
     # decisions ----------------------------------------------------------
     def replace_decisions(self, meeting_id: str, decisions: Iterable[dict[str, str]]) -> None:
@@ -280,10 +277,7 @@ class SqliteState(StateStore):
                 raise
 
     def decisions(self, meeting_id: str | None = None) -> list[dict[str, str]]:
-        if meeting_id is None:
-            rows = self._rows("SELECT * FROM decisions ORDER BY meeting_id, idx")
-        else:
-            rows = self._rows("SELECT * FROM decisions WHERE meeting_id=? ORDER BY idx", (meeting_id,))
+        rows = self._select("decisions", "meeting_id, idx", "meeting_id", meeting_id)
         return [{"meeting_id": r["meeting_id"], "decision": r["decision"], "owner": r["owner"], "due": r["due"]} for r in rows]
 
     # attendance ---------------------------------------------------------

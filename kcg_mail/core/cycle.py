@@ -81,17 +81,20 @@ class MeetingState:
 
 
 @dataclass(frozen=True)
-class Due:
+class StepDecision:
+    """What ``decide`` says about one step of a meeting's cycle, and why."""
+
     meeting_id: str
     action: str
     reason: str
 
 
-@dataclass(frozen=True)
-class Skip:
-    meeting_id: str
-    action: str
-    reason: str
+class Due(StepDecision):
+    """A step to take now."""
+
+
+class Skip(StepDecision):
+    """A step passed over (settled without sending)."""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ Three steps, as in the network's own process:
    ``kcg_mail.documents.round_forms``); ``merge_candidates`` builds the
    candidate list per area;
 2. *Målbild & Prioriteringar*: each member distributes up to ten votes over
-   the numbered list (``parse_ballot_text``, ``validate_ballot``);
+   the numbered list (``kcg_mail.core.ballot``: ``parse_ballot_text``,
+   ``validate_ballot``);
    ``tally`` sorts each area and marks the year's focus topics;
 3. the *Handlingsplan* (``kcg_mail.core.round_draft`` and the Word document).
 
@@ -26,6 +27,14 @@ from datetime import date
 from itertools import combinations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from kcg_mail.core.ballot import BallotCheck as BallotCheck
+from kcg_mail.core.ballot import BallotLine as BallotLine
+from kcg_mail.core.ballot import ParsedBallot as ParsedBallot
+from kcg_mail.core.ballot import Topic as Topic
+from kcg_mail.core.ballot import own_lines as own_lines
+from kcg_mail.core.ballot import parse_ballot_text as parse_ballot_text
+from kcg_mail.core.ballot import validate_ballot as validate_ballot
 
 # ------------------------------------------------------------------ config
 
@@ -92,22 +101,8 @@ class PlanningSettings(_Model):
 
 # ------------------------------------------------------------------ text helpers
 
-_QUOTE_HEAD = re.compile(
-    r"^\s*(?:-{2,}\s*(?:original message|ursprungligt meddelande|originalmeddelande)\s*-{2,}|_{10,}|"
-    r"(?:från|from|skickat|sent)\s*:|on .{0,200} wrote\s*:|den .{0,200} skrev .{0,120}:)",
-    re.IGNORECASE)
-
-
-def own_lines(text: str) -> list[str]:
-    """The lines the sender wrote: without quoted text, the quoted original and the signature."""
-    out: list[str] = []
-    for line in text.replace("\r\n", "\n").split("\n"):
-        if line.rstrip() in ("--", "-- ") or _QUOTE_HEAD.match(line):
-            break
-        if line.lstrip().startswith(">"):
-            continue
-        out.append(line.rstrip())
-    return out
+# own_lines (the lines the sender wrote, without the quoted original and the
+# signature) lives in kcg_mail.core.ballot, re-exported here.
 
 
 # ------------------------------------------------------------------ needs
@@ -216,86 +211,8 @@ def merge_candidates(areas: list[Area], needs: dict[str, Needs], carry_over: dic
 # ------------------------------------------------------------------ ballots
 
 
-@dataclass(frozen=True)
-class Topic:
-    number: int
-    area: str
-    text: str
-
-
-@dataclass(frozen=True)
-class BallotLine:
-    number: int
-    votes: str  # as written: validated later ("3", "2,5", "två")
-
-
-@dataclass(frozen=True)
-class ParsedBallot:
-    lines: tuple[BallotLine, ...]
-    ignored: tuple[str, ...] = ()  # lines with digits that were not read as votes
-
-
-_VALUE = r"(\d+(?:[.,]\d+(?!\d|\s*[:=]))?|-\d+)"
-_ENTRY = (r"#?\s*(?:nr\.?\s*)?(\d{1,3})\s*(?:[:=]\s*|\s*[x×*]\s*|\s+(?:x\s*)?)" + _VALUE
-          + r"(?:\s*(?:röster|röst|st|p))?\.?")
-_ENTRY_RE = re.compile(_ENTRY, re.IGNORECASE)
-_LINE_RE = re.compile(r"^\s*" + _ENTRY + r"(?:\s*[,;]\s*" + _ENTRY + r")*\s*[,;.]?\s*$", re.IGNORECASE)
-
-
-def parse_ballot_text(text: str) -> ParsedBallot:
-    """Votes as people write them in a mail: ``3: 4, 12: 3, 20: 3``, ``3 4`` on
-    a line each, ``#3 x4`` (also ``3=4``, ``3: 4 röster``). Only whole lines of
-    such entries count; other lines with digits are returned as ignored."""
-    found: list[BallotLine] = []
-    ignored: list[str] = []
-    for line in own_lines(text):
-        s = line.strip()
-        if not s:
-            continue
-        if _LINE_RE.match(s):
-            found.extend(BallotLine(int(m.group(1)), m.group(2).replace(" ", ""))
-                         for m in _ENTRY_RE.finditer(s))
-        elif any(ch.isdigit() for ch in s):
-            ignored.append(s[:120])
-    return ParsedBallot(tuple(found), tuple(ignored))
-
-
-@dataclass(frozen=True)
-class BallotCheck:
-    votes: dict[int, int]  # number -> votes (only positive)
-    problems: tuple[str, ...]  # Swedish, for the reply
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-def validate_ballot(ballot: ParsedBallot, topics: list[Topic], max_votes: int) -> BallotCheck:
-    known = {t.number for t in topics}
-    problems: list[str] = []
-    votes: dict[int, int] = {}
-    if not ballot.lines:
-        problems.append("Vi hittade inga röster i ditt svar. Skriv t.ex. \"3: 4, 12: 3, 20: 3\" "
-                        "(nummer: antal röster) eller fyll i kolumnen Röster i röstsedeln.")
-    written = sum(int(x.votes) for x in ballot.lines if re.fullmatch(r"\d+", x.votes))
-    for line in ballot.lines:
-        if line.number not in known:
-            problems.append(f"Nummer {line.number} finns inte på listan (nummer {min(known)}–{max(known)}).")
-            continue
-        if not re.fullmatch(r"\d+", line.votes):
-            problems.append(f"Nummer {line.number}: \"{line.votes}\" är inte ett helt antal röster.")
-            continue
-        n = int(line.votes)
-        if line.number in votes:
-            problems.append(f"Nummer {line.number} står mer än en gång; skriv varje nummer en gång.")
-            continue
-        if n > 0:
-            votes[line.number] = n
-    if written > max_votes:
-        problems.append(f"Du har delat ut {written} röster; du har högst {max_votes}.")
-    if ballot.lines and not votes and not problems:
-        problems.append("Alla rader har 0 röster; dela ut minst en röst.")
-    return BallotCheck(votes, tuple(problems))
+# Topic, BallotLine, ParsedBallot, BallotCheck, parse_ballot_text and
+# validate_ballot live in kcg_mail.core.ballot (re-exported here).
 
 
 # ------------------------------------------------------------------ tally

@@ -224,43 +224,52 @@ def _join_wrapped(head: str, tail: str) -> str:
     return head + tail if head.endswith("-") else f"{head} {tail}"
 
 
+def _pdf_table(layout_pages: Iterable[str], header: re.Pattern[str]) -> tuple[re.Match[str], str, list[str]] | None:
+    """The first table in layout text whose header line matches ``header``: the match, that
+    line (its column positions) and the lines below it; None when no page has one."""
+    for page in layout_pages:
+        lines = page.splitlines()
+        for i, line in enumerate(lines):
+            m = header.search(line)
+            if m:
+                return m, line, lines[i + 1 :]
+    return None
+
+
 def _pdf_decisions(layout_pages: Iterable[str]) -> list[Decision]:
     """Best effort: find the 'Beslut  Ansvarig  Klart till' header in layout text and cut
     the following lines at the header's column positions. A line with a decision and an
     owner (or a due date) starts a new row; other lines continue the cells of the row above
     (wrapped text). A row with neither owner nor due date is therefore merged upwards."""
-    for page in layout_pages:
-        lines = page.splitlines()
-        for i, line in enumerate(lines):
-            m = _PDF_HEADER.search(line)
-            if not m:
-                continue
-            c0 = m.start()
-            c1 = line.lower().index("ansvarig", c0)
-            c2 = line.lower().index("klart till", c1)
-            out: list[Decision] = []
-            blank = 0
-            for row in lines[i + 1 :]:
-                if not row.strip():
-                    blank += 1
-                    if blank > 8 and out:
-                        break
-                    continue
-                stripped_start = len(row) - len(row.lstrip())
-                a, b, c = row[:c1].strip(), row[c1:c2].strip(), row[c2:].strip()
-                if stripped_start < c0 - 2 or (a and not b and not c and blank):
-                    break  # text outside the table: the next heading
-                prev = out[-1] if out and not blank else None
-                new_row = prev is None or (a and (b or (c and not prev.due.endswith("-"))))
-                if new_row or prev is None:
-                    out.append(Decision(a, b, c))
-                else:  # a wrapped line of the previous row's cells
-                    prev.decision = _join_wrapped(prev.decision, a)
-                    prev.owner = _join_wrapped(prev.owner, b)
-                    prev.due = _join_wrapped(prev.due, c)
-                blank = 0
-            return [d for d in out if d.decision or d.owner or d.due]
-    return []
+    found = _pdf_table(layout_pages, _PDF_HEADER)
+    if found is None:
+        return []
+    m, line, below = found
+    c0 = m.start()
+    c1 = line.lower().index("ansvarig", c0)
+    c2 = line.lower().index("klart till", c1)
+    out: list[Decision] = []
+    blank = 0
+    for row in below:
+        if not row.strip():
+            blank += 1
+            if blank > 8 and out:
+                break
+            continue
+        stripped_start = len(row) - len(row.lstrip())
+        a, b, c = row[:c1].strip(), row[c1:c2].strip(), row[c2:].strip()
+        if stripped_start < c0 - 2 or (a and not b and not c and blank):
+            break  # text outside the table: the next heading
+        prev = out[-1] if out and not blank else None
+        new_row = prev is None or (a and (b or (c and not prev.due.endswith("-"))))
+        if new_row or prev is None:
+            out.append(Decision(a, b, c))
+        else:  # a wrapped line of the previous row's cells
+            prev.decision = _join_wrapped(prev.decision, a)
+            prev.owner = _join_wrapped(prev.owner, b)
+            prev.due = _join_wrapped(prev.due, c)
+        blank = 0
+    return [d for d in out if d.decision or d.owner or d.due]
 
 
 _PDF_FOLLOWUP = re.compile(r"Ref\s{2,}Öppet beslut\s{2,}Ansvarig\s{2,}Datum\s{2,}Läge", re.I)
@@ -273,34 +282,30 @@ def pdf_followups(layout_pages: Iterable[str]) -> list[tuple[str, str]]:
     """Best effort, like ``_pdf_decisions``: lines under the follow-up header that start
     with a reference (``2023-02/1``); the mark is what stands in the "Läge" column."""
     out: list[tuple[str, str]] = []
-    for page in layout_pages:
-        lines = page.splitlines()
-        for i, line in enumerate(lines):
-            m = _PDF_FOLLOWUP.search(line)
-            if not m:
-                continue
-            c0, c4 = m.start(), line.lower().index("läge", m.start())
-            rest = lines[i + 1:]
-            consumed = -1
-            for j, row in enumerate(rest):
-                if not row.strip() or j == consumed:
-                    continue
-                r = _PDF_REF.match(row)
-                head = _PDF_REF_HEAD.match(row)
-                if r is None and head is not None and j + 1 < len(rest):
-                    # a reference wrapped in a narrow column: "2023-" / "02/1"
-                    tail = _PDF_REF_TAIL.match(rest[j + 1])
-                    if tail is not None:
-                        r = _PDF_REF.match(head[1] + tail[1])
-                        consumed = j + 1
-                if r is None:
-                    if len(row) - len(row.lstrip()) < c0 - 2 or _PDF_HEADER.search(row):
-                        break  # the next heading: the table has ended
-                    continue  # a wrapped line of a decision's text
-                cols = list(re.finditer(r"\S+(?: \S+)*", row))
-                last = cols[-1] if len(cols) > 1 else None
-                out.append((r[1], last.group(0) if last is not None and last.start() >= c4 - 3 else ""))
-            return out
+    found = _pdf_table(layout_pages, _PDF_FOLLOWUP)
+    if found is None:
+        return out
+    m, line, rest = found
+    c0, c4 = m.start(), line.lower().index("läge", m.start())
+    consumed = -1
+    for j, row in enumerate(rest):
+        if not row.strip() or j == consumed:
+            continue
+        r = _PDF_REF.match(row)
+        head = _PDF_REF_HEAD.match(row)
+        if r is None and head is not None and j + 1 < len(rest):
+            # a reference wrapped in a narrow column: "2023-" / "02/1"
+            tail = _PDF_REF_TAIL.match(rest[j + 1])
+            if tail is not None:
+                r = _PDF_REF.match(head[1] + tail[1])
+                consumed = j + 1
+        if r is None:
+            if len(row) - len(row.lstrip()) < c0 - 2 or _PDF_HEADER.search(row):
+                break  # the next heading: the table has ended
+            continue  # a wrapped line of a decision's text
+        cols = list(re.finditer(r"\S+(?: \S+)*", row))
+        last = cols[-1] if len(cols) > 1 else None
+        out.append((r[1], last.group(0) if last is not None and last.start() >= c4 - 3 else ""))
     return out
 
 

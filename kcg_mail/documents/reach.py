@@ -20,7 +20,7 @@ relationship. Everything here reads parts inflated by :mod:`inflate`; nothing is
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from kcg_mail.documents.inflate import Package
@@ -64,6 +64,14 @@ _REMOTE_TARGET = re.compile(r"^\s*(?:[a-z][a-z0-9+.-]+:(?!///[a-z]:)|[\\/]{2})",
 def is_remote(target: str) -> bool:
     t = target.strip().replace("&#92;", "\\")
     return bool(_REMOTE_TARGET.match(t))
+
+
+def _elements(raw: bytes, name: str) -> Iterator[tuple[Any, str]]:
+    """Every element of an XML part (safely parsed) with its local name; comments and
+    processing instructions are passed over."""
+    for el in safe_parse(raw, name).iter():
+        if isinstance(el.tag, str):
+            yield el, el.tag.rsplit("}", 1)[-1]
 
 
 # ------------------------------------------------------------------ OOXML
@@ -177,11 +185,7 @@ def _vet_hyperlink_use(pkg: Package, src: str, rels_name: str, ids: set[str]) ->
     raw = pkg.get(src)
     if raw is None:
         return
-    root = safe_parse(raw, src)
-    for el in root.iter():
-        if not isinstance(el.tag, str):
-            continue
-        local = el.tag.rsplit("}", 1)[-1]
+    for el, local in _elements(raw, src):
         for attr, value in el.attrib.items():
             if value in ids and attr.startswith("{") and attr[1:].split("}", 1)[0] in _REL_NAMESPACES:
                 if local not in _HYPERLINK_USERS:
@@ -282,11 +286,7 @@ def vet_odf(pkg: Package) -> None:
             continue
         if b"href" not in raw and b"dde" not in raw and b"event-listener" not in raw:
             continue
-        root = safe_parse(raw, name)
-        for el in root.iter():
-            if not isinstance(el.tag, str):
-                continue
-            local = el.tag.rsplit("}", 1)[-1]
+        for el, local in _elements(raw, name):
             if local.startswith("dde-") or local == "dde-source":
                 raise rejection("active_field", f"{name}: DDE link <{local}>")
             if local == "event-listener":

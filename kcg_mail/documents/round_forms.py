@@ -16,7 +16,8 @@ import zipfile
 from docx import Document
 from docx.shared import Pt
 
-from kcg_mail.core.round import Area, BallotLine, Needs, ParsedBallot, Topic, clean_topic
+from kcg_mail.core.ballot import BallotLine, ParsedBallot, Topic, number_text
+from kcg_mail.core.round import Area, Needs, clean_topic
 from kcg_mail.documents.minutes import WORDML, docx_rows
 from kcg_mail.documents.ooxml import rejection, safe_parse
 from kcg_mail.documents.safety import sniff_and_vet
@@ -45,8 +46,9 @@ def needs_form(network: str, year: int, areas: list[Area], carry_over: dict[str,
     doc.styles["Normal"].font.name = "Calibri"
     doc.styles["Normal"].font.size = Pt(11)
     doc.add_heading(f"Nuläge & behov inför handlingsplan {year}", level=1)
-    doc.add_paragraph(f"{network}. Skriv möjliga samverkansfrågor i tabellerna, en per rad (lägg till rader vid "
-                      f"behov), spara och skicka dokumentet som svar på mejlet. Lämna tomt där du inte har något.")
+    doc.add_paragraph(f"{network}. Skriv dina nya behov i tabellerna, ett per rad (lägg till rader vid behov), "
+                      f"spara och skicka tillbaka dokumentet som svar på mejlet. Lämna tomt där du inte har något. "
+                      f"Förra årets punkter som inte valdes står redan kvar på röstlistan.")
     for a in areas:
         doc.add_heading(a.name, level=2)
         if a.description:
@@ -55,7 +57,7 @@ def needs_form(network: str, year: int, areas: list[Area], carry_over: dict[str,
             doc.add_paragraph(q, style="List Bullet")
         old = carry_over.get(a.name, [])
         if old:
-            doc.add_paragraph("Från förra året, inte valda då (skriv dem igen om du vill rösta fram dem):")
+            doc.add_paragraph("Står redan kvar på röstlistan från förra året (de behöver du inte skriva igen):")
             for t in old:
                 doc.add_paragraph(t, style="List Bullet")
         table = doc.add_table(rows=1 + NEEDS_ROWS, cols=2)
@@ -69,9 +71,9 @@ def ballot_form(network: str, year: int, areas: list[Area], topics: list[Topic],
     doc = Document()
     doc.styles["Normal"].font.name = "Calibri"
     doc.add_heading(f"Röstsedel – handlingsplan {year}", level=1)
-    doc.add_paragraph(f"{network}. Dela ut högst {max_votes} röster (hela röster) på de samverkansområden som är "
-                      f"mest intressanta för dig: skriv antalet i kolumnen {VOTES_HEADER}, spara och skicka "
-                      f"dokumentet som svar på mejlet.")
+    doc.add_paragraph(f"{network}. Du har {number_text(max_votes)} röster att fördela på de samverkansområden "
+                      f"som är mest intressanta för dig. Skriv antalet röster i kolumnen {VOTES_HEADER} (en siffra, "
+                      f"t.ex. 4) och lämna resten tomt. Spara och skicka tillbaka dokumentet som svar på mejlet.")
     for a in areas:
         mine = [t for t in topics if t.area == a.name]
         if not mine:
@@ -126,26 +128,42 @@ def read_needs_form(filename: str, data: bytes, areas: list[Area]) -> Needs:
     return Needs({k: tuple(v) for k, v in out.items()})
 
 
+def _votes_columns(rows: list[list[str]]) -> tuple[int, int, int] | None:
+    """(header row, Nr column, Röster column) of a ballot table, or None.
+    The header is looked for in the first rows and the columns by name, so a
+    table re-saved by Word or LibreOffice, with a row or column added, still reads."""
+    for i, row in enumerate(rows[:3]):
+        names = [_fold(c) for c in row]
+        nr = next((j for j, c in enumerate(names) if c in ("nr", "nummer", "no")), None)
+        votes = next((j for j, c in enumerate(names) if c.startswith("röst")), None)
+        if nr is not None and votes is not None and nr != votes:
+            return i, nr, votes
+    return None
+
+
 def read_ballot_form(filename: str, data: bytes) -> ParsedBallot:
-    """The filled-in Röster column of every ballot table (empty cells skipped)."""
+    """The filled-in Röster column of every ballot table (empty cells skipped).
+    The cell is read as written ("4", "fyra", "4 röster"); the core checks it."""
     lines: list[BallotLine] = []
     ignored: list[str] = []
     found = False
     for rows in _tables(filename, data):
-        if not rows or len(rows[0]) < 3 or rows[0][0].strip().lower() != "nr" \
-                or not rows[0][-1].strip().lower().startswith("röst"):
+        cols = _votes_columns(rows)
+        if cols is None:
             continue
         found = True
-        for r in rows[1:]:
-            votes = " ".join(r[-1].split()).removesuffix(" röster").removesuffix(" st")
+        head, nr, col = cols
+        for r in rows[head + 1:]:
+            votes = " ".join(r[col].split()) if col < len(r) else ""
             if not votes:
                 continue
-            if r[0].strip().isdigit():
-                lines.append(BallotLine(int(r[0].strip()), votes))
+            number = r[nr].strip().rstrip(".") if nr < len(r) else ""
+            if number.isdigit():
+                lines.append(BallotLine(int(number), votes))
             else:
                 ignored.append(" | ".join(r)[:120])
     if not found:
         raise rejection("not_a_ballot", "no table with Nr | ... | Röster",
-                      "Bilagan är inte röstsedeln (ingen tabell med kolumnen Röster). Använd röstsedeln från "
-                      "mejlet eller skriv rösterna i mejlets text, t.ex. \"3: 4, 12: 3, 20: 3\".")
+                      "Bilagan är inte röstsedeln (den saknar kolumnen Röster). Använd röstsedeln från mejlet, "
+                      "eller skriv rösterna direkt i svaret, t.ex. ”3: 4, 12: 3”.")
     return ParsedBallot(tuple(lines), tuple(ignored))

@@ -4,8 +4,10 @@ Runs the real Prefect flows in simulated time, day by day where something is
 due, and plays each host: after the meeting the host answers the template
 mail with a real MIME reply from their own address, the template filled in
 (decisions table) and attached. Every confirmed meeting ends with its
-minutes filed and distributed. Run twice on the same work directory, the
-second run sends nothing new.
+minutes filed and distributed. The coordinator answers every question he is
+asked by reply (guests, held minutes) and adds a member by mail in November.
+Run twice on the same work directory, the second run resumes on the last day
+the first ran and sends nothing new.
 """
 
 from __future__ import annotations
@@ -110,26 +112,65 @@ def _lead_reports_back(app: App, day: date) -> bool:
     return True
 
 
-def _coordinator_answers_by_mail(app: App, day: date) -> bool:
-    """The coordinator answers "Ja" to each guest invitation he was asked about, by
-    replying to the question from his phone (the intake reads it: services/answers.py)."""
-    from kcg_mail.services.approval import pending
-    from kcg_mail.services.guests import KIND
+#: the member the coordinator adds in the demo, by a mail to the network and a "ja"
+DEMO_NEW_MEMBER = ("Maria Lund", "maria.lund@kalmar.example.se", "Kalmar City")
+DEMO_NEW_MEMBER_AFTER = "2023-11"  # the day after this meeting (before December's invitation)
 
-    coord = app.cfg.network.coordinator
-    guests_by_email = {g.email: g for g in app.cfg.network.guests}
-    answered = False
-    for p in pending(app):
-        guest = guests_by_email.get(p.sender)
-        if p.kind != KIND or guest is None or not p.meeting_id:
+
+def _open_questions(app: App) -> list[str]:
+    """The Outbox keys of our questions to the coordinator that still wait for his answer."""
+    from kcg_mail.services import answers, members
+    from kcg_mail.services.approval import pending
+
+    waiting = {p.msg_key for p in pending(app)}
+    actions = app.state.actions()
+    asked = answers.question_ids(app, actions)
+    out = []
+    for r in actions:
+        q = asked.get(str(r.detail.get("message_id", ""))) if r.status == "done" else None
+        if q is None:
             continue
-        when = datetime.combine(day, datetime.min.time(), ZoneInfo(app.cfg.meetings.timezone)).replace(hour=10)
-        raw = reply_to_sent(app, f"{p.meeting_id}:guest_approval:{coord.email}:{guest.id}", coord, when,
-                            "Ja, gärna.\n\nBjörn")
+        if q.what in (members.KIND_ADD, members.KIND_REMOVE):
+            open_ = (app.ledger.member_request(q.ref) or {}).get("state") == "asked"
+        else:
+            open_ = q.ref in waiting
+        if open_:
+            out.append(r.key)
+    return out
+
+
+def _coordinator_answers_by_mail(app: App, day: date) -> bool:
+    """The coordinator answers "Ja" to each question he was asked (a guest's invitation,
+    held minutes, a member to add), by replying from his phone (the intake reads it:
+    services/answers.py)."""
+    coord = app.cfg.network.coordinator
+    when = datetime.combine(day, datetime.min.time(), ZoneInfo(app.cfg.meetings.timezone)).replace(hour=10)
+    answered = False
+    for key in _open_questions(app):
+        raw = reply_to_sent(app, key, coord, when, "Ja, gärna.\n\nBjörn")
         if raw is not None:
-            maildir(app).deliver(raw, f"{p.meeting_id}-{guest.id}-answer.eml")
+            maildir(app).deliver(raw, f"answer-{abs(hash(key))}.eml")
             answered = True
     return answered
+
+
+def _coordinator_adds_a_member(app: App, day: date) -> bool:
+    """The day after November's meeting the coordinator mails the network: "Ny medlem: …"
+    (the product answers with what it understood and asks for his "ja")."""
+    from kcg_mail.core.inbound.message import msg_key
+    from kcg_mail.entrypoints.demo_hosts import coordinator_mail
+
+    m = app.meeting(DEMO_NEW_MEMBER_AFTER)
+    if m is None or day != m.date + timedelta(days=1):
+        return False
+    coord = app.cfg.network.coordinator
+    name, email, org = DEMO_NEW_MEMBER
+    when = datetime.combine(day, datetime.min.time(), ZoneInfo(app.cfg.meetings.timezone)).replace(hour=9)
+    raw = coordinator_mail(app, coord, when, "Ny medlem", f"Hej!\n\nNy medlem: {name}, {email}, {org}\n\nBjörn")
+    if app.state.message(msg_key(raw)) is not None:
+        return False  # a second run of the demo: asked already
+    maildir(app).deliver(raw, "new-member.eml")
+    return True
 
 
 def _coordinator_approves(app: App, workdir: Path, config_dir: Path | None, day: date) -> int:
@@ -190,8 +231,11 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
     sent_before = _sent_count(app)
     runs = 0
     with prefect_env.without_heartbeats():
-        day: date | None = first
+        # a rerun resumes on the last day the demo ran: replaying the year with today's members
+        # (the coordinator added one in November) would update every past invitation
+        day: date | None = app.ledger.demo_day() or first
         while day is not None and day <= last:
+            app.ledger.set_demo_day(day)
             daily_flow(date=day.isoformat(), workdir=str(workdir), config_dir=str(config_dir) if config_dir else None)
             runs += 1
             filed = {f.meeting_id for f in app.state.filings()}
@@ -204,11 +248,15 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
                         maildir(app).deliver(raw, f"{m.id}-reply.eml")
                         replied = True
             replied |= _lead_reports_back(app, day)
+            replied |= _coordinator_adds_a_member(app, day)
             replied |= _coordinator_answers_by_mail(app, day)
-            if replied:
-                intake_flow(now=f"{day.isoformat()}T12:00", workdir=str(workdir),
+            for hour in (12, 13, 14):  # the coordinator answers the questions this intake asks, the same day
+                if not replied:
+                    break
+                intake_flow(now=f"{day.isoformat()}T{hour}:00", workdir=str(workdir),
                             config_dir=str(config_dir) if config_dir else None)
                 runs += 1
+                replied = _coordinator_answers_by_mail(app, day)
             runs += _coordinator_approves(app, workdir, config_dir, day)
             states = app.meeting_states()
             filed = {f.meeting_id for f in app.state.filings()}

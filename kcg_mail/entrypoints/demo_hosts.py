@@ -12,13 +12,13 @@ that play the same people; nothing in the product's own runs calls it.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
-from typing import Any
+from typing import Any, TypedDict
 
 from kcg_mail.adapters.maildir import MaildirTransport, sent_name
 from kcg_mail.core.config_model import Person
@@ -107,12 +107,37 @@ def host_reply(app: App, m: Meeting, when: datetime, extra: Rows = (), marks: Ma
         return None
     original = message_from_bytes(path.read_bytes(), policy=policy.default)
     att = next(p for p in original.iter_attachments() if (p.get_filename() or "").endswith(".docx"))
-    raw = reply_to_template(m, when, to=str(original["Reply-To"] or original["From"]),
-                            subject=str(original["Subject"]), message_id=str(original["Message-ID"]),
-                            filename=att.get_filename() or "protokoll.docx", docx=att.get_content(), extra=extra,
-                            marks=marks)
+    raw = reply_to_template(m, when, **answering(original), filename=att.get_filename() or "protokoll.docx",
+                            docx=att.get_content(), extra=extra, marks=marks)
     trusted = app.cfg.transport.inbound.trusted_authserv_ids
     return stamp_authentication(raw, trusted[0]) if trusted else raw
+
+
+def reply_header(person: Person, when: datetime, *, to: str, subject: str, message_id: str) -> EmailMessage:
+    """The header of ``person``'s reply to the mail ``message_id`` as a mail program
+    writes it ("SV:", In-Reply-To and References); the caller adds the body."""
+    reply = EmailMessage(policy=SMTP)
+    reply["From"] = f"{person.name} <{person.email}>"
+    reply["To"] = to
+    reply["Subject"] = "SV: " + subject
+    reply["Date"] = format_datetime(when)
+    reply["Message-ID"] = make_msgid(domain=person.email.rpartition("@")[2])
+    reply["In-Reply-To"] = message_id
+    reply["References"] = message_id
+    return reply
+
+
+class Answering(TypedDict):
+    """Whom a reply goes to, the subject it answers and the Message-ID it answers."""
+
+    to: str
+    subject: str
+    message_id: str
+
+
+def answering(original: EmailMessage) -> Answering:
+    return Answering(to=str(original["Reply-To"] or original["From"]), subject=str(original["Subject"]),
+                     message_id=str(original["Message-ID"]))
 
 
 def reply_to_template(m: Meeting, when: datetime, *, to: str, subject: str, message_id: str, filename: str,
@@ -122,14 +147,7 @@ def reply_to_template(m: Meeting, when: datetime, *, to: str, subject: str, mess
     """What the host's mail program sends: "SV:", In-Reply-To the template
     mail, the template filled in (``filled``: a document the host made some
     other way, e.g. with LibreOffice, under ``filename``)."""
-    reply = EmailMessage(policy=SMTP)
-    reply["From"] = f"{m.host.name} <{m.host.email}>"
-    reply["To"] = to
-    reply["Subject"] = "SV: " + subject
-    reply["Date"] = format_datetime(when)
-    reply["Message-ID"] = make_msgid(domain=m.host.email.rpartition("@")[2])
-    reply["In-Reply-To"] = message_id
-    reply["References"] = message_id
+    reply = reply_header(m.host, when, to=to, subject=subject, message_id=message_id)
     reply.set_content(f"Hej!\n\nHär kommer protokollet från mötet.\n\nHälsningar\n{m.host.name}\n")
     maintype, _, subtype = content_type.partition("/")
     reply.add_attachment(filled if filled is not None else fill_protocol(docx, m, extra, marks), maintype=maintype,
@@ -147,14 +165,7 @@ def reply_to_sent(app: App, key: str, sender: Person, when: datetime, text: str)
     if not path.exists():
         return None
     original = message_from_bytes(path.read_bytes(), policy=policy.default)
-    reply = EmailMessage(policy=SMTP)
-    reply["From"] = f"{sender.name} <{sender.email}>"
-    reply["To"] = original["Reply-To"] or original["From"]
-    reply["Subject"] = "SV: " + str(original["Subject"])
-    reply["Date"] = format_datetime(when)
-    reply["Message-ID"] = make_msgid(domain=sender.email.rpartition("@")[2])
-    reply["In-Reply-To"] = original["Message-ID"]
-    reply["References"] = original["Message-ID"]
+    reply = reply_header(sender, when, **answering(original))
     body = original.get_body(("plain",))
     quoted = "\n".join("> " + ln for ln in (body.get_content() if body is not None else "").splitlines())
     reply.set_content(f"{text}\nDen {when:%Y-%m-%d} skrev {original['From']}:\n{quoted}\n")
@@ -163,6 +174,23 @@ def reply_to_sent(app: App, key: str, sender: Person, when: datetime, text: str)
 
 
 DOCX_SUBTYPE = "vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+def coordinator_mail(app: App, coord: Person, when: datetime, subject: str, text: str) -> bytes:
+    """A new mail of the coordinator's own to the network's mailbox, as our receiving
+    server hands it over (authenticated); the same bytes for the same arguments."""
+    import hashlib
+
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = f"{coord.name} <{coord.email}>"
+    msg["To"] = app.cfg.network.mailbox.email
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(when)
+    digest = hashlib.sha1(f"{when.isoformat()}:{subject}:{text}".encode()).hexdigest()[:16]
+    msg["Message-ID"] = f"<{digest}@{coord.email.rpartition('@')[2]}>"
+    msg.set_content(text)
+    trusted = app.cfg.transport.inbound.trusted_authserv_ids
+    return stamp_authentication(msg.as_bytes(), trusted[0]) if trusted else msg.as_bytes()
 
 
 def sent_message(app: App, key: str) -> EmailMessage:
@@ -174,14 +202,7 @@ def sent_message(app: App, key: str) -> EmailMessage:
 def reply_to(original: EmailMessage, person: Person, text: str, when: datetime,
              attachment: tuple[str, bytes] | None = None) -> bytes:
     """A member's reply as a mail program sends it: quoted original included."""
-    reply = EmailMessage(policy=SMTP)
-    reply["From"] = f"{person.name} <{person.email}>"
-    reply["To"] = original["Reply-To"] or original["From"]
-    reply["Subject"] = "SV: " + str(original["Subject"])
-    reply["Date"] = format_datetime(when)
-    reply["Message-ID"] = make_msgid(domain=person.email.rpartition("@")[2])
-    reply["In-Reply-To"] = original["Message-ID"]
-    reply["References"] = original["Message-ID"]
+    reply = reply_header(person, when, **answering(original))
     body = original.get_body(preferencelist=("plain",))
     quoted = "\n".join("> " + line for line in (body.get_content() if body else "").splitlines()[:40])
     reply.set_content(f"{text}\n\nDen {when.day} {when.month} {when.year} skrev {original['From']}:\n{quoted}\n")
@@ -221,7 +242,8 @@ def ballot_numbers(data: bytes) -> dict[str, int]:
     return out
 
 
-def fill_ballot(data: bytes, votes: dict[int, int]) -> bytes:
+def fill_ballot(data: bytes, votes: Mapping[int, int | str]) -> bytes:
+    """The Röster column filled in as the member types it ("4", "fyra", "2 röster")."""
     import docx
 
     doc = docx.Document(io.BytesIO(data))

@@ -4,17 +4,20 @@ and December 2023 on the embedded defaults (Maildir, local folder, SQLite).
 The members answer like people do: they reply to the network's mails from
 their own address, some with the Word form or ballot filled in (python-docx),
 some in the text of the mail. Fourteen members send needs (two after the
-reminder); on the ballot one member first sends too many votes and corrects
-it after the polite answer, one votes after the reminder and one after the
-deadline. The round ends with "Handlingsplan 2024" and the draft plan in the
-archive. Everything goes through the real flows: ``kcg-planning-*`` and the
-intake.
+reminder). On the ballot they write as people do: "3: 4, 12: 3", "3 fyra
+röster" a line each, "4 röster på 3", one fills in the Word ballot. One
+member first sends too many votes and corrects it after the polite answer;
+one writes a ballot that cannot be read for certain, and the coordinator
+answers our question about it with her votes ("Hanna: 3: 6, 12: 4"); one
+votes after the reminder and one after the last day, before the tally. The
+round ends with "Handlingsplan 2024" and the draft plan in the archive.
+Everything goes through the real flows: ``kcg-planning-*`` and the intake.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as dtime
@@ -23,7 +26,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from kcg_mail.core.config_model import Person
-from kcg_mail.entrypoints.demo_hosts import ballot_numbers, docx_attachment, fill_ballot, fill_needs_form, reply_to, sent_message
+from kcg_mail.entrypoints.demo_hosts import (
+    ballot_numbers,
+    docx_attachment,
+    fill_ballot,
+    fill_needs_form,
+    reply_to,
+    reply_to_sent,
+    sent_message,
+)
 
 YEAR = 2024
 
@@ -42,9 +53,11 @@ POPULAR = ["Studieresa", "Gemensamt finansierad omvärldsanalys", "Trygghet", "F
            "Policy/branschpraxis", "Affärsplanering", "Omsättningsstatistik", "Föredrag: Vad krävs för tillväxt?",
            "Mobilitet & citylogistik", "Medlemsengagemang", "Roterande faddergrupper", "Besöksflöden"]
 WORD_NEEDS = {"aljosa", "bjorn", "hanna", "lena", "maria", "pia"}
-WORD_BALLOT = {"armina", "bjorn", "david", "isabel", "lisa", "maria", "monica"}
+WORD_BALLOT = {"maria"}
 LATE_NEEDS = ("jessica", "linda")
 INVALID_THEN_FIXED = "daniel"
+#: writes a ballot that cannot be read for certain; the coordinator answers our question with her votes
+CORRECTED_BY_COORDINATOR = "hanna"
 AFTER_REMINDER = "jessica"
 #: votes the day after the last day, before the tally: counted (a ballot counts until the result is out)
 WEEKEND_VOTER = "lena"
@@ -92,13 +105,19 @@ def votes_of(i: int, numbers: dict[str, int]) -> dict[int, int]:
     return dict(zip(prefs, split))
 
 
+WORDS = ["noll", "en", "två", "tre", "fyra", "fem", "sex", "sju", "åtta", "nio", "tio"]
+
+
 def ballot_text(i: int, votes: dict[int, int]) -> str:
+    """A ballot in the words of member i: the forms the ballot mail offers, and a few more."""
     items = sorted(votes.items())
-    if i % 3 == 0:
-        return "Hej!\n\nMina röster: \n" + ", ".join(f"{n}: {v}" for n, v in items) + "\n\nHälsningar"
-    if i % 3 == 1:
-        return "\n".join(f"{n} {v}" for n, v in items) + "\n\n/hälsningar"
-    return "Röster:\n" + "\n".join(f"#{n} x{v}" for n, v in items)
+    if i % 4 == 0:
+        return "Hej!\n\nMina röster: \n" + ", ".join(f"{n}:{v}" for n, v in items) + "\n\nHälsningar"
+    if i % 4 == 1:
+        return "\n".join(f"{n} {WORDS[v]} {'röst' if v == 1 else 'röster'}" for n, v in items) + "\n\n/hälsningar"
+    if i % 4 == 2:
+        return "Hej,\n" + "\n".join(f"{v} {'röst' if v == 1 else 'röster'} på {n}" for n, v in items) + "\n\nMvh"
+    return "Röster:\n" + "\n".join(f"{n}: {WORDS[v]}" for n, v in items)
 
 
 def at(d: date, hour: int, tz: str = "Europe/Stockholm") -> datetime:
@@ -176,16 +195,31 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
             raw = reply_to(original, p, needs_text(topics), at(d, 10))
         deliver(f"needs-{p.id}.eml", lambda: raw)
 
-    for p in members:
-        if p.id not in LATE_NEEDS:
-            answer_needs(p, day)
-    intake(day)
+    def by_day(people: list[Person], step: str, d: date) -> Iterator[tuple[date, list[Person]]]:
+        """``people`` by the day they answer: ``d``, or the day our mail of ``step`` reached
+        them (it may wait for the member caps; the daily run of that day sends it)."""
+        waiting, until = list(people), date.fromordinal(d.toordinal() + 30)
+        while waiting:
+            if d > until:
+                raise RuntimeError(f"{step} never reached {', '.join(p.name for p in waiting)}")
+            catch_up(d)
+            came = [p for p in waiting if (rec := app.state.action(f"plan-{YEAR}:{step}:{p.email}")) is not None
+                    and rec.status == "done"]
+            if came:
+                yield d, came
+            waiting = [p for p in waiting if p not in came]
+            d = date.fromordinal(d.toordinal() + 1)
+
+    for d, group in by_day([p for p in members if p.id not in LATE_NEEDS], "needs", day):
+        for p in group:
+            answer_needs(p, d)
+        intake(d)
     flow(planning_tick, r.needs_reminder)
     late_day = date.fromordinal(r.needs_reminder.toordinal() + 2)
-    for p in members:
-        if p.id in LATE_NEEDS:
-            answer_needs(p, late_day)
-    intake(late_day)
+    for d, group in by_day([p for p in members if p.id in LATE_NEEDS], "needs_reminder", late_day):
+        for p in group:
+            answer_needs(p, d)
+        intake(d)
     after = date.fromordinal(r.needs_deadline.toordinal() + 3)
     flow(planning_tick, after)  # the candidate list for the coordinator
 
@@ -206,17 +240,37 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
             raw = reply_to(original, p, ballot_text(i, votes), at(d, 9))
         deliver(f"ballot-{p.id}{tag}.eml", lambda: raw)
 
-    for p in members:
-        if p.id == INVALID_THEN_FIXED:
-            catch_up(vote_day)
-            original = sent_message(app, f"plan-{YEAR}:ballot:{p.email}")
-            numbers = ballot_numbers(docx_attachment(original)[1])
-            wrong = {numbers[POPULAR[0]]: 6, numbers[POPULAR[2]]: 6}  # 12 votes: too many
-            vote(p, vote_day, wrong, "-1")
-        elif p.id not in (AFTER_REMINDER, WEEKEND_VOTER):
-            vote(p, vote_day)
-    intake(vote_day)
-    fix_day = date.fromordinal(vote_day.toordinal() + 3)
+    def unclear_ballot(p: Person, d: date) -> None:  # numbers without votes: not guessed
+        catch_up(d)
+        original = sent_message(app, f"plan-{YEAR}:ballot:{p.email}")
+        numbers = ballot_numbers(docx_attachment(original)[1])
+        raw = reply_to(original, p, f"Hej! Jag röstar på {numbers[POPULAR[0]]} och {numbers[POPULAR[1]]}.", at(d, 9))
+        deliver(f"ballot-{p.id}-unclear.eml", lambda: raw)
+
+    def too_many(p: Person, d: date) -> None:
+        catch_up(d)
+        numbers = ballot_numbers(docx_attachment(sent_message(app, f"plan-{YEAR}:ballot:{p.email}"))[1])
+        vote(p, d, {numbers[POPULAR[0]]: 6, numbers[POPULAR[2]]: 6}, "-1")  # 12 votes: too many
+
+    voters = [p for p in members if p.id not in (AFTER_REMINDER, WEEKEND_VOTER)]
+    last = vote_day
+    for d, group in by_day(voters, "ballot", vote_day):
+        for p in group:
+            {CORRECTED_BY_COORDINATOR: unclear_ballot, INVALID_THEN_FIXED: too_many}.get(p.id, vote)(p, d)
+        intake(d)
+        last = d
+    # the coordinator answers our question about the unclear ballot with her votes (she told him by phone)
+    hanna = next(p for p in members if p.id == CORRECTED_BY_COORDINATOR)
+    numbers = ballot_numbers(docx_attachment(sent_message(app, f"plan-{YEAR}:ballot:{hanna.email}"))[1])
+    question = next(r.key for r in app.state.actions() if r.action == "planning_question"
+                    and f":{hanna.id}:" in r.key)
+    answer_day = date.fromordinal(last.toordinal() + 1)
+    answer = reply_to_sent(app, question, app.cfg.network.coordinator, at(answer_day, 8),
+                           f"{hanna.name.split()[0]}: {numbers[POPULAR[0]]}: 6, {numbers[POPULAR[1]]}: 4")
+    assert answer is not None
+    maildir(app).deliver(answer, f"correction-{hanna.id}.eml")
+    intake(answer_day)
+    fix_day = date.fromordinal(last.toordinal() + 3)
     vote(next(p for p in members if p.id == INVALID_THEN_FIXED), fix_day, tag="-2")
     intake(fix_day)
     flow(planning_tick, r.votes_reminder)

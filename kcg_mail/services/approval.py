@@ -23,29 +23,25 @@ manual flow ``kcg-approve``) or refuses it with ``reject(app, ref)``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from kcg_mail.ports import MessageRecord
-from kcg_mail.services import guests
+from kcg_mail.services import guests, questions
 from kcg_mail.services.app import App
-from kcg_mail.services.held import held_area
+from kcg_mail.services.held import SENDER_CAUSES, held_area
 from kcg_mail.services.ledger import HeldNote, HeldVersion
 from kcg_mail.services.manual import ManualProblem, find_record, release_from_quarantine
 
 
-@dataclass
-class Pending:
+@dataclass(frozen=True, kw_only=True)
+class Pending(HeldNote):
+    """A held message as the coordinator sees it: its note (what the record says where
+    the note is silent) and the message it is about."""
+
     msg_key: str
     ref: str
-    kind: str  # "message" | "version" | "distribution"
-    meeting_id: str | None
-    sender: str
-    subject: str
-    files: list[str]
-    why: str
-    version: int | None = None
-    cause: str | None = None
     #: the file an approval files and distributes (held area, relative to the work directory)
     sends: str = ""
 
@@ -60,6 +56,10 @@ class Pending:
             what = f"möte {self.meeting_id or '?'}"
         return (f"{self.sender}: {self.subject!r} – {files} – {what} – varför: {self.why} "
                 f"(kcg approve {self.msg_key} / kcg reject {self.msg_key})")
+
+
+#: the question kind of held minutes (``services.questions``; the ref is the message's key)
+HELD = "held"
 
 
 def _note(app: App, msg_key: str) -> HeldNote | None:
@@ -78,14 +78,13 @@ def pending(app: App) -> list[Pending]:
     for rec in app.state.messages("held"):
         if rec.status != "done":
             continue
-        n = _note(app, rec.msg_key)
-        if n is None:
-            out.append(Pending(rec.msg_key, rec.ref, "message", rec.meeting_id, rec.sender, rec.subject, [], rec.reason))
-            continue
+        # a message held before anything was read has no note: the record says it all
+        n = _note(app, rec.msg_key) or HeldNote("message", None, "", "", [], "")
         hv = _held_version(app, n)
-        sends = f"filen {held_area(app).relative(hv)}" if hv is not None else ""
-        out.append(Pending(rec.msg_key, rec.ref, n.kind, n.meeting_id or rec.meeting_id, n.sender or rec.sender,
-                           n.subject or rec.subject, list(n.files), n.why or rec.reason, n.version, n.cause, sends))
+        note = replace(n, meeting_id=n.meeting_id or rec.meeting_id, sender=n.sender or rec.sender,
+                       subject=n.subject or rec.subject, files=list(n.files), why=n.why or rec.reason)
+        out.append(Pending(**vars(note), msg_key=rec.msg_key, ref=rec.ref,
+                           sends=f"filen {held_area(app).relative(hv)}" if hv is not None else ""))
     return out
 
 
@@ -101,6 +100,36 @@ def pending_markdown(app: App) -> str:
     lines = ["## Väntar på godkännande", ""]
     lines += [f"- {p.line()}" for p in items]
     return "\n".join(lines) + "\n"
+
+
+def _question(app: App, p: Pending) -> questions.Question:
+    m = app.meeting(p.meeting_id or "")
+    what = f"Protokollet från mötet {m.date_text()}" if m is not None else "Ett svar till nätverket"
+    why = re.sub(r"\s*\([a-z-]+: .*\)$", "", p.why)  # the rule's technical note is for the log
+    details = [f"Från: {p.sender}", f"Ämne: {p.subject}"] + ([f"Fil: {', '.join(p.files)}"] if p.files else [])
+    if p.kind == "distribution":
+        what = f"Version {p.version} av protokollet från mötet {m.date_text() if m else p.meeting_id}"
+        return questions.Question(f"{what} väntar på ditt ja", f"{what} är arkiverad men inte utskickad, "
+                                  f"eftersom {why}.", "skicka ut den till medlemmarna", "stoppa utskicket")
+    return questions.Question(f"{what} väntar på ditt ja", f"{what} har kommit in men väntar, eftersom {why}.",
+                              "arkivera det och skicka ut det till medlemmarna",
+                              "stoppa det (inget arkiveras eller skickas)", tuple(details))
+
+
+def ask_waiting(app: App, now: datetime) -> list[str]:
+    """Ask the coordinator about every held version of minutes from a confirmed filer (over the
+    day's allowance, a late copy, something unsafe taken out) not yet asked about, once each.
+    What waits because its sender could not be confirmed is not mailed about: anybody can send
+    such mail, and a question per forged mail would let a stranger flood the coordinator; it
+    stays on the approval list of the overview and in the forms. Guests ask themselves."""
+    out = []
+    for p in pending(app):
+        if p.kind in ("version", "distribution") and (p.cause or "") not in SENDER_CAUSES:
+            m = app.meeting(p.meeting_id or "")
+            app.outbox.now = now
+            if questions.ask(app, HELD, p.msg_key, m, _question(app, p)) != "already":
+                out.append(p.msg_key)
+    return out
 
 
 @dataclass

@@ -39,7 +39,8 @@ DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 MAIL_KINDS = ("brief_host", "invite", "cancel_invitation", "send_template", "distribute",
               "chase_host", "escalate", "reply_problem", "plan_change", "welcome", "alert",
-              "decision_reminder", "project_status_request", "guest_approval", "coordinator_receipt")
+              "decision_reminder", "project_status_request", "guest_approval", "coordinator_receipt",
+              "coordinator_question")
 #: the guests' mails, per language (``<kind>`` Swedish, ``<kind>_en`` English)
 GUEST_KINDS = ("guest_invite", "guest_invite_en", "guest_cancel", "guest_cancel_en")
 
@@ -246,8 +247,10 @@ class Composer:
             "folder": "KCG / Protokoll / 2023",
             "project": {"name": "Trygghet i stadskärnan", "purpose": "Kartlägga"},
             "guest": {"name": "Gäst", "organisation": "Organisation", "language": "engelska"}, "ref": "0123456789ab",
-            "guest_meeting": self.guest_meeting_ctx(m, "en"), "withdrawn": False, "brief_sent": True,
-            "understood": True, "done": "inbjudan skickas", "text": "kanske",
+            "guest_meeting": self.guest_meeting_ctx(m, "en"), "withdrawn": False,
+            "understood": True, "done": "inbjudan skickas", "text": "kanske", "again": "",
+            "question": {"subject": "Protokollet väntar", "lead": "Protokollet väntar.", "details": ["Fil: x.docx"],
+                         "yes": "skicka ut det", "no": "stoppa det"},
         }
 
     # -------------------------------------------------------------- messages

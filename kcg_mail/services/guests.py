@@ -35,6 +35,7 @@ from kcg_mail.core.cycle import location_of
 from kcg_mail.core.inbound.verdict import QuestionRef
 from kcg_mail.core.plan import Meeting
 from kcg_mail.ports import ActionRecord, MessageRecord
+from kcg_mail.services import questions
 from kcg_mail.services.app import App
 from kcg_mail.services.ledger import HeldNote
 
@@ -114,18 +115,17 @@ def request_approval(app: App, m: Meeting, guest: Person, now: datetime) -> str:
                                                files=[], why=why, guest=guest.email))
         app.state.record_message(MessageRecord(key, f"{KIND}:{m.id}:{guest.email}", m.id, "held", why, guest.email,
                                                subject, "done"))
-    msg = app.composer.message(
-        "guest_approval", f"{m.id}:guest_approval:{coord.email}:{guest.id}", m, [coord],
-        {"meeting": app.composer.meeting_ctx(m, app.meetings),
-         "guest": {"name": guest.name, "organisation": guest.organisation,
-                   "language": "engelska" if guest.language == "en" else "svenska"},
-         "ref": ref},
-    )
-    return app.outbox.send(msg)
+    q = questions.Question(f"Gästinbjudan väntar på ditt ja: {guest.name}", "", "skicka inbjudan",
+                           "låta bli att bjuda in gästen")
+    guest_ctx = {"name": guest.name, "organisation": guest.organisation,
+                 "language": "engelska" if guest.language == "en" else "svenska"}
+    return questions.ask(app, KIND, key, m, q, template="guest_approval", extra={"guest": guest_ctx, "ref": ref},
+                         key=f"{m.id}:guest_approval:{coord.email}:{guest.id}")
 
 
 def question_ids(app: App, actions: list[ActionRecord]) -> dict[str, QuestionRef]:
-    """Our questions to the coordinator about guests: the approval mail's Message-ID -> the held request."""
+    """Our questions to the coordinator about guests (the ``guest_approval`` mail, under a key of its
+    own): the approval mail's Message-ID -> the held request (registered as the kind's ``ids``)."""
     by_id = {g.id: g for g in app.cfg.network.guests}
     out: dict[str, QuestionRef] = {}
     for r in actions:

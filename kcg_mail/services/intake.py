@@ -30,7 +30,7 @@ from kcg_mail.core.inbound.message import msg_key
 from kcg_mail.core.inbound.outcome import Outcome, folder_of
 from kcg_mail.core.plan import Meeting
 from kcg_mail.ports import IncomingMessage, MessageRecord
-from kcg_mail.services import answers, followup, guests, plan_adoption
+from kcg_mail.services import answers, followup, plan_adoption
 from kcg_mail.services import round as planning_round
 from kcg_mail.services.app import App
 from kcg_mail.services.compose import person_ctx
@@ -94,8 +94,7 @@ def match_context(app: App, now: datetime) -> inbound.MatchContext:
         dmarc_pass_without_header_from=frozenset(trust.dmarc_pass_without_header_from),
         require_reply_key=trust.require_reply_key,
         round_ids=planning_round.mail_ids(actions), status_request_ids=followup.request_ids(actions),
-        question_ids={**guests.question_ids(app, actions), **plan_adoption.question_ids(app, actions)},
-        coordinator=net.coordinator.email.lower(),
+        question_ids=answers.question_ids(app, actions), coordinator=net.coordinator.email.lower(),
     )
 
 
@@ -254,6 +253,7 @@ HANDLERS: dict[Outcome, Handler] = {
     Outcome.PLANNING: _round_reply,  # the planning round's needs and ballots
     Outcome.PROJECT_STATUS: _status_reply,  # a project group's status line
     Outcome.COORDINATOR_ANSWER: _coordinator_answer,  # the coordinator's yes or no to our question
+    Outcome.COORDINATOR_REQUEST: lambda app, mail, v, key, now, _r: answers.handle_request(app, mail, key, now),
 }
 
 
@@ -284,6 +284,7 @@ def _run_intake(app: App, now: datetime, handle_one: Callable[..., Handled]) -> 
             report.errors.append(f"{item.ref}: {type(exc).__name__}: {exc}")
     if batch.cursor is not None and not report.errors:
         app.ledger.set_intake_cursor(batch.cursor)
+    answers.ask_waiting(app, now)  # what now waits for the coordinator gets its question (once)
     return report
 
 

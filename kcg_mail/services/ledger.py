@@ -97,6 +97,18 @@ class Ledger:
     def _put_json(self, key: str, value: Any, *, sort_keys: bool = False) -> None:
         self.state.put(key, json.dumps(value, ensure_ascii=False, sort_keys=sort_keys))
 
+    def _day(self, key: str) -> date | None:
+        raw = self.state.get(key)
+        return date.fromisoformat(raw) if raw else None
+
+    def _moment(self, key: str) -> datetime | None:
+        raw = self.state.get(key)
+        return datetime.fromisoformat(raw) if raw else None
+
+    def _put_iso(self, key: str, value: date) -> None:
+        """A day or a moment (``datetime`` is a ``date``), in ISO 8601."""
+        self.state.put(key, value.isoformat())
+
     # ------------------------------------------------------------ intake
     def intake_cursor(self) -> str | None:
         return self.state.get("mail:cursor")
@@ -155,19 +167,17 @@ class Ledger:
 
     def late_copy(self, meeting_id: str, version: int) -> datetime | None:
         """When a filed version is a late copy (never distributed by itself): its date."""
-        raw = self.state.get(f"late:{meeting_id}:v{version}")
-        return datetime.fromisoformat(raw) if raw else None
+        return self._moment(f"late:{meeting_id}:v{version}")
 
     def mark_late_copy(self, meeting_id: str, version: int, dated: datetime) -> None:
-        self.state.put(f"late:{meeting_id}:v{version}", dated.isoformat())
+        self._put_iso(f"late:{meeting_id}:v{version}", dated)
 
     def filed_date(self, meeting_id: str, version: int) -> datetime | None:
         """The date of a filed version (earlier of its Date header and our receipt)."""
-        raw = self.state.get(f"filed-date:{meeting_id}:v{version}")
-        return datetime.fromisoformat(raw) if raw else None
+        return self._moment(f"filed-date:{meeting_id}:v{version}")
 
     def set_filed_date(self, meeting_id: str, version: int, dated: datetime) -> None:
-        self.state.put(f"filed-date:{meeting_id}:v{version}", dated.isoformat())
+        self._put_iso(f"filed-date:{meeting_id}:v{version}", dated)
 
     def distributed_on(self, meeting_id: str, day: date) -> list[int]:
         """The versions of a meeting distributed on ``day``."""
@@ -180,11 +190,10 @@ class Ledger:
 
     # ------------------------------------------------------------ the cycle
     def go_live(self) -> date | None:
-        raw = self.state.get("go_live")
-        return date.fromisoformat(raw) if raw else None
+        return self._day("go_live")
 
     def set_go_live(self, day: date) -> None:
-        self.state.put("go_live", day.isoformat())
+        self._put_iso("go_live", day)
 
     def invitation(self, meeting_id: str) -> dict[str, Any] | None:
         """The snapshot of the last invitation sent (``InvitationSnapshot.to_dict``)."""
@@ -217,6 +226,22 @@ class Ledger:
 
     def set_guest_approval(self, meeting_id: str, email: str, answer: Literal["approved", "rejected"]) -> None:
         self.state.put(f"guest_approval:{meeting_id}:{email.lower()}", answer)
+
+    def demo_day(self) -> date | None:
+        """The last simulated day ``kcg demo`` ran (a rerun resumes there)."""
+        return self._day("demo:day")
+
+    def set_demo_day(self, day: date) -> None:
+        self._put_iso("demo:day", day)
+
+    # ------------------------------------------------------------ members added or removed by the coordinator
+    def member_request(self, ref: str) -> dict[str, str] | None:
+        """The coordinator's request to add or remove a member (asked, done, rejected)."""
+        value: dict[str, str] | None = self._json(f"member_request:{ref}")
+        return value
+
+    def put_member_request(self, ref: str, request: dict[str, str]) -> None:
+        self._put_json(f"member_request:{ref}", request)
 
     # ------------------------------------------------------------ the planning round
     def planning_value(self, year: int, what: str) -> Any:

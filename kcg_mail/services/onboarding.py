@@ -59,7 +59,9 @@ class OnboardingResult:
         md.append(f"- Arkivmappen {self.archive_folder}: {self.archive}.")
         md += ["", "## Gör själv", ""]
         md += [f"- [ ] {s}" for s in self.manual_steps]
-        md += ["", "Rad att lägga till under `members:` i `config/network.yaml`:", "", "```yaml", self.yaml_line, "```", ""]
+        if self.yaml_line:
+            md += ["", "Rad att lägga till under `members:` i `config/network.yaml`:", "", "```yaml", self.yaml_line,
+                   "```", ""]
         return "\n".join(md)
 
 
@@ -120,6 +122,18 @@ def _calendar_link(app: App, now: datetime) -> str:
 
 def onboard(app: App, name: str, organisation: str, city: str, email: str, now: datetime) -> OnboardingResult:
     person = new_person(app, name, organisation, city, email)
+    result = welcome(app, person, now)
+    result.manual_steps.append(f"Lägg till {person.name} i config/network.yaml under members: (raden nedan), "
+                               f"annars får personen inga kallelser")
+    entry = {"id": person.id, "name": person.name, "organisation": person.organisation, "city": person.city,
+             "email": person.email}
+    result.yaml_line = "  - " + json.dumps(entry, ensure_ascii=False)  # JSON is valid YAML flow style
+    return result
+
+
+def welcome(app: App, person: Person, now: datetime) -> OnboardingResult:
+    """The welcome mail (once per address) and the archive folder, for a person who is
+    not yet a member of this app's configuration (``services.members`` adds them)."""
     meetings = remaining_meetings(app, now)
     app.outbox.now = now  # the mail's date, and its dates in words relative to it
     composer = app.composer
@@ -146,11 +160,5 @@ def onboard(app: App, name: str, organisation: str, city: str, email: str, now: 
     app.state.record_action(f"welcome:{person.email}:archive", None, "onboard_archive",
                             "done" if archive == "inbjuden" else "failed", {"folder": folder, "result": archive})
 
-    steps = list(app.cfg.network.manual_onboarding_steps)
-    steps.append(f"Lägg till {person.name} i config/network.yaml under members: (raden nedan), "
-                  f"annars får personen inga kallelser")
-    entry = {"id": person.id, "name": person.name, "organisation": person.organisation, "city": person.city,
-             "email": person.email}
-    line = "  - " + json.dumps(entry, ensure_ascii=False)  # JSON is valid YAML flow style
     return OnboardingResult(person=person, mail=outcome, mail_key=key, meetings=meetings, archive_folder=folder,
-                            archive=archive, manual_steps=steps, yaml_line=line)
+                            archive=archive, manual_steps=list(app.cfg.network.manual_onboarding_steps))

@@ -373,3 +373,23 @@ def _tell(app: App, year: int, ref: str, state: str, mail: ParsedMail | None, **
     msg = app.composer.message(ASK_KIND, f"plan-{year}:adopt:{ref}:{state}", None, [coord], {**base, **ctx},
                                in_reply_to=mail.message_id if mail else None)
     return app.outbox.send(msg)
+
+
+def decide(app: App, q: QuestionRef, yes: bool, now: datetime) -> str:
+    """The coordinator's yes or no to a plan we showed him, given in a Prefect form
+    (``kcg-approve`` / ``kcg-reject`` with the question's reference): checked as a reply is."""
+    year_text, _, ref = q.ref.partition(":")
+    year = int(year_text)
+    adoption = app.ledger.plan_adoption(year)
+    if adoption.get("adopted"):
+        return f"årsplanen {year} var redan antagen ur {adoption['adopted']['label']}; inget ändrat"
+    cand = adoption.get("candidates", {}).get(ref)
+    if cand is None:
+        return f"det finns ingen årsplan {year} att anta under den referensen"
+    if not yes:
+        return f"årsplanen {year} ur {cand['label']} antas inte"
+    problems = _config_problems(app, Plan.model_validate(cand["plan"]))
+    if problems:
+        return f"årsplanen {year} kan inte antas: " + "; ".join(problems)
+    adopt(app, year, ref, now)
+    return f"årsplanen {year} är antagen ur {cand['label']} och gäller från nu"

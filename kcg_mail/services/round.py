@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from kcg_mail.core import round as pl
+from kcg_mail.core.ballot import about_member, examples, number_text
 from kcg_mail.core.config_model import Person
 from kcg_mail.core.inbound.outcome import Outcome
 from kcg_mail.core.inbound.verdict import RoundReply
@@ -41,6 +42,8 @@ from kcg_mail.services.app import App
 from kcg_mail.services.compose import DOCX, person_ctx
 
 PREFIX = "planning_"
+#: the mail to the coordinator about a ballot that could not be counted (his reply corrects it)
+QUESTION = "planning_question"
 
 
 class PlanningProblem(ValueError):
@@ -116,7 +119,7 @@ def round_members(app: App) -> list[Person]:
 def _base(app: App, year: int, person: Person | None = None) -> dict[str, Any]:
     s, r = get_round(app, year)
     return {"year": year, "token": token(app, year), "votes": s.votes_per_member,
-            "person": person_ctx(person) if person else None}
+            "votes_text": number_text(s.votes_per_member), "person": person_ctx(person) if person else None}
 
 
 def topics(app: App, year: int) -> list[pl.Topic]:
@@ -300,8 +303,9 @@ def _ballot_ctx(app: App, year: int, p: Person, r: pl.Round, *, reminder: bool) 
     ts = topics(app, year)
     areas = [{"name": a.name, "topics": [{"number": t.number, "text": t.text} for t in ts if t.area == a.name]}
              for a in s.areas]
-    return {**_base(app, year, p), "areas": [a for a in areas if a["topics"]],
-            "deadline_text": date_text(r.votes_deadline), "reminder": reminder}
+    example, example_one = examples([t.number for t in ts])
+    return {**_base(app, year, p), "areas": [a for a in areas if a["topics"]], "example": example,
+            "example_one": example_one, "deadline_text": date_text(r.votes_deadline), "reminder": reminder}
 
 
 def publish_ballot(app: App, year: int, now: datetime) -> list[str]:
@@ -344,6 +348,8 @@ def mail_ids(actions: Iterable[ActionRecord]) -> dict[str, RoundReply]:
         mid = rec.detail.get("message_id") if rec.action.startswith(PREFIX) else None
         m = re.match(r"plan-(\d{4}):(\w+):", rec.key) if mid else None
         if m:
+            if m.group(2).startswith("correction_"):  # the coordinator's questions: services.ballot_correction
+                continue
             step = next((x for x in ("needs", "ballot") if m.group(2).startswith(x)), "")
             out.setdefault(str(mid), RoundReply(int(m.group(1)), step))
     return out
@@ -381,11 +387,13 @@ def _subject(mail: Any) -> str:
 
 
 def _problem(app: App, year: int, p: Person, mail: Any, key: str, what: str, problems: list[str],
-             deadline: date) -> tuple[Outcome, str]:
+             deadline: date, *, understood: list[str] | None = None) -> tuple[Outcome, str]:
     s = settings(app)
     out = _send(app, "planning_problem", f"plan-{year}:{what}_problem:{p.email}:{key[:12]}", [p],
                 {**_base(app, year, p), "what": what, "problems": problems, "subject": _subject(mail),
-                 "deadline_text": date_text(deadline), "votes": s.votes_per_member}, in_reply_to=mail.message_id)
+                 "deadline_text": date_text(deadline), "votes": s.votes_per_member,
+                 "understood": understood or [], "example": examples([t.number for t in topics(app, year)])[0]},
+                in_reply_to=mail.message_id)
     rejected = round_value(app, year, "rejected", {})
     rejected[key] = {"person": p.id, "what": what, "problems": problems}
     _put(app, year, "rejected", rejected)
@@ -433,30 +441,64 @@ def _needs(app: App, year: int, p: Person, mail: Any, key: str, now: datetime, s
     return Outcome.PLANNING_NEEDS, f"{len(lines)} förslag från {p.name}{late} (kvitto: {out})"
 
 
-def _ballot(app: App, year: int, p: Person, mail: Any, key: str, now: datetime, s: pl.PlanningSettings,
-            r: pl.Round) -> tuple[Outcome, str]:
+def vote_lines(ts: list[pl.Topic], votes: dict[int, int]) -> list[str]:
+    """What we understood, by name: "3. Studieresa – fyra röster"."""
+    by_no = {t.number: t for t in ts}
+    return [f"{n}. {by_no[n].text} – {number_text(v)} {'röst' if v == 1 else 'röster'}"
+            for n, v in sorted(votes.items()) if n in by_no]
+
+
+def read_ballot(mail: Any) -> tuple[pl.ParsedBallot, list[str]]:
+    """The votes of a mail: the Word ballot if one is attached and filled in, else
+    the text. Both filled in with different votes is unclear, never guessed."""
     from kcg_mail.documents.ooxml import MinutesRejected
     from kcg_mail.documents.round_forms import read_ballot_form
 
-    ts = topics(app, year)
-    parsed: pl.ParsedBallot | None = None
-    attachment_problem = None
+    form: pl.ParsedBallot | None = None
+    problems: list[str] = []
     for att in _docx_attachments(mail):
         try:
-            parsed = read_ballot_form(att.filename, att.data)
+            form = read_ballot_form(att.filename, att.data)
             break
         except MinutesRejected as rej:
-            attachment_problem = f"{att.filename}: {rej.message_sv}"
-    if parsed is None or not parsed.lines:
-        text = pl.parse_ballot_text(mail.text or "")
-        if text.lines or parsed is None:
-            parsed = text
+            problems.append(f"{att.filename}: {rej.message_sv}")
+    text = pl.parse_ballot_text(mail.text or "")
+    if form is None or not (form.lines or form.unclear):
+        return text, ([] if text.lines else problems)
+    if text.lines and sorted((x.number, x.votes) for x in text.lines) != sorted(
+            (x.number, x.votes) for x in form.lines):
+        return form, ["Röstsedeln och mejlets text ger olika fördelningar. Skicka gärna en av dem, "
+                      "så räknar vi den."]
+    return form, []
+
+
+def record_ballot(app: App, year: int, p: Person, key: str, sent_at: str, now: datetime,
+                  votes: dict[int, int], *, by: str = "") -> str:
+    """Store ``p``'s ballot (the newest counts until the tally); returns a note for the record."""
+    ballots = round_value(app, year, "ballots", {})
+    prev = ballots.get(p.id)
+    if prev is None or prev["msg"] == key or prev["sent_at"] <= sent_at:
+        entry = {"msg": key, "sent_at": sent_at, "at": now.isoformat(), "votes": {str(k): v for k, v in votes.items()}}
+        ballots[p.id] = entry | ({"by": by} if by else {})
+        _put(app, year, "ballots", ballots)
+        return "" if prev is None or prev["msg"] == key else " (ersätter en tidigare röst)"
+    return " (äldre än den röst som redan räknas; den senaste gäller)"
+
+
+def _ballot(app: App, year: int, p: Person, mail: Any, key: str, now: datetime, s: pl.PlanningSettings,
+            r: pl.Round) -> tuple[Outcome, str]:
+    ts = topics(app, year)
+    parsed, extra = read_ballot(mail)
     check = pl.validate_ballot(parsed, ts, s.votes_per_member)
-    if not check.ok:
-        problems = list(check.problems) + ([attachment_problem] if attachment_problem else [])
-        return _problem(app, year, p, mail, key, "ballot", problems, r.votes_deadline)
-    by_no = {t.number: t for t in ts}
-    lines = [f"{n}. {by_no[n].text}: {v}" for n, v in sorted(check.votes.items())]
+    if not check.ok or extra:
+        problems = list(check.problems) + extra
+        outcome, reason = _problem(app, year, p, mail, key, "ballot", problems, r.votes_deadline,
+                                   understood=vote_lines(ts, check.votes))
+        if round_value(app, year, "result", None) is None:
+            asked = ask_coordinator(app, year, p, key, problems, vote_lines(ts, check.votes), now)
+            reason += f"; samordnaren tillfrågad ({asked})"
+        return outcome, reason
+    lines = vote_lines(ts, check.votes)
     sent_at = (mail.date or now).astimezone(UTC).isoformat()  # comparable across time zones
     # A ballot counts until the tally is published (a Saturday vote before Monday's tally counts);
     # after that it is answered and kept for the coordinator, never named to anyone else.
@@ -469,21 +511,40 @@ def _ballot(app: App, year: int, p: Person, mail: Any, key: str, now: datetime, 
                      "deadline_text": date_text(r.votes_deadline), "total": sum(check.votes.values()),
                      "ignored": list(parsed.ignored)}, in_reply_to=mail.message_id)
         return Outcome.PLANNING_BALLOT_LATE, f"röst från {p.name} efter sammanräkningen; räknas inte (svar: {out})"
-    ballots = round_value(app, year, "ballots", {})
-    prev = ballots.get(p.id)
-    if prev is None or prev["msg"] == key or prev["sent_at"] <= sent_at:
-        ballots[p.id] = {"msg": key, "sent_at": sent_at, "at": now.isoformat(),
-                         "votes": {str(k): v for k, v in check.votes.items()}}
-        _put(app, year, "ballots", ballots)
-        note = "" if prev is None or prev["msg"] == key else " (ersätter en tidigare röst)"
-    else:
-        note = " (äldre än den röst som redan räknas; den senaste gäller)"
+    note = record_ballot(app, year, p, key, sent_at, now, check.votes)
     out = _send(app, "planning_receipt", f"plan-{year}:ballot_ok:{p.email}:{key[:12]}", [p],
                 {**_base(app, year, p), "what": "ballot", "lines": lines, "subject": _subject(mail),
                  "deadline_text": date_text(r.votes_deadline), "total": sum(check.votes.values()),
                  "after_deadline": now.date() > r.votes_deadline, "ignored": list(parsed.ignored)},
                 in_reply_to=mail.message_id)
     return Outcome.PLANNING_BALLOT, f"{sum(check.votes.values())} röster från {p.name}{note} (kvitto: {out})"
+
+
+def _genitive(name: str) -> str:
+    return name if name[-1:].casefold() in ("s", "x", "z") else name + "s"
+
+
+def named(name: str) -> dict[str, str]:
+    """A member's name for the coordinator's mails, with the genitive ("Lena Dalerups röst")."""
+    first = name.split()[0]
+    return {"name": name, "first_name": first, "genitive": _genitive(name), "first_genitive": _genitive(first)}
+
+
+def ask_coordinator(app: App, year: int, p: Person, key: str, problems: list[str], understood: list[str],
+                    now: datetime) -> str:
+    """Tell the coordinator that ``p``'s ballot could not be counted, and that he
+    may answer with the votes if he knows them: a reply to it is a correction
+    (``services.ballot_correction``)."""
+    coord = app.cfg.network.coordinator
+    if coord.id == p.id:  # his own ballot: the answer to him already says what to do
+        return "samordnarens egen röst"
+    _, r = get_round(app, year)
+    app.outbox.now = now
+    return _send(app, QUESTION, f"plan-{year}:correction_question:{coord.email}:{p.id}:{key[:12]}", [coord],
+                {**_base(app, year, coord), "member": named(p.name),
+                 "problems": [about_member(x, p.name.split()[0]) for x in problems], "understood": understood,
+                 "example": examples([t.number for t in topics(app, year)])[0],
+                 "deadline_text": date_text(r.votes_deadline)})
 
 
 # ------------------------------------------------------------------ close

@@ -83,7 +83,7 @@ def needs_a_person(app: App) -> list[str]:
 
 
 PLANNING_KINDS = ("planning_needs", "planning_ballot", "planning_receipt", "planning_problem",
-                  "planning_candidates", "planning_result")
+                  "planning_candidates", "planning_result", "planning_question", "planning_answer")
 
 
 def template_problems(composer: Any) -> list[str]:
@@ -96,10 +96,13 @@ def template_problems(composer: Any) -> list[str]:
               "deadline_text": "fredag 17 november 2023", "what": "ballot", "lines": ["1. Studieresa: 4"],
               "subject": "Ämne", "total": 4, "ignored": ["x"], "problems": ["Fel."], "answered": 13,
               "members": 14, "missing": ["Lena"], "count": 20, "path": "/KCG/x.yaml", "ballots": 13,
-              "notes": ["Lika röster."], "groups": [["Pia", "Lisa"]], "meeting_text": "måndag 8 januari 2024"}
+              "notes": ["Lika röster."], "groups": [["Pia", "Lisa"]], "meeting_text": "måndag 8 januari 2024",
+              "votes_text": "tio", "example": "3: 4, 12: 3", "example_one": "3 fyra röster", "understood": ["1. Studieresa – fyra röster"], "done": True, "problem": "Fel.",
+              "replaced": True, "member": {"name": "Lena Dalerup", "first_name": "Lena", "genitive": "Lena Dalerups",
+                                           "first_genitive": "Lenas"}}
     problems = []
     for kind in PLANNING_KINDS:
-        for what in ("needs", "ballot", "late"):
+        for what in ("needs", "ballot", "late", "corrected"):
             try:
                 composer.render(kind, {**sample, "what": what})
             except Exception as exc:  # TemplateProblem names the template

@@ -111,14 +111,15 @@ def test_cycle_exchange_fake_local(tmp_path):
     from support.fake_ews import FakeEWS
 
     from kcg_mail.adapters.exchange import ExchangeTransport
+    from kcg_mail.adapters.exchange_ews import EwsSession
 
     cfg = shipped_config()  # the whole 2023 year
     close_connections()
     try:
         with requests_mock.Mocker() as mocker:
             fake = FakeEWS(mailbox=cfg.network.mailbox.email).install(mocker)
-            mail = ExchangeTransport(fake.mailbox, "basic", fake.url, username=fake.username,
-                                     password=fake.password, sleep=lambda s: None)
+            mail = ExchangeTransport(EwsSession(fake.mailbox, "basic", fake.url, username=fake.username,
+                                                password=fake.password, sleep=lambda s: None))
             app = make_app(tmp_path, cfg, mail=mail)
             h = ews_harness(app, fake)
             res = run_cycle(h)
@@ -133,11 +134,12 @@ def test_cycle_graph_fake_local(tmp_path):
     from support.fake_graph import FakeGraph
 
     from kcg_mail.adapters.graph import GraphTransport
+    from kcg_mail.adapters.graph_http import GraphClient
 
     cfg = shipped_config()  # the whole 2023 year
     fake = FakeGraph(mailbox=cfg.network.mailbox.email)
     with fake.running():
-        mail = GraphTransport(fake.mailbox, fake.tenant_id, fake.client_id, fake.client_secret, sleep=lambda s: None)
+        mail = GraphTransport(GraphClient(fake.mailbox, fake.tenant_id, fake.client_id, fake.client_secret, sleep=lambda s: None))
         app = make_app(tmp_path, cfg, mail=mail)
         h = graph_harness(app, fake)
         res = run_cycle(h)

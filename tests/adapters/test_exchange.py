@@ -22,6 +22,7 @@ from exchangelib.protocol import close_connections
 from support.fake_ews import NS, FakeEWS, envelope, error_message, http_status, server_busy
 
 from kcg_mail.adapters.exchange import ExchangeTransport
+from kcg_mail.adapters.exchange_ews import EwsSession
 from kcg_mail.ports import (
     MARKER_HEADER,
     Address,
@@ -64,7 +65,7 @@ def transport(fake: FakeEWS, mocker, *, auth: str = "basic", **kw) -> tuple[Exch
         else dict(username=fake.username, password=fake.password)
     )
     creds.update(kw.pop("creds", {}))
-    t = ExchangeTransport(fake.mailbox, auth, fake.url, sleep=sleeps, **creds, **kw)
+    t = ExchangeTransport(EwsSession(fake.mailbox, auth, fake.url, sleep=sleeps, **creds, **kw))
     return t, sleeps
 
 
@@ -497,13 +498,13 @@ def test_throttling_beyond_max_wait_is_transient_and_sends_nothing(mocker):
 
 def test_constructor_validates_settings():
     with pytest.raises(ValueError, match="KCG_EWS_CLIENT_SECRET"):
-        ExchangeTransport("a@b.se", "oauth", "https://outlook.office365.com/EWS/Exchange.asmx",
-                          client_id="x", tenant_id="t")
+        ExchangeTransport(EwsSession("a@b.se", "oauth", "https://outlook.office365.com/EWS/Exchange.asmx",
+                                     client_id="x", tenant_id="t"))
     with pytest.raises(ValueError, match="KCG_EWS_PASSWORD"):
-        ExchangeTransport("a@b.se", "ntlm", "https://mail.b.se/EWS/Exchange.asmx", username="B\\svc")
+        ExchangeTransport(EwsSession("a@b.se", "ntlm", "https://mail.b.se/EWS/Exchange.asmx", username="B\\svc"))
     with pytest.raises(ValueError, match="version"):
-        ExchangeTransport("a@b.se", "basic", "https://x/EWS/Exchange.asmx", version="Exchange2003",
-                          username="u", password="p")
+        ExchangeTransport(EwsSession("a@b.se", "basic", "https://x/EWS/Exchange.asmx", version="Exchange2003",
+                                     username="u", password="p"))
 
 
 def test_invitation_update_is_found_by_uid_in_a_new_process(mocker):
@@ -539,7 +540,7 @@ def test_rejected_oauth_token_is_refreshed_once_and_the_send_retried(mocker):
     assert len(fake.token_requests) == 1
     fake.issued_tokens.clear()  # the server revokes the token long before its expiry
     t.send(message(key="second"))
-    assert len(fake.token_requests) > 1 and t.token_refreshes == 1  # a new token (one per pooled session)
+    assert len(fake.token_requests) > 1 and t.session.token_refreshes == 1  # a new token (one per pooled session)
     assert len([s for s in fake.sent if s["kind"] == "message"]) == 2  # each once
     assert t.was_sent("second")
 
@@ -563,7 +564,7 @@ def test_token_refused_twice_fails_with_a_true_message(mocker):
     with pytest.raises(TransportError) as info:
         t.fetch_new(None)
     assert "newly fetched access token was refused too" in str(info.value)
-    assert t.token_refreshes == 1  # once, not in a loop
+    assert t.session.token_refreshes == 1  # once, not in a loop
     assert "KCG_EWS_USERNAME" not in str(info.value)
 
 

@@ -91,13 +91,14 @@ def test_graph_down_during_daily_run_then_resumes_without_duplicates(tmp_path):
     from support.fake_graph import FakeGraph
 
     from kcg_mail.adapters.graph import GraphTransport
+    from kcg_mail.adapters.graph_http import GraphClient
 
     cfg = config_with(shipped_config(), ("2023-02",))
     fake = FakeGraph(mailbox=cfg.network.mailbox.email)
     waits: list[float] = []
     with fake.running():
-        mail = GraphTransport(fake.mailbox, fake.tenant_id, fake.client_id, fake.client_secret,
-                              sleep=waits.append, max_retries=2)
+        mail = GraphTransport(GraphClient(fake.mailbox, fake.tenant_id, fake.client_id, fake.client_secret,
+                                          sleep=waits.append, max_retries=2))
         app = make_app(tmp_path, cfg, mail=mail)
         m = app.meetings[0]
         brief_day = due_dates(m, app.cfg.meetings.lead_days)["brief_host"]

@@ -14,6 +14,7 @@ import pytest
 from support.fake_graph import FakeGraph
 
 from kcg_mail.adapters.graph import PROP_MARKER_HEADER, GraphError, GraphTransport
+from kcg_mail.adapters.graph_http import GraphClient
 from kcg_mail.ports import (
     MARKER_HEADER,
     Address,
@@ -45,7 +46,9 @@ class Sleeps(list):
 def transport(fake: FakeGraph, **kw) -> tuple[GraphTransport, Sleeps]:
     sleeps = Sleeps()
     kw.setdefault("sleep", sleeps)
-    t = GraphTransport(fake.mailbox, fake.tenant_id, fake.client_id, kw.pop("secret", fake.client_secret), **kw)
+    folders = {k: kw.pop(k) for k in ("processed_folder", "quarantine_folder") if k in kw}
+    secret = kw.pop("secret", fake.client_secret)
+    t = GraphTransport(GraphClient(fake.mailbox, fake.tenant_id, fake.client_id, secret, **kw), **folders)
     return t, sleeps
 
 
@@ -248,7 +251,7 @@ def test_from_env_names_missing_variables():
     t = GraphTransport.from_env(
         "a@b.example", env={"KCG_GRAPH_TENANT_ID": "t", "KCG_GRAPH_CLIENT_ID": "c", "KCG_GRAPH_CLIENT_SECRET": "s"}
     )
-    assert (t.tenant_id, t.client_id) == ("t", "c")
+    assert (t.client.tenant_id, t.client.client_id) == ("t", "c")
     t.close()
 
 
@@ -461,7 +464,7 @@ def test_check_wrong_secret(fake):
 def test_check_wrong_tenant():
     fake = FakeGraph()
     with fake.running():
-        t = GraphTransport(fake.mailbox, "no-such-tenant", fake.client_id, fake.client_secret)
+        t = GraphTransport(GraphClient(fake.mailbox, "no-such-tenant", fake.client_id, fake.client_secret))
         (c,) = t.check()
     assert not c.ok and "tenant" in c.detail and "KCG_GRAPH_TENANT_ID" in c.detail
 

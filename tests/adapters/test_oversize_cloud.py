@@ -46,14 +46,15 @@ def test_ews_message_over_the_cap_is_answered_from_its_headers(feb):  # noqa: F8
     from support.fake_ews import FakeEWS
 
     from kcg_mail.adapters.exchange import ExchangeTransport
+    from kcg_mail.adapters.exchange_ews import EwsSession
 
     app, wd, c = feb
     fake = FakeEWS()
     close_connections()
     with requests_mock.Mocker() as mocker:
         fake.install(mocker)
-        app.mail = ExchangeTransport(fake.mailbox, "basic", fake.url, sleep=lambda s: None,
-                                     username=fake.username, password=fake.password)
+        app.mail = ExchangeTransport(EwsSession(fake.mailbox, "basic", fake.url, sleep=lambda s: None,
+                                                username=fake.username, password=fake.password))
         app.mail.max_incoming = CAP
         app.outbox.mail = app.mail
         big, small = _batch(c)
@@ -76,12 +77,13 @@ def test_graph_message_over_the_cap_is_answered_from_its_headers(feb):  # noqa: 
     from support.fake_graph import FakeGraph
 
     from kcg_mail.adapters.graph import GraphTransport
+    from kcg_mail.adapters.graph_http import GraphClient
 
     app, wd, c = feb
     fake = FakeGraph()
     with fake.running():
-        app.mail = GraphTransport(fake.mailbox, fake.tenant_id, fake.client_id, fake.client_secret,
-                                  sleep=lambda s: None)
+        app.mail = GraphTransport(GraphClient(fake.mailbox, fake.tenant_id, fake.client_id, fake.client_secret,
+                                              sleep=lambda s: None))
         app.mail.max_incoming = CAP
         app.outbox.mail = app.mail
         big, small = _batch(c)

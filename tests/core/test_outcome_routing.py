@@ -68,7 +68,7 @@ OLD_LABELS = {"minutes": "protokoll", "calendar_response": "kalendersvar", "auto
 def test_outcome_keeps_the_folders_and_words_of_the_tables_it_replaced():
     # (the coordinator's answers came after the tables: they are handled and leave the inbox)
     assert {o.value for o in Outcome if o.folder == "processed"} == OLD_PROCESSED | {
-        "coordinator_answer", "coordinator_answer_unclear"}
+        "coordinator_answer", "coordinator_answer_unclear", "coordinator_request"}
     for value, label in OLD_LABELS.items():
         assert Outcome(value).label == label
     # every outcome has its own word, so a run's name never says the same word for two outcomes

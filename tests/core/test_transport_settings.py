@@ -119,7 +119,8 @@ def test_bootstrap_builds_the_configured_adapters(tmp_path, monkeypatch):
     mail = make_mail(cfg, tmp_path, create=False)
     try:
         assert type(mail).__name__ == "GraphTransport"
-        assert (mail.mailbox, mail.tenant_id, mail.client_id) == (cfg.network.mailbox.email, "tenant", "client")  # type: ignore[attr-defined]
+        client = mail.client  # type: ignore[attr-defined]
+        assert (mail.mailbox, client.tenant_id, client.client_id) == (cfg.network.mailbox.email, "tenant", "client")
     finally:
         mail.close()
     archive = make_archive(cfg, tmp_path)

@@ -378,13 +378,14 @@ def test_graph_intake_reads_the_servers_authentication_results(feb):
     from support.fake_graph import FakeGraph
 
     from kcg_mail.adapters.graph import GraphTransport
+    from kcg_mail.adapters.graph_http import GraphClient
 
     app, wd, c = feb
     fake = FakeGraph()
     with fake.running():
         fake.mime_without_auth_results = True
-        app.mail = GraphTransport(fake.mailbox, fake.tenant_id, fake.client_id, fake.client_secret,
-                                  sleep=lambda s: None)
+        app.mail = GraphTransport(GraphClient(fake.mailbox, fake.tenant_id, fake.client_id, fake.client_secret,
+                                              sleep=lambda s: None))
         app.outbox.mail = app.mail
         fake.deliver(_genuine(c, in_reply_to=c.tpl_msgid, subject="SV: " + c.tpl_subject))
         fake.deliver(mail(c, from_=c.host, subject="SV: förfalskat",
@@ -403,6 +404,7 @@ def test_ews_intake_reads_the_servers_authentication_results(feb):
     from support.fake_ews import FakeEWS
 
     from kcg_mail.adapters.exchange import ExchangeTransport
+    from kcg_mail.adapters.exchange_ews import EwsSession
 
     app, wd, c = feb
     fake = FakeEWS()
@@ -410,8 +412,8 @@ def test_ews_intake_reads_the_servers_authentication_results(feb):
     close_connections()
     with requests_mock.Mocker() as mocker:
         fake.install(mocker)
-        app.mail = ExchangeTransport(fake.mailbox, "basic", fake.url, sleep=lambda s: None,
-                                     username=fake.username, password=fake.password)
+        app.mail = ExchangeTransport(EwsSession(fake.mailbox, "basic", fake.url, sleep=lambda s: None,
+                                                username=fake.username, password=fake.password))
         app.outbox.mail = app.mail
         fake.deliver(_genuine(c, in_reply_to=c.tpl_msgid, subject="SV: " + c.tpl_subject))
         fake.deliver(mail(c, from_=c.host, subject="SV: förfalskat", ar_fields=[ar(c.ours, "fail", c.host_domain)]))
@@ -460,12 +462,13 @@ def test_check_connect_lists_authserv_ids_on_graph(feb):
     from support.fake_graph import FakeGraph
 
     from kcg_mail.adapters.graph import GraphTransport
+    from kcg_mail.adapters.graph_http import GraphClient
     from kcg_mail.services.trust_check import authserv_checks
 
     app, wd, c = feb
     fake = FakeGraph()
     with fake.running():
-        t = GraphTransport(fake.mailbox, fake.tenant_id, fake.client_id, fake.client_secret, sleep=lambda s: None)
+        t = GraphTransport(GraphClient(fake.mailbox, fake.tenant_id, fake.client_id, fake.client_secret, sleep=lambda s: None))
         exo = ("spf=pass (sender IP is 192.0.2.1) smtp.mailfrom=gavle.example.se; dkim=pass header.d=gavle.example.se;"
                "dmarc=pass action=none header.from=gavle.example.se;compauth=pass reason=100")
         fake.deliver(mail(c, from_=c.host, ar_fields=[exo]))
@@ -549,6 +552,7 @@ def test_check_connect_lists_authserv_ids_on_ews(feb):
     from support.fake_ews import FakeEWS
 
     from kcg_mail.adapters.exchange import ExchangeTransport
+    from kcg_mail.adapters.exchange_ews import EwsSession
     from kcg_mail.services.trust_check import authserv_checks
 
     app, wd, c = feb
@@ -556,8 +560,8 @@ def test_check_connect_lists_authserv_ids_on_ews(feb):
     close_connections()
     with requests_mock.Mocker() as mocker:
         fake.install(mocker)
-        t = ExchangeTransport(fake.mailbox, "basic", fake.url, sleep=lambda s: None,
-                              username=fake.username, password=fake.password)
+        t = ExchangeTransport(EwsSession(fake.mailbox, "basic", fake.url, sleep=lambda s: None,
+                                         username=fake.username, password=fake.password))
         fake.deliver(mail(c, from_=c.host, ar_fields=[ar("gw.kommun.example.se", "pass", c.host_domain),
                                                       ar("mx.evil.example", "pass", c.host_domain)]))
         (chk,) = authserv_checks(t, ["gw.kommun.example.se"])

@@ -37,7 +37,14 @@ def _artifact(key: str):
 
 def test_planning_round_for_2024_end_to_end(prefect_api, tmp_path):
     from kcg_mail.bootstrap import bootstrap
-    from kcg_mail.entrypoints.demo_round import AFTER_REMINDER, INVALID_THEN_FIXED, WEEKEND_VOTER, play_round
+    from kcg_mail.entrypoints.demo_round import (
+        AFTER_REMINDER,
+        CORRECTED_BY_COORDINATOR,
+        INVALID_THEN_FIXED,
+        POPULAR,
+        WEEKEND_VOTER,
+        play_round,
+    )
     from kcg_mail.services import round as round_
 
     result = play_round(tmp_path, CONFIG_DIR, echo=lambda s: None)
@@ -46,8 +53,11 @@ def test_planning_round_for_2024_end_to_end(prefect_api, tmp_path):
 
     outcomes = [m.outcome for m in app.state.messages()]
     assert outcomes.count("planning_needs") == 14
-    assert outcomes.count("planning_ballot") == 14  # 12 on time, the corrected one, one after the last day before the tally
-    assert outcomes.count("planning_ballot_invalid") == 1 and outcomes.count("planning_ballot_late") == 0
+    # 12 on time (one of them corrected by its sender), one after the last day before the tally;
+    # one unclear, counted from the coordinator's answer to our question about it
+    corrections = [m for m in app.state.messages() if m.outcome == "coordinator_answer" and "röst rättad" in m.reason]
+    assert outcomes.count("planning_ballot") == 13 and len(corrections) == 1
+    assert outcomes.count("planning_ballot_invalid") == 2 and outcomes.count("planning_ballot_late") == 0
     assert not list((Path(app.mail.root) / "inbox" / "cur").iterdir())
 
     # each kind of reply came in: Word needs forms, Word ballots, plain text
@@ -57,6 +67,12 @@ def test_planning_round_for_2024_end_to_end(prefect_api, tmp_path):
     voters = {p.id for p in members}  # the weekend voter's ballot came before the tally: it counts
     assert set(ballots) == voters
     assert all(sum(b["votes"].values()) == 10 for b in ballots.values())
+    assert ballots[CORRECTED_BY_COORDINATOR]["by"] == "coordinator"
+    number = {t.text: t.number for t in round_.topics(app, 2024)}
+    assert ballots[CORRECTED_BY_COORDINATOR]["votes"] == {str(number[POPULAR[0]]): 6, str(number[POPULAR[1]]): 4}
+    hanna = app.cfg.network.person(CORRECTED_BY_COORDINATOR).email
+    assert any(k.startswith(f"plan-2024:ballot_corrected:{hanna}:") for k in
+               (r.key for r in app.state.actions() if r.status == "done"))  # her receipt
     assert round_.round_value(app, 2024, "late", {}) == {}
 
     # one reminder per step, only to those who had not answered

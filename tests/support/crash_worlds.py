@@ -323,11 +323,12 @@ class EwsWorld(World):
         from exchangelib.protocol import close_connections
 
         from kcg_mail.adapters.exchange import ExchangeTransport
+        from kcg_mail.adapters.exchange_ews import EwsSession
 
         close_connections()
         f = self.fake
-        return ExchangeTransport(f.mailbox, "basic", f.url, username=f.username, password=f.password,
-                                 sleep=lambda s: None)
+        return ExchangeTransport(EwsSession(f.mailbox, "basic", f.url, username=f.username, password=f.password,
+                                            sleep=lambda s: None))
 
     def conn(self) -> dict:
         f = self.fake
@@ -381,10 +382,11 @@ class GraphWorld(World):
 
     def mail(self, workdir: Path):
         from kcg_mail.adapters.graph import GraphTransport
+        from kcg_mail.adapters.graph_http import GraphClient
 
         f = self.fake
-        return GraphTransport(f.mailbox, f.tenant_id, f.client_id, f.client_secret, sleep=time.sleep,
-                              max_wait=5, settle_seconds=self.settle_seconds)
+        return GraphTransport(GraphClient(f.mailbox, f.tenant_id, f.client_id, f.client_secret, sleep=time.sleep,
+                                          max_wait=5), settle_seconds=self.settle_seconds)
 
     @contextlib.contextmanager
     def active(self):
@@ -472,6 +474,7 @@ def _child_adapters(spec: dict, workdir: Path):
         import requests_mock
 
         from kcg_mail.adapters.exchange import ExchangeTransport
+        from kcg_mail.adapters.exchange_ews import EwsSession
 
         def ews(request, context):
             status, headers, body = forward(conn["bridge"], request.method, request.url, dict(request.headers),
@@ -484,13 +487,14 @@ def _child_adapters(spec: dict, workdir: Path):
         mocker = requests_mock.Mocker()
         mocker.start()
         mocker.register_uri(requests_mock.ANY, requests_mock.ANY, content=ews)
-        mail = ExchangeTransport(conn["mailbox"], "basic", conn["url"], username=conn["username"],
-                                 password=conn["password"], sleep=lambda s: None)
+        mail = ExchangeTransport(EwsSession(conn["mailbox"], "basic", conn["url"], username=conn["username"],
+                                            password=conn["password"], sleep=lambda s: None))
     elif kind == "graph":
         import httpx
         import respx
 
         from kcg_mail.adapters.graph import GraphTransport
+        from kcg_mail.adapters.graph_http import GraphClient
 
         def graph(request: httpx.Request) -> httpx.Response:
             status, headers, body = forward(conn["bridge"], request.method, str(request.url), dict(request.headers),
@@ -501,7 +505,7 @@ def _child_adapters(spec: dict, workdir: Path):
         router = respx.mock(assert_all_called=False)
         router.start()
         router.route().mock(side_effect=graph)
-        mail = GraphTransport(conn["mailbox"], conn["tenant"], conn["client_id"], conn["secret"], sleep=lambda s: None)
+        mail = GraphTransport(GraphClient(conn["mailbox"], conn["tenant"], conn["client_id"], conn["secret"], sleep=lambda s: None))
     else:
         raise SystemExit(f"unknown world {kind}")
     archive = None

@@ -49,6 +49,8 @@ class Outcome(StrEnum):
     #: the coordinator's answer to one of our questions (a held reply, a guest's invitation)
     COORDINATOR_ANSWER = "coordinator_answer", _P, "samordnarens svar"
     COORDINATOR_ANSWER_UNCLEAR = "coordinator_answer_unclear", _P, "oklara svar från samordnaren"
+    #: the coordinator asks, in a mail of his own, for a member to be added or removed
+    COORDINATOR_REQUEST = "coordinator_request", _P, "besked från samordnaren"
 
     # what the handling of minutes ends in
     DUPLICATE = "duplicate", _P, "dubbletter"

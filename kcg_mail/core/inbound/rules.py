@@ -107,27 +107,24 @@ def attendee_is_sender(mail: ParsedMail, v: Verdict, ctx: MatchContext) -> str |
     return None
 
 
-FILING_CHAIN: tuple[Rule, ...] = (
+#: where every chain starts: one sender, authenticated by our receiving server
+AUTHENTICATED_CHAIN: tuple[Rule, ...] = (
     Rule("one-from-mailbox", one_from_mailbox),
     Rule("authenticated", authenticated),
+)
+
+FILING_CHAIN: tuple[Rule, ...] = (
+    *AUTHENTICATED_CHAIN,
     Rule("allowed-filer", allowed_filer),
     Rule("reply-key", reply_key),
 )
 
-CALENDAR_CHAIN: tuple[Rule, ...] = (
-    Rule("one-from-mailbox", one_from_mailbox),
-    Rule("authenticated", authenticated),
-    Rule("member-sender", member_sender),
-    Rule("attendee-is-sender", attendee_is_sender),
-)
-
 #: a member's own answer (the planning round's needs and ballot, a project group's status line):
 #: from the member, authenticated
-MEMBER_ANSWER_CHAIN: tuple[Rule, ...] = (
-    Rule("one-from-mailbox", one_from_mailbox),
-    Rule("authenticated", authenticated),
-    Rule("member-sender", member_sender),
-)
+MEMBER_ANSWER_CHAIN: tuple[Rule, ...] = (*AUTHENTICATED_CHAIN, Rule("member-sender", member_sender))
+
+#: a member's calendar response: a member's answer about that member's own attendance
+CALENDAR_CHAIN: tuple[Rule, ...] = (*MEMBER_ANSWER_CHAIN, Rule("attendee-is-sender", attendee_is_sender))
 
 def coordinator_sender(mail: ParsedMail, v: Verdict, ctx: MatchContext) -> str | None:
     """... and only from the coordinator: nobody else answers the coordinator's questions."""
@@ -137,11 +134,7 @@ def coordinator_sender(mail: ParsedMail, v: Verdict, ctx: MatchContext) -> str |
 
 
 #: the coordinator's answer to our question: from him, authenticated
-COORDINATOR_CHAIN: tuple[Rule, ...] = (
-    Rule("one-from-mailbox", one_from_mailbox),
-    Rule("authenticated", authenticated),
-    Rule("coordinator-sender", coordinator_sender),
-)
+COORDINATOR_CHAIN: tuple[Rule, ...] = (*AUTHENTICATED_CHAIN, Rule("coordinator-sender", coordinator_sender))
 
 
 @dataclass(frozen=True)
@@ -166,6 +159,7 @@ GATES: dict[Outcome, Gate] = {
     Outcome.PROJECT_STATUS: Gate(MEMBER_ANSWER_CHAIN, "hold", "member's own answer"),
     #: a forged "ja" is never acted on, nor offered to the coordinator as something to approve
     Outcome.COORDINATOR_ANSWER: Gate(COORDINATOR_CHAIN, "discard", "the coordinator's own answer"),
+    Outcome.COORDINATOR_REQUEST: Gate(COORDINATOR_CHAIN, "discard", "the coordinator's own request"),
 }
 
 

@@ -241,6 +241,15 @@ def question(mail: ParsedMail, ctx: MatchContext) -> QuestionRef | None:
     return None if mail.auto_reason else replied_to(mail, ctx.question_ids)
 
 
+def coordinator_request(mail: ParsedMail, ctx: MatchContext) -> bool:
+    """Does the coordinator ask, in a mail of his own, for a member to be added or removed?"""
+    from kcg_mail.core.inbound.member_request import read_request
+
+    if mail.auto_reason or not ctx.coordinator or (mail.sender or "").lower() != ctx.coordinator.lower():
+        return False
+    return read_request(mail.subject or "", mail.text or "") is not None
+
+
 def status_request(mail: ParsedMail, ctx: MatchContext) -> StatusRequestRef | None:
     """The project group's status request this mail replies to, or None."""
     return replied_to(mail, ctx.status_request_ids)
@@ -256,6 +265,8 @@ def classify(mail: ParsedMail, ctx: MatchContext) -> Verdict:
     q = question(mail, ctx)
     if q is not None:
         return Verdict(Outcome.COORDINATOR_ANSWER, q.meeting_id, f"svar på frågan {q.ref} till samordnaren", question=q)
+    if coordinator_request(mail, ctx):
+        return Verdict(Outcome.COORDINATOR_REQUEST, None, "samordnarens besked om en medlem")
     req = status_request(mail, ctx)
     if req is not None:
         return Verdict(Outcome.PROJECT_STATUS, req.meeting_id, "svar på en statusfråga till en projektgrupp",
