@@ -331,7 +331,6 @@ def voice_problems(msg: EmailMessage) -> list[str]:
     """A mail read as its reader reads it: the date in words (ISO only in a file name), signed by
     the coordinator by name and organisation (a mail to him alone by the network's mailbox), never
     by the software."""
-    key = str(msg[MARKER_HEADER]).strip()
     files = [p.get_filename() for p in msg.walk() if p.get_filename()]
     out = []
     texts = {"subject": str(msg["Subject"])}
