@@ -153,7 +153,7 @@ def bootstrap(workdir: Path | str = DEFAULT_WORKDIR, config_dir: Path | str | No
     install_log_filter()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    cfg = apply_members_overlay(cfg or load_config(config_dir, plans_dir=workdir / "plans"), workdir)
+    cfg = apply_members_overlay(cfg or load_config(config_dir, plans_dir=workdir / "plans", members_dir=workdir), workdir)
     templates = Path(templates_dir or DEFAULT_TEMPLATES)
     renderer, template_problems = load_renderer(templates, workdir)
     mail = mail or make_mail(cfg, workdir)

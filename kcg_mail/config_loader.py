@@ -32,6 +32,7 @@ from kcg_mail.core.config_model import (
     MailSettings,
     Meetings,
     Network,
+    Person,
     Plan,
     SmtpImapSettings,
     Transport,
@@ -193,11 +194,13 @@ def _no_secrets(section: str, data: dict[str, Any], file: Path, problems: list[s
 
 
 def load_config(directory: Path | str | None = None, environ: dict[str, str] | None = None, *,
-                plans_dir: Path | str | None = None) -> Config:
+                plans_dir: Path | str | None = None, members_dir: Path | str | None = None) -> Config:
     """Load and validate every file; raise ConfigError listing all problems.
 
     ``plans_dir`` (``<workdir>/plans``): plans adopted by the coordinator's reply
-    (``kcg_mail.services.plan_adoption``), read with ``config/plan-*.yaml``."""
+    (``kcg_mail.services.plan_adoption``), read with ``config/plan-*.yaml``.
+    ``members_dir`` (the workdir): the plans' hosts may be members the coordinator
+    added (the members overlay); they are checked with them."""
     environ = dict(os.environ if environ is None else environ)
     directory = Path(directory or environ.get("KCG_CONFIG_DIR") or DEFAULT_CONFIG_DIR)
     problems: list[str] = []
@@ -240,7 +243,9 @@ def load_config(directory: Path | str | None = None, environ: dict[str, str] | N
 
     # cross-references: hosts, guests, unique ids and months
     if network is not None:
-        problems += plan_problems(plans, network, net_file)
+        known = network if members_dir is None else \
+            network.model_copy(update={"members": members_with_overlay(network, members_dir)})
+        problems += plan_problems(plans, known, net_file)
     projects = _load_projects(directory, network, problems)
     if problems:
         raise ConfigError(problems)
@@ -367,12 +372,18 @@ def apply_members_overlay(cfg: Config, workdir: Path | str) -> Config:
     removed ones inactive (``active: false``: no invitation, no distribution, no round).
     A person already in network.yaml (the operator added them there too) is taken from
     there; the coordinator himself is never removed."""
-    from kcg_mail.core.config_model import Person
-
     data = read_members_overlay(workdir)
     if not data["added"] and not data["removed"]:
         return cfg
     net = cfg.network
+    return cfg.model_copy(update={"network": net.model_copy(update={"members": members_with_overlay(net, workdir,
+                                                                                                   data)})})
+
+
+def members_with_overlay(net: Network, workdir: Path | str,
+                         data: dict[str, list[dict[str, str]]] | None = None) -> list[Person]:
+    """``net.members`` with the overlay of ``workdir`` applied (see ``apply_members_overlay``)."""
+    data = read_members_overlay(workdir) if data is None else data
     members = list(net.members)
     known = {p.email for p in members + net.guests}
     ids = {p.id for p in members + net.guests}
@@ -393,6 +404,5 @@ def apply_members_overlay(cfg: Config, workdir: Path | str) -> Config:
         known.add(person.email)
         ids.add(pid)
     gone = {str(x.get("email", "")).lower() for x in data["removed"]}
-    members = [p.model_copy(update={"active": False}) if p.email in gone and p.role != "coordinator" else p
-               for p in members]
-    return cfg.model_copy(update={"network": net.model_copy(update={"members": members})})
+    return [p.model_copy(update={"active": False}) if p.email in gone and p.role != "coordinator" else p
+            for p in members]
