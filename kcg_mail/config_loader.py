@@ -32,7 +32,6 @@ from kcg_mail.core.config_model import (
     MailSettings,
     Meetings,
     Network,
-    Person,
     Plan,
     SmtpImapSettings,
     Transport,
@@ -198,9 +197,7 @@ def load_config(directory: Path | str | None = None, environ: dict[str, str] | N
     """Load and validate every file; raise ConfigError listing all problems.
 
     ``plans_dir`` (``<workdir>/plans``): plans adopted by the coordinator's reply
-    (``kcg_mail.services.plan_adoption``), read with ``config/plan-*.yaml``.
-    ``members_dir`` (the workdir): the plans' hosts may be members the coordinator
-    added (the members overlay); they are checked with them."""
+    (``kcg_mail.services.plan_adoption``), read with ``config/plan-*.yaml``."""
     environ = dict(os.environ if environ is None else environ)
     directory = Path(directory or environ.get("KCG_CONFIG_DIR") or DEFAULT_CONFIG_DIR)
     problems: list[str] = []
@@ -209,6 +206,8 @@ def load_config(directory: Path | str | None = None, environ: dict[str, str] | N
 
     net_file = directory / "network.yaml"
     network = _validate(Network, _read_yaml(net_file, problems), net_file, problems)
+    if network is not None and members_dir is not None:  # the coordinator's members (``members_dir``: the workdir)
+        network = overlay_network(network, members_dir)
 
     plan_files = sorted(directory.glob("plan-*.yaml"))
     if plans_dir is not None and Path(plans_dir).is_dir():
@@ -243,9 +242,10 @@ def load_config(directory: Path | str | None = None, environ: dict[str, str] | N
 
     # cross-references: hosts, guests, unique ids and months
     if network is not None:
-        known = network if members_dir is None else \
-            network.model_copy(update={"members": members_with_overlay(network, members_dir)})
-        problems += plan_problems(plans, known, net_file)
+        # an adopted plan may name a member the coordinator added by reply (the workdir's members
+        # overlay): its hosts are checked against the overlaid network (``adopted_plan_problems``)
+        adopted = {pf for pf, _ in plans if plans_dir is not None and pf.parent == Path(plans_dir)}
+        problems += plan_problems(plans, network, net_file, hosts_later=adopted)
     projects = _load_projects(directory, network, problems)
     if problems:
         raise ConfigError(problems)
@@ -253,8 +253,10 @@ def load_config(directory: Path | str | None = None, environ: dict[str, str] | N
                   transport=transport, projects=projects, plans_directory=str(plans_dir or ""))
 
 
-def plan_problems(plans: list[tuple[Path, Plan]], network: Network, net_file: Path) -> list[str]:
-    """The cross-references of plan files: hosts and guests known, ids unique, dates in their month."""
+def plan_problems(plans: list[tuple[Path, Plan]], network: Network, net_file: Path, *,
+                  hosts_later: set[Path] | None = None) -> list[str]:
+    """The cross-references of plan files: hosts and guests known, ids unique, dates in their month
+    (the hosts of the files in ``hosts_later`` are left to ``adopted_plan_problems``)."""
     problems: list[str] = []
     ids = {p.id for p in network.members}
     guest_ids = {p.id for p in network.guests}
@@ -264,7 +266,7 @@ def plan_problems(plans: list[tuple[Path, Plan]], network: Network, net_file: Pa
             where = f"{pf}: meetings[{i}] ({m.month})"
             for field in ("host", "backup_host"):
                 pid = getattr(m, field)
-                if pid is not None and pid not in ids:
+                if pid is not None and pid not in ids and pf not in (hosts_later or set()):
                     problems.append(
                         f"{where}.{field}: '{pid}' is not a member id in {net_file} "
                         f"(fix: use one of {', '.join(sorted(ids))}, or add the person to network.yaml)"
@@ -372,18 +374,17 @@ def apply_members_overlay(cfg: Config, workdir: Path | str) -> Config:
     removed ones inactive (``active: false``: no invitation, no distribution, no round).
     A person already in network.yaml (the operator added them there too) is taken from
     there; the coordinator himself is never removed."""
+    net = overlay_network(cfg.network, workdir)
+    return cfg if net is cfg.network else cfg.model_copy(update={"network": net})
+
+
+def overlay_network(net: Network, workdir: Path | str) -> Network:
+    """``network`` with the members overlay of ``workdir`` (``apply_members_overlay``)."""
+    from kcg_mail.core.config_model import Person
+
     data = read_members_overlay(workdir)
     if not data["added"] and not data["removed"]:
-        return cfg
-    net = cfg.network
-    return cfg.model_copy(update={"network": net.model_copy(update={"members": members_with_overlay(net, workdir,
-                                                                                                   data)})})
-
-
-def members_with_overlay(net: Network, workdir: Path | str,
-                         data: dict[str, list[dict[str, str]]] | None = None) -> list[Person]:
-    """``net.members`` with the overlay of ``workdir`` applied (see ``apply_members_overlay``)."""
-    data = read_members_overlay(workdir) if data is None else data
+        return net
     members = list(net.members)
     known = {p.email for p in members + net.guests}
     ids = {p.id for p in members + net.guests}
@@ -404,5 +405,15 @@ def members_with_overlay(net: Network, workdir: Path | str,
         known.add(person.email)
         ids.add(pid)
     gone = {str(x.get("email", "")).lower() for x in data["removed"]}
-    return [p.model_copy(update={"active": False}) if p.email in gone and p.role != "coordinator" else p
-            for p in members]
+    members = [p.model_copy(update={"active": False}) if p.email in gone and p.role != "coordinator" else p
+               for p in members]
+    return net.model_copy(update={"members": members})
+
+
+def adopted_plan_problems(cfg: Config) -> list[str]:
+    """The plans adopted by reply (``<workdir>/plans``) checked against the network with the
+    coordinator's added members (``apply_members_overlay``): their hosts may be new members."""
+    if not cfg.plans_directory:
+        return []
+    files = [(Path(cfg.plans_directory) / f"plan-{p.year}.yaml", p) for p in cfg.plans]
+    return plan_problems([(pf, p) for pf, p in files if pf.exists()], cfg.network, Path(cfg.directory) / "network.yaml")

@@ -126,6 +126,10 @@ def demo(workdir: Path = typer.Option(Path("var/demo"), "--workdir", "-w"), conf
         if planning:
             with phases.instrument(), phases.measure("planning"):
                 play_demo_round(workdir, config)
+        from kcg_mail.entrypoints import demo  # after the round: the coordinator adds a member by mail and "ja"
+
+        with prefect_env.without_heartbeats():
+            demo.add_demo_member(workdir, config)
         stopping = phases.clock()
     phases.add("stop", phases.clock() - stopping)  # the last events and logs delivered, the server stopped
     with phases.measure("report"):

@@ -5,7 +5,8 @@ due, and plays each host: after the meeting the host answers the template
 mail with a real MIME reply from their own address, the template filled in
 (decisions table) and attached. Every confirmed meeting ends with its
 minutes filed and distributed. The coordinator answers every question he is
-asked by reply (guests, held minutes) and adds a member by mail in November.
+asked by reply (guests, held minutes); after the planning round he adds a member
+by mail (``add_demo_member``).
 Run twice on the same work directory, the second run resumes on the last day
 the first ran and sends nothing new.
 """
@@ -114,7 +115,7 @@ def _lead_reports_back(app: App, day: date) -> bool:
 
 #: the member the coordinator adds in the demo, by a mail to the network and a "ja"
 DEMO_NEW_MEMBER = ("Maria Lund", "maria.lund@kalmar.example.se", "Kalmar City")
-DEMO_NEW_MEMBER_AFTER = "2023-11"  # the day after this meeting (before December's invitation)
+DEMO_NEW_MEMBER_DAY = date(2024, 1, 17)  # after the year and the planning round
 
 
 def _open_questions(app: App) -> list[str]:
@@ -154,23 +155,39 @@ def _coordinator_answers_by_mail(app: App, day: date) -> bool:
     return answered
 
 
-def _coordinator_adds_a_member(app: App, day: date) -> bool:
-    """The day after November's meeting the coordinator mails the network: "Ny medlem: …"
-    (the product answers with what it understood and asks for his "ja")."""
-    from kcg_mail.core.inbound.message import msg_key
+def add_demo_member(workdir: Path, config_dir: Path | None = None) -> int:
+    """After the year and the planning round: the coordinator mails the network "Ny medlem: …",
+    the product answers with what it understood and asks for his "ja", he answers by reply,
+    and the new member is welcomed (through the real intake flow, twice: the request, the
+    answer). Returns the flow runs; a second call finds it done and runs nothing."""
+    from flows.intake import intake_flow
+    from kcg_mail.bootstrap import bootstrap
+    from kcg_mail.config_loader import read_members_overlay
     from kcg_mail.entrypoints.demo_hosts import coordinator_mail
 
-    m = app.meeting(DEMO_NEW_MEMBER_AFTER)
-    if m is None or day != m.date + timedelta(days=1):
-        return False
-    coord = app.cfg.network.coordinator
     name, email, org = DEMO_NEW_MEMBER
-    when = datetime.combine(day, datetime.min.time(), ZoneInfo(app.cfg.meetings.timezone)).replace(hour=9)
-    raw = coordinator_mail(app, coord, when, "Ny medlem", f"Hej!\n\nNy medlem: {name}, {email}, {org}\n\nBjörn")
-    if app.state.message(msg_key(raw)) is not None:
-        return False  # a second run of the demo: asked already
-    maildir(app).deliver(raw, "new-member.eml")
-    return True
+    if any(x.get("email") == email for x in read_members_overlay(workdir)["added"]):
+        return 0
+    day = DEMO_NEW_MEMBER_DAY
+    cfg_dir = str(config_dir) if config_dir else None
+    with bootstrap(workdir, config_dir) as app:
+        when = datetime.combine(day, datetime.min.time(), ZoneInfo(app.cfg.meetings.timezone)).replace(hour=9)
+        raw = coordinator_mail(app, app.cfg.network.coordinator, when, "Ny medlem",
+                               f"Hej!\n\nNy medlem: {name}, {email}, {org}\n\nBjörn")
+        maildir(app).deliver(raw, "new-member.eml")
+    from flows.daily import daily_flow
+
+    runs = 0
+    for hour in (10, 11):  # the request is answered with a question; his "Ja" to it is read
+        intake_flow(now=f"{day.isoformat()}T{hour}:00", workdir=str(workdir), config_dir=cfg_dir)
+        runs += 1
+        with bootstrap(workdir, config_dir) as app:
+            if not _coordinator_answers_by_mail(app, day):
+                break
+    with bootstrap(workdir, config_dir) as app:
+        app.ledger.set_demo_day(day)  # a rerun of the year resumes here, with her a member
+    daily_flow(date=day.isoformat(), workdir=str(workdir), config_dir=cfg_dir)  # the day's scheduled run
+    return runs + 1
 
 
 def _coordinator_approves(app: App, workdir: Path, config_dir: Path | None, day: date) -> int:
@@ -248,7 +265,6 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
                         maildir(app).deliver(raw, f"{m.id}-reply.eml")
                         replied = True
             replied |= _lead_reports_back(app, day)
-            replied |= _coordinator_adds_a_member(app, day)
             replied |= _coordinator_answers_by_mail(app, day)
             for hour in (12, 13, 14):  # the coordinator answers the questions this intake asks, the same day
                 if not replied:
@@ -266,6 +282,7 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
             candidates += [d for d in (_status_reply_day(app), next_release_day(app.state, day)) if d and d > day]
             day = min(candidates) if candidates else None
         if runs == 0:  # nothing left to do: one daily run shows that nothing is sent again
-            daily_flow(date=last.isoformat(), workdir=str(workdir), config_dir=str(config_dir) if config_dir else None)
+            again = max(last, app.ledger.demo_day() or last)
+            daily_flow(date=again.isoformat(), workdir=str(workdir), config_dir=str(config_dir) if config_dir else None)
             runs += 1
     return DemoResult(runs, sent_before, _sent_count(app), time.monotonic() - t0)

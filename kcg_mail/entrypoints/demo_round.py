@@ -310,21 +310,35 @@ def play_adoption(workdir: Path, config_dir: Path | None = None,
     from kcg_mail.core.cycle import due_dates
     from kcg_mail.entrypoints.demo_hosts import fill_protocol, maildir, reply_to_template, stamp_authentication
     from kcg_mail.services import daily
+    from kcg_mail.services.pacing import next_release_day
 
     app = bootstrap(workdir, config_dir)
     kw: dict[str, Any] = {"workdir": str(workdir), "config_dir": str(config_dir) if config_dir else None}
-    tasks = sum(1 for r in app.state.actions() if r.action == "workshop_task" and r.status == "done")
     jan = app.meeting(f"{YEAR}-01")
     runs = 0
+    # the group tasks (and the result) may wait for the member caps: the daily runs send them before the workshop
+    result = app.ledger.planning_value(YEAR, "result") or {}
+    since = datetime.fromisoformat(result["at"]).date() if result.get("at") else None
+    while since is not None and jan is not None and (due := next_release_day(app.state, since)) is not None \
+            and due < jan.date:
+        daily_flow(date=due.isoformat(), **kw)
+        runs += 1
+        since = due
+    tasks = sum(1 for r in app.state.actions() if r.action == "workshop_task" and r.status == "done")
     trusted = app.cfg.transport.inbound.trusted_authserv_ids
     coord = app.cfg.network.coordinator
 
     def deliver(raw: bytes, name: str) -> None:
         maildir(app).deliver(stamp_authentication(raw, trusted[0]) if trusted else raw, name)
 
+    def workshop_asks() -> list[str]:
+        """The questions to the coordinator about a plan read from a protocol with the workshop's edit."""
+        cands = app.ledger.plan_adoption(YEAR).get("candidates", {})
+        return [f"plan-{YEAR}:adopt:{ref}:ask" for ref, c in sorted(cands.items()) if c["source"] == "protocol"
+                and any(f"Tema {m.get('theme_no')}: {m['theme']}" == WORKSHOP_EDIT[2] for m in c["plan"]["meetings"])]
+
     if jan is not None and not any(p.year == YEAR for p in app.cfg.plans):
-        if not app.ledger.plan_adoption(YEAR).get("candidates", {}).keys() - {"draft"}:
-            # the host's protocol with the section as the workshop filled it in
+        if not workshop_asks():  # the host's protocol with the section as the workshop filled it in
             if app.state.action(f"{jan.id}:send_template:{jan.host.email}") is None:  # the round played alone
                 daily.send_template(app, jan, at(date.fromordinal(jan.date.toordinal() - 1), 7))
             template = hosts_template(app, jan)
@@ -341,8 +355,7 @@ def play_adoption(workdir: Path, config_dir: Path | None = None,
                     f"{jan.id}-protocol-handlingsplan.eml")
             intake_flow(now=f"{when.date().isoformat()}T12:00", **kw)
             runs += 1
-        asked = sorted(r.key for r in app.state.actions()
-                       if r.action == "plan_adoption" and r.key.endswith(":ask") and r.status == "done")
+        asked = workshop_asks()
         if asked:  # the coordinator reads what was understood and says yes from his phone
             original = sent_message(app, asked[-1])
             day = date.fromordinal(jan.date.toordinal() + 2)

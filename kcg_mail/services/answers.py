@@ -46,12 +46,12 @@ register(approval.HELD, yes_no(_approve, _reject))  # held minutes: send out / s
 register(guests.KIND, yes_no(_approve, _reject), ids=guests.question_ids)  # a guest's invitation
 register(members.KIND_ADD, yes_no(members.on_yes, members.on_no))  # a member to add
 register(members.KIND_REMOVE, yes_no(members.on_yes, members.on_no))  # a member to remove
-# next year's plan: a reply is read by plan_adoption.handle_answer (it may carry an edited table); the form's yes/no here
+# next year's plan: a reply is read whole (it may carry an edited table); the form's yes/no through decide
 register(plan_adoption.WHAT, lambda app, q, answer, now: plan_adoption.decide(app, q, answer.choice == "yes", now),
-         ids=plan_adoption.question_ids, reply=plan_adoption.handle_answer)
+         ids=plan_adoption.question_ids, whole=plan_adoption.handle_answer)
 # a member's unclear ballot: his reply carries the votes; the form is kcg-planning-correct-ballot
 register(ballot_correction.WHAT, ballot_correction.form_answer,
-         ids=lambda app, actions: ballot_correction.question_ids(actions), reply=ballot_correction.handle_answer)
+         ids=lambda app, actions: ballot_correction.question_ids(actions), whole=ballot_correction.handle_answer)
 
 
 def question_ids(app: App, actions: list[ActionRecord]) -> dict[str, QuestionRef]:
@@ -70,8 +70,8 @@ def ask_waiting(app: App, now: datetime) -> None:
 
 def handle_answer(app: App, mail: ParsedMail, q: QuestionRef, key: str, now: datetime) -> tuple[Outcome, str]:
     kind = questions.KINDS.get(q.what) or questions.KINDS[approval.HELD]
-    if kind.reply is not None:  # more than a yes or no: the kind reads the whole reply
-        return kind.reply(app, mail, q, key, now)
+    if kind.whole is not None:  # the kind reads the whole reply and answers it itself
+        return kind.whole(app, mail, q, key, now)
     answer = kind.read(mail.text or "")
     if not answer.clear:
         out = _receipt(app, mail, q.meeting_id, key, understood=False, text=answer.text[:80], done="",

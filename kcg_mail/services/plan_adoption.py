@@ -173,8 +173,10 @@ def protocol_section(app: App, m: Meeting) -> dict[str, Any] | None:
     year = m.date.year
     if adoption_meeting(app, year) is None or adoption_meeting(app, year) != m or has_plan(app, year):
         return None
-    draft = draft_for(app, year)
     result = _result(app, year)
+    if not result and _round_ahead(app, year):  # the round's votes are not in yet: no draft to adopt
+        return None
+    draft = draft_for(app, year)
     focus = sorted((r for r in result.get("rows", []) if r["focus"]), key=lambda r: (-r["votes"], r["number"]))
     coord = _signed(app)
     tasks = [("Beslutsprotokoll efter varje möte, på nätverkets mall", "Mötets värd", "senast två arbetsdagar efter"),
@@ -187,6 +189,17 @@ def protocol_section(app: App, m: Meeting) -> dict[str, Any] | None:
                  for r in _rows(app, draft.meetings)],
         "tasks": [{"what": a, "who": b, "when": c} for a, b, c in tasks],
     }
+
+
+def _round_ahead(app: App, year: int) -> bool:
+    """A planning round for ``year`` is configured (it prepares the workshop's draft)."""
+    from kcg_mail.config_loader import ConfigError, load_planning
+
+    try:
+        s = load_planning(app.cfg.directory)
+    except ConfigError:
+        return False
+    return s is not None and year in s.rounds
 
 
 def from_protocol(app: App, m: Meeting, filename: str, data: bytes, now: datetime) -> str:

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from kcg_mail.core.inbound import ParsedMail
 from kcg_mail.core.inbound.answer import Answer, read_yes_no
+from kcg_mail.core.inbound.message import ParsedMail
 from kcg_mail.core.inbound.outcome import Outcome
 from kcg_mail.core.inbound.verdict import QuestionRef
 from kcg_mail.core.plan import Meeting
@@ -50,11 +50,11 @@ class Reading(Protocol):
 
 #: (app, the question, the answer as read, now) -> what was done, in Swedish (for the receipt and the form)
 Handler = Callable[[App, QuestionRef, Any, datetime], str]
+#: (app, the reply, the question, the reply's msg_key, now) -> its outcome and what was done: a kind that
+#: reads the whole reply itself (an attachment, its own receipt), e.g. next year's plan as a Word table
+WholeHandler = Callable[[App, ParsedMail, QuestionRef, str, datetime], tuple[Outcome, str]]
 #: (app, the action records) -> our question mail's Message-ID -> the question
 IdsFn = Callable[[App, list[ActionRecord]], dict[str, QuestionRef]]
-#: (app, the reply, the question, its message key, now) -> (outcome, what was done): for a kind whose
-#: answer is more than a yes or no (an attached table, a member's votes) and that reads the whole reply
-ReplyFn = Callable[[App, ParsedMail, QuestionRef, str, datetime], tuple[Outcome, str]]
 
 
 @dataclass(frozen=True)
@@ -66,17 +66,17 @@ class Kind:
     ids: IdsFn | None = None
     #: the line that asks again when the answer is unclear
     again: str = AGAIN_YES_NO
-    #: for a kind that reads the whole reply itself (then ``read``/``handle`` serve the form only)
-    reply: ReplyFn | None = None
+    #: reads and answers the whole reply itself (``handle`` then serves the forms only)
+    whole: WholeHandler | None = None
 
 
 KINDS: dict[str, Kind] = {}
 
 
 def register(what: str, handle: Handler, *, read: Callable[[str], Reading] = read_yes_no, ids: IdsFn | None = None,
-             again: str = AGAIN_YES_NO, reply: ReplyFn | None = None) -> Kind:
+             again: str = AGAIN_YES_NO, whole: WholeHandler | None = None) -> Kind:
     """Add a kind of question (``what`` is ``QuestionRef.what``); registering it again replaces it."""
-    kind = Kind(what, handle, read, ids, again, reply)
+    kind = Kind(what, handle, read, ids, again, whole)
     KINDS[what] = kind
     return kind
 

@@ -154,23 +154,13 @@ def test_demo_runs_the_whole_year(prefect_api, tmp_path, monkeypatch):
     keys = sent_by_key(wd)
     assert set(keys.values()) == {1}
 
-    # the coordinator added a member by mail and "ja" the day after November's meeting: from December on
-    from kcg_mail.entrypoints.demo import DEMO_NEW_MEMBER, DEMO_NEW_MEMBER_AFTER
-
-    new = DEMO_NEW_MEMBER[1]
-    assert keys[f"welcome:{new}"] == 1
-
-    def members_of(mid: str) -> set[str]:
-        return MEMBERS | {new} if mid > DEMO_NEW_MEMBER_AFTER else MEMBERS
-
     invites = sent_with_action(wd, "invite")
     by_meeting = Counter(str(m["X-KCG-Mail"]).split(":")[0] for m in invites)
     assert by_meeting == Counter({m.id: 1 for m in confirmed})
     for msg in invites:
         mid = str(msg["X-KCG-Mail"]).split(":")[0]
         m = next(x for x in confirmed if x.id == mid)
-        # guests get their own, once the coordinator approved (test_readers.py)
-        assert recipients(msg) == members_of(mid), mid
+        assert recipients(msg) == MEMBERS  # guests get their own, once the coordinator approved (test_readers.py)
         cal = calendar_parts(msg)
         assert len(cal) == 1 and cal[0].get_param("method") == "REQUEST"
 
@@ -188,14 +178,29 @@ def test_demo_runs_the_whole_year(prefect_api, tmp_path, monkeypatch):
 
     dist = sent_with_action(wd, "distribute")
     assert Counter(str(m["X-KCG-Mail"]).split(":")[0] for m in dist) == Counter({m.id: 1 for m in confirmed})
-    assert all(recipients(m) == members_of(str(m["X-KCG-Mail"]).split(":")[0]) for m in dist)
+    assert all(recipients(m) == MEMBERS for m in dist)
 
     # the tentative study trip: briefed, never invited
     assert "2023-10:brief_host:lena@goteborg.example.se" in keys
     assert not any(k.startswith("2023-10:invite") for k in keys)
 
+    # after the year the coordinator adds a member by mail, is asked, answers "Ja" by reply: welcomed once
+    from kcg_mail.config_loader import read_members_overlay
+    from kcg_mail.entrypoints.demo import DEMO_NEW_MEMBER, add_demo_member
+
+    assert add_demo_member(wd, CONFIG_DIR) == 3  # two intake runs and the day's daily run
+    new = DEMO_NEW_MEMBER[1]
+    keys = sent_by_key(wd)
+    assert keys[f"welcome:{new}"] == 1 and set(keys.values()) == {1}
+    assert [x["email"] for x in read_members_overlay(wd)["added"]] == [new]
+    asked = [k for k in keys if ":question:" in k and ":member_add:" in k]
+    receipts = [m for m in sent_with_action(wd, "coordinator_receipt") if "medlem från och med nu" in
+                m.get_body(("plain",)).get_content()]
+    assert len(asked) == 1 and len(receipts) == 1
+
     second = run_demo(wd, CONFIG_DIR, echo=lambda *a: None)
-    assert second.sent_after == second.sent_before == first.sent_after
+    assert add_demo_member(wd, CONFIG_DIR) == 0
+    assert second.sent_after == second.sent_before == sum(keys.values())
     assert sent_by_key(wd) == keys
     assert len(archive_files(wd)) == len(confirmed)
 

@@ -33,9 +33,15 @@ from kcg_mail.services.intake import run_intake
 YEAR = 2024
 
 
+def uncapped(app):
+    # the steps on the days they are called; the member caps are tested in test_member_caps*.py
+    app.outbox.pacer = None
+    return app
+
+
 @pytest.fixture
 def app(tmp_path):
-    return bootstrap(tmp_path / "work", CONFIG_DIR)
+    return uncapped(bootstrap(tmp_path / "work", CONFIG_DIR))
 
 
 def keys(app) -> set[str]:
@@ -215,7 +221,7 @@ def test_january_protocol_adopts_the_plan_by_the_coordinators_yes(app, tmp_path)
     _, receipt = latest_to_coordinator(app, "adopted")
     assert "årsplanen för 2024 gäller nu" in body(receipt)
     # the next run (a fresh app, as every flow run makes one) reads it and runs the 2024 meetings
-    fresh = bootstrap(Path(app.cfg.plans_directory).parent, CONFIG_DIR)
+    fresh = uncapped(bootstrap(Path(app.cfg.plans_directory).parent, CONFIG_DIR))
     assert fresh.meeting("2024-02") is not None and fresh.meeting("2024-02").theme == "Trygghet i stadskärnan"
     assert [m.id for m in resolve_plan(fresh.cfg, YEAR)][:2] == ["2024-02", "2024-03"]
     due = daily.plan_day(fresh, at(date(2024, 1, 15), 7)).due
@@ -306,3 +312,24 @@ def test_only_the_coordinator_answers(app):
     rep = run_intake(app, at(date(2023, 12, 12), 9))
     assert rep.handled[0].outcome == "discarded"
     assert not (Path(app.cfg.plans_directory) / "plan-2024.yaml").exists()
+
+
+def test_an_adopted_plan_may_name_a_member_the_coordinator_added(tmp_path):
+    """Both live in the work directory: the plan's hosts are checked against network.yaml
+    with the coordinator's added members; a host nobody knows stops the start with file,
+    field and fix."""
+    from kcg_mail.config_loader import ConfigError, write_members_overlay
+
+    work = tmp_path / "work"
+    (work / "plans").mkdir(parents=True)
+    write_members_overlay(work, {"added": [{"id": "maria_lund", "name": "Maria Lund", "organisation": "Lunds City",
+                                            "city": "Lund", "email": "maria@lundscity.example.se"}], "removed": []})
+    plan = ("year: 2024\nmeetings:\n- month: '2024-02'\n  kind: digital\n  theme: Trygghet\n  host: maria_lund\n"
+            "  backup_host: pia\n")
+    (work / "plans" / "plan-2024.yaml").write_text(plan, encoding="utf-8")
+    app = uncapped(bootstrap(work, CONFIG_DIR))
+    assert app.meeting("2024-02").host.name == "Maria Lund"
+    (work / "plans" / "plan-2024.yaml").write_text(plan.replace("maria_lund", "kalle"), encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        bootstrap(work, CONFIG_DIR)
+    assert "plans/plan-2024.yaml: meetings[0] (2024-02).host: 'kalle'" in str(err.value) and "fix:" in str(err.value)
