@@ -7,6 +7,9 @@
 - ``kcg-refile``: file a quarantined message anyway, as the minutes of a meeting;
 - ``kcg-confirm-date``: confirm a tentative date (the study trip's): written
   into the plan file, the daily run then sends the invitation;
+- ``kcg-set-meeting``: set a meeting's date, times and place (a physical meeting,
+  the study trip, the open meeting), the same as replying to the question mail
+  (``kcg_mail.services.meeting_dates``);
 - ``kcg-approve`` / ``kcg-reject``: yes or no to an open question to the
   coordinator, as his reply by mail would answer it (``services.answers.decide``:
   a reply held for approval, a guest's invitation, a member to add or remove);
@@ -153,6 +156,26 @@ def confirm_date(
     with make_app() as fresh:  # the plan changed: the overview shows the new date
         _publish(fresh, c.markdown(), f"Datum bekräftat för {meeting_id}", f"bekräftade {meeting_id} den {datum.isoformat()}")
         return {"meeting_id": meeting_id, "date": datum.isoformat(), "file": c.file}
+
+
+@flow(name="kcg-set-meeting", flow_run_name="sätt datum och plats {meeting_id}", log_prints=False)
+def set_meeting(
+    meeting_id: str = _field("Möte", "Mötet, t.ex. 2024-01 (fysiskt möte), 2023-10 (studieresan) eller 2023-08."),
+    datum: date_cls | None = _field("Datum", "Mötets datum (tomt: datumet står kvar, t.ex. när bara platsen "
+                                             "läggs till, eller för att bekräfta det preliminära datumet).", None),
+    start: str = _field("Börjar", "Klockslag, t.ex. 10:00 (tomt: mötestypens vanliga tid).", ""),
+    slut: str = _field("Slutar", "Klockslag, t.ex. 16:00 (tomt: mötestypens vanliga tid).", ""),
+    plats: str = _field("Plats", "Lokal och ort, t.ex. Stadshuset, Norrköping (tomt: meddelas senare).", ""),
+) -> dict[str, Any]:
+    """Sätt datum, tid och plats för ett möte som samordnaren bestämmer: medlemmarna får en
+    save-the-date direkt och inbjudan med plats och program i tid, som uppdateringar av samma kalenderbokning."""
+    from kcg_mail.services.coordinator import set_meeting as decide
+
+    with _app_and_now() as (app, now):
+        d = decide(app, meeting_id, datum, start, slut, plats, now)
+        _publish(app, d.markdown(), f"Datum och plats för {meeting_id}", f"satte {meeting_id}: {d.meeting.date_text()}")
+        return {"meeting_id": meeting_id, "date": d.meeting.date.isoformat(), "place": d.meeting.place,
+                "done": d.done}
 
 
 def _approval(verb: Literal["approve", "reject"], ref: str) -> dict[str, Any]:

@@ -121,6 +121,8 @@ def deployments(workdir: str, config_dir: str | None, short: str, intake_cron: s
                      (manual.resend_minutes, "Skicka ett protokoll igen till en medlem."),
                      (manual.refile, "Arkivera ett meddelande ur karantänen ändå."),
                      (manual.confirm_date, "Bekräfta ett preliminärt datum (t.ex. studieresans)."),
+                     (manual.set_meeting, "Sätt datum, tid och plats för ett fysiskt möte, studieresan "
+                                          "eller mötet för alla."),
                      (manual.approve_reply, "Godkänn ett svar som väntar på godkännande."),
                      (manual.start_project, "Starta en projektgrupp som protokollet föreslår (godkännande)."),
                      (manual.reject_reply, "Avvisa ett svar som väntar på godkännande."),

@@ -246,6 +246,13 @@ def load_config(directory: Path | str | None = None, environ: dict[str, str] | N
         # overlay): its hosts are checked against the overlaid network (``adopted_plan_problems``)
         adopted = {pf for pf, _ in plans if plans_dir is not None and pf.parent == Path(plans_dir)}
         problems += plan_problems(plans, network, net_file, hosts_later=adopted)
+        for kind, rules in (meetings.kinds.items() if meetings is not None else ()):
+            for name in rules.audience:
+                if name not in network.audiences:
+                    problems.append(
+                        f"{mt_file}: kinds.{kind}.audience: '{name}' is not an audience list in {net_file} "
+                        f"(fix: add audiences: {{{name}: [...]}} to network.yaml, or use one of "
+                        f"{', '.join(sorted(network.audiences)) or '(none yet)'})")
     projects = _load_projects(directory, network, problems)
     if problems:
         raise ConfigError(problems)

@@ -92,6 +92,9 @@ class Network(_Model):
     mailbox: Mailbox
     members: list[Person]
     guests: list[Person] = []
+    #: wider audiences for the open meeting ("Möte för alla"): list name -> organisations;
+    #: each gets an invitation of its own, as a guest does (``meetings.yaml`` kinds.<kind>.audience)
+    audiences: dict[str, list[Person]] = {}
     #: extra addresses allowed to file minutes for any meeting
     filers: list[str] = []
     open_seats: int = 0
@@ -101,7 +104,7 @@ class Network(_Model):
 
     @model_validator(mode="after")
     def _checks(self) -> Network:
-        ids = [p.id for p in self.members + self.guests]
+        ids = [p.id for p in self.members + self.guests + self.audience_people]
         dup = {i for i in ids if ids.count(i) > 1}
         if dup:
             raise ValueError(f"person id(s) used twice: {', '.join(sorted(dup))}; give each person a unique id")
@@ -123,6 +126,15 @@ class Network(_Model):
             if p.id == pid:
                 return p
         raise KeyError(pid)
+
+    @property
+    def audience_people(self) -> list[Person]:
+        """Everyone on an audience list (each once, by address)."""
+        seen: dict[str, Person] = {}
+        for people in self.audiences.values():
+            for p in people:
+                seen.setdefault(p.email, p)
+        return list(seen.values())
 
     @property
     def active_members(self) -> list[Person]:
@@ -229,6 +241,36 @@ class MemberCaps(_Model):
         return self
 
 
+class KindRules(_Model):
+    """What a kind of meeting decides (``meetings.yaml`` ``kinds:``).
+
+    ``date_by: coordinator``: no automatic date. The coordinator is asked (a mail he
+    answers by reply, and the Prefect form kcg-set-meeting) for date, times and place
+    from ``ask_weeks`` weeks before the meeting's month, reminded every
+    ``remind_days`` days until it is set. ``needs_place``: the full invitation waits
+    for a place (a save-the-date goes out as soon as the date is set).
+    ``lead_days``: this kind's own lead times (over ``lead_days`` of the file).
+    ``audience``: lists of ``network.yaml`` ``audiences:`` invited as guests are
+    (their own invitation). A kind's programme is ``programmes:`` of meetings.yaml."""
+
+    date_by: Literal["rule", "coordinator"] = "rule"
+    ask_weeks: int = Field(10, ge=1, le=52)
+    remind_days: int = Field(7, ge=1)
+    needs_place: bool = False
+    lead_days: dict[str, int] = {}
+    audience: list[str] = []
+
+    @field_validator("lead_days")
+    @classmethod
+    def _known_steps(cls, v: dict[str, int]) -> dict[str, int]:
+        bad = sorted(set(v) - set(LeadTimes.model_fields))
+        if bad:
+            raise ValueError(f"unknown lead time(s) {bad}; use only {sorted(LeadTimes.model_fields)}")
+        if any(n < 0 for n in v.values()):
+            raise ValueError("lead times are working days, 0 or more")
+        return v
+
+
 class Meetings(_Model):
     timezone: str = "Europe/Stockholm"
     holiday_policy: Literal["next_working_day", "previous_working_day", "keep"] = "next_working_day"
@@ -251,6 +293,20 @@ class Meetings(_Model):
     programmes: dict[str, list[str]] = {}
     #: how many mails may reach a member a day and a week (``kcg_mail.core.pacing``)
     member_caps: MemberCaps = MemberCaps()
+    #: per kind: who decides the date, lead times, programme, audience
+    kinds: dict[str, KindRules] = {}
+    #: a tentative date is asked about this many weeks before it (confirm or move)
+    confirm_weeks: list[int] = [10, 6, 3]
+    #: days after the last question unanswered before the alert channel says so
+    date_alert_days: int = Field(7, ge=1)
+
+    def kind(self, kind: str) -> KindRules:
+        return self.kinds.get(kind) or KindRules()
+
+    def lead_for(self, kind: str) -> LeadTimes:
+        """The lead times of a kind: the file's ``lead_days`` with the kind's own over them."""
+        own = self.kind(kind).lead_days
+        return self.lead_days.model_copy(update=own) if own else self.lead_days
 
     @model_validator(mode="after")
     def _naming(self) -> Meetings:
@@ -264,6 +320,11 @@ class Meetings(_Model):
         for kind in ("physical", "digital", "all_members", "study_trip"):
             if kind not in self.times:
                 raise ValueError(f"times.{kind} is missing; add start/end times like '09:00'")
+        unknown = sorted(set(self.kinds) - {"physical", "digital", "all_members", "study_trip"})
+        if unknown:
+            raise ValueError(f"kinds: unknown kind(s) {unknown}; use physical, digital, all_members or study_trip")
+        if sorted(self.confirm_weeks, reverse=True) != self.confirm_weeks or any(w < 1 for w in self.confirm_weeks):
+            raise ValueError("confirm_weeks: weeks before the date, largest first, e.g. [10, 6, 3]")
         return self
 
 

@@ -10,7 +10,11 @@ plus ``update_invitation`` / ``cancel_invitation`` when the plan changed after
 an invitation went out. ``send_template`` is the host's reminder and the Word
 template in one mail (a host gets the brief, this mail, and a chase only while
 the minutes are missing). Records of meetings cycled before that may hold a
-settled ``remind_host`` step; it is no longer planned. The rules:
+settled ``remind_host`` step; it is no longer planned. A meeting whose date the
+coordinator set may have a save-the-date out already (``InvitationSnapshot.stage``,
+sent by ``kcg_mail.services.meeting_dates``, which also keeps it up to date): the
+invitation is then the update of that same calendar event. Each kind has its
+own lead times (``kind_lead``). The rules:
 
 - Lead times count Swedish working days (``kcg_mail.core.plan``); nothing is
   due on a weekend or a public holiday.
@@ -42,6 +46,8 @@ from kcg_mail.core.config_model import LeadTimes
 from kcg_mail.core.plan import Meeting, add_working_days, is_working_day, working_day_on_or_after
 
 STEPS = ("brief_host", "invite", "send_template", "chase_host", "escalate")
+#: the stage of a calendar event that only holds the date (no place, no programme yet)
+SAVE_THE_DATE = "save_the_date"
 
 
 @dataclass(frozen=True)
@@ -56,17 +62,23 @@ class InvitationSnapshot:
     attendees: tuple[str, ...]
     host: str
     cancelled: bool = False
+    #: "invite" (the invitation) or SAVE_THE_DATE (the date only, the invitation follows)
+    stage: str = "invite"
 
     def to_dict(self) -> dict[str, object]:
-        return {"uid": self.uid, "sequence": self.sequence, "start": self.start, "end": self.end,
-                "location": self.location, "attendees": list(self.attendees), "host": self.host,
-                "cancelled": self.cancelled}
+        out: dict[str, object] = {"uid": self.uid, "sequence": self.sequence, "start": self.start, "end": self.end,
+                                  "location": self.location, "attendees": list(self.attendees), "host": self.host,
+                                  "cancelled": self.cancelled}
+        if self.stage != "invite":
+            out["stage"] = self.stage
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, object]) -> InvitationSnapshot:
         return cls(uid=str(d["uid"]), sequence=int(str(d["sequence"])), start=str(d["start"]), end=str(d["end"]),
                    location=str(d.get("location", "")), attendees=tuple(d.get("attendees", ())),  # type: ignore[arg-type]
-                   host=str(d.get("host", "")), cancelled=bool(d.get("cancelled", False)))
+                   host=str(d.get("host", "")), cancelled=bool(d.get("cancelled", False)),
+                   stage=str(d.get("stage", "invite")))
 
 
 @dataclass(frozen=True)
@@ -190,16 +202,20 @@ def decide(
     *,
     go_live: date | None = None,
     extra: frozenset[date] = frozenset(),
+    kind_lead: Mapping[str, LeadTimes] | None = None,
 ) -> Decisions:
     """What to do now. ``attendees`` maps meeting id to the invitation's
     attendee emails; ``orphans`` are invitations already sent for meetings
     that are no longer in the plan (to be cancelled); ``go_live`` is the day
-    the network started using kcg-mail; ``extra`` are more days off."""
+    the network started using kcg-mail; ``extra`` are more days off;
+    ``kind_lead``: a kind's own lead times (``lead`` for the others)."""
     out = Decisions()
     today = now.date()
     if not is_working_day(today, extra):
         return out  # no mail on weekends and public holidays
+    default_lead = lead
     for m in meetings:
+        lead = (kind_lead or {}).get(m.kind, default_lead)
         st = states.get(m.id, MeetingState())
         dates = step_dates(m, st, lead, go_live, extra)
         host_due: list[Due] = []
@@ -217,7 +233,7 @@ def decide(
                 continue
             if when is None or today < when:
                 continue
-            if step == "invite" and st.invitation is not None:
+            if step == "invite" and st.invitation is not None and st.invitation.stage != SAVE_THE_DATE:
                 # sent, but the run stopped before settling the step
                 out.skip.append(Skip(m.id, step, "inbjudan redan skickad"))
                 continue
@@ -239,7 +255,7 @@ def decide(
         elif inv is not None and not inv.cancelled and now < m.end:
             if m.tentative:
                 out.due.append(Due(m.id, "cancel_invitation", "datumet är inte längre bekräftat"))
-            else:
+            elif inv.stage != SAVE_THE_DATE:  # a save-the-date's updates: services/meeting_dates
                 changed = _changed(inv, m, attendees.get(m.id, ()))
                 if changed:
                     out.due.append(Due(m.id, "update_invitation", "ändrat: " + ", ".join(changed)))
@@ -252,13 +268,16 @@ def decide(
 
 
 def next_due_date(meetings: Iterable[Meeting], states: Mapping[str, MeetingState], after: date, lead: LeadTimes,
-                  *, go_live: date | None = None, extra: frozenset[date] = frozenset()) -> date | None:
+                  *, go_live: date | None = None, extra: frozenset[date] = frozenset(),
+                  kind_lead: Mapping[str, LeadTimes] | None = None) -> date | None:
     """The first day after ``after`` on which some step becomes due (for
     simulations and for telling the coordinator what comes next). A step
     waiting for the one before it counts from when that one goes out, so a
     simulation steps to it after the earlier step settled."""
     best: date | None = None
+    default_lead = lead
     for m in meetings:
+        lead = (kind_lead or {}).get(m.kind, default_lead)
         st = states.get(m.id, MeetingState())
         if go_live is not None and is_history(m, go_live) and \
                 m.date < add_working_days(go_live, -lead.late_template, extra):

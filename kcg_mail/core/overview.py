@@ -46,6 +46,11 @@ class MeetingFacts:
     filed_version: int | None = None
     distributed: bool = False
     before_start: bool = False
+    #: the coordinator's open question about the date: "set_meeting", "confirm_date", "set_place"
+    awaiting: str = ""
+    #: how many times he was asked (and whether the alert channel was told he has not answered)
+    date_asked: int = 0
+    date_alerted: bool = False
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,10 @@ def stage(m: MeetingFacts, today: date) -> str:
         return "protokoll saknas" if minutes_late(m, today) else "väntar protokoll"
     if m.date == today:
         return "i dag"
+    if m.awaiting in ("set_meeting", "confirm_date") and m.date_asked:
+        return "väntar på samordnaren"
+    if m.awaiting == "set_meeting":
+        return "inget datum än"  # he decides it; the question goes out in time
     if m.tentative:
         return "preliminärt"
     if m.invited:
@@ -181,7 +190,8 @@ def rows(inp: Inputs, needs: list[Need] | None = None) -> list[dict[str, str]]:
         mine = per_meeting.get(m.id, [])
         out.append({
             "möte": f"{m.id} {m.kind_label.split(' (')[0]}",
-            "datum": m.date.isoformat() + (" prel." if m.tentative else ""),
+            "datum": ("inte satt" if m.awaiting == "set_meeting" else
+                      m.date.isoformat() + (" prel." if m.tentative else "")),
             "värd": m.host,
             "läge": stage(m, inp.today),
             "svar": _answers(m),
@@ -207,7 +217,11 @@ def overview_needs(inp: Inputs) -> list[Need]:
             out.append(Need(f"Protokollet från mötet {m.id} ({m.theme}, {m.date.isoformat()}) har inte kommit in "
                             f"(värd {m.host}).",
                             "kontakta värden, eller svara på påminnelsen med protokollet bifogat.", m.id))
-        if m.tentative and not m.cancelled and m.date >= inp.today:
+        if m.awaiting and m.date_asked and not m.cancelled and m.date >= inp.today:
+            out.append(_date_need(m))  # asked by mail: waiting for his answer
+        elif m.awaiting == "set_meeting":
+            pass  # not asked yet: nothing for him to do before the question comes
+        elif m.tentative and not m.cancelled and m.date >= inp.today:
             when = f" ({m.proposed})" if m.proposed else ""
             out.append(Need(f"Mötet {m.id} ({m.theme}) har bara ett preliminärt datum, {m.date.isoformat()}{when}; "
                             f"ingen inbjudan går ut förrän det är bekräftat.",
@@ -229,6 +243,26 @@ def overview_needs(inp: Inputs) -> list[Need]:
         out.append(Need(f"Det finns ingen årsplan för {missing} än.",
                         f"lägg till config/plan-{missing}.yaml (teman, värdar) och kör `kcg check`."))
     return out
+
+
+def _date_need(m: MeetingFacts) -> Need:
+    """The coordinator decides this meeting's date (or place): it waits for him."""
+    asked = "frågad en gång" if m.date_asked == 1 else f"frågad {m.date_asked} gånger"
+    silent = ", obesvarad (larm skickat)" if m.date_alerted else ""
+    if m.awaiting == "confirm_date":
+        when = f" ({m.proposed})" if m.proposed else ""
+        text = (f"Mötet {m.id} ({m.theme}) har bara ett preliminärt datum, {m.date.isoformat()}{when}; ingen inbjudan "
+                f"går ut förrän du har bekräftat eller flyttat det ({asked}{silent}).")
+        todo = "svara ja eller med det nya datumet på frågan i mejlet (eller i formuläret Sätt datum och plats)."
+    elif m.awaiting == "set_place":
+        text = f"Mötet {m.id} ({m.theme}) {m.date.isoformat()} saknar plats ({asked}{silent})."
+        todo = "svara med platsen på frågan i mejlet (eller i formuläret Sätt datum och plats)."
+    else:
+        text = (f"Mötet {m.id} ({m.theme}) har inget datum än: du bestämmer datum, tid och plats "
+                f"({asked}{silent}).")
+        todo = "svara på frågan i mejlet, t.ex. ”måndag 15 januari kl 10–16, Stadshuset, Norrköping” " \
+               "(eller i formuläret Sätt datum och plats)."
+    return Need(text, todo, m.id)
 
 
 def missing_plan_year(inp: Inputs) -> int | None:

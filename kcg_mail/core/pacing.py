@@ -51,7 +51,7 @@ class Pace(StrEnum):
 
 
 #: the invitation and the minutes: they count but always go out
-ALWAYS = frozenset({"invite", "update_invitation", "cancel_invitation", "distribute"})
+ALWAYS = frozenset({"invite", "update_invitation", "cancel_invitation", "distribute", "save_the_date"})
 #: the host's own task mails about their meeting
 HOST_TASKS = frozenset({"brief_host", "remind_host", "send_template", "chase_host", "plan_change"})
 #: answers to a person's own mail, and the coordinator's work

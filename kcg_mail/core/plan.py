@@ -5,13 +5,21 @@ Calendar rules: a meeting is on the first Monday of its month; if that day is
 a Swedish public holiday (or a configured extra day off) the holiday policy
 moves it (default: next working day). A ``date:`` in the plan overrides the
 rule. A tentative meeting keeps its proposed date but is marked tentative.
+
+A kind whose date the coordinator decides (``meetings.yaml`` ``kinds.<kind>.date_by:
+coordinator``: the physical meetings, the study trip, the open meeting) has no
+automatic date: until his decision (a ``DateDecision``, kept in the state record
+and passed in here) the meeting is tentative and ``awaiting`` says what he is
+asked. A tentative date in the plan is a question too (``confirm_date``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -74,6 +82,52 @@ def date_text(d: date) -> str:
     return f"{WEEKDAYS_SV[d.weekday()]} {d.day} {MONTHS_SV[d.month - 1]} {d.year}"
 
 
+#: the place shown until the coordinator sets it (a kind with ``needs_place``)
+PLACE_LATER = "Plats meddelas senare"
+
+
+@dataclass(frozen=True)
+class DateDecision:
+    """The coordinator's decision about a meeting's date (by reply or form): a new
+    date and times, a place, or his yes to the proposed date. Empty fields keep
+    what the plan says."""
+
+    date: date | None = None
+    start: time | None = None
+    end: time | None = None
+    place: str = ""
+    confirmed: bool = False
+
+    @property
+    def fixes_date(self) -> bool:
+        return self.date is not None or self.confirmed
+
+    def merged(self, newer: DateDecision) -> DateDecision:
+        """This decision with a later answer over it (a place sent after the date, a moved date)."""
+        moved = newer.date is not None and newer.date != self.date
+        return DateDecision(
+            date=newer.date or self.date,
+            start=newer.start or (None if moved else self.start),
+            end=newer.end or (None if moved else self.end),
+            place=newer.place or self.place,
+            confirmed=self.confirmed or newer.confirmed or newer.date is not None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"date": self.date.isoformat() if self.date else None,
+                "start": self.start.strftime("%H:%M") if self.start else None,
+                "end": self.end.strftime("%H:%M") if self.end else None,
+                "place": self.place, "confirmed": self.confirmed}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DateDecision:
+        def hm(v: Any) -> time | None:
+            return time.fromisoformat(str(v)) if v else None
+
+        return cls(date=date.fromisoformat(str(d["date"])) if d.get("date") else None, start=hm(d.get("start")),
+                   end=hm(d.get("end")), place=str(d.get("place") or ""), confirmed=bool(d.get("confirmed")))
+
+
 @dataclass(frozen=True)
 class Meeting:
     id: str
@@ -94,6 +148,15 @@ class Meeting:
     place: str
     link: str
     network_short: str
+    #: who decides the date: "rule" (the calendar rule) or "coordinator"
+    date_by: str = "rule"
+    #: what the coordinator is asked while the date (or place) is open:
+    #: "set_meeting", "confirm_date", "set_place" or "" (nothing)
+    awaiting: str = ""
+    #: the kind's programme (replaces the standing agenda when set)
+    programme: tuple[str, ...] = ()
+    #: the wider audience invited as guests are (their own invitation)
+    audience: tuple[Person, ...] = ()
 
     @property
     def token(self) -> str:
@@ -114,14 +177,26 @@ class Meeting:
         return (self.host,) + ((self.backup_host,) if self.backup_host else ())
 
 
-def resolve_meeting(cfg: Config, pm: PlannedMeeting) -> Meeting:
+def resolve_meeting(cfg: Config, pm: PlannedMeeting, decision: DateDecision | None = None) -> Meeting:
+    """The meeting as it will be held; ``decision`` is the coordinator's (the state
+    record's) answer about its date, times and place, if any."""
     rules = cfg.meetings
+    kr = rules.kind(pm.kind)
     tz = ZoneInfo(rules.timezone)
     extra = frozenset(rules.extra_non_working_days)
     year, month = (int(x) for x in pm.month.split("-"))
-    day = pm.date or apply_holiday_policy(first_monday(year, month), rules.holiday_policy, extra)
+    d = decision or DateDecision()
+    day = d.date or pm.date or apply_holiday_policy(first_monday(year, month), rules.holiday_policy, extra)
     times = rules.times[pm.kind]
-    start_t, end_t = pm.start or times.start, pm.end or times.end
+    start_t, end_t = d.start or pm.start or times.start, d.end or pm.end or times.end
+    by_coordinator = kr.date_by == "coordinator"
+    fixed = d.fixes_date or (pm.date is not None and not pm.tentative) or not (by_coordinator or pm.tentative)
+    place_set = bool(d.place or pm.place) or not kr.needs_place
+    place = d.place or pm.place or (rules.places.get(pm.kind, "") if place_set else PLACE_LATER)
+    if not fixed:
+        awaiting = "confirm_date" if pm.tentative else "set_meeting"
+    else:
+        awaiting = "" if place_set else "set_place"
     net = cfg.network
     return Meeting(
         id=pm.meeting_id,
@@ -137,21 +212,28 @@ def resolve_meeting(cfg: Config, pm: PlannedMeeting) -> Meeting:
         date=day,
         start=datetime.combine(day, start_t, tzinfo=tz),
         end=datetime.combine(day, end_t, tzinfo=tz),
-        tentative=pm.tentative,
-        proposed=pm.proposed,
-        place=pm.place or rules.places.get(pm.kind, ""),
+        tentative=not fixed,
+        proposed=pm.proposed if pm.tentative and not fixed else None,
+        place=place,
         link=pm.link if pm.link is not None else (rules.link if pm.kind == "digital" else ""),
         network_short=net.short,
+        date_by="coordinator" if by_coordinator else "rule",
+        awaiting=awaiting,
+        programme=tuple(rules.programmes.get(pm.kind, ())),
+        audience=tuple(p for name in kr.audience for p in net.audiences.get(name, ())),
     )
 
 
-def resolve_plan(cfg: Config, year: int | None = None) -> list[Meeting]:
+def resolve_plan(cfg: Config, year: int | None = None,
+                 decisions: Mapping[str, DateDecision] | None = None) -> list[Meeting]:
     """All meetings of every plan file, not cancelled, sorted by date (each
     run acts on the meetings around its own date, whichever file holds them);
     ``year`` selects one plan file (``plan-YYYY.yaml``, which may end with
-    the January meeting of the next year)."""
+    the January meeting of the next year); ``decisions``: the coordinator's
+    decisions about dates, by meeting id (from the state record)."""
+    decided = decisions or {}
     out = [
-        resolve_meeting(cfg, pm)
+        resolve_meeting(cfg, pm, decided.get(pm.meeting_id))
         for plan in cfg.plans
         if year is None or plan.year == year
         for pm in plan.meetings

@@ -3,12 +3,15 @@
 Runs the real Prefect flows in simulated time, day by day where something is
 due, and plays each host: after the meeting the host answers the template
 mail with a real MIME reply from their own address, the template filled in
-(decisions table) and attached. Every confirmed meeting ends with its
-minutes filed and distributed. The coordinator answers every question he is
-asked by reply (guests, held minutes); after the planning round he adds a member
-by mail (``add_demo_member``).
-Run twice on the same work directory, the second run resumes on the last day
-the first ran and sends nothing new.
+(decisions table) and attached. It plays the coordinator too: asked by mail for
+the date of a meeting he decides (the physical meetings, the open meeting, the
+study trip's tentative date), he answers by reply from his phone (``DEMO_DATES``);
+the members get a save-the-date, then the invitation as an update of the same
+calendar event. Every meeting whose date is set ends with its minutes filed and
+distributed. The coordinator answers every other question he is asked by reply
+(guests, held minutes); after the planning round he adds a member by mail
+(``add_demo_member``). Run twice on the same work directory, the second run
+resumes on the last day the first ran and sends nothing new.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from kcg_mail.core.config_model import Person
-from kcg_mail.core.plan import Meeting, resolve_plan
+from kcg_mail.core.plan import Meeting
 from kcg_mail.entrypoints.demo_hosts import Marks, host_reply, maildir, reply_to_sent
 from kcg_mail.ports import ActionRecord
 from kcg_mail.services.app import App
@@ -33,6 +36,16 @@ DEMO_EXTRA = {
     "2023-02": [("Sammanställ medlemsenkäten om trygghet och skicka ut den", "Lisa Thörn", "2023-02-27")],
     "2023-04": [("Projektgrupp: Trygghet i stadskärnan – gemensam kartläggning av trygghetsarbetet",
                  "Lisa Thörn, Pia Sandin, Hanna Candell", "löpande")],
+}
+#: the coordinator's answers, by reply from his phone, to the questions about the dates he
+#: decides (a list: one answer per question, in turn): January's physical meeting in
+#: Västerås, the open meeting in August, the study trip moved a day (its tentative date was
+#: "Förslag v 39"), and January 2024's date first, its place a week later
+DEMO_DATES = {
+    "2023-01": ["måndag 16 januari kl 10–16, Stadshuset, Västerås"],
+    "2023-08": ["21/8 10-15 Kulturhuset, Stockholm"],
+    "2023-10": ["Flytta till tisdag 26 september kl 9–17, Innerstaden Göteborg, samling Centralstationen"],
+    "2024-01": ["2024-01-15 10.00–16.00", "Plats: Scandic Täljehus, Södertälje"],
 }
 DEMO_STATUS_MEETING = "2023-09"
 DEMO_STATUS = ("Hej!\n\nKartläggningen är klar i tio av tretton städer; vi visar en första sammanställning "
@@ -89,7 +102,7 @@ def _status_reply_day(app: App) -> date | None:
     from kcg_mail.core.cycle import due_dates
     from kcg_mail.core.plan import add_working_days
 
-    return add_working_days(due_dates(m, app.cfg.meetings.lead_days, app.extra_days)["send_template"], -1, app.extra_days)
+    return add_working_days(due_dates(m, app.cfg.meetings.lead_for(m.kind), app.extra_days)["send_template"], -1, app.extra_days)
 
 
 def _lead_reports_back(app: App, day: date) -> bool:
@@ -151,6 +164,28 @@ def _coordinator_answers_by_mail(app: App, day: date) -> bool:
         raw = reply_to_sent(app, key, coord, when, "Ja, gärna.\n\nBjörn")
         if raw is not None:
             maildir(app).deliver(raw, f"answer-{abs(hash(key))}.eml")
+            answered = True
+    return answered
+
+
+def _coordinator_sets_dates(app: App, day: date) -> bool:
+    """The coordinator answers each question about a date the day it comes, by replying
+    from his phone (``DEMO_DATES``; the intake reads it: services/meeting_dates.py)."""
+    coord = app.cfg.network.coordinator
+    answered = False
+    for m in app.meetings:
+        asked = [q for q in app.ledger.date_questions(m.id) if q["what"] == m.awaiting]
+        if not m.awaiting or not asked or asked[-1]["on"] != day.isoformat():
+            continue
+        place_only = m.awaiting == "set_place"
+        text = next((a for a in DEMO_DATES.get(m.id, []) if a.lower().startswith("plats") == place_only), None)
+        if text is None:
+            continue
+        when = datetime.combine(day, datetime.min.time(), ZoneInfo(app.cfg.meetings.timezone)).replace(hour=10)
+        key = f"{m.id}:date_question:{coord.email}:{m.awaiting}:n{len(asked) - 1}"
+        raw = reply_to_sent(app, key, coord, when, f"{text}\n\nSkickat från min iPhone")
+        if raw is not None:
+            maildir(app).deliver(raw, f"{m.id}-{m.awaiting}-{len(asked)}-date.eml")
             answered = True
     return answered
 
@@ -227,6 +262,7 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
     from flows.intake import intake_flow
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.core.cycle import due_dates, next_due_date
+    from kcg_mail.services import meeting_dates
     from kcg_mail.services.followup import next_followup_day
     from kcg_mail.services.pacing import next_release_day
 
@@ -234,29 +270,45 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
     app = bootstrap(workdir, config_dir)
     if app.cfg.transport.mail.kind != "maildir":
         raise SystemExit("kcg demo plays the hosts through the Maildir inbox: use the embedded defaults")
-    lead = app.cfg.meetings.lead_days
+    rules = app.cfg.meetings
+    lead, extra = rules.lead_days, app.extra_days
+    kind_lead = {k: rules.lead_for(k) for k in ("digital", "physical", "all_members", "study_trip")}
     # the year of config/plan-*.yaml (a plan the demo's workshop adopted, plans/plan-2024.yaml, is not replayed)
     in_config = [p for p in app.cfg.plans if (Path(app.cfg.directory) / f"plan-{p.year}.yaml").exists()]
-    year = resolve_plan(app.cfg.model_copy(update={"plans": in_config}))
-    confirmed = [m for m in year if not m.tentative]
-    extra = app.extra_days
+    year_ids = {pm.meeting_id for p in in_config for pm in p.meetings}
+
+    def year() -> list[Meeting]:
+        """The year's meetings with the dates the coordinator set so far."""
+        app.refresh_meetings()
+        return [m for m in app.meetings if m.id in year_ids]
+
+    def steps(m: Meeting) -> dict[str, date]:
+        return due_dates(m, kind_lead.get(m.kind, lead), extra)
+
+    def last_day() -> date:
+        return until or max(steps(m)["escalate"] for m in year()) + timedelta(days=1 + 2 * lead.spacing)
+
     # go-live: the day before the first step of the year (a fresh work
     # directory records it on the first run; a second run keeps it)
-    first = app.go_live() or min(due_dates(m, lead, extra)["brief_host"] for m in year) - timedelta(days=1)
-    last = until or max(due_dates(m, lead, extra)["escalate"] for m in year) + timedelta(days=1 + 2 * lead.spacing)
-    reply_day = {m.id: m.date + timedelta(days=1) for m in confirmed}
+    first = app.go_live() or min(steps(m)["brief_host"] for m in year()) - timedelta(days=1)
     sent_before = _sent_count(app)
     runs = 0
     with prefect_env.without_heartbeats():
         # a rerun resumes on the last day the demo ran: replaying the year with today's members
         # (the coordinator added one in November) would update every past invitation
         day: date | None = app.ledger.demo_day() or first
-        while day is not None and day <= last:
+        while day is not None and day <= last_day():
             app.ledger.set_demo_day(day)
             daily_flow(date=day.isoformat(), workdir=str(workdir), config_dir=str(config_dir) if config_dir else None)
             runs += 1
-            filed = {f.meeting_id for f in app.state.filings()}
+            if _coordinator_sets_dates(app, day):  # his answer first: a date set today is acted on today
+                intake_flow(now=f"{day.isoformat()}T10:30", workdir=str(workdir),
+                            config_dir=str(config_dir) if config_dir else None)
+                runs += 1
             replied = False
+            confirmed = [m for m in year() if not m.tentative]
+            reply_day = {m.id: m.date + timedelta(days=1) for m in confirmed}
+            filed = {f.meeting_id for f in app.state.filings()}
             for m in confirmed:
                 if reply_day[m.id] == day and m.id not in filed:
                     raw = host_reply(app, m, datetime.combine(day, datetime.min.time(), m.start.tzinfo).replace(hour=11),
@@ -274,13 +326,18 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
                 runs += 1
                 replied = _coordinator_answers_by_mail(app, day)
             runs += _coordinator_approves(app, workdir, config_dir, day)
+            app.refresh_meetings()
             states = app.meeting_states()
             filed = {f.meeting_id for f in app.state.filings()}
-            candidates = [d for d in (next_due_date(app.meetings, states, day, lead, go_live=app.go_live(), extra=extra),
-                                      next_followup_day(app, day)) if d]
+            candidates = [d for d in (next_due_date(app.meetings, states, day, lead, go_live=app.go_live(), extra=extra,
+                                                    kind_lead=kind_lead),
+                                      next_followup_day(app, day), meeting_dates.next_day(app, day)) if d]
             candidates += [d for mid, d in reply_day.items() if d > day and mid not in filed]
+            candidates += [m.date + timedelta(days=1) for m in year()
+                           if not m.tentative and m.date + timedelta(days=1) > day and m.id not in filed]
             candidates += [d for d in (_status_reply_day(app), next_release_day(app.state, day)) if d and d > day]
             day = min(candidates) if candidates else None
+        last = last_day()
         if runs == 0:  # nothing left to do: one daily run shows that nothing is sent again
             again = max(last, app.ledger.demo_day() or last)
             daily_flow(date=again.isoformat(), workdir=str(workdir), config_dir=str(config_dir) if config_dir else None)

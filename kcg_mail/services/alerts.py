@@ -205,6 +205,7 @@ def send_alert_mail(app: App, alert: dict[str, Any]) -> str:
     # alerts_to is configured on purpose, so those addresses may get alerts
     # even when they are not network members; everything else stays guarded.
     outbox = Outbox(app.state, app.mail, app.outbox.allowed | {a.email for a in to})
+    outbox.now = app.outbox.now  # dated like the run's other mail
     return outbox.send(msg)
 
 

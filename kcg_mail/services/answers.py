@@ -26,7 +26,7 @@ from kcg_mail.core.inbound.answer import Answer
 from kcg_mail.core.inbound.member_request import read_request
 from kcg_mail.core.inbound.outcome import Outcome
 from kcg_mail.ports import ActionRecord
-from kcg_mail.services import approval, ballot_correction, guests, members, plan_adoption, questions
+from kcg_mail.services import approval, ballot_correction, guests, meeting_dates, members, plan_adoption, questions
 from kcg_mail.services.app import App
 from kcg_mail.services.manual import ManualProblem
 from kcg_mail.services.questions import register, yes_no
@@ -52,6 +52,11 @@ register(plan_adoption.WHAT, lambda app, q, answer, now: plan_adoption.decide(ap
 # a member's unclear ballot: his reply carries the votes; the form is kcg-planning-correct-ballot
 register(ballot_correction.WHAT, ballot_correction.form_answer,
          ids=lambda app, actions: ballot_correction.question_ids(actions), whole=ballot_correction.handle_answer)
+# the dates the coordinator decides: a reply carries a date, times and a place (meeting_dates.handle_answer);
+# the Prefect form is kcg-set-meeting, a plain yes (e.g. from kcg-approve) confirms a tentative date
+for _what in meeting_dates.QUESTION_KINDS:
+    register(_what, meeting_dates.yes_no_answer, whole=meeting_dates.handle_answer,
+             ids=meeting_dates.question_ids if _what == meeting_dates.QUESTION_KINDS[0] else None)
 
 
 def question_ids(app: App, actions: list[ActionRecord]) -> dict[str, QuestionRef]:

@@ -31,7 +31,7 @@ from typing import Any
 from kcg_mail.core import replykey
 from kcg_mail.core.config_model import Config, Person
 from kcg_mail.core.cycle import InvitationSnapshot, MeetingState
-from kcg_mail.core.plan import Meeting, resolve_plan
+from kcg_mail.core.plan import DateDecision, Meeting, resolve_plan
 from kcg_mail.ports import Archive, Invitation, MailTransport, OutgoingMessage, StateStore
 from kcg_mail.services.compose import Composer
 from kcg_mail.services.ledger import Ledger
@@ -198,11 +198,11 @@ class App:
     def __post_init__(self) -> None:
         import secrets as _secrets
 
-        self.meetings = resolve_plan(self.cfg)
+        self.refresh_meetings()
         net = self.cfg.network
         if not self.reply_secret:
             self.reply_secret = _secrets.token_bytes(32)
-        allowed = {p.email for p in net.members + net.guests} | {net.mailbox.email} | set(net.filers)
+        allowed = {p.email for p in net.members + net.guests + net.audience_people} | {net.mailbox.email} | set(net.filers)
         self.outbox = Outbox(self.state, self.mail, allowed, reply_secret=self.reply_secret,
                              reply_to_plus=self.cfg.transport.inbound.plus_address_reply_to)
         self.outbox.pacer = Pacer(self.state, self.cfg, self.meetings)
@@ -227,6 +227,12 @@ class App:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def refresh_meetings(self) -> None:
+        """Resolve the plan again, with the coordinator's decisions about dates
+        (``kcg_mail.services.meeting_dates``) from the state record."""
+        decided = {mid: DateDecision.from_dict(d) for mid, d in self.ledger.meeting_dates().items()}
+        self.meetings = resolve_plan(self.cfg, decisions=decided)
 
     def meeting_extras(self, meeting_id: str) -> dict[str, Any]:
         """Context for a meeting's mails: the workshop groups of the physical

@@ -38,7 +38,10 @@ def _event(app: App, m: Meeting, *, cancelled: bool) -> FeedEvent:
     lines = [f"Tema: {m.theme_label}", f"Värd: {m.host.name}" + (f", {m.host.organisation}" if m.host.organisation else "")]
     if m.backup_host:
         lines.append(f"Reservvärd: {m.backup_host.name}")
-    if m.tentative:
+    if m.awaiting == "set_meeting":  # the coordinator decides it (meetings.yaml kinds)
+        lines.append(f"Datumet är inte bestämt än ({app.cfg.network.coordinator.name} bestämmer): "
+                     "kallelsen kommer när datumet är bestämt.")
+    elif m.tentative:
         lines.append(f"Preliminärt datum{f' ({m.proposed})' if m.proposed else ''}: kallelsen kommer när datumet är bestämt.")
     summary = ("Inställt: " if cancelled else "Preliminärt: " if m.tentative else "") + f"{m.title} – {m.host.name}"
     return FeedEvent(meeting_id=m.id, uid=meeting_uid(app.cfg, m.id), start=m.start.isoformat(), end=m.end.isoformat(),
@@ -48,8 +51,10 @@ def _event(app: App, m: Meeting, *, cancelled: bool) -> FeedEvent:
 
 def current_events(app: App) -> list[FeedEvent]:
     out = []
+    planned = {m.id: m for m in app.meetings}  # with the coordinator's decisions about dates
     for pm in app.cfg.all_meetings():
-        out.append(_event(app, resolve_meeting(app.cfg, pm), cancelled=pm.cancelled))
+        m = planned.get(pm.meeting_id) if not pm.cancelled else None
+        out.append(_event(app, m or resolve_meeting(app.cfg, pm), cancelled=pm.cancelled))
     return out
 
 

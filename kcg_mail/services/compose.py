@@ -40,7 +40,7 @@ DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 MAIL_KINDS = ("brief_host", "invite", "cancel_invitation", "send_template", "distribute",
               "chase_host", "escalate", "reply_problem", "plan_change", "welcome", "alert",
               "decision_reminder", "project_status_request", "guest_approval", "coordinator_receipt",
-              "coordinator_question")
+              "coordinator_question", "save_the_date", "date_question", "date_receipt")
 #: the guests' mails, per language (``<kind>`` Swedish, ``<kind>_en`` English)
 GUEST_KINDS = ("guest_invite", "guest_invite_en", "guest_cancel", "guest_cancel_en")
 
@@ -201,7 +201,7 @@ class Composer:
 
     def meeting_ctx(self, m: Meeting, meetings: list[Meeting] | None = None) -> dict[str, Any]:
         now, today = self.clock(), self.today()
-        lead, extra = self.cfg.meetings.lead_days, frozenset(self.cfg.meetings.extra_non_working_days)
+        lead, extra = self.cfg.meetings.lead_for(m.kind), frozenset(self.cfg.meetings.extra_non_working_days)
         nxt = self.next_ahead(meetings, m)
         planned = due_dates(m, lead, extra)
         return {
@@ -222,6 +222,8 @@ class Composer:
                                               "host_name": nxt.host.name, "theme": nxt.theme,
                                               "theme_label": nxt.theme_label,
                                               "tentative": nxt.tentative},
+            "awaiting": m.awaiting, "date_by": m.date_by,
+            "audience": [p.organisation or p.name for p in m.audience],
             **(self.meeting_extras(m.id) if self.meeting_extras else {}),
         }
 
@@ -241,7 +243,7 @@ class Composer:
             "link": "https://example.se/x", "decisions": [{"decision": "Beslut", "owner": "Ansvarig", "due": "2023-03-01"}],
             "version": 2, "problem": "Filen saknas.", "days_late": 7, "meetings": [self.meeting_ctx(x) for x in ms],
             "changes": ["datum"], "subject": "Ämne", "alert": {"title": "Fel", "what": "x", "todo": "y", "url": "http://x"},
-            "manual_steps": ["Facebook"], "attached": True, "sequence": 0,
+            "manual_steps": ["Facebook"], "attached": True, "sequence": 0, "updated": False,
             "calendar_link": "https://example.se/kalender.ics",
             "decision": {"ref": f"{m.id}/1", "decision": "Beslut", "owner": m.host.name, "due": "2023-03-01"},
             "folder": "KCG / Protokoll / 2023",
@@ -251,6 +253,8 @@ class Composer:
             "understood": True, "done": "inbjudan skickas", "text": "kanske", "again": "",
             "question": {"subject": "Protokollet väntar", "lead": "Protokollet väntar.", "details": ["Fil: x.docx"],
                          "yes": "skicka ut det", "no": "stoppa det"},
+            "what": "set_meeting", "n": 0, "example": "måndag 15 januari kl 10–16, Stadshuset, Norrköping",
+            "place_missing": False, "planned": "januari 2024",
         }
 
     # -------------------------------------------------------------- messages
@@ -266,10 +270,15 @@ class Composer:
         )
 
     def invitation(self, m: Meeting, meetings: list[Meeting], attendees: list[Person], sequence: int, *,
-                   cancel: bool, now: datetime) -> Invitation:
-        kind = "cancel_invitation" if cancel else "invite"
-        key = f"{m.id}:{'cancel' if cancel else 'invite'}:members:s{sequence}"
-        r = self.render(kind, {"meeting": self.meeting_ctx(m, meetings), "sequence": sequence})
+                   cancel: bool, now: datetime, stage: str = "invite", updated: bool | None = None) -> Invitation:
+        """The members' calendar request (one UID per meeting, SEQUENCE raised on each
+        change); ``stage="save_the_date"``: the date only, the invitation follows.
+        ``updated``: the text says the invitation changed (default: SEQUENCE above 0;
+        the invitation after a save-the-date is the first one members read)."""
+        kind = "cancel_invitation" if cancel else stage
+        key = f"{m.id}:{'cancel' if cancel else stage}:members:s{sequence}"
+        r = self.render(kind, {"meeting": self.meeting_ctx(m, meetings), "sequence": sequence,
+                               "updated": sequence > 0 if updated is None else updated})
         organizer = self.sender
         uid = meeting_uid(self.cfg, m.id)
         # a clean title in the calendar; the token stays in the mail's subject

@@ -1,6 +1,7 @@
 """More of what the coordinator does by hand from the Prefect UI (the flows
 in ``flows/manual.py`` wire these): confirm a tentative date (the study
-trip's), and send a meeting's filed minutes again to one member."""
+trip's), set a meeting's date, times and place, and send a meeting's filed
+minutes again to one member."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from typing import Any
 
 from kcg_mail.config_edit import PlanEditProblem
 from kcg_mail.config_edit import confirm_date as edit_date
+from kcg_mail.core.meeting_dates import SET_MEETING
 from kcg_mail.core.outreach import distribution_content
+from kcg_mail.core.plan import DateDecision, date_text
 from kcg_mail.services.app import App
 from kcg_mail.services.compose import folder_words
 from kcg_mail.services.manual import ManualProblem
+from kcg_mail.services.meeting_dates import Decided, decide
 
 
 @dataclass
@@ -57,6 +61,33 @@ def confirm_meeting_date(app: App, meeting_id: str, when: date, today: date) -> 
                                 {"date": when.isoformat(), "file": plan_file.name})
         return Confirmed(meeting_id, when, plan_file.name)
     raise ManualProblem(f"hittade inte mötet {m.month} i någon plan-fil i {directory}")
+
+
+def set_meeting(app: App, meeting_id: str, day: date | None, start: str, end: str, place: str,
+                now: datetime) -> Decided:
+    """The coordinator sets a meeting's date, times and place in the Prefect form
+    (``kcg-set-meeting``): the same decision as his reply (``services/meeting_dates``)."""
+    from datetime import time
+
+
+    m = app.meeting(meeting_id)
+    if m is None:
+        raise ManualProblem(f"mötet {meeting_id!r} finns inte i årsplanen; ange ett id som 2024-01")
+    if day is not None and day < now.date():
+        raise ManualProblem(f"{date_text(day)} har redan varit; ange mötets kommande datum")
+    try:
+        t0 = time.fromisoformat(start.replace(".", ":")) if start.strip() else None
+        t1 = time.fromisoformat(end.replace(".", ":")) if end.strip() else None
+    except ValueError:
+        raise ManualProblem("skriv tiderna som 10:00 och 16:00") from None
+    if t0 and t1 and t1 <= t0:
+        raise ManualProblem("mötet kan inte sluta innan det börjar")
+    if day is None and m.awaiting == SET_MEETING:
+        raise ManualProblem(f"{m.kind_label} {m.id} har inget datum än; ange datumet")
+    if day is None and not place.strip() and not m.tentative:
+        raise ManualProblem("ange ett datum, en plats eller båda")
+    new = DateDecision(date=day, start=t0, end=t1, place=place.strip(), confirmed=day is not None or m.tentative)
+    return decide(app, meeting_id, new, now)
 
 
 def resend_distribution(app: App, meeting_id: str, email: str, request_id: str, now: datetime) -> dict[str, Any]:

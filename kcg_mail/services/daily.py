@@ -13,10 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from kcg_mail.core.config_model import Person
-from kcg_mail.core.cycle import Decisions, Due, decide, invitation_snapshot
+from kcg_mail.core.cycle import SAVE_THE_DATE, Decisions, Due, decide, invitation_snapshot
 from kcg_mail.core.plan import Meeting, protocol_filename
 from kcg_mail.ports import Attachment
-from kcg_mail.services import guests
+from kcg_mail.services import guests, meeting_dates
 from kcg_mail.services.app import App
 from kcg_mail.services.compose import DOCX, date_words, person_ctx
 
@@ -56,7 +56,7 @@ def protocol_context(app: App, m: Meeting) -> dict[str, Any]:
         # for the host and the coordinator, in the host's brief); the row is the host's to fill
         "meeting": {**mctx, "guests": mctx["guests"], "comment": ""},
         "members": [{**person_ctx(p), "attendance": yes.get(att.get(p.email, ""), "")} for p in members],
-        "agenda": list(cfg.meetings.agenda),
+        "agenda": list(m.programme or cfg.meetings.agenda),  # a kind's programme replaces the standing agenda
         "next_meeting": None if nxt is None else {"date_text": nxt.date_text(), "host_name": nxt.host.name,
                                                    "theme": nxt.theme_label},
         "rules": list(cfg.network.rules),
@@ -105,7 +105,9 @@ def invite_members(app: App, m: Meeting, now: datetime, *, cancel: bool) -> str:
     prev = app.invitation(m.id)
     seq = 0 if prev is None else prev.sequence + 1
     people = member_attendees(app, m)
-    inv = app.composer.invitation(m, app.meetings, people, seq, cancel=cancel, now=now)
+    # after a save-the-date (services/meeting_dates) the invitation is the first one members read
+    first = prev is None or (prev.stage == SAVE_THE_DATE and not prev.cancelled)
+    inv = app.composer.invitation(m, app.meetings, people, seq, cancel=cancel, now=now, updated=not first)
     outcome = app.outbox.send_invitation(inv)
     snap = invitation_snapshot(m, [p.email for p in people], inv.uid, seq)
     if cancel:
@@ -184,8 +186,10 @@ HANDLERS: dict[str, Callable[..., str]] = {
 def plan_day(app: App, now: datetime) -> Decisions:
     states = app.meeting_states()
     attendees = {m.id: tuple(p.email for p in member_attendees(app, m)) for m in app.meetings}
-    return decide(app.meetings, states, now, app.cfg.meetings.lead_days, attendees, app.orphan_invitations(),
-                  go_live=app.go_live(now), extra=app.extra_days)
+    rules = app.cfg.meetings
+    return decide(app.meetings, states, now, rules.lead_days, attendees, app.orphan_invitations(),
+                  go_live=app.go_live(now), extra=app.extra_days,
+                  kind_lead={m.kind: rules.lead_for(m.kind) for m in app.meetings})
 
 
 def execute(app: App, due: Due, now: datetime) -> StepResult:
@@ -248,6 +252,9 @@ def run_daily(app: App, now: datetime, run_step: Callable[[App, Due, datetime], 
         report.skipped.append(StepResult(s.meeting_id, s.action, "skipped", s.reason))
     for due in plan.due:
         report.results.append(run_step(app, due, now))
+    # the dates the coordinator decides: questions, reminders, alerts, save-the-dates
+    report.results += [StepResult(mid, what.split(" ")[0], outcome, what)
+                       for mid, what, outcome in meeting_dates.sync(app, now)]
     # what waited for the member caps, after the host's tasks (they never wait) and before
     # the mails between meetings (they wait behind it)
     report.results += [StepResult(key.split(":", 1)[0], "waited", outcome, key)

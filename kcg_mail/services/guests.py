@@ -1,7 +1,9 @@
 """Guests' invitations: each guest gets one of their own, after the coordinator says yes.
 
 A guest (``network.yaml: guests``, named in a meeting's ``guests:``) never gets the
-members' invitation. When the members' invitation has gone out, each guest's
+members' invitation. The open meeting's wider audience (``network.yaml: audiences``,
+``meetings.yaml`` ``kinds.all_members.audience``) is invited the same way, without a
+question per organisation (the kind's configuration is the decision). When the members' invitation has gone out, each guest's
 invitation is *held* for the coordinator (the approval list, ``approval.pending``,
 and a mail to the coordinator saying what will go out and how to approve it).
 Once approved it goes out: a calendar request with only the network's mailbox as
@@ -80,7 +82,8 @@ def answer(app: App, meeting_id: str, email: str) -> str | None:
 
 
 def _guest(app: App, email: str) -> Person | None:
-    return next((g for g in app.cfg.network.guests if g.email == email.lower()), None)
+    net = app.cfg.network
+    return next((g for g in net.guests + net.audience_people if g.email == email.lower()), None)
 
 
 def _members_invited(app: App, m: Meeting) -> bool:
@@ -195,7 +198,9 @@ def sync(app: App, now: datetime) -> list[tuple[str, str, str]]:
         m = plan.get(mid)
         sent = copies(app, mid)
         live = m is not None and now < m.start and not m.tentative and _members_invited(app, m)
-        wanted = {g.email: g for g in m.guests} if (m is not None and live) else {}
+        # the open meeting's wider audience (meetings.yaml kinds.<kind>.audience) is invited as
+        # guests are, each with an invitation of their own; the plan's kind already says yes to it
+        wanted = {g.email: g for g in m.audience + m.guests} if (m is not None and live) else {}
         for email, g in wanted.items():
             assert m is not None  # wanted is empty without the meeting
             copy = sent.get(email)
@@ -203,7 +208,7 @@ def sync(app: App, now: datetime) -> list[tuple[str, str, str]]:
                 if (copy.start, copy.end, copy.location) != (m.start.isoformat(), m.end.isoformat(), location_of(m)):
                     out.append((mid, f"guest_update {email}", send(app, m, g, now)))
                 continue
-            state = answer(app, mid, email)
+            state = answer(app, mid, email) if g in m.guests else "approved"
             if state == "approved":
                 out.append((mid, f"guest_invite {email}", send(app, m, g, now)))
             elif state is None:

@@ -203,6 +203,34 @@ class Ledger:
     def set_invitation(self, meeting_id: str, snapshot: dict[str, Any]) -> None:
         self._put_json(f"invitation:{meeting_id}", snapshot)
 
+    # ------------------------------------------------------------ dates the coordinator decides
+    def meeting_dates(self) -> dict[str, dict[str, Any]]:
+        """The coordinator's decisions about meetings' dates, times and places
+        (meeting id -> ``DateDecision.to_dict``)."""
+        return dict(self._json("meeting_dates") or {})
+
+    def set_meeting_date(self, meeting_id: str, decision: dict[str, Any]) -> None:
+        all_ = self.meeting_dates()
+        all_[meeting_id] = decision
+        self._put_json("meeting_dates", all_, sort_keys=True)
+
+    def date_questions(self, meeting_id: str) -> list[dict[str, str]]:
+        """The questions about a meeting's date sent to the coordinator: ``{"on": day, "what": question}``."""
+        return list(self._json(f"date_questions:{meeting_id}") or [])
+
+    def add_date_question(self, meeting_id: str, what: str, day: date) -> None:
+        asked = self.date_questions(meeting_id)
+        entry = {"on": day.isoformat(), "what": what}
+        if entry not in asked:
+            self._put_json(f"date_questions:{meeting_id}", asked + [entry])
+
+    def date_alerted(self, meeting_id: str, what: str) -> bool:
+        """Was the alert channel told that the question ``what`` about the meeting went unanswered?"""
+        return bool(self.state.get(f"date_alert:{meeting_id}:{what}"))
+
+    def mark_date_alerted(self, meeting_id: str, what: str, day: date) -> None:
+        self.state.put(f"date_alert:{meeting_id}:{what}", day.isoformat())
+
     # ------------------------------------------------------------ originals of rebuilt files
     def original(self, meeting_id: str, rebuilt_sha256: str) -> dict[str, Any] | None:
         """Where the host's original of a rebuilt file is kept, and what the rebuild left out."""

@@ -119,7 +119,7 @@ def reader_of(cfg: Config, meeting: Meeting | None, email: str, name: str = "") 
     for p in net.members:
         if p.email.lower() == e:
             return Reader(e, p.name, "medlem")
-    for g in net.guests:
+    for g in net.guests + net.audience_people:  # the open meeting's audience is invited as guests are
         if g.email.lower() == e:
             return Reader(e, g.name, "gäst")
     return Reader(e, name or e, "annan")

@@ -73,6 +73,9 @@ def meeting_facts(app: App) -> list[overview.MeetingFacts]:
             accepted=sum(v == "ACCEPTED" for v in att.values()), declined=sum(v == "DECLINED" for v in att.values()),
             filed_version=filings[-1].version if filings else None, distributed=m.id in distributed,
             before_start=is_history(m, go_live),
+            awaiting=m.awaiting,
+            date_asked=sum(q["what"] == m.awaiting for q in app.ledger.date_questions(m.id)) if m.awaiting else 0,
+            date_alerted=bool(m.awaiting) and app.ledger.date_alerted(m.id, m.awaiting),
         ))
     return out
 

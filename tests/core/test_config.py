@@ -46,7 +46,10 @@ def test_shipped_config_plan():
 def test_shipped_config_resolves_to_meetings():
     ms = resolve_plan(shipped_config())
     assert len(ms) == 12
-    assert [m.id for m in ms if m.tentative] == ["2023-10"]
+    # the physical meetings and the open meeting wait for the coordinator's date; the study
+    # trip's proposed date waits for his yes
+    assert [(m.id, m.awaiting) for m in ms if m.tentative] == [
+        ("2023-01", "set_meeting"), ("2023-08", "set_meeting"), ("2023-10", "confirm_date"), ("2024-01", "set_meeting")]
     aug = next(m for m in ms if m.id == "2023-08")
     assert [g.email for g in aug.guests] == ["innovation@svenskhandel.example.se"]
     dec = next(m for m in ms if m.id == "2023-12")

@@ -49,7 +49,8 @@ def booked(**days: dict[date, int]) -> dict[str, dict[date, int]]:
     ("planning_needs", [COORD], Pace.PACED),        # he gets the round's mails as a member
     ("planning_ballot", [ANNA], Pace.PACED),
     ("decision_reminder", [ANNA], Pace.PACED),
-    ("save_the_date", [ANNA, BO, COORD], Pace.PACED),  # an unknown kind to members waits its turn
+    ("save_the_date", [ANNA, BO, COORD], Pace.ALWAYS),  # a calendar request, like the invitation it precedes
+    ("newsletter", [ANNA, BO, COORD], Pace.PACED),  # an unknown kind to members waits its turn
 ])
 def test_each_mail_has_its_class(kind, to, pace):
     assert pace_of(kind, to, COORD) is pace

@@ -43,6 +43,8 @@ def _sent(work: Path) -> list[tuple[str, str, str]]:
         msg = email.message_from_bytes(p.read_bytes(), policy=policy.default)
         key = str(msg["X-KCG-Mail"]).strip()  # a long key is folded onto the next line
         parts = key.split(":")
+        if parts[0] == "alert":  # alert:meeting-date:<meeting>:<question> (the coordinator did not answer)
+            parts = parts[2:]
         out.append((parts[0], parts[1], msg["Date"].datetime.date().isoformat()))
     return out
 

@@ -149,11 +149,23 @@ def test_demo_runs_the_whole_year(prefect_api, tmp_path, monkeypatch):
     first = run_demo(wd, CONFIG_DIR, echo=lambda *a: None)
     assert first.sent_before == 0 and first.sent_after > 0 and first.flow_runs > 12
 
-    confirmed = [m for m in meetings() if not m.tentative]
-    assert len(confirmed) == 11
+    # the coordinator set the dates of the meetings he decides, by reply (DEMO_DATES): all twelve take place
+    from kcg_mail.bootstrap import bootstrap
+    from kcg_mail.entrypoints.demo import DEMO_DATES
+
+    with bootstrap(wd, CONFIG_DIR) as played:
+        confirmed = [m for m in played.meetings if not m.tentative]
+    assert len(confirmed) == 12 and not [m for m in meetings() if m.tentative and m.id not in DEMO_DATES]
     keys = sent_by_key(wd)
     assert set(keys.values()) == {1}
 
+    # a meeting whose date he set had its save-the-date first, and the invitation is the next update of that event
+    saved = sent_with_action(wd, "save_the_date")
+    saves = Counter(str(m["X-KCG-Mail"]).strip().split(":")[0] for m in saved)
+    assert set(saves) == set(DEMO_DATES), saves
+    assert sorted(str(m["X-KCG-Mail"]).strip() for m in saved) == sorted(
+        f"{mid}:save_the_date:members:s{n}" for mid, count in saves.items() for n in range(count))
+    assert all(recipients(m) == MEMBERS for m in saved)
     invites = sent_with_action(wd, "invite")
     by_meeting = Counter(str(m["X-KCG-Mail"]).split(":")[0] for m in invites)
     assert by_meeting == Counter({m.id: 1 for m in confirmed})
@@ -163,6 +175,16 @@ def test_demo_runs_the_whole_year(prefect_api, tmp_path, monkeypatch):
         assert recipients(msg) == MEMBERS  # guests get their own, once the coordinator approved (test_readers.py)
         cal = calendar_parts(msg)
         assert len(cal) == 1 and cal[0].get_param("method") == "REQUEST"
+        seq = int(str(msg["X-KCG-Mail"]).strip().rpartition(":s")[2])
+        assert seq == saves.get(mid.strip(), 0), msg["X-KCG-Mail"]
+    # the coordinator was asked once per meeting he decides (and once more for January 2024's place)
+    asked = Counter(str(m["X-KCG-Mail"]).strip().split(":")[0] for m in sent_with_action(wd, "date_question"))
+    assert asked == Counter({"2023-01": 1, "2023-08": 1, "2023-10": 1, "2024-01": 2})
+    # the open meeting reached its wider audience, each organisation on an invitation of its own
+    audience = {p.email for p in CFG.network.audiences["stadskarnor_members"]}
+    to_audience = [m for m in sent_with_action(wd, "guest_invite") if recipients(m) & audience]
+    assert sorted(next(iter(recipients(m))) for m in to_audience) == sorted(audience)
+    assert all(len(recipients(m)) == 1 for m in to_audience)
 
     templates = sent_with_action(wd, "send_template")
     assert Counter(str(m["X-KCG-Mail"]).split(":")[0] for m in templates) == Counter({m.id: 1 for m in confirmed})
@@ -180,9 +202,9 @@ def test_demo_runs_the_whole_year(prefect_api, tmp_path, monkeypatch):
     assert Counter(str(m["X-KCG-Mail"]).split(":")[0] for m in dist) == Counter({m.id: 1 for m in confirmed})
     assert all(recipients(m) == MEMBERS for m in dist)
 
-    # the tentative study trip: briefed, never invited
+    # the study trip: briefed while its date was tentative, moved by the coordinator's reply, then invited
     assert "2023-10:brief_host:lena@goteborg.example.se" in keys
-    assert not any(k.startswith("2023-10:invite") for k in keys)
+    assert next(m.date for m in confirmed if m.id == "2023-10").isoformat() == "2023-09-26"
 
     # after the year the coordinator adds a member by mail, is asked, answers "Ja" by reply: welcomed once
     from kcg_mail.config_loader import read_members_overlay

@@ -19,8 +19,13 @@ def test_first_daily_run_records_go_live_and_keeps_it(tmp_path):
         assert app.go_live() == date(2023, 6, 12)
         run_daily(app, at(date(2023, 7, 17)))
         assert app.go_live() == date(2023, 6, 12), "a later run does not move it"
-        keys = sorted(sent_by_key(tmp_path))
-        assert keys == ["2023-08:brief_host:monica@stockholm.example.se"]
+        keys = sorted(k.strip() for k in sent_by_key(tmp_path))
+        coord = "bjorn@svenskastadskarnor.example.se"
+        # the open meeting's date is the coordinator's: asked on go-live (its ten weeks had begun), reminded a
+        # week later; the study trip's tentative date is asked about ten weeks before it
+        assert keys == ["2023-08:brief_host:monica@stockholm.example.se",
+                        f"2023-08:date_question:{coord}:set_meeting:n0", f"2023-08:date_question:{coord}:set_meeting:n1",
+                        f"2023-10:date_question:{coord}:confirm_date:n0"]
         rows = {r["möte"].split()[0]: r["läge"] for r in meeting_rows(app, at(date(2023, 7, 17)))}
         assert [m for m, v in rows.items() if v == "före start"] == ["2023-01", "2023-02", "2023-03", "2023-04",
                                                                      "2023-05", "2023-06"]

@@ -17,6 +17,7 @@ from kcg_mail.core.config_model import ConfigError
 from kcg_mail.core.cycle import due_dates
 from kcg_mail.ports import MARKER_HEADER
 from kcg_mail.services import approval, guests
+from kcg_mail.services.coordinator import set_meeting
 from kcg_mail.services.daily import run_daily
 from kcg_mail.services.manual import ManualProblem
 
@@ -198,6 +199,8 @@ def test_a_swedish_guest_reads_swedish(tmp_path):
     m = next(x for x in make_app_meetings(cfg) if x.id == aug)
     day = due_dates(m, cfg.meetings.lead_days)["invite"]
     try:
+        # the open meeting's date is the coordinator's: he set it (services/meeting_dates)
+        set_meeting(app, aug, date(2023, 8, 7), "", "", "Kulturhuset, Stockholm", at(day - timedelta(days=30)))
         _day(app, day)
         (held,) = approval.pending(app)
         approval.approve(app, held.msg_key, at(day, 9))

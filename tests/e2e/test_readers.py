@@ -272,7 +272,8 @@ def test_guests_get_their_own_invitation_in_their_language_after_the_coordinator
     by_key = {str(m[MARKER_HEADER]).strip(): m for m in mails}
     for mid in ("2023-08", "2023-12"):
         m = MEETINGS[mid]
-        members = by_key[f"{mid}:invite:members:s0"]
+        # the open meeting's date was set by the coordinator: its invitation updates the save-the-date
+        members = by_key.get(f"{mid}:invite:members:s0") or by_key[f"{mid}:invite:members:s1"]
         to = {a.lower() for _, a in getaddresses([str(members["To"])])}
         assert not to & set(GUESTS), f"{mid}: a guest is on the members' invitation"
         for g in m.guests:

@@ -54,6 +54,14 @@ def config_with(cfg: Config, ids: Iterable[str], **changes: dict) -> Config:
     return cfg.model_copy(update={"plans": plans})
 
 
+def rule_dated(cfg: Config) -> Config:
+    """``cfg`` as a network whose dates all follow the calendar rule: no kind waits for the
+    coordinator's date and no tentative date is asked about (``meetings.yaml`` ``kinds``,
+    ``confirm_weeks``; those are tests/e2e/test_meeting_dates.py's subject)."""
+    rules = cfg.meetings.model_copy(update={"kinds": {}, "confirm_weeks": []})
+    return cfg.model_copy(update={"meetings": rules})
+
+
 def small_network(cfg: Config, keep: Iterable[str]) -> Config:
     """``cfg`` with only the members ``keep`` (ids): smaller mails, same rules."""
     keep = set(keep)

@@ -1,6 +1,6 @@
 """A network with something to show: a few days of the 2023 cycle run through
 the real services on a temporary workdir (Maildir, local archive, SQLite):
-January's minutes never came (escalated), February's were filed and sent out,
+January's minutes never came (escalated; the coordinator had set its date and place), February's were filed and sent out,
 three members answered February's invitation, a stranger's mail sits in
 quarantine, October's study trip has only a proposed date."""
 
@@ -44,12 +44,16 @@ def calendar_reply(app, meeting_id: str, member_email: str, partstat: str, when:
 def seed(work: Path, cfgdir: Path):
     """Run the cycle up to (not including) TODAY; returns the app (open)."""
     from kcg_mail.bootstrap import bootstrap
+    from kcg_mail.core.plan import DateDecision
     from kcg_mail.entrypoints.demo_hosts import host_reply
     from kcg_mail.services.daily import run_daily
     from kcg_mail.services.intake import run_intake
 
     app = bootstrap(work, cfgdir)
     app.state.put("go_live", "2022-12-01")  # live since December: January's steps are not history
+    # the coordinator set January's physical meeting in December (services/meeting_dates)
+    app.ledger.set_meeting_date("2023-01", DateDecision(date=date(2023, 1, 2), place="Stadshuset, Västerås").to_dict())
+    app.refresh_meetings()
     for day in SEED_DAYS:
         run_daily(app, at(day))
     members = [p.email for p in app.cfg.network.active_members if p.email != app.meeting("2023-02").host.email]
