@@ -149,6 +149,7 @@ def welcome(app: App, person: Person, now: datetime) -> OnboardingResult:
     )
     # deliberately: this one mail may go to this one new address
     outbox = Outbox(app.state, app.mail, app.outbox.allowed | {person.email})
+    outbox.now = now  # dated by the run, like every other mail of it
     outcome = outbox.send(msg)
 
     folder = protocol_root(app)
