@@ -164,6 +164,15 @@ def invite_days(meetings: Iterable[Meeting], lead_for: Callable[[Meeting], LeadT
     return out
 
 
+def _with_leads(meetings: Iterable[Meeting], lead: LeadTimes, kind_lead: Mapping[str, LeadTimes] | None,
+                extra: frozenset[date]) -> list[tuple[Meeting, LeadTimes, date]]:
+    """Each meeting with its kind's lead times and its invitation's day (``invite_days``)."""
+    ms = list(meetings)
+    leads = {m.id: (kind_lead or {}).get(m.kind, lead) for m in ms}
+    invites = invite_days(ms, lambda x: leads[x.id], extra)
+    return [(m, leads[m.id], invites[m.id]) for m in ms]
+
+
 def due_dates(m: Meeting, lead: LeadTimes, extra: frozenset[date] = frozenset(),
               invite: date | None = None) -> dict[str, date]:
     """The planned day of each step, in working days from the meeting date
@@ -241,13 +250,10 @@ def decide(
     today = now.date()
     if not is_working_day(today, extra):
         return out  # no mail on weekends and public holidays
-    default_lead = lead
-    meetings = list(meetings)
-    invites = invite_days(meetings, lambda x: (kind_lead or {}).get(x.kind, default_lead), extra)
-    for m in meetings:
-        lead = (kind_lead or {}).get(m.kind, default_lead)
+    planned = _with_leads(meetings, lead, kind_lead, extra)
+    for m, lead, invite in planned:
         st = states.get(m.id, MeetingState())
-        dates = step_dates(m, st, lead, go_live, extra, invites[m.id])
+        dates = step_dates(m, st, lead, go_live, extra, invite)
         host_due: list[Due] = []
         for step in STEPS:
             when = dates[step]
@@ -257,8 +263,8 @@ def decide(
             if not meaningful:
                 # a step is recorded as skipped once its day came, or at once
                 # for a meeting that is history
-                planned = when or due_dates(m, lead, extra, invites[m.id])[step]
-                if today >= planned or is_history(m, go_live):
+                planned_on = when or due_dates(m, lead, extra, invite)[step]
+                if today >= planned_on or is_history(m, go_live):
                     out.skip.append(Skip(m.id, step, why))
                 continue
             if when is None or today < when:
@@ -305,16 +311,13 @@ def next_due_date(meetings: Iterable[Meeting], states: Mapping[str, MeetingState
     waiting for the one before it counts from when that one goes out, so a
     simulation steps to it after the earlier step settled."""
     best: date | None = None
-    default_lead = lead
-    meetings = list(meetings)
-    invites = invite_days(meetings, lambda x: (kind_lead or {}).get(x.kind, default_lead), extra)
-    for m in meetings:
-        lead = (kind_lead or {}).get(m.kind, default_lead)
+    planned = _with_leads(meetings, lead, kind_lead, extra)
+    for m, lead, invite in planned:
         st = states.get(m.id, MeetingState())
         if go_live is not None and is_history(m, go_live) and \
                 m.date < add_working_days(go_live, -lead.late_template, extra):
             continue
-        for step, d in step_dates(m, st, lead, go_live, extra, invites[m.id]).items():
+        for step, d in step_dates(m, st, lead, go_live, extra, invite).items():
             if d is None or step in st.settled:
                 continue
             if step in ("chase_host", "escalate", "send_template") and st.minutes_filed:

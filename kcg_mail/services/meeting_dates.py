@@ -23,8 +23,10 @@ cycle then sends the invitation at the kind's invite lead, and its updates.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import date, datetime, time
+from zoneinfo import ZoneInfo
 
+from kcg_mail.core.config_model import Person
 from kcg_mail.core.cycle import SAVE_THE_DATE, due_dates, invitation_snapshot, invite_days
 from kcg_mail.core.inbound import ParsedMail, QuestionRef
 from kcg_mail.core.inbound.outcome import Outcome
@@ -38,7 +40,15 @@ from kcg_mail.core.meeting_dates import (
     next_ask_day,
     read_reply,
 )
-from kcg_mail.core.plan import MONTHS_SV, PLACE_LATER, DateDecision, Meeting, date_text, is_working_day
+from kcg_mail.core.plan import (
+    MONTHS_SV,
+    PLACE_LATER,
+    DateDecision,
+    Meeting,
+    add_working_days,
+    date_text,
+    is_working_day,
+)
 from kcg_mail.ports import ActionRecord
 from kcg_mail.services.app import App
 
@@ -100,9 +110,14 @@ def question_ids(app: App, actions: list[ActionRecord]) -> dict[str, QuestionRef
 
 
 def next_day(app: App, after: date) -> date | None:
-    """The next day a question, a reminder or an alert is due (for simulations)."""
-    return next_ask_day(app.meetings, _asked(app), _alerted(app), after, app.cfg.meetings, app.go_live(),
-                        _earlier(app))
+    """The next day a question, a reminder, an alert or a save-the-date is due (for simulations)."""
+    asked = next_ask_day(app.meetings, _asked(app), _alerted(app), after, app.cfg.meetings, app.go_live(),
+                         _earlier(app))
+    following = add_working_days(after, 1, app.extra_days)
+    noon = datetime.combine(following, time(12), ZoneInfo(app.cfg.meetings.timezone))
+    if any(_save_the_date_wanted(app, m, noon) is not None for m in app.meetings):
+        return following if asked is None else min(asked, following)
+    return asked
 
 
 # ------------------------------------------------------------------ the members' save-the-date
@@ -118,26 +133,37 @@ def inv_day_ahead(app: App, m: Meeting, now: datetime) -> bool:
     return not m.tentative and m.date_by == "coordinator" and _invite_day(app, m) > now.date()
 
 
-def save_the_date(app: App, m: Meeting, now: datetime) -> str | None:
-    """Send (or update) the members' save-the-date when the date is set and the
-    invitation is not due yet; None when there is nothing to send."""
+def _save_the_date_wanted(app: App, m: Meeting, now: datetime) -> list[Person] | None:
+    """The members a save-the-date (or its update) should reach now, or None: the date is
+    set, the invitation is not due yet, and nothing was sent or the date or members changed."""
     if m.tentative or m.date_by != "coordinator" or now >= m.start:
         return None
     prev = app.invitation(m.id)
     people = [p for p in app.attendees(m) if p.role != "guest"]  # as on the invitation (services/daily)
-    emails = [p.email for p in people]
     if prev is None:
         if now.date() >= _invite_day(app, m):
             return None  # the invitation itself is due: the cycle sends it
     elif prev.stage != SAVE_THE_DATE or prev.cancelled:
         return None  # the invitation is out (its updates are the cycle's)
     else:
-        cur = invitation_snapshot(m, emails, prev.uid, prev.sequence)
+        cur = invitation_snapshot(m, [p.email for p in people], prev.uid, prev.sequence)
         if (cur.start, cur.end, cur.attendees) == (prev.start, prev.end, prev.attendees):
             return None
+    return people
+
+
+def save_the_date(app: App, m: Meeting, now: datetime) -> str | None:
+    """Send (or update) the members' save-the-date when the date is set and the
+    invitation is not due yet, on a day with room within the member caps (it is
+    not urgent: a later daily run sends it); None when nothing went out."""
+    people = _save_the_date_wanted(app, m, now)
+    if people is None:
+        return None
+    emails = [p.email for p in people]
     pacer = app.outbox.pacer
     if pacer is not None and not pacer.room_today(emails, now.date()):
-        return None  # not urgent: it waits for a day with room within the member caps (a later daily run)
+        return None
+    prev = app.invitation(m.id)
     seq = 0 if prev is None else prev.sequence + 1
     app.outbox.now = now
     # the date and times only: the place and the programme come with the invitation

@@ -23,7 +23,6 @@ from support.basics import shipped_config
 from support.helpers import CONFIG_DIR, sent_mails
 
 from kcg_mail.core.pacing import ALWAYS, Pace, pace_of
-from kcg_mail.core.plan import resolve_plan
 from kcg_mail.ports import MARKER_HEADER
 
 CFG = shipped_config()
@@ -37,7 +36,8 @@ def members_and_meetings(workdir) -> tuple[set[str], set]:
     from kcg_mail.bootstrap import bootstrap
 
     with bootstrap(workdir, CONFIG_DIR) as app:
-        return {p.email.lower() for p in app.cfg.network.active_members}, {m.date for m in resolve_plan(app.cfg)}
+        # the days as held: with the dates the coordinator set by reply
+        return {p.email.lower() for p in app.cfg.network.active_members}, {m.date for m in app.meetings}
 
 pytestmark = pytest.mark.slow
 
