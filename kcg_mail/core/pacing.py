@@ -15,8 +15,8 @@ Every mail falls in one of four classes, by its kind (the template's name):
 ``host_task``
     The host's own mails about their meeting (brief, reminder, template, chase,
     a changed plan): they count and are never held back by the cap (they must
-    arrive in time: optional mails move around them), but on a meeting's day
-    they move to the next working day.
+    arrive in time: optional mails move around them), but on another meeting's
+    day they move to the next working day.
 ``free``
     Answers to a person's own mail (receipts, a polite "we did not understand")
     and the coordinator's own work (questions, escalations, alerts): they neither
@@ -115,16 +115,18 @@ def _fits(day: date, people: Collection[str], booked: Mapping[str, Mapping[date,
 
 
 def send_on(pace: Pace, members: Collection[str], today: date, booked: Mapping[str, Mapping[date, int]],
-            meeting_days: Collection[date], caps: MemberCaps, extra: frozenset[date] = frozenset()) -> Verdict:
+            meeting_days: Collection[date], caps: MemberCaps, extra: frozenset[date] = frozenset(),
+            own_meeting: date | None = None) -> Verdict:
     """The day a mail of class ``pace`` to ``members`` (the members among its
     recipients, lower case) goes out, candidate day ``today``. ``booked``: per
     member and day, the counted mails sent or waiting for that day (this one not
-    among them)."""
+    among them). ``own_meeting``: the day of the meeting the mail is about; a
+    host's task about the meeting held today (a late template) goes today."""
     if pace in (Pace.ALWAYS, Pace.FREE) or not members:
         return Verdict(today)
     meetings = frozenset(meeting_days)
     if pace is Pace.HOST_TASK:
-        if today not in meetings:
+        if today not in meetings or today == own_meeting:
             return Verdict(today)
         # the next working day that is no meeting's day, one with room that day when
         # there is one within HOST_TASK_DAYS (the host's tasks must arrive in time)
@@ -218,9 +220,10 @@ class CapCheck:
 
     def most(self, month: str) -> tuple[int, int]:
         """The most counted mails a member got in a day of ``month`` (YYYY-MM) and
-        in a week that starts in it."""
+        in a week with a day in it."""
         day = max((n for (_, d), n in self.days.items() if d.isoformat()[:7] == month), default=0)
-        week = max((n for (_, d), n in self.weeks.items() if d.isoformat()[:7] == month), default=0)
+        week = max((n for (_, d), n in self.weeks.items()
+                    if month in (d.isoformat()[:7], (d + timedelta(days=6)).isoformat()[:7])), default=0)
         return day, week
 
 

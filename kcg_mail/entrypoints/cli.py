@@ -165,6 +165,10 @@ def _status_table(workdir: Path, config: Path | None) -> None:
         console.print(f"• {n.line()}", markup=False, highlight=False, soft_wrap=True)
     if not needs:
         console.print("• Inget just nu.")
+    if inp.waited:
+        console.print("[bold]Utskick som väntar[/] (taket för utskick till medlemmarna)")
+        for w in inp.waited:
+            console.print(f"• {w.line()}", markup=False, highlight=False, soft_wrap=True)
     filed = [f.path for f in a.state.filings()]
     if filed:
         console.print("Arkiverat:")

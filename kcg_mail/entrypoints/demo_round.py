@@ -349,7 +349,9 @@ def play_adoption(workdir: Path, config_dir: Path | None = None,
             cell.paragraphs[0].runs[0].text = text
             out = io.BytesIO()
             doc.save(out)
-            when = at(date.fromordinal(jan.date.toordinal() + 1), 11)
+            # the day after the meeting; the day after that when the host's minutes already went out
+            # (the year's run): a second version the same day would reach every member twice
+            when = at(date.fromordinal(jan.date.toordinal() + (2 if app.state.filings(jan.id) else 1)), 11)
             deliver(reply_to_template(jan, when, to=app.cfg.network.mailbox.email, subject=template[0],
                                       message_id=template[1], filename=template[2], docx=b"", filled=out.getvalue()),
                     f"{jan.id}-protocol-handlingsplan.eml")
@@ -358,7 +360,9 @@ def play_adoption(workdir: Path, config_dir: Path | None = None,
         asked = workshop_asks()
         if asked:  # the coordinator reads what was understood and says yes from his phone
             original = sent_message(app, asked[-1])
-            day = date.fromordinal(jan.date.toordinal() + 2)
+            rec = app.state.action(asked[-1])  # he answers the day after he was asked
+            asked_on = date.fromisoformat(rec.detail["on"]) if rec and rec.detail.get("on") else jan.date
+            day = date.fromordinal(asked_on.toordinal() + 1)
             deliver(reply_to(original, coord, "Ja, det stämmer. Tack!\n\nBjörn", at(day, 8)), "plan-2024-yes.eml")
             intake_flow(now=f"{day.isoformat()}T09:00", **kw)
             runs += 1

@@ -140,6 +140,7 @@ class Outbox:
             return False  # begun or done: _deliver settles it
         if self.pacer.waits(msg.key):
             return True
+        self._guard(msg)  # a mail to someone outside the network is refused now, not on its day
         today = self._today()
         verdict = self.pacer.verdict(msg, today)
         if not verdict.waits(today):

@@ -102,6 +102,7 @@ class Pacer:
         self.members = frozenset(p.email.lower() for p in cfg.network.active_members)
         planned = list(meetings)
         self.meeting_days = frozenset(m.date for m in planned)
+        self.meeting_dates = {m.id: m.date for m in planned}
         self.extra = frozenset(cfg.meetings.extra_non_working_days)
         self.expected = expected(planned, self.members, cfg.meetings.lead_days, self.extra)
         self._booked: dict[str, dict[date, int]] | None = None
@@ -148,7 +149,7 @@ class Pacer:
     def verdict(self, msg: OutgoingMessage, today: date) -> Verdict:
         booked = with_expected(self.booked(), self.expected, today)
         return send_on(self.pace(msg), self.members_of(a.email for a in msg.recipients), today, booked,
-                       self.meeting_days, self.caps, self.extra)
+                       self.meeting_days, self.caps, self.extra, self.meeting_dates.get(msg.meeting_id or ""))
 
     def recheck(self, rec: dict[str, Any], msg: OutgoingMessage, today: date) -> Verdict:
         """May waiting ``rec`` go today? Asked without its own place in the counts."""

@@ -101,8 +101,11 @@ def test_a_hosts_task_never_waits_for_the_cap_but_leaves_a_meeting_day():
     tue = MON + timedelta(days=1)
     assert send_on(Pace.HOST_TASK, [ANNA], tue, booked(anna={tue: 3}), MEETINGS, CAPS).on == tue
     # on a meeting's day: the next working day with room (the minutes' day is full)
-    v = send_on(Pace.HOST_TASK, [ANNA], MON, booked(anna={tue: 1}), MEETINGS, CAPS)
+    v = send_on(Pace.HOST_TASK, [ANNA], MON, booked(anna={tue: 1}), MEETINGS, CAPS, own_meeting=MON + timedelta(days=20))
     assert v.on == tue + timedelta(days=1) and v.reason == MEETING_DAY
+    # a task about the meeting held today (the first run's late template) goes today
+    assert send_on(Pace.HOST_TASK, [ANNA], MON, {}, MEETINGS, CAPS, own_meeting=MON).on == MON
+    assert send_on(Pace.PACED, [ANNA], MON, {}, MEETINGS, CAPS, own_meeting=MON).on == tue
     # no room within three working days: the first working day after the meeting all the same
     full = booked(anna={MON + timedelta(days=n): 1 for n in range(1, 10)})
     assert send_on(Pace.HOST_TASK, [ANNA], MON, full, MEETINGS, CAPS).on == tue

@@ -28,9 +28,16 @@ from kcg_mail.ports import MARKER_HEADER
 
 CFG = shipped_config()
 TZ = ZoneInfo(CFG.meetings.timezone)
-MEMBERS = {p.email.lower() for p in CFG.network.active_members}
 COORD = CFG.network.coordinator.email
-MEETING_DAYS = {m.date for m in resolve_plan(CFG)}
+
+
+def members_and_meetings(workdir) -> tuple[set[str], set]:
+    """The members after the demo (the coordinator adds one in November) and every
+    meeting day (2024's plan is adopted in January)."""
+    from kcg_mail.bootstrap import bootstrap
+
+    with bootstrap(workdir, CONFIG_DIR) as app:
+        return {p.email.lower() for p in app.cfg.network.active_members}, {m.date for m in resolve_plan(app.cfg)}
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +69,7 @@ def marker(msg) -> str:
     return "".join(str(msg[MARKER_HEADER]).split())  # a long key is folded
 
 
-def mailboxes(workdir):
+def mailboxes(workdir, members: set[str]):
     """Per member: (day, key, kind) of every mail that reached them."""
     from kcg_mail.adapters.sqlite_state import SqliteState
 
@@ -76,14 +83,16 @@ def mailboxes(workdir):
         key = marker(msg)
         day = parsedate_to_datetime(str(msg["Date"])).astimezone(TZ).date()
         to = {a.lower() for _, a in getaddresses([str(v) for v in (msg.get_all("To", []) or []) + (msg.get_all("Cc", []) or [])])}
-        for person in to & MEMBERS:
+        for person in to & members:
             out[person].append((day, key, kinds[key], tuple(sorted(to))))
     return out
 
 
 def test_no_member_gets_more_than_the_caps_and_nothing_but_invitation_and_minutes_on_a_meeting_day(demo_year):
-    boxes = mailboxes(demo_year)
-    assert set(boxes) == MEMBERS
+    members, meeting_days = members_and_meetings(demo_year)
+    assert len(members) >= 14 and len(meeting_days) > 10
+    boxes = mailboxes(demo_year, members)
+    assert set(boxes) == members
     caps = CFG.meetings.member_caps
     over, on_meeting_days, counted_total = [], [], 0
     most_day = most_week = 0
@@ -97,7 +106,7 @@ def test_no_member_gets_more_than_the_caps_and_nothing_but_invitation_and_minute
             counted_total += 1
             per_day[day] += 1
             per_week[day - timedelta(days=day.weekday())] += 1
-            if day in MEETING_DAYS and kind not in ALWAYS:
+            if day in meeting_days and kind not in ALWAYS:
                 on_meeting_days.append((person, day, key))
         over += [(person, d, n) for d, n in per_day.items() if n > caps.per_day]
         over += [(person, f"week of {w}", n) for w, n in per_week.items() if n > caps.per_week]
@@ -105,7 +114,7 @@ def test_no_member_gets_more_than_the_caps_and_nothing_but_invitation_and_minute
     assert not over, over
     assert not on_meeting_days, on_meeting_days
     # the caps are met, not avoided: the year is full (November's round) and the limits are reached
-    assert counted_total > 30 * len(MEMBERS) // 2 and most_day == caps.per_day and most_week >= 3
+    assert counted_total > 15 * len(members) and most_day == caps.per_day and most_week >= 3
 
 
 def test_the_mails_that_waited_went_out_once_and_the_round_was_played_whole(demo_year):
@@ -128,7 +137,7 @@ def test_the_mails_that_waited_went_out_once_and_the_round_was_played_whole(demo
         if w["state"] == "sent":
             assert w["since"] < w["settled"], w["key"]
     # every member still answered the needs and the ballot
-    assert len(needs_answers) == len(ballots) == len(MEMBERS)
+    assert len(needs_answers) == len(ballots) == len(members_and_meetings(demo_year)[0])
 
 
 def test_the_demo_figures_say_the_caps_held(demo_year):

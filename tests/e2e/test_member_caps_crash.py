@@ -36,6 +36,8 @@ START, MINUTES_DAY, RELEASE, THURSDAY = date(2023, 11, 6), date(2023, 11, 7), da
 NEEDS = {f"plan-{YEAR}:needs:{e}" for e in MEMBERS}
 ROOT = Path(__file__).resolve().parents[2]
 
+pytestmark = pytest.mark.slow
+
 
 def needs_sent(workdir: Path) -> dict[str, int]:
     counts = sent_by_key(workdir)
@@ -70,6 +72,14 @@ def test_the_needs_mail_of_a_meeting_day_waits_and_the_overview_says_until_when(
     md = overview_markdown(app, at(START))
     assert "## Utskick som väntar" in md
     assert "till 14 medlemmar väntar till onsdag 8 november 2023 (en mötesdag" in md
+    # and kcg status, the same list
+    from typer.testing import CliRunner
+
+    from kcg_mail.entrypoints.cli import app as cli
+
+    out = CliRunner().invoke(cli, ["status", "--workdir", str(work), "--config", str(CFG.directory)], env={"COLUMNS": "250"})
+    assert out.exit_code == 0, out.output
+    assert "Utskick som väntar" in out.output and "till 14 medlemmar väntar till onsdag 8 november 2023" in out.output
     # called again the same day (a rerun): still waiting, nothing sent, nothing held twice
     assert set(round_.start_round(app, YEAR, at(START))) == {f"behovsutskick till {p.name}: waiting"
                                                              for p in CFG.network.active_members}
