@@ -184,24 +184,46 @@ class Times(_Model):
 
 
 class LeadTimes(_Model):
-    """Swedish working days before (brief, invite, remind, template) or after
-    (chase, escalate) the meeting date; weekends, public holidays and
+    """Swedish working days before (brief, invite, template) or after (protocol
+    due, chase, escalate) the meeting date; weekends, public holidays and
     ``extra_non_working_days`` do not count.
 
-    ``spacing``: a chase goes out at least this many working days after the
-    template actually went out, an escalation at least this many after the
-    chase. ``late_template``: a meeting held at most this many working days
-    before the go-live date still gets its template (and the chase after it).
+    ``send_template``: the host's reminder and the Word template go out in one
+    mail this many working days before. ``protocol_due``: the day the host is
+    asked to send the minutes back by (the brief and the template mail name it);
+    the chase comes only after it. ``spacing``: a chase goes out at least this
+    many working days after the template actually went out, an escalation at
+    least this many after the chase. ``late_template``: a meeting held at most
+    this many working days before the go-live date still gets its template (and
+    the chase after it).
     """
 
     brief_host: int = Field(15, ge=0)
     invite: int = Field(10, ge=0)
-    remind_host: int = Field(3, ge=0)
-    send_template: int = Field(1, ge=0)
+    send_template: int = Field(2, ge=0)
+    protocol_due: int = Field(2, ge=0)
     chase_host: int = Field(3, ge=1)
     escalate: int = Field(5, ge=1)
     spacing: int = Field(2, ge=1)
     late_template: int = Field(3, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_separate_reminder(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "remind_host" in data:
+            raise ValueError("remind_host is no longer a step of its own: the host's reminder goes out with the "
+                             "template (send_template); remove remind_host")
+        return data
+
+    @model_validator(mode="after")
+    def _order(self) -> LeadTimes:
+        if self.send_template > self.brief_host:
+            raise ValueError(f"send_template ({self.send_template}) comes before brief_host ({self.brief_host}); "
+                             "the brief must go out first: make brief_host larger")
+        if self.protocol_due >= self.chase_host:
+            raise ValueError(f"protocol_due ({self.protocol_due}) must be before chase_host ({self.chase_host}): "
+                             "a host is chased only after the day the minutes were due; make protocol_due smaller")
+        return self
 
 
 class MemberCaps(_Model):

@@ -2,14 +2,17 @@
 
 Pure and fast; no I/O. For each meeting the cycle is:
 
-    brief_host -> invite -> remind_host -> send_template -> [meeting]
+    brief_host -> invite -> send_template -> [meeting]
     -> (minutes arrive by mail: filed and distributed by the intake)
     -> chase_host -> escalate            (only while no minutes are filed)
 
 plus ``update_invitation`` / ``cancel_invitation`` when the plan changed after
-an invitation went out. A meeting whose date the coordinator set may have a
-save-the-date out already (``InvitationSnapshot.stage``, sent by
-``kcg_mail.services.meeting_dates``, which also keeps it up to date): the
+an invitation went out. ``send_template`` is the host's reminder and the Word
+template in one mail (a host gets the brief, this mail, and a chase only while
+the minutes are missing). Records of meetings cycled before that may hold a
+settled ``remind_host`` step; it is no longer planned. A meeting whose date the
+coordinator set may have a save-the-date out already (``InvitationSnapshot.stage``,
+sent by ``kcg_mail.services.meeting_dates``, which also keeps it up to date): the
 invitation is then the update of that same calendar event. Each kind has its
 own lead times (``kind_lead``). The rules:
 
@@ -42,7 +45,7 @@ from datetime import date, datetime, timedelta
 from kcg_mail.core.config_model import LeadTimes
 from kcg_mail.core.plan import Meeting, add_working_days, is_working_day, working_day_on_or_after
 
-STEPS = ("brief_host", "invite", "remind_host", "send_template", "chase_host", "escalate")
+STEPS = ("brief_host", "invite", "send_template", "chase_host", "escalate")
 #: the stage of a calendar event that only holds the date (no place, no programme yet)
 SAVE_THE_DATE = "save_the_date"
 
@@ -126,7 +129,7 @@ def _changed(snap: InvitationSnapshot, m: Meeting, attendees: Iterable[str]) -> 
     return [name for name in ("start", "end", "location", "attendees", "host") if getattr(cur, name) != getattr(snap, name)]
 
 
-HOST_STEPS = ("brief_host", "remind_host", "send_template", "chase_host")
+HOST_STEPS = ("brief_host", "send_template", "chase_host")
 HISTORY = "mötet hölls före start"
 
 
@@ -142,7 +145,6 @@ def due_dates(m: Meeting, lead: LeadTimes, extra: frozenset[date] = frozenset())
     return {
         "brief_host": add_working_days(d, -lead.brief_host, extra),
         "invite": add_working_days(d, -lead.invite, extra),
-        "remind_host": add_working_days(d, -lead.remind_host, extra),
         "send_template": add_working_days(d, -lead.send_template, extra),
         "chase_host": add_working_days(d, lead.chase_host, extra),
         "escalate": add_working_days(d, lead.escalate, extra),
@@ -158,7 +160,7 @@ def step_dates(m: Meeting, st: MeetingState, lead: LeadTimes, go_live: date | No
     out: dict[str, date | None] = dict(planned)
     if go_live is not None:
         start = working_day_on_or_after(go_live, extra)
-        for step in ("brief_host", "invite", "remind_host", "send_template"):
+        for step in ("brief_host", "invite", "send_template"):
             out[step] = max(planned[step], start)
     tpl_on = st.sent_on.get("send_template")
     out["chase_host"] = None if tpl_on is None else max(planned["chase_host"], add_working_days(tpl_on, lead.spacing, extra))
@@ -185,7 +187,7 @@ def _window(m: Meeting, step: str, st: MeetingState, now: datetime, lead: LeadTi
         if now < m.start:
             return True, ""  # wait: the date may still be confirmed
         return False, "datumet bekräftades aldrig (preliminärt)"
-    if step in ("brief_host", "invite", "remind_host") and now >= m.start:
+    if step in ("brief_host", "invite") and now >= m.start:
         return False, "mötet har redan börjat"
     return True, ""
 

@@ -158,8 +158,8 @@ def expected(meetings: Iterable[Meeting], members: Collection[str], lead: LeadTi
              extra: frozenset[date] = frozenset()) -> dict[str, set[date]]:
     """The days a counted mail is expected for each member although it is not sent
     yet: the invitation (``lead.invite`` working days before a confirmed meeting),
-    the minutes (the working day after it) and the host's brief, reminder and
-    template. A mail that may wait keeps off them, whoever runs first that day."""
+    the minutes (the working day after it) and the host's brief and the
+    template (with the reminder). A mail that may wait keeps off them, whoever runs first that day."""
     out: dict[str, set[date]] = {p.lower(): set() for p in members}
     for m in meetings:
         if m.tentative:
@@ -167,7 +167,7 @@ def expected(meetings: Iterable[Meeting], members: Collection[str], lead: LeadTi
         everyone = {add_working_days(m.date, -lead.invite, extra), add_working_days(m.date, 1, extra)}
         for p in out:
             out[p] |= everyone
-        host_days = {add_working_days(m.date, -n, extra) for n in (lead.brief_host, lead.remind_host, lead.send_template)}
+        host_days = {add_working_days(m.date, -n, extra) for n in (lead.brief_host, lead.send_template)}
         for person in (m.host, m.backup_host):
             if person is not None and person.email.lower() in out:
                 out[person.email.lower()] |= host_days

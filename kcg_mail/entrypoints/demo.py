@@ -98,8 +98,11 @@ def _status_reply_day(app: App) -> date | None:
     m = app.meeting(DEMO_STATUS_MEETING)
     if req is None or m is None:
         return None
-    # on the day the host is reminded (a day the demo runs anyway), before the template goes out
-    return m.date - timedelta(days=app.cfg.meetings.lead_days.remind_host)
+    # the working day before the template goes out (the reply goes into the template)
+    from kcg_mail.core.cycle import due_dates
+    from kcg_mail.core.plan import add_working_days
+
+    return add_working_days(due_dates(m, app.cfg.meetings.lead_for(m.kind), app.extra_days)["send_template"], -1, app.extra_days)
 
 
 def _lead_reports_back(app: App, day: date) -> bool:
@@ -125,7 +128,7 @@ def _lead_reports_back(app: App, day: date) -> bool:
 
 #: the member the coordinator adds in the demo, by a mail to the network and a "ja"
 DEMO_NEW_MEMBER = ("Maria Lund", "maria.lund@kalmar.example.se", "Kalmar City")
-DEMO_NEW_MEMBER_DAY = date(2024, 1, 17)  # after the year and the planning round
+DEMO_NEW_MEMBER_DAY = date(2024, 1, 19)  # after the year, the planning round and the plan's adoption
 
 
 def _open_questions(app: App) -> list[str]:

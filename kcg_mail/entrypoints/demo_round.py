@@ -371,7 +371,10 @@ def play_adoption(workdir: Path, config_dir: Path | None = None,
     if planned:  # the product runs the adopted plan: February's host is briefed on the day it is due
         first = planned[0]
         brief = due_dates(first, app.cfg.meetings.lead_days, app.extra_days)["brief_host"]
-        daily_flow(date=brief.isoformat(), **kw)
+        adopted = app.ledger.plan_adoption(YEAR).get("adopted", {}).get("at")
+        # the first daily run after the yes (a brief due earlier goes out then, as it would for real)
+        day = max(brief, datetime.fromisoformat(adopted).date()) if adopted else brief
+        daily_flow(date=day.isoformat(), **kw)
         runs += 1
     shown = [f"{m.date_text()}: {m.theme_label}, värd {m.host.name}" for m in planned[:3]]
     for line in shown:

@@ -208,6 +208,7 @@ class App:
                              reply_to_plus=self.cfg.transport.inbound.plus_address_reply_to)
         self.outbox.pacer = Pacer(self.state, self.cfg, self.meetings)
         self.composer.meeting_extras = self.meeting_extras
+        self.composer.clock = lambda: self.outbox.now  # dates in words relative to the run's day
         # an own copy counts only with our Message-ID (HMAC), not just our marker and address
         self.mail.verify_own_copies(partial(replykey.is_our_message_id, self.reply_secret))
 

@@ -8,10 +8,18 @@ and autoescape on for HTML.
 
 Composing is deterministic: the same meeting, action and recipient give the
 same idempotency key and so the same Message-ID.
+
+Dates in a mail's prose are in words ("måndag 6 februari"), with the year only
+when it is not the year of the run (``clock``: the run's "now", which the App
+gives the composer); the ``datum`` filter does the same for a date a template
+gets as text (a decision's "klart till"). ISO dates stay in file names only.
+A meeting's context says whether it still lies ahead (``ahead``), and the next
+meeting is named only while it does.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -23,13 +31,13 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from kcg_mail.core import ical
 from kcg_mail.core.config_model import Config, Person
-from kcg_mail.core.cycle import location_of
-from kcg_mail.core.plan import Meeting, next_meeting
+from kcg_mail.core.cycle import due_dates, location_of
+from kcg_mail.core.plan import MONTHS_SV, WEEKDAYS_SV, Meeting, add_working_days
 from kcg_mail.ports import Address, Attachment, Invitation, OutgoingMessage
 
 DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-MAIL_KINDS = ("brief_host", "invite", "cancel_invitation", "remind_host", "send_template", "distribute",
+MAIL_KINDS = ("brief_host", "invite", "cancel_invitation", "send_template", "distribute",
               "chase_host", "escalate", "reply_problem", "plan_change", "welcome", "alert",
               "decision_reminder", "project_status_request", "guest_approval", "coordinator_receipt",
               "coordinator_question", "save_the_date", "date_question", "date_receipt")
@@ -41,6 +49,9 @@ MONTHS_EN = ("January", "February", "March", "April", "May", "June", "July", "Au
              "November", "December")
 #: what a meeting is, in a guest's mail ("till nätverkets digitala möte")
 KIND_SV = {"physical": "fysiska möte", "digital": "digitala möte", "all_members": "möte", "study_trip": "studieresa"}
+#: what a meeting is, in a member's or host's sentence ("nätverkets digitala månadsmöte")
+KIND_PHRASE_SV = {"physical": "fysiska möte", "digital": "digitala månadsmöte", "all_members": "möte för alla",
+                  "study_trip": "studieresa"}
 KIND_EN = {"physical": "in-person meeting", "digital": "online meeting", "all_members": "meeting",
            "study_trip": "study trip"}
 
@@ -48,6 +59,42 @@ KIND_EN = {"physical": "in-person meeting", "digital": "online meeting", "all_me
 def date_en(d: date) -> str:
     """English long date, British order: 'Monday 4 December 2023'."""
     return f"{WEEKDAYS_EN[d.weekday()]} {d.day} {MONTHS_EN[d.month - 1]} {d.year}"
+
+
+def date_words(d: date, today: date | None) -> str:
+    """A date in a Swedish sentence: 'måndag 6 februari', with the year when it is
+    not this year's (or when "today" is not known)."""
+    text = f"{WEEKDAYS_SV[d.weekday()]} {d.day} {MONTHS_SV[d.month - 1]}"
+    return text if today is not None and d.year == today.year else f"{text} {d.year}"
+
+
+_WEEKDAY, _MONTH = "|".join(WEEKDAYS_SV), "|".join(MONTHS_SV)
+_LONG_DATE = re.compile(rf"^((?:{_WEEKDAY}) \d{{1,2}} (?:{_MONTH})) (\d{{4}})$")
+
+
+def datum(value: object, today: date | None) -> str:
+    """The ``datum`` filter: a date, or an ISO date in text ("2023-03-01"), in words;
+    a date already in words ("fredag 17 november 2023") loses this year's year;
+    any other text (a host's "v 12", "vid behov") stays as it is."""
+    if isinstance(value, datetime):
+        return date_words(value.date(), today)
+    if isinstance(value, date):
+        return date_words(value, today)
+    text = str(value or "").strip()
+    if len(text) == 10:
+        try:
+            return date_words(date.fromisoformat(text), today)
+        except ValueError:
+            return text
+    long = _LONG_DATE.match(text)
+    if long and today is not None and int(long.group(2)) == today.year:
+        return long.group(1)
+    return text
+
+
+def folder_words(folder: str) -> str:
+    """An archive folder as a reader names it: '/KCG/Protokoll/2023' -> 'KCG / Protokoll / 2023'."""
+    return " / ".join(x for x in folder.split("/") if x)
 
 
 class TemplateProblem(Exception):
@@ -108,6 +155,13 @@ class Composer:
         self.coordinator = net.coordinator
         #: extra per-meeting context from the state (the planning round's workshop groups)
         self.meeting_extras: Callable[[str], dict[str, Any]] | None = None
+        #: the run's "now" (the App passes its Outbox's); None: unknown, dates carry their year
+        self.clock: Callable[[], datetime | None] = lambda: None
+        self.env.filters["datum"] = lambda v: datum(v, self.today())
+
+    def today(self) -> date | None:
+        now = self.clock()
+        return None if now is None else now.date()
 
     # ------------------------------------------------------------- rendering
     def render(self, kind: str, ctx: dict[str, Any]) -> Rendered:
@@ -137,7 +191,8 @@ class Composer:
     def base_context(self) -> dict[str, Any]:
         net = self.cfg.network
         return {
-            "network": {"name": net.name, "short": net.short, "purpose": net.purpose, "mailbox": net.mailbox.email},
+            "network": {"name": net.name, "short": net.short, "purpose": net.purpose, "mailbox": net.mailbox.email,
+                        "mailbox_name": net.mailbox.name},
             "coordinator": person_ctx(self.coordinator),
             "agenda": list(self.cfg.meetings.agenda),
             "values": list(net.values),
@@ -145,20 +200,38 @@ class Composer:
         }
 
     def meeting_ctx(self, m: Meeting, meetings: list[Meeting] | None = None) -> dict[str, Any]:
-        nxt = next_meeting(meetings, m) if meetings else None
+        now, today = self.clock(), self.today()
+        lead, extra = self.cfg.meetings.lead_for(m.kind), frozenset(self.cfg.meetings.extra_non_working_days)
+        nxt = self.next_ahead(meetings, m)
+        planned = due_dates(m, lead, extra)
         return {
             "id": m.id, "token": m.token, "date": m.date.isoformat(), "date_text": m.date_text(),
+            "date_words": date_words(m.date, today), "ahead": now is None or m.start > now,
             "start_time": m.start.strftime("%H:%M"), "end_time": m.end.strftime("%H:%M"),
             "place": m.place, "link": m.link, "location": location_of(m), "kind": m.kind, "kind_label": m.kind_label,
+            "kind_phrase": KIND_PHRASE_SV.get(m.kind, m.kind_label.lower()),
             "theme_no": m.theme_no, "theme": m.theme, "theme_label": m.theme_label, "title": m.title,
             "host": person_ctx(m.host), "backup_host": person_ctx(m.backup_host), "comment": m.comment,
             "guests": [g.name for g in m.guests], "tentative": m.tentative, "proposed": m.proposed or "",
+            # the host's days: the reminder with the template, and the minutes due
+            "invite_day": date_words(planned["invite"], today),
+            "invite_done": today is not None and planned["invite"] <= today,
+            "template_day": date_words(planned["send_template"], today),
+            "protocol_due": date_words(add_working_days(m.date, lead.protocol_due, extra), today),
+            "next": None if nxt is None else {"date_text": nxt.date_text(), "date_words": date_words(nxt.date, today),
+                                              "host_name": nxt.host.name, "theme": nxt.theme,
+                                              "theme_label": nxt.theme_label,
+                                              "tentative": nxt.tentative},
             "awaiting": m.awaiting, "date_by": m.date_by,
             "audience": [p.organisation or p.name for p in m.audience],
-            "next": None if nxt is None else {"date_text": nxt.date_text(), "host_name": nxt.host.name,
-                                              "theme": nxt.theme_label, "tentative": nxt.tentative},
             **(self.meeting_extras(m.id) if self.meeting_extras else {}),
         }
+
+    def next_ahead(self, meetings: list[Meeting] | None, m: Meeting) -> Meeting | None:
+        """The meeting after ``m`` that still lies ahead of the run (None when none does)."""
+        now = self.clock()
+        later = [x for x in meetings or () if x.start > m.start and (now is None or x.start > now)]
+        return min(later, key=lambda x: x.start, default=None)
 
     def sample_context(self) -> dict[str, Any]:
         from kcg_mail.core.plan import resolve_plan
@@ -173,6 +246,7 @@ class Composer:
             "manual_steps": ["Facebook"], "attached": True, "sequence": 0, "updated": False,
             "calendar_link": "https://example.se/kalender.ics",
             "decision": {"ref": f"{m.id}/1", "decision": "Beslut", "owner": m.host.name, "due": "2023-03-01"},
+            "folder": "KCG / Protokoll / 2023",
             "project": {"name": "Trygghet i stadskärnan", "purpose": "Kartlägga"},
             "guest": {"name": "Gäst", "organisation": "Organisation", "language": "engelska"}, "ref": "0123456789ab",
             "guest_meeting": self.guest_meeting_ctx(m, "en"), "withdrawn": False,
@@ -232,7 +306,7 @@ class Composer:
         place = ("Online" if en else "Digitalt") if online else (m.place or "")
         kind = (KIND_EN if en else KIND_SV).get(m.kind, "meeting" if en else "möte")
         return {
-            "id": m.id, "token": m.token, "date_text": date_en(m.date) if en else m.date_text(),
+            "id": m.id, "token": m.token, "date_text": date_en(m.date) if en else date_words(m.date, self.today()),
             "start_time": m.start.strftime("%H:%M"), "end_time": m.end.strftime("%H:%M"), "place": place,
             "link": m.link, "kind": kind, "theme": m.theme,
             "host": {"name": m.host.name, "organisation": m.host.organisation},

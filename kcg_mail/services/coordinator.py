@@ -13,8 +13,10 @@ from typing import Any
 from kcg_mail.config_edit import PlanEditProblem
 from kcg_mail.config_edit import confirm_date as edit_date
 from kcg_mail.core.meeting_dates import SET_MEETING
+from kcg_mail.core.outreach import distribution_content
 from kcg_mail.core.plan import DateDecision, date_text
 from kcg_mail.services.app import App
+from kcg_mail.services.compose import folder_words
 from kcg_mail.services.manual import ManualProblem
 from kcg_mail.services.meeting_dates import Decided, decide
 
@@ -107,14 +109,15 @@ def resend_distribution(app: App, meeting_id: str, email: str, request_id: str, 
     data = app.archive.read(filing.path)
     kind = filing.path.rpartition(".")[2]
     filename = filing.path.rpartition("/")[2]
-    attach = app.cfg.meetings.distribution == "attach"
+    attach, link = distribution_content(app.cfg.meetings.distribution, filing.link)  # no file:// link in a mail
     atts = (Attachment(filename, MIME_BY_KIND.get(kind, "application/octet-stream"), data),) if attach else ()
     key = f"{meeting_id}:distribute:{person.email}:v{filing.version}:resend:{request_id}"
     app.outbox.now = now
     msg = app.composer.message(
         "distribute", key, m, [person],
         {"meeting": app.composer.meeting_ctx(m, app.meetings), "version": filing.version, "filename": filename,
-         "link": filing.link or filing.path, "decisions": app.state.decisions(meeting_id), "attached": attach},
+         "link": link, "decisions": app.state.decisions(meeting_id), "attached": attach,
+         "folder": folder_words(filing.path.rpartition("/")[0])},
         attachments=atts,
     )
     outcome = app.outbox.send(msg)

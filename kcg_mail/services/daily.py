@@ -14,11 +14,11 @@ from typing import Any
 
 from kcg_mail.core.config_model import Person
 from kcg_mail.core.cycle import SAVE_THE_DATE, Decisions, Due, decide, invitation_snapshot
-from kcg_mail.core.plan import Meeting, next_meeting, protocol_filename
+from kcg_mail.core.plan import Meeting, protocol_filename
 from kcg_mail.ports import Attachment
 from kcg_mail.services import guests, meeting_dates
 from kcg_mail.services.app import App
-from kcg_mail.services.compose import DOCX, person_ctx
+from kcg_mail.services.compose import DOCX, date_words, person_ctx
 
 
 @dataclass
@@ -48,7 +48,7 @@ def protocol_context(app: App, m: Meeting) -> dict[str, Any]:
     att = app.state.attendance(m.id)
     yes = {"ACCEPTED": "Ja", "DECLINED": "Nej", "TENTATIVE": "Kanske"}
     members = sorted(cfg.network.active_members, key=lambda p: (p.city, p.name))
-    nxt = next_meeting(app.meetings, m)
+    nxt = app.composer.next_ahead(app.meetings, m)  # never a meeting already held
     mctx = app.composer.meeting_ctx(m, app.meetings)
     return {
         "network": {"name": cfg.network.name, "short": cfg.network.short},
@@ -144,14 +144,8 @@ def cancel_invitation(app: App, m: Meeting, now: datetime) -> str:
     return invite_members(app, m, now, cancel=True)
 
 
-def remind_host(app: App, m: Meeting, now: datetime) -> str:
-    msg = app.composer.message(
-        "remind_host", f"{m.id}:remind_host:{m.host.email}", m, [m.host], {"meeting": app.composer.meeting_ctx(m, app.meetings)},
-    )
-    return app.outbox.send(msg)
-
-
 def send_template(app: App, m: Meeting, now: datetime) -> str:
+    """The host's reminder and the protocol template, one mail."""
     att = render_protocol(app, m)
     msg = app.composer.message(
         "send_template", f"{m.id}:send_template:{m.host.email}", m, [m.host],
@@ -183,7 +177,6 @@ def escalate(app: App, m: Meeting, now: datetime) -> str:
 HANDLERS: dict[str, Callable[..., str]] = {
     "brief_host": brief_host,
     "invite": invite,
-    "remind_host": remind_host,
     "send_template": send_template,
     "chase_host": chase_host,
     "escalate": escalate,
@@ -230,14 +223,17 @@ def cancel_orphan(app: App, meeting_id: str, now: datetime) -> str:
     start, end = datetime.fromisoformat(snap.start), datetime.fromisoformat(snap.end)
     seq = snap.sequence + 1
     sender = app.composer.sender
-    text = f"Mötet {start.date().isoformat()} är borttaget ur planen och ställs in."
+    coord = app.cfg.network.coordinator
+    when = date_words(start.date(), now.date())
+    text = (f"Hej alla!\n\nMötet {when} är inställt och borttaget ur årsplanen, och vi tar bort det ur "
+            f"kalendern.\n\nVänliga hälsningar\n{coord.name}, {coord.organisation}\n")
     ev = ical.event(uid=snap.uid, sequence=seq, summary=f"Inställt: {app.cfg.network.short}-möte", description=text,
                     location=snap.location, start=start, end=end, organizer=sender, attendees=attendees, dtstamp=now,
                     status="CANCELLED")
     ics = ical.calendar([ev], method="CANCEL", tzid=app.cfg.meetings.timezone)
     msg = OutgoingMessage(key=f"{meeting_id}:cancel:members:s{seq}", action="cancel_invitation", meeting_id=meeting_id,
                           sender=sender, to=tuple(attendees), subject=f"Inställt: {app.cfg.network.short}-mötet "
-                          f"{start.date().isoformat()} [{app.cfg.network.short}-{meeting_id}]", text=text,
+                          f"{when} [{app.cfg.network.short}-{meeting_id}]", text=text,
                           auto_submitted=False)
     inv = Invitation(message=msg, uid=snap.uid, sequence=seq, method="CANCEL", summary=msg.subject, description=text,
                      location=snap.location, start=start, end=end, tzid=app.cfg.meetings.timezone, ics=ics)

@@ -21,6 +21,7 @@ from kcg_mail.core.plan import Meeting, archive_folder, protocol_filename
 from kcg_mail.ports import Attachment, FilingRecord, MessageRecord
 from kcg_mail.services import followup
 from kcg_mail.services.app import App
+from kcg_mail.services.compose import folder_words
 from kcg_mail.services.held import SENDER_CAUSES, Prepared, held_area, reason_text
 from kcg_mail.services.ledger import HeldVersion, HoldCause
 
@@ -239,7 +240,8 @@ def distribute(app: App, m: Meeting, filing: FilingRecord, data: bytes, kind: st
     msg = app.composer.message(
         "distribute", f"{m.id}:distribute:members:v{filing.version}", m, app.cfg.network.active_members,
         {"meeting": app.composer.meeting_ctx(m, app.meetings), "version": filing.version, "filename": filename,
-         "link": link, "decisions": decisions, "attached": attach},
+         "link": link, "decisions": decisions, "attached": attach,
+         "folder": folder_words(filing.path.rpartition("/")[0])},
         attachments=atts,
     )
     return app.outbox.send(msg)

@@ -34,6 +34,7 @@ def resend_meeting(app: App, meeting_id: str, what: Literal["invitation", "templ
     if m is None:
         raise ManualProblem(f"mötet {meeting_id!r} finns inte i årsplanen; ange ett id som 2023-05 (se översikten)")
     marker = f"{meeting_id}:resend:{what}:{request_id}"
+    app.outbox.now = now  # the texts speak of the meeting as ahead or held as of now
     done = app.state.action(marker)
     if done is not None and done.status == "done":
         return {"meeting": meeting_id, "what": what, **done.detail, "outcome": "already"}

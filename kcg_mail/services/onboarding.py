@@ -135,6 +135,7 @@ def welcome(app: App, person: Person, now: datetime) -> OnboardingResult:
     """The welcome mail (once per address) and the archive folder, for a person who is
     not yet a member of this app's configuration (``services.members`` adds them)."""
     meetings = remaining_meetings(app, now)
+    app.outbox.now = now  # the mail's date, and its dates in words relative to it
     composer = app.composer
     ics = composer.year_calendar(meetings, now)
     year = now.year
@@ -148,6 +149,7 @@ def welcome(app: App, person: Person, now: datetime) -> OnboardingResult:
     )
     # deliberately: this one mail may go to this one new address
     outbox = Outbox(app.state, app.mail, app.outbox.allowed | {person.email})
+    outbox.now = now  # dated by the run, like every other mail of it
     outcome = outbox.send(msg)
 
     folder = protocol_root(app)

@@ -27,9 +27,10 @@ LEAD = shipped_config().meetings.lead_days
 FEB = meeting("2023-02")  # digital, Monday 6 February 2023 09:00-10:00
 TRIP = meeting("2023-10")  # tentative study trip, 25 September 2023
 # Working days from Monday 6 February 2023 (no public holiday from 16 January to 13 February)
-OFFSETS = {"brief_host": -15, "invite": -10, "remind_host": -3, "send_template": -1, "chase_host": 3, "escalate": 5}
-FEB_DAYS = {"brief_host": date(2023, 1, 16), "invite": date(2023, 1, 23), "remind_host": date(2023, 2, 1),
-            "send_template": date(2023, 2, 3), "chase_host": date(2023, 2, 9), "escalate": date(2023, 2, 13)}
+# (the host's reminder and the template are one step, send_template)
+OFFSETS = {"brief_host": -15, "invite": -10, "send_template": -2, "chase_host": 3, "escalate": 5}
+FEB_DAYS = {"brief_host": date(2023, 1, 16), "invite": date(2023, 1, 23), "send_template": date(2023, 2, 2),
+            "chase_host": date(2023, 2, 9), "escalate": date(2023, 2, 13)}
 
 
 def members_of(m: Meeting) -> tuple[str, ...]:
@@ -65,7 +66,7 @@ def moved(m: Meeting, days: int) -> Meeting:
 
 
 def test_lead_times_of_the_shipped_config():
-    assert (LEAD.brief_host, LEAD.invite, LEAD.remind_host, LEAD.send_template, LEAD.chase_host, LEAD.escalate) == \
+    assert (LEAD.brief_host, LEAD.invite, LEAD.send_template, LEAD.chase_host, LEAD.escalate) == \
         tuple(abs(OFFSETS[s]) for s in STEPS)
     assert due_dates(FEB, LEAD) == FEB_DAYS
     assert set(STEPS) == set(OFFSETS)
@@ -152,17 +153,17 @@ def test_run_after_meeting_start_skips_pre_meeting_mails_but_sends_template():
     dec = run([FEB], now)
     assert due(dec) == [(FEB.id, "send_template")]
     skips = {s.action: s.reason for s in dec.skip}
-    assert set(skips) == {"brief_host", "invite", "remind_host"}
+    assert set(skips) == {"brief_host", "invite"}
     assert all(r == "mötet har redan börjat" for r in skips.values())
 
 
 def test_run_on_meeting_morning_before_start_invites_and_sends_one_host_mail():
     """Since hosts get one mail a day per meeting, the
-    template replaces the brief and the reminder that are due the same morning."""
+    template (with the reminder) replaces the brief that is due the same morning."""
     now = FEB.start - timedelta(hours=2)
     dec = run([FEB], now)
     assert due(dec) == [(FEB.id, a) for a in ("invite", "send_template")]
-    assert sorted(skipped(dec)) == [(FEB.id, "brief_host"), (FEB.id, "remind_host")]
+    assert sorted(skipped(dec)) == [(FEB.id, "brief_host")]
     assert {s.reason for s in dec.skip} == {"ersatt av send_template samma dag"}
 
 
@@ -170,19 +171,19 @@ def test_first_run_long_after_meeting_without_go_live():
     """Changed when hosts got one mail a day: no chase before the template went out, no
     escalation before the chase (spacing from when each actually went out)."""
     dec = run([FEB], at(FEB.date + timedelta(days=30)))
-    assert sorted(skipped(dec)) == sorted((FEB.id, a) for a in ("brief_host", "invite", "remind_host"))
+    assert sorted(skipped(dec)) == sorted((FEB.id, a) for a in ("brief_host", "invite"))
     assert due(dec) == [(FEB.id, "send_template")]
 
 
 def test_skipped_steps_once_recorded_are_not_skipped_again():
     now = FEB.start + timedelta(hours=3)
-    state = {FEB.id: MeetingState(settled=frozenset({"brief_host", "invite", "remind_host"}))}
+    state = {FEB.id: MeetingState(settled=frozenset({"brief_host", "invite"}))}
     dec = run([FEB], now, state)
     assert dec.skip == [] and due(dec) == [(FEB.id, "send_template")]
 
 
 def test_chase_and_escalate_not_due_when_minutes_filed():
-    state = {FEB.id: MeetingState(settled=frozenset(STEPS[:4]), invitation=snap(FEB), minutes_filed=True)}
+    state = {FEB.id: MeetingState(settled=frozenset(STEPS[:3]), invitation=snap(FEB), minutes_filed=True)}
     for extra in (3, 7, 20):
         dec = run([FEB], at(FEB.date + timedelta(days=extra)), state)
         assert dec.due == []
@@ -193,16 +194,16 @@ def test_chase_and_escalate_not_due_when_minutes_filed():
 
 
 def test_template_not_sent_when_minutes_already_filed():
-    state = {FEB.id: MeetingState(settled=frozenset(STEPS[:3]), invitation=snap(FEB), minutes_filed=True)}
+    state = {FEB.id: MeetingState(settled=frozenset(STEPS[:2]), invitation=snap(FEB), minutes_filed=True)}
     dec = run([FEB], at(FEB_DAYS["send_template"]), state)
     assert dec.due == [] and skipped(dec) == [(FEB.id, "send_template")]
 
 
 def test_chase_without_minutes_then_escalate():
-    state = {FEB.id: sent_state(STEPS[:4])}
+    state = {FEB.id: sent_state(STEPS[:3])}
     assert due(run([FEB], at(date(2023, 2, 8)), state)) == []
     assert due(run([FEB], at(date(2023, 2, 9)), state)) == [(FEB.id, "chase_host")]
-    state = {FEB.id: sent_state(STEPS[:5])}
+    state = {FEB.id: sent_state(STEPS[:4])}
     assert due(run([FEB], at(date(2023, 2, 10)), state)) == []
     assert due(run([FEB], at(date(2023, 2, 13)), state)) == [(FEB.id, "escalate")]
 
@@ -269,7 +270,7 @@ def test_unchanged_meeting_needs_no_update():
 
 
 def test_no_update_after_the_meeting_ended():
-    state = {FEB.id: MeetingState(settled=frozenset(STEPS[:4]), invitation=snap(FEB), minutes_filed=True)}
+    state = {FEB.id: MeetingState(settled=frozenset(STEPS[:3]), invitation=snap(FEB), minutes_filed=True)}
     dec = run([dataclasses.replace(FEB, place="Någon annanstans")], FEB.end + timedelta(minutes=1), state)
     assert "update_invitation" not in [a for _, a in due(dec)]
 
@@ -319,13 +320,13 @@ def test_next_due_date():
     brief = {FEB.id: sent_state(["brief_host"])}
     assert next_due_date([FEB], brief, date(2023, 1, 16), LEAD) == date(2023, 1, 23)
     settled = {FEB.id: sent_state(["brief_host", "invite"])}
-    assert next_due_date([FEB], settled, date(2023, 1, 10), LEAD) == date(2023, 2, 1)
-    four = {FEB.id: sent_state(STEPS[:4])}
-    assert next_due_date([FEB], four, date(2023, 2, 5), LEAD) == date(2023, 2, 9)
+    assert next_due_date([FEB], settled, date(2023, 1, 10), LEAD) == date(2023, 2, 2)
+    three = {FEB.id: sent_state(STEPS[:3])}
+    assert next_due_date([FEB], three, date(2023, 2, 5), LEAD) == date(2023, 2, 9)
     # the chase waits for the template: nothing is due after the meeting until it went out
-    tpl_skipped = {FEB.id: MeetingState(settled=frozenset(STEPS[:4]))}
+    tpl_skipped = {FEB.id: MeetingState(settled=frozenset(STEPS[:3]))}
     assert next_due_date([FEB], tpl_skipped, date(2023, 2, 5), LEAD) is None
-    filed = {FEB.id: MeetingState(settled=frozenset(STEPS[:4]), minutes_filed=True)}
+    filed = {FEB.id: MeetingState(settled=frozenset(STEPS[:3]), minutes_filed=True)}
     assert next_due_date([FEB], filed, date(2023, 2, 5), LEAD) is None
     everything = {FEB.id: MeetingState(settled=frozenset(STEPS))}
     assert next_due_date([FEB], everything, date(2023, 1, 1), LEAD) is None

@@ -8,7 +8,6 @@ daily run does, and checks the promises on everything that would go out."""
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import date
 
 import pytest
@@ -54,9 +53,9 @@ def test_no_mail_on_weekends_or_public_holidays():
         assert dec.due == [] and dec.skip == []
 
 
-def test_template_for_a_monday_meeting_goes_out_on_friday():
+def test_template_for_a_monday_meeting_goes_out_two_working_days_before_on_thursday():
     dates = step_dates(FEB, MeetingState(), LEAD)
-    assert dates["send_template"] == date(2023, 2, 3) and dates["send_template"].weekday() == 4
+    assert dates["send_template"] == date(2023, 2, 2) and dates["send_template"].weekday() == 3
 
 
 # ------------------------------------------------------------------ go-live
@@ -94,8 +93,8 @@ def test_meeting_held_a_few_days_before_go_live_still_gets_its_template_then_the
     go = date(2023, 2, 8)  # Wednesday: February was on Monday 6 February, 2 working days before
     dec = decide([FEB], {}, at(go), LEAD, {}, go_live=go)
     assert [(d.meeting_id, d.action) for d in dec.due] == [(FEB.id, "send_template")]
-    assert {s.action for s in dec.skip} == {"brief_host", "invite", "remind_host"}
-    sent = MeetingState(settled=frozenset(STEPS[:4]), sent_on={"send_template": go})
+    assert {s.action for s in dec.skip} == {"brief_host", "invite"}
+    sent = MeetingState(settled=frozenset(STEPS[:3]), sent_on={"send_template": go})
     # the planned chase day (9 February) is too close: at least 2 working days after the template
     assert decide([FEB], {FEB.id: sent}, at(date(2023, 2, 9)), LEAD, {}, go_live=go).due == []
     assert next_due_date([FEB], {FEB.id: sent}, go, LEAD, go_live=go) == date(2023, 2, 10)
@@ -110,28 +109,28 @@ def test_meeting_held_more_than_a_few_days_before_go_live_gets_nothing():
 
 
 def test_go_live_two_days_before_a_meeting():
-    """Brief, invitation and reminder are all late: the invitation goes out and
-    the host gets one mail (the reminder); the template follows the next working day."""
+    """Brief and invitation are late and the template is due: the invitation goes out and
+    the host gets one mail (the reminder with the template), not the brief as well."""
     go = date(2023, 2, 2)  # Thursday before Monday 6 February
     dec = decide([FEB], {}, at(go), LEAD, {}, go_live=go)
-    assert [(d.meeting_id, d.action) for d in dec.due] == [(FEB.id, "invite"), (FEB.id, "remind_host")]
-    assert [(s.action, s.reason) for s in dec.skip] == [("brief_host", "ersatt av remind_host samma dag")]
-    st = MeetingState(settled=frozenset({"brief_host", "invite", "remind_host"}),
-                      sent_on={"invite": go, "remind_host": go})
-    assert next_due_date([FEB], {FEB.id: st}, go, LEAD, go_live=go) == date(2023, 2, 3)
+    assert [(d.meeting_id, d.action) for d in dec.due] == [(FEB.id, "invite"), (FEB.id, "send_template")]
+    assert [(s.action, s.reason) for s in dec.skip] == [("brief_host", "ersatt av send_template samma dag")]
+    st = MeetingState(settled=frozenset({"brief_host", "invite", "send_template"}),
+                      sent_on={"invite": go, "send_template": go})
+    assert next_due_date([FEB], {FEB.id: st}, go, LEAD, go_live=go) == date(2023, 2, 9)  # the chase
 
 
 def test_host_step_waits_when_the_host_already_got_a_mail_today():
-    day = date(2023, 2, 3)
-    st = MeetingState(settled=frozenset({"brief_host", "invite"}), sent_on={"remind_host": day})
-    # remind_host went out today in an earlier run but is not settled yet by this view: template waits
-    st2 = dataclasses.replace(st, settled=st.settled | {"remind_host"})
-    assert decide([FEB], {FEB.id: st2}, at(day, 15), LEAD, {}).due == []
-    assert next_due_date([FEB], {FEB.id: st2}, day, LEAD) == date(2023, 2, 6)
+    day = date(2023, 2, 2)
+    # the brief went out today in an earlier run (a late brief): the template waits a day
+    st = MeetingState(settled=frozenset({"brief_host", "invite"}), sent_on={"brief_host": day})
+    assert decide([FEB], {FEB.id: st}, at(day, 15), LEAD, {}).due == []
+    assert next_due_date([FEB], {FEB.id: st}, day, LEAD) == date(2023, 2, 3)
+    assert [(d.action) for d in decide([FEB], {FEB.id: st}, at(date(2023, 2, 3)), LEAD, {}).due] == ["send_template"]
 
 
 def test_no_chase_when_the_template_never_went_out():
-    st = MeetingState(settled=frozenset(STEPS[:4]))  # all skipped
+    st = MeetingState(settled=frozenset(STEPS[:3]))  # all skipped
     dec = decide([FEB], {FEB.id: st}, at(date(2023, 2, 9)), LEAD, {})
     assert dec.due == [] and [(s.action, s.reason) for s in dec.skip] == [("chase_host", "mallen skickades aldrig")]
 

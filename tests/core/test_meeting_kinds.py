@@ -28,17 +28,18 @@ def _m(mid: str, cfg=CFG, decisions=None):
 # ------------------------------------------------------------------ lead times per kind
 
 
-@pytest.mark.parametrize("kind,brief,invite,remind", [
-    ("digital", 15, 10, 3),
+@pytest.mark.parametrize("kind,brief,invite,template", [
+    ("digital", 15, 10, 2),
     ("physical", 30, 20, 5),
     ("all_members", 30, 20, 5),
     ("study_trip", 40, 25, 5),
 ])
-def test_each_kind_has_its_own_lead_times(kind, brief, invite, remind):
+def test_each_kind_has_its_own_lead_times(kind, brief, invite, template):
     lead = RULES.lead_for(kind)
-    assert (lead.brief_host, lead.invite, lead.remind_host) == (brief, invite, remind)
+    # the host's reminder goes with the template: a week ahead for the longer meetings
+    assert (lead.brief_host, lead.invite, lead.send_template) == (brief, invite, template)
     # what is not the kind's own comes from lead_days
-    assert (lead.send_template, lead.chase_host, lead.escalate) == (1, 3, 5)
+    assert (lead.protocol_due, lead.chase_host, lead.escalate) == (2, 3, 5)
 
 
 def test_the_cycle_invites_each_kind_at_its_own_lead():

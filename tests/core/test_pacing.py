@@ -140,7 +140,9 @@ def test_the_invitation_the_minutes_and_the_hosts_tasks_are_expected():
     other = next(e for e in members if e not in {m.host.email, m.backup_host.email if m.backup_host else ""})
     assert date(2023, 3, 7) in exp[other]                  # the minutes' day (after Monday 6 March)
     assert date(2023, 2, 20) in exp[other]                 # the invitation, ten working days before
-    assert date(2023, 3, 3) in exp[m.host.email] and date(2023, 3, 3) not in exp[other]  # the template
+    # the template with the reminder, two working days before; no separate reminder day
+    assert date(2023, 3, 2) in exp[m.host.email] and date(2023, 3, 2) not in exp[other]
+    assert date(2023, 3, 1) not in exp[m.host.email]
     # a paced mail keeps off them, an expected day that has passed is history
     b = with_expected({}, exp, date(2023, 3, 1))
     assert b[other][date(2023, 3, 7)] == 1 and date(2023, 2, 20) not in b[other]

@@ -100,7 +100,7 @@ def test_an_unclear_answer_gets_one_line_back_and_decides_nothing(tmp_path):
         assert not _guest_invited(tmp_path) and len(approval.pending(app)) == 1
         (receipt,) = [m for k, m in _mails(tmp_path).items() if ":coordinator_receipt:" in k]
         text = receipt.get_body(("plain",)).get_content()
-        assert "Jag förstod inte svaret" in text and "ja eller nej" in text
+        assert "Vi kunde inte tolka svaret" in text and "ja eller nej" in text
         # then a clear answer decides
         _answer(app, tmp_path, day, "Ja", n=2)
         assert _guest_invited(tmp_path)

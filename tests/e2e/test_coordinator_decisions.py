@@ -176,7 +176,7 @@ def test_an_unclear_answer_to_held_minutes_is_asked_again_and_changes_nothing(he
     assert [x.outcome for x in rep.handled] == ["coordinator_answer_unclear"]
     assert len(pending(app)) == 1 and len(_distributed(wd)) == 2
     (receipt,) = _receipts(wd)
-    assert "Jag förstod inte svaret ”Vad står det i det?”" in receipt and "ja eller nej" in receipt
+    assert "Vi kunde inte tolka svaret ”Vad står det i det?”" in receipt and "ja eller nej" in receipt
     _reply(app, q, "ja", _day(1, 15))
     assert _all_out(wd)
 

@@ -27,7 +27,7 @@ from typer.testing import CliRunner  # noqa: E402
 pytestmark = pytest.mark.slow
 
 KCG = str(Path(sys.executable).with_name("kcg"))
-HOST_ACTIONS = {"brief_host", "remind_host", "send_template", "chase_host"}
+HOST_ACTIONS = {"brief_host", "send_template", "chase_host"}
 
 
 def _env(**extra: str) -> dict[str, str]:

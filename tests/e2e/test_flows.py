@@ -278,5 +278,5 @@ def test_preview_flow_shows_the_month_as_an_artifact_and_sends_nothing(prefect_a
     assert not (tmp_path / "mail" / "sent").exists() or sent_by_key(tmp_path) == {}
     art = _artifacts(run_id)["kcg-forhandsvisning"]
     assert art.data.startswith("# Förhandsvisning 2023-02")
-    assert "Protokollmall: måndag 6 februari 2023" in art.data and "| Daniel Swärd | medlem |" in art.data
+    assert "Inför mötet måndag 6 februari: påminnelse och protokollmall" in art.data and "| Daniel Swärd | medlem |" in art.data
     assert "*Till: Värden: Daniel Swärd*" in art.data

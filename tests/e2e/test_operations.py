@@ -156,9 +156,9 @@ def test_changed_host_tells_old_and_new_host(tmp_path):
     assert "2023-12:invite:members:s1" in mails
     to = sorted(k.split(":")[2] for k in mails if ":plan_change:" in k)
     assert to == ["bjorn@svenskastadskarnor.example.se", "linda@boras.example.se", "maria@vasteras.example.se"]
-    # the new host is the host from now on: the reminder goes to her
-    run_daily(bootstrap(work, cfgdir), at("2023-11-29"))  # 3 working days before Monday 4 December
-    assert "2023-12:remind_host:maria@vasteras.example.se" in sent(work)
+    # the new host is the host from now on: the reminder with the template goes to her
+    run_daily(bootstrap(work, cfgdir), at("2023-11-30"))  # 2 working days before Monday 4 December
+    assert "2023-12:send_template:maria@vasteras.example.se" in sent(work)
 
 
 def test_removed_meeting_is_cancelled_once(tmp_path):
@@ -317,7 +317,7 @@ def test_resend_invitation_is_an_update_to_everyone(tmp_path):
 def test_resend_template_goes_out_again_and_is_recorded(tmp_path):
     from kcg_mail.services.manual import resend_meeting
 
-    # template for Monday 6 Nov sent on Friday 3 Nov (working days)
+    # template for Monday 6 Nov sent on Thursday 2 Nov (two working days before)
     app, cfgdir, work = invited(tmp_path, "2023-11-03")
     assert "2023-11:send_template:lisa@uppsala.example.se" in sent(work)
     out = resend_meeting(app, "2023-11", "template", "run-7", at("2023-11-03", "15:00"))
@@ -327,6 +327,13 @@ def test_resend_template_goes_out_again_and_is_recorded(tmp_path):
     assert [p.get_filename() for p in mail.iter_attachments()][0].endswith(".docx")
     assert app.state.action(key).status == "done"
     assert app.state.action("2023-11:resend:template:run-7").detail["key"] == key
+    assert "Inför mötet måndag 6 november" in str(mail["Subject"])
+    # asked again after the meeting: the text speaks of it as held, not as ahead
+    resend_meeting(app, "2023-11", "template", "run-8", at("2023-11-08", "15:00"))
+    late = sent(work)["2023-11:send_template:lisa@uppsala.example.se:resend:run-8"]
+    text = late.get_body(("plain",)).get_content()
+    assert str(late["Subject"]).startswith("Protokollmall för mötet måndag 6 november")
+    assert "Tack för att du var värd" in text and "Lycka till" not in text
 
 
 def _stranger_minutes(app: App, work: Path) -> bytes:

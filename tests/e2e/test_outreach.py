@@ -148,7 +148,9 @@ def test_local_archive_distribution_attaches_and_carries_no_file_link(tmp_path, 
     names = attachment_names(dist)
     assert len(names) == 1 and names[0].endswith(".docx")
     text = body_text(dist)
-    assert "Protokollet är bifogat" in text and "Dropbox:" not in text
+    assert "Protokollet är bifogat" in text and "https://" not in text
+    # where it is kept: the archive's folder, as a reader names it (never a path)
+    assert "sparas i nätverkets Dropbox, i mappen KCG / Protokoll / 2023." in text
     assert filed_link.startswith("file://")  # the coordinator's record keeps it; the mail does not
 
 
@@ -165,7 +167,7 @@ def test_dropbox_distribution_in_link_mode_carries_the_shared_link(tmp_path):
         link, dist = _distribute(tmp_path, "link", archive=archive)
         assert link.startswith("https://")
         assert attachment_names(dist) == []
-        assert f"Dropbox: {link}" in body_text(dist)
+        assert f"sparas i nätverkets Dropbox, i mappen KCG / Protokoll / 2023: {link}" in body_text(dist)
         html = dist.get_body(("html",)).get_content()
         assert f'href="{escape(link)}"' in html
         assert b"file:" not in dist.as_bytes().lower()

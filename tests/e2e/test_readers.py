@@ -315,3 +315,86 @@ def test_calendar_titles_and_the_feed_are_clean(demo_year):
     assert not [s for s in summaries if re.search(r"\[[A-Z]+-[\d-]+\]", s)], "a token in a calendar title"
     leaked = [c for c in COMMENTS.values() if c in feed_text]
     assert not leaked, f"plan comments in the members' calendar feed: {leaked}"
+
+
+# ------------------------------------------------------------------ one voice, dates in words
+
+ISO_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
+COORDINATOR = CFG.network.coordinator
+SIGNED = f"{COORDINATOR.name}, {COORDINATOR.organisation}"
+
+
+def voice_problems(msg: EmailMessage) -> list[str]:
+    """A mail read as its reader reads it: the date in words (ISO only in a file name), signed by
+    the coordinator by name and organisation (a mail to him alone by the network's mailbox), never
+    by the software."""
+    files = [p.get_filename() for p in msg.walk() if p.get_filename()]
+    out = []
+    texts = {"subject": str(msg["Subject"])}
+    for i, part in enumerate(msg.walk()):
+        if part.get_content_type() in ("text/plain", "text/html") and not part.get_filename():
+            body = part.get_content()
+            texts[f"{part.get_content_type()} #{i}"] = html.unescape(body) if part.get_content_type() == "text/html" \
+                else body
+    for where, text in texts.items():
+        for name in files:
+            text = text.replace(name, "")
+        for hit in ISO_DATE.findall(text):
+            out.append(f"{where}: an ISO date in prose {hit!r}")
+        if "kcg-mail" in text.lower():
+            out.append(f"{where}: the software's name")
+    plain = next((t for w, t in texts.items() if w.startswith("text/plain")), "")
+    tail = [x.strip() for x in plain.strip().splitlines()[-3:]]
+    to = {a.lower() for _, a in getaddresses([str(msg[h]) for h in ("To", "Cc") if msg[h] is not None])}
+    if to == {COORD}:  # the coordinator's own questions and notices: the network's mailbox, or his round mail
+        if CFG.network.mailbox.name not in tail and SIGNED not in tail:
+            out.append(f"no signature: {tail}")
+    elif not (SIGNED in tail or tail[-2:] == [COORDINATOR.name, COORDINATOR.organisation]):
+        out.append(f"not signed '{SIGNED}': {tail}")
+    return out
+
+
+def test_every_mail_of_the_demo_year_is_signed_by_the_coordinator_with_dates_in_words(demo_year):
+    mails = sent_mails(demo_year)
+    failures = {f"{str(m[MARKER_HEADER]).strip()} ({str(m['Subject'])[:60]})": p
+                for m in mails if (p := voice_problems(m))}
+    assert not failures, f"{len(failures)} mails:\n{_report(failures)}"
+    # and the checks find what they look for
+    bad = EmailMessage()
+    bad["Subject"] = "Protokoll 2023-02-06"
+    bad["To"] = "daniel@gavle.example.se"
+    bad[MARKER_HEADER] = "2023-02:chase_host:daniel@gavle.example.se"
+    bad.set_content("Hej!\n\nMötet 2023-02-06.\n\nHälsningar\nkcg-mail\n")
+    assert {p.split(":")[0] for p in voice_problems(bad)} >= {"subject", "text/plain #0", "not signed '" + SIGNED + "'"}
+
+
+def test_a_host_gets_at_most_four_mails_a_meeting_and_a_chase_only_without_minutes(demo_year):
+    mails = sent_mails(demo_year)
+    per_host: Counter[tuple[str, str]] = Counter()
+    distributed: dict[str, object] = {}
+    chased: dict[str, object] = {}
+    for msg in mails:
+        key = str(msg[MARKER_HEADER]).strip()
+        mid, action = (key.split(":") + [""])[:2]
+        m = MEETINGS.get(mid)
+        if m is None:
+            continue
+        if action == "distribute":
+            distributed.setdefault(mid, msg["Date"].datetime)
+        if action == "chase_host":
+            chased[mid] = msg["Date"].datetime
+        if action in ("invite", "cancel", "distribute", "update_invitation", "cancel_invitation"):
+            continue  # the calendar invitation and the minutes go to everyone
+        to = {a.lower() for _, a in getaddresses([str(msg[h]) for h in ("To", "Cc") if msg[h] is not None])}
+        if m.host.email in to:
+            per_host[(mid, action)] += 1
+    by_meeting: Counter[str] = Counter()
+    for (mid, _), n in per_host.items():
+        by_meeting[mid] += n
+    assert by_meeting and max(by_meeting.values()) <= 4, by_meeting
+    assert not [k for k in per_host if k[1] == "remind_host"], "a separate reminder: it goes with the template"
+    # every meeting held in the demo year (confirmed, with minutes) gave its host one reminder with the template
+    held = [mid for mid in distributed if not MEETINGS[mid].tentative]
+    assert held and {mid: per_host[(mid, "send_template")] for mid in held} == {mid: 1 for mid in held}
+    early = [mid for mid, when in chased.items() if mid in distributed and distributed[mid] < when]
+    assert not early, f"chased although the minutes were in: {early}"

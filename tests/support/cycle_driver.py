@@ -269,7 +269,9 @@ def assert_cycle(h: Harness, res: CycleResult) -> list[Out]:
 
         # the rest of the cycle for a meeting whose minutes came in on time
         assert f"{m.id}:brief_host:{m.host.email}" in by_key
-        assert f"{m.id}:remind_host:{m.host.email}" in by_key
+        # the reminder goes with the template: one mail, no separate reminder
+        assert f"{m.id}:send_template:{m.host.email}" in by_key
+        assert f"{m.id}:remind_host:{m.host.email}" not in by_key
         assert f"{m.id}:chase_host:{m.host.email}" not in by_key
         assert f"{m.id}:escalate:{cfg.network.coordinator.email}" not in by_key
 

@@ -392,7 +392,7 @@ class Op:
 
 CRASH_OPS = (
     # Go-live on Friday 3 February, Feb meeting on Monday 6: the invitation, and the template for the host
-    # (it replaces the late brief and reminder: one mail a day per person and meeting)
+    # (with the reminder; it replaces the late brief: one mail a day per person and meeting)
     Op("daily 2023-02-03", "daily", False, at(date(2023, 2, 3))),
     # Feb chase: 3 working days after the meeting (spaced from when the template went out)
     Op("daily 2023-02-09", "daily", False, at(date(2023, 2, 9))),
@@ -402,7 +402,7 @@ CRASH_OPS = (
     Op("intake 2023-02-21", "intake", False, at(date(2023, 2, 21), 12)),
     # March moved a week: updated invitation + plan change mail to the host
     Op("daily 2023-02-22", "daily", True, at(date(2023, 2, 22))),
-    # March (moved to 13 March): the template on Friday 10 March replaces the late reminder
+    # March (moved to 13 March): the template with the reminder, a day late on Friday 10 March
     Op("daily 2023-03-10", "daily", True, at(date(2023, 3, 10))),
     # March minutes, and corrected Feb minutes (version 2)
     Op("intake 2023-03-14", "intake", True, at(date(2023, 3, 14), 12)),
