@@ -38,7 +38,7 @@ own lead times (``kind_lead``). The rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -138,13 +138,41 @@ def is_history(m: Meeting, go_live: date | None) -> bool:
     return go_live is not None and m.date < go_live
 
 
-def due_dates(m: Meeting, lead: LeadTimes, extra: frozenset[date] = frozenset()) -> dict[str, date]:
+def member_mail_days(meetings: Iterable[Meeting], extra: frozenset[date] = frozenset()) -> frozenset[date]:
+    """The days the members already get a mail that always goes out, or should get
+    none but it: each confirmed meeting's day and the working day after it (its
+    minutes)."""
+    return frozenset(d for m in meetings if not m.tentative for d in (m.date, add_working_days(m.date, 1, extra)))
+
+
+def invite_days(meetings: Iterable[Meeting], lead_for: Callable[[Meeting], LeadTimes],
+                extra: frozenset[date] = frozenset()) -> dict[str, date]:
+    """The day of each meeting's invitation: ``invite`` working days before it, moved
+    earlier past the days the members already get a mail that always goes out (a
+    meeting's day, its minutes the day after: ``member_mail_days``) and past the
+    invitation of an earlier meeting, so that no member gets two of them on one
+    day (the member caps of ``core.pacing``)."""
+    ordered = sorted(meetings, key=lambda m: m.date)
+    busy = set(member_mail_days(ordered, extra))
+    out: dict[str, date] = {}
+    for m in ordered:
+        day = add_working_days(m.date, -lead_for(m).invite, extra)
+        while day in busy and day > m.date - timedelta(days=366):
+            day = add_working_days(day, -1, extra)
+        out[m.id] = day
+        busy.add(day)
+    return out
+
+
+def due_dates(m: Meeting, lead: LeadTimes, extra: frozenset[date] = frozenset(),
+              invite: date | None = None) -> dict[str, date]:
     """The planned day of each step, in working days from the meeting date
-    (before go-live and spacing are taken into account: see ``step_dates``)."""
+    (before go-live and spacing are taken into account: see ``step_dates``);
+    ``invite``: the invitation's day when ``invite_days`` moved it."""
     d = m.date
     return {
         "brief_host": add_working_days(d, -lead.brief_host, extra),
-        "invite": add_working_days(d, -lead.invite, extra),
+        "invite": invite or add_working_days(d, -lead.invite, extra),
         "send_template": add_working_days(d, -lead.send_template, extra),
         "chase_host": add_working_days(d, lead.chase_host, extra),
         "escalate": add_working_days(d, lead.escalate, extra),
@@ -152,11 +180,11 @@ def due_dates(m: Meeting, lead: LeadTimes, extra: frozenset[date] = frozenset())
 
 
 def step_dates(m: Meeting, st: MeetingState, lead: LeadTimes, go_live: date | None = None,
-               extra: frozenset[date] = frozenset()) -> dict[str, date | None]:
+               extra: frozenset[date] = frozenset(), invite: date | None = None) -> dict[str, date | None]:
     """When each step becomes due given what already went out: ``None`` while
     it waits for the step before it (a chase for the template, an escalation
     for the chase)."""
-    planned = due_dates(m, lead, extra)
+    planned = due_dates(m, lead, extra, invite)
     out: dict[str, date | None] = dict(planned)
     if go_live is not None:
         start = working_day_on_or_after(go_live, extra)
@@ -214,10 +242,12 @@ def decide(
     if not is_working_day(today, extra):
         return out  # no mail on weekends and public holidays
     default_lead = lead
+    meetings = list(meetings)
+    invites = invite_days(meetings, lambda x: (kind_lead or {}).get(x.kind, default_lead), extra)
     for m in meetings:
         lead = (kind_lead or {}).get(m.kind, default_lead)
         st = states.get(m.id, MeetingState())
-        dates = step_dates(m, st, lead, go_live, extra)
+        dates = step_dates(m, st, lead, go_live, extra, invites[m.id])
         host_due: list[Due] = []
         for step in STEPS:
             when = dates[step]
@@ -227,7 +257,7 @@ def decide(
             if not meaningful:
                 # a step is recorded as skipped once its day came, or at once
                 # for a meeting that is history
-                planned = when or due_dates(m, lead, extra)[step]
+                planned = when or due_dates(m, lead, extra, invites[m.id])[step]
                 if today >= planned or is_history(m, go_live):
                     out.skip.append(Skip(m.id, step, why))
                 continue
@@ -276,13 +306,15 @@ def next_due_date(meetings: Iterable[Meeting], states: Mapping[str, MeetingState
     simulation steps to it after the earlier step settled."""
     best: date | None = None
     default_lead = lead
+    meetings = list(meetings)
+    invites = invite_days(meetings, lambda x: (kind_lead or {}).get(x.kind, default_lead), extra)
     for m in meetings:
         lead = (kind_lead or {}).get(m.kind, default_lead)
         st = states.get(m.id, MeetingState())
         if go_live is not None and is_history(m, go_live) and \
                 m.date < add_working_days(go_live, -lead.late_template, extra):
             continue
-        for step, d in step_dates(m, st, lead, go_live, extra).items():
+        for step, d in step_dates(m, st, lead, go_live, extra, invites[m.id]).items():
             if d is None or step in st.settled:
                 continue
             if step in ("chase_host", "escalate", "send_template") and st.minutes_filed:

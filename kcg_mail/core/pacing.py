@@ -40,6 +40,7 @@ from datetime import date, timedelta
 from enum import StrEnum
 
 from kcg_mail.core.config_model import LeadTimes, MemberCaps
+from kcg_mail.core.cycle import invite_days
 from kcg_mail.core.plan import Meeting, add_working_days, is_working_day
 
 
@@ -155,19 +156,23 @@ def send_on(pace: Pace, members: Collection[str], today: date, booked: Mapping[s
 
 
 def expected(meetings: Iterable[Meeting], members: Collection[str], lead: LeadTimes,
-             extra: frozenset[date] = frozenset()) -> dict[str, set[date]]:
+             extra: frozenset[date] = frozenset(), kind_lead: Mapping[str, LeadTimes] | None = None,
+             ) -> dict[str, set[date]]:
     """The days a counted mail is expected for each member although it is not sent
     yet: the invitation (``lead.invite`` working days before a confirmed meeting),
     the minutes (the working day after it) and the host's brief and the
     template (with the reminder). A mail that may wait keeps off them, whoever runs first that day."""
     out: dict[str, set[date]] = {p.lower(): set() for p in members}
+    meetings = list(meetings)
+    invites = invite_days(meetings, lambda x: (kind_lead or {}).get(x.kind, lead), extra)
     for m in meetings:
         if m.tentative:
             continue
-        everyone = {add_working_days(m.date, -lead.invite, extra), add_working_days(m.date, 1, extra)}
+        everyone = {invites[m.id], add_working_days(m.date, 1, extra)}
         for p in out:
             out[p] |= everyone
-        host_days = {add_working_days(m.date, -n, extra) for n in (lead.brief_host, lead.send_template)}
+        own = (kind_lead or {}).get(m.kind, lead)
+        host_days = {add_working_days(m.date, -n, extra) for n in (own.brief_host, own.send_template)}
         for person in (m.host, m.backup_host):
             if person is not None and person.email.lower() in out:
                 out[person.email.lower()] |= host_days

@@ -31,7 +31,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from kcg_mail.core import ical
 from kcg_mail.core.config_model import Config, Person
-from kcg_mail.core.cycle import due_dates, location_of
+from kcg_mail.core.cycle import due_dates, invite_days, location_of
 from kcg_mail.core.plan import MONTHS_SV, WEEKDAYS_SV, Meeting, add_working_days
 from kcg_mail.ports import Address, Attachment, Invitation, OutgoingMessage
 
@@ -203,7 +203,7 @@ class Composer:
         now, today = self.clock(), self.today()
         lead, extra = self.cfg.meetings.lead_for(m.kind), frozenset(self.cfg.meetings.extra_non_working_days)
         nxt = self.next_ahead(meetings, m)
-        planned = due_dates(m, lead, extra)
+        planned = due_dates(m, lead, extra, invite_days(meetings or (), lambda x: self.cfg.meetings.lead_for(x.kind), extra).get(m.id))
         return {
             "id": m.id, "token": m.token, "date": m.date.isoformat(), "date_text": m.date_text(),
             "date_words": date_words(m.date, today), "ahead": now is None or m.start > now,

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 
-from kcg_mail.core.cycle import SAVE_THE_DATE, due_dates, invitation_snapshot
+from kcg_mail.core.cycle import SAVE_THE_DATE, due_dates, invitation_snapshot, invite_days
 from kcg_mail.core.inbound import ParsedMail, QuestionRef
 from kcg_mail.core.inbound.outcome import Outcome
 from kcg_mail.core.meeting_dates import (
@@ -108,7 +108,13 @@ def next_day(app: App, after: date) -> date | None:
 
 
 def _invite_day(app: App, m: Meeting) -> date:
-    return due_dates(m, app.cfg.meetings.lead_for(m.kind), app.extra_days)["invite"]
+    invites = invite_days(app.meetings, lambda x: app.cfg.meetings.lead_for(x.kind), app.extra_days)
+    return due_dates(m, app.cfg.meetings.lead_for(m.kind), app.extra_days, invites.get(m.id))["invite"]
+
+
+def inv_day_ahead(app: App, m: Meeting, now: datetime) -> bool:
+    """The members' invitation is not due yet (a save-the-date comes first)."""
+    return not m.tentative and m.date_by == "coordinator" and _invite_day(app, m) > now.date()
 
 
 def save_the_date(app: App, m: Meeting, now: datetime) -> str | None:
@@ -128,6 +134,9 @@ def save_the_date(app: App, m: Meeting, now: datetime) -> str | None:
         cur = invitation_snapshot(m, emails, prev.uid, prev.sequence)
         if (cur.start, cur.end, cur.attendees) == (prev.start, prev.end, prev.attendees):
             return None
+    pacer = app.outbox.pacer
+    if pacer is not None and not pacer.room_today(emails, now.date()):
+        return None  # not urgent: it waits for a day with room within the member caps (a later daily run)
     seq = 0 if prev is None else prev.sequence + 1
     app.outbox.now = now
     # the date and times only: the place and the programme come with the invitation
@@ -233,6 +242,8 @@ def decide(app: App, meeting_id: str, new: DateDecision, now: datetime) -> Decid
     moved = before is not None and (before.start, before.end) != (m.start, m.end) and not before.tentative
     if sent is not None:
         done += "; medlemmarna får " + ("en uppdaterad save-the-date nu" if moved else "en save-the-date nu")
+    elif inv_day_ahead(app, m, now) and (app.invitation(m.id) is None or moved):
+        done += "; medlemmarna får en save-the-date en av de närmaste dagarna"
     elif moved and app.invitation(m.id) is not None:
         done += "; medlemmarnas kalenderbokning uppdateras"
     inv_day = _invite_day(app, m)

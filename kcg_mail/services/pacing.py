@@ -104,7 +104,8 @@ class Pacer:
         self.meeting_days = frozenset(m.date for m in planned)
         self.meeting_dates = {m.id: m.date for m in planned}
         self.extra = frozenset(cfg.meetings.extra_non_working_days)
-        self.expected = expected(planned, self.members, cfg.meetings.lead_days, self.extra)
+        self.expected = expected(planned, self.members, cfg.meetings.lead_days, self.extra,
+                                 {m.kind: cfg.meetings.lead_for(m.kind) for m in planned})
         self._booked: dict[str, dict[date, int]] | None = None
 
     def pace(self, msg: OutgoingMessage) -> Pace:
@@ -150,6 +151,12 @@ class Pacer:
         booked = with_expected(self.booked(), self.expected, today)
         return send_on(self.pace(msg), self.members_of(a.email for a in msg.recipients), today, booked,
                        self.meeting_days, self.caps, self.extra, self.meeting_dates.get(msg.meeting_id or ""))
+
+    def room_today(self, to: Iterable[str], today: date) -> bool:
+        """Would a mail that may wait go to ``to`` today (no meeting's day, room within the caps)?"""
+        booked = with_expected(self.booked(), self.expected, today)
+        return send_on(Pace.PACED, self.members_of(to), today, booked, self.meeting_days, self.caps,
+                       self.extra).on == today
 
     def recheck(self, rec: dict[str, Any], msg: OutgoingMessage, today: date) -> Verdict:
         """May waiting ``rec`` go today? Asked without its own place in the counts."""
