@@ -34,17 +34,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from ..ports import (
-    MARKER_HEADER,
-    Check,
-    FetchResult,
-    Folder,
-    IncomingMessage,
-    Invitation,
-    MailTransport,
-    OutgoingMessage,
-    TransportError,
-)
+from .. import ports
+from ..ports import MARKER_HEADER, Check, TransportError
 from .graph_calendar import GraphCalendar
 from .graph_http import (
     AADSTS_HELP,
@@ -78,7 +69,7 @@ __all__ = ["PROP_MARKER_HEADER", "GraphError", "GraphTransport"]
 log = logging.getLogger(__name__)
 
 
-class GraphTransport(MailTransport):
+class GraphTransport(ports.MailTransport):
     """One Microsoft 365 mailbox through Microsoft Graph, application permissions.
 
     Works through the ``GraphClient`` it is given (token, requests, retries,
@@ -133,7 +124,7 @@ class GraphTransport(MailTransport):
 
     # ------------------------------------------------------------------ send
 
-    def _message_json(self, message: OutgoingMessage) -> dict[str, Any]:
+    def _message_json(self, message: ports.OutgoingMessage) -> dict[str, Any]:
         msg: dict[str, Any] = {
             "subject": message.subject,
             "body": (
@@ -168,7 +159,7 @@ class GraphTransport(MailTransport):
         msg["singleValueExtendedProperties"] = props
         return msg
 
-    def send(self, message: OutgoingMessage) -> None:
+    def send(self, message: ports.OutgoingMessage) -> None:
         atts = message.attachments
         if any(len(a.data) > LARGE_ATTACHMENT for a in atts) or sum(len(a.data) for a in atts) > INLINE_TOTAL:
             self._send_via_draft(message)
@@ -186,7 +177,7 @@ class GraphTransport(MailTransport):
         )
         log.info("Graph: sent %s to %d recipients", message.key, len(message.recipients))
 
-    def _send_via_draft(self, message: OutgoingMessage) -> None:
+    def _send_via_draft(self, message: ports.OutgoingMessage) -> None:
         # Reuse a draft left by a crashed run, so a retry does not pile up drafts.
         found = self.client.get_json(
             self.client.query(
@@ -215,7 +206,7 @@ class GraphTransport(MailTransport):
 
     # ------------------------------------------------------------ invitations
 
-    def send_invitation(self, invitation: Invitation) -> None:
+    def send_invitation(self, invitation: ports.Invitation) -> None:
         self.calendar.send_invitation(invitation)
 
     def event_responses(self, uid: str) -> dict[str, str] | None:
@@ -228,7 +219,7 @@ class GraphTransport(MailTransport):
 
     # ----------------------------------------------------------------- intake
 
-    def fetch_new(self, cursor: str | None) -> FetchResult:
+    def fetch_new(self, cursor: str | None) -> ports.FetchResult:
         start = f"{self.client.user}/mailFolders/inbox/messages/delta?$select=id,receivedDateTime"
         if cursor and not self.client.valid_link(cursor):
             log.warning("Graph: cursor is not a Graph delta link; starting a full sync")
@@ -262,7 +253,7 @@ class GraphTransport(MailTransport):
                 continue
             delta_link = data.get("@odata.deltaLink")
             break
-        messages: list[IncomingMessage] = []
+        messages: list[ports.IncomingMessage] = []
         seen: set[str] = set()
         for item in items:
             mid = item["id"]
@@ -278,9 +269,9 @@ class GraphTransport(MailTransport):
                     received = datetime.fromisoformat(item["receivedDateTime"].replace("Z", "+00:00"))
                 except ValueError:
                     received = None
-            messages.append(IncomingMessage(ref=mid, raw=raw, received_at=received))
+            messages.append(ports.IncomingMessage(ref=mid, raw=raw, received_at=received))
         log.info("Graph: %d new messages in the inbox", len(messages))
-        return FetchResult(messages=messages, cursor=delta_link or cursor)
+        return ports.FetchResult(messages=messages, cursor=delta_link or cursor)
 
     def recent_headers(self, limit: int = 20) -> list[bytes]:
         """Authentication-Results of the newest inbox mails (``kcg check --connect``)."""
@@ -319,7 +310,7 @@ class GraphTransport(MailTransport):
 
     # ------------------------------------------------------------------- move
 
-    def _folder_id(self, folder: Folder) -> str:
+    def _folder_id(self, folder: ports.Folder) -> str:
         name = self.folder_names[folder]
         if name in self._folder_ids:
             return self._folder_ids[name]
@@ -343,7 +334,7 @@ class GraphTransport(MailTransport):
         self._folder_ids[name] = found[0]["id"]
         return self._folder_ids[name]
 
-    def move(self, ref: str, folder: Folder) -> None:
+    def move(self, ref: str, folder: ports.Folder) -> None:
         dest = self._folder_id(folder)
         resp = self.client.call(
             "POST",

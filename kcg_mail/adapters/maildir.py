@@ -28,18 +28,8 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from kcg_mail import ports
 from kcg_mail.core.mime import build_invitation, build_message
-from kcg_mail.ports import (
-    MARKER_HEADER,
-    Check,
-    FetchResult,
-    Folder,
-    IncomingMessage,
-    Invitation,
-    MailSource,
-    MailTransport,
-    OutgoingMessage,
-)
 
 MAX_INCOMING = 50 * 1024 * 1024
 MAILDIR_TICK_SECONDS = 0.5
@@ -109,7 +99,7 @@ def _atomic_write(folder: Path, name: str, data: bytes) -> Path:
     return final
 
 
-class MaildirTransport(MailTransport):
+class MaildirTransport(ports.MailTransport):
     #: size cap for incoming mail in bytes; None: ``MAX_INCOMING``. Bigger
     #: messages reach the intake as headers only (:func:`oversize_headers`).
     max_incoming: int | None = None
@@ -126,10 +116,10 @@ class MaildirTransport(MailTransport):
     def _store_sent(self, key: str, data: bytes) -> None:
         _atomic_write(self.root / "sent", sent_name(key), data)
 
-    def send(self, message: OutgoingMessage) -> None:
+    def send(self, message: ports.OutgoingMessage) -> None:
         self._store_sent(message.key, build_message(message).as_bytes())
 
-    def send_invitation(self, invitation: Invitation) -> None:
+    def send_invitation(self, invitation: ports.Invitation) -> None:
         self._store_sent(invitation.message.key, build_invitation(invitation).as_bytes())
 
     def was_sent(self, key: str) -> bool:
@@ -147,7 +137,7 @@ class MaildirTransport(MailTransport):
             if not path.is_file():
                 continue
             raw = path.read_bytes()
-            key = parser.parsebytes(raw).get(MARKER_HEADER)
+            key = parser.parsebytes(raw).get(ports.MARKER_HEADER)
             if key:
                 yield str(key).strip(), raw
 
@@ -159,9 +149,9 @@ class MaildirTransport(MailTransport):
             files += [p for p in (inbox / sub).iterdir() if p.is_file() and not p.name.startswith(".")]
         return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name))
 
-    def fetch_new(self, cursor: str | None) -> FetchResult:
+    def fetch_new(self, cursor: str | None) -> ports.FetchResult:
         # Handled messages leave the inbox, so everything still there is new.
-        out: list[IncomingMessage] = []
+        out: list[ports.IncomingMessage] = []
         for p in self._inbox_files():
             ref = str(p.relative_to(self.root / "inbox"))
             if p.stat().st_size > incoming_limit(self.max_incoming):
@@ -169,10 +159,10 @@ class MaildirTransport(MailTransport):
             else:
                 raw = p.read_bytes()
             received = datetime.fromtimestamp(p.stat().st_mtime, tz=UTC)
-            out.append(IncomingMessage(ref=ref, raw=raw, received_at=received))
-        return FetchResult(messages=out, cursor=None)
+            out.append(ports.IncomingMessage(ref=ref, raw=raw, received_at=received))
+        return ports.FetchResult(messages=out, cursor=None)
 
-    def move(self, ref: str, folder: Folder) -> None:
+    def move(self, ref: str, folder: ports.Folder) -> None:
         src = (self.root / "inbox" / ref).resolve()
         inbox = (self.root / "inbox").resolve()
         if inbox not in src.parents:
@@ -182,7 +172,7 @@ class MaildirTransport(MailTransport):
         name = src.name if ":2," in src.name else src.name + ":2,S"
         os.replace(src, self.root / folder / "cur" / name)
 
-    def restore(self, folder: Folder, match: Callable[[bytes], bool]) -> bool:
+    def restore(self, folder: ports.Folder, match: Callable[[bytes], bool]) -> bool:
         for sub in ("cur", "new"):
             for p in sorted((self.root / folder / sub).iterdir()):
                 if p.is_file() and match(p.read_bytes()):
@@ -208,23 +198,23 @@ class MaildirTransport(MailTransport):
                 out.append(header_block(fh.read(256 * 1024)))
         return out
 
-    def mail_source(self, *, stop: threading.Event | None = None, cursor: str | None = None) -> MailSource:
+    def mail_source(self, *, stop: threading.Event | None = None, cursor: str | None = None) -> ports.MailSource:
         return MaildirWatchSource(self.root, stop=stop)
 
     def usage_evidence(self) -> list[str]:
         n = _count_files(self.root / "sent" / "cur")
         return [f"{n} sent mail(s) in {self.root / 'sent'}"] if n else []
 
-    def check(self) -> list[Check]:
+    def check(self) -> list[ports.Check]:
         if not self.root.exists():
             parent = self.root.parent
             while not parent.exists() and parent != parent.parent:
                 parent = parent.parent
             ok = parent.is_dir() and os.access(parent, os.W_OK)
-            return [Check("maildir", ok, f"{self.root} does not exist yet; " + (
+            return [ports.Check("maildir", ok, f"{self.root} does not exist yet; " + (
                 "it will be created on the first run" if ok else f"it cannot be created ({parent} is not writable)"))]
         ok = os.access(self.root, os.W_OK)
-        return [Check("maildir", ok, f"{self.root} {'is writable' if ok else 'is not writable: check permissions'}")]
+        return [ports.Check("maildir", ok, f"{self.root} {'is writable' if ok else 'is not writable: check permissions'}")]
 
 
 def _count_files(folder: Path, limit: int = 1000) -> int:
@@ -238,7 +228,7 @@ def _count_files(folder: Path, limit: int = 1000) -> int:
     return n
 
 
-class MaildirWatchSource(MailSource):
+class MaildirWatchSource(ports.MailSource):
     """Watch ``<root>/inbox`` (and its new/ cur/) for files that were not
     there at the last ``mark()``: a ``stat`` of three directories per tick,
     a listing only when an mtime changed."""

@@ -26,6 +26,7 @@ from kcg_mail.core.inbound import ParsedMail, QuestionRef
 from kcg_mail.core.inbound.outcome import Outcome
 from kcg_mail.core.plan import date_text
 from kcg_mail.ports import ActionRecord
+from kcg_mail.services import questions
 from kcg_mail.services import round as round_
 from kcg_mail.services.app import App
 
@@ -108,17 +109,15 @@ def correct_ballot(app: App, year: int, member: str, votes: str | Mapping[int, i
 # ------------------------------------------------------------------ the question and the answer
 
 
+def _question(rec: ActionRecord) -> QuestionRef | None:
+    m = _QUESTION_KEY.match(rec.key) if rec.action in (QUESTION, ANSWER) else None
+    return QuestionRef(f"{m.group(1)}:{m.group(2)}", None, WHAT) if m else None
+
+
 def question_ids(actions: Iterable[ActionRecord]) -> dict[str, QuestionRef]:
     """Our questions about unclear ballots, and our answers to his corrections (a reply to
     one is read the same way): Message-ID -> the question ("YYYY:person id")."""
-    out: dict[str, QuestionRef] = {}
-    for rec in actions:
-        if rec.action not in (QUESTION, ANSWER) or rec.status != "done" or not rec.detail.get("message_id"):
-            continue
-        m = _QUESTION_KEY.match(rec.key)
-        if m:
-            out[str(rec.detail["message_id"])] = QuestionRef(f"{m.group(1)}:{m.group(2)}", None, WHAT)
-    return out
+    return questions.ids_from_actions(actions, _question)
 
 
 def handle_answer(app: App, mail: ParsedMail, q: QuestionRef, key: str, now: datetime) -> tuple[Outcome, str]:

@@ -130,14 +130,13 @@ def question_ids(app: App, actions: list[ActionRecord]) -> dict[str, QuestionRef
     """Our questions to the coordinator about guests (the ``guest_approval`` mail, under a key of its
     own): the approval mail's Message-ID -> the held request (registered as the kind's ``ids``)."""
     by_id = {g.id: g for g in app.cfg.network.guests}
-    out: dict[str, QuestionRef] = {}
-    for r in actions:
-        if r.action != "guest_approval" or r.status != "done" or not r.detail.get("message_id"):
-            continue
-        guest = by_id.get(r.key.rsplit(":", 1)[-1])
-        if guest is not None and r.meeting_id:
-            out[str(r.detail["message_id"])] = QuestionRef(hold_key(r.meeting_id, guest.email), r.meeting_id, KIND)
-    return out
+
+    def match(r: ActionRecord) -> QuestionRef | None:
+        guest = by_id.get(r.key.rsplit(":", 1)[-1]) if r.action == "guest_approval" else None
+        if guest is None or not r.meeting_id:
+            return None
+        return QuestionRef(hold_key(r.meeting_id, guest.email), r.meeting_id, KIND)
+    return questions.ids_from_actions(actions, match)
 
 
 def release(app: App, rec: MessageRecord, note: HeldNote, now: datetime) -> str:

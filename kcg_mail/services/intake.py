@@ -191,57 +191,63 @@ TOO_LARGE_SV = ("Ditt mejl var för stort för att tas emot (över {mb} MB), så
 # after the trust rules; logic in kcg_mail.services.followup).
 
 
-#: (app, mail, verdict, message key, now, received) -> (outcome, reason)
-Handler = Callable[[App, inbound.ParsedMail, inbound.Verdict, str, datetime, datetime | None], tuple[str, str]]
+@dataclass(frozen=True)
+class Incoming:
+    """One accepted mail as the handlers get it: the mail, what ``inbound.classify`` made of it,
+    its message key (``msg_key``), the run's time and when the server received it."""
+
+    app: App
+    mail: inbound.ParsedMail
+    verdict: inbound.Verdict
+    key: str
+    now: datetime
+    received: datetime | None = None
 
 
-def _minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
-             received: datetime | None) -> tuple[str, str]:
-    return handle_minutes(app, mail, v, key, now, received)
+#: an accepted mail -> (outcome, reason)
+Handler = Callable[[Incoming], tuple[str, str]]
 
 
-def _no_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
-                received: datetime | None) -> tuple[str, str]:
-    m = app.meeting(v.meeting_id or "")
-    if mail.oversize:
+def _minutes(i: Incoming) -> tuple[str, str]:
+    return handle_minutes(i.app, i.mail, i.verdict, i.key, i.now, i.received)
+
+
+def _no_minutes(i: Incoming) -> tuple[str, str]:
+    m = i.app.meeting(i.verdict.meeting_id or "")
+    if i.mail.oversize:
         from kcg_mail.adapters.maildir import MAX_INCOMING
 
-        sent = _reply_problem(app, mail, m, TOO_LARGE_SV.format(mb=MAX_INCOMING // (1024 * 1024)), now)
+        sent = _reply_problem(i.app, i.mail, m, TOO_LARGE_SV.format(mb=MAX_INCOMING // (1024 * 1024)), i.now)
         return Outcome.TOO_LARGE, f"för stort meddelande, bara rubrikerna lästa (svar: {sent})"
-    sent = _reply_problem(app, mail, m, "Vi hittade inget bifogat protokoll i ditt mejl.", now)
-    return Outcome.NO_MINUTES, f"{v.reason} (svar: {sent})"
+    sent = _reply_problem(i.app, i.mail, m, "Vi hittade inget bifogat protokoll i ditt mejl.", i.now)
+    return Outcome.NO_MINUTES, f"{i.verdict.reason} (svar: {sent})"
 
 
-def _calendar_response(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
-                       received: datetime | None) -> tuple[str, str]:
-    cr = v.calendar_reply
-    if cr is None or not v.meeting_id:
+def _calendar_response(i: Incoming) -> tuple[str, str]:
+    cr, meeting_id = i.verdict.calendar_reply, i.verdict.meeting_id
+    if cr is None or not meeting_id:
         return Outcome.UNMATCHED, "svar på en kallelse vi inte känner igen"
-    app.state.record_attendance(v.meeting_id, cr.attendee_email or mail.sender, cr.partstat)
-    return Outcome.CALENDAR_RESPONSE, f"{cr.attendee_email or mail.sender}: {cr.partstat}"
+    i.app.state.record_attendance(meeting_id, cr.attendee_email or i.mail.sender, cr.partstat)
+    return Outcome.CALENDAR_RESPONSE, f"{cr.attendee_email or i.mail.sender}: {cr.partstat}"
 
 
-def _round_reply(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
-                 received: datetime | None) -> tuple[str, str]:
-    assert v.round_reply is not None  # classify sets it for every PLANNING verdict
-    return planning_round.handle_reply(app, mail, v.round_reply, key, now)
+def _round_reply(i: Incoming) -> tuple[str, str]:
+    assert i.verdict.round_reply is not None  # classify sets it for every PLANNING verdict
+    return planning_round.handle_reply(i.app, i.mail, i.verdict.round_reply, i.key, i.now)
 
 
-def _status_reply(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
-                  received: datetime | None) -> tuple[str, str]:
-    assert v.status_request is not None  # classify sets it for every PROJECT_STATUS verdict
-    return followup.status_reply(app, mail, v.status_request, now)
+def _status_reply(i: Incoming) -> tuple[str, str]:
+    assert i.verdict.status_request is not None  # classify sets it for every PROJECT_STATUS verdict
+    return followup.status_reply(i.app, i.mail, i.verdict.status_request, i.now)
 
 
-def _coordinator_answer(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
-                        received: datetime | None) -> tuple[str, str]:
-    assert v.question is not None  # classify sets it for every COORDINATOR_ANSWER verdict
-    return answers.handle_answer(app, mail, v.question, key, now)
+def _coordinator_answer(i: Incoming) -> tuple[str, str]:
+    assert i.verdict.question is not None  # classify sets it for every COORDINATOR_ANSWER verdict
+    return answers.handle_answer(i.app, i.mail, i.verdict.question, i.key, i.now)
 
 
-def _recorded(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
-              received: datetime | None) -> tuple[str, str]:
-    return v.kind, v.reason
+def _recorded(i: Incoming) -> tuple[str, str]:
+    return i.verdict.kind, i.verdict.reason
 
 
 #: per kind of mail (``inbound.classify``; its rule chain is ``rules.GATES``): who handles it.
@@ -253,13 +259,13 @@ HANDLERS: dict[Outcome, Handler] = {
     Outcome.PLANNING: _round_reply,  # the planning round's needs and ballots
     Outcome.PROJECT_STATUS: _status_reply,  # a project group's status line
     Outcome.COORDINATOR_ANSWER: _coordinator_answer,  # the coordinator's yes or no to our question
-    Outcome.COORDINATOR_REQUEST: lambda app, mail, v, key, now, _r: answers.handle_request(app, mail, key, now),
+    Outcome.COORDINATOR_REQUEST: lambda i: answers.handle_request(i.app, i.mail, i.key, i.now),
 }
 
 
 def handle(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: str, now: datetime,
            received: datetime | None = None) -> tuple[str, str]:
-    return HANDLERS.get(v.kind, _recorded)(app, mail, v, key, now, received)
+    return HANDLERS.get(v.kind, _recorded)(Incoming(app, mail, v, key, now, received))
 
 
 def run_intake(app: App, now: datetime, handle_one: Callable[..., Handled] | None = None) -> IntakeReport:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from kcg_mail.ports import StateStore
 
@@ -83,6 +83,30 @@ class HeldVersion:
         return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
 
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Record(Generic[T]):
+    """One kind of JSON record in the state: its key (a pattern filled with the record's ids)
+    and, by its type parameter, what it holds; the named getter and setter share both."""
+
+    pattern: str
+
+    def key(self, *ids: object) -> str:
+        return self.pattern.format(*ids)
+
+
+_INVITATION = _Record[dict[str, Any]]("invitation:{}")
+_ORIGINAL = _Record[dict[str, Any]]("original:{}:{}")
+_MEMBER_REQUEST = _Record[dict[str, str]]("member_request:{}")
+_WORKSHOP_GROUPS = _Record[list[list[str]]]("planning:groups:{}")
+_DECISION = _Record[dict[str, str]]("decision:{}")
+_WAITING = _Record[dict[str, Any]]("waiting:{}")
+_CALENDAR_FEED = _Record[dict[str, Any]]("calendar_feed")
+_HEALTH = _Record[dict[str, str]]("health:{}")
+
+
 class Ledger:
     """Named, typed access to the key/value state (see the module docstring)."""
 
@@ -96,6 +120,13 @@ class Ledger:
 
     def _put_json(self, key: str, value: Any, *, sort_keys: bool = False) -> None:
         self.state.put(key, json.dumps(value, ensure_ascii=False, sort_keys=sort_keys))
+
+    def _get(self, record: _Record[T], *ids: object) -> T | None:
+        value: T | None = self._json(record.key(*ids))
+        return value
+
+    def _set(self, record: _Record[T], value: T, *ids: object) -> None:
+        self._put_json(record.key(*ids), value)
 
     def _day(self, key: str) -> date | None:
         raw = self.state.get(key)
@@ -197,11 +228,10 @@ class Ledger:
 
     def invitation(self, meeting_id: str) -> dict[str, Any] | None:
         """The snapshot of the last invitation sent (``InvitationSnapshot.to_dict``)."""
-        value: dict[str, Any] | None = self._json(f"invitation:{meeting_id}")
-        return value
+        return self._get(_INVITATION, meeting_id)
 
     def set_invitation(self, meeting_id: str, snapshot: dict[str, Any]) -> None:
-        self._put_json(f"invitation:{meeting_id}", snapshot)
+        self._set(_INVITATION, snapshot, meeting_id)
 
     # ------------------------------------------------------------ dates the coordinator decides
     def meeting_dates(self) -> dict[str, dict[str, Any]]:
@@ -234,11 +264,10 @@ class Ledger:
     # ------------------------------------------------------------ originals of rebuilt files
     def original(self, meeting_id: str, rebuilt_sha256: str) -> dict[str, Any] | None:
         """Where the host's original of a rebuilt file is kept, and what the rebuild left out."""
-        value: dict[str, Any] | None = self._json(f"original:{meeting_id}:{rebuilt_sha256}")
-        return value
+        return self._get(_ORIGINAL, meeting_id, rebuilt_sha256)
 
     def set_original(self, meeting_id: str, rebuilt_sha256: str, record: dict[str, Any]) -> None:
-        self._put_json(f"original:{meeting_id}:{rebuilt_sha256}", record)
+        self._set(_ORIGINAL, record, meeting_id, rebuilt_sha256)
 
     # ------------------------------------------------------------ guests
     def guest_invitations(self, meeting_id: str) -> dict[str, dict[str, Any]]:
@@ -265,11 +294,10 @@ class Ledger:
     # ------------------------------------------------------------ members added or removed by the coordinator
     def member_request(self, ref: str) -> dict[str, str] | None:
         """The coordinator's request to add or remove a member (asked, done, rejected)."""
-        value: dict[str, str] | None = self._json(f"member_request:{ref}")
-        return value
+        return self._get(_MEMBER_REQUEST, ref)
 
     def put_member_request(self, ref: str, request: dict[str, str]) -> None:
-        self._put_json(f"member_request:{ref}", request)
+        self._set(_MEMBER_REQUEST, request, ref)
 
     # ------------------------------------------------------------ the planning round
     def planning_value(self, year: int, what: str) -> Any:
@@ -281,11 +309,10 @@ class Ledger:
 
     def workshop_groups(self, meeting_id: str) -> list[list[str]] | None:
         """The workshop groups (names) of a physical meeting, from the planning round."""
-        value: list[list[str]] | None = self._json(f"planning:groups:{meeting_id}")
-        return value
+        return self._get(_WORKSHOP_GROUPS, meeting_id)
 
     def set_workshop_groups(self, meeting_id: str, groups: list[list[str]]) -> None:
-        self._put_json(f"planning:groups:{meeting_id}", groups)
+        self._set(_WORKSHOP_GROUPS, groups, meeting_id)
 
     # ------------------------------------------------------------ next year's plan
     def plan_adoption(self, year: int) -> dict[str, Any]:
@@ -299,11 +326,10 @@ class Ledger:
     # ------------------------------------------------------------ between meetings
     def decision_state(self, ref: str) -> dict[str, str] | None:
         """The follow-up state of decision ``ref`` (``<meeting>/<n>``)."""
-        value: dict[str, str] | None = self._json(f"decision:{ref}")
-        return value
+        return self._get(_DECISION, ref)
 
     def set_decision_state(self, ref: str, state: str, settled_in: str, text: str) -> None:
-        self._put_json(f"decision:{ref}", {"state": state, "settled_in": settled_in, "text": text})
+        self._set(_DECISION, {"state": state, "settled_in": settled_in, "text": text}, ref)
 
     def approved_groups(self) -> list[dict[str, Any]]:
         return list(self._json("projects:approved") or [])
@@ -327,8 +353,7 @@ class Ledger:
     def waiting_mail(self, msg_key: str) -> dict[str, Any] | None:
         """A mail held back by the member caps (``kcg_mail.services.pacing``): the
         message itself, until when it waits, why, and whether it went out since."""
-        value: dict[str, Any] | None = self._json(f"waiting:{msg_key}")
-        return value
+        return self._get(_WAITING, msg_key)
 
     def put_waiting_mail(self, msg_key: str, record: dict[str, Any]) -> None:
         # the index first: a record the index does not know would never be sent (a crash
@@ -336,7 +361,7 @@ class Ledger:
         index = list(self._json("waiting:index") or [])
         if msg_key not in index:
             self._put_json("waiting:index", index + [msg_key])
-        self._put_json(f"waiting:{msg_key}", record)
+        self._set(_WAITING, record, msg_key)
 
     def waiting_mails(self) -> list[dict[str, Any]]:
         """Every mail that waited, in the order they were held back (any state)."""
@@ -350,11 +375,10 @@ class Ledger:
     # ------------------------------------------------------------ published things
     def calendar_feed(self) -> dict[str, Any] | None:
         """The calendar feed as last published (event id -> event dict)."""
-        value: dict[str, Any] | None = self._json("calendar_feed")
-        return value
+        return self._get(_CALENDAR_FEED)
 
     def set_calendar_feed(self, events: dict[str, Any]) -> None:
-        self._put_json("calendar_feed", events)
+        self._set(_CALENDAR_FEED, events)
 
     def artifact_digest(self, key: str) -> str | None:
         return self.state.get(f"artifact:{key}") or None
@@ -365,12 +389,11 @@ class Ledger:
     # ------------------------------------------------------------ health
     def health_problem(self, what: str) -> dict[str, str] | None:
         """A connection or alert channel that failed and has not worked since."""
-        value: dict[str, str] | None = self._json(f"health:{what}")
-        return value
+        return self._get(_HEALTH, what)
 
     def set_health_problem(self, what: str, detail: str, since: str) -> None:
-        self._put_json(f"health:{what}", {"what": what, "detail": detail, "since": since})
+        self._set(_HEALTH, {"what": what, "detail": detail, "since": since}, what)
 
     def clear_health_problem(self, what: str) -> None:
-        if self.state.get(f"health:{what}"):
-            self.state.put(f"health:{what}", "")
+        if self.state.get(_HEALTH.key(what)):
+            self.state.put(_HEALTH.key(what), "")

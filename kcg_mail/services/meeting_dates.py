@@ -50,6 +50,7 @@ from kcg_mail.core.plan import (
     is_working_day,
 )
 from kcg_mail.ports import ActionRecord
+from kcg_mail.services import questions
 from kcg_mail.services.app import App
 
 #: ``QuestionRef.what`` of this module's questions (a reply to a receipt: "meeting_date")
@@ -93,20 +94,18 @@ def _alerted(app: App) -> frozenset[str]:
     return frozenset(m.id for m in app.meetings if m.awaiting and app.ledger.date_alerted(m.id, m.awaiting))
 
 
+def _question(r: ActionRecord) -> QuestionRef | None:
+    if r.action not in ("date_question", "date_receipt") or not r.meeting_id:
+        return None
+    parts = r.key.split(":")
+    what = parts[3] if r.action == "date_question" and len(parts) > 4 else RECEIPT
+    return QuestionRef(r.meeting_id, r.meeting_id, what)
+
+
 def question_ids(app: App, actions: list[ActionRecord]) -> dict[str, QuestionRef]:
     """Our questions about dates (and our receipts, which he may answer with the place):
     Message-ID -> the question."""
-    out: dict[str, QuestionRef] = {}
-    for r in actions:
-        if r.action not in ("date_question", "date_receipt") or r.status != "done" or not r.meeting_id:
-            continue
-        msgid = r.detail.get("message_id")
-        if not msgid:
-            continue
-        parts = r.key.split(":")
-        what = parts[3] if r.action == "date_question" and len(parts) > 4 else RECEIPT
-        out[str(msgid)] = QuestionRef(r.meeting_id, r.meeting_id, what)
-    return out
+    return questions.ids_from_actions(actions, _question)
 
 
 def next_day(app: App, after: date) -> date | None:

@@ -43,6 +43,7 @@ from kcg_mail.core.inbound.outcome import Outcome
 from kcg_mail.core.plan import Meeting, resolve_plan
 from kcg_mail.core.round import Area
 from kcg_mail.ports import ActionRecord, Attachment
+from kcg_mail.services import questions
 from kcg_mail.services.app import App
 from kcg_mail.services.compose import DOCX, person_ctx
 
@@ -225,16 +226,14 @@ def from_protocol(app: App, m: Meeting, filename: str, data: bytes, now: datetim
 # ------------------------------------------------------------------ the coordinator's answers
 
 
+def _question(r: ActionRecord) -> QuestionRef | None:
+    m = _KEY.match(r.key) if r.action in (TABLE_KIND, ASK_KIND) else None
+    return QuestionRef(f"{m.group(1)}:{m.group(2)}", None, WHAT) if m else None
+
+
 def question_ids(app: App, actions: list[ActionRecord]) -> dict[str, QuestionRef]:
     """Our questions to the coordinator about next year's plan: Message-ID -> the question."""
-    out: dict[str, QuestionRef] = {}
-    for r in actions:
-        if r.action not in (TABLE_KIND, ASK_KIND) or r.status != "done" or not r.detail.get("message_id"):
-            continue
-        m = _KEY.match(r.key)
-        if m:
-            out[str(r.detail["message_id"])] = QuestionRef(f"{m.group(1)}:{m.group(2)}", None, WHAT)
-    return out
+    return questions.ids_from_actions(actions, _question)
 
 
 def handle_answer(app: App, mail: ParsedMail, q: QuestionRef, key: str, now: datetime) -> tuple[Outcome, str]:

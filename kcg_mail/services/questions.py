@@ -20,7 +20,7 @@ mail of its own, or keeps an Outbox key of its own (``ask(..., key=)``), registe
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -122,15 +122,26 @@ def ask(app: App, what: str, ref: str, meeting: Meeting | None, question: Questi
     return app.outbox.send(msg)
 
 
-def asked_ids(actions: list[ActionRecord]) -> dict[str, QuestionRef]:
-    """The questions asked with ``ask``: their Message-ID -> the question."""
+def ids_from_actions(actions: Iterable[ActionRecord],
+                     match: Callable[[ActionRecord], QuestionRef | None]) -> dict[str, QuestionRef]:
+    """Our question mails that went out: their Message-ID -> the question ``match`` reads from
+    the action record (``None``: the record is not one of these questions)."""
     out: dict[str, QuestionRef] = {}
     for r in actions:
-        if r.status != "done" or not r.detail.get("message_id") or f":{ACTION}:" not in r.key:
-            continue
-        parts = r.key.split(":")
-        if len(parts) < 5 or parts[1] != ACTION:
-            continue
-        what, ref = parts[3], ":".join(parts[4:])
-        out[str(r.detail["message_id"])] = QuestionRef(ref, r.meeting_id, what)
+        msgid = r.detail.get("message_id")
+        q = match(r) if r.status == "done" and msgid else None
+        if q is not None:
+            out[str(msgid)] = q
     return out
+
+
+def _asked(r: ActionRecord) -> QuestionRef | None:
+    parts = r.key.split(":")
+    if len(parts) < 5 or parts[1] != ACTION:
+        return None
+    return QuestionRef(":".join(parts[4:]), r.meeting_id, parts[3])
+
+
+def asked_ids(actions: list[ActionRecord]) -> dict[str, QuestionRef]:
+    """The questions asked with ``ask``: their Message-ID -> the question."""
+    return ids_from_actions(actions, _asked)
