@@ -537,6 +537,29 @@ class AlertSettings(_Model):
     timeout_seconds: float = 10.0
 
 
+class OperatorContact(_Model):
+    """The operator: who set up ``config/`` and keeps the installation running."""
+
+    name: str = ""
+    email: str
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str) -> str:
+        v = v.strip()
+        if not EMAIL_RE.match(v):
+            raise ValueError(f"{v!r} is not an email address (fix: write the operator's address, "
+                             f"e.g. {{name: Kim Drift, email: drift@example.se}})")
+        return v.lower()
+
+    @field_validator("name")
+    @classmethod
+    def _one_line(cls, v: str) -> str:
+        if any(c in v for c in "\r\n\x00"):
+            raise ValueError("must be on one line (fix: write the operator's name without line breaks)")
+        return v.strip()
+
+
 class Transport(_Model):
     mail: MailSettings = MaildirSettings()
     archive: ArchiveSettings = LocalArchiveSettings()
@@ -544,7 +567,28 @@ class Transport(_Model):
     distribution: Distribution = Distribution()
     alerts: AlertSettings = AlertSettings()
     alerts_to: list[str] = []
+    #: who gets the technical side of an alert (the error, the commands, the files);
+    #: empty: nobody does, and the coordinator's alert says whom to ask
+    operator_contacts: list[OperatorContact] = []
     prefect_ui_url: str = "http://127.0.0.1:4200"
+
+    @field_validator("operator_contacts", mode="before")
+    @classmethod
+    def _bare_addresses(cls, v: Any) -> Any:
+        """``drift@example.se`` alone is an operator contact without a name."""
+        if isinstance(v, str):  # KCG_OPERATOR_CONTACTS=drift@example.se,kim@example.se
+            v = [p.strip() for p in v.split(",") if p.strip()]
+        if isinstance(v, list):
+            return [{"email": x} if isinstance(x, str) else x for x in v]
+        return v
+
+    @model_validator(mode="after")
+    def _operators_once(self) -> Transport:
+        emails = [c.email for c in self.operator_contacts]
+        twice = sorted({e for e in emails if emails.count(e) > 1})
+        if twice:
+            raise ValueError(f"operator_contacts lists {', '.join(twice)} more than once (fix: list each address once)")
+        return self
 
     @field_validator("mail", "archive", mode="before")
     @classmethod

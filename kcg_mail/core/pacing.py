@@ -56,7 +56,7 @@ ALWAYS = frozenset({"invite", "update_invitation", "cancel_invitation", "distrib
 #: the host's own task mails about their meeting
 HOST_TASKS = frozenset({"brief_host", "remind_host", "send_template", "chase_host", "plan_change"})
 #: answers to a person's own mail, and the coordinator's work
-FREE = frozenset({"planning_receipt", "planning_problem", "coordinator_receipt", "reply_problem", "alert",
+FREE = frozenset({"planning_receipt", "planning_problem", "coordinator_receipt", "reply_problem", "alert", "alert_operator",
                   "escalate", "guest_approval", "planning_candidates"})
 #: mails every member gets, the coordinator too
 MEMBER_WIDE = frozenset({"planning_needs", "planning_ballot", "planning_result"})

@@ -8,9 +8,11 @@ times; a new kind of problem is mailed at once. Overdue minutes are escalated
 by the cycle's ``escalate`` step (one mail per meeting) and listed in the run
 summary.
 
-Recipients: ``transport.yaml`` ``alerts_to`` (addresses chosen deliberately
-by the coordinator, so the outbox lets them through), default the
-coordinator.
+Two readers. ``transport.yaml`` ``alerts_to`` (default the coordinator) gets
+what happened and what it means for the network in plain Swedish, and who
+takes care of it: never a command, a file or a flow name. ``operator_contacts``
+(optional) and the webhook get the technical side: the error, the commands,
+the files. Both lists are chosen deliberately, so the outbox lets them through.
 
 A broken configuration is the most likely failure (a YAML typo) and the one
 that most needs a mail, yet it is also the one that stops us from reading
@@ -33,6 +35,46 @@ from kcg_mail.services.app import App, Outbox, now_local
 LAST_GOOD_CONFIG = "last-good-config"
 DEFAULT_UI_URL = "http://127.0.0.1:4200"
 
+#: per kind of failure: (subject, what happened, what it means for the network),
+#: in words the coordinator reads; no command, file or flow name
+PLAIN = {
+    "TransientError": ("Mejlservern svarar inte just nu",
+                       "Mejlservern svarade inte eller bad oss vänta en stund.",
+                       "Nästa körning försöker igen av sig själv, och inget går förlorat."),
+    "TransportError": ("Utskicken når inte mejlservern",
+                       "Utskicken kommer inte fram till mejlservern, oftast för att ett lösenord eller en behörighet "
+                       "har ändrats.",
+                       "Inga utskick går ut och inga svar läses in förrän det är åtgärdat."),
+    "ConfigError": ("Inställningarna för utskicken har ett fel",
+                    "Inställningarna för utskicken har ett fel och kunde inte läsas.",
+                    "Inga utskick går ut förrän det är rättat."),
+    "MissingSecret": ("Ett lösenord saknas för utskicken",
+                      "Ett lösenord eller en nyckel som utskicken behöver saknas.",
+                      "Inga utskick går ut förrän det är åtgärdat."),
+    "TemplateProblem": ("En mejlmall har ett fel",
+                        "En av mallarna för nätverkets mejl har ett fel.",
+                        "De mejl som bygger på mallen går inte ut förrän den är rättad."),
+    "StateReset": ("Utskicken har stannat av säkerhetsskäl",
+                   "Uppgifterna om vad som redan har skickats saknas eller har bytts ut. Ingenting skickades.",
+                   "Inga utskick går ut förrän uppgifterna är återställda, så att ingen får samma mejl två gånger."),
+    "StateFileError": ("Utskicken har stannat av säkerhetsskäl",
+                       "Uppgifterna om vad som redan har skickats går inte att läsa. Ingenting skickades.",
+                       "Inga utskick går ut förrän uppgifterna är återställda, så att ingen får samma mejl två gånger."),
+    "RecipientNotAllowed": ("Ett mejl stoppades",
+                            "Ett mejl skulle ha gått till en adress som inte hör till nätverket och stoppades.",
+                            "Det mejlet går inte ut förrän adressen är rättad; övriga utskick går som vanligt."),
+}
+DEFAULT_PLAIN = ("Ett fel i utskicken", "En av de schemalagda körningarna misslyckades.",
+                 "Nästa körning försöker igen; kvarstår felet åtgärdar den tekniska kontakten det.")
+
+#: what each flow does, for the coordinator (who never needs its name)
+FLOW_WORDS = {
+    "kcg-daily": "den dagliga körningen (inbjudningar, påminnelser och protokoll)",
+    "kcg-intake": "inläsningen av inkommande mejl",
+    "kcg-housekeeping": "den nattliga städningen",
+}
+
+#: per kind of failure: the technical steps, for the operator only
 TODO = {
     "TransientError": "Servern svarade inte eller bad oss vänta. Nästa körning försöker igen; kvarstår felet, kontrollera att servern är uppe.",
     "TransportError": "Läs felet ovan: oftast ett lösenord eller en behörighet som behöver ses över. Kör `kcg check --connect`.",
@@ -140,16 +182,27 @@ def send_failure_alert(app: App, flow_name: str, flow_run: Any, state: Any, *, n
         first = (detail.strip().splitlines() or [""])[0]
         what = "archive" if re.search(r"dropbox|archive|arkiv", first, re.IGNORECASE) else "mail"
         record_problem(app, what, f"{kind}: {first[:200]}", now)
-    what = f"Körningen {getattr(flow_run, 'name', '')!s} av {flow_name} misslyckades med {kind}:\n{detail[:1500]}"
+    detail_text = f"Körningen {getattr(flow_run, 'name', '')!s} av {flow_name} misslyckades med {kind}:\n{detail[:1500]}"
     if note:
-        what += f"\n\n{note}"
-    alert = {"key": f"alert:{flow_name}:{day}:{problem}", "title": f"{flow_name} misslyckades: {kind}",
-             "what": what, "todo": TODO.get(kind, DEFAULT_TODO), "url": f"{ui_url(app)}/runs/flow-run/{flow_run.id}"}
+        detail_text += f"\n\n{note}"
+    title, plain, means = PLAIN.get(kind, DEFAULT_PLAIN)
+    where = FLOW_WORDS.get(flow_name, "en av de schemalagda körningarna")
+    alert = {"key": f"alert:{flow_name}:{day}:{problem}", "title": title,
+             "what": f"{plain} Det hände i {where}.", "means": means,
+             "tech_title": f"{flow_name} misslyckades: {kind}", "detail": detail_text,
+             "steps": TODO.get(kind, DEFAULT_TODO), "url": f"{ui_url(app)}/runs/flow-run/{flow_run.id}"}
     return deliver_alert(app, alert, log)
 
 
-def _channels(app: App) -> list[str]:
-    return (["webhook"] if app.cfg.transport.alerts.webhook_url else []) + ["mail"]
+#: what an alert record keeps (the technical fields only when there is a technical side)
+ALERT_FIELDS = ("key", "title", "what", "means", "todo", "tech_title", "detail", "steps", "url")
+
+
+def _channels(app: App, alert: dict[str, Any] | None = None) -> list[str]:
+    """webhook (the operator's), mail (to ``alerts_to``) and, for an alert with
+    technical steps, operator (a mail to ``operator_contacts``)."""
+    operator = bool(app.cfg.transport.operator_contacts) and bool((alert or {}).get("steps"))
+    return (["webhook"] if app.cfg.transport.alerts.webhook_url else []) + ["mail"] + (["operator"] if operator else [])
 
 
 def deliver_alert(app: App, alert: dict[str, Any], log: Any = None, channels: list[str] | None = None) -> str:
@@ -163,12 +216,14 @@ def deliver_alert(app: App, alert: dict[str, Any], log: Any = None, channels: li
     if channels is None:
         if rec is not None:  # this problem was alerted (or is owed) today already
             return "already" if rec.status == "done" else "owed: " + ", ".join(rec.detail.get("owed", []))
-        channels = _channels(app)
+        channels = _channels(app, alert)
     owed, done = [], []
     for ch in channels:
         try:
             if ch == "webhook":
                 post_webhook(app.cfg.transport.alerts.webhook_url, alert, app.cfg.transport.alerts.timeout_seconds)
+            elif ch == "operator":
+                send_operator_mail(app, alert)
             else:
                 send_alert_mail(app, alert)
             done.append(ch)
@@ -189,33 +244,65 @@ def retry_pending_alerts(app: App, log: Any = None) -> list[str]:
     out = []
     for rec in app.state.actions():
         if rec.action == ALERT_ACTION and rec.status == "failed" and rec.detail.get("owed"):
-            alert = {k: rec.detail[k] for k in ("key", "title", "what", "todo", "url")}
-            channels = [c for c in rec.detail["owed"] if c in _channels(app)]
+            alert = {k: rec.detail[k] for k in ALERT_FIELDS if k in rec.detail}
+            channels = [c for c in rec.detail["owed"] if c in _channels(app, alert)]
             out.append(deliver_alert(app, alert, log, channels))
     return out
 
 
-def send_alert_mail(app: App, alert: dict[str, Any]) -> str:
-    to = alert_recipients(app)
-    msg = app.composer.message(
-        "alert", alert["key"], None, [],
-        {"alert": {"title": alert["title"], "what": alert["what"], "todo": alert["todo"], "url": alert["url"]}},
-        to_addresses=to,
-    )
-    # alerts_to is configured on purpose, so those addresses may get alerts
-    # even when they are not network members; everything else stays guarded.
+def operator_contacts(app: App) -> list[Address]:
+    return [Address(c.name or c.email, c.email) for c in app.cfg.transport.operator_contacts]
+
+
+def coordinator_todo(app: App, alert: dict[str, Any]) -> str:
+    """What the coordinator's mail says about what happens next: his own step
+    when the alert has one (answer a question), else who takes care of the
+    technical side; never a command or a file."""
+    if alert.get("todo"):
+        return str(alert["todo"])
+    ops = app.cfg.transport.operator_contacts
+    names = " och ".join(c.name or c.email for c in ops)
+    if ops:
+        return (f"Den tekniska kontakten ({names}) har fått ett eget mejl med felet och vad som behöver göras. "
+                f"Du behöver inte göra något.")
+    return ("Be den som sköter den tekniska installationen av nätverkets utskick att titta på felet; "
+            "länken nedan visar detaljerna.")
+
+
+def _send(app: App, kind: str, key: str, to: list[Address], alert: dict[str, Any]) -> str:
+    msg = app.composer.message(kind, key, None, [], {"alert": alert}, to_addresses=to)
+    # alerts_to and operator_contacts are configured on purpose, so those addresses
+    # may get alerts even when they are not network members; everything else stays guarded.
     outbox = Outbox(app.state, app.mail, app.outbox.allowed | {a.email for a in to})
     outbox.now = app.outbox.now  # dated like the run's other mail
     return outbox.send(msg)
 
 
+def send_alert_mail(app: App, alert: dict[str, Any]) -> str:
+    """The alert as the coordinator (``alerts_to``) reads it: what happened,
+    what it means for the network, who takes care of it."""
+    shown = {"title": alert["title"], "what": alert["what"], "means": alert.get("means", ""),
+             "todo": coordinator_todo(app, alert), "url": alert["url"]}
+    return _send(app, "alert", alert["key"], alert_recipients(app), shown)
+
+
+def send_operator_mail(app: App, alert: dict[str, Any]) -> str:
+    """The technical side of the alert (the error, the commands, the files) to ``operator_contacts``."""
+    shown = {"title": alert.get("tech_title") or alert["title"], "what": alert.get("detail") or alert["what"],
+             "todo": alert.get("steps") or alert.get("todo", ""), "url": alert["url"]}
+    return _send(app, "alert_operator", alert["key"] + ":operator", operator_contacts(app), shown)
+
+
 def webhook_payload(alert: dict[str, Any]) -> dict[str, Any]:
     """JSON that both a Slack incoming webhook (``text``) and a Microsoft Teams
     incoming webhook (a MessageCard: ``summary``, ``text``, a button) accept."""
-    text = f"{alert['title']}\n\n{alert['what']}\n\nGör så här: {alert['todo']}\n\n{alert['url']}"
+    title = alert.get("tech_title") or alert["title"]
+    what = alert.get("detail") or alert["what"]
+    todo = alert.get("steps") or alert.get("todo", "")
+    text = f"{title}\n\n{what}\n\nGör så här: {todo}\n\n{alert['url']}"
     return {
         "@type": "MessageCard", "@context": "https://schema.org/extensions",
-        "summary": alert["title"], "themeColor": "C4314B", "text": text,
+        "summary": title, "themeColor": "C4314B", "text": text,
         "potentialAction": [{"@type": "OpenUri", "name": "Öppna körningen i Prefect",
                              "targets": [{"os": "default", "uri": alert["url"]}]}],
     }

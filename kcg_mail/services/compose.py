@@ -38,7 +38,7 @@ from kcg_mail.ports import Address, Attachment, Invitation, OutgoingMessage
 DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 MAIL_KINDS = ("brief_host", "invite", "cancel_invitation", "send_template", "distribute",
-              "chase_host", "escalate", "reply_problem", "plan_change", "welcome", "alert",
+              "chase_host", "escalate", "reply_problem", "plan_change", "welcome", "alert", "alert_operator",
               "decision_reminder", "project_status_request", "guest_approval", "coordinator_receipt",
               "coordinator_question", "save_the_date", "date_question", "date_receipt")
 #: the guests' mails, per language (``<kind>`` Swedish, ``<kind>_en`` English)
@@ -242,7 +242,7 @@ class Composer:
             "meeting": self.meeting_ctx(m, ms), "person": person_ctx(m.host), "filename": "exempel.docx",
             "link": "https://example.se/x", "decisions": [{"decision": "Beslut", "owner": "Ansvarig", "due": "2023-03-01"}],
             "version": 2, "problem": "Filen saknas.", "days_late": 7, "meetings": [self.meeting_ctx(x) for x in ms],
-            "changes": ["datum"], "subject": "Ämne", "alert": {"title": "Fel", "what": "x", "todo": "y", "url": "http://x"},
+            "changes": ["datum"], "subject": "Ämne", "alert": {"title": "Fel", "what": "x", "means": "m", "todo": "y", "url": "http://x"},
             "manual_steps": ["Facebook"], "attached": True, "sequence": 0, "updated": False,
             "calendar_link": "https://example.se/kalender.ics",
             "decision": {"ref": f"{m.id}/1", "decision": "Beslut", "owner": m.host.name, "due": "2023-03-01"},

@@ -25,7 +25,7 @@ CFG = shipped_config()
 COORD = CFG.network.coordinator
 SIGNATURE = f"{COORD.name}, {COORD.organisation}"
 #: mail that goes to the coordinator alone: signed by the network's mailbox, not by himself
-TO_COORDINATOR = {"alert", "escalate", "guest_approval", "coordinator_receipt", "coordinator_question",
+TO_COORDINATOR = {"alert", "alert_operator", "escalate", "guest_approval", "coordinator_receipt", "coordinator_question",
                   "date_question", "date_receipt"}
 ISO_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
 MACHINE_PHRASES = ("kcg-mail", "Det här behöver en människa", "Ändra gärna inte ämnesraden",

@@ -266,12 +266,12 @@ def test_onboarding_opens_the_guard_for_exactly_one_address(tmp_path):
     app = bootstrap(work, cfgdir)
     onboard(app, NEW["name"], NEW["organisation"], NEW["city"], NEW["email"], at("2023-08-20"))
     # the app's outbox still refuses the new person (not in network.yaml yet) ...
-    msg = app.composer.message("alert", "x:1", None, [], {"alert": {"title": "t", "what": "w", "todo": "t", "url": "u"}},
+    msg = app.composer.message("alert", "x:1", None, [], {"alert": {"title": "t", "what": "w", "means": "", "todo": "t", "url": "u"}},
                                to_addresses=[Address("Åsa", NEW["email"])])
     with pytest.raises(RecipientNotAllowed):
         app.outbox.send(msg)
     # ... and a stranger
-    stranger = app.composer.message("alert", "x:2", None, [], {"alert": {"title": "t", "what": "w", "todo": "t", "url": "u"}},
+    stranger = app.composer.message("alert", "x:2", None, [], {"alert": {"title": "t", "what": "w", "means": "", "todo": "t", "url": "u"}},
                                     to_addresses=[Address("X", "x@evil.example.com")])
     with pytest.raises(RecipientNotAllowed):
         app.outbox.send(stranger)
@@ -423,11 +423,12 @@ def test_alert_once_per_problem_and_day(tmp_path):
                               now=now + timedelta(days=1)) == "mail: sent"
     alerts = {k: m for k, m in sent(work).items() if k.startswith("alert:")}
     assert len(alerts) == 3
-    m = next(m for k, m in alerts.items() if "2023-10-25" in k and "TransientError" in m["Subject"])
+    m = next(m for k, m in alerts.items() if "2023-10-25" in k and "Mejlservern svarar inte" in m["Subject"])
     assert m["To"].addresses[0].addr_spec == "bjorn@svenskastadskarnor.example.se"
     body = m.get_body(("plain",)).get_content()
     assert "/runs/flow-run/00000000-0000-0000-0000-000000000001" in body
-    assert "Nästa körning försöker igen" in body  # what to do
+    assert "Nästa körning försöker igen" in body  # what it means
+    assert "TransientError" not in m["Subject"] + body and "kcg-daily" not in m["Subject"] + body
 
 
 def test_alerts_to_overrides_recipients_without_opening_the_guard(tmp_path):
@@ -643,9 +644,11 @@ def test_failed_run_through_deployment_alerts_once(served):
     assert len(new) == 1, (new.keys(), served["log"].read_text()[-3000:])
     (m,) = new.values()
     body = m.get_body(("plain",)).get_content()
-    assert "ConfigError" in m["Subject"]
+    assert "Inställningarna för utskicken har ett fel" in m["Subject"]
     assert f"/runs/flow-run/{r1.id}" in body
-    assert "plan-2023.yaml" in body and "kcg check" in body
+    assert "Inga utskick går ut förrän det är rättat" in body
+    # the coordinator is not told to edit a file or run a command (no operator configured: whom to ask)
+    assert "plan-2023.yaml" not in body and "kcg check" not in body and "Be den som sköter" in body
 
 
 @server
@@ -670,7 +673,7 @@ def test_failing_transport_in_process_alerts_once(api, tmp_path, monkeypatch):
             assert state.is_failed()
     alerts = [m for k, m in sent(work).items() if k.startswith("alert:kcg-daily:")]
     assert len(alerts) == 1
-    assert "TransientError" in alerts[0]["Subject"]
+    assert "Mejlservern svarar inte" in alerts[0]["Subject"]
     assert "/runs/flow-run/" in alerts[0].get_body(("plain",)).get_content()
     assert api.api_url.removesuffix("/api") in alerts[0].get_body(("plain",)).get_content()
 
