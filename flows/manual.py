@@ -1,12 +1,13 @@
 """Flows the coordinator starts by hand from the Prefect UI ("Kör" -> form).
 
-- ``kcg-onboard-member``: welcome a new member (``kcg_mail.services.onboarding``);
+- ``kcg-onboard-member``: kept for existing deployments; the same as ``kcg-member-add``;
 - ``kcg-resend``: send a meeting's invitation (as an update, SEQUENCE + 1, to
   everyone) or its protocol template again;
 - ``kcg-resend-minutes``: send a meeting's filed minutes again to one member;
 - ``kcg-refile``: file a quarantined message anyway, as the minutes of a meeting;
-- ``kcg-confirm-date``: confirm a tentative date (the study trip's): written
-  into the plan file, the daily run then sends the invitation;
+- ``kcg-confirm-date``: confirm a tentative date (the study trip's): the same
+  decision as ``kcg-set-meeting`` with the date only, stored in the state (no file
+  is edited); the daily run then sends the invitation;
 - ``kcg-set-meeting``: set a meeting's date, times and place (a physical meeting,
   the study trip, the open meeting), the same as replying to the question mail
   (``kcg_mail.services.meeting_dates``);
@@ -80,18 +81,12 @@ def _app_and_now() -> Iterator[tuple[App, Any]]:
 def onboard_member(
     name: str = _field("Namn", "Den nya medlemmens för- och efternamn, t.ex. Åsa Öberg."),
     organisation: str = _field("Organisation", "Stadskärneorganisationen, t.ex. Umeå City."),
-    city: str = _field("Stad", "Staden, t.ex. Umeå."),
+    city: str = _field("Stad", "Staden, t.ex. Umeå.", ""),
     email: str = _field("E-postadress", "Adressen som kallelser och protokoll ska gå till."),
 ) -> dict[str, Any]:
-    """Välkomna en ny medlem: välkomstmejl med årets möten (.ics), tillgång till
-    protokollmappen och en checklista över det som görs för hand."""
-    from kcg_mail.services.onboarding import onboard
-
-    with _app_and_now() as (app, now):
-        result = onboard(app, name, organisation, city, email, now)
-        _publish(app, result.markdown(), f"Onboarding av {result.person.name}", f"välkomnade {result.person.name}")
-        return {"email": result.person.email, "mail": result.mail, "meetings": len(result.meetings),
-                "archive": result.archive, "manual_steps": result.manual_steps}
+    """Välkomna en ny medlem: samma sak som Lägg till medlem (välkomstmejl med årets möten,
+    tillgång till protokollmappen, kallelser och protokoll från och med nu)."""
+    return member_add.fn(name, email, organisation, city)
 
 
 @flow(name="kcg-resend", flow_run_name="skicka om {what} {meeting_id}", log_prints=False)
@@ -148,14 +143,9 @@ def confirm_date(
     meeting_id: str = _field("Möte", "Mötet med preliminärt datum, t.ex. 2023-10 (studieresan)."),
     datum: date_cls = _field("Datum", "Det bestämda datumet."),
 ) -> dict[str, Any]:
-    """Bekräfta ett preliminärt datum: det skrivs in i planfilen och inbjudan går ut i tid."""
-    from kcg_mail.services.coordinator import confirm_meeting_date
-
-    with _app_and_now() as (app, now):
-        c = confirm_meeting_date(app, meeting_id, datum, now.date())
-    with make_app() as fresh:  # the plan changed: the overview shows the new date
-        _publish(fresh, c.markdown(), f"Datum bekräftat för {meeting_id}", f"bekräftade {meeting_id} den {datum.isoformat()}")
-        return {"meeting_id": meeting_id, "date": datum.isoformat(), "file": c.file}
+    """Bekräfta ett preliminärt datum: samma beslut som Sätt datum och plats med bara datumet;
+    medlemmarna får en save-the-date och inbjudan i tid."""
+    return set_meeting.fn(meeting_id, datum, "", "", "")
 
 
 @flow(name="kcg-set-meeting", flow_run_name="sätt datum och plats {meeting_id}", log_prints=False)

@@ -116,7 +116,7 @@ def deployments(workdir: str, config_dir: str | None, short: str, intake_cron: s
                                         concurrency_limit=enqueue, tags=run_tags(short, "housekeeping"),
                                         description="Städar Prefect: körningar och artefakter äldre än keep_days dagar."),
     ]
-    for fn, text in ((manual.onboard_member, "Välkomna en ny medlem."),
+    for fn, text in ((manual.onboard_member, "Välkomna en ny medlem (samma som Lägg till medlem)."),
                      (manual.resend, "Skicka om en kallelse eller protokollmall."),
                      (manual.resend_minutes, "Skicka ett protokoll igen till en medlem."),
                      (manual.refile, "Arkivera ett meddelande ur karantänen ändå."),

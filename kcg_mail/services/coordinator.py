@@ -1,17 +1,14 @@
 """More of what the coordinator does by hand from the Prefect UI (the flows
-in ``flows/manual.py`` wire these): confirm a tentative date (the study
-trip's), set a meeting's date, times and place, and send a meeting's filed
+in ``flows/manual.py`` wire these): set a meeting's date, times and place
+(confirming a tentative date is setting the date: stored in the state, no
+file is edited), and send a meeting's filed
 minutes again to one member."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
-from kcg_mail.config_edit import PlanEditProblem
-from kcg_mail.config_edit import confirm_date as edit_date
 from kcg_mail.core.meeting_dates import SET_MEETING
 from kcg_mail.core.outreach import distribution_content
 from kcg_mail.core.plan import DateDecision, date_text
@@ -19,48 +16,6 @@ from kcg_mail.services.app import App
 from kcg_mail.services.compose import folder_words
 from kcg_mail.services.manual import ManualProblem
 from kcg_mail.services.meeting_dates import Decided, decide
-
-
-@dataclass
-class Confirmed:
-    meeting_id: str
-    date: date
-    file: str
-
-    def markdown(self) -> str:
-        return (f"# Datumet för {self.meeting_id} är bekräftat: {self.date.isoformat()}\n\n"
-                f"- Ändrat i `{self.file}` (date: {self.date.isoformat()}, tentative: false).\n"
-                f"- Nästa dagliga körning skickar inbjudan när det är dags.\n")
-
-
-def confirm_meeting_date(app: App, meeting_id: str, when: date, today: date) -> Confirmed:
-    """Write the confirmed date into the plan file; the file must still load."""
-    from kcg_mail.config_loader import ConfigError, load_config
-
-    m = app.meeting(meeting_id)
-    if m is None:
-        raise ManualProblem(f"mötet {meeting_id!r} finns inte i årsplanen; ange ett id som 2023-10")
-    if when < today:
-        raise ManualProblem(f"{when.isoformat()} har redan varit; ange mötets kommande datum")
-    directory = Path(app.cfg.directory)
-    for plan_file in sorted(directory.glob("plan-*.yaml")):
-        old = plan_file.read_text(encoding="utf-8")
-        try:
-            new = edit_date(old, m.month, when)
-        except PlanEditProblem:
-            continue
-        tmp = plan_file.with_suffix(".yaml.tmp")
-        tmp.write_text(new, encoding="utf-8")
-        tmp.replace(plan_file)
-        try:
-            load_config(directory)
-        except ConfigError as exc:
-            plan_file.write_text(old, encoding="utf-8")
-            raise ManualProblem("datumet gick inte att spara, planen blev ogiltig: " + "; ".join(exc.problems)) from None
-        app.state.record_action(f"{meeting_id}:confirm_date:{when.isoformat()}", meeting_id, "confirm_date", "done",
-                                {"date": when.isoformat(), "file": plan_file.name})
-        return Confirmed(meeting_id, when, plan_file.name)
-    raise ManualProblem(f"hittade inte mötet {m.month} i någon plan-fil i {directory}")
 
 
 def set_meeting(app: App, meeting_id: str, day: date | None, start: str, end: str, place: str,

@@ -200,26 +200,26 @@ def test_kcg_status_prints_the_same_rows_and_list(tmp_path):
 
 
 def test_confirm_date_and_the_daily_run_invites(tmp_path):
-    from kcg_mail.services.coordinator import confirm_meeting_date
+    """Confirming the study trip's tentative date is the coordinator's decision stored
+    in the state (the same as kcg-set-meeting with the date only): no plan file changes."""
+    from kcg_mail.services.coordinator import set_meeting
     from kcg_mail.services.daily import run_daily
     from kcg_mail.services.manual import ManualProblem
     from kcg_mail.services.status import overview_needs
 
     cfgdir, work = config_copy(tmp_path), tmp_path / "work"
     app = bootstrap(work, cfgdir)
+    files = {f.name: f.read_bytes() for f in cfgdir.iterdir()}
+    assert app.meeting("2023-10").tentative
     with pytest.raises(ManualProblem, match="har redan varit"):
-        confirm_meeting_date(app, "2023-10", date(2023, 8, 1), date(2023, 8, 20))
-    # a date the plan does not accept: the file is left as it was, the answer says why
-    before = (cfgdir / "plan-2023.yaml").read_text()
-    with pytest.raises(ManualProblem, match="planen blev ogiltig.*2023-09-27"):
-        confirm_meeting_date(app, "2023-10", date(2023, 9, 27), date(2023, 8, 20))
-    assert (cfgdir / "plan-2023.yaml").read_text() == before
-    c = confirm_meeting_date(app, "2023-10", date(2023, 10, 9), date(2023, 8, 20))
-    assert c.file == "plan-2023.yaml" and "2023-10-09" in c.markdown()
+        set_meeting(app, "2023-10", date(2023, 8, 1), "", "", "", at("2023-08-20"))
+    d = set_meeting(app, "2023-10", date(2023, 10, 9), "", "", "", at("2023-08-20"))
+    assert d.meeting.date == date(2023, 10, 9) and "9 oktober" in d.markdown()
+    assert {f.name: f.read_bytes() for f in cfgdir.iterdir()} == files  # nothing written into config/
     app = bootstrap(work, cfgdir)
     trip = app.meeting("2023-10")
     assert trip.date == date(2023, 10, 9) and not trip.tentative
-    assert not any(n.meeting_id == "2023-10" for n in overview_needs(app, at("2023-08-20")))
+    assert not any(n.meeting_id == "2023-10" and "preliminärt" in n.text for n in overview_needs(app, at("2023-08-20")))
     run_daily(app, at("2023-09-25"))
     assert any(k.startswith("2023-10:invite:") for k in sent(work))
 
