@@ -209,9 +209,9 @@ def overview_needs(inp: Inputs) -> list[Need]:
     out: list[Need] = []
     for p in inp.problems:
         out.append(Need(f"{p.what} fungerar inte sedan {p.since[:16].replace('T', ' ')}: {p.detail}",
-                        "kontrollera anslutningen (kör `kcg check --connect`); nästa körning försöker igen."))
+                        "den tekniska kontakten har fått ett larm; nästa körning försöker igen av sig själv."))
     for t in inp.template_problems:
-        out.append(Need(f"Mallproblem: {t}", "rätta mallen och kör `kcg check`; den senaste fungerande används så länge."))
+        out.append(Need(f"Mallproblem: {t}", "den tekniska kontakten har fått ett larm; den senaste fungerande mallen används så länge."))
     for m in inp.meetings:
         if minutes_late(m, inp.today):
             out.append(Need(f"Protokollet från mötet {m.id} ({m.theme}, {m.date.isoformat()}) har inte kommit in "
@@ -225,23 +225,24 @@ def overview_needs(inp: Inputs) -> list[Need]:
             when = f" ({m.proposed})" if m.proposed else ""
             out.append(Need(f"Mötet {m.id} ({m.theme}) har bara ett preliminärt datum, {m.date.isoformat()}{when}; "
                             f"ingen inbjudan går ut förrän det är bekräftat.",
-                            "kör flödet kcg-confirm-date (Bekräfta datum) när datumet är bestämt.", m.id))
+                            "svara på frågan om datumet i mejlet (eller använd formuläret Bekräfta datum i Prefect) när det är bestämt.", m.id))
     for h in inp.held:
         if h.guest is not None:
             out.append(Need(f"Inbjudan till gästen {h.guest} (mötet {h.meeting_id}) väntar på ditt ja.",
-                            f"kör flödet kcg-approve (godkänn) eller kcg-reject (avvisa) med referensen {h.ref}.",
+                            f"svara ja eller nej på frågan i mejlet (eller i Prefect: Godkänn eller Avvisa med referensen {h.ref}).",
                             h.meeting_id))
             continue
         out.append(Need(f"Ett svar från {h.sender} ({h.subject!r}) väntar på godkännande: {h.reason}.",
-                        f"kör flödet kcg-approve (godkänn) eller kcg-reject (avvisa) med referensen {h.ref}.", h.meeting_id))
+                        f"svara ja eller nej på frågan i mejlet (eller i Prefect: Godkänn eller Avvisa med referensen {h.ref}).",
+                        h.meeting_id))
     for q in inp.quarantined:
         out.append(Need(f"Meddelande i karantän från {q.sender} ({q.subject!r}): {q.reason}.",
-                        f"titta på det och kör flödet kcg-refile (arkivera ur karantän) med referensen {q.ref} "
-                        f"om det ska arkiveras."))
+                        f"titta på det och använd formuläret Arkivera ur karantän i Prefect med referensen {q.ref} "
+                        f"om det ska arkiveras ändå."))
     missing = missing_plan_year(inp)
     if missing is not None:
         out.append(Need(f"Det finns ingen årsplan för {missing} än.",
-                        f"lägg till config/plan-{missing}.yaml (teman, värdar) och kör `kcg check`."))
+                        f"fyll i utkastet till årsplanen (Årsplan {missing} – utkast) med teman och värdar och svara med det."))
     return out
 
 

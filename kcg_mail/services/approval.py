@@ -170,7 +170,7 @@ def approve(app: App, ref: str, now: datetime | None = None) -> Outcome:
         mid = (note.meeting_id if note else None) or rec.meeting_id
         planning = bool(mid) and str(mid).startswith("planning:")  # a member's answer to the planning round
         if not mid or (app.meeting(mid) is None and not planning):
-            raise ManualProblem("meddelandet matchade inget möte i årsplanen; använd kcg-refile med ett möte (t.ex. 2023-05)")
+            raise ManualProblem("meddelandet matchade inget möte i årsplanen; ange mötet i formuläret (t.ex. 2023-05)")
         restored = release_from_quarantine(app, rec, mid, f"godkänt av samordnaren för {mid}; väntar på intaget",
                                            "det kan redan vara arkiverat")
         detail = ("flyttat tillbaka från karantän till inkorgen; nästa intag arkiverar och skickar ut det" if restored

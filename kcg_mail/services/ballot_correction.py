@@ -164,5 +164,5 @@ def form_answer(app: App, q: QuestionRef, answer: object, now: datetime) -> str:
     """A yes or no in the ``kcg-approve`` / ``kcg-reject`` forms cannot carry votes: say where they go."""
     from kcg_mail.services.manual import ManualProblem
 
-    raise ManualProblem("en rättad röst anges i formuläret kcg-planning-correct-ballot (medlem och röster), "
+    raise ManualProblem("en rättad röst anges i formuläret Rätta röst (medlem och röster), "
                         "eller i ett svar på frågemejlet")

@@ -56,7 +56,7 @@ def resend_distribution(app: App, meeting_id: str, email: str, request_id: str, 
     person = next((p for p in app.cfg.network.members + app.cfg.network.guests
                    if p.email.lower() == email.strip().lower()), None)
     if person is None:
-        raise ManualProblem(f"{email} finns inte i nätverket (config/network.yaml); välkomna personen först")
+        raise ManualProblem(f"{email} finns inte i nätverket; lägg till personen som medlem först")
     filings = app.state.filings(meeting_id)
     if not filings:
         raise ManualProblem(f"inget protokoll är arkiverat för {meeting_id} än")

@@ -192,7 +192,7 @@ def start_group(app: App, ref: str, *, lead: str | None = None) -> Started:
     the group is started from the meeting's date. Idempotent."""
     d = next((x for x in all_decisions(app) if x.ref == ref), None)
     if d is None:
-        raise ProjectProblem(f"inget beslut {ref} i de arkiverade protokollen (se 'kcg status')")
+        raise ProjectProblem(f"inget beslut {ref} i de arkiverade protokollen (se översikten)")
     p = rules.project_proposal(d, app.cfg.network.members)
     if p is None:
         raise ProjectProblem(f"beslut {ref} börjar inte med 'Projektgrupp:' ({d.decision!r})")
@@ -219,7 +219,7 @@ def start_group(app: App, ref: str, *, lead: str | None = None) -> Started:
 def decline_group(app: App, ref: str) -> str:
     """The coordinator says no to a proposed group: it is no longer listed for approval."""
     if not any(d.ref == ref for d, _ in proposals(app)):
-        raise ProjectProblem(f"{ref} är inget förslag om projektgrupp som väntar på godkännande (se 'kcg status')")
+        raise ProjectProblem(f"{ref} är inget förslag om projektgrupp som väntar på godkännande (se översikten)")
     app.ledger.set_declined_proposals(app.ledger.declined_proposals() | {ref})
     return f"Förslaget {ref} är avslaget och visas inte längre."
 

@@ -83,7 +83,7 @@ def new_person(app: App, name: str, organisation: str, city: str, email: str) ->
     email = email.strip().lower()
     known = {p.email for p in net.members + net.guests}
     if email in known:
-        raise OnboardingProblem(f"{email} finns redan i config/network.yaml; onboardingen är till för nya personer")
+        raise OnboardingProblem(f"{email} finns redan i nätverket; välkomstmejlet är till för nya medlemmar")
     try:
         return Person(id=person_id(name, {p.id for p in net.members + net.guests}), name=name,
                       organisation=organisation, city=city, email=email)
