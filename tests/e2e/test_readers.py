@@ -398,3 +398,53 @@ def test_a_host_gets_at_most_four_mails_a_meeting_and_a_chase_only_without_minut
     assert held and {mid: per_host[(mid, "send_template")] for mid in held} == {mid: 1 for mid in held}
     early = [mid for mid, when in chased.items() if mid in distributed and distributed[mid] < when]
     assert not early, f"chased although the minutes were in: {early}"
+
+
+@pytest.mark.parametrize("operator", [False, True], ids=["no operator", "operator"])
+def test_an_alert_shows_the_coordinator_no_command_file_or_flow(tmp_path, operator):
+    """A failed run's alert (every kind the alerts know, and an unknown one), read as
+    the coordinator reads it: the technical steps go to the operator, if any."""
+    import shutil
+
+    from support.basics import at
+
+    from kcg_mail.bootstrap import bootstrap
+    from kcg_mail.services.alerts import PLAIN, send_failure_alert
+
+    cfgdir = Path(shutil.copytree(CONFIG_DIR, tmp_path / "config"))
+    if operator:
+        tr = cfgdir / "transport.yaml"
+        tr.write_text(tr.read_text(encoding="utf-8") + "operator_contacts: [{name: Kim Drift, email: drift@svenskastadskarnor.example.se}]\n",
+                      encoding="utf-8")
+    app = bootstrap(tmp_path / "work", cfgdir)
+
+    class Run:
+        id, name, parameters = "00000000-0000-0000-0000-000000000003", "daily", {}
+
+    class State:
+        def __init__(self, exc: BaseException):
+            self.exc, self.message = exc, f"Flow run encountered an exception: {type(exc).__name__}: {exc}"
+
+        def result(self, raise_on_failure: bool = True) -> BaseException:
+            return self.exc
+
+    detail = "config/plan-2023.yaml: meetings[0]: fix it, then run `kcg check` and kcg state restore"
+    for i, kind in enumerate([*PLAIN, "KeyError"]):
+        exc = type(kind, (Exception,), {})(f"{detail} {i}")
+        send_failure_alert(app, ["kcg-daily", "kcg-intake", "kcg-planning-tick"][i % 3], Run(), State(exc),
+                           now=at("2023-10-25"))
+    to_coordinator = [m for m in sent_mails(tmp_path / "work") if COORD in str(m["To"])]
+    assert len(to_coordinator) == len(PLAIN) + 1
+    failures = {}
+    for msg in to_coordinator:
+        seen = what_is_seen(msg)
+        found = problems_for("coordinator", COORD, seen, None, {COORD})
+        if found:
+            failures[seen.key] = found
+    assert not failures, _report(failures)
+    assert all(("Kim Drift" if operator else "Be den som sköter") in m.get_body(("plain",)).get_content()
+               for m in to_coordinator)
+    operator_mails = [m for m in sent_mails(tmp_path / "work") if "drift@" in str(m["To"])]
+    assert len(operator_mails) == (len(PLAIN) + 1 if operator else 0)
+    if operator:  # the operator does get the technical text
+        assert all("kcg check" in m.get_body(("plain",)).get_content() for m in operator_mails)
