@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections import Counter
 from datetime import date, time
 from typing import Annotated, Any, Literal
 
@@ -584,8 +585,7 @@ class Transport(_Model):
 
     @model_validator(mode="after")
     def _operators_once(self) -> Transport:
-        emails = [c.email for c in self.operator_contacts]
-        twice = sorted({e for e in emails if emails.count(e) > 1})
+        twice = sorted(e for e, n in Counter(c.email for c in self.operator_contacts).items() if n > 1)
         if twice:
             raise ValueError(f"operator_contacts lists {', '.join(twice)} more than once (fix: list each address once)")
         return self

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from support.basics import at
+from support.failed_run import FailedRun as _Run
+from support.failed_run import FailedState as _State
 from support.hook import Hook
 
 from kcg_mail.bootstrap import bootstrap
@@ -23,18 +25,6 @@ from kcg_mail.ports import MARKER_HEADER, TransientError
 OPERATOR = "  - {name: Kim Drift, email: drift@svenskastadskarnor.example.se}\n"
 #: what the coordinator must never be told: a command, a file, a YAML name, a flow name, a Python error
 TECHNICAL = re.compile(r"`|\bkcg[ -]|config/|\.ya?ml\b|state\.sqlite|templates/|Error\b|Exception\b")
-
-
-class _Run:
-    id, name, parameters = "00000000-0000-0000-0000-000000000007", "daily 2023-10-25", {}
-
-
-class _State:
-    def __init__(self, exc: BaseException):
-        self.exc, self.message = exc, f"Flow run encountered an exception: {type(exc).__name__}: {exc}"
-
-    def result(self, raise_on_failure: bool = True) -> BaseException:
-        return self.exc
 
 
 def _config(tmp_path: Path, operators: str = "", webhook: str = "") -> Path:

@@ -407,6 +407,7 @@ def test_an_alert_shows_the_coordinator_no_command_file_or_flow(tmp_path, operat
     import shutil
 
     from support.basics import at
+    from support.failed_run import FailedRun, FailedState
 
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.services.alerts import PLAIN, send_failure_alert
@@ -418,20 +419,10 @@ def test_an_alert_shows_the_coordinator_no_command_file_or_flow(tmp_path, operat
                       encoding="utf-8")
     app = bootstrap(tmp_path / "work", cfgdir)
 
-    class Run:
-        id, name, parameters = "00000000-0000-0000-0000-000000000003", "daily", {}
-
-    class State:
-        def __init__(self, exc: BaseException):
-            self.exc, self.message = exc, f"Flow run encountered an exception: {type(exc).__name__}: {exc}"
-
-        def result(self, raise_on_failure: bool = True) -> BaseException:
-            return self.exc
-
     detail = "config/plan-2023.yaml: meetings[0]: fix it, then run `kcg check` and kcg state restore"
     for i, kind in enumerate([*PLAIN, "KeyError"]):
         exc = type(kind, (Exception,), {})(f"{detail} {i}")
-        send_failure_alert(app, ["kcg-daily", "kcg-intake", "kcg-planning-tick"][i % 3], Run(), State(exc),
+        send_failure_alert(app, ["kcg-daily", "kcg-intake", "kcg-planning-tick"][i % 3], FailedRun(), FailedState(exc),
                            now=at("2023-10-25"))
     to_coordinator = [m for m in sent_mails(tmp_path / "work") if COORD in str(m["To"])]
     assert len(to_coordinator) == len(PLAIN) + 1
