@@ -122,6 +122,7 @@ def load_renderer(templates_dir: Path, workdir: Path | None = None) -> tuple[Pro
     """The protocol renderer, from the coordinator's template when it passes
     ``check_template``; otherwise from the last good copy (kept in the work
     directory), with the problems returned so the run reports them."""
+    import logging
     import shutil
 
     current = templates_dir / "protocol.docx"
@@ -135,8 +136,11 @@ def load_renderer(templates_dir: Path, workdir: Path | None = None) -> tuple[Pro
         return renderer, []
     last_good = workdir / "last-good-template" / "protocol.docx" if workdir is not None else None
     fallback = last_good if last_good is not None and last_good.exists() else DEFAULT_TEMPLATES / "protocol.docx"
-    notes = [f"templates/protocol.docx är trasig och används inte: {p}" for p in problems]
-    notes.append(f"Gör: rätta mallen (kör `kcg check`); tills dess används den senaste fungerande ({fallback}).")
+    # shown in the coordinator's overview: what is wrong, in words; the file and the check are the operator's
+    notes = [f"protokollmallen går inte att använda: {p}" for p in problems]
+    notes.append("den senaste fungerande protokollmallen används tills den tekniska kontakten har rättat mallen.")
+    logging.getLogger("kcg.bootstrap").warning("templates/protocol.docx is broken (%s); using %s until it is fixed "
+                                               "(kcg check shows the problem)", "; ".join(problems), fallback)
     fallback_renderer, _ = _renderer_for(fallback)
     return fallback_renderer, notes
 
