@@ -16,8 +16,8 @@ from support.helpers import TZ, at, close, config_with, make_app, meeting, plain
 
 from kcg_mail.entrypoints.demo_hosts import host_reply
 from kcg_mail.ports import MARKER_HEADER
-from kcg_mail.services.followup import groups, proposals
 from kcg_mail.services.daily import run_daily
+from kcg_mail.services.followup import groups, proposals
 from kcg_mail.services.intake import run_intake
 
 CFG = config_with(shipped_config(), ["2023-02", "2023-03"])
