@@ -133,7 +133,7 @@ DEMO_NEW_MEMBER_DAY = date(2024, 1, 19)  # after the year, the planning round an
 
 def _open_questions(app: App) -> list[str]:
     """The Outbox keys of our questions to the coordinator that still wait for his answer."""
-    from kcg_mail.services import answers, members
+    from kcg_mail.services import answers, members, project_start
     from kcg_mail.services.approval import pending
 
     waiting = {p.msg_key for p in pending(app)}
@@ -146,6 +146,8 @@ def _open_questions(app: App) -> list[str]:
             continue
         if q.what in (members.KIND_ADD, members.KIND_REMOVE):
             open_ = (app.ledger.member_request(q.ref) or {}).get("state") == "asked"
+        elif q.what == project_start.WHAT:
+            open_ = project_start.waiting(app, q)
         else:
             open_ = q.ref in waiting
         if open_:
@@ -155,7 +157,7 @@ def _open_questions(app: App) -> list[str]:
 
 def _coordinator_answers_by_mail(app: App, day: date) -> bool:
     """The coordinator answers "Ja" to each question he was asked (a guest's invitation,
-    held minutes, a member to add), by replying from his phone (the intake reads it:
+    held minutes, a project group proposed in minutes, a member to add), by replying from his phone (the intake reads it:
     services/answers.py)."""
     coord = app.cfg.network.coordinator
     when = datetime.combine(day, datetime.min.time(), ZoneInfo(app.cfg.meetings.timezone)).replace(hour=10)
@@ -223,34 +225,6 @@ def add_demo_member(workdir: Path, config_dir: Path | None = None) -> int:
         app.ledger.set_demo_day(day)  # a rerun of the year resumes here, with her a member
     daily_flow(date=day.isoformat(), workdir=str(workdir), config_dir=cfg_dir)  # the day's scheduled run
     return runs + 1
-
-
-def _coordinator_approves(app: App, workdir: Path, config_dir: Path | None, day: date) -> int:
-    """The coordinator approves a "Projektgrupp:" decision once its minutes are filed
-    (the kcg-start-project flow, as from the Prefect UI; a project group has no
-    question by mail yet)."""
-    import os
-
-    from flows.manual import start_project
-    from kcg_mail.services.followup import proposals
-
-    # a manual flow works where its deployment binds it (KCG_WORKDIR, KCG_CONFIG_DIR), as under kcg serve
-    bound = {"KCG_WORKDIR": str(workdir), "KCG_TODAY": day.isoformat(),
-             **({"KCG_CONFIG_DIR": str(config_dir)} if config_dir else {})}
-    before = {k: os.environ.get(k) for k in bound}
-    os.environ.update(bound)
-    runs = 0
-    try:
-        for d, _ in proposals(app):
-            start_project(ref=d.ref)
-            runs += 1
-    finally:
-        for k, v in before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return runs
 
 
 def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | None = None,
@@ -325,7 +299,6 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
                             config_dir=str(config_dir) if config_dir else None)
                 runs += 1
                 replied = _coordinator_answers_by_mail(app, day)
-            runs += _coordinator_approves(app, workdir, config_dir, day)
             app.refresh_meetings()
             states = app.meeting_states()
             filed = {f.meeting_id for f in app.state.filings()}

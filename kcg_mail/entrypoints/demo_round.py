@@ -128,7 +128,7 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
     """The planning round for 2024 through the real flows; idempotent like the rest of the demo."""
     from flows.daily import daily_flow
     from flows.intake import intake_flow
-    from flows.round import planning_publish, planning_start, planning_tick
+    from flows.round import planning_start, planning_tick
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.entrypoints.demo_hosts import maildir, stamp_authentication
     from kcg_mail.services import round as round_
@@ -223,9 +223,14 @@ def play_round(workdir: Path, config_dir: Path | None = None, echo: Callable[[st
     after = date.fromordinal(r.needs_deadline.toordinal() + 3)
     flow(planning_tick, after)  # the candidate list for the coordinator
 
-    # 2. Målbild & prioriteringar: the coordinator publishes the list as written
+    # 2. Målbild & prioriteringar: the coordinator publishes the list as written, by replying
+    # "ja" to the mail that asks him (services/ballot_publish.py; the form is kcg-planning-publish)
     publish_day = date.fromordinal(after.toordinal() + 2)
-    flow(planning_publish, publish_day)
+    coord = app.cfg.network.coordinator
+    asked = sent_message(app, f"plan-{YEAR}:candidates:{coord.email}")
+    yes = reply_to(asked, coord, "Ja, publicera den.\n\nBjörn", at(publish_day, 9))
+    deliver("publish-answer.eml", lambda: yes)
+    intake(publish_day, 10)
     vote_day = date.fromordinal(publish_day.toordinal() + 2)
 
     def vote(p: Person, d: date, votes_override: dict[int, int] | None = None, tag: str = "") -> None:

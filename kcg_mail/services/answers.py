@@ -26,7 +26,17 @@ from kcg_mail.core.inbound.answer import Answer
 from kcg_mail.core.inbound.member_request import read_request
 from kcg_mail.core.inbound.outcome import Outcome
 from kcg_mail.ports import ActionRecord
-from kcg_mail.services import approval, ballot_correction, guests, meeting_dates, members, plan_adoption, questions
+from kcg_mail.services import (
+    approval,
+    ballot_correction,
+    ballot_publish,
+    guests,
+    meeting_dates,
+    members,
+    plan_adoption,
+    project_start,
+    questions,
+)
 from kcg_mail.services.app import App
 from kcg_mail.services.manual import ManualProblem
 from kcg_mail.services.questions import register, yes_no
@@ -46,6 +56,10 @@ register(approval.HELD, yes_no(_approve, _reject))  # held minutes: send out / s
 register(guests.KIND, yes_no(_approve, _reject), ids=guests.question_ids)  # a guest's invitation
 register(members.KIND_ADD, yes_no(members.on_yes, members.on_no))  # a member to add
 register(members.KIND_REMOVE, yes_no(members.on_yes, members.on_no))  # a member to remove
+# the planning round's list of candidates: a yes publishes it (the form is kcg-planning-publish)
+register(ballot_publish.WHAT, yes_no(ballot_publish.on_yes, ballot_publish.on_no),
+         ids=lambda app, actions: ballot_publish.question_ids(actions))
+register(project_start.WHAT, yes_no(project_start.on_yes, project_start.on_no))  # a group proposed in minutes
 # next year's plan: a reply is read whole (it may carry an edited table); the form's yes/no through decide
 register(plan_adoption.WHAT, lambda app, q, answer, now: plan_adoption.decide(app, q, answer.choice == "yes", now),
          ids=plan_adoption.question_ids, whole=plan_adoption.handle_answer)
@@ -69,8 +83,10 @@ def question_ids(app: App, actions: list[ActionRecord]) -> dict[str, QuestionRef
 
 
 def ask_waiting(app: App, now: datetime) -> None:
-    """Ask every question that waits and has not been asked (held minutes; once each)."""
+    """Ask every question that waits and has not been asked (held minutes, proposed project
+    groups; once each)."""
     approval.ask_waiting(app, now)
+    project_start.ask_proposals(app, now)
 
 
 def handle_answer(app: App, mail: ParsedMail, q: QuestionRef, key: str, now: datetime) -> tuple[Outcome, str]:

@@ -54,7 +54,8 @@ def followup_attention(app: App) -> list[str]:
     for d, p in proposals(app):
         who = ", ".join(p.members) or "ingen känd medlem"
         out.append(f"Protokollet {d.meeting_id} föreslår projektgruppen '{p.name}' ({who}). "
-                   f"Gör: godkänn i Prefect med formuläret Starta projektgrupp och beslutet {d.ref}"
+                   f"Svara ja på frågan i mejlet för att starta den (eller Starta projektgrupp i Prefect, "
+                   f"beslut {d.ref})"
                    + (f"; okända namn i Ansvarig: {', '.join(p.unknown)}" if p.unknown else "") + ".")
     return out
 

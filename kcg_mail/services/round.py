@@ -235,7 +235,7 @@ def candidates_yaml(app: App, year: int, cands: list[pl.Candidate]) -> str:
 
     out = [f"# Röstlista för handlingsplan {year}, skriven av kcg-mail när tiden för förslag gick ut.",
            "# Redigera fritt: slå ihop, stryk eller formulera om (en rad per förslag under sitt område).",
-           f"# Kör sedan \"publicera röstlistan\": kcg planning publish --year {year} (eller flödet kcg-planning-publish).",
+           "# Samordnaren publicerar sedan listan genom att svara ja på mejlet om röstlistan.",
            f"year: {year}", "areas:"]
     for a in s.areas:
         mine = [c for c in cands if c.area == a.name]
@@ -348,8 +348,8 @@ def mail_ids(actions: Iterable[ActionRecord]) -> dict[str, RoundReply]:
         mid = rec.detail.get("message_id") if rec.action.startswith(PREFIX) else None
         m = re.match(r"plan-(\d{4}):(\w+):", rec.key) if mid else None
         if m:
-            if m.group(2).startswith("correction_"):  # the coordinator's questions: services.ballot_correction
-                continue
+            if m.group(2).startswith("correction_") or m.group(2) == "candidates":
+                continue  # the coordinator's questions: services.ballot_correction, services.ballot_publish
             step = next((x for x in ("needs", "ballot") if m.group(2).startswith(x)), "")
             out.setdefault(str(mid), RoundReply(int(m.group(1)), step))
     return out

@@ -230,6 +230,8 @@ def round_reply(mail: ParsedMail, ctx: MatchContext) -> RoundReply | None:
     found = replied_to(mail, ctx.round_ids)
     if found is not None:
         return found
+    if replied_to(mail, ctx.question_ids) is not None:  # a question about the round (the list to publish)
+        return None
     m = _ROUND_TOKEN.search(mail.subject or "")
     if m and m.group(1).upper() == ctx.tag.upper():
         return RoundReply(int(m.group(2)), "")
