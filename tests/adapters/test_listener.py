@@ -174,8 +174,13 @@ def test_maildir_scheduled_and_listener_race_handle_each_reply_once(tmp_path):
     assert len(apps[0].state.filings(m.id)) == limit
     assert len(distributions(apps[0])) == limit == 2
     assert len(apps[0].state.messages("held")) == 5 - limit
-    # one distribution mail per distributed version in Sent, never two
-    assert len(MaildirTransport(tmp_path / "mail").sent_messages()) == limit
+    # one distribution mail per distributed version in Sent, never two; one question to the
+    # coordinator per held version (he answers by reply), never two
+    sent = [str(email.message_from_bytes(p.read_bytes(), policy=email.policy.default)["X-KCG-Mail"])
+            for p in MaildirTransport(tmp_path / "mail").sent_messages()]
+    assert sum(":distribute:" in k for k in sent) == limit
+    assert sum(":question:" in k for k in sent) == 5 - limit
+    assert len(sent) == 5
     for a in apps:
         a.state.close()
 

@@ -14,4 +14,4 @@ def test_every_handled_kind_passes_a_rule_chain_first():
 
 def test_the_round_and_the_project_groups_are_routed_by_the_same_table():
     assert {Outcome.MINUTES, Outcome.NO_MINUTES, Outcome.CALENDAR_RESPONSE, Outcome.PLANNING,
-            Outcome.PROJECT_STATUS, Outcome.COORDINATOR_ANSWER} == set(HANDLERS)
+            Outcome.PROJECT_STATUS, Outcome.COORDINATOR_ANSWER, Outcome.COORDINATOR_REQUEST} == set(HANDLERS)

@@ -110,7 +110,8 @@ def _release_points(held: Path, tmp_path: Path) -> list[tuple[str, int]]:
 
 def test_a_crash_anywhere_while_the_waiting_mails_go_out(held, tmp_path):
     points = _release_points(held, tmp_path)
-    assert ("send", 15) in points and ("put", 1) in points  # fourteen needs mails and the host's template
+    # fourteen needs mails, the host's template and the coordinator's question about January's date
+    assert ("send", 16) in points and ("put", 1) in points
     for method, n in points:
         for when in ("before", "after"):
             work = tmp_path / f"{method}-{n}-{when}"
@@ -161,13 +162,13 @@ run_daily(crashing_app(Path(sys.argv[1]), shipped_config(), plan), at(date(2023,
 
 
 def test_killed_for_real_after_a_send_before_its_record(held, tmp_path):
-    """SIGKILL right after the fifth needs mail was written (the sixth mail of the run:
-    the host's template goes first), before the Outbox recorded it done: the rerun
+    """SIGKILL right after the fifth needs mail was written (the seventh mail of the run:
+    the host's template and the coordinator's date question go first), before the Outbox recorded it done: the rerun
     finds it in Sent and sends only the nine left."""
     work = tmp_path / "killed"
     shutil.copytree(held, work)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
-    child = subprocess.run([sys.executable, "-c", KILL_CHILD, str(work), "6"], env=env, capture_output=True,
+    child = subprocess.run([sys.executable, "-c", KILL_CHILD, str(work), "7"], env=env, capture_output=True,
                            text=True, timeout=120)
     assert child.returncode == -9, child.stderr[-2000:]
     sent = needs_sent(work)

@@ -7,6 +7,8 @@ coordinator for what cannot be read, his correction by reply ("Monica: 3: 5,
 
 from __future__ import annotations
 
+import re
+
 from datetime import date
 
 import pytest
@@ -144,8 +146,9 @@ def test_over_ten_and_unclear_ballots_are_answered_and_the_coordinator_corrects_
     subject, question = text_of(app, f"plan-{YEAR}:correction_question:{coord.email}:monica:")
     assert subject == "Monica Bruviks röst behöver rättas" and "[KCG-PLAN" not in subject
     assert "svara på det här mejlet" in question and "Monica: 3: 4, 10: 3" in question
-    for developer in ("yaml", "kcg ", "flöde", ".docx", "/KCG/"):
+    for developer in ("yaml", "flöde", ".docx", "/KCG/"):
         assert developer not in question.lower()
+    assert not re.search(r"\bkcg[ -](planning|check|state|status|serve|pending)\b", question.lower())  # no command
 
     _, about_daniel = text_of(app, f"plan-{YEAR}:correction_question:{coord.email}:daniel:")
     assert "Vi fick 12 röster från Daniel, men var och en har tio." in about_daniel and "från dig" not in about_daniel

@@ -88,7 +88,7 @@ def test_kcg_preview_writes_the_page_and_refuses_a_bad_month(tmp_path):
     r = runner.invoke(cli, ["preview", "--month", "2023-03", "--workdir", str(work)])
     assert r.exit_code == 0, r.output
     page = (work / "preview-2023-03.html").read_text(encoding="utf-8")
-    assert "Inbjudan: KCG Månadsmöte" in page and "6 mars 2023" in page
+    assert "Inbjudan: KCG-mötet måndag 6 mars" in page and "Protokollet från mötet måndag 6 mars" in page
     assert "utskick" in r.output
     bad = runner.invoke(cli, ["preview", "--month", "mars", "--workdir", str(work)])
     assert bad.exit_code == 2 and "YYYY-MM" in bad.output
