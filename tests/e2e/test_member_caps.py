@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from support.basics import shipped_config
+from support.demo_year import play_demo_year
 from support.helpers import CONFIG_DIR, sent_mails
 
 from kcg_mail.core.pacing import ALWAYS, Pace, pace_of
@@ -44,25 +45,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def demo_year(prefect_api, tmp_path_factory):
-    import os
-
-    from prefect.settings import get_current_settings
-
-    from kcg_mail.entrypoints.demo import run_demo
-    from kcg_mail.entrypoints.demo_round import play_round
-
-    wd = tmp_path_factory.mktemp("caps") / "demo"
-    old = os.environ.get("PREFECT_HOME")
-    os.environ["PREFECT_HOME"] = str(get_current_settings().home)  # run_demo would point it at the workdir
-    try:
-        run_demo(wd, CONFIG_DIR, echo=lambda *a: None)
-        play_round(wd, CONFIG_DIR, echo=lambda s: None)
-    finally:
-        if old is None:
-            os.environ.pop("PREFECT_HOME", None)
-        else:
-            os.environ["PREFECT_HOME"] = old
-    return wd
+    return play_demo_year(tmp_path_factory.mktemp("caps"))
 
 
 def marker(msg) -> str:

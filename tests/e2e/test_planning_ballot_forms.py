@@ -8,7 +8,6 @@ coordinator for what cannot be read, his correction by reply ("Monica: 3: 5,
 from __future__ import annotations
 
 import re
-
 from datetime import date
 
 import pytest

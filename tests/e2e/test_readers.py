@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 from support.basics import shipped_config
+from support.demo_year import play_demo_year
 from support.helpers import CONFIG_DIR, sent_mails
 
 from kcg_mail.core.plan import resolve_plan
@@ -202,25 +203,7 @@ def test_the_checks_catch_what_they_look_for():
 @pytest.fixture(scope="module")
 def demo_year(prefect_api, tmp_path_factory):
     """The workdir after ``kcg demo``: the year, then the planning round."""
-    import os
-
-    from prefect.settings import get_current_settings
-
-    from kcg_mail.entrypoints.demo import run_demo
-    from kcg_mail.entrypoints.demo_round import play_round
-
-    wd = tmp_path_factory.mktemp("readers") / "demo"
-    old = os.environ.get("PREFECT_HOME")
-    os.environ["PREFECT_HOME"] = str(get_current_settings().home)  # run_demo would point it at the workdir
-    try:
-        run_demo(wd, CONFIG_DIR, echo=lambda *a: None)
-        play_round(wd, CONFIG_DIR, echo=lambda s: None)
-    finally:
-        if old is None:
-            os.environ.pop("PREFECT_HOME", None)
-        else:
-            os.environ["PREFECT_HOME"] = old
-    return wd
+    return play_demo_year(tmp_path_factory.mktemp("readers"))
 
 
 def check_every_reader(mails: list[EmailMessage]) -> tuple[Counter[str], dict[str, list[str]]]:
