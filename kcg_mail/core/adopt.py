@@ -117,13 +117,13 @@ def place(name: str, meetings: Sequence[PlannedRef], doc_word: str = "Beslutspro
             return Placement(name, None, version, reason=f"datumet {day.isoformat()} passar flera möten")
         year = day.year
         if not any(m.date.year == year for m in meetings):
-            return Placement(name, None, version, reason=f"ingen årsplan för {year} (config/plan-{year}.yaml)")
+            return Placement(name, None, version, reason=f"det finns ingen årsplan för {year} än")
         return Placement(name, None, version, reason=f"inget planerat möte nära {day.isoformat()}")
     assert month is not None
     same = [m for m in meetings if (m.date.year, m.date.month) == month]
     if len(same) == 1:
         return Placement(name, same[0].meeting_id, version, "month")
     if not any(m.date.year == month[0] for m in meetings):
-        return Placement(name, None, version, reason=f"ingen årsplan för {month[0]} (config/plan-{month[0]}.yaml)")
+        return Placement(name, None, version, reason=f"det finns ingen årsplan för {month[0]} än")
     return Placement(name, None, version, reason=f"bara månaden {month[0]}-{month[1]:02d} i namnet och "
                                                  f"{'inget' if not same else 'flera'} möte den månaden")

@@ -79,9 +79,8 @@ class DraftPlan:
         the resolved date as a comment."""
         q = json.dumps  # a JSON string is a valid YAML scalar
         out = [
-            f"# UTKAST till årsplan {self.year}, skapat av `kcg plan --year {self.year} --draft`.",
-            "# Granska teman, värdar och datum; kopiera sedan filen till config/plan-"
-            f"{self.year}.yaml och kör `kcg check`.",
+            f"# UTKAST till årsplan {self.year}. Årsplanen antas på januarimötet (protokollets avsnitt",
+            "# om handlingsplanen) eller när samordnaren svarar ja på frågan om den; ingen kopierar filer.",
             f"year: {self.year}",
             f"note: {q(self.note, ensure_ascii=False)}",
             f"months_without_meeting: {q(list(self.months_without_meeting))}",

@@ -81,6 +81,6 @@ def missing_plan_items(years: set[int], today: date, has_meetings_ahead: bool) -
         why = ("inga möten planeras" if year == today.year
                else "från 1 oktober ska nästa års plan finnas")
         items.append(
-            f"Det finns ingen årsplan för {year} ({why}). Gör: skriv config/plan-{year}.yaml "
-            f"(ett utkast: `kcg plan --year {year} --draft`) och kör `kcg check`.")
+            f"Det finns ingen årsplan för {year} ({why}). Planeringsrundan tar fram den: behov och röster "
+            f"under hösten, och årsplanen antas när du svarar ja på frågan om den.")
     return items

@@ -180,7 +180,7 @@ def tick(app: App, year: int, now: datetime) -> list[str]:
     today = now.date()
     lines: list[str] = []
     if round_value(app, year, "started", None) is None:
-        return [f"planeringsrundan {year} är inte startad (kör kcg planning start --year {year})"]
+        return [f"planeringsrundan {year} är inte startad (den startar enligt planeringsrundans datum)"]
     published = bool(round_value(app, year, "topics", []))
     needs = round_value(app, year, "needs", {})
     if not published and r.needs_reminder <= today <= r.needs_deadline:
@@ -576,7 +576,7 @@ def close_round(app: App, year: int, now: datetime) -> list[str]:
     s, r = get_round(app, year)
     app.outbox.now = now
     if not topics(app, year):
-        raise PlanningProblem(f"röstlistan för {year} är inte publicerad; kör kcg planning publish --year {year}")
+        raise PlanningProblem(f"röstlistan för {year} är inte publicerad än: svara ja på mejlet om röstlistan först")
     t = current_tally(app, year)
     g = groups_for(app, year, r)
     _put(app, year, "groups", [list(x) for x in g.groups])

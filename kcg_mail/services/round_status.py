@@ -67,9 +67,8 @@ def needs_a_person(app: App) -> list[str]:
     items = []
     for y in years(app):
         if round_value(app, y, "candidates", None) and not round_value(app, y, "topics", []):
-            items.append(f"Röstlistan för handlingsplan {y} väntar på samordnaren. Gör: granska "
-                         f"{round_value(app, y, 'candidates', {})['path']} och kör 'publicera röstlistan' "
-                         f"(kcg planning publish --year {y}).")
+            items.append(f"Röstlistan för handlingsplan {y} väntar på samordnaren: svara ja på mejlet om "
+                         f"röstlistan (eller formuläret ”Publicera röstlistan”), så går röstsedlarna ut.")
         names = {p.id: p.name for p in app.cfg.network.members}
         if not round_value(app, y, "topics", []):
             for entry in round_value(app, y, "late_needs", {}).values():
