@@ -102,7 +102,7 @@ def test_kcg_adopt_on_a_new_work_directory(tmp_path):
     assert result.exit_code == 0, result.output
     out = result.output
     assert "Protokoll utan datum.docx: inget datum" in out
-    assert "2021-03-01 KCG Beslutsprotokoll.docx: ingen årsplan för 2021" in out
+    assert "2021-03-01 KCG Beslutsprotokoll.docx: det finns ingen årsplan för 2021" in out
 
     from kcg_mail.adapters.sqlite_state import SqliteState
 

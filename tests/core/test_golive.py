@@ -190,7 +190,9 @@ def test_missing_plans(today, years, expected):
 
 def test_missing_plan_item_says_what_to_do():
     (item,) = missing_plan_items({2026}, date(2026, 10, 1), True)
-    assert "2027" in item and "config/plan-2027.yaml" in item and "kcg check" in item
+    # the coordinator reads it: what is missing and how it comes about, no file and no command
+    assert "ingen årsplan för 2027" in item and "svarar ja" in item
+    assert "config/" not in item and "kcg " not in item and ".yaml" not in item
 
 
 # ------------------------------------------------------------------ the years, simulated
