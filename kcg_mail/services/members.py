@@ -213,6 +213,9 @@ def add_by_form(app: App, name: str, email: str, organisation: str, city: str, n
     """``kcg-member-add``: the decision taken in the form, carried out at once."""
     req = MemberRequest("add", name=name.strip(), email=email.strip().lower(), organisation=organisation.strip(),
                         city=city.strip())
+    known = _member(app, req.email)
+    if known is not None and known.active:  # the form sent again (or a retried run): nothing to do, not a failure
+        return f"{known.name} ({req.email}) är redan medlem; inget ändrades"
     change = understand(app, req, now)
     ref = request_ref("add", change.email, f"form:{run_id}")
     if _load(app, ref) is None:
