@@ -239,6 +239,31 @@ def test_january_protocol_adopts_the_plan_by_the_coordinators_yes(app, tmp_path)
     assert stored.read_bytes() == before
 
 
+def test_a_january_protocol_that_waited_for_his_yes_puts_the_plan_to_him_once_released(app):
+    """The protocol comes from an address our server could not confirm: it waits for the
+    coordinator's yes. Released, it is filed and sent out, and its plan section is put
+    to him as if it had come in by itself."""
+    from kcg_mail.services import approval
+
+    closed_round(app)
+    template_msg, template = january_protocol(app, at(date(2024, 1, 1)))
+    jan = app.meeting(f"{YEAR}-01")
+    raw = hosts.reply_to_template(jan, at(date(2024, 1, 3), 9), to=app.cfg.network.mailbox.email,
+                                  subject=template_msg["Subject"], message_id=template_msg["Message-ID"],
+                                  filename=hosts.docx_attachment(template_msg)[0], docx=b"", filled=template)
+    app.mail.deliver(raw, "unconfirmed.eml")  # no Authentication-Results of our server
+    rep = run_intake(app, at(date(2024, 1, 3), 12))
+    assert [h.outcome for h in rep.handled] == ["held"], rep
+    assert not any(r.action == "plan_adoption" for r in app.state.actions())  # nothing asked while it waits
+    approval.approve(app, rep.handled[0].ref, at(date(2024, 1, 3), 14))
+    assert app.state.filings(jan.id), "filed on his yes"
+    _, ask = latest_to_coordinator(app, "ask")
+    text = body(ask)
+    assert "Februari 2024" in text and "Januari 2025" in text and "Svara ja" in text
+    run_intake(app, at(date(2024, 1, 3), 16))  # the next run asks nothing again
+    assert len([r for r in app.state.actions() if r.action == "plan_adoption" and r.key.endswith(":ask")]) == 1
+
+
 def test_the_coordinators_word_table_adopts_the_plan_and_the_protocol_then_changes_nothing(app):
     closed_round(app)
     coord = app.cfg.network.coordinator
