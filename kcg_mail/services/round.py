@@ -621,7 +621,8 @@ def close_round(app: App, year: int, now: datetime) -> list[str]:
 def action_plan_docx(app: App, year: int, t: pl.Tally, g: pl.Groups, draft: Any) -> bytes:
     """"Handlingsplan YYYY – utkast": what the network adopts at January's physical meeting."""
     from kcg_mail.core.plan import apply_holiday_policy, first_monday
-    from kcg_mail.documents.round_action_plan import ActionPlan, AreaNeeds, PlanRow, Task, TopicVotes, render_action_plan
+    from kcg_mail.core.plan_adoption import Task
+    from kcg_mail.documents.round_action_plan import ActionPlan, AreaNeeds, PlanRow, TopicVotes, render_action_plan
 
     net, rules_ = app.cfg.network, app.cfg.meetings
     first = {p.id: p.name.split()[0] for p in net.members}
