@@ -180,15 +180,15 @@ def protocol_section(app: App, m: Meeting) -> dict[str, Any] | None:
     draft = draft_for(app, year)
     focus = sorted((r for r in result.get("rows", []) if r["focus"]), key=lambda r: (-r["votes"], r["number"]))
     coord = _signed(app)
-    tasks = [("Beslutsprotokoll efter varje möte, på nätverkets mall", "Mötets värd", "senast två arbetsdagar efter"),
-             ("Datum, plats och program för fysiska möten och studieresan", coord, "senast tio veckor före"),
-             ("", "", ""), ("", "", "")]
+    tasks = [pa.Task("Beslutsprotokoll efter varje möte, på nätverkets mall", "Mötets värd", "senast två arbetsdagar efter"),
+             pa.Task("Datum, plats och program för fysiska möten och studieresan", coord, "senast tio veckor före"),
+             pa.Task("", "", ""), pa.Task("", "", "")]
     return {
         "year": year,
         "focus": [{"area": r["area"], "topic": r["text"], "votes": str(r["votes"])} for r in focus],
         "rows": [dict(zip(("month", "date", "theme", "host", "backup_host", "kind"), r))
                  for r in _rows(app, draft.meetings)],
-        "tasks": [{"what": a, "who": b, "when": c} for a, b, c in tasks],
+        "tasks": [t._asdict() for t in tasks],
     }
 
 
