@@ -61,7 +61,7 @@ def state_restore(backup: Path | None = typer.Option(None, "--backup", help="Thi
             console.print(f"Not merged with the Sent folder: {exc}", markup=False, highlight=False)
         else:
             for line in report.lines():
-                console.print(f"  {line}", markup=False, highlight=False)
+                console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     finally:
         a.close()
 
@@ -88,4 +88,4 @@ def state_rebuild(workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None
     console.print(f"Rebuilt {state_path}" + (f"; the previous file is kept as {aside}" if aside else ""),
                   markup=False, highlight=False)
     for line in report.lines():
-        console.print(f"  {line}", markup=False, highlight=False)
+        console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
