@@ -98,3 +98,26 @@ def test_daily_schedule_follows_send_at(tmp_path):
     meetings.write_text(meetings.read_text(encoding="utf-8").replace('send_at: "07:00"', 'send_at: "06:30"'),
                         encoding="utf-8")
     assert daily_cron(str(d)) == ("30 6 * * *", "Europe/Stockholm")
+
+
+def test_check_sees_what_the_coordinator_decided_by_reply(tmp_path):
+    """`kcg check --workdir` checks the configuration the runs use: config/ with the members
+    the coordinator added and the plans he adopted in the work directory."""
+    from kcg_mail.config_loader import write_members_overlay
+
+    work = tmp_path / "w"
+    (work / "plans").mkdir(parents=True)
+    write_members_overlay(work, {"added": [{"id": "maria_lund", "name": "Maria Lund", "organisation": "Lunds City",
+                                            "city": "Lund", "email": "maria@lundscity.example.se"}], "removed": []})
+    plan = ("year: 2024\nmeetings:\n- month: '2024-02'\n  kind: digital\n  theme: Trygghet\n  host: maria_lund\n"
+            "  backup_host: pia\n")
+    (work / "plans" / "plan-2024.yaml").write_text(plan, encoding="utf-8")
+    r = runner.invoke(app, ["check", "--workdir", str(work)])
+    assert r.exit_code == 0, r.output
+    assert "15 people, 13 meetings" in " ".join(r.output.split())
+
+    (work / "plans" / "plan-2024.yaml").write_text(plan.replace("maria_lund", "kalle"), encoding="utf-8")
+    r = runner.invoke(app, ["check", "--workdir", str(work)])
+    assert r.exit_code == 2
+    text = " ".join(r.output.split())
+    assert "plans/plan-2024.yaml: meetings[0] (2024-02).host: 'kalle'" in text and "fix:" in text

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kcg_mail.core.config_model import SmtpImapSettings
+from kcg_mail.entrypoints.prefect_env import stop_process
 
 DOVECOT = "/usr/sbin/dovecot"
 DOVEADM = "/usr/bin/doveadm"
@@ -340,13 +341,8 @@ class MailServer:
                 except ProcessLookupError:
                     break
                 time.sleep(0.05)
-        if self._dovecot is not None and self._dovecot.poll() is None:
-            self._dovecot.terminate()
-            try:
-                self._dovecot.wait(15)
-            except subprocess.TimeoutExpired:
-                self._dovecot.kill()
-                self._dovecot.wait(5)
+        if self._dovecot is not None:
+            stop_process(self._dovecot, grace=15)
         self._dovecot = None
 
     def stop_dovecot(self) -> None:
