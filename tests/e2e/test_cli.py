@@ -1,6 +1,6 @@
 """The coordinator's commands: clear answers for good and bad setups."""
 
-from support.helpers import copy_config
+from support.helpers import copy_config, decided_by_reply
 from typer.testing import CliRunner
 
 from kcg_mail.entrypoints.cli import app
@@ -103,20 +103,13 @@ def test_daily_schedule_follows_send_at(tmp_path):
 def test_check_sees_what_the_coordinator_decided_by_reply(tmp_path):
     """`kcg check --workdir` checks the configuration the runs use: config/ with the members
     the coordinator added and the plans he adopted in the work directory."""
-    from kcg_mail.config_loader import write_members_overlay
-
     work = tmp_path / "w"
-    (work / "plans").mkdir(parents=True)
-    write_members_overlay(work, {"added": [{"id": "maria_lund", "name": "Maria Lund", "organisation": "Lunds City",
-                                            "city": "Lund", "email": "maria@lundscity.example.se"}], "removed": []})
-    plan = ("year: 2024\nmeetings:\n- month: '2024-02'\n  kind: digital\n  theme: Trygghet\n  host: maria_lund\n"
-            "  backup_host: pia\n")
-    (work / "plans" / "plan-2024.yaml").write_text(plan, encoding="utf-8")
+    decided_by_reply(work)
     r = runner.invoke(app, ["check", "--workdir", str(work)])
     assert r.exit_code == 0, r.output
     assert "15 people, 13 meetings" in " ".join(r.output.split())
 
-    (work / "plans" / "plan-2024.yaml").write_text(plan.replace("maria_lund", "kalle"), encoding="utf-8")
+    decided_by_reply(work, host="kalle")
     r = runner.invoke(app, ["check", "--workdir", str(work)])
     assert r.exit_code == 2
     text = " ".join(r.output.split())

@@ -20,7 +20,7 @@ from pathlib import Path
 import docx
 import pytest
 import yaml
-from support.helpers import CONFIG_DIR, at, authenticated
+from support.helpers import CONFIG_DIR, at, authenticated, decided_by_reply
 
 from kcg_mail.bootstrap import bootstrap
 from kcg_mail.core.plan import resolve_plan
@@ -380,18 +380,13 @@ def test_an_adopted_plan_may_name_a_member_the_coordinator_added(tmp_path):
     """Both live in the work directory: the plan's hosts are checked against network.yaml
     with the coordinator's added members; a host nobody knows stops the start with file,
     field and fix."""
-    from kcg_mail.config_loader import ConfigError, write_members_overlay
+    from kcg_mail.config_loader import ConfigError
 
     work = tmp_path / "work"
-    (work / "plans").mkdir(parents=True)
-    write_members_overlay(work, {"added": [{"id": "maria_lund", "name": "Maria Lund", "organisation": "Lunds City",
-                                            "city": "Lund", "email": "maria@lundscity.example.se"}], "removed": []})
-    plan = ("year: 2024\nmeetings:\n- month: '2024-02'\n  kind: digital\n  theme: Trygghet\n  host: maria_lund\n"
-            "  backup_host: pia\n")
-    (work / "plans" / "plan-2024.yaml").write_text(plan, encoding="utf-8")
+    decided_by_reply(work)
     app = uncapped(bootstrap(work, CONFIG_DIR))
     assert app.meeting("2024-02").host.name == "Maria Lund"
-    (work / "plans" / "plan-2024.yaml").write_text(plan.replace("maria_lund", "kalle"), encoding="utf-8")
+    decided_by_reply(work, host="kalle")
     with pytest.raises(ConfigError) as err:
         bootstrap(work, CONFIG_DIR)
     assert "plans/plan-2024.yaml: meetings[0] (2024-02).host: 'kalle'" in str(err.value) and "fix:" in str(err.value)
