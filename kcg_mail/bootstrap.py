@@ -49,16 +49,8 @@ def make_mail(cfg: Config, workdir: Path, *, create: bool = True) -> MailTranspo
     if isinstance(s, SmtpImapSettings):
         from kcg_mail.adapters.smtp_imap import SmtpImapTransport
 
-        return SmtpImapTransport(
-            smtp_host=s.smtp_host, smtp_port=s.smtp_port,
-            imap_host=s.imap_host or s.smtp_host, imap_port=s.imap_port,
-            username=s.username or cfg.network.mailbox.email, password=require("smtp_password"),
-            smtp_security=s.smtp_security, imap_security=s.imap_security,
-            sent_folder=s.sent_folder,
-            timeout=s.timeout,
-            processed_folder=s.processed_folder,
-            quarantine_folder=s.quarantine_folder,
-        )
+        return SmtpImapTransport(s.model_copy(update={"username": s.username or cfg.network.mailbox.email}),
+                                 require("smtp_password"))
     if isinstance(s, ExchangeSettings):
         from kcg_mail.adapters.exchange import ExchangeTransport
         from kcg_mail.adapters.exchange_ews import EwsSession
@@ -74,8 +66,8 @@ def make_mail(cfg: Config, workdir: Path, *, create: bool = True) -> MailTranspo
     from kcg_mail.adapters.graph import GraphTransport
     from kcg_mail.adapters.graph_http import GraphClient
 
-    return GraphTransport(GraphClient(mailbox=s.mailbox or cfg.network.mailbox.email, tenant_id=s.tenant_id,
-                                      client_id=s.client_id, client_secret=require("graph_client_secret")))
+    return GraphTransport(GraphClient(s.model_copy(update={"mailbox": s.mailbox or cfg.network.mailbox.email}),
+                                      require("graph_client_secret")))
 
 
 def make_source(cfg: Config, workdir: Path, stop: threading.Event | None = None, *,

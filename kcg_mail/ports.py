@@ -175,13 +175,20 @@ class MailSource(abc.ABC):
     A source has a connection of its own (never the intake's) and blocks in
     ``wait`` until something may have arrived; the listener then marks and
     triggers an intake run, which decides what the mail is. ``stop`` is the
-    listener's stop event: a source waits on it between polls."""
+    listener's stop event: a source that polls waits on it ``interval`` s
+    between two looks (``pause``)."""
 
     #: shown in the listener's log lines
     name: str = "source"
 
-    def __init__(self, stop: threading.Event | None = None) -> None:
+    def __init__(self, interval: float, stop: threading.Event | None = None) -> None:
+        self.interval = interval
         self.stop = stop or threading.Event()
+
+    def pause(self, timeout: float) -> bool:
+        """Wait between two polls: ``interval`` s, ``timeout`` s at most. True when
+        the listener stopped meanwhile."""
+        return self.stop.wait(min(timeout, self.interval))
 
     @abc.abstractmethod
     def wait(self, timeout: float) -> bool:
@@ -210,9 +217,8 @@ class PollSource(MailSource):
 
     def __init__(self, transport: MailTransport, interval: float = POLL_SECONDS, cursor: str | None = None,
                  stop: threading.Event | None = None) -> None:
-        super().__init__(stop)
+        super().__init__(interval, stop)
         self.transport = transport
-        self.interval = interval
         self.cursor = cursor
         self._first = True
 
@@ -220,7 +226,7 @@ class PollSource(MailSource):
         pass
 
     def wait(self, timeout: float) -> bool:
-        if not self._first and self.stop.wait(min(timeout, self.interval)):
+        if not self._first and self.pause(timeout):
             return False
         self._first = False
         batch = self.transport.fetch_new(self.cursor)

@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .. import ports
+from ..core.config_model import GraphSettings
 from ..ports import MARKER_HEADER, Check, TransportError
 from .graph_calendar import GraphCalendar
 from .graph_http import (
@@ -73,7 +74,7 @@ class GraphTransport(ports.MailTransport):
     """One Microsoft 365 mailbox through Microsoft Graph, application permissions.
 
     Works through the ``GraphClient`` it is given (token, requests, retries,
-    errors: ``GraphTransport(GraphClient(mailbox, tenant, app, secret, ...))``), a
+    errors: ``GraphTransport(GraphClient(settings, secret, ...))``), a
     ``GraphAttachments`` (files on drafts and events) and a ``GraphCalendar``
     (invitations) sharing that client."""
 
@@ -120,7 +121,8 @@ class GraphTransport(ports.MailTransport):
         missing = [n for n in (ENV_TENANT_ID, ENV_CLIENT_ID, ENV_CLIENT_SECRET) if not env.get(n)]
         if missing:
             raise TransportError("Graph transport: set " + ", ".join(missing))
-        return cls(GraphClient(mailbox, env[ENV_TENANT_ID], env[ENV_CLIENT_ID], env[ENV_CLIENT_SECRET]), **kw)
+        settings = GraphSettings(kind="graph", tenant_id=env[ENV_TENANT_ID], client_id=env[ENV_CLIENT_ID], mailbox=mailbox)
+        return cls(GraphClient(settings, env[ENV_CLIENT_SECRET]), **kw)
 
     # ------------------------------------------------------------------ send
 

@@ -21,6 +21,7 @@ from urllib.parse import quote
 import httpx
 import msal
 
+from ..core.config_model import GraphSettings
 from ..ports import (
     MARKER_HEADER,
     Address,
@@ -255,7 +256,8 @@ class MsalHttpClient:
 
 
 class GraphClient:
-    """One application's access to one mailbox's Graph endpoints: its token
+    """One application's access to one mailbox's Graph endpoints (``GraphSettings``:
+    mailbox, tenant and application; its secret apart): its token
     (msal, client credentials), its httpx client and one retried request
     (:meth:`call`) with Graph's errors mapped to ``TransportError`` (a person
     must act), ``TransientError`` (try again later) or ``GraphError``."""
@@ -277,9 +279,7 @@ class GraphClient:
 
     def __init__(
         self,
-        mailbox: str,
-        tenant_id: str,
-        client_id: str,
+        settings: GraphSettings,
         client_secret: str,
         *,
         base_url: str = "https://graph.microsoft.com/v1.0",
@@ -290,18 +290,18 @@ class GraphClient:
         sleep: Callable[[float], None] = time.sleep,
         timeout: float = 60.0,
     ) -> None:
-        if not (mailbox and tenant_id and client_id and client_secret):
+        if not (settings.mailbox and settings.tenant_id and settings.client_id and client_secret):
             raise TransportError(
                 "Graph needs the mailbox, KCG_GRAPH_TENANT_ID, KCG_GRAPH_CLIENT_ID and "
                 "KCG_GRAPH_CLIENT_SECRET"
             )
-        self.mailbox = mailbox
-        self.tenant_id = tenant_id
-        self.client_id = client_id
+        self.mailbox = settings.mailbox
+        self.tenant_id = settings.tenant_id
+        self.client_id = settings.client_id
         self._secret = client_secret
         self.base_url = base_url.rstrip("/")
-        self.authority = f"{authority_host.rstrip('/')}/{tenant_id}"
-        self.user = f"{self.base_url}/users/{quote(mailbox, safe='@')}"
+        self.authority = f"{authority_host.rstrip('/')}/{self.tenant_id}"
+        self.user = f"{self.base_url}/users/{quote(self.mailbox, safe='@')}"
         self._own_http = http is None
         self._http = http or httpx.Client(timeout=timeout)
         self.timeout = timeout

@@ -4,7 +4,7 @@
 without retries: the listener does the backoff. ``mark()`` reads UIDNEXT, and
 ``wait`` compares UIDNEXT with it before it IDLEs, so mail that arrived between
 a trigger and the next IDLE is reported at once (the server announces it only
-once). Without IDLE on the server it polls UIDNEXT every ``poll_interval`` s.
+once). Without IDLE on the server it polls UIDNEXT every ``interval`` s.
 """
 
 from __future__ import annotations
@@ -37,12 +37,11 @@ class NoIdle(Exception):
 class ImapIdleSource(MailSource):
     name = "imap-idle"
 
-    def __init__(self, session: ImapSession, idle_timeout: float = IDLE_TIMEOUT, poll_interval: float = 30.0,
+    def __init__(self, session: ImapSession, idle_timeout: float = IDLE_TIMEOUT, interval: float = 30.0,
                  stop: threading.Event | None = None) -> None:
-        super().__init__(stop)
+        super().__init__(interval, stop)
         self.session = session
         self.idle_timeout = idle_timeout
-        self.poll_interval = poll_interval
         #: False once the server turned out not to push: poll UIDNEXT instead
         self.push = True
         #: UIDNEXT of INBOX at the last ``mark()``
@@ -63,10 +62,10 @@ class ImapIdleSource(MailSource):
             try:
                 return self.session.run("wait for new mail", lambda conn: self._wait_idle(conn, min(timeout, self.idle_timeout)))
             except NoIdle as exc:
-                log.warning("IMAP server cannot push (%s): polling every %.0f s", exc, self.poll_interval)
+                log.warning("IMAP server cannot push (%s): polling every %.0f s", exc, self.interval)
                 self.push = False
         # poll fallback: compare UIDNEXT with the last mark
-        if self.stop.wait(min(timeout, self.poll_interval)):
+        if self.pause(timeout):
             return False
         now = self._uidnext()
         return self._marked is None or (now is not None and now > self._marked)

@@ -237,10 +237,9 @@ class MaildirWatchSource(ports.MailSource):
 
     def __init__(self, root: Path | str, interval: float = MAILDIR_TICK_SECONDS,
                  stop: threading.Event | None = None) -> None:
-        super().__init__(stop)
+        super().__init__(interval, stop)
         self.inbox = Path(root) / "inbox"
         self.dirs = [self.inbox, self.inbox / "new", self.inbox / "cur"]
-        self.interval = interval
         self._mtimes: tuple[int, ...] | None = None
         self._names: frozenset[str] = frozenset()
 
@@ -280,5 +279,5 @@ class MaildirWatchSource(ports.MailSource):
                     return True
                 self._names = names  # only removals (the intake moved mail out)
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or self.stop.wait(min(self.interval, remaining)):
+            if remaining <= 0 or self.pause(remaining):
                 return False

@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from email.headerregistry import AddressHeader
 
+from kcg_mail.core.config_model import SmtpImapSettings
 from kcg_mail.core.mime import build_invitation, build_message
 from kcg_mail.ports import (
     MARKER_HEADER,
@@ -52,10 +53,10 @@ from kcg_mail.ports import (
 )
 
 from .imap_idle import ImapIdleSource
-from .imap_session import FETCH_BATCH, ImapSecurity, ImapSession, fetch_items, ok, oversized, quote, uids_of
+from .imap_session import FETCH_BATCH, ImapSession, fetch_items, ok, oversized, quote, uids_of
 from .mail_faults import Retry
 from .maildir import incoming_limit, oversize_headers
-from .smtp_sender import SmtpSecurity, SmtpSender
+from .smtp_sender import SmtpSender
 
 log = logging.getLogger(__name__)
 
@@ -98,39 +99,33 @@ class SmtpImapTransport(MailTransport):
 
     def __init__(
         self,
-        smtp_host: str,
-        smtp_port: int,
-        imap_host: str,
-        imap_port: int,
-        username: str,
+        settings: SmtpImapSettings,
         password: str,
         *,
-        smtp_security: SmtpSecurity = "starttls",
-        imap_security: ImapSecurity = "tls",
-        sent_folder: str = "Sent",
-        processed_folder: str = "processed",
-        quarantine_folder: str = "quarantine",
-        timeout: float = 30,
         retries: int = 3,
         backoff: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
         ssl_context: ssl.SSLContext | None = None,
-        smtp_username: str | None = None,
-        smtp_password: str | None = None,
         own_copy: bool = True,
         settle_seconds: float = 30.0,
     ) -> None:
+        """``settings``: transport.yaml's ``mail:`` section with ``username`` set
+        (bootstrap fills in the network mailbox's address); ``password``: the
+        secret ``smtp_password``, for both servers."""
+        if not settings.username:
+            raise TransportError("SMTP/IMAP needs a user name: transport.yaml mail.username or the network mailbox")
         context = ssl_context or ssl.create_default_context()
         #: shared by the sender and the session; tests swap its ``sleep``
         self.retry = Retry(max(0, int(retries)), float(backoff), sleep)
-        self.smtp = SmtpSender(smtp_host, smtp_port, smtp_username or username,
-                               smtp_password if smtp_password is not None else password,
-                               security=smtp_security, ssl_context=context, timeout=timeout, retry=self.retry)
-        self.imap = ImapSession(imap_host, imap_port, username, password, security=imap_security,
-                                ssl_context=context, timeout=timeout, retry=self.retry)
-        self.username = username
-        self.folder_names: dict[str, str] = {
-            "sent": sent_folder, "processed": processed_folder, "quarantine": quarantine_folder}
+        self.username = settings.username
+        self.smtp = SmtpSender(settings.smtp_host, settings.smtp_port, self.username, password,
+                               security=settings.smtp_security, ssl_context=context, timeout=settings.timeout,
+                               retry=self.retry)
+        self.imap = ImapSession(settings.imap_host or settings.smtp_host, settings.imap_port, self.username, password,
+                                security=settings.imap_security, ssl_context=context, timeout=settings.timeout,
+                                retry=self.retry)
+        self.folder_names: dict[str, str] = {"sent": settings.sent_folder, "processed": settings.processed_folder,
+                                             "quarantine": settings.quarantine_folder}
         #: Send every mail to our own mailbox too (see the module's docstring).
         self.own_copy = own_copy
         #: How long the own copy may take to arrive: a run recovering an

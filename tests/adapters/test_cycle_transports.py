@@ -139,7 +139,7 @@ def test_cycle_graph_fake_local(tmp_path):
     cfg = shipped_config()  # the whole 2023 year
     fake = FakeGraph(mailbox=cfg.network.mailbox.email)
     with fake.running():
-        mail = GraphTransport(GraphClient(fake.mailbox, fake.tenant_id, fake.client_id, fake.client_secret, sleep=lambda s: None))
+        mail = GraphTransport(GraphClient(fake.settings(), fake.client_secret, sleep=lambda s: None))
         app = make_app(tmp_path, cfg, mail=mail)
         h = graph_harness(app, fake)
         res = run_cycle(h)

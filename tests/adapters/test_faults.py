@@ -97,7 +97,7 @@ def test_graph_down_during_daily_run_then_resumes_without_duplicates(tmp_path):
     fake = FakeGraph(mailbox=cfg.network.mailbox.email)
     waits: list[float] = []
     with fake.running():
-        mail = GraphTransport(GraphClient(fake.mailbox, fake.tenant_id, fake.client_id, fake.client_secret,
+        mail = GraphTransport(GraphClient(fake.settings(), fake.client_secret,
                                           sleep=waits.append, max_retries=2))
         app = make_app(tmp_path, cfg, mail=mail)
         m = app.meetings[0]

@@ -48,7 +48,7 @@ def transport(fake: FakeGraph, **kw) -> tuple[GraphTransport, Sleeps]:
     kw.setdefault("sleep", sleeps)
     folders = {k: kw.pop(k) for k in ("processed_folder", "quarantine_folder") if k in kw}
     secret = kw.pop("secret", fake.client_secret)
-    t = GraphTransport(GraphClient(fake.mailbox, fake.tenant_id, fake.client_id, secret, **kw), **folders)
+    t = GraphTransport(GraphClient(fake.settings(), secret, **kw), **folders)
     return t, sleeps
 
 
@@ -464,7 +464,7 @@ def test_check_wrong_secret(fake):
 def test_check_wrong_tenant():
     fake = FakeGraph()
     with fake.running():
-        t = GraphTransport(GraphClient(fake.mailbox, "no-such-tenant", fake.client_id, fake.client_secret))
+        t = GraphTransport(GraphClient(fake.settings(tenant_id="no-such-tenant"), fake.client_secret))
         (c,) = t.check()
     assert not c.ok and "tenant" in c.detail and "KCG_GRAPH_TENANT_ID" in c.detail
 

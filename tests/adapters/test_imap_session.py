@@ -65,7 +65,7 @@ def without(transport: SmtpImapTransport, *capabilities: str) -> None:
 @pytest.mark.server
 def test_a_swedish_folder_name_reaches_the_server_in_modified_utf7(server):
     folder = "Behandlat – återkoppling & svar"
-    with SmtpImapTransport(**server.transport_kwargs(KCG), processed_folder=folder) as t:
+    with SmtpImapTransport(**server.transport_kwargs(KCG, processed_folder=folder)) as t:
         server.deliver(incoming("svar 1"), KCG)
         [m] = t.fetch_new(None).messages
         t.move(m.ref, "processed")

@@ -18,6 +18,7 @@ from kcg_mail.adapters.maildir import MaildirTransport, MaildirWatchSource
 from kcg_mail.adapters.smtp_imap import SmtpImapTransport
 from kcg_mail.bootstrap import make_source
 from kcg_mail.config_loader import load_config
+from kcg_mail.core.config_model import SmtpImapSettings
 from kcg_mail.ports import POLL_SECONDS, MailSource, PollSource
 
 MAIL = (b"From: someone@outside.test\r\nTo: kcg@kcg.test\r\nSubject: hej\r\n"
@@ -59,7 +60,7 @@ def test_smtp_imap_config_gives_imap_idle_on_a_session_of_its_own(tmp_path: Path
     assert isinstance(source, ImapIdleSource)
     assert source.session.retry.retries == 0  # the listener backs off, not the source
 
-    transport = SmtpImapTransport("127.0.0.1", 587, "127.0.0.1", 993, "kcg@kcg.test", "x")
+    transport = SmtpImapTransport(SmtpImapSettings(kind="smtp_imap", smtp_host="127.0.0.1", username="kcg@kcg.test"), "x")
     own = transport.mail_source()
     assert isinstance(own, ImapIdleSource) and own.session is not transport.imap
     assert transport.retry.retries == 3  # the intake's transport keeps its retries

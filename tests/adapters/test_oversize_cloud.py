@@ -82,7 +82,7 @@ def test_graph_message_over_the_cap_is_answered_from_its_headers(feb):  # noqa: 
     app, wd, c = feb
     fake = FakeGraph()
     with fake.running():
-        app.mail = GraphTransport(GraphClient(fake.mailbox, fake.tenant_id, fake.client_id, fake.client_secret,
+        app.mail = GraphTransport(GraphClient(fake.settings(), fake.client_secret,
                                               sleep=lambda s: None))
         app.mail.max_incoming = CAP
         app.outbox.mail = app.mail

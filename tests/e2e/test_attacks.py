@@ -384,7 +384,7 @@ def test_graph_intake_reads_the_servers_authentication_results(feb):
     fake = FakeGraph()
     with fake.running():
         fake.mime_without_auth_results = True
-        app.mail = GraphTransport(GraphClient(fake.mailbox, fake.tenant_id, fake.client_id, fake.client_secret,
+        app.mail = GraphTransport(GraphClient(fake.settings(), fake.client_secret,
                                               sleep=lambda s: None))
         app.outbox.mail = app.mail
         fake.deliver(_genuine(c, in_reply_to=c.tpl_msgid, subject="SV: " + c.tpl_subject))
@@ -468,7 +468,7 @@ def test_check_connect_lists_authserv_ids_on_graph(feb):
     app, wd, c = feb
     fake = FakeGraph()
     with fake.running():
-        t = GraphTransport(GraphClient(fake.mailbox, fake.tenant_id, fake.client_id, fake.client_secret, sleep=lambda s: None))
+        t = GraphTransport(GraphClient(fake.settings(), fake.client_secret, sleep=lambda s: None))
         exo = ("spf=pass (sender IP is 192.0.2.1) smtp.mailfrom=gavle.example.se; dkim=pass header.d=gavle.example.se;"
                "dmarc=pass action=none header.from=gavle.example.se;compauth=pass reason=100")
         fake.deliver(mail(c, from_=c.host, ar_fields=[exo]))

@@ -256,8 +256,7 @@ class ImapWorld(World):
 
     def conn(self) -> dict:
         kw = self.server.transport_kwargs(self.mailbox)
-        kw.pop("ssl_context")
-        return {"kwargs": kw, "cafile": str(self.server.cert_file)}
+        return {"settings": kw["settings"].model_dump(), "password": kw["password"], "cafile": str(self.server.cert_file)}
 
     def deliver(self, raw: bytes) -> None:
         from email import message_from_bytes
@@ -385,7 +384,7 @@ class GraphWorld(World):
         from kcg_mail.adapters.graph_http import GraphClient
 
         f = self.fake
-        return GraphTransport(GraphClient(f.mailbox, f.tenant_id, f.client_id, f.client_secret, sleep=time.sleep,
+        return GraphTransport(GraphClient(f.settings(), f.client_secret, sleep=time.sleep,
                                           max_wait=5), settle_seconds=self.settle_seconds)
 
     @contextlib.contextmanager
@@ -395,8 +394,7 @@ class GraphWorld(World):
 
     def conn(self) -> dict:
         f = self.fake
-        return {"bridge": self.bridge.url, "mailbox": f.mailbox, "tenant": f.tenant_id, "client_id": f.client_id,
-                "secret": f.client_secret}
+        return {"bridge": self.bridge.url, "settings": f.settings().model_dump(), "secret": f.client_secret}
 
     def deliver(self, raw: bytes) -> None:
         self.fake.deliver(raw)
@@ -468,8 +466,10 @@ def _child_adapters(spec: dict, workdir: Path):
         import ssl
 
         from kcg_mail.adapters.smtp_imap import SmtpImapTransport
+        from kcg_mail.core.config_model import SmtpImapSettings
 
-        mail = SmtpImapTransport(**conn["kwargs"], ssl_context=ssl.create_default_context(cafile=conn["cafile"]))
+        mail = SmtpImapTransport(SmtpImapSettings(**conn["settings"]), conn["password"],
+                                 ssl_context=ssl.create_default_context(cafile=conn["cafile"]))
     elif kind == "exchange":
         import requests_mock
 
@@ -495,6 +495,7 @@ def _child_adapters(spec: dict, workdir: Path):
 
         from kcg_mail.adapters.graph import GraphTransport
         from kcg_mail.adapters.graph_http import GraphClient
+        from kcg_mail.core.config_model import GraphSettings
 
         def graph(request: httpx.Request) -> httpx.Response:
             status, headers, body = forward(conn["bridge"], request.method, str(request.url), dict(request.headers),
@@ -505,7 +506,7 @@ def _child_adapters(spec: dict, workdir: Path):
         router = respx.mock(assert_all_called=False)
         router.start()
         router.route().mock(side_effect=graph)
-        mail = GraphTransport(GraphClient(conn["mailbox"], conn["tenant"], conn["client_id"], conn["secret"], sleep=lambda s: None))
+        mail = GraphTransport(GraphClient(GraphSettings(**conn["settings"]), conn["secret"], sleep=lambda s: None))
     else:
         raise SystemExit(f"unknown world {kind}")
     archive = None

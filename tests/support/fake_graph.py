@@ -50,6 +50,7 @@ from urllib.parse import unquote
 import httpx
 import respx
 
+from kcg_mail.core.config_model import GraphSettings
 from support.fake_entra import FakeEntra
 from support.fake_graph_calendar import FakeCalendar
 from support.fake_graph_odata import NAME_FILTER, QUOTED, graph_error, norm_prop, query, unq
@@ -135,6 +136,12 @@ class FakeGraph:
     @property
     def client_secret(self) -> str:
         return self.entra.client_secret
+
+    def settings(self, **fields: str) -> GraphSettings:
+        """transport.yaml's ``mail:`` for this mailbox and app (``fields`` over them);
+        the client secret goes apart (``GraphClient(fake.settings(), fake.client_secret)``)."""
+        mine = {"tenant_id": self.tenant_id, "client_id": self.client_id, "mailbox": self.mailbox}
+        return GraphSettings(kind="graph", **{**mine, **fields})
 
     @property
     def roles(self) -> set[str]:

@@ -43,6 +43,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kcg_mail.core.config_model import SmtpImapSettings
 from kcg_mail.entrypoints.prefect_env import stop_process
 
 DOVECOT = "/usr/sbin/dovecot"
@@ -172,19 +173,22 @@ class MailServer:
         return ssl.create_default_context(cafile=str(self.cert_file))
 
     def transport_kwargs(self, user: str = "kcg@kcg.test", **overrides) -> dict:
-        """Constructor arguments for SmtpImapTransport logged in as ``user``."""
-        kw = dict(
+        """Constructor arguments for SmtpImapTransport logged in as ``user``: its
+        ``settings`` (an override naming a field of ``SmtpImapSettings`` goes into
+        them), the password and a TLS context trusting this server."""
+        fields = dict(
             smtp_host=self.host,
             smtp_port=self.smtp_port,
             imap_host=self.host,
             imap_port=self.imaps_port,
             username=user,
-            password=self.users[user],
             smtp_security="starttls",
             imap_security="tls",
-            ssl_context=self.ssl_context(),
             timeout=10,
         )
+        fields.update({k: overrides.pop(k) for k in list(overrides) if k in SmtpImapSettings.model_fields})
+        kw = dict(settings=SmtpImapSettings(kind="smtp_imap", **fields), password=self.users[user],
+                  ssl_context=self.ssl_context())
         kw.update(overrides)
         return kw
 
