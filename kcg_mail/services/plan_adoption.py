@@ -216,8 +216,8 @@ def from_protocol(app: App, m: Meeting, filename: str, data: bytes, now: datetim
     if adoption_meeting(app, year) != m:
         return ""
     if filename.lower().endswith(".pdf"):  # no table can be read from a PDF: he gets the Word table again
-        if has_plan(app, year) or app.ledger.plan_adoption(year).get("adopted"):
-            return ""
+        if protocol_section(app, m) is None or app.ledger.plan_adoption(year).get("adopted"):
+            return ""  # the protocol had no plan section to fill in, or the plan is adopted
         return f"protokollet är en PDF, ur den går årsplanen inte att läsa; tabellen till samordnaren: " \
                f"{offer_table(app, year, now, pdf=True)}"
     if not filename.lower().endswith(DOCUMENTS):
