@@ -310,14 +310,6 @@ class GraphClient:
         self.policy = RetryPolicy(max_retries=max_retries, max_wait=max_wait, backoff_max=30.0, sleep=sleep)
         self._app = None
 
-    @property
-    def max_retries(self) -> int:
-        return self.policy.max_retries
-
-    @property
-    def max_wait(self) -> float:
-        return self.policy.max_wait
-
     # ------------------------------------------------------------------ auth
 
     def _msal_app(self) -> Any:
