@@ -9,6 +9,15 @@ import os
 from typing import Any
 
 _KNOWN: set[str] = set()
+#: A value this short is not masked: it would be masked in every word of every log line
+#: (a one-letter test password turns "mail" into "m***il"), and no mail, Graph or
+#: Dropbox credential is that short.
+MIN_MASKED = 4
+
+
+def _remember(value: str) -> None:
+    if len(value) >= MIN_MASKED:
+        _KNOWN.add(value)
 
 
 _base_factory = logging.getLogRecordFactory()
@@ -21,7 +30,7 @@ def _masking_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
     if _KNOWN:
         msg = record.getMessage()
         masked = msg
-        for s in _KNOWN:
+        for s in sorted(_KNOWN, key=len, reverse=True):  # a secret that contains another: all of it
             masked = masked.replace(s, "***")
         if masked != msg:
             record.msg, record.args = masked, ()
@@ -48,7 +57,7 @@ def secret(name: str, environ: dict[str, str] | None = None) -> str | None:
         except Exception:
             value = None
     if value:
-        _KNOWN.add(value)
+        _remember(value)
     return value or None
 
 
@@ -93,5 +102,5 @@ def reply_secret(workdir: str | os.PathLike[str], environ: dict[str, str] | None
     if not value:
         raise MissingSecret(f"{path} is empty (fix: delete it, a new reply secret is generated on the next run, "
                             f"or set KCG_REPLY_SECRET)")
-    _KNOWN.add(value)
+    _remember(value)
     return value.encode("utf-8")
