@@ -21,7 +21,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
-from typing import Any, Generic, Literal, TypeVar, TypeVarTuple, cast
+from typing import Any, Generic, Literal, TypeVar, TypeVarTuple, cast, overload
 
 from kcg_mail.ports import StateStore
 
@@ -164,8 +164,14 @@ class _Kind(Generic[*Ids, T]):
         self.pattern = pattern
         self.codec = codec
 
-    def __get__(self, ledger: Ledger, owner: type[Ledger]) -> Record[*Ids, T]:
-        return Record(ledger.state, self.pattern, self.codec)
+    @overload
+    def __get__(self, ledger: None, owner: type[Ledger]) -> _Kind[*Ids, T]: ...
+
+    @overload
+    def __get__(self, ledger: Ledger, owner: type[Ledger]) -> Record[*Ids, T]: ...
+
+    def __get__(self, ledger: Ledger | None, owner: type[Ledger]) -> _Kind[*Ids, T] | Record[*Ids, T]:
+        return self if ledger is None else Record(ledger.state, self.pattern, self.codec)
 
 
 class Ledger:
@@ -175,6 +181,7 @@ class Ledger:
         self.state = state
 
     # ------------------------------------------------------------ intake
+    #: Where the last intake run left off in the mailbox (the mail adapter's cursor).
     intake_cursor = _Kind[str | None]("mail:cursor", _TEXT)
 
     # ------------------------------------------------------------ approvals of held messages
