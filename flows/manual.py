@@ -67,6 +67,18 @@ def _publish(app: App, md: str, description: str, run_name: str) -> None:
     publish_overview(app, by=run_name)
 
 
+def _resent(app: App, out: dict[str, Any], what: str, to: list[str], *, neuter: bool = False) -> dict[str, Any]:
+    """Say what a resend did: ``what`` ("inbjudan till 2023-05") went ``to`` these
+    addresses again, or had already gone in this very run (a retried run sends nothing).
+    The run's name names the receiver when there is one."""
+    sent = "skickat" if neuter else "skickad"
+    state = {"sent": f"{sent} igen", "already": f"var redan {sent} i den här körningen"}.get(out["outcome"],
+                                                                                           out["outcome"])
+    _publish(app, f"# {what[:1].upper()}{what[1:]} {state}\n\n- Till: {', '.join(to)}\n", f"Skicka om {what}",
+             f"{what} {state}" + (f" till {to[0]}" if len(to) == 1 else ""))
+    return out
+
+
 @contextlib.contextmanager
 def _app_and_now() -> Iterator[tuple[App, Any]]:
     """The app and "now" for a manual run; the app is closed at the end."""
@@ -100,11 +112,7 @@ def resend(
 
     with _app_and_now() as (app, now):
         out = resend_meeting(app, meeting_id, WHAT[what], _request_id(), now)
-        state = {"sent": "skickad igen", "already": "var redan omskickad i den här körningen"}.get(out["outcome"], out["outcome"])
-        label = what.capitalize()
-        _publish(app, f"# {label} till {meeting_id} {state}\n\n- Till: {', '.join(out.get('to', []))}\n",
-                 f"Skicka om {what} {meeting_id}", f"{what} {meeting_id} {state}")
-        return out
+        return _resent(app, out, f"{what} till {meeting_id}", out.get("to", []))
 
 
 @flow(name="kcg-resend-minutes", flow_run_name="skicka protokollet {meeting_id} till {email}", log_prints=False)
@@ -117,10 +125,7 @@ def resend_minutes(
 
     with _app_and_now() as (app, now):
         out = resend_distribution(app, meeting_id, email, _request_id(), now)
-        state = {"sent": "skickat", "already": "var redan skickat i den här körningen"}.get(out["outcome"], out["outcome"])
-        _publish(app, f"# Protokollet från {meeting_id} (version {out['version']}) {state} till {out['to']}\n",
-                 f"Protokollet {meeting_id} till {out['to']}", f"protokollet {meeting_id} {state} till {out['to']}")
-        return out
+        return _resent(app, out, f"protokollet från {meeting_id} (version {out['version']})", [out["to"]], neuter=True)
 
 
 @flow(name="kcg-refile", flow_run_name="arkivera ur karantän {message}", log_prints=False)

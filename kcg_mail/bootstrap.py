@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from kcg_mail.documents.render import ProtocolRenderer
 
-from kcg_mail.config_loader import MEMBERS_OVERLAY, adopted_plan_problems, apply_members_overlay, load_config
+from kcg_mail.config_loader import MEMBERS_OVERLAY, load_installed
 from kcg_mail.core.config_model import (
     Config,
     ConfigError,
@@ -157,11 +157,7 @@ def bootstrap(workdir: Path | str = DEFAULT_WORKDIR, config_dir: Path | str | No
     install_log_filter()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    cfg = apply_members_overlay(cfg or load_config(config_dir, plans_dir=workdir / "plans", members_dir=workdir),
-                                workdir)
-    adopted_problems = adopted_plan_problems(cfg)  # a plan adopted by reply may name a member added by reply
-    if adopted_problems:
-        raise ConfigError(adopted_problems)
+    cfg = load_installed(workdir, config_dir, cfg)
     templates = Path(templates_dir or DEFAULT_TEMPLATES)
     renderer, template_problems = load_renderer(templates, workdir)
     mail = mail or make_mail(cfg, workdir)

@@ -42,7 +42,7 @@ from kcg_mail.core.round import PlanningSettings
 #: what the shell imports from here: the loaders, and the models it passes on (typed transport settings)
 __all__ = ["DEFAULT_CONFIG_DIR", "ArchiveSettings", "Config", "ConfigError", "DropboxSettings", "ExchangeSettings",
            "GraphSettings", "LocalArchiveSettings", "MailSettings", "MaildirSettings", "SmtpImapSettings",
-           "MEMBERS_OVERLAY", "apply_members_overlay", "load_config", "load_planning", "read_members_overlay",
+           "MEMBERS_OVERLAY", "apply_members_overlay", "load_config", "load_installed", "load_planning", "read_members_overlay",
            "write_members_overlay"]
 
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
@@ -374,6 +374,21 @@ def write_members_overlay(workdir: Path | str, data: dict[str, list[dict[str, st
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, file)
+
+
+def load_installed(workdir: Path | str, directory: Path | str | None = None, cfg: Config | None = None) -> Config:
+    """The configuration every run of an installation works with: ``config/`` (or
+    ``cfg``, already loaded from it) with what the coordinator decided by reply in
+    ``workdir``: the plans he adopted (``<workdir>/plans``) and the members he added
+    or removed (``members.yaml``); an adopted plan's host may be a member added by
+    reply. Raises ConfigError naming file, field and fix."""
+    workdir = Path(workdir)
+    cfg = apply_members_overlay(cfg or load_config(directory, plans_dir=workdir / "plans", members_dir=workdir),
+                                workdir)
+    problems = adopted_plan_problems(cfg)
+    if problems:
+        raise ConfigError(problems)
+    return cfg
 
 
 def apply_members_overlay(cfg: Config, workdir: Path | str) -> Config:

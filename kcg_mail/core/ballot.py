@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["NUMBER_WORDS", "BallotCheck", "BallotLine", "Correction", "ParsedBallot", "Topic", "about_member",
            "ballot_lines", "examples", "number_text", "own_lines", "parse_ballot_text", "read_correction",
@@ -31,8 +32,10 @@ def number_text(n: int) -> str:
     return _WORDS_OUT[n] if 0 <= n <= 10 else str(n)
 
 
-@dataclass(frozen=True)
-class Topic:
+class Topic(NamedTuple):
+    """One line of the numbered ballot list; the round's state keeps it as this
+    very row (``[number, area, text]``)."""
+
     number: int
     area: str
     text: str

@@ -25,7 +25,7 @@ from collections import Counter
 from datetime import date, time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from kcg_mail.core.naming import pattern_fields
@@ -48,42 +48,43 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _email(v: str) -> str:
+    v = v.strip()
+    if not EMAIL_RE.match(v):
+        raise ValueError(f"{v!r} is not an email address (fix: write it like name@example.se)")
+    return v.lower()
+
+
+def _one_line(v: str) -> str:
+    if any(c in v for c in "\r\n\x00"):
+        raise ValueError("must be on one line (fix: remove the line breaks)")
+    return v.strip()
+
+
+#: an email address, kept in lower case
+Email = Annotated[str, AfterValidator(_email)]
+#: a name or title written on one line (it goes into mail headers and file names)
+OneLine = Annotated[str, AfterValidator(_one_line)]
+
+
 # --------------------------------------------------------------------- network
 
 
 class Person(_Model):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    name: str
-    organisation: str = ""
-    city: str = ""
-    email: str
+    name: OneLine
+    organisation: OneLine = ""
+    city: OneLine = ""
+    email: Email
     role: Literal["member", "coordinator", "guest"] = "member"
     active: bool = True
     #: the language of the mail a guest gets (``en``: English texts); members read Swedish
     language: Literal["sv", "en"] = "sv"
 
-    @field_validator("email")
-    @classmethod
-    def _email(cls, v: str) -> str:
-        v = v.strip()
-        if not EMAIL_RE.match(v):
-            raise ValueError(f"{v!r} is not an email address like name@example.se")
-        return v.lower()
-
-    @field_validator("name", "organisation", "city")
-    @classmethod
-    def _one_line(cls, v: str) -> str:
-        if any(c in v for c in "\r\n\x00"):
-            raise ValueError("must be on one line")
-        return v.strip()
-
 
 class Mailbox(_Model):
-    name: str
-    email: str
-
-    _email = field_validator("email")(Person._email.__func__)  # type: ignore[attr-defined]
-    _one = field_validator("name")(Person._one_line.__func__)  # type: ignore[attr-defined]
+    name: OneLine
+    email: Email
 
 
 class Network(_Model):
@@ -541,24 +542,8 @@ class AlertSettings(_Model):
 class OperatorContact(_Model):
     """The operator: who set up ``config/`` and keeps the installation running."""
 
-    name: str = ""
-    email: str
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, v: str) -> str:
-        v = v.strip()
-        if not EMAIL_RE.match(v):
-            raise ValueError(f"{v!r} is not an email address (fix: write the operator's address, "
-                             f"e.g. {{name: Kim Drift, email: drift@example.se}})")
-        return v.lower()
-
-    @field_validator("name")
-    @classmethod
-    def _one_line(cls, v: str) -> str:
-        if any(c in v for c in "\r\n\x00"):
-            raise ValueError("must be on one line (fix: write the operator's name without line breaks)")
-        return v.strip()
+    name: OneLine = ""
+    email: Email
 
 
 class Transport(_Model):

@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from kcg_mail.core.inbound.outcome import why_of
 from kcg_mail.core.plan import date_text
 
 COLUMNS: tuple[str, ...] = ("möte", "datum", "värd", "läge", "svar", "protokoll", "behöver")
@@ -54,28 +53,23 @@ class MeetingFacts:
 
 
 @dataclass(frozen=True)
-class Held:
-    """A reply held for the coordinator's approval (or a guest's invitation: ``guest``
-    is then the guest's name)."""
+class Quarantined:
+    """A message in the quarantine that the coordinator should look at: its
+    reference, who sent it, its subject and why it is there."""
 
     ref: str
     sender: str
     subject: str
     reason: str
-    meeting_id: str | None = None
-    guest: str | None = None
 
 
 @dataclass(frozen=True)
-class Quarantined:
-    ref: str
-    sender: str
-    subject: str
-    outcome: str
+class Held(Quarantined):
+    """A reply held for the coordinator's approval (or a guest's invitation: ``guest``
+    is then the guest's name)."""
 
-    @property
-    def reason(self) -> str:
-        return why_of(self.outcome)
+    meeting_id: str | None = None
+    guest: str | None = None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from pydantic import ValidationError
 
@@ -74,13 +74,22 @@ class PlanRow:
     kind: str
 
 
+class Task(NamedTuple):
+    """One row of "vem gör vad och när" (``TASKS_HEADER``): written into the action
+    plan and the January protocol's plan section, read back from either."""
+
+    what: str
+    who: str
+    when: str
+
+
 @dataclass(frozen=True)
 class PlanDocument:
     """What a document says about next year's plan."""
 
     rows: tuple[PlanRow, ...]
     focus: tuple[tuple[str, str], ...] = ()  # (area, focus topic)
-    tasks: tuple[tuple[str, str, str], ...] = ()  # (what, who, when)
+    tasks: tuple[Task, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,7 +129,7 @@ def read_tables(tables: Iterable[list[list[str]]]) -> PlanDocument | None:
     when no table has the year plan's header."""
     plan: list[PlanRow] | None = None
     focus: list[tuple[str, str]] = []
-    tasks: list[tuple[str, str, str]] = []
+    tasks: list[Task] = []
     for rows in tables:
         at = _header_at(rows, PLAN_HEADER, 6)
         if at is not None and plan is None:
@@ -132,7 +141,7 @@ def read_tables(tables: Iterable[list[list[str]]]) -> PlanDocument | None:
             continue
         at = _header_at(rows, TASKS_HEADER, 3)
         if at is not None and not tasks:
-            tasks = [(c[0], c[1], c[2]) for c in _body(rows, at, 3) if c[0]]
+            tasks = [Task(*c) for c in _body(rows, at, 3) if c[0]]
     if plan is None:
         return None
     return PlanDocument(tuple(plan), tuple(focus), tuple(tasks))

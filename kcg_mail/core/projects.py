@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import date, timedelta
 
 from kcg_mail.core.plan import MONTHS_SV, Meeting
@@ -34,22 +33,15 @@ def cross_check(projects: Projects, member_ids: Iterable[str]) -> list[str]:
     return out
 
 
-@dataclass(frozen=True)
-class StatusRequest:
-    group: ProjectGroup
-    meeting: Meeting
-    send_on: date
-
-
 def active_at(group: ProjectGroup, d: date) -> bool:
     return group.start <= d and (group.end is None or d <= group.end)
 
 
 def status_requests_due(groups: Sequence[ProjectGroup], meetings: Sequence[Meeting], today: date,
-                        request_days: int) -> list[StatusRequest]:
-    """Requests to send ``today``: for each confirmed meeting from ``request_days`` before
-    it until two days before it (so a reply can still reach the template), each group
-    active on the request day and started before the meeting."""
+                        request_days: int) -> list[tuple[ProjectGroup, Meeting]]:
+    """Requests to send ``today``, as (group, meeting): for each confirmed meeting from
+    ``request_days`` before it until two days before it (so a reply can still reach the
+    template), each group active on the request day and started before the meeting."""
     out = []
     for m in meetings:
         if m.tentative:
@@ -57,7 +49,7 @@ def status_requests_due(groups: Sequence[ProjectGroup], meetings: Sequence[Meeti
         send_on = m.date - timedelta(days=request_days)
         if not (send_on <= today <= m.date - timedelta(days=2)):
             continue
-        out += [StatusRequest(g, m, send_on) for g in groups if active_at(g, send_on) and g.start < m.date]
+        out += [(g, m) for g in groups if active_at(g, send_on) and g.start < m.date]
     return out
 
 

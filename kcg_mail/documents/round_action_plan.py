@@ -21,6 +21,8 @@ from docx import Document
 from docx.enum.text import WD_ALIGN_PARAGRAPH
 from docx.shared import Mm, Pt, RGBColor
 
+from kcg_mail.core.plan_adoption import TASKS_HEADER, Task
+
 GREY = RGBColor(0x55, 0x55, 0x55)
 RED = RGBColor(0xB0, 0x1E, 0x1E)
 
@@ -50,13 +52,6 @@ class AreaNeeds:
     description: str = ""
     questions: tuple[str, ...] = ()
     proposals: int = 0
-
-
-@dataclass(frozen=True)
-class Task:
-    what: str
-    who: str
-    when: str
 
 
 @dataclass(frozen=True)
@@ -201,7 +196,7 @@ def render_action_plan(ap: ActionPlan) -> bytes:
            [(r.month, r.date, r.kind, r.theme, r.host) for r in ap.plan], (29, 31, 27, 53, 30))
 
     doc.add_heading("Vem gör vad och när", level=2)
-    _table(doc, ("Vad", "Vem", "När"), [(t.what, t.who, t.when) for t in ap.tasks], (82, 44, 44))
+    _table(doc, TASKS_HEADER, ap.tasks, (82, 44, 44))
 
     doc.add_heading("Projektgrupper", level=2)
     if ap.projects:

@@ -33,7 +33,7 @@ def plan(year: int | None = typer.Option(None, help="Only this plan year."),
     from kcg_mail.core.plan import as_json as meeting_json
     from kcg_mail.core.plan import resolve_plan
 
-    cfg = read_config(config)
+    cfg = read_config(config, workdir)
     if draft:
         write_draft_plan(cfg, year, out, workdir, config)
         return
@@ -55,7 +55,7 @@ def plan(year: int | None = typer.Option(None, help="Only this plan year."),
 def daily(date: str | None = typer.Option(None, help="Simulate this day (YYYY-MM-DD); default today."),
           workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """Run the daily flow once: send what is due."""
-    cfg = read_config(config)
+    cfg = read_config(config, workdir)
     check_state(workdir, config)
 
     def start() -> Any:
@@ -74,7 +74,7 @@ def daily(date: str | None = typer.Option(None, help="Simulate this day (YYYY-MM
 def intake(workdir: Path = WORKDIR, config: Path | None = CONFIG,
            now: str | None = typer.Option(None, help="Simulated time YYYY-MM-DDTHH:MM.")) -> None:
     """Run the intake flow once: handle new replies."""
-    cfg = read_config(config)
+    cfg = read_config(config, workdir)
     check_state(workdir, config)
 
     def start() -> Any:
@@ -101,7 +101,7 @@ def demo(workdir: Path = typer.Option(Path("var/demo"), "--workdir", "-w"), conf
 
     phases = Phases()
     phases.add("start", process_age())
-    read_config(config)
+    read_config(config, workdir)
 
     def imports() -> None:  # while the Prefect server starts
         with phases.measure("start"), phases.measure("imports"):
@@ -179,7 +179,7 @@ def _status_table(workdir: Path, config: Path | None) -> None:
 @app.command()
 def status(workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """Show each meeting's status and what needs a person (the same as the Prefect UI's overview)."""
-    read_config(config)
+    read_config(config, workdir)
     check_state(workdir, config)
     _status_table(workdir, config)
     from kcg_mail.bootstrap import bootstrap
@@ -224,7 +224,7 @@ def project_start(ref: str = typer.Argument(..., help="The decision, e.g. 2023-0
                   decline: bool = typer.Option(False, "--decline", help="Say no: stop listing the proposal."),
                   workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """Approve a "Projektgrupp: …" decision from the minutes: start the project group."""
-    read_config(config)
+    read_config(config, workdir)
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.services.followup import ProjectProblem, decline_group, start_group
 
@@ -243,7 +243,7 @@ def project_start(ref: str = typer.Argument(..., help="The decision, e.g. 2023-0
 def check(connect: bool = typer.Option(False, "--connect", help="Also log in to the mail system and archive."),
           workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """Validate config and templates; with --connect, test the connections (sends nothing)."""
-    cfg = read_config(config)
+    cfg = read_config(config, workdir)
     from kcg_mail.documents.template_check import check_template
     from kcg_mail.services.compose import DEFAULT_TEMPLATES, Composer
 
@@ -324,7 +324,7 @@ def check(connect: bool = typer.Option(False, "--connect", help="Also log in to 
 @app.command()
 def pending(workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """List what waits for approval ("väntar på godkännande"): sender, subject, file, why."""
-    read_config(config)
+    read_config(config, workdir)
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.services.approval import pending_markdown
 
@@ -346,7 +346,7 @@ def reject(ref: str = typer.Argument(..., help="The held message's key (kcg pend
 
 
 def _held_decision(what: str, ref: str, workdir: Path, config: Path | None) -> None:
-    read_config(config)
+    read_config(config, workdir)
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.services import approval
     from kcg_mail.services.lock import intake_lock, lock_dir
@@ -369,7 +369,7 @@ def serve(workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
 
     from kcg_mail.entrypoints.prefect_env import FIX
 
-    cfg = read_config(config)
+    cfg = read_config(config, workdir)
     check_state(workdir, config)
     if not os.environ.get("PREFECT_API_URL"):
         err.print(f"[bold red]Prefect:[/] kcg serve needs a Prefect server for its schedules; {FIX}",
@@ -413,7 +413,7 @@ def adopt(workdir: Path = WORKDIR, config: Path | None = CONFIG,
           dry_run: bool = typer.Option(False, "--dry-run", help="Only report; record nothing.")) -> None:
     """Take over the protocols already in the archive: record them as filed (nothing is asked for or sent
     again) and build the decision log from them."""
-    read_config(config)
+    read_config(config, workdir)
     from kcg_mail.bootstrap import bootstrap
     from kcg_mail.services.adopt import adopt as run_adopt
 
@@ -469,7 +469,7 @@ def listen(workdir: Path = WORKDIR, config: Path | None = CONFIG,
 
     from flows.serve import intake_deployment
 
-    cfg = read_config(config)
+    cfg = read_config(config, workdir)
     _automations(cfg)
     name = deployment or intake_deployment(cfg.network.short, worker=True)
     listener = _listener(cfg, str(workdir.resolve()), str(config.resolve()) if config else None, name)

@@ -12,7 +12,7 @@ from typing import TypeVar
 import typer
 from rich.console import Console
 
-from kcg_mail.config_loader import Config, ConfigError, load_config
+from kcg_mail.config_loader import Config, ConfigError, load_config, load_installed
 
 T = TypeVar("T")
 
@@ -23,9 +23,12 @@ WORKDIR = typer.Option(Path("var"), "--workdir", "-w", help="Where state, Maildi
 CONFIG = typer.Option(None, "--config", "-c", help="Config directory (default: config/ or $KCG_CONFIG_DIR).")
 
 
-def read_config(config: Path | None) -> Config:
+def read_config(config: Path | None, workdir: Path | None = None) -> Config:
+    """The configuration, or the problems naming file, field and fix (exit 2). With
+    ``workdir``: as the installation's runs see it, with the plans and members the
+    coordinator decided by reply (``load_installed``)."""
     try:
-        return load_config(config)
+        return load_config(config) if workdir is None else load_installed(workdir, config)
     except ConfigError as exc:
         err.print("[bold red]Configuration problems:[/]")
         for p in exc.problems:

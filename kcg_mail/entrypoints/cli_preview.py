@@ -20,7 +20,7 @@ def preview(month: str = typer.Option(..., "--month", "-m", help="The month, e.g
     from kcg_mail.bootstrap import dry_run_app
     from kcg_mail.services.preview import Preview, dry_run, month_bounds, render_html
 
-    read_config(config)
+    read_config(config, workdir)
     if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
         err.print(f"--month: {month!r} is not a month (fix: write it as YYYY-MM, e.g. {date.today():%Y-%m})")
         raise typer.Exit(2)

@@ -18,7 +18,7 @@ DAY = typer.Option(None, "--date", help="Simulate this day (YYYY-MM-DD); default
 
 
 def _planning_flow(step: str, year: int, date: str | None, workdir: Path, config: Path | None) -> None:
-    read_config(config)
+    read_config(config, workdir)
     from kcg_mail.config_loader import load_planning
 
     try:
@@ -74,7 +74,7 @@ def planning_tick(year: int = YEAR, date: str | None = DAY, workdir: Path = WORK
 @planning_app.command("status")
 def planning_status(workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """The round's answers per member and the tally."""
-    read_config(config)
+    read_config(config, workdir)
     print_round_status(workdir, config, full=True)
 
 

@@ -39,7 +39,7 @@ def state_restore(backup: Path | None = typer.Option(None, "--backup", help="Thi
                   workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """Put the newest backup back in place, then record what Sent and the archive show
     happened after it (so nothing is sent twice)."""
-    read_config(config)
+    read_config(config, workdir)
     from kcg_mail.adapters.sqlite_state import StateFileError, write_marker
     from kcg_mail.services.rebuild import rebuild
     from kcg_mail.state_guard import STATE_FILE, restore_backup
@@ -61,7 +61,7 @@ def state_restore(backup: Path | None = typer.Option(None, "--backup", help="Thi
             console.print(f"Not merged with the Sent folder: {exc}", markup=False, highlight=False)
         else:
             for line in report.lines():
-                console.print(f"  {line}", markup=False, highlight=False)
+                console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     finally:
         a.close()
 
@@ -70,7 +70,7 @@ def state_restore(backup: Path | None = typer.Option(None, "--backup", help="Thi
 def state_rebuild(workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None:
     """Start a new state file and fill it from the Sent folder markers (X-KCG-Mail) and the
     archive: everything already sent counts as sent, every filed protocol as filed."""
-    read_config(config)
+    read_config(config, workdir)
     from kcg_mail.services.rebuild import rebuild
     from kcg_mail.state_guard import STATE_FILE, fresh_state
 
@@ -88,4 +88,4 @@ def state_rebuild(workdir: Path = WORKDIR, config: Path | None = CONFIG) -> None
     console.print(f"Rebuilt {state_path}" + (f"; the previous file is kept as {aside}" if aside else ""),
                   markup=False, highlight=False)
     for line in report.lines():
-        console.print(f"  {line}", markup=False, highlight=False)
+        console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)

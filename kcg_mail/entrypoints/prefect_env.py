@@ -229,16 +229,20 @@ class TemporaryServer:
         if self.process is not None:
             self.cpu = self.cpu_seconds()
         proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        import subprocess
+        if proc is not None:
+            stop_process(proc)
 
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+
+def stop_process(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
+    """Stop a child process: SIGTERM, ``grace`` seconds to exit, then SIGKILL."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def drain_workers(timeout: float = 30.0) -> None:

@@ -193,7 +193,7 @@ def _release_version(app: App, hv: HeldVersion, rec: MessageRecord, now: datetim
 def _release_distribution(app: App, rec: MessageRecord, note: HeldNote, now: datetime | None) -> str:
     from kcg_mail.documents.minutes import read_minutes
     from kcg_mail.services.app import now_local
-    from kcg_mail.services.filing import record_and_distribute
+    from kcg_mail.services.filing import minutes_filed, record_and_distribute
 
     mid, version = note.meeting_id or "", int(note.version or 0)
     m = app.meeting(mid)
@@ -208,6 +208,7 @@ def _release_distribution(app: App, rec: MessageRecord, note: HeldNote, now: dat
     app.outbox.now = now
     record_and_distribute(app, m, filing, data, minutes.kind, decisions)
     app.ledger.mark_distributed(mid, now.date(), version)
+    minutes_filed(app, m, data, minutes.kind, list(minutes.followups), now)
     app.state.record_message(MessageRecord(rec.msg_key, rec.ref, mid, "minutes",
                                            f"version {version} godkänd av samordnaren och utskickad ({filing.path})",
                                            rec.sender, rec.subject, "done"))

@@ -19,7 +19,7 @@ from datetime import datetime
 from kcg_mail.core.inbound.outcome import Outcome
 from kcg_mail.core.plan import Meeting, archive_folder, protocol_filename
 from kcg_mail.ports import Attachment, FilingRecord, MessageRecord
-from kcg_mail.services import followup
+from kcg_mail.services import followup, plan_adoption
 from kcg_mail.services.app import App
 from kcg_mail.services.compose import folder_words
 from kcg_mail.services.held import SENDER_CAUSES, Prepared, held_area, reason_text
@@ -43,6 +43,7 @@ class Accepted:
     filing: FilingRecord | None = None
     held: HeldVersion | None = None
     why: str = ""  # why this message's version waits (held)
+    plan: str = ""  # what the January meeting's protocol did with next year's plan (``minutes_filed``)
 
 
 def accept_version(app: App, m: Meeting, prepared: Prepared, decisions: list[dict[str, str]],
@@ -65,7 +66,7 @@ def accept_version(app: App, m: Meeting, prepared: Prepared, decisions: list[dic
             # half-way (finish the idempotent rest), or someone sent the same
             # minutes again (a no-op: everything below is already done).
             if f.source_msg_key == source:
-                return Accepted(_finish_filed(app, m, f, data, kind, decisions, now, followups), f)
+                return _finish_filed(app, m, f, data, kind, decisions, now, followups)
             if not _withheld(app, m, f):
                 distribute(app, m, f, data, kind, decisions)  # a no-op unless it never went out
             return Accepted("duplicate", f)
@@ -94,7 +95,7 @@ def accept_version(app: App, m: Meeting, prepared: Prepared, decisions: list[dic
     filing = _file(app, m, data, kind, source, dated)
     if held is not None:  # the same file waited for another message's sender: it is out now
         app.ledger.put_held_version(replace(held, state="released", version=filing.version))
-    return Accepted(_finish_filed(app, m, filing, data, kind, decisions, now, followups), filing)
+    return _finish_filed(app, m, filing, data, kind, decisions, now, followups)
 
 
 def _with_findings(why: str, prepared: Prepared) -> str:
@@ -146,17 +147,27 @@ def _withheld(app: App, m: Meeting, f: FilingRecord) -> bool:
 
 def _finish_filed(app: App, m: Meeting, filing: FilingRecord, data: bytes, kind: str,
                   decisions: list[dict[str, str]], now: datetime,
-                  followups: list[tuple[str, str]] | None = None) -> str:
-    """After filing: decisions, distribution, the day's count (each idempotent)."""
+                  followups: list[tuple[str, str]] | None = None) -> Accepted:
+    """After filing: decisions, distribution, the day's count, what the protocol
+    starts (each idempotent)."""
     if app.ledger.late_copies.get(m.id, filing.version) is not None:
-        return "late_copy"
+        return Accepted("late_copy", filing)
     if app.ledger.distribution_holds.get(m.id, filing.version) in ("held", "rejected"):
-        return "held"
+        return Accepted("held", filing)
     record_and_distribute(app, m, filing, data, kind, decisions)
     app.ledger.mark_distributed(m.id, now.date(), filing.version)
+    return Accepted("filed", filing, plan=minutes_filed(app, m, data, kind, followups, now))
+
+
+def minutes_filed(app: App, m: Meeting, data: bytes, kind: str, followups: list[tuple[str, str]] | None,
+                  now: datetime) -> str:
+    """What a filed and distributed protocol starts, whether it went out by itself or
+    on the coordinator's yes: the project groups it names (``followup``) and, from the
+    January meeting's, next year's plan put to the coordinator (``plan_adoption``).
+    Returns what became of the plan ("" when the protocol has none)."""
     if followups:
         followup.minutes_filed(app, m, followups)
-    return "filed"
+    return plan_adoption.from_protocol(app, m, f"protokoll.{kind}", data, now)
 
 
 def record_and_distribute(app: App, m: Meeting, filing: FilingRecord, data: bytes, kind: str,
@@ -192,8 +203,7 @@ def release_held_version(app: App, held: HeldVersion, now: datetime, msg_key: st
         distribute(app, m, filing, data, held.kind, held.decisions)
     else:
         record_and_distribute(app, m, filing, data, held.kind, held.decisions)
-        if held.followups:
-            followup.minutes_filed(app, m, [(str(a), str(b)) for a, b in held.followups])
+        minutes_filed(app, m, data, held.kind, [(str(a), str(b)) for a, b in held.followups], now)
     app.ledger.mark_distributed(m.id, now.date(), filing.version)
     app.ledger.put_held_version(replace(held, state="released", version=filing.version))
     _approved_message(app, held, filing, msg_key)

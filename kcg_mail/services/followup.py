@@ -236,17 +236,16 @@ def latest_status(app: App, g: ProjectGroup, before: date | None = None) -> dict
 def send_status_requests(app: App, now: datetime) -> list[tuple[str, str]]:
     people = {p.id: p for p in app.cfg.network.active_members}
     out = []
-    for req in status_requests_due(groups(app), app.meetings, now.date(), app.cfg.projects.request_days):
-        lead = people.get(req.group.lead)
+    for group, m in status_requests_due(groups(app), app.meetings, now.date(), app.cfg.projects.request_days):
+        lead = people.get(group.lead)
         if lead is None:
             continue
-        m = req.meeting
         msg = app.composer.message(
-            "project_status_request", f"{m.id}:project_status_request:{req.group.slug}:{lead.email}", m, [lead],
+            "project_status_request", f"{m.id}:project_status_request:{group.slug}:{lead.email}", m, [lead],
             {"person": person_ctx(lead), "meeting": app.composer.meeting_ctx(m, app.meetings),
-             "project": {"name": req.group.name, "purpose": req.group.purpose}},
+             "project": {"name": group.name, "purpose": group.purpose}},
         )
-        out.append((f"project_status_request {req.group.slug} {m.id}", app.outbox.send(msg)))
+        out.append((f"project_status_request {group.slug} {m.id}", app.outbox.send(msg)))
     return out
 
 

@@ -30,7 +30,7 @@ from kcg_mail.core.inbound.message import msg_key
 from kcg_mail.core.inbound.outcome import Outcome, folder_of
 from kcg_mail.core.plan import Meeting
 from kcg_mail.ports import IncomingMessage, MessageRecord
-from kcg_mail.services import answers, followup, plan_adoption
+from kcg_mail.services import answers, followup
 from kcg_mail.services import round as planning_round
 from kcg_mail.services.app import App
 from kcg_mail.services.compose import person_ctx
@@ -162,9 +162,8 @@ def handle_minutes(app: App, mail: inbound.ParsedMail, v: inbound.Verdict, key: 
         if a.outcome == "held" and filing is not None:  # a state record from before the held area
             return Outcome.HELD, f"arkiverat som {filing.path} (version {filing.version}); väntar på godkännande"
         assert filing is not None
-        adopted = plan_adoption.from_protocol(app, m, f"protokoll.{prepared.kind}", prepared.data, now)
         return Outcome.MINUTES, f"arkiverat som {filing.path} (version {filing.version})" + (
-            f"; årsplanen: {adopted}" if adopted else "")
+            f"; årsplanen: {a.plan}" if a.plan else "")
     first = problems[0]
     if hold is not None:
         return NO_DOCUMENT, f"{first.code}: {first.detail}"

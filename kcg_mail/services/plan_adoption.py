@@ -145,22 +145,25 @@ def table_name(year: int) -> str:
     return f"Årsplan {year} – utkast.docx"
 
 
-def offer_table(app: App, year: int, now: datetime) -> str:
+def offer_table(app: App, year: int, now: datetime, *, pdf: bool = False) -> str:
     """Next year's plan as a Word table to the coordinator: a question he answers
-    with the edited table, or with "ja" to adopt it as it is."""
+    with the edited table, or with "ja" to adopt it as it is. ``pdf``: the January
+    protocol came as a PDF, from which no plan can be read; the table is offered
+    again, saying so."""
     from kcg_mail.documents.plan_table import render_plan_table
 
     app.outbox.now = now
     draft = draft_for(app, year)
     plan = Plan.model_validate(draft.as_dict())
-    _put_candidate(app, year, "draft", "table", plan, now, "utkastet som skickades till dig")
+    ref = "pdf" if pdf else "draft"
+    _put_candidate(app, year, ref, "table", plan, now, "utkastet som skickades till dig")
     data = render_plan_table(app.cfg.network.name, year, _rows(app, draft.meetings), signed=_signed(app))
     coord = app.cfg.network.coordinator
     meeting = adoption_meeting(app, year)
-    msg = app.composer.message(TABLE_KIND, f"plan-{year}:adopt:draft:{coord.email}", None, [coord],
+    msg = app.composer.message(TABLE_KIND, f"plan-{year}:adopt:{ref}:{coord.email}", None, [coord],
                                {"year": year, "table": table_name(year), "lines": _understood(app, plan),
                                 "meeting": app.composer.meeting_ctx(meeting, app.meetings) if meeting else None,
-                                "signed": _signed(app)},
+                                "signed": _signed(app), "pdf": pdf},
                                attachments=(Attachment(table_name(year), DOCX, data),))
     return app.outbox.send(msg)
 
@@ -180,15 +183,15 @@ def protocol_section(app: App, m: Meeting) -> dict[str, Any] | None:
     draft = draft_for(app, year)
     focus = sorted((r for r in result.get("rows", []) if r["focus"]), key=lambda r: (-r["votes"], r["number"]))
     coord = _signed(app)
-    tasks = [("Beslutsprotokoll efter varje möte, på nätverkets mall", "Mötets värd", "senast två arbetsdagar efter"),
-             ("Datum, plats och program för fysiska möten och studieresan", coord, "senast tio veckor före"),
-             ("", "", ""), ("", "", "")]
+    tasks = [pa.Task("Beslutsprotokoll efter varje möte, på nätverkets mall", "Mötets värd", "senast två arbetsdagar efter"),
+             pa.Task("Datum, plats och program för fysiska möten och studieresan", coord, "senast tio veckor före"),
+             pa.Task("", "", ""), pa.Task("", "", "")]
     return {
         "year": year,
         "focus": [{"area": r["area"], "topic": r["text"], "votes": str(r["votes"])} for r in focus],
         "rows": [dict(zip(("month", "date", "theme", "host", "backup_host", "kind"), r))
                  for r in _rows(app, draft.meetings)],
-        "tasks": [{"what": a, "who": b, "when": c} for a, b, c in tasks],
+        "tasks": [t._asdict() for t in tasks],
     }
 
 
@@ -210,7 +213,14 @@ def from_protocol(app: App, m: Meeting, filename: str, data: bytes, now: datetim
     from kcg_mail.documents.plan_table import read_plan_document
 
     year = m.date.year
-    if adoption_meeting(app, year) != m or not filename.lower().endswith(DOCUMENTS):
+    if adoption_meeting(app, year) != m:
+        return ""
+    if filename.lower().endswith(".pdf"):  # no table can be read from a PDF: he gets the Word table again
+        if has_plan(app, year) or app.ledger.plan_adoptions.get(year).get("adopted"):
+            return ""
+        return f"protokollet är en PDF, ur den går årsplanen inte att läsa; tabellen till samordnaren: " \
+               f"{offer_table(app, year, now, pdf=True)}"
+    if not filename.lower().endswith(DOCUMENTS):
         return ""
     try:
         doc = read_plan_document(filename, data)

@@ -37,17 +37,28 @@ _ATTENDEE = re.compile(r"^ATTENDEE[^:\r\n]*:mailto:([^\r\n]+)", re.I | re.M)
 
 @dataclass
 class RebuildReport:
-    actions: int = 0
-    steps: int = 0
-    invitations: int = 0
-    filings: int = 0
-    decisions: int = 0
+    """What the rebuild added to the state record, named, so the operator's report says
+    which meetings and files came back, not only how many."""
+
+    #: the idempotency keys of the sent mails recorded as done
+    actions: list[str] = field(default_factory=list)
+    #: the daily cycle's steps settled, as (meeting id, step)
+    steps: list[tuple[str, str]] = field(default_factory=list)
+    #: the meetings whose invitation snapshot was restored
+    invitations: list[str] = field(default_factory=list)
+    #: the archive paths recorded as filings
+    filings: list[str] = field(default_factory=list)
+    #: how many decisions were read again from the newest protocol, per meeting
+    decisions: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        return [f"{self.actions} sent mails recorded as done (from the Sent folder markers)",
-                f"{self.steps} cycle steps settled, {self.invitations} invitation snapshots restored",
-                f"{self.filings} filings and {self.decisions} decisions restored from the archive",
+        meetings = f" ({', '.join(self.invitations)})" if self.invitations else ""
+        return [f"{len(self.actions)} sent mails recorded as done (from the Sent folder markers)",
+                f"{len(self.steps)} cycle steps settled, {len(self.invitations)} invitation snapshots restored"
+                + meetings,
+                f"{len(self.filings)} filings and {sum(self.decisions.values())} decisions restored from the archive",
+                *(f"  {path}" for path in self.filings),
                 *self.problems]
 
 
@@ -97,12 +108,12 @@ def rebuild_from_sent(app: App, report: RebuildReport) -> None:
             detail = {"rebuilt": True, "message_id": str(msg.get("Message-ID", "")).strip(),
                       "subject": str(msg.get("Subject", ""))}
             app.state.record_action(key, meeting_id, action, "done", detail)
-            report.actions += 1
+            report.actions.append(key)
         if meeting_id and action in DAILY_STEPS:
             step = app.state.action(f"{meeting_id}:step:{action}")
             if step is None or step.status != "done":
                 app.settle(meeting_id, action, "done", {"outcome": "rebuilt"})
-                report.steps += 1
+                report.steps.append((meeting_id, action))
         seq = re.search(r":s(\d+)$", key)
         if meeting_id and action == "invite" and seq:
             n = int(seq.group(1))
@@ -112,7 +123,7 @@ def rebuild_from_sent(app: App, report: RebuildReport) -> None:
         current = app.invitation(meeting_id)
         if current is None or current.sequence < n:
             if _restore_invitation(app, meetings[meeting_id], key, raw):
-                report.invitations += 1
+                report.invitations.append(meeting_id)
 
 
 def rebuild_from_archive(app: App, report: RebuildReport) -> None:
@@ -146,7 +157,7 @@ def rebuild_from_archive(app: App, report: RebuildReport) -> None:
             known.add(f.content_hash)
             app.state.record_filing(FilingRecord(meeting_id=m.id, version=version, path=f.path, rev=f.rev,
                                                  content_hash=f.content_hash, link=None, source_msg_key="rebuilt"))
-            report.filings += 1
+            report.filings.append(f.path)
         if not app.state.decisions(m.id):
             newest = sorted(found, key=lambda t: (t[0], t[1]))[-1][2]
             try:
@@ -156,7 +167,7 @@ def rebuild_from_archive(app: App, report: RebuildReport) -> None:
                 continue
             decisions = [{"decision": d.decision, "owner": d.owner, "due": d.due} for d in minutes.decisions]
             app.state.replace_decisions(m.id, decisions)
-            report.decisions += len(decisions)
+            report.decisions[m.id] = len(decisions)
 
 
 def rebuild(app: App) -> RebuildReport:

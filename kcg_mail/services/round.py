@@ -123,7 +123,7 @@ def _base(app: App, year: int, person: Person | None = None) -> dict[str, Any]:
 
 
 def topics(app: App, year: int) -> list[pl.Topic]:
-    return [pl.Topic(n, a, t) for n, a, t in round_value(app, year, "topics", [])]
+    return [pl.Topic(*row) for row in round_value(app, year, "topics", [])]
 
 
 def _send(app: App, kind: str, key: str, to: list[Person], ctx: dict[str, Any], *,
@@ -325,7 +325,7 @@ def publish_ballot(app: App, year: int, now: datetime) -> list[str]:
             cand = round_value(app, year, "candidates", None)
         path = cand["path"]
         ts = read_candidates(app, year, app.archive.read(path), path)
-        _put(app, year, "topics", [[t.number, t.area, t.text] for t in ts])
+        _put(app, year, "topics", [list(t) for t in ts])
         _put(app, year, "published", now.isoformat())
     data = ballot_form(app.cfg.network.name, year, s.areas, ts, s.votes_per_member)
     att = Attachment(f"{app.cfg.network.short} Röstsedel {year}.docx", DOCX, data)
@@ -621,7 +621,8 @@ def close_round(app: App, year: int, now: datetime) -> list[str]:
 def action_plan_docx(app: App, year: int, t: pl.Tally, g: pl.Groups, draft: Any) -> bytes:
     """"Handlingsplan YYYY – utkast": what the network adopts at January's physical meeting."""
     from kcg_mail.core.plan import apply_holiday_policy, first_monday
-    from kcg_mail.documents.round_action_plan import ActionPlan, AreaNeeds, PlanRow, Task, TopicVotes, render_action_plan
+    from kcg_mail.core.plan_adoption import Task
+    from kcg_mail.documents.round_action_plan import ActionPlan, AreaNeeds, PlanRow, TopicVotes, render_action_plan
 
     net, rules_ = app.cfg.network, app.cfg.meetings
     first = {p.id: p.name.split()[0] for p in net.members}

@@ -10,7 +10,7 @@ from datetime import date, datetime, time
 
 from kcg_mail.core import overview
 from kcg_mail.core.cycle import is_history
-from kcg_mail.core.inbound.outcome import NEEDS_A_LOOK, Outcome
+from kcg_mail.core.inbound.outcome import NEEDS_A_LOOK, Outcome, why_of
 from kcg_mail.services.app import App, now_local
 
 #: the state value of a meeting held before the go-live date
@@ -101,7 +101,7 @@ def overview_inputs(app: App, now: datetime | None = None) -> overview.Inputs:
             held.append(overview.Held(ref, rec.sender, rec.subject, note.why if note else rec.reason, rec.meeting_id,
                                       guest))
         elif rec.outcome in NEEDS_A_LOOK and rec.status == "done":
-            quarantined.append(overview.Quarantined(ref, rec.sender, rec.subject, rec.outcome))
+            quarantined.append(overview.Quarantined(ref, rec.sender, rec.subject, why_of(rec.outcome)))
     return overview.Inputs(
         meetings=tuple(meeting_facts(app)), today=now_local(app.cfg, now).date(),
         held=tuple(held), quarantined=tuple(quarantined), problems=tuple(problems(app)),

@@ -242,6 +242,21 @@ def test_wrong_mailbox_email(tmp_path):
     assert "network.yaml" in p and "name@example.se" in p
 
 
+def test_operator_contact_and_names_on_one_line(tmp_path):
+    """The operator's address and every name are checked by the same rules as a member's."""
+    d = copy_config(tmp_path)
+    _edit(d / "transport.yaml", "operator_contacts: []",
+          'operator_contacts: [{name: "Kim\\nDrift", email: drift.example.se}]')
+    _edit(d / "network.yaml", "organisation: Gävle City,", 'organisation: "Gävle\\rCity",')
+    problems = _problems(d)
+    address = _one(problems, "operator_contacts[0].email")
+    assert "transport.yaml" in address and "drift.example.se" in address and "name@example.se" in address
+    name = _one(problems, "operator_contacts[0].name")
+    assert "one line" in name and "fix: remove the line breaks" in name
+    organisation = _one(problems, "members[3].organisation")
+    assert "network.yaml" in organisation and "one line" in organisation
+
+
 def test_date_outside_month(tmp_path):
     d = copy_config(tmp_path)
     _edit(d / "plan-2023.yaml", "    host: david\n", "    host: david\n    date: 2023-04-03\n")

@@ -164,7 +164,8 @@ def test_rebuild_then_rerun_sends_nothing_already_sent(used):
     before = _app(wd)
     try:
         expected_actions = {r.key for r in before.state.actions() if ":step:" not in r.key and r.status == "done"}
-        expected_filings = [(f.meeting_id, f.version, f.content_hash) for f in before.state.filings()]
+        expected_filed = before.state.filings()
+        expected_filings = [(f.meeting_id, f.version, f.content_hash) for f in expected_filed]
         expected_decisions = before.state.decisions()
         expected_invite = before.invitation("2023-02")
     finally:
@@ -174,6 +175,9 @@ def test_rebuild_then_rerun_sends_nothing_already_sent(used):
     r = _cli("state", "rebuild", "-w", str(wd), "-c", str(CONFIG_DIR))
     assert r.exit_code == 0, r.output
     assert "sent mails recorded as done" in r.output
+    # the report names what came back: the meeting whose invitation it restored, each protocol filed again
+    assert "invitation snapshots restored (2023-02)" in r.output
+    assert all(f.path in r.output for f in expected_filed)
 
     after = _app(wd)
     try:

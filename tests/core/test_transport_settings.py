@@ -11,16 +11,14 @@ import pytest
 from support.basics import CONFIG_DIR, copy_config
 
 from kcg_mail.bootstrap import make_archive, make_mail
-from kcg_mail.config_loader import (
-    ConfigError,
+from kcg_mail.config_loader import ConfigError, env_overrides, load_config
+from kcg_mail.core.config_model import (
     DropboxSettings,
     ExchangeSettings,
     GraphSettings,
     LocalArchiveSettings,
     MaildirSettings,
     SmtpImapSettings,
-    env_overrides,
-    load_config,
 )
 
 pytestmark = pytest.mark.core

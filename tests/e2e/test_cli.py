@@ -1,6 +1,6 @@
 """The coordinator's commands: clear answers for good and bad setups."""
 
-from support.helpers import copy_config
+from support.helpers import copy_config, decided_by_reply
 from typer.testing import CliRunner
 
 from kcg_mail.entrypoints.cli import app
@@ -98,3 +98,19 @@ def test_daily_schedule_follows_send_at(tmp_path):
     meetings.write_text(meetings.read_text(encoding="utf-8").replace('send_at: "07:00"', 'send_at: "06:30"'),
                         encoding="utf-8")
     assert daily_cron(str(d)) == ("30 6 * * *", "Europe/Stockholm")
+
+
+def test_check_sees_what_the_coordinator_decided_by_reply(tmp_path):
+    """`kcg check --workdir` checks the configuration the runs use: config/ with the members
+    the coordinator added and the plans he adopted in the work directory."""
+    work = tmp_path / "w"
+    decided_by_reply(work)
+    r = runner.invoke(app, ["check", "--workdir", str(work)])
+    assert r.exit_code == 0, r.output
+    assert "15 people, 13 meetings" in " ".join(r.output.split())
+
+    decided_by_reply(work, host="kalle")
+    r = runner.invoke(app, ["check", "--workdir", str(work)])
+    assert r.exit_code == 2
+    text = " ".join(r.output.split())
+    assert "plans/plan-2024.yaml: meetings[0] (2024-02).host: 'kalle'" in text and "fix:" in text

@@ -76,7 +76,8 @@ def test_rows_have_the_seven_columns_and_no_internal_codes():
                         proposed="Förslag v 39")),
         today=date(2023, 5, 10),
         held=(overview.Held("abc123def456", "lisa@uppsala.example.se", "Sv: Kallelse", "svaret nämner pengar", "2023-05"),),
-        quarantined=(overview.Quarantined("0123456789ab", "okand@example.com", "Reklam", "unmatched"),),
+        quarantined=(overview.Quarantined("0123456789ab", "okand@example.com", "Reklam",
+                                         "det gick inte att koppla till något möte"),),
         problems=(overview.Problem("E-postservern", "TransientError: 421 try later", "2023-05-10T07:00"),),
         plan_years=frozenset({2023}),
     )

@@ -229,7 +229,7 @@ def test_manual_flows_name_their_runs_and_rewrite_the_overview(api, tmp_path, mo
         arts = {a.key: a for a in client.read_artifacts(artifact_filter=ArtifactFilter(
             flow_run_id=ArtifactFilterFlowRunId(any_=[r1.id])))}
     assert r1.name == "satte 2023-10: måndag 9 oktober 2023"  # kcg-confirm-date stores his decision as kcg-set-meeting does
-    assert r2.name == f"protokollet 2023-02 skickat till {member.email}"
+    assert r2.name == f"protokollet från 2023-02 (version 1) skickat igen till {member.email}"
     assert arts["kcg-manuellt"].data.startswith("# Studieresa 2023-10: måndag 9 oktober 2023")
     view = arts["kcg-oversikt"].data
     assert "| 2023-10 Studieresa | 2023-10-09 |" in view and "preliminärt datum" not in view

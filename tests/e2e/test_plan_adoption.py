@@ -20,7 +20,7 @@ from pathlib import Path
 import docx
 import pytest
 import yaml
-from support.helpers import CONFIG_DIR, at, authenticated
+from support.helpers import CONFIG_DIR, at, authenticated, decided_by_reply
 
 from kcg_mail.bootstrap import bootstrap
 from kcg_mail.core.plan import resolve_plan
@@ -239,6 +239,68 @@ def test_january_protocol_adopts_the_plan_by_the_coordinators_yes(app, tmp_path)
     assert stored.read_bytes() == before
 
 
+def test_a_january_protocol_that_waited_for_his_yes_puts_the_plan_to_him_once_released(app):
+    """The protocol comes from an address our server could not confirm: it waits for the
+    coordinator's yes. Released, it is filed and sent out, and its plan section is put
+    to him as if it had come in by itself."""
+    from kcg_mail.services import approval
+
+    closed_round(app)
+    template_msg, template = january_protocol(app, at(date(2024, 1, 1)))
+    jan = app.meeting(f"{YEAR}-01")
+    raw = hosts.reply_to_template(jan, at(date(2024, 1, 3), 9), to=app.cfg.network.mailbox.email,
+                                  subject=template_msg["Subject"], message_id=template_msg["Message-ID"],
+                                  filename=hosts.docx_attachment(template_msg)[0], docx=b"", filled=template)
+    app.mail.deliver(raw, "unconfirmed.eml")  # no Authentication-Results of our server
+    rep = run_intake(app, at(date(2024, 1, 3), 12))
+    assert [h.outcome for h in rep.handled] == ["held"], rep
+    assert not any(r.action == "plan_adoption" for r in app.state.actions())  # nothing asked while it waits
+    approval.approve(app, rep.handled[0].ref, at(date(2024, 1, 3), 14))
+    assert app.state.filings(jan.id), "filed on his yes"
+    _, ask = latest_to_coordinator(app, "ask")
+    text = body(ask)
+    assert "Februari 2024" in text and "Januari 2025" in text and "Svara ja" in text
+    run_intake(app, at(date(2024, 1, 3), 16))  # the next run asks nothing again
+    assert len([r for r in app.state.actions() if r.action == "plan_adoption" and r.key.endswith(":ask")]) == 1
+
+
+def test_a_january_protocol_in_pdf_gets_him_the_word_table_and_his_reply_adopts_it(app):
+    """No plan can be read from a PDF: the protocol is filed and sent out as usual, and the
+    coordinator gets the Word table again, saying why; his edited table adopts the plan."""
+    from support import hostile_files as h
+
+    from kcg_mail.services.compose import date_words
+
+    closed_round(app)
+    template_msg, _ = january_protocol(app, at(date(2024, 1, 1)))
+    pdf = h.make_pdf(["Beslutsprotokoll", "Fysiskt möte 2024", "Årsplan 2024 antogs enligt tabellen."])
+    jan = app.meeting(f"{YEAR}-01")
+    raw = hosts.reply_to_template(jan, at(date(2024, 1, 3), 9), to=app.cfg.network.mailbox.email,
+                                  subject=template_msg["Subject"], message_id=template_msg["Message-ID"],
+                                  filename="Protokoll januari.pdf", docx=b"", filled=pdf, content_type="application/pdf")
+    deliver(app, raw, "protocol.eml")
+    rep = run_intake(app, at(date(2024, 1, 3), 12))
+    assert [h.outcome for h in rep.handled] == ["minutes"], rep
+    assert "protokollet är en PDF" in rep.handled[0].reason
+    coord = app.cfg.network.coordinator
+    again = hosts.sent_message(app, f"plan-{YEAR}:adopt:pdf:{coord.email}")
+    text = body(again)
+    assert "kom som PDF" in again["Subject"] and "Ur en PDF går det inte att läsa årsplanen" in text
+    assert f"Protokollet från mötet {date_words(jan.date, date(2024, 1, 3))} kom som PDF" in text
+    table_name = f"Årsplan {YEAR} – utkast.docx"
+    document = docx.Document(io.BytesIO(attachments(again)[table_name]))
+    edit_row(plan_table(document), "Februari 2024", theme="Tema 1: Trygghet i stadskärnan")
+    coordinator_replies(app, f"plan-{YEAR}:adopt:pdf:{coord.email}", "Här är tabellen som mötet beslutade.",
+                        at(date(2024, 1, 3), 14), (table_name, saved(document)), name="table.eml")
+    run_intake(app, at(date(2024, 1, 3), 15))
+    ask_key, ask = latest_to_coordinator(app, "ask")
+    assert "Tema 1: Trygghet i stadskärnan" in body(ask)
+    coordinator_replies(app, ask_key, "Ja.", at(date(2024, 1, 4), 8), name="yes.eml")
+    run_intake(app, at(date(2024, 1, 4), 9))
+    stored = yaml.safe_load((Path(app.cfg.plans_directory) / "plan-2024.yaml").read_text(encoding="utf-8"))
+    assert stored["meetings"][0]["theme"] == "Trygghet i stadskärnan"
+
+
 def test_the_coordinators_word_table_adopts_the_plan_and_the_protocol_then_changes_nothing(app):
     closed_round(app)
     coord = app.cfg.network.coordinator
@@ -318,18 +380,13 @@ def test_an_adopted_plan_may_name_a_member_the_coordinator_added(tmp_path):
     """Both live in the work directory: the plan's hosts are checked against network.yaml
     with the coordinator's added members; a host nobody knows stops the start with file,
     field and fix."""
-    from kcg_mail.config_loader import ConfigError, write_members_overlay
+    from kcg_mail.config_loader import ConfigError
 
     work = tmp_path / "work"
-    (work / "plans").mkdir(parents=True)
-    write_members_overlay(work, {"added": [{"id": "maria_lund", "name": "Maria Lund", "organisation": "Lunds City",
-                                            "city": "Lund", "email": "maria@lundscity.example.se"}], "removed": []})
-    plan = ("year: 2024\nmeetings:\n- month: '2024-02'\n  kind: digital\n  theme: Trygghet\n  host: maria_lund\n"
-            "  backup_host: pia\n")
-    (work / "plans" / "plan-2024.yaml").write_text(plan, encoding="utf-8")
+    decided_by_reply(work)
     app = uncapped(bootstrap(work, CONFIG_DIR))
     assert app.meeting("2024-02").host.name == "Maria Lund"
-    (work / "plans" / "plan-2024.yaml").write_text(plan.replace("maria_lund", "kalle"), encoding="utf-8")
+    decided_by_reply(work, host="kalle")
     with pytest.raises(ConfigError) as err:
         bootstrap(work, CONFIG_DIR)
     assert "plans/plan-2024.yaml: meetings[0] (2024-02).host: 'kalle'" in str(err.value) and "fix:" in str(err.value)

@@ -70,7 +70,8 @@ def test_docx_resaved_by_libreoffice_is_read_back(filled, tmp_path):
 
 
 def test_handlingsplan_opens_in_libreoffice_as_an_a4_draft_on_every_page(tmp_path):
-    from kcg_mail.documents.round_action_plan import ActionPlan, PlanRow, Task, TopicVotes, render_action_plan
+    from kcg_mail.core.plan_adoption import Task
+    from kcg_mail.documents.round_action_plan import ActionPlan, PlanRow, TopicVotes, render_action_plan
 
     ap = ActionPlan(
         year=2024, network="Key Cities Group", short="KCG", purpose="Samverkan mellan Sveriges största stadskärnor.",

@@ -546,5 +546,20 @@ def _subprocess_main(argv: list[str]) -> None:
     print(json.dumps({"writes": dict(plan.writes), "calls": dict(plan.calls)}))
 
 
+def decided_by_reply(work: Path, host: str = "maria_lund") -> None:
+    """A work directory as the coordinator's replies leave it: a member he added (Maria
+    Lund, id ``maria_lund``) and an adopted plan for 2024 whose February host is ``host``.
+    Called again with another ``host``, it rewrites the plan."""
+    from kcg_mail.config_loader import write_members_overlay
+
+    (work / "plans").mkdir(parents=True, exist_ok=True)
+    write_members_overlay(work, {"added": [{"id": "maria_lund", "name": "Maria Lund", "organisation": "Lunds City",
+                                            "city": "Lund", "email": "maria@lundscity.example.se"}], "removed": []})
+    plan = ("year: 2024\nmeetings:\n- month: '2024-02'\n  kind: digital\n  theme: Trygghet\n"
+            f"  host: {host}\n  backup_host: pia\n")
+    (work / "plans" / "plan-2024.yaml").write_text(plan, encoding="utf-8")
+
+
 if __name__ == "__main__":
     _subprocess_main(sys.argv[1:])
+

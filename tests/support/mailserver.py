@@ -43,6 +43,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kcg_mail.entrypoints.prefect_env import stop_process
+
 DOVECOT = "/usr/sbin/dovecot"
 DOVEADM = "/usr/bin/doveadm"
 POSTFIX = "/usr/sbin/postfix"
@@ -335,13 +337,8 @@ class MailServer:
                 except ProcessLookupError:
                     break
                 time.sleep(0.05)
-        if self._dovecot is not None and self._dovecot.poll() is None:
-            self._dovecot.terminate()
-            try:
-                self._dovecot.wait(15)
-            except subprocess.TimeoutExpired:
-                self._dovecot.kill()
-                self._dovecot.wait(5)
+        if self._dovecot is not None:
+            stop_process(self._dovecot, grace=15)
         self._dovecot = None
 
     def stop_dovecot(self) -> None:

@@ -49,6 +49,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kcg_mail.entrypoints.prefect_env import stop_process
 from support.mailserver import HOST, MailServer, MailServerError, _free_ports, mail_server
 
 OPENDKIM = "/usr/sbin/opendkim"
@@ -272,13 +273,7 @@ RequiredHeaders     false
 
     def stop(self) -> None:
         for proc in self._procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+            stop_process(proc)
         self._procs.clear()
         for srv in self._dns:
             with contextlib.suppress(Exception):
