@@ -73,7 +73,7 @@ def imap_side(server, user: str, cfg_dir: Path, old: int, new: int, rep: int, tm
     assert int(vals["messages"]) == old, vals
     work = tmp / f"imap-{old}-{rep}"
     app = bootstrap(work, cfg_dir, mail=SmtpImapTransport(**server.transport_kwargs(user)))
-    app.ledger.set_intake_cursor(f"{vals['uidvalidity']}:{int(vals['uidnext']) - 1}")
+    app.ledger.intake_cursor.put(f"{vals['uidvalidity']}:{int(vals['uidnext']) - 1}")
     m = first_meeting(app)
     for _, raw in replies(app, m, new, f"i{old}r{rep}x"):
         server.deliver(raw, user)

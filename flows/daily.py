@@ -43,10 +43,10 @@ def _between_meetings(app: App, now: datetime) -> list[str]:
     md = between_meetings_markdown(app, now.date())
     digest = hashlib.sha256(md.encode("utf-8")).hexdigest()[:16]
     key = f"{artifact_slug(app)}-between-meetings"  # per network, like the overview
-    if runtime.flow_run.id and app.ledger.artifact_digest(key) != digest:  # only when it changed
+    if runtime.flow_run.id and app.ledger.artifact_digests.get(key) != digest:  # only when it changed
         create_markdown_artifact(markdown=md, key=key,
                                  description="Öppna beslut per ansvarig och projektgruppernas senaste status")
-        app.ledger.set_artifact_digest(key, digest)
+        app.ledger.artifact_digests.put(key, digest)
     return followup_attention(app)
 
 

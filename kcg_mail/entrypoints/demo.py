@@ -145,7 +145,7 @@ def _open_questions(app: App) -> list[str]:
         if q is None:
             continue
         if q.what in (members.KIND_ADD, members.KIND_REMOVE):
-            open_ = (app.ledger.member_request(q.ref) or {}).get("state") == "asked"
+            open_ = (app.ledger.member_requests.get(q.ref) or {}).get("state") == "asked"
         elif q.what == project_start.WHAT:
             open_ = project_start.waiting(app, q)
         else:
@@ -222,7 +222,7 @@ def add_demo_member(workdir: Path, config_dir: Path | None = None) -> int:
             if not _coordinator_answers_by_mail(app, day):
                 break
     with bootstrap(workdir, config_dir) as app:
-        app.ledger.set_demo_day(day)  # a rerun of the year resumes here, with her a member
+        app.ledger.demo_day.put(day)  # a rerun of the year resumes here, with her a member
     daily_flow(date=day.isoformat(), workdir=str(workdir), config_dir=cfg_dir)  # the day's scheduled run
     return runs + 1
 
@@ -270,9 +270,9 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
     with prefect_env.without_heartbeats():
         # a rerun resumes on the last day the demo ran: replaying the year with today's members
         # (the coordinator added one in November) would update every past invitation
-        day: date | None = app.ledger.demo_day() or first
+        day: date | None = app.ledger.demo_day.get() or first
         while day is not None and day <= last_day():
-            app.ledger.set_demo_day(day)
+            app.ledger.demo_day.put(day)
             daily_flow(date=day.isoformat(), workdir=str(workdir), config_dir=str(config_dir) if config_dir else None)
             runs += 1
             if _coordinator_sets_dates(app, day):  # his answer first: a date set today is acted on today
@@ -312,7 +312,7 @@ def run_demo(workdir: Path, config_dir: Path | None = None, *, until: date | Non
             day = min(candidates) if candidates else None
         last = last_day()
         if runs == 0:  # nothing left to do: one daily run shows that nothing is sent again
-            again = max(last, app.ledger.demo_day() or last)
+            again = max(last, app.ledger.demo_day.get() or last)
             daily_flow(date=again.isoformat(), workdir=str(workdir), config_dir=str(config_dir) if config_dir else None)
             runs += 1
     return DemoResult(runs, sent_before, _sent_count(app), time.monotonic() - t0)

@@ -322,7 +322,7 @@ def play_adoption(workdir: Path, config_dir: Path | None = None,
     jan = app.meeting(f"{YEAR}-01")
     runs = 0
     # the group tasks (and the result) may wait for the member caps: the daily runs send them before the workshop
-    result = app.ledger.planning_value(YEAR, "result") or {}
+    result = app.ledger.planning_values.get(YEAR, "result") or {}
     since = datetime.fromisoformat(result["at"]).date() if result.get("at") else None
     while since is not None and jan is not None and (due := next_release_day(app.state, since)) is not None \
             and due < jan.date:
@@ -338,7 +338,7 @@ def play_adoption(workdir: Path, config_dir: Path | None = None,
 
     def workshop_asks() -> list[str]:
         """The questions to the coordinator about a plan read from a protocol with the workshop's edit."""
-        cands = app.ledger.plan_adoption(YEAR).get("candidates", {})
+        cands = app.ledger.plan_adoptions.get(YEAR).get("candidates", {})
         return [f"plan-{YEAR}:adopt:{ref}:ask" for ref, c in sorted(cands.items()) if c["source"] == "protocol"
                 and any(f"Tema {m.get('theme_no')}: {m['theme']}" == WORKSHOP_EDIT[2] for m in c["plan"]["meetings"])]
 
@@ -376,7 +376,7 @@ def play_adoption(workdir: Path, config_dir: Path | None = None,
     if planned:  # the product runs the adopted plan: February's host is briefed on the day it is due
         first = planned[0]
         brief = due_dates(first, app.cfg.meetings.lead_days, app.extra_days)["brief_host"]
-        adopted = app.ledger.plan_adoption(YEAR).get("adopted", {}).get("at")
+        adopted = app.ledger.plan_adoptions.get(YEAR).get("adopted", {}).get("at")
         # the first daily run after the yes (a brief due earlier goes out then, as it would for real)
         day = max(brief, datetime.fromisoformat(adopted).date()) if adopted else brief
         daily_flow(date=day.isoformat(), **kw)

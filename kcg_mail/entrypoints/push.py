@@ -230,7 +230,7 @@ def run_listener(workdir: str | Path, config_dir: str | Path | None = None,
             from kcg_mail.services.ledger import Ledger
 
             st = SqliteState(state_file)
-            cursor = Ledger(st).intake_cursor()
+            cursor = Ledger(st).intake_cursor.get()
             st.close()
     trigger = None
     if on_mail is None:

@@ -239,7 +239,7 @@ class App:
         """Context for a meeting's mails: the workshop groups of the physical
         meeting, when the planning round divided them (services/round.py), and
         the programme of the meeting's kind (``programmes`` in meetings.yaml)."""
-        groups = self.ledger.workshop_groups(meeting_id)
+        groups = self.ledger.workshop_groups.get(meeting_id)
         out: dict[str, Any] = {"workshop_groups": groups} if groups else {}
         m = self.meeting(meeting_id)
         programme = self.cfg.meetings.programmes.get(m.kind, []) if m is not None else []
@@ -260,11 +260,11 @@ class App:
 
     # ------------------------------------------------------------ state view
     def invitation(self, meeting_id: str) -> InvitationSnapshot | None:
-        raw = self.ledger.invitation(meeting_id)
+        raw = self.ledger.invitations.get(meeting_id)
         return InvitationSnapshot.from_dict(raw) if raw else None
 
     def set_invitation(self, meeting_id: str, snap: InvitationSnapshot) -> None:
-        self.ledger.set_invitation(meeting_id, snap.to_dict())
+        self.ledger.invitations.put(meeting_id, snap.to_dict())
 
     def meeting_states(self) -> dict[str, MeetingState]:
         settled: dict[str, set[str]] = {}
@@ -292,12 +292,12 @@ class App:
         a first run records it (its own day)."""
         if self.cfg.meetings.go_live is not None:
             return self.cfg.meetings.go_live
-        recorded = self.ledger.go_live()
+        recorded = self.ledger.go_live.get()
         if recorded is not None:
             return recorded
         if now is None:
             return None
-        self.ledger.set_go_live(now.date())
+        self.ledger.go_live.put(now.date())
         return now.date()
 
     @property

@@ -63,7 +63,7 @@ HELD = "held"
 
 
 def _note(app: App, msg_key: str) -> HeldNote | None:
-    return app.ledger.held_note(msg_key)
+    return app.ledger.held_notes.get(msg_key)
 
 
 def _held_version(app: App, note: HeldNote) -> HeldVersion | None:
@@ -203,7 +203,7 @@ def _release_distribution(app: App, rec: MessageRecord, note: HeldNote, now: dat
     data = app.archive.read(filing.path)
     minutes = read_minutes(filing.path.rpartition("/")[2], data)
     decisions = [{"decision": d.decision, "owner": d.owner, "due": d.due} for d in minutes.decisions]
-    app.ledger.set_distribution_hold(mid, version, "approved")
+    app.ledger.distribution_holds.put(mid, version, "approved")
     now = now_local(app.cfg, now)
     app.outbox.now = now
     record_and_distribute(app, m, filing, data, minutes.kind, decisions)
@@ -231,7 +231,7 @@ def reject(app: App, ref: str) -> Outcome:
             app.ledger.put_held_version(replace(hv, state="rejected"))
         detail = f"versionen av {note.meeting_id} arkiveras inte och skickas inte ut"
     elif note is not None and note.kind == "distribution":
-        app.ledger.set_distribution_hold(note.meeting_id or "", int(note.version or 0), "rejected")
+        app.ledger.distribution_holds.put(note.meeting_id or "", int(note.version or 0), "rejected")
         detail = f"version {note.version} av {note.meeting_id} skickas inte ut (den ligger kvar i arkivet)"
     else:
         detail = "inget arkiveras eller skickas; meddelandet ligger kvar i karantänen"

@@ -77,7 +77,7 @@ def render(app: App, events: list[FeedEvent]) -> bytes:
 def publish(app: App, now: datetime, *, link: bool = False) -> FeedResult:
     """Bring the feed up to date; writes the archive file only when it changed.
     ``link``: also make/reuse the shared link (an API call on Dropbox)."""
-    raw = app.ledger.calendar_feed()
+    raw = app.ledger.calendar_feed.get()
     previous = {k: FeedEvent.from_dict(v) for k, v in raw.items()} if raw else {}
     current = current_events(app)
     seqs = {}
@@ -95,6 +95,6 @@ def publish(app: App, now: datetime, *, link: bool = False) -> FeedResult:
             same = False
         if not same:
             app.archive.store(path, data, overwrite=True)
-        app.ledger.set_calendar_feed({k: v.to_dict() for k, v in events.items()})
+        app.ledger.calendar_feed.put({k: v.to_dict() for k, v in events.items()})
     return FeedResult(path, app.archive.shared_link(path) if link else "", changed, len(events))
 

@@ -112,7 +112,7 @@ def _hold_cause(app: App, m: Meeting, prepared: Prepared, dated: datetime,
 
     if prepared.findings:
         return "safety", reason_text("safety", findings=prepared.findings, removed=prepared.removed)
-    others = [d for f in app.state.filings(m.id) if (d := app.ledger.filed_date(m.id, f.version)) is not None]
+    others = [d for f in app.state.filings(m.id) if (d := app.ledger.filed_dates.get(m.id, f.version)) is not None]
     if is_late_copy(dated, others):
         return "late", reason_text("late")
     done = app.ledger.distributed_on(m.id, now.date())
@@ -133,7 +133,7 @@ def _file(app: App, m: Meeting, data: bytes, kind: str, source: str, dated: date
     link = app.archive.shared_link(stored.path)
     filing = FilingRecord(meeting_id=m.id, version=version, path=stored.path, rev=stored.rev,
                           content_hash=stored.content_hash, link=link, source_msg_key=source)
-    app.ledger.set_filed_date(m.id, version, dated)  # before the filing: a rerun gives it the same number
+    app.ledger.filed_dates.put(m.id, version, dated)  # before the filing: a rerun gives it the same number
     app.state.record_filing(filing)
     return filing
 
@@ -141,8 +141,8 @@ def _file(app: App, m: Meeting, data: bytes, kind: str, source: str, dated: date
 def _withheld(app: App, m: Meeting, f: FilingRecord) -> bool:
     """A filed late copy, or a filed version whose distribution waits or was
     refused (state records from before the held area): never distributed by a duplicate."""
-    return app.ledger.late_copy(m.id, f.version) is not None or \
-        app.ledger.distribution_hold(m.id, f.version) in ("held", "rejected")
+    return app.ledger.late_copies.get(m.id, f.version) is not None or \
+        app.ledger.distribution_holds.get(m.id, f.version) in ("held", "rejected")
 
 
 def _finish_filed(app: App, m: Meeting, filing: FilingRecord, data: bytes, kind: str,
@@ -150,9 +150,9 @@ def _finish_filed(app: App, m: Meeting, filing: FilingRecord, data: bytes, kind:
                   followups: list[tuple[str, str]] | None = None) -> Accepted:
     """After filing: decisions, distribution, the day's count, what the protocol
     starts (each idempotent)."""
-    if app.ledger.late_copy(m.id, filing.version) is not None:
+    if app.ledger.late_copies.get(m.id, filing.version) is not None:
         return Accepted("late_copy", filing)
-    if app.ledger.distribution_hold(m.id, filing.version) in ("held", "rejected"):
+    if app.ledger.distribution_holds.get(m.id, filing.version) in ("held", "rejected"):
         return Accepted("held", filing)
     record_and_distribute(app, m, filing, data, kind, decisions)
     app.ledger.mark_distributed(m.id, now.date(), filing.version)
@@ -197,8 +197,8 @@ def release_held_version(app: App, held: HeldVersion, now: datetime, msg_key: st
         raise ValueError(f"held file {held.filename} of {held.meeting_id} does not match its record")
     filing = next((f for f in app.state.filings(m.id) if f.content_hash == held.content_hash), None) \
         or _file(app, m, data, held.kind, held.source_msg_key, datetime.fromisoformat(held.dated))
-    if app.ledger.distribution_hold(m.id, filing.version) != "approved":
-        app.ledger.set_distribution_hold(m.id, filing.version, "approved")
+    if app.ledger.distribution_holds.get(m.id, filing.version) != "approved":
+        app.ledger.distribution_holds.put(m.id, filing.version, "approved")
     if held.cause == "late":  # an older copy goes out, but the decisions stay those of the newer version
         distribute(app, m, filing, data, held.kind, held.decisions)
     else:

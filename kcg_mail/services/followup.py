@@ -56,7 +56,7 @@ def all_decisions(app: App) -> list[Decision]:
             continue
         states: dict[str, tuple[Any, str]] = {}
         for i, r in enumerate(rs, start=1):
-            st = app.ledger.decision_state(f"{mid}/{i}")
+            st = app.ledger.decision_states.get(f"{mid}/{i}")
             if st:
                 if st.get("text") == r.get("decision", "").strip():  # a changed row is a new decision
                     states[f"{mid}/{i}"] = (st["state"], st.get("settled_in", ""))
@@ -65,7 +65,7 @@ def all_decisions(app: App) -> list[Decision]:
 
 
 def set_state(app: App, d: Decision) -> None:
-    app.ledger.set_decision_state(d.ref, d.state, d.settled_in, d.decision)
+    app.ledger.decision_states.put(d.ref, {"state": d.state, "settled_in": d.settled_in, "text": d.decision})
 
 
 def open_for(app: App, m: Meeting) -> list[Decision]:
@@ -143,7 +143,7 @@ def send_reminders(app: App, now: datetime) -> list[tuple[str, str]]:
 
 
 def approved_groups(app: App) -> list[ProjectGroup]:
-    return [ProjectGroup.model_validate(g) for g in app.ledger.approved_groups()]
+    return [ProjectGroup.model_validate(g) for g in app.ledger.approved_groups.get()]
 
 
 def groups(app: App) -> list[ProjectGroup]:
@@ -157,7 +157,7 @@ def groups(app: App) -> list[ProjectGroup]:
 def proposals(app: App) -> list[tuple[Decision, rules.ProjectProposal]]:
     """"Projektgrupp: …" decisions in filed minutes not yet started as groups."""
     started = {g.slug for g in groups(app)}
-    declined = app.ledger.declined_proposals()
+    declined = app.ledger.declined_proposals.get()
     out = []
     for d in all_decisions(app):
         p = rules.project_proposal(d, app.cfg.network.members)
@@ -207,7 +207,7 @@ def start_group(app: App, ref: str, *, lead: str | None = None) -> Started:
                                      purpose=p.purpose, start=meeting.date if meeting else date.today())
     if existing is None:
         approved = [g.model_dump(mode="json") for g in approved_groups(app)] + [group.model_dump(mode="json")]
-        app.ledger.set_approved_groups(approved)
+        app.ledger.approved_groups.put(approved)
         app.state.record_action(f"project_start:{group.slug}", d.meeting_id, "project_start", "done",
                                 {"ref": ref, "name": group.name, "lead": group.lead})
         set_state(app, rules.replace_state(d, rules.DONE, d.meeting_id))
@@ -220,12 +220,12 @@ def decline_group(app: App, ref: str) -> str:
     """The coordinator says no to a proposed group: it is no longer listed for approval."""
     if not any(d.ref == ref for d, _ in proposals(app)):
         raise ProjectProblem(f"{ref} är inget förslag om projektgrupp som väntar på godkännande (se översikten)")
-    app.ledger.set_declined_proposals(app.ledger.declined_proposals() | {ref})
+    app.ledger.declined_proposals.put(app.ledger.declined_proposals.get() | {ref})
     return f"Förslaget {ref} är avslaget och visas inte längre."
 
 
 def statuses(app: App, g: ProjectGroup) -> list[dict[str, str]]:
-    return app.ledger.project_statuses(g.slug)
+    return app.ledger.project_statuses.get(g.slug)
 
 
 def latest_status(app: App, g: ProjectGroup, before: date | None = None) -> dict[str, str] | None:
@@ -276,7 +276,7 @@ def status_reply(app: App, mail: Any, rec: StatusRequestRef, now: datetime) -> t
              "at": (mail.date or now).date().isoformat() if (mail.date or now) else ""}
     if entry not in entries:
         entries.append(entry)
-        app.ledger.set_project_statuses(g.slug, entries)
+        app.ledger.project_statuses.put(g.slug, entries)
     return Outcome.PROJECT_STATUS, f"status för projektgruppen {g.name}: {text[:80]}"
 
 

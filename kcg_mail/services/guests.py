@@ -67,13 +67,13 @@ def hold_key(meeting_id: str, email: str) -> str:
 
 
 def copies(app: App, meeting_id: str) -> dict[str, GuestCopy]:
-    return {k: GuestCopy(**v) for k, v in app.ledger.guest_invitations(meeting_id).items()}
+    return {k: GuestCopy(**v) for k, v in app.ledger.guest_invitations.get(meeting_id).items()}
 
 
 def _save(app: App, meeting_id: str, email: str, copy: GuestCopy) -> None:
     all_ = copies(app, meeting_id)
     all_[email] = copy
-    app.ledger.set_guest_invitations(meeting_id, {k: asdict(v) for k, v in all_.items()})
+    app.ledger.guest_invitations.put(meeting_id, {k: asdict(v) for k, v in all_.items()})
 
 
 def answer(app: App, meeting_id: str, email: str) -> str | None:
@@ -114,8 +114,8 @@ def request_approval(app: App, m: Meeting, guest: Person, now: datetime) -> str:
     if app.state.message(key) is None:
         subject = f"Inbjudan till gästen {guest.name} ({m.date.isoformat()})"
         why = "gäster bjuds in först när samordnaren har sagt ja"
-        app.ledger.put_held_note(key, HeldNote(kind=KIND, meeting_id=m.id, sender=guest.email, subject=subject,
-                                               files=[], why=why, guest=guest.email))
+        app.ledger.held_notes.put(key, HeldNote(kind=KIND, meeting_id=m.id, sender=guest.email, subject=subject,
+                                                files=[], why=why, guest=guest.email))
         app.state.record_message(MessageRecord(key, f"{KIND}:{m.id}:{guest.email}", m.id, "held", why, guest.email,
                                                subject, "done"))
     q = questions.Question(f"Gästinbjudan väntar på ditt ja: {guest.name}", "", "skicka inbjudan",

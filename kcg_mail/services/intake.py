@@ -175,7 +175,7 @@ def hold_note(app: App, key: str, mail: inbound.ParsedMail, meeting_id: str | No
               files: list[str], version: int | None = None, *, cause: HoldCause | None = None,
               content_hash: str | None = None) -> None:
     """What the coordinator sees for a held message ("väntar på godkännande")."""
-    app.ledger.put_held_note(key, HeldNote(
+    app.ledger.held_notes.put(key, HeldNote(
         kind=kind, meeting_id=meeting_id, sender=mail.sender or ", ".join(mail.from_addresses) or "(ingen)",
         subject=mail.subject[:300], files=files, why=why, version=version, cause=cause, content_hash=content_hash))
 
@@ -278,7 +278,7 @@ def _run_intake(app: App, now: datetime, handle_one: Callable[..., Handled]) -> 
     report = IntakeReport()
     app.outbox.now = now
     report.errors += resume_approved(app, now)  # an approval a crash interrupted is finished first
-    cursor = app.ledger.intake_cursor()
+    cursor = app.ledger.intake_cursor.get()
     batch = app.mail.fetch_new(cursor)
     ctx = match_context(app, now)
     for item in batch.messages:
@@ -288,7 +288,7 @@ def _run_intake(app: App, now: datetime, handle_one: Callable[..., Handled]) -> 
             log.exception("message %s failed", item.ref)
             report.errors.append(f"{item.ref}: {type(exc).__name__}: {exc}")
     if batch.cursor is not None and not report.errors:
-        app.ledger.set_intake_cursor(batch.cursor)
+        app.ledger.intake_cursor.put(batch.cursor)
     answers.ask_waiting(app, now)  # what now waits for the coordinator gets its question (once)
     return report
 
@@ -303,8 +303,8 @@ def handle_message(app: App, item: IncomingMessage, ctx: inbound.MatchContext, n
     verdict = inbound.classify(mail, ctx)
     planning = verdict.round_reply
     docs = tuple(a for a in mail.attachments if inbound.is_document_candidate(a))
-    approved = app.ledger.approved_for(key)  # released by the coordinator (kcg approve / refile)
-    note = app.ledger.held_note(key) if approved else None
+    approved = app.ledger.approved_for.get(key)  # released by the coordinator (kcg approve / refile)
+    note = app.ledger.held_notes.get(key) if approved else None
     hv = app.ledger.held_version(note.meeting_id, note.content_hash) \
         if note is not None and note.meeting_id and note.content_hash else None
     if hv is not None and hv.meeting_id == approved and hv.state != "rejected":  # its version waits: release it

@@ -2,9 +2,13 @@
 
 Every small fact a run keeps between runs (the intake cursor, a version held for
 approval, a late copy, the day a version was dated, the go-live day, …) is read and
-written here through a named, typed method. The stored keys are the strings the
-services used before (``late:<meeting>:v<n>``, ``held-distribution:…``, …), so an
-existing ``state.sqlite`` keeps working; no other module formats a key.
+written here. Each kind of record is declared once on the ``Ledger``: its key pattern
+and how its typed value is stored (``ledger.late_copies.get(meeting_id, version)``,
+``ledger.go_live.put(day)``); what is more than reading and writing one record (an
+index kept beside the records, a list added to) is a named method. The stored keys are
+the strings the services used before (``late:<meeting>:v<n>``,
+``held-distribution:…``, …), so an existing ``state.sqlite`` keeps working; no other
+module formats a key.
 
 The ledger sits on the ``StateStore`` port's ``get``/``put``; the structured
 records of the port (actions, messages, filings, decisions, attendance) stay
@@ -14,9 +18,10 @@ where they are.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, TypeVarTuple, cast, overload
 
 from kcg_mail.ports import StateStore
 
@@ -29,6 +34,8 @@ HoldCause = Literal["sender", "filer", "member", "cap", "late", "safety"]
 #: distribution waits (state records written before the held area existed), or a
 #: guest's invitation waiting for the coordinator's yes (``kcg_mail.services.guests``).
 NoteKind = Literal["message", "version", "distribution", "guest_invitation"]
+#: A filed version's distribution decision, in records written before the held area.
+DistributionHold = Literal["held", "approved", "rejected"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,9 @@ class HeldNote:
                    subject=d.get("subject", ""), files=list(d.get("files", [])), why=d.get("why", ""),
                    version=d.get("version"), cause=d.get("cause"), content_hash=d.get("content_hash"),
                    guest=d.get("guest"))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -84,27 +94,84 @@ class HeldVersion:
 
 
 T = TypeVar("T")
+Ids = TypeVarTuple("Ids")
 
 
 @dataclass(frozen=True)
-class _Record(Generic[T]):
-    """One kind of JSON record in the state: its key (a pattern filled with the record's ids)
-    and, by its type parameter, what it holds; the named getter and setter share both."""
+class _Codec(Generic[T]):
+    """How a value of type ``T`` is kept as the string of a state record: ``load`` reads
+    a stored string, ``dump`` writes one, ``empty`` is what a record never written (or
+    cleared to the empty string) reads as."""
 
+    load: Callable[[str], T]
+    dump: Callable[[T], str]
+    empty: Callable[[], T]
+
+
+def _none() -> None:
+    return None
+
+
+def _optional(load: Callable[[str], T], dump: Callable[[T], str]) -> _Codec[T | None]:
+    """A plain value that reads as None when there is none (None is written as the empty string)."""
+    return _Codec(load, lambda value: "" if value is None else dump(value), _none)
+
+
+def _json(empty: Callable[[], T], *, sort_keys: bool = False) -> _Codec[T]:
+    return _Codec(json.loads, lambda value: json.dumps(value, ensure_ascii=False, sort_keys=sort_keys), empty)
+
+
+def _distribution_hold(raw: str) -> DistributionHold:
+    return cast(DistributionHold, raw)
+
+
+_TEXT = _optional(str, str)
+_DAY = _optional(date.fromisoformat, date.isoformat)
+_MOMENT = _optional(datetime.fromisoformat, datetime.isoformat)
+_REFS = _Codec[set[str]](lambda raw: set(json.loads(raw)),
+                         lambda refs: json.dumps(sorted(refs), ensure_ascii=False), set)
+
+
+@dataclass(frozen=True)
+class Record(Generic[*Ids, T]):
+    """One kind of record in the state, on one ledger: read and written by its ids (the
+    values that fill its key pattern; none for a single value like the go-live day)."""
+
+    state: StateStore
     pattern: str
+    codec: _Codec[T]
 
-    def key(self, *ids: object) -> str:
-        return self.pattern.format(*ids)
+    def get(self, *ids: *Ids) -> T:
+        raw = self.state.get(self.pattern.format(*ids))
+        return self.codec.load(raw) if raw else self.codec.empty()
+
+    def put(self, *ids_and_value: *tuple[*Ids, T]) -> None:
+        *ids, value = ids_and_value
+        self.state.put(self.pattern.format(*ids), self.codec.dump(value))
+
+    def clear(self, *ids: *Ids) -> None:
+        """Empty the record, so that it reads as never written (an empty one is left alone)."""
+        key = self.pattern.format(*ids)
+        if self.state.get(key):
+            self.state.put(key, "")
 
 
-_INVITATION = _Record[dict[str, Any]]("invitation:{}")
-_ORIGINAL = _Record[dict[str, Any]]("original:{}:{}")
-_MEMBER_REQUEST = _Record[dict[str, str]]("member_request:{}")
-_WORKSHOP_GROUPS = _Record[list[list[str]]]("planning:groups:{}")
-_DECISION = _Record[dict[str, str]]("decision:{}")
-_WAITING = _Record[dict[str, Any]]("waiting:{}")
-_CALENDAR_FEED = _Record[dict[str, Any]]("calendar_feed")
-_HEALTH = _Record[dict[str, str]]("health:{}")
+class _Kind(Generic[*Ids, T]):
+    """A kind of record declared once on the ``Ledger``: its key pattern and how its
+    value is stored; read on a ledger, it is that ledger's ``Record``."""
+
+    def __init__(self, pattern: str, codec: _Codec[T]) -> None:
+        self.pattern = pattern
+        self.codec = codec
+
+    @overload
+    def __get__(self, ledger: None, owner: type[Ledger]) -> _Kind[*Ids, T]: ...
+
+    @overload
+    def __get__(self, ledger: Ledger, owner: type[Ledger]) -> Record[*Ids, T]: ...
+
+    def __get__(self, ledger: Ledger | None, owner: type[Ledger]) -> _Kind[*Ids, T] | Record[*Ids, T]:
+        return self if ledger is None else Record(ledger.state, self.pattern, self.codec)
 
 
 class Ledger:
@@ -113,287 +180,169 @@ class Ledger:
     def __init__(self, state: StateStore) -> None:
         self.state = state
 
-    # ------------------------------------------------------------ helpers
-    def _json(self, key: str) -> Any:
-        raw = self.state.get(key)
-        return json.loads(raw) if raw else None
-
-    def _put_json(self, key: str, value: Any, *, sort_keys: bool = False) -> None:
-        self.state.put(key, json.dumps(value, ensure_ascii=False, sort_keys=sort_keys))
-
-    def _get(self, record: _Record[T], *ids: object) -> T | None:
-        value: T | None = self._json(record.key(*ids))
-        return value
-
-    def _set(self, record: _Record[T], value: T, *ids: object) -> None:
-        self._put_json(record.key(*ids), value)
-
-    def _day(self, key: str) -> date | None:
-        raw = self.state.get(key)
-        return date.fromisoformat(raw) if raw else None
-
-    def _moment(self, key: str) -> datetime | None:
-        raw = self.state.get(key)
-        return datetime.fromisoformat(raw) if raw else None
-
-    def _put_iso(self, key: str, value: date) -> None:
-        """A day or a moment (``datetime`` is a ``date``), in ISO 8601."""
-        self.state.put(key, value.isoformat())
-
     # ------------------------------------------------------------ intake
-    def intake_cursor(self) -> str | None:
-        return self.state.get("mail:cursor")
-
-    def set_intake_cursor(self, cursor: str) -> None:
-        self.state.put("mail:cursor", cursor)
+    #: Where the last intake run left off in the mailbox (the mail adapter's cursor).
+    intake_cursor = _Kind[str | None]("mail:cursor", _TEXT)
 
     # ------------------------------------------------------------ approvals of held messages
-    def approved_for(self, msg_key: str) -> str | None:
-        """The meeting (or ``planning:<year>``) a held message was approved for."""
-        return self.state.get(f"approved:{msg_key}") or None
-
-    def approve_message(self, msg_key: str, meeting_id: str) -> None:
-        self.state.put(f"approved:{msg_key}", meeting_id)
-
-    def held_note(self, msg_key: str) -> HeldNote | None:
-        raw = self.state.get(f"held:{msg_key}")
-        return HeldNote.from_json(raw) if raw else None
-
-    def put_held_note(self, msg_key: str, note: HeldNote) -> None:
-        self.state.put(f"held:{msg_key}", json.dumps(asdict(note), ensure_ascii=False))
+    #: The meeting (or ``planning:<year>``) a held message was approved for.
+    approved_for = _Kind[str, str | None]("approved:{}", _TEXT)
+    held_notes = _Kind[str, HeldNote | None]("held:{}", _optional(HeldNote.from_json, HeldNote.to_json))
 
     # ------------------------------------------------------------ held versions (the held area)
+    _held = _Kind[str, str, HeldVersion | None]("held-version:{}:{}",
+                                                 _optional(HeldVersion.from_json, HeldVersion.to_json))
+    _held_index = _Kind[list[str]]("held-version:index", _json(list))
+
     def held_version(self, meeting_id: str, content_hash: str) -> HeldVersion | None:
-        raw = self.state.get(f"held-version:{meeting_id}:{content_hash}")
-        return HeldVersion.from_json(raw) if raw else None
+        return self._held.get(meeting_id, content_hash)
 
     def put_held_version(self, held: HeldVersion) -> None:
-        self.state.put(f"held-version:{held.meeting_id}:{held.content_hash}", held.to_json())
-        index = self._held_index()
+        self._held.put(held.meeting_id, held.content_hash, held)
+        index = self._held_index.get()
         ref = f"{held.meeting_id}:{held.content_hash}"
         if ref not in index:
-            self._put_json("held-version:index", index + [ref])
+            self._held_index.put(index + [ref])
 
     def held_versions(self) -> list[HeldVersion]:
         """Every version ever held, oldest first (any state)."""
         out = []
-        for ref in self._held_index():
+        for ref in self._held_index.get():
             mid, _, h = ref.rpartition(":")
             hv = self.held_version(mid, h)
             if hv is not None:
                 out.append(hv)
         return out
 
-    def _held_index(self) -> list[str]:
-        return list(self._json("held-version:index") or [])
-
     # ------------------------------------------------------------ filed versions
-    def distribution_hold(self, meeting_id: str, version: int) -> str | None:
-        """A filed version's distribution decision, from records written before the
-        held area: ``held``, ``approved`` or ``rejected``."""
-        return self.state.get(f"held-distribution:{meeting_id}:v{version}") or None
-
-    def set_distribution_hold(self, meeting_id: str, version: int, state: Literal["held", "approved", "rejected"]) -> None:
-        self.state.put(f"held-distribution:{meeting_id}:v{version}", state)
-
-    def late_copy(self, meeting_id: str, version: int) -> datetime | None:
-        """When a filed version is a late copy (never distributed by itself): its date."""
-        return self._moment(f"late:{meeting_id}:v{version}")
-
-    def mark_late_copy(self, meeting_id: str, version: int, dated: datetime) -> None:
-        self._put_iso(f"late:{meeting_id}:v{version}", dated)
-
-    def filed_date(self, meeting_id: str, version: int) -> datetime | None:
-        """The date of a filed version (earlier of its Date header and our receipt)."""
-        return self._moment(f"filed-date:{meeting_id}:v{version}")
-
-    def set_filed_date(self, meeting_id: str, version: int, dated: datetime) -> None:
-        self._put_iso(f"filed-date:{meeting_id}:v{version}", dated)
+    #: A filed version's distribution decision (``DistributionHold``), from records written before the held area.
+    distribution_holds = _Kind[str, int, DistributionHold | None]("held-distribution:{}:v{}",
+                                                                   _optional(_distribution_hold, str))
+    #: When a filed version is a late copy (never distributed by itself): its date.
+    late_copies = _Kind[str, int, datetime | None]("late:{}:v{}", _MOMENT)
+    #: The date of a filed version (earlier of its Date header and our receipt).
+    filed_dates = _Kind[str, int, datetime | None]("filed-date:{}:v{}", _MOMENT)
+    _distributed = _Kind[str, str, list[int]]("distributed:{}:{}", _json(list))
 
     def distributed_on(self, meeting_id: str, day: date) -> list[int]:
         """The versions of a meeting distributed on ``day``."""
-        return [int(v) for v in self._json(f"distributed:{meeting_id}:{day.isoformat()}") or []]
+        return [int(v) for v in self._distributed.get(meeting_id, day.isoformat())]
 
     def mark_distributed(self, meeting_id: str, day: date, version: int) -> None:
         done = self.distributed_on(meeting_id, day)
         if version not in done:
-            self._put_json(f"distributed:{meeting_id}:{day.isoformat()}", done + [version])
+            self._distributed.put(meeting_id, day.isoformat(), done + [version])
 
     # ------------------------------------------------------------ the cycle
-    def go_live(self) -> date | None:
-        return self._day("go_live")
-
-    def set_go_live(self, day: date) -> None:
-        self._put_iso("go_live", day)
-
-    def invitation(self, meeting_id: str) -> dict[str, Any] | None:
-        """The snapshot of the last invitation sent (``InvitationSnapshot.to_dict``)."""
-        return self._get(_INVITATION, meeting_id)
-
-    def set_invitation(self, meeting_id: str, snapshot: dict[str, Any]) -> None:
-        self._set(_INVITATION, snapshot, meeting_id)
+    #: The day recorded by the first run (``App.go_live``).
+    go_live = _Kind[date | None]("go_live", _DAY)
+    #: The snapshot of the last invitation sent (``InvitationSnapshot.to_dict``).
+    invitations = _Kind[str, dict[str, Any] | None]("invitation:{}", _json(_none))
 
     # ------------------------------------------------------------ dates the coordinator decides
+    _meeting_dates = _Kind[dict[str, dict[str, Any]]]("meeting_dates", _json(dict, sort_keys=True))
+    _date_questions = _Kind[str, list[dict[str, str]]]("date_questions:{}", _json(list))
+    _date_alerts = _Kind[str, str, date | None]("date_alert:{}:{}", _DAY)
+
     def meeting_dates(self) -> dict[str, dict[str, Any]]:
         """The coordinator's decisions about meetings' dates, times and places
         (meeting id -> ``DateDecision.to_dict``)."""
-        return dict(self._json("meeting_dates") or {})
+        return self._meeting_dates.get()
 
     def set_meeting_date(self, meeting_id: str, decision: dict[str, Any]) -> None:
-        all_ = self.meeting_dates()
-        all_[meeting_id] = decision
-        self._put_json("meeting_dates", all_, sort_keys=True)
+        self._meeting_dates.put({**self.meeting_dates(), meeting_id: decision})
 
     def date_questions(self, meeting_id: str) -> list[dict[str, str]]:
         """The questions about a meeting's date sent to the coordinator: ``{"on": day, "what": question}``."""
-        return list(self._json(f"date_questions:{meeting_id}") or [])
+        return self._date_questions.get(meeting_id)
 
     def add_date_question(self, meeting_id: str, what: str, day: date) -> None:
         asked = self.date_questions(meeting_id)
         entry = {"on": day.isoformat(), "what": what}
         if entry not in asked:
-            self._put_json(f"date_questions:{meeting_id}", asked + [entry])
+            self._date_questions.put(meeting_id, asked + [entry])
 
     def date_alerted(self, meeting_id: str, what: str) -> bool:
         """Was the alert channel told that the question ``what`` about the meeting went unanswered?"""
-        return bool(self.state.get(f"date_alert:{meeting_id}:{what}"))
+        return self._date_alerts.get(meeting_id, what) is not None
 
     def mark_date_alerted(self, meeting_id: str, what: str, day: date) -> None:
-        self.state.put(f"date_alert:{meeting_id}:{what}", day.isoformat())
+        self._date_alerts.put(meeting_id, what, day)
 
     # ------------------------------------------------------------ originals of rebuilt files
-    def original(self, meeting_id: str, rebuilt_sha256: str) -> dict[str, Any] | None:
-        """Where the host's original of a rebuilt file is kept, and what the rebuild left out."""
-        return self._get(_ORIGINAL, meeting_id, rebuilt_sha256)
-
-    def set_original(self, meeting_id: str, rebuilt_sha256: str, record: dict[str, Any]) -> None:
-        self._set(_ORIGINAL, record, meeting_id, rebuilt_sha256)
+    #: Where the host's original of a rebuilt file is kept, and what the rebuild left out
+    #: (by meeting and the rebuilt file's SHA-256).
+    originals = _Kind[str, str, dict[str, Any] | None]("original:{}:{}", _json(_none))
 
     # ------------------------------------------------------------ guests
-    def guest_invitations(self, meeting_id: str) -> dict[str, dict[str, Any]]:
-        """The guests' own invitations of a meeting as last sent (address -> ``GuestCopy`` fields)."""
-        return dict(self._json(f"guest_invitations:{meeting_id}") or {})
-
-    def set_guest_invitations(self, meeting_id: str, copies: dict[str, dict[str, Any]]) -> None:
-        self._put_json(f"guest_invitations:{meeting_id}", copies)
+    #: The guests' own invitations of a meeting as last sent (address -> ``GuestCopy`` fields).
+    guest_invitations = _Kind[str, dict[str, dict[str, Any]]]("guest_invitations:{}", _json(dict))
+    _guest_approvals = _Kind[str, str, str | None]("guest_approval:{}:{}", _TEXT)
 
     def guest_approval(self, meeting_id: str, email: str) -> str | None:
         """The coordinator's answer about inviting a guest: ``approved``, ``rejected`` or None."""
-        return self.state.get(f"guest_approval:{meeting_id}:{email.lower()}") or None
+        return self._guest_approvals.get(meeting_id, email.lower())
 
     def set_guest_approval(self, meeting_id: str, email: str, answer: Literal["approved", "rejected"]) -> None:
-        self.state.put(f"guest_approval:{meeting_id}:{email.lower()}", answer)
+        self._guest_approvals.put(meeting_id, email.lower(), answer)
 
-    def demo_day(self) -> date | None:
-        """The last simulated day ``kcg demo`` ran (a rerun resumes there)."""
-        return self._day("demo:day")
-
-    def set_demo_day(self, day: date) -> None:
-        self._put_iso("demo:day", day)
+    #: The last simulated day ``kcg demo`` ran (a rerun resumes there).
+    demo_day = _Kind[date | None]("demo:day", _DAY)
 
     # ------------------------------------------------------------ members added or removed by the coordinator
-    def member_request(self, ref: str) -> dict[str, str] | None:
-        """The coordinator's request to add or remove a member (asked, done, rejected)."""
-        return self._get(_MEMBER_REQUEST, ref)
-
-    def put_member_request(self, ref: str, request: dict[str, str]) -> None:
-        self._set(_MEMBER_REQUEST, request, ref)
+    #: The coordinator's request to add or remove a member (asked, done, rejected).
+    member_requests = _Kind[str, dict[str, str] | None]("member_request:{}", _json(_none))
 
     # ------------------------------------------------------------ the planning round
-    def planning_value(self, year: int, what: str) -> Any:
-        """A value of the year's planning round (needs, ballot, groups, …); None when unset."""
-        return self._json(f"planning:{year}:{what}")
-
-    def set_planning_value(self, year: int, what: str, value: Any) -> None:
-        self._put_json(f"planning:{year}:{what}", value, sort_keys=True)
-
-    def workshop_groups(self, meeting_id: str) -> list[list[str]] | None:
-        """The workshop groups (names) of a physical meeting, from the planning round."""
-        return self._get(_WORKSHOP_GROUPS, meeting_id)
-
-    def set_workshop_groups(self, meeting_id: str, groups: list[list[str]]) -> None:
-        self._set(_WORKSHOP_GROUPS, groups, meeting_id)
+    #: A value of the year's planning round (needs, ballot, groups, …); None when unset.
+    planning_values = _Kind[int, str, Any]("planning:{}:{}", _json(_none, sort_keys=True))
+    #: The workshop groups (names) of a physical meeting, from the planning round.
+    workshop_groups = _Kind[str, list[list[str]] | None]("planning:groups:{}", _json(_none))
 
     # ------------------------------------------------------------ next year's plan
-    def plan_adoption(self, year: int) -> dict[str, Any]:
-        """How next year's plan is being adopted: the candidates read (from the
-        January protocol or the coordinator's table) and the one adopted."""
-        return dict(self._json(f"plan_adoption:{year}") or {})
-
-    def set_plan_adoption(self, year: int, value: dict[str, Any]) -> None:
-        self._put_json(f"plan_adoption:{year}", value, sort_keys=True)
+    #: How next year's plan is being adopted: the candidates read (from the January
+    #: protocol or the coordinator's table) and the one adopted.
+    plan_adoptions = _Kind[int, dict[str, Any]]("plan_adoption:{}", _json(dict, sort_keys=True))
 
     # ------------------------------------------------------------ between meetings
-    def decision_state(self, ref: str) -> dict[str, str] | None:
-        """The follow-up state of decision ``ref`` (``<meeting>/<n>``)."""
-        return self._get(_DECISION, ref)
-
-    def set_decision_state(self, ref: str, state: str, settled_in: str, text: str) -> None:
-        self._set(_DECISION, {"state": state, "settled_in": settled_in, "text": text}, ref)
-
-    def approved_groups(self) -> list[dict[str, Any]]:
-        return list(self._json("projects:approved") or [])
-
-    def set_approved_groups(self, groups: list[dict[str, Any]]) -> None:
-        self._put_json("projects:approved", groups)
-
-    def declined_proposals(self) -> set[str]:
-        return set(self._json("projects:declined") or [])
-
-    def set_declined_proposals(self, refs: set[str]) -> None:
-        self._put_json("projects:declined", sorted(refs))
-
-    def project_statuses(self, slug: str) -> list[dict[str, str]]:
-        return list(self._json(f"project_status:{slug}") or [])
-
-    def set_project_statuses(self, slug: str, entries: list[dict[str, str]]) -> None:
-        self._put_json(f"project_status:{slug}", entries)
+    #: The follow-up state of decision ``<meeting>/<n>``: ``state``, ``settled_in``, ``text``.
+    decision_states = _Kind[str, dict[str, str] | None]("decision:{}", _json(_none))
+    approved_groups = _Kind[list[dict[str, Any]]]("projects:approved", _json(list))
+    declined_proposals = _Kind[set[str]]("projects:declined", _REFS)
+    project_statuses = _Kind[str, list[dict[str, str]]]("project_status:{}", _json(list))
 
     # ------------------------------------------------------------ mails that wait (member caps)
+    _waiting = _Kind[str, dict[str, Any] | None]("waiting:{}", _json(_none))
+    _waiting_index = _Kind[list[str]]("waiting:index", _json(list))
+
     def waiting_mail(self, msg_key: str) -> dict[str, Any] | None:
         """A mail held back by the member caps (``kcg_mail.services.pacing``): the
         message itself, until when it waits, why, and whether it went out since."""
-        return self._get(_WAITING, msg_key)
+        return self._waiting.get(msg_key)
 
     def put_waiting_mail(self, msg_key: str, record: dict[str, Any]) -> None:
         # the index first: a record the index does not know would never be sent (a crash
         # between the two leaves an index entry without a record, which is skipped)
-        index = list(self._json("waiting:index") or [])
+        index = self._waiting_index.get()
         if msg_key not in index:
-            self._put_json("waiting:index", index + [msg_key])
-        self._set(_WAITING, record, msg_key)
+            self._waiting_index.put(index + [msg_key])
+        self._waiting.put(msg_key, record)
 
     def waiting_mails(self) -> list[dict[str, Any]]:
         """Every mail that waited, in the order they were held back (any state)."""
         out = []
-        for key in self._json("waiting:index") or []:
+        for key in self._waiting_index.get():
             rec = self.waiting_mail(key)
             if rec is not None:
                 out.append(rec)
         return out
 
     # ------------------------------------------------------------ published things
-    def calendar_feed(self) -> dict[str, Any] | None:
-        """The calendar feed as last published (event id -> event dict)."""
-        return self._get(_CALENDAR_FEED)
-
-    def set_calendar_feed(self, events: dict[str, Any]) -> None:
-        self._set(_CALENDAR_FEED, events)
-
-    def artifact_digest(self, key: str) -> str | None:
-        return self.state.get(f"artifact:{key}") or None
-
-    def set_artifact_digest(self, key: str, digest: str) -> None:
-        self.state.put(f"artifact:{key}", digest)
+    #: The calendar feed as last published (event id -> event dict).
+    calendar_feed = _Kind[dict[str, Any] | None]("calendar_feed", _json(_none))
+    #: The digest of an artifact as last published to the Prefect UI (by its key).
+    artifact_digests = _Kind[str, str | None]("artifact:{}", _TEXT)
 
     # ------------------------------------------------------------ health
-    def health_problem(self, what: str) -> dict[str, str] | None:
-        """A connection or alert channel that failed and has not worked since."""
-        return self._get(_HEALTH, what)
-
-    def set_health_problem(self, what: str, detail: str, since: str) -> None:
-        self._set(_HEALTH, {"what": what, "detail": detail, "since": since}, what)
-
-    def clear_health_problem(self, what: str) -> None:
-        if self.state.get(_HEALTH.key(what)):
-            self.state.put(_HEALTH.key(what), "")
+    #: A connection or alert channel that failed and has not worked since: ``what``, ``detail``, ``since``.
+    health_problems = _Kind[str, dict[str, str] | None]("health:{}", _json(_none))

@@ -131,7 +131,7 @@ def release_from_quarantine(app: App, rec: MessageRecord, mid: str, reason: str,
     or leave that to the coordinator's mail program (False: IMAP, EWS, Graph)."""
     from kcg_mail.core.inbound.message import msg_key
 
-    app.ledger.approve_message(rec.msg_key, mid)
+    app.ledger.approved_for.put(rec.msg_key, mid)
     restored = app.mail.restore("quarantine", lambda raw: msg_key(raw) == rec.msg_key)
     if restored is False:
         raise ManualProblem(f"meddelandet {rec.msg_key} finns inte i karantänen; {missing_hint}")

@@ -116,12 +116,12 @@ def understand(app: App, req: MemberRequest, now: datetime) -> Change:
 
 
 def _load(app: App, ref: str) -> Change | None:
-    raw = app.ledger.member_request(ref)
+    raw = app.ledger.member_requests.get(ref)
     return Change(**raw) if raw else None  # type: ignore[arg-type]
 
 
 def _save(app: App, ref: str, change: Change) -> None:
-    app.ledger.put_member_request(ref, {k: str(v) for k, v in asdict(change).items()})
+    app.ledger.member_requests.put(ref, {k: str(v) for k, v in asdict(change).items()})
 
 
 def propose(app: App, change: Change, ref: str, *, in_reply_to: str | None = None) -> str:

@@ -40,7 +40,7 @@ def accept_document(app: App, meeting_id: str, msg_key: str, filename: str,
         # new is filed or sent for a duplicate.
         return data, rebuilt.kind, ()
     rebuilt_hash = hashlib.sha256(rebuilt.data).hexdigest()
-    app.ledger.set_original(meeting_id, rebuilt_hash, {
+    app.ledger.originals.put(meeting_id, rebuilt_hash, {
         "path": str(path), "filename": filename[:200], "sha256": hashlib.sha256(data).hexdigest(),
         "msg_key": msg_key, "removed": list(rebuilt.removed),
     })

@@ -190,7 +190,7 @@ class Pacer:
         if not cond:
             return False
         year, what, member_id = cond
-        return member_id in (self.ledger.planning_value(int(year), str(what)) or {})
+        return member_id in (self.ledger.planning_values.get(int(year), str(what)) or {})
 
     def settle(self, rec: dict[str, Any], state: str, today: date, until: date | None = None,
                reason: str | None = None) -> None:

@@ -20,7 +20,7 @@ which the config loader reads with ``config/plan-*.yaml``. Whichever source is
 adopted first wins; the other gets a polite note that nothing changed.
 
 Every mail goes through the Outbox with a deterministic key; the candidates
-and the adoption are in the state record (``Ledger.plan_adoption``).
+and the adoption are in the state record (``Ledger.plan_adoptions``).
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def draft_for(app: App, year: int) -> Any:
 
 def _result(app: App, year: int) -> dict[str, Any]:
     """The planning round's result for ``year`` (tally rows, groups), {} before the tally."""
-    return dict(app.ledger.planning_value(year, "result") or {})
+    return dict(app.ledger.planning_values.get(year, "result") or {})
 
 
 def adoption_meeting(app: App, year: int) -> Meeting | None:
@@ -216,7 +216,7 @@ def from_protocol(app: App, m: Meeting, filename: str, data: bytes, now: datetim
     if adoption_meeting(app, year) != m:
         return ""
     if filename.lower().endswith(".pdf"):  # no table can be read from a PDF: he gets the Word table again
-        if protocol_section(app, m) is None or app.ledger.plan_adoption(year).get("adopted"):
+        if protocol_section(app, m) is None or app.ledger.plan_adoptions.get(year).get("adopted"):
             return ""  # the protocol had no plan section to fill in, or the plan is adopted
         return f"protokollet är en PDF, ur den går årsplanen inte att läsa; tabellen till samordnaren: " \
                f"{offer_table(app, year, now, pdf=True)}"
@@ -272,7 +272,7 @@ def handle_answer(app: App, mail: ParsedMail, q: QuestionRef, key: str, now: dat
     if answer.choice is None:
         out = _tell(app, year, f"unclear-{key[:12]}", "unclear", mail, text=answer.text[:80])
         return Outcome.COORDINATOR_ANSWER_UNCLEAR, f"årsplan {year}: svaret ”{answer.text[:80]}” är oklart ({out})"
-    adoption = app.ledger.plan_adoption(year)
+    adoption = app.ledger.plan_adoptions.get(year)
     if adoption.get("adopted"):
         out = _tell(app, year, f"already-{key[:12]}", "already", mail, adopted=adoption["adopted"]["label"])
         return Outcome.COORDINATOR_ANSWER, f"årsplan {year} var redan antagen; inget ändrat ({out})"
@@ -316,7 +316,7 @@ def plan_yaml(plan: Plan, label: str, when: datetime) -> str:
 def adopt(app: App, year: int, ref: str, now: datetime) -> Path:
     """Store candidate ``ref`` as ``<workdir>/plans/plan-YYYY.yaml`` (file first, then
     the state: a crash in between leaves the same file to write again) and run it."""
-    adoption = app.ledger.plan_adoption(year)
+    adoption = app.ledger.plan_adoptions.get(year)
     cand = adoption["candidates"][ref]
     plan = Plan.model_validate(cand["plan"])
     path = plan_path(app, year)
@@ -326,7 +326,7 @@ def adopt(app: App, year: int, ref: str, now: datetime) -> Path:
     os.replace(tmp, path)
     adoption["adopted"] = {"ref": ref, "source": cand["source"], "label": cand["label"], "at": now.isoformat(),
                         "path": str(path)}
-    app.ledger.set_plan_adoption(year, adoption)
+    app.ledger.plan_adoptions.put(year, adoption)
     cfg = app.cfg.model_copy(update={"plans": [p for p in app.cfg.plans if p.year != year] + [plan]})
     app.cfg = cfg
     app.composer.cfg = cfg
@@ -354,19 +354,19 @@ def _understood(app: App, plan: Plan) -> list[str]:
 
 def _put_candidate(app: App, year: int, ref: str, source: str, plan: Plan, now: datetime, label: str,
                    extra: dict[str, Any] | None = None) -> None:
-    adoption = app.ledger.plan_adoption(year)
+    adoption = app.ledger.plan_adoptions.get(year)
     cands = adoption.setdefault("candidates", {})
     if ref not in cands:
         cands[ref] = {"source": source, "label": label, "at": now.isoformat(), "plan": plan.model_dump(mode="json"),
                       **(extra or {})}
-        app.ledger.set_plan_adoption(year, adoption)
+        app.ledger.plan_adoptions.put(year, adoption)
 
 
 def _consider(app: App, year: int, ref: str, source: str, label: str, doc: pa.PlanDocument, now: datetime, *,
               in_reply_to: ParsedMail | None) -> str:
     """A plan read from a document: a polite note when a plan is adopted already,
     the problems (naming the rows), or the question with what was understood."""
-    adoption = app.ledger.plan_adoption(year)
+    adoption = app.ledger.plan_adoptions.get(year)
     if adoption.get("adopted") or has_plan(app, year):
         adopted = adoption.get("adopted", {}).get("label", "en tidigare årsplan")
         out = _tell(app, year, ref, "already", in_reply_to, adopted=adopted, source_label=label)
@@ -402,7 +402,7 @@ def decide(app: App, q: QuestionRef, yes: bool, now: datetime) -> str:
     (``kcg-approve`` / ``kcg-reject`` with the question's reference): checked as a reply is."""
     year_text, _, ref = q.ref.partition(":")
     year = int(year_text)
-    adoption = app.ledger.plan_adoption(year)
+    adoption = app.ledger.plan_adoptions.get(year)
     if adoption.get("adopted"):
         return f"årsplanen {year} var redan antagen ur {adoption['adopted']['label']}; inget ändrat"
     cand = adoption.get("candidates", {}).get(ref)

@@ -100,12 +100,12 @@ def token(app: App, year: int) -> str:
 
 
 def round_value(app: App, year: int, what: str, default: Any) -> Any:
-    value = app.ledger.planning_value(year, what)
+    value = app.ledger.planning_values.get(year, what)
     return value if value is not None else default
 
 
 def _put(app: App, year: int, what: str, value: Any) -> None:
-    app.ledger.set_planning_value(year, what, value)
+    app.ledger.planning_values.put(year, what, value)
 
 
 def folder(app: App, year: int) -> str:
@@ -582,7 +582,7 @@ def close_round(app: App, year: int, now: datetime) -> list[str]:
     _put(app, year, "groups", [list(x) for x in g.groups])
     if r.physical_meeting:
         names = {p.id: p.name for p in app.cfg.network.members}
-        app.ledger.set_workshop_groups(r.physical_meeting, [[names.get(x, x) for x in grp] for grp in g.groups])
+        app.ledger.workshop_groups.put(r.physical_meeting, [[names.get(x, x) for x in grp] for grp in g.groups])
     themes = [row.text for row in t.focus()]
     earlier = [p for p in app.cfg.plans if p.year < year]
     draft = draft_plan(year, list(app.cfg.network.members), earlier, holiday_policy=app.cfg.meetings.holiday_policy,

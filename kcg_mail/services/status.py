@@ -25,19 +25,19 @@ HEALTH_NAMES = {"mail": "E-postservern", "archive": "Arkivet", "webhook": "Larm 
 
 def record_problem(app: App, what: str, detail: str, now: datetime | None = None) -> None:
     """Remember that a connection or alert channel failed (kept until it works again)."""
-    old = app.ledger.health_problem(what)
+    old = app.ledger.health_problems.get(what)
     since = old["since"] if old else now_local(app.cfg, now).isoformat(timespec="minutes")
-    app.ledger.set_health_problem(what, detail[:300], since)
+    app.ledger.health_problems.put(what, {"what": what, "detail": detail[:300], "since": since})
 
 
 def clear_problem(app: App, what: str) -> None:
-    app.ledger.clear_health_problem(what)
+    app.ledger.health_problems.clear(what)
 
 
 def problems(app: App) -> list[overview.Problem]:
     out = []
     for what, name in HEALTH_NAMES.items():
-        d = app.ledger.health_problem(what)
+        d = app.ledger.health_problems.get(what)
         if d:
             out.append(overview.Problem(name, d["detail"], d["since"]))
     return out
@@ -84,7 +84,7 @@ def guest_on_hold(app: App, msg_key: str) -> str | None:
     """The guest's name when the held item is a guest's invitation (``services.guests``)."""
     from kcg_mail.services import guests
 
-    note = app.ledger.held_note(msg_key)
+    note = app.ledger.held_notes.get(msg_key)
     if note is None or note.kind != guests.KIND:
         return None
     g = next((x for x in app.cfg.network.guests if x.email == note.guest), None)
@@ -96,7 +96,7 @@ def overview_inputs(app: App, now: datetime | None = None) -> overview.Inputs:
     for rec in app.state.messages():
         ref = rec.msg_key[:12]
         if rec.outcome == Outcome.HELD:
-            note = app.ledger.held_note(rec.msg_key)  # why, in Swedish, one text per cause
+            note = app.ledger.held_notes.get(rec.msg_key)  # why, in Swedish, one text per cause
             guest = guest_on_hold(app, rec.msg_key)
             held.append(overview.Held(ref, rec.sender, rec.subject, note.why if note else rec.reason, rec.meeting_id,
                                       guest))

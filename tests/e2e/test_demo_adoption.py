@@ -32,7 +32,7 @@ def test_demo_round_adopts_the_2024_plan_and_runs_it(prefect_api, tmp_path):
     feb = next(m for m in stored["meetings"] if m["month"] == "2024-02")
     assert f"Tema {feb['theme_no']}: {feb['theme']}" == WORKSHOP_EDIT[2]  # what the workshop wrote
     app = bootstrap(tmp_path, CONFIG_DIR)
-    assert app.ledger.plan_adoption(2024)["adopted"]["source"] == "protocol"
+    assert app.ledger.plan_adoptions.get(2024)["adopted"]["source"] == "protocol"
     assert result.adopted and result.adopted[0].startswith("måndag 5 februari 2024: Tema 1")
     assert "Trygghet i stadskärnan – projektgruppen redovisar" in result.adopted[0]
     adopting = [m for m in app.state.messages() if m.outcome == "coordinator_answer" and "årsplan 2024" in m.reason]

@@ -361,6 +361,6 @@ def test_a_distribution_held_by_an_older_version_is_still_listed_and_released(pr
         assert w.distributed() == {f"{MID}:distribute:members:v1": 1}
         approve(app, p.msg_key, at(m.date + timedelta(days=1), 14))
         assert w.distributed() == {f"{MID}:distribute:members:v1": 1, f"{MID}:distribute:members:v2": 1}
-        assert app.ledger.distribution_hold(MID, 2) == "approved" and pending(app) == []
+        assert app.ledger.distribution_holds.get(MID, 2) == "approved" and pending(app) == []
     finally:
         close(app)

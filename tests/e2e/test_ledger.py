@@ -29,28 +29,28 @@ def test_an_existing_state_file_reads_the_same_through_the_ledger(tmp_path):
                                    '"subject": "Protokoll", "files": ["p.docx"], "why": "fler än 2", "version": 3}')
         st.put("health:mail", '{"what": "mail", "detail": "timeout", "since": "2023-02-07T08:00"}')
         led = Ledger(st)
-        assert led.intake_cursor() == "7:42"
-        assert led.approved_for("a" * 40) == "2023-02" and led.approved_for("c" * 40) is None
-        assert led.late_copy("2023-02", 2) == datetime(2023, 2, 7, 9, tzinfo=UTC)
-        assert led.late_copy("2023-02", 1) is None
-        assert led.filed_date("2023-02", 1) == datetime(2023, 2, 7, 10, tzinfo=UTC)
-        assert led.distribution_hold("2023-02", 3) == "held"
+        assert led.intake_cursor.get() == "7:42"
+        assert led.approved_for.get("a" * 40) == "2023-02" and led.approved_for.get("c" * 40) is None
+        assert led.late_copies.get("2023-02", 2) == datetime(2023, 2, 7, 9, tzinfo=UTC)
+        assert led.late_copies.get("2023-02", 1) is None
+        assert led.filed_dates.get("2023-02", 1) == datetime(2023, 2, 7, 10, tzinfo=UTC)
+        assert led.distribution_holds.get("2023-02", 3) == "held"
         assert led.distributed_on("2023-02", date(2023, 2, 7)) == [1, 2]
-        assert led.go_live() == date(2023, 1, 16)
-        note = led.held_note("b" * 40)
+        assert led.go_live.get() == date(2023, 1, 16)
+        note = led.held_notes.get("b" * 40)
         assert note is not None and (note.kind, note.version, note.cause) == ("distribution", 3, None)
-        assert led.health_problem("mail") == {"what": "mail", "detail": "timeout", "since": "2023-02-07T08:00"}
+        assert led.health_problems.get("mail") == {"what": "mail", "detail": "timeout", "since": "2023-02-07T08:00"}
 
         # and the ledger writes the same strings back
         led.mark_distributed("2023-02", date(2023, 2, 7), 3)
         led.mark_distributed("2023-02", date(2023, 2, 7), 3)  # once
         assert st.get("distributed:2023-02:2023-02-07") == "[1, 2, 3]"
-        led.set_distribution_hold("2023-02", 3, "approved")
+        led.distribution_holds.put("2023-02", 3, "approved")
         assert st.get("held-distribution:2023-02:v3") == "approved"
-        led.set_intake_cursor("7:43")
+        led.intake_cursor.put("7:43")
         assert st.get("mail:cursor") == "7:43"
-        led.clear_health_problem("mail")
-        assert st.get("health:mail") == "" and led.health_problem("mail") is None
+        led.health_problems.clear("mail")
+        assert st.get("health:mail") == "" and led.health_problems.get("mail") is None
     finally:
         st.close()
 
@@ -67,10 +67,10 @@ def test_held_versions_round_trip_and_are_indexed_once(tmp_path):
         led.put_held_version(HeldVersion(**{**hv.__dict__, "state": "approved"}))
         assert led.held_version("2023-02", "f" * 64) == HeldVersion(**{**hv.__dict__, "state": "approved"})
         assert [h.state for h in led.held_versions()] == ["approved"]
-        led.put_held_note("a" * 40, HeldNote("version", "2023-02", "d@g.se", "Protokoll", ["p.docx"], "why",
-                                             cause="safety", content_hash="f" * 64))
-        assert led.held_note("a" * 40) == HeldNote("version", "2023-02", "d@g.se", "Protokoll", ["p.docx"], "why",
-                                                   cause="safety", content_hash="f" * 64)
+        led.held_notes.put("a" * 40, HeldNote("version", "2023-02", "d@g.se", "Protokoll", ["p.docx"], "why",
+                                              cause="safety", content_hash="f" * 64))
+        assert led.held_notes.get("a" * 40) == HeldNote("version", "2023-02", "d@g.se", "Protokoll", ["p.docx"], "why",
+                                                    cause="safety", content_hash="f" * 64)
     finally:
         st.close()
 

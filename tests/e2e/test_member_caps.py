@@ -107,8 +107,8 @@ def test_the_mails_that_waited_went_out_once_and_the_round_was_played_whole(demo
     state = SqliteState(demo_year / "state.sqlite")
     try:
         waited = Ledger(state).waiting_mails()
-        needs_answers = Ledger(state).planning_value(2024, "needs") or {}
-        ballots = Ledger(state).planning_value(2024, "ballots") or {}
+        needs_answers = Ledger(state).planning_values.get(2024, "needs") or {}
+        ballots = Ledger(state).planning_values.get(2024, "ballots") or {}
     finally:
         state.close()
     assert {w["state"] for w in waited} <= {"sent", "dropped"}  # nothing is left waiting
