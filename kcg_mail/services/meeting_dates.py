@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 from kcg_mail.core.config_model import Person
 from kcg_mail.core.cycle import SAVE_THE_DATE, due_dates, invitation_snapshot, invite_days
 from kcg_mail.core.inbound import ParsedMail, QuestionRef
+from kcg_mail.core.inbound.answer import Answer
 from kcg_mail.core.inbound.outcome import Outcome
 from kcg_mail.core.meeting_dates import (
     CONFIRM_DATE,
@@ -303,12 +304,12 @@ def handle_answer(app: App, mail: ParsedMail, q: QuestionRef, key: str, now: dat
     return Outcome.COORDINATOR_ANSWER, f"{m.id}: {d.done} ({out})"
 
 
-def yes_no_answer(app: App, q: QuestionRef, answer: object, now: datetime) -> str:
+def yes_no_answer(app: App, q: QuestionRef, answer: Answer, now: datetime) -> str:
     """A plain yes or no to one of these questions (the registry's handler, e.g. from a form):
     yes confirms the proposed date; anything else changes nothing (a date comes by reply or
     in the form kcg-set-meeting)."""
     m = app.meeting(q.meeting_id or "")
-    if m is None or getattr(answer, "choice", None) != "yes" or m.awaiting != CONFIRM_DATE:
+    if m is None or answer.choice != "yes" or m.awaiting != CONFIRM_DATE:
         return "inget ändrat; datum, tid och plats sätts med ett svar på frågan eller i formuläret Sätt datum och plats"
     return decide(app, m.id, DateDecision(confirmed=True), now).done
 
