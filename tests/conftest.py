@@ -255,8 +255,8 @@ def prefect_api():
     """One real Prefect server (``prefect_test_harness``) for every test that runs
     flows in-process. Its teardown drains Prefect's log and event workers, which can
     wait for ever on a server an earlier test pointed them at and then stopped (the
-    "Prefect server does not answer" CLI test); it gets 60 s, then the harness's
-    server is stopped directly so the session ends."""
+    "Prefect server does not answer" CLI test); it gets 15 s (a healthy exit takes
+    under 2), then the harness's server is stopped directly so the session ends."""
     import contextlib
     import threading
 
@@ -286,7 +286,7 @@ def prefect_api():
 
         done = threading.Thread(target=leave, daemon=True)
         done.start()
-        done.join(60)
+        done.join(15)
         if server is not None:  # the harness's own stop may not have run (or not in this thread's context)
             with contextlib.suppress(Exception):
                 server.stop()
