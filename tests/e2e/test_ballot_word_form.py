@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import re
-import zipfile
 
 import docx
 import pytest
@@ -36,15 +35,9 @@ def votes(data: bytes) -> bl.BallotCheck:
 
 
 def rewrite(data: bytes, change) -> bytes:  # type: ignore[no-untyped-def]
-    src = zipfile.ZipFile(io.BytesIO(data))
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
-        for item in src.infolist():
-            body = src.read(item.filename)
-            if item.filename == "word/document.xml":
-                body = change(body.decode("utf-8")).encode("utf-8")
-            dst.writestr(item, body)
-    return out.getvalue()
+    """The document with its body text changed by ``change`` (str -> str)."""
+    body = h.read_part(data, "word/document.xml").decode("utf-8")
+    return h.rezip(data, replace={"word/document.xml": change(body).encode("utf-8")})
 
 
 def test_the_blank_ballot_lists_every_topic_with_an_empty_votes_column():

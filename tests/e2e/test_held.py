@@ -8,9 +8,7 @@ killed at any side effect and run again."""
 
 from __future__ import annotations
 
-import io
 import shutil
-import zipfile
 from dataclasses import dataclass
 from dataclasses import replace as dc_replace
 from datetime import timedelta
@@ -18,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import hostile_files as h
 from support.attacks.cases import Ctx, ar, mail
 from support.basics import CONFIG_DIR
 from support.helpers import (
@@ -82,17 +81,11 @@ def _ctx(app, wd: Path) -> Ctx:
 
 def with_embedded_object(docx: bytes) -> bytes:
     """The minutes with an OLE object embedded (word/embeddings/oleObject1.bin)."""
-    src = zipfile.ZipFile(io.BytesIO(docx))
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
-        for info in src.infolist():
-            data = src.read(info.filename)
-            if info.filename == "[Content_Types].xml":
-                data = data.replace(b"</Types>", b'<Default Extension="bin" ContentType='
-                                    b'"application/vnd.openxmlformats-officedocument.oleObject"/></Types>')
-            z.writestr(info, data)
-        z.writestr("word/embeddings/oleObject1.bin", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 504)
-    return out.getvalue()
+    types = h.read_part(docx, "[Content_Types].xml").replace(
+        b"</Types>", b'<Default Extension="bin" ContentType="application/vnd.openxmlformats-officedocument.oleObject"/>'
+                     b"</Types>")
+    return h.rezip(docx, replace={"[Content_Types].xml": types},
+                   add={"word/embeddings/oleObject1.bin": b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 504})
 
 
 @dataclass
